@@ -1,0 +1,372 @@
+//! The sequencer: the only writer of a log.
+//!
+//! One append is one batch, committed in this order:
+//!
+//! 1. `.nospy/pending` records the size the batch will reach (fsynced), so that recovery knows
+//!    which tile paths a crash may have left half-written;
+//! 2. every new full tile, the new partial tiles, the full entry bundles and the new partial
+//!    bundle are written and fsynced, and so are the directories that name them;
+//! 3. the new checkpoint is signed, written to `.nospy/checkpoint.tmp`, fsynced, renamed over
+//!    `checkpoint`, and the directory fsynced;
+//! 4. only now are the indexes returned.
+//!
+//! **Invariant:** a path covered by the published checkpoint (a full tile, or a partial tile of
+//! the width it has, or had, in a published tree) is never written again. Everything a crash can
+//! leave behind lies beyond the checkpoint and is removed by [`Sequencer::open`] before anything
+//! else happens, so an acknowledged entry is never lost and an unacknowledged one never half-seen.
+
+use crate::error::{corrupt, io, InFile, LogError};
+use crate::storage::{DirStorage, PRIVATE_DIR};
+use crate::{history_path, read_checkpoint, LogConfig, CONFIG_FILE};
+use nospy_tlog::checkpoint::{Checkpoint, SignedCheckpoint};
+use nospy_tlog::hash::{leaf_hash, Hash};
+use nospy_tlog::note::SignerKey;
+use nospy_tlog::tile::{self, level_count, TileId, TileTree, MAX_ENTRY_LEN, MAX_TILE_LEVEL, TILE_WIDTH};
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+const PENDING: &str = ".nospy/pending";
+const CHECKPOINT_TMP: &str = ".nospy/checkpoint.tmp";
+const LOCK: &str = ".nospy/lock";
+
+/// One appended entry: its index, its leaf hash, and whether it was already in the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// The entry's index in the log.
+    pub index: u64,
+    /// Its RFC 6962 leaf hash.
+    pub hash: Hash,
+    /// True when the same entry was already in the log (or earlier in the batch): it was not
+    /// appended again and `index` is the existing one.
+    pub duplicate: bool,
+}
+
+/// The log's single writer. Holds an exclusive lock on the directory while it lives.
+#[derive(Debug)]
+pub struct Sequencer {
+    storage: DirStorage,
+    key: SignerKey,
+    origin: String,
+    checkpoint: SignedCheckpoint,
+    tree: TileTree,
+    /// The partial entry bundle (encoded) and how many entries it holds.
+    bundle: Vec<u8>,
+    bundle_count: u16,
+    /// Leaf hash to index, built from the level-0 tiles on the first append.
+    dedup: Option<HashMap<Hash, u64>>,
+    _lock: File,
+}
+
+impl Sequencer {
+    /// Creates a new, empty log in `dir` (which must not exist or be empty), signed by `key`,
+    /// whose name must be the origin. Writes the configuration and the checkpoint of size 0.
+    pub fn init(dir: &Path, origin: &str, key: &SignerKey, key_file: Option<PathBuf>) -> Result<(), LogError> {
+        if key.name() != origin {
+            return Err(LogError::Key(format!(
+                "the key is named {:?} but the origin is {origin:?}: a log signs its checkpoints with a key named after its origin",
+                key.name()
+            )));
+        }
+        if origin.is_empty() || origin.contains('\n') {
+            return Err(LogError::Key("the origin must be one non-empty line".into()));
+        }
+        match std::fs::read_dir(dir) {
+            Ok(mut rd) => {
+                if rd.next().is_some() {
+                    return Err(LogError::NotALog {
+                        dir: dir.to_path_buf(),
+                        reason: "directory is not empty; a new log needs an empty or new directory".into(),
+                    });
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(dir).map_err(io(dir))?;
+            }
+            Err(e) => return Err(io(dir)(e)),
+        }
+        let storage = DirStorage::new(dir);
+        let config = LogConfig {
+            format: 1,
+            origin: origin.to_string(),
+            public_key: key.verifier().to_string(),
+            private_key_file: key_file,
+        };
+        let text = toml::to_string(&config).map_err(|e| LogError::Key(e.to_string()))?;
+        storage.write_durably(&[(CONFIG_FILE.to_string(), text.into_bytes())])?;
+        let cp = Checkpoint { origin: origin.to_string(), size: 0, root: Hash::EMPTY_ROOT, extensions: vec![] };
+        let sc = cp.sign(key).in_file(&storage.path("checkpoint"))?;
+        storage.replace_atomically("checkpoint", CHECKPOINT_TMP, sc.to_text().as_bytes())?;
+        crate::storage::sync_dir(dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")))?;
+        Ok(())
+    }
+
+    /// Opens the log in `dir` for appending with `key`, which must be the log's key. Recovers
+    /// from any crash first: removes what an unfinished batch may have written, and checks that
+    /// the partial tiles of the published tree give the published root.
+    pub fn open(dir: &Path, key: SignerKey) -> Result<Sequencer, LogError> {
+        let config = LogConfig::load(dir)?;
+        let vkey = config.verifier(dir)?;
+        if key.verifier() != vkey {
+            return Err(LogError::Key(format!(
+                "the private key given is {} but this log's key is {}",
+                key.verifier(),
+                vkey
+            )));
+        }
+        let storage = DirStorage::new(dir);
+        let lock_path = storage.path(LOCK);
+        let lock = File::options().create(true).truncate(false).write(true).open(&lock_path).map_err(io(&lock_path))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Err(LogError::Locked { path: lock_path }),
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(lock_path)(e)),
+        }
+        storage.remove(CHECKPOINT_TMP)?;
+        let checkpoint = read_checkpoint(&storage, &vkey)?;
+        let size = checkpoint.checkpoint.size;
+        discard_unfinished_batch(&storage, size)?;
+
+        // The right edge of the tree: one partial tile per level, and the partial bundle.
+        let mut partials = Vec::new();
+        for level in 0..=MAX_TILE_LEVEL {
+            let count = level_count(level, size);
+            if count == 0 && level > 0 {
+                break;
+            }
+            let w = (count % TILE_WIDTH as u64) as u16;
+            if w == 0 {
+                partials.push(Vec::new());
+                continue;
+            }
+            let id = TileId { level, index: count / TILE_WIDTH as u64, width: w };
+            let path = id.path();
+            let data = storage.read(&path)?.ok_or_else(|| corrupt(storage.path(&path), "partial tile is missing"))?;
+            partials.push(tile::parse_tile(&data, w).in_file(&storage.path(&path))?);
+        }
+        let tree = TileTree::from_partials(size, partials).in_file(&storage.path("tile"))?;
+        if tree.root() != checkpoint.checkpoint.root {
+            return Err(corrupt(
+                storage.path("tile"),
+                "the partial tiles do not give the checkpoint's root hash; run `nospy log audit`",
+            ));
+        }
+        let w = (size % TILE_WIDTH as u64) as u16;
+        let bundle = if w == 0 {
+            Vec::new()
+        } else {
+            let id = TileId { level: 0, index: size / TILE_WIDTH as u64, width: w };
+            let path = id.entries_path();
+            let data = storage.read(&path)?.ok_or_else(|| corrupt(storage.path(&path), "entry bundle is missing"))?;
+            tile::parse_bundle(&data, w).in_file(&storage.path(&path))?;
+            data
+        };
+        Ok(Sequencer {
+            storage,
+            key,
+            origin: config.origin,
+            checkpoint,
+            tree,
+            bundle,
+            bundle_count: w,
+            dedup: None,
+            _lock: lock,
+        })
+    }
+
+    /// The latest published checkpoint.
+    pub fn checkpoint(&self) -> &SignedCheckpoint {
+        &self.checkpoint
+    }
+
+    /// Number of entries.
+    pub fn size(&self) -> u64 {
+        self.tree.size()
+    }
+
+    /// The log directory.
+    pub fn dir(&self) -> &Path {
+        self.storage.root()
+    }
+
+    /// Appends a batch of entries and returns, once they are durable and covered by a new signed
+    /// checkpoint, the index of each (in order). An entry already in the log keeps its index.
+    /// If any entry is over 65,535 bytes nothing is appended.
+    pub fn append(&mut self, entries: &[&[u8]]) -> Result<Vec<Appended>, LogError> {
+        if let Some((position, e)) = entries.iter().enumerate().find(|(_, e)| e.len() > MAX_ENTRY_LEN) {
+            return Err(LogError::EntryTooLong { position, len: e.len() });
+        }
+        let hashes = hash_entries(entries);
+        self.load_dedup()?;
+        let dedup = self.dedup.as_mut().ok_or_else(|| LogError::OutOfRange("dedup index not loaded".into()))?;
+        let old_size = self.tree.size();
+        let mut out = Vec::with_capacity(entries.len());
+        let mut fresh: Vec<usize> = Vec::new();
+        let mut batch_seen: HashMap<Hash, u64> = HashMap::new();
+        for (i, h) in hashes.iter().enumerate() {
+            if let Some(&index) = dedup.get(h).or_else(|| batch_seen.get(h)) {
+                out.push(Appended { index, hash: *h, duplicate: true });
+            } else {
+                let index = old_size + fresh.len() as u64;
+                batch_seen.insert(*h, index);
+                fresh.push(i);
+                out.push(Appended { index, hash: *h, duplicate: false });
+            }
+        }
+        if fresh.is_empty() {
+            return Ok(out);
+        }
+        let new_size = old_size + fresh.len() as u64;
+        let saved = (self.tree.clone(), self.bundle.clone(), self.bundle_count);
+        match self.commit(entries, &hashes, &fresh, old_size, new_size) {
+            Ok(()) => {
+                let dedup = self.dedup.get_or_insert_with(HashMap::new);
+                dedup.extend(batch_seen);
+                Ok(out)
+            }
+            Err(e) => {
+                // Nothing was acknowledged: go back to the published state. Whatever was written
+                // lies beyond the checkpoint and is overwritten by the next batch.
+                (self.tree, self.bundle, self.bundle_count) = saved;
+                Err(e)
+            }
+        }
+    }
+
+    fn commit(
+        &mut self,
+        entries: &[&[u8]],
+        hashes: &[Hash],
+        fresh: &[usize],
+        old_size: u64,
+        new_size: u64,
+    ) -> Result<(), LogError> {
+        self.storage.write_durably(&[(PENDING.to_string(), new_size.to_string().into_bytes())])?;
+        let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+        let bundle_base = old_size / TILE_WIDTH as u64;
+        let mut bundle_index = bundle_base;
+        for &i in fresh {
+            self.tree.push(hashes[i], |id, hs| files.push((id.path(), tile_bytes(hs))));
+            tile::push_bundle_entry(&mut self.bundle, entries[i])
+                .map_err(|_| LogError::EntryTooLong { position: i, len: entries[i].len() })?;
+            self.bundle_count += 1;
+            if self.bundle_count == TILE_WIDTH {
+                let id = TileId { level: 0, index: bundle_index, width: TILE_WIDTH };
+                files.push((id.entries_path(), std::mem::take(&mut self.bundle)));
+                self.bundle_count = 0;
+                bundle_index += 1;
+            }
+        }
+        for (id, hs) in self.tree.partial_tiles() {
+            if level_count(id.level, old_size) != level_count(id.level, new_size) {
+                files.push((id.path(), tile_bytes(hs)));
+            }
+        }
+        if self.bundle_count > 0 {
+            let id = TileId { level: 0, index: bundle_index, width: self.bundle_count };
+            files.push((id.entries_path(), self.bundle.clone()));
+        }
+        self.storage.write_durably(&files)?;
+
+        let cp = Checkpoint { origin: self.origin.clone(), size: new_size, root: self.tree.root(), extensions: vec![] };
+        let sc = cp.sign(&self.key).in_file(&self.storage.path("checkpoint"))?;
+        let text = sc.to_text();
+        self.storage.replace_atomically("checkpoint", CHECKPOINT_TMP, text.as_bytes())?;
+        self.checkpoint = sc;
+        // Best effort, after the commit: the history only serves proofs against older sizes.
+        let _ = std::fs::create_dir_all(self.storage.path(&format!("{PRIVATE_DIR}/history")))
+            .and_then(|_| std::fs::write(self.storage.path(&history_path(new_size)), text.as_bytes()));
+        Ok(())
+    }
+
+    /// Builds the leaf-hash index from the level-0 tiles, once.
+    fn load_dedup(&mut self) -> Result<(), LogError> {
+        if self.dedup.is_some() {
+            return Ok(());
+        }
+        let size = self.tree.size();
+        let mut map = HashMap::with_capacity(size as usize);
+        let full = size / TILE_WIDTH as u64;
+        for t in 0..full {
+            let id = TileId { level: 0, index: t, width: TILE_WIDTH };
+            let path = id.path();
+            let data = self.storage.read(&path)?.ok_or_else(|| corrupt(self.storage.path(&path), "tile is missing"))?;
+            for (k, h) in tile::parse_tile(&data, TILE_WIDTH).in_file(&self.storage.path(&path))?.into_iter().enumerate() {
+                map.entry(h).or_insert(t * TILE_WIDTH as u64 + k as u64);
+            }
+        }
+        if let Some((id, hs)) = self.tree.partial_tiles().next().filter(|(id, _)| id.level == 0) {
+            for (k, h) in hs.iter().enumerate() {
+                map.entry(*h).or_insert(id.index * TILE_WIDTH as u64 + k as u64);
+            }
+        }
+        self.dedup = Some(map);
+        Ok(())
+    }
+}
+
+fn tile_bytes(hs: &[Hash]) -> Vec<u8> {
+    let mut b = Vec::with_capacity(hs.len() * 32);
+    for h in hs {
+        b.extend_from_slice(&h.0);
+    }
+    b
+}
+
+/// Leaf hashes of a batch, on two threads when the batch is large enough to be worth it.
+fn hash_entries(entries: &[&[u8]]) -> Vec<Hash> {
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(4);
+    if entries.len() < 512 || threads < 2 {
+        return entries.iter().map(|e| leaf_hash(e)).collect();
+    }
+    let chunk = entries.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let parts: Vec<_> = entries
+            .chunks(chunk)
+            .map(|c| s.spawn(move || c.iter().map(|e| leaf_hash(e)).collect::<Vec<_>>()))
+            .collect();
+        parts.into_iter().flat_map(|p| p.join().unwrap_or_default()).collect()
+    })
+}
+
+/// Removes every file a batch growing the log from `size` to the size recorded in
+/// `.nospy/pending` may have written, then the pending record itself.
+fn discard_unfinished_batch(storage: &DirStorage, size: u64) -> Result<(), LogError> {
+    let Some(bytes) = storage.read(PENDING)? else { return Ok(()) };
+    let text = String::from_utf8_lossy(&bytes);
+    let target: u64 = match text.trim().parse() {
+        Ok(t) => t,
+        // A torn write of the pending record: the batch never got past step 1.
+        Err(_) => size,
+    };
+    if target > size {
+        let mut dirs = std::collections::BTreeSet::new();
+        for level in 0..=MAX_TILE_LEVEL {
+            let (old, new) = (level_count(level, size), level_count(level, target));
+            if old == new {
+                continue;
+            }
+            for index in old / TILE_WIDTH as u64..=(new - 1) / TILE_WIDTH as u64 {
+                let width = tile::width_in(level, index, target);
+                let id = TileId { level, index, width };
+                let mut paths = vec![id.path()];
+                if level == 0 {
+                    paths.push(id.entries_path());
+                }
+                for p in paths {
+                    if storage.remove(&p)? {
+                        if let Some(d) = Path::new(&p).parent() {
+                            dirs.insert(d.to_string_lossy().into_owned());
+                        }
+                    }
+                }
+            }
+        }
+        for d in dirs {
+            storage.sync_dir(&d)?;
+        }
+    }
+    storage.remove(PENDING)?;
+    storage.sync_dir(PRIVATE_DIR)?;
+    Ok(())
+}

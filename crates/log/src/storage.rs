@@ -1,0 +1,187 @@
+//! The log's files on local disk, laid out exactly as tlog-tiles serves them, with the durability
+//! rules of the sequencer: files are fsynced, and so are the directories that name them, before
+//! the checkpoint that covers them is published; the checkpoint is replaced atomically.
+//!
+//! This is the one storage driver today. Its methods are the seam a second driver (object storage)
+//! would implement; there is deliberately no trait until there is a second implementation.
+
+use crate::error::{io, LogError};
+use std::collections::HashSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// Name of the private directory beside the public files (config, lock, temporary files). A web
+/// server publishing the log should not serve it; it holds no secret (the key stays where it was).
+pub const PRIVATE_DIR: &str = ".nospy";
+
+/// How many threads write and fsync a batch's files: fsyncs issued together let the file system
+/// commit them in one journal transaction.
+const WRITERS: usize = 8;
+
+/// A log directory.
+#[derive(Debug)]
+pub struct DirStorage {
+    root: PathBuf,
+    /// Directories known to exist; guarded because writer threads create directories concurrently.
+    known_dirs: Mutex<HashSet<PathBuf>>,
+}
+
+impl DirStorage {
+    /// The storage rooted at `root` (nothing is read or created yet).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        DirStorage { root: root.into(), known_dirs: Mutex::new(HashSet::new()) }
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Full path of a log-relative path.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.root.join(rel)
+    }
+
+    /// Reads a file; `None` if it does not exist.
+    pub fn read(&self, rel: &str) -> Result<Option<Vec<u8>>, LogError> {
+        let p = self.path(rel);
+        match fs::read(&p) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(p)(e)),
+        }
+    }
+
+    /// Whether a file exists.
+    pub fn exists(&self, rel: &str) -> bool {
+        self.path(rel).exists()
+    }
+
+    /// Writes every file (replacing any uncommitted earlier version), then makes all of them and
+    /// the directories naming them durable. On return without error, every byte is on disk.
+    pub fn write_durably(&self, files: &[(String, Vec<u8>)]) -> Result<(), LogError> {
+        if files.is_empty() {
+            return Ok(());
+        }
+        let dirty_dirs: Mutex<HashSet<PathBuf>> = Mutex::new(HashSet::new());
+        let chunk = files.len().div_ceil(WRITERS);
+        let results: Vec<Result<(), LogError>> = std::thread::scope(|s| {
+            let handles: Vec<_> = files
+                .chunks(chunk)
+                .map(|part| {
+                    let dirty = &dirty_dirs;
+                    s.spawn(move || -> Result<(), LogError> {
+                        for (rel, data) in part {
+                            let p = self.path(rel);
+                            let parent = p.parent().unwrap_or(&self.root).to_path_buf();
+                            self.ensure_dir(&parent, dirty)?;
+                            write_file(&p, data)?;
+                            lock(dirty).insert(parent);
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Err(LogError::OutOfRange("writer thread panicked".into()))))
+                .collect()
+        });
+        results.into_iter().collect::<Result<(), _>>()?;
+        let dirs: Vec<PathBuf> = lock(&dirty_dirs).drain().collect();
+        for d in dirs {
+            sync_dir(&d)?;
+        }
+        Ok(())
+    }
+
+    /// Creates `dir` and any missing parents, noting each parent whose entries changed.
+    fn ensure_dir(&self, dir: &Path, dirty: &Mutex<HashSet<PathBuf>>) -> Result<(), LogError> {
+        if lock(&self.known_dirs).contains(dir) {
+            return Ok(());
+        }
+        let mut missing = Vec::new();
+        let mut d = dir;
+        while !d.is_dir() {
+            missing.push(d.to_path_buf());
+            match d.parent() {
+                Some(p) => d = p,
+                None => break,
+            }
+        }
+        for m in missing.iter().rev() {
+            match fs::create_dir(m) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(io(m.clone())(e)),
+            }
+            if let Some(p) = m.parent() {
+                lock(dirty).insert(p.to_path_buf());
+            }
+        }
+        lock(&self.known_dirs).insert(dir.to_path_buf());
+        Ok(())
+    }
+
+    /// Replaces the file `rel` atomically and durably: written to `tmp` (in the private
+    /// directory), fsynced, renamed over `rel`, and the directory fsynced.
+    pub fn replace_atomically(&self, rel: &str, tmp: &str, data: &[u8]) -> Result<(), LogError> {
+        let t = self.path(tmp);
+        write_file(&t, data)?;
+        let p = self.path(rel);
+        fs::rename(&t, &p).map_err(io(&p))?;
+        sync_dir(p.parent().unwrap_or(&self.root))
+    }
+
+    /// Removes a file if it exists, and reports whether it did.
+    pub fn remove(&self, rel: &str) -> Result<bool, LogError> {
+        let p = self.path(rel);
+        match fs::remove_file(&p) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io(p)(e)),
+        }
+    }
+
+    /// The widths of the partial versions of a tile that exist (`<base>.p/<W>` files).
+    pub fn partial_widths(&self, base: &str) -> Result<Vec<u16>, LogError> {
+        let d = self.path(&format!("{base}.p"));
+        let rd = match fs::read_dir(&d) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io(d)(e)),
+        };
+        let mut out = Vec::new();
+        for e in rd {
+            let e = e.map_err(io(&d))?;
+            if let Some(w) = e.file_name().to_str().and_then(|n| n.parse::<u16>().ok()) {
+                out.push(w);
+            }
+        }
+        out.sort_unstable();
+        Ok(out)
+    }
+
+    /// Fsyncs a directory of the log.
+    pub fn sync_dir(&self, rel: &str) -> Result<(), LogError> {
+        sync_dir(&self.path(rel))
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A writer thread that panicked leaves the set usable: it only ever holds paths.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write_file(p: &Path, data: &[u8]) -> Result<(), LogError> {
+    let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(p).map_err(io(p))?;
+    f.write_all(data).map_err(io(p))?;
+    f.sync_all().map_err(io(p))
+}
+
+/// Fsyncs a directory, so that the names it holds survive a crash.
+pub fn sync_dir(d: &Path) -> Result<(), LogError> {
+    File::open(d).and_then(|f| f.sync_all()).map_err(io(d))
+}

@@ -1,0 +1,352 @@
+//! `nospy log`: the transparency log in a directory.
+
+use crate::util::{print_json, read_input, signer_key, verifier_key, write_output, Negative, Progress};
+use anyhow::{bail, Context as _, Result};
+use clap::Subcommand;
+use nospy_log::{audit, Log, LogConfig, Sequencer};
+use nospy_tlog::checkpoint::{SignedCheckpoint, TlogProof};
+use nospy_tlog::hash::leaf_hash;
+use nospy_tlog::merkle;
+use nospy_tlog::tile::MAX_ENTRY_LEN;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Subcommand)]
+pub enum LogCommand {
+    /// Create an empty log in DIR, signed by the key in FILE.
+    ///
+    /// DIR is laid out as c2sp.org/tlog-tiles serves it (`checkpoint`, `tile/...`): publish it
+    /// with any static web server. nospy's bookkeeping is in DIR/.nospy (no secrets; the private
+    /// key stays where it is, and its path is remembered for `log add`). The key's name must be
+    /// the origin.
+    ///
+    /// Example:
+    ///   nospy key generate --name log.example.org/nospy --out log.key
+    ///   nospy log init ./log --origin log.example.org/nospy --key log.key
+    Init {
+        /// The log directory (new, or empty).
+        dir: PathBuf,
+        /// The checkpoint origin: a schema-less URL naming the log.
+        #[arg(long)]
+        origin: String,
+        /// The log's private key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Append entries: one per FILE (`-` reads standard input), in one durable batch.
+    ///
+    /// Prints each entry's index once it is on disk and covered by a new signed checkpoint. An
+    /// entry already in the log keeps its index and is not appended again. Entries are at most
+    /// 65,535 bytes; if any is larger nothing is appended.
+    ///
+    /// Example: nospy log add ./log release.json
+    Add {
+        /// The log directory.
+        dir: PathBuf,
+        /// Files to append, one entry each.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Private key file (default: the one given to `log init`).
+        #[arg(long)]
+        key: Option<PathBuf>,
+        /// Print JSON: {"entries": [{"index", "hash", "duplicate"}], "size"}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the log's latest signed checkpoint.
+    Checkpoint {
+        /// The log directory.
+        dir: PathBuf,
+        /// Print JSON: {"origin", "size", "root", "note"}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write entry INDEX, byte for byte, to standard output or --out.
+    Entry {
+        /// The log directory.
+        dir: PathBuf,
+        /// The entry's index.
+        index: u64,
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Write a c2sp.org/tlog-proof that entry --index is in the tree of --size entries.
+    ///
+    /// The proof carries the signed checkpoint (cosignatures included) and verifies offline with
+    /// `nospy log verify-proof`. Without --size the latest checkpoint is used; an earlier size
+    /// needs a checkpoint of that size, which nospy keeps for every batch it committed.
+    ///
+    /// Example: nospy log prove ./log --index 3 --out entry3.tlog-proof
+    Prove {
+        /// The log directory.
+        dir: PathBuf,
+        /// The entry's index.
+        #[arg(long)]
+        index: u64,
+        /// Tree size to prove against (default: the latest).
+        #[arg(long)]
+        size: Option<u64>,
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Verify a c2sp.org/tlog-proof for an entry, offline.
+    ///
+    /// Checks the checkpoint's signature by the log key, then the inclusion proof from the
+    /// entry's leaf hash to the checkpoint's root. Exit 0 if it verifies, 1 if not.
+    ///
+    /// Example: nospy log verify-proof entry3.tlog-proof --entry release.json --key 'log.example.org/nospy+...'
+    VerifyProof {
+        /// The proof file (`-` for standard input).
+        proof: PathBuf,
+        /// The entry the proof is about.
+        #[arg(long)]
+        entry: PathBuf,
+        /// The log's verifier key, or a file holding it.
+        #[arg(long)]
+        key: String,
+        /// Print JSON: {"verified", "index", "size", "root", "reason"}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the consistency proof from the tree of --from entries to the tree of --to entries.
+    ///
+    /// The proof is printed one base64 hash per line (RFC 9162 §2.1.4), after checking it
+    /// against the log's own roots.
+    Consistency {
+        /// The log directory.
+        dir: PathBuf,
+        /// Older tree size (at least 1).
+        #[arg(long)]
+        from: u64,
+        /// Newer tree size (default: the latest).
+        #[arg(long)]
+        to: Option<u64>,
+        /// Print JSON: {"from", "to", "from_root", "to_root", "proof"}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a whole log: every entry hashed, every tile and bundle compared, the signature and
+    /// root of the checkpoint verified.
+    ///
+    /// This is the self-check a sceptical evaluator runs on a copy of a log, from any
+    /// tlog-tiles implementation: it trusts nothing in DIR but what --key verifies. Exit 0 if
+    /// the log is sound, 1 if anything is wrong (the file and the problem are named).
+    ///
+    /// Example: nospy log audit ./mirror --key 'log.example.org/nospy+...'
+    Audit {
+        /// The log directory.
+        dir: PathBuf,
+        /// The log's verifier key, or a file holding it. Without it, the key in DIR/.nospy is
+        /// used, which only checks the log against itself.
+        #[arg(long)]
+        key: Option<String>,
+        /// Print JSON: {"ok", "entries", "tiles", "bundles", "root", "uncovered", "error"}.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(c: LogCommand) -> Result<ExitCode> {
+    match c {
+        LogCommand::Init { dir, origin, key, json } => init(&dir, &origin, &key, json),
+        LogCommand::Add { dir, files, key, json } => add(&dir, &files, key.as_deref(), json),
+        LogCommand::Checkpoint { dir, json } => {
+            let log = Log::open(&dir)?;
+            let sc = log.checkpoint();
+            if json {
+                print_json(&json!({
+                    "origin": sc.checkpoint.origin,
+                    "size": sc.checkpoint.size,
+                    "root": sc.checkpoint.root.to_base64(),
+                    "note": sc.to_text(),
+                }))?;
+            } else {
+                print!("{}", sc.to_text());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        LogCommand::Entry { dir, index, out } => {
+            let log = Log::open(&dir)?;
+            let e = log.entry(index)?;
+            write_output(out.as_deref(), &e)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        LogCommand::Prove { dir, index, size, out } => {
+            let log = Log::open(&dir)?;
+            let size = size.unwrap_or(log.size());
+            let sc = log.checkpoint_at(size)?.with_context(|| {
+                format!("the log kept no checkpoint of size {size}; the latest is {}", log.size())
+            })?;
+            let proof = log.inclusion_proof(index, size)?;
+            let p = TlogProof { extra: None, index, proof, checkpoint: sc.to_text() };
+            write_output(out.as_deref(), p.to_text().as_bytes())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        LogCommand::VerifyProof { proof, entry, key, json } => verify_proof(&proof, &entry, &key, json),
+        LogCommand::Consistency { dir, from, to, json } => {
+            let log = Log::open(&dir)?;
+            let to = to.unwrap_or(log.size());
+            let proof = log.consistency_proof(from, to)?;
+            let (r1, r2) = (log.root_at(from)?, log.root_at(to)?);
+            merkle::verify_consistency(from, to, &proof, r1.as_ref(), r2.as_ref())
+                .context("the log's own consistency proof does not verify: run `nospy log audit`")?;
+            if json {
+                let p: Vec<String> = proof.iter().map(|h| h.to_base64()).collect();
+                print_json(&json!({
+                    "from": from, "to": to,
+                    "from_root": r1.to_base64(), "to_root": r2.to_base64(),
+                    "proof": p,
+                }))?;
+            } else {
+                for h in &proof {
+                    println!("{}", h.to_base64());
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        LogCommand::Audit { dir, key, json } => audit_cmd(&dir, key.as_deref(), json),
+    }
+}
+
+fn init(dir: &Path, origin: &str, key_file: &Path, json: bool) -> Result<ExitCode> {
+    let key = signer_key(key_file)?;
+    let abs = std::fs::canonicalize(key_file).with_context(|| format!("resolving {}", key_file.display()))?;
+    Sequencer::init(dir, origin, &key, Some(abs))?;
+    let log = Log::open(dir)?;
+    if json {
+        print_json(&json!({
+            "dir": dir, "origin": origin,
+            "verifier_key": key.verifier().to_string(),
+            "checkpoint": log.checkpoint().to_text(),
+        }))?;
+    } else {
+        eprintln!("created log {origin} in {}; its verifier key:", dir.display());
+        println!("{}", key.verifier());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn add(dir: &Path, files: &[PathBuf], key: Option<&Path>, json: bool) -> Result<ExitCode> {
+    if files.iter().filter(|f| f.as_path() == Path::new("-")).count() > 1 {
+        bail!("standard input (-) can be given only once");
+    }
+    // Read and check everything before touching the log: nothing is appended unless all is good.
+    let mut entries = Vec::with_capacity(files.len());
+    for f in files {
+        let data = read_input(f)?;
+        if data.len() > MAX_ENTRY_LEN {
+            bail!(
+                "{}: {} bytes, over the 65,535-byte entry limit of tlog-tiles; nothing was appended \
+                 (log a statement that references large artifacts by digest instead)",
+                f.display(),
+                data.len()
+            );
+        }
+        entries.push(data);
+    }
+    let key_path = match key {
+        Some(k) => k.to_path_buf(),
+        None => LogConfig::load(dir)?
+            .private_key_file
+            .context("this log remembers no private key file: give one with --key")?,
+    };
+    let key = signer_key(&key_path)?;
+    let mut seq = Sequencer::open(dir, key)?;
+    let refs: Vec<&[u8]> = entries.iter().map(|e| e.as_slice()).collect();
+    let appended = seq.append(&refs)?;
+    if json {
+        let list: Vec<_> = appended
+            .iter()
+            .map(|a| json!({"index": a.index, "hash": a.hash.to_hex(), "duplicate": a.duplicate}))
+            .collect();
+        print_json(&json!({"entries": list, "size": seq.size()}))?;
+    } else {
+        for (a, f) in appended.iter().zip(files) {
+            let dup = if a.duplicate { "  (already in the log)" } else { "" };
+            println!("{}\t{}\t{}{dup}", a.index, a.hash.to_hex(), f.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn verify_proof(proof: &Path, entry: &Path, key: &str, json: bool) -> Result<ExitCode> {
+    let key = verifier_key(key)?;
+    let text = read_input(proof)?;
+    let text = String::from_utf8(text).with_context(|| format!("{}: not UTF-8 text", proof.display()))?;
+    let p = TlogProof::parse(&text).with_context(|| format!("{}: not a tlog-proof", proof.display()))?;
+    let entry_bytes = read_input(entry)?;
+    match p.verify(&entry_bytes, &key) {
+        Ok(sc) => {
+            if json {
+                print_json(&json!({
+                    "verified": true, "index": p.index, "size": sc.checkpoint.size,
+                    "root": sc.checkpoint.root.to_base64(), "leaf_hash": leaf_hash(&entry_bytes).to_hex(),
+                }))?;
+            } else {
+                println!(
+                    "verified: {} is entry {} of {} at size {}",
+                    entry.display(),
+                    p.index,
+                    sc.checkpoint.origin,
+                    sc.checkpoint.size
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            let reason = format!("{}: {e}", proof.display());
+            if json {
+                let size = SignedCheckpoint::parse(p.checkpoint.as_bytes()).ok().map(|s| s.checkpoint.size);
+                print_json(&json!({"verified": false, "index": p.index, "size": size, "reason": reason}))?;
+                Ok(ExitCode::from(1))
+            } else {
+                Err(Negative(format!("proof does not verify: {reason}")).into())
+            }
+        }
+    }
+}
+
+fn audit_cmd(dir: &Path, key: Option<&str>, json: bool) -> Result<ExitCode> {
+    let key = match key {
+        Some(k) => verifier_key(k)?,
+        None => {
+            eprintln!("nospy: no --key given: checking the log against the key in its own configuration");
+            LogConfig::load(dir)?.verifier(dir)?
+        }
+    };
+    let mut progress = Progress::new("audited entries");
+    match audit(dir, &key, |d, t| progress.update(d, t)) {
+        Ok(r) => {
+            if json {
+                print_json(&json!({
+                    "ok": true, "entries": r.entries, "tiles": r.tiles, "bundles": r.bundles,
+                    "root": r.root.to_base64(), "uncovered": r.uncovered,
+                }))?;
+            } else {
+                println!(
+                    "ok: {} entries, {} tiles and {} entry bundles check out; root {} is signed by {}",
+                    r.entries, r.tiles, r.bundles, r.root.to_base64(), key.name()
+                );
+                for u in &r.uncovered {
+                    println!("warning: {u} is not covered by the checkpoint (left by an unfinished append?)");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e @ (nospy_log::LogError::Io { .. } | nospy_log::LogError::NotALog { .. })) => Err(e.into()),
+        Err(e) => {
+            if json {
+                print_json(&json!({"ok": false, "error": e.to_string()}))?;
+                Ok(ExitCode::from(1))
+            } else {
+                Err(Negative(format!("audit failed: {e}")).into())
+            }
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! Small helpers shared by the commands: reading inputs, writing outputs, exit codes, progress.
+
+use anyhow::{Context as _, Result};
+use nospy_tlog::note::{SignerKey, VerifierKey};
+use std::io::{IsTerminal, Read, Write};
+use std::path::Path;
+use std::process::ExitCode;
+
+/// A negative answer: the command worked, and the answer is "no" (exit status 1).
+#[derive(Debug)]
+pub struct Negative(pub String);
+
+impl std::fmt::Display for Negative {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Negative {}
+
+/// 1 for a [`Negative`] answer, 2 for everything else.
+pub fn exit_code_for(e: &anyhow::Error) -> ExitCode {
+    if e.downcast_ref::<Negative>().is_some() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::from(2)
+    }
+}
+
+/// Reads a file, or standard input for `-`.
+pub fn read_input(path: &Path) -> Result<Vec<u8>> {
+    if path == Path::new("-") {
+        let mut b = Vec::new();
+        std::io::stdin().read_to_end(&mut b).context("reading standard input")?;
+        Ok(b)
+    } else {
+        std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+    }
+}
+
+/// Writes a document to `out`, or to standard output. A file is written whole or not at all
+/// (temporary file, then rename).
+pub fn write_output(out: Option<&Path>, data: &[u8]) -> Result<()> {
+    match out {
+        None => {
+            let mut o = std::io::stdout().lock();
+            o.write_all(data).and_then(|_| o.flush()).context("writing standard output")
+        }
+        Some(p) => {
+            let dir = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            let mut tmp = tempfile_in(dir)?;
+            tmp.1.write_all(data).and_then(|_| tmp.1.sync_all()).with_context(|| format!("writing {}", p.display()))?;
+            std::fs::rename(&tmp.0, p).with_context(|| format!("writing {}", p.display()))
+        }
+    }
+}
+
+fn tempfile_in(dir: &Path) -> Result<(std::path::PathBuf, std::fs::File)> {
+    for i in 0..100u32 {
+        let p = dir.join(format!(".nospy-tmp-{}-{i}", std::process::id()));
+        match std::fs::OpenOptions::new().write(true).create_new(true).open(&p) {
+            Ok(f) => return Ok((p, f)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e).with_context(|| format!("creating a file in {}", dir.display())),
+        }
+    }
+    anyhow::bail!("cannot create a temporary file in {}", dir.display())
+}
+
+/// A verifier key given on the command line, or the path of a file holding one.
+pub fn verifier_key(arg: &str) -> Result<VerifierKey> {
+    match VerifierKey::parse(arg) {
+        Ok(k) => Ok(k),
+        Err(direct) => {
+            let p = Path::new(arg);
+            if !p.exists() {
+                return Err(anyhow::anyhow!("{arg:?} is neither a verifier key ({direct}) nor a file"));
+            }
+            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            let line = text.lines().find(|l| !l.trim().is_empty() && !l.starts_with('#')).unwrap_or("");
+            VerifierKey::parse(line).with_context(|| format!("{}: no verifier key on its first line", p.display()))
+        }
+    }
+}
+
+/// Reads a private key file (Go's `PRIVATE+KEY+...` form).
+pub fn signer_key(path: &Path) -> Result<SignerKey> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading private key {}", path.display()))?;
+    SignerKey::parse(&text).with_context(|| format!("{}: not a private key", path.display()))
+}
+
+/// Prints a JSON value on standard output.
+pub fn print_json(v: &serde_json::Value) -> Result<()> {
+    let mut o = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut o, v)?;
+    writeln!(o)?;
+    Ok(())
+}
+
+/// Progress on standard error, only when it is a terminal.
+pub struct Progress {
+    what: &'static str,
+    on: bool,
+    last: std::time::Instant,
+}
+
+impl Progress {
+    /// Starts reporting progress of `what`.
+    pub fn new(what: &'static str) -> Self {
+        Progress { what, on: std::io::stderr().is_terminal(), last: std::time::Instant::now() }
+    }
+
+    /// Reports `done` of `total`, at most ten times a second.
+    pub fn update(&mut self, done: u64, total: u64) {
+        if !self.on || (self.last.elapsed().as_millis() < 100 && done < total) {
+            return;
+        }
+        self.last = std::time::Instant::now();
+        let pct = if total == 0 { 100.0 } else { done as f64 * 100.0 / total as f64 };
+        eprint!("\r{} {done}/{total} ({pct:.0}%)   ", self.what);
+        if done >= total {
+            eprintln!();
+        }
+    }
+}
