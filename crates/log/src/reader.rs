@@ -69,6 +69,11 @@ impl TileCache {
         m.insert(id, t);
     }
 
+    /// Forgets every tile of tile level `level`.
+    pub fn evict_level(&self, level: u8) {
+        self.tiles.lock().unwrap_or_else(|e| e.into_inner()).retain(|id, _| id.level != level);
+    }
+
     /// Forgets every tile.
     pub fn clear(&self) {
         self.tiles.lock().unwrap_or_else(|e| e.into_inner()).clear();

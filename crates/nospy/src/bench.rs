@@ -1,12 +1,251 @@
 //! `nospy bench`: performance measured against the same machine's own limits, in one run.
 
-use anyhow::Result;
+use crate::util::print_json;
+use anyhow::{Context as _, Result};
 use clap::Subcommand;
+use nospy_log::{Log, Sequencer};
+use nospy_tlog::hash::leaf_hash;
+use nospy_tlog::merkle;
+use nospy_tlog::note::SignerKey;
+use serde_json::json;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 #[derive(Subcommand)]
-pub enum BenchCommand {}
+pub enum BenchCommand {
+    /// Durable log appends and inclusion proofs, beside this machine's SHA-256 and fsynced write
+    /// throughput measured in the same run.
+    ///
+    /// Appends --entries entries of --entry-size bytes in batches of --batch through the real
+    /// sequencer (tiles, bundles, fsyncs, signed checkpoint per batch), then generates --proofs
+    /// inclusion proofs for random entries of the resulting log: "cold" with the tile cache
+    /// emptied before every proof (each proof reads its tiles from their files and recomputes
+    /// their interior nodes) and "warm" with the cache kept. The limit is
+    /// min(SHA-256 on all cores / bytes hashed per entry, fsynced write rate / bytes written per
+    /// entry). Use a release build: `cargo run --release -- bench log`.
+    Log {
+        /// Number of entries to append.
+        #[arg(long, default_value_t = 1_000_000)]
+        entries: u64,
+        /// Size of each entry in bytes (at most 65,535).
+        #[arg(long, default_value_t = 1024)]
+        entry_size: usize,
+        /// Entries per batch (one checkpoint and one round of fsyncs per batch).
+        #[arg(long, default_value_t = 32_768)]
+        batch: usize,
+        /// Inclusion proofs to time.
+        #[arg(long, default_value_t = 20_000)]
+        proofs: usize,
+        /// Directory to create the log in (default: a new directory under the system's temporary
+        /// directory). It is removed afterwards unless --keep is given.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Keep the log afterwards.
+        #[arg(long)]
+        keep: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
 
 pub fn run(c: BenchCommand) -> Result<ExitCode> {
-    match c {}
+    match c {
+        BenchCommand::Log { entries, entry_size, batch, proofs, dir, keep, json } => {
+            anyhow::ensure!(entry_size <= 65_535 && entry_size >= 8, "--entry-size must be 8 to 65,535 bytes");
+            anyhow::ensure!(batch >= 1 && entries >= 1, "--batch and --entries must be at least 1");
+            let base = dir.unwrap_or_else(std::env::temp_dir);
+            let work = base.join(format!("nospy-bench-{}", std::process::id()));
+            let r = bench_log(&work, entries, entry_size, batch, proofs, json);
+            if !keep {
+                let _ = std::fs::remove_dir_all(&work);
+            }
+            r
+        }
+    }
+}
+
+fn say(json: bool, msg: &str) {
+    if !json {
+        eprintln!("{msg}");
+    }
+}
+
+fn bench_log(work: &Path, n: u64, size: usize, batch: usize, proofs: usize, json: bool) -> Result<ExitCode> {
+    if cfg!(debug_assertions) {
+        eprintln!("warning: this is a debug build; figures mean little (use --release)");
+    }
+    std::fs::create_dir_all(work).with_context(|| format!("creating {}", work.display()))?;
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+
+    say(json, "measuring the machine: SHA-256 ...");
+    let sha1 = sha256_rate(size, 1);
+    let sha_all = sha256_rate(size, cores);
+    say(json, "measuring the machine: fsynced sequential write ...");
+    let write_rate = fsync_write_rate(work)?;
+    // Per entry: the leaf hash covers the entry plus one byte, the tiles about one 65-byte node
+    // hash; the files take the entry, its 2-byte length and its 32-byte leaf hash (higher tiles
+    // add 1/256 of that).
+    let hashed = (size + 1 + 65) as f64;
+    let written = (size + 2 + 32) as f64 * (1.0 + 1.0 / 255.0);
+    let limit = (sha_all / hashed).min(write_rate / written);
+
+    let origin = "bench.nospy.example/log";
+    let key = SignerKey::from_seed(origin, [42; 32])?;
+    let dir = work.join("log");
+    Sequencer::init(&dir, origin, &key, None)?;
+    let mut seq = Sequencer::open(&dir, key)?;
+    say(json, &format!("appending {n} entries of {size} bytes in batches of {batch} ..."));
+    let mut buf: Vec<Vec<u8>> = Vec::new();
+    let mut batch_times: Vec<Duration> = Vec::new();
+    let mut done = 0u64;
+    let fill: Vec<u8> = (0..size).map(|i| (i * 131 % 251) as u8).collect();
+    while done < n {
+        let k = batch.min((n - done) as usize);
+        buf.clear();
+        for i in 0..k as u64 {
+            let mut e = fill.clone();
+            e[..8].copy_from_slice(&(done + i).to_be_bytes());
+            buf.push(e);
+        }
+        let refs: Vec<&[u8]> = buf.iter().map(|e| e.as_slice()).collect();
+        let t = Instant::now();
+        let out = seq.append(&refs)?;
+        batch_times.push(t.elapsed());
+        anyhow::ensure!(out.iter().all(|a| !a.duplicate), "bench entries must be distinct");
+        done += k as u64;
+        if !json && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            eprint!("\r  {done}/{n}");
+            let _ = std::io::stderr().flush();
+        }
+    }
+    say(json, "");
+    let total: Duration = batch_times.iter().sum();
+    let appends_per_s = n as f64 / total.as_secs_f64();
+    let mut bt: Vec<f64> = batch_times.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+    bt.sort_by(f64::total_cmp);
+    drop(seq);
+
+    say(json, &format!("timing {proofs} inclusion proofs ..."));
+    let log = Log::open(&dir)?;
+    let size_now = log.size();
+    let root = log.checkpoint().checkpoint.root;
+    let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+    let indexes: Vec<u64> = (0..proofs)
+        .map(|_| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % size_now
+        })
+        .collect();
+    // Cold: the entry's level-0 tile is read from its file and expanded for every proof; the few
+    // higher tiles stay cached, as they do in any server that has answered a proof before.
+    let mut cold = Vec::with_capacity(proofs);
+    for &i in &indexes {
+        log.cache().evict_level(0);
+        let t = Instant::now();
+        let p = log.inclusion_proof(i, size_now)?;
+        cold.push(t.elapsed().as_secs_f64() * 1e6);
+        std::hint::black_box(p);
+    }
+    let mut warm = Vec::with_capacity(proofs);
+    for &i in &indexes {
+        let t = Instant::now();
+        let p = log.inclusion_proof(i, size_now)?;
+        warm.push(t.elapsed().as_secs_f64() * 1e6);
+        std::hint::black_box(p);
+    }
+    // The figures are only worth something if the proofs are right: check a sample.
+    for &i in indexes.iter().step_by((proofs / 500).max(1)) {
+        let mut e = fill.clone();
+        e[..8].copy_from_slice(&i.to_be_bytes());
+        let p = log.inclusion_proof(i, size_now)?;
+        merkle::verify_inclusion(i, size_now, leaf_hash(&e).as_ref(), &p, root.as_ref())
+            .with_context(|| format!("benchmark proof for entry {i} does not verify"))?;
+    }
+    cold.sort_by(f64::total_cmp);
+    warm.sort_by(f64::total_cmp);
+
+    let pct = |v: &[f64], p: f64| if v.is_empty() { 0.0 } else { v[((v.len() - 1) as f64 * p).round() as usize] };
+    let report = json!({
+        "entries": n,
+        "entry_size": size,
+        "batch": batch,
+        "batches": batch_times.len(),
+        "cores": cores,
+        "appends_per_s": appends_per_s.round(),
+        "append_mb_per_s": (appends_per_s * size as f64 / 1e6).round(),
+        "batch_ms_p50": pct(&bt, 0.5),
+        "batch_ms_p99": pct(&bt, 0.99),
+        "sha256_mb_per_s_one_core": (sha1 / 1e6).round(),
+        "sha256_mb_per_s_all_cores": (sha_all / 1e6).round(),
+        "fsync_write_mb_per_s": (write_rate / 1e6).round(),
+        "limit_appends_per_s": limit.round(),
+        "limit_ratio": (appends_per_s / limit * 1000.0).round() / 1000.0,
+        "proofs": proofs,
+        "proof_us_p50": pct(&cold, 0.5),
+        "proof_us_p99": pct(&cold, 0.99),
+        "proof_warm_us_p50": pct(&warm, 0.5),
+        "proof_warm_us_p99": pct(&warm, 0.99),
+        "debug_build": cfg!(debug_assertions),
+    });
+    if json {
+        print_json(&report)?;
+    } else {
+        println!("durable appends     {:>12.0} /s  ({} entries of {} B, {} batches of {})", appends_per_s, n, size, batch_times.len(), batch);
+        println!("time per batch      p50 {:.1} ms, p99 {:.1} ms", pct(&bt, 0.5), pct(&bt, 0.99));
+        println!("machine: SHA-256    {:>8.0} MB/s one core, {:.0} MB/s on {cores} cores", sha1 / 1e6, sha_all / 1e6);
+        println!("machine: fsync'd sequential write {:>6.0} MB/s", write_rate / 1e6);
+        println!("machine limit       {:>12.0} appends/s   ratio {:.2}", limit, appends_per_s / limit);
+        println!("inclusion proof     cold (tiles read from files) p50 {:.1} µs, p99 {:.1} µs", pct(&cold, 0.5), pct(&cold, 0.99));
+        println!("                    warm (tile cache)            p50 {:.1} µs, p99 {:.1} µs", pct(&warm, 0.5), pct(&warm, 0.99));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// SHA-256 throughput in bytes/s over `size`-byte inputs, on `threads` threads at once.
+fn sha256_rate(size: usize, threads: usize) -> f64 {
+    let run = Duration::from_millis(400);
+    let data = vec![0x5au8; size];
+    let bytes: u64 = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..threads)
+            .map(|_| {
+                let data = &data;
+                s.spawn(move || {
+                    let t = Instant::now();
+                    let mut n = 0u64;
+                    while t.elapsed() < run {
+                        for _ in 0..256 {
+                            std::hint::black_box(nospy_tlog::hash::sha256(data));
+                        }
+                        n += 256 * data.len() as u64;
+                    }
+                    n
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap_or(0)).sum()
+    });
+    bytes as f64 / run.as_secs_f64()
+}
+
+/// Sequential write throughput to a new file in `dir`, fsync included, in bytes/s.
+fn fsync_write_rate(dir: &Path) -> Result<f64> {
+    let p = dir.join("fsync-probe");
+    let chunk = vec![0xa5u8; 1 << 20];
+    let total = 256usize;
+    let t = Instant::now();
+    {
+        let mut f = std::fs::File::create(&p).with_context(|| format!("creating {}", p.display()))?;
+        for _ in 0..total {
+            f.write_all(&chunk)?;
+        }
+        f.sync_all()?;
+    }
+    let secs = t.elapsed().as_secs_f64();
+    std::fs::remove_file(&p)?;
+    Ok((total * chunk.len()) as f64 / secs)
 }
