@@ -30,7 +30,11 @@ pub struct AuditReport {
 
 /// Audits the tlog-tiles log in `dir` against the log key `key`; any inconsistency is an error
 /// naming the file and the problem.
-pub fn audit(dir: &Path, key: &VerifierKey, mut progress: impl FnMut(u64, u64)) -> Result<AuditReport, LogError> {
+pub fn audit(
+    dir: &Path,
+    key: &VerifierKey,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<AuditReport, LogError> {
     let storage = DirStorage::new(dir);
     let sc = read_checkpoint(&storage, key)?;
     let size = sc.checkpoint.size;
@@ -41,14 +45,24 @@ pub fn audit(dir: &Path, key: &VerifierKey, mut progress: impl FnMut(u64, u64)) 
     let bundles = size.div_ceil(TILE_WIDTH as u64);
     for b in 0..bundles {
         let width = tile::width_in(0, b, size);
-        let id = TileId { level: 0, index: b, width };
+        let id = TileId {
+            level: 0,
+            index: b,
+            width,
+        };
         let path = id.entries_path();
-        let data = storage.read(&path)?.ok_or_else(|| corrupt(storage.path(&path), "entry bundle is missing"))?;
+        let data = storage
+            .read(&path)?
+            .ok_or_else(|| corrupt(storage.path(&path), "entry bundle is missing"))?;
         let entries = tile::parse_bundle(&data, width).in_file(&storage.path(&path))?;
         report.bundles += 1;
         let leaves: Vec<Hash> = entries.iter().map(|e| leaf_hash(e)).collect();
         check_older_bundles(&storage, id, &data)?;
-        report.bundles += storage.partial_widths(&bundle_base(b))?.iter().filter(|&&w| w < width).count() as u64;
+        report.bundles += storage
+            .partial_widths(&bundle_base(b))?
+            .iter()
+            .filter(|&&w| w < width)
+            .count() as u64;
         for l in &leaves {
             tree.push(*l, |id, hs| emitted.push((id, hs.to_vec())));
         }
@@ -77,22 +91,37 @@ pub fn audit(dir: &Path, key: &VerifierKey, mut progress: impl FnMut(u64, u64)) 
 }
 
 fn bundle_base(index: u64) -> String {
-    TileId { level: 0, index, width: TILE_WIDTH }.entries_path()
+    TileId {
+        level: 0,
+        index,
+        width: TILE_WIDTH,
+    }
+    .entries_path()
 }
 
 /// Compares a tile the entries determine with its file, and every older partial version of it
 /// with the prefix it must be. Returns how many files were checked.
 fn check_tile(storage: &DirStorage, id: TileId, hashes: &[Hash]) -> Result<u64, LogError> {
     let path = id.path();
-    let data = storage.read(&path)?.ok_or_else(|| corrupt(storage.path(&path), "tile is missing"))?;
+    let data = storage
+        .read(&path)?
+        .ok_or_else(|| corrupt(storage.path(&path), "tile is missing"))?;
     let found = tile::parse_tile(&data, id.width).in_file(&storage.path(&path))?;
     if let Some(k) = found.iter().zip(hashes).position(|(a, b)| a != b) {
         return Err(corrupt(
             storage.path(&path),
-            format!("hash {k} is {}, the entries give {}", found[k].to_base64(), hashes[k].to_base64()),
+            format!(
+                "hash {k} is {}, the entries give {}",
+                found[k].to_base64(),
+                hashes[k].to_base64()
+            ),
         ));
     }
-    let base = TileId { width: TILE_WIDTH, ..id }.path();
+    let base = TileId {
+        width: TILE_WIDTH,
+        ..id
+    }
+    .path();
     let mut n = 1;
     for w in storage.partial_widths(&base)? {
         if w >= id.width {
@@ -103,7 +132,10 @@ fn check_tile(storage: &DirStorage, id: TileId, hashes: &[Hash]) -> Result<u64, 
         let data = storage.read(&p)?.unwrap_or_default();
         let hs = tile::parse_tile(&data, w).in_file(&storage.path(&p))?;
         if hs[..] != hashes[..w as usize] {
-            return Err(corrupt(storage.path(&p), "older partial tile disagrees with the tree"));
+            return Err(corrupt(
+                storage.path(&p),
+                "older partial tile disagrees with the tree",
+            ));
         }
         n += 1;
     }
@@ -119,7 +151,10 @@ fn check_older_bundles(storage: &DirStorage, id: TileId, data: &[u8]) -> Result<
         let older = storage.read(&p)?.unwrap_or_default();
         tile::parse_bundle(&older, w).in_file(&storage.path(&p))?;
         if !data.starts_with(&older) {
-            return Err(corrupt(storage.path(&p), "older partial bundle is not a prefix of the current one"));
+            return Err(corrupt(
+                storage.path(&p),
+                "older partial bundle is not a prefix of the current one",
+            ));
         }
     }
     Ok(())
@@ -145,10 +180,16 @@ fn uncovered_files(storage: &DirStorage, size: u64) -> Result<Vec<String>, LogEr
                 stack.push(p);
                 continue;
             }
-            let rel = p.strip_prefix(storage.root()).unwrap_or(&p).to_string_lossy().into_owned();
+            let rel = p
+                .strip_prefix(storage.root())
+                .unwrap_or(&p)
+                .to_string_lossy()
+                .into_owned();
             let covered = match TileId::parse(&rel) {
                 Ok((id, _)) => {
-                    let w = *widths.entry((id.level, id.index)).or_insert_with(|| tile::width_in(id.level, id.index, size));
+                    let w = *widths
+                        .entry((id.level, id.index))
+                        .or_insert_with(|| tile::width_in(id.level, id.index, size));
                     id.width <= w
                 }
                 Err(_) => false,

@@ -88,7 +88,10 @@ pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Log
 }
 
 pub(crate) fn corrupt(path: impl Into<PathBuf>, problem: impl fmt::Display) -> LogError {
-    LogError::Corrupt { path: path.into(), problem: problem.to_string() }
+    LogError::Corrupt {
+        path: path.into(),
+        problem: problem.to_string(),
+    }
 }
 
 /// Turns a format error into a [`LogError::Corrupt`] naming the file.

@@ -63,14 +63,19 @@ impl LogConfig {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(LogError::NotALog {
                     dir: dir.to_path_buf(),
-                    reason: format!("not a nospy log (no {CONFIG_FILE}; create one with `nospy log init`)"),
+                    reason: format!(
+                        "not a nospy log (no {CONFIG_FILE}; create one with `nospy log init`)"
+                    ),
                 })
             }
             Err(e) => return Err(io(p)(e)),
         };
         let c: LogConfig = toml::from_str(&text).map_err(|e| corrupt(&p, e.message()))?;
         if c.format != 1 {
-            return Err(corrupt(&p, format!("layout format {} is not supported (expected 1)", c.format)));
+            return Err(corrupt(
+                &p,
+                format!("layout format {} is not supported (expected 1)", c.format),
+            ));
         }
         Ok(c)
     }
@@ -102,7 +107,12 @@ impl Log {
     pub fn open_with_key(dir: impl Into<PathBuf>, key: VerifierKey) -> Result<Log, LogError> {
         let storage = DirStorage::new(dir);
         let checkpoint = read_checkpoint(&storage, &key)?;
-        Ok(Log { storage, key, checkpoint, cache: TileCache::new(DEFAULT_CACHE_TILES) })
+        Ok(Log {
+            storage,
+            key,
+            checkpoint,
+            cache: TileCache::new(DEFAULT_CACHE_TILES),
+        })
     }
 
     /// Re-reads the checkpoint (after another process appended).
@@ -171,7 +181,10 @@ impl Log {
             Some(b) => {
                 let sc = SignedCheckpoint::open(&b, &self.key).in_file(&self.storage.path(&rel))?;
                 if sc.checkpoint.size != size {
-                    return Err(corrupt(self.storage.path(&rel), "checkpoint has another size than its name"));
+                    return Err(corrupt(
+                        self.storage.path(&rel),
+                        "checkpoint has another size than its name",
+                    ));
                 }
                 Ok(Some(sc))
             }
@@ -199,11 +212,16 @@ pub(crate) fn history_path(size: u64) -> String {
 }
 
 /// Reads and checks the `checkpoint` file: parsed, signed by `key`, origin equal to the key name.
-pub(crate) fn read_checkpoint(storage: &DirStorage, key: &VerifierKey) -> Result<SignedCheckpoint, LogError> {
+pub(crate) fn read_checkpoint(
+    storage: &DirStorage,
+    key: &VerifierKey,
+) -> Result<SignedCheckpoint, LogError> {
     let path = storage.path("checkpoint");
-    let bytes = storage.read("checkpoint")?.ok_or_else(|| LogError::NotALog {
-        dir: storage.root().to_path_buf(),
-        reason: "no checkpoint file: not a tlog-tiles log".into(),
-    })?;
+    let bytes = storage
+        .read("checkpoint")?
+        .ok_or_else(|| LogError::NotALog {
+            dir: storage.root().to_path_buf(),
+            reason: "no checkpoint file: not a tlog-tiles log".into(),
+        })?;
     SignedCheckpoint::open(&bytes, key).in_file(&path)
 }

@@ -22,7 +22,10 @@ impl ExpandedTile {
         let mut levels = vec![hashes];
         for _ in 0..TILE_HEIGHT {
             let prev = &levels[levels.len() - 1];
-            let next: Vec<Hash> = prev.chunks_exact(2).map(|p| node_hash(&p[0], &p[1])).collect();
+            let next: Vec<Hash> = prev
+                .chunks_exact(2)
+                .map(|p| node_hash(&p[0], &p[1]))
+                .collect();
             levels.push(next);
         }
         ExpandedTile { levels }
@@ -50,11 +53,18 @@ pub struct TileCache {
 impl TileCache {
     /// A cache holding at most `capacity` tiles (each up to 16 KiB expanded).
     pub fn new(capacity: usize) -> Self {
-        TileCache { capacity: capacity.max(1), tiles: Mutex::new(HashMap::new()) }
+        TileCache {
+            capacity: capacity.max(1),
+            tiles: Mutex::new(HashMap::new()),
+        }
     }
 
     fn get(&self, id: &TileId) -> Option<Arc<ExpandedTile>> {
-        self.tiles.lock().unwrap_or_else(|e| e.into_inner()).get(id).cloned()
+        self.tiles
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
     }
 
     fn put(&self, id: TileId, t: Arc<ExpandedTile>) {
@@ -71,7 +81,10 @@ impl TileCache {
 
     /// Forgets every tile of tile level `level`.
     pub fn evict_level(&self, level: u8) {
-        self.tiles.lock().unwrap_or_else(|e| e.into_inner()).retain(|id, _| id.level != level);
+        self.tiles
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|id, _| id.level != level);
     }
 
     /// Forgets every tile.
@@ -92,7 +105,11 @@ pub struct TileReader<'a> {
 impl<'a> TileReader<'a> {
     /// A reader of the tiles of a tree of `size` entries.
     pub fn new(storage: &'a DirStorage, cache: &'a TileCache, size: u64) -> Self {
-        TileReader { storage, cache, size }
+        TileReader {
+            storage,
+            cache,
+            size,
+        }
     }
 
     /// Reads (or takes from the cache) tile `index` at tile level `level`, at its width in the tree.
@@ -104,7 +121,11 @@ impl<'a> TileReader<'a> {
                 self.size
             )));
         }
-        let id = TileId { level, index, width };
+        let id = TileId {
+            level,
+            index,
+            width,
+        };
         if let Some(t) = self.cache.get(&id) {
             return Ok(t);
         }
@@ -113,7 +134,8 @@ impl<'a> TileReader<'a> {
             .storage
             .read(&path)?
             .ok_or_else(|| corrupt(self.storage.path(&path), "tile is missing"))?;
-        let hashes = tile::parse_tile(&data, width).map_err(|e| corrupt(self.storage.path(&path), e))?;
+        let hashes =
+            tile::parse_tile(&data, width).map_err(|e| corrupt(self.storage.path(&path), e))?;
         let t = Arc::new(ExpandedTile::new(hashes));
         self.cache.put(id, t.clone());
         Ok(t)
@@ -128,20 +150,28 @@ impl<'a> TileReader<'a> {
                 self.size
             )));
         }
-        let id = TileId { level: 0, index: bundle_index, width };
+        let id = TileId {
+            level: 0,
+            index: bundle_index,
+            width,
+        };
         let path = id.entries_path();
         let data = self
             .storage
             .read(&path)?
             .ok_or_else(|| corrupt(self.storage.path(&path), "entry bundle is missing"))?;
-        let entries = tile::parse_bundle(&data, width).map_err(|e| corrupt(self.storage.path(&path), e))?;
+        let entries =
+            tile::parse_bundle(&data, width).map_err(|e| corrupt(self.storage.path(&path), e))?;
         Ok(entries.into_iter().map(|e| e.to_vec()).collect())
     }
 
     /// Entry `index`.
     pub fn entry(&self, index: u64) -> Result<Vec<u8>, LogError> {
         if index >= self.size {
-            return Err(LogError::OutOfRange(format!("entry {index} is beyond tree size {}", self.size)));
+            return Err(LogError::OutOfRange(format!(
+                "entry {index} is beyond tree size {}",
+                self.size
+            )));
         }
         let mut b = self.bundle(index / TILE_WIDTH as u64)?;
         Ok(b.swap_remove((index % TILE_WIDTH as u64) as usize))
@@ -155,14 +185,20 @@ impl NodeSource for TileReader<'_> {
         let t = level / TILE_HEIGHT;
         let h = level % TILE_HEIGHT;
         // Position of the node's leftmost descendant among the nodes stored at tile level `t`.
-        let first = index.checked_shl(h as u32).filter(|f| f >> h == index).ok_or(ProofError::IndexOutOfRange {
-            index,
-            size: self.size,
-        })?;
+        let first = index
+            .checked_shl(h as u32)
+            .filter(|f| f >> h == index)
+            .ok_or(ProofError::IndexOutOfRange {
+                index,
+                size: self.size,
+            })?;
         let tile = self.tile(t, first / TILE_WIDTH as u64)?;
         let within = (first % TILE_WIDTH as u64) as usize >> h;
         tile.node(h, within).ok_or_else(|| {
-            LogError::OutOfRange(format!("node {index} at level {level} is not complete in tree size {}", self.size))
+            LogError::OutOfRange(format!(
+                "node {index} at level {level} is not complete in tree size {}",
+                self.size
+            ))
         })
     }
 }

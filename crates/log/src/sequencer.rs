@@ -21,7 +21,9 @@ use crate::{history_path, read_checkpoint, LogConfig, CONFIG_FILE};
 use nospy_tlog::checkpoint::{Checkpoint, SignedCheckpoint};
 use nospy_tlog::hash::{leaf_hash, Hash};
 use nospy_tlog::note::SignerKey;
-use nospy_tlog::tile::{self, level_count, TileId, TileTree, MAX_ENTRY_LEN, MAX_TILE_LEVEL, TILE_WIDTH};
+use nospy_tlog::tile::{
+    self, level_count, TileId, TileTree, MAX_ENTRY_LEN, MAX_TILE_LEVEL, TILE_WIDTH,
+};
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -61,7 +63,12 @@ pub struct Sequencer {
 impl Sequencer {
     /// Creates a new, empty log in `dir` (which must not exist or be empty), signed by `key`,
     /// whose name must be the origin. Writes the configuration and the checkpoint of size 0.
-    pub fn init(dir: &Path, origin: &str, key: &SignerKey, key_file: Option<PathBuf>) -> Result<(), LogError> {
+    pub fn init(
+        dir: &Path,
+        origin: &str,
+        key: &SignerKey,
+        key_file: Option<PathBuf>,
+    ) -> Result<(), LogError> {
         if key.name() != origin {
             return Err(LogError::Key(format!(
                 "the key is named {:?} but the origin is {origin:?}: a log signs its checkpoints with a key named after its origin",
@@ -69,14 +76,17 @@ impl Sequencer {
             )));
         }
         if origin.is_empty() || origin.contains('\n') {
-            return Err(LogError::Key("the origin must be one non-empty line".into()));
+            return Err(LogError::Key(
+                "the origin must be one non-empty line".into(),
+            ));
         }
         match std::fs::read_dir(dir) {
             Ok(mut rd) => {
                 if rd.next().is_some() {
                     return Err(LogError::NotALog {
                         dir: dir.to_path_buf(),
-                        reason: "directory is not empty; a new log needs an empty or new directory".into(),
+                        reason: "directory is not empty; a new log needs an empty or new directory"
+                            .into(),
                     });
                 }
             }
@@ -94,10 +104,19 @@ impl Sequencer {
         };
         let text = toml::to_string(&config).map_err(|e| LogError::Key(e.to_string()))?;
         storage.write_durably(&[(CONFIG_FILE.to_string(), text.into_bytes())])?;
-        let cp = Checkpoint { origin: origin.to_string(), size: 0, root: Hash::EMPTY_ROOT, extensions: vec![] };
+        let cp = Checkpoint {
+            origin: origin.to_string(),
+            size: 0,
+            root: Hash::EMPTY_ROOT,
+            extensions: vec![],
+        };
         let sc = cp.sign(key).in_file(&storage.path("checkpoint"))?;
         storage.replace_atomically("checkpoint", CHECKPOINT_TMP, sc.to_text().as_bytes())?;
-        crate::storage::sync_dir(dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")))?;
+        crate::storage::sync_dir(
+            dir.parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new(".")),
+        )?;
         Ok(())
     }
 
@@ -116,10 +135,17 @@ impl Sequencer {
         }
         let storage = DirStorage::new(dir);
         let lock_path = storage.path(LOCK);
-        let lock = File::options().create(true).truncate(false).write(true).open(&lock_path).map_err(io(&lock_path))?;
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io(&lock_path))?;
         match lock.try_lock() {
             Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => return Err(LogError::Locked { path: lock_path }),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(LogError::Locked { path: lock_path })
+            }
             Err(std::fs::TryLockError::Error(e)) => return Err(io(lock_path)(e)),
         }
         storage.remove(CHECKPOINT_TMP)?;
@@ -139,9 +165,15 @@ impl Sequencer {
                 partials.push(Vec::new());
                 continue;
             }
-            let id = TileId { level, index: count / TILE_WIDTH as u64, width: w };
+            let id = TileId {
+                level,
+                index: count / TILE_WIDTH as u64,
+                width: w,
+            };
             let path = id.path();
-            let data = storage.read(&path)?.ok_or_else(|| corrupt(storage.path(&path), "partial tile is missing"))?;
+            let data = storage
+                .read(&path)?
+                .ok_or_else(|| corrupt(storage.path(&path), "partial tile is missing"))?;
             partials.push(tile::parse_tile(&data, w).in_file(&storage.path(&path))?);
         }
         let tree = TileTree::from_partials(size, partials).in_file(&storage.path("tile"))?;
@@ -155,9 +187,15 @@ impl Sequencer {
         let bundle = if w == 0 {
             Vec::new()
         } else {
-            let id = TileId { level: 0, index: size / TILE_WIDTH as u64, width: w };
+            let id = TileId {
+                level: 0,
+                index: size / TILE_WIDTH as u64,
+                width: w,
+            };
             let path = id.entries_path();
-            let data = storage.read(&path)?.ok_or_else(|| corrupt(storage.path(&path), "entry bundle is missing"))?;
+            let data = storage
+                .read(&path)?
+                .ok_or_else(|| corrupt(storage.path(&path), "entry bundle is missing"))?;
             tile::parse_bundle(&data, w).in_file(&storage.path(&path))?;
             data
         };
@@ -193,24 +231,42 @@ impl Sequencer {
     /// checkpoint, the index of each (in order). An entry already in the log keeps its index.
     /// If any entry is over 65,535 bytes nothing is appended.
     pub fn append(&mut self, entries: &[&[u8]]) -> Result<Vec<Appended>, LogError> {
-        if let Some((position, e)) = entries.iter().enumerate().find(|(_, e)| e.len() > MAX_ENTRY_LEN) {
-            return Err(LogError::EntryTooLong { position, len: e.len() });
+        if let Some((position, e)) = entries
+            .iter()
+            .enumerate()
+            .find(|(_, e)| e.len() > MAX_ENTRY_LEN)
+        {
+            return Err(LogError::EntryTooLong {
+                position,
+                len: e.len(),
+            });
         }
         let hashes = hash_entries(entries);
         self.load_dedup()?;
-        let dedup = self.dedup.as_mut().ok_or_else(|| LogError::OutOfRange("dedup index not loaded".into()))?;
+        let dedup = self
+            .dedup
+            .as_mut()
+            .ok_or_else(|| LogError::OutOfRange("dedup index not loaded".into()))?;
         let old_size = self.tree.size();
         let mut out = Vec::with_capacity(entries.len());
         let mut fresh: Vec<usize> = Vec::new();
         let mut batch_seen: HashMap<Hash, u64> = HashMap::new();
         for (i, h) in hashes.iter().enumerate() {
             if let Some(&index) = dedup.get(h).or_else(|| batch_seen.get(h)) {
-                out.push(Appended { index, hash: *h, duplicate: true });
+                out.push(Appended {
+                    index,
+                    hash: *h,
+                    duplicate: true,
+                });
             } else {
                 let index = old_size + fresh.len() as u64;
                 batch_seen.insert(*h, index);
                 fresh.push(i);
-                out.push(Appended { index, hash: *h, duplicate: false });
+                out.push(Appended {
+                    index,
+                    hash: *h,
+                    duplicate: false,
+                });
             }
         }
         if fresh.is_empty() {
@@ -241,17 +297,27 @@ impl Sequencer {
         old_size: u64,
         new_size: u64,
     ) -> Result<(), LogError> {
-        self.storage.write_durably(&[(PENDING.to_string(), new_size.to_string().into_bytes())])?;
+        self.storage
+            .write_durably(&[(PENDING.to_string(), new_size.to_string().into_bytes())])?;
         let mut files: Vec<(String, Vec<u8>)> = Vec::new();
         let bundle_base = old_size / TILE_WIDTH as u64;
         let mut bundle_index = bundle_base;
         for &i in fresh {
-            self.tree.push(hashes[i], |id, hs| files.push((id.path(), tile_bytes(hs))));
-            tile::push_bundle_entry(&mut self.bundle, entries[i])
-                .map_err(|_| LogError::EntryTooLong { position: i, len: entries[i].len() })?;
+            self.tree
+                .push(hashes[i], |id, hs| files.push((id.path(), tile_bytes(hs))));
+            tile::push_bundle_entry(&mut self.bundle, entries[i]).map_err(|_| {
+                LogError::EntryTooLong {
+                    position: i,
+                    len: entries[i].len(),
+                }
+            })?;
             self.bundle_count += 1;
             if self.bundle_count == TILE_WIDTH {
-                let id = TileId { level: 0, index: bundle_index, width: TILE_WIDTH };
+                let id = TileId {
+                    level: 0,
+                    index: bundle_index,
+                    width: TILE_WIDTH,
+                };
                 files.push((id.entries_path(), std::mem::take(&mut self.bundle)));
                 self.bundle_count = 0;
                 bundle_index += 1;
@@ -263,19 +329,33 @@ impl Sequencer {
             }
         }
         if self.bundle_count > 0 {
-            let id = TileId { level: 0, index: bundle_index, width: self.bundle_count };
+            let id = TileId {
+                level: 0,
+                index: bundle_index,
+                width: self.bundle_count,
+            };
             files.push((id.entries_path(), self.bundle.clone()));
         }
         self.storage.write_durably(&files)?;
 
-        let cp = Checkpoint { origin: self.origin.clone(), size: new_size, root: self.tree.root(), extensions: vec![] };
-        let sc = cp.sign(&self.key).in_file(&self.storage.path("checkpoint"))?;
+        let cp = Checkpoint {
+            origin: self.origin.clone(),
+            size: new_size,
+            root: self.tree.root(),
+            extensions: vec![],
+        };
+        let sc = cp
+            .sign(&self.key)
+            .in_file(&self.storage.path("checkpoint"))?;
         let text = sc.to_text();
-        self.storage.replace_atomically("checkpoint", CHECKPOINT_TMP, text.as_bytes())?;
+        self.storage
+            .replace_atomically("checkpoint", CHECKPOINT_TMP, text.as_bytes())?;
         self.checkpoint = sc;
         // Best effort, after the commit: the history only serves proofs against older sizes.
         let _ = std::fs::create_dir_all(self.storage.path(&format!("{PRIVATE_DIR}/history")))
-            .and_then(|_| std::fs::write(self.storage.path(&history_path(new_size)), text.as_bytes()));
+            .and_then(|_| {
+                std::fs::write(self.storage.path(&history_path(new_size)), text.as_bytes())
+            });
         Ok(())
     }
 
@@ -288,16 +368,33 @@ impl Sequencer {
         let mut map = HashMap::with_capacity(size as usize);
         let full = size / TILE_WIDTH as u64;
         for t in 0..full {
-            let id = TileId { level: 0, index: t, width: TILE_WIDTH };
+            let id = TileId {
+                level: 0,
+                index: t,
+                width: TILE_WIDTH,
+            };
             let path = id.path();
-            let data = self.storage.read(&path)?.ok_or_else(|| corrupt(self.storage.path(&path), "tile is missing"))?;
-            for (k, h) in tile::parse_tile(&data, TILE_WIDTH).in_file(&self.storage.path(&path))?.into_iter().enumerate() {
+            let data = self
+                .storage
+                .read(&path)?
+                .ok_or_else(|| corrupt(self.storage.path(&path), "tile is missing"))?;
+            for (k, h) in tile::parse_tile(&data, TILE_WIDTH)
+                .in_file(&self.storage.path(&path))?
+                .into_iter()
+                .enumerate()
+            {
                 map.entry(h).or_insert(t * TILE_WIDTH as u64 + k as u64);
             }
         }
-        if let Some((id, hs)) = self.tree.partial_tiles().next().filter(|(id, _)| id.level == 0) {
+        if let Some((id, hs)) = self
+            .tree
+            .partial_tiles()
+            .next()
+            .filter(|(id, _)| id.level == 0)
+        {
             for (k, h) in hs.iter().enumerate() {
-                map.entry(*h).or_insert(id.index * TILE_WIDTH as u64 + k as u64);
+                map.entry(*h)
+                    .or_insert(id.index * TILE_WIDTH as u64 + k as u64);
             }
         }
         self.dedup = Some(map);
@@ -315,7 +412,10 @@ fn tile_bytes(hs: &[Hash]) -> Vec<u8> {
 
 /// Leaf hashes of a batch, on two threads when the batch is large enough to be worth it.
 fn hash_entries(entries: &[&[u8]]) -> Vec<Hash> {
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(4);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(4);
     if entries.len() < 512 || threads < 2 {
         return entries.iter().map(|e| leaf_hash(e)).collect();
     }
@@ -325,14 +425,19 @@ fn hash_entries(entries: &[&[u8]]) -> Vec<Hash> {
             .chunks(chunk)
             .map(|c| s.spawn(move || c.iter().map(|e| leaf_hash(e)).collect::<Vec<_>>()))
             .collect();
-        parts.into_iter().flat_map(|p| p.join().unwrap_or_default()).collect()
+        parts
+            .into_iter()
+            .flat_map(|p| p.join().unwrap_or_default())
+            .collect()
     })
 }
 
 /// Removes every file a batch growing the log from `size` to the size recorded in
 /// `.nospy/pending` may have written, then the pending record itself.
 fn discard_unfinished_batch(storage: &DirStorage, size: u64) -> Result<(), LogError> {
-    let Some(bytes) = storage.read(PENDING)? else { return Ok(()) };
+    let Some(bytes) = storage.read(PENDING)? else {
+        return Ok(());
+    };
     let text = String::from_utf8_lossy(&bytes);
     let target: u64 = match text.trim().parse() {
         Ok(t) => t,
@@ -348,7 +453,11 @@ fn discard_unfinished_batch(storage: &DirStorage, size: u64) -> Result<(), LogEr
             }
             for index in old / TILE_WIDTH as u64..=(new - 1) / TILE_WIDTH as u64 {
                 let width = tile::width_in(level, index, target);
-                let id = TileId { level, index, width };
+                let id = TileId {
+                    level,
+                    index,
+                    width,
+                };
                 let mut paths = vec![id.path()];
                 if level == 0 {
                     paths.push(id.entries_path());

@@ -31,7 +31,10 @@ pub struct DirStorage {
 impl DirStorage {
     /// The storage rooted at `root` (nothing is read or created yet).
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        DirStorage { root: root.into(), known_dirs: Mutex::new(HashSet::new()) }
+        DirStorage {
+            root: root.into(),
+            known_dirs: Mutex::new(HashSet::new()),
+        }
     }
 
     /// The root directory.
@@ -86,7 +89,11 @@ impl DirStorage {
                 .collect();
             handles
                 .into_iter()
-                .map(|h| h.join().unwrap_or_else(|_| Err(LogError::OutOfRange("writer thread panicked".into()))))
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(LogError::OutOfRange("writer thread panicked".into()))
+                    })
+                })
                 .collect()
         });
         results.into_iter().collect::<Result<(), _>>()?;
@@ -176,7 +183,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 fn write_file(p: &Path, data: &[u8]) -> Result<(), LogError> {
-    let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(p).map_err(io(p))?;
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(p)
+        .map_err(io(p))?;
     f.write_all(data).map_err(io(p))?;
     f.sync_all().map_err(io(p))
 }

@@ -1,5 +1,7 @@
 //! The log library: appends, proofs from tiles, deduplication, recovery from crashes.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is a failing test
+
 use nospy_log::{audit, Log, LogError, Sequencer};
 use nospy_tlog::hash::leaf_hash;
 use nospy_tlog::merkle::{self, MemoryTree};
@@ -47,21 +49,35 @@ fn proofs_from_tiles_match_an_in_memory_tree_at_every_size() {
         for i in mem.size()..n {
             mem.push(leaf_hash(&entry(i)));
         }
-        assert_eq!(seq.checkpoint().checkpoint.root, mem.root(), "root at size {n}");
+        assert_eq!(
+            seq.checkpoint().checkpoint.root,
+            mem.root(),
+            "root at size {n}"
+        );
     }
     drop(seq);
     let log = Log::open(&dir).unwrap();
     assert_eq!(log.size(), n);
     let mut rng = 12345u64;
     for _ in 0..300 {
-        rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        rng = rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let size = 1 + (rng >> 20) % n;
         let index = (rng >> 3) % size;
         let p = log.inclusion_proof(index, size).unwrap();
-        assert_eq!(p, merkle::inclusion_proof(&mem, index, size).unwrap(), "inclusion {index} in {size}");
+        assert_eq!(
+            p,
+            merkle::inclusion_proof(&mem, index, size).unwrap(),
+            "inclusion {index} in {size}"
+        );
         let from = 1 + (rng >> 40) % size;
         let c = log.consistency_proof(from, size).unwrap();
-        assert_eq!(c, merkle::consistency_proof(&mem, from, size).unwrap(), "consistency {from} to {size}");
+        assert_eq!(
+            c,
+            merkle::consistency_proof(&mem, from, size).unwrap(),
+            "consistency {from} to {size}"
+        );
         assert_eq!(log.entry(index).unwrap(), entry(index));
     }
     assert!(log.inclusion_proof(n, n).is_err());
@@ -85,7 +101,11 @@ fn duplicates_keep_their_index_across_batches_and_reopens() {
     let before = std::fs::read(dir.join("checkpoint")).unwrap();
     let out = seq.append(&[b"b"]).unwrap();
     assert_eq!((out[0].index, out[0].duplicate), (1, true));
-    assert_eq!(std::fs::read(dir.join("checkpoint")).unwrap(), before, "nothing new: no new checkpoint");
+    assert_eq!(
+        std::fs::read(dir.join("checkpoint")).unwrap(),
+        before,
+        "nothing new: no new checkpoint"
+    );
 }
 
 #[test]
@@ -95,7 +115,16 @@ fn an_oversized_entry_appends_nothing() {
     let mut seq = new_log(&dir);
     let big = vec![0u8; 65_536];
     let e = seq.append(&[b"ok", &big]).unwrap_err();
-    assert!(matches!(e, LogError::EntryTooLong { position: 1, len: 65_536 }), "{e}");
+    assert!(
+        matches!(
+            e,
+            LogError::EntryTooLong {
+                position: 1,
+                len: 65_536
+            }
+        ),
+        "{e}"
+    );
     assert_eq!(seq.size(), 0);
     assert!(!dir.join("tile").exists());
 }
@@ -126,7 +155,13 @@ fn recovery_removes_what_an_unfinished_batch_left_and_appends_continue() {
     let report = audit(&dir, &key_v, |_, _| {}).unwrap();
     assert_eq!(report.uncovered.len(), 5, "{:?}", report.uncovered);
     let mut seq = Sequencer::open(&dir, key()).unwrap();
-    for p in ["tile/0/001", "tile/0/002.p/188", "tile/entries/001", "tile/entries/002.p/188", "tile/1/000.p/2"] {
+    for p in [
+        "tile/0/001",
+        "tile/0/002.p/188",
+        "tile/entries/001",
+        "tile/entries/002.p/188",
+        "tile/1/000.p/2",
+    ] {
         assert!(!dir.join(p).exists(), "{p} should have been removed");
     }
     assert!(!dir.join(".nospy/checkpoint.tmp").exists());
@@ -151,7 +186,10 @@ fn a_damaged_right_edge_is_refused_at_open_naming_the_file() {
     let good = std::fs::read(&p).unwrap();
     std::fs::write(&p, &good[..40]).unwrap();
     let e = Sequencer::open(&dir, key()).unwrap_err().to_string();
-    assert!(e.contains("tile/0/001.p/44") && e.contains("should be 1408 bytes"), "{e}");
+    assert!(
+        e.contains("tile/0/001.p/44") && e.contains("should be 1408 bytes"),
+        "{e}"
+    );
     let mut bad = good.clone();
     bad[0] ^= 1;
     std::fs::write(&p, &bad).unwrap();
@@ -160,7 +198,10 @@ fn a_damaged_right_edge_is_refused_at_open_naming_the_file() {
     std::fs::write(&p, &good).unwrap();
     std::fs::remove_file(dir.join("tile/entries/001.p/44")).unwrap();
     let e = Sequencer::open(&dir, key()).unwrap_err().to_string();
-    assert!(e.contains("tile/entries/001.p/44") && e.contains("missing"), "{e}");
+    assert!(
+        e.contains("tile/entries/001.p/44") && e.contains("missing"),
+        "{e}"
+    );
 }
 
 #[test]

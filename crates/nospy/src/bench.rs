@@ -53,9 +53,23 @@ pub enum BenchCommand {
 
 pub fn run(c: BenchCommand) -> Result<ExitCode> {
     match c {
-        BenchCommand::Log { entries, entry_size, batch, proofs, dir, keep, json } => {
-            anyhow::ensure!(entry_size <= 65_535 && entry_size >= 8, "--entry-size must be 8 to 65,535 bytes");
-            anyhow::ensure!(batch >= 1 && entries >= 1, "--batch and --entries must be at least 1");
+        BenchCommand::Log {
+            entries,
+            entry_size,
+            batch,
+            proofs,
+            dir,
+            keep,
+            json,
+        } => {
+            anyhow::ensure!(
+                (8..=65_535).contains(&entry_size),
+                "--entry-size must be 8 to 65,535 bytes"
+            );
+            anyhow::ensure!(
+                batch >= 1 && entries >= 1,
+                "--batch and --entries must be at least 1"
+            );
             let base = dir.unwrap_or_else(std::env::temp_dir);
             let work = base.join(format!("nospy-bench-{}", std::process::id()));
             let r = bench_log(&work, entries, entry_size, batch, proofs, json);
@@ -73,12 +87,21 @@ fn say(json: bool, msg: &str) {
     }
 }
 
-fn bench_log(work: &Path, n: u64, size: usize, batch: usize, proofs: usize, json: bool) -> Result<ExitCode> {
+fn bench_log(
+    work: &Path,
+    n: u64,
+    size: usize,
+    batch: usize,
+    proofs: usize,
+    json: bool,
+) -> Result<ExitCode> {
     if cfg!(debug_assertions) {
         eprintln!("warning: this is a debug build; figures mean little (use --release)");
     }
     std::fs::create_dir_all(work).with_context(|| format!("creating {}", work.display()))?;
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
 
     say(json, "measuring the machine: SHA-256 ...");
     let sha1 = sha256_rate(size, 1);
@@ -97,7 +120,10 @@ fn bench_log(work: &Path, n: u64, size: usize, batch: usize, proofs: usize, json
     let dir = work.join("log");
     Sequencer::init(&dir, origin, &key, None)?;
     let mut seq = Sequencer::open(&dir, key)?;
-    say(json, &format!("appending {n} entries of {size} bytes in batches of {batch} ..."));
+    say(
+        json,
+        &format!("appending {n} entries of {size} bytes in batches of {batch} ..."),
+    );
     let mut buf: Vec<Vec<u8>> = Vec::new();
     let mut batch_times: Vec<Duration> = Vec::new();
     let mut done = 0u64;
@@ -114,7 +140,10 @@ fn bench_log(work: &Path, n: u64, size: usize, batch: usize, proofs: usize, json
         let t = Instant::now();
         let out = seq.append(&refs)?;
         batch_times.push(t.elapsed());
-        anyhow::ensure!(out.iter().all(|a| !a.duplicate), "bench entries must be distinct");
+        anyhow::ensure!(
+            out.iter().all(|a| !a.duplicate),
+            "bench entries must be distinct"
+        );
         done += k as u64;
         if !json && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
             eprint!("\r  {done}/{n}");
@@ -169,7 +198,13 @@ fn bench_log(work: &Path, n: u64, size: usize, batch: usize, proofs: usize, json
     cold.sort_by(f64::total_cmp);
     warm.sort_by(f64::total_cmp);
 
-    let pct = |v: &[f64], p: f64| if v.is_empty() { 0.0 } else { v[((v.len() - 1) as f64 * p).round() as usize] };
+    let pct = |v: &[f64], p: f64| {
+        if v.is_empty() {
+            0.0
+        } else {
+            v[((v.len() - 1) as f64 * p).round() as usize]
+        }
+    };
     let report = json!({
         "entries": n,
         "entry_size": size,
@@ -195,13 +230,43 @@ fn bench_log(work: &Path, n: u64, size: usize, batch: usize, proofs: usize, json
     if json {
         print_json(&report)?;
     } else {
-        println!("durable appends     {:>12.0} /s  ({} entries of {} B, {} batches of {})", appends_per_s, n, size, batch_times.len(), batch);
-        println!("time per batch      p50 {:.1} ms, p99 {:.1} ms", pct(&bt, 0.5), pct(&bt, 0.99));
-        println!("machine: SHA-256    {:>8.0} MB/s one core, {:.0} MB/s on {cores} cores", sha1 / 1e6, sha_all / 1e6);
-        println!("machine: fsync'd sequential write {:>6.0} MB/s", write_rate / 1e6);
-        println!("machine limit       {:>12.0} appends/s   ratio {:.2}", limit, appends_per_s / limit);
-        println!("inclusion proof     cold (tiles read from files) p50 {:.1} µs, p99 {:.1} µs", pct(&cold, 0.5), pct(&cold, 0.99));
-        println!("                    warm (tile cache)            p50 {:.1} µs, p99 {:.1} µs", pct(&warm, 0.5), pct(&warm, 0.99));
+        println!(
+            "durable appends     {:>12.0} /s  ({} entries of {} B, {} batches of {})",
+            appends_per_s,
+            n,
+            size,
+            batch_times.len(),
+            batch
+        );
+        println!(
+            "time per batch      p50 {:.1} ms, p99 {:.1} ms",
+            pct(&bt, 0.5),
+            pct(&bt, 0.99)
+        );
+        println!(
+            "machine: SHA-256    {:>8.0} MB/s one core, {:.0} MB/s on {cores} cores",
+            sha1 / 1e6,
+            sha_all / 1e6
+        );
+        println!(
+            "machine: fsync'd sequential write {:>6.0} MB/s",
+            write_rate / 1e6
+        );
+        println!(
+            "machine limit       {:>12.0} appends/s   ratio {:.2}",
+            limit,
+            appends_per_s / limit
+        );
+        println!(
+            "inclusion proof     cold (tiles read from files) p50 {:.1} µs, p99 {:.1} µs",
+            pct(&cold, 0.5),
+            pct(&cold, 0.99)
+        );
+        println!(
+            "                    warm (tile cache)            p50 {:.1} µs, p99 {:.1} µs",
+            pct(&warm, 0.5),
+            pct(&warm, 0.99)
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -239,7 +304,8 @@ fn fsync_write_rate(dir: &Path) -> Result<f64> {
     let total = 256usize;
     let t = Instant::now();
     {
-        let mut f = std::fs::File::create(&p).with_context(|| format!("creating {}", p.display()))?;
+        let mut f =
+            std::fs::File::create(&p).with_context(|| format!("creating {}", p.display()))?;
         for _ in 0..total {
             f.write_all(&chunk)?;
         }

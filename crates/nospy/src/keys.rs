@@ -45,7 +45,8 @@ pub fn run(c: KeyCommand) -> Result<ExitCode> {
     match c {
         KeyCommand::Generate { name, out, json } => {
             let mut seed = [0u8; 32];
-            getrandom::getrandom(&mut seed).context("reading the system's random number generator")?;
+            getrandom::getrandom(&mut seed)
+                .context("reading the system's random number generator")?;
             let key = SignerKey::from_seed(&name, seed)?;
             write_private(&out, &key)?;
             report(&key, &out, json)?;
@@ -78,7 +79,9 @@ fn write_private(path: &Path, key: &SignerKey) -> Result<()> {
     opts.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let mut f = opts.open(path).with_context(|| format!("creating {} (it must not exist yet)", path.display()))?;
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("creating {} (it must not exist yet)", path.display()))?;
     let r = writeln!(f, "{}", key.to_private_string()).and_then(|_| f.sync_all());
     if let Err(e) = r {
         let _ = std::fs::remove_file(path);

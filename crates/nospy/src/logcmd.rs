@@ -1,6 +1,8 @@
 //! `nospy log`: the transparency log in a directory.
 
-use crate::util::{print_json, read_input, signer_key, verifier_key, write_output, Negative, Progress};
+use crate::util::{
+    print_json, read_input, signer_key, verifier_key, write_output, Negative, Progress,
+};
 use anyhow::{bail, Context as _, Result};
 use clap::Subcommand;
 use nospy_log::{audit, Log, LogConfig, Sequencer};
@@ -154,8 +156,18 @@ pub enum LogCommand {
 
 pub fn run(c: LogCommand) -> Result<ExitCode> {
     match c {
-        LogCommand::Init { dir, origin, key, json } => init(&dir, &origin, &key, json),
-        LogCommand::Add { dir, files, key, json } => add(&dir, &files, key.as_deref(), json),
+        LogCommand::Init {
+            dir,
+            origin,
+            key,
+            json,
+        } => init(&dir, &origin, &key, json),
+        LogCommand::Add {
+            dir,
+            files,
+            key,
+            json,
+        } => add(&dir, &files, key.as_deref(), json),
         LogCommand::Checkpoint { dir, json } => {
             let log = Log::open(&dir)?;
             let sc = log.checkpoint();
@@ -177,25 +189,49 @@ pub fn run(c: LogCommand) -> Result<ExitCode> {
             write_output(out.as_deref(), &e)?;
             Ok(ExitCode::SUCCESS)
         }
-        LogCommand::Prove { dir, index, size, out } => {
+        LogCommand::Prove {
+            dir,
+            index,
+            size,
+            out,
+        } => {
             let log = Log::open(&dir)?;
             let size = size.unwrap_or(log.size());
             let sc = log.checkpoint_at(size)?.with_context(|| {
-                format!("the log kept no checkpoint of size {size}; the latest is {}", log.size())
+                format!(
+                    "the log kept no checkpoint of size {size}; the latest is {}",
+                    log.size()
+                )
             })?;
             let proof = log.inclusion_proof(index, size)?;
-            let p = TlogProof { extra: None, index, proof, checkpoint: sc.to_text() };
+            let p = TlogProof {
+                extra: None,
+                index,
+                proof,
+                checkpoint: sc.to_text(),
+            };
             write_output(out.as_deref(), p.to_text().as_bytes())?;
             Ok(ExitCode::SUCCESS)
         }
-        LogCommand::VerifyProof { proof, entry, key, json } => verify_proof(&proof, &entry, &key, json),
-        LogCommand::Consistency { dir, from, to, json } => {
+        LogCommand::VerifyProof {
+            proof,
+            entry,
+            key,
+            json,
+        } => verify_proof(&proof, &entry, &key, json),
+        LogCommand::Consistency {
+            dir,
+            from,
+            to,
+            json,
+        } => {
             let log = Log::open(&dir)?;
             let to = to.unwrap_or(log.size());
             let proof = log.consistency_proof(from, to)?;
             let (r1, r2) = (log.root_at(from)?, log.root_at(to)?);
-            merkle::verify_consistency(from, to, &proof, r1.as_ref(), r2.as_ref())
-                .context("the log's own consistency proof does not verify: run `nospy log audit`")?;
+            merkle::verify_consistency(from, to, &proof, r1.as_ref(), r2.as_ref()).context(
+                "the log's own consistency proof does not verify: run `nospy log audit`",
+            )?;
             if json {
                 let p: Vec<String> = proof.iter().map(|h| h.to_base64()).collect();
                 print_json(&json!({
@@ -216,7 +252,8 @@ pub fn run(c: LogCommand) -> Result<ExitCode> {
 
 fn init(dir: &Path, origin: &str, key_file: &Path, json: bool) -> Result<ExitCode> {
     let key = signer_key(key_file)?;
-    let abs = std::fs::canonicalize(key_file).with_context(|| format!("resolving {}", key_file.display()))?;
+    let abs = std::fs::canonicalize(key_file)
+        .with_context(|| format!("resolving {}", key_file.display()))?;
     Sequencer::init(dir, origin, &key, Some(abs))?;
     let log = Log::open(dir)?;
     if json {
@@ -226,14 +263,22 @@ fn init(dir: &Path, origin: &str, key_file: &Path, json: bool) -> Result<ExitCod
             "checkpoint": log.checkpoint().to_text(),
         }))?;
     } else {
-        eprintln!("created log {origin} in {}; its verifier key:", dir.display());
+        eprintln!(
+            "created log {origin} in {}; its verifier key:",
+            dir.display()
+        );
         println!("{}", key.verifier());
     }
     Ok(ExitCode::SUCCESS)
 }
 
 fn add(dir: &Path, files: &[PathBuf], key: Option<&Path>, json: bool) -> Result<ExitCode> {
-    if files.iter().filter(|f| f.as_path() == Path::new("-")).count() > 1 {
+    if files
+        .iter()
+        .filter(|f| f.as_path() == Path::new("-"))
+        .count()
+        > 1
+    {
         bail!("standard input (-) can be given only once");
     }
     // Read and check everything before touching the log: nothing is appended unless all is good.
@@ -268,7 +313,11 @@ fn add(dir: &Path, files: &[PathBuf], key: Option<&Path>, json: bool) -> Result<
         print_json(&json!({"entries": list, "size": seq.size()}))?;
     } else {
         for (a, f) in appended.iter().zip(files) {
-            let dup = if a.duplicate { "  (already in the log)" } else { "" };
+            let dup = if a.duplicate {
+                "  (already in the log)"
+            } else {
+                ""
+            };
             println!("{}\t{}\t{}{dup}", a.index, a.hash.to_hex(), f.display());
         }
     }
@@ -278,8 +327,10 @@ fn add(dir: &Path, files: &[PathBuf], key: Option<&Path>, json: bool) -> Result<
 fn verify_proof(proof: &Path, entry: &Path, key: &str, json: bool) -> Result<ExitCode> {
     let key = verifier_key(key)?;
     let text = read_input(proof)?;
-    let text = String::from_utf8(text).with_context(|| format!("{}: not UTF-8 text", proof.display()))?;
-    let p = TlogProof::parse(&text).with_context(|| format!("{}: not a tlog-proof", proof.display()))?;
+    let text =
+        String::from_utf8(text).with_context(|| format!("{}: not UTF-8 text", proof.display()))?;
+    let p = TlogProof::parse(&text)
+        .with_context(|| format!("{}: not a tlog-proof", proof.display()))?;
     let entry_bytes = read_input(entry)?;
     match p.verify(&entry_bytes, &key) {
         Ok(sc) => {
@@ -302,8 +353,12 @@ fn verify_proof(proof: &Path, entry: &Path, key: &str, json: bool) -> Result<Exi
         Err(e) => {
             let reason = format!("{}: {e}", proof.display());
             if json {
-                let size = SignedCheckpoint::parse(p.checkpoint.as_bytes()).ok().map(|s| s.checkpoint.size);
-                print_json(&json!({"verified": false, "index": p.index, "size": size, "reason": reason}))?;
+                let size = SignedCheckpoint::parse(p.checkpoint.as_bytes())
+                    .ok()
+                    .map(|s| s.checkpoint.size);
+                print_json(
+                    &json!({"verified": false, "index": p.index, "size": size, "reason": reason}),
+                )?;
                 Ok(ExitCode::from(1))
             } else {
                 Err(Negative(format!("proof does not verify: {reason}")).into())
@@ -316,7 +371,9 @@ fn audit_cmd(dir: &Path, key: Option<&str>, json: bool) -> Result<ExitCode> {
     let key = match key {
         Some(k) => verifier_key(k)?,
         None => {
-            eprintln!("nospy: no --key given: checking the log against the key in its own configuration");
+            eprintln!(
+                "nospy: no --key given: checking the log against the key in its own configuration"
+            );
             LogConfig::load(dir)?.verifier(dir)?
         }
     };
@@ -339,7 +396,9 @@ fn audit_cmd(dir: &Path, key: Option<&str>, json: bool) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Err(e @ (nospy_log::LogError::Io { .. } | nospy_log::LogError::NotALog { .. })) => Err(e.into()),
+        Err(e @ (nospy_log::LogError::Io { .. } | nospy_log::LogError::NotALog { .. })) => {
+            Err(e.into())
+        }
         Err(e) => {
             if json {
                 print_json(&json!({"ok": false, "error": e.to_string()}))?;

@@ -18,7 +18,12 @@ use std::process::ExitCode;
 /// Exit status: 0 success, 1 a negative answer (a proof that does not verify, an audit that
 /// finds a fault), 2 unusable input or a failure.
 #[derive(Parser)]
-#[command(name = "nospy", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "nospy",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

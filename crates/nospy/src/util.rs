@@ -31,7 +31,9 @@ pub fn exit_code_for(e: &anyhow::Error) -> ExitCode {
 pub fn read_input(path: &Path) -> Result<Vec<u8>> {
     if path == Path::new("-") {
         let mut b = Vec::new();
-        std::io::stdin().read_to_end(&mut b).context("reading standard input")?;
+        std::io::stdin()
+            .read_to_end(&mut b)
+            .context("reading standard input")?;
         Ok(b)
     } else {
         std::fs::read(path).with_context(|| format!("reading {}", path.display()))
@@ -44,12 +46,20 @@ pub fn write_output(out: Option<&Path>, data: &[u8]) -> Result<()> {
     match out {
         None => {
             let mut o = std::io::stdout().lock();
-            o.write_all(data).and_then(|_| o.flush()).context("writing standard output")
+            o.write_all(data)
+                .and_then(|_| o.flush())
+                .context("writing standard output")
         }
         Some(p) => {
-            let dir = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            let dir = p
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
             let mut tmp = tempfile_in(dir)?;
-            tmp.1.write_all(data).and_then(|_| tmp.1.sync_all()).with_context(|| format!("writing {}", p.display()))?;
+            tmp.1
+                .write_all(data)
+                .and_then(|_| tmp.1.sync_all())
+                .with_context(|| format!("writing {}", p.display()))?;
             std::fs::rename(&tmp.0, p).with_context(|| format!("writing {}", p.display()))
         }
     }
@@ -58,10 +68,16 @@ pub fn write_output(out: Option<&Path>, data: &[u8]) -> Result<()> {
 fn tempfile_in(dir: &Path) -> Result<(std::path::PathBuf, std::fs::File)> {
     for i in 0..100u32 {
         let p = dir.join(format!(".nospy-tmp-{}-{i}", std::process::id()));
-        match std::fs::OpenOptions::new().write(true).create_new(true).open(&p) {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&p)
+        {
             Ok(f) => return Ok((p, f)),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e).with_context(|| format!("creating a file in {}", dir.display())),
+            Err(e) => {
+                return Err(e).with_context(|| format!("creating a file in {}", dir.display()))
+            }
         }
     }
     anyhow::bail!("cannot create a temporary file in {}", dir.display())
@@ -74,18 +90,26 @@ pub fn verifier_key(arg: &str) -> Result<VerifierKey> {
         Err(direct) => {
             let p = Path::new(arg);
             if !p.exists() {
-                return Err(anyhow::anyhow!("{arg:?} is neither a verifier key ({direct}) nor a file"));
+                return Err(anyhow::anyhow!(
+                    "{arg:?} is neither a verifier key ({direct}) nor a file"
+                ));
             }
-            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-            let line = text.lines().find(|l| !l.trim().is_empty() && !l.starts_with('#')).unwrap_or("");
-            VerifierKey::parse(line).with_context(|| format!("{}: no verifier key on its first line", p.display()))
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            let line = text
+                .lines()
+                .find(|l| !l.trim().is_empty() && !l.starts_with('#'))
+                .unwrap_or("");
+            VerifierKey::parse(line)
+                .with_context(|| format!("{}: no verifier key on its first line", p.display()))
         }
     }
 }
 
 /// Reads a private key file (Go's `PRIVATE+KEY+...` form).
 pub fn signer_key(path: &Path) -> Result<SignerKey> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading private key {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading private key {}", path.display()))?;
     SignerKey::parse(&text).with_context(|| format!("{}: not a private key", path.display()))
 }
 
@@ -107,7 +131,11 @@ pub struct Progress {
 impl Progress {
     /// Starts reporting progress of `what`.
     pub fn new(what: &'static str) -> Self {
-        Progress { what, on: std::io::stderr().is_terminal(), last: std::time::Instant::now() }
+        Progress {
+            what,
+            on: std::io::stderr().is_terminal(),
+            last: std::time::Instant::now(),
+        }
     }
 
     /// Reports `done` of `total`, at most ten times a second.
@@ -116,7 +144,11 @@ impl Progress {
             return;
         }
         self.last = std::time::Instant::now();
-        let pct = if total == 0 { 100.0 } else { done as f64 * 100.0 / total as f64 };
+        let pct = if total == 0 {
+            100.0
+        } else {
+            done as f64 * 100.0 / total as f64
+        };
         eprint!("\r{} {done}/{total} ({pct:.0}%)   ", self.what);
         if done >= total {
             eprintln!();

@@ -2,6 +2,8 @@
 //! index it acknowledged must survive with its exact entry, the log must audit clean, and
 //! appends must continue.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is a failing test
+
 mod common;
 use common::*;
 use std::collections::HashMap;
@@ -25,7 +27,10 @@ impl Rng {
 fn sigkill_during_appends_never_loses_an_acknowledged_entry() {
     let t = tempfile::tempdir().unwrap();
     let (log, _key, vkey) = new_log(t.path(), "crash.nospy.example/log");
-    let seed = std::env::var("NOSPY_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5eed_1234_u64);
+    let seed = std::env::var("NOSPY_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5eed_1234_u64);
     eprintln!("seed {seed} (set NOSPY_CRASH_SEED to replay)");
     let mut rng = Rng(seed | 1);
     let mut acked: HashMap<u64, Vec<u8>> = HashMap::new();
@@ -51,11 +56,17 @@ fn sigkill_during_appends_never_loses_an_acknowledged_entry() {
         }
         let mut cmd = nospy();
         cmd.args(["log", "add", s(&log), "--json"]).args(&files);
-        cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
+        cmd.stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(Stdio::null());
         let start = Instant::now();
         let mut child = cmd.spawn().unwrap();
         // Kill three rounds in four, at a random moment within the time an add usually takes.
-        let kill_at = if rng.below(4) == 0 { None } else { Some(typical.mul_f64(rng.below(1000) as f64 / 1000.0 * 1.2)) };
+        let kill_at = if rng.below(4) == 0 {
+            None
+        } else {
+            Some(typical.mul_f64(rng.below(1000) as f64 / 1000.0 * 1.2))
+        };
         if let Some(d) = kill_at {
             while start.elapsed() < d {
                 if child.try_wait().unwrap().is_some() {
@@ -75,7 +86,10 @@ fn sigkill_during_appends_never_loses_an_acknowledged_entry() {
             for (k, e) in v["entries"].as_array().unwrap().iter().enumerate() {
                 let index = e["index"].as_u64().unwrap();
                 if let Some(prev) = acked.insert(index, contents[k].clone()) {
-                    assert_eq!(prev, contents[k], "index {index} acknowledged for two entries");
+                    assert_eq!(
+                        prev, contents[k],
+                        "index {index} acknowledged for two entries"
+                    );
                 }
             }
         } else {
@@ -88,7 +102,11 @@ fn sigkill_during_appends_never_loses_an_acknowledged_entry() {
                     mid_batch += 1;
                 }
             }
-            assert!(out.status.code().is_none() || out.stdout.is_empty(), "add failed on its own: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.code().is_none() || out.stdout.is_empty(),
+                "add failed on its own: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         // Every few rounds, and at the end: all acknowledged entries are there, byte for byte.
         if round % 20 == 19 || round + 1 == rounds {
@@ -108,15 +126,23 @@ fn sigkill_during_appends_never_loses_an_acknowledged_entry() {
         "{rounds} rounds: {kills} killed ({mid_batch} in the middle of a batch), {completed} completed, {} entries acknowledged",
         acked.len()
     );
-    assert!(kills >= 40, "only {kills} rounds were killed: the test did not test much");
-    assert!(mid_batch >= 5, "only {mid_batch} kills landed inside a batch: the test did not test much");
+    assert!(
+        kills >= 40,
+        "only {kills} rounds were killed: the test did not test much"
+    );
+    assert!(
+        mid_batch >= 5,
+        "only {mid_batch} kills landed inside a batch: the test did not test much"
+    );
     assert!(completed >= 20);
     // Appends continue after all that, and every acknowledged entry is still where it was.
     let f = t.path().join("last");
     std::fs::write(&f, b"after the crashes").unwrap();
     ok(&["log", "add", s(&log), s(&f)]);
-    let size: u64 = serde_json::from_str::<serde_json::Value>(&ok(&["log", "checkpoint", s(&log), "--json"]).stdout)
-        .unwrap()["size"]
+    let size: u64 = serde_json::from_str::<serde_json::Value>(
+        &ok(&["log", "checkpoint", s(&log), "--json"]).stdout,
+    )
+    .unwrap()["size"]
         .as_u64()
         .unwrap();
     for (i, e) in &acked {
@@ -126,7 +152,8 @@ fn sigkill_during_appends_never_loses_an_acknowledged_entry() {
             let f = t.path().join("again");
             std::fs::write(&f, e).unwrap();
             let v: serde_json::Value =
-                serde_json::from_str(&ok(&["log", "add", s(&log), s(&f), "--json"]).stdout).unwrap();
+                serde_json::from_str(&ok(&["log", "add", s(&log), s(&f), "--json"]).stdout)
+                    .unwrap();
             assert_eq!(v["entries"][0]["index"].as_u64(), Some(*i));
             assert_eq!(v["entries"][0]["duplicate"], true);
         }

@@ -2,6 +2,8 @@
 //! keys, oversized entries. Each gives a clear error naming the file and the problem, never a
 //! panic, and nothing is partially appended.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is a failing test
+
 mod common;
 use common::*;
 use std::path::Path;
@@ -32,8 +34,16 @@ fn audit_fails_naming(log: &Path, vkey: &str, file: &str, problem: &str) {
     let r = run(&["log", "audit", s(log), "--key", vkey]);
     no_panic(&r);
     assert_eq!(r.code, 1, "audit should fail: {}{}", r.stdout, r.stderr);
-    assert!(r.stderr.contains(file), "error should name {file}: {}", r.stderr);
-    assert!(r.stderr.contains(problem), "error should say {problem:?}: {}", r.stderr);
+    assert!(
+        r.stderr.contains(file),
+        "error should name {file}: {}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains(problem),
+        "error should say {problem:?}: {}",
+        r.stderr
+    );
 }
 
 #[test]
@@ -41,12 +51,21 @@ fn corrupt_tiles_and_bundles_are_named_by_audit() {
     let t = tempfile::tempdir().unwrap();
     let (log, vkey) = log_300(t.path());
     ok(&["log", "audit", s(&log), "--key", &vkey]);
-    let cases: [(&str, fn(&mut Vec<u8>), &str); 6] = [
+    type Damage = fn(&mut Vec<u8>);
+    let cases: [(&str, Damage, &str); 6] = [
         ("tile/0/000", |b| b[100] ^= 1, "hash 3 is"),
         ("tile/0/000", |b| b.truncate(8000), "should be 8192 bytes"),
         ("tile/0/001.p/44", |b| b.push(0), "should be 1408 bytes"),
-        ("tile/entries/000", |b| b.truncate(b.len() - 3), "truncated inside entry 255"),
-        ("tile/entries/001.p/44", |b| b.extend_from_slice(&[0, 1, 65]), "should hold 44 entries"),
+        (
+            "tile/entries/000",
+            |b| b.truncate(b.len() - 3),
+            "truncated inside entry 255",
+        ),
+        (
+            "tile/entries/001.p/44",
+            |b| b.extend_from_slice(&[0, 1, 65]),
+            "should hold 44 entries",
+        ),
         ("tile/1/000.p/1", |b| b[0] ^= 0x80, "hash 0 is"),
     ];
     for (file, damage, problem) in cases {
@@ -86,11 +105,17 @@ fn malformed_checkpoints_are_refused_with_the_line() {
     let good = std::fs::read_to_string(&p).unwrap();
     let lines: Vec<&str> = good.split('\n').collect();
     let cases = [
-        (good.replacen(lines[1], "3OO", 1), "tree size \"3OO\" is not a decimal number"),
+        (
+            good.replacen(lines[1], "3OO", 1),
+            "tree size \"3OO\" is not a decimal number",
+        ),
         (good.replacen(lines[2], "AAAA", 1), "not base64 of 32 bytes"),
         (good.replacen("300\n", "301\n", 1), "does not verify"),
         (good.replacen("\n\n", "\n", 1), "malformed note"),
-        (good.replacen("\u{2014} ", "- ", 1), "line 5: signature line does not start"),
+        (
+            good.replacen("\u{2014} ", "- ", 1),
+            "line 5: signature line does not start",
+        ),
         (String::new(), "malformed note"),
     ];
     for (bad, problem) in cases {
@@ -98,7 +123,11 @@ fn malformed_checkpoints_are_refused_with_the_line() {
         let r = run(&["log", "audit", s(&log), "--key", &vkey]);
         no_panic(&r);
         assert_eq!(r.code, 1, "{}", r.stderr);
-        assert!(r.stderr.contains("checkpoint") && r.stderr.contains(problem), "want {problem:?}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("checkpoint") && r.stderr.contains(problem),
+            "want {problem:?}: {}",
+            r.stderr
+        );
         let r = run(&["log", "checkpoint", s(&log)]);
         no_panic(&r);
         assert_eq!(r.code, 2);
@@ -118,7 +147,11 @@ fn an_oversized_entry_appends_nothing() {
     let r = run(&["log", "add", s(&log), s(&small), s(&big)]);
     no_panic(&r);
     assert_eq!(r.code, 2);
-    assert!(r.stderr.contains("big") && r.stderr.contains("65536 bytes"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("big") && r.stderr.contains("65536 bytes"),
+        "{}",
+        r.stderr
+    );
     assert_eq!(files_under(&log), before, "nothing may change");
     // Exactly 65,535 bytes is allowed.
     std::fs::write(&big, vec![7u8; 65_535]).unwrap();
@@ -132,7 +165,14 @@ fn wrong_keys_are_refused() {
     let t = tempfile::tempdir().unwrap();
     let (log, _key, _vkey) = new_log(t.path(), "keys.nospy.example/log");
     let other = t.path().join("other.key");
-    ok(&["key", "generate", "--name", "keys.nospy.example/log", "--out", s(&other)]);
+    ok(&[
+        "key",
+        "generate",
+        "--name",
+        "keys.nospy.example/log",
+        "--out",
+        s(&other),
+    ]);
     let f = t.path().join("e");
     std::fs::write(&f, b"x").unwrap();
     let r = run(&["log", "add", s(&log), s(&f), "--key", s(&other)]);
@@ -141,8 +181,23 @@ fn wrong_keys_are_refused() {
     assert!(r.stderr.contains("this log's key is"), "{}", r.stderr);
     // A key named differently from the origin cannot start a log.
     let odd = t.path().join("odd.key");
-    ok(&["key", "generate", "--name", "someone.else", "--out", s(&odd)]);
-    let r = run(&["log", "init", s(&t.path().join("log2")), "--origin", "keys.nospy.example/log", "--key", s(&odd)]);
+    ok(&[
+        "key",
+        "generate",
+        "--name",
+        "someone.else",
+        "--out",
+        s(&odd),
+    ]);
+    let r = run(&[
+        "log",
+        "init",
+        s(&t.path().join("log2")),
+        "--origin",
+        "keys.nospy.example/log",
+        "--key",
+        s(&odd),
+    ]);
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("named after its origin"), "{}", r.stderr);
     // Garbage where a private key should be.
@@ -150,7 +205,11 @@ fn wrong_keys_are_refused() {
     let r = run(&["log", "add", s(&log), s(&f), "--key", s(&odd)]);
     no_panic(&r);
     assert_eq!(r.code, 2);
-    assert!(r.stderr.contains("odd.key") && r.stderr.contains("not a private key"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("odd.key") && r.stderr.contains("not a private key"),
+        "{}",
+        r.stderr
+    );
     // The key file is never overwritten.
     let r = run(&["key", "generate", "--name", "x", "--out", s(&other)]);
     assert_eq!(r.code, 2);
@@ -163,36 +222,123 @@ fn proofs_verify_and_tampering_is_caught() {
     let (log, vkey) = log_300(t.path());
     let entry = t.path().join("e1-17");
     let proof = t.path().join("p");
-    ok(&["log", "prove", s(&log), "--index", "117", "--out", s(&proof)]);
-    ok(&["log", "verify-proof", s(&proof), "--entry", s(&entry), "--key", &vkey]);
+    ok(&[
+        "log",
+        "prove",
+        s(&log),
+        "--index",
+        "117",
+        "--out",
+        s(&proof),
+    ]);
+    ok(&[
+        "log",
+        "verify-proof",
+        s(&proof),
+        "--entry",
+        s(&entry),
+        "--key",
+        &vkey,
+    ]);
     // Against an earlier checkpoint the log kept (size 200).
     let old = t.path().join("p200");
-    ok(&["log", "prove", s(&log), "--index", "117", "--size", "200", "--out", s(&old)]);
-    let r = ok(&["log", "verify-proof", s(&old), "--entry", s(&entry), "--key", &vkey, "--json"]);
+    ok(&[
+        "log",
+        "prove",
+        s(&log),
+        "--index",
+        "117",
+        "--size",
+        "200",
+        "--out",
+        s(&old),
+    ]);
+    let r = ok(&[
+        "log",
+        "verify-proof",
+        s(&old),
+        "--entry",
+        s(&entry),
+        "--key",
+        &vkey,
+        "--json",
+    ]);
     assert!(r.stdout.contains("\"size\": 200"), "{}", r.stdout);
     let r = run(&["log", "prove", s(&log), "--index", "117", "--size", "150"]);
     assert_eq!(r.code, 2);
-    assert!(r.stderr.contains("no checkpoint of size 150"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("no checkpoint of size 150"),
+        "{}",
+        r.stderr
+    );
     // Wrong entry, wrong key, tampered hash, malformed file.
     let other = t.path().join("e1-18");
-    let r = run(&["log", "verify-proof", s(&proof), "--entry", s(&other), "--key", &vkey]);
+    let r = run(&[
+        "log",
+        "verify-proof",
+        s(&proof),
+        "--entry",
+        s(&other),
+        "--key",
+        &vkey,
+    ]);
     assert_eq!(r.code, 1, "{}", r.stderr);
     let k2 = t.path().join("k2");
-    let v2 = ok(&["key", "generate", "--name", "hostile.nospy.example/log", "--out", s(&k2)]).stdout;
-    let r = run(&["log", "verify-proof", s(&proof), "--entry", s(&entry), "--key", v2.trim()]);
+    let v2 = ok(&[
+        "key",
+        "generate",
+        "--name",
+        "hostile.nospy.example/log",
+        "--out",
+        s(&k2),
+    ])
+    .stdout;
+    let r = run(&[
+        "log",
+        "verify-proof",
+        s(&proof),
+        "--entry",
+        s(&entry),
+        "--key",
+        v2.trim(),
+    ]);
     assert_eq!(r.code, 1, "{}", r.stderr);
     let text = std::fs::read_to_string(&proof).unwrap();
     let line = text.lines().nth(2).unwrap();
     let mut flipped = line.as_bytes().to_vec();
     flipped[3] = if flipped[3] == b'A' { b'B' } else { b'A' };
-    std::fs::write(&proof, text.replacen(line, std::str::from_utf8(&flipped).unwrap(), 1)).unwrap();
-    let r = run(&["log", "verify-proof", s(&proof), "--entry", s(&entry), "--key", &vkey]);
+    std::fs::write(
+        &proof,
+        text.replacen(line, std::str::from_utf8(&flipped).unwrap(), 1),
+    )
+    .unwrap();
+    let r = run(&[
+        "log",
+        "verify-proof",
+        s(&proof),
+        "--entry",
+        s(&entry),
+        "--key",
+        &vkey,
+    ]);
     assert_eq!(r.code, 1, "{}", r.stderr);
     std::fs::write(&proof, text.replacen("index 117", "index 11x", 1)).unwrap();
-    let r = run(&["log", "verify-proof", s(&proof), "--entry", s(&entry), "--key", &vkey]);
+    let r = run(&[
+        "log",
+        "verify-proof",
+        s(&proof),
+        "--entry",
+        s(&entry),
+        "--key",
+        &vkey,
+    ]);
     no_panic(&r);
     assert_eq!(r.code, 2);
-    assert!(r.stderr.contains("line 2") && r.stderr.contains("index"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("line 2") && r.stderr.contains("index"),
+        "{}",
+        r.stderr
+    );
     // Out-of-range requests.
     for args in [
         vec!["log", "entry", s(&log), "300"],
@@ -212,7 +358,16 @@ fn consistency_proofs_from_the_cli_verify() {
     let t = tempfile::tempdir().unwrap();
     let (log, _vkey) = log_300(t.path());
     for (from, to) in [(1, 300), (100, 200), (200, 300), (256, 300), (300, 300)] {
-        let r = ok(&["log", "consistency", s(&log), "--from", &from.to_string(), "--to", &to.to_string(), "--json"]);
+        let r = ok(&[
+            "log",
+            "consistency",
+            s(&log),
+            "--from",
+            &from.to_string(),
+            "--to",
+            &to.to_string(),
+            "--json",
+        ]);
         let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
         let proof: Vec<nospy_tlog::Hash> = v["proof"]
             .as_array()
@@ -234,8 +389,23 @@ fn not_a_log() {
     assert!(r.stderr.contains("not a nospy log"), "{}", r.stderr);
     std::fs::write(t.path().join("x"), b"x").unwrap();
     let key = t.path().join("k");
-    ok(&["key", "generate", "--name", "a.example/log", "--out", s(&key)]);
-    let r = run(&["log", "init", s(t.path()), "--origin", "a.example/log", "--key", s(&key)]);
+    ok(&[
+        "key",
+        "generate",
+        "--name",
+        "a.example/log",
+        "--out",
+        s(&key),
+    ]);
+    let r = run(&[
+        "log",
+        "init",
+        s(t.path()),
+        "--origin",
+        "a.example/log",
+        "--key",
+        s(&key),
+    ]);
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("not empty"), "{}", r.stderr);
 }

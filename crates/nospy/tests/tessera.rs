@@ -1,14 +1,17 @@
 //! nospy against the tlog-tiles log written by Tessera's POSIX driver
 //! (`../shared/vectors/tlog/tessera-testdata-log`).
 
+#![allow(clippy::unwrap_used)] // test code: a panic is a failing test
+
 mod common;
 use common::*;
 
 const VKEY: &str = "example.com/log/testdata+33d7b496+AeHTu4Q3hEIMHNqc6fASMsq3rKNx280NI+oO5xCFkkSx";
-const SKEY: &str = "PRIVATE+KEY+example.com/log/testdata+33d7b496+AeymY/SZAX0jZcJ8enZ5FY1Dz+wTML2yWSkK+9DSF3eg";
+const SKEY: &str =
+    "PRIVATE+KEY+example.com/log/testdata+33d7b496+AeymY/SZAX0jZcJ8enZ5FY1Dz+wTML2yWSkK+9DSF3eg";
 const WORDS: [&str; 15] = [
-    "one", "two", "three", "four", "five", "six", "seven", "eit", "nain", "ten", "ileven", "twelf", "threeten",
-    "fourten", "fivten",
+    "one", "two", "three", "four", "five", "six", "seven", "eit", "nain", "ten", "ileven", "twelf",
+    "threeten", "fourten", "fivten",
 ];
 
 fn tessera() -> std::path::PathBuf {
@@ -32,7 +35,15 @@ fn audit_refuses_the_tessera_log_under_another_key() {
     // Same name, another key: the signature line is ignored as unknown, so nothing verifies.
     let t = tempfile::tempdir().unwrap();
     let k = t.path().join("k");
-    let other = ok(&["key", "generate", "--name", "example.com/log/testdata", "--out", s(&k)]).stdout;
+    let other = ok(&[
+        "key",
+        "generate",
+        "--name",
+        "example.com/log/testdata",
+        "--out",
+        s(&k),
+    ])
+    .stdout;
     let r = run(&["log", "audit", s(&tessera()), "--key", other.trim()]);
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(r.stderr.contains("checkpoint"), "{}", r.stderr);
@@ -44,8 +55,19 @@ fn one_add_at_a_time_writes_the_same_bytes_as_tessera() {
     let key = t.path().join("tessera.key");
     std::fs::write(&key, SKEY).unwrap();
     let log = t.path().join("log");
-    ok(&["log", "init", s(&log), "--origin", "example.com/log/testdata", "--key", s(&key)]);
-    assert_eq!(std::fs::read(log.join("checkpoint")).unwrap(), std::fs::read(tessera().join("checkpoint.0")).unwrap());
+    ok(&[
+        "log",
+        "init",
+        s(&log),
+        "--origin",
+        "example.com/log/testdata",
+        "--key",
+        s(&key),
+    ]);
+    assert_eq!(
+        std::fs::read(log.join("checkpoint")).unwrap(),
+        std::fs::read(tessera().join("checkpoint.0")).unwrap()
+    );
     for (i, w) in WORDS.iter().enumerate() {
         let f = t.path().join(format!("e{i}"));
         std::fs::write(&f, w).unwrap();
@@ -54,9 +76,17 @@ fn one_add_at_a_time_writes_the_same_bytes_as_tessera() {
         assert_eq!(v["entries"][0]["index"], i as u64);
         // Every intermediate checkpoint is Tessera's too.
         let want = std::fs::read(tessera().join(format!("checkpoint.{}", i + 1))).unwrap();
-        assert_eq!(std::fs::read(log.join("checkpoint")).unwrap(), want, "checkpoint after {} entries", i + 1);
+        assert_eq!(
+            std::fs::read(log.join("checkpoint")).unwrap(),
+            want,
+            "checkpoint after {} entries",
+            i + 1
+        );
     }
-    assert_eq!(std::fs::read(log.join("checkpoint")).unwrap(), std::fs::read(tessera().join("checkpoint")).unwrap());
+    assert_eq!(
+        std::fs::read(log.join("checkpoint")).unwrap(),
+        std::fs::read(tessera().join("checkpoint")).unwrap()
+    );
     let ours = files_under(&log.join("tile"));
     let theirs = files_under(&tessera().join("tile"));
     let names = |v: &Vec<(String, Vec<u8>)>| v.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();

@@ -53,7 +53,10 @@ impl From<NoteError> for CheckpointError {
 }
 
 fn mal(line: usize, reason: impl Into<String>) -> CheckpointError {
-    CheckpointError::Malformed { line, reason: reason.into() }
+    CheckpointError::Malformed {
+        line,
+        reason: reason.into(),
+    }
 }
 
 /// A checkpoint body: origin, tree size, root hash, and optional extension lines.
@@ -71,7 +74,11 @@ pub struct Checkpoint {
 
 /// Parses a decimal with no sign and no leading zeros (except "0").
 pub fn parse_decimal(s: &str) -> Option<u64> {
-    if s.is_empty() || s.len() > 20 || (s.len() > 1 && s.starts_with('0')) || !s.bytes().all(|c| c.is_ascii_digit()) {
+    if s.is_empty()
+        || s.len() > 20
+        || (s.len() > 1 && s.starts_with('0'))
+        || !s.bytes().all(|c| c.is_ascii_digit())
+    {
         return None;
     }
     s.parse().ok()
@@ -80,29 +87,55 @@ pub fn parse_decimal(s: &str) -> Option<u64> {
 impl Checkpoint {
     /// Parses checkpoint text (the note text, final newline included).
     pub fn parse(text: &str) -> Result<Checkpoint, CheckpointError> {
-        let body = text.strip_suffix('\n').ok_or_else(|| mal(text.matches('\n').count() + 1, "text does not end in a newline"))?;
+        let body = text.strip_suffix('\n').ok_or_else(|| {
+            mal(
+                text.matches('\n').count() + 1,
+                "text does not end in a newline",
+            )
+        })?;
         let lines: Vec<&str> = body.split('\n').collect();
         if lines.len() < 3 {
-            return Err(mal(lines.len() + 1, "a checkpoint has an origin, a tree size and a root hash"));
+            return Err(mal(
+                lines.len() + 1,
+                "a checkpoint has an origin, a tree size and a root hash",
+            ));
         }
         let origin = lines[0];
         if origin.is_empty() {
             return Err(mal(1, "origin is empty"));
         }
-        let size = parse_decimal(lines[1])
-            .ok_or_else(|| mal(2, format!("tree size {:?} is not a decimal number", lines[1])))?;
-        let root = Hash::from_base64(lines[2])
-            .ok_or_else(|| mal(3, format!("root hash {:?} is not base64 of 32 bytes", lines[2])))?;
+        let size = parse_decimal(lines[1]).ok_or_else(|| {
+            mal(
+                2,
+                format!("tree size {:?} is not a decimal number", lines[1]),
+            )
+        })?;
+        let root = Hash::from_base64(lines[2]).ok_or_else(|| {
+            mal(
+                3,
+                format!("root hash {:?} is not base64 of 32 bytes", lines[2]),
+            )
+        })?;
         let extensions: Vec<String> = lines[3..].iter().map(|s| s.to_string()).collect();
         if let Some(i) = extensions.iter().position(|e| e.is_empty()) {
             return Err(mal(4 + i, "extension line is empty"));
         }
-        Ok(Checkpoint { origin: origin.to_string(), size, root, extensions })
+        Ok(Checkpoint {
+            origin: origin.to_string(),
+            size,
+            root,
+            extensions,
+        })
     }
 
     /// The checkpoint text, ready to sign.
     pub fn to_text(&self) -> String {
-        let mut s = format!("{}\n{}\n{}\n", self.origin, self.size, self.root.to_base64());
+        let mut s = format!(
+            "{}\n{}\n{}\n",
+            self.origin,
+            self.size,
+            self.root.to_base64()
+        );
         for e in &self.extensions {
             s.push_str(e);
             s.push('\n');
@@ -113,7 +146,10 @@ impl Checkpoint {
     /// Signs the checkpoint with the log key.
     pub fn sign(&self, key: &SignerKey) -> Result<SignedCheckpoint, CheckpointError> {
         let note = Note::sign(&self.to_text(), &[key])?;
-        Ok(SignedCheckpoint { checkpoint: self.clone(), note })
+        Ok(SignedCheckpoint {
+            checkpoint: self.clone(),
+            note,
+        })
     }
 }
 
@@ -149,7 +185,10 @@ impl SignedCheckpoint {
     }
 
     /// The witnesses among `witnesses` whose cosignatures verify, with their timestamps.
-    pub fn cosignatures(&self, witnesses: &[VerifierKey]) -> Result<Vec<Verified>, CheckpointError> {
+    pub fn cosignatures(
+        &self,
+        witnesses: &[VerifierKey],
+    ) -> Result<Vec<Verified>, CheckpointError> {
         Ok(self.note.verify_known(witnesses)?)
     }
 
@@ -207,23 +246,35 @@ impl TlogProof {
         let mut proof = Vec::new();
         loop {
             line += 1;
-            let l = next(&mut rest).ok_or_else(|| mal(line, "no blank line before the checkpoint"))?;
+            let l =
+                next(&mut rest).ok_or_else(|| mal(line, "no blank line before the checkpoint"))?;
             if l.is_empty() {
                 break;
             }
             if proof.len() == 64 {
                 return Err(mal(line, "more than 64 proof hashes"));
             }
-            proof.push(Hash::from_base64(&l).ok_or_else(|| mal(line, "proof hash is not base64 of 32 bytes"))?);
+            proof.push(
+                Hash::from_base64(&l)
+                    .ok_or_else(|| mal(line, "proof hash is not base64 of 32 bytes"))?,
+            );
         }
-        Ok(TlogProof { extra, index, proof, checkpoint: rest.to_string() })
+        Ok(TlogProof {
+            extra,
+            index,
+            proof,
+            checkpoint: rest.to_string(),
+        })
     }
 
     /// The file text.
     pub fn to_text(&self) -> String {
         let mut s = format!("{TLOG_PROOF_HEADER}\n");
         if let Some(e) = &self.extra {
-            s.push_str(&format!("extra {}\n", base64::engine::general_purpose::STANDARD.encode(e)));
+            s.push_str(&format!(
+                "extra {}\n",
+                base64::engine::general_purpose::STANDARD.encode(e)
+            ));
         }
         s.push_str(&format!("index {}\n", self.index));
         for h in &self.proof {
@@ -237,11 +288,21 @@ impl TlogProof {
 
     /// Verifies that `entry` is in the log: the checkpoint is signed by `log_key`, and the proof
     /// leads from the entry's leaf hash to its root. Returns the verified checkpoint.
-    pub fn verify(&self, entry: &[u8], log_key: &VerifierKey) -> Result<SignedCheckpoint, CheckpointError> {
+    pub fn verify(
+        &self,
+        entry: &[u8],
+        log_key: &VerifierKey,
+    ) -> Result<SignedCheckpoint, CheckpointError> {
         let sc = SignedCheckpoint::open(self.checkpoint.as_bytes(), log_key)?;
         let cp = &sc.checkpoint;
-        verify_inclusion(self.index, cp.size, leaf_hash(entry).as_ref(), &self.proof, cp.root.as_ref())
-            .map_err(CheckpointError::Proof)?;
+        verify_inclusion(
+            self.index,
+            cp.size,
+            leaf_hash(entry).as_ref(),
+            &self.proof,
+            cp.root.as_ref(),
+        )
+        .map_err(CheckpointError::Proof)?;
         Ok(sc)
     }
 }

@@ -120,7 +120,11 @@ pub fn root<S: NodeSource>(src: &S, size: u64) -> Result<Hash, S::Error> {
 
 /// The inclusion proof of leaf `index` in the tree of `size` leaves (RFC 9162 §2.1.3.1), from the
 /// leaf's sibling up to the root's child.
-pub fn inclusion_proof<S: NodeSource>(src: &S, index: u64, size: u64) -> Result<Vec<Hash>, S::Error> {
+pub fn inclusion_proof<S: NodeSource>(
+    src: &S,
+    index: u64,
+    size: u64,
+) -> Result<Vec<Hash>, S::Error> {
     if index >= size {
         return Err(ProofError::IndexOutOfRange { index, size }.into());
     }
@@ -129,7 +133,13 @@ pub fn inclusion_proof<S: NodeSource>(src: &S, index: u64, size: u64) -> Result<
     Ok(proof)
 }
 
-fn path<S: NodeSource>(src: &S, m: u64, lo: u64, hi: u64, out: &mut Vec<Hash>) -> Result<(), S::Error> {
+fn path<S: NodeSource>(
+    src: &S,
+    m: u64,
+    lo: u64,
+    hi: u64,
+    out: &mut Vec<Hash>,
+) -> Result<(), S::Error> {
     let n = hi - lo;
     if n == 1 {
         return Ok(());
@@ -146,7 +156,11 @@ fn path<S: NodeSource>(src: &S, m: u64, lo: u64, hi: u64, out: &mut Vec<Hash>) -
 }
 
 /// The consistency proof between the trees of `from` and `to` leaves (RFC 9162 §2.1.4.1).
-pub fn consistency_proof<S: NodeSource>(src: &S, from: u64, to: u64) -> Result<Vec<Hash>, S::Error> {
+pub fn consistency_proof<S: NodeSource>(
+    src: &S,
+    from: u64,
+    to: u64,
+) -> Result<Vec<Hash>, S::Error> {
     if from > to {
         return Err(ProofError::SizesReversed { from, to }.into());
     }
@@ -187,7 +201,10 @@ fn subproof<S: NodeSource>(
 }
 
 fn hash_arg(what: &'static str, bytes: &[u8]) -> Result<Hash, ProofError> {
-    Hash::from_slice(bytes).ok_or(ProofError::BadHashLength { what, len: bytes.len() })
+    Hash::from_slice(bytes).ok_or(ProofError::BadHashLength {
+        what,
+        len: bytes.len(),
+    })
 }
 
 /// Verifies that `leaf` (a leaf hash) is at `index` in the tree of `size` leaves with root `root`
@@ -209,7 +226,12 @@ pub fn verify_inclusion(
 }
 
 /// The root an inclusion proof leads to (RFC 9162 §2.1.3.2 without the final comparison).
-pub fn root_from_inclusion(index: u64, size: u64, leaf: &[u8], proof: &[Hash]) -> Result<Hash, ProofError> {
+pub fn root_from_inclusion(
+    index: u64,
+    size: u64,
+    leaf: &[u8],
+    proof: &[Hash],
+) -> Result<Hash, ProofError> {
     if index >= size {
         return Err(ProofError::IndexOutOfRange { index, size });
     }
@@ -248,7 +270,10 @@ pub fn verify_consistency(
     root2: &[u8],
 ) -> Result<(), ProofError> {
     if size2 < size1 {
-        return Err(ProofError::SizesReversed { from: size1, to: size2 });
+        return Err(ProofError::SizesReversed {
+            from: size1,
+            to: size2,
+        });
     }
     if size1 == 0 {
         return Err(ProofError::FromEmptyTree);
@@ -320,14 +345,16 @@ pub struct MemoryTree {
 impl MemoryTree {
     /// An empty tree.
     pub fn new() -> Self {
-        MemoryTree { levels: vec![Vec::new()] }
+        MemoryTree {
+            levels: vec![Vec::new()],
+        }
     }
 
     /// Appends a leaf hash.
     pub fn push(&mut self, leaf: Hash) {
         self.levels[0].push(leaf);
         let mut level = 0;
-        while self.levels[level].len() % 2 == 0 {
+        while self.levels[level].len().is_multiple_of(2) {
             let n = self.levels[level].len();
             let h = node_hash(&self.levels[level][n - 2], &self.levels[level][n - 1]);
             if self.levels.len() == level + 1 {
@@ -357,7 +384,10 @@ impl NodeSource for MemoryTree {
             .get(level as usize)
             .and_then(|l| l.get(index as usize))
             .copied()
-            .ok_or(ProofError::IndexOutOfRange { index: index << level, size: self.size() })
+            .ok_or(ProofError::IndexOutOfRange {
+                index: index << level,
+                size: self.size(),
+            })
     }
 }
 

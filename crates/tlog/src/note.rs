@@ -60,14 +60,19 @@ impl fmt::Display for NoteError {
         match self {
             NoteError::BadKey(r) => write!(f, "bad key: {r}"),
             NoteError::Malformed { line: 0, reason } => write!(f, "malformed note: {reason}"),
-            NoteError::Malformed { line, reason } => write!(f, "malformed note, line {line}: {reason}"),
+            NoteError::Malformed { line, reason } => {
+                write!(f, "malformed note, line {line}: {reason}")
+            }
             NoteError::BadSignature { name, id } => {
                 write!(f, "signature by {name}+{id} does not verify")
             }
             NoteError::NoKnownSignature => f.write_str("note carries no signature by a known key"),
             NoteError::BadText(r) => write!(f, "cannot sign: {r}"),
             NoteError::UnsupportedType { name, alg } => {
-                write!(f, "signature by {name} is of type 0x{alg:02x}, which nospy cannot verify")
+                write!(
+                    f,
+                    "signature by {name} is of type 0x{alg:02x}, which nospy cannot verify"
+                )
             }
         }
     }
@@ -125,16 +130,22 @@ impl VerifierKey {
             _ => return Err(bad_key("a verifier key is name+keyid+base64(key)")),
         };
         if !valid_key_name(name) {
-            return Err(bad_key(format!("key name {name:?} is empty or has a space or +")));
+            return Err(bad_key(format!(
+                "key name {name:?} is empty or has a space or +"
+            )));
         }
         let id = parse_key_id(id)?;
-        let raw = B64.decode(key).map_err(|_| bad_key("key material is not valid base64"))?;
-        let (&alg, material) = raw.split_first().ok_or_else(|| bad_key("key material is empty"))?;
+        let raw = B64
+            .decode(key)
+            .map_err(|_| bad_key("key material is not valid base64"))?;
+        let (&alg, material) = raw
+            .split_first()
+            .ok_or_else(|| bad_key("key material is empty"))?;
         let (expected, ed) = match alg {
             ALG_ED25519 | ALG_COSIGNATURE_V1 => {
-                let pk: [u8; 32] = material
-                    .try_into()
-                    .map_err(|_| bad_key(format!("Ed25519 key is {} bytes, not 32", material.len())))?;
+                let pk: [u8; 32] = material.try_into().map_err(|_| {
+                    bad_key(format!("Ed25519 key is {} bytes, not 32", material.len()))
+                })?;
                 let vk = VerifyingKey::from_bytes(&pk)
                     .map_err(|_| bad_key("Ed25519 key is not a valid curve point"))?;
                 (key_id(name, alg, material), Some(vk))
@@ -142,7 +153,10 @@ impl VerifierKey {
             ALG_RFC6962 => (key_id(name, alg, &sha256(material).0), None),
             ALG_MLDSA44 => {
                 if material.len() != 1312 {
-                    return Err(bad_key(format!("ML-DSA-44 key is {} bytes, not 1312", material.len())));
+                    return Err(bad_key(format!(
+                        "ML-DSA-44 key is {} bytes, not 1312",
+                        material.len()
+                    )));
                 }
                 (key_id(name, alg, material), None)
             }
@@ -153,16 +167,26 @@ impl VerifierKey {
                 "key id {id:08x} does not match the key (expected {expected:08x})"
             )));
         }
-        Ok(VerifierKey { name: name.to_string(), id, alg, material: material.to_vec(), ed25519: ed })
+        Ok(VerifierKey {
+            name: name.to_string(),
+            id,
+            alg,
+            material: material.to_vec(),
+            ed25519: ed,
+        })
     }
 
     /// Builds the verifier key of an Ed25519 public key with signature type `alg` (0x01 or 0x04).
     pub fn from_ed25519(name: &str, alg: u8, key: &VerifyingKey) -> Result<VerifierKey, NoteError> {
         if !valid_key_name(name) {
-            return Err(bad_key(format!("key name {name:?} is empty or has a space or +")));
+            return Err(bad_key(format!(
+                "key name {name:?} is empty or has a space or +"
+            )));
         }
         if alg != ALG_ED25519 && alg != ALG_COSIGNATURE_V1 {
-            return Err(bad_key(format!("signature type 0x{alg:02x} is not an Ed25519 type")));
+            return Err(bad_key(format!(
+                "signature type 0x{alg:02x} is not an Ed25519 type"
+            )));
         }
         let material = key.to_bytes().to_vec();
         Ok(VerifierKey {
@@ -191,7 +215,10 @@ impl VerifierKey {
 
     /// The same Ed25519 key with another signature type (for example its cosignature form).
     pub fn with_alg(&self, alg: u8) -> Result<VerifierKey, NoteError> {
-        let vk = self.ed25519.as_ref().ok_or_else(|| bad_key("not an Ed25519 key"))?;
+        let vk = self
+            .ed25519
+            .as_ref()
+            .ok_or_else(|| bad_key("not an Ed25519 key"))?;
         VerifierKey::from_ed25519(&self.name, alg, vk)
     }
 
@@ -200,7 +227,8 @@ impl VerifierKey {
         let (Some(vk), Ok(sig)) = (&self.ed25519, <[u8; 64]>::try_from(sig)) else {
             return false;
         };
-        vk.verify_strict(msg, &ed25519_dalek::Signature::from_bytes(&sig)).is_ok()
+        vk.verify_strict(msg, &ed25519_dalek::Signature::from_bytes(&sig))
+            .is_ok()
     }
 }
 
@@ -215,7 +243,9 @@ impl fmt::Display for VerifierKey {
 
 fn parse_key_id(id: &str) -> Result<u32, NoteError> {
     if id.len() != 8 || !id.bytes().all(|c| c.is_ascii_hexdigit()) {
-        return Err(bad_key(format!("key id {id:?} is not 8 hexadecimal digits")));
+        return Err(bad_key(format!(
+            "key id {id:?} is not 8 hexadecimal digits"
+        )));
     }
     u32::from_str_radix(id, 16).map_err(|_| bad_key("key id is not hexadecimal"))
 }
@@ -240,13 +270,19 @@ impl SignerKey {
         let text = text.trim();
         let parts: Vec<&str> = text.splitn(5, '+').collect();
         if parts.len() != 5 || parts[0] != "PRIVATE" || parts[1] != "KEY" {
-            return Err(bad_key("a private key is PRIVATE+KEY+name+keyid+base64(key)"));
+            return Err(bad_key(
+                "a private key is PRIVATE+KEY+name+keyid+base64(key)",
+            ));
         }
         let (name, id) = (parts[2], parse_key_id(parts[3])?);
         if !valid_key_name(name) {
-            return Err(bad_key(format!("key name {name:?} is empty or has a space or +")));
+            return Err(bad_key(format!(
+                "key name {name:?} is empty or has a space or +"
+            )));
         }
-        let raw = B64.decode(parts[4]).map_err(|_| bad_key("private key is not valid base64"))?;
+        let raw = B64
+            .decode(parts[4])
+            .map_err(|_| bad_key("private key is not valid base64"))?;
         if raw.first() != Some(&ALG_ED25519) {
             return Err(bad_key("private key is not an Ed25519 (type 0x01) key"));
         }
@@ -255,7 +291,10 @@ impl SignerKey {
             .map_err(|_| bad_key(format!("Ed25519 seed is {} bytes, not 32", raw.len() - 1)))?;
         let k = SignerKey::from_seed(name, seed)?;
         if k.id != id {
-            return Err(bad_key(format!("key id {id:08x} does not match the key (expected {:08x})", k.id)));
+            return Err(bad_key(format!(
+                "key id {id:08x} does not match the key (expected {:08x})",
+                k.id
+            )));
         }
         Ok(k)
     }
@@ -263,11 +302,17 @@ impl SignerKey {
     /// The signer for an Ed25519 seed.
     pub fn from_seed(name: &str, seed: [u8; 32]) -> Result<SignerKey, NoteError> {
         if !valid_key_name(name) {
-            return Err(bad_key(format!("key name {name:?} is empty or has a space or +")));
+            return Err(bad_key(format!(
+                "key name {name:?} is empty or has a space or +"
+            )));
         }
         let key = SigningKey::from_bytes(&seed);
         let id = key_id(name, ALG_ED25519, key.verifying_key().as_bytes());
-        Ok(SignerKey { name: name.to_string(), id, key })
+        Ok(SignerKey {
+            name: name.to_string(),
+            id,
+            key,
+        })
     }
 
     /// The key name.
@@ -302,7 +347,12 @@ impl SignerKey {
     pub fn to_private_string(&self) -> String {
         let mut raw = vec![ALG_ED25519];
         raw.extend_from_slice(self.key.as_bytes());
-        format!("PRIVATE+KEY+{}+{:08x}+{}", self.name, self.id, B64.encode(raw))
+        format!(
+            "PRIVATE+KEY+{}+{:08x}+{}",
+            self.name,
+            self.id,
+            B64.encode(raw)
+        )
     }
 
     /// Raw Ed25519 signature over `msg`.
@@ -313,7 +363,11 @@ impl SignerKey {
     /// A note signature over `text` (type 0x01).
     pub fn sign_note(&self, text: &str) -> NoteSignature {
         let sig = self.sign_raw(text.as_bytes());
-        NoteSignature { name: self.name.clone(), id: self.id, sig: sig.to_vec() }
+        NoteSignature {
+            name: self.name.clone(),
+            id: self.id,
+            sig: sig.to_vec(),
+        }
     }
 
     /// A tlog-cosignature/v1 over a checkpoint's note `text`, made at `timestamp` (POSIX seconds).
@@ -322,8 +376,16 @@ impl SignerKey {
         let sig = self.sign_raw(msg.as_bytes());
         let mut payload = timestamp.to_be_bytes().to_vec();
         payload.extend_from_slice(&sig);
-        let id = key_id(&self.name, ALG_COSIGNATURE_V1, self.key.verifying_key().as_bytes());
-        NoteSignature { name: self.name.clone(), id, sig: payload }
+        let id = key_id(
+            &self.name,
+            ALG_COSIGNATURE_V1,
+            self.key.verifying_key().as_bytes(),
+        );
+        NoteSignature {
+            name: self.name.clone(),
+            id,
+            sig: payload,
+        }
     }
 }
 
@@ -373,26 +435,38 @@ pub struct Verified {
 impl Note {
     /// Parses a signed note strictly (c2sp.org/signed-note and Go's `note.Open` rules).
     pub fn parse(msg: &[u8]) -> Result<Note, NoteError> {
-        let mal = |line, reason: &str| NoteError::Malformed { line, reason: reason.to_string() };
+        let mal = |line, reason: &str| NoteError::Malformed {
+            line,
+            reason: reason.to_string(),
+        };
         if msg.len() > MAX_NOTE_LEN {
             return Err(mal(0, "note is over 1 MiB"));
         }
         let s = std::str::from_utf8(msg).map_err(|e| {
-            let line = msg[..e.valid_up_to()].iter().filter(|&&c| c == b'\n').count() + 1;
+            let line = msg[..e.valid_up_to()]
+                .iter()
+                .filter(|&&c| c == b'\n')
+                .count()
+                + 1;
             mal(line, "not valid UTF-8")
         })?;
         if let Some(pos) = s.find(|c: char| (c as u32) < 0x20 && c != '\n') {
             let line = s[..pos].matches('\n').count() + 1;
             return Err(mal(line, "control character other than newline"));
         }
-        let split = s.rfind("\n\n").ok_or_else(|| mal(0, "no blank line before the signatures"))?;
+        let split = s
+            .rfind("\n\n")
+            .ok_or_else(|| mal(0, "no blank line before the signatures"))?;
         let (text, sigs) = (&s[..split + 1], &s[split + 2..]);
         let first_sig_line = text.matches('\n').count() + 2;
         if sigs.is_empty() {
             return Err(mal(first_sig_line, "no signature lines"));
         }
         if !sigs.ends_with('\n') {
-            return Err(mal(first_sig_line + sigs.matches('\n').count(), "last signature line has no final newline"));
+            return Err(mal(
+                first_sig_line + sigs.matches('\n').count(),
+                "last signature line has no final newline",
+            ));
         }
         let lines: Vec<&str> = sigs[..sigs.len() - 1].split('\n').collect();
         if lines.len() > MAX_SIGNATURES {
@@ -401,12 +475,18 @@ impl Note {
         let mut signatures = Vec::with_capacity(lines.len());
         for (i, l) in lines.iter().enumerate() {
             let at = first_sig_line + i;
-            let rest = l.strip_prefix("\u{2014} ").ok_or_else(|| mal(at, "signature line does not start with \"— \""))?;
-            let (name, b64) = rest.split_once(' ').ok_or_else(|| mal(at, "signature line has no space after the key name"))?;
+            let rest = l
+                .strip_prefix("\u{2014} ")
+                .ok_or_else(|| mal(at, "signature line does not start with \"— \""))?;
+            let (name, b64) = rest
+                .split_once(' ')
+                .ok_or_else(|| mal(at, "signature line has no space after the key name"))?;
             if !valid_key_name(name) {
                 return Err(mal(at, "key name is empty or has a space or +"));
             }
-            let raw = B64.decode(b64).map_err(|_| mal(at, "signature is not valid base64"))?;
+            let raw = B64
+                .decode(b64)
+                .map_err(|_| mal(at, "signature is not valid base64"))?;
             if raw.len() < 5 {
                 return Err(mal(at, "signature is shorter than a key id and one byte"));
             }
@@ -416,7 +496,10 @@ impl Note {
                 sig: raw[4..].to_vec(),
             });
         }
-        Ok(Note { text: text.to_string(), signatures })
+        Ok(Note {
+            text: text.to_string(),
+            signatures,
+        })
     }
 
     /// Checks the signatures made by `keys`. Signatures by other keys are ignored; a signature by
@@ -446,13 +529,24 @@ impl Note {
                     t.copy_from_slice(&s.sig[..8]);
                     let ts = u64::from_be_bytes(t);
                     let msg = cosignature_message(&self.text, ts);
-                    (ts <= i64::MAX as u64 && key.verify_ed25519(msg.as_bytes(), &s.sig[8..]), Some(ts))
+                    (
+                        ts <= i64::MAX as u64 && key.verify_ed25519(msg.as_bytes(), &s.sig[8..]),
+                        Some(ts),
+                    )
                 }
                 ALG_COSIGNATURE_V1 => (false, None),
-                alg => return Err(NoteError::UnsupportedType { name: s.name.clone(), alg }),
+                alg => {
+                    return Err(NoteError::UnsupportedType {
+                        name: s.name.clone(),
+                        alg,
+                    })
+                }
             };
             if !ok {
-                return Err(NoteError::BadSignature { name: s.name.clone(), id: format!("{:08x}", s.id) });
+                return Err(NoteError::BadSignature {
+                    name: s.name.clone(),
+                    id: format!("{:08x}", s.id),
+                });
             }
             if !out.iter().any(|v| v.key == k) {
                 out.push(Verified { key: k, timestamp });
@@ -474,7 +568,10 @@ impl Note {
     /// Signs `text` with each signer, in order. The text must be valid note text ending in a newline.
     pub fn sign(text: &str, signers: &[&SignerKey]) -> Result<Note, NoteError> {
         check_text(text)?;
-        Ok(Note { text: text.to_string(), signatures: signers.iter().map(|k| k.sign_note(text)).collect() })
+        Ok(Note {
+            text: text.to_string(),
+            signatures: signers.iter().map(|k| k.sign_note(text)).collect(),
+        })
     }
 }
 
@@ -487,7 +584,9 @@ pub fn check_text(text: &str) -> Result<(), NoteError> {
         return Err(NoteError::BadText("text ends with a blank line".into()));
     }
     if text.chars().any(|c| (c as u32) < 0x20 && c != '\n') {
-        return Err(NoteError::BadText("text contains a control character".into()));
+        return Err(NoteError::BadText(
+            "text contains a control character".into(),
+        ));
     }
     Ok(())
 }

@@ -65,18 +65,32 @@ impl fmt::Display for TileError {
         match self {
             TileError::BadPath { path, reason } => write!(f, "tile path {path:?}: {reason}"),
             TileError::BadTileLength { width, len } => {
-                write!(f, "tile of width {width} should be {} bytes, is {len}", *width as usize * 32)
+                write!(
+                    f,
+                    "tile of width {width} should be {} bytes, is {len}",
+                    *width as usize * 32
+                )
             }
             TileError::TruncatedBundle { entry } => {
                 write!(f, "entry bundle is truncated inside entry {entry}")
             }
             TileError::BundleCount { expected, found } => {
-                write!(f, "entry bundle should hold {expected} entries, holds {found}")
+                write!(
+                    f,
+                    "entry bundle should hold {expected} entries, holds {found}"
+                )
             }
             TileError::EntryTooLong { len } => {
-                write!(f, "entry is {len} bytes, over the 65,535-byte limit of tlog-tiles")
+                write!(
+                    f,
+                    "entry is {len} bytes, over the 65,535-byte limit of tlog-tiles"
+                )
             }
-            TileError::BadPartials { level, expected, found } => write!(
+            TileError::BadPartials {
+                level,
+                expected,
+                found,
+            } => write!(
                 f,
                 "partial tile at level {level} has {found} hashes, the tree size needs {expected}"
             ),
@@ -120,22 +134,43 @@ impl TileId {
     /// `size` leaves, with the width it has in that tree.
     pub fn containing(level: u8, node_index: u64, size: u64) -> TileId {
         let index = node_index / TILE_WIDTH as u64;
-        TileId { level, index, width: width_in(level, index, size) }
+        TileId {
+            level,
+            index,
+            width: width_in(level, index, size),
+        }
     }
 
     /// Parses a hash-tile path (`tile/<L>/...`) or an entry-bundle path (`tile/entries/...`).
     /// Returns the id and whether it names an entry bundle.
     pub fn parse(path: &str) -> Result<(TileId, bool), TileError> {
-        let bad = |reason| TileError::BadPath { path: path.to_string(), reason };
-        let rest = path.strip_prefix("tile/").ok_or_else(|| bad("does not start with tile/"))?;
-        let (first, rest) = rest.split_once('/').ok_or_else(|| bad("has no tile index"))?;
+        let bad = |reason| TileError::BadPath {
+            path: path.to_string(),
+            reason,
+        };
+        let rest = path
+            .strip_prefix("tile/")
+            .ok_or_else(|| bad("does not start with tile/"))?;
+        let (first, rest) = rest
+            .split_once('/')
+            .ok_or_else(|| bad("has no tile index"))?;
         let (level, bundle) = if first == "entries" {
             (0, true)
         } else {
-            (parse_level(first).ok_or_else(|| bad("level is not a number from 0 to 63"))?, false)
+            (
+                parse_level(first).ok_or_else(|| bad("level is not a number from 0 to 63"))?,
+                false,
+            )
         };
         let (index, width) = parse_index(rest).map_err(bad)?;
-        Ok((TileId { level, index, width }, bundle))
+        Ok((
+            TileId {
+                level,
+                index,
+                width,
+            },
+            bundle,
+        ))
     }
 }
 
@@ -168,10 +203,18 @@ pub fn tiles_for_size(size: u64) -> Vec<TileId> {
             break;
         }
         let full = count / TILE_WIDTH as u64;
-        out.extend((0..full).map(|index| TileId { level, index, width: TILE_WIDTH }));
+        out.extend((0..full).map(|index| TileId {
+            level,
+            index,
+            width: TILE_WIDTH,
+        }));
         let w = (count % TILE_WIDTH as u64) as u16;
         if w > 0 {
-            out.push(TileId { level, index: full, width: w });
+            out.push(TileId {
+                level,
+                index: full,
+                width: w,
+            });
         }
     }
     out
@@ -183,7 +226,14 @@ pub fn entries_path_for_index(index: u64, size: u64) -> Option<String> {
         return None;
     }
     let tile = index / TILE_WIDTH as u64;
-    Some(TileId { level: 0, index: tile, width: width_in(0, tile, size) }.entries_path())
+    Some(
+        TileId {
+            level: 0,
+            index: tile,
+            width: width_in(0, tile, size),
+        }
+        .entries_path(),
+    )
 }
 
 fn parse_level(s: &str) -> Option<u8> {
@@ -223,8 +273,15 @@ pub fn index_path(index: u64, width: u16) -> String {
 fn parse_index(s: &str) -> Result<(u64, u16), &'static str> {
     let (idx, width) = match s.split_once(".p/") {
         Some((i, w)) => {
-            let ok = !w.is_empty() && w.len() <= 3 && !w.starts_with('0') && w.bytes().all(|c| c.is_ascii_digit());
-            let w: u16 = if ok { w.parse().map_err(|_| "partial width is not a number")? } else { 0 };
+            let ok = !w.is_empty()
+                && w.len() <= 3
+                && !w.starts_with('0')
+                && w.bytes().all(|c| c.is_ascii_digit());
+            let w: u16 = if ok {
+                w.parse().map_err(|_| "partial width is not a number")?
+            } else {
+                0
+            };
             if !(1..TILE_WIDTH).contains(&w) {
                 return Err("partial width is not a number from 1 to 255");
             }
@@ -236,14 +293,17 @@ fn parse_index(s: &str) -> Result<(u64, u16), &'static str> {
     let mut n: u64 = 0;
     for (i, p) in parts.iter().enumerate() {
         let digits = if i + 1 < parts.len() {
-            p.strip_prefix('x').ok_or("index element before the last must be xNNN")?
+            p.strip_prefix('x')
+                .ok_or("index element before the last must be xNNN")?
         } else {
             p
         };
         if digits.len() != 3 || !digits.bytes().all(|c| c.is_ascii_digit()) {
             return Err("index elements must be three decimal digits");
         }
-        let d: u64 = digits.parse().map_err(|_| "index element is not a number")?;
+        let d: u64 = digits
+            .parse()
+            .map_err(|_| "index element is not a number")?;
         n = n
             .checked_mul(1000)
             .and_then(|n| n.checked_add(d))
@@ -259,7 +319,11 @@ fn parse_index(s: &str) -> Result<(u64, u16), &'static str> {
 /// written `data` (golang.org/x/mod/sumdb/tlog). Only for reading and writing sumdb-style paths;
 /// nospy's own logs use tlog-tiles paths.
 pub fn sumdb_tile_path(height: u8, level: i8, index: u64, width: u16) -> String {
-    let l = if level < 0 { "data".to_string() } else { level.to_string() };
+    let l = if level < 0 {
+        "data".to_string()
+    } else {
+        level.to_string()
+    };
     let full = 1u16 << height;
     let mut s = format!("tile/{height}/{l}/{}", index_path(index, TILE_WIDTH));
     if width < full {
@@ -270,10 +334,18 @@ pub fn sumdb_tile_path(height: u8, level: i8, index: u64, width: u16) -> String 
 
 /// Parses a sumdb tile path; returns `(height, level, index, width)`.
 pub fn parse_sumdb_tile_path(path: &str) -> Result<(u8, i8, u64, u16), TileError> {
-    let bad = |reason| TileError::BadPath { path: path.to_string(), reason };
-    let rest = path.strip_prefix("tile/").ok_or_else(|| bad("does not start with tile/"))?;
+    let bad = |reason| TileError::BadPath {
+        path: path.to_string(),
+        reason,
+    };
+    let rest = path
+        .strip_prefix("tile/")
+        .ok_or_else(|| bad("does not start with tile/"))?;
     let mut it = rest.splitn(3, '/');
-    let h = it.next().and_then(|h| h.parse::<u8>().ok()).filter(|h| (1..=30).contains(h));
+    let h = it
+        .next()
+        .and_then(|h| h.parse::<u8>().ok())
+        .filter(|h| (1..=30).contains(h));
     let h = h.ok_or_else(|| bad("height is not a number from 1 to 30"))?;
     let l = match it.next() {
         Some("data") => -1,
@@ -293,9 +365,15 @@ pub fn parse_sumdb_tile_path(path: &str) -> Result<(u8, i8, u64, u16), TileError
 /// Reads a hash tile: `width` hashes of 32 bytes, nothing more or less.
 pub fn parse_tile(data: &[u8], width: u16) -> Result<Vec<Hash>, TileError> {
     if data.len() != width as usize * 32 {
-        return Err(TileError::BadTileLength { width, len: data.len() });
+        return Err(TileError::BadTileLength {
+            width,
+            len: data.len(),
+        });
     }
-    Ok(data.chunks_exact(32).map(|c| Hash(c.try_into().unwrap_or([0; 32]))).collect())
+    Ok(data
+        .chunks_exact(32)
+        .map(|c| Hash(c.try_into().unwrap_or([0; 32])))
+        .collect())
 }
 
 /// Appends one entry to an entry bundle under construction (uint16 big-endian length, then bytes).
@@ -314,7 +392,10 @@ pub fn parse_bundle(data: &[u8], width: u16) -> Result<Vec<&[u8]>, TileError> {
     let mut rest = data;
     while !rest.is_empty() {
         if out.len() == width as usize {
-            return Err(TileError::BundleCount { expected: width, found: out.len() + 1 });
+            return Err(TileError::BundleCount {
+                expected: width,
+                found: out.len() + 1,
+            });
         }
         if rest.len() < 2 {
             return Err(TileError::TruncatedBundle { entry: out.len() });
@@ -327,7 +408,10 @@ pub fn parse_bundle(data: &[u8], width: u16) -> Result<Vec<&[u8]>, TileError> {
         rest = &rest[2 + n..];
     }
     if out.len() != width as usize {
-        return Err(TileError::BundleCount { expected: width, found: out.len() });
+        return Err(TileError::BundleCount {
+            expected: width,
+            found: out.len(),
+        });
     }
     Ok(out)
 }
@@ -338,7 +422,10 @@ pub fn perfect_root(hashes: &[Hash]) -> Hash {
     if hashes.len() == 1 {
         return hashes[0];
     }
-    let mut buf: Vec<Hash> = hashes.chunks_exact(2).map(|p| node_hash(&p[0], &p[1])).collect();
+    let mut buf: Vec<Hash> = hashes
+        .chunks_exact(2)
+        .map(|p| node_hash(&p[0], &p[1]))
+        .collect();
     while buf.len() > 1 {
         let n = buf.len() / 2;
         for i in 0..n {
@@ -363,21 +450,34 @@ pub struct TileTree {
 impl TileTree {
     /// The empty tree.
     pub fn new() -> Self {
-        TileTree { size: 0, partial: vec![Vec::new()] }
+        TileTree {
+            size: 0,
+            partial: vec![Vec::new()],
+        }
     }
 
     /// Restores the tree of `size` leaves from its partial tiles, lowest level first: level `L`
     /// must hold exactly `(size >> 8L) % 256` hashes, for every level that has any hash at all.
     pub fn from_partials(size: u64, mut partials: Vec<Vec<Hash>>) -> Result<Self, TileError> {
-        let levels = (0..=MAX_TILE_LEVEL).take_while(|&l| level_count(l, size) > 0).count().max(1);
+        let levels = (0..=MAX_TILE_LEVEL)
+            .take_while(|&l| level_count(l, size) > 0)
+            .count()
+            .max(1);
         partials.resize(levels.max(partials.len()), Vec::new());
         for (level, p) in partials.iter().enumerate() {
             let expected = (level_count(level as u8, size) % TILE_WIDTH as u64) as usize;
             if p.len() != expected {
-                return Err(TileError::BadPartials { level: level as u8, expected, found: p.len() });
+                return Err(TileError::BadPartials {
+                    level: level as u8,
+                    expected,
+                    found: p.len(),
+                });
             }
         }
-        Ok(TileTree { size, partial: partials })
+        Ok(TileTree {
+            size,
+            partial: partials,
+        })
     }
 
     /// Number of leaves.
@@ -397,7 +497,11 @@ impl TileTree {
                 return;
             }
             let count = level_count(level as u8, self.size);
-            let id = TileId { level: level as u8, index: count / TILE_WIDTH as u64 - 1, width: TILE_WIDTH };
+            let id = TileId {
+                level: level as u8,
+                index: count / TILE_WIDTH as u64 - 1,
+                width: TILE_WIDTH,
+            };
             full(id, &self.partial[level]);
             h = perfect_root(&self.partial[level]);
             self.partial[level].clear();
@@ -410,10 +514,21 @@ impl TileTree {
 
     /// The partial (incomplete) tiles of the tree, lowest level first; empty levels are skipped.
     pub fn partial_tiles(&self) -> impl Iterator<Item = (TileId, &[Hash])> {
-        self.partial.iter().enumerate().filter(|(_, p)| !p.is_empty()).map(move |(l, p)| {
-            let count = level_count(l as u8, self.size);
-            (TileId { level: l as u8, index: count / TILE_WIDTH as u64, width: p.len() as u16 }, p.as_slice())
-        })
+        self.partial
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| !p.is_empty())
+            .map(move |(l, p)| {
+                let count = level_count(l as u8, self.size);
+                (
+                    TileId {
+                        level: l as u8,
+                        index: count / TILE_WIDTH as u64,
+                        width: p.len() as u16,
+                    },
+                    p.as_slice(),
+                )
+            })
     }
 
     /// The tree root.
@@ -464,7 +579,10 @@ mod tests {
                 assert_eq!(*h, m.node(id.level * 8, node).unwrap());
             }
         }
-        let widths: Vec<_> = t.partial_tiles().map(|(id, _)| (id.level, id.width)).collect();
+        let widths: Vec<_> = t
+            .partial_tiles()
+            .map(|(id, _)| (id.level, id.width))
+            .collect();
         assert_eq!(widths, vec![(0, 112), (1, 17), (2, 1)]);
         // Restoring from the partial tiles gives the same tree.
         let partials = t.partial.clone();
@@ -479,13 +597,31 @@ mod tests {
         for e in [&b"one"[..], b"", b"three"] {
             push_bundle_entry(&mut b, e).unwrap();
         }
-        assert_eq!(parse_bundle(&b, 3).unwrap(), vec![&b"one"[..], b"", b"three"]);
-        assert!(matches!(parse_bundle(&b, 2), Err(TileError::BundleCount { .. })));
-        assert!(matches!(parse_bundle(&b, 4), Err(TileError::BundleCount { .. })));
-        assert!(matches!(parse_bundle(&b[..b.len() - 1], 3), Err(TileError::TruncatedBundle { entry: 2 })));
-        assert!(matches!(parse_bundle(&b[..1], 1), Err(TileError::TruncatedBundle { entry: 0 })));
+        assert_eq!(
+            parse_bundle(&b, 3).unwrap(),
+            vec![&b"one"[..], b"", b"three"]
+        );
+        assert!(matches!(
+            parse_bundle(&b, 2),
+            Err(TileError::BundleCount { .. })
+        ));
+        assert!(matches!(
+            parse_bundle(&b, 4),
+            Err(TileError::BundleCount { .. })
+        ));
+        assert!(matches!(
+            parse_bundle(&b[..b.len() - 1], 3),
+            Err(TileError::TruncatedBundle { entry: 2 })
+        ));
+        assert!(matches!(
+            parse_bundle(&b[..1], 1),
+            Err(TileError::TruncatedBundle { entry: 0 })
+        ));
         let big = vec![0u8; 65_536];
-        assert!(matches!(push_bundle_entry(&mut b, &big), Err(TileError::EntryTooLong { len: 65_536 })));
+        assert!(matches!(
+            push_bundle_entry(&mut b, &big),
+            Err(TileError::EntryTooLong { len: 65_536 })
+        ));
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Conformance against data published by other implementations, read in place from
 //! `../shared/vectors/tlog` (see that folder's README for the origin of every file).
 
+#![allow(clippy::unwrap_used)] // test code: a panic is a failing test
+
 use base64::Engine as _;
 use nospy_tlog::checkpoint::{Checkpoint, SignedCheckpoint, TlogProof};
 use nospy_tlog::hash::{leaf_hash, node_hash, Hash};
@@ -24,10 +26,12 @@ fn json(rel: &str) -> Value {
 /// include such garbage on purpose).
 fn b64(v: &Value) -> Vec<u8> {
     let s = v.as_str().unwrap();
-    base64::engine::general_purpose::STANDARD.decode(s).unwrap_or_else(|_| {
-        eprintln!("not base64, kept as an invalid hash: {s:?}");
-        vec![0xff]
-    })
+    base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .unwrap_or_else(|_| {
+            eprintln!("not base64, kept as an invalid hash: {s:?}");
+            vec![0xff]
+        })
 }
 
 fn hex(v: &Value) -> Hash {
@@ -50,15 +54,27 @@ fn json_files(dir: &Path, out: &mut Vec<PathBuf>) {
 fn proof_hashes(v: &Value) -> Option<Vec<Hash>> {
     match v {
         Value::Null => Some(Vec::new()),
-        v => v.as_array().unwrap().iter().map(|h| Hash::from_slice(&b64(h))).collect(),
+        v => v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| Hash::from_slice(&b64(h)))
+            .collect(),
     }
 }
 
 #[test]
 fn transparency_dev_inclusion_vectors() {
     let mut files = Vec::new();
-    json_files(&vectors().join("transparency-dev-merkle/testdata/inclusion"), &mut files);
-    assert!(files.len() > 90, "found only {} inclusion vectors", files.len());
+    json_files(
+        &vectors().join("transparency-dev-merkle/testdata/inclusion"),
+        &mut files,
+    );
+    assert!(
+        files.len() > 90,
+        "found only {} inclusion vectors",
+        files.len()
+    );
     let (mut pass, mut fail) = (0, 0);
     for f in &files {
         let v: Value = serde_json::from_str(&std::fs::read_to_string(f).unwrap()).unwrap();
@@ -88,8 +104,15 @@ fn transparency_dev_inclusion_vectors() {
 #[test]
 fn transparency_dev_consistency_vectors() {
     let mut files = Vec::new();
-    json_files(&vectors().join("transparency-dev-merkle/testdata/consistency"), &mut files);
-    assert!(files.len() > 60, "found only {} consistency vectors", files.len());
+    json_files(
+        &vectors().join("transparency-dev-merkle/testdata/consistency"),
+        &mut files,
+    );
+    assert!(
+        files.len() > 60,
+        "found only {} consistency vectors",
+        files.len()
+    );
     for f in &files {
         let v: Value = serde_json::from_str(&std::fs::read_to_string(f).unwrap()).unwrap();
         let want_err = v["wantErr"].as_bool().unwrap();
@@ -114,14 +137,29 @@ fn generated_proofs_match_the_published_happy_paths() {
     // tree, not merely proofs that our own verifier accepts.
     let t = reference_tree();
     for dir in ["0", "1", "2", "3", "4"] {
-        let v = json(&format!("transparency-dev-merkle/testdata/inclusion/{dir}/happy-path.json"));
-        let (i, n) = (v["leafIdx"].as_u64().unwrap(), v["treeSize"].as_u64().unwrap());
+        let v = json(&format!(
+            "transparency-dev-merkle/testdata/inclusion/{dir}/happy-path.json"
+        ));
+        let (i, n) = (
+            v["leafIdx"].as_u64().unwrap(),
+            v["treeSize"].as_u64().unwrap(),
+        );
         let want: Vec<Hash> = proof_hashes(&v["proof"]).unwrap();
-        assert_eq!(merkle::inclusion_proof(&t, i, n).unwrap(), want, "inclusion {i} in {n}");
-        let v = json(&format!("transparency-dev-merkle/testdata/consistency/{dir}/happy-path.json"));
+        assert_eq!(
+            merkle::inclusion_proof(&t, i, n).unwrap(),
+            want,
+            "inclusion {i} in {n}"
+        );
+        let v = json(&format!(
+            "transparency-dev-merkle/testdata/consistency/{dir}/happy-path.json"
+        ));
         let (a, b) = (v["size1"].as_u64().unwrap(), v["size2"].as_u64().unwrap());
         let want: Vec<Hash> = proof_hashes(&v["proof"]).unwrap();
-        assert_eq!(merkle::consistency_proof(&t, a, b).unwrap(), want, "consistency {a} to {b}");
+        assert_eq!(
+            merkle::consistency_proof(&t, a, b).unwrap(),
+            want,
+            "consistency {a} to {b}"
+        );
     }
 }
 
@@ -129,7 +167,9 @@ fn reference_tree() -> MemoryTree {
     let v = json("rfc6962-reference-tree/rfc6962-8-leaves.json");
     let mut t = MemoryTree::new();
     for l in v["leaf_inputs_hex"].as_array().unwrap() {
-        t.push(leaf_hash(&nospy_tlog::hex::decode(l.as_str().unwrap()).unwrap()));
+        t.push(leaf_hash(
+            &nospy_tlog::hex::decode(l.as_str().unwrap()).unwrap(),
+        ));
     }
     t
 }
@@ -138,10 +178,24 @@ fn reference_tree() -> MemoryTree {
 fn rfc6962_reference_tree_roots_nodes_and_hasher() {
     let v = json("rfc6962-reference-tree/rfc6962-8-leaves.json");
     let t = reference_tree();
-    for (size, want) in v["root_hashes_by_size_0_to_8"].as_array().unwrap().iter().enumerate() {
-        assert_eq!(merkle::root(&t, size as u64).unwrap(), hex(want), "root of size {size}");
+    for (size, want) in v["root_hashes_by_size_0_to_8"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+    {
+        assert_eq!(
+            merkle::root(&t, size as u64).unwrap(),
+            hex(want),
+            "root of size {size}"
+        );
     }
-    for (level, nodes) in v["node_hashes_by_level"].as_array().unwrap().iter().enumerate() {
+    for (level, nodes) in v["node_hashes_by_level"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+    {
         for (i, want) in nodes.as_array().unwrap().iter().enumerate() {
             assert_eq!(t.node(level as u8, i as u64).unwrap(), hex(want));
         }
@@ -157,13 +211,19 @@ fn rfc6962_reference_tree_roots_nodes_and_hasher() {
     // The golden hashes the raw strings, not 32-byte values: check through the same formula.
     let mut buf = vec![1u8];
     buf.extend_from_slice(b"N123N456");
-    assert_eq!(nospy_tlog::hash::sha256(&buf), hex(&g["node('N123','N456')"]));
+    assert_eq!(
+        nospy_tlog::hash::sha256(&buf),
+        hex(&g["node('N123','N456')"])
+    );
     assert_ne!(node_hash(&Hash(l), &Hash(r)), Hash::EMPTY_ROOT);
 }
 
 #[test]
 fn sigsum_inclusion_vectors() {
-    for (file, valid) in [("sigsum-rs/inclusion-valid.json", true), ("sigsum-rs/inclusion-invalid.json", false)] {
+    for (file, valid) in [
+        ("sigsum-rs/inclusion-valid.json", true),
+        ("sigsum-rs/inclusion-invalid.json", false),
+    ] {
         for (k, v) in json(file).as_array().unwrap().iter().enumerate() {
             let r = match proof_hashes(&v["inclusion_path"]) {
                 None => Err(()),
@@ -187,8 +247,14 @@ fn go_note_golden_vector() {
     let signer = SignerKey::parse(v["signer_key_PeterNeumann"].as_str().unwrap()).unwrap();
     let vkey = VerifierKey::parse(v["verifier_key_PeterNeumann"].as_str().unwrap()).unwrap();
     assert_eq!(signer.verifier(), vkey);
-    assert_eq!(vkey.to_string(), v["verifier_key_PeterNeumann"].as_str().unwrap());
-    assert_eq!(signer.to_private_string(), v["signer_key_PeterNeumann"].as_str().unwrap());
+    assert_eq!(
+        vkey.to_string(),
+        v["verifier_key_PeterNeumann"].as_str().unwrap()
+    );
+    assert_eq!(
+        signer.to_private_string(),
+        v["signer_key_PeterNeumann"].as_str().unwrap()
+    );
     let text = v["note_text"].as_str().unwrap();
     let golden = v["signed_note_PeterNeumann"].as_str().unwrap();
     // Ed25519 is deterministic: re-signing reproduces the golden note byte for byte.
@@ -199,17 +265,28 @@ fn go_note_golden_vector() {
     let enoch = VerifierKey::parse(v["verifier_key_EnochRoot"].as_str().unwrap()).unwrap();
     let both = format!("{golden}{}", v["sig_line_EnochRoot"].as_str().unwrap());
     let note = Note::parse(both.as_bytes()).unwrap();
-    assert_eq!(note.verify(&[vkey.clone(), enoch.clone()]).unwrap().len(), 2);
+    assert_eq!(
+        note.verify(&[vkey.clone(), enoch.clone()]).unwrap().len(),
+        2
+    );
     assert_eq!(note.verify(std::slice::from_ref(&enoch)).unwrap().len(), 1);
     // Unknown keys only: refused.
-    let other = SignerKey::from_seed("someone.else", [7; 32]).unwrap().verifier();
+    let other = SignerKey::from_seed("someone.else", [7; 32])
+        .unwrap()
+        .verifier();
     assert_eq!(note.verify(&[other]), Err(NoteError::NoKnownSignature));
     // A tampered text fails with the known key.
     let tampered = golden.replacen("cryptography", "cryptographY", 1);
-    let e = Note::parse(tampered.as_bytes()).unwrap().verify(&[vkey]).unwrap_err();
+    let e = Note::parse(tampered.as_bytes())
+        .unwrap()
+        .verify(&[vkey])
+        .unwrap_err();
     assert!(matches!(e, NoteError::BadSignature { .. }), "{e}");
     for bad in v["bad_vkeys_must_fail"].as_array().unwrap() {
-        assert!(VerifierKey::parse(bad.as_str().unwrap()).is_err(), "{bad} must be refused");
+        assert!(
+            VerifierKey::parse(bad.as_str().unwrap()).is_err(),
+            "{bad} must be refused"
+        );
     }
     // The sumdb tree note golden is a checkpoint in all but name.
     let g = &v["tlog_tree_note_golden"];
@@ -224,22 +301,38 @@ fn go_malformed_note_rules() {
     let v = json("go-sumdb/note-and-tlog-vectors.json");
     let golden = v["signed_note_PeterNeumann"].as_str().unwrap();
     let text = v["note_text"].as_str().unwrap();
-    let sig_line = golden.strip_prefix(text).unwrap().strip_prefix('\n').unwrap();
-    let many: String = std::iter::repeat(sig_line).take(101).collect();
+    let sig_line = golden
+        .strip_prefix(text)
+        .unwrap()
+        .strip_prefix('\n')
+        .unwrap();
+    let many: String = sig_line.repeat(101);
     let cases = [
         ("text only", text.to_string()),
         ("text and blank line", format!("{text}\n")),
-        ("no final newline", golden.strip_suffix('\n').unwrap().to_string()),
+        (
+            "no final newline",
+            golden.strip_suffix('\n').unwrap().to_string(),
+        ),
         ("leading 0x01", format!("\x01{golden}")),
-        ("key name with a space", golden.replace("PeterNeumann", "Peter Neumann")),
+        (
+            "key name with a space",
+            golden.replace("PeterNeumann", "Peter Neumann"),
+        ),
         ("line after signatures", format!("{golden}hello\n")),
         ("101 signatures", format!("{text}\n{many}")),
     ];
     for (what, note) in cases {
-        assert!(Note::parse(note.as_bytes()).is_err(), "{what}: should be malformed");
+        assert!(
+            Note::parse(note.as_bytes()).is_err(),
+            "{what}: should be malformed"
+        );
     }
-    assert!(Note::parse(b"\xffhello\n\n\xe2\x80\x94 a AAAAAAA=\n").is_err(), "invalid UTF-8");
-    let hundred: String = std::iter::repeat(sig_line).take(100).collect();
+    assert!(
+        Note::parse(b"\xffhello\n\n\xe2\x80\x94 a AAAAAAA=\n").is_err(),
+        "invalid UTF-8"
+    );
+    let hundred: String = sig_line.repeat(100);
     assert!(Note::parse(format!("{text}\n{hundred}").as_bytes()).is_ok());
 }
 
@@ -249,7 +342,9 @@ fn c2sp_signed_note_example_and_formats() {
     let k = VerifierKey::parse(v["signed_note_vkey"].as_str().unwrap()).unwrap();
     let n = Note::parse(v["signed_note"].as_str().unwrap().as_bytes()).unwrap();
     n.verify(&[k]).unwrap();
-    let cp = v["checkpoint_with_cosignature_format_only"].as_str().unwrap();
+    let cp = v["checkpoint_with_cosignature_format_only"]
+        .as_str()
+        .unwrap();
     let sc = SignedCheckpoint::parse(cp.as_bytes()).unwrap();
     assert_eq!(sc.checkpoint.size, 20852163);
     assert_eq!(sc.note.signatures.len(), 2);
@@ -261,7 +356,10 @@ fn c2sp_signed_note_example_and_formats() {
     assert!(proof.extra.is_some());
     assert_eq!(proof.to_text(), p);
     let msg = nospy_tlog::note::cosignature_message(&sc.note.text, 1679315147);
-    assert_eq!(msg, v["cosignature_v1_signed_message_example"].as_str().unwrap());
+    assert_eq!(
+        msg,
+        v["cosignature_v1_signed_message_example"].as_str().unwrap()
+    );
 }
 
 #[test]
@@ -284,13 +382,20 @@ fn transparency_dev_vkeys() {
     assert_eq!(sc.checkpoint.size, 115474666);
     let rome = VerifierKey::parse(v["vkeys"][4]["vkey"].as_str().unwrap()).unwrap();
     let e = sc.note.verify(&[rome]).unwrap_err();
-    assert!(matches!(e, NoteError::UnsupportedType { alg: 0x05, .. }), "{e}");
+    assert!(
+        matches!(e, NoteError::UnsupportedType { alg: 0x05, .. }),
+        "{e}"
+    );
 }
 
 #[test]
 fn witness_network_log_lists_parse() {
     let mut n = 0;
-    for f in ["witness-network/log-list.1", "witness-network/log-list-10qps-4klogs.1", "witness-network/log-list-100qps-40klogs.1"] {
+    for f in [
+        "witness-network/log-list.1",
+        "witness-network/log-list-10qps-4klogs.1",
+        "witness-network/log-list-100qps-40klogs.1",
+    ] {
         for line in std::fs::read_to_string(vectors().join(f)).unwrap().lines() {
             if let Some(k) = line.strip_prefix("vkey ") {
                 VerifierKey::parse(k).unwrap_or_else(|e| panic!("{f}: {k}: {e}"));
@@ -304,7 +409,10 @@ fn witness_network_log_lists_parse() {
 #[test]
 fn sunlight_cosignatures_verify() {
     let dir = vectors().join("sunlight-skylight/witness");
-    let witness = VerifierKey::parse("witness.example.org+b8a2cf20+BFLN3yikSfFkVAJtrnh/CiY3Zozkoy7clp+P7XB28qUN").unwrap();
+    let witness = VerifierKey::parse(
+        "witness.example.org+b8a2cf20+BFLN3yikSfFkVAJtrnh/CiY3Zozkoy7clp+P7XB28qUN",
+    )
+    .unwrap();
     assert_eq!(witness.alg(), ALG_COSIGNATURE_V1);
     let sub = "000de184301123b9278c086a7d9f68c9577e83872224c197058fd90784ea9706";
     let cp = std::fs::read(dir.join(sub).join("checkpoint")).unwrap();
@@ -313,7 +421,10 @@ fn sunlight_cosignatures_verify() {
     assert_eq!(cos.len(), 1);
     assert_eq!(cos[0].timestamp, Some(1767139200));
     // The mirror: a real 300-leaf tree whose tiles we read and whose root we recompute.
-    let mirror = VerifierKey::parse("mirror.example.org+3fb148ef+BAAjjch9GyYz0sJsJx7ALhbdAtz2ov0unbzSl1vMp94O").unwrap();
+    let mirror = VerifierKey::parse(
+        "mirror.example.org+3fb148ef+BAAjjch9GyYz0sJsJx7ALhbdAtz2ov0unbzSl1vMp94O",
+    )
+    .unwrap();
     let mdir = dir.join("mirror").join(sub);
     let sc = SignedCheckpoint::parse(&std::fs::read(mdir.join("checkpoint")).unwrap()).unwrap();
     assert_eq!(sc.cosignatures(&[mirror]).unwrap().len(), 1);
@@ -326,7 +437,10 @@ fn sunlight_cosignatures_verify() {
         }
     }
     for i in 0..300u64 {
-        assert_eq!(t.node(0, i).unwrap(), leaf_hash(format!("record {i}").as_bytes()));
+        assert_eq!(
+            t.node(0, i).unwrap(),
+            leaf_hash(format!("record {i}").as_bytes())
+        );
     }
     assert_eq!(t.root(), sc.checkpoint.root);
     let l1 = tile::parse_tile(&std::fs::read(mdir.join("tile/1/000.p/1")).unwrap(), 1).unwrap();
@@ -347,13 +461,20 @@ fn tile_paths() {
         assert_eq!(TileId::parse(path).unwrap(), (id, false));
     }
     for c in v["c2sp_entries_path"].as_array().unwrap() {
-        let id = TileId { level: 0, index: c["index"].as_u64().unwrap(), width: c["width"].as_u64().unwrap() as u16 };
+        let id = TileId {
+            level: 0,
+            index: c["index"].as_u64().unwrap(),
+            width: c["width"].as_u64().unwrap() as u16,
+        };
         let path = c["path"].as_str().unwrap();
         assert_eq!(id.entries_path(), path);
         assert_eq!(TileId::parse(path).unwrap(), (id, true));
     }
     for c in v["entries_path_for_log_index"].as_array().unwrap() {
-        let got = tile::entries_path_for_index(c["seq"].as_u64().unwrap(), c["log_size"].as_u64().unwrap());
+        let got = tile::entries_path_for_index(
+            c["seq"].as_u64().unwrap(),
+            c["log_size"].as_u64().unwrap(),
+        );
         assert_eq!(got.as_deref(), c["path"].as_str());
     }
     for c in v["go_sumdb_tile_path_with_height"].as_array().unwrap() {
@@ -376,10 +497,17 @@ fn tile_paths() {
         let full = |l: u8| tiles.iter().filter(|t| t.level == l && t.is_full()).count() as u64;
         assert_eq!(full(0), c["full_level0"].as_u64().unwrap());
         assert_eq!(full(1), c["full_level1"].as_u64().unwrap());
-        let partial: Vec<(String, u64)> =
-            tiles.iter().filter(|t| !t.is_full()).map(|t| (t.level.to_string(), t.width as u64)).collect();
-        let want: Vec<(String, u64)> =
-            c["partial"].as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.as_u64().unwrap())).collect();
+        let partial: Vec<(String, u64)> = tiles
+            .iter()
+            .filter(|t| !t.is_full())
+            .map(|t| (t.level.to_string(), t.width as u64))
+            .collect();
+        let want: Vec<(String, u64)> = c["partial"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_u64().unwrap()))
+            .collect();
         assert_eq!(partial, want);
     }
 }
@@ -388,9 +516,16 @@ fn tile_paths() {
 fn cosign_and_verify_round_trip() {
     let log = SignerKey::from_seed("log.example/one", [1; 32]).unwrap();
     let w = SignerKey::from_seed("witness.example/a", [2; 32]).unwrap();
-    let cp = Checkpoint { origin: "log.example/one".into(), size: 3, root: leaf_hash(b"x"), extensions: vec![] };
+    let cp = Checkpoint {
+        origin: "log.example/one".into(),
+        size: 3,
+        root: leaf_hash(b"x"),
+        extensions: vec![],
+    };
     let mut sc = cp.sign(&log).unwrap();
-    sc.note.signatures.push(w.cosign(&sc.note.text, 1_700_000_000));
+    sc.note
+        .signatures
+        .push(w.cosign(&sc.note.text, 1_700_000_000));
     let text = sc.to_text();
     let back = SignedCheckpoint::open(text.as_bytes(), &log.verifier()).unwrap();
     let got = back.cosignatures(&[w.cosigner_verifier()]).unwrap();

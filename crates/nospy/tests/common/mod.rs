@@ -1,5 +1,6 @@
 //! Helpers for driving the real `nospy` binary.
 #![allow(dead_code)] // each test file uses its own subset
+#![allow(clippy::unwrap_used)] // test code: a panic is a failing test
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -22,13 +23,21 @@ pub fn run(args: &[&str]) -> Run {
 pub fn run_with_stdin(args: &[&str], stdin: Option<&[u8]>) -> Run {
     let mut c = nospy();
     c.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
-    c.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+    c.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
     let mut child = c.spawn().expect("spawn nospy");
     if let Some(data) = stdin {
         use std::io::Write;
         child.stdin.take().unwrap().write_all(data).unwrap();
     }
-    let Output { status, stdout, stderr } = child.wait_with_output().unwrap();
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = child.wait_with_output().unwrap();
     Run {
         code: status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&stdout).into_owned(),
@@ -40,7 +49,11 @@ pub fn run_with_stdin(args: &[&str], stdin: Option<&[u8]>) -> Run {
 /// Runs and requires exit status 0.
 pub fn ok(args: &[&str]) -> Run {
     let r = run(args);
-    assert_eq!(r.code, 0, "nospy {args:?} failed:\n{}\n{}", r.stdout, r.stderr);
+    assert_eq!(
+        r.code, 0,
+        "nospy {args:?} failed:\n{}\n{}",
+        r.stdout, r.stderr
+    );
     r
 }
 
@@ -55,7 +68,10 @@ pub fn s(p: &Path) -> &str {
 /// Creates a key and an empty log in `dir`; returns (log dir, key file, verifier key).
 pub fn new_log(dir: &Path, origin: &str) -> (PathBuf, PathBuf, String) {
     let key = dir.join("log.key");
-    let vkey = ok(&["key", "generate", "--name", origin, "--out", s(&key)]).stdout.trim().to_string();
+    let vkey = ok(&["key", "generate", "--name", origin, "--out", s(&key)])
+        .stdout
+        .trim()
+        .to_string();
     let log = dir.join("log");
     ok(&["log", "init", s(&log), "--origin", origin, "--key", s(&key)]);
     (log, key, vkey)
@@ -71,7 +87,10 @@ pub fn files_under(dir: &Path) -> Vec<(String, Vec<u8>)> {
             if p.is_dir() {
                 stack.push(p);
             } else {
-                out.push((p.strip_prefix(dir).unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap()));
+                out.push((
+                    p.strip_prefix(dir).unwrap().to_string_lossy().into_owned(),
+                    std::fs::read(&p).unwrap(),
+                ));
             }
         }
     }
