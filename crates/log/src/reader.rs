@@ -79,12 +79,12 @@ impl TileCache {
         m.insert(id, t);
     }
 
-    /// Forgets every tile of tile level `level`.
-    pub fn evict_level(&self, level: u8) {
+    /// Forgets one tile.
+    pub fn evict(&self, id: &TileId) {
         self.tiles
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .retain(|id, _| id.level != level);
+            .remove(id);
     }
 
     /// Forgets every tile.

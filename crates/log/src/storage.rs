@@ -18,7 +18,7 @@ pub const PRIVATE_DIR: &str = ".nospy";
 
 /// How many threads write and fsync a batch's files: fsyncs issued together let the file system
 /// commit them in one journal transaction.
-const WRITERS: usize = 8;
+const WRITERS: usize = 32;
 
 /// A log directory.
 #[derive(Debug)]
