@@ -45,6 +45,8 @@ pub enum LogError {
     Key(String),
     /// A proof could not be produced.
     Proof(ProofError),
+    /// An earlier append failed part-way; the log must be reopened (which recovers) first.
+    Poisoned,
 }
 
 impl fmt::Display for LogError {
@@ -63,6 +65,9 @@ impl fmt::Display for LogError {
             LogError::OutOfRange(m) => f.write_str(m),
             LogError::Key(m) => f.write_str(m),
             LogError::Proof(e) => write!(f, "{e}"),
+            LogError::Poisoned => f.write_str(
+                "an earlier append failed part-way; reopen the log (recovery runs on open) before appending again",
+            ),
         }
     }
 }

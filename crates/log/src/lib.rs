@@ -14,6 +14,7 @@
 
 mod audit;
 mod error;
+pub mod history;
 mod reader;
 mod sequencer;
 pub mod storage;
@@ -30,7 +31,7 @@ use nospy_tlog::merkle;
 use nospy_tlog::note::VerifierKey;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-use storage::{DirStorage, PRIVATE_DIR};
+use storage::DirStorage;
 
 /// Where the log's configuration is kept, relative to the log directory.
 pub const CONFIG_FILE: &str = ".nospy/config.toml";
@@ -169,26 +170,24 @@ impl Log {
         merkle::root(&self.reader(), size)
     }
 
-    /// The signed checkpoint of an earlier size, if the log kept it (nospy keeps each one it
-    /// signs in `.nospy/history/`).
+    /// The signed checkpoint of an earlier size, if the log kept it: nospy appends every
+    /// checkpoint it signs to `.nospy/checkpoints` (see [`history`]).
     pub fn checkpoint_at(&self, size: u64) -> Result<Option<SignedCheckpoint>, LogError> {
         if size == self.size() {
             return Ok(Some(self.checkpoint.clone()));
         }
-        let rel = history_path(size);
-        match self.storage.read(&rel)? {
-            None => Ok(None),
-            Some(b) => {
-                let sc = SignedCheckpoint::open(&b, &self.key).in_file(&self.storage.path(&rel))?;
-                if sc.checkpoint.size != size {
-                    return Err(corrupt(
-                        self.storage.path(&rel),
-                        "checkpoint has another size than its name",
-                    ));
-                }
-                Ok(Some(sc))
-            }
+        let path = self.storage.path(history::FILE);
+        let Some(text) = history::find(&self.storage, size)? else {
+            return Ok(None);
+        };
+        let sc = SignedCheckpoint::open(&text, &self.key).in_file(&path)?;
+        if sc.checkpoint.size != size {
+            return Err(corrupt(
+                path,
+                format!("record for size {size} holds another size"),
+            ));
         }
+        Ok(Some(sc))
     }
 
     /// The tile cache (for benchmarks that measure cold and warm proofs).
@@ -205,10 +204,6 @@ impl Log {
         }
         Ok(())
     }
-}
-
-pub(crate) fn history_path(size: u64) -> String {
-    format!("{PRIVATE_DIR}/history/{size}")
 }
 
 /// Reads and checks the `checkpoint` file: parsed, signed by `key`, origin equal to the key name.

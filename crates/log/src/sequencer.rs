@@ -17,7 +17,7 @@
 
 use crate::error::{corrupt, io, InFile, LogError};
 use crate::storage::{DirStorage, PRIVATE_DIR};
-use crate::{history_path, read_checkpoint, LogConfig, CONFIG_FILE};
+use crate::{read_checkpoint, LogConfig, CONFIG_FILE};
 use nospy_tlog::checkpoint::{Checkpoint, SignedCheckpoint};
 use nospy_tlog::hash::{leaf_hash, Hash};
 use nospy_tlog::note::SignerKey;
@@ -31,6 +31,10 @@ use std::path::{Path, PathBuf};
 const PENDING: &str = ".nospy/pending";
 const CHECKPOINT_TMP: &str = ".nospy/checkpoint.tmp";
 const LOCK: &str = ".nospy/lock";
+
+/// Most entries one batch may append (4 Mi). Bounds the memory of a batch and the work recovery
+/// does for the batch a crash interrupted.
+pub const MAX_BATCH: usize = 1 << 22;
 
 /// One appended entry: its index, its leaf hash, and whether it was already in the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +61,9 @@ pub struct Sequencer {
     bundle_count: u16,
     /// Leaf hash to index, built from the level-0 tiles on the first append.
     dedup: Option<HashMap<Hash, u64>>,
+    /// Set when a commit failed part-way: the files on disk may be ahead of this object, so it
+    /// refuses to append until the log is reopened (which recovers from the disk's state).
+    poisoned: bool,
     _lock: File,
 }
 
@@ -208,6 +215,7 @@ impl Sequencer {
             bundle,
             bundle_count: w,
             dedup: None,
+            poisoned: false,
             _lock: lock,
         })
     }
@@ -231,6 +239,15 @@ impl Sequencer {
     /// checkpoint, the index of each (in order). An entry already in the log keeps its index.
     /// If any entry is over 65,535 bytes nothing is appended.
     pub fn append(&mut self, entries: &[&[u8]]) -> Result<Vec<Appended>, LogError> {
+        if self.poisoned {
+            return Err(LogError::Poisoned);
+        }
+        if entries.len() > MAX_BATCH {
+            return Err(LogError::OutOfRange(format!(
+                "a batch of {} entries is over the limit of {MAX_BATCH}",
+                entries.len()
+            )));
+        }
         if let Some((position, e)) = entries
             .iter()
             .enumerate()
@@ -281,9 +298,11 @@ impl Sequencer {
                 Ok(out)
             }
             Err(e) => {
-                // Nothing was acknowledged: go back to the published state. Whatever was written
-                // lies beyond the checkpoint and is overwritten by the next batch.
+                // Nothing was acknowledged, but files beyond the checkpoint (perhaps the
+                // checkpoint itself) may have been written: only a reopen, which recovers from
+                // what is on disk, may append again.
                 (self.tree, self.bundle, self.bundle_count) = saved;
+                self.poisoned = true;
                 Err(e)
             }
         }
@@ -352,10 +371,7 @@ impl Sequencer {
             .replace_atomically("checkpoint", CHECKPOINT_TMP, text.as_bytes())?;
         self.checkpoint = sc;
         // Best effort, after the commit: the history only serves proofs against older sizes.
-        let _ = std::fs::create_dir_all(self.storage.path(&format!("{PRIVATE_DIR}/history")))
-            .and_then(|_| {
-                std::fs::write(self.storage.path(&history_path(new_size)), text.as_bytes())
-            });
+        let _ = crate::history::append(&self.storage, new_size, text.as_bytes());
         Ok(())
     }
 
@@ -444,6 +460,12 @@ fn discard_unfinished_batch(storage: &DirStorage, size: u64) -> Result<(), LogEr
         // A torn write of the pending record: the batch never got past step 1.
         Err(_) => size,
     };
+    if target > size.saturating_add(MAX_BATCH as u64) {
+        return Err(corrupt(
+            storage.path(PENDING),
+            format!("records a batch to size {target}, more than {MAX_BATCH} entries beyond the checkpoint's {size}"),
+        ));
+    }
     if target > size {
         let mut dirs = std::collections::BTreeSet::new();
         for level in 0..=MAX_TILE_LEVEL {

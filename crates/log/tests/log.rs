@@ -212,3 +212,60 @@ fn only_one_writer_at_a_time() {
     let e = Sequencer::open(&dir, key()).unwrap_err();
     assert!(matches!(e, LogError::Locked { .. }), "{e}");
 }
+
+#[test]
+fn a_failed_commit_poisons_until_reopened() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("log");
+    let mut seq = new_log(&dir);
+    append_range(&mut seq, 0, 250);
+    // A file where the next batch needs a directory: its partial tile cannot be written.
+    std::fs::write(dir.join("tile/0/001.p"), b"in the way").unwrap();
+    let es: Vec<Vec<u8>> = (250..260).map(entry).collect();
+    let refs: Vec<&[u8]> = es.iter().map(|e| e.as_slice()).collect();
+    let e = seq.append(&refs).unwrap_err();
+    assert!(e.to_string().contains("tile/0/001.p"), "{e}");
+    std::fs::remove_file(dir.join("tile/0/001.p")).unwrap();
+    assert!(matches!(seq.append(&refs), Err(LogError::Poisoned)));
+    assert_eq!(seq.checkpoint().checkpoint.size, 250);
+    drop(seq);
+    // Reopening recovers from what is on disk; the same entries then get the same indexes.
+    let mut seq = Sequencer::open(&dir, key()).unwrap();
+    append_range(&mut seq, 250, 260);
+    drop(seq);
+    assert_eq!(audit(&dir, &key().verifier(), |_, _| {}).unwrap().entries, 260);
+}
+
+#[test]
+fn an_implausible_pending_record_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("log");
+    let mut seq = new_log(&dir);
+    append_range(&mut seq, 0, 3);
+    drop(seq);
+    std::fs::write(dir.join(".nospy/pending"), "18446744073709551615").unwrap();
+    let e = Sequencer::open(&dir, key()).unwrap_err().to_string();
+    assert!(e.contains(".nospy/pending") && e.contains("beyond the checkpoint"), "{e}");
+}
+
+#[test]
+fn earlier_checkpoints_are_kept_for_proofs() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("log");
+    let mut seq = new_log(&dir);
+    append_range(&mut seq, 0, 5);
+    append_range(&mut seq, 5, 9);
+    drop(seq);
+    let log = Log::open(&dir).unwrap();
+    let old = log.checkpoint_at(5).unwrap().unwrap();
+    assert_eq!(old.checkpoint.size, 5);
+    assert_eq!(old.checkpoint.root, log.root_at(5).unwrap());
+    assert!(log.checkpoint_at(6).unwrap().is_none());
+    // A torn last record (a crash while appending to the history) is skipped.
+    let h = dir.join(".nospy/checkpoints");
+    let mut data = std::fs::read(&h).unwrap();
+    data.extend_from_slice(b"12 400\nexample");
+    std::fs::write(&h, data).unwrap();
+    assert!(log.checkpoint_at(5).unwrap().is_some());
+    assert!(log.checkpoint_at(12).unwrap().is_none());
+}

@@ -1,0 +1,54 @@
+//! The checkpoints a log has published, kept so that proofs can be made against an earlier tree
+//! size (`nospy log prove --size`). One append-only file, `.nospy/checkpoints`, of records
+//! `<size> <length>\n<signed checkpoint>`; written after each commit without fsync, because it
+//! only serves convenience: a record lost or torn in a crash makes that size unprovable offline,
+//! nothing more, and a torn last record is skipped.
+
+use crate::error::{io, LogError};
+use crate::storage::DirStorage;
+use std::io::Write;
+
+/// The history file, relative to the log directory.
+pub const FILE: &str = ".nospy/checkpoints";
+
+/// Appends one signed checkpoint of `size` entries.
+pub fn append(storage: &DirStorage, size: u64, signed: &[u8]) -> Result<(), LogError> {
+    let p = storage.path(FILE);
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&p)
+        .map_err(io(&p))?;
+    let mut rec = format!("{size} {}\n", signed.len()).into_bytes();
+    rec.extend_from_slice(signed);
+    f.write_all(&rec).map_err(io(&p))
+}
+
+/// The recorded checkpoint of `size` entries, if any (the last one recorded for that size).
+pub fn find(storage: &DirStorage, size: u64) -> Result<Option<Vec<u8>>, LogError> {
+    let Some(data) = storage.read(FILE)? else {
+        return Ok(None);
+    };
+    let mut rest = &data[..];
+    let mut found = None;
+    while let Some(nl) = rest.iter().position(|&b| b == b'\n') {
+        let header = std::str::from_utf8(&rest[..nl]).unwrap_or("");
+        let mut parts = header.split(' ');
+        let (Some(Ok(s)), Some(Ok(len)), None) = (
+            parts.next().map(str::parse::<u64>),
+            parts.next().map(str::parse::<usize>),
+            parts.next(),
+        ) else {
+            break;
+        };
+        let body = &rest[nl + 1..];
+        if body.len() < len {
+            break;
+        }
+        if s == size {
+            found = Some(body[..len].to_vec());
+        }
+        rest = &body[len..];
+    }
+    Ok(found)
+}
