@@ -233,7 +233,10 @@ fn a_failed_commit_poisons_until_reopened() {
     let mut seq = Sequencer::open(&dir, key()).unwrap();
     append_range(&mut seq, 250, 260);
     drop(seq);
-    assert_eq!(audit(&dir, &key().verifier(), |_, _| {}).unwrap().entries, 260);
+    assert_eq!(
+        audit(&dir, &key().verifier(), |_, _| {}).unwrap().entries,
+        260
+    );
 }
 
 #[test]
@@ -245,7 +248,10 @@ fn an_implausible_pending_record_is_refused() {
     drop(seq);
     std::fs::write(dir.join(".nospy/pending"), "18446744073709551615").unwrap();
     let e = Sequencer::open(&dir, key()).unwrap_err().to_string();
-    assert!(e.contains(".nospy/pending") && e.contains("beyond the checkpoint"), "{e}");
+    assert!(
+        e.contains(".nospy/pending") && e.contains("beyond the checkpoint"),
+        "{e}"
+    );
 }
 
 #[test]

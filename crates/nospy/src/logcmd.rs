@@ -76,6 +76,9 @@ pub enum LogCommand {
         /// Write to this file instead of standard output.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Print JSON instead: {"index", "leaf_hash", "length", "base64"}.
+        #[arg(long, conflicts_with = "out")]
+        json: bool,
     },
     /// Write a c2sp.org/tlog-proof that entry --index is in the tree of --size entries.
     ///
@@ -96,6 +99,9 @@ pub enum LogCommand {
         /// Write to this file instead of standard output.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Print JSON instead: {"index", "size", "proof", "checkpoint", "tlog_proof"}.
+        #[arg(long, conflicts_with = "out")]
+        json: bool,
     },
     /// Verify a c2sp.org/tlog-proof for an entry, offline.
     ///
@@ -183,10 +189,25 @@ pub fn run(c: LogCommand) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        LogCommand::Entry { dir, index, out } => {
+        LogCommand::Entry {
+            dir,
+            index,
+            out,
+            json,
+        } => {
             let log = Log::open(&dir)?;
             let e = log.entry(index)?;
-            write_output(out.as_deref(), &e)?;
+            if json {
+                use base64::Engine as _;
+                print_json(&json!({
+                    "index": index,
+                    "leaf_hash": leaf_hash(&e).to_hex(),
+                    "length": e.len(),
+                    "base64": base64::engine::general_purpose::STANDARD.encode(&e),
+                }))?;
+            } else {
+                write_output(out.as_deref(), &e)?;
+            }
             Ok(ExitCode::SUCCESS)
         }
         LogCommand::Prove {
@@ -194,6 +215,7 @@ pub fn run(c: LogCommand) -> Result<ExitCode> {
             index,
             size,
             out,
+            json,
         } => {
             let log = Log::open(&dir)?;
             let size = size.unwrap_or(log.size());
@@ -210,7 +232,15 @@ pub fn run(c: LogCommand) -> Result<ExitCode> {
                 proof,
                 checkpoint: sc.to_text(),
             };
-            write_output(out.as_deref(), p.to_text().as_bytes())?;
+            if json {
+                let hashes: Vec<String> = p.proof.iter().map(|h| h.to_base64()).collect();
+                print_json(&json!({
+                    "index": index, "size": size, "proof": hashes,
+                    "checkpoint": p.checkpoint, "tlog_proof": p.to_text(),
+                }))?;
+            } else {
+                write_output(out.as_deref(), p.to_text().as_bytes())?;
+            }
             Ok(ExitCode::SUCCESS)
         }
         LogCommand::VerifyProof {

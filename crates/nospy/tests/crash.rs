@@ -23,6 +23,25 @@ impl Rng {
     }
 }
 
+/// A sample of the acknowledged entries reads back byte for byte, and the log audits clean.
+fn check_acknowledged(
+    log: &std::path::Path,
+    vkey: &str,
+    acked: &HashMap<u64, Vec<u8>>,
+    kills: u32,
+) {
+    let mut sample: Vec<_> = acked.keys().copied().collect();
+    sample.sort();
+    let step = (sample.len() / 40).max(1);
+    for &i in sample.iter().step_by(step).chain(sample.last()) {
+        let r = ok(&["log", "entry", s(log), &i.to_string()]);
+        assert_eq!(r.raw, acked[&i], "entry {i} after {kills} kills");
+    }
+    let r = ok(&["log", "audit", s(log), "--key", vkey, "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["ok"], true);
+}
+
 #[test]
 fn sigkill_during_appends_never_loses_an_acknowledged_entry() {
     let t = tempfile::tempdir().unwrap();
@@ -34,10 +53,12 @@ fn sigkill_during_appends_never_loses_an_acknowledged_entry() {
     eprintln!("seed {seed} (set NOSPY_CRASH_SEED to replay)");
     let mut rng = Rng(seed | 1);
     let mut acked: HashMap<u64, Vec<u8>> = HashMap::new();
-    let (mut kills, mut completed, mut counter, mut mid_batch) = (0, 0, 0u64, 0);
+    let (mut kills, mut completed, mut counter, mut mid_batch) = (0u32, 0, 0u64, 0);
     let rounds = 120;
     let mut typical = Duration::from_millis(20);
-    for round in 0..rounds {
+    let mut round = 0;
+    // At least `rounds` rounds; more (up to 400) if too few kills landed inside a batch.
+    while round < rounds || (mid_batch < 5 && round < 400) {
         // A batch of entries of varied sizes, written to files for `log add`.
         let n = 1 + rng.below(400) as usize;
         let dir = t.path().join(format!("batch{round}"));
@@ -109,21 +130,14 @@ fn sigkill_during_appends_never_loses_an_acknowledged_entry() {
             );
         }
         // Every few rounds, and at the end: all acknowledged entries are there, byte for byte.
-        if round % 20 == 19 || round + 1 == rounds {
-            let mut sample: Vec<_> = acked.keys().copied().collect();
-            sample.sort();
-            let step = (sample.len() / 40).max(1);
-            for &i in sample.iter().step_by(step).chain(sample.last()) {
-                let r = ok(&["log", "entry", s(&log), &i.to_string()]);
-                assert_eq!(r.raw, acked[&i], "entry {i} after {kills} kills");
-            }
-            let r = ok(&["log", "audit", s(&log), "--key", &vkey, "--json"]);
-            let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
-            assert_eq!(v["ok"], true);
+        if round % 20 == 19 {
+            check_acknowledged(&log, &vkey, &acked, kills);
         }
+        round += 1;
     }
+    check_acknowledged(&log, &vkey, &acked, kills);
     eprintln!(
-        "{rounds} rounds: {kills} killed ({mid_batch} in the middle of a batch), {completed} completed, {} entries acknowledged",
+        "{round} rounds: {kills} killed ({mid_batch} in the middle of a batch), {completed} completed, {} entries acknowledged",
         acked.len()
     );
     assert!(

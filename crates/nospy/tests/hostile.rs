@@ -240,6 +240,22 @@ fn proofs_verify_and_tampering_is_caught() {
         "--key",
         &vkey,
     ]);
+    // The JSON forms carry the same things.
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(&["log", "prove", s(&log), "--index", "117", "--json"]).stdout)
+            .unwrap();
+    assert_eq!(
+        v["tlog_proof"].as_str().unwrap(),
+        std::fs::read_to_string(&proof).unwrap()
+    );
+    assert_eq!(v["size"], 300);
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(&["log", "entry", s(&log), "117", "--json"]).stdout).unwrap();
+    use base64::Engine as _;
+    let got = base64::engine::general_purpose::STANDARD
+        .decode(v["base64"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(got, std::fs::read(&entry).unwrap());
     // Against an earlier checkpoint the log kept (size 200).
     let old = t.path().join("p200");
     ok(&[
