@@ -50,11 +50,9 @@ pub fn audit(
             index: b,
             width,
         };
-        let path = id.entries_path();
-        let data = storage
-            .read(&path)?
-            .ok_or_else(|| corrupt(storage.path(&path), "entry bundle is missing"))?;
-        let entries = tile::parse_bundle(&data, width).in_file(&storage.path(&path))?;
+        let data = storage.read_bundle(id)?;
+        let entries =
+            tile::parse_bundle(&data, width).in_file(&storage.path(&id.entries_path()))?;
         report.bundles += 1;
         let leaves: Vec<Hash> = entries.iter().map(|e| leaf_hash(e)).collect();
         check_older_bundles(&storage, id, &data)?;
@@ -103,10 +101,7 @@ fn bundle_base(index: u64) -> String {
 /// with the prefix it must be. Returns how many files were checked.
 fn check_tile(storage: &DirStorage, id: TileId, hashes: &[Hash]) -> Result<u64, LogError> {
     let path = id.path();
-    let data = storage
-        .read(&path)?
-        .ok_or_else(|| corrupt(storage.path(&path), "tile is missing"))?;
-    let found = tile::parse_tile(&data, id.width).in_file(&storage.path(&path))?;
+    let found = storage.read_tile(id)?;
     if let Some(k) = found.iter().zip(hashes).position(|(a, b)| a != b) {
         return Err(corrupt(
             storage.path(&path),
@@ -129,8 +124,7 @@ fn check_tile(storage: &DirStorage, id: TileId, hashes: &[Hash]) -> Result<u64, 
         }
         let older = TileId { width: w, ..id };
         let p = older.path();
-        let data = storage.read(&p)?.unwrap_or_default();
-        let hs = tile::parse_tile(&data, w).in_file(&storage.path(&p))?;
+        let hs = storage.read_tile(older)?;
         if hs[..] != hashes[..w as usize] {
             return Err(corrupt(
                 storage.path(&p),
@@ -147,9 +141,9 @@ fn check_older_bundles(storage: &DirStorage, id: TileId, data: &[u8]) -> Result<
         if w >= id.width {
             continue;
         }
-        let p = TileId { width: w, ..id }.entries_path();
-        let older = storage.read(&p)?.unwrap_or_default();
-        tile::parse_bundle(&older, w).in_file(&storage.path(&p))?;
+        let older_id = TileId { width: w, ..id };
+        let p = older_id.entries_path();
+        let older = storage.read_bundle(older_id)?;
         if !data.starts_with(&older) {
             return Err(corrupt(
                 storage.path(&p),

@@ -129,14 +129,7 @@ impl<'a> TileReader<'a> {
         if let Some(t) = self.cache.get(&id) {
             return Ok(t);
         }
-        let path = id.path();
-        let data = self
-            .storage
-            .read(&path)?
-            .ok_or_else(|| corrupt(self.storage.path(&path), "tile is missing"))?;
-        let hashes =
-            tile::parse_tile(&data, width).map_err(|e| corrupt(self.storage.path(&path), e))?;
-        let t = Arc::new(ExpandedTile::new(hashes));
+        let t = Arc::new(ExpandedTile::new(self.storage.read_tile(id)?));
         self.cache.put(id, t.clone());
         Ok(t)
     }
@@ -155,13 +148,9 @@ impl<'a> TileReader<'a> {
             index: bundle_index,
             width,
         };
-        let path = id.entries_path();
-        let data = self
-            .storage
-            .read(&path)?
-            .ok_or_else(|| corrupt(self.storage.path(&path), "entry bundle is missing"))?;
-        let entries =
-            tile::parse_bundle(&data, width).map_err(|e| corrupt(self.storage.path(&path), e))?;
+        let data = self.storage.read_bundle(id)?;
+        let entries = tile::parse_bundle(&data, width)
+            .map_err(|e| corrupt(self.storage.path(&id.entries_path()), e))?;
         Ok(entries.into_iter().map(|e| e.to_vec()).collect())
     }
 

@@ -177,11 +177,7 @@ impl Sequencer {
                 index: count / TILE_WIDTH as u64,
                 width: w,
             };
-            let path = id.path();
-            let data = storage
-                .read(&path)?
-                .ok_or_else(|| corrupt(storage.path(&path), "partial tile is missing"))?;
-            partials.push(tile::parse_tile(&data, w).in_file(&storage.path(&path))?);
+            partials.push(storage.read_tile(id)?);
         }
         let tree = TileTree::from_partials(size, partials).in_file(&storage.path("tile"))?;
         if tree.root() != checkpoint.checkpoint.root {
@@ -199,12 +195,7 @@ impl Sequencer {
                 index: size / TILE_WIDTH as u64,
                 width: w,
             };
-            let path = id.entries_path();
-            let data = storage
-                .read(&path)?
-                .ok_or_else(|| corrupt(storage.path(&path), "entry bundle is missing"))?;
-            tile::parse_bundle(&data, w).in_file(&storage.path(&path))?;
-            data
+            storage.read_bundle(id)?
         };
         Ok(Sequencer {
             storage,
@@ -389,16 +380,7 @@ impl Sequencer {
                 index: t,
                 width: TILE_WIDTH,
             };
-            let path = id.path();
-            let data = self
-                .storage
-                .read(&path)?
-                .ok_or_else(|| corrupt(self.storage.path(&path), "tile is missing"))?;
-            for (k, h) in tile::parse_tile(&data, TILE_WIDTH)
-                .in_file(&self.storage.path(&path))?
-                .into_iter()
-                .enumerate()
-            {
+            for (k, h) in self.storage.read_tile(id)?.into_iter().enumerate() {
                 map.entry(h).or_insert(t * TILE_WIDTH as u64 + k as u64);
             }
         }

@@ -5,7 +5,9 @@
 //! This is the one storage driver today. Its methods are the seam a second driver (object storage)
 //! would implement; there is deliberately no trait until there is a second implementation.
 
-use crate::error::{io, LogError};
+use crate::error::{corrupt, io, LogError};
+use nospy_tlog::hash::Hash;
+use nospy_tlog::tile::{self, TileId};
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Write};
@@ -55,6 +57,27 @@ impl DirStorage {
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io(p)(e)),
         }
+    }
+
+    /// Reads a file that must exist; `what` names it in the error ("tile", "entry bundle").
+    pub fn read_required(&self, rel: &str, what: &str) -> Result<Vec<u8>, LogError> {
+        self.read(rel)?
+            .ok_or_else(|| corrupt(self.path(rel), format!("{what} is missing")))
+    }
+
+    /// Reads hash tile `id`: exactly `id.width` hashes, or an error naming the file.
+    pub fn read_tile(&self, id: TileId) -> Result<Vec<Hash>, LogError> {
+        let rel = id.path();
+        let data = self.read_required(&rel, "tile")?;
+        tile::parse_tile(&data, id.width).map_err(|e| corrupt(self.path(&rel), e))
+    }
+
+    /// Reads entry bundle `id`, checked to hold exactly `id.width` entries; returns its bytes.
+    pub fn read_bundle(&self, id: TileId) -> Result<Vec<u8>, LogError> {
+        let rel = id.entries_path();
+        let data = self.read_required(&rel, "entry bundle")?;
+        tile::parse_bundle(&data, id.width).map_err(|e| corrupt(self.path(&rel), e))?;
+        Ok(data)
     }
 
     /// Whether a file exists.
