@@ -1,0 +1,160 @@
+//! nospy's signed statements: signing, opening, strictness.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is a failing test
+
+use nospy_manifest::Manifest;
+use nospy_statement::predicate::*;
+use nospy_statement::{
+    dsse::Envelope, inspect, open, sign, DigestSet, ResourceDescriptor, StatementError,
+};
+use nospy_tlog::note::SignerKey;
+use nospy_tlog::Hash;
+
+fn vendor() -> SignerKey {
+    SignerKey::from_seed("release.vendorx.example", [1; 32]).unwrap()
+}
+
+fn manifest() -> Manifest {
+    Manifest::from_toml("[device]\nvendor = \"VendorX\"\nmodel = \"vx-1\"\n[capabilities]\nvendor_remote_access = \"none\"\n").unwrap()
+}
+
+fn release() -> Predicate {
+    Predicate::Release(Box::new(Release {
+        vendor: "VendorX".into(),
+        product: "vx-1".into(),
+        version: "4.2.0".into(),
+        source: Source {
+            repository: "https://git.vendorx.example/fw".into(),
+            commit: "abc123".into(),
+            toolchain: None,
+        },
+        sbom: Some(DigestSet::sha256(&nospy_tlog::hash::sha256(b"sbom"))),
+        build_recipe: None,
+        supersedes: vec!["4.1.0".into()],
+        manifest: manifest(),
+    }))
+}
+
+fn subject(d: &Hash) -> Vec<ResourceDescriptor> {
+    vec![ResourceDescriptor {
+        name: Some("fw.bin".into()),
+        digest: Some(DigestSet::sha256(d)),
+        ..Default::default()
+    }]
+}
+
+#[test]
+fn sign_then_open_gives_back_the_statement() {
+    let d = nospy_tlog::hash::sha256(b"firmware");
+    let env = sign(subject(&d), &release(), &[&vendor()]);
+    let bytes = env.to_json();
+    let o = open(&bytes, &[vendor().verifier()]).unwrap();
+    assert_eq!(o.signers, vec![0]);
+    assert!(o.statement.is_about(&d));
+    assert_eq!(o.predicate, release());
+    // The keyid names the signer, so the log can check the signature without trusting anyone.
+    let (_, keys) = inspect(&bytes).unwrap();
+    assert_eq!(keys, vec![vendor().verifier()]);
+}
+
+#[test]
+fn wrong_keys_tampering_and_duplicates() {
+    let d = nospy_tlog::hash::sha256(b"firmware");
+    let other = SignerKey::from_seed("release.vendorx.example", [2; 32]).unwrap();
+    let env = sign(subject(&d), &release(), &[&vendor()]);
+    assert!(matches!(
+        open(&env.to_json(), &[other.verifier()]),
+        Err(StatementError::Envelope(_))
+    ));
+    // A payload changed after signing.
+    let mut t = env.clone();
+    t.payload = String::from_utf8(t.payload)
+        .unwrap()
+        .replace("4.2.0", "4.2.1")
+        .into_bytes();
+    assert!(open(&t.to_json(), &[vendor().verifier()]).is_err());
+    assert!(inspect(&t.to_json()).is_err());
+    // The same key signing twice counts once.
+    let twice = Envelope {
+        signatures: [env.signatures.clone(), env.signatures.clone()].concat(),
+        ..env.clone()
+    };
+    assert_eq!(
+        open(&twice.to_json(), &[vendor().verifier()])
+            .unwrap()
+            .signers,
+        vec![0]
+    );
+    // The keyid is a hint only: a lying keyid does not stop verification with the right key...
+    let mut lying = env.clone();
+    lying.signatures[0].keyid = Some(other.verifier().to_string());
+    assert!(open(&lying.to_json(), &[vendor().verifier()]).is_ok());
+    // ...and does not fool the self-check either.
+    assert!(inspect(&lying.to_json()).is_err());
+}
+
+#[test]
+fn nospy_predicates_are_strict_and_unknown_digests_are_ignored() {
+    let d = nospy_tlog::hash::sha256(b"firmware");
+    let mut v = release().to_json();
+    v["colour"] = "red".into();
+    assert!(Predicate::parse(RELEASE_V1, &v)
+        .unwrap_err()
+        .contains("unknown field `colour`"));
+    let mut v = release().to_json();
+    v["manifest"]["allow"] =
+        serde_json::json!([{"direction": "sideways", "peer": "x.example", "protocol": "tcp"}]);
+    assert!(Predicate::parse(RELEASE_V1, &v)
+        .unwrap_err()
+        .contains("sideways"));
+    let r = Predicate::parse(
+        REVOCATION_V1,
+        &serde_json::json!({"reason": "backdoor", "effective": "soon"}),
+    );
+    assert!(r.unwrap_err().contains("RFC 3339"));
+    assert!(Predicate::parse("https://slsa.dev/provenance/v1", &serde_json::json!({})).is_err());
+    // A subject with an unknown algorithm beside sha256 is fine; the unknown one is ignored.
+    let mut ds = DigestSet::sha256(&d);
+    ds.0.insert("blake9".into(), "zz".into());
+    let sub = vec![ResourceDescriptor {
+        digest: Some(ds),
+        ..Default::default()
+    }];
+    let env = sign(sub, &release(), &[&vendor()]);
+    assert!(open(&env.to_json(), &[vendor().verifier()])
+        .unwrap()
+        .statement
+        .is_about(&d));
+    // Without any SHA-256 the statement is refused.
+    let sub = vec![ResourceDescriptor {
+        digest: Some(DigestSet([("sha512".to_string(), "00".repeat(64))].into())),
+        ..Default::default()
+    }];
+    let env = sign(sub, &release(), &[&vendor()]);
+    assert!(open(&env.to_json(), &[vendor().verifier()]).is_err());
+}
+
+#[test]
+fn malformed_envelopes_are_refused_not_panicked_on() {
+    for bad in [
+        &b""[..],
+        b"{}",
+        b"[]",
+        br#"{"payload":"!!","payloadType":"x","signatures":[{"sig":"AA=="}]}"#,
+        br#"{"payload":"AA==","payloadType":"x","signatures":[]}"#,
+        br#"{"payload":"AA==","payloadType":"x","signatures":[{"sig":"AA=="}],"extra":1}"#,
+        br#"{"payload":"AA==","payloadType":"x","signatures":[{"sig":"@@"}]}"#,
+    ] {
+        assert!(
+            Envelope::parse(bad).is_err(),
+            "{}",
+            String::from_utf8_lossy(bad)
+        );
+        assert!(inspect(bad).is_err());
+    }
+    let big = vec![b' '; 70_000];
+    assert!(Envelope::parse(&big)
+        .unwrap_err()
+        .to_string()
+        .contains("limit"));
+}
