@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod bundle;
 pub mod dsse;
 pub mod intoto;
 pub mod predicate;

@@ -1,0 +1,14 @@
+//! Admission policy: an [`Agreement`] says whom an operator trusts (the log, its witnesses, the
+//! vendor, the evaluators) and what a manifest must satisfy; [`verify`] decides whether an
+//! artifact may run, from a checkpoint and the log entries about it, reporting every check in
+//! the order DESIGN.md §4 gives. No I/O: the caller reads files and supplies the clock.
+
+#![forbid(unsafe_code)]
+
+mod agreement;
+mod verify;
+
+pub use agreement::{
+    Agreement, AgreementError, EvaluatorMember, ManifestRules, MinimumVersion, PeerPattern, Vendor,
+};
+pub use verify::{compare_versions, verify, Check, Evidence, LoggedEntry, Outcome, State, Verdict};

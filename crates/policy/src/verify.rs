@@ -1,0 +1,570 @@
+//! The admission verdict (DESIGN.md §4): every check, in order, with its outcome and reason.
+
+use crate::agreement::Agreement;
+use nospy_statement::predicate::{AttestationKind, Outcome as Result_, Predicate};
+use nospy_statement::time::{format_rfc3339, parse_rfc3339};
+use nospy_statement::{open, Opened};
+use nospy_tlog::checkpoint::SignedCheckpoint;
+use nospy_tlog::hash::leaf_hash;
+use nospy_tlog::merkle::{verify_consistency, verify_inclusion};
+use nospy_tlog::Hash;
+use serde::Serialize;
+use std::cmp::Ordering;
+use std::collections::BTreeSet;
+
+/// Cosignatures dated further in the future than this are not counted.
+const CLOCK_SKEW: u64 = 300;
+
+/// How one check came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// The check holds.
+    Pass,
+    /// The check fails: deny.
+    Fail,
+    /// The check could not be made from this evidence, and says so (does not deny).
+    NotChecked,
+    /// An earlier failure left nothing to check (denies).
+    Skipped,
+}
+
+/// One check of the verdict.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Check {
+    /// Which check.
+    pub name: &'static str,
+    /// How it came out.
+    pub outcome: Outcome,
+    /// Why, for people.
+    pub reason: String,
+}
+
+/// The verdict: admit or deny, and every check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Verdict {
+    /// True if the artifact may run.
+    pub admit: bool,
+    /// The artifact's SHA-256, hex.
+    pub artifact: String,
+    /// The checks, in order.
+    pub checks: Vec<Check>,
+    /// The checkpoint's size and root, if it verified (to remember on admission).
+    #[serde(skip)]
+    pub checkpoint: Option<State>,
+}
+
+/// A remembered checkpoint: the last one accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct State {
+    /// Tree size.
+    pub size: u64,
+    /// Root hash.
+    pub root: Hash,
+}
+
+/// One log entry with its inclusion proof against the evidence's checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggedEntry {
+    /// The entry's index.
+    pub index: u64,
+    /// The entry, byte for byte.
+    pub bytes: Vec<u8>,
+    /// Its inclusion proof in the checkpoint's tree.
+    pub proof: Vec<Hash>,
+    /// The checkpoint the proof was made against, verbatim, if it came with one (a tlog-proof).
+    pub proof_checkpoint: Option<String>,
+}
+
+/// What the verdict is drawn from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Evidence {
+    /// The signed checkpoint (with cosignatures), verbatim.
+    pub checkpoint: String,
+    /// The entries about the artifact.
+    pub entries: Vec<LoggedEntry>,
+    /// True if `entries` holds every entry of the log up to the checkpoint that is about the
+    /// artifact (read from the log itself), so that an absence proves something; false for a
+    /// bundle.
+    pub complete: bool,
+    /// A consistency proof from an earlier size to the checkpoint's.
+    pub consistency: Option<(u64, Vec<Hash>)>,
+}
+
+struct Included<'a> {
+    entry: &'a LoggedEntry,
+    opened: Opened,
+}
+
+/// Decides whether the artifact with SHA-256 `artifact` may run under `agreement`, at time `now`
+/// (POSIX seconds), given what the operator last accepted.
+pub fn verify(
+    agreement: &Agreement,
+    artifact: &Hash,
+    ev: &Evidence,
+    state: Option<&State>,
+    now: u64,
+) -> Verdict {
+    let mut checks = Vec::new();
+    let mut push = |name, outcome, reason: String| {
+        checks.push(Check {
+            name,
+            outcome,
+            reason,
+        })
+    };
+    let finish = |checks: Vec<Check>, cp| {
+        let admit = checks
+            .iter()
+            .all(|c| matches!(c.outcome, Outcome::Pass | Outcome::NotChecked));
+        Verdict {
+            admit,
+            artifact: artifact.to_hex(),
+            checks,
+            checkpoint: cp,
+        }
+    };
+    const LATER: [&str; 6] = [
+        "release",
+        "evaluators",
+        "manifest",
+        "revocation",
+        "rollback",
+        "minimum-version",
+    ];
+
+    // 1. The checkpoint: the log's signature, a quorum of fresh witness cosignatures.
+    let sc = match checkpoint(agreement, ev, now) {
+        Ok((sc, why)) => {
+            push("checkpoint", Outcome::Pass, why);
+            sc
+        }
+        Err(why) => {
+            push("checkpoint", Outcome::Fail, why);
+            for n in LATER {
+                push(n, Outcome::Skipped, "no trusted checkpoint".into());
+            }
+            return finish(checks, None);
+        }
+    };
+    let cp = &sc.checkpoint;
+    let cp_state = State {
+        size: cp.size,
+        root: cp.root,
+    };
+    let included = |e: &LoggedEntry| -> Result<(), String> {
+        if let Some(pc) = &e.proof_checkpoint {
+            if pc != &ev.checkpoint {
+                return Err(format!(
+                    "entry {}: its proof is against another checkpoint",
+                    e.index
+                ));
+            }
+        }
+        verify_inclusion(
+            e.index,
+            cp.size,
+            leaf_hash(&e.bytes).as_ref(),
+            &e.proof,
+            cp.root.as_ref(),
+        )
+        .map_err(|err| {
+            format!(
+                "entry {}: inclusion proof does not verify against the checkpoint: {err}",
+                e.index
+            )
+        })
+    };
+
+    // 2. The release: signed by a vendor of the agreement, about this artifact, in the log.
+    let (vkeys, vowners) = agreement.vendor_keys();
+    let mut problems = Vec::new();
+    let mut release: Option<Included> = None;
+    for e in &ev.entries {
+        let Ok(o) = open(&e.bytes, &vkeys) else {
+            continue;
+        };
+        let Predicate::Release(r) = &o.predicate else {
+            continue;
+        };
+        if !o.statement.is_about(artifact) {
+            problems.push(format!(
+                "entry {} is a release of another artifact",
+                e.index
+            ));
+            continue;
+        }
+        let vendor = vowners[o.signers[0]];
+        if r.vendor != vendor.name {
+            problems.push(format!(
+                "entry {} names vendor {:?} but is signed by {:?}'s key",
+                e.index, r.vendor, vendor.name
+            ));
+            continue;
+        }
+        if let Err(p) = included(e) {
+            problems.push(p);
+            continue;
+        }
+        if release.as_ref().is_none_or(|r| r.entry.index < e.index) {
+            release = Some(Included {
+                entry: e,
+                opened: o,
+            });
+        }
+    }
+    let Some(rel) = release else {
+        let why = if problems.is_empty() {
+            "no release statement for this artifact signed by a vendor of the agreement".to_string()
+        } else {
+            format!("no acceptable release statement: {}", problems.join("; "))
+        };
+        push("release", Outcome::Fail, why);
+        for n in &LATER[1..] {
+            push(n, Outcome::Skipped, "no release".into());
+        }
+        return finish(checks, Some(cp_state));
+    };
+    let Predicate::Release(r) = &rel.opened.predicate else {
+        // invariant: only releases are kept in `release` above.
+        return finish(checks, Some(cp_state));
+    };
+    let release_leaf = leaf_hash(&rel.entry.bytes);
+    push(
+        "release",
+        Outcome::Pass,
+        format!(
+            "{} {} {} (entry {}), signed by {}",
+            r.vendor,
+            r.product,
+            r.version,
+            rel.entry.index,
+            vkeys[rel.opened.signers[0]].name()
+        ),
+    );
+
+    // 3. Evaluators: k distinct organisations attest binary equivalence of this release; any
+    // trusted failing attestation denies.
+    let (ekeys, eorgs) = agreement.evaluator_keys();
+    let mut passed: BTreeSet<&str> = BTreeSet::new();
+    let mut failed: Vec<String> = Vec::new();
+    let mut ignored: Vec<String> = Vec::new();
+    for e in &ev.entries {
+        let Ok(o) = open(&e.bytes, &ekeys) else {
+            continue;
+        };
+        let Predicate::Attestation(a) = &o.predicate else {
+            continue;
+        };
+        if a.kind != AttestationKind::BinaryEquivalence {
+            continue;
+        }
+        if !o.statement.is_about(artifact) {
+            ignored.push(format!("entry {}: attests another artifact", e.index));
+            continue;
+        }
+        if a.release.log != agreement.log_origin
+            || a.release.index != rel.entry.index
+            || Hash::from_hex(&a.release.leaf_hash) != Some(release_leaf)
+        {
+            ignored.push(format!(
+                "entry {}: refers to another release entry",
+                e.index
+            ));
+            continue;
+        }
+        if let Err(p) = included(e) {
+            ignored.push(p);
+            continue;
+        }
+        let orgs: BTreeSet<&str> = o.signers.iter().map(|&k| eorgs[k]).collect();
+        match a.result {
+            Result_::Pass => passed.extend(orgs),
+            Result_::Fail => {
+                let why = a
+                    .diff
+                    .as_ref()
+                    .map(|d| d.summary.clone())
+                    .unwrap_or_else(|| "no diff given".into());
+                failed.push(format!(
+                    "{} attests a failure (entry {}): {why}",
+                    orgs.into_iter().collect::<Vec<_>>().join(", "),
+                    e.index
+                ));
+            }
+        }
+    }
+    if !failed.is_empty() {
+        push("evaluators", Outcome::Fail, failed.join("; "));
+    } else if passed.len() < agreement.evaluator_quorum {
+        let mut why = format!(
+            "{} of the {} organisations required attest binary equivalence{}",
+            passed.len(),
+            agreement.evaluator_quorum,
+            if passed.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " ({})",
+                    passed.iter().copied().collect::<Vec<_>>().join(", ")
+                )
+            }
+        );
+        if !ignored.is_empty() {
+            why.push_str(&format!("; not counted: {}", ignored.join("; ")));
+        }
+        push("evaluators", Outcome::Fail, why);
+    } else {
+        push(
+            "evaluators",
+            Outcome::Pass,
+            format!(
+                "binary equivalence attested by {}",
+                passed.iter().copied().collect::<Vec<_>>().join(", ")
+            ),
+        );
+    }
+
+    // 4. The manifest satisfies the agreement's rules.
+    match manifest(agreement, r) {
+        Ok(why) => push("manifest", Outcome::Pass, why),
+        Err(why) => push("manifest", Outcome::Fail, why),
+    }
+
+    // 5. No revocation of the artifact in the log up to the checkpoint.
+    let mut rkeys = vkeys.clone();
+    rkeys.extend(ekeys.iter().cloned());
+    let mut revoked = Vec::new();
+    for e in &ev.entries {
+        let Ok(o) = open(&e.bytes, &rkeys) else {
+            continue;
+        };
+        let Predicate::Revocation(rv) = &o.predicate else {
+            continue;
+        };
+        if !o.statement.is_about(artifact) || included(e).is_err() {
+            continue;
+        }
+        let when = parse_rfc3339(&rv.effective).unwrap_or(i64::MIN);
+        if when <= now as i64 {
+            revoked.push(format!(
+                "revoked by {} (entry {}): {}",
+                rkeys[o.signers[0]].name(),
+                e.index,
+                rv.reason
+            ));
+        }
+    }
+    if !revoked.is_empty() {
+        push("revocation", Outcome::Fail, revoked.join("; "));
+    } else if ev.complete {
+        push(
+            "revocation",
+            Outcome::Pass,
+            format!("no revocation in the log up to size {}", cp.size),
+        );
+    } else {
+        push("revocation", Outcome::NotChecked, "revocation not checked: a bundle cannot prove that no revocation exists; verify against the log for that".into());
+    }
+
+    // 6. Rollback: the checkpoint extends the one remembered; and the minimum version.
+    match state {
+        None => push(
+            "rollback",
+            Outcome::NotChecked,
+            "no remembered checkpoint (use --state to keep one)".into(),
+        ),
+        Some(old) => match rollback(old, &cp_state, ev.consistency.as_ref()) {
+            Ok(why) => push("rollback", Outcome::Pass, why),
+            Err(why) => push("rollback", Outcome::Fail, why),
+        },
+    }
+    match agreement
+        .minimum_versions
+        .iter()
+        .find(|m| m.product == r.product)
+    {
+        None => push(
+            "minimum-version",
+            Outcome::Pass,
+            format!("no minimum version for {}", r.product),
+        ),
+        Some(m) if compare_versions(&r.version, &m.version) == Ordering::Less => push(
+            "minimum-version",
+            Outcome::Fail,
+            format!(
+                "version {} is below the minimum {} for {}",
+                r.version, m.version, r.product
+            ),
+        ),
+        Some(m) => push(
+            "minimum-version",
+            Outcome::Pass,
+            format!("version {} is at least {}", r.version, m.version),
+        ),
+    }
+    finish(checks, Some(cp_state))
+}
+
+fn checkpoint(
+    agreement: &Agreement,
+    ev: &Evidence,
+    now: u64,
+) -> Result<(SignedCheckpoint, String), String> {
+    let sc = SignedCheckpoint::open(ev.checkpoint.as_bytes(), &agreement.log_key)
+        .map_err(|e| format!("checkpoint is not signed by the agreement's log: {e}"))?;
+    if sc.checkpoint.origin != agreement.log_origin {
+        return Err(format!(
+            "checkpoint is for log {:?}, not {:?}",
+            sc.checkpoint.origin, agreement.log_origin
+        ));
+    }
+    if agreement.witness_quorum == 0 {
+        let why = format!(
+            "size {} signed by {}; the agreement requires no witnesses",
+            sc.checkpoint.size, agreement.log_origin
+        );
+        return Ok((sc, why));
+    }
+    let cos = sc
+        .cosignatures(&agreement.witnesses)
+        .map_err(|e| format!("bad cosignature: {e}"))?;
+    let mut fresh = Vec::new();
+    let mut stale = Vec::new();
+    for c in &cos {
+        let ts = c.timestamp.unwrap_or(0);
+        let name = agreement.witnesses[c.key].name();
+        if ts > now + CLOCK_SKEW {
+            stale.push(format!(
+                "{name} (dated in the future, {})",
+                format_rfc3339(ts as i64)
+            ));
+        } else if now.saturating_sub(ts) > agreement.max_age {
+            stale.push(format!(
+                "{name} (cosigned {}, older than the {}s allowed)",
+                format_rfc3339(ts as i64),
+                agreement.max_age
+            ));
+        } else {
+            fresh.push(name);
+        }
+    }
+    if fresh.len() < agreement.witness_quorum {
+        let mut why = format!(
+            "{} of the {} witness cosignatures required are present and fresh",
+            fresh.len(),
+            agreement.witness_quorum
+        );
+        if !stale.is_empty() {
+            why.push_str(&format!("; too old or too new: {}", stale.join(", ")));
+        }
+        return Err(why);
+    }
+    let why = format!(
+        "size {} signed by {}, cosigned by {}",
+        sc.checkpoint.size,
+        agreement.log_origin,
+        fresh.join(", ")
+    );
+    Ok((sc, why))
+}
+
+fn manifest(
+    agreement: &Agreement,
+    r: &nospy_statement::predicate::Release,
+) -> Result<String, String> {
+    let m = &r.manifest;
+    if m.device.vendor != r.vendor || m.device.model != r.product {
+        return Err(format!(
+            "the manifest is for {} {}, the release for {} {}",
+            m.device.vendor, m.device.model, r.vendor, r.product
+        ));
+    }
+    let rules = &agreement.manifest;
+    let ra = m.capabilities.vendor_remote_access;
+    if !rules.vendor_remote_access.is_empty() && !rules.vendor_remote_access.contains(&ra) {
+        return Err(format!(
+            "declares vendor remote access \"{}\", which the agreement does not accept",
+            ra.as_str()
+        ));
+    }
+    if !rules.peers_within.is_empty() {
+        let outside: Vec<String> = m
+            .allow
+            .iter()
+            .filter(|rule| !rules.peers_within.iter().any(|p| p.allows(&rule.peer)))
+            .map(|rule| rule.peer.to_string())
+            .collect();
+        if !outside.is_empty() {
+            return Err(format!(
+                "peers outside those the agreement allows: {}",
+                outside.join(", ")
+            ));
+        }
+    }
+    Ok(format!(
+        "{} rules; vendor remote access \"{}\"",
+        m.allow.len(),
+        ra.as_str()
+    ))
+}
+
+fn rollback(
+    old: &State,
+    new: &State,
+    consistency: Option<&(u64, Vec<Hash>)>,
+) -> Result<String, String> {
+    match new.size.cmp(&old.size) {
+        Ordering::Less => Err(format!(
+            "checkpoint size {} is older than the remembered {} (rollback)",
+            new.size, old.size
+        )),
+        Ordering::Equal if new.root != old.root => Err(format!(
+            "checkpoint of size {} has another root than the remembered one (a fork)",
+            new.size
+        )),
+        Ordering::Equal => Ok(format!("the remembered checkpoint (size {})", old.size)),
+        Ordering::Greater => {
+            let Some((from, proof)) = consistency.filter(|(from, _)| *from == old.size) else {
+                return Err(format!(
+                    "no consistency proof from the remembered size {} to {}: cannot show the log only grew (verify with --log, or make the bundle with --since-size {})",
+                    old.size, new.size, old.size
+                ));
+            };
+            verify_consistency(*from, new.size, proof, old.root.as_ref(), new.root.as_ref())
+                .map(|_| {
+                    format!(
+                        "extends the remembered checkpoint (size {} to {})",
+                        old.size, new.size
+                    )
+                })
+                .map_err(|e| {
+                    format!(
+                        "not a consistent extension of the remembered checkpoint (size {}): {e}",
+                        old.size
+                    )
+                })
+        }
+    }
+}
+
+/// Compares versions segment by segment (`4.10.0` > `4.9.2`): numeric segments as numbers,
+/// others as text.
+pub fn compare_versions(a: &str, b: &str) -> Ordering {
+    let seg = |s: &str| -> Vec<String> { s.split(['.', '-', '+']).map(str::to_string).collect() };
+    let (sa, sb) = (seg(a), seg(b));
+    for i in 0..sa.len().max(sb.len()) {
+        let (x, y) = (
+            sa.get(i).map(String::as_str).unwrap_or("0"),
+            sb.get(i).map(String::as_str).unwrap_or("0"),
+        );
+        let o = match (x.parse::<u64>(), y.parse::<u64>()) {
+            (Ok(p), Ok(q)) => p.cmp(&q),
+            _ => x.cmp(y),
+        };
+        if o != Ordering::Equal {
+            return o;
+        }
+    }
+    Ordering::Equal
+}
