@@ -31,10 +31,13 @@ pub enum KeyCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Print the verifier keys of a private key file.
+    /// Print the verifier key of a private key file (with --witness, its cosignature form).
     Public {
         /// The private key file.
         file: PathBuf,
+        /// Print the witness (tlog-cosignature, type 0x04) form only.
+        #[arg(long)]
+        witness: bool,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -51,9 +54,17 @@ pub fn run(c: KeyCommand) -> Result<ExitCode> {
             write_private(&out, &key)?;
             report(&key, &out, json)?;
         }
-        KeyCommand::Public { file, json } => {
+        KeyCommand::Public {
+            file,
+            witness,
+            json,
+        } => {
             let key = signer_key(&file)?;
-            report(&key, &file, json)?;
+            if witness && !json {
+                println!("{}", key.cosigner_verifier());
+            } else {
+                report(&key, &file, json)?;
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

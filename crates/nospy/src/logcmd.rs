@@ -41,9 +41,12 @@ pub enum LogCommand {
     },
     /// Append entries: one per FILE (`-` reads standard input), in one durable batch.
     ///
-    /// Prints each entry's index once it is on disk and covered by a new signed checkpoint. An
-    /// entry already in the log keeps its index and is not appended again. Entries are at most
-    /// 65,535 bytes; if any is larger nothing is appended.
+    /// Each file must be a signed nospy statement (a DSSE envelope from `nospy release sign`,
+    /// `nospy attest`, `nospy revoke`) whose signatures verify with the keys they name; --raw
+    /// appends arbitrary bytes instead. Prints each entry's index once it is on disk and covered
+    /// by a new signed checkpoint. An entry already in the log keeps its index and is not
+    /// appended again. Entries are at most 65,535 bytes. If any file fails a check, nothing is
+    /// appended.
     ///
     /// Example: nospy log add ./log release.json
     Add {
@@ -55,6 +58,9 @@ pub enum LogCommand {
         /// Private key file (default: the one given to `log init`).
         #[arg(long)]
         key: Option<PathBuf>,
+        /// Append the files as they are, without checking that they are signed statements.
+        #[arg(long)]
+        raw: bool,
         /// Print JSON: {"entries": [{"index", "hash", "duplicate"}], "size"}.
         #[arg(long)]
         json: bool,
@@ -172,8 +178,9 @@ pub fn run(c: LogCommand) -> Result<ExitCode> {
             dir,
             files,
             key,
+            raw,
             json,
-        } => add(&dir, &files, key.as_deref(), json),
+        } => add(&dir, &files, key.as_deref(), raw, json),
         LogCommand::Checkpoint { dir, json } => {
             let log = Log::open(&dir)?;
             let sc = log.checkpoint();
@@ -302,7 +309,13 @@ fn init(dir: &Path, origin: &str, key_file: &Path, json: bool) -> Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
-fn add(dir: &Path, files: &[PathBuf], key: Option<&Path>, json: bool) -> Result<ExitCode> {
+fn add(
+    dir: &Path,
+    files: &[PathBuf],
+    key: Option<&Path>,
+    raw: bool,
+    json: bool,
+) -> Result<ExitCode> {
     if files
         .iter()
         .filter(|f| f.as_path() == Path::new("-"))
@@ -322,6 +335,14 @@ fn add(dir: &Path, files: &[PathBuf], key: Option<&Path>, json: bool) -> Result<
                 f.display(),
                 data.len()
             );
+        }
+        if !raw {
+            nospy_statement::inspect(&data).map_err(|e| {
+                anyhow::anyhow!(
+                    "{}: not a signed nospy statement: {e}; nothing was appended (--raw appends arbitrary entries)",
+                    f.display()
+                )
+            })?;
         }
         entries.push(data);
     }

@@ -3,9 +3,14 @@
 
 #![forbid(unsafe_code)]
 
+mod admit;
 mod bench;
+mod diff;
+mod gather;
 mod keys;
 mod logcmd;
+mod manifestcmd;
+mod statements;
 mod util;
 
 use clap::{Parser, Subcommand};
@@ -37,6 +42,54 @@ enum Command {
     /// Create, append to, prove from and audit a transparency log kept in a directory.
     #[command(subcommand)]
     Log(logcmd::LogCommand),
+    /// Behaviour manifests: check them, import MUD files.
+    #[command(subcommand)]
+    Manifest(manifestcmd::ManifestCommand),
+    /// Sign release statements (the vendor).
+    #[command(subcommand)]
+    Release(statements::ReleaseCommand),
+    /// Say where two builds differ: archives member by member, ELF files section by section.
+    ///
+    /// Compares files or directories; tar (plain or gzip), zip and cpio archives are opened and
+    /// compared member by member, recursively, and ELF files section by section. Exit 0 when
+    /// identical, 1 when not.
+    Diff {
+        /// The build the vendor shipped.
+        shipped: std::path::PathBuf,
+        /// The build rebuilt from reviewed source.
+        rebuilt: std::path::PathBuf,
+        /// Print JSON: {"identical", "digests", "differences"}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Attest a release (the evaluator): binary equivalence of a rebuild, or a source review.
+    ///
+    /// For binary-equivalence, --shipped and --rebuilt are compared: identical bytes sign a pass,
+    /// anything else a fail carrying where they differ. The attestation names the release entry
+    /// by log origin, index and leaf hash.
+    ///
+    /// Example:
+    ///   nospy attest --key eval.key --kind binary-equivalence --shipped fw.bin \
+    ///     --rebuilt rebuilt/fw.bin --release-entry 0 --log ./log --out attestation.json
+    Attest(statements::AttestArgs),
+    /// Revoke artifacts (vendor or evaluator): a signed statement that they must not run.
+    Revoke(statements::RevokeArgs),
+    /// Gather, for one artifact, its release, attestations and revocations with inclusion proofs
+    /// under one checkpoint, into one offline-verifiable file.
+    Bundle(admit::BundleArgs),
+    /// May this firmware run? Every check of the agreement, in order, with its reason.
+    ///
+    /// Checks: the checkpoint (log signature, a quorum of fresh witness cosignatures); the
+    /// release (signed by a vendor of the agreement, about this artifact's digest, included);
+    /// the evaluators (k distinct organisations attest binary equivalence; a failing attestation
+    /// denies); the manifest (against the agreement's rules); revocation (needs --log: a bundle
+    /// cannot prove an absence and says so); rollback (with --state) and minimum versions.
+    ///
+    /// Exit status: 0 admit, 1 deny, 2 unusable input.
+    Verify(admit::VerifyArgs),
+    /// Witness a log: cosign checkpoints that extend what was cosigned before.
+    #[command(subcommand)]
+    Witness(admit::WitnessCommand),
     /// Measure nospy's performance on this machine against the machine's own limits.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -47,6 +100,18 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Key(c) => keys::run(c),
         Command::Log(c) => logcmd::run(c),
+        Command::Manifest(c) => manifestcmd::run(c),
+        Command::Release(c) => statements::release(c),
+        Command::Diff {
+            shipped,
+            rebuilt,
+            json,
+        } => diff_cmd(&shipped, &rebuilt, json),
+        Command::Attest(a) => statements::attest(a),
+        Command::Revoke(a) => statements::revoke(a),
+        Command::Bundle(a) => admit::bundle(a),
+        Command::Verify(a) => admit::verify_cmd(a),
+        Command::Witness(c) => admit::witness(c),
         Command::Bench(c) => bench::run(c),
     };
     match result {
@@ -55,5 +120,42 @@ fn main() -> ExitCode {
             eprintln!("nospy: {e:#}");
             util::exit_code_for(&e)
         }
+    }
+}
+
+fn diff_cmd(a: &std::path::Path, b: &std::path::Path, json: bool) -> anyhow::Result<ExitCode> {
+    let r = diff::compare(a, b)?;
+    if json {
+        util::print_json(&serde_json::json!({
+            "identical": r.identical,
+            "digests": r.digests.as_ref().map(|(x, y)| serde_json::json!({"shipped": x, "rebuilt": y})),
+            "differences": r.differences,
+        }))?;
+    } else if r.identical {
+        println!("identical");
+    } else {
+        if let Some((x, y)) = &r.digests {
+            println!("digests differ: sha256 {x} (shipped), {y} (rebuilt)");
+        }
+        for d in &r.differences {
+            match &d.detail {
+                Some(det) => println!("{:<8} {}  ({det})", d.change, d.path),
+                None => println!("{:<8} {}", d.change, d.path),
+            }
+        }
+    }
+    Ok(if r.identical {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

@@ -76,7 +76,8 @@ fn sigkill_during_appends_never_loses_an_acknowledged_entry() {
             contents.push(e);
         }
         let mut cmd = nospy();
-        cmd.args(["log", "add", s(&log), "--json"]).args(&files);
+        cmd.args(["log", "add", "--raw", s(&log), "--json"])
+            .args(&files);
         cmd.stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .stdin(Stdio::null());
@@ -152,7 +153,7 @@ fn sigkill_during_appends_never_loses_an_acknowledged_entry() {
     // Appends continue after all that, and every acknowledged entry is still where it was.
     let f = t.path().join("last");
     std::fs::write(&f, b"after the crashes").unwrap();
-    ok(&["log", "add", s(&log), s(&f)]);
+    ok(&["log", "add", "--raw", s(&log), s(&f)]);
     let size: u64 = serde_json::from_str::<serde_json::Value>(
         &ok(&["log", "checkpoint", s(&log), "--json"]).stdout,
     )
@@ -165,9 +166,10 @@ fn sigkill_during_appends_never_loses_an_acknowledged_entry() {
         if i % 97 == 0 {
             let f = t.path().join("again");
             std::fs::write(&f, e).unwrap();
-            let v: serde_json::Value =
-                serde_json::from_str(&ok(&["log", "add", s(&log), s(&f), "--json"]).stdout)
-                    .unwrap();
+            let v: serde_json::Value = serde_json::from_str(
+                &ok(&["log", "add", "--raw", s(&log), s(&f), "--json"]).stdout,
+            )
+            .unwrap();
             assert_eq!(v["entries"][0]["index"].as_u64(), Some(*i));
             assert_eq!(v["entries"][0]["duplicate"], true);
         }

@@ -19,7 +19,7 @@ fn log_300(dir: &Path) -> (std::path::PathBuf, String) {
                 f.to_str().unwrap().to_string()
             })
             .collect();
-        let mut args = vec!["log", "add", s(&log)];
+        let mut args = vec!["log", "add", "--raw", s(&log)];
         args.extend(files.iter().map(|f| f.as_str()));
         ok(&args);
     }
@@ -144,7 +144,7 @@ fn an_oversized_entry_appends_nothing() {
     std::fs::write(&small, b"fine").unwrap();
     std::fs::write(&big, vec![7u8; 65_536]).unwrap();
     let before = files_under(&log);
-    let r = run(&["log", "add", s(&log), s(&small), s(&big)]);
+    let r = run(&["log", "add", "--raw", s(&log), s(&small), s(&big)]);
     no_panic(&r);
     assert_eq!(r.code, 2);
     assert!(
@@ -155,7 +155,7 @@ fn an_oversized_entry_appends_nothing() {
     assert_eq!(files_under(&log), before, "nothing may change");
     // Exactly 65,535 bytes is allowed.
     std::fs::write(&big, vec![7u8; 65_535]).unwrap();
-    ok(&["log", "add", s(&log), s(&small), s(&big)]);
+    ok(&["log", "add", "--raw", s(&log), s(&small), s(&big)]);
     ok(&["log", "audit", s(&log), "--key", &vkey]);
     assert_eq!(ok(&["log", "entry", s(&log), "1"]).raw.len(), 65_535);
 }
@@ -175,7 +175,7 @@ fn wrong_keys_are_refused() {
     ]);
     let f = t.path().join("e");
     std::fs::write(&f, b"x").unwrap();
-    let r = run(&["log", "add", s(&log), s(&f), "--key", s(&other)]);
+    let r = run(&["log", "add", "--raw", s(&log), s(&f), "--key", s(&other)]);
     no_panic(&r);
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("this log's key is"), "{}", r.stderr);
@@ -202,7 +202,7 @@ fn wrong_keys_are_refused() {
     assert!(r.stderr.contains("named after its origin"), "{}", r.stderr);
     // Garbage where a private key should be.
     std::fs::write(&odd, "PRIVATE+KEY+a+00000000+AAAA\n").unwrap();
-    let r = run(&["log", "add", s(&log), s(&f), "--key", s(&odd)]);
+    let r = run(&["log", "add", "--raw", s(&log), s(&f), "--key", s(&odd)]);
     no_panic(&r);
     assert_eq!(r.code, 2);
     assert!(

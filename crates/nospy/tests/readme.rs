@@ -35,5 +35,7 @@ fn the_readme_walk_runs() {
         stdout.contains("verified: release.json is entry 0"),
         "{stdout}"
     );
-    assert!(stdout.contains("ok: 2 entries"), "{stdout}");
+    assert!(stdout.contains("ok: 3 entries"), "{stdout}");
+    assert_eq!(stdout.matches("ADMIT").count(), 2, "{stdout}");
+    assert!(stdout.contains("revocation not checked"), "{stdout}");
 }

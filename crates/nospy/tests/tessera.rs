@@ -71,7 +71,7 @@ fn one_add_at_a_time_writes_the_same_bytes_as_tessera() {
     for (i, w) in WORDS.iter().enumerate() {
         let f = t.path().join(format!("e{i}"));
         std::fs::write(&f, w).unwrap();
-        let r = ok(&["log", "add", s(&log), s(&f), "--json"]);
+        let r = ok(&["log", "add", "--raw", s(&log), s(&f), "--json"]);
         let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
         assert_eq!(v["entries"][0]["index"], i as u64);
         // Every intermediate checkpoint is Tessera's too.

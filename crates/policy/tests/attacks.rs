@@ -103,7 +103,7 @@ fn release(d: &Hash, by: &SignerKey, m: Manifest, version: &str) -> Envelope {
         product: "vx-1".into(),
         version: version.into(),
         source: Source {
-            repository: "https://git.vendorx.example/fw".into(),
+            repository: Some("https://git.vendorx.example/fw".into()),
             commit: "c0ffee".into(),
             toolchain: None,
         },

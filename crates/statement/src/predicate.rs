@@ -51,8 +51,9 @@ fn manifest_json<'de, D: Deserializer<'de>>(d: D) -> Result<Manifest, D::Error> 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Source {
-    /// The repository (URL).
-    pub repository: String,
+    /// The repository (URL), when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
     /// The commit built.
     pub commit: String,
     /// The toolchain used (for rebuilds).

@@ -24,7 +24,7 @@ fn release() -> Predicate {
         product: "vx-1".into(),
         version: "4.2.0".into(),
         source: Source {
-            repository: "https://git.vendorx.example/fw".into(),
+            repository: Some("https://git.vendorx.example/fw".into()),
             commit: "abc123".into(),
             toolchain: None,
         },

@@ -1,0 +1,373 @@
+//! `nospy bundle`, `nospy verify`, `nospy witness cosign`: the operator's side.
+
+use crate::gather::{entries_about, hash_file, parse_digest};
+use crate::statements::now;
+use crate::util::{print_json, read_input, signer_key, verifier_key, write_output, Negative};
+use anyhow::{bail, Context as _, Result};
+use clap::{Args, Subcommand};
+use nospy_log::Log;
+use nospy_policy::{verify, Agreement, Evidence, LoggedEntry, Outcome, State, Verdict};
+use nospy_statement::bundle::{Bundle, BundleEntry};
+use nospy_tlog::checkpoint::{SignedCheckpoint, TlogProof};
+use nospy_tlog::merkle;
+use nospy_tlog::Hash;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Args)]
+pub struct BundleArgs {
+    /// The log directory.
+    #[arg(long)]
+    log: PathBuf,
+    /// SHA-256 of the artifact (`sha256:<hex>` or `<hex>`).
+    #[arg(long)]
+    artifact_digest: String,
+    /// A signed checkpoint of this log to prove against (with witness cosignatures, from
+    /// `nospy witness cosign`); default: the log's latest.
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    /// Include a consistency proof from this earlier tree size, for verifiers that remember it.
+    #[arg(long)]
+    since_size: Option<u64>,
+    /// Write the bundle here instead of standard output.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct VerifyArgs {
+    /// The firmware file (its SHA-256 is computed here). Use --digest instead to give the digest.
+    #[arg(required_unless_present = "digest")]
+    artifact: Option<PathBuf>,
+    /// The artifact's SHA-256, instead of the file.
+    #[arg(long, conflicts_with = "artifact")]
+    digest: Option<String>,
+    /// The agreement (TOML).
+    #[arg(long)]
+    agreement: PathBuf,
+    /// A bundle made by `nospy bundle` (offline; cannot prove the absence of revocations).
+    #[arg(long, conflicts_with = "log", required_unless_present = "log")]
+    bundle: Option<PathBuf>,
+    /// The log directory (a mirror, say): every entry about the artifact is found there.
+    #[arg(long)]
+    log: Option<PathBuf>,
+    /// A signed checkpoint to verify against with --log (with witness cosignatures); default:
+    /// the log's latest.
+    #[arg(long, requires = "log")]
+    checkpoint: Option<PathBuf>,
+    /// Remember the last accepted checkpoint here; refuse any that does not extend it.
+    #[arg(long)]
+    state: Option<PathBuf>,
+    /// Print the verdict as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum WitnessCommand {
+    /// Cosign a log's checkpoint offline, as a witness: only if it extends what this witness
+    /// cosigned before (checked with a consistency proof computed from the log's tiles).
+    ///
+    /// Writes the checkpoint with this witness's c2sp.org/tlog-cosignature added (to standard
+    /// output or --out), and remembers it in --state. Cosign a checkpoint already cosigned by
+    /// others (--checkpoint) to collect several witnesses' cosignatures on one checkpoint.
+    Cosign(CosignArgs),
+}
+
+#[derive(Args)]
+pub struct CosignArgs {
+    /// The witness's private key file.
+    #[arg(long)]
+    key: PathBuf,
+    /// The log directory.
+    #[arg(long)]
+    log: PathBuf,
+    /// The log's verifier key (or a file holding it); default: the key in the log's config.
+    #[arg(long)]
+    log_key: Option<String>,
+    /// A checkpoint of the log (perhaps cosigned already) to cosign; default: the log's latest.
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    /// The witness's state: the last checkpoint it cosigned for this log.
+    #[arg(long)]
+    state: PathBuf,
+    /// Write the cosigned checkpoint here instead of standard output.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+/// Reads a checkpoint file, or the log's latest, and checks it is the log's.
+fn checkpoint_of(log: &Log, file: Option<&Path>) -> Result<SignedCheckpoint> {
+    match file {
+        None => Ok(log.checkpoint().clone()),
+        Some(p) => {
+            let b = read_input(p)?;
+            let sc = SignedCheckpoint::open(&b, log.key())
+                .with_context(|| format!("{}: not a checkpoint of this log", p.display()))?;
+            if sc.checkpoint.size > log.size() {
+                bail!(
+                    "{}: checkpoint of size {} is beyond the log's {}",
+                    p.display(),
+                    sc.checkpoint.size,
+                    log.size()
+                );
+            }
+            if log.root_at(sc.checkpoint.size)? != sc.checkpoint.root {
+                bail!("{}: the log's tree of size {} has another root: the log and the checkpoint disagree", p.display(), sc.checkpoint.size);
+            }
+            Ok(sc)
+        }
+    }
+}
+
+pub fn bundle(a: BundleArgs) -> Result<ExitCode> {
+    let digest = parse_digest(&a.artifact_digest)?;
+    let log = Log::open(&a.log)?;
+    let sc = checkpoint_of(&log, a.checkpoint.as_deref())?;
+    let size = sc.checkpoint.size;
+    let text = sc.to_text();
+    let mut entries = Vec::new();
+    for (index, bytes) in entries_about(&log, &digest)? {
+        if index >= size {
+            continue;
+        }
+        let proof = log.inclusion_proof(index, size)?;
+        entries.push(BundleEntry {
+            entry: bytes,
+            proof: TlogProof {
+                extra: None,
+                index,
+                proof,
+                checkpoint: text.clone(),
+            },
+        });
+    }
+    if entries.is_empty() {
+        bail!(
+            "no entry of {} up to size {size} is about {}",
+            a.log.display(),
+            digest.to_hex()
+        );
+    }
+    let consistency = match a.since_size {
+        None => None,
+        Some(n) => Some((n, log.consistency_proof(n, size)?)),
+    };
+    let n = entries.len();
+    let b = Bundle {
+        artifact: digest,
+        checkpoint: text,
+        entries,
+        consistency,
+    };
+    write_output(a.out.as_deref(), &b.to_json())?;
+    eprintln!(
+        "bundle: {n} entries about {} under checkpoint size {size}",
+        digest.to_hex()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The state file: the last accepted checkpoint, as `<size> <base64 root>`.
+fn read_state(p: &Path) -> Result<Option<State>> {
+    let text = match std::fs::read_to_string(p) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", p.display())),
+    };
+    let mut it = text.split_whitespace();
+    let (Some(s), Some(r), None) = (it.next(), it.next(), it.next()) else {
+        bail!("{}: expected \"<size> <root>\"", p.display());
+    };
+    let size = s
+        .parse()
+        .with_context(|| format!("{}: size {s:?} is not a number", p.display()))?;
+    let root = Hash::from_base64(r)
+        .with_context(|| format!("{}: root is not base64 of 32 bytes", p.display()))?;
+    Ok(Some(State { size, root }))
+}
+
+fn write_state(p: &Path, s: &State) -> Result<()> {
+    write_output(
+        Some(p),
+        format!("{} {}\n", s.size, s.root.to_base64()).as_bytes(),
+    )
+}
+
+pub fn verify_cmd(a: VerifyArgs) -> Result<ExitCode> {
+    let text = String::from_utf8(read_input(&a.agreement)?)
+        .with_context(|| format!("{}: not UTF-8", a.agreement.display()))?;
+    let agreement =
+        Agreement::from_toml(&text).with_context(|| format!("{}", a.agreement.display()))?;
+    let artifact = match (&a.artifact, &a.digest) {
+        (Some(f), _) => hash_file(f)?,
+        (None, Some(d)) => parse_digest(d)?,
+        (None, None) => bail!("give the artifact file or --digest"),
+    };
+    let state = a.state.as_deref().map(read_state).transpose()?.flatten();
+    let evidence = if let Some(bp) = &a.bundle {
+        let b = Bundle::parse(&read_input(bp)?)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", bp.display()))?;
+        if b.artifact != artifact {
+            eprintln!(
+                "nospy: note: the bundle is for {}, not this artifact",
+                b.artifact.to_hex()
+            );
+        }
+        Evidence {
+            checkpoint: b.checkpoint,
+            entries: b
+                .entries
+                .into_iter()
+                .map(|e| LoggedEntry {
+                    index: e.proof.index,
+                    bytes: e.entry,
+                    proof: e.proof.proof,
+                    proof_checkpoint: Some(e.proof.checkpoint),
+                })
+                .collect(),
+            complete: false,
+            consistency: b.consistency,
+        }
+    } else {
+        let dir = a.log.as_ref().context("give --bundle or --log")?;
+        let log = Log::open(dir)?;
+        let sc = checkpoint_of(&log, a.checkpoint.as_deref())?;
+        let size = sc.checkpoint.size;
+        let mut entries = Vec::new();
+        for (index, bytes) in entries_about(&log, &artifact)? {
+            if index < size {
+                entries.push(LoggedEntry {
+                    index,
+                    bytes,
+                    proof: log.inclusion_proof(index, size)?,
+                    proof_checkpoint: None,
+                });
+            }
+        }
+        let consistency = match state {
+            Some(s) if s.size < size && s.size > 0 => {
+                Some((s.size, log.consistency_proof(s.size, size)?))
+            }
+            _ => None,
+        };
+        Evidence {
+            checkpoint: sc.to_text(),
+            entries,
+            complete: true,
+            consistency,
+        }
+    };
+    let v = verify(&agreement, &artifact, &evidence, state.as_ref(), now());
+    report(&v, &agreement, a.json)?;
+    if v.admit {
+        if let (Some(p), Some(cp)) = (&a.state, &v.checkpoint) {
+            let newer = state.is_none_or(|s| cp.size >= s.size);
+            if newer {
+                write_state(p, cp)?;
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Ok(ExitCode::from(1))
+    }
+}
+
+fn report(v: &Verdict, agreement: &Agreement, json: bool) -> Result<()> {
+    if json {
+        return print_json(&json!({
+            "admit": v.admit,
+            "verdict": if v.admit { "admit" } else { "deny" },
+            "artifact": v.artifact,
+            "agreement": agreement.name,
+            "checks": v.checks,
+        }));
+    }
+    println!(
+        "{} {} under {}",
+        if v.admit { "ADMIT" } else { "DENY" },
+        v.artifact,
+        agreement.name
+    );
+    for c in &v.checks {
+        let mark = match c.outcome {
+            Outcome::Pass => "ok  ",
+            Outcome::Fail => "FAIL",
+            Outcome::NotChecked => "n/c ",
+            Outcome::Skipped => "skip",
+        };
+        println!("  {mark} {:<16} {}", c.name, c.reason);
+    }
+    Ok(())
+}
+
+pub fn witness(c: WitnessCommand) -> Result<ExitCode> {
+    let WitnessCommand::Cosign(a) = c;
+    let key = signer_key(&a.key)?;
+    let log = match &a.log_key {
+        Some(k) => Log::open_with_key(&a.log, verifier_key(k)?)?,
+        None => Log::open(&a.log)?,
+    };
+    let sc = checkpoint_of(&log, a.checkpoint.as_deref())?;
+    let cp = &sc.checkpoint;
+    // The state: origin, size, root of the last checkpoint cosigned.
+    let prev = match std::fs::read_to_string(&a.state) {
+        Ok(t) => {
+            let parts: Vec<&str> = t.split_whitespace().collect();
+            let [origin, size, root] = parts[..] else {
+                bail!("{}: expected \"<origin> <size> <root>\"", a.state.display())
+            };
+            if origin != cp.origin {
+                bail!(
+                    "{}: this state is for log {origin:?}, not {:?}",
+                    a.state.display(),
+                    cp.origin
+                );
+            }
+            let size: u64 = size
+                .parse()
+                .with_context(|| format!("{}: bad size", a.state.display()))?;
+            let root = Hash::from_base64(root)
+                .with_context(|| format!("{}: bad root", a.state.display()))?;
+            Some((size, root))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("reading {}", a.state.display())),
+    };
+    if let Some((size, root)) = prev {
+        if cp.size < size {
+            return Err(Negative(format!("refused: checkpoint size {} is smaller than the {size} already cosigned (rollback)", cp.size)).into());
+        }
+        if cp.size == size && cp.root != root {
+            return Err(Negative(format!(
+                "refused: another root for size {size} than the one already cosigned (a fork)"
+            ))
+            .into());
+        }
+        if cp.size > size && size > 0 {
+            let proof = log.consistency_proof(size, cp.size)?;
+            merkle::verify_consistency(size, cp.size, &proof, root.as_ref(), cp.root.as_ref())
+                .map_err(|e| {
+                    Negative(format!(
+                        "refused: the checkpoint does not extend the one already cosigned: {e}"
+                    ))
+                })?;
+        }
+    }
+    let mut out = sc.clone();
+    out.note.signatures.retain(|s| s.name != key.name());
+    out.note.signatures.push(key.cosign(&out.note.text, now()));
+    write_output(a.out.as_deref(), out.to_text().as_bytes())?;
+    write_output(
+        Some(&a.state),
+        format!("{} {} {}\n", cp.origin, cp.size, cp.root.to_base64()).as_bytes(),
+    )?;
+    eprintln!(
+        "cosigned {} at size {} as {}",
+        cp.origin,
+        cp.size,
+        key.cosigner_verifier()
+    );
+    Ok(ExitCode::SUCCESS)
+}

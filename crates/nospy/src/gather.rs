@@ -1,0 +1,78 @@
+//! Reading what a log says about an artifact: hashing artifacts, and finding the entries whose
+//! statements name a digest.
+
+use crate::util::Progress;
+use anyhow::{Context as _, Result};
+use nospy_log::Log;
+use nospy_statement::dsse::Envelope;
+use nospy_statement::Statement;
+use nospy_tlog::Hash;
+use sha2::{Digest, Sha256};
+use std::io::Read;
+use std::path::Path;
+
+/// SHA-256 of a file, streamed, with progress on a terminal for large files.
+pub fn hash_file(path: &Path) -> Result<Hash> {
+    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let total = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut progress = (total > 256 << 20).then(|| Progress::new("hashed bytes"));
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut done = 0u64;
+    loop {
+        let n = f
+            .read(&mut buf)
+            .with_context(|| format!("reading {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        done += n as u64;
+        if let Some(p) = progress.as_mut() {
+            p.update(done, total);
+        }
+    }
+    Ok(Hash(h.finalize().into()))
+}
+
+/// Parses `sha256:<hex>` or `<hex>`.
+pub fn parse_digest(s: &str) -> Result<Hash> {
+    let hex = s.strip_prefix("sha256:").unwrap_or(s);
+    Hash::from_hex(hex)
+        .filter(|_| hex.len() == 64)
+        .with_context(|| {
+            format!("{s:?} is not a SHA-256 digest (64 hex digits, optionally after sha256:)")
+        })
+}
+
+/// Every entry of the log (up to its checkpoint) whose statement has `digest` among its subjects:
+/// `(index, entry bytes)`. Reads the whole log; the index of the server makes this a lookup.
+pub fn entries_about(log: &Log, digest: &Hash) -> Result<Vec<(u64, Vec<u8>)>> {
+    let size = log.size();
+    let reader = log.reader();
+    let hex = digest.to_hex();
+    let mut out = Vec::new();
+    let mut progress = Progress::new("scanned entries");
+    let bundles = size.div_ceil(256);
+    for b in 0..bundles {
+        for (k, e) in reader.bundle(b)?.into_iter().enumerate() {
+            let index = b * 256 + k as u64;
+            let Ok(env) = Envelope::parse(&e) else {
+                continue;
+            };
+            // Cheap filter first: the digest's hex must appear in the payload.
+            if !env
+                .payload
+                .windows(hex.len())
+                .any(|w| w.eq_ignore_ascii_case(hex.as_bytes()))
+            {
+                continue;
+            }
+            if Statement::parse(&env.payload).is_ok_and(|s| s.is_about(digest)) {
+                out.push((index, e));
+            }
+        }
+        progress.update(((b + 1) * 256).min(size), size);
+    }
+    Ok(out)
+}
