@@ -59,6 +59,10 @@ pub struct VerifyArgs {
     /// Remember the last accepted checkpoint here; refuse any that does not extend it.
     #[arg(long)]
     state: Option<PathBuf>,
+    /// Judge as of this time (RFC 3339) instead of now: the age of cosignatures and the dates of
+    /// revocations are measured from it.
+    #[arg(long)]
+    at: Option<String>,
     /// Print the verdict as JSON.
     #[arg(long)]
     json: bool,
@@ -259,7 +263,15 @@ pub fn verify_cmd(a: VerifyArgs) -> Result<ExitCode> {
             consistency,
         }
     };
-    let v = verify(&agreement, &artifact, &evidence, state.as_ref(), now());
+    let at = match &a.at {
+        None => now(),
+        Some(t) => nospy_statement::time::parse_rfc3339(t)
+            .and_then(|s| u64::try_from(s).ok())
+            .with_context(|| {
+                format!("--at {t:?} is not an RFC 3339 time such as 2026-11-28T12:00:00Z")
+            })?,
+    };
+    let v = verify(&agreement, &artifact, &evidence, state.as_ref(), at);
     report(&v, &agreement, a.json)?;
     if v.admit {
         if let (Some(p), Some(cp)) = (&a.state, &v.checkpoint) {
