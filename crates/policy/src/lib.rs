@@ -11,4 +11,6 @@ mod verify;
 pub use agreement::{
     Agreement, AgreementError, EvaluatorMember, ManifestRules, MinimumVersion, PeerPattern, Vendor,
 };
-pub use verify::{compare_versions, verify, Check, Evidence, LoggedEntry, Outcome, State, Verdict};
+pub use verify::{
+    compare_versions, verify, Check, Evidence, LoggedEntry, Outcome, State, Verdict, Verifier,
+};

@@ -9,8 +9,9 @@ use nospy_tlog::hash::leaf_hash;
 use nospy_tlog::merkle::{verify_consistency, verify_inclusion};
 use nospy_tlog::Hash;
 use serde::Serialize;
+use std::cell::RefCell;
 use std::cmp::Ordering;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 /// Cosignatures dated further in the future than this are not counted.
 const CLOCK_SKEW: u64 = 300;
@@ -91,9 +92,36 @@ pub struct Evidence {
     pub consistency: Option<(u64, Vec<Hash>)>,
 }
 
-struct Included<'a> {
+/// What a key of the agreement stands for.
+#[derive(Debug, Clone)]
+enum Role {
+    /// A release key of vendor `vendors[i]`.
+    Vendor(usize),
+    /// A key of this evaluator organisation.
+    Evaluator(String),
+}
+
+/// A checkpoint whose signatures were checked: the log's, and which witnesses cosigned when.
+#[derive(Debug, Clone)]
+struct CheckedCheckpoint {
+    sc: SignedCheckpoint,
+    cosigned: Vec<(usize, u64)>,
+}
+
+/// Verifies artifacts under one agreement. Keeps the checkpoints it has checked, so that many
+/// bundles under the same checkpoint verify its signatures once (DESIGN.md §11).
+#[derive(Debug)]
+pub struct Verifier<'a> {
+    agreement: &'a Agreement,
+    keys: Vec<nospy_tlog::note::VerifierKey>,
+    roles: Vec<Role>,
+    checked: RefCell<HashMap<Hash, Result<CheckedCheckpoint, String>>>,
+}
+
+struct Entry<'a> {
     entry: &'a LoggedEntry,
     opened: Opened,
+    included: Result<(), String>,
 }
 
 /// Decides whether the artifact with SHA-256 `artifact` may run under `agreement`, at time `now`
@@ -105,313 +133,402 @@ pub fn verify(
     state: Option<&State>,
     now: u64,
 ) -> Verdict {
-    let mut checks = Vec::new();
-    let mut push = |name, outcome, reason: String| {
-        checks.push(Check {
-            name,
-            outcome,
-            reason,
-        })
-    };
-    let finish = |checks: Vec<Check>, cp| {
-        let admit = checks
-            .iter()
-            .all(|c| matches!(c.outcome, Outcome::Pass | Outcome::NotChecked));
-        Verdict {
-            admit,
-            artifact: artifact.to_hex(),
-            checks,
-            checkpoint: cp,
-        }
-    };
-    const LATER: [&str; 6] = [
-        "release",
-        "evaluators",
-        "manifest",
-        "revocation",
-        "rollback",
-        "minimum-version",
-    ];
-
-    // 1. The checkpoint: the log's signature, a quorum of fresh witness cosignatures.
-    let sc = match checkpoint(agreement, ev, now) {
-        Ok((sc, why)) => {
-            push("checkpoint", Outcome::Pass, why);
-            sc
-        }
-        Err(why) => {
-            push("checkpoint", Outcome::Fail, why);
-            for n in LATER {
-                push(n, Outcome::Skipped, "no trusted checkpoint".into());
-            }
-            return finish(checks, None);
-        }
-    };
-    let cp = &sc.checkpoint;
-    let cp_state = State {
-        size: cp.size,
-        root: cp.root,
-    };
-    let included = |e: &LoggedEntry| -> Result<(), String> {
-        if let Some(pc) = &e.proof_checkpoint {
-            if pc != &ev.checkpoint {
-                return Err(format!(
-                    "entry {}: its proof is against another checkpoint",
-                    e.index
-                ));
-            }
-        }
-        verify_inclusion(
-            e.index,
-            cp.size,
-            leaf_hash(&e.bytes).as_ref(),
-            &e.proof,
-            cp.root.as_ref(),
-        )
-        .map_err(|err| {
-            format!(
-                "entry {}: inclusion proof does not verify against the checkpoint: {err}",
-                e.index
-            )
-        })
-    };
-
-    // 2. The release: signed by a vendor of the agreement, about this artifact, in the log.
-    let (vkeys, vowners) = agreement.vendor_keys();
-    let mut problems = Vec::new();
-    let mut release: Option<Included> = None;
-    for e in &ev.entries {
-        let Ok(o) = open(&e.bytes, &vkeys) else {
-            continue;
-        };
-        let Predicate::Release(r) = &o.predicate else {
-            continue;
-        };
-        if !o.statement.is_about(artifact) {
-            problems.push(format!(
-                "entry {} is a release of another artifact",
-                e.index
-            ));
-            continue;
-        }
-        let vendor = vowners[o.signers[0]];
-        if r.vendor != vendor.name {
-            problems.push(format!(
-                "entry {} names vendor {:?} but is signed by {:?}'s key",
-                e.index, r.vendor, vendor.name
-            ));
-            continue;
-        }
-        if let Err(p) = included(e) {
-            problems.push(p);
-            continue;
-        }
-        if release.as_ref().is_none_or(|r| r.entry.index < e.index) {
-            release = Some(Included {
-                entry: e,
-                opened: o,
-            });
-        }
-    }
-    let Some(rel) = release else {
-        let why = if problems.is_empty() {
-            "no release statement for this artifact signed by a vendor of the agreement".to_string()
-        } else {
-            format!("no acceptable release statement: {}", problems.join("; "))
-        };
-        push("release", Outcome::Fail, why);
-        for n in &LATER[1..] {
-            push(n, Outcome::Skipped, "no release".into());
-        }
-        return finish(checks, Some(cp_state));
-    };
-    let Predicate::Release(r) = &rel.opened.predicate else {
-        // invariant: only releases are kept in `release` above.
-        return finish(checks, Some(cp_state));
-    };
-    let release_leaf = leaf_hash(&rel.entry.bytes);
-    push(
-        "release",
-        Outcome::Pass,
-        format!(
-            "{} {} {} (entry {}), signed by {}",
-            r.vendor,
-            r.product,
-            r.version,
-            rel.entry.index,
-            vkeys[rel.opened.signers[0]].name()
-        ),
-    );
-
-    // 3. Evaluators: k distinct organisations attest binary equivalence of this release; any
-    // trusted failing attestation denies.
-    let (ekeys, eorgs) = agreement.evaluator_keys();
-    let mut passed: BTreeSet<&str> = BTreeSet::new();
-    let mut failed: Vec<String> = Vec::new();
-    let mut ignored: Vec<String> = Vec::new();
-    for e in &ev.entries {
-        let Ok(o) = open(&e.bytes, &ekeys) else {
-            continue;
-        };
-        let Predicate::Attestation(a) = &o.predicate else {
-            continue;
-        };
-        if a.kind != AttestationKind::BinaryEquivalence {
-            continue;
-        }
-        if !o.statement.is_about(artifact) {
-            ignored.push(format!("entry {}: attests another artifact", e.index));
-            continue;
-        }
-        if a.release.log != agreement.log_origin
-            || a.release.index != rel.entry.index
-            || Hash::from_hex(&a.release.leaf_hash) != Some(release_leaf)
-        {
-            ignored.push(format!(
-                "entry {}: refers to another release entry",
-                e.index
-            ));
-            continue;
-        }
-        if let Err(p) = included(e) {
-            ignored.push(p);
-            continue;
-        }
-        let orgs: BTreeSet<&str> = o.signers.iter().map(|&k| eorgs[k]).collect();
-        match a.result {
-            Result_::Pass => passed.extend(orgs),
-            Result_::Fail => {
-                let why = a
-                    .diff
-                    .as_ref()
-                    .map(|d| d.summary.clone())
-                    .unwrap_or_else(|| "no diff given".into());
-                failed.push(format!(
-                    "{} attests a failure (entry {}): {why}",
-                    orgs.into_iter().collect::<Vec<_>>().join(", "),
-                    e.index
-                ));
-            }
-        }
-    }
-    if !failed.is_empty() {
-        push("evaluators", Outcome::Fail, failed.join("; "));
-    } else if passed.len() < agreement.evaluator_quorum {
-        let mut why = format!(
-            "{} of the {} organisations required attest binary equivalence{}",
-            passed.len(),
-            agreement.evaluator_quorum,
-            if passed.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    " ({})",
-                    passed.iter().copied().collect::<Vec<_>>().join(", ")
-                )
-            }
-        );
-        if !ignored.is_empty() {
-            why.push_str(&format!("; not counted: {}", ignored.join("; ")));
-        }
-        push("evaluators", Outcome::Fail, why);
-    } else {
-        push(
-            "evaluators",
-            Outcome::Pass,
-            format!(
-                "binary equivalence attested by {}",
-                passed.iter().copied().collect::<Vec<_>>().join(", ")
-            ),
-        );
-    }
-
-    // 4. The manifest satisfies the agreement's rules.
-    match manifest(agreement, r) {
-        Ok(why) => push("manifest", Outcome::Pass, why),
-        Err(why) => push("manifest", Outcome::Fail, why),
-    }
-
-    // 5. No revocation of the artifact in the log up to the checkpoint.
-    let mut rkeys = vkeys.clone();
-    rkeys.extend(ekeys.iter().cloned());
-    let mut revoked = Vec::new();
-    for e in &ev.entries {
-        let Ok(o) = open(&e.bytes, &rkeys) else {
-            continue;
-        };
-        let Predicate::Revocation(rv) = &o.predicate else {
-            continue;
-        };
-        if !o.statement.is_about(artifact) || included(e).is_err() {
-            continue;
-        }
-        let when = parse_rfc3339(&rv.effective).unwrap_or(i64::MIN);
-        if when <= now as i64 {
-            revoked.push(format!(
-                "revoked by {} (entry {}): {}",
-                rkeys[o.signers[0]].name(),
-                e.index,
-                rv.reason
-            ));
-        }
-    }
-    if !revoked.is_empty() {
-        push("revocation", Outcome::Fail, revoked.join("; "));
-    } else if ev.complete {
-        push(
-            "revocation",
-            Outcome::Pass,
-            format!("no revocation in the log up to size {}", cp.size),
-        );
-    } else {
-        push("revocation", Outcome::NotChecked, "revocation not checked: a bundle cannot prove that no revocation exists; verify against the log for that".into());
-    }
-
-    // 6. Rollback: the checkpoint extends the one remembered; and the minimum version.
-    match state {
-        None => push(
-            "rollback",
-            Outcome::NotChecked,
-            "no remembered checkpoint (use --state to keep one)".into(),
-        ),
-        Some(old) => match rollback(old, &cp_state, ev.consistency.as_ref()) {
-            Ok(why) => push("rollback", Outcome::Pass, why),
-            Err(why) => push("rollback", Outcome::Fail, why),
-        },
-    }
-    match agreement
-        .minimum_versions
-        .iter()
-        .find(|m| m.product == r.product)
-    {
-        None => push(
-            "minimum-version",
-            Outcome::Pass,
-            format!("no minimum version for {}", r.product),
-        ),
-        Some(m) if compare_versions(&r.version, &m.version) == Ordering::Less => push(
-            "minimum-version",
-            Outcome::Fail,
-            format!(
-                "version {} is below the minimum {} for {}",
-                r.version, m.version, r.product
-            ),
-        ),
-        Some(m) => push(
-            "minimum-version",
-            Outcome::Pass,
-            format!("version {} is at least {}", r.version, m.version),
-        ),
-    }
-    finish(checks, Some(cp_state))
+    Verifier::new(agreement).verify(artifact, ev, state, now)
 }
 
-fn checkpoint(
-    agreement: &Agreement,
-    ev: &Evidence,
-    now: u64,
-) -> Result<(SignedCheckpoint, String), String> {
-    let sc = SignedCheckpoint::open(ev.checkpoint.as_bytes(), &agreement.log_key)
+impl<'a> Verifier<'a> {
+    /// A verifier for `agreement`.
+    pub fn new(agreement: &'a Agreement) -> Self {
+        let mut keys = Vec::new();
+        let mut roles = Vec::new();
+        for (i, v) in agreement.vendors.iter().enumerate() {
+            for k in &v.keys {
+                keys.push(k.clone());
+                roles.push(Role::Vendor(i));
+            }
+        }
+        for m in &agreement.evaluators {
+            for k in &m.keys {
+                keys.push(k.clone());
+                roles.push(Role::Evaluator(m.organisation.clone()));
+            }
+        }
+        Verifier {
+            agreement,
+            keys,
+            roles,
+            checked: RefCell::new(HashMap::new()),
+        }
+    }
+
+    /// Decides whether the artifact with SHA-256 `artifact` may run, at time `now` (POSIX
+    /// seconds), given what the operator last accepted.
+    pub fn verify(
+        &self,
+        artifact: &Hash,
+        ev: &Evidence,
+        state: Option<&State>,
+        now: u64,
+    ) -> Verdict {
+        let agreement = self.agreement;
+        let mut checks = Vec::new();
+        let mut push = |name, outcome, reason: String| {
+            checks.push(Check {
+                name,
+                outcome,
+                reason,
+            })
+        };
+        let finish = |checks: Vec<Check>, cp| {
+            let admit = checks
+                .iter()
+                .all(|c| matches!(c.outcome, Outcome::Pass | Outcome::NotChecked));
+            Verdict {
+                admit,
+                artifact: artifact.to_hex(),
+                checks,
+                checkpoint: cp,
+            }
+        };
+        const LATER: [&str; 6] = [
+            "release",
+            "evaluators",
+            "manifest",
+            "revocation",
+            "rollback",
+            "minimum-version",
+        ];
+
+        // 1. The checkpoint: the log's signature, a quorum of fresh witness cosignatures.
+        let sc = match self.checkpoint(ev, now) {
+            Ok((sc, why)) => {
+                push("checkpoint", Outcome::Pass, why);
+                sc
+            }
+            Err(why) => {
+                push("checkpoint", Outcome::Fail, why);
+                for n in LATER {
+                    push(n, Outcome::Skipped, "no trusted checkpoint".into());
+                }
+                return finish(checks, None);
+            }
+        };
+        let cp = &sc.checkpoint;
+        let cp_state = State {
+            size: cp.size,
+            root: cp.root,
+        };
+
+        // Every entry is opened once, with every key of the agreement, and its inclusion checked
+        // once; the checks below only sort what was found.
+        let entries: Vec<Entry> = ev
+            .entries
+            .iter()
+            .filter_map(|e| {
+                let opened = open(&e.bytes, &self.keys).ok()?;
+                let included = match &e.proof_checkpoint {
+                    Some(pc) if pc != &ev.checkpoint => Err(format!("entry {}: its proof is against another checkpoint", e.index)),
+                    _ => verify_inclusion(e.index, cp.size, leaf_hash(&e.bytes).as_ref(), &e.proof, cp.root.as_ref())
+                        .map_err(|err| format!("entry {}: inclusion proof does not verify against the checkpoint: {err}", e.index)),
+                };
+                Some(Entry { entry: e, opened, included })
+            })
+            .collect();
+        let vendor_of = |o: &Opened| {
+            o.signers.iter().find_map(|&k| match self.roles[k] {
+                Role::Vendor(v) => Some((v, k)),
+                Role::Evaluator(_) => None,
+            })
+        };
+
+        // 2. The release: signed by a vendor of the agreement, about this artifact, in the log.
+        let mut problems = Vec::new();
+        let mut release: Option<&Entry> = None;
+        for e in &entries {
+            let Predicate::Release(r) = &e.opened.predicate else {
+                continue;
+            };
+            let Some((v, _)) = vendor_of(&e.opened) else {
+                continue;
+            };
+            if !e.opened.statement.is_about(artifact) {
+                problems.push(format!(
+                    "entry {} is a release of another artifact",
+                    e.entry.index
+                ));
+                continue;
+            }
+            let vendor = &agreement.vendors[v];
+            if r.vendor != vendor.name {
+                problems.push(format!(
+                    "entry {} names vendor {:?} but is signed by {:?}'s key",
+                    e.entry.index, r.vendor, vendor.name
+                ));
+                continue;
+            }
+            if let Err(p) = &e.included {
+                problems.push(p.clone());
+                continue;
+            }
+            if release.is_none_or(|r| r.entry.index < e.entry.index) {
+                release = Some(e);
+            }
+        }
+        let Some(rel) = release else {
+            let why = if problems.is_empty() {
+                "no release statement for this artifact signed by a vendor of the agreement"
+                    .to_string()
+            } else {
+                format!("no acceptable release statement: {}", problems.join("; "))
+            };
+            push("release", Outcome::Fail, why);
+            for n in &LATER[1..] {
+                push(n, Outcome::Skipped, "no release".into());
+            }
+            return finish(checks, Some(cp_state));
+        };
+        let Predicate::Release(r) = &rel.opened.predicate else {
+            // invariant: only releases are kept in `release` above.
+            return finish(checks, Some(cp_state));
+        };
+        let release_leaf = leaf_hash(&rel.entry.bytes);
+        let signer = vendor_of(&rel.opened)
+            .map(|(_, k)| self.keys[k].name())
+            .unwrap_or("?");
+        push(
+            "release",
+            Outcome::Pass,
+            format!(
+                "{} {} {} (entry {}), signed by {signer}",
+                r.vendor, r.product, r.version, rel.entry.index
+            ),
+        );
+
+        // 3. Evaluators: k distinct organisations attest binary equivalence of this release; any
+        // trusted failing attestation denies.
+        let mut passed: BTreeSet<&str> = BTreeSet::new();
+        let mut failed: Vec<String> = Vec::new();
+        let mut ignored: Vec<String> = Vec::new();
+        for e in &entries {
+            let Predicate::Attestation(a) = &e.opened.predicate else {
+                continue;
+            };
+            let orgs: BTreeSet<&str> = e
+                .opened
+                .signers
+                .iter()
+                .filter_map(|&k| match &self.roles[k] {
+                    Role::Evaluator(o) => Some(o.as_str()),
+                    Role::Vendor(_) => None,
+                })
+                .collect();
+            if orgs.is_empty() || a.kind != AttestationKind::BinaryEquivalence {
+                continue;
+            }
+            let index = e.entry.index;
+            if !e.opened.statement.is_about(artifact) {
+                ignored.push(format!("entry {index}: attests another artifact"));
+                continue;
+            }
+            if a.release.log != agreement.log_origin
+                || a.release.index != rel.entry.index
+                || Hash::from_hex(&a.release.leaf_hash) != Some(release_leaf)
+            {
+                ignored.push(format!("entry {index}: refers to another release entry"));
+                continue;
+            }
+            if let Err(p) = &e.included {
+                ignored.push(p.clone());
+                continue;
+            }
+            match a.result {
+                Result_::Pass => passed.extend(orgs),
+                Result_::Fail => {
+                    let why = a
+                        .diff
+                        .as_ref()
+                        .map(|d| d.summary.clone())
+                        .unwrap_or_else(|| "no diff given".into());
+                    failed.push(format!(
+                        "{} attests a failure (entry {index}): {why}",
+                        orgs.into_iter().collect::<Vec<_>>().join(", ")
+                    ));
+                }
+            }
+        }
+        if !failed.is_empty() {
+            push("evaluators", Outcome::Fail, failed.join("; "));
+        } else if passed.len() < agreement.evaluator_quorum {
+            let mut why = format!(
+                "{} of the {} organisations required attest binary equivalence{}",
+                passed.len(),
+                agreement.evaluator_quorum,
+                if passed.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " ({})",
+                        passed.iter().copied().collect::<Vec<_>>().join(", ")
+                    )
+                }
+            );
+            if !ignored.is_empty() {
+                why.push_str(&format!("; not counted: {}", ignored.join("; ")));
+            }
+            push("evaluators", Outcome::Fail, why);
+        } else {
+            push(
+                "evaluators",
+                Outcome::Pass,
+                format!(
+                    "binary equivalence attested by {}",
+                    passed.iter().copied().collect::<Vec<_>>().join(", ")
+                ),
+            );
+        }
+
+        // 4. The manifest satisfies the agreement's rules.
+        match manifest(agreement, r) {
+            Ok(why) => push("manifest", Outcome::Pass, why),
+            Err(why) => push("manifest", Outcome::Fail, why),
+        }
+
+        // 5. No revocation of the artifact in the log up to the checkpoint.
+        let mut revoked = Vec::new();
+        for e in &entries {
+            let Predicate::Revocation(rv) = &e.opened.predicate else {
+                continue;
+            };
+            if !e.opened.statement.is_about(artifact) || e.included.is_err() {
+                continue;
+            }
+            let when = parse_rfc3339(&rv.effective).unwrap_or(i64::MIN);
+            if when <= now as i64 {
+                revoked.push(format!(
+                    "revoked by {} (entry {}): {}",
+                    self.keys[e.opened.signers[0]].name(),
+                    e.entry.index,
+                    rv.reason
+                ));
+            }
+        }
+        if !revoked.is_empty() {
+            push("revocation", Outcome::Fail, revoked.join("; "));
+        } else if ev.complete {
+            push(
+                "revocation",
+                Outcome::Pass,
+                format!("no revocation in the log up to size {}", cp.size),
+            );
+        } else {
+            push(
+                "revocation",
+                Outcome::NotChecked,
+                "revocation not checked: a bundle cannot prove that no revocation exists; verify against the log for that".into(),
+            );
+        }
+
+        // 6. Rollback: the checkpoint extends the one remembered; and the minimum version.
+        match state {
+            None => push(
+                "rollback",
+                Outcome::NotChecked,
+                "no remembered checkpoint (use --state to keep one)".into(),
+            ),
+            Some(old) => match rollback(old, &cp_state, ev.consistency.as_ref()) {
+                Ok(why) => push("rollback", Outcome::Pass, why),
+                Err(why) => push("rollback", Outcome::Fail, why),
+            },
+        }
+        match agreement
+            .minimum_versions
+            .iter()
+            .find(|m| m.product == r.product)
+        {
+            None => push(
+                "minimum-version",
+                Outcome::Pass,
+                format!("no minimum version for {}", r.product),
+            ),
+            Some(m) if compare_versions(&r.version, &m.version) == Ordering::Less => push(
+                "minimum-version",
+                Outcome::Fail,
+                format!(
+                    "version {} is below the minimum {} for {}",
+                    r.version, m.version, r.product
+                ),
+            ),
+            Some(m) => push(
+                "minimum-version",
+                Outcome::Pass,
+                format!("version {} is at least {}", r.version, m.version),
+            ),
+        }
+        finish(checks, Some(cp_state))
+    }
+
+    /// Checks the checkpoint's signatures once per distinct checkpoint text, then its freshness
+    /// at `now` every time.
+    fn checkpoint(&self, ev: &Evidence, now: u64) -> Result<(SignedCheckpoint, String), String> {
+        let agreement = self.agreement;
+        let id = nospy_tlog::hash::sha256(ev.checkpoint.as_bytes());
+        let checked = {
+            let mut cache = self.checked.borrow_mut();
+            cache
+                .entry(id)
+                .or_insert_with(|| check_signatures(agreement, &ev.checkpoint))
+                .clone()
+        }?;
+        let sc = checked.sc;
+        if agreement.witness_quorum == 0 {
+            let why = format!(
+                "size {} signed by {}; the agreement requires no witnesses",
+                sc.checkpoint.size, agreement.log_origin
+            );
+            return Ok((sc, why));
+        }
+        let mut fresh = Vec::new();
+        let mut stale = Vec::new();
+        for &(w, ts) in &checked.cosigned {
+            let name = agreement.witnesses[w].name();
+            if ts > now + CLOCK_SKEW {
+                stale.push(format!(
+                    "{name} (dated in the future, {})",
+                    format_rfc3339(ts as i64)
+                ));
+            } else if now.saturating_sub(ts) > agreement.max_age {
+                stale.push(format!(
+                    "{name} (cosigned {}, older than the {}s allowed)",
+                    format_rfc3339(ts as i64),
+                    agreement.max_age
+                ));
+            } else {
+                fresh.push(name);
+            }
+        }
+        if fresh.len() < agreement.witness_quorum {
+            let mut why = format!(
+                "{} of the {} witness cosignatures required are present and fresh",
+                fresh.len(),
+                agreement.witness_quorum
+            );
+            if !stale.is_empty() {
+                why.push_str(&format!("; too old or too new: {}", stale.join(", ")));
+            }
+            return Err(why);
+        }
+        let why = format!(
+            "size {} signed by {}, cosigned by {}",
+            sc.checkpoint.size,
+            agreement.log_origin,
+            fresh.join(", ")
+        );
+        Ok((sc, why))
+    }
+}
+
+fn check_signatures(agreement: &Agreement, text: &str) -> Result<CheckedCheckpoint, String> {
+    let sc = SignedCheckpoint::open(text.as_bytes(), &agreement.log_key)
         .map_err(|e| format!("checkpoint is not signed by the agreement's log: {e}"))?;
     if sc.checkpoint.origin != agreement.log_origin {
         return Err(format!(
@@ -419,54 +536,16 @@ fn checkpoint(
             sc.checkpoint.origin, agreement.log_origin
         ));
     }
-    if agreement.witness_quorum == 0 {
-        let why = format!(
-            "size {} signed by {}; the agreement requires no witnesses",
-            sc.checkpoint.size, agreement.log_origin
-        );
-        return Ok((sc, why));
-    }
-    let cos = sc
-        .cosignatures(&agreement.witnesses)
-        .map_err(|e| format!("bad cosignature: {e}"))?;
-    let mut fresh = Vec::new();
-    let mut stale = Vec::new();
-    for c in &cos {
-        let ts = c.timestamp.unwrap_or(0);
-        let name = agreement.witnesses[c.key].name();
-        if ts > now + CLOCK_SKEW {
-            stale.push(format!(
-                "{name} (dated in the future, {})",
-                format_rfc3339(ts as i64)
-            ));
-        } else if now.saturating_sub(ts) > agreement.max_age {
-            stale.push(format!(
-                "{name} (cosigned {}, older than the {}s allowed)",
-                format_rfc3339(ts as i64),
-                agreement.max_age
-            ));
-        } else {
-            fresh.push(name);
-        }
-    }
-    if fresh.len() < agreement.witness_quorum {
-        let mut why = format!(
-            "{} of the {} witness cosignatures required are present and fresh",
-            fresh.len(),
-            agreement.witness_quorum
-        );
-        if !stale.is_empty() {
-            why.push_str(&format!("; too old or too new: {}", stale.join(", ")));
-        }
-        return Err(why);
-    }
-    let why = format!(
-        "size {} signed by {}, cosigned by {}",
-        sc.checkpoint.size,
-        agreement.log_origin,
-        fresh.join(", ")
-    );
-    Ok((sc, why))
+    let cosigned = if agreement.witness_quorum == 0 {
+        Vec::new()
+    } else {
+        sc.cosignatures(&agreement.witnesses)
+            .map_err(|e| format!("bad cosignature: {e}"))?
+            .into_iter()
+            .map(|c| (c.key, c.timestamp.unwrap_or(0)))
+            .collect()
+    };
+    Ok(CheckedCheckpoint { sc, cosigned })
 }
 
 fn manifest(

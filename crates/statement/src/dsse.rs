@@ -188,16 +188,37 @@ impl Envelope {
 
     /// The trusted keys (indexes into `keys`) that signed, each counted once however many
     /// signatures it made. Empty if none.
+    ///
+    /// The keyid only decides which key is tried first (nospy writes `name+id+...` there): a
+    /// signature whose keyid names a trusted key costs one verification. A signature whose keyid
+    /// is absent, unknown or lying is tried against every key, so the hint never changes the
+    /// answer, only the work.
     pub fn signers(&self, keys: &[VerifierKey]) -> Vec<usize> {
         let m = pae(&self.payload_type, &self.payload);
         let mut out: Vec<usize> = Vec::new();
         for s in &self.signatures {
+            let hinted = s.keyid.as_deref().and_then(|id| {
+                let mut parts = id.splitn(3, '+');
+                let (name, hex) = (parts.next()?, parts.next()?);
+                let kid = u32::from_str_radix(hex, 16).ok()?;
+                keys.iter().position(|k| k.name() == name && k.id() == kid)
+            });
+            if let Some(i) = hinted.filter(|i| !out.contains(i)) {
+                if keys[i].alg() == nospy_tlog::note::ALG_ED25519
+                    && keys[i].verify_ed25519(&m, &s.sig)
+                {
+                    out.push(i);
+                    continue;
+                }
+            }
             for (i, k) in keys.iter().enumerate() {
-                if !out.contains(&i)
+                if Some(i) != hinted
+                    && !out.contains(&i)
                     && k.alg() == nospy_tlog::note::ALG_ED25519
                     && k.verify_ed25519(&m, &s.sig)
                 {
                     out.push(i);
+                    break;
                 }
             }
         }
