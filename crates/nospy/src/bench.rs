@@ -16,6 +16,32 @@ use std::time::{Duration, Instant};
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
+    /// Bundle verifications per second on one core, and artifact hashing beside
+    /// `openssl speed -evp sha256` measured in the same run.
+    ///
+    /// Makes --bundles bundles (a release and two evaluators' attestations each, under one
+    /// checkpoint cosigned by two witnesses, in a log of three entries per bundle), then verifies
+    /// them on one thread, round after round, for --seconds, with one verifier (which checks each
+    /// checkpoint's signatures once). Every verdict must be "admit". Then hashes a --hash-mib MiB
+    /// file from the page cache and compares with OpenSSL's SHA-256 on 1 MiB blocks. Use a release
+    /// build: `cargo run --release -- bench verify`.
+    Verify {
+        /// Distinct bundles to verify.
+        #[arg(long, default_value_t = 200)]
+        bundles: usize,
+        /// How long to verify.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+        /// Size of the file hashed, in MiB.
+        #[arg(long, default_value_t = 512)]
+        hash_mib: usize,
+        /// Directory for the file hashed (default: the system's temporary directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Durable log appends and inclusion proofs, beside this machine's SHA-256 and fsynced write
     /// throughput measured in the same run.
     ///
@@ -62,6 +88,25 @@ pub enum BenchCommand {
 
 pub fn run(c: BenchCommand) -> Result<ExitCode> {
     match c {
+        BenchCommand::Verify {
+            bundles,
+            seconds,
+            hash_mib,
+            dir,
+            json,
+        } => {
+            anyhow::ensure!(
+                bundles >= 1 && seconds > 0.0 && hash_mib >= 1,
+                "--bundles, --seconds and --hash-mib must be positive"
+            );
+            crate::benchverify::run(
+                bundles,
+                seconds,
+                hash_mib,
+                dir.unwrap_or_else(std::env::temp_dir),
+                json,
+            )
+        }
         BenchCommand::Log {
             entries,
             entry_size,

@@ -11,28 +11,51 @@ use sha2::{Digest, Sha256};
 use std::io::Read;
 use std::path::Path;
 
-/// SHA-256 of a file, streamed, with progress on a terminal for large files.
+/// SHA-256 of a file, streamed, with progress on a terminal for large files. A second thread
+/// reads ahead while this one hashes, so that the copy out of the page cache overlaps the
+/// hashing.
 pub fn hash_file(path: &Path) -> Result<Hash> {
     let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let total = f.metadata().map(|m| m.len()).unwrap_or(0);
     let mut progress = (total > 256 << 20).then(|| Progress::new("hashed bytes"));
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut done = 0u64;
-    loop {
-        let n = f
-            .read(&mut buf)
-            .with_context(|| format!("reading {}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-        done += n as u64;
-        if let Some(p) = progress.as_mut() {
-            p.update(done, total);
-        }
+    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<std::io::Result<(Vec<u8>, usize)>>(2);
+    let (empty_tx, empty_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(3);
+    for _ in 0..3 {
+        // invariant: the channel has room for the three buffers.
+        let _ = empty_tx.send(vec![0u8; 1 << 20]);
     }
-    Ok(Hash(h.finalize().into()))
+    std::thread::scope(|s| -> Result<Hash> {
+        s.spawn(move || {
+            while let Ok(mut buf) = empty_rx.recv() {
+                let r = f.read(&mut buf).map(|n| (buf, n));
+                let stop = !matches!(r, Ok((_, n)) if n > 0);
+                if full_tx.send(r).is_err() || stop {
+                    break;
+                }
+            }
+        });
+        let mut h = Sha256::new();
+        let mut done = 0u64;
+        loop {
+            let (buf, n) = full_rx
+                .recv()
+                .context("reader thread stopped")?
+                .with_context(|| format!("reading {}", path.display()))?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+            done += n as u64;
+            if let Some(p) = progress.as_mut() {
+                p.update(done, total);
+            }
+            if empty_tx.send(buf).is_err() {
+                break;
+            }
+        }
+        drop(empty_tx);
+        Ok(Hash(h.finalize().into()))
+    })
 }
 
 /// Parses `sha256:<hex>` or `<hex>`.

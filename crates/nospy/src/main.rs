@@ -5,6 +5,7 @@
 
 mod admit;
 mod bench;
+mod benchverify;
 mod diff;
 mod gather;
 mod keys;

@@ -3,7 +3,7 @@
 use crate::agreement::Agreement;
 use nospy_statement::predicate::{AttestationKind, Outcome as Result_, Predicate};
 use nospy_statement::time::{format_rfc3339, parse_rfc3339};
-use nospy_statement::{open, Opened};
+use nospy_statement::{open_many, Opened};
 use nospy_tlog::checkpoint::SignedCheckpoint;
 use nospy_tlog::hash::leaf_hash;
 use nospy_tlog::merkle::{verify_consistency, verify_inclusion};
@@ -170,6 +170,36 @@ impl<'a> Verifier<'a> {
         state: Option<&State>,
         now: u64,
     ) -> Verdict {
+        let bytes: Vec<&[u8]> = ev.entries.iter().map(|e| e.bytes.as_slice()).collect();
+        self.decide(artifact, ev, open_many(&bytes, &self.keys), state, now)
+    }
+
+    /// Decides for many artifacts at once: every statement signature of every bundle is checked
+    /// in one batch (each verdict is the one [`Verifier::verify`] gives without a remembered
+    /// checkpoint).
+    pub fn verify_many(&self, items: &[(&Hash, &Evidence)], now: u64) -> Vec<Verdict> {
+        let bytes: Vec<&[u8]> = items
+            .iter()
+            .flat_map(|(_, ev)| ev.entries.iter().map(|e| e.bytes.as_slice()))
+            .collect();
+        let mut opened = open_many(&bytes, &self.keys).into_iter();
+        items
+            .iter()
+            .map(|(artifact, ev)| {
+                let mine: Vec<_> = opened.by_ref().take(ev.entries.len()).collect();
+                self.decide(artifact, ev, mine, None, now)
+            })
+            .collect()
+    }
+
+    fn decide(
+        &self,
+        artifact: &Hash,
+        ev: &Evidence,
+        opened: Vec<Result<Opened, nospy_statement::StatementError>>,
+        state: Option<&State>,
+        now: u64,
+    ) -> Verdict {
         let agreement = self.agreement;
         let mut checks = Vec::new();
         let mut push = |name, outcome, reason: String| {
@@ -224,8 +254,9 @@ impl<'a> Verifier<'a> {
         let entries: Vec<Entry> = ev
             .entries
             .iter()
-            .filter_map(|e| {
-                let opened = open(&e.bytes, &self.keys).ok()?;
+            .zip(opened)
+            .filter_map(|(e, opened)| {
+                let opened = opened.ok()?;
                 let included = match &e.proof_checkpoint {
                     Some(pc) if pc != &ev.checkpoint => Err(format!("entry {}: its proof is against another checkpoint", e.index)),
                     _ => verify_inclusion(e.index, cp.size, leaf_hash(&e.bytes).as_ref(), &e.proof, cp.root.as_ref())

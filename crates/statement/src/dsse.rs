@@ -84,6 +84,20 @@ pub struct Signature {
     pub sig: Vec<u8>,
 }
 
+impl Signature {
+    /// The key among `keys` that the keyid names (`name+hexid...`), if any: a hint for which key
+    /// to try first, never a reason to trust.
+    pub fn hinted_key(&self, keys: &[VerifierKey]) -> Option<usize> {
+        let id = self.keyid.as_deref()?;
+        let mut parts = id.splitn(3, '+');
+        let (name, hex) = (parts.next()?, parts.next()?);
+        let kid = u32::from_str_radix(hex.get(..8)?, 16).ok()?;
+        keys.iter().position(|k| {
+            k.name() == name && k.id() == kid && k.alg() == nospy_tlog::note::ALG_ED25519
+        })
+    }
+}
+
 /// A DSSE envelope with its payload decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Envelope {
@@ -197,12 +211,7 @@ impl Envelope {
         let m = pae(&self.payload_type, &self.payload);
         let mut out: Vec<usize> = Vec::new();
         for s in &self.signatures {
-            let hinted = s.keyid.as_deref().and_then(|id| {
-                let mut parts = id.splitn(3, '+');
-                let (name, hex) = (parts.next()?, parts.next()?);
-                let kid = u32::from_str_radix(hex, 16).ok()?;
-                keys.iter().position(|k| k.name() == name && k.id() == kid)
-            });
+            let hinted = s.hinted_key(keys);
             if let Some(i) = hinted.filter(|i| !out.contains(i)) {
                 if keys[i].alg() == nospy_tlog::note::ALG_ED25519
                     && keys[i].verify_ed25519(&m, &s.sig)

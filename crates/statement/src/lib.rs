@@ -92,6 +92,72 @@ pub fn open(envelope_json: &[u8], keys: &[VerifierKey]) -> Result<Opened, Statem
     })
 }
 
+/// Opens many envelopes at once: like [`open`] for each, but the signatures whose keyid names a
+/// trusted key are checked together with one Ed25519 batch verification (about twice as fast).
+/// If the batch fails, each is checked alone, so the result is the same as [`open`]'s.
+pub fn open_many(envelopes: &[&[u8]], keys: &[VerifierKey]) -> Vec<Result<Opened, StatementError>> {
+    let parsed: Vec<Result<(Envelope, Statement, Predicate), StatementError>> = envelopes
+        .iter()
+        .map(|b| {
+            let e = Envelope::parse(b)?;
+            let (s, p) = parse_payload(&e)?;
+            Ok((e, s, p))
+        })
+        .collect();
+    // The batch: (envelope, key, PAE, signature) for every hinted signature.
+    let mut items: Vec<(usize, usize, Vec<u8>, ed25519_dalek::Signature)> = Vec::new();
+    for (i, p) in parsed.iter().enumerate() {
+        let Ok((e, _, _)) = p else { continue };
+        let m = dsse::pae(&e.payload_type, &e.payload);
+        for s in &e.signatures {
+            if let (Some(k), Ok(sig)) = (s.hinted_key(keys), <[u8; 64]>::try_from(s.sig.as_slice()))
+            {
+                items.push((i, k, m.clone(), ed25519_dalek::Signature::from_bytes(&sig)));
+            }
+        }
+    }
+    let vks: Vec<ed25519_dalek::VerifyingKey> = items
+        .iter()
+        .filter_map(|(_, k, _, _)| keys[*k].ed25519().copied())
+        .collect();
+    let batch_ok = !items.is_empty() && vks.len() == items.len() && {
+        let msgs: Vec<&[u8]> = items.iter().map(|(_, _, m, _)| m.as_slice()).collect();
+        let sigs: Vec<ed25519_dalek::Signature> = items.iter().map(|(_, _, _, s)| *s).collect();
+        ed25519_dalek::verify_batch(&msgs, &sigs, &vks).is_ok()
+    };
+    parsed
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let (envelope, statement, predicate) = p?;
+            let all_hinted = envelope
+                .signatures
+                .iter()
+                .all(|s| s.hinted_key(keys).is_some());
+            let signers = if batch_ok && all_hinted {
+                let mut s: Vec<usize> = Vec::new();
+                for (_, k, ..) in items.iter().filter(|(e, ..)| *e == i) {
+                    if !s.contains(k) {
+                        s.push(*k);
+                    }
+                }
+                s
+            } else {
+                envelope.signers(keys)
+            };
+            if signers.is_empty() {
+                return Err(StatementError::Envelope(dsse::DsseError::NoValidSignature));
+            }
+            Ok(Opened {
+                envelope,
+                statement,
+                predicate,
+                signers,
+            })
+        })
+        .collect()
+}
+
 /// Parses an envelope and its statement, checking each signature against the key its keyid
 /// names: for keeping malformed or unsigned entries out of a log, not for trusting anyone.
 pub fn inspect(envelope_json: &[u8]) -> Result<(Opened, Vec<VerifierKey>), StatementError> {

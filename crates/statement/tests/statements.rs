@@ -158,3 +158,41 @@ fn malformed_envelopes_are_refused_not_panicked_on() {
         .to_string()
         .contains("limit"));
 }
+
+#[test]
+fn opening_many_at_once_gives_what_opening_each_gives() {
+    let d = nospy_tlog::hash::sha256(b"firmware");
+    let other = SignerKey::from_seed("eval.example", [3; 32]).unwrap();
+    let good = sign(subject(&d), &release(), &[&vendor()]).to_json();
+    let by_other = sign(subject(&d), &release(), &[&other]).to_json();
+    let mut lying = sign(subject(&d), &release(), &[&vendor()]);
+    lying.signatures[0].keyid = Some(other.verifier().to_string());
+    let lying = lying.to_json();
+    let mut bad = sign(subject(&d), &release(), &[&vendor()]);
+    bad.signatures[0].sig[0] ^= 1;
+    let bad = bad.to_json();
+    let keys = [vendor().verifier(), other.verifier()];
+    let all: Vec<&[u8]> = vec![&good, &by_other, &lying, &bad, b"junk"];
+    let many = nospy_statement::open_many(&all, &keys);
+    for (b, m) in all.iter().zip(&many) {
+        let one = open(b, &keys);
+        assert_eq!(
+            one.as_ref().map(|o| &o.signers).ok(),
+            m.as_ref().map(|o| &o.signers).ok()
+        );
+        assert_eq!(one.is_ok(), m.is_ok());
+    }
+    assert_eq!(many[0].as_ref().unwrap().signers, vec![0]);
+    assert_eq!(many[1].as_ref().unwrap().signers, vec![1]);
+    assert_eq!(many[2].as_ref().unwrap().signers, vec![0]);
+    assert!(many[3].is_err() && many[4].is_err());
+    // Without the bad one the batch holds and gives the same answers.
+    let fine: Vec<&[u8]> = vec![&good, &by_other, &lying];
+    let many = nospy_statement::open_many(&fine, &keys);
+    assert_eq!(
+        many.iter()
+            .map(|m| m.as_ref().unwrap().signers.clone())
+            .collect::<Vec<_>>(),
+        vec![vec![0], vec![1], vec![0]]
+    );
+}

@@ -222,6 +222,11 @@ impl VerifierKey {
         VerifierKey::from_ed25519(&self.name, alg, vk)
     }
 
+    /// The Ed25519 public key, for the key types that have one (0x01, 0x04).
+    pub fn ed25519(&self) -> Option<&VerifyingKey> {
+        self.ed25519.as_ref()
+    }
+
     /// Verifies an Ed25519 signature by this key over `msg` (strict RFC 8032 verification).
     pub fn verify_ed25519(&self, msg: &[u8], sig: &[u8]) -> bool {
         let (Some(vk), Ok(sig)) = (&self.ed25519, <[u8; 64]>::try_from(sig)) else {
