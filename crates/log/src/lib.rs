@@ -22,7 +22,7 @@ pub mod storage;
 pub use audit::{audit, AuditReport};
 pub use error::LogError;
 pub use reader::{ExpandedTile, TileCache, TileReader};
-pub use sequencer::{Appended, Sequencer};
+pub use sequencer::{Appended, Sequencer, MAX_BATCH};
 
 use error::{corrupt, io, InFile};
 use nospy_tlog::checkpoint::SignedCheckpoint;

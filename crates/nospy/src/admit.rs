@@ -77,6 +77,31 @@ pub enum WitnessCommand {
     /// output or --out), and remembers it in --state. Cosign a checkpoint already cosigned by
     /// others (--checkpoint) to collect several witnesses' cosignatures on one checkpoint.
     Cosign(CosignArgs),
+    /// Run a c2sp.org/tlog-witness: POST /add-checkpoint cosigns a log's checkpoint when it is
+    /// signed by the log and extends what this witness cosigned before (state in SQLite).
+    ///
+    /// Answers as the spec says: 404 for a log it does not witness, 403 for a bad signature, 400
+    /// for a malformed request, 409 with the size it has cosigned (text/x.tlog.size) when the old
+    /// size is not that one, 422 for a consistency proof that does not verify.
+    ///
+    /// Example: nospy witness serve --key witness.key --logs logs.toml --listen 127.0.0.1:7380
+    Serve(WitnessServeArgs),
+}
+
+#[derive(Args)]
+pub struct WitnessServeArgs {
+    /// The witness's private key file.
+    #[arg(long)]
+    key: PathBuf,
+    /// The logs it witnesses: `[[log]] origin = "..." key = "..."`.
+    #[arg(long)]
+    logs: PathBuf,
+    /// Where to listen.
+    #[arg(long, default_value = "127.0.0.1:7380")]
+    listen: std::net::SocketAddr,
+    /// The state database (SQLite): what it last cosigned for each log.
+    #[arg(long, default_value = "nospy-witness.sqlite")]
+    state: PathBuf,
 }
 
 #[derive(Args)]
@@ -315,7 +340,29 @@ fn report(v: &Verdict, agreement: &Agreement, json: bool) -> Result<()> {
 }
 
 pub fn witness(c: WitnessCommand) -> Result<ExitCode> {
-    let WitnessCommand::Cosign(a) = c;
+    let a = match c {
+        WitnessCommand::Cosign(a) => a,
+        WitnessCommand::Serve(s) => {
+            let key = signer_key(&s.key)?;
+            let text = String::from_utf8(read_input(&s.logs)?)
+                .with_context(|| format!("{}: not UTF-8", s.logs.display()))?;
+            let logs = nospy_server::witness::parse_logs(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", s.logs.display()))?;
+            eprintln!(
+                "nospy witness: {} for {} log(s)",
+                key.cosigner_verifier(),
+                logs.len()
+            );
+            nospy_server::witness::run(nospy_server::witness::WitnessOptions {
+                key,
+                logs,
+                db: s.state,
+                listen: s.listen,
+            })
+            .map_err(|e| anyhow::anyhow!(e))?;
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
     let key = signer_key(&a.key)?;
     let log = match &a.log_key {
         Some(k) => Log::open_with_key(&a.log, verifier_key(k)?)?,

@@ -85,7 +85,7 @@ fn report(key: &SignerKey, file: &Path, json: bool) -> Result<()> {
     }
 }
 
-fn write_private(path: &Path, key: &SignerKey) -> Result<()> {
+pub fn write_private(path: &Path, key: &SignerKey) -> Result<()> {
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]

@@ -11,6 +11,7 @@ mod gather;
 mod keys;
 mod logcmd;
 mod manifestcmd;
+mod servecmd;
 mod statements;
 mod util;
 
@@ -88,6 +89,18 @@ enum Command {
     ///
     /// Exit status: 0 admit, 1 deny, 2 unusable input.
     Verify(admit::VerifyArgs),
+    /// Serve the log over HTTP: the tlog-tiles read API, the write API, proofs, metrics, and
+    /// witnessing of every new checkpoint.
+    ///
+    /// Without --dir it runs on an embedded default directory (./nospy-data), made on first use
+    /// with a log, its key, and demo vendor and evaluator keys admitted as submitters.
+    ///
+    /// Read API (c2sp.org/tlog-tiles): GET /checkpoint, /tile/<L>/<N>[.p/<W>],
+    /// /tile/entries/<N>[.p/<W>]. Write API: POST /add with a DSSE envelope (`nospy release
+    /// sign` ...), answered with {"index", "hash", "duplicate"} once durable. Helpers:
+    /// GET /proof/inclusion?index=&size=, /proof/consistency?from=&to=, /metrics. SIGTERM
+    /// finishes what was acknowledged and stops.
+    Serve(servecmd::ServeArgs),
     /// Witness a log: cosign checkpoints that extend what was cosigned before.
     #[command(subcommand)]
     Witness(admit::WitnessCommand),
@@ -113,6 +126,7 @@ fn main() -> ExitCode {
         Command::Bundle(a) => admit::bundle(a),
         Command::Verify(a) => admit::verify_cmd(a),
         Command::Witness(c) => admit::witness(c),
+        Command::Serve(a) => servecmd::run(a),
         Command::Bench(c) => bench::run(c),
     };
     match result {

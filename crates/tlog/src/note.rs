@@ -22,6 +22,15 @@ pub const MAX_NOTE_LEN: usize = 1 << 20;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
+/// Signature lines are decoded as Go's `note` package decodes them: standard alphabet, padded,
+/// but accepting non-zero trailing bits. Which string encoded the bytes changes nothing (the
+/// signature over the text is what is checked), and witnesses written in Go answer a garbled
+/// signature with 403, not 400, which conformance scenarios expect.
+const SIG_B64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true),
+);
+
 /// What went wrong with a key or a note.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -489,7 +498,7 @@ impl Note {
             if !valid_key_name(name) {
                 return Err(mal(at, "key name is empty or has a space or +"));
             }
-            let raw = B64
+            let raw = SIG_B64
                 .decode(b64)
                 .map_err(|_| mal(at, "signature is not valid base64"))?;
             if raw.len() < 5 {

@@ -1,0 +1,113 @@
+//! `nospy serve`: the log over HTTP, on an embedded default directory when none is given.
+
+use crate::util::signer_key;
+use anyhow::{Context as _, Result};
+use clap::Args;
+use nospy_log::{LogConfig, Sequencer};
+use nospy_tlog::note::SignerKey;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// The directory `nospy serve` uses when given none.
+pub const DEFAULT_DIR: &str = "nospy-data";
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// The log directory (from `nospy log init`). Without it, nospy uses ./nospy-data, creating
+    /// on first use a log (nospy-data/log, key nospy-data/log.key), a demo vendor and evaluator
+    /// key, and nospy-data/serve.toml admitting them.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Where to listen.
+    #[arg(long, default_value = "127.0.0.1:7379")]
+    listen: std::net::SocketAddr,
+    /// The configuration (submitters, witnesses); reloaded when it changes. Default with the
+    /// embedded directory: nospy-data/serve.toml.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The log's private key (default: the one given to `log init`).
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// Submissions that may wait for the sequencer before new ones get 503 Retry-After.
+    #[arg(long, default_value_t = 65_536)]
+    queue: usize,
+    /// Most entries per batch.
+    #[arg(long, default_value_t = 16_384)]
+    max_batch: usize,
+}
+
+fn generate(path: &Path, name: &str) -> Result<SignerKey> {
+    let mut seed = [0u8; 32];
+    getrandom::getrandom(&mut seed).context("reading the system's random number generator")?;
+    let key = SignerKey::from_seed(name, seed)?;
+    crate::keys::write_private(path, &key)?;
+    Ok(key)
+}
+
+/// Creates the embedded default directory on first use.
+fn embedded_default(root: &Path) -> Result<(PathBuf, PathBuf)> {
+    let log = root.join("log");
+    let config = root.join("serve.toml");
+    if log.join(nospy_log::CONFIG_FILE).exists() {
+        return Ok((log, config));
+    }
+    std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
+    let origin = "localhost/nospy";
+    let key_path = root.join("log.key");
+    let key = generate(&key_path, origin)?;
+    let abs = std::fs::canonicalize(&key_path)?;
+    Sequencer::init(&log, origin, &key, Some(abs))?;
+    let vendor = generate(&root.join("vendor.key"), "vendor.localhost")?;
+    let evaluator = generate(&root.join("evaluator.key"), "evaluator.localhost")?;
+    let text = format!(
+        "# nospy serve configuration, made on first use of the embedded default directory.\n\
+         # Submitters: the keys whose statements the log accepts, and in which role (vendor:\n\
+         # releases and revocations; evaluator: attestations and revocations; monitor: evidence).\n\
+         # The file is reloaded when it changes.\n\n\
+         [[submitter]]\nrole = \"vendor\"\nkey = \"{}\"\n\n[[submitter]]\nrole = \"evaluator\"\nkey = \"{}\"\n\n\
+         # Witnesses asked to cosign every checkpoint, e.g.\n\
+         # [witnesses]\n# quorum = 1\n# timeout = \"1s\"\n# [[witnesses.member]]\n# url = \"http://127.0.0.1:7380\"\n# key = \"witness.example+...+B...\"\n",
+        vendor.verifier(),
+        evaluator.verifier()
+    );
+    std::fs::write(&config, text).with_context(|| format!("writing {}", config.display()))?;
+    eprintln!(
+        "nospy serve: created {root} with a new log ({origin}, key {root}/log.key), a demo vendor key {root}/vendor.key and evaluator key {root}/evaluator.key, admitted in {root}/serve.toml",
+        root = root.display()
+    );
+    Ok((log, config))
+}
+
+pub fn run(a: ServeArgs) -> Result<ExitCode> {
+    let (dir, config) = match a.dir {
+        Some(d) => (d, a.config),
+        None => {
+            let (d, c) = embedded_default(Path::new(DEFAULT_DIR))?;
+            (d, a.config.or(Some(c)))
+        }
+    };
+    let key_path = match a.key {
+        Some(k) => k,
+        None => LogConfig::load(&dir)?
+            .private_key_file
+            .context("this log remembers no private key file: give one with --key")?,
+    };
+    let key = signer_key(&key_path)?;
+    let log_vkey = key.verifier();
+    eprintln!(
+        "nospy serve: log {} ({}) from {}",
+        log_vkey.name(),
+        log_vkey,
+        dir.display()
+    );
+    nospy_server::run(nospy_server::Options {
+        dir,
+        key,
+        config,
+        listen: a.listen,
+        queue: a.queue,
+        max_batch: a.max_batch,
+    })
+    .map_err(|e| anyhow::anyhow!(e))?;
+    Ok(ExitCode::SUCCESS)
+}

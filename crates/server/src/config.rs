@@ -1,0 +1,160 @@
+//! The server's configuration file (`serve.toml`, DESIGN.md §12): who may submit, and which
+//! witnesses to ask for cosignatures.
+
+use nospy_statement::time::parse_duration;
+use nospy_tlog::note::{VerifierKey, ALG_COSIGNATURE_V1, ALG_ED25519};
+use serde::Deserialize;
+use std::time::Duration;
+
+/// Who may submit what.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// Releases and revocations.
+    Vendor,
+    /// Attestations and revocations.
+    Evaluator,
+    /// Evidence.
+    Monitor,
+}
+
+/// An admitted submitter.
+#[derive(Debug, Clone)]
+pub struct Submitter {
+    /// What it may submit.
+    pub role: Role,
+    /// Its key.
+    pub key: VerifierKey,
+}
+
+/// A witness to ask for cosignatures.
+#[derive(Debug, Clone)]
+pub struct Witness {
+    /// Its submission URL prefix (`http://host:port`); `/add-checkpoint` is appended.
+    pub url: String,
+    /// Its cosignature key (type 0x04).
+    pub key: VerifierKey,
+}
+
+/// The parsed configuration.
+#[derive(Debug, Clone, Default)]
+pub struct ServeConfig {
+    /// Admitted submitters.
+    pub submitters: Vec<Submitter>,
+    /// Witnesses.
+    pub witnesses: Vec<Witness>,
+    /// How many must cosign for the quorum (reported when missed).
+    pub witness_quorum: usize,
+    /// How long to wait for each witness.
+    pub witness_timeout: Duration,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    #[serde(default)]
+    submitter: Vec<RawSubmitter>,
+    #[serde(default)]
+    witnesses: Option<RawWitnesses>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSubmitter {
+    role: Role,
+    key: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWitnesses {
+    quorum: usize,
+    #[serde(default)]
+    timeout: Option<String>,
+    #[serde(default)]
+    member: Vec<RawMember>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMember {
+    url: String,
+    key: String,
+}
+
+impl ServeConfig {
+    /// Parses `serve.toml`; errors name the line or the entry.
+    pub fn from_toml(text: &str) -> Result<ServeConfig, String> {
+        let raw: Raw = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            match line {
+                Some(l) => format!("line {l}: {}", e.message()),
+                None => e.message().to_string(),
+            }
+        })?;
+        let submitters = raw
+            .submitter
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let key =
+                    VerifierKey::parse(&s.key).map_err(|e| format!("submitter {}: {e}", i + 1))?;
+                if key.alg() != ALG_ED25519 {
+                    return Err(format!(
+                        "submitter {}: not an Ed25519 signing key (type 0x01)",
+                        i + 1
+                    ));
+                }
+                Ok(Submitter { role: s.role, key })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let mut cfg = ServeConfig {
+            submitters,
+            witness_timeout: Duration::from_secs(1),
+            ..Default::default()
+        };
+        if let Some(w) = raw.witnesses {
+            cfg.witnesses = w
+                .member
+                .into_iter()
+                .enumerate()
+                .map(|(i, m)| {
+                    let mut key = VerifierKey::parse(&m.key)
+                        .map_err(|e| format!("witness {}: {e}", i + 1))?;
+                    if key.alg() == ALG_ED25519 {
+                        key = key
+                            .with_alg(ALG_COSIGNATURE_V1)
+                            .map_err(|e| format!("witness {}: {e}", i + 1))?;
+                    }
+                    if key.alg() != ALG_COSIGNATURE_V1 {
+                        return Err(format!("witness {}: not an Ed25519 cosignature key", i + 1));
+                    }
+                    if !(m.url.starts_with("http://") || m.url.starts_with("https://")) {
+                        return Err(format!("witness {}: url {:?} is not http(s)", i + 1, m.url));
+                    }
+                    Ok(Witness {
+                        url: m.url.trim_end_matches('/').to_string(),
+                        key,
+                    })
+                })
+                .collect::<Result<Vec<_>, String>>()?;
+            if w.quorum > cfg.witnesses.len() {
+                return Err(format!(
+                    "[witnesses] quorum {} is more than the {} witnesses listed",
+                    w.quorum,
+                    cfg.witnesses.len()
+                ));
+            }
+            cfg.witness_quorum = w.quorum;
+            if let Some(t) = w.timeout {
+                let secs = parse_duration(&t).ok_or_else(|| {
+                    format!("[witnesses] timeout {t:?} is not a duration such as \"1s\"")
+                })?;
+                cfg.witness_timeout = Duration::from_secs(secs.max(1));
+            }
+        }
+        Ok(cfg)
+    }
+}

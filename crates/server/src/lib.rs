@@ -1,0 +1,788 @@
+//! `nospy serve`: the log over HTTP.
+//!
+//! - Read API, exactly c2sp.org/tlog-tiles: `GET /checkpoint`, `GET /tile/<L>/<N>[.p/<W>]`,
+//!   `GET /tile/entries/<N>[.p/<W>]`, served from the log directory with the spec's content
+//!   types and cache headers; nothing beyond the published checkpoint is ever served.
+//! - Write API: `POST /add` with one DSSE envelope, admitted only when signed by a submitter of
+//!   the configuration in a role that may submit its predicate; the answer carries the index
+//!   once the entry is durable. A bounded queue in front of the sequencer answers 503 with
+//!   `Retry-After` when full, so memory does not grow with load.
+//! - Helpers: `GET /proof/inclusion?index=&size=`, `GET /proof/consistency?from=&to=`,
+//!   `GET /metrics` (Prometheus).
+//! - Witnessing: after each new checkpoint, the witnesses of the configuration are asked to
+//!   cosign it (c2sp.org/tlog-witness), and the checkpoint is republished with the cosignatures
+//!   received; a missed quorum is logged and counted.
+//!
+//! One thread owns the [`nospy_log::Sequencer`]; HTTP handlers never write to the log.
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod metrics;
+pub mod witness;
+pub mod witnessing;
+
+use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::{header, HeaderValue, Response, StatusCode};
+use axum::routing::{get, post};
+use axum::Router;
+use config::{Role, ServeConfig};
+use metrics::Metrics;
+use nospy_log::storage::DirStorage;
+use nospy_log::{Sequencer, TileCache, TileReader};
+use nospy_statement::predicate::Predicate;
+use nospy_tlog::checkpoint::SignedCheckpoint;
+use nospy_tlog::merkle;
+use nospy_tlog::note::SignerKey;
+use nospy_tlog::tile::{self, TileId};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::{mpsc, oneshot};
+
+/// Largest request body accepted by `POST /add` (one log entry).
+pub const MAX_BODY: usize = 65_535;
+
+/// How to run the server.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The log directory (created by `nospy log init`).
+    pub dir: PathBuf,
+    /// The log's private key.
+    pub key: SignerKey,
+    /// The configuration file (submitters, witnesses), reloaded when it changes.
+    pub config: Option<PathBuf>,
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// Submissions waiting for the sequencer before new ones get 503.
+    pub queue: usize,
+    /// Most entries per batch.
+    pub max_batch: usize,
+}
+
+/// A submission waiting for the sequencer.
+struct AddRequest {
+    entry: Vec<u8>,
+    received: Instant,
+    reply: oneshot::Sender<Result<nospy_log::Appended, String>>,
+}
+
+/// The checkpoint as published (with cosignatures), and its size.
+#[derive(Debug, Clone)]
+struct Published {
+    text: String,
+    size: u64,
+}
+
+/// What handlers share.
+struct Shared {
+    storage: DirStorage,
+    cache: TileCache,
+    published: RwLock<Published>,
+    config: RwLock<ServeConfig>,
+    config_path: Option<PathBuf>,
+    config_stamp: RwLock<Option<SystemTime>>,
+    metrics: Arc<Metrics>,
+}
+
+/// What HTTP handlers hold: the shared state, and the way into the sequencer's queue. Only
+/// handlers hold senders, so when the HTTP server stops the queue closes and the sequencer,
+/// having acknowledged everything queued, stops too.
+struct Handlers {
+    shared: Arc<Shared>,
+    queue: mpsc::Sender<AddRequest>,
+}
+
+impl std::ops::Deref for Handlers {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.shared
+    }
+}
+
+type AppState = Arc<Handlers>;
+
+fn lock_read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn lock_write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Reads the configuration file, if any.
+pub fn load_config(path: Option<&std::path::Path>) -> Result<ServeConfig, String> {
+    match path {
+        None => Ok(ServeConfig::default()),
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            ServeConfig::from_toml(&text).map_err(|e| format!("{}: {e}", p.display()))
+        }
+    }
+}
+
+/// A running server: its address, and a handle to stop it.
+pub struct Running {
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    done: tokio::task::JoinHandle<Result<(), String>>,
+}
+
+impl Running {
+    /// Stops accepting, finishes every acknowledged submission, and waits.
+    pub async fn shutdown(mut self) -> Result<(), String> {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        self.done.await.map_err(|e| e.to_string())?
+    }
+
+    /// Waits until the server stops (on SIGTERM or Ctrl-C).
+    pub async fn wait(self) -> Result<(), String> {
+        self.done.await.map_err(|e| e.to_string())?
+    }
+}
+
+/// Starts the server: opens the log (recovering it if needed), starts the sequencer thread and
+/// the HTTP listener.
+pub async fn start(opts: Options) -> Result<Running, String> {
+    let config = load_config(opts.config.as_deref())?;
+    let seq = Sequencer::open(&opts.dir, opts.key.clone()).map_err(|e| e.to_string())?;
+    let storage = DirStorage::new(&opts.dir);
+    let published = Published {
+        text: seq.checkpoint().to_text(),
+        size: seq.size(),
+    };
+    let metrics = Arc::new(Metrics::default());
+    metrics.tree_size.store(seq.size(), Relaxed);
+    let (tx, rx) = mpsc::channel(opts.queue.max(1));
+    let stamp = opts
+        .config
+        .as_ref()
+        .and_then(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+    let shared = Arc::new(Shared {
+        storage,
+        cache: TileCache::new(nospy_log::DEFAULT_CACHE_TILES),
+        published: RwLock::new(published),
+        config: RwLock::new(config),
+        config_path: opts.config.clone(),
+        config_stamp: RwLock::new(stamp),
+        metrics: metrics.clone(),
+    });
+    let listener = tokio::net::TcpListener::bind(opts.listen)
+        .await
+        .map_err(|e| format!("listening on {}: {e}", opts.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let handle = tokio::runtime::Handle::current();
+    let seq_shared = shared.clone();
+    let seq_key = opts.key.clone();
+    let max_batch = opts.max_batch.clamp(1, nospy_log::MAX_BATCH);
+    let sequencer = std::thread::Builder::new()
+        .name("sequencer".into())
+        .spawn(move || run_sequencer(seq, seq_key, rx, seq_shared, handle, max_batch))
+        .map_err(|e| e.to_string())?;
+    let reload_shared = shared.clone();
+    let reloader = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            reload_if_changed(&reload_shared);
+        }
+    });
+    let app = router(Arc::new(Handlers {
+        shared: shared.clone(),
+        queue: tx,
+    }));
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let done = tokio::spawn(async move {
+        serve_http(listener, app, stop_rx).await;
+        reloader.abort();
+        // No more submissions can arrive: closing the queue lets the sequencer finish what is
+        // queued, acknowledge it, and stop.
+        drop(shared);
+        tokio::task::spawn_blocking(move || sequencer.join())
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|_| "the sequencer thread panicked".to_string())
+    });
+    Ok(Running {
+        addr,
+        stop: Some(stop_tx),
+        done,
+    })
+}
+
+/// Accepts connections until told to stop or until SIGTERM / Ctrl-C. Each connection gets a
+/// header-read timeout, so slow clients cannot hold the server.
+async fn serve_http(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    mut stop: oneshot::Receiver<()>,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let svc = hyper_util::service::TowerToHyperService::new(app);
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = &mut stop => break,
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => break,
+            _ = tokio::signal::ctrl_c() => break,
+        };
+        let Ok((stream, _)) = accepted else { continue };
+        let svc = svc.clone();
+        conns.spawn(async move {
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), svc);
+            let _ = conn.await;
+        });
+        while conns.try_join_next().is_some() {}
+    }
+    // Let requests in flight finish (their submissions are acknowledged), for a while.
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
+    conns.abort_all();
+}
+
+fn reload_if_changed(s: &Shared) {
+    let Some(p) = &s.config_path else { return };
+    let stamp = std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    if stamp == *lock_read(&s.config_stamp) {
+        return;
+    }
+    *lock_write(&s.config_stamp) = stamp;
+    match load_config(Some(p)) {
+        Ok(c) => {
+            eprintln!(
+                "nospy serve: reloaded {} ({} submitters, {} witnesses)",
+                p.display(),
+                c.submitters.len(),
+                c.witnesses.len()
+            );
+            *lock_write(&s.config) = c;
+        }
+        Err(e) => eprintln!("nospy serve: kept the previous configuration: {e}"),
+    }
+}
+
+/// The sequencer thread: takes whatever is queued (up to `max_batch`), appends it as one batch,
+/// acknowledges, then asks the witnesses to cosign the new checkpoint and republishes it.
+fn run_sequencer(
+    mut seq: Sequencer,
+    key: SignerKey,
+    mut rx: mpsc::Receiver<AddRequest>,
+    shared: Arc<Shared>,
+    rt: tokio::runtime::Handle,
+    max_batch: usize,
+) {
+    let client = witnessing::client();
+    // What each witness last cosigned, learnt from 409 answers.
+    let mut witness_sizes: std::collections::HashMap<String, u64> =
+        std::collections::HashMap::new();
+    let dir = seq.dir().to_path_buf();
+    while let Some(first) = rx.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        let entries: Vec<&[u8]> = batch.iter().map(|r| r.entry.as_slice()).collect();
+        let before = seq.size();
+        let result = seq.append(&entries);
+        match result {
+            Ok(out) => {
+                let added = seq.size() - before;
+                shared.metrics.entries.fetch_add(added, Relaxed);
+                shared.metrics.tree_size.store(seq.size(), Relaxed);
+                shared.metrics.batch_size.observe(batch.len() as f64);
+                *lock_write(&shared.published) = Published {
+                    text: seq.checkpoint().to_text(),
+                    size: seq.size(),
+                };
+                for (r, a) in batch.into_iter().zip(out) {
+                    shared
+                        .metrics
+                        .append_latency
+                        .observe(r.received.elapsed().as_secs_f64());
+                    let _ = r.reply.send(Ok(a));
+                }
+                if added > 0 {
+                    witness(&seq, &shared, &rt, &client, &mut witness_sizes);
+                }
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                eprintln!("nospy serve: append failed: {msg}");
+                for r in batch {
+                    let _ = r.reply.send(Err(msg.clone()));
+                }
+                // A failed commit poisons the sequencer: reopen, which recovers from the disk.
+                drop(seq);
+                match Sequencer::open(&dir, key.clone()) {
+                    Ok(s) => seq = s,
+                    Err(e) => {
+                        eprintln!("nospy serve: cannot reopen the log, stopping: {e}");
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Asks every configured witness to cosign the sequencer's latest checkpoint, then publishes it
+/// with the cosignatures received.
+fn witness(
+    seq: &Sequencer,
+    shared: &Shared,
+    rt: &tokio::runtime::Handle,
+    client: &witnessing::HttpClient,
+    sizes: &mut std::collections::HashMap<String, u64>,
+) {
+    let cfg = lock_read(&shared.config).clone();
+    if cfg.witnesses.is_empty() {
+        return;
+    }
+    let sc = seq.checkpoint().clone();
+    let size = sc.checkpoint.size;
+    let reader = TileReader::new(&shared.storage, &shared.cache, size);
+    let proof_from = |old: u64| -> Vec<nospy_tlog::Hash> {
+        if old == 0 || old >= size {
+            Vec::new()
+        } else {
+            merkle::consistency_proof(&reader, old, size).unwrap_or_default()
+        }
+    };
+    let requests: Vec<(config::Witness, u64, Vec<nospy_tlog::Hash>)> = cfg
+        .witnesses
+        .iter()
+        .map(|w| {
+            let old = sizes.get(&w.url).copied().unwrap_or(0).min(size);
+            (w.clone(), old, proof_from(old))
+        })
+        .collect();
+    let timeout = cfg.witness_timeout;
+    let replies = rt.block_on(async {
+        let mut set = tokio::task::JoinSet::new();
+        for (i, (w, old, proof)) in requests.iter().cloned().enumerate() {
+            let client = client.clone();
+            let sc = sc.clone();
+            set.spawn(async move {
+                (
+                    i,
+                    witnessing::add_checkpoint(&client, &w, &sc, old, &proof, timeout).await,
+                )
+            });
+        }
+        let mut out = Vec::new();
+        while let Some(Ok(r)) = set.join_next().await {
+            out.push(r);
+        }
+        out
+    });
+    let mut cosigs = Vec::new();
+    let mut retry = Vec::new();
+    for (i, reply) in replies {
+        let w = &requests[i].0;
+        match reply {
+            witnessing::Reply::Cosigned(s) => {
+                sizes.insert(w.url.clone(), size);
+                shared.metrics.witness(w.key.name(), true);
+                cosigs.push(s);
+            }
+            witnessing::Reply::Conflict(n) if n <= size => {
+                sizes.insert(w.url.clone(), n);
+                retry.push((w.clone(), n, proof_from(n)));
+            }
+            witnessing::Reply::Conflict(n) => {
+                shared.metrics.witness(w.key.name(), false);
+                eprintln!(
+                    "nospy serve: witness {} has cosigned size {n}, beyond this log's {size}",
+                    w.key.name()
+                );
+            }
+            witnessing::Reply::Failed(e) => {
+                shared.metrics.witness(w.key.name(), false);
+                eprintln!(
+                    "nospy serve: witness {} did not cosign size {size}: {e}",
+                    w.key.name()
+                );
+            }
+        }
+    }
+    // Those that had seen another size are asked once more, with a proof from that size.
+    if !retry.is_empty() {
+        let again = rt.block_on(async {
+            let mut out = Vec::new();
+            for (w, old, proof) in &retry {
+                out.push((
+                    w.clone(),
+                    witnessing::add_checkpoint(client, w, &sc, *old, proof, timeout).await,
+                ));
+            }
+            out
+        });
+        for (w, reply) in again {
+            match reply {
+                witnessing::Reply::Cosigned(s) => {
+                    sizes.insert(w.url.clone(), size);
+                    shared.metrics.witness(w.key.name(), true);
+                    cosigs.push(s);
+                }
+                other => {
+                    shared.metrics.witness(w.key.name(), false);
+                    eprintln!(
+                        "nospy serve: witness {} did not cosign size {size}: {other:?}",
+                        w.key.name()
+                    );
+                }
+            }
+        }
+    }
+    if cosigs.len() < cfg.witness_quorum {
+        shared.metrics.quorum_missed.fetch_add(1, Relaxed);
+        eprintln!(
+            "nospy serve: checkpoint of size {size} has {} of the {} cosignatures of the quorum",
+            cosigs.len(),
+            cfg.witness_quorum
+        );
+    }
+    if cosigs.is_empty() {
+        return;
+    }
+    let mut published: SignedCheckpoint = sc;
+    published.note.signatures.extend(cosigs);
+    let text = published.to_text();
+    // Publish only if no newer checkpoint was published meanwhile (the sequencer is this thread,
+    // so none was), durably, as the sequencer does.
+    if let Err(e) =
+        shared
+            .storage
+            .replace_atomically("checkpoint", ".nospy/checkpoint.tmp", text.as_bytes())
+    {
+        eprintln!("nospy serve: could not publish the cosigned checkpoint: {e}");
+        return;
+    }
+    *lock_write(&shared.published) = Published { text, size };
+}
+
+/// The HTTP routes.
+fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/checkpoint", get(get_checkpoint))
+        .route("/tile/{*path}", get(get_tile))
+        .route("/add", post(post_add))
+        .route("/proof/inclusion", get(get_inclusion))
+        .route("/proof/consistency", get(get_consistency))
+        .route("/metrics", get(get_metrics))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+fn respond(
+    state: &Shared,
+    status: StatusCode,
+    content_type: &'static str,
+    cache: Option<&'static str>,
+    body: impl Into<Body>,
+) -> Response<Body> {
+    state.metrics.status(status.as_u16());
+    let mut r = Response::new(body.into());
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Some(c) = cache {
+        r.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static(c));
+    }
+    r
+}
+
+fn error(state: &Shared, status: StatusCode, msg: impl std::fmt::Display) -> Response<Body> {
+    respond(
+        state,
+        status,
+        "text/plain; charset=utf-8",
+        Some("no-store"),
+        format!("{msg}\n"),
+    )
+}
+
+const SHORT: &str = "public, max-age=2";
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+
+async fn get_checkpoint(State(s): State<AppState>) -> Response<Body> {
+    let text = lock_read(&s.published).text.clone();
+    respond(
+        &s,
+        StatusCode::OK,
+        "text/plain; charset=utf-8",
+        Some(SHORT),
+        text,
+    )
+}
+
+async fn get_tile(State(s): State<AppState>, UrlPath(path): UrlPath<String>) -> Response<Body> {
+    let full = format!("tile/{path}");
+    let (id, bundle) = match TileId::parse(&full) {
+        Ok(x) => x,
+        Err(e) => return error(&s, StatusCode::NOT_FOUND, e),
+    };
+    // Only what the published tree covers: a full tile it contains, or a partial tile of a width
+    // the tile has, or had, in it.
+    let size = lock_read(&s.published).size;
+    let covered = tile::width_in(id.level, id.index, size);
+    if id.width > covered || (bundle && id.level != 0) {
+        return error(
+            &s,
+            StatusCode::NOT_FOUND,
+            format!("{full} is not in the published tree of size {size}"),
+        );
+    }
+    let rel = if bundle { id.entries_path() } else { id.path() };
+    let storage_path = s.storage.path(&rel);
+    match tokio::fs::read(&storage_path).await {
+        Ok(data) => {
+            let cache = if id.is_full() { IMMUTABLE } else { SHORT };
+            respond(
+                &s,
+                StatusCode::OK,
+                "application/octet-stream",
+                Some(cache),
+                data,
+            )
+        }
+        // An older partial tile a log may have deleted: the client falls back to the full one.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            error(&s, StatusCode::NOT_FOUND, format!("{full} is not kept"))
+        }
+        Err(e) => error(
+            &s,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{full}: {e}"),
+        ),
+    }
+}
+
+fn may_submit(role: Role, p: &Predicate) -> bool {
+    matches!(
+        (role, p),
+        (Role::Vendor, Predicate::Release(_))
+            | (Role::Vendor, Predicate::Revocation(_))
+            | (Role::Evaluator, Predicate::Attestation(_))
+            | (Role::Evaluator, Predicate::Revocation(_))
+            | (Role::Monitor, Predicate::Evidence(_))
+    )
+}
+
+async fn post_add(State(s): State<AppState>, req: axum::extract::Request) -> Response<Body> {
+    let received = Instant::now();
+    // The whole body within 10 seconds and 65,535 bytes, or nothing: slow or huge uploads do not
+    // hold the server.
+    let body = match tokio::time::timeout(
+        Duration::from_secs(10),
+        axum::body::to_bytes(req.into_body(), MAX_BODY),
+    )
+    .await
+    {
+        Err(_) => {
+            return error(
+                &s,
+                StatusCode::REQUEST_TIMEOUT,
+                "the request body took too long",
+            )
+        }
+        Ok(Err(_)) => {
+            return error(
+                &s,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body is over {MAX_BODY} bytes"),
+            )
+        }
+        Ok(Ok(b)) => b,
+    };
+    let (opened, keys) = match nospy_statement::inspect(&body) {
+        Ok(x) => x,
+        Err(e) => {
+            return error(
+                &s,
+                StatusCode::BAD_REQUEST,
+                format!("not a signed nospy statement: {e}"),
+            )
+        }
+    };
+    let admitted = {
+        let cfg = lock_read(&s.config);
+        keys.iter().any(|k| {
+            cfg.submitters
+                .iter()
+                .any(|sub| &sub.key == k && may_submit(sub.role, &opened.predicate))
+        })
+    };
+    if !admitted {
+        return error(
+            &s,
+            StatusCode::FORBIDDEN,
+            "not signed by a submitter this log admits for this kind of statement",
+        );
+    }
+    let (tx, rx) = oneshot::channel();
+    match s.queue.try_send(AddRequest {
+        entry: body.to_vec(),
+        received,
+        reply: tx,
+    }) {
+        Ok(()) => {}
+        Err(mpsc::error::TrySendError::Full(_)) => {
+            let mut r = error(
+                &s,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the sequencer is busy; retry shortly",
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return r;
+        }
+        Err(mpsc::error::TrySendError::Closed(_)) => {
+            return error(
+                &s,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the log is shutting down",
+            )
+        }
+    }
+    match rx.await {
+        Ok(Ok(a)) => {
+            let body = serde_json::json!({"index": a.index, "hash": a.hash.to_hex(), "duplicate": a.duplicate}).to_string();
+            respond(
+                &s,
+                StatusCode::OK,
+                "application/json",
+                Some("no-store"),
+                body,
+            )
+        }
+        Ok(Err(e)) => error(
+            &s,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("not appended: {e}"),
+        ),
+        Err(_) => error(
+            &s,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the log stopped before appending",
+        ),
+    }
+}
+
+#[derive(Deserialize)]
+struct InclusionQuery {
+    index: u64,
+    size: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct ConsistencyQuery {
+    from: u64,
+    to: Option<u64>,
+}
+
+async fn get_inclusion(
+    State(s): State<AppState>,
+    q: Result<Query<InclusionQuery>, QueryRejection>,
+) -> Response<Body> {
+    let Ok(Query(q)) = q else {
+        return error(
+            &s,
+            StatusCode::BAD_REQUEST,
+            "expected ?index=N[&size=M] with decimal numbers",
+        );
+    };
+    let current = lock_read(&s.published).size;
+    let size = q.size.unwrap_or(current);
+    if size > current || q.index >= size {
+        return error(
+            &s,
+            StatusCode::BAD_REQUEST,
+            format!("need index < size <= {current}"),
+        );
+    }
+    let reader = TileReader::new(&s.storage, &s.cache, current);
+    match merkle::inclusion_proof(&reader, q.index, size) {
+        Ok(p) => {
+            let hashes: Vec<String> = p.iter().map(|h| h.to_base64()).collect();
+            let body =
+                serde_json::json!({"index": q.index, "size": size, "proof": hashes}).to_string();
+            respond(&s, StatusCode::OK, "application/json", Some(SHORT), body)
+        }
+        Err(e) => error(&s, StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+async fn get_consistency(
+    State(s): State<AppState>,
+    q: Result<Query<ConsistencyQuery>, QueryRejection>,
+) -> Response<Body> {
+    let Ok(Query(q)) = q else {
+        return error(
+            &s,
+            StatusCode::BAD_REQUEST,
+            "expected ?from=N[&to=M] with decimal numbers",
+        );
+    };
+    let current = lock_read(&s.published).size;
+    let to = q.to.unwrap_or(current);
+    if to > current || q.from == 0 || q.from > to {
+        return error(
+            &s,
+            StatusCode::BAD_REQUEST,
+            format!("need 0 < from <= to <= {current}"),
+        );
+    }
+    let reader = TileReader::new(&s.storage, &s.cache, current);
+    match merkle::consistency_proof(&reader, q.from, to) {
+        Ok(p) => {
+            let hashes: Vec<String> = p.iter().map(|h| h.to_base64()).collect();
+            let body = serde_json::json!({"from": q.from, "to": to, "proof": hashes}).to_string();
+            respond(&s, StatusCode::OK, "application/json", Some(SHORT), body)
+        }
+        Err(e) => error(&s, StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+async fn get_metrics(State(s): State<AppState>) -> Response<Body> {
+    let text = s.metrics.render();
+    respond(
+        &s,
+        StatusCode::OK,
+        "text/plain; version=0.0.4",
+        Some("no-store"),
+        text,
+    )
+}
+
+/// Runs the server until SIGTERM or Ctrl-C (the entry point of `nospy serve`).
+pub fn run(opts: Options) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async {
+        let running = start(opts).await?;
+        eprintln!("nospy serve: listening on http://{}", running.addr);
+        running.wait().await
+    })
+}
