@@ -103,8 +103,13 @@ impl DirStorage {
                             let p = self.path(rel);
                             let parent = p.parent().unwrap_or(&self.root).to_path_buf();
                             self.ensure_dir(&parent, dirty)?;
+                            // Rewriting a file that exists changes no directory entry: only new
+                            // names need their directory fsynced.
+                            let existed = p.exists();
                             write_file(&p, data)?;
-                            lock(dirty).insert(parent);
+                            if !existed {
+                                lock(dirty).insert(parent);
+                            }
                         }
                         Ok(())
                     })
@@ -121,10 +126,13 @@ impl DirStorage {
         });
         results.into_iter().collect::<Result<(), _>>()?;
         let dirs: Vec<PathBuf> = lock(&dirty_dirs).drain().collect();
-        for d in dirs {
-            sync_dir(&d)?;
-        }
-        Ok(())
+        sync_dirs(&dirs)
+    }
+
+    /// Fsyncs directories of the log, several at once.
+    pub fn sync_dirs_rel(&self, rels: &[&str]) -> Result<(), LogError> {
+        let dirs: Vec<PathBuf> = rels.iter().map(|r| self.path(r)).collect();
+        sync_dirs(&dirs)
     }
 
     /// Creates `dir` and any missing parents, noting each parent whose entries changed.
@@ -214,6 +222,25 @@ fn write_file(p: &Path, data: &[u8]) -> Result<(), LogError> {
         .map_err(io(p))?;
     f.write_all(data).map_err(io(p))?;
     f.sync_all().map_err(io(p))
+}
+
+/// Fsyncs directories, on as many threads as there are directories (up to the writer count), so
+/// that their journal commits overlap.
+fn sync_dirs(dirs: &[PathBuf]) -> Result<(), LogError> {
+    match dirs {
+        [] => Ok(()),
+        [d] => sync_dir(d),
+        _ => std::thread::scope(|s| {
+            let hs: Vec<_> = dirs
+                .chunks(dirs.len().div_ceil(WRITERS))
+                .map(|part| s.spawn(move || part.iter().try_for_each(|d| sync_dir(d))))
+                .collect();
+            hs.into_iter().try_for_each(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(LogError::OutOfRange("fsync thread panicked".into())))
+            })
+        }),
+    }
 }
 
 /// Fsyncs a directory, so that the names it holds survive a crash.

@@ -16,6 +16,30 @@ use std::time::{Duration, Instant};
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
+    /// The real server over loopback: signed submissions per second (each acknowledged only
+    /// once durable), their latency, and tile reads per second.
+    ///
+    /// Signs --entries release statements first (not timed), starts `nospy serve` on a new log
+    /// in a temporary directory, and has --clients keep-alive connections submit them all
+    /// (verify, deduplicate, sequence, fsync, acknowledge), then read random full tiles and entry
+    /// bundles for --read-seconds. Use a release build: `cargo run --release -- bench serve`.
+    Serve {
+        /// Submissions to make.
+        #[arg(long, default_value_t = 100_000)]
+        entries: usize,
+        /// Concurrent client connections.
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        /// How long to read tiles.
+        #[arg(long, default_value_t = 3.0)]
+        read_seconds: f64,
+        /// Directory for the log (default: the system's temporary directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Bundle verifications per second on one core, and artifact hashing beside
     /// `openssl speed -evp sha256` measured in the same run.
     ///
@@ -88,6 +112,26 @@ pub enum BenchCommand {
 
 pub fn run(c: BenchCommand) -> Result<ExitCode> {
     match c {
+        BenchCommand::Serve {
+            entries,
+            clients,
+            read_seconds,
+            dir,
+            json,
+        } => {
+            anyhow::ensure!(
+                entries >= 1 && clients >= 1,
+                "--entries and --clients must be at least 1"
+            );
+            let work = dir
+                .unwrap_or_else(std::env::temp_dir)
+                .join(format!("nospy-bench-serve-{}", std::process::id()));
+            std::fs::create_dir_all(&work)
+                .with_context(|| format!("creating {}", work.display()))?;
+            let r = bench_serve(&work, entries, clients, read_seconds, json);
+            let _ = std::fs::remove_dir_all(&work);
+            r
+        }
         BenchCommand::Verify {
             bundles,
             seconds,
@@ -459,4 +503,85 @@ fn durable_files_rate(dir: &Path, tag: &str) -> Result<f64> {
     })?;
     std::fs::File::open(&d)?.sync_all()?;
     Ok(n as f64 / t.elapsed().as_secs_f64())
+}
+
+fn bench_serve(
+    work: &Path,
+    n: usize,
+    clients: usize,
+    read_seconds: f64,
+    json: bool,
+) -> Result<ExitCode> {
+    if cfg!(debug_assertions) {
+        eprintln!("warning: this is a debug build; figures mean little (use --release)");
+    }
+    say(
+        json,
+        &format!("signing {n} release statements (not timed) ..."),
+    );
+    let vendor = SignerKey::from_seed("release.vendorx.example", [4; 32])?;
+    let manifest = nospy_manifest::Manifest::from_toml(
+        "[device]\nvendor = \"VendorX\"\nmodel = \"vx-1\"\n[capabilities]\nvendor_remote_access = \"none\"\n\
+         [[allow]]\ndirection = \"from-device\"\npeer = \"updates.vendorx.example\"\nprotocol = \"tcp\"\nports = \"443\"\n",
+    )?;
+    let entries: Vec<Vec<u8>> = (0..n)
+        .map(|i| {
+            let fw = nospy_tlog::hash::sha256(format!("firmware {i}").as_bytes());
+            let p = nospy_statement::Predicate::Release(Box::new(
+                nospy_statement::predicate::Release {
+                    vendor: "VendorX".into(),
+                    product: "vx-1".into(),
+                    version: format!("1.{i}"),
+                    source: nospy_statement::predicate::Source {
+                        repository: Some("https://git.vendorx.example/fw".into()),
+                        commit: format!("{i:040x}"),
+                        toolchain: None,
+                    },
+                    sbom: None,
+                    build_recipe: None,
+                    supersedes: vec![],
+                    manifest: manifest.clone(),
+                },
+            ));
+            let subject = vec![nospy_statement::ResourceDescriptor {
+                name: Some(format!("fw-{i}.bin")),
+                digest: Some(nospy_statement::DigestSet::sha256(&fw)),
+                ..Default::default()
+            }];
+            nospy_statement::sign(subject, &p, &[&vendor]).to_json()
+        })
+        .collect();
+    let bytes: usize = entries.iter().map(|e| e.len()).sum();
+    say(
+        json,
+        &format!("submitting over loopback with {clients} connections ..."),
+    );
+    let f = nospy_server::bench::run(work, entries, &vendor, clients, read_seconds)
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let report = json!({
+        "entries": n,
+        "entry_bytes_avg": bytes / n,
+        "clients": clients,
+        "submissions_per_s": f.submissions_per_s.round(),
+        "latency_ms_p50": (f.latency_ms_p50 * 100.0).round() / 100.0,
+        "latency_ms_p99": (f.latency_ms_p99 * 100.0).round() / 100.0,
+        "overloaded_503": f.overloaded,
+        "tile_reads_per_s": f.tile_reads_per_s.round(),
+        "log_size": f.size,
+        "debug_build": cfg!(debug_assertions),
+    });
+    if json {
+        print_json(&report)?;
+    } else {
+        println!("signed submissions  {:>10.0} /s durable ({n} of {} B each, {clients} connections, {} answered 503 and retried)", f.submissions_per_s, bytes / n, f.overloaded);
+        println!(
+            "latency             p50 {:.2} ms, p99 {:.2} ms",
+            f.latency_ms_p50, f.latency_ms_p99
+        );
+        println!(
+            "tile reads          {:>10.0} /s (random full tiles and entry bundles)",
+            f.tile_reads_per_s
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }

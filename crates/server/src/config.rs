@@ -25,6 +25,8 @@ pub struct Submitter {
     pub role: Role,
     /// Its key.
     pub key: VerifierKey,
+    /// The key as written (`name+id+base64`), which is what nospy's envelopes carry as keyid.
+    pub key_text: String,
 }
 
 /// A witness to ask for cosignatures.
@@ -107,7 +109,12 @@ impl ServeConfig {
                         i + 1
                     ));
                 }
-                Ok(Submitter { role: s.role, key })
+                let key_text = key.to_string();
+                Ok(Submitter {
+                    role: s.role,
+                    key,
+                    key_text,
+                })
             })
             .collect::<Result<Vec<_>, String>>()?;
         let mut cfg = ServeConfig {

@@ -17,6 +17,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod bench;
 pub mod config;
 pub mod metrics;
 pub mod witness;
@@ -65,11 +66,22 @@ pub struct Options {
     pub max_batch: usize,
 }
 
-/// A submission waiting for the sequencer.
+/// A submission waiting for the sequencer: parsed, its signatures not yet checked (the
+/// sequencer checks a whole batch's at once).
 struct AddRequest {
     entry: Vec<u8>,
+    parsed: nospy_statement::Unverified,
     received: Instant,
-    reply: oneshot::Sender<Result<nospy_log::Appended, String>>,
+    reply: oneshot::Sender<Result<nospy_log::Appended, Refused>>,
+}
+
+/// Why the sequencer did not append a submission.
+#[derive(Debug)]
+enum Refused {
+    /// Its signature does not verify (403).
+    Forbidden(String),
+    /// The append failed (500).
+    Failed(String),
 }
 
 /// The checkpoint as published (with cosignatures), and its size.
@@ -183,9 +195,14 @@ pub async fn start(opts: Options) -> Result<Running, String> {
     let seq_shared = shared.clone();
     let seq_key = opts.key.clone();
     let max_batch = opts.max_batch.clamp(1, nospy_log::MAX_BATCH);
+    let (verified_tx, verified_rx) = std::sync::mpsc::sync_channel(4);
+    let verifier = std::thread::Builder::new()
+        .name("verifier".into())
+        .spawn(move || run_verifier(rx, verified_tx, max_batch))
+        .map_err(|e| e.to_string())?;
     let sequencer = std::thread::Builder::new()
         .name("sequencer".into())
-        .spawn(move || run_sequencer(seq, seq_key, rx, seq_shared, handle, max_batch))
+        .spawn(move || run_sequencer(seq, seq_key, verified_rx, seq_shared, handle, max_batch))
         .map_err(|e| e.to_string())?;
     let reload_shared = shared.clone();
     let reloader = tokio::spawn(async move {
@@ -205,7 +222,7 @@ pub async fn start(opts: Options) -> Result<Running, String> {
         // No more submissions can arrive: closing the queue lets the sequencer finish what is
         // queued, acknowledge it, and stop.
         drop(shared);
-        tokio::task::spawn_blocking(move || sequencer.join())
+        tokio::task::spawn_blocking(move || verifier.join().and_then(|_| sequencer.join()))
             .await
             .map_err(|e| e.to_string())?
             .map_err(|_| "the sequencer thread panicked".to_string())
@@ -276,12 +293,52 @@ fn reload_if_changed(s: &Shared) {
     }
 }
 
-/// The sequencer thread: takes whatever is queued (up to `max_batch`), appends it as one batch,
-/// acknowledges, then asks the witnesses to cosign the new checkpoint and republishes it.
+/// The verifier thread: takes whatever is queued (up to `max_batch`), checks all its signatures
+/// in one batch, answers 403 to those that fail, and hands the rest to the sequencer. Running
+/// beside the sequencer, it checks the next batch while the last one is being made durable.
+fn run_verifier(
+    mut rx: mpsc::Receiver<AddRequest>,
+    out: std::sync::mpsc::SyncSender<Vec<AddRequest>>,
+    max_batch: usize,
+) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        let ok = nospy_statement::check_named_signatures(
+            &batch.iter().map(|r| &r.parsed).collect::<Vec<_>>(),
+        );
+        let batch: Vec<AddRequest> = batch
+            .into_iter()
+            .zip(ok)
+            .filter_map(|(r, ok)| {
+                if ok {
+                    Some(r)
+                } else {
+                    let _ = r.reply.send(Err(Refused::Forbidden(
+                        "a signature does not verify with the key its keyid names".into(),
+                    )));
+                    None
+                }
+            })
+            .collect();
+        if !batch.is_empty() && out.send(batch).is_err() {
+            return;
+        }
+    }
+}
+
+/// The sequencer thread: appends what the verifier passed (several of its batches at once when
+/// they queue up, up to `max_batch`), acknowledges, then asks the witnesses to cosign the new
+/// checkpoint and republishes it.
 fn run_sequencer(
     mut seq: Sequencer,
     key: SignerKey,
-    mut rx: mpsc::Receiver<AddRequest>,
+    rx: std::sync::mpsc::Receiver<Vec<AddRequest>>,
     shared: Arc<Shared>,
     rt: tokio::runtime::Handle,
     max_batch: usize,
@@ -291,11 +348,10 @@ fn run_sequencer(
     let mut witness_sizes: std::collections::HashMap<String, u64> =
         std::collections::HashMap::new();
     let dir = seq.dir().to_path_buf();
-    while let Some(first) = rx.blocking_recv() {
-        let mut batch = vec![first];
+    while let Ok(mut batch) = rx.recv() {
         while batch.len() < max_batch {
             match rx.try_recv() {
-                Ok(r) => batch.push(r),
+                Ok(more) => batch.extend(more),
                 Err(_) => break,
             }
         }
@@ -326,8 +382,8 @@ fn run_sequencer(
             Err(e) => {
                 let msg = e.to_string();
                 eprintln!("nospy serve: append failed: {msg}");
-                for r in batch {
-                    let _ = r.reply.send(Err(msg.clone()));
+                for r in batch.drain(..) {
+                    let _ = r.reply.send(Err(Refused::Failed(msg.clone())));
                 }
                 // A failed commit poisons the sequencer: reopen, which recovers from the disk.
                 drop(seq);
@@ -614,8 +670,22 @@ async fn post_add(State(s): State<AppState>, req: axum::extract::Request) -> Res
         }
         Ok(Ok(b)) => b,
     };
-    let (opened, keys) = match nospy_statement::inspect(&body) {
+    // Every signature must name (by keyid) a submitter of the configuration; the sequencer then
+    // checks that each verifies with that key before anything is appended (a batch at a time).
+    let cfg = lock_read(&s.config).submitters.clone();
+    let parsed = match nospy_statement::parse_unverified(&body, |id| {
+        cfg.iter()
+            .find(|sub| sub.key_text == id)
+            .map(|sub| sub.key.clone())
+    }) {
         Ok(x) => x,
+        Err(nospy_statement::StatementError::UnknownKey(m)) => {
+            return error(
+                &s,
+                StatusCode::FORBIDDEN,
+                format!("not signed by a submitter this log admits: {m}"),
+            )
+        }
         Err(e) => {
             return error(
                 &s,
@@ -624,14 +694,10 @@ async fn post_add(State(s): State<AppState>, req: axum::extract::Request) -> Res
             )
         }
     };
-    let admitted = {
-        let cfg = lock_read(&s.config);
-        keys.iter().any(|k| {
-            cfg.submitters
-                .iter()
-                .any(|sub| &sub.key == k && may_submit(sub.role, &opened.predicate))
-        })
-    };
+    let admitted = parsed.named.iter().any(|k| {
+        cfg.iter()
+            .any(|sub| &sub.key == k && may_submit(sub.role, &parsed.predicate))
+    });
     if !admitted {
         return error(
             &s,
@@ -642,6 +708,7 @@ async fn post_add(State(s): State<AppState>, req: axum::extract::Request) -> Res
     let (tx, rx) = oneshot::channel();
     match s.queue.try_send(AddRequest {
         entry: body.to_vec(),
+        parsed,
         received,
         reply: tx,
     }) {
@@ -675,7 +742,8 @@ async fn post_add(State(s): State<AppState>, req: axum::extract::Request) -> Res
                 body,
             )
         }
-        Ok(Err(e)) => error(
+        Ok(Err(Refused::Forbidden(e))) => error(&s, StatusCode::FORBIDDEN, e),
+        Ok(Err(Refused::Failed(e))) => error(
             &s,
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("not appended: {e}"),

@@ -32,6 +32,8 @@ pub enum StatementError {
     Statement(String),
     /// The predicate is not a valid nospy predicate.
     Predicate(String),
+    /// A signature's keyid names no key the reader accepts.
+    UnknownKey(String),
 }
 
 impl fmt::Display for StatementError {
@@ -43,6 +45,7 @@ impl fmt::Display for StatementError {
             }
             StatementError::Statement(e) => write!(f, "{e}"),
             StatementError::Predicate(e) => write!(f, "{e}"),
+            StatementError::UnknownKey(e) => write!(f, "{e}"),
         }
     }
 }
@@ -154,6 +157,99 @@ pub fn open_many(envelopes: &[&[u8]], keys: &[VerifierKey]) -> Vec<Result<Opened
                 predicate,
                 signers,
             })
+        })
+        .collect()
+}
+
+/// A statement parsed but whose signatures are not yet checked: for a sequencer that checks the
+/// signatures of a whole batch at once ([`check_named_signatures`]).
+#[derive(Debug, Clone)]
+pub struct Unverified {
+    /// The envelope.
+    pub envelope: Envelope,
+    /// The statement, parsed from the payload.
+    pub statement: Statement,
+    /// The predicate, parsed strictly.
+    pub predicate: Predicate,
+    /// For each signature, the verifier key its keyid names.
+    pub named: Vec<VerifierKey>,
+}
+
+/// Parses an envelope and its statement, and finds the verifier key each signature's keyid
+/// names with `resolve` (which may look the keyid up among known keys, or parse it), without
+/// checking any signature. A keyid that is missing or that `resolve` does not know is an error.
+pub fn parse_unverified(
+    envelope_json: &[u8],
+    resolve: impl Fn(&str) -> Option<VerifierKey>,
+) -> Result<Unverified, StatementError> {
+    let envelope = Envelope::parse(envelope_json)?;
+    let named = envelope
+        .signatures
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let id = s.keyid.as_deref().ok_or_else(|| {
+                StatementError::Envelope(dsse::DsseError::Malformed(format!(
+                    "signature {} has no keyid naming its key",
+                    i + 1
+                )))
+            })?;
+            match resolve(id) {
+                Some(k) => Ok(k),
+                None => Err(StatementError::UnknownKey(format!(
+                    "signature {}: keyid {id:?} names no key this reader accepts",
+                    i + 1
+                ))),
+            }
+        })
+        .collect::<Result<Vec<_>, StatementError>>()?;
+    let (statement, predicate) = parse_payload(&envelope)?;
+    Ok(Unverified {
+        envelope,
+        statement,
+        predicate,
+        named,
+    })
+}
+
+/// Checks, for each statement, that every signature verifies with the key its keyid names: all
+/// of them in one Ed25519 batch, and one by one only if the batch fails (to find which).
+pub fn check_named_signatures(items: &[&Unverified]) -> Vec<bool> {
+    let mut msgs: Vec<Vec<u8>> = Vec::new();
+    let mut sigs = Vec::new();
+    let mut vks = Vec::new();
+    let mut usable = true;
+    for u in items {
+        let m = dsse::pae(&u.envelope.payload_type, &u.envelope.payload);
+        for (s, k) in u.envelope.signatures.iter().zip(&u.named) {
+            match (
+                <[u8; 64]>::try_from(s.sig.as_slice()),
+                k.ed25519(),
+                k.alg() == nospy_tlog::note::ALG_ED25519,
+            ) {
+                (Ok(sig), Some(vk), true) => {
+                    msgs.push(m.clone());
+                    sigs.push(ed25519_dalek::Signature::from_bytes(&sig));
+                    vks.push(*vk);
+                }
+                _ => usable = false,
+            }
+        }
+    }
+    let refs: Vec<&[u8]> = msgs.iter().map(|m| m.as_slice()).collect();
+    if usable && !sigs.is_empty() && ed25519_dalek::verify_batch(&refs, &sigs, &vks).is_ok() {
+        return vec![true; items.len()];
+    }
+    items
+        .iter()
+        .map(|u| {
+            let m = dsse::pae(&u.envelope.payload_type, &u.envelope.payload);
+            !u.named.is_empty()
+                && u.envelope
+                    .signatures
+                    .iter()
+                    .zip(&u.named)
+                    .all(|(s, k)| k.verify_ed25519(&m, &s.sig))
         })
         .collect()
 }

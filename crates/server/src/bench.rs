@@ -1,0 +1,176 @@
+//! `nospy bench serve`: the real server driven over loopback by concurrent keep-alive clients.
+
+use crate::witnessing;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use nospy_log::Sequencer;
+use nospy_tlog::note::SignerKey;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What the benchmark measured.
+#[derive(Debug, Clone)]
+pub struct Figures {
+    /// Submissions acknowledged (durable) per second.
+    pub submissions_per_s: f64,
+    /// Submission latency percentiles, milliseconds.
+    pub latency_ms_p50: f64,
+    /// 99th percentile.
+    pub latency_ms_p99: f64,
+    /// 503 answers received (and retried).
+    pub overloaded: u64,
+    /// Tile and bundle reads per second.
+    pub tile_reads_per_s: f64,
+    /// Entries in the log at the end.
+    pub size: u64,
+}
+
+/// Runs the benchmark in `dir`: `entries` pre-signed submissions sent by `clients` concurrent
+/// connections, then `read_seconds` of tile reads.
+pub fn run(
+    dir: &std::path::Path,
+    entries: Vec<Vec<u8>>,
+    submitter: &SignerKey,
+    clients: usize,
+    read_seconds: f64,
+) -> Result<Figures, String> {
+    let origin = "bench.nospy.example/serve";
+    let key = SignerKey::from_seed(origin, [7; 32]).map_err(|e| e.to_string())?;
+    let log = dir.join("log");
+    Sequencer::init(&log, origin, &key, None).map_err(|e| e.to_string())?;
+    let cfg = dir.join("serve.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[submitter]]\nrole = \"vendor\"\nkey = \"{}\"\n",
+            submitter.verifier()
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async move {
+        let srv = crate::start(crate::Options {
+            dir: log,
+            key,
+            config: Some(cfg),
+            listen: "127.0.0.1:0".parse().map_err(|e| format!("{e}"))?,
+            queue: 65_536,
+            max_batch: 16_384,
+        })
+        .await?;
+        let addr = srv.addr;
+        let client = witnessing::client();
+        let entries = Arc::new(entries);
+        let next = Arc::new(AtomicUsize::new(0));
+        let overloaded = Arc::new(AtomicU64::new(0));
+        let t = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..clients.max(1) {
+            let (client, entries, next, overloaded) = (
+                client.clone(),
+                entries.clone(),
+                next.clone(),
+                overloaded.clone(),
+            );
+            tasks.spawn(async move {
+                let mut lat = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Relaxed);
+                    let Some(e) = entries.get(i) else { break };
+                    let start = Instant::now();
+                    loop {
+                        let req = hyper::Request::post(format!("http://{addr}/add"))
+                            .body(Full::new(Bytes::from(e.clone())))
+                            .map_err(|e| e.to_string())?;
+                        let res = client.request(req).await.map_err(|e| e.to_string())?;
+                        let status = res.status().as_u16();
+                        let _ = res.into_body().collect().await;
+                        match status {
+                            200 => break,
+                            503 => {
+                                overloaded.fetch_add(1, Relaxed);
+                                tokio::time::sleep(Duration::from_millis(5)).await;
+                            }
+                            s => return Err(format!("submission {i} got HTTP {s}")),
+                        }
+                    }
+                    lat.push(start.elapsed().as_secs_f64() * 1e3);
+                }
+                Ok::<_, String>(lat)
+            });
+        }
+        let mut lat = Vec::new();
+        while let Some(r) = tasks.join_next().await {
+            lat.extend(r.map_err(|e| e.to_string())??);
+        }
+        let secs = t.elapsed().as_secs_f64();
+        lat.sort_by(f64::total_cmp);
+        let pct = |p: f64| {
+            if lat.is_empty() {
+                0.0
+            } else {
+                lat[((lat.len() - 1) as f64 * p).round() as usize]
+            }
+        };
+        let submissions_per_s = lat.len() as f64 / secs;
+        let (p50, p99) = (pct(0.5), pct(0.99));
+
+        // Reads: random full level-0 tiles and bundles of the log just written.
+        let size = entries.len() as u64;
+        let full_tiles = (size / 256).max(1);
+        let reads = Arc::new(AtomicU64::new(0));
+        let t = Instant::now();
+        let deadline = t + Duration::from_secs_f64(read_seconds);
+        let mut tasks = tokio::task::JoinSet::new();
+        for c in 0..clients.max(1) {
+            let (client, reads) = (client.clone(), reads.clone());
+            tasks.spawn(async move {
+                let mut x = 0x9E37_79B9u64 ^ c as u64;
+                while Instant::now() < deadline {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let n = x % full_tiles;
+                    let id = nospy_tlog::tile::TileId {
+                        level: 0,
+                        index: n,
+                        width: 256,
+                    };
+                    let path = if x & 1 == 0 {
+                        id.path()
+                    } else {
+                        id.entries_path()
+                    };
+                    let req = hyper::Request::get(format!("http://{addr}/{path}"))
+                        .body(Full::new(Bytes::new()))
+                        .map_err(|e| e.to_string())?;
+                    let res = client.request(req).await.map_err(|e| e.to_string())?;
+                    let status = res.status().as_u16();
+                    let _ = res.into_body().collect().await;
+                    if status != 200 {
+                        return Err(format!("GET /{path}: HTTP {status}"));
+                    }
+                    reads.fetch_add(1, Relaxed);
+                }
+                Ok::<_, String>(())
+            });
+        }
+        while let Some(r) = tasks.join_next().await {
+            r.map_err(|e| e.to_string())??;
+        }
+        let tile_reads_per_s = reads.load(Relaxed) as f64 / t.elapsed().as_secs_f64();
+        srv.shutdown().await?;
+        Ok(Figures {
+            submissions_per_s,
+            latency_ms_p50: p50,
+            latency_ms_p99: p99,
+            overloaded: overloaded.load(Relaxed),
+            tile_reads_per_s,
+            size,
+        })
+    })
+}
