@@ -1,0 +1,173 @@
+//! `nospy serve` is SIGKILLed while clients submit concurrently, then restarted: every index it
+//! acknowledged is there with its exact entry, the log audits clean, and it serves on.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is a failing test
+
+mod common;
+use common::*;
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+
+fn post(addr: SocketAddr, body: &[u8]) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .ok()?;
+    let head = format!(
+        "POST /add HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).ok()?;
+    s.write_all(body).ok()?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).ok()?;
+    let status = raw.split(' ').nth(1)?.parse().ok()?;
+    Some((
+        status,
+        raw.split("\r\n\r\n").nth(1).unwrap_or("").to_string(),
+    ))
+}
+
+fn start(dir: &std::path::Path, cfg: &std::path::Path) -> (Child, SocketAddr) {
+    let mut child = nospy()
+        .args([
+            "serve",
+            "--dir",
+            s(dir),
+            "--config",
+            s(cfg),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let addr = loop {
+        line.clear();
+        assert!(
+            err.read_line(&mut line).unwrap() > 0,
+            "nospy serve exited before listening"
+        );
+        if let Some(a) = line
+            .trim()
+            .strip_prefix("nospy serve: listening on http://")
+        {
+            break a.parse().unwrap();
+        }
+    };
+    // Keep draining its standard error so that it never blocks on a full pipe.
+    std::thread::spawn(move || {
+        let mut sink = String::new();
+        let _ = err.read_to_string(&mut sink);
+    });
+    (child, addr)
+}
+
+fn entry(vendor: &nospy_tlog::note::SignerKey, i: u64) -> Vec<u8> {
+    use nospy_statement::predicate::*;
+    let m = nospy_manifest::Manifest::from_toml("[device]\nvendor = \"V\"\nmodel = \"m\"\n[capabilities]\nvendor_remote_access = \"none\"\n").unwrap();
+    let p = Predicate::Release(Box::new(Release {
+        vendor: "V".into(),
+        product: "m".into(),
+        version: format!("{i}"),
+        source: Source {
+            repository: None,
+            commit: format!("{i:x}"),
+            toolchain: None,
+        },
+        sbom: None,
+        build_recipe: None,
+        supersedes: vec![],
+        manifest: m,
+    }));
+    let d = nospy_tlog::hash::sha256(&i.to_be_bytes());
+    let sub = vec![nospy_statement::ResourceDescriptor {
+        digest: Some(nospy_statement::DigestSet::sha256(&d)),
+        ..Default::default()
+    }];
+    nospy_statement::sign(sub, &p, &[vendor]).to_json()
+}
+
+#[test]
+fn sigkill_during_concurrent_submissions_loses_nothing_acknowledged() {
+    let t = tempfile::tempdir().unwrap();
+    let (log, _key, vkey) = new_log(t.path(), "crash.serve.example/log");
+    let vendor = nospy_tlog::note::SignerKey::from_seed("vendor.example", [5; 32]).unwrap();
+    let cfg = t.path().join("serve.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[submitter]]\nrole = \"vendor\"\nkey = \"{}\"\n",
+            vendor.verifier()
+        ),
+    )
+    .unwrap();
+    let acked: Arc<Mutex<HashMap<u64, Vec<u8>>>> = Arc::new(Mutex::new(HashMap::new()));
+    let mut next = 0u64;
+    for round in 0..4 {
+        let (mut child, addr) = start(&log, &cfg);
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut clients = Vec::new();
+        for c in 0..8u64 {
+            let (acked, stop, vendor) = (acked.clone(), stop.clone(), vendor.clone());
+            let base = next + c * 1_000_000;
+            clients.push(std::thread::spawn(move || {
+                let mut i = base;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let e = entry(&vendor, i);
+                    i += 1;
+                    match post(addr, &e) {
+                        Some((200, body)) => {
+                            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+                            let index = v["index"].as_u64().unwrap();
+                            if let Some(prev) = acked.lock().unwrap().insert(index, e.clone()) {
+                                assert_eq!(prev, e, "index {index} acknowledged for two entries");
+                            }
+                        }
+                        Some((status, body)) if status != 503 => panic!("HTTP {status}: {body}"),
+                        _ => {}
+                    }
+                }
+            }));
+        }
+        next += 10_000_000;
+        // Let them submit for a while, then kill the server without warning.
+        std::thread::sleep(std::time::Duration::from_millis(300 + 200 * round));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for c in clients {
+            c.join().unwrap();
+        }
+    }
+    let acked = acked.lock().unwrap();
+    assert!(
+        acked.len() >= 50,
+        "only {} submissions were acknowledged: the test tested little",
+        acked.len()
+    );
+    // After a last restart (recovery) and stop: everything acknowledged is there, byte for byte.
+    let (mut child, addr) = start(&log, &cfg);
+    assert_eq!(post(addr, &entry(&vendor, 999_999_999)).unwrap().0, 200);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let r = ok(&["log", "audit", s(&log), "--key", &vkey, "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["ok"], true);
+    let size = v["entries"].as_u64().unwrap();
+    for (i, e) in acked.iter() {
+        assert!(*i < size);
+        if i % 7 == 0 {
+            assert_eq!(
+                &ok(&["log", "entry", s(&log), &i.to_string()]).raw,
+                e,
+                "entry {i}"
+            );
+        }
+    }
+}
