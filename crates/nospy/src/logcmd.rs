@@ -39,6 +39,27 @@ pub enum LogCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Copy a remote log (served as c2sp.org/tlog-tiles, by `nospy serve` or any other
+    /// implementation) into DIR, verifying every step against the log's signed checkpoints.
+    ///
+    /// The tree is recomputed from the entries: the remote checkpoint's root must come out, and
+    /// the part already mirrored must be unchanged, or nothing is written. Run it again to catch
+    /// up; an interrupted run resumes. The mirror is a log directory that `nospy log audit`,
+    /// `nospy bundle --log` and `nospy verify --log` read.
+    ///
+    /// Example: nospy log mirror http://log.example.org:7379 ./mirror --key 'log.example.org/nospy+...'
+    Mirror {
+        /// The log's URL prefix (http:// only).
+        url: String,
+        /// The mirror directory.
+        dir: PathBuf,
+        /// The log's verifier key, or a file holding it.
+        #[arg(long)]
+        key: String,
+        /// Print JSON: {"url", "dir", "from_size", "size", "root", "bundles_fetched"}.
+        #[arg(long)]
+        json: bool,
+    },
     /// Append entries: one per FILE (`-` reads standard input), in one durable batch.
     ///
     /// Each file must be a signed nospy statement (a DSSE envelope from `nospy release sign`,
@@ -50,11 +71,13 @@ pub enum LogCommand {
     ///
     /// Example: nospy log add ./log release.json
     Add {
-        /// The log directory.
-        dir: PathBuf,
-        /// Files to append, one entry each.
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
+        /// The log directory, then the files to append, one entry each. With --server, files
+        /// only.
+        #[arg(required = true, value_name = "DIR|FILE")]
+        paths: Vec<PathBuf>,
+        /// Submit to a running `nospy serve` at this URL instead of a directory.
+        #[arg(long)]
+        server: Option<String>,
         /// Private key file (default: the one given to `log init`).
         #[arg(long)]
         key: Option<PathBuf>,
@@ -174,13 +197,28 @@ pub fn run(c: LogCommand) -> Result<ExitCode> {
             key,
             json,
         } => init(&dir, &origin, &key, json),
-        LogCommand::Add {
+        LogCommand::Mirror {
+            url,
             dir,
-            files,
+            key,
+            json,
+        } => crate::mirror::run(&url, &dir, &key, json),
+        LogCommand::Add {
+            paths,
+            server,
             key,
             raw,
             json,
-        } => add(&dir, &files, key.as_deref(), raw, json),
+        } => match server {
+            Some(url) => add_remote(&url, &paths, json),
+            None => {
+                let (dir, files) = paths.split_first().context("give the log directory")?;
+                if files.is_empty() {
+                    bail!("give at least one file to append after the log directory");
+                }
+                add(dir, files, key.as_deref(), raw, json)
+            }
+        },
         LogCommand::Checkpoint { dir, json } => {
             let log = Log::open(&dir)?;
             let sc = log.checkpoint();
@@ -459,4 +497,39 @@ fn audit_cmd(dir: &Path, key: Option<&str>, json: bool) -> Result<ExitCode> {
             }
         }
     }
+}
+
+fn add_remote(url: &str, files: &[PathBuf], json: bool) -> Result<ExitCode> {
+    let http = nospy_server::client::Blocking::new(std::time::Duration::from_secs(60))
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let endpoint = format!("{}/add", url.trim_end_matches('/'));
+    let mut out = Vec::new();
+    for f in files {
+        let data = read_input(f)?;
+        let (status, body) = http.post(&endpoint, data).map_err(|e| anyhow::anyhow!(e))?;
+        let text = String::from_utf8_lossy(&body).trim().to_string();
+        if status != 200 {
+            bail!("{}: the server answered HTTP {status}: {text}", f.display());
+        }
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("{}: the server's answer is not JSON", f.display()))?;
+        if !json {
+            let dup = if v["duplicate"] == true {
+                "  (already in the log)"
+            } else {
+                ""
+            };
+            println!(
+                "{}\t{}\t{}{dup}",
+                v["index"],
+                v["hash"].as_str().unwrap_or(""),
+                f.display()
+            );
+        }
+        out.push(v);
+    }
+    if json {
+        print_json(&json!({ "entries": out }))?;
+    }
+    Ok(ExitCode::SUCCESS)
 }

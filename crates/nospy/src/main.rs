@@ -11,6 +11,7 @@ mod gather;
 mod keys;
 mod logcmd;
 mod manifestcmd;
+mod mirror;
 mod servecmd;
 mod statements;
 mod util;

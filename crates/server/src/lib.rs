@@ -18,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bench;
+pub mod client;
 pub mod config;
 pub mod metrics;
 pub mod witness;

@@ -1,0 +1,194 @@
+//! Remote logs through the real binary: `nospy log add --server`, `nospy log mirror`.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is a failing test
+
+mod common;
+use common::*;
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Stdio};
+
+fn serve(dir: &std::path::Path, cfg: &std::path::Path) -> (Child, String) {
+    let mut child = nospy()
+        .args([
+            "serve",
+            "--dir",
+            s(dir),
+            "--config",
+            s(cfg),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let url = loop {
+        line.clear();
+        assert!(
+            err.read_line(&mut line).unwrap() > 0,
+            "nospy serve exited before listening"
+        );
+        if let Some(a) = line.trim().strip_prefix("nospy serve: listening on ") {
+            break a.to_string();
+        }
+    };
+    std::thread::spawn(move || {
+        let mut sink = String::new();
+        let _ = err.read_to_string(&mut sink);
+    });
+    (child, url)
+}
+
+fn release(t: &std::path::Path, key: &std::path::Path, i: u32) -> String {
+    let fw = t.join(format!("fw{i}.bin"));
+    std::fs::write(&fw, format!("firmware {i}")).unwrap();
+    let out = t.join(format!("rel{i}.json"));
+    ok(&[
+        "release",
+        "sign",
+        "--key",
+        s(key),
+        "--artifact",
+        s(&fw),
+        "--product",
+        "vx-ran-5000",
+        "--version",
+        &format!("1.{i}"),
+        "--source-commit",
+        "abc",
+        "--manifest",
+        s(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/manifest.toml")),
+        "--out",
+        s(&out),
+    ]);
+    s(&out).to_string()
+}
+
+#[test]
+fn add_over_http_then_mirror_and_catch_up() {
+    let t = tempfile::tempdir().unwrap();
+    let (log, key_file, vkey) = new_log(t.path(), "remote.example/log");
+    let vendor = t.path().join("vendor.key");
+    let vendor_vkey = ok(&[
+        "key",
+        "generate",
+        "--name",
+        "vendor.example",
+        "--out",
+        s(&vendor),
+    ])
+    .stdout;
+    let cfg = t.path().join("serve.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[submitter]]\nrole = \"vendor\"\nkey = \"{}\"\n",
+            vendor_vkey.trim()
+        ),
+    )
+    .unwrap();
+    let (mut child, url) = serve(&log, &cfg);
+    let files: Vec<String> = (0..300).map(|i| release(t.path(), &vendor, i)).collect();
+    let mut args = vec!["log", "add", "--server", url.as_str(), "--json"];
+    args.extend(files[..290].iter().map(|f| f.as_str()));
+    let v: serde_json::Value = serde_json::from_str(&ok(&args).stdout).unwrap();
+    assert_eq!(v["entries"][289]["index"], 289);
+    // A second submission of the same statement gets the same index.
+    let r = ok(&["log", "add", "--server", &url, &files[5]]);
+    assert!(
+        r.stdout.starts_with("5\t") && r.stdout.contains("already in the log"),
+        "{}",
+        r.stdout
+    );
+
+    let mirror = t.path().join("mirror");
+    let r = ok(&["log", "mirror", &url, s(&mirror), "--key", &vkey, "--json"]);
+    let m: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(
+        (m["from_size"].as_u64(), m["size"].as_u64()),
+        (Some(0), Some(290))
+    );
+    ok(&["log", "audit", s(&mirror), "--key", &vkey]);
+    // The mirror is byte for byte the log's tiles, bundles and checkpoint.
+    assert_eq!(
+        std::fs::read(mirror.join("checkpoint")).unwrap(),
+        std::fs::read(log.join("checkpoint")).unwrap()
+    );
+    assert_eq!(
+        std::fs::read(mirror.join("tile/entries/000")).unwrap(),
+        std::fs::read(log.join("tile/entries/000")).unwrap()
+    );
+
+    // The log grows; the mirror catches up from where it was.
+    let mut args = vec!["log", "add", "--server", url.as_str()];
+    args.extend(files[290..].iter().map(|f| f.as_str()));
+    ok(&args);
+    let r = ok(&["log", "mirror", &url, s(&mirror), "--key", &vkey, "--json"]);
+    let m: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(
+        (
+            m["from_size"].as_u64(),
+            m["size"].as_u64(),
+            m["bundles_fetched"].as_u64()
+        ),
+        (Some(290), Some(300), Some(1))
+    );
+    ok(&["log", "audit", s(&mirror), "--key", &vkey]);
+    // And the mirror serves the operator's checks.
+    let d = ok(&["log", "entry", s(&mirror), "299"]).raw;
+    assert_eq!(d, std::fs::read(&files[299]).unwrap());
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // Another history under the same key (a fork): the mirror refuses it and keeps its state.
+    let forked = t.path().join("forked");
+    ok(&[
+        "log",
+        "init",
+        s(&forked),
+        "--origin",
+        "remote.example/log",
+        "--key",
+        s(&key_file),
+    ]);
+    let mut args = vec!["log", "add", s(&forked)];
+    args.extend(files[100..].iter().map(|f| f.as_str()));
+    ok(&args);
+    let (mut child, url2) = serve(&forked, &cfg);
+    let before = std::fs::read(mirror.join("checkpoint")).unwrap();
+    let r = run(&["log", "mirror", &url2, s(&mirror), "--key", &vkey]);
+    assert_eq!(r.code, 2, "{}", r.stdout);
+    assert!(
+        r.stderr.contains("rolled back")
+            || r.stderr.contains("rewrote history")
+            || r.stderr.contains("forked"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(std::fs::read(mirror.join("checkpoint")).unwrap(), before);
+    // A key that is not the log's: refused before anything is copied.
+    let other = t.path().join("other.key");
+    let other_vkey = ok(&[
+        "key",
+        "generate",
+        "--name",
+        "remote.example/log",
+        "--out",
+        s(&other),
+    ])
+    .stdout;
+    let r = run(&[
+        "log",
+        "mirror",
+        &url2,
+        s(&t.path().join("m2")),
+        "--key",
+        other_vkey.trim(),
+    ]);
+    assert_eq!(r.code, 2);
+    assert!(!t.path().join("m2/checkpoint").exists());
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
