@@ -3,7 +3,11 @@
 
 #![forbid(unsafe_code)]
 // The doc comments of this crate are clap help text, written for a terminal, not rustdoc.
-#![allow(rustdoc::invalid_html_tags, rustdoc::bare_urls, rustdoc::broken_intra_doc_links)]
+#![allow(
+    rustdoc::invalid_html_tags,
+    rustdoc::bare_urls,
+    rustdoc::broken_intra_doc_links
+)]
 
 mod admit;
 mod bench;

@@ -196,7 +196,7 @@ pub async fn start(opts: Options) -> Result<Running, String> {
     let seq_shared = shared.clone();
     let seq_key = opts.key.clone();
     let max_batch = opts.max_batch.clamp(1, nospy_log::MAX_BATCH);
-    let (verified_tx, verified_rx) = std::sync::mpsc::sync_channel(4);
+    let (verified_tx, verified_rx) = std::sync::mpsc::sync_channel(1);
     let verifier = std::thread::Builder::new()
         .name("verifier".into())
         .spawn(move || run_verifier(rx, verified_tx, max_batch))
@@ -294,41 +294,58 @@ fn reload_if_changed(s: &Shared) {
     }
 }
 
-/// The verifier thread: takes whatever is queued (up to `max_batch`), checks all its signatures
-/// in one batch, answers 403 to those that fail, and hands the rest to the sequencer. Running
-/// beside the sequencer, it checks the next batch while the last one is being made durable.
+/// The verifier thread: checks the signatures of whatever is queued in one batch, answers 403
+/// to those that fail, and hands the rest to the sequencer. While the sequencer is busy making
+/// the last batch durable, it keeps checking and gathers what passes into one batch (up to
+/// `max_batch`), so that batches grow with the load and each fsync round covers more entries.
 fn run_verifier(
     mut rx: mpsc::Receiver<AddRequest>,
     out: std::sync::mpsc::SyncSender<Vec<AddRequest>>,
     max_batch: usize,
 ) {
-    while let Some(first) = rx.blocking_recv() {
-        let mut batch = vec![first];
-        while batch.len() < max_batch {
+    let mut pending: Vec<AddRequest> = Vec::new();
+    loop {
+        let mut batch = Vec::new();
+        if pending.is_empty() {
+            match rx.blocking_recv() {
+                Some(r) => batch.push(r),
+                None => return,
+            }
+        }
+        while batch.len() + pending.len() < max_batch {
             match rx.try_recv() {
                 Ok(r) => batch.push(r),
                 Err(_) => break,
             }
         }
-        let ok = nospy_statement::check_named_signatures(
-            &batch.iter().map(|r| &r.parsed).collect::<Vec<_>>(),
-        );
-        let batch: Vec<AddRequest> = batch
-            .into_iter()
-            .zip(ok)
-            .filter_map(|(r, ok)| {
+        let idle = batch.is_empty();
+        if !idle {
+            let ok = nospy_statement::check_named_signatures(
+                &batch.iter().map(|r| &r.parsed).collect::<Vec<_>>(),
+            );
+            for (r, ok) in batch.into_iter().zip(ok) {
                 if ok {
-                    Some(r)
+                    pending.push(r);
                 } else {
                     let _ = r.reply.send(Err(Refused::Forbidden(
                         "a signature does not verify with the key its keyid names".into(),
                     )));
-                    None
                 }
-            })
-            .collect();
-        if !batch.is_empty() && out.send(batch).is_err() {
-            return;
+            }
+        }
+        if pending.is_empty() {
+            continue;
+        }
+        match out.try_send(std::mem::take(&mut pending)) {
+            Ok(()) => {}
+            Err(std::sync::mpsc::TrySendError::Full(p)) => {
+                pending = p;
+                if idle || pending.len() >= max_batch {
+                    // Nothing new to check: wait a little for the sequencer (or for more input).
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+            }
+            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => return,
         }
     }
 }
