@@ -17,9 +17,12 @@ use std::process::ExitCode;
 
 #[derive(Args)]
 pub struct BundleArgs {
-    /// The log directory.
+    /// The log directory (a log or a mirror).
+    #[arg(long, required_unless_present = "server", conflicts_with = "server")]
+    log: Option<PathBuf>,
+    /// A running `nospy serve` instead: entries found with its lookup index, proofs from it.
     #[arg(long)]
-    log: PathBuf,
+    server: Option<String>,
     /// SHA-256 of the artifact (`sha256:<hex>` or `<hex>`).
     #[arg(long)]
     artifact_digest: String,
@@ -47,11 +50,15 @@ pub struct VerifyArgs {
     #[arg(long)]
     agreement: PathBuf,
     /// A bundle made by `nospy bundle` (offline; cannot prove the absence of revocations).
-    #[arg(long, conflicts_with = "log", required_unless_present = "log")]
+    #[arg(long, conflicts_with = "log", required_unless_present_any = ["log", "server"])]
     bundle: Option<PathBuf>,
     /// The log directory (a mirror, say): every entry about the artifact is found there.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "server")]
     log: Option<PathBuf>,
+    /// A running `nospy serve`: entries found with its lookup index (whose completeness, for
+    /// revocations, is the server's word), proofs from it.
+    #[arg(long, conflicts_with = "bundle")]
+    server: Option<String>,
     /// A signed checkpoint to verify against with --log (with witness cosignatures); default:
     /// the log's latest.
     #[arg(long, requires = "log")]
@@ -152,7 +159,39 @@ fn checkpoint_of(log: &Log, file: Option<&Path>) -> Result<SignedCheckpoint> {
 
 pub fn bundle(a: BundleArgs) -> Result<ExitCode> {
     let digest = parse_digest(&a.artifact_digest)?;
-    let log = Log::open(&a.log)?;
+    if let Some(url) = &a.server {
+        if a.checkpoint.is_some() || a.since_size.is_some() {
+            bail!("--checkpoint and --since-size need --log");
+        }
+        let (checkpoint, entries) = remote_evidence(url, &digest)?;
+        if entries.is_empty() {
+            bail!("{url} knows no entry about {}", digest.to_hex());
+        }
+        let n = entries.len();
+        let entries = entries
+            .into_iter()
+            .map(|e| BundleEntry {
+                entry: e.bytes,
+                proof: TlogProof {
+                    extra: None,
+                    index: e.index,
+                    proof: e.proof,
+                    checkpoint: checkpoint.clone(),
+                },
+            })
+            .collect();
+        let b = Bundle {
+            artifact: digest,
+            checkpoint,
+            entries,
+            consistency: None,
+        };
+        write_output(a.out.as_deref(), &b.to_json())?;
+        eprintln!("bundle: {n} entries about {} from {url}", digest.to_hex());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let dir = a.log.as_ref().context("give --log or --server")?;
+    let log = Log::open(dir)?;
     let sc = checkpoint_of(&log, a.checkpoint.as_deref())?;
     let size = sc.checkpoint.size;
     let text = sc.to_text();
@@ -175,7 +214,7 @@ pub fn bundle(a: BundleArgs) -> Result<ExitCode> {
     if entries.is_empty() {
         bail!(
             "no entry of {} up to size {size} is about {}",
-            a.log.display(),
+            dir.display(),
             digest.to_hex()
         );
     }
@@ -235,7 +274,15 @@ pub fn verify_cmd(a: VerifyArgs) -> Result<ExitCode> {
         (None, None) => bail!("give the artifact file or --digest"),
     };
     let state = a.state.as_deref().map(read_state).transpose()?.flatten();
-    let evidence = if let Some(bp) = &a.bundle {
+    let evidence = if let Some(url) = &a.server {
+        let (checkpoint, entries) = remote_evidence(url, &artifact)?;
+        Evidence {
+            checkpoint,
+            entries,
+            complete: Some(format!("the index of {url}")),
+            consistency: None,
+        }
+    } else if let Some(bp) = &a.bundle {
         let b = Bundle::parse(&read_input(bp)?)
             .map_err(|e| anyhow::anyhow!("{}: {e}", bp.display()))?;
         if b.artifact != artifact {
@@ -256,7 +303,7 @@ pub fn verify_cmd(a: VerifyArgs) -> Result<ExitCode> {
                     proof_checkpoint: Some(e.proof.checkpoint),
                 })
                 .collect(),
-            complete: false,
+            complete: None,
             consistency: b.consistency,
         }
     } else {
@@ -284,7 +331,7 @@ pub fn verify_cmd(a: VerifyArgs) -> Result<ExitCode> {
         Evidence {
             checkpoint: sc.to_text(),
             entries,
-            complete: true,
+            complete: Some("the log".to_string()),
             consistency,
         }
     };
@@ -429,4 +476,78 @@ pub fn witness(c: WitnessCommand) -> Result<ExitCode> {
         key.cosigner_verifier()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// From a running server: its checkpoint, and each entry its lookup index lists for `digest`,
+/// with an inclusion proof against that checkpoint. Nothing here is trusted: the verdict checks
+/// the checkpoint's signatures and every proof.
+fn remote_evidence(url: &str, digest: &Hash) -> Result<(String, Vec<LoggedEntry>)> {
+    let base = url.trim_end_matches('/');
+    let http = nospy_server::client::Blocking::new(std::time::Duration::from_secs(60))
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let get = |path: &str| -> Result<Vec<u8>> {
+        let (status, body) = http
+            .get(&format!("{base}/{path}"))
+            .map_err(|e| anyhow::anyhow!(e))?;
+        if status != 200 {
+            bail!(
+                "{base}/{path}: HTTP {status}: {}",
+                String::from_utf8_lossy(&body).trim()
+            );
+        }
+        Ok(body)
+    };
+    let cp = String::from_utf8(get("checkpoint")?).context("the checkpoint is not UTF-8")?;
+    let size = SignedCheckpoint::parse(cp.as_bytes())
+        .with_context(|| format!("{base}/checkpoint"))?
+        .checkpoint
+        .size;
+    let found: serde_json::Value =
+        serde_json::from_slice(&get(&format!("lookup?digest={}", digest.to_hex()))?)
+            .context("the lookup answer is not JSON")?;
+    let mut bundles: std::collections::HashMap<u64, Vec<Vec<u8>>> =
+        std::collections::HashMap::new();
+    let mut out = Vec::new();
+    for e in found["entries"]
+        .as_array()
+        .context("the lookup answer has no entries list")?
+    {
+        let index = e["index"]
+            .as_u64()
+            .context("the lookup answer has an entry without an index")?;
+        if index >= size {
+            continue;
+        }
+        let b = index / 256;
+        if let std::collections::hash_map::Entry::Vacant(v) = bundles.entry(b) {
+            let width = nospy_tlog::tile::width_in(0, b, size);
+            let id = nospy_tlog::tile::TileId {
+                level: 0,
+                index: b,
+                width,
+            };
+            let data = get(&id.entries_path())?;
+            let entries = nospy_tlog::tile::parse_bundle(&data, width)
+                .with_context(|| format!("{base}/{}", id.entries_path()))?;
+            v.insert(entries.into_iter().map(|e| e.to_vec()).collect());
+        }
+        let bytes = bundles[&b][(index % 256) as usize].clone();
+        let p: serde_json::Value =
+            serde_json::from_slice(&get(&format!("proof/inclusion?index={index}&size={size}"))?)
+                .context("the proof answer is not JSON")?;
+        let proof = p["proof"]
+            .as_array()
+            .context("the proof answer has no proof")?
+            .iter()
+            .map(|h| h.as_str().and_then(Hash::from_base64))
+            .collect::<Option<Vec<_>>>()
+            .context("a proof hash is not base64 of 32 bytes")?;
+        out.push(LoggedEntry {
+            index,
+            bytes,
+            proof,
+            proof_checkpoint: None,
+        });
+    }
+    Ok((cp, out))
 }

@@ -164,7 +164,7 @@ pub fn run(n: usize, seconds: f64, hash_mib: usize, dir: PathBuf, json: bool) ->
                         proof_checkpoint: Some(e.proof.checkpoint),
                     })
                     .collect(),
-                complete: false,
+                complete: None,
                 consistency: None,
             });
         }

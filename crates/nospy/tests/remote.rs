@@ -192,3 +192,140 @@ fn add_over_http_then_mirror_and_catch_up() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[test]
+fn bundle_and_verify_from_a_server() {
+    let t = tempfile::tempdir().unwrap();
+    let (log, _key_file, vkey) = new_log(t.path(), "remote2.example/log");
+    let vendor = t.path().join("vendor.key");
+    let vendor_vkey = ok(&[
+        "key",
+        "generate",
+        "--name",
+        "release.vendorx.example",
+        "--out",
+        s(&vendor),
+    ])
+    .stdout;
+    let cfg = t.path().join("serve.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[submitter]]\nrole = \"vendor\"\nkey = \"{}\"\n",
+            vendor_vkey.trim()
+        ),
+    )
+    .unwrap();
+    let (mut child, url) = serve(&log, &cfg);
+    let rel = release(t.path(), &vendor, 7);
+    let other = release(t.path(), &vendor, 8);
+    ok(&["log", "add", "--server", &url, &rel, &other]);
+    let agreement = t.path().join("agreement.toml");
+    std::fs::write(
+        &agreement,
+        format!(
+            "name = \"server\"\n[log]\norigin = \"remote2.example/log\"\nkey = \"{vkey}\"\n[witnesses]\nquorum = 0\nmax_age = \"1h\"\n\
+             [[vendor]]\nname = \"VendorX\"\nkeys = [\"{}\"]\n[evaluators]\nquorum = 0\n",
+            vendor_vkey.trim()
+        ),
+    )
+    .unwrap();
+    let fw = t.path().join("fw7.bin");
+    let v: serde_json::Value = serde_json::from_str(
+        &ok(&[
+            "verify",
+            s(&fw),
+            "--agreement",
+            s(&agreement),
+            "--server",
+            &url,
+            "--json",
+        ])
+        .stdout,
+    )
+    .unwrap();
+    assert_eq!(v["verdict"], "admit", "{v:#}");
+    let rev = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "revocation")
+        .unwrap();
+    assert!(
+        rev["reason"].as_str().unwrap().contains("the index of"),
+        "{rev}"
+    );
+    // A bundle from the server verifies offline.
+    let digest = ok(&["log", "entry", s(&log), "0", "--json"]).stdout;
+    assert!(digest.contains("base64"));
+    let b = t.path().join("fw7.bundle");
+    let d = {
+        use sha2::Digest;
+        nospy_tlog::hex::encode(&sha2::Sha256::digest(std::fs::read(&fw).unwrap()))
+    };
+    ok(&[
+        "bundle",
+        "--server",
+        &url,
+        "--artifact-digest",
+        &d,
+        "--out",
+        s(&b),
+    ]);
+    let r = ok(&[
+        "verify",
+        s(&fw),
+        "--agreement",
+        s(&agreement),
+        "--bundle",
+        s(&b),
+    ]);
+    assert!(r.stdout.starts_with("ADMIT"), "{}", r.stdout);
+    // A revocation submitted to the server denies.
+    let revf = t.path().join("rev.json");
+    ok(&[
+        "revoke",
+        "--key",
+        s(&vendor),
+        "--artifact-digest",
+        &d,
+        "--reason",
+        "recalled",
+        "--out",
+        s(&revf),
+    ]);
+    ok(&["log", "add", "--server", &url, s(&revf)]);
+    let r = run(&[
+        "verify",
+        s(&fw),
+        "--agreement",
+        s(&agreement),
+        "--server",
+        &url,
+    ]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(r.stdout.contains("recalled"), "{}", r.stdout);
+    // The lookup answers 400 to nonsense.
+    let r = run(&["bundle", "--server", &url, "--artifact-digest", "zz"]);
+    assert_eq!(r.code, 2);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // A restart rebuilds nothing it does not need: the index is caught up from the log if behind.
+    std::fs::remove_file(log.join(".nospy/index.sqlite")).unwrap();
+    let (mut child, url) = serve(&log, &cfg);
+    let r = run(&[
+        "verify",
+        s(&fw),
+        "--agreement",
+        s(&agreement),
+        "--server",
+        &url,
+    ]);
+    assert_eq!(
+        r.code, 1,
+        "the rebuilt index must still find the revocation: {}",
+        r.stdout
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

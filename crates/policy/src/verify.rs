@@ -84,10 +84,10 @@ pub struct Evidence {
     pub checkpoint: String,
     /// The entries about the artifact.
     pub entries: Vec<LoggedEntry>,
-    /// True if `entries` holds every entry of the log up to the checkpoint that is about the
-    /// artifact (read from the log itself), so that an absence proves something; false for a
-    /// bundle.
-    pub complete: bool,
+    /// Where `entries` comes from when it holds every entry of the log up to the checkpoint that
+    /// is about the artifact, so that an absence proves something: "the log" (a mirror, read
+    /// whole) or "the server's index" (the server's word). `None` for a bundle.
+    pub complete: Option<String>,
     /// A consistency proof from an earlier size to the checkpoint's.
     pub consistency: Option<(u64, Vec<Hash>)>,
 }
@@ -445,11 +445,11 @@ impl<'a> Verifier<'a> {
         }
         if !revoked.is_empty() {
             push("revocation", Outcome::Fail, revoked.join("; "));
-        } else if ev.complete {
+        } else if let Some(source) = &ev.complete {
             push(
                 "revocation",
                 Outcome::Pass,
-                format!("no revocation in the log up to size {}", cp.size),
+                format!("no revocation in {source} up to size {}", cp.size),
             );
         } else {
             push(

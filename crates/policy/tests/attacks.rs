@@ -193,7 +193,7 @@ impl Log {
         Evidence {
             checkpoint,
             entries,
-            complete,
+            complete: complete.then(|| "the log".to_string()),
             consistency: None,
         }
     }
@@ -541,7 +541,7 @@ fn a_revocation_in_the_log_denies() {
 fn a_bundle_says_revocation_not_checked() {
     let f = honest();
     let mut ev = full(&f);
-    ev.complete = false;
+    ev.complete = None;
     let v = run(&f, "", &ev, None);
     assert!(v.admit);
     let c = v.checks.iter().find(|c| c.name == "revocation").unwrap();

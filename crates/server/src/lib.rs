@@ -20,6 +20,7 @@
 pub mod bench;
 pub mod client;
 pub mod config;
+pub mod index;
 pub mod metrics;
 pub mod witness;
 pub mod witnessing;
@@ -101,6 +102,7 @@ struct Shared {
     config_path: Option<PathBuf>,
     config_stamp: RwLock<Option<SystemTime>>,
     metrics: Arc<Metrics>,
+    index: std::sync::Mutex<index::Index>,
 }
 
 /// What HTTP handlers hold: the shared state, and the way into the sequencer's queue. Only
@@ -175,6 +177,11 @@ pub async fn start(opts: Options) -> Result<Running, String> {
     let metrics = Arc::new(Metrics::default());
     metrics.tree_size.store(seq.size(), Relaxed);
     let (tx, rx) = mpsc::channel(opts.queue.max(1));
+    let mut idx = index::Index::open(&opts.dir)?;
+    let caught_up = idx.catch_up(&DirStorage::new(&opts.dir), seq.size())?;
+    if caught_up > 0 {
+        eprintln!("nospy serve: indexed {caught_up} entries the lookup index did not have");
+    }
     let stamp = opts
         .config
         .as_ref()
@@ -187,6 +194,7 @@ pub async fn start(opts: Options) -> Result<Running, String> {
         config_path: opts.config.clone(),
         config_stamp: RwLock::new(stamp),
         metrics: metrics.clone(),
+        index: std::sync::Mutex::new(idx),
     });
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
@@ -386,12 +394,38 @@ fn run_sequencer(
                     text: seq.checkpoint().to_text(),
                     size: seq.size(),
                 };
+                // Acknowledge first; then the lookup index follows the log (it is not part of the
+                // acknowledgement's durability: it can be rebuilt from the log).
+                let mut kept = Vec::with_capacity(batch.len());
                 for (r, a) in batch.into_iter().zip(out) {
                     shared
                         .metrics
                         .append_latency
                         .observe(r.received.elapsed().as_secs_f64());
                     let _ = r.reply.send(Ok(a));
+                    if !a.duplicate {
+                        kept.push((a.index, r.entry, r.parsed));
+                    }
+                }
+                let rows: Vec<index::Row> = kept
+                    .iter()
+                    .map(|(i, entry, parsed)| index::Row {
+                        index: *i,
+                        entry,
+                        predicate_type: &parsed.statement.predicate_type,
+                        subjects: parsed.statement.subject_sha256(),
+                        signers: parsed.named.iter().map(|k| k.to_string()).collect(),
+                    })
+                    .collect();
+                if let Err(e) = shared
+                    .index
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .add(&rows)
+                {
+                    eprintln!(
+                        "nospy serve: the lookup index is behind (rebuilt at the next start): {e}"
+                    );
                 }
                 if added > 0 {
                     witness(&seq, &shared, &rt, &client, &mut witness_sizes);
@@ -562,6 +596,7 @@ fn router(state: AppState) -> Router {
         .route("/proof/inclusion", get(get_inclusion))
         .route("/proof/consistency", get(get_consistency))
         .route("/metrics", get(get_metrics))
+        .route("/lookup", get(get_lookup))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
@@ -843,6 +878,38 @@ async fn get_consistency(
         Ok(p) => {
             let hashes: Vec<String> = p.iter().map(|h| h.to_base64()).collect();
             let body = serde_json::json!({"from": q.from, "to": to, "proof": hashes}).to_string();
+            respond(&s, StatusCode::OK, "application/json", Some(SHORT), body)
+        }
+        Err(e) => error(&s, StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+#[derive(Deserialize)]
+struct LookupQuery {
+    digest: String,
+}
+
+async fn get_lookup(
+    State(s): State<AppState>,
+    q: Result<Query<LookupQuery>, QueryRejection>,
+) -> Response<Body> {
+    let Ok(Query(q)) = q else {
+        return error(&s, StatusCode::BAD_REQUEST, "expected ?digest=<sha256 hex>");
+    };
+    let hex = q.digest.strip_prefix("sha256:").unwrap_or(&q.digest);
+    let Some(d) = nospy_tlog::Hash::from_hex(hex).filter(|_| hex.len() == 64) else {
+        return error(&s, StatusCode::BAD_REQUEST, "digest is not 64 hex digits");
+    };
+    let size = lock_read(&s.published).size;
+    let found = s
+        .index
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .lookup(&d, size);
+    match found {
+        Ok(f) => {
+            let body =
+                serde_json::json!({"digest": d.to_hex(), "size": size, "entries": f}).to_string();
             respond(&s, StatusCode::OK, "application/json", Some(SHORT), body)
         }
         Err(e) => error(&s, StatusCode::INTERNAL_SERVER_ERROR, e),

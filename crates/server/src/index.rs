@@ -1,0 +1,181 @@
+//! The lookup index beside the tiles: entries by artifact digest, predicate type and signer, in
+//! SQLite (`.nospy/index.sqlite`). The tiles answer "what is entry N"; the index answers "what
+//! was said about this firmware". It is derived data: rebuilt from the log when missing or
+//! behind, and never consulted to decide what the log holds.
+
+use nospy_log::storage::DirStorage;
+use nospy_log::{TileCache, TileReader};
+use nospy_tlog::hash::leaf_hash;
+use nospy_tlog::Hash;
+use rusqlite::{params, Connection};
+use std::path::Path;
+
+/// One indexed entry.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Found {
+    /// The entry's index.
+    pub index: u64,
+    /// Its leaf hash, hex.
+    pub leaf_hash: String,
+    /// The statement's predicate type.
+    pub predicate_type: String,
+    /// The verifier keys its signatures name.
+    pub signers: Vec<String>,
+}
+
+/// The index.
+pub struct Index {
+    db: Connection,
+}
+
+/// What the index needs of one entry.
+pub struct Row<'a> {
+    /// Index in the log.
+    pub index: u64,
+    /// The entry bytes.
+    pub entry: &'a [u8],
+    /// Its predicate type.
+    pub predicate_type: &'a str,
+    /// SHA-256 digests of its subjects.
+    pub subjects: Vec<Hash>,
+    /// The verifier keys its signatures name.
+    pub signers: Vec<String>,
+}
+
+impl Index {
+    /// Opens (creating if needed) the index of the log in `dir`.
+    pub fn open(dir: &Path) -> Result<Index, String> {
+        let p = dir.join(".nospy/index.sqlite");
+        let db = Connection::open(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+        db.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
+             CREATE TABLE IF NOT EXISTS entries (idx INTEGER PRIMARY KEY, leaf_hash BLOB NOT NULL, predicate_type TEXT NOT NULL, signers TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS subjects (digest BLOB NOT NULL, idx INTEGER NOT NULL);
+             CREATE INDEX IF NOT EXISTS subjects_digest ON subjects (digest);
+             CREATE INDEX IF NOT EXISTS entries_type ON entries (predicate_type);",
+        )
+        .map_err(|e| format!("{}: {e}", p.display()))?;
+        Ok(Index { db })
+    }
+
+    /// How many entries are indexed (the index covers `0..size`).
+    pub fn size(&self) -> Result<u64, String> {
+        self.db
+            .query_row("SELECT COALESCE(MAX(idx) + 1, 0) FROM entries", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|n| n as u64)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Adds entries (in one transaction); entries already indexed are skipped.
+    pub fn add(&mut self, rows: &[Row]) -> Result<(), String> {
+        let tx = self.db.transaction().map_err(|e| e.to_string())?;
+        {
+            let mut e = tx
+                .prepare_cached("INSERT OR IGNORE INTO entries (idx, leaf_hash, predicate_type, signers) VALUES (?1, ?2, ?3, ?4)")
+                .map_err(|e| e.to_string())?;
+            let mut s = tx
+                .prepare_cached("INSERT INTO subjects (digest, idx) VALUES (?1, ?2)")
+                .map_err(|e| e.to_string())?;
+            for r in rows {
+                let inserted = e
+                    .execute(params![
+                        r.index as i64,
+                        leaf_hash(r.entry).0.to_vec(),
+                        r.predicate_type,
+                        r.signers.join("\n")
+                    ])
+                    .map_err(|e| e.to_string())?;
+                if inserted > 0 {
+                    for d in &r.subjects {
+                        s.execute(params![d.0.to_vec(), r.index as i64])
+                            .map_err(|e| e.to_string())?;
+                    }
+                }
+            }
+        }
+        tx.commit().map_err(|e| e.to_string())
+    }
+
+    /// The entries about `digest` below `size`, in log order.
+    pub fn lookup(&self, digest: &Hash, size: u64) -> Result<Vec<Found>, String> {
+        let mut st = self
+            .db
+            .prepare_cached(
+                "SELECT e.idx, e.leaf_hash, e.predicate_type, e.signers FROM subjects s JOIN entries e ON e.idx = s.idx
+                 WHERE s.digest = ?1 AND e.idx < ?2 ORDER BY e.idx LIMIT 10000",
+            )
+            .map_err(|e| e.to_string())?;
+        let rows = st
+            .query_map(params![digest.0.to_vec(), size as i64], |r| {
+                let leaf: Vec<u8> = r.get(1)?;
+                let signers: String = r.get(3)?;
+                Ok(Found {
+                    index: r.get::<_, i64>(0)? as u64,
+                    leaf_hash: nospy_tlog::hex::encode(&leaf),
+                    predicate_type: r.get(2)?,
+                    signers: signers
+                        .split('\n')
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_string)
+                        .collect(),
+                })
+            })
+            .map_err(|e| e.to_string())?;
+        rows.collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())
+    }
+
+    /// Indexes the entries of the log from what is indexed up to `size`, reading the bundles.
+    /// Entries that are not nospy statements are indexed with an empty predicate type.
+    pub fn catch_up(&mut self, storage: &DirStorage, size: u64) -> Result<u64, String> {
+        let from = self.size()?;
+        if from >= size {
+            return Ok(0);
+        }
+        let cache = TileCache::new(1);
+        let reader = TileReader::new(storage, &cache, size);
+        let mut done = 0;
+        for b in from / 256..size.div_ceil(256) {
+            let entries = reader.bundle(b).map_err(|e| e.to_string())?;
+            let parsed: Vec<(u64, &Vec<u8>, Option<nospy_statement::Unverified>)> = entries
+                .iter()
+                .enumerate()
+                .map(|(k, e)| {
+                    (
+                        b * 256 + k as u64,
+                        e,
+                        nospy_statement::parse_unverified(e, |id| {
+                            nospy_tlog::note::VerifierKey::parse(id).ok()
+                        })
+                        .ok(),
+                    )
+                })
+                .filter(|(i, _, _)| *i >= from)
+                .collect();
+            let rows: Vec<Row> = parsed
+                .iter()
+                .map(|(i, e, p)| match p {
+                    Some(u) => Row {
+                        index: *i,
+                        entry: e,
+                        predicate_type: &u.statement.predicate_type,
+                        subjects: u.statement.subject_sha256(),
+                        signers: u.named.iter().map(|k| k.to_string()).collect(),
+                    },
+                    None => Row {
+                        index: *i,
+                        entry: e,
+                        predicate_type: "",
+                        subjects: vec![],
+                        signers: vec![],
+                    },
+                })
+                .collect();
+            done += rows.len() as u64;
+            self.add(&rows)?;
+        }
+        Ok(done)
+    }
+}
