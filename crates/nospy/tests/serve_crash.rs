@@ -171,3 +171,38 @@ fn sigkill_during_concurrent_submissions_loses_nothing_acknowledged() {
         }
     }
 }
+
+#[test]
+fn sigterm_finishes_what_was_acknowledged_and_exits() {
+    let t = tempfile::tempdir().unwrap();
+    let (log, _key, vkey) = new_log(t.path(), "term.serve.example/log");
+    let vendor = nospy_tlog::note::SignerKey::from_seed("vendor.example", [6; 32]).unwrap();
+    let cfg = t.path().join("serve.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[submitter]]\nrole = \"vendor\"\nkey = \"{}\"\n",
+            vendor.verifier()
+        ),
+    )
+    .unwrap();
+    let (mut child, addr) = start(&log, &cfg);
+    let mut acked = 0;
+    for i in 0..20 {
+        if let Some((200, _)) = post(addr, &entry(&vendor, i)) {
+            acked += 1;
+        }
+    }
+    assert_eq!(acked, 20);
+    let st = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "nospy serve exited with {status}");
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(&["log", "audit", s(&log), "--key", &vkey, "--json"]).stdout)
+            .unwrap();
+    assert_eq!(v["entries"], 20);
+}

@@ -936,6 +936,8 @@ pub fn run(opts: Options) -> Result<(), String> {
     rt.block_on(async {
         let running = start(opts).await?;
         eprintln!("nospy serve: listening on http://{}", running.addr);
-        running.wait().await
+        running.wait().await?;
+        eprintln!("nospy serve: stopped; every acknowledged entry is in the log");
+        Ok(())
     })
 }

@@ -101,3 +101,104 @@ fn the_litewitness_scenario_gives_the_expected_statuses() {
     }
     rt.block_on(w.shutdown());
 }
+
+#[test]
+fn a_fork_or_a_rollback_is_refused_and_the_state_kept() {
+    use nospy_tlog::checkpoint::Checkpoint;
+    use nospy_tlog::merkle::{self, MemoryTree};
+    let log = SignerKey::from_seed("log.example/w", [1; 32]).unwrap();
+    let t = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let w = rt
+        .block_on(start(WitnessOptions {
+            key: SignerKey::from_seed("witness.example/w", [2; 32]).unwrap(),
+            logs: vec![("log.example/w".into(), log.verifier())],
+            db: t.path().join("w.sqlite"),
+            listen: "127.0.0.1:0".parse().unwrap(),
+        }))
+        .unwrap();
+    let mut honest = MemoryTree::new();
+    let mut fork = MemoryTree::new();
+    for i in 0..8u8 {
+        honest.push(nospy_tlog::hash::leaf_hash(&[i]));
+        fork.push(nospy_tlog::hash::leaf_hash(&[
+            i,
+            if i >= 3 { 1 } else { 0 },
+        ]));
+    }
+    let cp = |tree: &MemoryTree, size: u64| {
+        Checkpoint {
+            origin: "log.example/w".into(),
+            size,
+            root: merkle::root(tree, size).unwrap(),
+            extensions: vec![],
+        }
+        .sign(&log)
+        .unwrap()
+        .to_text()
+    };
+    let body = |old: u64, proof: &[nospy_tlog::Hash], c: &str| {
+        nospy_server::witnessing::body(old, proof, c)
+    };
+    assert_eq!(
+        request(
+            w.addr,
+            "POST",
+            "/add-checkpoint",
+            body(0, &[], &cp(&honest, 5)).as_bytes()
+        )
+        .status,
+        200
+    );
+    // A fork: the same size, another root.
+    let r = request(
+        w.addr,
+        "POST",
+        "/add-checkpoint",
+        body(5, &[], &cp(&fork, 5)).as_bytes(),
+    );
+    assert_eq!((r.status, r.text()), (409, "5\n".to_string()));
+    // A fork that grows: its consistency proof from the fork's size 5 does not match what was
+    // cosigned.
+    let p = merkle::consistency_proof(&fork, 5, 8).unwrap();
+    let r = request(
+        w.addr,
+        "POST",
+        "/add-checkpoint",
+        body(5, &p, &cp(&fork, 8)).as_bytes(),
+    );
+    assert_eq!(r.status, 422, "{}", r.text());
+    // A rollback: a smaller checkpoint, claimed from 0 or from 5.
+    let r = request(
+        w.addr,
+        "POST",
+        "/add-checkpoint",
+        body(0, &[], &cp(&honest, 3)).as_bytes(),
+    );
+    assert_eq!((r.status, r.text()), (409, "5\n".to_string()));
+    let r = request(
+        w.addr,
+        "POST",
+        "/add-checkpoint",
+        body(5, &[], &cp(&honest, 3)).as_bytes(),
+    );
+    assert_eq!(r.status, 400);
+    // The state is unchanged: the honest extension from 5 is cosigned.
+    let p = merkle::consistency_proof(&honest, 5, 8).unwrap();
+    let r = request(
+        w.addr,
+        "POST",
+        "/add-checkpoint",
+        body(5, &p, &cp(&honest, 8)).as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    // Malformed requests.
+    for bad in ["", "old x\n\n", "old 1\nnot base64\n\n", "old 0\n"] {
+        assert_eq!(
+            request(w.addr, "POST", "/add-checkpoint", bad.as_bytes()).status,
+            400,
+            "{bad:?}"
+        );
+    }
+    rt.block_on(w.shutdown());
+}
