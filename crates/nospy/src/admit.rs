@@ -291,21 +291,7 @@ pub fn verify_cmd(a: VerifyArgs) -> Result<ExitCode> {
                 b.artifact.to_hex()
             );
         }
-        Evidence {
-            checkpoint: b.checkpoint,
-            entries: b
-                .entries
-                .into_iter()
-                .map(|e| LoggedEntry {
-                    index: e.proof.index,
-                    bytes: e.entry,
-                    proof: e.proof.proof,
-                    proof_checkpoint: Some(e.proof.checkpoint),
-                })
-                .collect(),
-            complete: None,
-            consistency: b.consistency,
-        }
+        Evidence::from(b)
     } else {
         let dir = a.log.as_ref().context("give --bundle or --log")?;
         let log = Log::open(dir)?;

@@ -3,7 +3,7 @@
 use crate::util::print_json;
 use anyhow::{Context as _, Result};
 use nospy_manifest::Manifest;
-use nospy_policy::{Agreement, Evidence, LoggedEntry, Verifier};
+use nospy_policy::{Agreement, Evidence, Verifier};
 use nospy_statement::bundle::{Bundle, BundleEntry};
 use nospy_statement::predicate::*;
 use nospy_statement::{sign, DigestSet, ResourceDescriptor};
@@ -152,21 +152,7 @@ pub fn run(n: usize, seconds: f64, hash_mib: usize, dir: PathBuf, json: bool) ->
         for b in &bundles {
             let bundle = Bundle::parse(b).map_err(|e| anyhow::anyhow!("bench bundle: {e}"))?;
             signatures += bundle.entries.len() as u64;
-            evidence.push(Evidence {
-                checkpoint: bundle.checkpoint,
-                entries: bundle
-                    .entries
-                    .into_iter()
-                    .map(|e| LoggedEntry {
-                        index: e.proof.index,
-                        bytes: e.entry,
-                        proof: e.proof.proof,
-                        proof_checkpoint: Some(e.proof.checkpoint),
-                    })
-                    .collect(),
-                complete: None,
-                consistency: None,
-            });
+            evidence.push(Evidence::from(bundle));
         }
         let items: Vec<(&nospy_tlog::Hash, &Evidence)> = artifacts
             .iter()

@@ -4,42 +4,6 @@
 
 mod common;
 use common::*;
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Stdio};
-
-fn serve(dir: &std::path::Path, cfg: &std::path::Path) -> (Child, String) {
-    let mut child = nospy()
-        .args([
-            "serve",
-            "--dir",
-            s(dir),
-            "--config",
-            s(cfg),
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    let url = loop {
-        line.clear();
-        assert!(
-            err.read_line(&mut line).unwrap() > 0,
-            "nospy serve exited before listening"
-        );
-        if let Some(a) = line.trim().strip_prefix("nospy serve: listening on ") {
-            break a.to_string();
-        }
-    };
-    std::thread::spawn(move || {
-        let mut sink = String::new();
-        let _ = err.read_to_string(&mut sink);
-    });
-    (child, url)
-}
 
 fn release(t: &std::path::Path, key: &std::path::Path, i: u32) -> String {
     let fw = t.join(format!("fw{i}.bin"));

@@ -6,9 +6,8 @@
 mod common;
 use common::*;
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 
 fn post(addr: SocketAddr, body: &[u8]) -> Option<(u16, String)> {
@@ -30,42 +29,9 @@ fn post(addr: SocketAddr, body: &[u8]) -> Option<(u16, String)> {
     ))
 }
 
-fn start(dir: &std::path::Path, cfg: &std::path::Path) -> (Child, SocketAddr) {
-    let mut child = nospy()
-        .args([
-            "serve",
-            "--dir",
-            s(dir),
-            "--config",
-            s(cfg),
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    let addr = loop {
-        line.clear();
-        assert!(
-            err.read_line(&mut line).unwrap() > 0,
-            "nospy serve exited before listening"
-        );
-        if let Some(a) = line
-            .trim()
-            .strip_prefix("nospy serve: listening on http://")
-        {
-            break a.parse().unwrap();
-        }
-    };
-    // Keep draining its standard error so that it never blocks on a full pipe.
-    std::thread::spawn(move || {
-        let mut sink = String::new();
-        let _ = err.read_to_string(&mut sink);
-    });
-    (child, addr)
+fn start(dir: &std::path::Path, cfg: &std::path::Path) -> (std::process::Child, SocketAddr) {
+    let (child, url) = serve(dir, cfg);
+    (child, url.trim_start_matches("http://").parse().unwrap())
 }
 
 fn entry(vendor: &nospy_tlog::note::SignerKey, i: u64) -> Vec<u8> {

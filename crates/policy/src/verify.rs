@@ -118,6 +118,28 @@ pub struct Verifier<'a> {
     checked: RefCell<HashMap<Hash, Result<CheckedCheckpoint, String>>>,
 }
 
+impl From<nospy_statement::bundle::Bundle> for Evidence {
+    /// A bundle's evidence: its checkpoint, its entries with their tlog-proofs, and no claim of
+    /// completeness (a bundle cannot prove that a revocation does not exist).
+    fn from(b: nospy_statement::bundle::Bundle) -> Evidence {
+        Evidence {
+            checkpoint: b.checkpoint,
+            entries: b
+                .entries
+                .into_iter()
+                .map(|e| LoggedEntry {
+                    index: e.proof.index,
+                    bytes: e.entry,
+                    proof: e.proof.proof,
+                    proof_checkpoint: Some(e.proof.checkpoint),
+                })
+                .collect(),
+            complete: None,
+            consistency: b.consistency,
+        }
+    }
+}
+
 struct Entry<'a> {
     entry: &'a LoggedEntry,
     opened: Opened,

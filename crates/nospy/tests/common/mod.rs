@@ -97,3 +97,41 @@ pub fn files_under(dir: &Path) -> Vec<(String, Vec<u8>)> {
     out.sort();
     out
 }
+
+/// Starts `nospy serve` on a free loopback port; returns the child and its URL
+/// (`http://127.0.0.1:N`), read from what it prints.
+pub fn serve(dir: &Path, config: &Path) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader, Read};
+    let mut child = nospy()
+        .args([
+            "serve",
+            "--dir",
+            s(dir),
+            "--config",
+            s(config),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let url = loop {
+        line.clear();
+        assert!(
+            err.read_line(&mut line).unwrap() > 0,
+            "nospy serve exited before listening"
+        );
+        if let Some(a) = line.trim().strip_prefix("nospy serve: listening on ") {
+            break a.to_string();
+        }
+    };
+    // Keep draining its standard error so that it never blocks on a full pipe.
+    std::thread::spawn(move || {
+        let mut sink = String::new();
+        let _ = err.read_to_string(&mut sink);
+    });
+    (child, url)
+}
