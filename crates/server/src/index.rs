@@ -29,13 +29,13 @@ pub struct Index {
 }
 
 /// What the index needs of one entry.
-pub struct Row<'a> {
+pub struct Row {
     /// Index in the log.
     pub index: u64,
-    /// The entry bytes.
-    pub entry: &'a [u8],
+    /// The entry's leaf hash.
+    pub leaf_hash: Hash,
     /// Its predicate type.
-    pub predicate_type: &'a str,
+    pub predicate_type: String,
     /// SHA-256 digests of its subjects.
     pub subjects: Vec<Hash>,
     /// The verifier keys its signatures name.
@@ -82,7 +82,7 @@ impl Index {
                 let inserted = e
                     .execute(params![
                         r.index as i64,
-                        leaf_hash(r.entry).0.to_vec(),
+                        r.leaf_hash.0.to_vec(),
                         r.predicate_type,
                         r.signers.join("\n")
                     ])
@@ -159,15 +159,15 @@ impl Index {
                 .map(|(i, e, p)| match p {
                     Some(u) => Row {
                         index: *i,
-                        entry: e,
-                        predicate_type: &u.statement.predicate_type,
+                        leaf_hash: leaf_hash(e),
+                        predicate_type: u.statement.predicate_type.clone(),
                         subjects: u.statement.subject_sha256(),
                         signers: u.named.iter().map(|k| k.to_string()).collect(),
                     },
                     None => Row {
                         index: *i,
-                        entry: e,
-                        predicate_type: "",
+                        leaf_hash: leaf_hash(e),
+                        predicate_type: String::new(),
                         subjects: vec![],
                         signers: vec![],
                     },

@@ -72,7 +72,11 @@ pub struct Options {
 /// sequencer checks a whole batch's at once).
 struct AddRequest {
     entry: Vec<u8>,
-    parsed: nospy_statement::Unverified,
+    check: nospy_statement::SignatureCheck,
+    /// What the lookup index records of it.
+    predicate_type: String,
+    subjects: Vec<nospy_tlog::Hash>,
+    signers: Vec<String>,
     received: Instant,
     reply: oneshot::Sender<Result<nospy_log::Appended, Refused>>,
 }
@@ -205,13 +209,43 @@ pub async fn start(opts: Options) -> Result<Running, String> {
     let seq_key = opts.key.clone();
     let max_batch = opts.max_batch.clamp(1, nospy_log::MAX_BATCH);
     let (verified_tx, verified_rx) = std::sync::mpsc::sync_channel(1);
+    // The lookup index is written by its own thread, so that SQLite never slows the sequencer.
+    let (index_tx, index_rx) = std::sync::mpsc::channel::<Vec<index::Row>>();
+    let index_shared = shared.clone();
+    let indexer = std::thread::Builder::new()
+        .name("indexer".into())
+        .spawn(move || {
+            while let Ok(rows) = index_rx.recv() {
+                if let Err(e) = index_shared
+                    .index
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .add(&rows)
+                {
+                    eprintln!(
+                        "nospy serve: the lookup index is behind (rebuilt at the next start): {e}"
+                    );
+                }
+            }
+        })
+        .map_err(|e| e.to_string())?;
     let verifier = std::thread::Builder::new()
         .name("verifier".into())
         .spawn(move || run_verifier(rx, verified_tx, max_batch))
         .map_err(|e| e.to_string())?;
     let sequencer = std::thread::Builder::new()
         .name("sequencer".into())
-        .spawn(move || run_sequencer(seq, seq_key, verified_rx, seq_shared, handle, max_batch))
+        .spawn(move || {
+            run_sequencer(
+                seq,
+                seq_key,
+                index_tx,
+                verified_rx,
+                seq_shared,
+                handle,
+                max_batch,
+            )
+        })
         .map_err(|e| e.to_string())?;
     let reload_shared = shared.clone();
     let reloader = tokio::spawn(async move {
@@ -231,10 +265,15 @@ pub async fn start(opts: Options) -> Result<Running, String> {
         // No more submissions can arrive: closing the queue lets the sequencer finish what is
         // queued, acknowledge it, and stop.
         drop(shared);
-        tokio::task::spawn_blocking(move || verifier.join().and_then(|_| sequencer.join()))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|_| "the sequencer thread panicked".to_string())
+        tokio::task::spawn_blocking(move || {
+            verifier
+                .join()
+                .and_then(|_| sequencer.join())
+                .and_then(|_| indexer.join())
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|_| "the sequencer thread panicked".to_string())
     });
     Ok(Running {
         addr,
@@ -328,8 +367,8 @@ fn run_verifier(
         }
         let idle = batch.is_empty();
         if !idle {
-            let ok = nospy_statement::check_named_signatures(
-                &batch.iter().map(|r| &r.parsed).collect::<Vec<_>>(),
+            let ok = nospy_statement::check_signatures(
+                &batch.iter().map(|r| &r.check).collect::<Vec<_>>(),
             );
             for (r, ok) in batch.into_iter().zip(ok) {
                 if ok {
@@ -364,6 +403,7 @@ fn run_verifier(
 fn run_sequencer(
     mut seq: Sequencer,
     key: SignerKey,
+    index_tx: std::sync::mpsc::Sender<Vec<index::Row>>,
     rx: std::sync::mpsc::Receiver<Vec<AddRequest>>,
     shared: Arc<Shared>,
     rt: tokio::runtime::Handle,
@@ -394,9 +434,9 @@ fn run_sequencer(
                     text: seq.checkpoint().to_text(),
                     size: seq.size(),
                 };
-                // Acknowledge first; then the lookup index follows the log (it is not part of the
-                // acknowledgement's durability: it can be rebuilt from the log).
-                let mut kept = Vec::with_capacity(batch.len());
+                // Acknowledge first; then the lookup index follows the log on its own thread (it
+                // is not part of the acknowledgement's durability: it can be rebuilt from the log).
+                let mut rows = Vec::with_capacity(batch.len());
                 for (r, a) in batch.into_iter().zip(out) {
                     shared
                         .metrics
@@ -404,29 +444,16 @@ fn run_sequencer(
                         .observe(r.received.elapsed().as_secs_f64());
                     let _ = r.reply.send(Ok(a));
                     if !a.duplicate {
-                        kept.push((a.index, r.entry, r.parsed));
+                        rows.push(index::Row {
+                            index: a.index,
+                            leaf_hash: a.hash,
+                            predicate_type: r.predicate_type,
+                            subjects: r.subjects,
+                            signers: r.signers,
+                        });
                     }
                 }
-                let rows: Vec<index::Row> = kept
-                    .iter()
-                    .map(|(i, entry, parsed)| index::Row {
-                        index: *i,
-                        entry,
-                        predicate_type: &parsed.statement.predicate_type,
-                        subjects: parsed.statement.subject_sha256(),
-                        signers: parsed.named.iter().map(|k| k.to_string()).collect(),
-                    })
-                    .collect();
-                if let Err(e) = shared
-                    .index
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .add(&rows)
-                {
-                    eprintln!(
-                        "nospy serve: the lookup index is behind (rebuilt at the next start): {e}"
-                    );
-                }
+                let _ = index_tx.send(rows);
                 if added > 0 {
                     witness(&seq, &shared, &rt, &client, &mut witness_sizes);
                 }
@@ -759,12 +786,19 @@ async fn post_add(State(s): State<AppState>, req: axum::extract::Request) -> Res
         );
     }
     let (tx, rx) = oneshot::channel();
-    match s.queue.try_send(AddRequest {
+    // Only what the verifier and the index need goes on: the parsed statement is dropped here,
+    // on the handler's thread, not on the sequencer's.
+    let req = AddRequest {
         entry: body.to_vec(),
-        parsed,
+        check: parsed.signature_check(),
+        predicate_type: parsed.statement.predicate_type.clone(),
+        subjects: parsed.statement.subject_sha256(),
+        signers: parsed.named.iter().map(|k| k.to_string()).collect(),
         received,
         reply: tx,
-    }) {
+    };
+    drop(parsed);
+    match s.queue.try_send(req) {
         Ok(()) => {}
         Err(mpsc::error::TrySendError::Full(_)) => {
             let mut r = error(

@@ -212,23 +212,46 @@ pub fn parse_unverified(
     })
 }
 
-/// Checks, for each statement, that every signature verifies with the key its keyid names: all
+/// What checking an envelope's signatures needs, and nothing more: the PAE bytes, and each
+/// signature with the key its keyid names. Small, so that it can travel to a batch verifier.
+#[derive(Debug, Clone)]
+pub struct SignatureCheck {
+    pae: Vec<u8>,
+    sigs: Vec<(Vec<u8>, VerifierKey)>,
+}
+
+impl Unverified {
+    /// The signature check of this envelope.
+    pub fn signature_check(&self) -> SignatureCheck {
+        SignatureCheck {
+            pae: dsse::pae(&self.envelope.payload_type, &self.envelope.payload),
+            sigs: self
+                .envelope
+                .signatures
+                .iter()
+                .map(|s| s.sig.clone())
+                .zip(self.named.iter().cloned())
+                .collect(),
+        }
+    }
+}
+
+/// Checks, for each envelope, that every signature verifies with the key its keyid names: all
 /// of them in one Ed25519 batch, and one by one only if the batch fails (to find which).
-pub fn check_named_signatures(items: &[&Unverified]) -> Vec<bool> {
-    let mut msgs: Vec<Vec<u8>> = Vec::new();
+pub fn check_signatures(items: &[&SignatureCheck]) -> Vec<bool> {
+    let mut msgs: Vec<&[u8]> = Vec::new();
     let mut sigs = Vec::new();
     let mut vks = Vec::new();
     let mut usable = true;
-    for u in items {
-        let m = dsse::pae(&u.envelope.payload_type, &u.envelope.payload);
-        for (s, k) in u.envelope.signatures.iter().zip(&u.named) {
+    for c in items {
+        for (s, k) in &c.sigs {
             match (
-                <[u8; 64]>::try_from(s.sig.as_slice()),
+                <[u8; 64]>::try_from(s.as_slice()),
                 k.ed25519(),
                 k.alg() == nospy_tlog::note::ALG_ED25519,
             ) {
                 (Ok(sig), Some(vk), true) => {
-                    msgs.push(m.clone());
+                    msgs.push(&c.pae);
                     sigs.push(ed25519_dalek::Signature::from_bytes(&sig));
                     vks.push(*vk);
                 }
@@ -236,22 +259,22 @@ pub fn check_named_signatures(items: &[&Unverified]) -> Vec<bool> {
             }
         }
     }
-    let refs: Vec<&[u8]> = msgs.iter().map(|m| m.as_slice()).collect();
-    if usable && !sigs.is_empty() && ed25519_dalek::verify_batch(&refs, &sigs, &vks).is_ok() {
-        return vec![true; items.len()];
-    }
+    // One signature alone is cheaper to check directly than through the batch equation.
+    let batch_ok =
+        usable && sigs.len() > 1 && ed25519_dalek::verify_batch(&msgs, &sigs, &vks).is_ok();
     items
         .iter()
-        .map(|u| {
-            let m = dsse::pae(&u.envelope.payload_type, &u.envelope.payload);
-            !u.named.is_empty()
-                && u.envelope
-                    .signatures
-                    .iter()
-                    .zip(&u.named)
-                    .all(|(s, k)| k.verify_ed25519(&m, &s.sig))
+        .map(|c| {
+            batch_ok
+                || (!c.sigs.is_empty() && c.sigs.iter().all(|(s, k)| k.verify_ed25519(&c.pae, s)))
         })
         .collect()
+}
+
+/// [`check_signatures`] on parsed envelopes.
+pub fn check_named_signatures(items: &[&Unverified]) -> Vec<bool> {
+    let checks: Vec<SignatureCheck> = items.iter().map(|u| u.signature_check()).collect();
+    check_signatures(&checks.iter().collect::<Vec<_>>())
 }
 
 /// Parses an envelope and its statement, checking each signature against the key its keyid
