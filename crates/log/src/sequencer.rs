@@ -2,8 +2,10 @@
 //!
 //! One append is one batch, committed in this order:
 //!
-//! 1. `.nospy/pending` records the size the batch will reach (fsynced), so that recovery knows
-//!    which tile paths a crash may have left half-written;
+//! 1. `.nospy/pending` records a size the batch will not go beyond (replaced atomically and
+//!    durably), so that recovery knows which tile paths a crash may have left half-written. It
+//!    records the batch's end plus [`PENDING_HEADROOM`] entries, so that it is rewritten only
+//!    once per that many entries, not for every batch;
 //! 2. every new full tile, the new partial tiles, the full entry bundles and the new partial
 //!    bundle are written and fsynced, and so are the directories that name them;
 //! 3. the new checkpoint is signed, written to `.nospy/checkpoint.tmp`, fsynced, renamed over
@@ -29,6 +31,10 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 const PENDING: &str = ".nospy/pending";
+const PENDING_TMP: &str = ".nospy/pending.tmp";
+
+/// How far beyond a batch's end the pending record reaches (see the module documentation).
+pub const PENDING_HEADROOM: u64 = 1 << 16;
 const CHECKPOINT_TMP: &str = ".nospy/checkpoint.tmp";
 const LOCK: &str = ".nospy/lock";
 
@@ -64,6 +70,8 @@ pub struct Sequencer {
     /// Set when a commit failed part-way: the files on disk may be ahead of this object, so it
     /// refuses to append until the log is reopened (which recovers from the disk's state).
     poisoned: bool,
+    /// The size `.nospy/pending` covers (0: no record yet).
+    pending_target: u64,
     _lock: File,
 }
 
@@ -207,6 +215,7 @@ impl Sequencer {
             bundle_count: w,
             dedup: None,
             poisoned: false,
+            pending_target: 0,
             _lock: lock,
         })
     }
@@ -307,8 +316,12 @@ impl Sequencer {
         old_size: u64,
         new_size: u64,
     ) -> Result<(), LogError> {
-        self.storage
-            .write_durably(&[(PENDING.to_string(), new_size.to_string().into_bytes())])?;
+        if new_size > self.pending_target {
+            let target = new_size + PENDING_HEADROOM;
+            self.storage
+                .replace_atomically(PENDING, PENDING_TMP, target.to_string().as_bytes())?;
+            self.pending_target = target;
+        }
         let mut files: Vec<(String, Vec<u8>)> = Vec::new();
         let bundle_base = old_size / TILE_WIDTH as u64;
         let mut bundle_index = bundle_base;
@@ -439,13 +452,14 @@ fn discard_unfinished_batch(storage: &DirStorage, size: u64) -> Result<(), LogEr
     let text = String::from_utf8_lossy(&bytes);
     let target: u64 = match text.trim().parse() {
         Ok(t) => t,
-        // A torn write of the pending record: the batch never got past step 1.
+        // Unreadable (it is replaced atomically, so only if damaged): nothing to go by.
         Err(_) => size,
     };
-    if target > size.saturating_add(MAX_BATCH as u64) {
+    let bound = size.saturating_add(MAX_BATCH as u64 + PENDING_HEADROOM);
+    if target > bound {
         return Err(corrupt(
             storage.path(PENDING),
-            format!("records a batch to size {target}, more than {MAX_BATCH} entries beyond the checkpoint's {size}"),
+            format!("records a batch to size {target}, more than {} entries beyond the checkpoint's {size}", bound - size),
         ));
     }
     if target > size {
@@ -456,15 +470,36 @@ fn discard_unfinished_batch(storage: &DirStorage, size: u64) -> Result<(), LogEr
                 continue;
             }
             for index in old / TILE_WIDTH as u64..=(new - 1) / TILE_WIDTH as u64 {
-                let width = tile::width_in(level, index, target);
-                let id = TileId {
+                // Whatever a batch ending anywhere up to `target` may have written for this tile:
+                // the full tile, and any partial one wider than the published tree's.
+                let covered = tile::width_in(level, index, size);
+                let full = TileId {
                     level,
                     index,
-                    width,
+                    width: TILE_WIDTH,
                 };
-                let mut paths = vec![id.path()];
+                let mut paths = Vec::new();
+                if covered < TILE_WIDTH {
+                    paths.push(full.path());
+                    if level == 0 {
+                        paths.push(full.entries_path());
+                    }
+                }
+                for w in storage
+                    .partial_widths(&full.path())?
+                    .into_iter()
+                    .filter(|&w| w > covered)
+                {
+                    paths.push(TileId { width: w, ..full }.path());
+                }
                 if level == 0 {
-                    paths.push(id.entries_path());
+                    for w in storage
+                        .partial_widths(&full.entries_path())?
+                        .into_iter()
+                        .filter(|&w| w > covered)
+                    {
+                        paths.push(TileId { width: w, ..full }.entries_path());
+                    }
                 }
                 for p in paths {
                     if storage.remove(&p)? {
@@ -480,6 +515,7 @@ fn discard_unfinished_batch(storage: &DirStorage, size: u64) -> Result<(), LogEr
         }
     }
     storage.remove(PENDING)?;
+    storage.remove(PENDING_TMP)?;
     storage.sync_dir(PRIVATE_DIR)?;
     Ok(())
 }
