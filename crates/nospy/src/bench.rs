@@ -27,8 +27,9 @@ pub enum BenchCommand {
         /// Submissions to make.
         #[arg(long, default_value_t = 100_000)]
         entries: usize,
-        /// Concurrent client connections.
-        #[arg(long, default_value_t = 64)]
+        /// Concurrent client connections (each waits for its answer before the next submission,
+        /// so this bounds how large a batch can grow).
+        #[arg(long, default_value_t = 512)]
         clients: usize,
         /// How long to read tiles.
         #[arg(long, default_value_t = 3.0)]
