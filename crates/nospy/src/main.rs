@@ -105,7 +105,8 @@ enum Command {
     /// Read API (c2sp.org/tlog-tiles): GET /checkpoint, /tile/<L>/<N>[.p/<W>],
     /// /tile/entries/<N>[.p/<W>]. Write API: POST /add with a DSSE envelope (`nospy release
     /// sign` ...), answered with {"index", "hash", "duplicate"} once durable. Helpers:
-    /// GET /proof/inclusion?index=&size=, /proof/consistency?from=&to=, /metrics. SIGTERM
+    /// GET /proof/inclusion?index=&size=, /proof/consistency?from=&to=, /lookup?digest=
+    /// (entries about an artifact, from a SQLite index beside the tiles), /metrics. SIGTERM
     /// finishes what was acknowledged and stops.
     Serve(servecmd::ServeArgs),
     /// Witness a log: cosign checkpoints that extend what was cosigned before.
