@@ -8,8 +8,9 @@
 //!    once per that many entries, not for every batch;
 //! 2. every new full tile, the new partial tiles, the full entry bundles and the new partial
 //!    bundle are written and fsynced, and so are the directories that name them;
-//! 3. the new checkpoint is signed, written to `.nospy/checkpoint.tmp`, fsynced, renamed over
-//!    `checkpoint`, and the directory fsynced;
+//! 3. the new checkpoint is signed and written to `.nospy/checkpoint.tmp` (fsynced together with
+//!    the tiles of step 2), then, once all of those are durable, renamed over `checkpoint`, and
+//!    the directory fsynced;
 //! 4. only now are the indexes returned.
 //!
 //! **Invariant:** a path covered by the published checkpoint (a full tile, or a partial tile of
@@ -359,8 +360,8 @@ impl Sequencer {
             };
             files.push((id.entries_path(), self.bundle.clone()));
         }
-        self.storage.write_durably(&files)?;
-
+        // The new checkpoint is signed now and written (not yet published) with the tiles, so that
+        // its fsync shares their round; it is renamed into place only once they are all durable.
         let cp = Checkpoint {
             origin: self.origin.clone(),
             size: new_size,
@@ -371,8 +372,9 @@ impl Sequencer {
             .sign(&self.key)
             .in_file(&self.storage.path("checkpoint"))?;
         let text = sc.to_text();
-        self.storage
-            .replace_atomically("checkpoint", CHECKPOINT_TMP, text.as_bytes())?;
+        files.push((CHECKPOINT_TMP.to_string(), text.clone().into_bytes()));
+        self.storage.write_durably(&files)?;
+        self.storage.rename_durably(CHECKPOINT_TMP, "checkpoint")?;
         self.checkpoint = sc;
         // Best effort, after the commit: the history only serves proofs against older sizes.
         let _ = crate::history::append(&self.storage, new_size, text.as_bytes());

@@ -173,6 +173,14 @@ impl DirStorage {
         sync_dir(p.parent().unwrap_or(&self.root))
     }
 
+    /// Renames the durable file `tmp` over `rel` and fsyncs the directory: the atomic, durable
+    /// publication of a file written with [`DirStorage::write_durably`].
+    pub fn rename_durably(&self, tmp: &str, rel: &str) -> Result<(), LogError> {
+        let p = self.path(rel);
+        fs::rename(self.path(tmp), &p).map_err(io(&p))?;
+        sync_dir(p.parent().unwrap_or(&self.root))
+    }
+
     /// Removes a file if it exists, and reports whether it did.
     pub fn remove(&self, rel: &str) -> Result<bool, LogError> {
         let p = self.path(rel);
