@@ -79,8 +79,8 @@ pub enum BenchCommand {
     ///
     /// The machine's limit (DESIGN.md §11, "raw SHA-256 + sequential write") is the rate at which
     /// one core hashes each entry's bytes and the disk then writes them durably, one after the
-    /// other; the write rate is measured as an ideal one-file log would write (the same bytes per
-    /// fsync as a batch), before and after the appends. Two stricter limits are reported beside
+    /// other; the write rate is measured as an ideal one-file log would write (the same bytes in
+    /// all, the same bytes per fsync as a batch), before and after the appends. Two stricter limits are reported beside
     /// it: all cores hashing while the disk writes (whichever is slower), and that again bounded
     /// by the rate at which the file system makes new small files durable, since tlog-tiles needs
     /// two new files per 256 entries. Use a release build:
@@ -216,7 +216,8 @@ fn bench_log(
     );
     // Written as an ideal log would: one file, the same bytes per batch, one fsync per batch.
     let chunk = (batch as f64 * written) as usize;
-    let write_before = fsync_write_rate(work, chunk, "before")?;
+    let volume = (n as f64 * written) as usize;
+    let write_before = fsync_write_rate(work, chunk, volume, "before")?;
     let files_before = durable_files_rate(work, "before")?;
     let origin = "bench.nospy.example/log";
     let key = SignerKey::from_seed(origin, [42; 32])?;
@@ -258,7 +259,7 @@ fn bench_log(
         json,
         "measuring the machine again: fsynced sequential write, durable file creation ...",
     );
-    let write_after = fsync_write_rate(work, chunk, "after")?;
+    let write_after = fsync_write_rate(work, chunk, volume, "after")?;
     let files_after = durable_files_rate(work, "after")?;
     // The disks of shared machines vary by a factor of several within minutes: the reference is
     // measured before and after the appends and averaged.
@@ -447,11 +448,12 @@ fn sha256_rate(size: usize, threads: usize) -> f64 {
     bytes as f64 / run.as_secs_f64()
 }
 
-/// Sequential write throughput to a new file in `dir`, in bytes/s: 256 MiB written in `chunk`-byte
-/// pieces, each followed by an fsync.
-fn fsync_write_rate(dir: &Path, chunk: usize, tag: &str) -> Result<f64> {
+/// Sequential write throughput to a new file in `dir`, in bytes/s: `volume` bytes (what the log
+/// writes) in `chunk`-byte pieces (what a batch writes), each followed by an fsync.
+fn fsync_write_rate(dir: &Path, chunk: usize, volume: usize, tag: &str) -> Result<f64> {
     let p = dir.join(format!("fsync-probe-{tag}"));
-    let total = 256usize << 20;
+    // As many bytes as the log writes, so that host write caches flatter neither side.
+    let total = volume.clamp(64 << 20, 4 << 30).next_multiple_of(1 << 20);
     let chunk = chunk.clamp(1 << 20, total);
     let data = vec![0xa5u8; 1 << 20];
     let t = Instant::now();
