@@ -73,6 +73,8 @@ pub struct Sequencer {
     poisoned: bool,
     /// The size `.nospy/pending` covers (0: no record yet).
     pending_target: u64,
+    /// Whether each signed checkpoint is appended to `.nospy/checkpoints` (see [`crate::history`]).
+    keep_history: bool,
     _lock: File,
 }
 
@@ -217,8 +219,16 @@ impl Sequencer {
             dedup: None,
             poisoned: false,
             pending_target: 0,
+            keep_history: true,
             _lock: lock,
         })
+    }
+
+    /// Whether to keep every signed checkpoint in `.nospy/checkpoints` (the default), for
+    /// `nospy log prove --size`. A server committing many batches a second turns it off: its
+    /// clients hold the checkpoints they were given and ask for proofs against their sizes.
+    pub fn keep_history(&mut self, keep: bool) {
+        self.keep_history = keep;
     }
 
     /// The latest published checkpoint.
@@ -377,7 +387,9 @@ impl Sequencer {
         self.storage.rename_durably(CHECKPOINT_TMP, "checkpoint")?;
         self.checkpoint = sc;
         // Best effort, after the commit: the history only serves proofs against older sizes.
-        let _ = crate::history::append(&self.storage, new_size, text.as_bytes());
+        if self.keep_history {
+            let _ = crate::history::append(&self.storage, new_size, text.as_bytes());
+        }
         Ok(())
     }
 

@@ -172,7 +172,10 @@ impl Running {
 /// the HTTP listener.
 pub async fn start(opts: Options) -> Result<Running, String> {
     let config = load_config(opts.config.as_deref())?;
-    let seq = Sequencer::open(&opts.dir, opts.key.clone()).map_err(|e| e.to_string())?;
+    let mut seq = Sequencer::open(&opts.dir, opts.key.clone()).map_err(|e| e.to_string())?;
+    // Dozens of batches a second would grow the checkpoint history without bound; clients ask
+    // /proof/inclusion against the checkpoints they hold instead.
+    seq.keep_history(false);
     let storage = DirStorage::new(&opts.dir);
     let published = Published {
         text: seq.checkpoint().to_text(),
@@ -467,7 +470,10 @@ fn run_sequencer(
                 // A failed commit poisons the sequencer: reopen, which recovers from the disk.
                 drop(seq);
                 match Sequencer::open(&dir, key.clone()) {
-                    Ok(s) => seq = s,
+                    Ok(mut s) => {
+                        s.keep_history(false);
+                        seq = s
+                    }
                     Err(e) => {
                         eprintln!("nospy serve: cannot reopen the log, stopping: {e}");
                         return;
