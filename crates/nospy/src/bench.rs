@@ -569,6 +569,7 @@ fn bench_serve(
         "latency_ms_p50": (f.latency_ms_p50 * 100.0).round() / 100.0,
         "latency_ms_p99": (f.latency_ms_p99 * 100.0).round() / 100.0,
         "overloaded_503": f.overloaded,
+        "cpu_us_per_submission": f.cpu_us_per_submission.map(|c| c.round()),
         "tile_reads_per_s": f.tile_reads_per_s.round(),
         "log_size": f.size,
         "debug_build": cfg!(debug_assertions),
@@ -581,6 +582,9 @@ fn bench_serve(
             "latency             p50 {:.2} ms, p99 {:.2} ms",
             f.latency_ms_p50, f.latency_ms_p99
         );
+        if let Some(c) = f.cpu_us_per_submission {
+            println!("cpu per submission  {c:>10.0} µs (server and clients, all threads, user and system)");
+        }
         println!(
             "tile reads          {:>10.0} /s (random full tiles and entry bundles)",
             f.tile_reads_per_s

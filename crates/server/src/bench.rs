@@ -24,6 +24,18 @@ pub struct Figures {
     pub tile_reads_per_s: f64,
     /// Entries in the log at the end.
     pub size: u64,
+    /// CPU time (user and system, all threads: server and clients) per submission, microseconds.
+    pub cpu_us_per_submission: Option<f64>,
+}
+
+/// CPU seconds this process has used so far (Linux: /proc/self/stat, 100 ticks a second).
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
 }
 
 /// Runs the benchmark in `dir`: `entries` pre-signed submissions sent by `clients` concurrent
@@ -67,6 +79,7 @@ pub fn run(
         let entries = Arc::new(entries);
         let next = Arc::new(AtomicUsize::new(0));
         let overloaded = Arc::new(AtomicU64::new(0));
+        let cpu_before = cpu_seconds();
         let t = Instant::now();
         let mut tasks = tokio::task::JoinSet::new();
         for _ in 0..clients.max(1) {
@@ -108,6 +121,10 @@ pub fn run(
             lat.extend(r.map_err(|e| e.to_string())??);
         }
         let secs = t.elapsed().as_secs_f64();
+        let cpu = match (cpu_before, cpu_seconds()) {
+            (Some(a), Some(b)) if !lat.is_empty() => Some((b - a) * 1e6 / lat.len() as f64),
+            _ => None,
+        };
         lat.sort_by(f64::total_cmp);
         let pct = |p: f64| {
             if lat.is_empty() {
@@ -171,6 +188,7 @@ pub fn run(
             overloaded: overloaded.load(Relaxed),
             tile_reads_per_s,
             size,
+            cpu_us_per_submission: cpu,
         })
     })
 }
