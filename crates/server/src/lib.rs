@@ -236,18 +236,23 @@ pub async fn start(opts: Options) -> Result<Running, String> {
         .name("verifier".into())
         .spawn(move || run_verifier(rx, verified_tx, max_batch))
         .map_err(|e| e.to_string())?;
+    let (witness_tx, witness_rx) = std::sync::mpsc::channel::<SignedCheckpoint>();
+    let (cosigned_tx, cosigned_rx) = std::sync::mpsc::channel::<SignedCheckpoint>();
+    let witness_shared = shared.clone();
+    let witnessing = std::thread::Builder::new()
+        .name("witnessing".into())
+        .spawn(move || run_witnessing(witness_shared, handle, witness_rx, cosigned_tx))
+        .map_err(|e| e.to_string())?;
     let sequencer = std::thread::Builder::new()
         .name("sequencer".into())
         .spawn(move || {
-            run_sequencer(
-                seq,
-                seq_key,
-                index_tx,
-                verified_rx,
-                seq_shared,
-                handle,
-                max_batch,
-            )
+            let links = SequencerLinks {
+                verified: verified_rx,
+                index: index_tx,
+                witness: witness_tx,
+                cosigned: cosigned_rx,
+            };
+            run_sequencer(seq, seq_key, links, seq_shared, max_batch)
         })
         .map_err(|e| e.to_string())?;
     let reload_shared = shared.clone();
@@ -273,6 +278,7 @@ pub async fn start(opts: Options) -> Result<Running, String> {
                 .join()
                 .and_then(|_| sequencer.join())
                 .and_then(|_| indexer.join())
+                .and_then(|_| witnessing.join())
         })
         .await
         .map_err(|e| e.to_string())?
@@ -400,24 +406,46 @@ fn run_verifier(
     }
 }
 
+/// How the sequencer thread talks to the others.
+struct SequencerLinks {
+    /// Batches whose signatures the verifier checked.
+    verified: std::sync::mpsc::Receiver<Vec<AddRequest>>,
+    /// Rows for the lookup index.
+    index: std::sync::mpsc::Sender<Vec<index::Row>>,
+    /// New checkpoints, for the witnessing thread.
+    witness: std::sync::mpsc::Sender<SignedCheckpoint>,
+    /// Checkpoints the witnesses cosigned.
+    cosigned: std::sync::mpsc::Receiver<SignedCheckpoint>,
+}
+
 /// The sequencer thread: appends what the verifier passed (several of its batches at once when
-/// they queue up, up to `max_batch`), acknowledges, then asks the witnesses to cosign the new
-/// checkpoint and republishes it.
+/// they queue up, up to `max_batch`), acknowledges, hands the new checkpoint to the witnessing
+/// thread, and republishes the checkpoints that come back cosigned.
 fn run_sequencer(
     mut seq: Sequencer,
     key: SignerKey,
-    index_tx: std::sync::mpsc::Sender<Vec<index::Row>>,
-    rx: std::sync::mpsc::Receiver<Vec<AddRequest>>,
+    links: SequencerLinks,
     shared: Arc<Shared>,
-    rt: tokio::runtime::Handle,
     max_batch: usize,
 ) {
-    let client = witnessing::client();
-    // What each witness last cosigned, learnt from 409 answers.
-    let mut witness_sizes: std::collections::HashMap<String, u64> =
-        std::collections::HashMap::new();
+    let SequencerLinks {
+        verified: rx,
+        index: index_tx,
+        witness: witness_tx,
+        cosigned: cosigned_rx,
+    } = links;
     let dir = seq.dir().to_path_buf();
-    while let Ok(mut batch) = rx.recv() {
+    loop {
+        // Cosigned checkpoints come back from the witnessing thread; only the sequencer writes
+        // the checkpoint file, and only the latest checkpoint is republished.
+        while let Ok(sc) = cosigned_rx.try_recv() {
+            publish_cosigned(&seq, &shared, sc);
+        }
+        let mut batch = match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(b) => b,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        };
         while batch.len() < max_batch {
             match rx.try_recv() {
                 Ok(more) => batch.extend(more),
@@ -458,7 +486,7 @@ fn run_sequencer(
                 }
                 let _ = index_tx.send(rows);
                 if added > 0 {
-                    witness(&seq, &shared, &rt, &client, &mut witness_sizes);
+                    let _ = witness_tx.send(seq.checkpoint().clone());
                 }
             }
             Err(e) => {
@@ -482,22 +510,69 @@ fn run_sequencer(
             }
         }
     }
+    // The queue is closed: let the witnessing thread finish its round and publish its result.
+    drop(witness_tx);
+    while let Ok(sc) = cosigned_rx.recv() {
+        publish_cosigned(&seq, &shared, sc);
+    }
+}
+
+/// Republishes the sequencer's latest checkpoint with the cosignatures the witnesses gave it,
+/// unless the log has moved on since (then a newer round is on its way).
+fn publish_cosigned(seq: &Sequencer, shared: &Shared, sc: SignedCheckpoint) {
+    if sc.checkpoint != seq.checkpoint().checkpoint {
+        return;
+    }
+    let text = sc.to_text();
+    if let Err(e) =
+        shared
+            .storage
+            .replace_atomically("checkpoint", ".nospy/checkpoint.tmp", text.as_bytes())
+    {
+        eprintln!("nospy serve: could not publish the cosigned checkpoint: {e}");
+        return;
+    }
+    let size = sc.checkpoint.size;
+    *lock_write(&shared.published) = Published { text, size };
+}
+
+/// The witnessing thread: for the latest checkpoint the sequencer sent (older ones still queued
+/// are skipped), asks the witnesses to cosign and sends the cosigned checkpoint back. A witness
+/// that is slow or down costs this thread its timeout, never the sequencer.
+fn run_witnessing(
+    shared: Arc<Shared>,
+    rt: tokio::runtime::Handle,
+    rx: std::sync::mpsc::Receiver<SignedCheckpoint>,
+    cosigned: std::sync::mpsc::Sender<SignedCheckpoint>,
+) {
+    let client = witnessing::client();
+    // What each witness last cosigned, learnt from 409 answers.
+    let mut sizes: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+    while let Ok(mut sc) = rx.recv() {
+        while let Ok(newer) = rx.try_recv() {
+            sc = newer;
+        }
+        if let Some(done) = witness(sc, &shared, &rt, &client, &mut sizes) {
+            if cosigned.send(done).is_err() {
+                return;
+            }
+        }
+    }
 }
 
 /// Asks every configured witness to cosign the sequencer's latest checkpoint, then publishes it
 /// with the cosignatures received.
 fn witness(
-    seq: &Sequencer,
+    sc: SignedCheckpoint,
     shared: &Shared,
     rt: &tokio::runtime::Handle,
     client: &witnessing::HttpClient,
     sizes: &mut std::collections::HashMap<String, u64>,
-) {
+) -> Option<SignedCheckpoint> {
     let cfg = lock_read(&shared.config).clone();
     if cfg.witnesses.is_empty() {
-        return;
+        return None;
     }
-    let sc = seq.checkpoint().clone();
     let size = sc.checkpoint.size;
     let reader = TileReader::new(&shared.storage, &shared.cache, size);
     let proof_from = |old: u64| -> Vec<nospy_tlog::Hash> {
@@ -602,22 +677,11 @@ fn witness(
         );
     }
     if cosigs.is_empty() {
-        return;
+        return None;
     }
-    let mut published: SignedCheckpoint = sc;
-    published.note.signatures.extend(cosigs);
-    let text = published.to_text();
-    // Publish only if no newer checkpoint was published meanwhile (the sequencer is this thread,
-    // so none was), durably, as the sequencer does.
-    if let Err(e) =
-        shared
-            .storage
-            .replace_atomically("checkpoint", ".nospy/checkpoint.tmp", text.as_bytes())
-    {
-        eprintln!("nospy serve: could not publish the cosigned checkpoint: {e}");
-        return;
-    }
-    *lock_write(&shared.published) = Published { text, size };
+    let mut cosigned = sc;
+    cosigned.note.signatures.extend(cosigs);
+    Some(cosigned)
 }
 
 /// The HTTP routes.
