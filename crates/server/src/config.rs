@@ -39,10 +39,10 @@ pub struct Witness {
 }
 
 /// The parsed configuration.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ServeConfig {
     /// Admitted submitters.
-    pub submitters: Vec<Submitter>,
+    pub submitters: std::sync::Arc<[Submitter]>,
     /// Witnesses.
     pub witnesses: Vec<Witness>,
     /// How many must cosign for the quorum (reported when missed).
@@ -84,6 +84,17 @@ struct RawMember {
     key: String,
 }
 
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            submitters: Vec::new().into(),
+            witnesses: Vec::new(),
+            witness_quorum: 0,
+            witness_timeout: Duration::from_secs(1),
+        }
+    }
+}
+
 impl ServeConfig {
     /// Parses `serve.toml`; errors name the line or the entry.
     pub fn from_toml(text: &str) -> Result<ServeConfig, String> {
@@ -118,7 +129,7 @@ impl ServeConfig {
             })
             .collect::<Result<Vec<_>, String>>()?;
         let mut cfg = ServeConfig {
-            submitters,
+            submitters: submitters.into(),
             witness_timeout: Duration::from_secs(1),
             ..Default::default()
         };

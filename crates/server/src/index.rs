@@ -51,8 +51,7 @@ impl Index {
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
              CREATE TABLE IF NOT EXISTS entries (idx INTEGER PRIMARY KEY, leaf_hash BLOB NOT NULL, predicate_type TEXT NOT NULL, signers TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS subjects (digest BLOB NOT NULL, idx INTEGER NOT NULL);
-             CREATE INDEX IF NOT EXISTS subjects_digest ON subjects (digest);
-             CREATE INDEX IF NOT EXISTS entries_type ON entries (predicate_type);",
+             CREATE INDEX IF NOT EXISTS subjects_digest ON subjects (digest);",
         )
         .map_err(|e| format!("{}: {e}", p.display()))?;
         Ok(Index { db })
