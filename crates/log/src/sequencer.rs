@@ -171,43 +171,8 @@ impl Sequencer {
         let size = checkpoint.checkpoint.size;
         discard_unfinished_batch(&storage, size)?;
 
-        // The right edge of the tree: one partial tile per level, and the partial bundle.
-        let mut partials = Vec::new();
-        for level in 0..=MAX_TILE_LEVEL {
-            let count = level_count(level, size);
-            if count == 0 && level > 0 {
-                break;
-            }
-            let w = (count % TILE_WIDTH as u64) as u16;
-            if w == 0 {
-                partials.push(Vec::new());
-                continue;
-            }
-            let id = TileId {
-                level,
-                index: count / TILE_WIDTH as u64,
-                width: w,
-            };
-            partials.push(storage.read_tile(id)?);
-        }
-        let tree = TileTree::from_partials(size, partials).in_file(&storage.path("tile"))?;
-        if tree.root() != checkpoint.checkpoint.root {
-            return Err(corrupt(
-                storage.path("tile"),
-                "the partial tiles do not give the checkpoint's root hash; run `nospy log audit`",
-            ));
-        }
+        let (tree, bundle) = storage.read_right_edge(size, &checkpoint.checkpoint.root)?;
         let w = (size % TILE_WIDTH as u64) as u16;
-        let bundle = if w == 0 {
-            Vec::new()
-        } else {
-            let id = TileId {
-                level: 0,
-                index: size / TILE_WIDTH as u64,
-                width: w,
-            };
-            storage.read_bundle(id)?
-        };
         Ok(Sequencer {
             storage,
             key,

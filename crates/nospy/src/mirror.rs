@@ -13,7 +13,7 @@ use nospy_log::storage::DirStorage;
 use nospy_log::LogConfig;
 use nospy_tlog::checkpoint::SignedCheckpoint;
 use nospy_tlog::hash::{leaf_hash, Hash};
-use nospy_tlog::tile::{self, level_count, TileId, TileTree, MAX_TILE_LEVEL, TILE_WIDTH};
+use nospy_tlog::tile::{self, TileId, TileTree, TILE_WIDTH};
 use serde_json::json;
 use std::path::Path;
 use std::process::ExitCode;
@@ -51,41 +51,9 @@ pub fn run(url: &str, dir: &Path, key: &str, json: bool) -> Result<ExitCode> {
             if n == m && old.checkpoint.root != sc.checkpoint.root {
                 bail!("the remote checkpoint of size {n} has another root than this mirror's: the log forked");
             }
-            let mut partials = Vec::new();
-            for level in 0..=MAX_TILE_LEVEL {
-                let count = level_count(level, m);
-                if count == 0 && level > 0 {
-                    break;
-                }
-                let w = (count % TILE_WIDTH as u64) as u16;
-                partials.push(if w == 0 {
-                    Vec::new()
-                } else {
-                    storage.read_tile(TileId {
-                        level,
-                        index: count / TILE_WIDTH as u64,
-                        width: w,
-                    })?
-                });
-            }
-            let tree = TileTree::from_partials(m, partials)
-                .with_context(|| format!("{}: partial tiles", dir.display()))?;
-            if tree.root() != old.checkpoint.root {
-                bail!(
-                    "{}: the mirror's own tiles do not give its checkpoint's root; audit it",
-                    dir.display()
-                );
-            }
-            let w = (m % TILE_WIDTH as u64) as u16;
-            let bundle = if w == 0 {
-                Vec::new()
-            } else {
-                storage.read_bundle(TileId {
-                    level: 0,
-                    index: m / TILE_WIDTH as u64,
-                    width: w,
-                })?
-            };
+            let (tree, bundle) = storage
+                .read_right_edge(m, &old.checkpoint.root)
+                .with_context(|| format!("{}: the mirror's right edge", dir.display()))?;
             (m, tree, bundle)
         }
     };
