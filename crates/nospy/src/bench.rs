@@ -22,7 +22,10 @@ pub enum BenchCommand {
     /// Signs --entries release statements first (not timed), starts `nospy serve` on a new log
     /// in a temporary directory, and has --clients keep-alive connections submit them all
     /// (verify, deduplicate, sequence, fsync, acknowledge), then read random full tiles and entry
-    /// bundles for --read-seconds. Use a release build: `cargo run --release -- bench serve`.
+    /// bundles for --read-seconds. The reference, measured first in the same run: the same
+    /// clients POSTing the same bodies to a bare HTTP server that answers at once, the floor set
+    /// by this machine's HTTP stack and loopback (`http_floor_ratio` = submissions / floor). Use a
+    /// release build: `cargo run --release -- bench serve`.
     Serve {
         /// Submissions to make.
         #[arg(long, default_value_t = 100_000)]
@@ -571,6 +574,8 @@ fn bench_serve(
         "overloaded_503": f.overloaded,
         "cpu_us_per_submission": f.cpu_us_per_submission.map(|c| c.round()),
         "tile_reads_per_s": f.tile_reads_per_s.round(),
+        "http_floor_per_s": f.http_floor_per_s.round(),
+        "http_floor_ratio": (f.submissions_per_s / f.http_floor_per_s * 1000.0).round() / 1000.0,
         "log_size": f.size,
         "debug_build": cfg!(debug_assertions),
     });
@@ -588,6 +593,11 @@ fn bench_serve(
         println!(
             "tile reads          {:>10.0} /s (random full tiles and entry bundles)",
             f.tile_reads_per_s
+        );
+        println!(
+            "reference           {:>10.0} /s bare HTTP POSTs of the same bodies, same clients, answered at once (ratio {:.2})",
+            f.http_floor_per_s,
+            f.submissions_per_s / f.http_floor_per_s
         );
     }
     Ok(ExitCode::SUCCESS)

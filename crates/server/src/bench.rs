@@ -26,6 +26,10 @@ pub struct Figures {
     pub size: u64,
     /// CPU time (user and system, all threads: server and clients) per submission, microseconds.
     pub cpu_us_per_submission: Option<f64>,
+    /// The reference: requests per second the same clients get from a bare HTTP server on
+    /// loopback, in this run, whose handler reads the same bodies and answers at once (no
+    /// verification, no log, no fsync): the floor this machine's HTTP stack and loopback set.
+    pub http_floor_per_s: f64,
 }
 
 /// CPU seconds this process has used so far (Linux: /proc/self/stat, 100 ticks a second).
@@ -77,49 +81,31 @@ pub fn run(
         let addr = srv.addr;
         let client = witnessing::client();
         let entries = Arc::new(entries);
-        let next = Arc::new(AtomicUsize::new(0));
-        let overloaded = Arc::new(AtomicU64::new(0));
+
+        // The reference first: a bare server, the same clients, the same bodies.
+        let floor = {
+            let app = axum::Router::new().route(
+                "/add",
+                axum::routing::post(|body: Bytes| async move {
+                    format!("{{\"index\":{}}}\n", body.len())
+                }),
+            );
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .map_err(|e| e.to_string())?;
+            let floor_addr = listener.local_addr().map_err(|e| e.to_string())?;
+            let server = tokio::spawn(async move { axum::serve(listener, app).await });
+            let t = Instant::now();
+            // Its own client, so that its connections close with it.
+            let (lat, _) = drive(&witnessing::client(), floor_addr, &entries, clients).await?;
+            let rate = lat.len() as f64 / t.elapsed().as_secs_f64();
+            server.abort();
+            rate
+        };
+
         let cpu_before = cpu_seconds();
         let t = Instant::now();
-        let mut tasks = tokio::task::JoinSet::new();
-        for _ in 0..clients.max(1) {
-            let (client, entries, next, overloaded) = (
-                client.clone(),
-                entries.clone(),
-                next.clone(),
-                overloaded.clone(),
-            );
-            tasks.spawn(async move {
-                let mut lat = Vec::new();
-                loop {
-                    let i = next.fetch_add(1, Relaxed);
-                    let Some(e) = entries.get(i) else { break };
-                    let start = Instant::now();
-                    loop {
-                        let req = hyper::Request::post(format!("http://{addr}/add"))
-                            .body(Full::new(Bytes::from(e.clone())))
-                            .map_err(|e| e.to_string())?;
-                        let res = client.request(req).await.map_err(|e| e.to_string())?;
-                        let status = res.status().as_u16();
-                        let _ = res.into_body().collect().await;
-                        match status {
-                            200 => break,
-                            503 => {
-                                overloaded.fetch_add(1, Relaxed);
-                                tokio::time::sleep(Duration::from_millis(5)).await;
-                            }
-                            s => return Err(format!("submission {i} got HTTP {s}")),
-                        }
-                    }
-                    lat.push(start.elapsed().as_secs_f64() * 1e3);
-                }
-                Ok::<_, String>(lat)
-            });
-        }
-        let mut lat = Vec::new();
-        while let Some(r) = tasks.join_next().await {
-            lat.extend(r.map_err(|e| e.to_string())??);
-        }
+        let (mut lat, overloaded) = drive(&client, addr, &entries, clients).await?;
         let secs = t.elapsed().as_secs_f64();
         let cpu = match (cpu_before, cpu_seconds()) {
             (Some(a), Some(b)) if !lat.is_empty() => Some((b - a) * 1e6 / lat.len() as f64),
@@ -185,10 +171,64 @@ pub fn run(
             submissions_per_s,
             latency_ms_p50: p50,
             latency_ms_p99: p99,
-            overloaded: overloaded.load(Relaxed),
+            overloaded,
             tile_reads_per_s,
             size,
             cpu_us_per_submission: cpu,
+            http_floor_per_s: floor,
         })
     })
+}
+
+/// Sends every entry as `POST /add` to `addr` over `clients` keep-alive connections, each waiting
+/// for its answer before the next; a 503 is retried after 5 ms. Returns each submission's latency
+/// (milliseconds, retries included) and how many 503 answers came.
+async fn drive(
+    client: &witnessing::HttpClient,
+    addr: std::net::SocketAddr,
+    entries: &Arc<Vec<Vec<u8>>>,
+    clients: usize,
+) -> Result<(Vec<f64>, u64), String> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let overloaded = Arc::new(AtomicU64::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..clients.max(1) {
+        let (client, entries, next, overloaded) = (
+            client.clone(),
+            entries.clone(),
+            next.clone(),
+            overloaded.clone(),
+        );
+        tasks.spawn(async move {
+            let mut lat = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Relaxed);
+                let Some(e) = entries.get(i) else { break };
+                let start = Instant::now();
+                loop {
+                    let req = hyper::Request::post(format!("http://{addr}/add"))
+                        .body(Full::new(Bytes::from(e.clone())))
+                        .map_err(|e| e.to_string())?;
+                    let res = client.request(req).await.map_err(|e| e.to_string())?;
+                    let status = res.status().as_u16();
+                    let _ = res.into_body().collect().await;
+                    match status {
+                        200 => break,
+                        503 => {
+                            overloaded.fetch_add(1, Relaxed);
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                        s => return Err(format!("submission {i} got HTTP {s}")),
+                    }
+                }
+                lat.push(start.elapsed().as_secs_f64() * 1e3);
+            }
+            Ok::<_, String>(lat)
+        });
+    }
+    let mut lat = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        lat.extend(r.map_err(|e| e.to_string())??);
+    }
+    Ok((lat, overloaded.load(Relaxed)))
 }

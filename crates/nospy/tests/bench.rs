@@ -1,0 +1,90 @@
+//! The benchmark commands run end to end on small inputs and print the keys DESIGN §12 fixes
+//! for their `--json` output. (No figure is asserted: timings on shared machines are noise.)
+
+#![allow(clippy::unwrap_used)] // test code: a panic is a failing test
+
+mod common;
+use common::*;
+
+fn bench(args: &[&str], keys: &[&str]) -> serde_json::Value {
+    let t = tempfile::tempdir().unwrap();
+    let mut all = vec!["bench"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--dir", s(t.path()), "--json"]);
+    let r = ok(&all);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout)
+        .unwrap_or_else(|e| panic!("bench {args:?}: not one JSON object ({e}):\n{}", r.stdout));
+    for k in keys {
+        let x = v[k]
+            .as_f64()
+            .unwrap_or_else(|| panic!("bench {args:?}: no number {k:?} in {v}"));
+        assert!(x.is_finite() && x >= 0.0, "bench {args:?}: {k} = {x}");
+    }
+    v
+}
+
+#[test]
+fn bench_log_reports_the_design_keys() {
+    let v = bench(
+        &[
+            "log",
+            "--entries",
+            "3000",
+            "--batch",
+            "1000",
+            "--proofs",
+            "200",
+        ],
+        &[
+            "appends_per_s",
+            "limit_appends_per_s",
+            "limit_ratio",
+            "proof_us_p50",
+            "proof_us_p99",
+        ],
+    );
+    assert!(v["appends_per_s"].as_f64().unwrap() > 0.0, "{v}");
+}
+
+#[test]
+fn bench_verify_reports_the_design_keys() {
+    bench(
+        &[
+            "verify",
+            "--bundles",
+            "40",
+            "--seconds",
+            "0.2",
+            "--hash-mib",
+            "1",
+        ],
+        &["bundles_per_s_per_core", "hash_mb_per_s", "hash_ratio"],
+    );
+}
+
+#[test]
+fn bench_serve_submits_everything_and_reports_the_design_keys() {
+    let v = bench(
+        &[
+            "serve",
+            "--entries",
+            "300",
+            "--clients",
+            "8",
+            "--read-seconds",
+            "0.2",
+        ],
+        &[
+            "submissions_per_s",
+            "latency_ms_p50",
+            "latency_ms_p99",
+            "tile_reads_per_s",
+            "http_floor_per_s",
+            "http_floor_ratio",
+        ],
+    );
+    // Every submission was acknowledged, so the log holds every one.
+    assert_eq!(v["log_size"], 300, "{v}");
+    assert!(v["submissions_per_s"].as_f64().unwrap() > 0.0, "{v}");
+    assert!(v["http_floor_per_s"].as_f64().unwrap() > 0.0, "{v}");
+}
