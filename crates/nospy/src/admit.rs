@@ -472,16 +472,8 @@ fn remote_evidence(url: &str, digest: &Hash) -> Result<(String, Vec<LoggedEntry>
     let http = nospy_server::client::Blocking::new(std::time::Duration::from_secs(60))
         .map_err(|e| anyhow::anyhow!(e))?;
     let get = |path: &str| -> Result<Vec<u8>> {
-        let (status, body) = http
-            .get(&format!("{base}/{path}"))
-            .map_err(|e| anyhow::anyhow!(e))?;
-        if status != 200 {
-            bail!(
-                "{base}/{path}: HTTP {status}: {}",
-                String::from_utf8_lossy(&body).trim()
-            );
-        }
-        Ok(body)
+        http.get_ok(&format!("{base}/{path}"))
+            .map_err(|e| anyhow::anyhow!(e))
     };
     let cp = String::from_utf8(get("checkpoint")?).context("the checkpoint is not UTF-8")?;
     let size = SignedCheckpoint::parse(cp.as_bytes())

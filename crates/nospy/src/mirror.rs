@@ -25,13 +25,8 @@ pub fn run(url: &str, dir: &Path, key: &str, json: bool) -> Result<ExitCode> {
     let http = nospy_server::client::Blocking::new(Duration::from_secs(60))
         .map_err(|e| anyhow::anyhow!(e))?;
     let fetch = |path: &str| -> Result<Vec<u8>> {
-        let (status, body) = http
-            .get(&format!("{base}/{path}"))
-            .map_err(|e| anyhow::anyhow!(e))?;
-        if status != 200 {
-            bail!("{base}/{path}: HTTP {status}");
-        }
-        Ok(body)
+        http.get_ok(&format!("{base}/{path}"))
+            .map_err(|e| anyhow::anyhow!(e))
     };
     let remote = fetch("checkpoint")?;
     let sc = SignedCheckpoint::open(&remote, &key).with_context(|| format!("{base}/checkpoint"))?;

@@ -50,6 +50,17 @@ impl World {
         std::fs::write(self.p(name), data).unwrap();
         self.ps(name)
     }
+    /// Copies agreement `from` to `to` with the UK evaluation centre holding a second key
+    /// (`uk2.vkey`) beside its first.
+    fn with_second_uk_key(&self, from: &str, to: &str) {
+        let read = |f: &str| std::fs::read_to_string(self.p(f)).unwrap();
+        let (uk, uk2) = (read("uk.vkey"), read("uk2.vkey"));
+        let one = format!("keys = [\"{}\"]", uk.trim());
+        let text = read(from);
+        assert_eq!(text.matches(&one).count(), 1, "{from}: {one} once");
+        let both = format!("keys = [\"{}\", \"{}\"]", uk.trim(), uk2.trim());
+        self.write(to, text.replace(&one, &both).as_bytes());
+    }
     fn add(&self, files: &[&str]) {
         let mut args = vec!["log", "add", s(&self.log)];
         let paths: Vec<String> = files.iter().map(|f| self.ps(f)).collect();
@@ -474,20 +485,7 @@ fn fewer_than_k_evaluators_and_one_organisation_counted_once() {
     // A second attestation, by another key of the same organisation, still counts once.
     w.attest("uk2.key", "fw.bin", "rebuilt.bin", 0, "a2.json");
     w.add(&["a2.json"]);
-    let both_uk = std::fs::read_to_string(w.p("agreement.toml"))
-        .unwrap()
-        .replace(
-            &format!(
-                "organisation = \"UK evaluation centre\"\nkeys = [\"{}\"]",
-                std::fs::read_to_string(w.p("uk.vkey")).unwrap().trim()
-            ),
-            &format!(
-                "organisation = \"UK evaluation centre\"\nkeys = [\"{}\", \"{}\"]",
-                std::fs::read_to_string(w.p("uk.vkey")).unwrap().trim(),
-                std::fs::read_to_string(w.p("uk2.vkey")).unwrap().trim()
-            ),
-        );
-    w.write("agreement-uk2.toml", both_uk.as_bytes());
+    w.with_second_uk_key("agreement.toml", "agreement-uk2.toml");
     let cp = w.cosign("c2");
     denied(
         w.verify(
@@ -513,21 +511,7 @@ fn a_failing_attestation_denies() {
         serde_json::from_slice(&std::fs::read(w.p("fail.json")).unwrap()).unwrap();
     assert!(a["payload"].is_string());
     w.add(&["fail.json"]);
-    let uk2 = std::fs::read_to_string(w.p("uk2.vkey")).unwrap();
-    let text = std::fs::read_to_string(w.p("agreement.toml"))
-        .unwrap()
-        .replace(
-            &format!(
-                "keys = [\"{}\"]\n[[evaluators.member]]\norganisation = \"DE",
-                std::fs::read_to_string(w.p("uk.vkey")).unwrap().trim()
-            ),
-            &format!(
-                "keys = [\"{}\", \"{}\"]\n[[evaluators.member]]\norganisation = \"DE",
-                std::fs::read_to_string(w.p("uk.vkey")).unwrap().trim(),
-                uk2.trim()
-            ),
-        );
-    w.write("agreement2.toml", text.as_bytes());
+    w.with_second_uk_key("agreement.toml", "agreement2.toml");
     let cp = w.cosign("cosigned");
     denied(
         w.verify(

@@ -44,15 +44,7 @@ fn add_over_http_then_mirror_and_catch_up() {
         s(&vendor),
     ])
     .stdout;
-    let cfg = t.path().join("serve.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[[submitter]]\nrole = \"vendor\"\nkey = \"{}\"\n",
-            vendor_vkey.trim()
-        ),
-    )
-    .unwrap();
+    let cfg = serve_config(t.path(), &vendor_vkey);
     let (mut child, url) = serve(&log, &cfg);
     let files: Vec<String> = (0..300).map(|i| release(t.path(), &vendor, i)).collect();
     let mut args = vec!["log", "add", "--server", url.as_str(), "--json"];
@@ -171,15 +163,7 @@ fn bundle_and_verify_from_a_server() {
         s(&vendor),
     ])
     .stdout;
-    let cfg = t.path().join("serve.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[[submitter]]\nrole = \"vendor\"\nkey = \"{}\"\n",
-            vendor_vkey.trim()
-        ),
-    )
-    .unwrap();
+    let cfg = serve_config(t.path(), &vendor_vkey);
     let (mut child, url) = serve(&log, &cfg);
     let rel = release(t.path(), &vendor, 7);
     let other = release(t.path(), &vendor, 8);

@@ -64,15 +64,7 @@ fn sigkill_during_concurrent_submissions_loses_nothing_acknowledged() {
     let t = tempfile::tempdir().unwrap();
     let (log, _key, vkey) = new_log(t.path(), "crash.serve.example/log");
     let vendor = nospy_tlog::note::SignerKey::from_seed("vendor.example", [5; 32]).unwrap();
-    let cfg = t.path().join("serve.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[[submitter]]\nrole = \"vendor\"\nkey = \"{}\"\n",
-            vendor.verifier()
-        ),
-    )
-    .unwrap();
+    let cfg = serve_config(t.path(), &vendor.verifier().to_string());
     let acked: Arc<Mutex<HashMap<u64, Vec<u8>>>> = Arc::new(Mutex::new(HashMap::new()));
     let mut next = 0u64;
     for round in 0..4 {
@@ -143,15 +135,7 @@ fn sigterm_finishes_what_was_acknowledged_and_exits() {
     let t = tempfile::tempdir().unwrap();
     let (log, _key, vkey) = new_log(t.path(), "term.serve.example/log");
     let vendor = nospy_tlog::note::SignerKey::from_seed("vendor.example", [6; 32]).unwrap();
-    let cfg = t.path().join("serve.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[[submitter]]\nrole = \"vendor\"\nkey = \"{}\"\n",
-            vendor.verifier()
-        ),
-    )
-    .unwrap();
+    let cfg = serve_config(t.path(), &vendor.verifier().to_string());
     let (mut child, addr) = start(&log, &cfg);
     let mut acked = 0;
     for i in 0..20 {

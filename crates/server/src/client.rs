@@ -42,6 +42,18 @@ impl Blocking {
         )
     }
 
+    /// GET that must answer 200: the body, or an error naming the URL, the status and the
+    /// start of what the server said.
+    pub fn get_ok(&self, url: &str) -> Result<Vec<u8>, String> {
+        let (status, body) = self.get(url)?;
+        if status != 200 {
+            let text = String::from_utf8_lossy(&body);
+            let said: String = text.trim().chars().take(200).collect();
+            return Err(format!("{url}: HTTP {status}: {said}"));
+        }
+        Ok(body)
+    }
+
     /// POST with a body: the status and the body.
     pub fn post(&self, url: &str, body: Vec<u8>) -> Result<(u16, Vec<u8>), String> {
         self.send(

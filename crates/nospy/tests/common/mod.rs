@@ -135,3 +135,17 @@ pub fn serve(dir: &Path, config: &Path) -> (std::process::Child, String) {
     });
     (child, url)
 }
+
+/// Writes `dir/serve.toml` admitting one vendor (its verifier key) as the only submitter.
+pub fn serve_config(dir: &Path, vendor_vkey: &str) -> PathBuf {
+    let cfg = dir.join("serve.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[submitter]]\nrole = \"vendor\"\nkey = \"{}\"\n",
+            vendor_vkey.trim()
+        ),
+    )
+    .unwrap();
+    cfg
+}
