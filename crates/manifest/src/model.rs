@@ -153,7 +153,16 @@ impl Manifest {
 
     /// Parses the JSON form carried inside release statements.
     pub fn from_json(value: &serde_json::Value) -> Result<Manifest, ManifestError> {
-        let m: Manifest = Manifest::deserialize(value).map_err(|e| ManifestError {
+        Manifest::from_deserializer(value)
+    }
+
+    /// Deserialises a manifest from any serde source and checks it as [`Manifest::from_json`]
+    /// does: for the manifest inside a release predicate, read in place with no copy of its
+    /// JSON tree.
+    pub fn from_deserializer<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Manifest, ManifestError> {
+        let m = Manifest::deserialize(d).map_err(|e| ManifestError {
             place: "manifest".into(),
             message: e.to_string(),
         })?;

@@ -43,8 +43,7 @@ pub struct Release {
 }
 
 fn manifest_json<'de, D: Deserializer<'de>>(d: D) -> Result<Manifest, D::Error> {
-    let v = serde_json::Value::deserialize(d)?;
-    Manifest::from_json(&v).map_err(serde::de::Error::custom)
+    Manifest::from_deserializer(d).map_err(serde::de::Error::custom)
 }
 
 /// A source repository and commit.
