@@ -794,31 +794,35 @@ fn may_submit(role: Role, p: &Predicate) -> bool {
     )
 }
 
-async fn post_add(State(s): State<AppState>, req: axum::extract::Request) -> Response<Body> {
-    let received = Instant::now();
-    // The whole body within 10 seconds and 65,535 bytes, or nothing: slow or huge uploads do not
-    // hold the server.
-    let body = match tokio::time::timeout(
+/// The whole request body within 10 seconds and `max` bytes, or the status and message to answer
+/// with: slow or huge uploads do not hold the server.
+pub(crate) async fn read_body(
+    req: axum::extract::Request,
+    max: usize,
+) -> Result<axum::body::Bytes, (StatusCode, String)> {
+    match tokio::time::timeout(
         Duration::from_secs(10),
-        axum::body::to_bytes(req.into_body(), MAX_BODY),
+        axum::body::to_bytes(req.into_body(), max),
     )
     .await
     {
-        Err(_) => {
-            return error(
-                &s,
-                StatusCode::REQUEST_TIMEOUT,
-                "the request body took too long",
-            )
-        }
-        Ok(Err(_)) => {
-            return error(
-                &s,
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("the body is over {MAX_BODY} bytes"),
-            )
-        }
-        Ok(Ok(b)) => b,
+        Err(_) => Err((
+            StatusCode::REQUEST_TIMEOUT,
+            "the request body took too long".into(),
+        )),
+        Ok(Err(_)) => Err((
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is over {max} bytes"),
+        )),
+        Ok(Ok(b)) => Ok(b),
+    }
+}
+
+async fn post_add(State(s): State<AppState>, req: axum::extract::Request) -> Response<Body> {
+    let received = Instant::now();
+    let body = match read_body(req, MAX_BODY).await {
+        Ok(b) => b,
+        Err((status, message)) => return error(&s, status, message),
     };
     // Every signature must name (by keyid) a submitter of the configuration; the sequencer then
     // checks that each verifies with that key before anything is appended (a batch at a time).

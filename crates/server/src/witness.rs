@@ -15,7 +15,6 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use tokio::sync::oneshot;
 
 /// Largest add-checkpoint body accepted.
@@ -192,20 +191,9 @@ async fn add_checkpoint(
     State(s): State<Arc<WState>>,
     req: axum::extract::Request,
 ) -> Response<Body> {
-    let body = match tokio::time::timeout(
-        Duration::from_secs(10),
-        axum::body::to_bytes(req.into_body(), MAX_BODY),
-    )
-    .await
-    {
-        Err(_) => {
-            return text(
-                StatusCode::REQUEST_TIMEOUT,
-                "the request body took too long",
-            )
-        }
-        Ok(Err(_)) => return text(StatusCode::PAYLOAD_TOO_LARGE, "body too large"),
-        Ok(Ok(b)) => b,
+    let body = match crate::read_body(req, MAX_BODY).await {
+        Ok(b) => b,
+        Err((status, message)) => return text(status, message),
     };
     let Ok(body) = std::str::from_utf8(&body) else {
         return text(StatusCode::BAD_REQUEST, "the body is not UTF-8");
