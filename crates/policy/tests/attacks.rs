@@ -208,19 +208,23 @@ struct Fixture {
 
 /// The honest case: a release, passing attestations from both organisations.
 fn honest() -> Fixture {
+    released(manifest("updates.vendorx.example", "none"), |k| {
+        vec![&k.uk1, &k.de]
+    })
+}
+
+/// A release of firmware 4.2.0 with manifest `m`, then one passing attestation by each of the
+/// keys `attesters` picks.
+fn released(m: Manifest, attesters: fn(&Keys) -> Vec<&SignerKey>) -> Fixture {
     let k = keys();
     let fw = sha256(b"firmware image 4.2.0");
     let mut log = Log::new();
-    let rel = release(
-        &fw,
-        &k.vendor,
-        manifest("updates.vendorx.example", "none"),
-        "4.2.0",
-    );
+    let rel = release(&fw, &k.vendor, m, "4.2.0");
     let rel_index = log.add(&rel);
     let rb = rel.to_json();
-    log.add(&attestation(&fw, rel_index, &rb, Outcome_::Pass, &[&k.uk1]));
-    log.add(&attestation(&fw, rel_index, &rb, Outcome_::Pass, &[&k.de]));
+    for by in attesters(&k) {
+        log.add(&attestation(&fw, rel_index, &rb, Outcome_::Pass, &[by]));
+    }
     Fixture {
         k,
         log,
@@ -409,29 +413,7 @@ fn forged_or_missing_cosignature() {
 
 #[test]
 fn fewer_than_k_evaluators() {
-    let k = keys();
-    let fw = sha256(b"firmware image 4.2.0");
-    let mut log = Log::new();
-    let rel = release(
-        &fw,
-        &k.vendor,
-        manifest("updates.vendorx.example", "none"),
-        "4.2.0",
-    );
-    let i = log.add(&rel);
-    log.add(&attestation(
-        &fw,
-        i,
-        &rel.to_json(),
-        Outcome_::Pass,
-        &[&k.de],
-    ));
-    let f = Fixture {
-        k,
-        log,
-        fw,
-        rel_index: i,
-    };
+    let f = released(manifest("updates.vendorx.example", "none"), |k| vec![&k.de]);
     denied_by(
         &run(&f, "", &full(&f), None),
         "evaluators",
@@ -441,36 +423,9 @@ fn fewer_than_k_evaluators() {
 
 #[test]
 fn two_attestations_from_one_organisation_count_once() {
-    let k = keys();
-    let fw = sha256(b"firmware image 4.2.0");
-    let mut log = Log::new();
-    let rel = release(
-        &fw,
-        &k.vendor,
-        manifest("updates.vendorx.example", "none"),
-        "4.2.0",
-    );
-    let i = log.add(&rel);
-    log.add(&attestation(
-        &fw,
-        i,
-        &rel.to_json(),
-        Outcome_::Pass,
-        &[&k.uk1],
-    ));
-    log.add(&attestation(
-        &fw,
-        i,
-        &rel.to_json(),
-        Outcome_::Pass,
-        &[&k.uk2],
-    ));
-    let f = Fixture {
-        k,
-        log,
-        fw,
-        rel_index: i,
-    };
+    let f = released(manifest("updates.vendorx.example", "none"), |k| {
+        vec![&k.uk1, &k.uk2]
+    });
     denied_by(
         &run(&f, "", &full(&f), None),
         "evaluators",
@@ -627,31 +582,7 @@ fn a_manifest_that_breaks_an_agreement_rule() {
         ),
         ("198.51.100.0/24", "none", "198.51.100.0/24"),
     ] {
-        let k = keys();
-        let fw = sha256(b"firmware image 4.2.0");
-        let mut log = Log::new();
-        let rel = release(&fw, &k.vendor, manifest(peer, remote), "4.2.0");
-        let i = log.add(&rel);
-        log.add(&attestation(
-            &fw,
-            i,
-            &rel.to_json(),
-            Outcome_::Pass,
-            &[&k.uk1],
-        ));
-        log.add(&attestation(
-            &fw,
-            i,
-            &rel.to_json(),
-            Outcome_::Pass,
-            &[&k.de],
-        ));
-        let f = Fixture {
-            k,
-            log,
-            fw,
-            rel_index: i,
-        };
+        let f = released(manifest(peer, remote), |k| vec![&k.uk1, &k.de]);
         denied_by(&run(&f, "", &full(&f), None), "manifest", why);
     }
 }
