@@ -288,16 +288,19 @@ fn proofs_verify_and_tampering_is_caught() {
         r.stderr
     );
     // Wrong entry, wrong key, tampered hash, malformed file.
+    let verify = |entry: &std::path::Path, key: &str| {
+        run(&[
+            "log",
+            "verify-proof",
+            s(&proof),
+            "--entry",
+            s(entry),
+            "--key",
+            key,
+        ])
+    };
     let other = t.path().join("e1-18");
-    let r = run(&[
-        "log",
-        "verify-proof",
-        s(&proof),
-        "--entry",
-        s(&other),
-        "--key",
-        &vkey,
-    ]);
+    let r = verify(&other, &vkey);
     assert_eq!(r.code, 1, "{}", r.stderr);
     let k2 = t.path().join("k2");
     let v2 = ok(&[
@@ -309,15 +312,7 @@ fn proofs_verify_and_tampering_is_caught() {
         s(&k2),
     ])
     .stdout;
-    let r = run(&[
-        "log",
-        "verify-proof",
-        s(&proof),
-        "--entry",
-        s(&entry),
-        "--key",
-        v2.trim(),
-    ]);
+    let r = verify(&entry, v2.trim());
     assert_eq!(r.code, 1, "{}", r.stderr);
     let text = std::fs::read_to_string(&proof).unwrap();
     let line = text.lines().nth(2).unwrap();
@@ -328,26 +323,10 @@ fn proofs_verify_and_tampering_is_caught() {
         text.replacen(line, std::str::from_utf8(&flipped).unwrap(), 1),
     )
     .unwrap();
-    let r = run(&[
-        "log",
-        "verify-proof",
-        s(&proof),
-        "--entry",
-        s(&entry),
-        "--key",
-        &vkey,
-    ]);
+    let r = verify(&entry, &vkey);
     assert_eq!(r.code, 1, "{}", r.stderr);
     std::fs::write(&proof, text.replacen("index 117", "index 11x", 1)).unwrap();
-    let r = run(&[
-        "log",
-        "verify-proof",
-        s(&proof),
-        "--entry",
-        s(&entry),
-        "--key",
-        &vkey,
-    ]);
+    let r = verify(&entry, &vkey);
     no_panic(&r);
     assert_eq!(r.code, 2);
     assert!(
