@@ -151,6 +151,12 @@ impl World {
         ]);
         self.ps(out)
     }
+    /// Cosigns the log's checkpoint (written as `cp`) and verifies `fw` under `agreement`
+    /// from the log itself.
+    fn verify_from_log(&self, fw: &str, agreement: &str, cp: &str) -> (i32, serde_json::Value) {
+        let cp = self.cosign(cp);
+        self.verify(fw, agreement, &["--log", s(&self.log), "--checkpoint", &cp])
+    }
     fn verify(&self, fw: &str, agreement: &str, extra: &[&str]) -> (i32, serde_json::Value) {
         let mut args = vec!["verify", "--json"];
         let fwp = self.ps(fw);
@@ -332,13 +338,8 @@ fn wrong_vendor_key() {
     w.attest("uk.key", "fw2.bin", "rebuilt2.bin", 3, "a1.json");
     w.attest("de.key", "fw2.bin", "rebuilt2.bin", 3, "a2.json");
     w.add(&["a1.json", "a2.json"]);
-    let cp = w.cosign("cosigned");
     denied(
-        w.verify(
-            "fw2.bin",
-            "agreement.toml",
-            &["--log", s(&w.log), "--checkpoint", &cp],
-        ),
+        w.verify_from_log("fw2.bin", "agreement.toml", "cosigned"),
         "release",
         "signed by a vendor of the agreement",
     );
@@ -472,13 +473,8 @@ fn fewer_than_k_evaluators_and_one_organisation_counted_once() {
         "\"*.vendorx.example\"",
         "24h",
     );
-    let cp = w.cosign("c1");
     denied(
-        w.verify(
-            "fw.bin",
-            "agreement.toml",
-            &["--log", s(&w.log), "--checkpoint", &cp],
-        ),
+        w.verify_from_log("fw.bin", "agreement.toml", "c1"),
         "evaluators",
         "1 of the 2 organisations",
     );
@@ -486,13 +482,8 @@ fn fewer_than_k_evaluators_and_one_organisation_counted_once() {
     w.attest("uk2.key", "fw.bin", "rebuilt.bin", 0, "a2.json");
     w.add(&["a2.json"]);
     w.with_second_uk_key("agreement.toml", "agreement-uk2.toml");
-    let cp = w.cosign("c2");
     denied(
-        w.verify(
-            "fw.bin",
-            "agreement-uk2.toml",
-            &["--log", s(&w.log), "--checkpoint", &cp],
-        ),
+        w.verify_from_log("fw.bin", "agreement-uk2.toml", "c2"),
         "evaluators",
         "1 of the 2 organisations",
     );
@@ -512,13 +503,8 @@ fn a_failing_attestation_denies() {
     assert!(a["payload"].is_string());
     w.add(&["fail.json"]);
     w.with_second_uk_key("agreement.toml", "agreement2.toml");
-    let cp = w.cosign("cosigned");
     denied(
-        w.verify(
-            "fw.bin",
-            "agreement2.toml",
-            &["--log", s(&w.log), "--checkpoint", &cp],
-        ),
+        w.verify_from_log("fw.bin", "agreement2.toml", "cosigned"),
         "evaluators",
         "attests a failure",
     );
@@ -541,13 +527,8 @@ fn a_revocation_in_the_log_denies() {
         &w.ps("rev.json"),
     ]);
     w.add(&["rev.json"]);
-    let cp = w.cosign("cosigned");
     denied(
-        w.verify(
-            "fw.bin",
-            "agreement.toml",
-            &["--log", s(&w.log), "--checkpoint", &cp],
-        ),
+        w.verify_from_log("fw.bin", "agreement.toml", "cosigned"),
         "revocation",
         "undeclared remote shell",
     );
