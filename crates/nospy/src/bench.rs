@@ -572,7 +572,9 @@ fn bench_serve(
         "latency_ms_p50": (f.latency_ms_p50 * 100.0).round() / 100.0,
         "latency_ms_p99": (f.latency_ms_p99 * 100.0).round() / 100.0,
         "overloaded_503": f.overloaded,
+        "mean_batch": f.mean_batch.round(),
         "cpu_us_per_submission": f.cpu_us_per_submission.map(|c| c.round()),
+        "cpu_us_by_thread": f.cpu_us_by_thread.iter().map(|(k, v)| (k.clone(), json!((v * 10.0).round() / 10.0))).collect::<serde_json::Map<_, _>>(),
         "tile_reads_per_s": f.tile_reads_per_s.round(),
         "http_floor_per_s": f.http_floor_per_s.round(),
         "http_floor_ratio": (f.submissions_per_s / f.http_floor_per_s * 1000.0).round() / 1000.0,
@@ -584,11 +586,17 @@ fn bench_serve(
     } else {
         println!("signed submissions  {:>10.0} /s durable ({n} of {} B each, {clients} connections, {} answered 503 and retried)", f.submissions_per_s, bytes / n, f.overloaded);
         println!(
-            "latency             p50 {:.2} ms, p99 {:.2} ms",
-            f.latency_ms_p50, f.latency_ms_p99
+            "latency             p50 {:.2} ms, p99 {:.2} ms; {:.0} entries per batch (fsync round) on average",
+            f.latency_ms_p50, f.latency_ms_p99, f.mean_batch
         );
         if let Some(c) = f.cpu_us_per_submission {
             println!("cpu per submission  {c:>10.0} µs (server and clients, all threads, user and system)");
+            let by: Vec<String> = f
+                .cpu_us_by_thread
+                .iter()
+                .map(|(k, v)| format!("{k} {v:.0}"))
+                .collect();
+            println!("  by thread                    {}", by.join(", "));
         }
         println!(
             "tile reads          {:>10.0} /s (random full tiles and entry bundles)",

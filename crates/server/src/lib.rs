@@ -149,6 +149,8 @@ pub fn load_config(path: Option<&std::path::Path>) -> Result<ServeConfig, String
 pub struct Running {
     /// The address it listens on.
     pub addr: SocketAddr,
+    /// What it counts (as `/metrics` shows it).
+    pub metrics: Arc<Metrics>,
     stop: Option<oneshot::Sender<()>>,
     done: tokio::task::JoinHandle<Result<(), String>>,
 }
@@ -286,6 +288,7 @@ pub async fn start(opts: Options) -> Result<Running, String> {
     });
     Ok(Running {
         addr,
+        metrics,
         stop: Some(stop_tx),
         done,
     })

@@ -34,6 +34,14 @@ impl Histogram {
         self.count.fetch_add(1, Relaxed);
     }
 
+    /// The mean of what was observed (0 when nothing was).
+    pub fn mean(&self) -> f64 {
+        match self.count.load(Relaxed) {
+            0 => 0.0,
+            n => self.sum_micros.load(Relaxed) as f64 / 1e6 / n as f64,
+        }
+    }
+
     fn render(&self, out: &mut String, name: &str, help: &str) {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
         for (b, c) in self.bounds.iter().zip(&self.counts) {
