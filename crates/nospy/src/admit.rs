@@ -485,17 +485,8 @@ fn remote_evidence(url: &str, digest: &Hash) -> Result<(String, Vec<LoggedEntry>
             .context("the lookup answer is not JSON")?;
     let mut bundles: std::collections::HashMap<u64, Vec<Vec<u8>>> =
         std::collections::HashMap::new();
-    let mut out = Vec::new();
-    for e in found["entries"]
-        .as_array()
-        .context("the lookup answer has no entries list")?
-    {
-        let index = e["index"]
-            .as_u64()
-            .context("the lookup answer has an entry without an index")?;
-        if index >= size {
-            continue;
-        }
+    // Entry `index`, from its bundle (each bundle fetched once).
+    let mut entry_at = |index: u64| -> Result<Vec<u8>> {
         let b = index / 256;
         if let std::collections::hash_map::Entry::Vacant(v) = bundles.entry(b) {
             let width = nospy_tlog::tile::width_in(0, b, size);
@@ -509,7 +500,34 @@ fn remote_evidence(url: &str, digest: &Hash) -> Result<(String, Vec<LoggedEntry>
                 .with_context(|| format!("{base}/{}", id.entries_path()))?;
             v.insert(entries.into_iter().map(|e| e.to_vec()).collect());
         }
-        let bytes = bundles[&b][(index % 256) as usize].clone();
+        Ok(bundles[&b][(index % 256) as usize].clone())
+    };
+    let mut indexes = Vec::new();
+    for e in found["entries"]
+        .as_array()
+        .context("the lookup answer has no entries list")?
+    {
+        let index = e["index"]
+            .as_u64()
+            .context("the lookup answer has an entry without an index")?;
+        if index < size {
+            indexes.push(index);
+        }
+    }
+    // The index follows the log: what it had not indexed yet (beyond the size it answers for),
+    // up to the checkpoint, is read and searched here.
+    let indexed = found["size"]
+        .as_u64()
+        .context("the lookup answer has no size")?
+        .min(size);
+    for index in indexed..size {
+        if !indexes.contains(&index) && crate::gather::is_about(&entry_at(index)?, digest) {
+            indexes.push(index);
+        }
+    }
+    let mut out = Vec::new();
+    for index in indexes {
+        let bytes = entry_at(index)?;
         let p: serde_json::Value =
             serde_json::from_slice(&get(&format!("proof/inclusion?index={index}&size={size}"))?)
                 .context("the proof answer is not JSON")?;

@@ -73,29 +73,30 @@ pub fn parse_digest(s: &str) -> Result<Hash> {
 pub fn entries_about(log: &Log, digest: &Hash) -> Result<Vec<(u64, Vec<u8>)>> {
     let size = log.size();
     let reader = log.reader();
-    let hex = digest.to_hex();
     let mut out = Vec::new();
     let mut progress = Progress::new("scanned entries");
     let bundles = size.div_ceil(256);
     for b in 0..bundles {
         for (k, e) in reader.bundle(b)?.into_iter().enumerate() {
-            let index = b * 256 + k as u64;
-            let Ok(env) = Envelope::parse(&e) else {
-                continue;
-            };
-            // Cheap filter first: the digest's hex must appear in the payload.
-            if !env
-                .payload
-                .windows(hex.len())
-                .any(|w| w.eq_ignore_ascii_case(hex.as_bytes()))
-            {
-                continue;
-            }
-            if Statement::parse(&env.payload).is_ok_and(|s| s.is_about(digest)) {
-                out.push((index, e));
+            if is_about(&e, digest) {
+                out.push((b * 256 + k as u64, e));
             }
         }
         progress.update(((b + 1) * 256).min(size), size);
     }
     Ok(out)
+}
+
+/// Whether a log entry is a statement with `digest` among its subjects (signatures unchecked:
+/// this only finds candidates, which the verdict then checks).
+pub fn is_about(entry: &[u8], digest: &Hash) -> bool {
+    let Ok(env) = Envelope::parse(entry) else {
+        return false;
+    };
+    // Cheap filter first: the digest's hex must appear in the payload.
+    let hex = digest.to_hex();
+    env.payload
+        .windows(hex.len())
+        .any(|w| w.eq_ignore_ascii_case(hex.as_bytes()))
+        && Statement::parse(&env.payload).is_ok_and(|s| s.is_about(digest))
 }

@@ -34,6 +34,12 @@ pub struct ServeArgs {
     /// Most entries per batch.
     #[arg(long, default_value_t = 16_384)]
     max_batch: usize,
+    /// How long (milliseconds) the lookup index gathers new entries before writing them in one
+    /// transaction, at most. Longer means fewer, larger writes under load; `/lookup` answers for
+    /// the entries indexed so far and says how many (`size`), and `nospy verify --server` reads
+    /// the entries beyond that from the log itself, so nothing is missed either way.
+    #[arg(long, default_value_t = 100)]
+    index_delay: u64,
 }
 
 fn generate(path: &Path, name: &str) -> Result<SignerKey> {
@@ -107,6 +113,7 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
         listen: a.listen,
         queue: a.queue,
         max_batch: a.max_batch,
+        index_delay: std::time::Duration::from_millis(a.index_delay),
     })
     .map_err(|e| anyhow::anyhow!(e))?;
     Ok(ExitCode::SUCCESS)

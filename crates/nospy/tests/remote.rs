@@ -30,6 +30,86 @@ fn release(t: &std::path::Path, key: &std::path::Path, i: u32) -> String {
     s(&out).to_string()
 }
 
+/// A new vendor key in `t`: its file and verifier key.
+fn vendor_key(t: &std::path::Path) -> (std::path::PathBuf, String) {
+    let vendor = t.join("vendor.key");
+    let vkey = ok(&[
+        "key",
+        "generate",
+        "--name",
+        "release.vendorx.example",
+        "--out",
+        s(&vendor),
+    ])
+    .stdout;
+    (vendor, vkey)
+}
+
+/// A new log `origin` in `t` served by `nospy serve` (with `extra` arguments) that admits one new
+/// vendor key: the log's directory and verifier key, the vendor's key file and verifier key, the
+/// server process and its URL.
+struct Served {
+    log: std::path::PathBuf,
+    vkey: String,
+    vendor: std::path::PathBuf,
+    vendor_vkey: String,
+    child: std::process::Child,
+    url: String,
+}
+
+fn served(t: &std::path::Path, origin: &str, extra: &[&str]) -> Served {
+    let (log, _key_file, vkey) = new_log(t, origin);
+    let (vendor, vendor_vkey) = vendor_key(t);
+    let cfg = serve_config(t, &vendor_vkey);
+    let (child, url) = serve_with(&log, &cfg, extra);
+    Served {
+        log,
+        vkey,
+        vendor,
+        vendor_vkey,
+        child,
+        url,
+    }
+}
+
+/// An agreement trusting the log `origin` (verifier key `log_vkey`) and the vendor, with no
+/// witness or evaluator quorum.
+fn agreement(t: &std::path::Path, origin: &str, log_vkey: &str, vendor_vkey: &str) -> String {
+    let p = t.join("agreement.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "name = \"server\"\n[log]\norigin = \"{origin}\"\nkey = \"{log_vkey}\"\n[witnesses]\nquorum = 0\nmax_age = \"1h\"\n\
+             [[vendor]]\nname = \"VendorX\"\nkeys = [\"{}\"]\n[evaluators]\nquorum = 0\n",
+            vendor_vkey.trim()
+        ),
+    )
+    .unwrap();
+    s(&p).to_string()
+}
+
+/// A revocation of the artifact `digest` (hex) signed with `key`, written in `t`.
+fn revocation(t: &std::path::Path, key: &std::path::Path, digest: &str) -> String {
+    let p = t.join("rev.json");
+    ok(&[
+        "revoke",
+        "--key",
+        s(key),
+        "--artifact-digest",
+        digest,
+        "--reason",
+        "recalled",
+        "--out",
+        s(&p),
+    ]);
+    s(&p).to_string()
+}
+
+fn sha256_hex(p: &std::path::Path) -> String {
+    use sha2::Digest;
+    nospy_tlog::hex::encode(&sha2::Sha256::digest(std::fs::read(p).unwrap()))
+}
+
 #[test]
 fn add_over_http_then_mirror_and_catch_up() {
     let t = tempfile::tempdir().unwrap();
@@ -152,39 +232,26 @@ fn add_over_http_then_mirror_and_catch_up() {
 #[test]
 fn bundle_and_verify_from_a_server() {
     let t = tempfile::tempdir().unwrap();
-    let (log, _key_file, vkey) = new_log(t.path(), "remote2.example/log");
-    let vendor = t.path().join("vendor.key");
-    let vendor_vkey = ok(&[
-        "key",
-        "generate",
-        "--name",
-        "release.vendorx.example",
-        "--out",
-        s(&vendor),
-    ])
-    .stdout;
-    let cfg = serve_config(t.path(), &vendor_vkey);
-    let (mut child, url) = serve(&log, &cfg);
+    let Served {
+        log,
+        vkey,
+        vendor,
+        vendor_vkey,
+        mut child,
+        url,
+    } = served(t.path(), "remote2.example/log", &[]);
+    let cfg = t.path().join("serve.toml");
     let rel = release(t.path(), &vendor, 7);
     let other = release(t.path(), &vendor, 8);
     ok(&["log", "add", "--server", &url, &rel, &other]);
-    let agreement = t.path().join("agreement.toml");
-    std::fs::write(
-        &agreement,
-        format!(
-            "name = \"server\"\n[log]\norigin = \"remote2.example/log\"\nkey = \"{vkey}\"\n[witnesses]\nquorum = 0\nmax_age = \"1h\"\n\
-             [[vendor]]\nname = \"VendorX\"\nkeys = [\"{}\"]\n[evaluators]\nquorum = 0\n",
-            vendor_vkey.trim()
-        ),
-    )
-    .unwrap();
+    let agreement = agreement(t.path(), "remote2.example/log", &vkey, &vendor_vkey);
     let fw = t.path().join("fw7.bin");
     let v: serde_json::Value = serde_json::from_str(
         &ok(&[
             "verify",
             s(&fw),
             "--agreement",
-            s(&agreement),
+            &agreement,
             "--server",
             &url,
             "--json",
@@ -207,10 +274,7 @@ fn bundle_and_verify_from_a_server() {
     let digest = ok(&["log", "entry", s(&log), "0", "--json"]).stdout;
     assert!(digest.contains("base64"));
     let b = t.path().join("fw7.bundle");
-    let d = {
-        use sha2::Digest;
-        nospy_tlog::hex::encode(&sha2::Sha256::digest(std::fs::read(&fw).unwrap()))
-    };
+    let d = sha256_hex(&fw);
     ok(&[
         "bundle",
         "--server",
@@ -224,30 +288,54 @@ fn bundle_and_verify_from_a_server() {
         "verify",
         s(&fw),
         "--agreement",
-        s(&agreement),
+        &agreement,
         "--bundle",
         s(&b),
     ]);
     assert!(r.stdout.starts_with("ADMIT"), "{}", r.stdout);
     // A revocation submitted to the server denies.
-    let revf = t.path().join("rev.json");
-    ok(&[
-        "revoke",
-        "--key",
-        s(&vendor),
-        "--artifact-digest",
-        &d,
-        "--reason",
-        "recalled",
-        "--out",
-        s(&revf),
-    ]);
-    ok(&["log", "add", "--server", &url, s(&revf)]);
+    let revf = revocation(t.path(), &vendor, &d);
+    let rev_index: u64 = ok(&["log", "add", "--server", &url, &revf])
+        .stdout
+        .split('\t')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // The lookup index follows the log on its own thread: a lookup answers for the entries it
+    // has indexed (`size`), never beyond the checkpoint, and lists nothing at or above that
+    // size; it catches up.
+    let http = nospy_server::client::Blocking::new(std::time::Duration::from_secs(10)).unwrap();
+    let checkpoint_size = rev_index + 1;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let v: serde_json::Value =
+            serde_json::from_slice(&http.get_ok(&format!("{url}/lookup?digest={d}")).unwrap())
+                .unwrap();
+        let size = v["size"].as_u64().unwrap();
+        assert!(size <= checkpoint_size, "{v}");
+        let listed: Vec<u64> = v["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["index"].as_u64().unwrap())
+            .collect();
+        assert!(listed.iter().all(|i| *i < size), "{v}");
+        if size == checkpoint_size {
+            assert_eq!(listed, vec![0, rev_index], "{v}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the index never caught up: {v}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let r = run(&[
         "verify",
         s(&fw),
         "--agreement",
-        s(&agreement),
+        &agreement,
         "--server",
         &url,
     ]);
@@ -265,7 +353,7 @@ fn bundle_and_verify_from_a_server() {
         "verify",
         s(&fw),
         "--agreement",
-        s(&agreement),
+        &agreement,
         "--server",
         &url,
     ]);
@@ -274,6 +362,66 @@ fn bundle_and_verify_from_a_server() {
         "the rebuilt index must still find the revocation: {}",
         r.stdout
     );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn verify_from_a_server_reads_what_its_index_has_not_reached() {
+    let t = tempfile::tempdir().unwrap();
+    // An index that waits an hour before writing: every lookup answers for no entry at all.
+    let Served {
+        vkey,
+        vendor,
+        vendor_vkey,
+        mut child,
+        url,
+        ..
+    } = served(
+        t.path(),
+        "remote3.example/log",
+        &["--index-delay", "3600000"],
+    );
+    let rel = release(t.path(), &vendor, 7);
+    ok(&["log", "add", "--server", &url, &rel]);
+    let fw = t.path().join("fw7.bin");
+    let d = sha256_hex(&fw);
+    let http = nospy_server::client::Blocking::new(std::time::Duration::from_secs(10)).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_slice(&http.get_ok(&format!("{url}/lookup?digest={d}")).unwrap()).unwrap();
+    assert_eq!(v["size"], 0, "{v}");
+    assert_eq!(v["entries"], serde_json::json!([]), "{v}");
+    let agreement = agreement(t.path(), "remote3.example/log", &vkey, &vendor_vkey);
+    let verify = || {
+        run(&[
+            "verify",
+            s(&fw),
+            "--agreement",
+            &agreement,
+            "--server",
+            &url,
+        ])
+    };
+    let r = verify();
+    assert_eq!(
+        r.code, 0,
+        "the release is found beyond the index: {}",
+        r.stdout
+    );
+    ok(&[
+        "log",
+        "add",
+        "--server",
+        &url,
+        &revocation(t.path(), &vendor, &d),
+    ]);
+    let r = verify();
+    assert_eq!(
+        r.code, 1,
+        "the revocation is found beyond the index: {}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("recalled"), "{}", r.stdout);
     child.kill().unwrap();
     child.wait().unwrap();
 }

@@ -232,6 +232,7 @@ pub fn run(
             listen: "127.0.0.1:0".parse().map_err(|e| format!("{e}"))?,
             queue: 65_536,
             max_batch: 16_384,
+            index_delay: Duration::from_millis(100),
         })
         .await?;
         let addr = srv.addr;

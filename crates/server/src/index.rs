@@ -42,18 +42,40 @@ pub struct Row {
     pub signers: Vec<String>,
 }
 
+/// The layout's version, in `PRAGMA user_version`: an index of another version is rebuilt.
+const SCHEMA_VERSION: i64 = 2;
+
 impl Index {
-    /// Opens (creating if needed) the index of the log in `dir`.
+    /// Opens (creating if needed) the index of the log in `dir`. An index written by another
+    /// version of nospy is emptied, to be rebuilt from the log by [`Index::catch_up`].
     pub fn open(dir: &Path) -> Result<Index, String> {
         let p = dir.join(".nospy/index.sqlite");
-        let db = Connection::open(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+        let at = |e: rusqlite::Error| format!("{}: {e}", p.display());
+        let db = Connection::open(&p).map_err(at)?;
         db.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
-             CREATE TABLE IF NOT EXISTS entries (idx INTEGER PRIMARY KEY, leaf_hash BLOB NOT NULL, predicate_type TEXT NOT NULL, signers TEXT NOT NULL);
-             CREATE TABLE IF NOT EXISTS subjects (digest BLOB NOT NULL, idx INTEGER NOT NULL);
-             CREATE INDEX IF NOT EXISTS subjects_digest ON subjects (digest);",
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536;",
         )
-        .map_err(|e| format!("{}: {e}", p.display()))?;
+        .map_err(at)?;
+        let version: i64 = db
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(at)?;
+        if version != SCHEMA_VERSION {
+            db.execute_batch(&format!(
+                "DROP TABLE IF EXISTS entries; DROP TABLE IF EXISTS subjects;
+                 DROP TABLE IF EXISTS predicate_types; DROP TABLE IF EXISTS signer_sets;
+                 PRAGMA user_version = {SCHEMA_VERSION};"
+            ))
+            .map_err(at)?;
+        }
+        // Predicate types and signer sets repeat from entry to entry: each is stored once and
+        // entries name it by number. Subjects are one B-tree keyed by (digest, entry).
+        db.execute_batch(
+            "CREATE TABLE IF NOT EXISTS predicate_types (id INTEGER PRIMARY KEY, uri TEXT NOT NULL UNIQUE);
+             CREATE TABLE IF NOT EXISTS signer_sets (id INTEGER PRIMARY KEY, keys TEXT NOT NULL UNIQUE);
+             CREATE TABLE IF NOT EXISTS entries (idx INTEGER PRIMARY KEY, leaf_hash BLOB NOT NULL, predicate_type INTEGER NOT NULL, signers INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS subjects (digest BLOB NOT NULL, idx INTEGER NOT NULL, PRIMARY KEY (digest, idx)) WITHOUT ROWID;",
+        )
+        .map_err(at)?;
         Ok(Index { db })
     }
 
@@ -75,20 +97,18 @@ impl Index {
                 .prepare_cached("INSERT OR IGNORE INTO entries (idx, leaf_hash, predicate_type, signers) VALUES (?1, ?2, ?3, ?4)")
                 .map_err(|e| e.to_string())?;
             let mut s = tx
-                .prepare_cached("INSERT INTO subjects (digest, idx) VALUES (?1, ?2)")
+                .prepare_cached("INSERT OR IGNORE INTO subjects (digest, idx) VALUES (?1, ?2)")
                 .map_err(|e| e.to_string())?;
+            let mut ids = Interned::default();
             for r in rows {
+                let kind = ids.id(&tx, "predicate_types", "uri", &r.predicate_type)?;
+                let signers = ids.id(&tx, "signer_sets", "keys", &r.signers.join("\n"))?;
                 let inserted = e
-                    .execute(params![
-                        r.index as i64,
-                        r.leaf_hash.0.to_vec(),
-                        r.predicate_type,
-                        r.signers.join("\n")
-                    ])
+                    .execute(params![r.index as i64, &r.leaf_hash.0[..], kind, signers])
                     .map_err(|e| e.to_string())?;
                 if inserted > 0 {
                     for d in &r.subjects {
-                        s.execute(params![d.0.to_vec(), r.index as i64])
+                        s.execute(params![&d.0[..], r.index as i64])
                             .map_err(|e| e.to_string())?;
                     }
                 }
@@ -102,12 +122,15 @@ impl Index {
         let mut st = self
             .db
             .prepare_cached(
-                "SELECT e.idx, e.leaf_hash, e.predicate_type, e.signers FROM subjects s JOIN entries e ON e.idx = s.idx
-                 WHERE s.digest = ?1 AND e.idx < ?2 ORDER BY e.idx LIMIT 10000",
+                "SELECT e.idx, e.leaf_hash, p.uri, k.keys FROM subjects s
+                 JOIN entries e ON e.idx = s.idx
+                 JOIN predicate_types p ON p.id = e.predicate_type
+                 JOIN signer_sets k ON k.id = e.signers
+                 WHERE s.digest = ?1 AND s.idx < ?2 ORDER BY s.idx LIMIT 10000",
             )
             .map_err(|e| e.to_string())?;
         let rows = st
-            .query_map(params![digest.0.to_vec(), size as i64], |r| {
+            .query_map(params![&digest.0[..], size as i64], |r| {
                 let leaf: Vec<u8> = r.get(1)?;
                 let signers: String = r.get(3)?;
                 Ok(Found {
@@ -176,5 +199,40 @@ impl Index {
             self.add(&rows)?;
         }
         Ok(done)
+    }
+}
+
+/// The numbers of the predicate types and signer sets one transaction has used, so that each is
+/// looked up (or inserted) once per transaction, not once per entry.
+#[derive(Default)]
+struct Interned {
+    known: std::collections::HashMap<&'static str, std::collections::HashMap<String, i64>>,
+}
+
+impl Interned {
+    fn id(
+        &mut self,
+        tx: &rusqlite::Transaction<'_>,
+        table: &'static str,
+        column: &'static str,
+        value: &str,
+    ) -> Result<i64, String> {
+        if let Some(id) = self.known.get(table).and_then(|m| m.get(value)) {
+            return Ok(*id);
+        }
+        tx.prepare_cached(&format!(
+            "INSERT INTO {table} ({column}) VALUES (?1) ON CONFLICT ({column}) DO NOTHING"
+        ))
+        .and_then(|mut st| st.execute([value]))
+        .map_err(|e| e.to_string())?;
+        let id: i64 = tx
+            .prepare_cached(&format!("SELECT id FROM {table} WHERE {column} = ?1"))
+            .and_then(|mut st| st.query_row([value], |r| r.get(0)))
+            .map_err(|e| e.to_string())?;
+        self.known
+            .entry(table)
+            .or_default()
+            .insert(value.to_string(), id);
+        Ok(id)
     }
 }

@@ -43,7 +43,7 @@ use nospy_tlog::tile::{self, TileId};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{mpsc, oneshot};
@@ -66,6 +66,9 @@ pub struct Options {
     pub queue: usize,
     /// Most entries per batch.
     pub max_batch: usize,
+    /// How long the lookup index gathers new entries before writing them in one transaction, at
+    /// most (lookups answer for what is indexed; clients read the rest of the log themselves).
+    pub index_delay: Duration,
 }
 
 /// A submission waiting for the sequencer: parsed, its signatures not yet checked (the
@@ -97,6 +100,9 @@ struct Published {
     size: u64,
 }
 
+/// How many rows the indexer writes in one transaction, at most.
+const INDEX_ROWS: usize = 8192;
+
 /// What handlers share.
 struct Shared {
     storage: DirStorage,
@@ -106,7 +112,10 @@ struct Shared {
     config_path: Option<PathBuf>,
     config_stamp: RwLock<Option<SystemTime>>,
     metrics: Arc<Metrics>,
+    /// The lookup index, for reading (the indexer thread writes through its own connection).
     index: std::sync::Mutex<index::Index>,
+    /// How many entries the lookup index covers: lookups are complete below this size only.
+    indexed: AtomicU64,
 }
 
 /// What HTTP handlers hold: the shared state, and the way into the sequencer's queue. Only
@@ -203,7 +212,8 @@ pub async fn start(opts: Options) -> Result<Running, String> {
         config_path: opts.config.clone(),
         config_stamp: RwLock::new(stamp),
         metrics: metrics.clone(),
-        index: std::sync::Mutex::new(idx),
+        index: std::sync::Mutex::new(index::Index::open(&opts.dir)?),
+        indexed: AtomicU64::new(seq.size()),
     });
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
@@ -217,19 +227,33 @@ pub async fn start(opts: Options) -> Result<Running, String> {
     // The lookup index is written by its own thread, so that SQLite never slows the sequencer.
     let (index_tx, index_rx) = std::sync::mpsc::channel::<Vec<index::Row>>();
     let index_shared = shared.clone();
+    let index_delay = opts.index_delay;
     let indexer = std::thread::Builder::new()
         .name("indexer".into())
         .spawn(move || {
-            while let Ok(rows) = index_rx.recv() {
-                if let Err(e) = index_shared
-                    .index
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .add(&rows)
-                {
-                    eprintln!(
+            let mut idx = idx;
+            while let Ok(mut rows) = index_rx.recv() {
+                // Rows are gathered for up to `index_delay` (or INDEX_ROWS of them) into one
+                // transaction: digests are random keys, so each transaction writes about one page
+                // per row until it covers a good part of the tree. Lookups answer for what is
+                // indexed, and clients read the rest of the log themselves.
+                let deadline = Instant::now() + index_delay;
+                while rows.len() < INDEX_ROWS {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    match index_rx.recv_timeout(left) {
+                        Ok(more) => rows.extend(more),
+                        Err(_) => break,
+                    }
+                }
+                match idx.add(&rows) {
+                    Ok(()) => {
+                        if let Some(last) = rows.last() {
+                            index_shared.indexed.fetch_max(last.index + 1, Relaxed);
+                        }
+                    }
+                    Err(e) => eprintln!(
                         "nospy serve: the lookup index is behind (rebuilt at the next start): {e}"
-                    );
+                    ),
                 }
             }
         })
@@ -1011,7 +1035,8 @@ async fn get_lookup(
     let Some(d) = nospy_tlog::Hash::from_hex(hex).filter(|_| hex.len() == 64) else {
         return error(&s, StatusCode::BAD_REQUEST, "digest is not 64 hex digits");
     };
-    let size = lock_read(&s.published).size;
+    // The index follows the log on its own thread: the answer covers what it has indexed.
+    let size = lock_read(&s.published).size.min(s.indexed.load(Relaxed));
     let found = s
         .index
         .lock()

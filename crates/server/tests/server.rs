@@ -116,6 +116,7 @@ impl Setup {
                 listen: "127.0.0.1:0".parse().unwrap(),
                 queue: 1024,
                 max_batch: 256,
+                index_delay: std::time::Duration::from_millis(100),
             }))
             .unwrap()
     }

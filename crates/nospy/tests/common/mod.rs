@@ -101,6 +101,11 @@ pub fn files_under(dir: &Path) -> Vec<(String, Vec<u8>)> {
 /// Starts `nospy serve` on a free loopback port; returns the child and its URL
 /// (`http://127.0.0.1:N`), read from what it prints.
 pub fn serve(dir: &Path, config: &Path) -> (std::process::Child, String) {
+    serve_with(dir, config, &[])
+}
+
+/// [`serve`] with more arguments.
+pub fn serve_with(dir: &Path, config: &Path, extra: &[&str]) -> (std::process::Child, String) {
     use std::io::{BufRead, BufReader, Read};
     let mut child = nospy()
         .args([
@@ -112,6 +117,7 @@ pub fn serve(dir: &Path, config: &Path) -> (std::process::Child, String) {
             "--listen",
             "127.0.0.1:0",
         ])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
