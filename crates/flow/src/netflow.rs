@@ -1,0 +1,708 @@
+//! NetFlow v5, NetFlow v9 (RFC 3954) and IPFIX (RFC 7011) export packets into [`Flow`]s.
+//!
+//! A [`Collector`] keeps the templates each exporter announced (per exporter address, observation
+//! domain or source id, and template id), so data sets are read with the template that was in
+//! force; data for a template not (yet) seen is counted and skipped. Templates are compiled once
+//! into the list of fields nospy reads and their offsets, so reading a record costs the same
+//! whatever else the template carries. Enterprise-specific and unknown elements are skipped by
+//! length; variable-length elements are read with their length prefix. Everything malformed in a
+//! message is an error for that message (the rest of the stream is still read), and counts are
+//! kept. Options templates are read, and their data used only for the exporter's
+//! `systemInitTimeMilliseconds` (which IPFIX relative timestamps need).
+
+use crate::fasthash::FastMap;
+use crate::record::Flow;
+use std::fmt;
+use std::net::IpAddr;
+
+/// Why a message was not read (the message is skipped; the collector stays usable).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportError {
+    /// Byte offset in the message.
+    pub offset: usize,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ExportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "at byte {} of the export packet: {}",
+            self.offset, self.message
+        )
+    }
+}
+
+impl std::error::Error for ExportError {}
+
+fn bad<T>(offset: usize, message: impl Into<String>) -> Result<T, ExportError> {
+    Err(ExportError {
+        offset,
+        message: message.into(),
+    })
+}
+
+/// What the collector counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Messages read.
+    pub messages: u64,
+    /// Messages refused as malformed.
+    pub malformed: u64,
+    /// Flow records produced.
+    pub records: u64,
+    /// Data records skipped because their template had not been seen.
+    pub no_template: u64,
+    /// Data records skipped because they carry no addresses.
+    pub no_addresses: u64,
+    /// Templates learnt (including replacements).
+    pub templates: u64,
+}
+
+/// What nospy reads of a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    Bytes,
+    Packets,
+    Proto,
+    Sport,
+    Dport,
+    Src4,
+    Dst4,
+    Src6,
+    Dst6,
+    StartUptime,
+    EndUptime,
+    StartSecs,
+    EndSecs,
+    StartMs,
+    EndMs,
+    StartUs,
+    EndUs,
+    StartNs,
+    EndNs,
+    IcmpTypeCode,
+    SysInitMs,
+}
+
+fn field_of(id: u16) -> Option<Field> {
+    Some(match id {
+        1 | 85 => Field::Bytes,
+        2 | 86 => Field::Packets,
+        4 => Field::Proto,
+        7 => Field::Sport,
+        11 => Field::Dport,
+        8 => Field::Src4,
+        12 => Field::Dst4,
+        27 => Field::Src6,
+        28 => Field::Dst6,
+        22 => Field::StartUptime,
+        21 => Field::EndUptime,
+        150 => Field::StartSecs,
+        151 => Field::EndSecs,
+        152 => Field::StartMs,
+        153 => Field::EndMs,
+        154 => Field::StartUs,
+        155 => Field::EndUs,
+        156 => Field::StartNs,
+        157 => Field::EndNs,
+        32 | 139 => Field::IcmpTypeCode,
+        160 => Field::SysInitMs,
+        _ => return None,
+    })
+}
+
+/// A fixed-length template's record length, and the fields nospy reads: offset, length, what.
+type FixedLayout = (usize, Vec<(usize, u16, Field)>);
+
+/// A template compiled for reading.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    /// Each field's length (65535: variable) and what nospy reads of it, in order.
+    fields: Vec<(u16, Option<Field>)>,
+    /// When every field has a fixed length: the record length and the fields read, with offsets.
+    fixed: Option<FixedLayout>,
+    /// An options template (its data only feeds exporter state).
+    options: bool,
+}
+
+impl Template {
+    fn new(fields: Vec<(u16, Option<Field>)>, options: bool) -> Template {
+        let fixed = if fields.iter().all(|(l, _)| *l != 0xffff) {
+            let mut at = 0;
+            let mut read = Vec::new();
+            for (len, f) in &fields {
+                if let Some(f) = f {
+                    read.push((at, *len, *f));
+                }
+                at += *len as usize;
+            }
+            Some((at, read))
+        } else {
+            None
+        };
+        Template {
+            fields,
+            fixed,
+            options,
+        }
+    }
+}
+
+/// Whose templates: exporter, observation domain (IPFIX) or source id (v9), template id.
+type TemplateKey = (String, u32, u16);
+
+/// A collector's memory: templates and exporter state, across messages.
+#[derive(Default)]
+pub struct Collector {
+    templates: FastMap<TemplateKey, Template>,
+    /// systemInitTimeMilliseconds per exporter and domain (IPFIX relative times).
+    init_ms: FastMap<(String, u32), u64>,
+    /// What was counted.
+    pub counters: Counters,
+}
+
+/// At most this many templates are kept (an exporter announcing more is refused), so memory is
+/// bounded whatever arrives.
+pub const MAX_TEMPLATES: usize = 65_536;
+
+fn be(d: &[u8]) -> u64 {
+    d.iter().fold(0u64, |a, b| (a << 8) | *b as u64)
+}
+
+fn get(d: &[u8], at: usize, n: usize) -> Option<&[u8]> {
+    d.get(at..at.checked_add(n)?)
+}
+
+/// The values of one record, before they become a flow.
+#[derive(Default)]
+struct Values {
+    bytes: u64,
+    packets: u64,
+    proto: u8,
+    sport: u16,
+    dport: u16,
+    src: Option<IpAddr>,
+    dst: Option<IpAddr>,
+    start_up: Option<u64>,
+    end_up: Option<u64>,
+    start_ns: Option<u64>,
+    end_ns: Option<u64>,
+    icmp: Option<u16>,
+    sys_init_ms: Option<u64>,
+}
+
+impl Values {
+    #[inline]
+    fn set(&mut self, f: Field, v: &[u8]) {
+        match f {
+            Field::Bytes => self.bytes = be(v),
+            Field::Packets => self.packets = be(v),
+            Field::Proto => self.proto = be(v) as u8,
+            Field::Sport => self.sport = be(v) as u16,
+            Field::Dport => self.dport = be(v) as u16,
+            Field::Src4 if v.len() == 4 => self.src = Some(IpAddr::from([v[0], v[1], v[2], v[3]])),
+            Field::Dst4 if v.len() == 4 => self.dst = Some(IpAddr::from([v[0], v[1], v[2], v[3]])),
+            Field::Src6 if v.len() == 16 => self.src = Some(ip6(v)),
+            Field::Dst6 if v.len() == 16 => self.dst = Some(ip6(v)),
+            Field::StartUptime => self.start_up = Some(be(v)),
+            Field::EndUptime => self.end_up = Some(be(v)),
+            Field::StartSecs => self.start_ns = Some(be(v).saturating_mul(1_000_000_000)),
+            Field::EndSecs => self.end_ns = Some(be(v).saturating_mul(1_000_000_000)),
+            Field::StartMs => self.start_ns = Some(be(v).saturating_mul(1_000_000)),
+            Field::EndMs => self.end_ns = Some(be(v).saturating_mul(1_000_000)),
+            Field::StartUs if v.len() == 8 => self.start_ns = Some(ntp(v)),
+            Field::EndUs if v.len() == 8 => self.end_ns = Some(ntp(v)),
+            Field::StartNs if v.len() == 8 => self.start_ns = Some(ntp(v)),
+            Field::EndNs if v.len() == 8 => self.end_ns = Some(ntp(v)),
+            Field::IcmpTypeCode => self.icmp = Some(be(v) as u16),
+            Field::SysInitMs => self.sys_init_ms = Some(be(v)),
+            _ => {}
+        }
+    }
+}
+
+fn ip6(v: &[u8]) -> IpAddr {
+    let mut a = [0u8; 16];
+    a.copy_from_slice(v);
+    IpAddr::from(a)
+}
+
+/// An NTP timestamp (seconds since 1900, fraction) to nanoseconds since the Unix epoch.
+fn ntp(v: &[u8]) -> u64 {
+    let secs = be(&v[..4]).saturating_sub(2_208_988_800);
+    let frac = be(&v[4..]);
+    secs * 1_000_000_000 + ((frac * 1_000_000_000) >> 32)
+}
+
+impl Collector {
+    /// A collector that knows no template yet.
+    pub fn new() -> Collector {
+        Collector::default()
+    }
+
+    /// Reads one export packet from `exporter` (any name that tells exporters apart: the UDP
+    /// source address, or the capture's), appending its flows to `out`. `received_ns` is when it
+    /// arrived (used only where the packet gives no time of its own).
+    pub fn read(
+        &mut self,
+        exporter: &str,
+        msg: &[u8],
+        received_ns: u64,
+        out: &mut Vec<Flow>,
+    ) -> Result<(), ExportError> {
+        self.counters.messages += 1;
+        let before = out.len();
+        let r = match msg.get(0..2).map(be) {
+            Some(5) => self.v5(msg, out),
+            Some(9) => self.v9(exporter, msg, out),
+            Some(10) => self.ipfix(exporter, msg, received_ns, out),
+            Some(v) => bad(0, format!("export version {v} (nospy reads 5, 9 and 10)")),
+            None => bad(0, "shorter than an export header"),
+        };
+        if r.is_err() {
+            self.counters.malformed += 1;
+            out.truncate(before);
+        } else {
+            self.counters.records += (out.len() - before) as u64;
+        }
+        r
+    }
+
+    fn v5(&mut self, msg: &[u8], out: &mut Vec<Flow>) -> Result<(), ExportError> {
+        if msg.len() < 24 {
+            return bad(msg.len(), "the NetFlow v5 header is cut short");
+        }
+        let count = be(&msg[2..4]) as usize;
+        if msg.len() != 24 + 48 * count {
+            return bad(
+                2,
+                format!(
+                    "NetFlow v5 header counts {count} records ({} bytes) but the packet has {}",
+                    24 + 48 * count,
+                    msg.len()
+                ),
+            );
+        }
+        let uptime = be(&msg[4..8]);
+        let boot_ns =
+            (be(&msg[8..12]) * 1_000_000_000 + be(&msg[12..16])).saturating_sub(uptime * 1_000_000);
+        for r in msg[24..].chunks_exact(48) {
+            out.push(Flow {
+                first_ns: boot_ns + be(&r[24..28]) * 1_000_000,
+                last_ns: boot_ns + be(&r[28..32]) * 1_000_000,
+                src: IpAddr::from([r[0], r[1], r[2], r[3]]),
+                dst: IpAddr::from([r[4], r[5], r[6], r[7]]),
+                sport: be(&r[32..34]) as u16,
+                dport: be(&r[34..36]) as u16,
+                proto: r[38],
+                packets: be(&r[16..20]),
+                bytes: be(&r[20..24]),
+                initiator_known: false,
+            });
+        }
+        Ok(())
+    }
+
+    fn v9(&mut self, exporter: &str, msg: &[u8], out: &mut Vec<Flow>) -> Result<(), ExportError> {
+        if msg.len() < 20 {
+            return bad(msg.len(), "the NetFlow v9 header is cut short");
+        }
+        let uptime = be(&msg[4..8]);
+        let boot_ns = (be(&msg[8..12]) * 1_000_000_000).saturating_sub(uptime * 1_000_000);
+        let source = be(&msg[16..20]) as u32;
+        let mut at = 20;
+        while at < msg.len() {
+            let Some(h) = get(msg, at, 4) else {
+                // Trailing bytes shorter than a set header are padding.
+                break;
+            };
+            let id = be(&h[..2]) as u16;
+            let len = be(&h[2..]) as usize;
+            if len < 4 || at + len > msg.len() {
+                return bad(at + 2, format!("flowset length {len} overruns the packet"));
+            }
+            let body = &msg[at + 4..at + len];
+            match id {
+                0 => self.v9_templates(exporter, source, body, at + 4)?,
+                1 => self.v9_options(exporter, source, body, at + 4)?,
+                2..=255 => {}
+                t => self.data(
+                    exporter,
+                    source,
+                    t,
+                    body,
+                    at + 4,
+                    Time::Uptime(boot_ns),
+                    out,
+                )?,
+            }
+            at += len;
+        }
+        Ok(())
+    }
+
+    fn learn(&mut self, key: TemplateKey, t: Template, at: usize) -> Result<(), ExportError> {
+        if !self.templates.contains_key(&key) && self.templates.len() >= MAX_TEMPLATES {
+            return bad(at, format!("more than {MAX_TEMPLATES} templates"));
+        }
+        self.counters.templates += 1;
+        self.templates.insert(key, t);
+        Ok(())
+    }
+
+    fn v9_templates(
+        &mut self,
+        exporter: &str,
+        source: u32,
+        body: &[u8],
+        base: usize,
+    ) -> Result<(), ExportError> {
+        let mut at = 0;
+        while at + 4 <= body.len() {
+            let id = be(&body[at..at + 2]) as u16;
+            let n = be(&body[at + 2..at + 4]) as usize;
+            if id < 256 {
+                return bad(
+                    base + at,
+                    format!("template id {id} (data templates start at 256)"),
+                );
+            }
+            let Some(spec) = get(body, at + 4, n * 4) else {
+                return bad(
+                    base + at + 2,
+                    format!("template {id} lists {n} fields past its flowset"),
+                );
+            };
+            let fields = spec
+                .chunks_exact(4)
+                .map(|f| {
+                    let (t, l) = (be(&f[..2]) as u16, be(&f[2..]) as u16);
+                    (l, field_of(t))
+                })
+                .collect();
+            self.learn(
+                (exporter.to_string(), source, id),
+                Template::new(fields, false),
+                base + at,
+            )?;
+            at += 4 + n * 4;
+        }
+        Ok(())
+    }
+
+    fn v9_options(
+        &mut self,
+        exporter: &str,
+        source: u32,
+        body: &[u8],
+        base: usize,
+    ) -> Result<(), ExportError> {
+        let mut at = 0;
+        while at + 6 <= body.len() {
+            let id = be(&body[at..at + 2]) as u16;
+            let scope_len = be(&body[at + 2..at + 4]) as usize;
+            let opt_len = be(&body[at + 4..at + 6]) as usize;
+            if id < 256 {
+                return bad(base + at, format!("options template id {id}"));
+            }
+            if !scope_len.is_multiple_of(4) || !opt_len.is_multiple_of(4) {
+                return bad(
+                    base + at + 2,
+                    "options template lengths are not multiples of 4",
+                );
+            }
+            let Some(spec) = get(body, at + 6, scope_len + opt_len) else {
+                return bad(base + at + 2, "options template overruns its flowset");
+            };
+            let fields = spec
+                .chunks_exact(4)
+                .enumerate()
+                .map(|(i, f)| {
+                    let (t, l) = (be(&f[..2]) as u16, be(&f[2..]) as u16);
+                    // Scope fields have their own type space: never read them.
+                    (l, if i * 4 < scope_len { None } else { field_of(t) })
+                })
+                .collect();
+            self.learn(
+                (exporter.to_string(), source, id),
+                Template::new(fields, true),
+                base + at,
+            )?;
+            // Options templates are padded to 4 bytes within their flowset.
+            at += (6 + scope_len + opt_len).div_ceil(4) * 4;
+        }
+        Ok(())
+    }
+
+    fn ipfix(
+        &mut self,
+        exporter: &str,
+        msg: &[u8],
+        received_ns: u64,
+        out: &mut Vec<Flow>,
+    ) -> Result<(), ExportError> {
+        if msg.len() < 16 {
+            return bad(msg.len(), "the IPFIX header is cut short");
+        }
+        let len = be(&msg[2..4]) as usize;
+        if len != msg.len() {
+            return bad(
+                2,
+                format!(
+                    "the IPFIX header says {len} bytes but the message has {}",
+                    msg.len()
+                ),
+            );
+        }
+        let export_ns = be(&msg[4..8]) * 1_000_000_000;
+        let domain = be(&msg[12..16]) as u32;
+        let _ = received_ns;
+        let mut at = 16;
+        while at < msg.len() {
+            let Some(h) = get(msg, at, 4) else {
+                return bad(at, "a set header is cut short");
+            };
+            let id = be(&h[..2]) as u16;
+            let slen = be(&h[2..]) as usize;
+            if slen < 4 || at + slen > msg.len() {
+                return bad(at + 2, format!("set length {slen} overruns the message"));
+            }
+            let body = &msg[at + 4..at + slen];
+            match id {
+                2 | 3 => self.ipfix_templates(exporter, domain, body, at + 4, id == 3)?,
+                4..=255 => {}
+                0 | 1 => return bad(at, format!("set id {id} is NetFlow v9's, not IPFIX's")),
+                t => {
+                    let init = self.init_ms.get(&(exporter.to_string(), domain)).copied();
+                    self.data(
+                        exporter,
+                        domain,
+                        t,
+                        body,
+                        at + 4,
+                        Time::Ipfix {
+                            export_ns,
+                            init_ms: init,
+                        },
+                        out,
+                    )?
+                }
+            }
+            at += slen;
+        }
+        Ok(())
+    }
+
+    fn ipfix_templates(
+        &mut self,
+        exporter: &str,
+        domain: u32,
+        body: &[u8],
+        base: usize,
+        options: bool,
+    ) -> Result<(), ExportError> {
+        let mut at = 0;
+        let head = if options { 6 } else { 4 };
+        while at + head <= body.len() {
+            let id = be(&body[at..at + 2]) as u16;
+            let n = be(&body[at + 2..at + 4]) as usize;
+            let scope = if options {
+                be(&body[at + 4..at + 6]) as usize
+            } else {
+                0
+            };
+            if id < 256 {
+                return bad(
+                    base + at,
+                    format!("template id {id} (data templates start at 256)"),
+                );
+            }
+            if n == 0 {
+                // A withdrawal.
+                self.templates.remove(&(exporter.to_string(), domain, id));
+                at += head;
+                continue;
+            }
+            if options && (scope == 0 || scope > n) {
+                return bad(
+                    base + at + 4,
+                    format!("options template with {scope} scope fields of {n}"),
+                );
+            }
+            let mut p = at + head;
+            let mut fields = Vec::with_capacity(n);
+            for i in 0..n {
+                let Some(f) = get(body, p, 4) else {
+                    return bad(base + p, format!("template {id} field {i} is cut short"));
+                };
+                let ie = be(&f[..2]) as u16;
+                let l = be(&f[2..]) as u16;
+                p += 4;
+                let known = if ie & 0x8000 != 0 {
+                    // Enterprise-specific: a private enterprise number follows; nospy reads none.
+                    if get(body, p, 4).is_none() {
+                        return bad(
+                            base + p,
+                            format!("template {id} field {i}: enterprise number cut short"),
+                        );
+                    }
+                    p += 4;
+                    None
+                } else if options && i < scope {
+                    None
+                } else {
+                    field_of(ie)
+                };
+                fields.push((l, known));
+            }
+            self.learn(
+                (exporter.to_string(), domain, id),
+                Template::new(fields, options),
+                base + at,
+            )?;
+            at = p;
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn data(
+        &mut self,
+        exporter: &str,
+        domain: u32,
+        id: u16,
+        body: &[u8],
+        base: usize,
+        time: Time,
+        out: &mut Vec<Flow>,
+    ) -> Result<(), ExportError> {
+        let Some(t) = self.templates.get(&(exporter.to_string(), domain, id)) else {
+            // Without the template the records cannot even be counted exactly: count the set.
+            self.counters.no_template += 1;
+            return Ok(());
+        };
+        let mut at = 0;
+        let mut values = Vec::new();
+        match &t.fixed {
+            Some((rlen, read)) if *rlen > 0 => {
+                // Padding at the end is shorter than a record.
+                while at + rlen <= body.len() {
+                    let r = &body[at..at + rlen];
+                    let mut v = Values::default();
+                    for (off, len, f) in read {
+                        v.set(*f, &r[*off..*off + *len as usize]);
+                    }
+                    values.push(v);
+                    at += rlen;
+                }
+            }
+            Some(_) => return bad(base, format!("template {id} has records of length 0")),
+            None => {
+                // Variable-length fields: walk each record.
+                let min: usize = t
+                    .fields
+                    .iter()
+                    .map(|(l, _)| if *l == 0xffff { 1 } else { *l as usize })
+                    .sum();
+                while body.len() - at >= min.max(1) {
+                    let mut v = Values::default();
+                    for (len, f) in &t.fields {
+                        let n = if *len == 0xffff {
+                            let Some(&b) = body.get(at) else {
+                                return bad(
+                                    base + at,
+                                    "a variable-length field's length is cut short",
+                                );
+                            };
+                            at += 1;
+                            if b == 255 {
+                                let Some(l) = get(body, at, 2) else {
+                                    return bad(
+                                        base + at,
+                                        "a variable-length field's length is cut short",
+                                    );
+                                };
+                                at += 2;
+                                be(l) as usize
+                            } else {
+                                b as usize
+                            }
+                        } else {
+                            *len as usize
+                        };
+                        let Some(val) = get(body, at, n) else {
+                            return bad(
+                                base + at,
+                                format!("a field of {n} bytes overruns its set"),
+                            );
+                        };
+                        if let Some(f) = f {
+                            v.set(*f, val);
+                        }
+                        at += n;
+                    }
+                    values.push(v);
+                }
+            }
+        }
+        let options = t.options;
+        for v in values {
+            if options {
+                if let Some(ms) = v.sys_init_ms {
+                    self.init_ms.insert((exporter.to_string(), domain), ms);
+                }
+                continue;
+            }
+            let (Some(src), Some(dst)) = (v.src, v.dst) else {
+                self.counters.no_addresses += 1;
+                continue;
+            };
+            let (first_ns, last_ns) = match time {
+                Time::Uptime(boot_ns) => (
+                    v.start_ns
+                        .unwrap_or(boot_ns + v.start_up.unwrap_or(0) * 1_000_000),
+                    v.end_ns
+                        .unwrap_or(boot_ns + v.end_up.unwrap_or(0) * 1_000_000),
+                ),
+                Time::Ipfix { export_ns, init_ms } => {
+                    let rel = |up: Option<u64>| match (up, init_ms) {
+                        (Some(u), Some(i)) => Some((i + u) * 1_000_000),
+                        _ => None,
+                    };
+                    let first = v.start_ns.or(rel(v.start_up)).unwrap_or(export_ns);
+                    (first, v.end_ns.or(rel(v.end_up)).unwrap_or(first))
+                }
+            };
+            let (sport, dport) = match (v.proto, v.icmp) {
+                (1 | 58, Some(tc)) => (tc >> 8, tc & 0xff),
+                _ => (v.sport, v.dport),
+            };
+            out.push(Flow {
+                first_ns,
+                last_ns: last_ns.max(first_ns),
+                src,
+                dst,
+                sport,
+                dport,
+                proto: v.proto,
+                packets: v.packets,
+                bytes: v.bytes,
+                initiator_known: false,
+            });
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Time {
+    /// NetFlow v9: relative times from the exporter's boot, known from the header.
+    Uptime(u64),
+    /// IPFIX: absolute times, or relative to systemInitTimeMilliseconds when the exporter sent it.
+    Ipfix {
+        export_ns: u64,
+        init_ms: Option<u64>,
+    },
+}
