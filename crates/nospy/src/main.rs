@@ -18,6 +18,7 @@ mod keys;
 mod logcmd;
 mod manifestcmd;
 mod mirror;
+mod monitorcmd;
 mod servecmd;
 mod statements;
 mod util;
@@ -109,6 +110,22 @@ enum Command {
     /// (entries about an artifact, from a SQLite index beside the tiles), /metrics. SIGTERM
     /// finishes what was acknowledged and stops.
     Serve(servecmd::ServeArgs),
+    /// Check traffic against each device's manifest: which flows its manifest does not allow.
+    ///
+    /// Reads a packet capture (--pcap, pcap or pcapng) or captured flow exports (--flows,
+    /// NetFlow v5/v9, IPFIX), attributes each flow to the inventory's device by address, and
+    /// judges it against that device's manifest (--manifest files, matched by vendor and model).
+    /// Abstractions (operator-networks, my-controller, local-networks, controller:URI) come from
+    /// --operator; DNS-name rules are satisfied by DNS answers in the capture, within their TTL,
+    /// or by a --resolver snapshot. A flow only a DNS-name rule could allow, when no answer could
+    /// be seen, is reported as unattributable, apart from violations.
+    ///
+    /// Example:
+    ///   nospy monitor --inventory inventory.csv --manifest vx-ran-5000.toml \
+    ///     --operator operator.toml --pcap site-0001.pcapng
+    ///
+    /// Exit status: 0 no violation, 1 violations found, 2 unusable input.
+    Monitor(monitorcmd::MonitorArgs),
     /// Witness a log: cosign checkpoints that extend what was cosigned before.
     #[command(subcommand)]
     Witness(admit::WitnessCommand),
@@ -135,6 +152,7 @@ fn main() -> ExitCode {
         Command::Verify(a) => admit::verify_cmd(a),
         Command::Witness(c) => admit::witness(c),
         Command::Serve(a) => servecmd::run(a),
+        Command::Monitor(a) => monitorcmd::run(a),
         Command::Bench(c) => bench::run(c),
     };
     match result {

@@ -1,0 +1,54 @@
+//! The operator's network, which gives a manifest's abstractions their addresses.
+
+use nospy_manifest::Prefix;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// `operator.toml` (DESIGN.md §12).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OperatorConfig {
+    /// `operator-networks`.
+    pub operator_networks: Vec<Prefix>,
+    /// `local-networks`.
+    pub local_networks: Vec<Prefix>,
+    /// `my-controller`.
+    pub my_controller: Vec<Prefix>,
+    /// `controller:<uri>`: MUD controller classes (URNs, URLs) to addresses.
+    pub controllers: BTreeMap<String, Vec<Prefix>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    #[serde(default)]
+    operator_networks: Vec<String>,
+    #[serde(default)]
+    local_networks: Vec<String>,
+    #[serde(default)]
+    my_controller: Vec<String>,
+    #[serde(default)]
+    controllers: BTreeMap<String, Vec<String>>,
+}
+
+fn prefixes(field: &str, v: &[String]) -> Result<Vec<Prefix>, String> {
+    v.iter()
+        .map(|s| s.parse::<Prefix>().map_err(|e| format!("{field}: {e}")))
+        .collect()
+}
+
+impl OperatorConfig {
+    /// Reads `operator.toml`; errors name the field.
+    pub fn from_toml(text: &str) -> Result<OperatorConfig, String> {
+        let raw: Raw = toml::from_str(text).map_err(|e| e.to_string())?;
+        let mut controllers = BTreeMap::new();
+        for (uri, v) in &raw.controllers {
+            controllers.insert(uri.clone(), prefixes(&format!("controllers.{uri:?}"), v)?);
+        }
+        Ok(OperatorConfig {
+            operator_networks: prefixes("operator_networks", &raw.operator_networks)?,
+            local_networks: prefixes("local_networks", &raw.local_networks)?,
+            my_controller: prefixes("my_controller", &raw.my_controller)?,
+            controllers,
+        })
+    }
+}

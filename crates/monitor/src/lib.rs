@@ -1,0 +1,658 @@
+//! Traffic against manifests.
+//!
+//! A [`Monitor`] is built once from the operator's inventory, each device's manifest and the
+//! operator's configuration: every distinct manifest is compiled into prefix tables (one per
+//! direction and address family, `table.rs`), in which a peer's address finds, with one binary
+//! search, the services the manifest allows with it; DNS-name rules are kept by name; the
+//! abstractions (`operator-networks`, `my-controller`, `local-networks`, `controller:<uri>`) are
+//! resolved from the operator's configuration into prefixes, and `same-vendor` from the
+//! inventory. The cost per flow so depends on neither the number of rules nor of devices.
+//!
+//! Each flow is attributed to the device or devices whose address it carries and judged from
+//! each one's side: allowed; a **violation**; or **unattributable**, when only a DNS-name rule
+//! could allow it and nothing tells which name its peer's address stood for: no DNS answer tied
+//! the address to an allowed name, and none could have been seen (no answer reached the device
+//! before the flow began, or the flow was already under way when the capture began, and no
+//! resolver snapshot was given). Unattributable flows are reported apart, never allowed.
+
+#![forbid(unsafe_code)]
+
+mod table;
+
+use nospy_flow::fasthash::FastMap;
+use nospy_flow::{DnsSeen, Flow};
+use nospy_inventory::{Inventory, OperatorConfig};
+use nospy_manifest::{Direction, Initiator, Manifest, Peer, Ports, Prefix, Protocol};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use table::Table;
+
+/// One allowed service: what a rule allows once its peer matched.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Service {
+    protocol: Protocol,
+    ports: Ports,
+    device_ports: Ports,
+    initiated_by: Option<Initiator>,
+}
+
+/// A flow as one device sees it.
+#[derive(Debug, Clone, Copy)]
+struct Side {
+    direction: Direction,
+    proto: u8,
+    peer_port: u16,
+    device_port: u16,
+    /// Whether the device opened the flow, when that is known.
+    device_opened: Option<bool>,
+}
+
+impl Service {
+    #[inline]
+    fn allows(&self, s: &Side) -> bool {
+        self.protocol.matches(s.proto)
+            && (!matches!(s.proto, 6 | 17)
+                || (self.ports.contains(s.peer_port) && self.device_ports.contains(s.device_port)))
+            && match (self.initiated_by, s.device_opened) {
+                (Some(Initiator::Device), Some(false)) | (Some(Initiator::Peer), Some(true)) => {
+                    s.proto != 6
+                }
+                _ => true,
+            }
+    }
+}
+
+/// One direction of a compiled manifest.
+#[derive(Default)]
+struct DirRules {
+    v4: Table,
+    v6: Table,
+    /// DNS-name rules by name.
+    names: FastMap<String, Vec<u32>>,
+    /// Every service a DNS-name rule allows (to tell unattributable flows from violations).
+    name_services: Vec<u32>,
+    /// `same-vendor` services.
+    same_vendor: Vec<u32>,
+}
+
+/// A manifest compiled for matching.
+struct Compiled {
+    dirs: [DirRules; 2],
+}
+
+fn dir_index(d: Direction) -> usize {
+    match d {
+        Direction::FromDevice => 0,
+        Direction::ToDevice => 1,
+    }
+}
+
+fn range(p: &Prefix) -> (bool, u128, u128) {
+    match p.addr() {
+        IpAddr::V4(a) => {
+            let host = 32 - p.len() as u32;
+            let start = u32::from(a) as u128;
+            (true, start, start + ((1u128 << host) - 1))
+        }
+        IpAddr::V6(a) => {
+            let host = 128 - p.len() as u32;
+            let start = u128::from(a);
+            let span = if host == 128 {
+                u128::MAX
+            } else {
+                (1u128 << host) - 1
+            };
+            (false, start, start + span)
+        }
+    }
+}
+
+fn key(a: IpAddr) -> (bool, u128) {
+    match a {
+        IpAddr::V4(a) => (true, u32::from(a) as u128),
+        IpAddr::V6(a) => match a.to_ipv4_mapped() {
+            Some(v4) => (true, u32::from(v4) as u128),
+            None => (false, u128::from(a)),
+        },
+    }
+}
+
+/// Why a monitor could not be built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetupError(pub String);
+
+impl std::fmt::Display for SetupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for SetupError {}
+
+/// Names to addresses, as the operator's resolver answered (a snapshot file).
+#[derive(Debug, Clone, Default)]
+pub struct Resolver {
+    by_addr: FastMap<IpAddr, Vec<String>>,
+}
+
+impl Resolver {
+    /// Reads a snapshot: one name per line followed by its addresses, separated by spaces or
+    /// commas (`use1-api.tplinkra.com 52.209.43.100 52.213.21.82`); `#` starts a comment. Errors
+    /// name the line.
+    pub fn parse(text: &str) -> Result<Resolver, String> {
+        let mut r = Resolver::default();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.split('#').next().unwrap_or("").trim();
+            if line.is_empty() {
+                continue;
+            }
+            let mut parts = line
+                .split(|c: char| c.is_whitespace() || c == ',')
+                .filter(|p| !p.is_empty());
+            let name = parts.next().unwrap_or_default();
+            let name =
+                nospy_manifest::dns_name(name).map_err(|e| format!("line {}: {e}", i + 1))?;
+            let mut any = false;
+            for a in parts {
+                let addr: IpAddr = a
+                    .parse()
+                    .map_err(|_| format!("line {}: {a:?} is not an IP address", i + 1))?;
+                r.by_addr.entry(addr).or_default().push(name.clone());
+                any = true;
+            }
+            if !any {
+                return Err(format!("line {}: {name} has no addresses", i + 1));
+            }
+        }
+        Ok(r)
+    }
+}
+
+/// One line of the report: flows of one device, direction, peer, protocol and port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    /// The device's id.
+    pub device: String,
+    /// From the device's side.
+    pub direction: Direction,
+    /// The other side.
+    pub peer: IpAddr,
+    /// IP protocol number.
+    pub protocol: u8,
+    /// The service port: the peer's for from-device flows, the device's for to-device flows.
+    pub port: u16,
+    /// Flows.
+    pub flows: u64,
+    /// Packets.
+    pub packets: u64,
+    /// Bytes.
+    pub bytes: u64,
+    /// First packet, nanoseconds since the Unix epoch.
+    pub first_ns: u64,
+    /// Last packet, nanoseconds since the Unix epoch.
+    pub last_ns: u64,
+    /// Unattributable flows: the allowed names that could have covered the peer.
+    pub names: Vec<String>,
+}
+
+/// Per device.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DeviceSummary {
+    /// The device's id.
+    pub device: String,
+    /// Flows it took part in.
+    pub flows: u64,
+    /// Of which violations.
+    pub violations: u64,
+    /// Of which unattributable.
+    pub unattributable: u64,
+    /// Whether a manifest was known for it (without one, its flows are counted, not judged).
+    pub has_manifest: bool,
+}
+
+/// What the monitor found.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Report {
+    /// Flows judged or counted.
+    pub flows: u64,
+    /// Their packets.
+    pub packets: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Violations, by device, direction, peer, protocol and port.
+    pub violations: Vec<Row>,
+    /// Unattributable flows, the same way.
+    pub unattributable: Vec<Row>,
+    /// Flows none of whose addresses belongs to a device of the inventory.
+    pub unknown_device_flows: u64,
+    /// Per device, in inventory order.
+    pub devices: Vec<DeviceSummary>,
+}
+
+type RowKey = (u32, u8, IpAddr, u8, u16);
+
+/// Services and sets of services, each stored once and named by index.
+#[derive(Default)]
+struct Interner {
+    services: Vec<Service>,
+    service_ids: FastMap<Service, u32>,
+    sets: Vec<Vec<u32>>,
+    set_ids: FastMap<Vec<u32>, u32>,
+}
+
+impl Interner {
+    fn service(&mut self, s: Service) -> u32 {
+        if let Some(i) = self.service_ids.get(&s) {
+            return *i;
+        }
+        let i = self.services.len() as u32;
+        self.services.push(s.clone());
+        self.service_ids.insert(s, i);
+        i
+    }
+
+    fn set(&mut self, s: Vec<u32>) -> u32 {
+        if let Some(i) = self.set_ids.get(&s) {
+            return *i;
+        }
+        let i = self.sets.len() as u32;
+        self.sets.push(s.clone());
+        self.set_ids.insert(s, i);
+        i
+    }
+}
+
+/// The monitor: compiled manifests, the DNS answers seen, and what was found so far.
+pub struct Monitor {
+    /// Device by address.
+    by_addr: FastMap<IpAddr, u32>,
+    /// Per device: its compiled manifest (shared between devices with the same manifest).
+    compiled: Vec<Option<Arc<Compiled>>>,
+    vendor_of: Vec<u32>,
+    services: Vec<Service>,
+    sets: Vec<Vec<u32>>,
+    /// Address to the names answers tied it to: (name, from, until).
+    dns: FastMap<IpAddr, Vec<(Arc<str>, u64, u64)>>,
+    /// When a DNS answer first reached each client.
+    first_answer: FastMap<IpAddr, u64>,
+    resolver: Option<Resolver>,
+    report: Report,
+    violations: FastMap<RowKey, Row>,
+    unattributable: FastMap<RowKey, Row>,
+    dns_kept: usize,
+    /// DNS answers not kept because [`MAX_DNS_ANSWERS`] were.
+    pub dns_dropped: u64,
+}
+
+/// Most DNS answers kept (memory stays bounded; beyond it answers are counted, not kept).
+pub const MAX_DNS_ANSWERS: usize = 4_000_000;
+
+fn compile(m: &Manifest, op: &OperatorConfig, int: &mut Interner) -> Result<Compiled, SetupError> {
+    let mut prefixes: [[Vec<(u128, u128, u32)>; 2]; 2] = Default::default();
+    let mut dirs: [DirRules; 2] = Default::default();
+    for r in &m.allow {
+        let d = dir_index(r.direction);
+        let svc = int.service(Service {
+            protocol: r.protocol,
+            ports: r.ports,
+            device_ports: r.device_ports,
+            initiated_by: r.initiated_by,
+        });
+        let resolved: Vec<Prefix> = match &r.peer {
+            Peer::Prefix(p) => vec![*p],
+            Peer::OperatorNetworks => op.operator_networks.clone(),
+            Peer::LocalNetworks => op.local_networks.clone(),
+            Peer::MyController => op.my_controller.clone(),
+            Peer::Controller(uri) => op.controllers.get(uri).cloned().unwrap_or_default(),
+            Peer::SameVendor => {
+                dirs[d].same_vendor.push(svc);
+                continue;
+            }
+            Peer::Name(name) => {
+                dirs[d].names.entry(name.clone()).or_default().push(svc);
+                if !dirs[d].name_services.contains(&svc) {
+                    dirs[d].name_services.push(svc);
+                }
+                continue;
+            }
+        };
+        for p in resolved {
+            let (v4, start, end) = range(&p);
+            prefixes[d][if v4 { 0 } else { 1 }].push((start, end, svc));
+        }
+    }
+    for (d, [p4, p6]) in prefixes.into_iter().enumerate() {
+        dirs[d].v4 = Table::build(p4, |s| int.set(s));
+        dirs[d].v6 = Table::build(p6, |s| int.set(s));
+    }
+    Ok(Compiled { dirs })
+}
+
+/// The verdict on one side of a flow.
+enum Verdict {
+    Allowed,
+    Violation,
+    Unattributable(Vec<String>),
+}
+
+impl Monitor {
+    /// Compiles the manifests: `manifests[i]` is device `i`'s (of `inventory`), or `None` when no
+    /// manifest is known for it. Devices given the same `Arc` share one compiled manifest.
+    pub fn new(
+        inventory: &Inventory,
+        manifests: &[Option<Arc<Manifest>>],
+        operator: &OperatorConfig,
+        resolver: Option<Resolver>,
+    ) -> Result<Monitor, SetupError> {
+        if manifests.len() != inventory.devices.len() {
+            return Err(SetupError(
+                "one manifest (or none) per device is needed".into(),
+            ));
+        }
+        let mut by_addr = FastMap::default();
+        let mut vendors: Vec<&str> = Vec::new();
+        let mut vendor_of = Vec::new();
+        for (i, d) in inventory.devices.iter().enumerate() {
+            for a in &d.addresses {
+                by_addr.insert(*a, i as u32);
+            }
+            let v = match vendors.iter().position(|v| *v == d.vendor) {
+                Some(v) => v,
+                None => {
+                    vendors.push(&d.vendor);
+                    vendors.len() - 1
+                }
+            };
+            vendor_of.push(v as u32);
+        }
+        let mut int = Interner::default();
+        let mut done: FastMap<usize, Arc<Compiled>> = FastMap::default();
+        let mut compiled = Vec::with_capacity(manifests.len());
+        for m in manifests {
+            let Some(m) = m else {
+                compiled.push(None);
+                continue;
+            };
+            let ptr = Arc::as_ptr(m) as usize;
+            let c = match done.get(&ptr) {
+                Some(c) => c.clone(),
+                None => {
+                    let c = Arc::new(compile(m, operator, &mut int)?);
+                    done.insert(ptr, c.clone());
+                    c
+                }
+            };
+            compiled.push(Some(c));
+        }
+        Ok(Monitor {
+            by_addr,
+            compiled,
+            vendor_of,
+            services: int.services,
+            sets: int.sets,
+            dns: FastMap::default(),
+            first_answer: FastMap::default(),
+            resolver,
+            report: Report {
+                devices: inventory
+                    .devices
+                    .iter()
+                    .zip(manifests)
+                    .map(|(d, m)| DeviceSummary {
+                        device: d.device.clone(),
+                        has_manifest: m.is_some(),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            },
+            violations: FastMap::default(),
+            unattributable: FastMap::default(),
+            dns_kept: 0,
+            dns_dropped: 0,
+        })
+    }
+
+    /// Records a DNS answer seen in the traffic.
+    pub fn dns(&mut self, seen: &DnsSeen) {
+        self.first_answer.entry(seen.client).or_insert(seen.ts_ns);
+        if self.dns_kept >= MAX_DNS_ANSWERS {
+            self.dns_dropped += 1;
+            return;
+        }
+        let until = seen
+            .ts_ns
+            .saturating_add(seen.answer.ttl as u64 * 1_000_000_000);
+        let names = self.dns.entry(seen.answer.addr).or_default();
+        if let Some(e) = names.iter_mut().find(|e| *e.0 == *seen.answer.name) {
+            e.1 = e.1.min(seen.ts_ns);
+            e.2 = e.2.max(until);
+            return;
+        }
+        names.push((Arc::from(seen.answer.name.as_str()), seen.ts_ns, until));
+        self.dns_kept += 1;
+    }
+
+    /// Judges one flow from the side of each device it belongs to, and counts it.
+    pub fn flow(&mut self, f: &Flow) {
+        self.report.flows += 1;
+        self.report.packets += f.packets;
+        self.report.bytes += f.bytes;
+        let src = self.by_addr.get(&f.src).copied();
+        let dst = self.by_addr.get(&f.dst).copied();
+        if src.is_none() && dst.is_none() {
+            self.report.unknown_device_flows += 1;
+            return;
+        }
+        let opened = f.initiator_known;
+        if let Some(d) = src {
+            let side = Side {
+                direction: Direction::FromDevice,
+                proto: f.proto,
+                peer_port: f.dport,
+                device_port: f.sport,
+                device_opened: opened.then_some(true),
+            };
+            self.judge_and_count(d, f.dst, side, f);
+        }
+        if let Some(d) = dst {
+            let side = Side {
+                direction: Direction::ToDevice,
+                proto: f.proto,
+                peer_port: f.sport,
+                device_port: f.dport,
+                device_opened: opened.then_some(false),
+            };
+            self.judge_and_count(d, f.src, side, f);
+        }
+    }
+
+    fn judge_and_count(&mut self, d: u32, peer: IpAddr, side: Side, f: &Flow) {
+        let summary = &mut self.report.devices[d as usize];
+        summary.flows += 1;
+        let Some(c) = self.compiled[d as usize].clone() else {
+            return;
+        };
+        let mut verdict = self.judge(d, &c, peer, &side, f);
+        if !f.initiator_known && matches!(verdict, Verdict::Violation | Verdict::Unattributable(_))
+        {
+            // Who opened it is unknown: it may be the reply half of a flow the other way (a
+            // flow exporter's one-direction record). Allowed that way, it is not a violation.
+            let reverse = Side {
+                direction: match side.direction {
+                    Direction::FromDevice => Direction::ToDevice,
+                    Direction::ToDevice => Direction::FromDevice,
+                },
+                ..side
+            };
+            if matches!(self.judge(d, &c, peer, &reverse, f), Verdict::Allowed) {
+                verdict = Verdict::Allowed;
+            }
+        }
+        let port = match side.direction {
+            Direction::FromDevice => side.peer_port,
+            Direction::ToDevice => side.device_port,
+        };
+        let key: RowKey = (d, dir_index(side.direction) as u8, peer, f.proto, port);
+        let (rows, names) = match verdict {
+            Verdict::Allowed => return,
+            Verdict::Violation => {
+                self.report.devices[d as usize].violations += 1;
+                (&mut self.violations, Vec::new())
+            }
+            Verdict::Unattributable(n) => {
+                self.report.devices[d as usize].unattributable += 1;
+                (&mut self.unattributable, n)
+            }
+        };
+        let row = rows.entry(key).or_insert_with(|| Row {
+            device: String::new(),
+            direction: side.direction,
+            peer,
+            protocol: f.proto,
+            port,
+            flows: 0,
+            packets: 0,
+            bytes: 0,
+            first_ns: f.first_ns,
+            last_ns: f.last_ns,
+            names: Vec::new(),
+        });
+        row.flows += 1;
+        row.packets += f.packets;
+        row.bytes += f.bytes;
+        row.first_ns = row.first_ns.min(f.first_ns);
+        row.last_ns = row.last_ns.max(f.last_ns);
+        for n in names {
+            if !row.names.contains(&n) {
+                row.names.push(n);
+            }
+        }
+    }
+
+    fn any_allows(&self, ids: &[u32], side: &Side) -> bool {
+        ids.iter().any(|s| self.services[*s as usize].allows(side))
+    }
+
+    fn judge(&self, d: u32, c: &Compiled, peer: IpAddr, side: &Side, f: &Flow) -> Verdict {
+        let rules = &c.dirs[dir_index(side.direction)];
+        let (v4, k) = key(peer);
+        let set = if v4 {
+            rules.v4.lookup(k)
+        } else {
+            rules.v6.lookup(k)
+        };
+        if let Some(set) = set {
+            if self.any_allows(&self.sets[set as usize], side) {
+                return Verdict::Allowed;
+            }
+        }
+        if !rules.same_vendor.is_empty() {
+            if let Some(p) = self.by_addr.get(&peer) {
+                if self.vendor_of[*p as usize] == self.vendor_of[d as usize]
+                    && self.any_allows(&rules.same_vendor, side)
+                {
+                    return Verdict::Allowed;
+                }
+            }
+        }
+        if rules.names.is_empty() {
+            return Verdict::Violation;
+        }
+        // Names the peer's address stood for when the flow began.
+        if let Some(tied) = self.dns.get(&peer) {
+            for (name, from, until) in tied {
+                if *from <= f.first_ns && f.first_ns <= *until {
+                    if let Some(ids) = rules.names.get(&**name) {
+                        if self.any_allows(ids, side) {
+                            return Verdict::Allowed;
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(r) = &self.resolver {
+            for name in r.by_addr.get(&peer).into_iter().flatten() {
+                if let Some(ids) = rules.names.get(name) {
+                    if self.any_allows(ids, side) {
+                        return Verdict::Allowed;
+                    }
+                }
+            }
+        }
+        if !self.any_allows(&rules.name_services, side) {
+            return Verdict::Violation;
+        }
+        // Only a name could allow it. Could the answer have been seen?
+        let device_addr_answered =
+            |a: &IpAddr| self.first_answer.get(a).is_some_and(|t| *t <= f.first_ns);
+        let device_side = match side.direction {
+            Direction::FromDevice => f.src,
+            Direction::ToDevice => f.dst,
+        };
+        let dns_visible = self.resolver.is_some()
+            || ((f.initiator_known || f.proto != 6) && device_addr_answered(&device_side));
+        if dns_visible {
+            return Verdict::Violation;
+        }
+        let mut names: Vec<String> = rules
+            .names
+            .iter()
+            .filter(|(_, ids)| self.any_allows(ids, side))
+            .map(|(n, _)| n.clone())
+            .collect();
+        names.sort();
+        Verdict::Unattributable(names)
+    }
+
+    /// The report: rows sorted by device, direction, peer, protocol and port.
+    pub fn finish(mut self) -> Report {
+        let ids: Vec<String> = self
+            .report
+            .devices
+            .iter()
+            .map(|d| d.device.clone())
+            .collect();
+        let rows = |m: FastMap<RowKey, Row>| {
+            let mut v: Vec<(RowKey, Row)> = m.into_iter().collect();
+            v.sort_by_key(|e| e.0);
+            v.into_iter()
+                .map(|(k, mut r)| {
+                    r.device = ids[k.0 as usize].clone();
+                    r
+                })
+                .collect::<Vec<_>>()
+        };
+        self.report.violations = rows(std::mem::take(&mut self.violations));
+        self.report.unattributable = rows(std::mem::take(&mut self.unattributable));
+        self.report
+    }
+}
+
+impl nospy_flow::source::Sink for Monitor {
+    fn flow(&mut self, flow: &Flow) {
+        Monitor::flow(self, flow)
+    }
+    fn dns(&mut self, seen: &DnsSeen) {
+        Monitor::dns(self, seen)
+    }
+}
+
+/// Which manifests apply to which devices, when manifests are given as files: each device gets
+/// the manifest naming its vendor and model (the first, if several do).
+pub fn manifests_by_model(
+    inventory: &Inventory,
+    manifests: &[Arc<Manifest>],
+) -> Vec<Option<Arc<Manifest>>> {
+    let mut by: BTreeMap<(&str, &str), Arc<Manifest>> = BTreeMap::new();
+    for m in manifests {
+        by.entry((m.device.vendor.as_str(), m.device.model.as_str()))
+            .or_insert_with(|| m.clone());
+    }
+    inventory
+        .devices
+        .iter()
+        .map(|d| by.get(&(d.vendor.as_str(), d.model.as_str())).cloned())
+        .collect()
+}

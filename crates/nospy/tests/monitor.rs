@@ -1,0 +1,228 @@
+//! `nospy monitor` through the binary, on the published MUDscope captures and profiles
+//! (`../shared/vectors/net`): the verdicts their README describes.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is a failing test
+
+mod common;
+use common::*;
+use std::path::{Path, PathBuf};
+
+fn net(rel: &str) -> PathBuf {
+    vectors().join("net").join(rel)
+}
+
+/// The two plugs' manifests (imported from their MUD profiles), an inventory naming both, and
+/// the operator configuration giving the labs' gateways, in `t`.
+fn setup(t: &Path) -> Vec<String> {
+    let mut args = Vec::new();
+    for lab in ["tue", "ut"] {
+        let m = t.join(format!("{lab}.toml"));
+        ok(&[
+            "manifest",
+            "import-mud",
+            s(&net(&format!("mud/mudscope_{lab}-tplink-plugMud.json"))),
+            "--out",
+            s(&m),
+        ]);
+        args.extend(["--manifest".to_string(), s(&m).to_string()]);
+    }
+    let inv = t.join("inventory.csv");
+    std::fs::write(
+        &inv,
+        "device,vendor,model,function,technology,site,sensitive,addresses,firmware_sha256,weight,replacement_cost\n\
+         tue-plug,tue-tplink-plug.com,tue-tplink-plug,other,wifi,tue-lab,false,192.168.10.206,,1,30\n\
+         ut-plug,ut-tplink-plug.com,ut-tplink-plug,other,wifi,ut-lab,false,192.168.32.2,,1,30\n",
+    )
+    .unwrap();
+    let op = t.join("operator.toml");
+    std::fs::write(
+        &op,
+        "[controllers]\n\"urn:ietf:params:mud:gateway\" = [\"192.168.10.1\", \"192.168.32.1\"]\n",
+    )
+    .unwrap();
+    args.extend([
+        "--inventory".to_string(),
+        s(&inv).to_string(),
+        "--operator".to_string(),
+        s(&op).to_string(),
+    ]);
+    args
+}
+
+fn monitor(t: &Path, capture: &str, extra: &[&str]) -> (i32, serde_json::Value) {
+    let mut args: Vec<String> = vec!["monitor".into(), "--json".into(), "--pcap".into()];
+    args.push(s(&net(&format!("pcap/{capture}"))).to_string());
+    args.extend(setup(t));
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let r = run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(r.code == 0 || r.code == 1, "{}\n{}", r.stdout, r.stderr);
+    (r.code, serde_json::from_str(&r.stdout).unwrap())
+}
+
+fn device<'a>(v: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    v["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["device"] == id)
+        .unwrap()
+}
+
+#[test]
+fn the_quiet_capture_has_no_violation() {
+    let t = tempfile::tempdir().unwrap();
+    let (code, v) = monitor(
+        t.path(),
+        "mudscope_malign_tue-tplink_2021-11-18_15-10-34.pcap",
+        &[],
+    );
+    assert_eq!(code, 0, "{v:#}");
+    assert_eq!(v["violations"], serde_json::json!([]));
+    // DHCP with the gateway is allowed; the TLS session to 52.209.43.100 was open before the
+    // capture began and the capture has no DNS: only the name rule could allow it, so it is
+    // unattributable, not allowed and not a violation.
+    let u = v["unattributable"].as_array().unwrap();
+    assert_eq!(u.len(), 1, "{v:#}");
+    assert_eq!(
+        (u[0]["peer"].as_str(), u[0]["port"].as_u64()),
+        (Some("52.209.43.100"), Some(443))
+    );
+    assert_eq!(
+        u[0]["could_be"],
+        serde_json::json!(["use1-api.tplinkra.com"])
+    );
+    assert_eq!(device(&v, "tue-plug")["flows"], 2);
+    // Everything else in the capture is other hosts' traffic.
+    assert_eq!(v["unknown_device_flows"], 17);
+}
+
+#[test]
+fn a_resolver_snapshot_ties_the_session_to_its_name() {
+    let t = tempfile::tempdir().unwrap();
+    // What MUDgee resolved the name to (its rule table, mudscope_tue-tplink-plugrule.csv).
+    let r = t.path().join("resolver.txt");
+    std::fs::write(&r, "use1-api.tplinkra.com 52.209.43.100 52.213.21.82\n").unwrap();
+    let (code, v) = monitor(
+        t.path(),
+        "mudscope_malign_tue-tplink_2021-11-18_15-10-34.pcap",
+        &["--resolver", s(&r)],
+    );
+    assert_eq!(code, 0, "{v:#}");
+    assert_eq!(v["violations"], serde_json::json!([]));
+    assert_eq!(v["unattributable"], serde_json::json!([]));
+}
+
+#[test]
+fn every_probe_of_the_port_scans_is_flagged() {
+    let t = tempfile::tempdir().unwrap();
+    let (code, v) = monitor(
+        t.path(),
+        "mudscope_malign_tue-tplink_2021-11-18_15-20-34.pcap",
+        &[],
+    );
+    assert_eq!(code, 1);
+    let probes: Vec<&serde_json::Value> = v["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["peer"] == "192.168.255.14")
+        .collect();
+    // 210 probes (two source ports) of 110 ports: one row per port, every probe counted.
+    assert_eq!(probes.len(), 110);
+    assert_eq!(
+        probes
+            .iter()
+            .map(|r| r["flows"].as_u64().unwrap())
+            .sum::<u64>(),
+        210
+    );
+    assert!(probes
+        .iter()
+        .all(|r| r["direction"] == "to-device" && r["protocol"] == "tcp"));
+    assert_eq!(device(&v, "tue-plug")["violations"], 210);
+
+    let (code, v) = monitor(
+        t.path(),
+        "mudscope_malign_ut-tplink_2021-11-18_15-20-47.pcap",
+        &[],
+    );
+    assert_eq!(code, 1);
+    let scan: Vec<&serde_json::Value> = v["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["peer"] == "192.168.255.14")
+        .collect();
+    assert!(!scan.is_empty());
+    assert!(
+        scan.iter().all(|r| r["direction"] == "to-device"),
+        "{scan:#?}"
+    );
+}
+
+#[test]
+fn the_dns_binding_case_is_unattributable_never_allowed() {
+    let t = tempfile::tempdir().unwrap();
+    let (code, v) = monitor(
+        t.path(),
+        "mudscope_malign_ut-tplink_2021-11-18_15-10-46.pcap",
+        &[],
+    );
+    // The UT profile has no rule for DNS itself: the plug's query to 1.1.1.1 is a violation
+    // of that profile (MUDgee's rule table has it; the MUD file does not).
+    assert_eq!(code, 1);
+    let viol = v["violations"].as_array().unwrap();
+    assert_eq!(viol.len(), 1, "{v:#}");
+    assert_eq!(
+        (viol[0]["peer"].as_str(), viol[0]["port"].as_u64()),
+        (Some("1.1.1.1"), Some(53))
+    );
+    // 34.249.4.197 is in no answer the capture holds for use1-api.tplinkra.com, and its session
+    // predates the capture (and the plug's first answer): unattributable.
+    let u = v["unattributable"].as_array().unwrap();
+    assert_eq!(u.len(), 1, "{v:#}");
+    assert_eq!(u[0]["peer"], "34.249.4.197");
+    // The session to 52.206.238.222 opens after the plug's lookup returned that address: allowed.
+    let all: Vec<&serde_json::Value> = viol.iter().chain(u).collect();
+    assert!(all.iter().all(|r| r["peer"] != "52.206.238.222"));
+    assert_eq!(device(&v, "ut-plug")["flows"], 3);
+}
+
+#[test]
+fn unusable_input_is_refused_with_the_place() {
+    let t = tempfile::tempdir().unwrap();
+    let cut = t.path().join("cut.pcap");
+    let data = std::fs::read(net(
+        "pcap/mudscope_malign_tue-tplink_2021-11-18_15-20-34.pcap",
+    ))
+    .unwrap();
+    std::fs::write(&cut, &data[..5000]).unwrap();
+    let mut args: Vec<String> = vec!["monitor".into(), "--pcap".into(), s(&cut).to_string()];
+    args.extend(setup(t.path()));
+    let r = run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("at byte 4984"), "{}", r.stderr);
+    // An inventory error names the line and the column.
+    let inv = t.path().join("bad.csv");
+    std::fs::write(
+        &inv,
+        "device,vendor,model,function,technology,site,sensitive,addresses,firmware_sha256,weight,replacement_cost\n\
+         a,V,M,core,5g,s,false,10.0.0.1,,1,1\nb,V,M,core,5g,s,maybe,10.0.0.2,,1,1\n",
+    )
+    .unwrap();
+    let r = run(&[
+        "monitor",
+        "--inventory",
+        s(&inv),
+        "--manifest",
+        s(&t.path().join("tue.toml")),
+        "--pcap",
+        s(&cut),
+    ]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("line 3, column sensitive"),
+        "{}",
+        r.stderr
+    );
+}
