@@ -78,3 +78,74 @@ impl Table {
         (self.ends[i - 1] >= addr).then(|| self.sets[i - 1])
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Table;
+
+    /// Each range's set, by its first and last address, for the sets built from `prefixes`.
+    fn build(prefixes: &[(u128, u128, u32)]) -> (Table, Vec<Vec<u32>>) {
+        let mut sets: Vec<Vec<u32>> = Vec::new();
+        let t = Table::build(prefixes.to_vec(), |s| {
+            sets.push(s);
+            (sets.len() - 1) as u32
+        });
+        (t, sets)
+    }
+
+    fn at(t: &Table, sets: &[Vec<u32>], a: u128) -> Vec<u32> {
+        t.lookup(a)
+            .map(|i| sets[i as usize].clone())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn nested_and_repeated_prefixes_give_the_union_of_their_services() {
+        // 10.0.0.0/8 (service 1) holding 10.1.0.0/16 (2) holding 10.1.2.0/24 (3, and 4 twice
+        // listed), beside 192.168.0.0/16 (5).
+        let p8 = (0x0a00_0000, 0x0aff_ffff, 1);
+        let p16 = (0x0a01_0000, 0x0a01_ffff, 2);
+        let p24 = (0x0a01_0200, 0x0a01_02ff, 3);
+        let p24b = (0x0a01_0200, 0x0a01_02ff, 4);
+        let other = (0xc0a8_0000, 0xc0a8_ffff, 5);
+        let (t, sets) = build(&[p24, other, p8, p24b, p16]);
+        assert_eq!(at(&t, &sets, 0x09ff_ffff), Vec::<u32>::new());
+        assert_eq!(at(&t, &sets, 0x0a00_0000), vec![1]);
+        assert_eq!(at(&t, &sets, 0x0a01_0000), vec![1, 2]);
+        assert_eq!(at(&t, &sets, 0x0a01_01ff), vec![1, 2]);
+        assert_eq!(at(&t, &sets, 0x0a01_0200), vec![1, 2, 3, 4]);
+        assert_eq!(at(&t, &sets, 0x0a01_02ff), vec![1, 2, 3, 4]);
+        assert_eq!(at(&t, &sets, 0x0a01_0300), vec![1, 2]);
+        assert_eq!(at(&t, &sets, 0x0a02_0000), vec![1]);
+        assert_eq!(at(&t, &sets, 0x0aff_ffff), vec![1]);
+        assert_eq!(at(&t, &sets, 0x0b00_0000), Vec::<u32>::new());
+        assert_eq!(at(&t, &sets, 0xc0a8_1234), vec![5]);
+    }
+
+    #[test]
+    fn prefixes_reaching_the_last_address() {
+        // ::/0 (1) holding ffff::/16 (2): both end at the last IPv6 address.
+        let (t, sets) = build(&[(0, u128::MAX, 1), (0xffff << 112, u128::MAX, 2)]);
+        assert_eq!(at(&t, &sets, 0), vec![1]);
+        assert_eq!(at(&t, &sets, (0xffff << 112) - 1), vec![1]);
+        assert_eq!(at(&t, &sets, u128::MAX), vec![1, 2]);
+        // Brute force against the definition on a small space.
+        let prefixes: Vec<(u128, u128, u32)> = vec![
+            (0, 255, 0),
+            (0, 127, 1),
+            (64, 127, 2),
+            (64, 71, 3),
+            (200, 203, 4),
+            (200, 200, 5),
+        ];
+        let (t, sets) = build(&prefixes);
+        for a in 0..=260u128 {
+            let want: Vec<u32> = prefixes
+                .iter()
+                .filter(|p| p.0 <= a && a <= p.1)
+                .map(|p| p.2)
+                .collect();
+            assert_eq!(at(&t, &sets, a), want, "address {a}");
+        }
+    }
+}

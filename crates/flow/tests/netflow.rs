@@ -1,0 +1,152 @@
+//! NetFlow v5, v9 and IPFIX messages built by hand to the RFCs' layouts, and hostile variations.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is a failing test
+
+use nospy_flow::netflow::Collector;
+use nospy_flow::Flow;
+use std::net::IpAddr;
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+/// An IPFIX message (RFC 7011): a template with a reduced-size counter, an enterprise element
+/// and a variable-length element, then one data record, in one message of domain 7.
+fn ipfix(with_template: bool, with_data: bool) -> Vec<u8> {
+    let mut sets = Vec::new();
+    if with_template {
+        let mut t = Vec::new();
+        t.extend_from_slice(&256u16.to_be_bytes());
+        let fields: [(u16, u16); 9] = [
+            (8, 4),            // sourceIPv4Address
+            (12, 4),           // destinationIPv4Address
+            (7, 2),            // sourceTransportPort
+            (11, 2),           // destinationTransportPort
+            (4, 1),            // protocolIdentifier
+            (2, 8),            // packetDeltaCount
+            (1, 4),            // octetDeltaCount, reduced to 4 bytes
+            (152, 8),          // flowStartMilliseconds
+            (0x8000 | 100, 4), // an enterprise element
+        ];
+        t.extend_from_slice(&((fields.len() + 1) as u16).to_be_bytes());
+        for (id, len) in fields {
+            t.extend_from_slice(&id.to_be_bytes());
+            t.extend_from_slice(&len.to_be_bytes());
+            if id & 0x8000 != 0 {
+                t.extend_from_slice(&9999u32.to_be_bytes());
+            }
+        }
+        // applicationName, variable length.
+        t.extend_from_slice(&96u16.to_be_bytes());
+        t.extend_from_slice(&0xffffu16.to_be_bytes());
+        sets.extend_from_slice(&2u16.to_be_bytes());
+        sets.extend_from_slice(&((t.len() + 4) as u16).to_be_bytes());
+        sets.extend_from_slice(&t);
+    }
+    if with_data {
+        let mut r = Vec::new();
+        r.extend_from_slice(&[10, 1, 0, 1]);
+        r.extend_from_slice(&[203, 0, 113, 9]);
+        r.extend_from_slice(&51000u16.to_be_bytes());
+        r.extend_from_slice(&443u16.to_be_bytes());
+        r.push(6);
+        r.extend_from_slice(&12u64.to_be_bytes());
+        r.extend_from_slice(&3400u32.to_be_bytes());
+        r.extend_from_slice(&1_700_000_000_123u64.to_be_bytes());
+        r.extend_from_slice(&[1, 2, 3, 4]);
+        r.push(5);
+        r.extend_from_slice(b"https");
+        sets.extend_from_slice(&256u16.to_be_bytes());
+        sets.extend_from_slice(&((r.len() + 4) as u16).to_be_bytes());
+        sets.extend_from_slice(&r);
+    }
+    let mut m = Vec::new();
+    m.extend_from_slice(&10u16.to_be_bytes());
+    m.extend_from_slice(&((16 + sets.len()) as u16).to_be_bytes());
+    m.extend_from_slice(&1_700_000_100u32.to_be_bytes());
+    m.extend_from_slice(&1u32.to_be_bytes());
+    m.extend_from_slice(&7u32.to_be_bytes());
+    m.extend_from_slice(&sets);
+    m
+}
+
+#[test]
+fn ipfix_templates_then_data() {
+    let mut c = Collector::new();
+    let mut out: Vec<Flow> = Vec::new();
+    // Data before its template: counted, skipped.
+    c.read("exp", &ipfix(false, true), 0, &mut out).unwrap();
+    assert!(out.is_empty());
+    assert_eq!(c.counters.no_template, 1);
+    c.read("exp", &ipfix(true, true), 0, &mut out).unwrap();
+    assert_eq!(out.len(), 1);
+    let f = &out[0];
+    assert_eq!(
+        (f.src, f.dst, f.sport, f.dport, f.proto),
+        (ip("10.1.0.1"), ip("203.0.113.9"), 51000, 443, 6)
+    );
+    assert_eq!((f.packets, f.bytes), (12, 3400));
+    assert_eq!(f.first_ns, 1_700_000_000_123_000_000);
+    assert!(!f.initiator_known);
+    // Another exporter does not share the template.
+    let mut other = Vec::new();
+    c.read("other", &ipfix(false, true), 0, &mut other).unwrap();
+    assert!(other.is_empty());
+}
+
+#[test]
+fn netflow_v5_records() {
+    let mut m = Vec::new();
+    m.extend_from_slice(&5u16.to_be_bytes());
+    m.extend_from_slice(&1u16.to_be_bytes());
+    m.extend_from_slice(&60_000u32.to_be_bytes()); // uptime, ms
+    m.extend_from_slice(&1_700_000_000u32.to_be_bytes());
+    m.extend_from_slice(&0u32.to_be_bytes());
+    m.extend_from_slice(&[0; 8]);
+    let mut r = [0u8; 48];
+    r[0..4].copy_from_slice(&[10, 0, 0, 1]);
+    r[4..8].copy_from_slice(&[10, 0, 0, 2]);
+    r[16..20].copy_from_slice(&3u32.to_be_bytes());
+    r[20..24].copy_from_slice(&180u32.to_be_bytes());
+    r[24..28].copy_from_slice(&59_000u32.to_be_bytes());
+    r[28..32].copy_from_slice(&59_500u32.to_be_bytes());
+    r[32..34].copy_from_slice(&40000u16.to_be_bytes());
+    r[34..36].copy_from_slice(&53u16.to_be_bytes());
+    r[38] = 17;
+    m.extend_from_slice(&r);
+    let mut out = Vec::new();
+    Collector::new().read("x", &m, 0, &mut out).unwrap();
+    assert_eq!(out.len(), 1);
+    let f = &out[0];
+    assert_eq!(
+        (f.src, f.dst, f.sport, f.dport, f.proto, f.packets, f.bytes),
+        (ip("10.0.0.1"), ip("10.0.0.2"), 40000, 53, 17, 3, 180)
+    );
+    assert_eq!(f.first_ns, 1_699_999_999_000_000_000);
+    assert_eq!(f.last_ns, 1_699_999_999_500_000_000);
+    // A count that disagrees with the length is refused, whole.
+    m[3] = 2;
+    let mut out = Vec::new();
+    assert!(Collector::new().read("x", &m, 0, &mut out).is_err());
+    assert!(out.is_empty());
+}
+
+#[test]
+fn every_truncation_and_byte_change_is_refused_or_read_never_a_panic() {
+    let full = ipfix(true, true);
+    for n in 0..full.len() {
+        let mut c = Collector::new();
+        let mut out = Vec::new();
+        let _ = c.read("exp", &full[..n], 0, &mut out);
+    }
+    for i in 0..full.len() {
+        for b in [0x00, 0xff, 0x80, 0x01] {
+            let mut m = full.clone();
+            m[i] = b;
+            let mut c = Collector::new();
+            let mut out = Vec::new();
+            let _ = c.read("exp", &m, 0, &mut out);
+            assert!(out.len() <= 2);
+        }
+    }
+}
