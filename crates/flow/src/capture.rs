@@ -330,12 +330,17 @@ impl<'a> Capture<'a> {
                         units_per_s,
                     });
                 }
-                // Enhanced packet.
-                6 => {
+                // Enhanced packet, and the obsolete packet block of the pcapng drafts (the same
+                // layout but for a 16-bit interface id followed by a drop count).
+                2 | 6 => {
                     if body.len() < 20 {
-                        return err(at, "enhanced packet block too short");
+                        return err(at, "packet block too short");
                     }
-                    let iface = u32_at(body, 0, be)? as usize;
+                    let iface = if btype == 6 {
+                        u32_at(body, 0, be)? as usize
+                    } else {
+                        u16_at(body, 0, be)? as usize
+                    };
                     let hi = u32_at(body, 4, be)? as u64;
                     let lo = u32_at(body, 8, be)? as u64;
                     let caplen = u32_at(body, 12, be)? as usize;
@@ -376,32 +381,6 @@ impl<'a> Capture<'a> {
                         ts_ns: 0,
                         linktype: i.linktype,
                         data: &body[4..4 + caplen],
-                        wire_len,
-                    }));
-                }
-                // Obsolete packet block (pcapng drafts): 16-bit interface id.
-                2 => {
-                    if body.len() < 20 {
-                        return err(at, "packet block too short");
-                    }
-                    let iface = u16_at(body, 0, be)? as usize;
-                    let hi = u32_at(body, 4, be)? as u64;
-                    let lo = u32_at(body, 8, be)? as u64;
-                    let caplen = u32_at(body, 12, be)? as usize;
-                    let wire_len = u32_at(body, 16, be)?;
-                    let Some(i) = self.interfaces.get(iface).copied() else {
-                        return err(at + 8, format!("packet on undescribed interface {iface}"));
-                    };
-                    let Some(data) = body.get(20..20 + caplen) else {
-                        return err(
-                            at + 20,
-                            format!("captured length {caplen} overruns its block"),
-                        );
-                    };
-                    return Ok(Some(Packet {
-                        ts_ns: scale((hi << 32) | lo, i.units_per_s),
-                        linktype: i.linktype,
-                        data,
                         wire_len,
                     }));
                 }

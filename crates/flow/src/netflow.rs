@@ -150,18 +150,23 @@ impl Template {
     }
 }
 
-/// Whose templates: exporter, observation domain (IPFIX) or source id (v9), template id.
-type TemplateKey = (String, u32, u16);
+/// Whose templates: exporter (by its number in the collector), observation domain (IPFIX) or source id (v9), template id.
+type TemplateKey = (u32, u32, u16);
 
 /// A collector's memory: templates and exporter state, across messages.
 #[derive(Default)]
 pub struct Collector {
     templates: FastMap<TemplateKey, Template>,
+    /// Exporters by name, numbered (so that template lookups on the hot path allocate nothing).
+    exporters: FastMap<String, u32>,
     /// systemInitTimeMilliseconds per exporter and domain (IPFIX relative times).
-    init_ms: FastMap<(String, u32), u64>,
+    init_ms: FastMap<(u32, u32), u64>,
     /// What was counted.
     pub counters: Counters,
 }
+
+/// At most this many exporters are told apart (messages from more are refused and counted).
+pub const MAX_EXPORTERS: usize = 65_536;
 
 /// At most this many templates are kept (an exporter announcing more is refused), so memory is
 /// bounded whatever arrives.
@@ -243,21 +248,32 @@ impl Collector {
     }
 
     /// Reads one export packet from `exporter` (any name that tells exporters apart: the UDP
-    /// source address, or the capture's), appending its flows to `out`. `received_ns` is when it
-    /// arrived (used only where the packet gives no time of its own).
+    /// source address, or the capture's), appending its flows to `out`. Every export format carries
+    /// its own time, so when the message arrived does not matter.
     pub fn read(
         &mut self,
         exporter: &str,
         msg: &[u8],
-        received_ns: u64,
         out: &mut Vec<Flow>,
     ) -> Result<(), ExportError> {
         self.counters.messages += 1;
+        let ex = match self.exporters.get(exporter) {
+            Some(e) => *e,
+            None if self.exporters.len() >= MAX_EXPORTERS => {
+                self.counters.malformed += 1;
+                return bad(0, format!("more than {MAX_EXPORTERS} exporters"));
+            }
+            None => {
+                let e = self.exporters.len() as u32;
+                self.exporters.insert(exporter.to_string(), e);
+                e
+            }
+        };
         let before = out.len();
         let r = match msg.get(0..2).map(be) {
             Some(5) => self.v5(msg, out),
-            Some(9) => self.v9(exporter, msg, out),
-            Some(10) => self.ipfix(exporter, msg, received_ns, out),
+            Some(9) => self.v9(ex, msg, out),
+            Some(10) => self.ipfix(ex, msg, out),
             Some(v) => bad(0, format!("export version {v} (nospy reads 5, 9 and 10)")),
             None => bad(0, "shorter than an export header"),
         };
@@ -305,7 +321,7 @@ impl Collector {
         Ok(())
     }
 
-    fn v9(&mut self, exporter: &str, msg: &[u8], out: &mut Vec<Flow>) -> Result<(), ExportError> {
+    fn v9(&mut self, ex: u32, msg: &[u8], out: &mut Vec<Flow>) -> Result<(), ExportError> {
         if msg.len() < 20 {
             return bad(msg.len(), "the NetFlow v9 header is cut short");
         }
@@ -325,18 +341,9 @@ impl Collector {
             }
             let body = &msg[at + 4..at + len];
             match id {
-                0 => self.v9_templates(exporter, source, body, at + 4)?,
-                1 => self.v9_options(exporter, source, body, at + 4)?,
+                0 | 1 => self.v9_templates(ex, source, body, at + 4, id == 1)?,
                 2..=255 => {}
-                t => self.data(
-                    exporter,
-                    source,
-                    t,
-                    body,
-                    at + 4,
-                    Time::Uptime(boot_ns),
-                    out,
-                )?,
+                t => self.data(ex, source, t, body, at + 4, Time::Uptime(boot_ns), out)?,
             }
             at += len;
         }
@@ -352,24 +359,41 @@ impl Collector {
         Ok(())
     }
 
+    /// A v9 template flowset (`options` false: id, field count, fields) or options template
+    /// flowset (id, scope and option lengths in bytes, fields; each padded to 4 bytes).
     fn v9_templates(
         &mut self,
-        exporter: &str,
+        ex: u32,
         source: u32,
         body: &[u8],
         base: usize,
+        options: bool,
     ) -> Result<(), ExportError> {
+        let head = if options { 6 } else { 4 };
         let mut at = 0;
-        while at + 4 <= body.len() {
+        while at + head <= body.len() {
             let id = be(&body[at..at + 2]) as u16;
-            let n = be(&body[at + 2..at + 4]) as usize;
             if id < 256 {
                 return bad(
                     base + at,
                     format!("template id {id} (data templates start at 256)"),
                 );
             }
-            let Some(spec) = get(body, at + 4, n * 4) else {
+            // Fields in all, and how many of them are scope fields.
+            let (n, scope) = if options {
+                let scope_len = be(&body[at + 2..at + 4]) as usize;
+                let opt_len = be(&body[at + 4..at + 6]) as usize;
+                if !scope_len.is_multiple_of(4) || !opt_len.is_multiple_of(4) {
+                    return bad(
+                        base + at + 2,
+                        "options template lengths are not multiples of 4",
+                    );
+                }
+                ((scope_len + opt_len) / 4, scope_len / 4)
+            } else {
+                (be(&body[at + 2..at + 4]) as usize, 0)
+            };
+            let Some(spec) = get(body, at + head, n * 4) else {
                 return bad(
                     base + at + 2,
                     format!("template {id} lists {n} fields past its flowset"),
@@ -377,72 +401,25 @@ impl Collector {
             };
             let fields = spec
                 .chunks_exact(4)
-                .map(|f| {
-                    let (t, l) = (be(&f[..2]) as u16, be(&f[2..]) as u16);
-                    (l, field_of(t))
-                })
-                .collect();
-            self.learn(
-                (exporter.to_string(), source, id),
-                Template::new(fields, false),
-                base + at,
-            )?;
-            at += 4 + n * 4;
-        }
-        Ok(())
-    }
-
-    fn v9_options(
-        &mut self,
-        exporter: &str,
-        source: u32,
-        body: &[u8],
-        base: usize,
-    ) -> Result<(), ExportError> {
-        let mut at = 0;
-        while at + 6 <= body.len() {
-            let id = be(&body[at..at + 2]) as u16;
-            let scope_len = be(&body[at + 2..at + 4]) as usize;
-            let opt_len = be(&body[at + 4..at + 6]) as usize;
-            if id < 256 {
-                return bad(base + at, format!("options template id {id}"));
-            }
-            if !scope_len.is_multiple_of(4) || !opt_len.is_multiple_of(4) {
-                return bad(
-                    base + at + 2,
-                    "options template lengths are not multiples of 4",
-                );
-            }
-            let Some(spec) = get(body, at + 6, scope_len + opt_len) else {
-                return bad(base + at + 2, "options template overruns its flowset");
-            };
-            let fields = spec
-                .chunks_exact(4)
                 .enumerate()
                 .map(|(i, f)| {
                     let (t, l) = (be(&f[..2]) as u16, be(&f[2..]) as u16);
                     // Scope fields have their own type space: never read them.
-                    (l, if i * 4 < scope_len { None } else { field_of(t) })
+                    (l, if i < scope { None } else { field_of(t) })
                 })
                 .collect();
-            self.learn(
-                (exporter.to_string(), source, id),
-                Template::new(fields, true),
-                base + at,
-            )?;
-            // Options templates are padded to 4 bytes within their flowset.
-            at += (6 + scope_len + opt_len).div_ceil(4) * 4;
+            self.learn((ex, source, id), Template::new(fields, options), base + at)?;
+            at += if options {
+                // Options templates are padded to 4 bytes within their flowset.
+                (head + n * 4).div_ceil(4) * 4
+            } else {
+                head + n * 4
+            };
         }
         Ok(())
     }
 
-    fn ipfix(
-        &mut self,
-        exporter: &str,
-        msg: &[u8],
-        received_ns: u64,
-        out: &mut Vec<Flow>,
-    ) -> Result<(), ExportError> {
+    fn ipfix(&mut self, ex: u32, msg: &[u8], out: &mut Vec<Flow>) -> Result<(), ExportError> {
         if msg.len() < 16 {
             return bad(msg.len(), "the IPFIX header is cut short");
         }
@@ -458,7 +435,6 @@ impl Collector {
         }
         let export_ns = be(&msg[4..8]) * 1_000_000_000;
         let domain = be(&msg[12..16]) as u32;
-        let _ = received_ns;
         let mut at = 16;
         while at < msg.len() {
             let Some(h) = get(msg, at, 4) else {
@@ -471,13 +447,13 @@ impl Collector {
             }
             let body = &msg[at + 4..at + slen];
             match id {
-                2 | 3 => self.ipfix_templates(exporter, domain, body, at + 4, id == 3)?,
+                2 | 3 => self.ipfix_templates(ex, domain, body, at + 4, id == 3)?,
                 4..=255 => {}
                 0 | 1 => return bad(at, format!("set id {id} is NetFlow v9's, not IPFIX's")),
                 t => {
-                    let init = self.init_ms.get(&(exporter.to_string(), domain)).copied();
+                    let init = self.init_ms.get(&(ex, domain)).copied();
                     self.data(
-                        exporter,
+                        ex,
                         domain,
                         t,
                         body,
@@ -497,7 +473,7 @@ impl Collector {
 
     fn ipfix_templates(
         &mut self,
-        exporter: &str,
+        ex: u32,
         domain: u32,
         body: &[u8],
         base: usize,
@@ -521,7 +497,7 @@ impl Collector {
             }
             if n == 0 {
                 // A withdrawal.
-                self.templates.remove(&(exporter.to_string(), domain, id));
+                self.templates.remove(&(ex, domain, id));
                 at += head;
                 continue;
             }
@@ -557,11 +533,7 @@ impl Collector {
                 };
                 fields.push((l, known));
             }
-            self.learn(
-                (exporter.to_string(), domain, id),
-                Template::new(fields, options),
-                base + at,
-            )?;
+            self.learn((ex, domain, id), Template::new(fields, options), base + at)?;
             at = p;
         }
         Ok(())
@@ -570,7 +542,7 @@ impl Collector {
     #[allow(clippy::too_many_arguments)]
     fn data(
         &mut self,
-        exporter: &str,
+        ex: u32,
         domain: u32,
         id: u16,
         body: &[u8],
@@ -578,7 +550,7 @@ impl Collector {
         time: Time,
         out: &mut Vec<Flow>,
     ) -> Result<(), ExportError> {
-        let Some(t) = self.templates.get(&(exporter.to_string(), domain, id)) else {
+        let Some(t) = self.templates.get(&(ex, domain, id)) else {
             // Without the template the records cannot even be counted exactly: count the set.
             self.counters.no_template += 1;
             return Ok(());
@@ -651,7 +623,7 @@ impl Collector {
         for v in values {
             if options {
                 if let Some(ms) = v.sys_init_ms {
-                    self.init_ms.insert((exporter.to_string(), domain), ms);
+                    self.init_ms.insert((ex, domain), ms);
                 }
                 continue;
             }

@@ -5,6 +5,7 @@ use crate::conntrack::Tracker;
 use crate::netflow::{Collector, Counters};
 use crate::packet::{self, Skip};
 use crate::record::{DnsSeen, Flow};
+use std::fmt::Write as _;
 
 /// Where flows and DNS answers go.
 pub trait Sink {
@@ -113,6 +114,7 @@ pub fn read_exports(
     let mut cap = Capture::new(data)?;
     let mut st = Stats::default();
     let mut flows = Vec::new();
+    let mut exporter = String::new();
     while let Some(p) = cap.next_packet()? {
         st.packets += 1;
         if st.packets.is_multiple_of(16_384) {
@@ -120,10 +122,11 @@ pub fn read_exports(
         }
         match packet::decode(p.linktype, p.data) {
             Ok(ip) if ip.proto == 17 && !ip.fragment => {
-                let exporter = format!("{}:{}", ip.src, ip.sport);
+                exporter.clear();
+                let _ = write!(exporter, "{}:{}", ip.src, ip.sport);
                 flows.clear();
                 // A malformed message is counted by the collector and skipped.
-                let _ = collector.read(&exporter, ip.payload, p.ts_ns, &mut flows);
+                let _ = collector.read(&exporter, ip.payload, &mut flows);
                 for f in &flows {
                     st.flows += 1;
                     sink.flow(f);

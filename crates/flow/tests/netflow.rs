@@ -75,10 +75,10 @@ fn ipfix_templates_then_data() {
     let mut c = Collector::new();
     let mut out: Vec<Flow> = Vec::new();
     // Data before its template: counted, skipped.
-    c.read("exp", &ipfix(false, true), 0, &mut out).unwrap();
+    c.read("exp", &ipfix(false, true), &mut out).unwrap();
     assert!(out.is_empty());
     assert_eq!(c.counters.no_template, 1);
-    c.read("exp", &ipfix(true, true), 0, &mut out).unwrap();
+    c.read("exp", &ipfix(true, true), &mut out).unwrap();
     assert_eq!(out.len(), 1);
     let f = &out[0];
     assert_eq!(
@@ -90,7 +90,7 @@ fn ipfix_templates_then_data() {
     assert!(!f.initiator_known);
     // Another exporter does not share the template.
     let mut other = Vec::new();
-    c.read("other", &ipfix(false, true), 0, &mut other).unwrap();
+    c.read("other", &ipfix(false, true), &mut other).unwrap();
     assert!(other.is_empty());
 }
 
@@ -115,7 +115,7 @@ fn netflow_v5_records() {
     r[38] = 17;
     m.extend_from_slice(&r);
     let mut out = Vec::new();
-    Collector::new().read("x", &m, 0, &mut out).unwrap();
+    Collector::new().read("x", &m, &mut out).unwrap();
     assert_eq!(out.len(), 1);
     let f = &out[0];
     assert_eq!(
@@ -127,7 +127,7 @@ fn netflow_v5_records() {
     // A count that disagrees with the length is refused, whole.
     m[3] = 2;
     let mut out = Vec::new();
-    assert!(Collector::new().read("x", &m, 0, &mut out).is_err());
+    assert!(Collector::new().read("x", &m, &mut out).is_err());
     assert!(out.is_empty());
 }
 
@@ -137,7 +137,7 @@ fn every_truncation_and_byte_change_is_refused_or_read_never_a_panic() {
     for n in 0..full.len() {
         let mut c = Collector::new();
         let mut out = Vec::new();
-        let _ = c.read("exp", &full[..n], 0, &mut out);
+        let _ = c.read("exp", &full[..n], &mut out);
     }
     for i in 0..full.len() {
         for b in [0x00, 0xff, 0x80, 0x01] {
@@ -145,8 +145,91 @@ fn every_truncation_and_byte_change_is_refused_or_read_never_a_panic() {
             m[i] = b;
             let mut c = Collector::new();
             let mut out = Vec::new();
-            let _ = c.read("exp", &m, 0, &mut out);
+            let _ = c.read("exp", &m, &mut out);
             assert!(out.len() <= 2);
         }
     }
+}
+
+/// A NetFlow v9 message (RFC 3954): a template flowset, an options template flowset (padded),
+/// a data flowset with one record and padding, and an options data flowset.
+#[test]
+fn netflow_v9_templates_options_and_data() {
+    fn set(id: u16, body: &[u8]) -> Vec<u8> {
+        let mut s = id.to_be_bytes().to_vec();
+        s.extend_from_slice(&((body.len() + 4) as u16).to_be_bytes());
+        s.extend_from_slice(body);
+        s
+    }
+    let mut t = Vec::new();
+    t.extend_from_slice(&300u16.to_be_bytes());
+    let fields: [(u16, u16); 9] = [
+        (8, 4),
+        (12, 4),
+        (7, 2),
+        (11, 2),
+        (4, 1),
+        (2, 4),
+        (1, 4),
+        (22, 4),
+        (21, 4),
+    ];
+    t.extend_from_slice(&(fields.len() as u16).to_be_bytes());
+    for (id, len) in fields {
+        t.extend_from_slice(&id.to_be_bytes());
+        t.extend_from_slice(&len.to_be_bytes());
+    }
+    // Options template 301: one scope field (system, 4 bytes) and one option field (sampling
+    // interval, 4 bytes); 6 + 8 = 14 bytes, padded to 16.
+    let mut o = Vec::new();
+    o.extend_from_slice(&301u16.to_be_bytes());
+    o.extend_from_slice(&4u16.to_be_bytes());
+    o.extend_from_slice(&4u16.to_be_bytes());
+    o.extend_from_slice(&[0, 1, 0, 4, 0, 34, 0, 4, 0, 0]);
+    let mut r = Vec::new();
+    r.extend_from_slice(&[192, 0, 2, 7, 198, 51, 100, 1]);
+    r.extend_from_slice(&5353u16.to_be_bytes());
+    r.extend_from_slice(&123u16.to_be_bytes());
+    r.push(17);
+    r.extend_from_slice(&2u32.to_be_bytes());
+    r.extend_from_slice(&152u32.to_be_bytes());
+    r.extend_from_slice(&9_000u32.to_be_bytes());
+    r.extend_from_slice(&9_250u32.to_be_bytes());
+    r.extend_from_slice(&[0, 0, 0]); // padding
+    let mut m = Vec::new();
+    m.extend_from_slice(&9u16.to_be_bytes());
+    m.extend_from_slice(&3u16.to_be_bytes());
+    m.extend_from_slice(&10_000u32.to_be_bytes()); // uptime, ms
+    m.extend_from_slice(&1_700_000_000u32.to_be_bytes());
+    m.extend_from_slice(&1u32.to_be_bytes());
+    m.extend_from_slice(&42u32.to_be_bytes()); // source id
+    m.extend(set(0, &t));
+    m.extend(set(1, &o));
+    m.extend(set(300, &r));
+    m.extend(set(301, &[0, 0, 0, 1, 0, 0, 0, 100]));
+    let mut c = Collector::new();
+    let mut out = Vec::new();
+    c.read("v9", &m, &mut out).unwrap();
+    assert_eq!(c.counters.templates, 2);
+    assert_eq!(out.len(), 1, "{out:?}");
+    let f = &out[0];
+    assert_eq!(
+        (f.src, f.dst, f.sport, f.dport, f.proto, f.packets, f.bytes),
+        (ip("192.0.2.7"), ip("198.51.100.1"), 5353, 123, 17, 2, 152)
+    );
+    // Boot was 10 s before the header's time; the flow ran from 9 s to 9.25 s after boot.
+    assert_eq!(f.first_ns, 1_699_999_999_000_000_000);
+    assert_eq!(f.last_ns, 1_699_999_999_250_000_000);
+    // Another source id of the same exporter has its own templates.
+    m[16..20].copy_from_slice(&43u32.to_be_bytes());
+    let start = m.len() - 12 - (r.len() + 4);
+    let data_only: Vec<u8> = m[..20]
+        .iter()
+        .chain(&m[start..m.len() - 12])
+        .copied()
+        .collect();
+    let mut out = Vec::new();
+    c.read("v9", &data_only, &mut out).unwrap();
+    assert!(out.is_empty());
+    assert_eq!(c.counters.no_template, 1);
 }

@@ -288,7 +288,7 @@ pub struct Monitor {
 /// Most DNS answers kept (memory stays bounded; beyond it answers are counted, not kept).
 pub const MAX_DNS_ANSWERS: usize = 4_000_000;
 
-fn compile(m: &Manifest, op: &OperatorConfig, int: &mut Interner) -> Result<Compiled, SetupError> {
+fn compile(m: &Manifest, op: &OperatorConfig, int: &mut Interner) -> Compiled {
     let mut prefixes: [[Vec<(u128, u128, u32)>; 2]; 2] = Default::default();
     let mut dirs: [DirRules; 2] = Default::default();
     for r in &m.allow {
@@ -326,7 +326,7 @@ fn compile(m: &Manifest, op: &OperatorConfig, int: &mut Interner) -> Result<Comp
         dirs[d].v4 = Table::build(p4, |s| int.set(s));
         dirs[d].v6 = Table::build(p6, |s| int.set(s));
     }
-    Ok(Compiled { dirs })
+    Compiled { dirs }
 }
 
 /// The verdict on one side of a flow.
@@ -378,7 +378,7 @@ impl Monitor {
             let c = match done.get(&ptr) {
                 Some(c) => c.clone(),
                 None => {
-                    let c = Arc::new(compile(m, operator, &mut int)?);
+                    let c = Arc::new(compile(m, operator, &mut int));
                     done.insert(ptr, c.clone());
                     c
                 }
@@ -446,35 +446,29 @@ impl Monitor {
             return;
         }
         let opened = f.initiator_known;
-        if let Some(d) = src {
-            let side = Side {
-                direction: Direction::FromDevice,
-                proto: f.proto,
-                peer_port: f.dport,
-                device_port: f.sport,
-                device_opened: opened.then_some(true),
-            };
-            self.judge_and_count(d, f.dst, side, f);
-        }
-        if let Some(d) = dst {
-            let side = Side {
-                direction: Direction::ToDevice,
-                proto: f.proto,
-                peer_port: f.sport,
-                device_port: f.dport,
-                device_opened: opened.then_some(false),
-            };
-            self.judge_and_count(d, f.src, side, f);
+        // From the source device's side the flow goes out; from the destination's, in.
+        let sides = [
+            (src, f.dst, Direction::FromDevice, f.dport, f.sport, true),
+            (dst, f.src, Direction::ToDevice, f.sport, f.dport, false),
+        ];
+        for (device, peer, direction, peer_port, device_port, device_sent) in sides {
+            if let Some(d) = device {
+                let side = Side {
+                    direction,
+                    proto: f.proto,
+                    peer_port,
+                    device_port,
+                    device_opened: opened.then_some(device_sent),
+                };
+                self.judge_and_count(d, peer, side, f);
+            }
         }
     }
 
-    fn judge_and_count(&mut self, d: u32, peer: IpAddr, side: Side, f: &Flow) {
-        let summary = &mut self.report.devices[d as usize];
-        summary.flows += 1;
-        let Some(c) = self.compiled[d as usize].clone() else {
-            return;
-        };
-        let mut verdict = self.judge(d, &c, peer, &side, f);
+    /// The verdict on a flow from device `d`'s side, `None` when `d` has no manifest.
+    fn verdict(&self, d: u32, peer: IpAddr, side: &Side, f: &Flow) -> Option<Verdict> {
+        let c = self.compiled[d as usize].as_deref()?;
+        let verdict = self.judge(d, c, peer, side, f);
         if !f.initiator_known && matches!(verdict, Verdict::Violation | Verdict::Unattributable(_))
         {
             // Who opened it is unknown: it may be the reply half of a flow the other way (a
@@ -484,12 +478,20 @@ impl Monitor {
                     Direction::FromDevice => Direction::ToDevice,
                     Direction::ToDevice => Direction::FromDevice,
                 },
-                ..side
+                ..*side
             };
-            if matches!(self.judge(d, &c, peer, &reverse, f), Verdict::Allowed) {
-                verdict = Verdict::Allowed;
+            if matches!(self.judge(d, c, peer, &reverse, f), Verdict::Allowed) {
+                return Some(Verdict::Allowed);
             }
         }
+        Some(verdict)
+    }
+
+    fn judge_and_count(&mut self, d: u32, peer: IpAddr, side: Side, f: &Flow) {
+        self.report.devices[d as usize].flows += 1;
+        let Some(verdict) = self.verdict(d, peer, &side, f) else {
+            return;
+        };
         let port = match side.direction {
             Direction::FromDevice => side.peer_port,
             Direction::ToDevice => side.device_port,
