@@ -526,36 +526,8 @@ fn bench_serve(
         &format!("signing {n} release statements (not timed) ..."),
     );
     let vendor = SignerKey::from_seed("release.vendorx.example", [4; 32])?;
-    let manifest = nospy_manifest::Manifest::from_toml(
-        "[device]\nvendor = \"VendorX\"\nmodel = \"vx-1\"\n[capabilities]\nvendor_remote_access = \"none\"\n\
-         [[allow]]\ndirection = \"from-device\"\npeer = \"updates.vendorx.example\"\nprotocol = \"tcp\"\nports = \"443\"\n",
-    )?;
-    let entries: Vec<Vec<u8>> = (0..n)
-        .map(|i| {
-            let fw = nospy_tlog::hash::sha256(format!("firmware {i}").as_bytes());
-            let p = nospy_statement::Predicate::Release(Box::new(
-                nospy_statement::predicate::Release {
-                    vendor: "VendorX".into(),
-                    product: "vx-1".into(),
-                    version: format!("1.{i}"),
-                    source: nospy_statement::predicate::Source {
-                        repository: Some("https://git.vendorx.example/fw".into()),
-                        commit: format!("{i:040x}"),
-                        toolchain: None,
-                    },
-                    sbom: None,
-                    build_recipe: None,
-                    supersedes: vec![],
-                    manifest: manifest.clone(),
-                },
-            ));
-            let subject = vec![nospy_statement::ResourceDescriptor {
-                name: Some(format!("fw-{i}.bin")),
-                digest: Some(nospy_statement::DigestSet::sha256(&fw)),
-                ..Default::default()
-            }];
-            nospy_statement::sign(subject, &p, &[&vendor]).to_json()
-        })
+    let entries: Vec<Vec<u8>> = (0..n as u64)
+        .map(|i| nospy_server::bench::release_submission(i, &vendor))
         .collect();
     let bytes: usize = entries.iter().map(|e| e.len()).sum();
     say(

@@ -106,35 +106,30 @@ impl World {
             &self.ps(out),
         ]);
     }
+    /// The witness whose key is `key` (its state in `state`) cosigns the log's latest
+    /// checkpoint, or adds its cosignature to the checkpoint file `on`; returns the output file.
+    fn cosign_with(&self, key: &str, state: &str, on: Option<&str>, out: &str) -> String {
+        let (key, log, state, out) = (
+            self.ps(key),
+            s(&self.log).to_string(),
+            self.ps(state),
+            self.ps(out),
+        );
+        let mut args = vec![
+            "witness", "cosign", "--key", &key, "--log", &log, "--state", &state,
+        ];
+        let on = on.map(|c| self.ps(c));
+        if let Some(c) = &on {
+            args.extend(["--checkpoint", c]);
+        }
+        args.extend(["--out", &out]);
+        ok(&args);
+        out
+    }
     /// Both witnesses cosign the log's latest checkpoint; returns the cosigned checkpoint file.
     fn cosign(&self, out: &str) -> String {
-        ok(&[
-            "witness",
-            "cosign",
-            "--key",
-            &self.ps("w1.key"),
-            "--log",
-            s(&self.log),
-            "--state",
-            &self.ps("w1.state"),
-            "--out",
-            &self.ps("cp1"),
-        ]);
-        ok(&[
-            "witness",
-            "cosign",
-            "--key",
-            &self.ps("w2.key"),
-            "--log",
-            s(&self.log),
-            "--state",
-            &self.ps("w2.state"),
-            "--checkpoint",
-            &self.ps("cp1"),
-            "--out",
-            &self.ps(out),
-        ]);
-        self.ps(out)
+        self.cosign_with("w1.key", "w1.state", None, "cp1");
+        self.cosign_with("w2.key", "w2.state", Some("cp1"), out)
     }
     fn bundle(&self, fw: &str, checkpoint: &str, out: &str) -> String {
         let digest = sha256_of(&self.p(fw));
@@ -387,47 +382,16 @@ fn an_inclusion_proof_against_a_different_checkpoint() {
 fn a_missing_or_forged_cosignature() {
     let t = tempfile::tempdir().unwrap();
     let w = world(t.path());
-    ok(&[
-        "witness",
-        "cosign",
-        "--key",
-        &w.ps("w1.key"),
-        "--log",
-        s(&w.log),
-        "--state",
-        &w.ps("w1.state"),
-        "--out",
-        &w.ps("one"),
-    ]);
-    let b = w.bundle("fw.bin", &w.ps("one"), "one.bundle");
+    let one = w.cosign_with("w1.key", "w1.state", None, "one");
+    let b = w.bundle("fw.bin", &one, "one.bundle");
     denied(
         w.verify("fw.bin", "agreement.toml", &["--bundle", &b]),
         "checkpoint",
         "1 of the 2 witness cosignatures",
     );
     // A second "cosignature" line made by a key that is not the second witness's.
-    ok(&[
-        "key",
-        "generate",
-        "--name",
-        "witness.bund.example",
-        "--out",
-        &w.ps("fake.key"),
-    ]);
-    ok(&[
-        "witness",
-        "cosign",
-        "--key",
-        &w.ps("fake.key"),
-        "--log",
-        s(&w.log),
-        "--state",
-        &w.ps("fake.state"),
-        "--checkpoint",
-        &w.ps("one"),
-        "--out",
-        &w.ps("two"),
-    ]);
+    w.key("fake.key", "witness.bund.example");
+    w.cosign_with("fake.key", "fake.state", Some("one"), "two");
     let b = w.bundle("fw.bin", &w.ps("two"), "two.bundle");
     denied(
         w.verify("fw.bin", "agreement.toml", &["--bundle", &b]),

@@ -5,6 +5,7 @@
 
 mod common;
 use common::*;
+use nospy_server::bench::release_submission;
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -34,31 +35,6 @@ fn start(dir: &std::path::Path, cfg: &std::path::Path) -> (std::process::Child, 
     (child, url.trim_start_matches("http://").parse().unwrap())
 }
 
-fn entry(vendor: &nospy_tlog::note::SignerKey, i: u64) -> Vec<u8> {
-    use nospy_statement::predicate::*;
-    let m = nospy_manifest::Manifest::from_toml("[device]\nvendor = \"V\"\nmodel = \"m\"\n[capabilities]\nvendor_remote_access = \"none\"\n").unwrap();
-    let p = Predicate::Release(Box::new(Release {
-        vendor: "V".into(),
-        product: "m".into(),
-        version: format!("{i}"),
-        source: Source {
-            repository: None,
-            commit: format!("{i:x}"),
-            toolchain: None,
-        },
-        sbom: None,
-        build_recipe: None,
-        supersedes: vec![],
-        manifest: m,
-    }));
-    let d = nospy_tlog::hash::sha256(&i.to_be_bytes());
-    let sub = vec![nospy_statement::ResourceDescriptor {
-        digest: Some(nospy_statement::DigestSet::sha256(&d)),
-        ..Default::default()
-    }];
-    nospy_statement::sign(sub, &p, &[vendor]).to_json()
-}
-
 #[test]
 fn sigkill_during_concurrent_submissions_loses_nothing_acknowledged() {
     let t = tempfile::tempdir().unwrap();
@@ -77,7 +53,7 @@ fn sigkill_during_concurrent_submissions_loses_nothing_acknowledged() {
             clients.push(std::thread::spawn(move || {
                 let mut i = base;
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    let e = entry(&vendor, i);
+                    let e = release_submission(i, &vendor);
                     i += 1;
                     match post(addr, &e) {
                         Some((200, body)) => {
@@ -111,7 +87,12 @@ fn sigkill_during_concurrent_submissions_loses_nothing_acknowledged() {
     );
     // After a last restart (recovery) and stop: everything acknowledged is there, byte for byte.
     let (mut child, addr) = start(&log, &cfg);
-    assert_eq!(post(addr, &entry(&vendor, 999_999_999)).unwrap().0, 200);
+    assert_eq!(
+        post(addr, &release_submission(999_999_999, &vendor))
+            .unwrap()
+            .0,
+        200
+    );
     child.kill().unwrap();
     child.wait().unwrap();
     let r = ok(&["log", "audit", s(&log), "--key", &vkey, "--json"]);
@@ -139,7 +120,7 @@ fn sigterm_finishes_what_was_acknowledged_and_exits() {
     let (mut child, addr) = start(&log, &cfg);
     let mut acked = 0;
     for i in 0..20 {
-        if let Some((200, _)) = post(addr, &entry(&vendor, i)) {
+        if let Some((200, _)) = post(addr, &release_submission(i, &vendor)) {
             acked += 1;
         }
     }

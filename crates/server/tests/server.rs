@@ -6,7 +6,7 @@
 mod http;
 use http::request;
 use nospy_log::Sequencer;
-use nospy_manifest::Manifest;
+use nospy_server::bench::release_submission as release;
 use nospy_server::witness::{self, WitnessOptions};
 use nospy_server::{start, Options};
 use nospy_statement::predicate::*;
@@ -20,34 +20,6 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 const ORIGIN: &str = "log.test.example/nospy";
-
-fn release(i: u64, by: &SignerKey) -> Vec<u8> {
-    let m = Manifest::from_toml("[device]\nvendor = \"VendorX\"\nmodel = \"vx-1\"\n[capabilities]\nvendor_remote_access = \"none\"\n").unwrap();
-    let p = Predicate::Release(Box::new(Release {
-        vendor: "VendorX".into(),
-        product: "vx-1".into(),
-        version: format!("1.{i}"),
-        source: Source {
-            repository: None,
-            commit: format!("{i:x}"),
-            toolchain: None,
-        },
-        sbom: None,
-        build_recipe: None,
-        supersedes: vec![],
-        manifest: m,
-    }));
-    let d = sha256(format!("fw {i}").as_bytes());
-    sign(
-        vec![ResourceDescriptor {
-            digest: Some(DigestSet::sha256(&d)),
-            ..Default::default()
-        }],
-        &p,
-        &[by],
-    )
-    .to_json()
-}
 
 struct Setup {
     rt: tokio::runtime::Runtime,
