@@ -305,13 +305,14 @@ impl Collector {
         let boot_ns =
             (be(&msg[8..12]) * 1_000_000_000 + be(&msg[12..16])).saturating_sub(uptime * 1_000_000);
         for r in msg[24..].chunks_exact(48) {
+            let (sport, dport) = icmp_ports(r[38], be(&r[32..34]) as u16, be(&r[34..36]) as u16);
             out.push(Flow {
                 first_ns: boot_ns + be(&r[24..28]) * 1_000_000,
                 last_ns: boot_ns + be(&r[28..32]) * 1_000_000,
                 src: IpAddr::from([r[0], r[1], r[2], r[3]]),
                 dst: IpAddr::from([r[4], r[5], r[6], r[7]]),
-                sport: be(&r[32..34]) as u16,
-                dport: be(&r[34..36]) as u16,
+                sport,
+                dport,
                 proto: r[38],
                 packets: be(&r[16..20]),
                 bytes: be(&r[20..24]),
@@ -649,7 +650,7 @@ impl Collector {
             };
             let (sport, dport) = match (v.proto, v.icmp) {
                 (1 | 58, Some(tc)) => (tc >> 8, tc & 0xff),
-                _ => (v.sport, v.dport),
+                _ => icmp_ports(v.proto, v.sport, v.dport),
             };
             out.push(Flow {
                 first_ns,
@@ -665,6 +666,15 @@ impl Collector {
             });
         }
         Ok(())
+    }
+}
+
+/// ICMP type and code as a flow's ports: exporters without an ICMP element put type * 256 + code
+/// in the destination port (Cisco's convention, which softflowd follows).
+fn icmp_ports(proto: u8, sport: u16, dport: u16) -> (u16, u16) {
+    match proto {
+        1 | 58 => (dport >> 8, dport & 0xff),
+        _ => (sport, dport),
     }
 }
 
