@@ -88,8 +88,7 @@ impl Tracker {
         // The opener: the SYN's sender, the SYN-ACK's receiver; without a handshake (a
         // conversation older than the capture, or UDP), the side with an ephemeral port when the
         // other's is a service port (below 1024), else whoever was seen first.
-        let answer_first =
-            synack || (!syn && matches!(p.proto, 6 | 17) && p.sport < 1024 && p.dport >= 1024);
+        let answer_first = synack || (!syn && crate::looks_like_reply(p.proto, p.sport, p.dport));
         let (src, dst, sport, dport) = if answer_first {
             (p.dst, p.src, p.dport, p.sport)
         } else {

@@ -20,4 +20,4 @@ pub mod packet;
 mod record;
 pub mod source;
 
-pub use record::{DnsSeen, Flow};
+pub use record::{looks_like_reply, DnsSeen, Flow};

@@ -43,3 +43,10 @@ pub struct DnsSeen {
     /// The answer.
     pub answer: crate::dns::Answer,
 }
+
+/// Whether a packet or one-direction flow from `sport` to `dport` looks like the answering half
+/// of a conversation: TCP or UDP from a service port (below 1024) to an ephemeral one. Used only
+/// where no handshake says who opened it.
+pub fn looks_like_reply(proto: u8, sport: u16, dport: u16) -> bool {
+    matches!(proto, 6 | 17) && sport < 1024 && dport >= 1024
+}

@@ -40,6 +40,8 @@ struct Service {
 /// A flow as one device sees it.
 #[derive(Debug, Clone, Copy)]
 struct Side {
+    /// The device's own address in the flow.
+    device_addr: IpAddr,
     direction: Direction,
     proto: u8,
     peer_port: u16,
@@ -446,14 +448,23 @@ impl Monitor {
             return;
         }
         let opened = f.initiator_known;
-        // From the source device's side the flow goes out; from the destination's, in.
+        // The side that opened it: `src`, unless nothing says so and it looks like the answering
+        // half of a conversation (a flow exporter's record of a reply).
+        let (src, dst, sa, da, sport, dport) =
+            if !opened && nospy_flow::looks_like_reply(f.proto, f.sport, f.dport) {
+                (dst, src, f.dst, f.src, f.dport, f.sport)
+            } else {
+                (src, dst, f.src, f.dst, f.sport, f.dport)
+            };
+        // From the opening device's side the flow goes out; from the other's, in.
         let sides = [
-            (src, f.dst, Direction::FromDevice, f.dport, f.sport, true),
-            (dst, f.src, Direction::ToDevice, f.sport, f.dport, false),
+            (src, sa, da, Direction::FromDevice, dport, sport, true),
+            (dst, da, sa, Direction::ToDevice, sport, dport, false),
         ];
-        for (device, peer, direction, peer_port, device_port, device_sent) in sides {
+        for (device, device_addr, peer, direction, peer_port, device_port, device_sent) in sides {
             if let Some(d) = device {
                 let side = Side {
+                    device_addr,
                     direction,
                     proto: f.proto,
                     peer_port,
@@ -589,12 +600,8 @@ impl Monitor {
         // Only a name could allow it. Could the answer have been seen?
         let device_addr_answered =
             |a: &IpAddr| self.first_answer.get(a).is_some_and(|t| *t <= f.first_ns);
-        let device_side = match side.direction {
-            Direction::FromDevice => f.src,
-            Direction::ToDevice => f.dst,
-        };
         let dns_visible = self.resolver.is_some()
-            || ((f.initiator_known || f.proto != 6) && device_addr_answered(&device_side));
+            || ((f.initiator_known || f.proto != 6) && device_addr_answered(&side.device_addr));
         if dns_visible {
             return Verdict::Violation;
         }

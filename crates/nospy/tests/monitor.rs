@@ -226,3 +226,93 @@ fn unusable_input_is_refused_with_the_place() {
         r.stderr
     );
 }
+
+/// What `softflowd` exports for a capture (`version` 5, 9 or 10), as a pcap of the UDP datagrams
+/// it sent to a collector on loopback (raw IPv4, the way a capture at the collector has them).
+fn softflowd_exports(t: &Path, capture: &str, version: &str) -> PathBuf {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = sock.local_addr().unwrap().port();
+    let r = std::process::Command::new("softflowd")
+        .args(["-d", "-a", "-c", "none", "-v", version])
+        .args(["-r", s(&net(&format!("pcap/{capture}")))])
+        .args(["-n", &format!("127.0.0.1:{port}")])
+        .args(["-p", s(&t.join("softflowd.pid"))])
+        .output()
+        .expect("softflowd (apt-get install softflowd)");
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    sock.set_read_timeout(Some(std::time::Duration::from_millis(500)))
+        .unwrap();
+    // Classic pcap, little-endian: magic, version 2.4, zone, accuracy, snap length, raw IPv4.
+    let mut pcap = Vec::new();
+    pcap.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+    pcap.extend_from_slice(&[2, 0, 4, 0]);
+    for v in [0u32, 0, 65_535, 228] {
+        pcap.extend_from_slice(&v.to_le_bytes());
+    }
+    let mut buf = vec![0u8; 65_536];
+    let mut n = 0;
+    while let Ok(len) = sock.recv(&mut buf) {
+        let mut ip = vec![
+            0x45, 0, 0, 0, 0, 0, 0, 0, 64, 17, 0, 0, 127, 0, 0, 1, 127, 0, 0, 1,
+        ];
+        ip[2..4].copy_from_slice(&((28 + len) as u16).to_be_bytes());
+        ip.extend_from_slice(&9995u16.to_be_bytes());
+        ip.extend_from_slice(&port.to_be_bytes());
+        ip.extend_from_slice(&((8 + len) as u16).to_be_bytes());
+        ip.extend_from_slice(&[0, 0]);
+        ip.extend_from_slice(&buf[..len]);
+        for v in [1_700_000_000 + n, 0, ip.len() as u32, ip.len() as u32] {
+            pcap.extend_from_slice(&v.to_le_bytes());
+        }
+        pcap.extend_from_slice(&ip);
+        n += 1;
+    }
+    assert!(n > 0, "softflowd sent nothing");
+    let out = t.join(format!("exports-v{version}.pcap"));
+    std::fs::write(&out, pcap).unwrap();
+    out
+}
+
+#[test]
+fn flow_exports_from_a_real_exporter_give_the_capture_s_verdicts() {
+    let t = tempfile::tempdir().unwrap();
+    let capture = "mudscope_malign_ut-tplink_2021-11-18_15-10-46.pcap";
+    for version in ["5", "9", "10"] {
+        let exports = softflowd_exports(t.path(), capture, version);
+        let mut args: Vec<String> = vec!["monitor".into(), "--json".into(), "--flows".into()];
+        args.push(s(&exports).to_string());
+        args.extend(setup(t.path()));
+        let r = run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(r.code, 1, "v{version}: {}\n{}", r.stdout, r.stderr);
+        let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        assert_eq!(v["input"]["export_malformed"], 0, "v{version}");
+        // The same one violation as from the capture: the plug's DNS to 1.1.1.1, the query and
+        // the answer records (one each way) judged as one conversation.
+        let viol = v["violations"].as_array().unwrap();
+        assert_eq!(viol.len(), 1, "v{version}: {v:#}");
+        assert_eq!(
+            (
+                viol[0]["peer"].as_str(),
+                viol[0]["port"].as_u64(),
+                viol[0]["direction"].as_str()
+            ),
+            (Some("1.1.1.1"), Some(53), Some("from-device")),
+            "v{version}"
+        );
+        assert_eq!(viol[0]["flows"], 2, "v{version}");
+        // Flow exports carry no DNS: both TLS peers can be tied to the allowed name by nothing
+        // in the input, so both are unattributable (from the capture, one was allowed).
+        let mut peers: Vec<&str> = v["unattributable"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["peer"].as_str().unwrap())
+            .collect();
+        peers.sort();
+        assert_eq!(
+            peers,
+            ["34.249.4.197", "52.206.238.222"],
+            "v{version}: {v:#}"
+        );
+    }
+}
