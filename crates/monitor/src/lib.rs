@@ -29,7 +29,7 @@ use std::sync::Arc;
 use table::Table;
 
 /// One allowed service: what a rule allows once its peer matched.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct Service {
     protocol: Protocol,
     ports: Ports,
@@ -68,14 +68,15 @@ impl Service {
 /// One direction of a compiled manifest.
 #[derive(Default)]
 struct DirRules {
-    v4: Table,
-    v6: Table,
+    /// Prefix rules: address ranges naming sets of services (see [`Monitor`]'s `sets`).
+    v4: Table<u32>,
+    v6: Table<u128>,
     /// DNS-name rules by name.
-    names: FastMap<String, Vec<u32>>,
+    names: FastMap<String, Vec<Service>>,
     /// Every service a DNS-name rule allows (to tell unattributable flows from violations).
-    name_services: Vec<u32>,
+    name_services: Vec<Service>,
     /// `same-vendor` services.
-    same_vendor: Vec<u32>,
+    same_vendor: Vec<Service>,
 }
 
 /// A manifest compiled for matching.
@@ -234,34 +235,81 @@ pub struct Report {
 
 type RowKey = (u32, u8, IpAddr, u8, u16);
 
-/// Services and sets of services, each stored once and named by index.
+/// Sets of services, each stored once (side by side in one list) and named by index.
 #[derive(Default)]
 struct Interner {
-    services: Vec<Service>,
     service_ids: FastMap<Service, u32>,
-    sets: Vec<Vec<u32>>,
     set_ids: FastMap<Vec<u32>, u32>,
+    /// Each set's first service and count in `items`.
+    sets: Vec<(u32, u32)>,
+    items: Vec<Service>,
+    services: Vec<Service>,
 }
 
 impl Interner {
     fn service(&mut self, s: Service) -> u32 {
-        if let Some(i) = self.service_ids.get(&s) {
-            return *i;
-        }
-        let i = self.services.len() as u32;
-        self.services.push(s.clone());
-        self.service_ids.insert(s, i);
-        i
+        let n = self.services.len() as u32;
+        *self.service_ids.entry(s).or_insert_with(|| {
+            self.services.push(s);
+            n
+        })
     }
 
-    fn set(&mut self, s: Vec<u32>) -> u32 {
-        if let Some(i) = self.set_ids.get(&s) {
+    fn set(&mut self, ids: Vec<u32>) -> u32 {
+        if let Some(i) = self.set_ids.get(&ids) {
             return *i;
         }
         let i = self.sets.len() as u32;
-        self.sets.push(s.clone());
-        self.set_ids.insert(s, i);
+        self.sets.push((self.items.len() as u32, ids.len() as u32));
+        self.items
+            .extend(ids.iter().map(|s| self.services[*s as usize]));
+        self.set_ids.insert(ids, i);
         i
+    }
+}
+
+/// What the monitor keeps per device, small and side by side: the flow path touches it for
+/// every flow.
+#[derive(Debug, Clone, Copy)]
+struct Dev {
+    /// Its compiled manifest in `Monitor::compiled`, or `NO_MANIFEST`.
+    compiled: u32,
+    /// Its vendor, numbered.
+    vendor: u32,
+    flows: u64,
+    violations: u64,
+    unattributable: u64,
+}
+
+const NO_MANIFEST: u32 = u32::MAX;
+
+/// The counts of one report row while flows come in.
+#[derive(Debug, Clone, Copy)]
+struct Agg {
+    flows: u64,
+    packets: u64,
+    bytes: u64,
+    first_ns: u64,
+    last_ns: u64,
+}
+
+impl Agg {
+    fn new(f: &Flow) -> Agg {
+        Agg {
+            flows: 0,
+            packets: 0,
+            bytes: 0,
+            first_ns: f.first_ns,
+            last_ns: f.last_ns,
+        }
+    }
+
+    fn add(&mut self, f: &Flow) {
+        self.flows += 1;
+        self.packets += f.packets;
+        self.bytes += f.bytes;
+        self.first_ns = self.first_ns.min(f.first_ns);
+        self.last_ns = self.last_ns.max(f.last_ns);
     }
 }
 
@@ -269,19 +317,23 @@ impl Interner {
 pub struct Monitor {
     /// Device by address.
     by_addr: FastMap<IpAddr, u32>,
-    /// Per device: its compiled manifest (shared between devices with the same manifest).
-    compiled: Vec<Option<Arc<Compiled>>>,
-    vendor_of: Vec<u32>,
-    services: Vec<Service>,
-    sets: Vec<Vec<u32>>,
+    /// Per device, in inventory order.
+    devs: Vec<Dev>,
+    ids: Vec<String>,
+    /// Each distinct manifest, compiled.
+    compiled: Vec<Compiled>,
+    /// Sets of services: (first, count) in `items`.
+    sets: Vec<(u32, u32)>,
+    items: Vec<Service>,
     /// Address to the names answers tied it to: (name, from, until).
     dns: FastMap<IpAddr, Vec<(Arc<str>, u64, u64)>>,
     /// When a DNS answer first reached each client.
     first_answer: FastMap<IpAddr, u64>,
     resolver: Option<Resolver>,
     report: Report,
-    violations: FastMap<RowKey, Row>,
-    unattributable: FastMap<RowKey, Row>,
+    violations: FastMap<RowKey, Agg>,
+    /// Unattributable rows, with the allowed names that could have covered them.
+    unattributable: FastMap<RowKey, (Agg, Vec<String>)>,
     dns_kept: usize,
     /// DNS answers not kept because [`MAX_DNS_ANSWERS`] were.
     pub dns_dropped: u64,
@@ -295,12 +347,13 @@ fn compile(m: &Manifest, op: &OperatorConfig, int: &mut Interner) -> Compiled {
     let mut dirs: [DirRules; 2] = Default::default();
     for r in &m.allow {
         let d = dir_index(r.direction);
-        let svc = int.service(Service {
+        let service = Service {
             protocol: r.protocol,
             ports: r.ports,
             device_ports: r.device_ports,
             initiated_by: r.initiated_by,
-        });
+        };
+        let svc = int.service(service);
         let resolved: Vec<Prefix> = match &r.peer {
             Peer::Prefix(p) => vec![*p],
             Peer::OperatorNetworks => op.operator_networks.clone(),
@@ -308,13 +361,13 @@ fn compile(m: &Manifest, op: &OperatorConfig, int: &mut Interner) -> Compiled {
             Peer::MyController => op.my_controller.clone(),
             Peer::Controller(uri) => op.controllers.get(uri).cloned().unwrap_or_default(),
             Peer::SameVendor => {
-                dirs[d].same_vendor.push(svc);
+                dirs[d].same_vendor.push(service);
                 continue;
             }
             Peer::Name(name) => {
-                dirs[d].names.entry(name.clone()).or_default().push(svc);
-                if !dirs[d].name_services.contains(&svc) {
-                    dirs[d].name_services.push(svc);
+                dirs[d].names.entry(name.clone()).or_default().push(service);
+                if !dirs[d].name_services.contains(&service) {
+                    dirs[d].name_services.push(service);
                 }
                 continue;
             }
@@ -325,17 +378,21 @@ fn compile(m: &Manifest, op: &OperatorConfig, int: &mut Interner) -> Compiled {
         }
     }
     for (d, [p4, p6]) in prefixes.into_iter().enumerate() {
-        dirs[d].v4 = Table::build(p4, |s| int.set(s));
+        dirs[d].v4 = Table::build(p4, |s| int.set(s)).narrow();
         dirs[d].v6 = Table::build(p6, |s| int.set(s));
     }
     Compiled { dirs }
+}
+
+fn any_allows(services: &[Service], side: &Side) -> bool {
+    services.iter().any(|s| s.allows(side))
 }
 
 /// The verdict on one side of a flow.
 enum Verdict {
     Allowed,
     Violation,
-    Unattributable(Vec<String>),
+    Unattributable,
 }
 
 impl Monitor {
@@ -354,61 +411,47 @@ impl Monitor {
         }
         let mut by_addr = FastMap::default();
         let mut vendors: Vec<&str> = Vec::new();
-        let mut vendor_of = Vec::new();
-        for (i, d) in inventory.devices.iter().enumerate() {
+        let mut int = Interner::default();
+        let mut compiled = Vec::new();
+        let mut done: FastMap<usize, u32> = FastMap::default();
+        let mut devs = Vec::with_capacity(manifests.len());
+        for (i, (d, m)) in inventory.devices.iter().zip(manifests).enumerate() {
             for a in &d.addresses {
                 by_addr.insert(*a, i as u32);
             }
-            let v = match vendors.iter().position(|v| *v == d.vendor) {
+            let vendor = match vendors.iter().position(|v| *v == d.vendor) {
                 Some(v) => v,
                 None => {
                     vendors.push(&d.vendor);
                     vendors.len() - 1
                 }
+            } as u32;
+            let c = match m {
+                None => NO_MANIFEST,
+                Some(m) => *done.entry(Arc::as_ptr(m) as usize).or_insert_with(|| {
+                    compiled.push(compile(m, operator, &mut int));
+                    (compiled.len() - 1) as u32
+                }),
             };
-            vendor_of.push(v as u32);
-        }
-        let mut int = Interner::default();
-        let mut done: FastMap<usize, Arc<Compiled>> = FastMap::default();
-        let mut compiled = Vec::with_capacity(manifests.len());
-        for m in manifests {
-            let Some(m) = m else {
-                compiled.push(None);
-                continue;
-            };
-            let ptr = Arc::as_ptr(m) as usize;
-            let c = match done.get(&ptr) {
-                Some(c) => c.clone(),
-                None => {
-                    let c = Arc::new(compile(m, operator, &mut int));
-                    done.insert(ptr, c.clone());
-                    c
-                }
-            };
-            compiled.push(Some(c));
+            devs.push(Dev {
+                compiled: c,
+                vendor,
+                flows: 0,
+                violations: 0,
+                unattributable: 0,
+            });
         }
         Ok(Monitor {
             by_addr,
+            devs,
+            ids: inventory.devices.iter().map(|d| d.device.clone()).collect(),
             compiled,
-            vendor_of,
-            services: int.services,
             sets: int.sets,
+            items: int.items,
             dns: FastMap::default(),
             first_answer: FastMap::default(),
             resolver,
-            report: Report {
-                devices: inventory
-                    .devices
-                    .iter()
-                    .zip(manifests)
-                    .map(|(d, m)| DeviceSummary {
-                        device: d.device.clone(),
-                        has_manifest: m.is_some(),
-                        ..Default::default()
-                    })
-                    .collect(),
-                ..Default::default()
-            },
+            report: Report::default(),
             violations: FastMap::default(),
             unattributable: FastMap::default(),
             dns_kept: 0,
@@ -478,10 +521,9 @@ impl Monitor {
 
     /// The verdict on a flow from device `d`'s side, `None` when `d` has no manifest.
     fn verdict(&self, d: u32, peer: IpAddr, side: &Side, f: &Flow) -> Option<Verdict> {
-        let c = self.compiled[d as usize].as_deref()?;
+        let c = self.compiled.get(self.devs[d as usize].compiled as usize)?;
         let verdict = self.judge(d, c, peer, side, f);
-        if !f.initiator_known && matches!(verdict, Verdict::Violation | Verdict::Unattributable(_))
-        {
+        if !f.initiator_known && matches!(verdict, Verdict::Violation | Verdict::Unattributable) {
             // Who opened it is unknown: it may be the reply half of a flow the other way (a
             // flow exporter's one-direction record). Allowed that way, it is not a violation.
             let reverse = Side {
@@ -499,7 +541,7 @@ impl Monitor {
     }
 
     fn judge_and_count(&mut self, d: u32, peer: IpAddr, side: Side, f: &Flow) {
-        self.report.devices[d as usize].flows += 1;
+        self.devs[d as usize].flows += 1;
         let Some(verdict) = self.verdict(d, peer, &side, f) else {
             return;
         };
@@ -508,63 +550,62 @@ impl Monitor {
             Direction::ToDevice => side.device_port,
         };
         let key: RowKey = (d, dir_index(side.direction) as u8, peer, f.proto, port);
-        let (rows, names) = match verdict {
-            Verdict::Allowed => return,
+        match verdict {
+            Verdict::Allowed => {}
             Verdict::Violation => {
-                self.report.devices[d as usize].violations += 1;
-                (&mut self.violations, Vec::new())
+                self.devs[d as usize].violations += 1;
+                self.violations
+                    .entry(key)
+                    .or_insert_with(|| Agg::new(f))
+                    .add(f);
             }
-            Verdict::Unattributable(n) => {
-                self.report.devices[d as usize].unattributable += 1;
-                (&mut self.unattributable, n)
-            }
-        };
-        let row = rows.entry(key).or_insert_with(|| Row {
-            device: String::new(),
-            direction: side.direction,
-            peer,
-            protocol: f.proto,
-            port,
-            flows: 0,
-            packets: 0,
-            bytes: 0,
-            first_ns: f.first_ns,
-            last_ns: f.last_ns,
-            names: Vec::new(),
-        });
-        row.flows += 1;
-        row.packets += f.packets;
-        row.bytes += f.bytes;
-        row.first_ns = row.first_ns.min(f.first_ns);
-        row.last_ns = row.last_ns.max(f.last_ns);
-        for n in names {
-            if !row.names.contains(&n) {
-                row.names.push(n);
+            Verdict::Unattributable => {
+                self.devs[d as usize].unattributable += 1;
+                if let Some(row) = self.unattributable.get_mut(&key) {
+                    row.0.add(f);
+                } else {
+                    let names = self.names_that_could_allow(d, &side);
+                    let mut agg = Agg::new(f);
+                    agg.add(f);
+                    self.unattributable.insert(key, (agg, names));
+                }
             }
         }
     }
 
-    fn any_allows(&self, ids: &[u32], side: &Side) -> bool {
-        ids.iter().any(|s| self.services[*s as usize].allows(side))
+    /// The allowed names whose rules would allow this side of a flow, sorted.
+    fn names_that_could_allow(&self, d: u32, side: &Side) -> Vec<String> {
+        let Some(c) = self.compiled.get(self.devs[d as usize].compiled as usize) else {
+            return Vec::new();
+        };
+        let mut names: Vec<String> = c.dirs[dir_index(side.direction)]
+            .names
+            .iter()
+            .filter(|(_, services)| any_allows(services, side))
+            .map(|(n, _)| n.clone())
+            .collect();
+        names.sort();
+        names
     }
 
     fn judge(&self, d: u32, c: &Compiled, peer: IpAddr, side: &Side, f: &Flow) -> Verdict {
         let rules = &c.dirs[dir_index(side.direction)];
         let (v4, k) = key(peer);
         let set = if v4 {
-            rules.v4.lookup(k)
+            rules.v4.lookup(k as u32)
         } else {
             rules.v6.lookup(k)
         };
         if let Some(set) = set {
-            if self.any_allows(&self.sets[set as usize], side) {
+            let (first, n) = self.sets[set as usize];
+            if any_allows(&self.items[first as usize..(first + n) as usize], side) {
                 return Verdict::Allowed;
             }
         }
         if !rules.same_vendor.is_empty() {
             if let Some(p) = self.by_addr.get(&peer) {
-                if self.vendor_of[*p as usize] == self.vendor_of[d as usize]
-                    && self.any_allows(&rules.same_vendor, side)
+                if self.devs[*p as usize].vendor == self.devs[d as usize].vendor
+                    && any_allows(&rules.same_vendor, side)
                 {
                     return Verdict::Allowed;
                 }
@@ -578,7 +619,7 @@ impl Monitor {
             for (name, from, until) in tied {
                 if *from <= f.first_ns && f.first_ns <= *until {
                     if let Some(ids) = rules.names.get(&**name) {
-                        if self.any_allows(ids, side) {
+                        if any_allows(ids, side) {
                             return Verdict::Allowed;
                         }
                     }
@@ -588,13 +629,13 @@ impl Monitor {
         if let Some(r) = &self.resolver {
             for name in r.by_addr.get(&peer).into_iter().flatten() {
                 if let Some(ids) = rules.names.get(name) {
-                    if self.any_allows(ids, side) {
+                    if any_allows(ids, side) {
                         return Verdict::Allowed;
                     }
                 }
             }
         }
-        if !self.any_allows(&rules.name_services, side) {
+        if !any_allows(&rules.name_services, side) {
             return Verdict::Violation;
         }
         // Only a name could allow it. Could the answer have been seen?
@@ -605,36 +646,49 @@ impl Monitor {
         if dns_visible {
             return Verdict::Violation;
         }
-        let mut names: Vec<String> = rules
-            .names
-            .iter()
-            .filter(|(_, ids)| self.any_allows(ids, side))
-            .map(|(n, _)| n.clone())
-            .collect();
-        names.sort();
-        Verdict::Unattributable(names)
+        Verdict::Unattributable
     }
 
     /// The report: rows sorted by device, direction, peer, protocol and port.
     pub fn finish(mut self) -> Report {
-        let ids: Vec<String> = self
-            .report
-            .devices
-            .iter()
-            .map(|d| d.device.clone())
-            .collect();
-        let rows = |m: FastMap<RowKey, Row>| {
-            let mut v: Vec<(RowKey, Row)> = m.into_iter().collect();
-            v.sort_by_key(|e| e.0);
-            v.into_iter()
-                .map(|(k, mut r)| {
-                    r.device = ids[k.0 as usize].clone();
-                    r
-                })
-                .collect::<Vec<_>>()
+        let ids = &self.ids;
+        let row = |k: RowKey, a: Agg, names: Vec<String>| Row {
+            device: ids[k.0 as usize].clone(),
+            direction: if k.1 == 0 {
+                Direction::FromDevice
+            } else {
+                Direction::ToDevice
+            },
+            peer: k.2,
+            protocol: k.3,
+            port: k.4,
+            flows: a.flows,
+            packets: a.packets,
+            bytes: a.bytes,
+            first_ns: a.first_ns,
+            last_ns: a.last_ns,
+            names,
         };
-        self.report.violations = rows(std::mem::take(&mut self.violations));
-        self.report.unattributable = rows(std::mem::take(&mut self.unattributable));
+        let mut v: Vec<(RowKey, Agg)> = std::mem::take(&mut self.violations).into_iter().collect();
+        v.sort_by_key(|e| e.0);
+        self.report.violations = v.into_iter().map(|(k, a)| row(k, a, Vec::new())).collect();
+        let mut u: Vec<(RowKey, (Agg, Vec<String>))> = std::mem::take(&mut self.unattributable)
+            .into_iter()
+            .collect();
+        u.sort_by_key(|e| e.0);
+        self.report.unattributable = u.into_iter().map(|(k, (a, n))| row(k, a, n)).collect();
+        self.report.devices = self
+            .devs
+            .iter()
+            .zip(ids)
+            .map(|(d, id)| DeviceSummary {
+                device: id.clone(),
+                flows: d.flows,
+                violations: d.violations,
+                unattributable: d.unattributable,
+                has_manifest: d.compiled != NO_MANIFEST,
+            })
+            .collect();
         self.report
     }
 }

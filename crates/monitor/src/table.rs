@@ -1,42 +1,62 @@
 //! Prefix tables: CIDR prefixes, each with a set of services, flattened into sorted disjoint
 //! address ranges, so that a lookup is one binary search whatever the number of rules.
 
-/// Disjoint address ranges (one address family), each naming a set of service indexes.
+/// Disjoint address ranges (one address family), each naming a set of services: first address,
+/// last address, set, side by side so that each probe of the search reads one place.
 #[derive(Debug, Default, Clone)]
-pub(crate) struct Table {
-    starts: Vec<u128>,
-    ends: Vec<u128>,
-    sets: Vec<u32>,
+pub(crate) struct Table<K> {
+    ranges: Vec<(K, K, u32)>,
 }
 
-impl Table {
+impl<K: Ord + Copy> Table<K> {
+    /// The set of the range holding `addr`, if any.
+    #[inline]
+    pub(crate) fn lookup(&self, addr: K) -> Option<u32> {
+        let i = self.ranges.partition_point(|r| r.0 <= addr);
+        let r = self.ranges.get(i.checked_sub(1)?)?;
+        (r.1 >= addr).then_some(r.2)
+    }
+}
+
+impl Table<u128> {
+    /// The same table with 32-bit addresses (IPv4: every address fits).
+    pub(crate) fn narrow(self) -> Table<u32> {
+        Table {
+            ranges: self
+                .ranges
+                .into_iter()
+                .map(|(a, b, s)| (a as u32, b as u32, s))
+                .collect(),
+        }
+    }
+
     /// Builds the table from `(first address, last address, service)` of CIDR prefixes (nested
     /// or disjoint, never partly overlapping). `intern` turns the services that apply to one
     /// range into a set index.
     pub(crate) fn build(
         mut prefixes: Vec<(u128, u128, u32)>,
         mut intern: impl FnMut(Vec<u32>) -> u32,
-    ) -> Table {
+    ) -> Table<u128> {
         // Outer prefixes first, so that a stack holds the prefixes covering the sweep's position.
         prefixes.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
-        let mut t = Table::default();
+        let mut t = Table { ranges: Vec::new() };
         // The prefixes covering the sweep's position, outermost first.
         let mut stack: Vec<(u128, u128, Vec<u32>)> = Vec::new();
         // The first address not yet emitted (None: past the last address).
         let mut pos: Option<u128> = Some(0);
-        let mut emit =
-            |t: &mut Table, from: Option<u128>, to: u128, stack: &[(u128, u128, Vec<u32>)]| {
-                let Some(from) = from else { return };
-                if from > to || stack.is_empty() {
-                    return;
-                }
-                let mut s: Vec<u32> = stack.iter().flat_map(|e| e.2.iter().copied()).collect();
-                s.sort_unstable();
-                s.dedup();
-                t.starts.push(from);
-                t.ends.push(to);
-                t.sets.push(intern(s));
-            };
+        let mut emit = |t: &mut Table<u128>,
+                        from: Option<u128>,
+                        to: u128,
+                        stack: &[(u128, u128, Vec<u32>)]| {
+            let Some(from) = from else { return };
+            if from > to || stack.is_empty() {
+                return;
+            }
+            let mut s: Vec<u32> = stack.iter().flat_map(|e| e.2.iter().copied()).collect();
+            s.sort_unstable();
+            s.dedup();
+            t.ranges.push((from, to, intern(s)));
+        };
         for (start, end, svc) in prefixes {
             if let Some(top) = stack.last_mut() {
                 if top.0 == start && top.1 == end {
@@ -67,16 +87,6 @@ impl Table {
         }
         t
     }
-
-    /// The set of the range holding `addr`, if any.
-    #[inline]
-    pub(crate) fn lookup(&self, addr: u128) -> Option<u32> {
-        let i = self.starts.partition_point(|s| *s <= addr);
-        if i == 0 {
-            return None;
-        }
-        (self.ends[i - 1] >= addr).then(|| self.sets[i - 1])
-    }
 }
 
 #[cfg(test)]
@@ -84,7 +94,7 @@ mod tests {
     use super::Table;
 
     /// Each range's set, by its first and last address, for the sets built from `prefixes`.
-    fn build(prefixes: &[(u128, u128, u32)]) -> (Table, Vec<Vec<u32>>) {
+    fn build(prefixes: &[(u128, u128, u32)]) -> (Table<u128>, Vec<Vec<u32>>) {
         let mut sets: Vec<Vec<u32>> = Vec::new();
         let t = Table::build(prefixes.to_vec(), |s| {
             sets.push(s);
@@ -93,7 +103,7 @@ mod tests {
         (t, sets)
     }
 
-    fn at(t: &Table, sets: &[Vec<u32>], a: u128) -> Vec<u32> {
+    fn at(t: &Table<u128>, sets: &[Vec<u32>], a: u128) -> Vec<u32> {
         t.lookup(a)
             .map(|i| sets[i as usize].clone())
             .unwrap_or_default()
