@@ -16,6 +16,37 @@ use std::time::{Duration, Instant};
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
+    /// Flow conformance: IPFIX records decoded and judged per second on one core, and pcap
+    /// packets per second beside `tcpdump -r` with the equivalent one-device filter.
+    ///
+    /// Generates a fleet of --devices devices (a model per ten devices, each model's manifest
+    /// with its share of --rules rules: IP prefixes with services, every tenth a DNS name),
+    /// --records IPFIX records in 1,400-byte export messages (80% allowed, 20% not), decoded and
+    /// judged on one thread; then writes a pcap of --packets packets (TCP conversations with
+    /// handshakes, UDP exchanges) and reads and judges it with the whole fleet and with one
+    /// device, beside `tcpdump -n -r FILE -w /dev/null 'host <that device>'` on the same file in
+    /// the same run (best of three each). Needs tcpdump. Use a release build:
+    /// `cargo run --release -- bench monitor`.
+    Monitor {
+        /// Devices in the fleet.
+        #[arg(long, default_value_t = 10_000)]
+        devices: usize,
+        /// Rules over all manifests.
+        #[arg(long, default_value_t = 100_000)]
+        rules: usize,
+        /// IPFIX records to decode and judge.
+        #[arg(long, default_value_t = 3_000_000)]
+        records: usize,
+        /// Packets in the pcap.
+        #[arg(long, default_value_t = 2_000_000)]
+        packets: usize,
+        /// Directory for the pcap (default: the system's temporary directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// The real server over loopback: signed submissions per second (each acknowledged only
     /// once durable), their latency, and tile reads per second.
     ///
@@ -116,6 +147,21 @@ pub enum BenchCommand {
 
 pub fn run(c: BenchCommand) -> Result<ExitCode> {
     match c {
+        BenchCommand::Monitor {
+            devices,
+            rules,
+            records,
+            packets,
+            dir,
+            json,
+        } => crate::benchmonitor::run(
+            devices,
+            rules,
+            records,
+            packets,
+            &dir.unwrap_or_else(std::env::temp_dir),
+            json,
+        ),
         BenchCommand::Serve {
             entries,
             clients,

@@ -11,6 +11,7 @@
 
 mod admit;
 mod bench;
+mod benchmonitor;
 mod benchverify;
 mod diff;
 mod gather;

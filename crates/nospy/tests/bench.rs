@@ -88,3 +88,31 @@ fn bench_serve_submits_everything_and_reports_the_design_keys() {
     assert!(v["submissions_per_s"].as_f64().unwrap() > 0.0, "{v}");
     assert!(v["http_floor_per_s"].as_f64().unwrap() > 0.0, "{v}");
 }
+
+#[test]
+fn bench_monitor_judges_everything_and_reports_the_design_keys() {
+    let v = bench(
+        &[
+            "monitor",
+            "--devices",
+            "200",
+            "--rules",
+            "2000",
+            "--records",
+            "20000",
+            "--packets",
+            "20000",
+        ],
+        &[
+            "ipfix_records_per_s_per_core",
+            "pcap_packets_per_s",
+            "tcpdump_packets_per_s",
+            "pcap_ratio",
+            "pcap_ratio_10k_devices",
+        ],
+    );
+    // A fifth of the generated records go where no manifest allows.
+    let viol = v["ipfix_violations"].as_u64().unwrap();
+    assert!((3000..5000).contains(&viol), "{v}");
+    assert_eq!(v["rules"], 2000, "{v}");
+}

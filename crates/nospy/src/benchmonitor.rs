@@ -1,0 +1,458 @@
+//! `nospy bench monitor`: flow conformance throughput on generated, realistic inputs.
+//!
+//! A fleet of --devices devices of --devices/10 models, each model's manifest with its share of
+//! --rules rules (IP prefixes with services, and every tenth a DNS name); IPFIX export messages
+//! as an exporter sends them (a template, then data sets of 30 records in 1,400-byte messages),
+//! from which --records records are decoded and judged on one core; and a pcap of --packets
+//! packets (TCP conversations with handshakes, UDP exchanges; Ethernet) read and judged with
+//! the whole fleet and with one device, beside `tcpdump -r` with the equivalent one-device
+//! filter, measured in the same run on the same file.
+
+use crate::util::print_json;
+use anyhow::{Context, Result};
+use nospy_flow::netflow::Collector;
+use nospy_flow::source::{read_traffic, Sink};
+use nospy_flow::{DnsSeen, Flow};
+use nospy_inventory::{Device, Function, Inventory, OperatorConfig};
+use nospy_manifest::Manifest;
+use nospy_monitor::Monitor;
+use serde_json::json;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// A small deterministic generator (xorshift), so that runs are comparable.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+fn device_addr(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(10, (i >> 16) as u8, (i >> 8) as u8, i as u8)
+}
+
+/// Rule `r` of model `m`: its peer /24, protocol and port.
+fn rule(m: usize, r: usize, per: usize) -> (Ipv4Addr, u8, u16) {
+    let k = m * per + r;
+    let net = Ipv4Addr::new(172, 16 + ((k >> 16) & 15) as u8, (k >> 8) as u8, 0);
+    let (proto, port) = match r % 3 {
+        0 => (6, 443),
+        1 => (17, 123),
+        _ => (6, 8000 + (r % 100) as u16),
+    };
+    // Spread the /24s so that models do not share them.
+    (
+        Ipv4Addr::from(u32::from(net) ^ ((k as u32 & 0xff) << 8)),
+        proto,
+        port,
+    )
+}
+
+struct Fleet {
+    inventory: Inventory,
+    manifests: Vec<Option<Arc<Manifest>>>,
+    models: usize,
+    per: usize,
+}
+
+fn fleet(devices: usize, rules: usize) -> Result<Fleet> {
+    let models = (devices / 10).max(1);
+    let per = (rules / models).max(1);
+    let mut manifests = Vec::with_capacity(models);
+    for m in 0..models {
+        let mut t = format!(
+            "[device]\nvendor = \"V{}\"\nmodel = \"m{m}\"\n[capabilities]\nvendor_remote_access = \"none\"\n",
+            m % 7
+        );
+        for r in 0..per {
+            let (net, proto, port) = rule(m, r, per);
+            let peer = if r % 10 == 9 {
+                format!("svc{r}.m{m}.vendor.example")
+            } else {
+                format!("{net}/24")
+            };
+            let dir = if r % 4 == 3 {
+                "to-device"
+            } else {
+                "from-device"
+            };
+            let proto = if proto == 6 { "tcp" } else { "udp" };
+            t.push_str(&format!(
+                "[[allow]]\ndirection = \"{dir}\"\npeer = \"{peer}\"\nprotocol = \"{proto}\"\nports = \"{port}\"\n"
+            ));
+        }
+        manifests.push(Arc::new(Manifest::from_toml(&t)?));
+    }
+    let inventory = Inventory {
+        devices: (0..devices)
+            .map(|i| Device {
+                device: format!("dev-{i:05}"),
+                vendor: format!("V{}", (i % models) % 7),
+                model: format!("m{}", i % models),
+                function: Function::Access,
+                technology: "5g".into(),
+                site: format!("site-{}", i / 100),
+                sensitive: false,
+                addresses: vec![IpAddr::V4(device_addr(i))],
+                firmware_sha256: None,
+                weight: 1.0,
+                replacement_cost: 1.0,
+            })
+            .collect(),
+    };
+    let manifests = (0..devices)
+        .map(|i| Some(manifests[i % models].clone()))
+        .collect();
+    Ok(Fleet {
+        inventory,
+        manifests,
+        models,
+        per,
+    })
+}
+
+/// A flow of a random device: 80% to a peer and service its manifest allows (most in an IP
+/// rule; some to a named peer), 20% to somewhere it does not.
+fn flow_of(f: &Fleet, rng: &mut Rng) -> (Ipv4Addr, Ipv4Addr, u16, u16, u8) {
+    let i = rng.below(f.inventory.devices.len() as u64) as usize;
+    let m = i % f.models;
+    let dev = device_addr(i);
+    if rng.below(10) < 8 {
+        let r = rng.below(f.per as u64) as usize;
+        let (net, proto, port) = rule(m, r, f.per);
+        let peer = Ipv4Addr::from(u32::from(net) | (1 + rng.below(250)) as u32);
+        let eph = 32_768 + rng.below(28_000) as u16;
+        if r % 4 == 3 {
+            (peer, dev, port, eph, proto)
+        } else {
+            (dev, peer, eph, port, proto)
+        }
+    } else {
+        let peer = Ipv4Addr::from(0xc633_6400u32 | rng.below(256) as u32);
+        (
+            dev,
+            peer,
+            40_000 + rng.below(20_000) as u16,
+            1 + rng.below(1023) as u16,
+            6,
+        )
+    }
+}
+
+/// IPFIX messages holding `records` records: a template set first, data sets of 30 records.
+fn ipfix_messages(f: &Fleet, records: usize, rng: &mut Rng) -> Vec<Vec<u8>> {
+    const FIELDS: [(u16, u16); 9] = [
+        (8, 4),
+        (12, 4),
+        (7, 2),
+        (11, 2),
+        (4, 1),
+        (2, 8),
+        (1, 8),
+        (152, 8),
+        (153, 8),
+    ];
+    let header = |body: &[u8]| {
+        let mut m = Vec::with_capacity(16 + body.len());
+        m.extend_from_slice(&10u16.to_be_bytes());
+        m.extend_from_slice(&((16 + body.len()) as u16).to_be_bytes());
+        m.extend_from_slice(&1_700_000_000u32.to_be_bytes());
+        m.extend_from_slice(&0u32.to_be_bytes());
+        m.extend_from_slice(&1u32.to_be_bytes());
+        m.extend_from_slice(body);
+        m
+    };
+    let mut t = vec![0, 2];
+    t.extend_from_slice(&((8 + 4 * FIELDS.len()) as u16).to_be_bytes());
+    t.extend_from_slice(&256u16.to_be_bytes());
+    t.extend_from_slice(&(FIELDS.len() as u16).to_be_bytes());
+    for (id, len) in FIELDS {
+        t.extend_from_slice(&id.to_be_bytes());
+        t.extend_from_slice(&len.to_be_bytes());
+    }
+    let mut out = vec![header(&t)];
+    let mut left = records;
+    let mut ms = 1_700_000_000_000u64;
+    while left > 0 {
+        let n = left.min(30);
+        let mut set = vec![1, 0];
+        set.extend_from_slice(&((4 + n * 45) as u16).to_be_bytes());
+        for _ in 0..n {
+            let (s, d, sp, dp, p) = flow_of(f, rng);
+            set.extend_from_slice(&s.octets());
+            set.extend_from_slice(&d.octets());
+            set.extend_from_slice(&sp.to_be_bytes());
+            set.extend_from_slice(&dp.to_be_bytes());
+            set.push(p);
+            set.extend_from_slice(&(1 + rng.below(40)).to_be_bytes());
+            set.extend_from_slice(&(60 + rng.below(60_000)).to_be_bytes());
+            set.extend_from_slice(&ms.to_be_bytes());
+            set.extend_from_slice(&(ms + rng.below(30_000)).to_be_bytes());
+            ms += 1;
+        }
+        out.push(header(&set));
+        left -= n;
+    }
+    out
+}
+
+/// Writes a pcap of about `packets` packets: TCP conversations (SYN, SYN-ACK, ACK, two data
+/// packets, FIN) and UDP exchanges (query, answer), Ethernet framed.
+fn write_pcap(path: &Path, f: &Fleet, packets: usize, rng: &mut Rng) -> Result<usize> {
+    let mut out = Vec::with_capacity(packets * 100 + 24);
+    out.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+    out.extend_from_slice(&[2, 0, 4, 0]);
+    for v in [0u32, 0, 65_535, 1] {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    let mut n = 0;
+    let mut us = 0u64;
+    let mut packet = |out: &mut Vec<u8>,
+                      s: Ipv4Addr,
+                      d: Ipv4Addr,
+                      sp: u16,
+                      dp: u16,
+                      proto: u8,
+                      flags: u8,
+                      payload: usize| {
+        let l4 = if proto == 6 { 20 } else { 8 };
+        let ip_len = 20 + l4 + payload;
+        let mut fr = Vec::with_capacity(14 + ip_len);
+        fr.extend_from_slice(&[2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 8, 0]);
+        fr.extend_from_slice(&[0x45, 0]);
+        fr.extend_from_slice(&(ip_len as u16).to_be_bytes());
+        fr.extend_from_slice(&[0, 0, 0x40, 0, 64, proto, 0, 0]);
+        fr.extend_from_slice(&s.octets());
+        fr.extend_from_slice(&d.octets());
+        fr.extend_from_slice(&sp.to_be_bytes());
+        fr.extend_from_slice(&dp.to_be_bytes());
+        if proto == 6 {
+            fr.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+        } else {
+            fr.extend_from_slice(&((8 + payload) as u16).to_be_bytes());
+            fr.extend_from_slice(&[0, 0]);
+        }
+        fr.resize(14 + ip_len, 0x5a);
+        us += 7;
+        out.extend_from_slice(&((1_700_000_000 + us / 1_000_000) as u32).to_le_bytes());
+        out.extend_from_slice(&((us % 1_000_000) as u32).to_le_bytes());
+        out.extend_from_slice(&(fr.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(fr.len() as u32).to_le_bytes());
+        out.extend_from_slice(&fr);
+    };
+    while n < packets {
+        let (s, d, sp, dp, proto) = flow_of(f, rng);
+        if proto == 6 {
+            for (fwd, flags, len) in [
+                (true, 0x02, 0),
+                (false, 0x12, 0),
+                (true, 0x10, 0),
+                (true, 0x18, 40),
+                (false, 0x18, 60),
+                (true, 0x11, 0),
+            ] {
+                if fwd {
+                    packet(&mut out, s, d, sp, dp, 6, flags, len);
+                } else {
+                    packet(&mut out, d, s, dp, sp, 6, flags, len);
+                }
+            }
+            n += 6;
+        } else {
+            packet(&mut out, s, d, sp, dp, 17, 0, 48);
+            packet(&mut out, d, s, dp, sp, 17, 0, 48);
+            n += 2;
+        }
+    }
+    std::fs::write(path, &out).with_context(|| format!("writing {}", path.display()))?;
+    Ok(n)
+}
+
+/// Counts what a sink is given, for the decode-only pass.
+struct Count(u64);
+
+impl Sink for Count {
+    fn flow(&mut self, _: &Flow) {
+        self.0 += 1;
+    }
+    fn dns(&mut self, _: &DnsSeen) {}
+}
+
+fn best_of<T>(runs: usize, mut f: impl FnMut() -> Result<T>) -> Result<(f64, T)> {
+    let mut best = f64::MAX;
+    let mut last = None;
+    for _ in 0..runs.max(1) {
+        let t = Instant::now();
+        let r = f()?;
+        best = best.min(t.elapsed().as_secs_f64());
+        last = Some(r);
+    }
+    Ok((best, last.expect("at least one run")))
+}
+
+/// Runs the benchmark.
+pub fn run(
+    devices: usize,
+    rules: usize,
+    records: usize,
+    packets: usize,
+    work: &Path,
+    json: bool,
+) -> Result<ExitCode> {
+    anyhow::ensure!(
+        devices >= 1 && records >= 1 && packets >= 1,
+        "--devices, --records and --packets must be at least 1"
+    );
+    if cfg!(debug_assertions) {
+        eprintln!("warning: this is a debug build; figures mean little (use --release)");
+    }
+    let say = |m: &str| {
+        if !json {
+            eprintln!("{m}");
+        }
+    };
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    say(&format!(
+        "generating a fleet of {devices} devices and {rules} rules ..."
+    ));
+    let f = fleet(devices, rules)?;
+    let op = OperatorConfig::default();
+    let t = Instant::now();
+    drop(Monitor::new(&f.inventory, &f.manifests, &op, None)?);
+    let compile_ms = t.elapsed().as_secs_f64() * 1e3;
+
+    // IPFIX: decode and judge on one core.
+    say(&format!("generating {records} IPFIX records ..."));
+    let msgs = ipfix_messages(&f, records, &mut rng);
+    let bytes: usize = msgs.iter().map(Vec::len).sum();
+    let (decode_s, decoded) = best_of(3, || {
+        let mut c = Collector::new();
+        let mut out = Vec::with_capacity(30);
+        let mut n = 0u64;
+        for m in &msgs {
+            out.clear();
+            c.read("bench", m, &mut out)?;
+            n += out.len() as u64;
+        }
+        Ok(n)
+    })?;
+    anyhow::ensure!(
+        decoded == records as u64,
+        "decoded {decoded} of {records} records"
+    );
+    let (judge_s, report) = best_of(3, || {
+        let mut mon = Monitor::new(&f.inventory, &f.manifests, &op, None)?;
+        let mut c = Collector::new();
+        let mut out = Vec::with_capacity(30);
+        for m in &msgs {
+            out.clear();
+            c.read("bench", m, &mut out)?;
+            for fl in &out {
+                mon.flow(fl);
+            }
+        }
+        Ok(mon.finish())
+    })?;
+    let violations: u64 = report.devices.iter().map(|d| d.violations).sum();
+    let ipfix_per_s = records as f64 / judge_s;
+
+    // pcap: nospy with the whole fleet and with one device, beside tcpdump with one device.
+    let pcap = work.join("bench-monitor.pcap");
+    say(&format!("writing a pcap of {packets} packets ..."));
+    let written = write_pcap(&pcap, &f, packets, &mut rng)?;
+    let one = Fleet {
+        inventory: Inventory {
+            devices: vec![f.inventory.devices[0].clone()],
+        },
+        manifests: vec![f.manifests[0].clone()],
+        models: f.models,
+        per: f.per,
+    };
+    let nospy_pcap = |fl: &Fleet| -> Result<f64> {
+        let (s, _) = best_of(3, || {
+            let data = std::fs::read(&pcap)?;
+            let mut mon = Monitor::new(&fl.inventory, &fl.manifests, &op, None)?;
+            read_traffic(&data, &mut mon, &mut |_, _| {})?;
+            Ok(mon.finish())
+        })?;
+        Ok(written as f64 / s)
+    };
+    let (read_only_s, _) = best_of(3, || {
+        let data = std::fs::read(&pcap)?;
+        let mut c = Count(0);
+        read_traffic(&data, &mut c, &mut |_, _| {})?;
+        Ok(c.0)
+    })?;
+    let pcap_1 = nospy_pcap(&one)?;
+    let pcap_all = nospy_pcap(&f)?;
+    let filter = format!("host {}", device_addr(0));
+    let (tcpdump_s, _) = best_of(3, || {
+        let out = std::process::Command::new("tcpdump")
+            .args(["-n", "-r"])
+            .arg(&pcap)
+            .args(["-w", "/dev/null", &filter])
+            .output()
+            .context("running tcpdump (apt-get install tcpdump)")?;
+        anyhow::ensure!(
+            out.status.success(),
+            "tcpdump: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(())
+    })?;
+    let _ = std::fs::remove_file(&pcap);
+    let tcpdump_per_s = written as f64 / tcpdump_s;
+    let report = json!({
+        "devices": devices,
+        "rules": f.models * f.per,
+        "manifests": f.models,
+        "compile_ms": (compile_ms * 10.0).round() / 10.0,
+        "ipfix_records": records,
+        "ipfix_bytes": bytes,
+        "ipfix_records_per_s_per_core": ipfix_per_s.round(),
+        "ipfix_decode_only_per_s": (records as f64 / decode_s).round(),
+        "ipfix_violations": violations,
+        "pcap_packets": written,
+        "pcap_packets_per_s": pcap_1.round(),
+        "pcap_packets_per_s_10k_devices": pcap_all.round(),
+        "pcap_read_only_packets_per_s": (written as f64 / read_only_s).round(),
+        "tcpdump_packets_per_s": tcpdump_per_s.round(),
+        "pcap_ratio": ((pcap_1 / tcpdump_per_s) * 1000.0).round() / 1000.0,
+        "pcap_ratio_10k_devices": ((pcap_all / tcpdump_per_s) * 1000.0).round() / 1000.0,
+        "slowdown_10k_vs_1_device": ((1.0 - pcap_all / pcap_1) * 1000.0).round() / 1000.0,
+        "debug_build": cfg!(debug_assertions),
+    });
+    if json {
+        print_json(&report)?;
+    } else {
+        println!(
+            "compiled {} manifests ({} rules) for {devices} devices in {compile_ms:.0} ms",
+            f.models,
+            f.models * f.per
+        );
+        println!("IPFIX decoded and judged {:>12.0} records/s on one core ({records} records, {violations} violations; decoding alone {:.0}/s)", ipfix_per_s, records as f64 / decode_s);
+        println!(
+            "pcap, one device        {:>12.0} packets/s  (ratio to tcpdump {:.2})",
+            pcap_1,
+            pcap_1 / tcpdump_per_s
+        );
+        println!("pcap, {devices} devices {:>12.0} packets/s  (ratio to tcpdump {:.2}; {:.0}% slower than one device)", pcap_all, pcap_all / tcpdump_per_s, (1.0 - pcap_all / pcap_1) * 100.0);
+        println!(
+            "pcap, reading only      {:>12.0} packets/s",
+            written as f64 / read_only_s
+        );
+        println!("reference: tcpdump -r   {:>12.0} packets/s  (`tcpdump -n -r FILE -w /dev/null '{filter}'`, same file, same run)", tcpdump_per_s);
+    }
+    Ok(ExitCode::SUCCESS)
+}
