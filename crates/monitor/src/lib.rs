@@ -231,6 +231,9 @@ pub struct Report {
     pub unknown_device_flows: u64,
     /// Per device, in inventory order.
     pub devices: Vec<DeviceSummary>,
+    /// The observation window: the first and last packet of any flow (nanoseconds since the
+    /// Unix epoch), `None` before the first flow.
+    pub window: Option<(u64, u64)>,
 }
 
 type RowKey = (u32, u8, IpAddr, u8, u16);
@@ -484,6 +487,10 @@ impl Monitor {
         self.report.flows += 1;
         self.report.packets += f.packets;
         self.report.bytes += f.bytes;
+        self.report.window = Some(match self.report.window {
+            None => (f.first_ns, f.last_ns),
+            Some((a, b)) => (a.min(f.first_ns), b.max(f.last_ns)),
+        });
         let src = self.by_addr.get(&f.src).copied();
         let dst = self.by_addr.get(&f.dst).copied();
         if src.is_none() && dst.is_none() {

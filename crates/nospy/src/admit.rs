@@ -467,7 +467,7 @@ pub fn witness(c: WitnessCommand) -> Result<ExitCode> {
 /// From a running server: its checkpoint, and each entry its lookup index lists for `digest`,
 /// with an inclusion proof against that checkpoint. Nothing here is trusted: the verdict checks
 /// the checkpoint's signatures and every proof.
-fn remote_evidence(url: &str, digest: &Hash) -> Result<(String, Vec<LoggedEntry>)> {
+pub(crate) fn remote_evidence(url: &str, digest: &Hash) -> Result<(String, Vec<LoggedEntry>)> {
     let base = url.trim_end_matches('/');
     let http = nospy_server::client::Blocking::new(std::time::Duration::from_secs(60))
         .map_err(|e| anyhow::anyhow!(e))?;

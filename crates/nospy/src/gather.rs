@@ -100,3 +100,183 @@ pub fn is_about(entry: &[u8], digest: &Hash) -> bool {
         .any(|w| w.eq_ignore_ascii_case(hex.as_bytes()))
         && Statement::parse(&env.payload).is_ok_and(|s| s.is_about(digest))
 }
+
+/// A log to read statements from and append them to: a local directory or a server.
+#[derive(Debug, Clone)]
+pub enum LogSource {
+    /// A log directory on this machine (its private key, for appending, from its configuration).
+    Dir(std::path::PathBuf),
+    /// A `nospy serve` server's base URL.
+    Server(String),
+}
+
+/// One appended entry, as the log answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    /// The entry's index.
+    pub index: u64,
+    /// Its leaf hash.
+    pub hash: Hash,
+    /// Whether it was in the log already.
+    pub duplicate: bool,
+}
+
+impl LogSource {
+    /// From `--log DIR` and `--server URL` (at most one is given; clap enforces it).
+    pub fn from_args(log: Option<&Path>, server: Option<&str>) -> Option<LogSource> {
+        match (log, server) {
+            (Some(d), _) => Some(LogSource::Dir(d.to_path_buf())),
+            (None, Some(u)) => Some(LogSource::Server(u.trim_end_matches('/').to_string())),
+            (None, None) => None,
+        }
+    }
+
+    /// What names the log in messages.
+    pub fn name(&self) -> String {
+        match self {
+            LogSource::Dir(d) => d.display().to_string(),
+            LogSource::Server(u) => u.clone(),
+        }
+    }
+
+    /// The evidence about each of `digests`: the log's checkpoint and every entry about the
+    /// digest with its inclusion proof. A local log is read once, whole, for all of them; a
+    /// server is asked through its index, once per digest.
+    pub fn evidence(
+        &self,
+        digests: &[Hash],
+    ) -> Result<std::collections::HashMap<Hash, nospy_policy::Evidence>> {
+        use nospy_policy::{Evidence, LoggedEntry};
+        let mut out = std::collections::HashMap::new();
+        match self {
+            LogSource::Server(url) => {
+                for d in digests {
+                    if out.contains_key(d) {
+                        continue;
+                    }
+                    let (checkpoint, entries) = crate::admit::remote_evidence(url, d)?;
+                    out.insert(
+                        *d,
+                        Evidence {
+                            checkpoint,
+                            entries,
+                            complete: Some(format!("the index of {url}")),
+                            consistency: None,
+                        },
+                    );
+                }
+            }
+            LogSource::Dir(dir) => {
+                let log = Log::open(dir)?;
+                let sc = log.checkpoint().clone();
+                let size = sc.checkpoint.size;
+                let text = sc.to_text();
+                let wanted: std::collections::HashSet<Hash> = digests.iter().copied().collect();
+                let mut found: std::collections::HashMap<Hash, Vec<LoggedEntry>> =
+                    wanted.iter().map(|d| (*d, Vec::new())).collect();
+                let reader = log.reader();
+                let mut progress = Progress::new("scanned entries");
+                for b in 0..size.div_ceil(256) {
+                    for (k, e) in reader.bundle(b)?.into_iter().enumerate() {
+                        let index = b * 256 + k as u64;
+                        if index >= size {
+                            break;
+                        }
+                        let Ok(env) = Envelope::parse(&e) else {
+                            continue;
+                        };
+                        let Ok(st) = Statement::parse(&env.payload) else {
+                            continue;
+                        };
+                        let about: Vec<Hash> = st
+                            .subject_sha256()
+                            .into_iter()
+                            .filter(|h| wanted.contains(h))
+                            .collect();
+                        if about.is_empty() {
+                            continue;
+                        }
+                        let proof = log.inclusion_proof(index, size)?;
+                        for h in about {
+                            if let Some(list) = found.get_mut(&h) {
+                                list.push(LoggedEntry {
+                                    index,
+                                    bytes: e.clone(),
+                                    proof: proof.clone(),
+                                    proof_checkpoint: None,
+                                });
+                            }
+                        }
+                    }
+                    progress.update(((b + 1) * 256).min(size), size);
+                }
+                for (d, entries) in found {
+                    out.insert(
+                        d,
+                        Evidence {
+                            checkpoint: text.clone(),
+                            entries,
+                            complete: Some("the log".to_string()),
+                            consistency: None,
+                        },
+                    );
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Appends signed statements, all or (for a local log) nothing; a server is sent them one by
+    /// one and the first refusal stops there, naming how many it had taken.
+    pub fn append(&self, entries: &[Vec<u8>]) -> Result<Vec<Appended>> {
+        match self {
+            LogSource::Dir(dir) => {
+                let key_path = nospy_log::LogConfig::load(dir)?
+                    .private_key_file
+                    .context("this log remembers no private key file, so nothing can be appended to it here; append through its server (--server) instead")?;
+                let key = crate::util::signer_key(&key_path)?;
+                let mut seq = nospy_log::Sequencer::open(dir, key)?;
+                let refs: Vec<&[u8]> = entries.iter().map(|e| e.as_slice()).collect();
+                Ok(seq
+                    .append(&refs)?
+                    .into_iter()
+                    .map(|a| Appended {
+                        index: a.index,
+                        hash: a.hash,
+                        duplicate: a.duplicate,
+                    })
+                    .collect())
+            }
+            LogSource::Server(url) => {
+                let http = nospy_server::client::Blocking::new(std::time::Duration::from_secs(60))
+                    .map_err(|e| anyhow::anyhow!(e))?;
+                let endpoint = format!("{url}/add");
+                let mut out = Vec::new();
+                for (i, data) in entries.iter().enumerate() {
+                    let (status, body) = http
+                        .post(&endpoint, data.clone())
+                        .map_err(|e| anyhow::anyhow!(e))?;
+                    let text = String::from_utf8_lossy(&body).trim().to_string();
+                    if status != 200 {
+                        anyhow::bail!(
+                            "{url} answered HTTP {status} to statement {} of {} ({i} appended before it): {text}",
+                            i + 1,
+                            entries.len()
+                        );
+                    }
+                    let v: serde_json::Value = serde_json::from_str(&text)
+                        .with_context(|| format!("{url}: the answer to /add is not JSON"))?;
+                    out.push(Appended {
+                        index: v["index"].as_u64().context("the answer has no index")?,
+                        hash: v["hash"]
+                            .as_str()
+                            .and_then(Hash::from_hex)
+                            .context("the answer has no hash")?,
+                        duplicate: v["duplicate"] == true,
+                    });
+                }
+                Ok(out)
+            }
+        }
+    }
+}

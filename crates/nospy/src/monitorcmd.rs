@@ -1,5 +1,6 @@
 //! `nospy monitor`: the operator's traffic against each device's manifest.
 
+use crate::gather::LogSource;
 use crate::util::{print_json, Progress};
 use anyhow::{bail, Context, Result};
 use nospy_flow::netflow::Collector;
@@ -7,7 +8,9 @@ use nospy_flow::source::{read_exports, read_traffic, Stats};
 use nospy_inventory::{Inventory, OperatorConfig};
 use nospy_manifest::{Direction, Manifest};
 use nospy_monitor::{manifests_by_model, Monitor, Report, Resolver, Row};
+use nospy_tlog::Hash;
 use serde_json::json;
+use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -36,9 +39,69 @@ pub struct MonitorArgs {
     /// A capture of flow export packets (NetFlow v5, v9 or IPFIX over UDP).
     #[arg(long)]
     flows: Option<PathBuf>,
-    /// Print one JSON object: totals, violations, unattributable, unknown_device_flows, devices.
+    /// The agreement whose vendor keys must have signed a release for its manifest to be taken
+    /// from the log (--log or --server): each device is then judged against the manifest of the
+    /// release of its firmware (the inventory's firmware_sha256), ahead of any --manifest file.
+    #[arg(long)]
+    agreement: Option<PathBuf>,
+    /// A log directory: where manifests are read (with --agreement) and evidence is appended
+    /// (with --evidence-key; the log's private key comes from its configuration).
+    #[arg(long, conflicts_with = "server")]
+    log: Option<PathBuf>,
+    /// A `nospy serve` server (base URL): as --log, through its index and its /add (which must
+    /// admit the evidence key with role "monitor").
+    #[arg(long)]
+    server: Option<String>,
+    /// The monitor's private key: sign one evidence statement per device with violations (more
+    /// if its flows do not fit one 64 KiB entry), about the device's firmware, and append them to
+    /// the log (--log or --server).
+    #[arg(long)]
+    evidence_key: Option<PathBuf>,
+    /// Print one JSON object: totals, violations, unattributable, unknown_device_flows, devices
+    /// (and evidence, with --evidence-key).
     #[arg(long)]
     json: bool,
+}
+
+/// Where a device's manifest came from.
+#[derive(Debug, Clone)]
+enum ManifestFrom {
+    /// A --manifest file (its SHA-256).
+    File(PathBuf, Hash),
+    /// The release of the device's firmware in the log.
+    Log {
+        index: u64,
+        admitted: bool,
+        version: String,
+    },
+}
+
+impl ManifestFrom {
+    fn json(&self) -> serde_json::Value {
+        match self {
+            ManifestFrom::File(p, _) => json!({"from": "file", "path": p.display().to_string()}),
+            ManifestFrom::Log {
+                index,
+                admitted,
+                version,
+            } => json!({"from": "log", "index": index, "version": version, "admitted": admitted}),
+        }
+    }
+
+    /// What an evidence statement names as the manifest the flows were checked against.
+    fn evidence_name(&self, log: Option<&LogSource>) -> String {
+        match self {
+            ManifestFrom::File(p, h) => format!(
+                "file {} (sha256:{})",
+                p.file_name().unwrap_or_default().to_string_lossy(),
+                h.to_hex()
+            ),
+            ManifestFrom::Log { index, .. } => match log {
+                Some(l) => format!("release entry {index} of the log at {}", l.name()),
+                None => format!("release entry {index}"),
+            },
+        }
+    }
 }
 
 fn load_manifest(p: &PathBuf) -> Result<Manifest> {
@@ -75,15 +138,8 @@ pub fn run(a: MonitorArgs) -> Result<ExitCode> {
         ),
         None => None,
     };
-    let manifests: Vec<Arc<Manifest>> = a
-        .manifest
-        .iter()
-        .map(|p| load_manifest(p).map(Arc::new))
-        .collect::<Result<_>>()?;
-    if manifests.is_empty() {
-        bail!("no manifest given (--manifest FILE): nothing to check the traffic against");
-    }
-    let per_device = manifests_by_model(&inventory, &manifests);
+    let source = LogSource::from_args(a.log.as_deref(), a.server.as_deref());
+    let (per_device, from, notes) = device_manifests(&a, &inventory, source.as_ref())?;
     let mut monitor = Monitor::new(&inventory, &per_device, &operator, resolver)?;
     let (path, exports) = match (&a.pcap, &a.flows) {
         (Some(p), _) => (p, false),
@@ -100,10 +156,29 @@ pub fn run(a: MonitorArgs) -> Result<ExitCode> {
     }
     .with_context(|| format!("{}", path.display()))?;
     let report = monitor.finish();
+    let evidence = match &a.evidence_key {
+        Some(k) => {
+            let source = source
+                .as_ref()
+                .context("--evidence-key needs --log or --server: the log to append evidence to")?;
+            let input = Hash(Sha256::digest(&data).into());
+            Some(append_evidence(
+                &report, &inventory, &from, source, &input, k,
+            )?)
+        }
+        None => None,
+    };
     if a.json {
-        print_json(&to_json(&report, &stats))?;
+        let mut v = to_json(&report, &stats, &from, &notes);
+        if let Some(e) = &evidence {
+            v["evidence"] = e.json();
+        }
+        print_json(&v)?;
     } else {
-        print_text(&report, &stats);
+        print_text(&report, &stats, &from, &notes);
+        if let Some(e) = &evidence {
+            e.print();
+        }
     }
     Ok(if report.violations.is_empty() {
         ExitCode::SUCCESS
@@ -154,19 +229,30 @@ fn row_json(r: &Row) -> serde_json::Value {
     v
 }
 
-fn to_json(r: &Report, st: &Stats) -> serde_json::Value {
+fn to_json(
+    r: &Report,
+    st: &Stats,
+    from: &[Option<ManifestFrom>],
+    notes: &[Option<String>],
+) -> serde_json::Value {
     json!({
         "totals": {"flows": r.flows, "packets": r.packets, "bytes": r.bytes},
         "violations": r.violations.iter().map(row_json).collect::<Vec<_>>(),
         "unattributable": r.unattributable.iter().map(row_json).collect::<Vec<_>>(),
         "unknown_device_flows": r.unknown_device_flows,
-        "devices": r.devices.iter().map(|d| json!({
-            "device": d.device,
-            "flows": d.flows,
-            "violations": d.violations,
-            "unattributable": d.unattributable,
-            "manifest": d.has_manifest,
-        })).collect::<Vec<_>>(),
+        "devices": r.devices.iter().zip(from).zip(notes).map(|((d, f), n)| {
+            let mut v = json!({
+                "device": d.device,
+                "flows": d.flows,
+                "violations": d.violations,
+                "unattributable": d.unattributable,
+                "manifest": f.as_ref().map(ManifestFrom::json),
+            });
+            if let Some(n) = n {
+                v["note"] = json!(n);
+            }
+            v
+        }).collect::<Vec<_>>(),
         "input": {
             "packets": st.packets,
             "not_ip": st.not_ip,
@@ -198,7 +284,7 @@ fn row_text(r: &Row) -> String {
     )
 }
 
-fn print_text(r: &Report, st: &Stats) {
+fn print_text(r: &Report, st: &Stats, from: &[Option<ManifestFrom>], notes: &[Option<String>]) {
     use std::fmt::Write as _;
     let mut out = String::new();
     macro_rules! println {
@@ -227,9 +313,22 @@ fn print_text(r: &Report, st: &Stats) {
         }
     }
     println!("\nDEVICES:");
-    for d in &r.devices {
+    for ((d, f), n) in r.devices.iter().zip(from).zip(notes) {
         let status = if !d.has_manifest {
-            "no manifest: flows counted, not judged".to_string()
+            match n {
+                Some(n) => format!("no manifest ({n}): flows counted, not judged"),
+                None => "no manifest: flows counted, not judged".to_string(),
+            }
+        } else if let (
+            Some(ManifestFrom::Log {
+                admitted: false,
+                index,
+                ..
+            }),
+            true,
+        ) = (f, d.violations == 0)
+        {
+            format!("conforms to release entry {index}, whose firmware is not admitted")
         } else if d.violations > 0 {
             format!("{} violations", d.violations)
         } else {
@@ -250,4 +349,300 @@ fn print_text(r: &Report, st: &Stats) {
             st.bad_packets, st.dns_malformed, st.export.malformed, st.export.no_template, st.evicted
         );
     }
+}
+
+/// Each device's manifest and where it came from: the release of its firmware in the log (with
+/// --agreement and --log/--server), else the --manifest file naming its vendor and model; and,
+/// for a device left without one, why.
+#[allow(clippy::type_complexity)]
+fn device_manifests(
+    a: &MonitorArgs,
+    inventory: &Inventory,
+    source: Option<&LogSource>,
+) -> Result<(
+    Vec<Option<Arc<Manifest>>>,
+    Vec<Option<ManifestFrom>>,
+    Vec<Option<String>>,
+)> {
+    let files: Vec<(Arc<Manifest>, ManifestFrom)> = a
+        .manifest
+        .iter()
+        .map(|p| {
+            let m = load_manifest(p)?;
+            let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+            Ok((
+                Arc::new(m),
+                ManifestFrom::File(p.clone(), Hash(Sha256::digest(&bytes).into())),
+            ))
+        })
+        .collect::<Result<_>>()?;
+    let list: Vec<Arc<Manifest>> = files.iter().map(|f| f.0.clone()).collect();
+    let by_model = manifests_by_model(inventory, &list);
+    let n = inventory.devices.len();
+    let mut manifests: Vec<Option<Arc<Manifest>>> = vec![None; n];
+    let mut from: Vec<Option<ManifestFrom>> = vec![None; n];
+    let mut notes: Vec<Option<String>> = vec![None; n];
+    let from_log = match (&a.agreement, source) {
+        (Some(p), Some(src)) => Some((p, src)),
+        (Some(_), None) => bail!("--agreement is for reading manifests from a log: give --log or --server too"),
+        (None, Some(_)) if a.evidence_key.is_none() => bail!(
+            "--log/--server without --agreement: give the agreement whose vendor keys signed the releases, to take each device's manifest from the log"
+        ),
+        _ => None,
+    };
+    if let Some((agreement_path, src)) = from_log {
+        let text = std::fs::read_to_string(agreement_path)
+            .with_context(|| format!("reading {}", agreement_path.display()))?;
+        let agreement = nospy_policy::Agreement::from_toml(&text)
+            .with_context(|| format!("{}", agreement_path.display()))?;
+        let digests: Vec<Option<Hash>> = inventory
+            .devices
+            .iter()
+            .map(|d| d.firmware_sha256.as_deref().and_then(Hash::from_hex))
+            .collect();
+        let mut wanted: Vec<Hash> = digests.iter().flatten().copied().collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let evidence = src
+            .evidence(&wanted)
+            .with_context(|| format!("reading releases from {}", src.name()))?;
+        let items: Vec<(&Hash, &nospy_policy::Evidence)> = wanted
+            .iter()
+            .filter_map(|d| evidence.get(d).map(|e| (d, e)))
+            .collect();
+        let verifier = nospy_policy::Verifier::new(&agreement);
+        let verdicts = verifier.verify_many(&items, crate::statements::now());
+        let mut by_digest = std::collections::HashMap::new();
+        // One manifest per release entry, shared by every device running it (compiled once).
+        let mut by_entry: std::collections::HashMap<u64, Arc<Manifest>> =
+            std::collections::HashMap::new();
+        for ((d, _), v) in items.iter().zip(&verdicts) {
+            by_digest.insert(**d, v);
+        }
+        for (i, d) in digests.iter().enumerate() {
+            let Some(d) = d else {
+                notes[i] = Some("no firmware digest in the inventory".into());
+                continue;
+            };
+            let v = by_digest.get(d);
+            match v.and_then(|v| v.release.as_ref().map(|r| (v, r))) {
+                Some((v, r)) => {
+                    let m = by_entry
+                        .entry(r.index)
+                        .or_insert_with(|| Arc::new(r.release.manifest.clone()))
+                        .clone();
+                    manifests[i] = Some(m);
+                    from[i] = Some(ManifestFrom::Log {
+                        index: r.index,
+                        admitted: v.admit,
+                        version: r.release.version.clone(),
+                    });
+                }
+                None => {
+                    let why = v
+                        .and_then(|v| {
+                            v.checks
+                                .iter()
+                                .find(|c| c.outcome == nospy_policy::Outcome::Fail)
+                                .map(|c| c.reason.clone())
+                        })
+                        .unwrap_or_else(|| "no release of its firmware in the log".into());
+                    notes[i] = Some(why);
+                }
+            }
+        }
+    }
+    for (i, m) in by_model.into_iter().enumerate() {
+        if manifests[i].is_some() {
+            continue;
+        }
+        if let Some(m) = m {
+            from[i] = files
+                .iter()
+                .find(|f| Arc::ptr_eq(&f.0, &m))
+                .map(|f| f.1.clone());
+            manifests[i] = Some(m);
+            notes[i] = None;
+        }
+    }
+    if manifests.iter().all(Option::is_none) {
+        if a.manifest.is_empty() && from_log.is_none() {
+            bail!("no manifest given (--manifest FILE, or --agreement with --log/--server): nothing to check the traffic against");
+        }
+        bail!("no device of the inventory has a manifest: none of the manifests given names a device's vendor and model{}", if from_log.is_some() { ", and the log has no acceptable release of any device's firmware" } else { "" });
+    }
+    Ok((manifests, from, notes))
+}
+
+/// The evidence statements appended.
+struct EvidenceReport {
+    log: String,
+    appended: Vec<(String, usize, crate::gather::Appended)>,
+    skipped: Vec<(String, String)>,
+}
+
+impl EvidenceReport {
+    fn json(&self) -> serde_json::Value {
+        json!({
+            "log": self.log,
+            "statements": self.appended.iter().map(|(d, rows, a)| json!({
+                "device": d, "groups": rows, "index": a.index, "hash": a.hash.to_hex(), "duplicate": a.duplicate,
+            })).collect::<Vec<_>>(),
+            "skipped": self.skipped.iter().map(|(d, why)| json!({"device": d, "reason": why})).collect::<Vec<_>>(),
+        })
+    }
+
+    fn print(&self) {
+        use std::io::Write as _;
+        let mut out = String::new();
+        if self.appended.is_empty() && self.skipped.is_empty() {
+            out.push_str("\nEVIDENCE: no violations, nothing appended\n");
+        } else if !self.appended.is_empty() {
+            out.push_str(&format!(
+                "\nEVIDENCE appended to {} ({} signed statements):\n",
+                self.log,
+                self.appended.len()
+            ));
+            for (d, rows, a) in &self.appended {
+                let dup = if a.duplicate {
+                    "  (already in the log)"
+                } else {
+                    ""
+                };
+                out.push_str(&format!(
+                    "  {d:<16} entry {:<8} {} groups  {}{dup}\n",
+                    a.index,
+                    rows,
+                    a.hash.to_hex()
+                ));
+            }
+        }
+        for (d, why) in &self.skipped {
+            out.push_str(&format!("  {d:<16} no evidence statement: {why}\n"));
+        }
+        let _ = std::io::stdout().lock().write_all(out.as_bytes());
+    }
+}
+
+/// Signs the evidence of every device with violations and appends it to the log, all of it in
+/// one batch for a local log.
+fn append_evidence(
+    report: &Report,
+    inventory: &Inventory,
+    from: &[Option<ManifestFrom>],
+    log: &LogSource,
+    input: &Hash,
+    key_path: &std::path::Path,
+) -> Result<EvidenceReport> {
+    let key = crate::util::signer_key(key_path)?;
+    let window = report.window.unwrap_or((0, 0));
+    let window = nospy_statement::predicate::Window {
+        start: time(window.0),
+        end: time(window.1),
+    };
+    let index: std::collections::HashMap<&str, usize> = inventory
+        .devices
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (d.device.as_str(), i))
+        .collect();
+    let mut statements: Vec<(String, usize, Vec<u8>)> = Vec::new();
+    let mut skipped = Vec::new();
+    let mut rows = report.violations.iter().peekable();
+    while let Some(first) = rows.next() {
+        let mut mine = vec![first];
+        while let Some(r) = rows.next_if(|r| r.device == first.device) {
+            mine.push(r);
+        }
+        let Some(&i) = index.get(first.device.as_str()) else {
+            continue;
+        };
+        let dev = &inventory.devices[i];
+        let Some(firmware) = dev.firmware_sha256.as_deref().and_then(Hash::from_hex) else {
+            skipped.push((
+                dev.device.clone(),
+                "no firmware digest in the inventory, so no release to name as the subject".into(),
+            ));
+            continue;
+        };
+        let flows: Vec<nospy_statement::predicate::FlowViolation> = mine
+            .iter()
+            .map(|r| nospy_statement::predicate::FlowViolation {
+                direction: direction(r.direction).into(),
+                peer: r.peer.to_string(),
+                protocol: protocol(r.protocol),
+                port: r.port,
+                flows: r.flows,
+                packets: r.packets,
+                bytes: r.bytes,
+                first_seen: time(r.first_ns),
+                last_seen: time(r.last_ns),
+            })
+            .collect();
+        let manifest = from[i].as_ref().map(|f| f.evidence_name(Some(log)));
+        for (env, n) in sign_evidence(
+            &dev.device,
+            &firmware,
+            &window,
+            &flows,
+            manifest,
+            input,
+            &key,
+        ) {
+            statements.push((dev.device.clone(), n, env));
+        }
+    }
+    let entries: Vec<Vec<u8>> = statements.iter().map(|s| s.2.clone()).collect();
+    let appended = if entries.is_empty() {
+        Vec::new()
+    } else {
+        log.append(&entries)
+            .with_context(|| format!("appending evidence to {}", log.name()))?
+    };
+    Ok(EvidenceReport {
+        log: log.name(),
+        appended: statements
+            .into_iter()
+            .zip(appended)
+            .map(|((d, n, _), a)| (d, n, a))
+            .collect(),
+        skipped,
+    })
+}
+
+/// Signed evidence statements for one device's flows: one, or as many as it takes for each to
+/// fit a log entry (the flows split in halves until they do). Returns each envelope with the
+/// number of flow groups it carries.
+fn sign_evidence(
+    device: &str,
+    firmware: &Hash,
+    window: &nospy_statement::predicate::Window,
+    flows: &[nospy_statement::predicate::FlowViolation],
+    manifest: Option<String>,
+    input: &Hash,
+    key: &nospy_tlog::note::SignerKey,
+) -> Vec<(Vec<u8>, usize)> {
+    use nospy_statement::intoto::{DigestSet, ResourceDescriptor};
+    use nospy_statement::predicate::{Evidence, Predicate};
+    let p = Predicate::Evidence(Evidence {
+        device: device.to_string(),
+        window: window.clone(),
+        flows: flows.to_vec(),
+        manifest: manifest.clone(),
+        source: DigestSet::sha256(input),
+    });
+    let subject = vec![ResourceDescriptor {
+        digest: Some(DigestSet::sha256(firmware)),
+        ..Default::default()
+    }];
+    let env = nospy_statement::sign(subject, &p, &[key]).to_json();
+    if env.len() <= nospy_tlog::tile::MAX_ENTRY_LEN || flows.len() < 2 {
+        return vec![(env, flows.len())];
+    }
+    let (a, b) = flows.split_at(flows.len() / 2);
+    let mut out = sign_evidence(device, firmware, window, a, manifest.clone(), input, key);
+    out.extend(sign_evidence(
+        device, firmware, window, b, manifest, input, key,
+    ));
+    out
 }

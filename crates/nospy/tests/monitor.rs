@@ -316,3 +316,263 @@ fn flow_exports_from_a_real_exporter_give_the_capture_s_verdicts() {
         );
     }
 }
+
+/// Writes an agreement trusting `vendor_vkey` for `vendor`, with no witness or evaluator quorum
+/// (monitoring takes the manifest from the vendor's logged release, admitted or not).
+fn monitoring_agreement(t: &Path, log_vkey: &str, vendor: &str, vendor_vkey: &str) -> PathBuf {
+    let p = t.join("agreement.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "name = \"monitoring\"\n[log]\norigin = \"log.example.org/nospy\"\nkey = \"{log_vkey}\"\n\
+             [witnesses]\nquorum = 0\nmax_age = \"24h\"\nkeys = []\n\
+             [[vendor]]\nname = \"{vendor}\"\nkeys = [\"{vendor_vkey}\"]\n\
+             [evaluators]\nquorum = 0\n\
+             [manifest]\nvendor_remote_access = [\"none\", \"operator-initiated\", \"vendor-initiated\"]\n"
+        ),
+    )
+    .unwrap();
+    p
+}
+
+/// The UT plug's release (its manifest imported from the MUD profile) signed and logged; an
+/// inventory naming the plug by its firmware digest only (no --manifest files); the monitor's
+/// key. Returns (inventory, agreement, monitor key, firmware digest, log dir, vendor vkey, monitor vkey).
+fn logged_world(t: &Path) -> (PathBuf, PathBuf, PathBuf, String, PathBuf, String, String) {
+    let (log, _, log_vkey) = new_log(t, "log.example.org/nospy");
+    let vendor_key = t.join("vendor.key");
+    let vendor_vkey = ok(&[
+        "key",
+        "generate",
+        "--name",
+        "release.ut.example",
+        "--out",
+        s(&vendor_key),
+    ])
+    .stdout
+    .trim()
+    .to_string();
+    let monitor_key = t.join("monitor.key");
+    let monitor_vkey = ok(&[
+        "key",
+        "generate",
+        "--name",
+        "monitor.operator.example",
+        "--out",
+        s(&monitor_key),
+    ])
+    .stdout
+    .trim()
+    .to_string();
+    let m = t.join("ut.toml");
+    ok(&[
+        "manifest",
+        "import-mud",
+        s(&net("mud/mudscope_ut-tplink-plugMud.json")),
+        "--out",
+        s(&m),
+    ]);
+    let fw = t.join("fw.bin");
+    std::fs::write(&fw, b"ut plug firmware 1.0\n").unwrap();
+    let digest = ok(&[
+        "release",
+        "sign",
+        "--key",
+        s(&vendor_key),
+        "--artifact",
+        s(&fw),
+        "--product",
+        "ut-tplink-plug",
+        "--version",
+        "1.0",
+        "--source-commit",
+        "abc123",
+        "--manifest",
+        s(&m),
+        "--out",
+        s(&t.join("release.json")),
+        "--json",
+    ]);
+    let digest: serde_json::Value = serde_json::from_str(&digest.stdout).unwrap();
+    let digest = digest["subject"][0]["digest"]["sha256"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    ok(&["log", "add", s(&log), s(&t.join("release.json"))]);
+    let inv = t.join("inventory.csv");
+    std::fs::write(
+        &inv,
+        format!(
+            "device,vendor,model,function,technology,site,sensitive,addresses,firmware_sha256,weight,replacement_cost\n\
+             ut-plug,SomeVendor,some-model,other,wifi,ut-lab,false,192.168.32.2,{digest},1,30\n\
+             no-digest,SomeVendor,some-model,other,wifi,ut-lab,false,192.168.32.99,,1,30\n"
+        ),
+    )
+    .unwrap();
+    let agreement = monitoring_agreement(t, &log_vkey, "ut-tplink-plug.com", &vendor_vkey);
+    (
+        inv,
+        agreement,
+        monitor_key,
+        digest,
+        log,
+        vendor_vkey,
+        monitor_vkey,
+    )
+}
+
+fn evidence_entry(log: &Path, index: u64) -> (nospy_statement::Statement, serde_json::Value) {
+    let r = ok(&["log", "entry", s(log), &index.to_string()]);
+    let env = nospy_statement::dsse::Envelope::parse(r.stdout.as_bytes()).unwrap();
+    let st = nospy_statement::Statement::parse(&env.payload).unwrap();
+    assert_eq!(st.predicate_type, nospy_statement::predicate::EVIDENCE_V1);
+    let p = st.predicate.clone();
+    (st, p)
+}
+
+#[test]
+fn manifests_from_the_log_and_evidence_appended_to_it() {
+    let t = tempfile::tempdir().unwrap();
+    let (inv, agreement, monitor_key, digest, log, _, _) = logged_world(t.path());
+    let pcap = net("pcap/mudscope_malign_ut-tplink_2021-11-18_15-10-46.pcap");
+    let op = t.path().join("operator.toml");
+    std::fs::write(
+        &op,
+        "[controllers]\n\"urn:ietf:params:mud:gateway\" = [\"192.168.32.1\"]\n",
+    )
+    .unwrap();
+    let args = [
+        "monitor",
+        "--json",
+        "--pcap",
+        s(&pcap),
+        "--inventory",
+        s(&inv),
+        "--operator",
+        s(&op),
+        "--agreement",
+        s(&agreement),
+        "--log",
+        s(&log),
+        "--evidence-key",
+        s(&monitor_key),
+    ];
+    let r = run(&args);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    // The plug was judged against the manifest of its firmware's release, entry 0 of the log:
+    // the same verdicts as with the MUD profile given as a file.
+    let plug = device(&v, "ut-plug");
+    assert_eq!(plug["manifest"]["from"], "log", "{v:#}");
+    assert_eq!(plug["manifest"]["index"], 0);
+    assert_eq!(plug["manifest"]["admitted"], true);
+    let viol = v["violations"].as_array().unwrap();
+    assert_eq!(viol.len(), 1, "{v:#}");
+    assert_eq!(viol[0]["peer"], "1.1.1.1");
+    let other = device(&v, "no-digest");
+    assert_eq!(other["manifest"], serde_json::Value::Null);
+    assert!(other["note"]
+        .as_str()
+        .unwrap()
+        .contains("no firmware digest"));
+    // One evidence statement, appended as entry 1, signed by the monitor's key, about the
+    // firmware, naming the device, the flows, the manifest and the capture's digest.
+    let st = v["evidence"]["statements"].as_array().unwrap();
+    assert_eq!(st.len(), 1, "{v:#}");
+    assert_eq!(
+        (st[0]["device"].as_str(), st[0]["index"].as_u64()),
+        (Some("ut-plug"), Some(1))
+    );
+    ok(&["log", "audit", s(&log)]);
+    let (statement, p) = evidence_entry(&log, 1);
+    assert_eq!(statement.subject_sha256()[0].to_hex(), digest);
+    assert_eq!(p["device"], "ut-plug");
+    assert_eq!(p["flows"].as_array().unwrap().len(), 1);
+    assert_eq!(p["flows"][0]["peer"], "1.1.1.1");
+    assert_eq!(p["flows"][0]["port"], 53);
+    assert!(
+        p["manifest"].as_str().unwrap().contains("release entry 0"),
+        "{p:#}"
+    );
+    assert_eq!(
+        p["source"]["sha256"],
+        sha256_hex(&std::fs::read(&pcap).unwrap())
+    );
+    assert!(
+        p["window"]["start"]
+            .as_str()
+            .unwrap()
+            .starts_with("2021-11-18T"),
+        "{p:#}"
+    );
+    // Ed25519 signatures are deterministic: the same evidence again is the same entry, not a
+    // second one.
+    let again = run(&args);
+    let again: serde_json::Value = serde_json::from_str(&again.stdout).unwrap();
+    assert_eq!(again["evidence"]["statements"][0]["index"], 1);
+    assert_eq!(again["evidence"]["statements"][0]["duplicate"], true);
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[test]
+fn evidence_through_a_server_needs_the_monitor_role() {
+    let t = tempfile::tempdir().unwrap();
+    let (inv, agreement, monitor_key, _, log, vendor_vkey, monitor_vkey) = logged_world(t.path());
+    let pcap = net("pcap/mudscope_malign_ut-tplink_2021-11-18_15-10-46.pcap");
+    let args = |url: &str| -> Vec<String> {
+        [
+            "monitor",
+            "--json",
+            "--pcap",
+            s(&pcap),
+            "--inventory",
+            s(&inv),
+            "--agreement",
+            s(&agreement),
+            "--server",
+            url,
+            "--evidence-key",
+            s(&monitor_key),
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect()
+    };
+    // A server that admits only the vendor refuses the evidence, and says so.
+    let cfg = serve_config(t.path(), &vendor_vkey);
+    let (mut child, url) = serve(&log, &cfg);
+    let a = args(&url);
+    let r = run(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(r.code, 2, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("HTTP 403"), "{}", r.stderr);
+    // Admitting the monitor's key: the manifest comes through the server's index, the evidence
+    // goes in through its /add.
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[submitter]]\nrole = \"vendor\"\nkey = \"{vendor_vkey}\"\n\
+             [[submitter]]\nrole = \"monitor\"\nkey = \"{monitor_vkey}\"\n"
+        ),
+    )
+    .unwrap();
+    let (mut child, url) = serve(&log, &cfg);
+    let a = args(&url);
+    let r = run(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(device(&v, "ut-plug")["manifest"]["index"], 0, "{v:#}");
+    assert_eq!(v["evidence"]["statements"][0]["index"], 1, "{v:#}");
+    let (_, p) = evidence_entry(&log, 1);
+    assert_eq!(p["flows"][0]["peer"], "1.1.1.1");
+}

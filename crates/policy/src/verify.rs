@@ -53,6 +53,22 @@ pub struct Verdict {
     /// The checkpoint's size and root, if it verified (to remember on admission).
     #[serde(skip)]
     pub checkpoint: Option<State>,
+    /// The release the verdict was drawn about, once it was found (signed by a vendor of the
+    /// agreement, about this artifact, included under the checkpoint), whatever the later checks
+    /// say: its manifest is what the device declared, admitted or not.
+    #[serde(skip)]
+    pub release: Option<LoggedRelease>,
+}
+
+/// A release statement found in the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggedRelease {
+    /// Its log index.
+    pub index: u64,
+    /// Its leaf hash.
+    pub leaf_hash: Hash,
+    /// The release.
+    pub release: Box<nospy_statement::predicate::Release>,
 }
 
 /// A remembered checkpoint: the last one accepted.
@@ -231,7 +247,7 @@ impl<'a> Verifier<'a> {
                 reason,
             })
         };
-        let finish = |checks: Vec<Check>, cp| {
+        let finish = |checks: Vec<Check>, cp, release: Option<LoggedRelease>| {
             let admit = checks
                 .iter()
                 .all(|c| matches!(c.outcome, Outcome::Pass | Outcome::NotChecked));
@@ -240,6 +256,7 @@ impl<'a> Verifier<'a> {
                 artifact: artifact.to_hex(),
                 checks,
                 checkpoint: cp,
+                release,
             }
         };
         const LATER: [&str; 6] = [
@@ -262,7 +279,7 @@ impl<'a> Verifier<'a> {
                 for n in LATER {
                     push(n, Outcome::Skipped, "no trusted checkpoint".into());
                 }
-                return finish(checks, None);
+                return finish(checks, None, None);
             }
         };
         let cp = &sc.checkpoint;
@@ -338,13 +355,18 @@ impl<'a> Verifier<'a> {
             for n in &LATER[1..] {
                 push(n, Outcome::Skipped, "no release".into());
             }
-            return finish(checks, Some(cp_state));
+            return finish(checks, Some(cp_state), None);
         };
         let Predicate::Release(r) = &rel.opened.predicate else {
             // invariant: only releases are kept in `release` above.
-            return finish(checks, Some(cp_state));
+            return finish(checks, Some(cp_state), None);
         };
         let release_leaf = leaf_hash(&rel.entry.bytes);
+        let found = Some(LoggedRelease {
+            index: rel.entry.index,
+            leaf_hash: release_leaf,
+            release: r.clone(),
+        });
         let signer = vendor_of(&rel.opened)
             .map(|(_, k)| self.keys[k].name())
             .unwrap_or("?");
@@ -517,7 +539,7 @@ impl<'a> Verifier<'a> {
                 format!("version {} is at least {}", r.version, m.version),
             ),
         }
-        finish(checks, Some(cp_state))
+        finish(checks, Some(cp_state), found)
     }
 
     /// Checks the checkpoint's signatures once per distinct checkpoint text, then its freshness
