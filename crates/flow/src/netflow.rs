@@ -163,6 +163,8 @@ pub struct Collector {
     init_ms: FastMap<(u32, u32), u64>,
     /// What was counted.
     pub counters: Counters,
+    /// Whether templates or exporter state changed since [`Collector::take_changed`] last said.
+    changed: bool,
 }
 
 /// At most this many exporters are told apart (messages from more are refused and counted).
@@ -241,10 +243,179 @@ fn ntp(v: &[u8]) -> u64 {
     secs * 1_000_000_000 + ((frac * 1_000_000_000) >> 32)
 }
 
+/// The element id nospy writes for a field it reads, when saving templates (any id that
+/// [`field_of`] maps back to the same field).
+fn id_of(f: Field) -> u16 {
+    match f {
+        Field::Bytes => 1,
+        Field::Packets => 2,
+        Field::Proto => 4,
+        Field::Sport => 7,
+        Field::Dport => 11,
+        Field::Src4 => 8,
+        Field::Dst4 => 12,
+        Field::Src6 => 27,
+        Field::Dst6 => 28,
+        Field::StartUptime => 22,
+        Field::EndUptime => 21,
+        Field::StartSecs => 150,
+        Field::EndSecs => 151,
+        Field::StartMs => 152,
+        Field::EndMs => 153,
+        Field::StartUs => 154,
+        Field::EndUs => 155,
+        Field::StartNs => 156,
+        Field::EndNs => 157,
+        Field::IcmpTypeCode => 32,
+        Field::SysInitMs => 160,
+    }
+}
+
+/// First line of a saved collector state.
+const STATE_HEADER: &str = "nospy-collector-state 1";
+
 impl Collector {
     /// A collector that knows no template yet.
     pub fn new() -> Collector {
         Collector::default()
+    }
+
+    /// Whether templates or exporter state changed since the last call (so a live collector
+    /// saves its state only when there is something new to save).
+    pub fn take_changed(&mut self) -> bool {
+        std::mem::take(&mut self.changed)
+    }
+
+    /// The collector's templates and exporter state as text, for [`Collector::restore`]: a
+    /// collector restarted with it reads data sets at once instead of waiting for each exporter
+    /// to send its templates again (IPFIX over UDP resends them only every few minutes).
+    ///
+    /// One line per item, sorted: `template EXPORTER DOMAIN ID data|options LEN:ELEMENT,...`
+    /// (element `-` for one nospy does not read; length 65535 for variable-length) and
+    /// `init EXPORTER DOMAIN MILLISECONDS` (the exporter's systemInitTimeMilliseconds).
+    pub fn save(&self) -> String {
+        let mut names: Vec<&str> = vec![""; self.exporters.len()];
+        for (n, &i) in &self.exporters {
+            names[i as usize] = n;
+        }
+        let mut lines = Vec::new();
+        for (&(ex, domain, id), t) in &self.templates {
+            let fields: Vec<String> = t
+                .fields
+                .iter()
+                .map(|(len, f)| match f {
+                    Some(f) => format!("{len}:{}", id_of(*f)),
+                    None => format!("{len}:-"),
+                })
+                .collect();
+            lines.push(format!(
+                "template {} {domain} {id} {} {}",
+                names[ex as usize],
+                if t.options { "options" } else { "data" },
+                fields.join(",")
+            ));
+        }
+        for (&(ex, domain), ms) in &self.init_ms {
+            lines.push(format!("init {} {domain} {ms}", names[ex as usize]));
+        }
+        lines.sort();
+        let mut out = String::from(STATE_HEADER);
+        out.push('\n');
+        for l in lines {
+            out.push_str(&l);
+            out.push('\n');
+        }
+        out
+    }
+
+    /// A collector with the state [`Collector::save`] wrote. Refuses, naming the line, anything
+    /// else (and more templates or exporters than a collector keeps).
+    pub fn restore(text: &str) -> Result<Collector, String> {
+        let mut c = Collector::new();
+        let mut lines = text.lines().enumerate();
+        match lines.next() {
+            Some((_, l)) if l.trim_end() == STATE_HEADER => {}
+            _ => return Err(format!("line 1: expected {STATE_HEADER:?}")),
+        }
+        for (i, line) in lines {
+            let n = i + 1;
+            let at = |m: String| format!("line {n}: {m}");
+            let w: Vec<&str> = line.split_whitespace().collect();
+            if w.is_empty() {
+                continue;
+            }
+            let num = |s: &str, what: &str| -> Result<u64, String> {
+                s.parse::<u64>()
+                    .map_err(|_| at(format!("{what} {s:?} is not a number")))
+            };
+            let mut exporter = |name: &str| -> Result<u32, String> {
+                if let Some(&e) = c.exporters.get(name) {
+                    return Ok(e);
+                }
+                if c.exporters.len() >= MAX_EXPORTERS {
+                    return Err(at(format!("more than {MAX_EXPORTERS} exporters")));
+                }
+                let e = c.exporters.len() as u32;
+                c.exporters.insert(name.to_string(), e);
+                Ok(e)
+            };
+            match w.as_slice() {
+                ["template", ex, domain, id, kind, fields] => {
+                    let ex = exporter(ex)?;
+                    let domain = u32::try_from(num(domain, "domain")?)
+                        .map_err(|_| at("domain is over 32 bits".into()))?;
+                    let id = u16::try_from(num(id, "template id")?)
+                        .ok()
+                        .filter(|&id| id >= 256)
+                        .ok_or_else(|| at("template id must be 256 to 65535".into()))?;
+                    let options = match *kind {
+                        "data" => false,
+                        "options" => true,
+                        k => return Err(at(format!("{k:?} is neither data nor options"))),
+                    };
+                    let mut list = Vec::new();
+                    for f in fields.split(',') {
+                        let (len, el) = f
+                            .split_once(':')
+                            .ok_or_else(|| at(format!("field {f:?} is not LEN:ELEMENT")))?;
+                        let len = u16::try_from(num(len, "field length")?)
+                            .ok()
+                            .filter(|&l| l > 0)
+                            .ok_or_else(|| at(format!("field length {len} is not 1 to 65535")))?;
+                        let field = match el {
+                            "-" => None,
+                            e => Some(
+                                u16::try_from(num(e, "element")?)
+                                    .ok()
+                                    .and_then(field_of)
+                                    .ok_or_else(|| {
+                                        at(format!("element {e} is not one nospy reads"))
+                                    })?,
+                            ),
+                        };
+                        list.push((len, field));
+                    }
+                    if c.templates.len() >= MAX_TEMPLATES {
+                        return Err(at(format!("more than {MAX_TEMPLATES} templates")));
+                    }
+                    c.templates
+                        .insert((ex, domain, id), Template::new(list, options));
+                }
+                ["init", ex, domain, ms] => {
+                    let ex = exporter(ex)?;
+                    let domain = u32::try_from(num(domain, "domain")?)
+                        .map_err(|_| at("domain is over 32 bits".into()))?;
+                    let ms = num(ms, "milliseconds")?;
+                    c.init_ms.insert((ex, domain), ms);
+                }
+                _ => {
+                    return Err(at(format!(
+                        "expected `template EXPORTER DOMAIN ID data|options FIELDS` or `init EXPORTER DOMAIN MS`, found {line:?}"
+                    )))
+                }
+            }
+        }
+        Ok(c)
     }
 
     /// Reads one export packet from `exporter` (any name that tells exporters apart: the UDP
@@ -356,6 +527,9 @@ impl Collector {
             return bad(at, format!("more than {MAX_TEMPLATES} templates"));
         }
         self.counters.templates += 1;
+        if self.templates.get(&key) != Some(&t) {
+            self.changed = true;
+        }
         self.templates.insert(key, t);
         Ok(())
     }
@@ -498,7 +672,7 @@ impl Collector {
             }
             if n == 0 {
                 // A withdrawal.
-                self.templates.remove(&(ex, domain, id));
+                self.changed |= self.templates.remove(&(ex, domain, id)).is_some();
                 at += head;
                 continue;
             }
@@ -624,7 +798,7 @@ impl Collector {
         for v in values {
             if options {
                 if let Some(ms) = v.sys_init_ms {
-                    self.init_ms.insert((ex, domain), ms);
+                    self.changed |= self.init_ms.insert((ex, domain), ms) != Some(ms);
                 }
                 continue;
             }

@@ -13,6 +13,7 @@ mod admit;
 mod bench;
 mod benchmonitor;
 mod benchverify;
+mod collect;
 mod diff;
 mod gather;
 mod keys;

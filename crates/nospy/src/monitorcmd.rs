@@ -34,11 +34,23 @@ pub struct MonitorArgs {
     #[arg(long)]
     resolver: Option<PathBuf>,
     /// A packet capture (pcap or pcapng, recognised by content).
-    #[arg(long, conflicts_with = "flows", required_unless_present = "flows")]
+    #[arg(long, conflicts_with_all = ["flows", "listen"], required_unless_present_any = ["flows", "listen"])]
     pcap: Option<PathBuf>,
     /// A capture of flow export packets (NetFlow v5, v9 or IPFIX over UDP).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "listen")]
     flows: Option<PathBuf>,
+    /// Collect NetFlow v5, v9 and IPFIX live on this UDP address (`udp:0.0.0.0:4739`) until
+    /// interrupted (Ctrl-C, SIGTERM) or --duration has passed, then report.
+    #[arg(long, value_name = "udp:ADDR")]
+    listen: Option<String>,
+    /// With --listen: stop after this long (`90s`, `15m`, `1h`).
+    #[arg(long, requires = "listen")]
+    duration: Option<String>,
+    /// With --listen: where the collector keeps the templates and exporter state it learned, so
+    /// that after a restart it reads data at once rather than waiting for every exporter to
+    /// resend its templates. Saved (atomically) whenever they change.
+    #[arg(long, requires = "listen", default_value = "nospy-collector.state")]
+    templates: PathBuf,
     /// The agreement whose vendor keys must have signed a release for its manifest to be taken
     /// from the log (--log or --server): each device is then judged against the manifest of the
     /// release of its firmware (the inventory's firmware_sha256), ahead of any --manifest file.
@@ -141,27 +153,45 @@ pub fn run(a: MonitorArgs) -> Result<ExitCode> {
     let source = LogSource::from_args(a.log.as_deref(), a.server.as_deref());
     let (per_device, from, notes) = device_manifests(&a, &inventory, source.as_ref())?;
     let mut monitor = Monitor::new(&inventory, &per_device, &operator, resolver)?;
-    let (path, exports) = match (&a.pcap, &a.flows) {
-        (Some(p), _) => (p, false),
-        (None, Some(p)) => (p, true),
-        (None, None) => bail!("give --pcap FILE or --flows FILE"),
-    };
-    let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut progress = Progress::new("read bytes");
-    let mut tell = |done: usize, total: usize| progress.update(done as u64, total as u64);
-    let stats = if exports {
-        read_exports(&data, &mut Collector::new(), &mut monitor, &mut tell)
+    let (stats, input) = if let Some(l) = &a.listen {
+        let addr: std::net::SocketAddr = l
+            .strip_prefix("udp:")
+            .and_then(|a| a.parse().ok())
+            .with_context(|| {
+                format!("--listen {l:?}: expected udp:ADDRESS:PORT, such as udp:0.0.0.0:4739")
+            })?;
+        let duration = match &a.duration {
+            Some(d) => Some(std::time::Duration::from_secs(
+                nospy_statement::time::parse_duration(d).with_context(|| {
+                    format!("--duration {d:?}: expected a duration such as 90s, 15m or 1h")
+                })?,
+            )),
+            None => None,
+        };
+        crate::collect::listen(addr, &a.templates, duration, &mut monitor)?
     } else {
-        read_traffic(&data, &mut monitor, &mut tell)
-    }
-    .with_context(|| format!("{}", path.display()))?;
+        let (path, exports) = match (&a.pcap, &a.flows) {
+            (Some(p), _) => (p, false),
+            (None, Some(p)) => (p, true),
+            (None, None) => bail!("give --pcap FILE, --flows FILE or --listen udp:ADDR"),
+        };
+        let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let mut progress = Progress::new("read bytes");
+        let mut tell = |done: usize, total: usize| progress.update(done as u64, total as u64);
+        let stats = if exports {
+            read_exports(&data, &mut Collector::new(), &mut monitor, &mut tell)
+        } else {
+            read_traffic(&data, &mut monitor, &mut tell)
+        }
+        .with_context(|| format!("{}", path.display()))?;
+        (stats, Hash(Sha256::digest(&data).into()))
+    };
     let report = monitor.finish();
     let evidence = match &a.evidence_key {
         Some(k) => {
             let source = source
                 .as_ref()
                 .context("--evidence-key needs --log or --server: the log to append evidence to")?;
-            let input = Hash(Sha256::digest(&data).into());
             Some(append_evidence(
                 &report, &inventory, &from, source, &input, k,
             )?)

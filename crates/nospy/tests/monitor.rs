@@ -576,3 +576,220 @@ fn evidence_through_a_server_needs_the_monitor_role() {
     let (_, p) = evidence_entry(&log, 1);
     assert_eq!(p["flows"][0]["peer"], "1.1.1.1");
 }
+
+/// A running `nospy monitor --listen`: the child, the UDP port it collects on, and the rest of
+/// its standard error (read to the end on another thread).
+struct Live {
+    child: std::process::Child,
+    port: u16,
+    stderr: std::thread::JoinHandle<String>,
+}
+
+fn start_live(args: &[String]) -> Live {
+    use std::io::{BufRead, BufReader, Read};
+    let mut child = nospy()
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let mut before = String::new();
+    let port = loop {
+        line.clear();
+        assert!(
+            err.read_line(&mut line).unwrap() > 0,
+            "nospy monitor exited before listening: {before}"
+        );
+        before.push_str(&line);
+        if let Some(a) = line
+            .trim()
+            .strip_prefix("nospy monitor: collecting on udp:")
+        {
+            break a.rsplit(':').next().unwrap().parse().unwrap();
+        }
+    };
+    let stderr = std::thread::spawn(move || {
+        let mut rest = before;
+        let _ = err.read_to_string(&mut rest);
+        rest
+    });
+    Live {
+        child,
+        port,
+        stderr,
+    }
+}
+
+impl Live {
+    /// Stops it with SIGTERM (what arrived before is still read) and returns its exit code, its
+    /// JSON report and its standard error.
+    fn stop(self) -> (i32, serde_json::Value, String) {
+        let k = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(k.success());
+        let out = self.child.wait_with_output().unwrap();
+        let err = self.stderr.join().unwrap();
+        let v = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+        (out.status.code().unwrap_or(-1), v, err)
+    }
+}
+
+#[test]
+fn the_live_collector_takes_a_real_exporter_s_flows() {
+    let t = tempfile::tempdir().unwrap();
+    let capture = "mudscope_malign_ut-tplink_2021-11-18_15-10-46.pcap";
+    for version in ["5", "9", "10"] {
+        let mut args: Vec<String> = ["monitor", "--json", "--listen", "udp:127.0.0.1:0"]
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        args.extend([
+            "--templates".to_string(),
+            s(&t.path().join(format!("v{version}.state"))).to_string(),
+        ]);
+        args.extend(setup(t.path()));
+        let live = start_live(&args);
+        let r = std::process::Command::new("softflowd")
+            .args(["-d", "-a", "-c", "none", "-v", version])
+            .args(["-r", s(&net(&format!("pcap/{capture}")))])
+            .args(["-n", &format!("127.0.0.1:{}", live.port)])
+            .args(["-p", s(&t.path().join("softflowd.pid"))])
+            .output()
+            .expect("softflowd (apt-get install softflowd)");
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        let (code, v, err) = live.stop();
+        assert_eq!(code, 1, "v{version}: {v:#}\n{err}");
+        assert!(v["input"]["export_messages"].as_u64().unwrap() > 0);
+        assert_eq!(v["input"]["export_malformed"], 0, "v{version}");
+        let viol = v["violations"].as_array().unwrap();
+        assert_eq!(viol.len(), 1, "v{version}: {v:#}");
+        assert_eq!(
+            (viol[0]["peer"].as_str(), viol[0]["port"].as_u64()),
+            (Some("1.1.1.1"), Some(53)),
+            "v{version}"
+        );
+        assert_eq!(
+            v["unattributable"].as_array().unwrap().len(),
+            2,
+            "v{version}: {v:#}"
+        );
+    }
+}
+
+/// An IPFIX message (domain 7) holding one set.
+fn ipfix(set_id: u16, body: &[u8]) -> Vec<u8> {
+    let mut m = Vec::new();
+    m.extend_from_slice(&10u16.to_be_bytes());
+    m.extend_from_slice(&((16 + 4 + body.len()) as u16).to_be_bytes());
+    m.extend_from_slice(&1_637_244_707u32.to_be_bytes());
+    m.extend_from_slice(&1u32.to_be_bytes());
+    m.extend_from_slice(&7u32.to_be_bytes());
+    m.extend_from_slice(&set_id.to_be_bytes());
+    m.extend_from_slice(&((4 + body.len()) as u16).to_be_bytes());
+    m.extend_from_slice(body);
+    m
+}
+
+/// Template 300: addresses, protocol, ports, counters, start and end in milliseconds.
+fn template_message() -> Vec<u8> {
+    let fields: [(u16, u16); 9] = [
+        (8, 4),
+        (12, 4),
+        (4, 1),
+        (7, 2),
+        (11, 2),
+        (2, 8),
+        (1, 8),
+        (152, 8),
+        (153, 8),
+    ];
+    let mut b = Vec::new();
+    b.extend_from_slice(&300u16.to_be_bytes());
+    b.extend_from_slice(&(fields.len() as u16).to_be_bytes());
+    for (id, len) in fields {
+        b.extend_from_slice(&id.to_be_bytes());
+        b.extend_from_slice(&len.to_be_bytes());
+    }
+    ipfix(2, &b)
+}
+
+/// One record of template 300: the UT plug's DNS query to 1.1.1.1.
+fn data_message() -> Vec<u8> {
+    let mut b = Vec::new();
+    b.extend_from_slice(&[192, 168, 32, 2, 1, 1, 1, 1, 17]);
+    b.extend_from_slice(&40_000u16.to_be_bytes());
+    b.extend_from_slice(&53u16.to_be_bytes());
+    b.extend_from_slice(&1u64.to_be_bytes());
+    b.extend_from_slice(&80u64.to_be_bytes());
+    b.extend_from_slice(&1_637_244_707_000u64.to_be_bytes());
+    b.extend_from_slice(&1_637_244_707_010u64.to_be_bytes());
+    ipfix(300, &b)
+}
+
+#[test]
+fn the_live_collector_keeps_templates_across_restarts() {
+    let t = tempfile::tempdir().unwrap();
+    let state = t.path().join("collector.state");
+    let args = |state: &Path| -> Vec<String> {
+        let mut a: Vec<String> = [
+            "monitor",
+            "--json",
+            "--listen",
+            "udp:127.0.0.1:0",
+            "--templates",
+            s(state),
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+        a.extend(setup(t.path()));
+        a
+    };
+    // Templates belong to the exporter (its address and port): one sender plays the exporter.
+    let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    // First run: only the template arrives, and is saved.
+    let live = start_live(&args(&state));
+    sender
+        .send_to(&template_message(), ("127.0.0.1", live.port))
+        .unwrap();
+    let (code, v, err) = live.stop();
+    assert_eq!(code, 0, "{v:#}\n{err}");
+    assert!(
+        std::fs::read_to_string(&state)
+            .unwrap()
+            .contains("template "),
+        "{err}"
+    );
+    // After a restart, data for that template is read at once.
+    let live = start_live(&args(&state));
+    sender
+        .send_to(&data_message(), ("127.0.0.1", live.port))
+        .unwrap();
+    let (code, v, err) = live.stop();
+    assert_eq!(code, 1, "{v:#}\n{err}");
+    assert!(err.contains("restored from"), "{err}");
+    assert_eq!(v["input"]["export_records_without_template"], 0, "{v:#}");
+    assert_eq!(v["violations"][0]["peer"], "1.1.1.1", "{v:#}");
+    // Without the saved state the same data cannot be read: counted, not guessed.
+    let fresh = t.path().join("fresh.state");
+    let live = start_live(&args(&fresh));
+    sender
+        .send_to(&data_message(), ("127.0.0.1", live.port))
+        .unwrap();
+    let (code, v, err) = live.stop();
+    assert_eq!(code, 0, "{v:#}\n{err}");
+    assert_eq!(v["input"]["export_records_without_template"], 1, "{v:#}");
+    // A state file nospy did not write is refused, naming the line.
+    std::fs::write(
+        &fresh,
+        "nospy-collector-state 1\ntemplate x 0 300 data 4:8,oops\n",
+    )
+    .unwrap();
+    let r = run(&args(&fresh).iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("line 2"), "{}", r.stderr);
+}

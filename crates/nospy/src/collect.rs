@@ -1,0 +1,170 @@
+//! `nospy monitor --listen udp:ADDR`: a live NetFlow v5/v9 and IPFIX collector.
+//!
+//! Exporters send templates rarely (IPFIX over UDP every few minutes), so a collector that forgot
+//! them on restart would skip every data set until they come again. The collector's templates and
+//! exporter state are therefore saved to a file whenever they change (written beside it, fsynced,
+//! renamed over it) and read back at start.
+
+use anyhow::{Context as _, Result};
+use nospy_flow::netflow::Collector;
+use nospy_flow::source::{Sink, Stats};
+use nospy_tlog::Hash;
+use sha2::{Digest as _, Sha256};
+use std::io::{IsTerminal as _, Write as _};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Reads the saved collector state, or starts afresh when there is none.
+fn restore(path: &Path) -> Result<Collector> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let c = Collector::restore(&text).map_err(|e| {
+                anyhow::anyhow!(
+                    "{}: {e} (a collector state file that nospy did not write? remove it to start afresh)",
+                    path.display()
+                )
+            })?;
+            eprintln!(
+                "nospy monitor: templates and exporter state restored from {}",
+                path.display()
+            );
+            Ok(c)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Collector::new()),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// Replaces the state file atomically and durably.
+fn save(path: &Path, text: &str) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path.file_name().context("the state file has no name")?;
+    let tmp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
+    let mut f =
+        std::fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
+    f.write_all(text.as_bytes())
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("syncing {}", dir.display()))
+}
+
+/// Collects on `addr` until interrupted or `duration` has passed, feeding every flow to `sink`.
+/// Returns what was counted and the SHA-256 of what arrived (each message as a 4-byte big-endian
+/// length and its bytes, in order): the "source" an evidence statement names.
+pub fn listen(
+    addr: SocketAddr,
+    state: &Path,
+    duration: Option<Duration>,
+    sink: &mut dyn Sink,
+) -> Result<(Stats, Hash)> {
+    let mut collector = restore(state)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the collector")?;
+    rt.block_on(async {
+        let sock = tokio::net::UdpSocket::bind(addr)
+            .await
+            .with_context(|| format!("listening on udp:{addr}"))?;
+        let local = sock.local_addr().context("the socket's address")?;
+        // Both signals are caught before the collector says it is listening, so that a stop
+        // sent as soon as it has said so is a stop, not the default death.
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut int = signal(SignalKind::interrupt()).context("catching SIGINT")?;
+        let mut term = signal(SignalKind::terminate()).context("catching SIGTERM")?;
+        eprintln!("nospy monitor: collecting on udp:{local}");
+        let deadline = duration.map(|d| tokio::time::Instant::now() + d);
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let show = std::io::stderr().is_terminal();
+        let mut c = Collecting {
+            collector: &mut collector,
+            sink,
+            state,
+            st: Stats::default(),
+            hasher: Sha256::new(),
+            flows: Vec::new(),
+            save_failed: false,
+        };
+        let mut buf = vec![0u8; 65_536];
+        let started = Instant::now();
+        loop {
+            tokio::select! {
+                r = sock.recv_from(&mut buf) => {
+                    // An error is an ICMP error for an earlier datagram, say: nothing to read.
+                    if let Ok((n, from)) = r {
+                        c.message(&buf[..n], from);
+                    }
+                }
+                _ = int.recv() => break,
+                _ = term.recv() => break,
+                _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => break,
+                _ = tick.tick() => {
+                    if show {
+                        eprint!(
+                            "\r{:>6.0} s  {} messages  {} flows  ",
+                            started.elapsed().as_secs_f64(),
+                            c.st.packets,
+                            c.st.flows
+                        );
+                    }
+                }
+            }
+        }
+        // What had arrived before the stop is read too.
+        while let Ok((n, from)) = sock.try_recv_from(&mut buf) {
+            c.message(&buf[..n], from);
+        }
+        let (mut st, hasher) = (c.st, c.hasher);
+        if show {
+            eprintln!();
+        }
+        st.export = collector.counters;
+        eprintln!(
+            "nospy monitor: collected {} messages ({} flows) on udp:{local}",
+            st.packets, st.flows
+        );
+        Ok((st, Hash(hasher.finalize().into())))
+    })
+}
+
+/// The collector's state while it runs.
+struct Collecting<'a> {
+    collector: &'a mut Collector,
+    sink: &'a mut dyn Sink,
+    state: &'a Path,
+    st: Stats,
+    hasher: Sha256,
+    flows: Vec<nospy_flow::Flow>,
+    save_failed: bool,
+}
+
+impl Collecting<'_> {
+    /// One export message from `from`.
+    fn message(&mut self, msg: &[u8], from: SocketAddr) {
+        self.st.packets += 1;
+        self.hasher.update((msg.len() as u32).to_be_bytes());
+        self.hasher.update(msg);
+        self.flows.clear();
+        // A malformed message is counted by the collector and skipped.
+        let _ = self.collector.read(&from.to_string(), msg, &mut self.flows);
+        for f in &self.flows {
+            self.st.flows += 1;
+            self.sink.flow(f);
+        }
+        if self.collector.take_changed() {
+            if let Err(e) = save(self.state, &self.collector.save()) {
+                if !self.save_failed {
+                    eprintln!("nospy monitor: warning: templates not saved: {e:#}");
+                    self.save_failed = true;
+                }
+            }
+        }
+    }
+}
