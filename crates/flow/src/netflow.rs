@@ -378,10 +378,9 @@ impl Collector {
                         let (len, el) = f
                             .split_once(':')
                             .ok_or_else(|| at(format!("field {f:?} is not LEN:ELEMENT")))?;
+                        // Zero is a length exporters may declare (the field takes no room).
                         let len = u16::try_from(num(len, "field length")?)
-                            .ok()
-                            .filter(|&l| l > 0)
-                            .ok_or_else(|| at(format!("field length {len} is not 1 to 65535")))?;
+                            .map_err(|_| at(format!("field length {len} is over 65535")))?;
                         let field = match el {
                             "-" => None,
                             e => Some(
@@ -394,6 +393,9 @@ impl Collector {
                             ),
                         };
                         list.push((len, field));
+                    }
+                    if list.is_empty() {
+                        return Err(at("a template needs fields".into()));
                     }
                     if c.templates.len() >= MAX_TEMPLATES {
                         return Err(at(format!("more than {MAX_TEMPLATES} templates")));
@@ -523,6 +525,9 @@ impl Collector {
     }
 
     fn learn(&mut self, key: TemplateKey, t: Template, at: usize) -> Result<(), ExportError> {
+        if t.fields.is_empty() {
+            return bad(at, format!("template {} has no fields", key.2));
+        }
         if !self.templates.contains_key(&key) && self.templates.len() >= MAX_TEMPLATES {
             return bad(at, format!("more than {MAX_TEMPLATES} templates"));
         }
@@ -808,14 +813,16 @@ impl Collector {
             };
             let (first_ns, last_ns) = match time {
                 Time::Uptime(boot_ns) => (
-                    v.start_ns
-                        .unwrap_or(boot_ns + v.start_up.unwrap_or(0) * 1_000_000),
-                    v.end_ns
-                        .unwrap_or(boot_ns + v.end_up.unwrap_or(0) * 1_000_000),
+                    v.start_ns.unwrap_or(
+                        boot_ns.saturating_add(v.start_up.unwrap_or(0).saturating_mul(1_000_000)),
+                    ),
+                    v.end_ns.unwrap_or(
+                        boot_ns.saturating_add(v.end_up.unwrap_or(0).saturating_mul(1_000_000)),
+                    ),
                 ),
                 Time::Ipfix { export_ns, init_ms } => {
                     let rel = |up: Option<u64>| match (up, init_ms) {
-                        (Some(u), Some(i)) => Some((i + u) * 1_000_000),
+                        (Some(u), Some(i)) => Some(i.saturating_add(u).saturating_mul(1_000_000)),
                         _ => None,
                     };
                     let first = v.start_ns.or(rel(v.start_up)).unwrap_or(export_ns);

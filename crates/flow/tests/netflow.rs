@@ -259,10 +259,22 @@ fn a_saved_collector_reads_what_the_original_would() {
     for (bad, want) in [
         ("", "line 1"),
         ("nospy-collector-state 2\n", "line 1"),
-        ("nospy-collector-state 1\ntemplate a 0 12 data 4:8\n", "line 2"),
-        ("nospy-collector-state 1\ntemplate a 0 300 data 0:8\n", "line 2"),
-        ("nospy-collector-state 1\ntemplate a 0 300 data 4:99999\n", "line 2"),
-        ("nospy-collector-state 1\ntemplate a 0 300 nope 4:8\n", "line 2"),
+        (
+            "nospy-collector-state 1\ntemplate a 0 12 data 4:8\n",
+            "line 2",
+        ),
+        (
+            "nospy-collector-state 1\ntemplate a 0 300 data 65536:8\n",
+            "line 2",
+        ),
+        (
+            "nospy-collector-state 1\ntemplate a 0 300 data 4:99999\n",
+            "line 2",
+        ),
+        (
+            "nospy-collector-state 1\ntemplate a 0 300 nope 4:8\n",
+            "line 2",
+        ),
         ("nospy-collector-state 1\ninit a 99999999999 1\n", "line 2"),
         ("nospy-collector-state 1\n\ninit a 1\n", "line 3"),
     ] {

@@ -263,7 +263,22 @@ impl FromStr for Peer {
         {
             return s.parse::<Prefix>().map(Peer::Prefix);
         }
-        dns_name(s).map(Peer::Name)
+        let name = dns_name(s)?;
+        // Names are case-insensitive and may end in a dot: "Operator-Networks" or
+        // "same-vendor." would otherwise be a name that reads back as the abstraction.
+        if [
+            "operator-networks",
+            "my-controller",
+            "same-vendor",
+            "local-networks",
+        ]
+        .contains(&name.as_str())
+        {
+            return Err(format!(
+                "{s:?} is spelled like the abstraction {name}: write {name} for the abstraction, or a host's full domain name"
+            ));
+        }
+        Ok(Peer::Name(name))
     }
 }
 

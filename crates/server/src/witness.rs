@@ -160,8 +160,9 @@ fn text(status: StatusCode, msg: impl std::fmt::Display) -> Response<Body> {
     reply(status, "text/plain; charset=utf-8", format!("{msg}\n"))
 }
 
-/// Splits the request: old size, proof, checkpoint note.
-fn parse_request(body: &str) -> Result<(u64, Vec<Hash>, &str), String> {
+/// Splits a tlog-witness `add-checkpoint` request body: old size, consistency proof, checkpoint
+/// note (not yet verified).
+pub fn parse_request(body: &str) -> Result<(u64, Vec<Hash>, &str), String> {
     let (first, mut rest) = body.split_once('\n').ok_or("no old size line")?;
     let old = first
         .strip_prefix("old ")

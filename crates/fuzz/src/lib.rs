@@ -1,0 +1,220 @@
+//! Fuzz targets: one function per parser of nospy, each taking arbitrary bytes.
+//!
+//! A target must never panic, whatever it is given, and where a parser has a writer, what it
+//! writes must parse back to the same thing (so the targets check round trips too). The same
+//! functions are driven two ways:
+//!
+//! - `tests/mutations.rs`: a deterministic mutation harness on stable Rust, run by `cargo test`
+//!   (and so by CI): each target gets real seeds (the vectors of `../shared/vectors`, and
+//!   `seeds/`) and thousands of mutations of them;
+//! - `fuzz/` at the top of the repository: the same targets for libFuzzer (`cargo fuzz run
+//!   <target>`), coverage-guided, for as long as one cares to run them.
+
+use nospy_flow::netflow::Collector;
+use nospy_flow::source::Sink;
+
+/// A fuzz target: takes any bytes, must not panic.
+pub type Target = fn(&[u8]);
+
+/// Every target, by name.
+pub const TARGETS: &[(&str, Target)] = &[
+    ("traffic", traffic),
+    ("packet", packet),
+    ("dns", dns),
+    ("exports", exports),
+    ("collector_state", collector_state),
+    ("inventory", inventory),
+    ("operator", operator),
+    ("manifest", manifest),
+    ("mud", mud),
+    ("envelope", envelope),
+    ("bundle", bundle),
+    ("checkpoint", checkpoint),
+    ("tile", tile),
+    ("agreement", agreement),
+    ("server_config", server_config),
+    ("witness_request", witness_request),
+    ("resolver", resolver),
+];
+
+fn text(data: &[u8]) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(data)
+}
+
+struct Discard(u64);
+
+impl Sink for Discard {
+    fn flow(&mut self, f: &nospy_flow::Flow) {
+        self.0 += f.packets;
+    }
+}
+
+/// A capture (pcap or pcapng) read whole: packets, flows, DNS answers.
+pub fn traffic(data: &[u8]) {
+    let mut sink = Discard(0);
+    if let Ok(st) = nospy_flow::source::read_traffic(data, &mut sink, &mut |_, _| {}) {
+        assert!(st.flows <= st.packets, "more flows than packets");
+    }
+}
+
+/// One packet: the first two bytes are the link type.
+pub fn packet(data: &[u8]) {
+    if data.len() < 2 {
+        return;
+    }
+    let linktype = u16::from_be_bytes([data[0], data[1]]);
+    if let Ok(p) = nospy_flow::packet::decode(linktype, &data[2..]) {
+        assert!(p.payload.len() <= data.len());
+    }
+}
+
+/// One DNS message.
+pub fn dns(data: &[u8]) {
+    let _ = nospy_flow::dns::answers(data);
+}
+
+/// A stream of export messages (NetFlow v5, v9, IPFIX), each prefixed by its length (2 bytes)
+/// and whether it comes from the first or second exporter (1 byte); then the collector's saved
+/// state must restore to a collector that saves the same.
+pub fn exports(data: &[u8]) {
+    let mut c = Collector::new();
+    let mut out = Vec::new();
+    let mut rest = data;
+    while rest.len() >= 3 {
+        let n = u16::from_be_bytes([rest[0], rest[1]]) as usize;
+        let exporter = if rest[2] & 1 == 0 {
+            "192.0.2.1:4739"
+        } else {
+            "[2001:db8::1]:2055"
+        };
+        let msg = &rest[3..(3 + n).min(rest.len())];
+        let _ = c.read(exporter, msg, &mut out);
+        rest = &rest[(3 + n).min(rest.len())..];
+    }
+    let saved = c.save();
+    let back = Collector::restore(&saved).expect("a saved collector restores");
+    assert_eq!(back.save(), saved, "saved state round-trips");
+}
+
+/// A collector state file.
+pub fn collector_state(data: &[u8]) {
+    if let Ok(c) = Collector::restore(&text(data)) {
+        let saved = c.save();
+        let back = Collector::restore(&saved).expect("a saved collector restores");
+        assert_eq!(back.save(), saved);
+    }
+}
+
+/// An inventory, as CSV and as JSON.
+pub fn inventory(data: &[u8]) {
+    let t = text(data);
+    let _ = nospy_inventory::Inventory::parse(&t);
+    let _ = nospy_inventory::Inventory::from_json(&t);
+}
+
+/// An operator configuration.
+pub fn operator(data: &[u8]) {
+    let _ = nospy_inventory::OperatorConfig::from_toml(&text(data));
+}
+
+/// A manifest, as TOML and as JSON; what parses is written and parsed back to the same.
+pub fn manifest(data: &[u8]) {
+    let t = text(data);
+    if let Ok(m) = nospy_manifest::Manifest::from_toml(&t) {
+        let back = nospy_manifest::Manifest::from_toml(&m.to_toml()).expect("written TOML parses");
+        assert_eq!(back, m, "TOML round trip");
+        let j = nospy_manifest::Manifest::from_json(&m.to_json()).expect("written JSON parses");
+        assert_eq!(j, m, "JSON round trip");
+    }
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(data) {
+        let _ = nospy_manifest::Manifest::from_json(&v);
+    }
+}
+
+/// A MUD file (RFC 8520) imported into a manifest.
+pub fn mud(data: &[u8]) {
+    let _ = nospy_manifest::mud::import(data);
+}
+
+/// A DSSE envelope, its in-toto statement and its predicate; a parsed envelope is written and
+/// parsed back to the same.
+pub fn envelope(data: &[u8]) {
+    use nospy_statement::dsse::Envelope;
+    if let Ok(e) = Envelope::parse(data) {
+        let back = Envelope::parse(&e.to_json()).expect("a written envelope parses");
+        assert_eq!(back, e, "envelope round trip");
+        if let Ok(st) = nospy_statement::Statement::parse(&e.payload) {
+            let _ = nospy_statement::predicate::Predicate::parse(&st.predicate_type, &st.predicate);
+        }
+    }
+    let _ = nospy_statement::Statement::parse(data);
+    let _ = nospy_statement::inspect(data);
+}
+
+/// A bundle (entries with their tlog-proofs).
+pub fn bundle(data: &[u8]) {
+    if let Ok(b) = nospy_statement::bundle::Bundle::parse(data) {
+        let back =
+            nospy_statement::bundle::Bundle::parse(&b.to_json()).expect("a written bundle parses");
+        assert_eq!(back.to_json(), b.to_json(), "bundle round trip");
+    }
+}
+
+/// Signed notes and checkpoints, tlog-proofs, keys; a parsed checkpoint is written and parsed back
+/// to the same.
+pub fn checkpoint(data: &[u8]) {
+    use nospy_tlog::checkpoint::{Checkpoint, SignedCheckpoint, TlogProof};
+    if let Ok(sc) = SignedCheckpoint::parse(data) {
+        let back =
+            SignedCheckpoint::parse(sc.to_text().as_bytes()).expect("a written checkpoint parses");
+        assert_eq!(back.checkpoint, sc.checkpoint, "checkpoint round trip");
+    }
+    let t = text(data);
+    let _ = Checkpoint::parse(&t);
+    let _ = TlogProof::parse(&t);
+    let _ = nospy_tlog::note::Note::parse(data);
+    let _ = nospy_tlog::note::VerifierKey::parse(&t);
+    let _ = nospy_tlog::note::SignerKey::parse(&t);
+}
+
+/// A tile path, and tile and entry-bundle contents: the first two bytes are the width.
+pub fn tile(data: &[u8]) {
+    use nospy_tlog::tile;
+    let _ = tile::TileId::parse(&text(data));
+    let _ = tile::parse_sumdb_tile_path(&text(data));
+    if data.len() < 2 {
+        return;
+    }
+    let width = u16::from_be_bytes([data[0], data[1]]);
+    if let Ok(hs) = tile::parse_tile(&data[2..], width) {
+        assert_eq!(hs.len(), width as usize);
+    }
+    if let Ok(es) = tile::parse_bundle(&data[2..], width) {
+        assert_eq!(es.len(), width as usize);
+    }
+}
+
+/// An agreement.
+pub fn agreement(data: &[u8]) {
+    let _ = nospy_policy::Agreement::from_toml(&text(data));
+}
+
+/// `nospy serve`'s configuration and a witness's logs file.
+pub fn server_config(data: &[u8]) {
+    let t = text(data);
+    let _ = nospy_server::config::ServeConfig::from_toml(&t);
+    let _ = nospy_server::witness::parse_logs(&t);
+}
+
+/// A tlog-witness `add-checkpoint` request body.
+pub fn witness_request(data: &[u8]) {
+    let _ = nospy_server::witness::parse_request(&text(data));
+}
+
+/// A resolver snapshot, RFC 3339 times and durations.
+pub fn resolver(data: &[u8]) {
+    let t = text(data);
+    let _ = nospy_monitor::Resolver::parse(&t);
+    let _ = nospy_statement::time::parse_rfc3339(&t);
+    let _ = nospy_statement::time::parse_duration(&t);
+}
