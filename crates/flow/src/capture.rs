@@ -65,16 +65,35 @@ struct Interface {
     units_per_s: u64,
 }
 
-/// A capture being read.
-pub struct Capture<'a> {
-    data: &'a [u8],
-    pos: usize,
+/// What a reader knows of the file beyond the bytes in front of it.
+#[derive(Debug, Clone)]
+struct State {
     format: Format,
     big_endian: bool,
     /// Classic pcap: the one link type and timestamp resolution.
     pcap_if: Interface,
     /// pcapng: the interfaces of the current section.
     interfaces: Vec<Interface>,
+}
+
+impl State {
+    /// A placeholder while a reader lends its state to the in-memory parser.
+    const EMPTY: State = State {
+        format: Format::Pcap,
+        big_endian: false,
+        pcap_if: Interface {
+            linktype: 0,
+            units_per_s: 1,
+        },
+        interfaces: Vec::new(),
+    };
+}
+
+/// A capture being read from memory.
+pub struct Capture<'a> {
+    data: &'a [u8],
+    pos: usize,
+    st: State,
 }
 
 /// Reads a u16/u32 in the given byte order, or fails naming the offset.
@@ -109,6 +128,123 @@ fn u32_at(d: &[u8], at: usize, be: bool) -> Result<u32, CaptureError> {
 const PCAPNG_SHB: u32 = 0x0A0D_0D0A;
 const BYTE_ORDER_MAGIC: u32 = 0x1A2B_3C4D;
 
+/// How far ahead of its position a reader must see to read any one record: the largest block
+/// (a packet of `MAX_PACKET` bytes, its block header and options) with room to spare.
+const MAX_RECORD: usize = MAX_PACKET + 128 * 1024;
+
+/// A capture read from a stream (a file) through a buffer of bounded size: memory stays the
+/// same whatever the size of the capture, and nothing is read twice. Error offsets are offsets
+/// in the stream.
+pub struct CaptureReader<R> {
+    src: R,
+    buf: Vec<u8>,
+    /// Unread bytes are `buf[start..end]`; `buf[0]` is at offset `base` of the stream.
+    start: usize,
+    end: usize,
+    base: usize,
+    eof: bool,
+    st: State,
+}
+
+impl<R: std::io::Read> CaptureReader<R> {
+    /// Reads the file header and recognises the format by its magic number.
+    pub fn new(src: R) -> Result<CaptureReader<R>, CaptureError> {
+        let mut r = CaptureReader {
+            src,
+            buf: vec![0; 2 * MAX_RECORD],
+            start: 0,
+            end: 0,
+            base: 0,
+            eof: false,
+            st: State::EMPTY,
+        };
+        r.fill()?;
+        let c = Capture::new(&r.buf[..r.end])?;
+        r.start = c.pos;
+        r.st = c.st;
+        Ok(r)
+    }
+
+    /// Which kind of file this is.
+    pub fn format(&self) -> Format {
+        self.st.format
+    }
+
+    /// Bytes of the stream read so far (for progress).
+    pub fn position(&self) -> usize {
+        self.base + self.start
+    }
+
+    /// Moves the unread bytes to the front and reads until the buffer is full or the stream
+    /// ends.
+    fn fill(&mut self) -> Result<(), CaptureError> {
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.base += self.start;
+            self.end -= self.start;
+            self.start = 0;
+        }
+        while self.end < self.buf.len() && !self.eof {
+            match self.src.read(&mut self.buf[self.end..]) {
+                Ok(0) => self.eof = true,
+                Ok(n) => self.end += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return err(self.base + self.end, format!("reading failed: {e}")),
+            }
+        }
+        Ok(())
+    }
+
+    /// The next packet, `None` at the end of the stream.
+    pub fn next_packet(&mut self) -> Result<Option<Packet<'_>>, CaptureError> {
+        // A record is parsed from the buffer once at least `MAX_RECORD` bytes (or the rest of
+        // the stream) are in front of it, so any record that fits the limits is whole there and
+        // an error is the record's own. The in-memory reader may skip blocks past that window;
+        // where it then meets the buffer's end, the buffer is refilled and reading goes on.
+        let found = loop {
+            if self.end - self.start < MAX_RECORD && !self.eof {
+                self.fill()?;
+            }
+            let before = self.start;
+            let mut c = Capture {
+                data: &self.buf[..self.end],
+                pos: self.start,
+                st: std::mem::replace(&mut self.st, State::EMPTY),
+            };
+            let r = c.next_packet().map(|p| {
+                p.map(|p| {
+                    (
+                        p.ts_ns,
+                        p.linktype,
+                        p.data.as_ptr() as usize,
+                        p.data.len(),
+                        p.wire_len,
+                    )
+                })
+            });
+            self.st = c.st;
+            self.start = c.pos;
+            match r {
+                Ok(Some(found)) => break found,
+                Ok(None) if self.eof => return Ok(None),
+                Ok(None) => {}
+                Err(_) if !self.eof && self.start > before => {}
+                Err(e) => {
+                    return err(e.offset + self.base, e.message);
+                }
+            }
+        };
+        let (ts_ns, linktype, at, len, wire_len) = found;
+        let off = at - self.buf.as_ptr() as usize;
+        Ok(Some(Packet {
+            ts_ns,
+            linktype,
+            data: &self.buf[off..off + len],
+            wire_len,
+        }))
+    }
+}
+
 impl<'a> Capture<'a> {
     /// Recognises the format by its magic number and reads the file header.
     pub fn new(data: &'a [u8]) -> Result<Capture<'a>, CaptureError> {
@@ -119,13 +255,15 @@ impl<'a> Capture<'a> {
         let mut c = Capture {
             data,
             pos: 0,
-            format: Format::Pcap,
-            big_endian: false,
-            pcap_if: Interface {
-                linktype: 0,
-                units_per_s: 1_000_000,
+            st: State {
+                format: Format::Pcap,
+                big_endian: false,
+                pcap_if: Interface {
+                    linktype: 0,
+                    units_per_s: 1_000_000,
+                },
+                interfaces: Vec::new(),
             },
-            interfaces: Vec::new(),
         };
         let (be, units) = match magic {
             [0xd4, 0xc3, 0xb2, 0xa1] => (false, 1_000_000),
@@ -133,7 +271,7 @@ impl<'a> Capture<'a> {
             [0x4d, 0x3c, 0xb2, 0xa1] => (false, 1_000_000_000),
             [0xa1, 0xb2, 0x3c, 0x4d] => (true, 1_000_000_000),
             [0x0a, 0x0d, 0x0d, 0x0a] => {
-                c.format = Format::Pcapng;
+                c.st.format = Format::Pcapng;
                 c.section_header()?;
                 return Ok(c);
             }
@@ -159,8 +297,8 @@ impl<'a> Capture<'a> {
         }
         let linktype = u32_at(data, 20, be)?;
         // The upper bits carry an FCS length and flags; the link type is the low 16.
-        c.big_endian = be;
-        c.pcap_if = Interface {
+        c.st.big_endian = be;
+        c.st.pcap_if = Interface {
             linktype: (linktype & 0xffff) as u16,
             units_per_s: units,
         };
@@ -170,7 +308,7 @@ impl<'a> Capture<'a> {
 
     /// Which kind of file this is.
     pub fn format(&self) -> Format {
-        self.format
+        self.st.format
     }
 
     /// Bytes read so far (for progress).
@@ -186,7 +324,7 @@ impl<'a> Capture<'a> {
             Some(b) => [b[0], b[1], b[2], b[3]],
             None => return err(at, "the file ends inside a section header block"),
         };
-        self.big_endian = match u32::from_le_bytes(bom) {
+        self.st.big_endian = match u32::from_le_bytes(bom) {
             BYTE_ORDER_MAGIC => false,
             m if m.swap_bytes() == BYTE_ORDER_MAGIC => true,
             m => {
@@ -196,7 +334,7 @@ impl<'a> Capture<'a> {
                 )
             }
         };
-        let major = u16_at(self.data, at + 12, self.big_endian)?;
+        let major = u16_at(self.data, at + 12, self.st.big_endian)?;
         if major != 1 {
             return err(
                 at + 12,
@@ -204,7 +342,7 @@ impl<'a> Capture<'a> {
             );
         }
         let len = self.block_len(at)?;
-        self.interfaces.clear();
+        self.st.interfaces.clear();
         self.pos = at + len;
         Ok(())
     }
@@ -212,7 +350,7 @@ impl<'a> Capture<'a> {
     /// The total length of the pcapng block at `at`, checked: a multiple of 4, at least 12, within
     /// the file, and repeated at its end.
     fn block_len(&self, at: usize) -> Result<usize, CaptureError> {
-        let len = u32_at(self.data, at + 4, self.big_endian)? as usize;
+        let len = u32_at(self.data, at + 4, self.st.big_endian)? as usize;
         if len < 12 || !len.is_multiple_of(4) {
             return err(
                 at + 4,
@@ -231,7 +369,7 @@ impl<'a> Capture<'a> {
                 ),
             );
         };
-        let trailer = u32_at(self.data, end - 4, self.big_endian)? as usize;
+        let trailer = u32_at(self.data, end - 4, self.st.big_endian)? as usize;
         if trailer != len {
             return err(
                 end - 4,
@@ -243,7 +381,7 @@ impl<'a> Capture<'a> {
 
     /// The next packet, `None` at the end of the file.
     pub fn next_packet(&mut self) -> Result<Option<Packet<'a>>, CaptureError> {
-        match self.format {
+        match self.st.format {
             Format::Pcap => self.next_pcap(),
             Format::Pcapng => self.next_pcapng(),
         }
@@ -257,7 +395,7 @@ impl<'a> Capture<'a> {
         if self.data.len() - at < 16 {
             return err(at, "the file ends inside a packet record header");
         }
-        let be = self.big_endian;
+        let be = self.st.big_endian;
         let secs = u32_at(self.data, at, be)? as u64;
         let frac = u32_at(self.data, at + 4, be)? as u64;
         let caplen = u32_at(self.data, at + 8, be)? as usize;
@@ -278,13 +416,13 @@ impl<'a> Capture<'a> {
                 ),
             );
         };
-        if frac >= self.pcap_if.units_per_s {
+        if frac >= self.st.pcap_if.units_per_s {
             return err(at + 4, format!("timestamp fraction {frac} is out of range"));
         }
         self.pos = start + caplen;
         Ok(Some(Packet {
-            ts_ns: secs * 1_000_000_000 + frac * (1_000_000_000 / self.pcap_if.units_per_s),
-            linktype: self.pcap_if.linktype,
+            ts_ns: secs * 1_000_000_000 + frac * (1_000_000_000 / self.st.pcap_if.units_per_s),
+            linktype: self.st.pcap_if.linktype,
             data,
             wire_len,
         }))
@@ -305,7 +443,7 @@ impl<'a> Capture<'a> {
                 self.section_header()?;
                 continue;
             }
-            let be = self.big_endian;
+            let be = self.st.big_endian;
             let btype = u32_at(self.data, at, be)?;
             let len = self.block_len(at)?;
             let body = &self.data[at + 8..at + len - 4];
@@ -322,10 +460,10 @@ impl<'a> Capture<'a> {
                             offset: at + 16 + o,
                             message: m,
                         })?;
-                    if self.interfaces.len() >= 65_536 {
+                    if self.st.interfaces.len() >= 65_536 {
                         return err(at, "more than 65,536 interfaces in one section");
                     }
-                    self.interfaces.push(Interface {
+                    self.st.interfaces.push(Interface {
                         linktype,
                         units_per_s,
                     });
@@ -345,12 +483,12 @@ impl<'a> Capture<'a> {
                     let lo = u32_at(body, 8, be)? as u64;
                     let caplen = u32_at(body, 12, be)? as usize;
                     let wire_len = u32_at(body, 16, be)?;
-                    let Some(i) = self.interfaces.get(iface).copied() else {
+                    let Some(i) = self.st.interfaces.get(iface).copied() else {
                         return err(
                             at + 8,
                             format!(
                                 "packet on interface {iface}, but the section describes {}",
-                                self.interfaces.len()
+                                self.st.interfaces.len()
                             ),
                         );
                     };
@@ -373,7 +511,7 @@ impl<'a> Capture<'a> {
                         return err(at, "simple packet block too short");
                     }
                     let wire_len = u32_at(body, 0, be)?;
-                    let Some(i) = self.interfaces.first().copied() else {
+                    let Some(i) = self.st.interfaces.first().copied() else {
                         return err(at, "simple packet block before any interface description");
                     };
                     let caplen = (wire_len as usize).min(body.len() - 4);

@@ -1,6 +1,6 @@
 //! The sources behind one interface: whatever the input, flows and DNS answers go to a [`Sink`].
 
-use crate::capture::{Capture, CaptureError};
+use crate::capture::{CaptureError, CaptureReader};
 use crate::conntrack::Tracker;
 use crate::netflow::{Collector, Counters};
 use crate::packet::{self, Skip};
@@ -9,6 +9,12 @@ use std::fmt::Write as _;
 
 /// Where flows and DNS answers go.
 pub trait Sink {
+    /// Whether traffic between these addresses matters to the sink: packets between two
+    /// addresses it does not want are counted, not tracked into flows (DNS answers are read from
+    /// every packet still). The default wants everything.
+    fn wants(&self, _src: std::net::IpAddr, _dst: std::net::IpAddr) -> bool {
+        true
+    }
     /// One flow.
     fn flow(&mut self, flow: &Flow);
     /// One DNS answer seen in the traffic (sources without DNS never call it).
@@ -40,6 +46,10 @@ pub struct Stats {
     pub evicted: u64,
     /// Flows produced.
     pub flows: u64,
+    /// Packets between addresses the sink did not want (counted, not tracked), and their bytes.
+    pub unwanted_packets: u64,
+    /// Bytes of those packets (as captured on the wire).
+    pub unwanted_bytes: u64,
     /// Export messages read (flow exports only).
     pub export: Counters,
 }
@@ -55,16 +65,25 @@ pub fn read_traffic(
     sink: &mut dyn Sink,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Stats, CaptureError> {
-    let mut cap = Capture::new(data)?;
+    read_traffic_from(data, data.len(), sink, progress)
+}
+
+/// [`read_traffic`] from a stream (a file) of `total` bytes, through a buffer of bounded size.
+pub fn read_traffic_from(
+    src: impl std::io::Read,
+    total: usize,
+    sink: &mut dyn Sink,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Stats, CaptureError> {
+    let mut cap = CaptureReader::new(src)?;
     let mut tracker = Tracker::new(MAX_OPEN_FLOWS);
     let mut st = Stats::default();
-    let mut n = 0u64;
-    while let Some(p) = cap.next_packet()? {
-        st.packets += 1;
-        n += 1;
-        if n.is_multiple_of(65_536) {
-            progress(cap.position(), data.len());
+    loop {
+        if st.packets.is_multiple_of(65_536) {
+            progress(cap.position(), total);
         }
+        let Some(p) = cap.next_packet()? else { break };
+        st.packets += 1;
         match packet::decode(p.linktype, p.data) {
             Ok(ip) => {
                 if ip.proto == 17 && ip.sport == 53 && !ip.payload.is_empty() {
@@ -82,6 +101,11 @@ pub fn read_traffic(
                         Err(_) => st.dns_malformed += 1,
                     }
                 }
+                if !sink.wants(ip.src, ip.dst) {
+                    st.unwanted_packets += 1;
+                    st.unwanted_bytes += u64::from(p.wire_len);
+                    continue;
+                }
                 tracker.add(p.ts_ns, &ip);
                 for f in tracker.take_done() {
                     st.flows += 1;
@@ -98,7 +122,7 @@ pub fn read_traffic(
         st.flows += 1;
         sink.flow(&f);
     }
-    progress(data.len(), data.len());
+    progress(total, total);
     Ok(st)
 }
 
@@ -111,15 +135,27 @@ pub fn read_exports(
     sink: &mut dyn Sink,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Stats, CaptureError> {
-    let mut cap = Capture::new(data)?;
+    read_exports_from(data, data.len(), collector, sink, progress)
+}
+
+/// [`read_exports`] from a stream (a file) of `total` bytes, through a buffer of bounded size.
+pub fn read_exports_from(
+    src: impl std::io::Read,
+    total: usize,
+    collector: &mut Collector,
+    sink: &mut dyn Sink,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Stats, CaptureError> {
+    let mut cap = CaptureReader::new(src)?;
     let mut st = Stats::default();
     let mut flows = Vec::new();
     let mut exporter = String::new();
-    while let Some(p) = cap.next_packet()? {
-        st.packets += 1;
+    loop {
         if st.packets.is_multiple_of(16_384) {
-            progress(cap.position(), data.len());
+            progress(cap.position(), total);
         }
+        let Some(p) = cap.next_packet()? else { break };
+        st.packets += 1;
         match packet::decode(p.linktype, p.data) {
             Ok(ip) if ip.proto == 17 && !ip.fragment => {
                 exporter.clear();
@@ -139,6 +175,6 @@ pub fn read_exports(
         }
     }
     st.export = collector.counters;
-    progress(data.len(), data.len());
+    progress(total, total);
     Ok(st)
 }

@@ -180,3 +180,103 @@ fn the_scan_is_one_flow_per_probe() {
     let ports: std::collections::BTreeSet<u16> = probes.iter().map(|f| f.dport).collect();
     assert_eq!(ports.len(), 110);
 }
+
+/// A reader that hands out at most a few bytes at a time, as a slow pipe might.
+struct Trickle<'a> {
+    data: &'a [u8],
+    step: usize,
+}
+
+impl std::io::Read for Trickle<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.step = self.step % 7 + 1;
+        let n = self.step.min(buf.len()).min(self.data.len());
+        buf[..n].copy_from_slice(&self.data[..n]);
+        self.data = &self.data[n..];
+        Ok(n)
+    }
+}
+
+/// A packet as a reader returned it: time, link type, bytes, length on the wire.
+type Seen = (u64, u16, Vec<u8>, u32);
+
+/// Every packet, or the error, as the in-memory reader and the streaming reader see them.
+fn both_ways(data: &[u8]) -> (Vec<Seen>, Vec<Seen>, Option<String>, Option<String>) {
+    use nospy_flow::capture::CaptureReader;
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    let ea = match Capture::new(data) {
+        Err(e) => Some(e.to_string()),
+        Ok(mut c) => loop {
+            match c.next_packet() {
+                Ok(Some(p)) => a.push((p.ts_ns, p.linktype, p.data.to_vec(), p.wire_len)),
+                Ok(None) => break None,
+                Err(e) => break Some(e.to_string()),
+            }
+        },
+    };
+    let eb = match CaptureReader::new(Trickle { data, step: 0 }) {
+        Err(e) => Some(e.to_string()),
+        Ok(mut c) => loop {
+            match c.next_packet() {
+                Ok(Some(p)) => b.push((p.ts_ns, p.linktype, p.data.to_vec(), p.wire_len)),
+                Ok(None) => break None,
+                Err(e) => break Some(e.to_string()),
+            }
+        },
+    };
+    (a, b, ea, eb)
+}
+
+#[test]
+fn the_streaming_reader_reads_what_the_in_memory_reader_reads() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors/net/pcap");
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    names.sort();
+    for p in names {
+        let data = std::fs::read(&p).unwrap();
+        let (a, b, ea, eb) = both_ways(&data);
+        assert!(!a.is_empty() && ea.is_none(), "{}", p.display());
+        assert_eq!(a, b, "{}", p.display());
+        assert_eq!(ea, eb, "{}", p.display());
+        // Cut anywhere: the same packets, then the same error at the same offset.
+        for cut in [1, 5, 23, 24, 25, 40, data.len() / 2, data.len() - 1] {
+            let (a, b, ea, eb) = both_ways(&data[..cut]);
+            assert_eq!((a, ea), (b, eb), "{} cut at {cut}", p.display());
+        }
+    }
+}
+
+#[test]
+fn the_streaming_reader_skips_more_blocks_than_its_buffer_holds() {
+    // pcapng: a section, an Ethernet interface, 300 custom blocks of 4 KiB (more than the
+    // reader's buffer), then one enhanced packet block.
+    fn block(t: u32, body: &[u8]) -> Vec<u8> {
+        let len = 12 + body.len().div_ceil(4) * 4;
+        let mut b = t.to_le_bytes().to_vec();
+        b.extend_from_slice(&(len as u32).to_le_bytes());
+        b.extend_from_slice(body);
+        b.resize(len - 4, 0);
+        b.extend_from_slice(&(len as u32).to_le_bytes());
+        b
+    }
+    let mut f = block(
+        0x0A0D_0D0A,
+        &[
+            0x4d, 0x3c, 0x2b, 0x1a, 1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        ],
+    );
+    f.extend(block(1, &[1, 0, 0, 0, 0, 0, 4, 0]));
+    for _ in 0..300 {
+        f.extend(block(0x0000_0BAD, &[7; 4096]));
+    }
+    let mut epb = vec![0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 4, 0, 0, 0, 4, 0, 0, 0];
+    epb.extend_from_slice(&[1, 2, 3, 4]);
+    f.extend(block(6, &epb));
+    let (a, b, ea, eb) = both_ways(&f);
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].2, vec![1, 2, 3, 4]);
+    assert_eq!((a, ea), (b, eb));
+}

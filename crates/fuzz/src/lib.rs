@@ -49,12 +49,64 @@ impl Sink for Discard {
     }
 }
 
-/// A capture (pcap or pcapng) read whole: packets, flows, DNS answers.
+/// A reader handing out a few bytes at a time.
+struct Trickle<'a>(&'a [u8], usize);
+
+impl std::io::Read for Trickle<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.1 = self.1 % 5 + 1;
+        let n = self.1.min(buf.len()).min(self.0.len());
+        buf[..n].copy_from_slice(&self.0[..n]);
+        self.0 = &self.0[n..];
+        Ok(n)
+    }
+}
+
+/// A capture (pcap or pcapng) read whole: packets, flows, DNS answers; and the streaming
+/// reader, fed a few bytes at a time, sees the same packets and the same error as the
+/// in-memory one.
 pub fn traffic(data: &[u8]) {
     let mut sink = Discard(0);
     if let Ok(st) = nospy_flow::source::read_traffic(data, &mut sink, &mut |_, _| {}) {
         assert!(st.flows <= st.packets, "more flows than packets");
     }
+    type Seen = (Vec<(u64, u16, Vec<u8>, u32)>, Option<String>);
+    let mut mem: Seen = (Vec::new(), None);
+    match nospy_flow::capture::Capture::new(data) {
+        Err(e) => mem.1 = Some(e.to_string()),
+        Ok(mut c) => loop {
+            match c.next_packet() {
+                Ok(Some(p)) => mem
+                    .0
+                    .push((p.ts_ns, p.linktype, p.data.to_vec(), p.wire_len)),
+                Ok(None) => break,
+                Err(e) => {
+                    mem.1 = Some(e.to_string());
+                    break;
+                }
+            }
+        },
+    }
+    let mut stream: Seen = (Vec::new(), None);
+    match nospy_flow::capture::CaptureReader::new(Trickle(data, 0)) {
+        Err(e) => stream.1 = Some(e.to_string()),
+        Ok(mut c) => loop {
+            match c.next_packet() {
+                Ok(Some(p)) => stream
+                    .0
+                    .push((p.ts_ns, p.linktype, p.data.to_vec(), p.wire_len)),
+                Ok(None) => break,
+                Err(e) => {
+                    stream.1 = Some(e.to_string());
+                    break;
+                }
+            }
+        },
+    }
+    assert_eq!(
+        mem, stream,
+        "the streaming reader differs from the in-memory one"
+    );
 }
 
 /// One packet: the first two bytes are the link type.

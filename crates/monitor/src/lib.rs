@@ -701,6 +701,10 @@ impl Monitor {
 }
 
 impl nospy_flow::source::Sink for Monitor {
+    /// Only traffic of a device of the inventory is tracked.
+    fn wants(&self, src: IpAddr, dst: IpAddr) -> bool {
+        self.by_addr.contains_key(&src) || self.by_addr.contains_key(&dst)
+    }
     fn flow(&mut self, flow: &Flow) {
         Monitor::flow(self, flow)
     }

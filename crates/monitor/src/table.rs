@@ -56,7 +56,10 @@ impl<K: Ord + Copy> Table<K> {
             None => count_le(&self.starts, addr),
         };
         if !self.levels.is_empty() {
-            for level in levels.map(Vec::as_slice).chain(std::iter::once(&self.starts[..])) {
+            for level in levels
+                .map(Vec::as_slice)
+                .chain(std::iter::once(&self.starts[..]))
+            {
                 let lo = p.checked_sub(1)? * B;
                 let hi = (lo + B).min(level.len());
                 p = lo + count_le(level.get(lo..hi)?, addr);
@@ -152,7 +155,9 @@ mod tests {
     fn lookups_in_large_tables_agree_with_a_scan() {
         // Tables of every size around the node boundaries (1 to 5,000 ranges, so one to four
         // levels), ranges with gaps between them, probed at and around every boundary.
-        for n in [1usize, 2, 15, 16, 17, 31, 32, 33, 255, 256, 257, 4095, 4096, 4097, 5000] {
+        for n in [
+            1usize, 2, 15, 16, 17, 31, 32, 33, 255, 256, 257, 4095, 4096, 4097, 5000,
+        ] {
             let ranges: Vec<(u32, u32, u32)> = (0..n as u32)
                 .map(|i| (i * 10 + 3, i * 10 + 3 + i % 5, i))
                 .collect();

@@ -4,7 +4,7 @@ use crate::gather::LogSource;
 use crate::util::{print_json, Progress};
 use anyhow::{bail, Context, Result};
 use nospy_flow::netflow::Collector;
-use nospy_flow::source::{read_exports, read_traffic, Stats};
+use nospy_flow::source::{read_exports_from, read_traffic_from, Stats};
 use nospy_inventory::{Inventory, OperatorConfig};
 use nospy_manifest::{Direction, Manifest};
 use nospy_monitor::{manifests_by_model, Monitor, Report, Resolver, Row};
@@ -69,7 +69,9 @@ pub struct MonitorArgs {
     /// the log (--log or --server).
     #[arg(long)]
     evidence_key: Option<PathBuf>,
-    /// Print one JSON object: totals, violations, unattributable, unknown_device_flows, devices
+    /// Print one JSON object: totals, violations, unattributable, unknown_device_flows (flow
+    /// records of no device), unknown_device_packets (captured packets of no device: counted,
+    /// not tracked), devices
     /// (and evidence, with --evidence-key).
     #[arg(long)]
     json: bool,
@@ -175,16 +177,30 @@ pub fn run(a: MonitorArgs) -> Result<ExitCode> {
             (None, Some(p)) => (p, true),
             (None, None) => bail!("give --pcap FILE, --flows FILE or --listen udp:ADDR"),
         };
-        let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        // Streamed through a bounded buffer (a capture may be larger than memory), hashed on the
+        // way for the evidence's source digest.
+        let file =
+            std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+        let total = file.metadata().map(|m| m.len() as usize).unwrap_or(0);
+        let mut src = Hashing {
+            inner: file,
+            hash: Sha256::new(),
+        };
         let mut progress = Progress::new("read bytes");
         let mut tell = |done: usize, total: usize| progress.update(done as u64, total as u64);
         let stats = if exports {
-            read_exports(&data, &mut Collector::new(), &mut monitor, &mut tell)
+            read_exports_from(
+                &mut src,
+                total,
+                &mut Collector::new(),
+                &mut monitor,
+                &mut tell,
+            )
         } else {
-            read_traffic(&data, &mut monitor, &mut tell)
+            read_traffic_from(&mut src, total, &mut monitor, &mut tell)
         }
         .with_context(|| format!("{}", path.display()))?;
-        (stats, Hash(Sha256::digest(&data).into()))
+        (stats, Hash(src.hash.finalize().into()))
     };
     let report = monitor.finish();
     let evidence = match &a.evidence_key {
@@ -270,6 +286,7 @@ fn to_json(
         "violations": r.violations.iter().map(row_json).collect::<Vec<_>>(),
         "unattributable": r.unattributable.iter().map(row_json).collect::<Vec<_>>(),
         "unknown_device_flows": r.unknown_device_flows,
+        "unknown_device_packets": st.unwanted_packets,
         "devices": r.devices.iter().zip(from).zip(notes).map(|((d, f), n)| {
             let mut v = json!({
                 "device": d.device,
@@ -321,14 +338,15 @@ fn print_text(r: &Report, st: &Stats, from: &[Option<ManifestFrom>], notes: &[Op
         ($($t:tt)*) => {{ let _ = writeln!(out, $($t)*); }};
     }
     println!(
-        "{} flows ({} packets, {} bytes); {} violations in {} groups, {} unattributable flows, {} flows of no known device",
+        "{} flows ({} packets, {} bytes); {} violations in {} groups, {} unattributable flows; {} flows and {} packets of no known device",
         r.flows,
         r.packets,
         r.bytes,
         r.devices.iter().map(|d| d.violations).sum::<u64>(),
         r.violations.len(),
         r.devices.iter().map(|d| d.unattributable).sum::<u64>(),
-        r.unknown_device_flows
+        r.unknown_device_flows,
+        st.unwanted_packets
     );
     if !r.violations.is_empty() {
         println!("\nVIOLATIONS (device, direction, peer, port/protocol):");
@@ -675,4 +693,18 @@ fn sign_evidence(
         device, firmware, window, b, manifest, input, key,
     ));
     out
+}
+
+/// A reader that hashes what passes through it.
+struct Hashing<R> {
+    inner: R,
+    hash: Sha256,
+}
+
+impl<R: std::io::Read> std::io::Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
 }
