@@ -26,7 +26,7 @@ use nospy_manifest::{Direction, Initiator, Manifest, Peer, Ports, Prefix, Protoc
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
-use table::Table;
+use table::{FlatId, FlatTables, Table};
 
 /// One allowed service: what a rule allows once its peer matched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -277,6 +277,8 @@ impl Interner {
 struct Dev {
     /// Its compiled manifest in `Monitor::compiled`, or `NO_MANIFEST`.
     compiled: u32,
+    /// The manifest's IPv4 prefix tables (from-device, to-device) in `Monitor::v4`.
+    v4: [FlatId; 2],
     /// Its vendor, numbered.
     vendor: u32,
     flows: u64,
@@ -325,6 +327,8 @@ pub struct Monitor {
     ids: Vec<String>,
     /// Each distinct manifest, compiled.
     compiled: Vec<Compiled>,
+    /// The IPv4 prefix tables of every compiled manifest.
+    v4: FlatTables,
     /// Sets of services: (first, count) in `items`.
     sets: Vec<(u32, u32)>,
     items: Vec<Service>,
@@ -417,6 +421,8 @@ impl Monitor {
         let mut int = Interner::default();
         let mut compiled = Vec::new();
         let mut done: FastMap<usize, u32> = FastMap::default();
+        let mut v4 = FlatTables::default();
+        let mut v4_ids: Vec<[FlatId; 2]> = Vec::new();
         let mut devs = Vec::with_capacity(manifests.len());
         for (i, (d, m)) in inventory.devices.iter().zip(manifests).enumerate() {
             for a in &d.addresses {
@@ -432,12 +438,18 @@ impl Monitor {
             let c = match m {
                 None => NO_MANIFEST,
                 Some(m) => *done.entry(Arc::as_ptr(m) as usize).or_insert_with(|| {
-                    compiled.push(compile(m, operator, &mut int));
+                    let mut c = compile(m, operator, &mut int);
+                    v4_ids.push([v4.add(&c.dirs[0].v4), v4.add(&c.dirs[1].v4)]);
+                    // Lookups read the flat copies only.
+                    c.dirs[0].v4 = Table::default();
+                    c.dirs[1].v4 = Table::default();
+                    compiled.push(c);
                     (compiled.len() - 1) as u32
                 }),
             };
             devs.push(Dev {
                 compiled: c,
+                v4: v4_ids.get(c as usize).copied().unwrap_or_default(),
                 vendor,
                 flows: 0,
                 violations: 0,
@@ -449,6 +461,7 @@ impl Monitor {
             devs,
             ids: inventory.devices.iter().map(|d| d.device.clone()).collect(),
             compiled,
+            v4,
             sets: int.sets,
             items: int.items,
             dns: FastMap::default(),
@@ -599,7 +612,8 @@ impl Monitor {
         let rules = &c.dirs[dir_index(side.direction)];
         let (v4, k) = key(peer);
         let set = if v4 {
-            rules.v4.lookup(k as u32)
+            self.v4
+                .lookup(self.devs[d as usize].v4[dir_index(side.direction)], k as u32)
         } else {
             rules.v6.lookup(k)
         };

@@ -76,6 +76,68 @@ impl<K: Ord + Copy> Table<K> {
     }
 }
 
+/// Many IPv4 tables in two flat arrays, each named by a small [`FlatId`]: a device's record
+/// holds its manifest's ids, so that a lookup reads the arrays and nothing in between (no
+/// per-table vector headers to chase).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct FlatTables {
+    /// Per table: its search levels, top first, then its range starts.
+    keys: Vec<u32>,
+    /// Per table: the last address and set of each range.
+    rest: Vec<(u32, u32)>,
+}
+
+/// Where one table lies in a [`FlatTables`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FlatId {
+    keys: u32,
+    rest: u32,
+    n: u32,
+}
+
+impl FlatTables {
+    /// Adds a table; returns its id. Panics never: offsets past 4 Gi entries are refused by
+    /// the caller's limits long before (a manifest is bounded in size).
+    pub(crate) fn add(&mut self, t: &Table<u32>) -> FlatId {
+        let id = FlatId {
+            keys: self.keys.len() as u32,
+            rest: self.rest.len() as u32,
+            n: t.starts.len() as u32,
+        };
+        for level in t.levels.iter().rev() {
+            self.keys.extend_from_slice(level);
+        }
+        self.keys.extend_from_slice(&t.starts);
+        self.rest.extend_from_slice(&t.rest);
+        id
+    }
+
+    /// The set of the range holding `addr` in table `id`, if any.
+    #[inline]
+    pub(crate) fn lookup(&self, id: FlatId, addr: u32) -> Option<u32> {
+        let n = id.n as usize;
+        // Level sizes, bottom (the starts) up, as `Table::from_ranges` makes them.
+        let mut sizes = [0usize; 9];
+        sizes[0] = n;
+        let mut top = 0;
+        while sizes[top] > B {
+            sizes[top + 1] = sizes[top].div_ceil(B);
+            top += 1;
+        }
+        let mut off = id.keys as usize;
+        let mut p = count_le(self.keys.get(off..off + sizes[top])?, addr);
+        off += sizes[top];
+        for k in (0..top).rev() {
+            let lo = p.checked_sub(1)? * B;
+            let hi = (lo + B).min(sizes[k]);
+            p = lo + count_le(self.keys.get(off + lo..off + hi)?, addr);
+            off += sizes[k];
+        }
+        let (end, set) = *self.rest.get(id.rest as usize + p.checked_sub(1)?)?;
+        (end >= addr).then_some(set)
+    }
+}
+
 impl Table<u128> {
     /// The same table with 32-bit addresses (IPv4: every address fits).
     pub(crate) fn narrow(self) -> Table<u32> {
@@ -173,6 +235,26 @@ mod tests {
             assert_eq!(t.lookup(u32::MAX), scan(u32::MAX));
         }
         assert_eq!(Table::<u32>::from_ranges(Vec::new()).lookup(7), None);
+    }
+
+    #[test]
+    fn flat_tables_answer_as_their_tables() {
+        use super::FlatTables;
+        let mut flat = FlatTables::default();
+        let mut tables = Vec::new();
+        for n in [0usize, 1, 16, 17, 300, 4097, 5] {
+            let ranges: Vec<(u32, u32, u32)> = (0..n as u32)
+                .map(|i| (i * 7 + 1, i * 7 + 1 + i % 4, i + 1000 * n as u32))
+                .collect();
+            let t = Table::from_ranges(ranges);
+            let id = flat.add(&t);
+            tables.push((t, id, n as u32));
+        }
+        for (t, id, n) in &tables {
+            for a in 0..(n * 7 + 10) {
+                assert_eq!(flat.lookup(*id, a), t.lookup(a), "{n} ranges, address {a}");
+            }
+        }
     }
 
     /// Each range's set, by its first and last address, for the sets built from `prefixes`.
