@@ -50,7 +50,8 @@ impl Function {
         }
     }
 
-    fn parse(s: &str) -> Result<Function, String> {
+    /// Parses the inventory spelling (`core`, `access`, `transport`, `management`, `other`).
+    pub fn parse(s: &str) -> Result<Function, String> {
         Ok(match s {
             "core" => Function::Core,
             "access" => Function::Access,

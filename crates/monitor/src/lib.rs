@@ -612,8 +612,10 @@ impl Monitor {
         let rules = &c.dirs[dir_index(side.direction)];
         let (v4, k) = key(peer);
         let set = if v4 {
-            self.v4
-                .lookup(self.devs[d as usize].v4[dir_index(side.direction)], k as u32)
+            self.v4.lookup(
+                self.devs[d as usize].v4[dir_index(side.direction)],
+                k as u32,
+            )
         } else {
             rules.v6.lookup(k)
         };

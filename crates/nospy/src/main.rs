@@ -15,6 +15,7 @@ mod benchmonitor;
 mod benchverify;
 mod collect;
 mod diff;
+mod exposurecmd;
 mod gather;
 mod keys;
 mod logcmd;
@@ -128,6 +129,20 @@ enum Command {
     ///
     /// Exit status: 0 no violation, 1 violations found, 2 unusable input.
     Monitor(monitorcmd::MonitorArgs),
+    /// Measure the network's dependence on a designated vendor against a policy's caps and
+    /// deadlines.
+    ///
+    /// For each rule (vendor, scope, cap, measure, effective date): the vendor's share of the
+    /// scope, compliant or in breach at the date, days to the deadline, and the fewest devices
+    /// whose replacement brings the share within the cap, with their cost. --what-if sweeps the
+    /// cap to show the price of each level of restriction; --html writes a report with charts.
+    ///
+    /// Example:
+    ///   nospy exposure --inventory inventory.csv --policy examples/exposure-uk.toml \
+    ///     --what-if 0:50:5 --html exposure.html
+    ///
+    /// Exit status: 0 no rule in breach, 1 a rule in breach at the date, 2 unusable input.
+    Exposure(exposurecmd::ExposureArgs),
     /// Witness a log: cosign checkpoints that extend what was cosigned before.
     #[command(subcommand)]
     Witness(admit::WitnessCommand),
@@ -155,6 +170,7 @@ fn main() -> ExitCode {
         Command::Witness(c) => admit::witness(c),
         Command::Serve(a) => servecmd::run(a),
         Command::Monitor(a) => monitorcmd::run(a),
+        Command::Exposure(a) => exposurecmd::run(a),
         Command::Bench(c) => bench::run(c),
     };
     match result {

@@ -1,0 +1,124 @@
+//! Calendar dates (`YYYY-MM-DD`, proleptic Gregorian), as days since 1970-01-01.
+
+use std::fmt;
+
+/// A calendar date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Date(pub i64);
+
+/// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+impl Date {
+    /// Parses `YYYY-MM-DD` exactly (four-digit year, a real day of that month).
+    pub fn parse(s: &str) -> Result<Date, String> {
+        let bad = || format!("{s:?} is not a date of the form YYYY-MM-DD");
+        let b = s.as_bytes();
+        if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+            return Err(bad());
+        }
+        let num = |r: std::ops::Range<usize>| -> Result<i64, String> {
+            let t = &s[r];
+            if t.bytes().all(|c| c.is_ascii_digit()) {
+                t.parse().map_err(|_| bad())
+            } else {
+                Err(bad())
+            }
+        };
+        let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+        if !(1..=12).contains(&m) || d < 1 {
+            return Err(bad());
+        }
+        let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+        let days_in = [
+            31,
+            if leap { 29 } else { 28 },
+            31,
+            30,
+            31,
+            30,
+            31,
+            31,
+            30,
+            31,
+            30,
+            31,
+        ];
+        if d > days_in[(m - 1) as usize] {
+            return Err(format!("{s:?} is not a day of that month"));
+        }
+        Ok(Date(days_from_civil(y, m, d)))
+    }
+
+    /// The date of a POSIX time (UTC).
+    pub fn from_unix(secs: i64) -> Date {
+        Date(secs.div_euclid(86_400))
+    }
+
+    /// Year, month, day.
+    pub fn ymd(self) -> (i64, i64, i64) {
+        civil_from_days(self.0)
+    }
+}
+
+impl fmt::Display for Date {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (y, m, d) = self.ymd();
+        write!(f, "{y:04}-{m:02}-{d:02}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Date;
+
+    #[test]
+    fn dates_round_trip_and_bad_ones_are_refused() {
+        assert_eq!(Date::parse("1970-01-01"), Ok(Date(0)));
+        assert_eq!(Date::parse("2023-12-31").unwrap().to_string(), "2023-12-31");
+        assert_eq!(Date::parse("2024-02-29").unwrap().to_string(), "2024-02-29");
+        // Years 0000 to 9999.
+        for d in (-719_528..2_932_896).step_by(997) {
+            assert_eq!(Date::parse(&Date(d).to_string()), Ok(Date(d)), "{d}");
+        }
+        for bad in [
+            "2023-2-1",
+            "2023-02-30",
+            "2023-13-01",
+            "2023-00-10",
+            "23-12-31",
+            "2023/12/31",
+            "2023-12-31T00:00:00Z",
+            "",
+            "2023-1a-01",
+            "+023-12-01",
+        ] {
+            assert!(Date::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            Date::parse("2023-12-31").unwrap().0 - Date::parse("2023-01-28").unwrap().0,
+            337
+        );
+    }
+}
