@@ -82,38 +82,71 @@ struct ScopeView {
     total: f64,
     vendor: Vec<usize>,
     amount: f64,
-    by_vendor: HashMap<String, f64>,
+    by_vendor: Vec<(String, f64)>,
 }
 
 fn view(inv: &Inventory, rule: &Rule) -> ScopeView {
-    let mut v = ScopeView {
-        members: 0,
-        total: 0.0,
-        vendor: Vec::new(),
-        amount: 0.0,
-        by_vendor: HashMap::new(),
-    };
+    let mut members = 0;
+    let mut total = 0.0;
+    let mut vendor = Vec::new();
+    let mut amount = 0.0;
+    let mut by_vendor: HashMap<&str, f64> = HashMap::new();
     for (i, d) in inv.devices.iter().enumerate() {
         if !rule.scope.contains(d) {
             continue;
         }
         let m = rule.measure.of(d);
-        v.members += 1;
-        v.total += m;
-        *v.by_vendor.entry(d.vendor.clone()).or_insert(0.0) += m;
+        members += 1;
+        total += m;
+        match by_vendor.get_mut(d.vendor.as_str()) {
+            Some(x) => *x += m,
+            None => {
+                by_vendor.insert(&d.vendor, m);
+            }
+        }
         if d.vendor == rule.vendor {
-            v.vendor.push(i);
-            v.amount += m;
+            vendor.push(i);
+            amount += m;
         }
     }
-    v
+    ScopeView {
+        members,
+        total,
+        vendor,
+        amount,
+        by_vendor: by_vendor
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+    }
 }
 
-/// The fewest of `candidates` (the vendor's devices in the scope) whose replacement brings
-/// `amount` of `total` within `cap`.
-pub fn minimal_replacement(
+/// The order in which devices are replaced: cheapest first when each counts one, heaviest
+/// first (of equal weight, the cheaper) when each counts its weight.
+fn replacement_order(devices: &[Device], candidates: &[usize], measure: Measure) -> Vec<usize> {
+    let mut order: Vec<usize> = candidates.to_vec();
+    match measure {
+        Measure::Devices => order.sort_by(|&a, &b| {
+            let (x, y) = (&devices[a], &devices[b]);
+            x.replacement_cost
+                .total_cmp(&y.replacement_cost)
+                .then(x.device.cmp(&y.device))
+        }),
+        Measure::Weight => order.sort_by(|&a, &b| {
+            let (x, y) = (&devices[a], &devices[b]);
+            y.weight
+                .total_cmp(&x.weight)
+                .then(x.replacement_cost.total_cmp(&y.replacement_cost))
+                .then(x.device.cmp(&y.device))
+        }),
+    }
+    order
+}
+
+/// Takes devices in `order` until `amount` of `total` is within `cap`.
+fn take_until(
     devices: &[Device],
-    candidates: &[usize],
+    order: &[usize],
     measure: Measure,
     amount: f64,
     total: f64,
@@ -124,29 +157,8 @@ pub fn minimal_replacement(
         share_after: share(amount),
         ..Replacement::default()
     };
-    if within(amount, total, cap) {
-        return r;
-    }
-    let mut order: Vec<usize> = candidates.to_vec();
-    match measure {
-        // Every device counts one: the cheapest first.
-        Measure::Devices => order.sort_by(|&a, &b| {
-            let (x, y) = (&devices[a], &devices[b]);
-            x.replacement_cost
-                .total_cmp(&y.replacement_cost)
-                .then(x.device.cmp(&y.device))
-        }),
-        // The heaviest first; of equal weight, the cheaper.
-        Measure::Weight => order.sort_by(|&a, &b| {
-            let (x, y) = (&devices[a], &devices[b]);
-            y.weight
-                .total_cmp(&x.weight)
-                .then(x.replacement_cost.total_cmp(&y.replacement_cost))
-                .then(x.device.cmp(&y.device))
-        }),
-    }
     let mut left = amount;
-    for i in order {
+    for &i in order {
         if within(left, total, cap) {
             break;
         }
@@ -164,6 +176,23 @@ pub fn minimal_replacement(
     }
     r.share_after = share(left.max(0.0));
     r
+}
+
+/// The fewest of `candidates` (the vendor's devices in the scope) whose replacement brings
+/// `amount` of `total` within `cap`.
+pub fn minimal_replacement(
+    devices: &[Device],
+    candidates: &[usize],
+    measure: Measure,
+    amount: f64,
+    total: f64,
+    cap: f64,
+) -> Replacement {
+    if within(amount, total, cap) {
+        return take_until(devices, &[], measure, amount, total, cap);
+    }
+    let order = replacement_order(devices, candidates, measure);
+    take_until(devices, &order, measure, amount, total, cap)
 }
 
 /// Judges every rule of `policy` on `inv` at date `at`.
@@ -186,7 +215,7 @@ pub fn evaluate(inv: &Inventory, policy: &Policy, at: Date) -> Vec<RuleReport> {
                 v.total,
                 rule.max_share,
             );
-            let mut vendors: Vec<(String, f64)> = v.by_vendor.into_iter().collect();
+            let mut vendors = v.by_vendor;
             vendors.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
             RuleReport {
                 scope_devices: v.members,
@@ -218,17 +247,11 @@ pub struct WhatIf {
 /// and their cost.
 pub fn what_if(inv: &Inventory, rule: &Rule, caps: &[f64]) -> Vec<WhatIf> {
     let v = view(inv, rule);
+    let order = replacement_order(&inv.devices, &v.vendor, rule.measure);
     caps.iter()
         .map(|&cap| WhatIf {
             cap,
-            replacement: minimal_replacement(
-                &inv.devices,
-                &v.vendor,
-                rule.measure,
-                v.amount,
-                v.total,
-                cap,
-            ),
+            replacement: take_until(&inv.devices, &order, rule.measure, v.amount, v.total, cap),
         })
         .collect()
 }

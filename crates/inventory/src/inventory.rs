@@ -192,6 +192,8 @@ impl Inventory {
                 ),
             ));
         }
+        // Each column's position, resolved once rather than looked up for every field.
+        let pos: [usize; COLUMNS.len()] = std::array::from_fn(|k| col[COLUMNS[k]]);
         let mut devices = Vec::with_capacity(rows.len());
         for r in rows {
             if r.fields.len() != head.fields.len() {
@@ -204,7 +206,10 @@ impl Inventory {
                     ),
                 ));
             }
-            let get = |c: &str| r.fields[col[c]].trim();
+            let get = |c: &str| {
+                let k = COLUMNS.iter().position(|x| *x == c).unwrap_or(0);
+                r.fields[pos[k]].trim()
+            };
             let place = |c: &str| format!("line {}, column {c}", r.line);
             let addresses = get("addresses")
                 .split(';')

@@ -47,6 +47,27 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Exposure on a national operator's inventory: parsing it, judging a policy's rules,
+    /// sweeping the caps and writing the HTML report, and the whole `nospy exposure` command.
+    ///
+    /// Generates a CSV inventory of --devices devices (core, access, transport and management
+    /// elements; a designated vendor in each; sensitive sites; 5G and 4G) into a temporary file
+    /// (not timed), then times, beside a reference measured in the same run (reading the file and
+    /// splitting every line into its fields, the least any reader must do): parsing it strictly,
+    /// judging examples/exposure-uk.toml's rules, a 0-50% cap sweep by 5%, the HTML report; and
+    /// the real binary doing all of it. Use a release build: `cargo run --release -- bench
+    /// exposure`.
+    Exposure {
+        /// Devices in the inventory.
+        #[arg(long, default_value_t = 1_000_000)]
+        devices: usize,
+        /// Directory for the inventory (default: the system's temporary directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// The real server over loopback: signed submissions per second (each acknowledged only
     /// once durable), their latency, and tile reads per second.
     ///
@@ -147,6 +168,9 @@ pub enum BenchCommand {
 
 pub fn run(c: BenchCommand) -> Result<ExitCode> {
     match c {
+        BenchCommand::Exposure { devices, dir, json } => {
+            crate::benchexposure::run(devices, &dir.unwrap_or_else(std::env::temp_dir), json)
+        }
         BenchCommand::Monitor {
             devices,
             rules,

@@ -11,6 +11,7 @@
 
 mod admit;
 mod bench;
+mod benchexposure;
 mod benchmonitor;
 mod benchverify;
 mod collect;
