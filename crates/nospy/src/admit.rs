@@ -134,7 +134,7 @@ pub struct CosignArgs {
 }
 
 /// Reads a checkpoint file, or the log's latest, and checks it is the log's.
-fn checkpoint_of(log: &Log, file: Option<&Path>) -> Result<SignedCheckpoint> {
+pub(crate) fn checkpoint_of(log: &Log, file: Option<&Path>) -> Result<SignedCheckpoint> {
     match file {
         None => Ok(log.checkpoint().clone()),
         Some(p) => {

@@ -110,6 +110,9 @@ pub enum LogSource {
     Server(String),
 }
 
+/// A release statement found in a log: its index, the release, its subjects' SHA-256.
+pub type LoggedRelease = (u64, nospy_statement::predicate::Release, Vec<Hash>);
+
 /// One appended entry, as the log answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Appended {
@@ -146,10 +149,23 @@ impl LogSource {
         &self,
         digests: &[Hash],
     ) -> Result<std::collections::HashMap<Hash, nospy_policy::Evidence>> {
+        self.evidence_under(digests, None)
+    }
+
+    /// [`LogSource::evidence`] under a checkpoint of a local log given as a file (a cosigned one,
+    /// say) instead of the log's own.
+    pub fn evidence_under(
+        &self,
+        digests: &[Hash],
+        checkpoint: Option<&Path>,
+    ) -> Result<std::collections::HashMap<Hash, nospy_policy::Evidence>> {
         use nospy_policy::{Evidence, LoggedEntry};
         let mut out = std::collections::HashMap::new();
         match self {
             LogSource::Server(url) => {
+                if checkpoint.is_some() {
+                    anyhow::bail!("--checkpoint needs --log (a local log or a mirror)");
+                }
                 for d in digests {
                     if out.contains_key(d) {
                         continue;
@@ -168,7 +184,7 @@ impl LogSource {
             }
             LogSource::Dir(dir) => {
                 let log = Log::open(dir)?;
-                let sc = log.checkpoint().clone();
+                let sc = crate::admit::checkpoint_of(&log, checkpoint)?;
                 let size = sc.checkpoint.size;
                 let text = sc.to_text();
                 let wanted: std::collections::HashSet<Hash> = digests.iter().copied().collect();
@@ -224,6 +240,37 @@ impl LogSource {
             }
         }
         Ok(out)
+    }
+
+    /// Every release statement of a local log (index, the release, its subjects' SHA-256), read
+    /// whole; `None` for a server, whose index answers by digest only.
+    pub fn releases(&self) -> Result<Option<Vec<LoggedRelease>>> {
+        let LogSource::Dir(dir) = self else {
+            return Ok(None);
+        };
+        let log = Log::open(dir)?;
+        let size = log.size();
+        let reader = log.reader();
+        let mut out = Vec::new();
+        for b in 0..size.div_ceil(256) {
+            for (k, e) in reader.bundle(b)?.into_iter().enumerate() {
+                let Ok(env) = Envelope::parse(&e) else {
+                    continue;
+                };
+                let Ok(st) = Statement::parse(&env.payload) else {
+                    continue;
+                };
+                if st.predicate_type != nospy_statement::predicate::RELEASE_V1 {
+                    continue;
+                }
+                if let Ok(nospy_statement::predicate::Predicate::Release(r)) =
+                    nospy_statement::predicate::Predicate::parse(&st.predicate_type, &st.predicate)
+                {
+                    out.push((b * 256 + k as u64, *r, st.subject_sha256()));
+                }
+            }
+        }
+        Ok(Some(out))
     }
 
     /// Appends signed statements, all or (for a local log) nothing; a server is sent them one by

@@ -17,6 +17,7 @@ mod benchverify;
 mod collect;
 mod diff;
 mod exposurecmd;
+mod fleetcmd;
 mod gather;
 mod keys;
 mod logcmd;
@@ -144,6 +145,18 @@ enum Command {
     ///
     /// Exit status: 0 no rule in breach, 1 a rule in breach at the date, 2 unusable input.
     Exposure(exposurecmd::ExposureArgs),
+    /// Check every device of the inventory under the agreement.
+    ///
+    /// For each device, from its firmware digest: is the firmware in the log, admitted (the
+    /// very verdict of `nospy verify`, with its reason), revoked, or superseded by a newer
+    /// admitted release of the same product? Summary counts, the failing devices, --json, and
+    /// --html for a report.
+    ///
+    /// Example:
+    ///   nospy fleet --inventory inventory.csv --agreement agreement.toml --log ./mirror
+    ///
+    /// Exit status: 0 every device admitted and current, 1 a device fails, 2 unusable input.
+    Fleet(fleetcmd::FleetArgs),
     /// Witness a log: cosign checkpoints that extend what was cosigned before.
     #[command(subcommand)]
     Witness(admit::WitnessCommand),
@@ -172,6 +185,7 @@ fn main() -> ExitCode {
         Command::Serve(a) => servecmd::run(a),
         Command::Monitor(a) => monitorcmd::run(a),
         Command::Exposure(a) => exposurecmd::run(a),
+        Command::Fleet(a) => fleetcmd::run(a),
         Command::Bench(c) => bench::run(c),
     };
     match result {

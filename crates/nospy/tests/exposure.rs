@@ -157,32 +157,6 @@ fn bad_input_is_refused_with_its_line() {
     assert!(r.stderr.contains("line 6"), "{}", r.stderr);
 }
 
-/// Loads `html` in headless Chromium and returns its DOM after load and its standard error.
-fn chromium_dom(html: &Path, profile: &Path) -> (String, String) {
-    let out = std::process::Command::new("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--enable-logging=stderr",
-            "--v=0",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg("--dump-dom")
-        .arg(format!("file://{}", html.display()))
-        .output()
-        .expect("chromium (apt-get install chromium)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn the_html_report_opens_in_chromium_with_its_charts_drawn() {
     let t = tempfile::tempdir().unwrap();

@@ -155,3 +155,29 @@ pub fn serve_config(dir: &Path, vendor_vkey: &str) -> PathBuf {
     .unwrap();
     cfg
 }
+
+/// Loads `html` in headless Chromium and returns its DOM after load and its standard error.
+pub fn chromium_dom(html: &Path, profile: &Path) -> (String, String) {
+    let out = std::process::Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--enable-logging=stderr",
+            "--v=0",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg("--dump-dom")
+        .arg(format!("file://{}", html.display()))
+        .output()
+        .expect("chromium (apt-get install chromium)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
