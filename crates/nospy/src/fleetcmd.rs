@@ -105,27 +105,9 @@ pub fn run(a: FleetArgs) -> Result<ExitCode> {
     let Some(src) = LogSource::from_args(a.log.as_deref(), a.server.as_deref()) else {
         bail!("give --log DIR or --server URL");
     };
-    let digests: Vec<Option<Hash>> = inv
-        .devices
-        .iter()
-        .map(|d| d.firmware_sha256.as_deref().and_then(Hash::from_hex))
-        .collect();
-    let mut wanted: Vec<Hash> = digests.iter().flatten().copied().collect();
-    wanted.sort_unstable();
-    wanted.dedup();
-    let evidence = src
-        .evidence_under(&wanted, a.checkpoint.as_deref())
-        .with_context(|| format!("reading {}", src.name()))?;
     let verifier = Verifier::new(&agreement);
-    let items: Vec<(&Hash, &nospy_policy::Evidence)> = wanted
-        .iter()
-        .filter_map(|d| evidence.get(d).map(|e| (d, e)))
-        .collect();
-    let verdicts: HashMap<Hash, Verdict> = items
-        .iter()
-        .map(|(d, _)| **d)
-        .zip(verifier.verify_many(&items, now))
-        .collect();
+    let (digests, verdicts) =
+        crate::gather::fleet_verdicts(&src, &inv, &verifier, a.checkpoint.as_deref(), now)?;
 
     // Supersession: the admitted releases of each product the fleet runs, from the whole log.
     let releases = src.releases()?;

@@ -142,18 +142,10 @@ impl LogSource {
         }
     }
 
-    /// The evidence about each of `digests`: the log's checkpoint and every entry about the
+    /// The evidence about each of `digests`: the log's checkpoint (or, for a local log, the
+    /// signed checkpoint in the file `checkpoint`, a cosigned one say) and every entry about the
     /// digest with its inclusion proof. A local log is read once, whole, for all of them; a
     /// server is asked through its index, once per digest.
-    pub fn evidence(
-        &self,
-        digests: &[Hash],
-    ) -> Result<std::collections::HashMap<Hash, nospy_policy::Evidence>> {
-        self.evidence_under(digests, None)
-    }
-
-    /// [`LogSource::evidence`] under a checkpoint of a local log given as a file (a cosigned one,
-    /// say) instead of the log's own.
     pub fn evidence_under(
         &self,
         digests: &[Hash],
@@ -326,4 +318,43 @@ impl LogSource {
             }
         }
     }
+}
+
+/// Each device's firmware digest, and the verdict for each distinct digest.
+pub type FleetVerdicts = (
+    Vec<Option<Hash>>,
+    std::collections::HashMap<Hash, nospy_policy::Verdict>,
+);
+
+/// Each device's firmware digest (from the inventory), and the verdict under `verifier` for each
+/// distinct one the log knows anything about, at time `now`: one reading of the log for the
+/// whole fleet, one batch of signature checks.
+pub fn fleet_verdicts(
+    src: &LogSource,
+    inventory: &nospy_inventory::Inventory,
+    verifier: &nospy_policy::Verifier<'_>,
+    checkpoint: Option<&Path>,
+    now: u64,
+) -> Result<FleetVerdicts> {
+    let digests: Vec<Option<Hash>> = inventory
+        .devices
+        .iter()
+        .map(|d| d.firmware_sha256.as_deref().and_then(Hash::from_hex))
+        .collect();
+    let mut wanted: Vec<Hash> = digests.iter().flatten().copied().collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let evidence = src
+        .evidence_under(&wanted, checkpoint)
+        .with_context(|| format!("reading {}", src.name()))?;
+    let items: Vec<(&Hash, &nospy_policy::Evidence)> = wanted
+        .iter()
+        .filter_map(|d| evidence.get(d).map(|e| (d, e)))
+        .collect();
+    let verdicts = items
+        .iter()
+        .map(|(d, _)| **d)
+        .zip(verifier.verify_many(&items, now))
+        .collect();
+    Ok((digests, verdicts))
 }

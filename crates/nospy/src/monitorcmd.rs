@@ -443,30 +443,18 @@ fn device_manifests(
             .with_context(|| format!("reading {}", agreement_path.display()))?;
         let agreement = nospy_policy::Agreement::from_toml(&text)
             .with_context(|| format!("{}", agreement_path.display()))?;
-        let digests: Vec<Option<Hash>> = inventory
-            .devices
-            .iter()
-            .map(|d| d.firmware_sha256.as_deref().and_then(Hash::from_hex))
-            .collect();
-        let mut wanted: Vec<Hash> = digests.iter().flatten().copied().collect();
-        wanted.sort_unstable();
-        wanted.dedup();
-        let evidence = src
-            .evidence(&wanted)
-            .with_context(|| format!("reading releases from {}", src.name()))?;
-        let items: Vec<(&Hash, &nospy_policy::Evidence)> = wanted
-            .iter()
-            .filter_map(|d| evidence.get(d).map(|e| (d, e)))
-            .collect();
         let verifier = nospy_policy::Verifier::new(&agreement);
-        let verdicts = verifier.verify_many(&items, crate::statements::now());
-        let mut by_digest = std::collections::HashMap::new();
+        let (digests, by_digest) = crate::gather::fleet_verdicts(
+            src,
+            inventory,
+            &verifier,
+            None,
+            crate::statements::now(),
+        )
+        .with_context(|| format!("reading releases from {}", src.name()))?;
         // One manifest per release entry, shared by every device running it (compiled once).
         let mut by_entry: std::collections::HashMap<u64, Arc<Manifest>> =
             std::collections::HashMap::new();
-        for ((d, _), v) in items.iter().zip(&verdicts) {
-            by_digest.insert(**d, v);
-        }
         for (i, d) in digests.iter().enumerate() {
             let Some(d) = d else {
                 notes[i] = Some("no firmware digest in the inventory".into());
