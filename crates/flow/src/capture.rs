@@ -132,6 +132,10 @@ const BYTE_ORDER_MAGIC: u32 = 0x1A2B_3C4D;
 /// (a packet of `MAX_PACKET` bytes, its block header and options) with room to spare.
 const MAX_RECORD: usize = MAX_PACKET + 128 * 1024;
 
+/// A streaming reader's buffer: large beside `MAX_RECORD`, so that the unread tail moved to its
+/// front before each refill is a small part of what passes through.
+const BUFFER: usize = 4 << 20;
+
 /// A capture read from a stream (a file) through a buffer of bounded size: memory stays the
 /// same whatever the size of the capture, and nothing is read twice. Error offsets are offsets
 /// in the stream.
@@ -151,7 +155,7 @@ impl<R: std::io::Read> CaptureReader<R> {
     pub fn new(src: R) -> Result<CaptureReader<R>, CaptureError> {
         let mut r = CaptureReader {
             src,
-            buf: vec![0; 2 * MAX_RECORD],
+            buf: vec![0; BUFFER],
             start: 0,
             end: 0,
             base: 0,

@@ -322,6 +322,8 @@ impl Agg {
 pub struct Monitor {
     /// Device by address.
     by_addr: FastMap<IpAddr, u32>,
+    /// The same for IPv4 addresses, keyed by the 32-bit address (one multiply to hash).
+    by_v4: FastMap<u32, u32>,
     /// Per device, in inventory order.
     devs: Vec<Dev>,
     ids: Vec<String>,
@@ -417,6 +419,7 @@ impl Monitor {
             ));
         }
         let mut by_addr = FastMap::default();
+        let mut by_v4 = FastMap::default();
         let mut vendors: Vec<&str> = Vec::new();
         let mut int = Interner::default();
         let mut compiled = Vec::new();
@@ -427,6 +430,9 @@ impl Monitor {
         for (i, (d, m)) in inventory.devices.iter().zip(manifests).enumerate() {
             for a in &d.addresses {
                 by_addr.insert(*a, i as u32);
+                if let IpAddr::V4(v4) = a {
+                    by_v4.insert(u32::from(*v4), i as u32);
+                }
             }
             let vendor = match vendors.iter().position(|v| *v == d.vendor) {
                 Some(v) => v,
@@ -458,6 +464,7 @@ impl Monitor {
         }
         Ok(Monitor {
             by_addr,
+            by_v4,
             devs,
             ids: inventory.devices.iter().map(|d| d.device.clone()).collect(),
             compiled,
@@ -473,6 +480,15 @@ impl Monitor {
             dns_kept: 0,
             dns_dropped: 0,
         })
+    }
+
+    /// The device with address `a`.
+    #[inline]
+    fn device_of(&self, a: IpAddr) -> Option<u32> {
+        match a {
+            IpAddr::V4(v4) => self.by_v4.get(&u32::from(v4)).copied(),
+            IpAddr::V6(_) => self.by_addr.get(&a).copied(),
+        }
     }
 
     /// Records a DNS answer seen in the traffic.
@@ -504,8 +520,8 @@ impl Monitor {
             None => (f.first_ns, f.last_ns),
             Some((a, b)) => (a.min(f.first_ns), b.max(f.last_ns)),
         });
-        let src = self.by_addr.get(&f.src).copied();
-        let dst = self.by_addr.get(&f.dst).copied();
+        let src = self.device_of(f.src);
+        let dst = self.device_of(f.dst);
         if src.is_none() && dst.is_none() {
             self.report.unknown_device_flows += 1;
             return;
@@ -626,8 +642,8 @@ impl Monitor {
             }
         }
         if !rules.same_vendor.is_empty() {
-            if let Some(p) = self.by_addr.get(&peer) {
-                if self.devs[*p as usize].vendor == self.devs[d as usize].vendor
+            if let Some(p) = self.device_of(peer) {
+                if self.devs[p as usize].vendor == self.devs[d as usize].vendor
                     && any_allows(&rules.same_vendor, side)
                 {
                     return Verdict::Allowed;
@@ -719,7 +735,7 @@ impl Monitor {
 impl nospy_flow::source::Sink for Monitor {
     /// Only traffic of a device of the inventory is tracked.
     fn wants(&self, src: IpAddr, dst: IpAddr) -> bool {
-        self.by_addr.contains_key(&src) || self.by_addr.contains_key(&dst)
+        self.device_of(src).is_some() || self.device_of(dst).is_some()
     }
     fn flow(&mut self, flow: &Flow) {
         Monitor::flow(self, flow)
