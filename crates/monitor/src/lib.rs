@@ -175,8 +175,8 @@ impl Resolver {
 /// One line of the report: flows of one device, direction, peer, protocol and port.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Row {
-    /// The device's id.
-    pub device: String,
+    /// The device's id (shared by the device's rows).
+    pub device: Arc<str>,
     /// From the device's side.
     pub direction: Direction,
     /// The other side.
@@ -236,7 +236,66 @@ pub struct Report {
     pub window: Option<(u64, u64)>,
 }
 
-type RowKey = (u32, u8, IpAddr, u8, u16);
+/// A report row's key, packed small (it is hashed for every flow judged, and the rows of a
+/// large input outgrow the caches): device, direction, protocol and port in one word, the peer
+/// (IPv4 as IPv4-mapped IPv6) in two.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct RowKey {
+    head: u64,
+    peer: [u64; 2],
+}
+
+impl RowKey {
+    fn new(device: u32, dir: u8, peer: IpAddr, proto: u8, port: u16) -> RowKey {
+        let p = match peer {
+            IpAddr::V4(a) => u128::from(a.to_ipv6_mapped()),
+            IpAddr::V6(a) => u128::from(a),
+        };
+        RowKey {
+            head: (u64::from(device) << 32)
+                | (u64::from(dir) << 24)
+                | (u64::from(proto) << 16)
+                | u64::from(port),
+            peer: [(p >> 64) as u64, p as u64],
+        }
+    }
+
+    fn device(&self) -> u32 {
+        (self.head >> 32) as u32
+    }
+
+    fn dir(&self) -> u8 {
+        (self.head >> 24) as u8
+    }
+
+    fn proto(&self) -> u8 {
+        (self.head >> 16) as u8
+    }
+
+    fn port(&self) -> u16 {
+        self.head as u16
+    }
+
+    fn peer(&self) -> IpAddr {
+        let a =
+            std::net::Ipv6Addr::from((u128::from(self.peer[0]) << 64) | u128::from(self.peer[1]));
+        match a.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(a),
+        }
+    }
+
+    /// The report's order: device, direction, peer, protocol, port.
+    fn order(&self) -> (u32, u8, IpAddr, u8, u16) {
+        (
+            self.device(),
+            self.dir(),
+            self.peer(),
+            self.proto(),
+            self.port(),
+        )
+    }
+}
 
 /// Sets of services, each stored once (side by side in one list) and named by index.
 #[derive(Default)]
@@ -326,7 +385,7 @@ pub struct Monitor {
     by_v4: FastMap<u32, u32>,
     /// Per device, in inventory order.
     devs: Vec<Dev>,
-    ids: Vec<String>,
+    ids: Vec<Arc<str>>,
     /// Each distinct manifest, compiled.
     compiled: Vec<Compiled>,
     /// The IPv4 prefix tables of every compiled manifest.
@@ -466,7 +525,11 @@ impl Monitor {
             by_addr,
             by_v4,
             devs,
-            ids: inventory.devices.iter().map(|d| d.device.clone()).collect(),
+            ids: inventory
+                .devices
+                .iter()
+                .map(|d| Arc::from(d.device.as_str()))
+                .collect(),
             compiled,
             v4,
             sets: int.sets,
@@ -585,7 +648,7 @@ impl Monitor {
             Direction::FromDevice => side.peer_port,
             Direction::ToDevice => side.device_port,
         };
-        let key: RowKey = (d, dir_index(side.direction) as u8, peer, f.proto, port);
+        let key = RowKey::new(d, dir_index(side.direction) as u8, peer, f.proto, port);
         match verdict {
             Verdict::Allowed => {}
             Verdict::Violation => {
@@ -692,15 +755,15 @@ impl Monitor {
     pub fn finish(mut self) -> Report {
         let ids = &self.ids;
         let row = |k: RowKey, a: Agg, names: Vec<String>| Row {
-            device: ids[k.0 as usize].clone(),
-            direction: if k.1 == 0 {
+            device: ids[k.device() as usize].clone(),
+            direction: if k.dir() == 0 {
                 Direction::FromDevice
             } else {
                 Direction::ToDevice
             },
-            peer: k.2,
-            protocol: k.3,
-            port: k.4,
+            peer: k.peer(),
+            protocol: k.proto(),
+            port: k.port(),
             flows: a.flows,
             packets: a.packets,
             bytes: a.bytes,
@@ -709,19 +772,19 @@ impl Monitor {
             names,
         };
         let mut v: Vec<(RowKey, Agg)> = std::mem::take(&mut self.violations).into_iter().collect();
-        v.sort_by_key(|e| e.0);
+        v.sort_unstable_by_key(|e| e.0.order());
         self.report.violations = v.into_iter().map(|(k, a)| row(k, a, Vec::new())).collect();
         let mut u: Vec<(RowKey, (Agg, Vec<String>))> = std::mem::take(&mut self.unattributable)
             .into_iter()
             .collect();
-        u.sort_by_key(|e| e.0);
+        u.sort_unstable_by_key(|e| e.0.order());
         self.report.unattributable = u.into_iter().map(|(k, (a, n))| row(k, a, n)).collect();
         self.report.devices = self
             .devs
             .iter()
             .zip(ids)
             .map(|(d, id)| DeviceSummary {
-                device: id.clone(),
+                device: id.to_string(),
                 flows: d.flows,
                 violations: d.violations,
                 unattributable: d.unattributable,

@@ -258,7 +258,7 @@ fn protocol(p: u8) -> String {
 
 fn row_json(r: &Row) -> serde_json::Value {
     let mut v = json!({
-        "device": r.device,
+        "device": &*r.device,
         "direction": direction(r.direction),
         "peer": r.peer.to_string(),
         "protocol": protocol(r.protocol),
@@ -590,7 +590,7 @@ fn append_evidence(
         while let Some(r) = rows.next_if(|r| r.device == first.device) {
             mine.push(r);
         }
-        let Some(&i) = index.get(first.device.as_str()) else {
+        let Some(&i) = index.get(&*first.device) else {
             continue;
         };
         let dev = &inventory.devices[i];
