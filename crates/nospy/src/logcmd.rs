@@ -26,6 +26,7 @@ pub enum LogCommand {
     /// Example:
     ///   nospy key generate --name log.example.org/nospy --out log.key
     ///   nospy log init ./log --origin log.example.org/nospy --key log.key
+    #[command(verbatim_doc_comment)]
     Init {
         /// The log directory (new, or empty).
         dir: PathBuf,

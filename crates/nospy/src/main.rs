@@ -86,6 +86,7 @@ enum Command {
     /// Example:
     ///   nospy attest --key eval.key --kind binary-equivalence --shipped fw.bin \
     ///     --rebuilt rebuilt/fw.bin --release-entry 0 --log ./log --out attestation.json
+    #[command(verbatim_doc_comment)]
     Attest(statements::AttestArgs),
     /// Revoke artifacts (vendor or evaluator): a signed statement that they must not run.
     Revoke(statements::RevokeArgs),
@@ -117,19 +118,25 @@ enum Command {
     Serve(servecmd::ServeArgs),
     /// Check traffic against each device's manifest: which flows its manifest does not allow.
     ///
-    /// Reads a packet capture (--pcap, pcap or pcapng) or captured flow exports (--flows,
-    /// NetFlow v5/v9, IPFIX), attributes each flow to the inventory's device by address, and
-    /// judges it against that device's manifest (--manifest files, matched by vendor and model).
-    /// Abstractions (operator-networks, my-controller, local-networks, controller:URI) come from
-    /// --operator; DNS-name rules are satisfied by DNS answers in the capture, within their TTL,
-    /// or by a --resolver snapshot. A flow only a DNS-name rule could allow, when no answer could
-    /// be seen, is reported as unattributable, apart from violations.
+    /// Reads a packet capture (--pcap, pcap or pcapng, streamed), captured flow exports
+    /// (--flows, NetFlow v5/v9, IPFIX) or exports sent live (--listen udp:ADDR), attributes each
+    /// flow to the inventory's device by address, and judges it against that device's manifest:
+    /// the manifest of its firmware's release in the log (--agreement with --log or --server), or
+    /// --manifest files matched by vendor and model. Abstractions (operator-networks,
+    /// my-controller, local-networks, controller:URI) come from --operator; DNS-name rules are
+    /// satisfied by DNS answers in the capture, within their TTL, or by a --resolver snapshot. A
+    /// flow only a DNS-name rule could allow, when no answer could be seen, is reported as
+    /// unattributable, apart from violations. With --evidence-key, each device's violations
+    /// become a signed evidence statement appended to the log.
     ///
-    /// Example:
+    /// Examples:
     ///   nospy monitor --inventory inventory.csv --manifest vx-ran-5000.toml \
     ///     --operator operator.toml --pcap site-0001.pcapng
+    ///   nospy monitor --inventory inventory.csv --agreement agreement.toml --log ./log \
+    ///     --evidence-key monitor.key --listen udp:0.0.0.0:4739 --duration 1h
     ///
     /// Exit status: 0 no violation, 1 violations found, 2 unusable input.
+    #[command(verbatim_doc_comment)]
     Monitor(monitorcmd::MonitorArgs),
     /// Measure the network's dependence on a designated vendor against a policy's caps and
     /// deadlines.
@@ -144,6 +151,7 @@ enum Command {
     ///     --what-if 0:50:5 --html exposure.html
     ///
     /// Exit status: 0 no rule in breach, 1 a rule in breach at the date, 2 unusable input.
+    #[command(verbatim_doc_comment)]
     Exposure(exposurecmd::ExposureArgs),
     /// Check every device of the inventory under the agreement.
     ///
@@ -156,6 +164,7 @@ enum Command {
     ///   nospy fleet --inventory inventory.csv --agreement agreement.toml --log ./mirror
     ///
     /// Exit status: 0 every device admitted and current, 1 a device fails, 2 unusable input.
+    #[command(verbatim_doc_comment)]
     Fleet(fleetcmd::FleetArgs),
     /// Witness a log: cosign checkpoints that extend what was cosigned before.
     #[command(subcommand)]

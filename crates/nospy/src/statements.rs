@@ -29,6 +29,7 @@ pub enum ReleaseCommand {
     /// Example:
     ///   nospy release sign --key vendor.key --artifact fw.bin --product vx-ran-5000 \
     ///     --version 4.2.0 --source-commit 9f2c1e --manifest manifest.toml --out release.json
+    #[command(verbatim_doc_comment)]
     #[command(disable_version_flag = true)]
     Sign(SignArgs),
 }
