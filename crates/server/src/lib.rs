@@ -337,6 +337,9 @@ async fn serve_http(
             _ = tokio::signal::ctrl_c() => break,
         };
         let Ok((stream, _)) = accepted else { continue };
+        // Answers go out at once, not held back to be coalesced with a next one that a client
+        // waiting for this answer will never cause.
+        let _ = stream.set_nodelay(true);
         let svc = svc.clone();
         conns.spawn(async move {
             let conn = hyper::server::conn::http1::Builder::new()
