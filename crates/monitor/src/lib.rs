@@ -285,12 +285,15 @@ impl RowKey {
         }
     }
 
-    /// The report's order: device, direction, peer, protocol, port.
-    fn order(&self) -> (u32, u8, IpAddr, u8, u16) {
+    /// The report's order (device, direction, peer with IPv4 before IPv6, protocol, port) as
+    /// plain integers, cheap to compare.
+    fn order(&self) -> (u64, bool, u64, u64, u8, u16) {
+        let v4 = self.peer[0] == 0 && self.peer[1] >> 32 == 0xffff;
         (
-            self.device(),
-            self.dir(),
-            self.peer(),
+            self.head >> 24,
+            !v4,
+            self.peer[0],
+            self.peer[1],
             self.proto(),
             self.port(),
         )
@@ -824,4 +827,50 @@ pub fn manifests_by_model(
         .iter()
         .map(|d| by.get(&(d.vendor.as_str(), d.model.as_str())).cloned())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RowKey;
+    use std::net::IpAddr;
+
+    #[test]
+    fn row_keys_keep_their_parts_and_sort_as_the_report_does() {
+        let peers: Vec<IpAddr> = [
+            "0.0.0.0",
+            "10.0.0.1",
+            "10.0.0.2",
+            "255.255.255.255",
+            "::",
+            "::1",
+            "2001:db8::1",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+            "::fffe:0:1",
+        ]
+        .iter()
+        .map(|a| a.parse().unwrap_or(IpAddr::from([0u8; 4])))
+        .collect();
+        let mut keys = Vec::new();
+        for device in [0u32, 1, u32::MAX] {
+            for dir in [0u8, 1] {
+                for &peer in &peers {
+                    for proto in [1u8, 6, 17, 255] {
+                        for port in [0u16, 53, 65_535] {
+                            let k = RowKey::new(device, dir, peer, proto, port);
+                            assert_eq!(
+                                (k.device(), k.dir(), k.peer(), k.proto(), k.port()),
+                                (device, dir, peer, proto, port)
+                            );
+                            keys.push(k);
+                        }
+                    }
+                }
+            }
+        }
+        let mut by_order = keys.clone();
+        by_order.sort_unstable_by_key(|k| k.order());
+        let mut by_parts = keys;
+        by_parts.sort_unstable_by_key(|k| (k.device(), k.dir(), k.peer(), k.proto(), k.port()));
+        assert_eq!(by_order, by_parts);
+    }
 }
