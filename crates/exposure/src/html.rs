@@ -264,8 +264,8 @@ fn what_if_chart(r: &RuleReport, id: usize, sweep: &[WhatIf]) -> String {
     s
 }
 
-/// The whole report. `sweeps[i]` is rule `i`'s cap sweep (empty without `--what-if`).
-pub fn report(inv: &Inventory, rules: &[RuleReport], at: Date, sweeps: &[Vec<WhatIf>]) -> String {
+/// The whole report (with each rule's cap sweep, if it was asked for).
+pub fn report(inv: &Inventory, rules: &[RuleReport], at: Date) -> String {
     let mut from = at;
     let mut to = at;
     for r in rules {
@@ -345,7 +345,8 @@ pub fn report(inv: &Inventory, rules: &[RuleReport], at: Date, sweeps: &[Vec<Wha
             "<figure>{}<figcaption>The share (solid) against the cap (dashed) over time; dotted, the share once the minimal set is replaced; the grey line is {at}.</figcaption></figure>",
             timeline_chart(r, i, at, from, to)
         );
-        if let Some(sweep) = sweeps.get(i).filter(|s| !s.is_empty()) {
+        if !r.what_if.is_empty() {
+            let sweep = &r.what_if;
             let _ = write!(
                 s,
                 "<figure>{}<figcaption>What each cap would cost to reach (replacement cost of the fewest devices).</figcaption></figure><table class=\"whatif\"><tr><th class=\"num\">cap</th><th class=\"num\">devices</th><th class=\"num\">weight</th><th class=\"num\">cost</th><th class=\"num\">share after</th></tr>",

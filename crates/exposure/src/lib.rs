@@ -61,6 +61,8 @@ pub struct RuleReport {
     pub vendors: Vec<(String, f64)>,
     /// The fewest devices whose replacement brings the share within the cap (empty when it is).
     pub replacement: Replacement,
+    /// The cap sweep asked for: what each cap would take.
+    pub what_if: Vec<WhatIf>,
 }
 
 impl RuleReport {
@@ -195,43 +197,55 @@ pub fn minimal_replacement(
     take_until(devices, &order, measure, amount, total, cap)
 }
 
-/// Judges every rule of `policy` on `inv` at date `at`.
-pub fn evaluate(inv: &Inventory, policy: &Policy, at: Date) -> Vec<RuleReport> {
+/// Judges every rule of `policy` on `inv` at date `at`, and sweeps each rule's cap over `caps`
+/// (none: no sweep): each rule's scope is read once, its devices put in replacement order once.
+pub fn evaluate(inv: &Inventory, policy: &Policy, at: Date, caps: &[f64]) -> Vec<RuleReport> {
     policy
         .rules
         .iter()
-        .map(|rule| {
-            let v = view(inv, rule);
-            let share = if v.total > 0.0 {
-                v.amount / v.total
-            } else {
-                0.0
-            };
-            let replacement = minimal_replacement(
-                &inv.devices,
-                &v.vendor,
-                rule.measure,
-                v.amount,
-                v.total,
-                rule.max_share,
-            );
-            let mut vendors = v.by_vendor;
-            vendors.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-            RuleReport {
-                scope_devices: v.members,
-                total: v.total,
-                vendor_devices: v.vendor.len(),
-                amount: v.amount,
-                share,
-                in_force: at >= rule.effective,
-                compliant: within(v.amount, v.total, rule.max_share),
-                days_to_effective: rule.effective.0 - at.0,
-                vendors,
-                replacement,
-                rule: rule.clone(),
-            }
-        })
+        .map(|rule| judge(inv, rule, at, caps))
         .collect()
+}
+
+fn judge(inv: &Inventory, rule: &Rule, at: Date, caps: &[f64]) -> RuleReport {
+    let v = view(inv, rule);
+    let share = if v.total > 0.0 {
+        v.amount / v.total
+    } else {
+        0.0
+    };
+    let compliant = within(v.amount, v.total, rule.max_share);
+    // Ordered only when some cap needs devices replaced.
+    let order = if compliant && caps.is_empty() {
+        Vec::new()
+    } else {
+        replacement_order(&inv.devices, &v.vendor, rule.measure)
+    };
+    let take = |cap: f64| take_until(&inv.devices, &order, rule.measure, v.amount, v.total, cap);
+    let replacement = take(rule.max_share);
+    let what_if = caps
+        .iter()
+        .map(|&cap| WhatIf {
+            cap,
+            replacement: take(cap),
+        })
+        .collect();
+    let mut vendors = v.by_vendor;
+    vendors.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    RuleReport {
+        scope_devices: v.members,
+        total: v.total,
+        vendor_devices: v.vendor.len(),
+        amount: v.amount,
+        share,
+        in_force: at >= rule.effective,
+        compliant,
+        days_to_effective: rule.effective.0 - at.0,
+        vendors,
+        replacement,
+        what_if,
+        rule: rule.clone(),
+    }
 }
 
 /// One level of a cap sweep.
@@ -246,12 +260,5 @@ pub struct WhatIf {
 /// What each of `caps` would take, for `rule`'s vendor and scope: the fewest devices to replace
 /// and their cost.
 pub fn what_if(inv: &Inventory, rule: &Rule, caps: &[f64]) -> Vec<WhatIf> {
-    let v = view(inv, rule);
-    let order = replacement_order(&inv.devices, &v.vendor, rule.measure);
-    caps.iter()
-        .map(|&cap| WhatIf {
-            cap,
-            replacement: take_until(&inv.devices, &order, rule.measure, v.amount, v.total, cap),
-        })
-        .collect()
+    judge(inv, rule, Date(0), caps).what_if
 }

@@ -114,7 +114,7 @@ fn uk() -> Policy {
 fn shares_breaches_and_minimal_sets_are_those_of_the_construction() {
     let inv = national();
     let at = Date::parse("2024-06-01").unwrap();
-    let r = evaluate(&inv, &uk(), at);
+    let r = evaluate(&inv, &uk(), at, &[]);
     let by = |name: &str| r.iter().find(|x| x.rule.name.contains(name)).unwrap();
 
     let sensitive = by("sensitive");
@@ -165,7 +165,7 @@ fn shares_breaches_and_minimal_sets_are_those_of_the_construction() {
     assert_eq!(g5.replacement.devices.len(), 6_030);
 
     // Before the first deadline nothing is in breach.
-    let early = evaluate(&inv, &uk(), Date::parse("2022-01-01").unwrap());
+    let early = evaluate(&inv, &uk(), Date::parse("2022-01-01").unwrap(), &[]);
     assert!(early.iter().all(|x| !x.breach()));
 
     // The sweep: at a cap of 60% access complies as it is; each lower cap costs more.

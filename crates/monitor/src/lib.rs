@@ -382,9 +382,9 @@ impl Agg {
 
 /// The monitor: compiled manifests, the DNS answers seen, and what was found so far.
 pub struct Monitor {
-    /// Device by address.
+    /// Device by IPv6 address.
     by_addr: FastMap<IpAddr, u32>,
-    /// The same for IPv4 addresses, keyed by the 32-bit address (one multiply to hash).
+    /// Device by IPv4 address, keyed by the 32-bit address (one multiply to hash).
     by_v4: FastMap<u32, u32>,
     /// Per device, in inventory order.
     devs: Vec<Dev>,
@@ -491,10 +491,10 @@ impl Monitor {
         let mut devs = Vec::with_capacity(manifests.len());
         for (i, (d, m)) in inventory.devices.iter().zip(manifests).enumerate() {
             for a in &d.addresses {
-                by_addr.insert(*a, i as u32);
-                if let IpAddr::V4(v4) = a {
-                    by_v4.insert(u32::from(*v4), i as u32);
-                }
+                match a {
+                    IpAddr::V4(v4) => by_v4.insert(u32::from(*v4), i as u32),
+                    IpAddr::V6(_) => by_addr.insert(*a, i as u32),
+                };
             }
             let vendor = match vendors.iter().position(|v| *v == d.vendor) {
                 Some(v) => v,

@@ -3,7 +3,7 @@
 
 use crate::util::print_json;
 use anyhow::{bail, Context as _, Result};
-use nospy_exposure::{evaluate, html, what_if, Date, Policy, RuleReport, WhatIf};
+use nospy_exposure::{evaluate, html, Date, Policy, RuleReport};
 use nospy_inventory::Inventory;
 use serde_json::json;
 use std::path::PathBuf;
@@ -58,7 +58,8 @@ fn sweep(s: &str) -> Result<Vec<f64>> {
     Ok((0..=n).map(|i| (from + i as f64 * step) / 100.0).collect())
 }
 
-fn rule_json(r: &RuleReport, inv: &Inventory, sweep: &[WhatIf]) -> serde_json::Value {
+fn rule_json(r: &RuleReport, inv: &Inventory) -> serde_json::Value {
+    let sweep = &r.what_if;
     let ids = |ds: &[usize]| -> Vec<&str> {
         ds.iter().map(|&d| inv.devices[d].device.as_str()).collect()
     };
@@ -112,23 +113,24 @@ pub fn run(a: ExposureArgs) -> Result<ExitCode> {
         Some(d) => Date::parse(d).map_err(|m| anyhow::anyhow!("--at: {m}"))?,
         None => Date::from_unix(crate::statements::now() as i64),
     };
-    let caps = a.what_if.as_deref().map(sweep).transpose()?;
-    let rules = evaluate(&inv, &policy, at);
-    let sweeps: Vec<Vec<WhatIf>> = match &caps {
-        Some(c) => policy.rules.iter().map(|r| what_if(&inv, r, c)).collect(),
-        None => vec![Vec::new(); rules.len()],
-    };
+    let caps = a
+        .what_if
+        .as_deref()
+        .map(sweep)
+        .transpose()?
+        .unwrap_or_default();
+    let rules = evaluate(&inv, &policy, at, &caps);
     if let Some(p) = &a.html {
-        crate::util::write_output(Some(p), html::report(&inv, &rules, at, &sweeps).as_bytes())?;
+        crate::util::write_output(Some(p), html::report(&inv, &rules, at).as_bytes())?;
     }
     if a.json {
         print_json(&json!({
             "at": at.to_string(),
             "devices": inv.devices.len(),
-            "rules": rules.iter().zip(&sweeps).map(|(r, s)| rule_json(r, &inv, s)).collect::<Vec<_>>(),
+            "rules": rules.iter().map(|r| rule_json(r, &inv)).collect::<Vec<_>>(),
         }))?;
     } else {
-        print_text(&rules, &sweeps, at, &inv);
+        print_text(&rules, at, &inv);
         if let Some(p) = &a.html {
             eprintln!("report written to {}", p.display());
         }
@@ -140,7 +142,7 @@ pub fn run(a: ExposureArgs) -> Result<ExitCode> {
     })
 }
 
-fn print_text(rules: &[RuleReport], sweeps: &[Vec<WhatIf>], at: Date, inv: &Inventory) {
+fn print_text(rules: &[RuleReport], at: Date, inv: &Inventory) {
     use std::fmt::Write as _;
     let mut out = String::new();
     let _ = writeln!(
@@ -150,7 +152,8 @@ fn print_text(rules: &[RuleReport], sweeps: &[Vec<WhatIf>], at: Date, inv: &Inve
         rules.iter().filter(|r| r.breach()).count(),
         rules.len()
     );
-    for (r, sweep) in rules.iter().zip(sweeps) {
+    for r in rules {
+        let sweep = &r.what_if;
         let status = match (r.in_force, r.compliant) {
             (true, true) => "compliant".to_string(),
             (true, false) => "IN BREACH".to_string(),

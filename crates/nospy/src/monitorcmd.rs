@@ -118,8 +118,12 @@ impl ManifestFrom {
     }
 }
 
-fn load_manifest(p: &PathBuf) -> Result<Manifest> {
-    let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+/// Reads a manifest file (TOML, or JSON when it starts with `{`), with the SHA-256 of its bytes
+/// (what an evidence statement names).
+fn load_manifest(p: &PathBuf) -> Result<(Manifest, Hash)> {
+    let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+    let digest = Hash(Sha256::digest(&bytes).into());
+    let text = String::from_utf8(bytes).with_context(|| format!("{}: not UTF-8", p.display()))?;
     let m = if text.trim_start().starts_with('{') {
         let v: serde_json::Value =
             serde_json::from_str(&text).with_context(|| format!("{}: not JSON", p.display()))?;
@@ -127,7 +131,10 @@ fn load_manifest(p: &PathBuf) -> Result<Manifest> {
     } else {
         Manifest::from_toml(&text)
     };
-    m.with_context(|| format!("{}: not a manifest", p.display()))
+    Ok((
+        m.with_context(|| format!("{}: not a manifest", p.display()))?,
+        digest,
+    ))
 }
 
 /// Runs `nospy monitor`.
@@ -416,12 +423,8 @@ fn device_manifests(
         .manifest
         .iter()
         .map(|p| {
-            let m = load_manifest(p)?;
-            let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
-            Ok((
-                Arc::new(m),
-                ManifestFrom::File(p.clone(), Hash(Sha256::digest(&bytes).into())),
-            ))
+            let (m, digest) = load_manifest(p)?;
+            Ok((Arc::new(m), ManifestFrom::File(p.clone(), digest)))
         })
         .collect::<Result<_>>()?;
     let list: Vec<Arc<Manifest>> = files.iter().map(|f| f.0.clone()).collect();
