@@ -1,6 +1,6 @@
 //! `nospy bundle`, `nospy verify`, `nospy witness cosign`: the operator's side.
 
-use crate::gather::{entries_about, hash_file, parse_digest};
+use crate::gather::{hash_file, parse_digest, LogSource};
 use crate::statements::now;
 use crate::util::{print_json, read_input, signer_key, verifier_key, write_output, Negative};
 use anyhow::{bail, Context as _, Result};
@@ -159,81 +159,63 @@ pub(crate) fn checkpoint_of(log: &Log, file: Option<&Path>) -> Result<SignedChec
 
 pub fn bundle(a: BundleArgs) -> Result<ExitCode> {
     let digest = parse_digest(&a.artifact_digest)?;
-    if let Some(url) = &a.server {
-        if a.checkpoint.is_some() || a.since_size.is_some() {
-            bail!("--checkpoint and --since-size need --log");
-        }
-        let (checkpoint, entries) = remote_evidence(url, &digest)?;
-        if entries.is_empty() {
-            bail!("{url} knows no entry about {}", digest.to_hex());
-        }
-        let n = entries.len();
-        let entries = entries
-            .into_iter()
-            .map(|e| BundleEntry {
-                entry: e.bytes,
-                proof: TlogProof {
-                    extra: None,
-                    index: e.index,
-                    proof: e.proof,
-                    checkpoint: checkpoint.clone(),
-                },
-            })
-            .collect();
-        let b = Bundle {
-            artifact: digest,
-            checkpoint,
-            entries,
-            consistency: None,
-        };
-        write_output(a.out.as_deref(), &b.to_json())?;
-        eprintln!("bundle: {n} entries about {} from {url}", digest.to_hex());
-        return Ok(ExitCode::SUCCESS);
+    let src = LogSource::from_args(a.log.as_deref(), a.server.as_deref())
+        .context("give --log or --server")?;
+    if matches!(src, LogSource::Server(_)) && (a.checkpoint.is_some() || a.since_size.is_some()) {
+        bail!("--checkpoint and --since-size need --log");
     }
-    let dir = a.log.as_ref().context("give --log or --server")?;
-    let log = Log::open(dir)?;
-    let sc = checkpoint_of(&log, a.checkpoint.as_deref())?;
-    let size = sc.checkpoint.size;
-    let text = sc.to_text();
-    let mut entries = Vec::new();
-    for (index, bytes) in entries_about(&log, &digest)? {
-        if index >= size {
-            continue;
+    let ev = src
+        .evidence_under(&[digest], a.checkpoint.as_deref())?
+        .remove(&digest)
+        .context("no evidence gathered")?;
+    let size = SignedCheckpoint::parse(ev.checkpoint.as_bytes())
+        .context("the checkpoint")?
+        .checkpoint
+        .size;
+    if ev.entries.is_empty() {
+        match &src {
+            LogSource::Server(url) => bail!("{url} knows no entry about {}", digest.to_hex()),
+            LogSource::Dir(dir) => bail!(
+                "no entry of {} up to size {size} is about {}",
+                dir.display(),
+                digest.to_hex()
+            ),
         }
-        let proof = log.inclusion_proof(index, size)?;
-        entries.push(BundleEntry {
-            entry: bytes,
+    }
+    let consistency = match (&src, a.since_size) {
+        (LogSource::Dir(dir), Some(n)) => Some((n, Log::open(dir)?.consistency_proof(n, size)?)),
+        _ => None,
+    };
+    let n = ev.entries.len();
+    let entries = ev
+        .entries
+        .into_iter()
+        .map(|e| BundleEntry {
+            entry: e.bytes,
             proof: TlogProof {
                 extra: None,
-                index,
-                proof,
-                checkpoint: text.clone(),
+                index: e.index,
+                proof: e.proof,
+                checkpoint: ev.checkpoint.clone(),
             },
-        });
-    }
-    if entries.is_empty() {
-        bail!(
-            "no entry of {} up to size {size} is about {}",
-            dir.display(),
-            digest.to_hex()
-        );
-    }
-    let consistency = match a.since_size {
-        None => None,
-        Some(n) => Some((n, log.consistency_proof(n, size)?)),
-    };
-    let n = entries.len();
+        })
+        .collect();
     let b = Bundle {
         artifact: digest,
-        checkpoint: text,
+        checkpoint: ev.checkpoint,
         entries,
         consistency,
     };
     write_output(a.out.as_deref(), &b.to_json())?;
-    eprintln!(
-        "bundle: {n} entries about {} under checkpoint size {size}",
-        digest.to_hex()
-    );
+    match &src {
+        LogSource::Server(url) => {
+            eprintln!("bundle: {n} entries about {} from {url}", digest.to_hex())
+        }
+        LogSource::Dir(_) => eprintln!(
+            "bundle: {n} entries about {} under checkpoint size {size}",
+            digest.to_hex()
+        ),
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -274,15 +256,7 @@ pub fn verify_cmd(a: VerifyArgs) -> Result<ExitCode> {
         (None, None) => bail!("give the artifact file or --digest"),
     };
     let state = a.state.as_deref().map(read_state).transpose()?.flatten();
-    let evidence = if let Some(url) = &a.server {
-        let (checkpoint, entries) = remote_evidence(url, &artifact)?;
-        Evidence {
-            checkpoint,
-            entries,
-            complete: Some(format!("the index of {url}")),
-            consistency: None,
-        }
-    } else if let Some(bp) = &a.bundle {
+    let evidence = if let Some(bp) = &a.bundle {
         let b = Bundle::parse(&read_input(bp)?)
             .map_err(|e| anyhow::anyhow!("{}: {e}", bp.display()))?;
         if b.artifact != artifact {
@@ -293,33 +267,22 @@ pub fn verify_cmd(a: VerifyArgs) -> Result<ExitCode> {
         }
         Evidence::from(b)
     } else {
-        let dir = a.log.as_ref().context("give --bundle or --log")?;
-        let log = Log::open(dir)?;
-        let sc = checkpoint_of(&log, a.checkpoint.as_deref())?;
-        let size = sc.checkpoint.size;
-        let mut entries = Vec::new();
-        for (index, bytes) in entries_about(&log, &artifact)? {
-            if index < size {
-                entries.push(LoggedEntry {
-                    index,
-                    bytes,
-                    proof: log.inclusion_proof(index, size)?,
-                    proof_checkpoint: None,
-                });
+        let src = LogSource::from_args(a.log.as_deref(), a.server.as_deref())
+            .context("give --bundle, --log or --server")?;
+        let mut ev = src
+            .evidence_under(&[artifact], a.checkpoint.as_deref())?
+            .remove(&artifact)
+            .context("no evidence gathered")?;
+        if let (LogSource::Dir(dir), Some(s)) = (&src, &state) {
+            let size = SignedCheckpoint::parse(ev.checkpoint.as_bytes())
+                .context("the checkpoint")?
+                .checkpoint
+                .size;
+            if s.size < size && s.size > 0 {
+                ev.consistency = Some((s.size, Log::open(dir)?.consistency_proof(s.size, size)?));
             }
         }
-        let consistency = match state {
-            Some(s) if s.size < size && s.size > 0 => {
-                Some((s.size, log.consistency_proof(s.size, size)?))
-            }
-            _ => None,
-        };
-        Evidence {
-            checkpoint: sc.to_text(),
-            entries,
-            complete: Some("the log".to_string()),
-            consistency,
-        }
+        ev
     };
     let at = match &a.at {
         None => now(),

@@ -106,34 +106,43 @@ pub fn run(a: FleetArgs) -> Result<ExitCode> {
         bail!("give --log DIR or --server URL");
     };
     let verifier = Verifier::new(&agreement);
-    let (digests, verdicts) =
-        crate::gather::fleet_verdicts(&src, &inv, &verifier, a.checkpoint.as_deref(), now)?;
+    let crate::gather::FleetVerdicts {
+        digests,
+        verdicts,
+        releases,
+    } = crate::gather::fleet_verdicts(&src, &inv, &verifier, a.checkpoint.as_deref(), now, true)?;
 
-    // Supersession: the admitted releases of each product the fleet runs, from the whole log.
-    let releases = src.releases()?;
+    // Supersession: the admitted releases of each product the fleet runs, from the whole log
+    // (read in the same pass); only releases of firmware no device runs need a second reading.
     let mut newest: HashMap<(String, String), (String, u64)> = HashMap::new();
     if let Some(all) = &releases {
-        let products: std::collections::HashSet<(String, String)> = verdicts
+        let products: std::collections::HashSet<(&str, &str)> = verdicts
             .values()
             .filter_map(|v| v.release.as_ref())
-            .map(|r| (r.release.vendor.clone(), r.release.product.clone()))
+            .map(|r| (r.release.vendor.as_str(), r.release.product.as_str()))
             .collect();
-        let candidates: Vec<&crate::gather::LoggedRelease> = all
+        let mut cand_digests: Vec<Hash> = all
             .iter()
-            .filter(|(_, r, _)| products.contains(&(r.vendor.clone(), r.product.clone())))
-            .collect();
-        let mut cand_digests: Vec<Hash> = candidates
-            .iter()
+            .filter(|(_, r, _)| products.contains(&(r.vendor.as_str(), r.product.as_str())))
             .flat_map(|c| c.2.iter().copied())
             .collect();
         cand_digests.sort_unstable();
         cand_digests.dedup();
-        let cand_evidence = src.evidence_under(&cand_digests, a.checkpoint.as_deref())?;
-        let cand_items: Vec<(&Hash, &nospy_policy::Evidence)> = cand_digests
+        let unseen: Vec<Hash> = cand_digests
             .iter()
-            .filter_map(|d| cand_evidence.get(d).map(|e| (d, e)))
+            .filter(|d| !verdicts.contains_key(d))
+            .copied()
             .collect();
-        for v in verifier.verify_many(&cand_items, now) {
+        let more = if unseen.is_empty() {
+            HashMap::new()
+        } else {
+            let ev = src.evidence_under(&unseen, a.checkpoint.as_deref())?;
+            crate::gather::verify_all(&verifier, &unseen, &ev, now)
+        };
+        for v in cand_digests
+            .iter()
+            .filter_map(|d| verdicts.get(d).or_else(|| more.get(d)))
+        {
             let (true, Some(r)) = (v.admit, v.release.as_ref()) else {
                 continue;
             };

@@ -68,23 +68,32 @@ pub fn parse_digest(s: &str) -> Result<Hash> {
         })
 }
 
-/// Every entry of the log (up to its checkpoint) whose statement has `digest` among its subjects:
-/// `(index, entry bytes)`. Reads the whole log; the index of the server makes this a lookup.
-pub fn entries_about(log: &Log, digest: &Hash) -> Result<Vec<(u64, Vec<u8>)>> {
-    let size = log.size();
+/// Calls `f` with the index, bytes and statement of every entry of `log` below `size` that is a
+/// statement (others are skipped), with progress on a terminal: the one reading of a whole log.
+fn each_statement(
+    log: &Log,
+    size: u64,
+    mut f: impl FnMut(u64, &[u8], &Statement) -> Result<()>,
+) -> Result<()> {
     let reader = log.reader();
-    let mut out = Vec::new();
     let mut progress = Progress::new("scanned entries");
-    let bundles = size.div_ceil(256);
-    for b in 0..bundles {
+    for b in 0..size.div_ceil(256) {
         for (k, e) in reader.bundle(b)?.into_iter().enumerate() {
-            if is_about(&e, digest) {
-                out.push((b * 256 + k as u64, e));
+            let index = b * 256 + k as u64;
+            if index >= size {
+                break;
             }
+            let Ok(env) = Envelope::parse(&e) else {
+                continue;
+            };
+            let Ok(st) = Statement::parse(&env.payload) else {
+                continue;
+            };
+            f(index, &e, &st)?;
         }
         progress.update(((b + 1) * 256).min(size), size);
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Whether a log entry is a statement with `digest` among its subjects (signatures unchecked:
@@ -109,6 +118,9 @@ pub enum LogSource {
     /// A `nospy serve` server's base URL.
     Server(String),
 }
+
+/// The evidence about each digest.
+pub type EvidenceMap = std::collections::HashMap<Hash, nospy_policy::Evidence>;
 
 /// A release statement found in a log: its index, the release, its subjects' SHA-256.
 pub type LoggedRelease = (u64, nospy_statement::predicate::Release, Vec<Hash>);
@@ -151,8 +163,21 @@ impl LogSource {
         digests: &[Hash],
         checkpoint: Option<&Path>,
     ) -> Result<std::collections::HashMap<Hash, nospy_policy::Evidence>> {
+        Ok(self.read(digests, checkpoint, false)?.0)
+    }
+
+    /// [`LogSource::evidence_under`], and with `releases`, in the same reading of a local log,
+    /// every release statement below the checkpoint (index, the release, its subjects' SHA-256;
+    /// `None` for a server, whose index answers by digest only).
+    pub fn read(
+        &self,
+        digests: &[Hash],
+        checkpoint: Option<&Path>,
+        releases: bool,
+    ) -> Result<(EvidenceMap, Option<Vec<LoggedRelease>>)> {
         use nospy_policy::{Evidence, LoggedEntry};
         let mut out = std::collections::HashMap::new();
+        let mut releases = (releases && matches!(self, LogSource::Dir(_))).then(Vec::new);
         match self {
             LogSource::Server(url) => {
                 if checkpoint.is_some() {
@@ -182,42 +207,41 @@ impl LogSource {
                 let wanted: std::collections::HashSet<Hash> = digests.iter().copied().collect();
                 let mut found: std::collections::HashMap<Hash, Vec<LoggedEntry>> =
                     wanted.iter().map(|d| (*d, Vec::new())).collect();
-                let reader = log.reader();
-                let mut progress = Progress::new("scanned entries");
-                for b in 0..size.div_ceil(256) {
-                    for (k, e) in reader.bundle(b)?.into_iter().enumerate() {
-                        let index = b * 256 + k as u64;
-                        if index >= size {
-                            break;
-                        }
-                        let Ok(env) = Envelope::parse(&e) else {
-                            continue;
-                        };
-                        let Ok(st) = Statement::parse(&env.payload) else {
-                            continue;
-                        };
-                        let about: Vec<Hash> = st
-                            .subject_sha256()
-                            .into_iter()
-                            .filter(|h| wanted.contains(h))
-                            .collect();
-                        if about.is_empty() {
-                            continue;
-                        }
-                        let proof = log.inclusion_proof(index, size)?;
-                        for h in about {
-                            if let Some(list) = found.get_mut(&h) {
-                                list.push(LoggedEntry {
-                                    index,
-                                    bytes: e.clone(),
-                                    proof: proof.clone(),
-                                    proof_checkpoint: None,
-                                });
-                            }
+                each_statement(&log, size, |index, e, st| {
+                    if let Some(r) = releases
+                        .as_mut()
+                        .filter(|_| st.predicate_type == nospy_statement::predicate::RELEASE_V1)
+                    {
+                        if let Ok(nospy_statement::predicate::Predicate::Release(rel)) =
+                            nospy_statement::predicate::Predicate::parse(
+                                &st.predicate_type,
+                                &st.predicate,
+                            )
+                        {
+                            r.push((index, *rel, st.subject_sha256()));
                         }
                     }
-                    progress.update(((b + 1) * 256).min(size), size);
-                }
+                    let about: Vec<Hash> = st
+                        .subject_sha256()
+                        .into_iter()
+                        .filter(|h| wanted.contains(h))
+                        .collect();
+                    if about.is_empty() {
+                        return Ok(());
+                    }
+                    let proof = log.inclusion_proof(index, size)?;
+                    for h in about {
+                        if let Some(list) = found.get_mut(&h) {
+                            list.push(LoggedEntry {
+                                index,
+                                bytes: e.to_vec(),
+                                proof: proof.clone(),
+                                proof_checkpoint: None,
+                            });
+                        }
+                    }
+                    Ok(())
+                })?;
                 for (d, entries) in found {
                     out.insert(
                         d,
@@ -231,38 +255,7 @@ impl LogSource {
                 }
             }
         }
-        Ok(out)
-    }
-
-    /// Every release statement of a local log (index, the release, its subjects' SHA-256), read
-    /// whole; `None` for a server, whose index answers by digest only.
-    pub fn releases(&self) -> Result<Option<Vec<LoggedRelease>>> {
-        let LogSource::Dir(dir) = self else {
-            return Ok(None);
-        };
-        let log = Log::open(dir)?;
-        let size = log.size();
-        let reader = log.reader();
-        let mut out = Vec::new();
-        for b in 0..size.div_ceil(256) {
-            for (k, e) in reader.bundle(b)?.into_iter().enumerate() {
-                let Ok(env) = Envelope::parse(&e) else {
-                    continue;
-                };
-                let Ok(st) = Statement::parse(&env.payload) else {
-                    continue;
-                };
-                if st.predicate_type != nospy_statement::predicate::RELEASE_V1 {
-                    continue;
-                }
-                if let Ok(nospy_statement::predicate::Predicate::Release(r)) =
-                    nospy_statement::predicate::Predicate::parse(&st.predicate_type, &st.predicate)
-                {
-                    out.push((b * 256 + k as u64, *r, st.subject_sha256()));
-                }
-            }
-        }
-        Ok(Some(out))
+        Ok((out, releases))
     }
 
     /// Appends signed statements, all or (for a local log) nothing; a server is sent them one by
@@ -320,21 +313,27 @@ impl LogSource {
     }
 }
 
-/// Each device's firmware digest, and the verdict for each distinct digest.
-pub type FleetVerdicts = (
-    Vec<Option<Hash>>,
-    std::collections::HashMap<Hash, nospy_policy::Verdict>,
-);
+/// What [`fleet_verdicts`] found.
+pub struct FleetVerdicts {
+    /// Each device's firmware digest, in inventory order.
+    pub digests: Vec<Option<Hash>>,
+    /// The verdict for each distinct digest the log knows anything about.
+    pub verdicts: std::collections::HashMap<Hash, nospy_policy::Verdict>,
+    /// Every release of a local log, when asked for (see [`LogSource::read`]).
+    pub releases: Option<Vec<LoggedRelease>>,
+}
 
 /// Each device's firmware digest (from the inventory), and the verdict under `verifier` for each
 /// distinct one the log knows anything about, at time `now`: one reading of the log for the
-/// whole fleet, one batch of signature checks.
+/// whole fleet (which also lists the log's releases, with `releases`), one batch of signature
+/// checks.
 pub fn fleet_verdicts(
     src: &LogSource,
     inventory: &nospy_inventory::Inventory,
     verifier: &nospy_policy::Verifier<'_>,
     checkpoint: Option<&Path>,
     now: u64,
+    releases: bool,
 ) -> Result<FleetVerdicts> {
     let digests: Vec<Option<Hash>> = inventory
         .devices
@@ -344,17 +343,30 @@ pub fn fleet_verdicts(
     let mut wanted: Vec<Hash> = digests.iter().flatten().copied().collect();
     wanted.sort_unstable();
     wanted.dedup();
-    let evidence = src
-        .evidence_under(&wanted, checkpoint)
+    let (evidence, releases) = src
+        .read(&wanted, checkpoint, releases)
         .with_context(|| format!("reading {}", src.name()))?;
-    let items: Vec<(&Hash, &nospy_policy::Evidence)> = wanted
+    Ok(FleetVerdicts {
+        digests,
+        verdicts: verify_all(verifier, &wanted, &evidence, now),
+        releases,
+    })
+}
+
+/// The verdict for each of `digests` that `evidence` holds, in one batch of signature checks.
+pub fn verify_all(
+    verifier: &nospy_policy::Verifier<'_>,
+    digests: &[Hash],
+    evidence: &std::collections::HashMap<Hash, nospy_policy::Evidence>,
+    now: u64,
+) -> std::collections::HashMap<Hash, nospy_policy::Verdict> {
+    let items: Vec<(&Hash, &nospy_policy::Evidence)> = digests
         .iter()
         .filter_map(|d| evidence.get(d).map(|e| (d, e)))
         .collect();
-    let verdicts = items
+    items
         .iter()
         .map(|(d, _)| **d)
         .zip(verifier.verify_many(&items, now))
-        .collect();
-    Ok((digests, verdicts))
+        .collect()
 }

@@ -447,12 +447,17 @@ fn device_manifests(
         let agreement = nospy_policy::Agreement::from_toml(&text)
             .with_context(|| format!("{}", agreement_path.display()))?;
         let verifier = nospy_policy::Verifier::new(&agreement);
-        let (digests, by_digest) = crate::gather::fleet_verdicts(
+        let crate::gather::FleetVerdicts {
+            digests,
+            verdicts: by_digest,
+            ..
+        } = crate::gather::fleet_verdicts(
             src,
             inventory,
             &verifier,
             None,
             crate::statements::now(),
+            false,
         )
         .with_context(|| format!("reading releases from {}", src.name()))?;
         // One manifest per release entry, shared by every device running it (compiled once).
