@@ -38,6 +38,13 @@ fn inventory(dir: &Path) -> PathBuf {
     p
 }
 
+/// `nospy exposure --inventory INV --policy POLICY` and `extra`.
+fn exposure(inv: &Path, policy: &Path, extra: &[&str]) -> Run {
+    let mut args = vec!["exposure", "--inventory", s(inv), "--policy", s(policy)];
+    args.extend(extra);
+    run(&args)
+}
+
 fn uk() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/exposure-uk.toml")
 }
@@ -46,18 +53,11 @@ fn uk() -> PathBuf {
 fn the_json_report_has_every_rule_with_its_share_deadline_and_replacement() {
     let t = tempfile::tempdir().unwrap();
     let inv = inventory(t.path());
-    let r = run(&[
-        "exposure",
-        "--inventory",
-        s(&inv),
-        "--policy",
-        s(&uk()),
-        "--at",
-        "2024-06-01",
-        "--what-if",
-        "0:50:10",
-        "--json",
-    ]);
+    let r = exposure(
+        &inv,
+        &uk(),
+        &["--at", "2024-06-01", "--what-if", "0:50:10", "--json"],
+    );
     assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(v["at"], "2024-06-01");
@@ -93,15 +93,7 @@ fn the_json_report_has_every_rule_with_its_share_deadline_and_replacement() {
     );
     assert!(g5["days_to_effective"].as_i64().unwrap() > 0);
     // Before every deadline: no breach, exit 0.
-    let r = run(&[
-        "exposure",
-        "--inventory",
-        s(&inv),
-        "--policy",
-        s(&uk()),
-        "--at",
-        "2022-01-01",
-    ]);
+    let r = exposure(&inv, &uk(), &["--at", "2022-01-01"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stdout.contains("0 of 4 rules in breach"), "{}", r.stdout);
 }
@@ -134,25 +126,17 @@ fn bad_input_is_refused_with_its_line() {
             "line 3",
         ),
     ] {
-        let r = run(&["exposure", "--inventory", s(&inv), "--policy", s(&uk())]);
+        let r = exposure(&inv, &uk(), &[]);
         assert_eq!(r.code, 2, "{}", r.stderr);
         assert!(r.stderr.contains(want), "want {want:?}: {}", r.stderr);
     }
     let inv = inventory(t.path());
-    let r = run(&[
-        "exposure",
-        "--inventory",
-        s(&inv),
-        "--policy",
-        s(&uk()),
-        "--at",
-        "01/06/2024",
-    ]);
+    let r = exposure(&inv, &uk(), &["--at", "01/06/2024"]);
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("YYYY-MM-DD"), "{}", r.stderr);
     let policy = t.path().join("p.toml");
     std::fs::write(&policy, "[[rule]]\nname = \"x\"\nvendor = \"V\"\nmax_share = 0.2\nmeasure = \"weight\"\neffective = \"2023-13-01\"\n").unwrap();
-    let r = run(&["exposure", "--inventory", s(&inv), "--policy", s(&policy)]);
+    let r = exposure(&inv, &policy, &[]);
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("line 6"), "{}", r.stderr);
 }
@@ -162,19 +146,18 @@ fn the_html_report_opens_in_chromium_with_its_charts_drawn() {
     let t = tempfile::tempdir().unwrap();
     let inv = inventory(t.path());
     let html = t.path().join("exposure.html");
-    let r = run(&[
-        "exposure",
-        "--inventory",
-        s(&inv),
-        "--policy",
-        s(&uk()),
-        "--at",
-        "2024-06-01",
-        "--what-if",
-        "0:50:10",
-        "--html",
-        s(&html),
-    ]);
+    let r = exposure(
+        &inv,
+        &uk(),
+        &[
+            "--at",
+            "2024-06-01",
+            "--what-if",
+            "0:50:10",
+            "--html",
+            s(&html),
+        ],
+    );
     assert_eq!(r.code, 1, "{}", r.stderr);
     // The report as written: no console message at all (it has no script).
     let (dom, err) = chromium_dom(&html, &t.path().join("profile1"));

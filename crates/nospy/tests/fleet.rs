@@ -152,13 +152,19 @@ fn fleet(t: &Path) -> Fleet {
     }
 }
 
-fn device<'a>(v: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
-    v["devices"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["device"] == id)
-        .unwrap()
+impl Fleet {
+    /// `nospy fleet --inventory I --agreement A` and `extra`.
+    fn run(&self, extra: &[&str]) -> Run {
+        let mut args = vec![
+            "fleet",
+            "--inventory",
+            s(&self.inventory),
+            "--agreement",
+            s(&self.agreement),
+        ];
+        args.extend(extra);
+        run(&args)
+    }
 }
 
 #[test]
@@ -166,13 +172,8 @@ fn every_device_gets_the_verdict_of_its_firmware() {
     let t = tempfile::tempdir().unwrap();
     let f = fleet(t.path());
     let html = t.path().join("fleet.html");
-    let r = run(&[
-        "fleet",
+    let r = f.run(&[
         "--json",
-        "--inventory",
-        s(&f.inventory),
-        "--agreement",
-        s(&f.agreement),
         "--log",
         s(&f.log),
         "--at",
@@ -212,18 +213,7 @@ fn every_device_gets_the_verdict_of_its_firmware() {
     assert_eq!(device(&v, "unlogged")["verdict"], "unlogged");
     assert_eq!(device(&v, "no-digest")["verdict"], "unknown");
     // Before the revocation took effect, 1.2 was admitted, and it superseded 1.1 as well.
-    let r = run(&[
-        "fleet",
-        "--json",
-        "--inventory",
-        s(&f.inventory),
-        "--agreement",
-        s(&f.agreement),
-        "--log",
-        s(&f.log),
-        "--at",
-        "2025-06-01",
-    ]);
+    let r = f.run(&["--json", "--log", s(&f.log), "--at", "2025-06-01"]);
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(device(&v, "on-1.2")["verdict"], "admitted", "{v:#}");
     assert_eq!(device(&v, "on-1.1")["superseded_by"]["version"], "1.2");
@@ -250,18 +240,7 @@ fn through_a_server_the_same_verdicts_without_supersession() {
     )
     .unwrap();
     let (mut child, url) = serve(&f.log, &cfg);
-    let r = run(&[
-        "fleet",
-        "--json",
-        "--inventory",
-        s(&f.inventory),
-        "--agreement",
-        s(&f.agreement),
-        "--server",
-        &url,
-        "--at",
-        "2026-06-01",
-    ]);
+    let r = f.run(&["--json", "--server", &url, "--at", "2026-06-01"]);
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
@@ -269,17 +248,7 @@ fn through_a_server_the_same_verdicts_without_supersession() {
     assert_eq!(v["summary"]["admitted"], 2, "{v:#}");
     assert_eq!(v["summary"]["revoked"], 1);
     assert_eq!(v["summary"]["superseded"], serde_json::Value::Null);
-    let text = run(&[
-        "fleet",
-        "--inventory",
-        s(&f.inventory),
-        "--agreement",
-        s(&f.agreement),
-        "--log",
-        s(&f.log),
-        "--at",
-        "2026-06-01",
-    ]);
+    let text = f.run(&["--log", s(&f.log), "--at", "2026-06-01"]);
     assert!(
         text.stdout.contains("2 running a superseded release"),
         "{}",
@@ -309,17 +278,7 @@ fn bad_input_is_refused_with_its_place() {
         "{}",
         r.stderr
     );
-    let r = run(&[
-        "fleet",
-        "--inventory",
-        s(&f.inventory),
-        "--agreement",
-        s(&f.agreement),
-        "--log",
-        s(&f.log),
-        "--at",
-        "June",
-    ]);
+    let r = f.run(&["--log", s(&f.log), "--at", "June"]);
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("YYYY-MM-DD"), "{}", r.stderr);
 }

@@ -59,13 +59,14 @@ fn monitor(t: &Path, capture: &str, extra: &[&str]) -> (i32, serde_json::Value) 
     (r.code, serde_json::from_str(&r.stdout).unwrap())
 }
 
-fn device<'a>(v: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
-    v["devices"]
+/// The violation rows of a JSON report whose peer is `peer`.
+fn violations_with_peer<'a>(v: &'a serde_json::Value, peer: &str) -> Vec<&'a serde_json::Value> {
+    v["violations"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|d| d["device"] == id)
-        .unwrap()
+        .filter(|r| r["peer"] == peer)
+        .collect()
 }
 
 #[test]
@@ -126,12 +127,7 @@ fn every_probe_of_the_port_scans_is_flagged() {
         &[],
     );
     assert_eq!(code, 1);
-    let probes: Vec<&serde_json::Value> = v["violations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["peer"] == "192.168.255.14")
-        .collect();
+    let probes = violations_with_peer(&v, "192.168.255.14");
     // 210 probes (two source ports) of 110 ports: one row per port, every probe counted.
     assert_eq!(probes.len(), 110);
     assert_eq!(
@@ -152,12 +148,7 @@ fn every_probe_of_the_port_scans_is_flagged() {
         &[],
     );
     assert_eq!(code, 1);
-    let scan: Vec<&serde_json::Value> = v["violations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["peer"] == "192.168.255.14")
-        .collect();
+    let scan = violations_with_peer(&v, "192.168.255.14");
     assert!(!scan.is_empty());
     assert!(
         scan.iter().all(|r| r["direction"] == "to-device"),

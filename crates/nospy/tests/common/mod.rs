@@ -181,3 +181,13 @@ pub fn chromium_dom(html: &Path, profile: &Path) -> (String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// The entry of a JSON report's `devices` list with this `device` id.
+pub fn device<'a>(v: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    v["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["device"] == id)
+        .unwrap()
+}
