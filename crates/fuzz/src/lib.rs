@@ -70,39 +70,30 @@ pub fn traffic(data: &[u8]) {
     if let Ok(st) = nospy_flow::source::read_traffic(data, &mut sink, &mut |_, _| {}) {
         assert!(st.flows <= st.packets, "more flows than packets");
     }
-    type Seen = (Vec<(u64, u16, Vec<u8>, u32)>, Option<String>);
-    let mut mem: Seen = (Vec::new(), None);
-    match nospy_flow::capture::Capture::new(data) {
-        Err(e) => mem.1 = Some(e.to_string()),
-        Ok(mut c) => loop {
-            match c.next_packet() {
-                Ok(Some(p)) => mem
-                    .0
-                    .push((p.ts_ns, p.linktype, p.data.to_vec(), p.wire_len)),
-                Ok(None) => break,
-                Err(e) => {
-                    mem.1 = Some(e.to_string());
-                    break;
-                }
+    use nospy_flow::capture::{Capture, CaptureError, CaptureReader, Packet};
+    type Owned = (u64, u16, Vec<u8>, u32);
+    let own = |p: Packet<'_>| (p.ts_ns, p.linktype, p.data.to_vec(), p.wire_len);
+    // Every packet a reader gives, then its error if it stops on one.
+    fn drain(
+        mut next: impl FnMut() -> Result<Option<Owned>, CaptureError>,
+    ) -> (Vec<Owned>, Option<String>) {
+        let mut seen = Vec::new();
+        loop {
+            match next() {
+                Ok(Some(p)) => seen.push(p),
+                Ok(None) => return (seen, None),
+                Err(e) => return (seen, Some(e.to_string())),
             }
-        },
+        }
     }
-    let mut stream: Seen = (Vec::new(), None);
-    match nospy_flow::capture::CaptureReader::new(Trickle(data, 0)) {
-        Err(e) => stream.1 = Some(e.to_string()),
-        Ok(mut c) => loop {
-            match c.next_packet() {
-                Ok(Some(p)) => stream
-                    .0
-                    .push((p.ts_ns, p.linktype, p.data.to_vec(), p.wire_len)),
-                Ok(None) => break,
-                Err(e) => {
-                    stream.1 = Some(e.to_string());
-                    break;
-                }
-            }
-        },
-    }
+    let mem = match Capture::new(data) {
+        Err(e) => (Vec::new(), Some(e.to_string())),
+        Ok(mut c) => drain(|| c.next_packet().map(|p| p.map(own))),
+    };
+    let stream = match CaptureReader::new(Trickle(data, 0)) {
+        Err(e) => (Vec::new(), Some(e.to_string())),
+        Ok(mut c) => drain(|| c.next_packet().map(|p| p.map(own))),
+    };
     assert_eq!(
         mem, stream,
         "the streaming reader differs from the in-memory one"
