@@ -17,6 +17,7 @@
 
 #![forbid(unsafe_code)]
 
+mod rows;
 mod table;
 
 use nospy_flow::fasthash::FastMap;
@@ -195,8 +196,9 @@ pub struct Row {
     pub first_ns: u64,
     /// Last packet, nanoseconds since the Unix epoch.
     pub last_ns: u64,
-    /// Unattributable flows: the allowed names that could have covered the peer.
-    pub names: Vec<String>,
+    /// Unattributable flows: the allowed names that could have covered the peer, sorted
+    /// (shared by the rows with the same names).
+    pub names: Arc<[String]>,
 }
 
 /// Per device.
@@ -358,16 +360,20 @@ struct Agg {
     bytes: u64,
     first_ns: u64,
     last_ns: u64,
+    /// Unattributable rows: the names that could have covered it, in `Monitor::name_sets`
+    /// (of the row's flows, the set numbered first).
+    names: u32,
 }
 
 impl Agg {
-    fn new(f: &Flow) -> Agg {
+    fn new(f: &Flow, names: u32) -> Agg {
         Agg {
             flows: 0,
             packets: 0,
             bytes: 0,
             first_ns: f.first_ns,
             last_ns: f.last_ns,
+            names,
         }
     }
 
@@ -377,6 +383,16 @@ impl Agg {
         self.bytes += f.bytes;
         self.first_ns = self.first_ns.min(f.first_ns);
         self.last_ns = self.last_ns.max(f.last_ns);
+    }
+
+    /// Adds the counts of the same row gathered apart.
+    fn merge(&mut self, o: &Agg) {
+        self.flows += o.flows;
+        self.packets += o.packets;
+        self.bytes += o.bytes;
+        self.first_ns = self.first_ns.min(o.first_ns);
+        self.last_ns = self.last_ns.max(o.last_ns);
+        self.names = self.names.min(o.names);
     }
 }
 
@@ -402,9 +418,13 @@ pub struct Monitor {
     first_answer: FastMap<IpAddr, u64>,
     resolver: Option<Resolver>,
     report: Report,
-    violations: FastMap<RowKey, Agg>,
-    /// Unattributable rows, with the allowed names that could have covered them.
-    unattributable: FastMap<RowKey, (Agg, Vec<String>)>,
+    violations: rows::Rows,
+    unattributable: rows::Rows,
+    /// Sets of allowed names that could have covered unattributable rows: the first empty.
+    name_sets: Vec<Arc<[String]>>,
+    /// Which of `name_sets` a compiled manifest's direction gives for a mask of its
+    /// `name_services` allowing a flow.
+    name_set_ids: FastMap<(u32, u8, u64), u32>,
     dns_kept: usize,
     /// DNS answers not kept because [`MAX_DNS_ANSWERS`] were.
     pub dns_dropped: u64,
@@ -541,8 +561,10 @@ impl Monitor {
             first_answer: FastMap::default(),
             resolver,
             report: Report::default(),
-            violations: FastMap::default(),
-            unattributable: FastMap::default(),
+            violations: rows::Rows::default(),
+            unattributable: rows::Rows::default(),
+            name_sets: vec![Arc::from(Vec::new())],
+            name_set_ids: FastMap::default(),
             dns_kept: 0,
             dns_dropped: 0,
         })
@@ -656,38 +678,51 @@ impl Monitor {
             Verdict::Allowed => {}
             Verdict::Violation => {
                 self.devs[d as usize].violations += 1;
-                self.violations
-                    .entry(key)
-                    .or_insert_with(|| Agg::new(f))
-                    .add(f);
+                self.violations.add(key, f, 0);
             }
             Verdict::Unattributable => {
                 self.devs[d as usize].unattributable += 1;
-                if let Some(row) = self.unattributable.get_mut(&key) {
-                    row.0.add(f);
-                } else {
-                    let names = self.names_that_could_allow(d, &side);
-                    let mut agg = Agg::new(f);
-                    agg.add(f);
-                    self.unattributable.insert(key, (agg, names));
-                }
+                let names = self.names_that_could_allow(d, &side);
+                self.unattributable.add(key, f, names);
             }
         }
     }
 
-    /// The allowed names whose rules would allow this side of a flow, sorted.
-    fn names_that_could_allow(&self, d: u32, side: &Side) -> Vec<String> {
-        let Some(c) = self.compiled.get(self.devs[d as usize].compiled as usize) else {
-            return Vec::new();
+    /// The allowed names whose rules would allow this side of a flow, as an index into
+    /// `name_sets`. Which names those are depends only on which of the direction's name services
+    /// allow the flow: each such combination is worked out once.
+    fn names_that_could_allow(&mut self, d: u32, side: &Side) -> u32 {
+        let compiled = self.devs[d as usize].compiled;
+        let Some(c) = self.compiled.get(compiled as usize) else {
+            return 0;
         };
-        let mut names: Vec<String> = c.dirs[dir_index(side.direction)]
+        let dir = dir_index(side.direction);
+        let rules = &c.dirs[dir];
+        let mut mask = 0u64;
+        for (i, s) in rules.name_services.iter().enumerate().take(64) {
+            if s.allows(side) {
+                mask |= 1 << i;
+            }
+        }
+        let cacheable = rules.name_services.len() <= 64;
+        if cacheable {
+            if let Some(id) = self.name_set_ids.get(&(compiled, dir as u8, mask)) {
+                return *id;
+            }
+        }
+        let mut names: Vec<String> = rules
             .names
             .iter()
             .filter(|(_, services)| any_allows(services, side))
             .map(|(n, _)| n.clone())
             .collect();
         names.sort();
-        names
+        let id = self.name_sets.len() as u32;
+        self.name_sets.push(Arc::from(names));
+        if cacheable {
+            self.name_set_ids.insert((compiled, dir as u8, mask), id);
+        }
+        id
     }
 
     fn judge(&self, d: u32, c: &Compiled, peer: IpAddr, side: &Side, f: &Flow) -> Verdict {
@@ -757,7 +792,8 @@ impl Monitor {
     /// The report: rows sorted by device, direction, peer, protocol and port.
     pub fn finish(mut self) -> Report {
         let ids = &self.ids;
-        let row = |k: RowKey, a: Agg, names: Vec<String>| Row {
+        let sets = &self.name_sets;
+        let row = |k: RowKey, a: Agg| Row {
             device: ids[k.device() as usize].clone(),
             direction: if k.dir() == 0 {
                 Direction::FromDevice
@@ -772,16 +808,18 @@ impl Monitor {
             bytes: a.bytes,
             first_ns: a.first_ns,
             last_ns: a.last_ns,
-            names,
+            names: sets[a.names as usize].clone(),
         };
-        let mut v: Vec<(RowKey, Agg)> = std::mem::take(&mut self.violations).into_iter().collect();
-        v.sort_unstable_by_key(|e| e.0.order());
-        self.report.violations = v.into_iter().map(|(k, a)| row(k, a, Vec::new())).collect();
-        let mut u: Vec<(RowKey, (Agg, Vec<String>))> = std::mem::take(&mut self.unattributable)
+        self.report.violations = std::mem::take(&mut self.violations)
+            .finish()
             .into_iter()
+            .map(|(k, a)| row(k, a))
             .collect();
-        u.sort_unstable_by_key(|e| e.0.order());
-        self.report.unattributable = u.into_iter().map(|(k, (a, n))| row(k, a, n)).collect();
+        self.report.unattributable = std::mem::take(&mut self.unattributable)
+            .finish()
+            .into_iter()
+            .map(|(k, a)| row(k, a))
+            .collect();
         self.report.devices = self
             .devs
             .iter()

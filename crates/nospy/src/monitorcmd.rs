@@ -277,7 +277,7 @@ fn row_json(r: &Row) -> serde_json::Value {
         "last_seen": time(r.last_ns),
     });
     if !r.names.is_empty() {
-        v["could_be"] = json!(r.names);
+        v["could_be"] = json!(&r.names[..]);
     }
     v
 }

@@ -1,0 +1,187 @@
+//! Report rows gathered by appending and sort-merging instead of a hash map.
+//!
+//! A large input can have hundreds of thousands of distinct violation rows (a scan of many
+//! peers and ports); a hash map of them outgrows the caches, so that every new row costs a
+//! random memory access, and every growth of the map moves all of them again. Here a flow's
+//! row is appended to a buffer (sequential writes); when the buffer is as large as the rows
+//! already merged (and at the end), it is sorted, its equal rows combined, and merged into the
+//! sorted rows. Each row is so moved a logarithmic number of times, in sequential passes, and
+//! memory stays within a small multiple of the distinct rows. A small direct-mapped cache of
+//! the rows appended recently adds a flow to its row in place when the row repeats (the usual
+//! case in real traffic: the same peer again and again), so that repetition does not fill the
+//! buffer. Nothing here hashes with a secret: crafted keys that collide in the cache only make
+//! every flow an append, which costs the same as distinct rows.
+
+use crate::{Agg, RowKey};
+use nospy_flow::Flow;
+
+/// Slots of the cache of recent rows (a power of two).
+const RECENT: usize = 4096;
+
+/// Appended rows a buffer holds at least before it is merged.
+const MIN_PENDING: usize = 1 << 16;
+
+/// Violation rows while flows come in.
+pub(crate) struct Rows {
+    /// Distinct rows, sorted in the report's order.
+    merged: Vec<(RowKey, Agg)>,
+    /// Rows appended since the last merge, unsorted, possibly repeated.
+    pending: Vec<(RowKey, Agg)>,
+    /// Per slot, the index in `pending` of the last row appended there (`u32::MAX`: none).
+    recent: Box<[u32; RECENT]>,
+}
+
+impl Default for Rows {
+    fn default() -> Rows {
+        Rows {
+            merged: Vec::new(),
+            pending: Vec::new(),
+            recent: Box::new([u32::MAX; RECENT]),
+        }
+    }
+}
+
+fn slot(k: &RowKey) -> usize {
+    let h = (k.head ^ k.peer[0].rotate_left(21) ^ k.peer[1].rotate_left(42))
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (h >> 52) as usize & (RECENT - 1)
+}
+
+impl Rows {
+    /// Counts flow `f` in row `key`; `names` as [`Agg::names`].
+    #[inline]
+    pub(crate) fn add(&mut self, key: RowKey, f: &Flow, names: u32) {
+        let s = slot(&key);
+        if let Some(row) = self.pending.get_mut(self.recent[s] as usize) {
+            if row.0 == key {
+                row.1.add(f);
+                row.1.names = row.1.names.min(names);
+                return;
+            }
+        }
+        self.recent[s] = self.pending.len() as u32;
+        let mut agg = Agg::new(f, names);
+        agg.add(f);
+        self.pending.push((key, agg));
+        if self.pending.len() >= MIN_PENDING.max(self.merged.len()) {
+            self.merge();
+        }
+    }
+
+    /// Sorts the appended rows, combines the equal ones and merges them into the sorted rows.
+    fn merge(&mut self) {
+        self.recent.fill(u32::MAX);
+        if self.pending.is_empty() {
+            return;
+        }
+        let mut new = std::mem::take(&mut self.pending);
+        new.sort_unstable_by_key(|e| e.0.order());
+        combine(&mut new);
+        let old = std::mem::take(&mut self.merged);
+        if old.is_empty() {
+            self.merged = new;
+        } else {
+            let mut out = Vec::with_capacity(old.len() + new.len());
+            let mut new = new.into_iter().peekable();
+            for (k, mut agg) in old {
+                while let Some(n) = new.next_if(|n| n.0.order() < k.order()) {
+                    out.push(n);
+                }
+                if let Some(n) = new.next_if(|n| n.0 == k) {
+                    agg.merge(&n.1);
+                }
+                out.push((k, agg));
+            }
+            out.extend(new);
+            self.merged = out;
+        }
+        // The buffer's allocation is kept for the next rows.
+        self.pending = Vec::with_capacity(MIN_PENDING.max(self.merged.len()));
+    }
+
+    /// Every row, once, in the report's order.
+    pub(crate) fn finish(mut self) -> Vec<(RowKey, Agg)> {
+        self.merge();
+        self.merged
+    }
+}
+
+/// Combines adjacent rows with equal keys of a sorted list.
+fn combine(rows: &mut Vec<(RowKey, Agg)>) {
+    rows.dedup_by(|later, kept| {
+        if later.0 == kept.0 {
+            kept.1.merge(&later.1);
+            true
+        } else {
+            false
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::net::IpAddr;
+
+    fn flow(i: u64) -> Flow {
+        Flow {
+            first_ns: 1_000 + i % 17,
+            last_ns: 2_000 + i % 29,
+            src: IpAddr::from([10, 0, 0, 1]),
+            dst: IpAddr::from([10, 0, 0, 2]),
+            sport: 1,
+            dport: 2,
+            proto: 6,
+            packets: 1 + i % 3,
+            bytes: 60 + i % 7,
+            initiator_known: false,
+        }
+    }
+
+    /// The same rows and counts as a map would give, in order, whatever the mix of repeats.
+    #[test]
+    fn agrees_with_a_map() {
+        for distinct in [1u64, 7, 5_000, 70_000, 300_000] {
+            let mut rows = Rows::default();
+            let mut want: BTreeMap<_, (u64, u64, u64, u64, u64, u32)> = BTreeMap::new();
+            let mut x = 0x2545_F491_4F6C_DD1Du64;
+            for i in 0..400_000u64 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let n = x % distinct;
+                let peer = if n.is_multiple_of(5) {
+                    IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, (n >> 16) as u16, n as u16])
+                } else {
+                    IpAddr::from((0xc633_6400 + n as u32).to_be_bytes())
+                };
+                let k = RowKey::new((n % 13) as u32, (n % 2) as u8, peer, 6, (n % 3) as u16);
+                let f = flow(i);
+                rows.add(k, &f, (i % 5) as u32);
+                let e = want
+                    .entry(k.order())
+                    .or_insert((0, 0, 0, u64::MAX, 0, u32::MAX));
+                e.0 += 1;
+                e.1 += f.packets;
+                e.2 += f.bytes;
+                e.3 = e.3.min(f.first_ns);
+                e.4 = e.4.max(f.last_ns);
+                e.5 = e.5.min((i % 5) as u32);
+            }
+            let got: Vec<_> = rows
+                .finish()
+                .into_iter()
+                .map(|(k, a)| {
+                    (
+                        k.order(),
+                        (a.flows, a.packets, a.bytes, a.first_ns, a.last_ns, a.names),
+                    )
+                })
+                .collect();
+            let want: Vec<_> = want.into_iter().collect();
+            assert_eq!(got.len(), want.len(), "{distinct} distinct rows");
+            assert!(got == want, "{distinct} distinct rows differ");
+        }
+    }
+}
