@@ -335,16 +335,19 @@ impl Interner {
     }
 }
 
-/// What the monitor keeps per device, small and side by side: the flow path touches it for
-/// every flow.
+/// What the flow path reads of a device, for every flow: small, so that all devices' fit in a
+/// core's cache (the tables a compiled manifest names are in `Monitor::v4_ids`, as small).
 #[derive(Debug, Clone, Copy)]
 struct Dev {
     /// Its compiled manifest in `Monitor::compiled`, or `NO_MANIFEST`.
     compiled: u32,
-    /// The manifest's IPv4 prefix tables (from-device, to-device) in `Monitor::v4`.
-    v4: [FlatId; 2],
     /// Its vendor, numbered.
     vendor: u32,
+}
+
+/// What is counted per device.
+#[derive(Debug, Clone, Copy, Default)]
+struct Counts {
     flows: u64,
     violations: u64,
     unattributable: u64,
@@ -404,11 +407,14 @@ pub struct Monitor {
     by_v4: FastMap<u32, u32>,
     /// Per device, in inventory order.
     devs: Vec<Dev>,
+    counts: Vec<Counts>,
     ids: Vec<Arc<str>>,
     /// Each distinct manifest, compiled.
     compiled: Vec<Compiled>,
     /// The IPv4 prefix tables of every compiled manifest.
     v4: FlatTables,
+    /// Per compiled manifest, its IPv4 tables (from-device, to-device) in `v4`.
+    v4_ids: Vec<[FlatId; 2]>,
     /// Sets of services: (first, count) in `items`.
     sets: Vec<(u32, u32)>,
     items: Vec<Service>,
@@ -537,16 +543,13 @@ impl Monitor {
             };
             devs.push(Dev {
                 compiled: c,
-                v4: v4_ids.get(c as usize).copied().unwrap_or_default(),
                 vendor,
-                flows: 0,
-                violations: 0,
-                unattributable: 0,
             });
         }
         Ok(Monitor {
             by_addr,
             by_v4,
+            counts: vec![Counts::default(); devs.len()],
             devs,
             ids: inventory
                 .devices
@@ -555,6 +558,7 @@ impl Monitor {
                 .collect(),
             compiled,
             v4,
+            v4_ids,
             sets: int.sets,
             items: int.items,
             dns: FastMap::default(),
@@ -665,7 +669,7 @@ impl Monitor {
     }
 
     fn judge_and_count(&mut self, d: u32, peer: IpAddr, side: Side, f: &Flow) {
-        self.devs[d as usize].flows += 1;
+        self.counts[d as usize].flows += 1;
         let Some(verdict) = self.verdict(d, peer, &side, f) else {
             return;
         };
@@ -677,11 +681,11 @@ impl Monitor {
         match verdict {
             Verdict::Allowed => {}
             Verdict::Violation => {
-                self.devs[d as usize].violations += 1;
+                self.counts[d as usize].violations += 1;
                 self.violations.add(key, f, 0);
             }
             Verdict::Unattributable => {
-                self.devs[d as usize].unattributable += 1;
+                self.counts[d as usize].unattributable += 1;
                 let names = self.names_that_could_allow(d, &side);
                 self.unattributable.add(key, f, names);
             }
@@ -730,7 +734,7 @@ impl Monitor {
         let (v4, k) = key(peer);
         let set = if v4 {
             self.v4.lookup(
-                self.devs[d as usize].v4[dir_index(side.direction)],
+                self.v4_ids[self.devs[d as usize].compiled as usize][dir_index(side.direction)],
                 k as u32,
             )
         } else {
@@ -823,12 +827,13 @@ impl Monitor {
         self.report.devices = self
             .devs
             .iter()
+            .zip(&self.counts)
             .zip(ids)
-            .map(|(d, id)| DeviceSummary {
+            .map(|((d, n), id)| DeviceSummary {
                 device: id.to_string(),
-                flows: d.flows,
-                violations: d.violations,
-                unattributable: d.unattributable,
+                flows: n.flows,
+                violations: n.violations,
+                unattributable: n.unattributable,
                 has_manifest: d.compiled != NO_MANIFEST,
             })
             .collect();
