@@ -174,8 +174,16 @@ pub const MAX_EXPORTERS: usize = 65_536;
 /// bounded whatever arrives.
 pub const MAX_TEMPLATES: usize = 65_536;
 
+/// A big-endian unsigned value of up to 8 bytes (beyond, the last 8 count).
+#[inline]
 fn be(d: &[u8]) -> u64 {
-    d.iter().fold(0u64, |a, b| (a << 8) | *b as u64)
+    match *d {
+        [a] => a as u64,
+        [a, b] => u16::from_be_bytes([a, b]) as u64,
+        [a, b, c, d] => u32::from_be_bytes([a, b, c, d]) as u64,
+        [a, b, c, d, e, f, g, h] => u64::from_be_bytes([a, b, c, d, e, f, g, h]),
+        _ => d.iter().fold(0u64, |a, b| (a << 8) | *b as u64),
+    }
 }
 
 fn get(d: &[u8], at: usize, n: usize) -> Option<&[u8]> {
@@ -736,7 +744,12 @@ impl Collector {
             return Ok(());
         };
         let mut at = 0;
-        let mut values = Vec::new();
+        let (options, before) = (t.options, out.len());
+        let mut state = State {
+            init_ms: &mut self.init_ms,
+            counters: &mut self.counters,
+            changed: &mut self.changed,
+        };
         match &t.fixed {
             Some((rlen, read)) if *rlen > 0 => {
                 // Padding at the end is shorter than a record.
@@ -746,13 +759,14 @@ impl Collector {
                     for (off, len, f) in read {
                         v.set(*f, &r[*off..*off + *len as usize]);
                     }
-                    values.push(v);
+                    record(v, (ex, domain), options, time, &mut state, out);
                     at += rlen;
                 }
             }
             Some(_) => return bad(base, format!("template {id} has records of length 0")),
             None => {
-                // Variable-length fields: walk each record.
+                // Variable-length fields: walk each record. A set that turns out malformed
+                // gives no flows (those of its records before the fault are taken back).
                 let min: usize = t
                     .fields
                     .iter()
@@ -763,6 +777,7 @@ impl Collector {
                     for (len, f) in &t.fields {
                         let n = if *len == 0xffff {
                             let Some(&b) = body.get(at) else {
+                                out.truncate(before);
                                 return bad(
                                     base + at,
                                     "a variable-length field's length is cut short",
@@ -771,6 +786,7 @@ impl Collector {
                             at += 1;
                             if b == 255 {
                                 let Some(l) = get(body, at, 2) else {
+                                    out.truncate(before);
                                     return bad(
                                         base + at,
                                         "a variable-length field's length is cut short",
@@ -785,6 +801,7 @@ impl Collector {
                             *len as usize
                         };
                         let Some(val) = get(body, at, n) else {
+                            out.truncate(before);
                             return bad(
                                 base + at,
                                 format!("a field of {n} bytes overruns its set"),
@@ -795,59 +812,75 @@ impl Collector {
                         }
                         at += n;
                     }
-                    values.push(v);
+                    record(v, (ex, domain), options, time, &mut state, out);
                 }
             }
-        }
-        let options = t.options;
-        for v in values {
-            if options {
-                if let Some(ms) = v.sys_init_ms {
-                    self.changed |= self.init_ms.insert((ex, domain), ms) != Some(ms);
-                }
-                continue;
-            }
-            let (Some(src), Some(dst)) = (v.src, v.dst) else {
-                self.counters.no_addresses += 1;
-                continue;
-            };
-            let (first_ns, last_ns) = match time {
-                Time::Uptime(boot_ns) => (
-                    v.start_ns.unwrap_or(
-                        boot_ns.saturating_add(v.start_up.unwrap_or(0).saturating_mul(1_000_000)),
-                    ),
-                    v.end_ns.unwrap_or(
-                        boot_ns.saturating_add(v.end_up.unwrap_or(0).saturating_mul(1_000_000)),
-                    ),
-                ),
-                Time::Ipfix { export_ns, init_ms } => {
-                    let rel = |up: Option<u64>| match (up, init_ms) {
-                        (Some(u), Some(i)) => Some(i.saturating_add(u).saturating_mul(1_000_000)),
-                        _ => None,
-                    };
-                    let first = v.start_ns.or(rel(v.start_up)).unwrap_or(export_ns);
-                    (first, v.end_ns.or(rel(v.end_up)).unwrap_or(first))
-                }
-            };
-            let (sport, dport) = match (v.proto, v.icmp) {
-                (1 | 58, Some(tc)) => (tc >> 8, tc & 0xff),
-                _ => icmp_ports(v.proto, v.sport, v.dport),
-            };
-            out.push(Flow {
-                first_ns,
-                last_ns: last_ns.max(first_ns),
-                src,
-                dst,
-                sport,
-                dport,
-                proto: v.proto,
-                packets: v.packets,
-                bytes: v.bytes,
-                initiator_known: false,
-            });
         }
         Ok(())
     }
+}
+
+/// What a record can change of a collector besides its templates.
+struct State<'a> {
+    init_ms: &'a mut FastMap<(u32, u32), u64>,
+    counters: &'a mut Counters,
+    changed: &'a mut bool,
+}
+
+/// One record's values: a flow, or (from an options template) exporter state of `whose`
+/// exporter and domain.
+#[inline]
+fn record(
+    v: Values,
+    whose: (u32, u32),
+    options: bool,
+    time: Time,
+    state: &mut State,
+    out: &mut Vec<Flow>,
+) {
+    if options {
+        if let Some(ms) = v.sys_init_ms {
+            *state.changed |= state.init_ms.insert(whose, ms) != Some(ms);
+        }
+        return;
+    }
+    let (Some(src), Some(dst)) = (v.src, v.dst) else {
+        state.counters.no_addresses += 1;
+        return;
+    };
+    let (first_ns, last_ns) = match time {
+        Time::Uptime(boot_ns) => (
+            v.start_ns.unwrap_or(
+                boot_ns.saturating_add(v.start_up.unwrap_or(0).saturating_mul(1_000_000)),
+            ),
+            v.end_ns
+                .unwrap_or(boot_ns.saturating_add(v.end_up.unwrap_or(0).saturating_mul(1_000_000))),
+        ),
+        Time::Ipfix { export_ns, init_ms } => {
+            let rel = |up: Option<u64>| match (up, init_ms) {
+                (Some(u), Some(i)) => Some(i.saturating_add(u).saturating_mul(1_000_000)),
+                _ => None,
+            };
+            let first = v.start_ns.or(rel(v.start_up)).unwrap_or(export_ns);
+            (first, v.end_ns.or(rel(v.end_up)).unwrap_or(first))
+        }
+    };
+    let (sport, dport) = match (v.proto, v.icmp) {
+        (1 | 58, Some(tc)) => (tc >> 8, tc & 0xff),
+        _ => icmp_ports(v.proto, v.sport, v.dport),
+    };
+    out.push(Flow {
+        first_ns,
+        last_ns: last_ns.max(first_ns),
+        src,
+        dst,
+        sport,
+        dport,
+        proto: v.proto,
+        packets: v.packets,
+        bytes: v.bytes,
+        initiator_known: false,
+    });
 }
 
 /// ICMP type and code as a flow's ports: exporters without an ICMP element put type * 256 + code
