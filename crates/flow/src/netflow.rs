@@ -209,7 +209,7 @@ struct Values {
 }
 
 impl Values {
-    #[inline]
+    #[inline(always)]
     fn set(&mut self, f: Field, v: &[u8]) {
         match f {
             Field::Bytes => self.bytes = be(v),

@@ -17,6 +17,13 @@ pub trait Sink {
     }
     /// One flow.
     fn flow(&mut self, flow: &Flow);
+    /// Several flows, in order (a flow export message's): as many calls of [`Sink::flow`],
+    /// unless the sink does better with them together.
+    fn flows(&mut self, flows: &[Flow]) {
+        for f in flows {
+            self.flow(f);
+        }
+    }
     /// One DNS answer seen in the traffic (sources without DNS never call it).
     fn dns(&mut self, _seen: &DnsSeen) {}
 }
@@ -163,10 +170,8 @@ pub fn read_exports_from(
                 flows.clear();
                 // A malformed message is counted by the collector and skipped.
                 let _ = collector.read(&exporter, ip.payload, &mut flows);
-                for f in &flows {
-                    st.flows += 1;
-                    sink.flow(f);
-                }
+                st.flows += flows.len() as u64;
+                sink.flows(&flows);
             }
             Ok(_) => {}
             Err(Skip::NotIp) => st.not_ip += 1,

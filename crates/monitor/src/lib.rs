@@ -238,67 +238,57 @@ pub struct Report {
     pub window: Option<(u64, u64)>,
 }
 
-/// A report row's key, packed small (it is hashed for every flow judged, and the rows of a
-/// large input outgrow the caches): device, direction, protocol and port in one word, the peer
-/// (IPv4 as IPv4-mapped IPv6) in two.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct RowKey {
-    head: u64,
-    peer: [u64; 2],
-}
+/// A report row's key, packed small into three words whose order is the report's (device,
+/// direction, peer with IPv4 before IPv6, protocol, port): rows are sorted and merged by it
+/// for every flow judged, and the rows of a large input outgrow the caches.
+///
+/// The words: `[device (32) | direction (1) | IPv6 (1) | peer bits 127..98]`,
+/// `[peer bits 97..34]`, `[6 unused | peer bits 33..0 | protocol (8) | port (16)]`, where an IPv4
+/// peer (or an IPv4-mapped IPv6 one) is its 32 bits and the IPv6 bit is clear.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+struct RowKey([u64; 3]);
 
 impl RowKey {
     fn new(device: u32, dir: u8, peer: IpAddr, proto: u8, port: u16) -> RowKey {
-        let p = match peer {
-            IpAddr::V4(a) => u128::from(a.to_ipv6_mapped()),
-            IpAddr::V6(a) => u128::from(a),
+        let (v6, p) = match peer {
+            IpAddr::V4(a) => (0, u128::from(u32::from(a))),
+            IpAddr::V6(a) => match a.to_ipv4_mapped() {
+                Some(v4) => (0, u128::from(u32::from(v4))),
+                None => (1, u128::from(a)),
+            },
         };
-        RowKey {
-            head: (u64::from(device) << 32)
-                | (u64::from(dir) << 24)
-                | (u64::from(proto) << 16)
-                | u64::from(port),
-            peer: [(p >> 64) as u64, p as u64],
-        }
+        RowKey([
+            (u64::from(device) << 32) | (u64::from(dir & 1) << 31) | (v6 << 30) | (p >> 98) as u64,
+            (p >> 34) as u64,
+            ((p as u64 & ((1 << 34) - 1)) << 24) | (u64::from(proto) << 16) | u64::from(port),
+        ])
     }
 
     fn device(&self) -> u32 {
-        (self.head >> 32) as u32
+        (self.0[0] >> 32) as u32
     }
 
     fn dir(&self) -> u8 {
-        (self.head >> 24) as u8
+        (self.0[0] >> 31) as u8 & 1
     }
 
     fn proto(&self) -> u8 {
-        (self.head >> 16) as u8
+        (self.0[2] >> 16) as u8
     }
 
     fn port(&self) -> u16 {
-        self.head as u16
+        self.0[2] as u16
     }
 
     fn peer(&self) -> IpAddr {
-        let a =
-            std::net::Ipv6Addr::from((u128::from(self.peer[0]) << 64) | u128::from(self.peer[1]));
-        match a.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6(a),
+        let p = (u128::from(self.0[0] & ((1 << 30) - 1)) << 98)
+            | (u128::from(self.0[1]) << 34)
+            | u128::from(self.0[2] >> 24);
+        if self.0[0] >> 30 & 1 == 0 {
+            IpAddr::V4(std::net::Ipv4Addr::from(p as u32))
+        } else {
+            IpAddr::V6(std::net::Ipv6Addr::from(p))
         }
-    }
-
-    /// The report's order (device, direction, peer with IPv4 before IPv6, protocol, port) as
-    /// plain integers, cheap to compare.
-    fn order(&self) -> (u64, bool, u64, u64, u8, u16) {
-        let v4 = self.peer[0] == 0 && self.peer[1] >> 32 == 0xffff;
-        (
-            self.head >> 24,
-            !v4,
-            self.peer[0],
-            self.peer[1],
-            self.proto(),
-            self.port(),
-        )
     }
 }
 
@@ -335,19 +325,15 @@ impl Interner {
     }
 }
 
-/// What the flow path reads of a device, for every flow: small, so that all devices' fit in a
-/// core's cache (the tables a compiled manifest names are in `Monitor::v4_ids`, as small).
+/// What the flow path reads and counts of a device, for every flow: small (two to a cache
+/// line), the counts beside what is read (the tables a compiled manifest names are in
+/// `Monitor::v4_ids`, as small).
 #[derive(Debug, Clone, Copy)]
 struct Dev {
     /// Its compiled manifest in `Monitor::compiled`, or `NO_MANIFEST`.
     compiled: u32,
     /// Its vendor, numbered.
     vendor: u32,
-}
-
-/// What is counted per device.
-#[derive(Debug, Clone, Copy, Default)]
-struct Counts {
     flows: u64,
     violations: u64,
     unattributable: u64,
@@ -407,7 +393,6 @@ pub struct Monitor {
     by_v4: FastMap<u32, u32>,
     /// Per device, in inventory order.
     devs: Vec<Dev>,
-    counts: Vec<Counts>,
     ids: Vec<Arc<str>>,
     /// Each distinct manifest, compiled.
     compiled: Vec<Compiled>,
@@ -485,6 +470,17 @@ fn any_allows(services: &[Service], side: &Side) -> bool {
     services.iter().any(|s| s.allows(side))
 }
 
+/// Flows judged together by [`Monitor::flows`].
+pub const LANES: usize = 32;
+
+/// One device's side of a flow.
+#[derive(Debug, Clone, Copy)]
+struct Part {
+    device: u32,
+    peer: IpAddr,
+    side: Side,
+}
+
 /// The verdict on one side of a flow.
 enum Verdict {
     Allowed,
@@ -544,12 +540,14 @@ impl Monitor {
             devs.push(Dev {
                 compiled: c,
                 vendor,
+                flows: 0,
+                violations: 0,
+                unattributable: 0,
             });
         }
         Ok(Monitor {
             by_addr,
             by_v4,
-            counts: vec![Counts::default(); devs.len()],
             devs,
             ids: inventory
                 .devices
@@ -605,19 +603,55 @@ impl Monitor {
 
     /// Judges one flow from the side of each device it belongs to, and counts it.
     pub fn flow(&mut self, f: &Flow) {
-        self.report.flows += 1;
-        self.report.packets += f.packets;
-        self.report.bytes += f.bytes;
-        self.report.window = Some(match self.report.window {
-            None => (f.first_ns, f.last_ns),
-            Some((a, b)) => (a.min(f.first_ns), b.max(f.last_ns)),
-        });
+        self.flows(std::slice::from_ref(f));
+    }
+
+    /// Judges and counts flows, as [`Monitor::flow`] one after the other would. In groups of
+    /// [`LANES`]: first every flow's devices are found, then every device's side looked up in
+    /// its manifest's tables, then the verdicts given and counted. Each of those steps reads
+    /// memory the previous one named, mostly outside the core's cache; done for many
+    /// independent flows in a row, the reads overlap instead of waiting one after another.
+    pub fn flows(&mut self, flows: &[Flow]) {
+        for group in flows.chunks(LANES) {
+            let mut parts = [[None; 2]; LANES];
+            for (p, f) in parts.iter_mut().zip(group) {
+                *p = self.parts(f);
+            }
+            let mut sets = [[None; 2]; LANES];
+            for (s, p) in sets.iter_mut().zip(&parts) {
+                for (s, p) in s.iter_mut().zip(p) {
+                    if let Some(p) = p {
+                        *s = self.lookup(p.device, p.side.direction, p.peer);
+                    }
+                }
+            }
+            for ((f, p), s) in group.iter().zip(&parts).zip(&sets) {
+                self.report.flows += 1;
+                self.report.packets += f.packets;
+                self.report.bytes += f.bytes;
+                self.report.window = Some(match self.report.window {
+                    None => (f.first_ns, f.last_ns),
+                    Some((a, b)) => (a.min(f.first_ns), b.max(f.last_ns)),
+                });
+                if p[0].is_none() && p[1].is_none() {
+                    self.report.unknown_device_flows += 1;
+                    continue;
+                }
+                for (p, s) in p.iter().zip(s) {
+                    if let Some(p) = p {
+                        self.judge_and_count(p, *s, f);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The flow from the side of each of its devices: the one that opened it (going out), the
+    /// other (coming in).
+    #[inline]
+    fn parts(&self, f: &Flow) -> [Option<Part>; 2] {
         let src = self.device_of(f.src);
         let dst = self.device_of(f.dst);
-        if src.is_none() && dst.is_none() {
-            self.report.unknown_device_flows += 1;
-            return;
-        }
         let opened = f.initiator_known;
         // The side that opened it: `src`, unless nothing says so and it looks like the answering
         // half of a conversation (a flow exporter's record of a reply).
@@ -627,30 +661,52 @@ impl Monitor {
             } else {
                 (src, dst, f.src, f.dst, f.sport, f.dport)
             };
-        // From the opening device's side the flow goes out; from the other's, in.
-        let sides = [
-            (src, sa, da, Direction::FromDevice, dport, sport, true),
-            (dst, da, sa, Direction::ToDevice, sport, dport, false),
-        ];
-        for (device, device_addr, peer, direction, peer_port, device_port, device_sent) in sides {
-            if let Some(d) = device {
-                let side = Side {
-                    device_addr,
-                    direction,
-                    proto: f.proto,
-                    peer_port,
-                    device_port,
-                    device_opened: opened.then_some(device_sent),
-                };
-                self.judge_and_count(d, peer, side, f);
-            }
+        let part =
+            |device: Option<u32>, device_addr, peer, direction, peer_port, device_port, sent| {
+                Some(Part {
+                    device: device?,
+                    peer,
+                    side: Side {
+                        device_addr,
+                        direction,
+                        proto: f.proto,
+                        peer_port,
+                        device_port,
+                        device_opened: opened.then_some(sent),
+                    },
+                })
+            };
+        [
+            part(src, sa, da, Direction::FromDevice, dport, sport, true),
+            part(dst, da, sa, Direction::ToDevice, sport, dport, false),
+        ]
+    }
+
+    /// The set of services device `d`'s manifest allows with `peer` in direction `dir` by its
+    /// address (prefix rules), if any.
+    #[inline]
+    fn lookup(&self, d: u32, dir: Direction, peer: IpAddr) -> Option<u32> {
+        let c = self.devs[d as usize].compiled as usize;
+        match key(peer) {
+            (true, k) => self
+                .v4
+                .lookup(self.v4_ids.get(c)?[dir_index(dir)], k as u32),
+            (false, k) => self.compiled.get(c)?.dirs[dir_index(dir)].v6.lookup(k),
         }
     }
 
-    /// The verdict on a flow from device `d`'s side, `None` when `d` has no manifest.
-    fn verdict(&self, d: u32, peer: IpAddr, side: &Side, f: &Flow) -> Option<Verdict> {
+    /// The verdict on a flow from device `d`'s side, `None` when `d` has no manifest; `set` is
+    /// what [`Monitor::lookup`] found for it.
+    fn verdict(
+        &self,
+        d: u32,
+        peer: IpAddr,
+        side: &Side,
+        set: Option<u32>,
+        f: &Flow,
+    ) -> Option<Verdict> {
         let c = self.compiled.get(self.devs[d as usize].compiled as usize)?;
-        let verdict = self.judge(d, c, peer, side, f);
+        let verdict = self.judge(d, c, peer, side, set, f);
         if !f.initiator_known && matches!(verdict, Verdict::Violation | Verdict::Unattributable) {
             // Who opened it is unknown: it may be the reply half of a flow the other way (a
             // flow exporter's one-direction record). Allowed that way, it is not a violation.
@@ -661,16 +717,22 @@ impl Monitor {
                 },
                 ..*side
             };
-            if matches!(self.judge(d, c, peer, &reverse, f), Verdict::Allowed) {
+            let set = self.lookup(d, reverse.direction, peer);
+            if matches!(self.judge(d, c, peer, &reverse, set, f), Verdict::Allowed) {
                 return Some(Verdict::Allowed);
             }
         }
         Some(verdict)
     }
 
-    fn judge_and_count(&mut self, d: u32, peer: IpAddr, side: Side, f: &Flow) {
-        self.counts[d as usize].flows += 1;
-        let Some(verdict) = self.verdict(d, peer, &side, f) else {
+    fn judge_and_count(&mut self, part: &Part, set: Option<u32>, f: &Flow) {
+        let Part {
+            device: d,
+            peer,
+            side,
+        } = *part;
+        self.devs[d as usize].flows += 1;
+        let Some(verdict) = self.verdict(d, peer, &side, set, f) else {
             return;
         };
         let port = match side.direction {
@@ -681,11 +743,11 @@ impl Monitor {
         match verdict {
             Verdict::Allowed => {}
             Verdict::Violation => {
-                self.counts[d as usize].violations += 1;
+                self.devs[d as usize].violations += 1;
                 self.violations.add(key, f, 0);
             }
             Verdict::Unattributable => {
-                self.counts[d as usize].unattributable += 1;
+                self.devs[d as usize].unattributable += 1;
                 let names = self.names_that_could_allow(d, &side);
                 self.unattributable.add(key, f, names);
             }
@@ -729,17 +791,17 @@ impl Monitor {
         id
     }
 
-    fn judge(&self, d: u32, c: &Compiled, peer: IpAddr, side: &Side, f: &Flow) -> Verdict {
+    /// The verdict on one side of a flow, given the set its peer's address found (`set`).
+    fn judge(
+        &self,
+        d: u32,
+        c: &Compiled,
+        peer: IpAddr,
+        side: &Side,
+        set: Option<u32>,
+        f: &Flow,
+    ) -> Verdict {
         let rules = &c.dirs[dir_index(side.direction)];
-        let (v4, k) = key(peer);
-        let set = if v4 {
-            self.v4.lookup(
-                self.v4_ids[self.devs[d as usize].compiled as usize][dir_index(side.direction)],
-                k as u32,
-            )
-        } else {
-            rules.v6.lookup(k)
-        };
         if let Some(set) = set {
             let (first, n) = self.sets[set as usize];
             if any_allows(&self.items[first as usize..(first + n) as usize], side) {
@@ -827,13 +889,12 @@ impl Monitor {
         self.report.devices = self
             .devs
             .iter()
-            .zip(&self.counts)
             .zip(ids)
-            .map(|((d, n), id)| DeviceSummary {
+            .map(|(d, id)| DeviceSummary {
                 device: id.to_string(),
-                flows: n.flows,
-                violations: n.violations,
-                unattributable: n.unattributable,
+                flows: d.flows,
+                violations: d.violations,
+                unattributable: d.unattributable,
                 has_manifest: d.compiled != NO_MANIFEST,
             })
             .collect();
@@ -848,6 +909,9 @@ impl nospy_flow::source::Sink for Monitor {
     }
     fn flow(&mut self, flow: &Flow) {
         Monitor::flow(self, flow)
+    }
+    fn flows(&mut self, flows: &[Flow]) {
+        Monitor::flows(self, flows)
     }
     fn dns(&mut self, seen: &DnsSeen) {
         Monitor::dns(self, seen)
@@ -911,7 +975,7 @@ mod tests {
             }
         }
         let mut by_order = keys.clone();
-        by_order.sort_unstable_by_key(|k| k.order());
+        by_order.sort_unstable();
         let mut by_parts = keys;
         by_parts.sort_unstable_by_key(|k| (k.device(), k.dir(), k.peer(), k.proto(), k.port()));
         assert_eq!(by_order, by_parts);

@@ -374,9 +374,7 @@ pub fn run(
         for m in &msgs {
             out.clear();
             c.read("bench", m, &mut out)?;
-            for fl in &out {
-                mon.flow(fl);
-            }
+            mon.flows(&out);
         }
         Ok(mon.finish())
     })?;

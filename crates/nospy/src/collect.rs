@@ -154,10 +154,8 @@ impl Collecting<'_> {
         self.flows.clear();
         // A malformed message is counted by the collector and skipped.
         let _ = self.collector.read(&from.to_string(), msg, &mut self.flows);
-        for f in &self.flows {
-            self.st.flows += 1;
-            self.sink.flow(f);
-        }
+        self.st.flows += self.flows.len() as u64;
+        self.sink.flows(&self.flows);
         if self.collector.take_changed() {
             if let Err(e) = save(self.state, &self.collector.save()) {
                 if !self.save_failed {

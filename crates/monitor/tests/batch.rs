@@ -1,0 +1,183 @@
+//! Flows judged together (`Monitor::flows`, as flow exports arrive) give the same report as
+//! the same flows judged one by one (`Monitor::flow`, as a capture's flows end), whatever the
+//! groups: prefix, name, same-vendor and operator rules, IPv4 and IPv6, initiators known and
+//! not, devices with and without a manifest, peers that are devices.
+
+use nospy_flow::dns::Answer;
+use nospy_flow::{DnsSeen, Flow};
+use nospy_inventory::{Device, Function, Inventory, OperatorConfig};
+use nospy_manifest::Manifest;
+use nospy_monitor::{Monitor, Report};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+const MANIFEST: &str = r#"
+[device]
+vendor = "V"
+model = "M"
+[capabilities]
+vendor_remote_access = "none"
+[[allow]]
+direction = "from-device"
+peer = "192.0.2.0/25"
+protocol = "tcp"
+ports = "443"
+[[allow]]
+direction = "from-device"
+peer = "192.0.2.64/26"
+protocol = "udp"
+ports = "123"
+[[allow]]
+direction = "to-device"
+peer = "2001:db8:1::/48"
+protocol = "tcp"
+ports = "22"
+[[allow]]
+direction = "from-device"
+peer = "updates.vendor.example"
+protocol = "tcp"
+ports = "443"
+[[allow]]
+direction = "from-device"
+peer = "same-vendor"
+protocol = "udp"
+ports = "4000-4100"
+[[allow]]
+direction = "from-device"
+peer = "operator-networks"
+protocol = "any"
+"#;
+
+fn addr(i: u64) -> IpAddr {
+    if i % 3 == 0 {
+        IpAddr::from([0x2001, 0xdb8, 9, 0, 0, 0, 0, i as u16])
+    } else {
+        IpAddr::from([10, 9, 0, i as u8])
+    }
+}
+
+fn peer(rng: &mut Rng, devices: u64) -> IpAddr {
+    match rng.below(6) {
+        0 => addr(rng.below(devices)),
+        1 => IpAddr::from([192, 0, 2, rng.below(256) as u8]),
+        2 => IpAddr::from([0x2001, 0xdb8, 1, 0, 0, 0, 0, rng.below(9) as u16]),
+        3 => IpAddr::from([198, 51, 100, rng.below(4) as u8]),
+        4 => IpAddr::from([172, 16, 0, rng.below(4) as u8]),
+        _ => IpAddr::from([203, 0, 113, rng.below(256) as u8]),
+    }
+}
+
+fn monitor(devices: u64) -> Monitor {
+    let m = Arc::new(Manifest::from_toml(MANIFEST).expect("manifest"));
+    let inventory = Inventory {
+        devices: (0..devices)
+            .map(|i| Device {
+                device: format!("d{i}"),
+                vendor: if i % 4 == 0 { "W" } else { "V" }.into(),
+                model: "M".into(),
+                function: Function::Access,
+                technology: "5g".into(),
+                site: "s".into(),
+                sensitive: false,
+                addresses: vec![addr(i)],
+                firmware_sha256: None,
+                weight: 1.0,
+                replacement_cost: 1.0,
+            })
+            .collect(),
+    };
+    let manifests: Vec<_> = (0..devices)
+        .map(|i| (i % 7 != 5).then(|| m.clone()))
+        .collect();
+    let op = OperatorConfig {
+        operator_networks: vec!["172.16.0.0/30".parse().expect("prefix")],
+        ..OperatorConfig::default()
+    };
+    let mut mon = Monitor::new(&inventory, &manifests, &op, None).expect("monitor");
+    // The name is seen for two addresses, by one device only.
+    for a in [[192, 0, 2, 200], [203, 0, 113, 7]] {
+        mon.dns(&DnsSeen {
+            ts_ns: 1_000,
+            client: addr(1),
+            answer: Answer {
+                name: "updates.vendor.example".into(),
+                addr: IpAddr::from(a),
+                ttl: 600,
+            },
+        });
+    }
+    mon
+}
+
+fn flows(n: usize, devices: u64) -> Vec<Flow> {
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    (0..n)
+        .map(|i| {
+            let dev = addr(rng.below(devices));
+            let other = peer(&mut rng, devices);
+            let (src, dst) = if rng.below(2) == 0 {
+                (dev, other)
+            } else {
+                (other, dev)
+            };
+            let (proto, port) = match rng.below(4) {
+                0 => (6, 443),
+                1 => (17, 123),
+                2 => (17, 4000 + rng.below(200) as u16),
+                _ => (6, 22),
+            };
+            let first_ns = 500 + 10 * i as u64;
+            Flow {
+                first_ns,
+                last_ns: first_ns + rng.below(1_000),
+                src,
+                dst,
+                sport: 40_000 + rng.below(10) as u16,
+                dport: port,
+                proto: if rng.below(50) == 0 { 1 } else { proto },
+                packets: 1 + rng.below(9),
+                bytes: 60 + rng.below(900),
+                initiator_known: rng.below(3) == 0,
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn flows_judged_together_or_one_by_one_give_one_report() {
+    let devices = 30;
+    let all = flows(20_000, devices);
+    let mut one = monitor(devices);
+    for f in &all {
+        one.flow(f);
+    }
+    let one: Report = one.finish();
+    assert!(
+        !one.violations.is_empty() && !one.unattributable.is_empty(),
+        "the flows should give both kinds of rows"
+    );
+    assert!(one.unknown_device_flows == 0 && one.flows == all.len() as u64);
+    let mut together = monitor(devices);
+    together.flows(&all);
+    assert!(together.finish() == one, "all in one call");
+    let mut rng = Rng(7);
+    let mut groups = monitor(devices);
+    let mut rest = &all[..];
+    while !rest.is_empty() {
+        let (now, later) = rest.split_at((1 + rng.below(70) as usize).min(rest.len()));
+        groups.flows(now);
+        rest = later;
+    }
+    assert!(groups.finish() == one, "in groups of 1 to 70");
+}
