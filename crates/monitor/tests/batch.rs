@@ -60,7 +60,7 @@ protocol = "any"
 "#;
 
 fn addr(i: u64) -> IpAddr {
-    if i % 3 == 0 {
+    if i.is_multiple_of(3) {
         IpAddr::from([0x2001, 0xdb8, 9, 0, 0, 0, 0, i as u16])
     } else {
         IpAddr::from([10, 9, 0, i as u8])
