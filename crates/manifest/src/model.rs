@@ -434,6 +434,7 @@ impl Ports {
     }
 
     /// Whether `port` is allowed.
+    #[inline]
     pub fn contains(&self, port: u16) -> bool {
         match self {
             Ports::Any => true,
@@ -521,6 +522,7 @@ pub enum Protocol {
 
 impl Protocol {
     /// The protocol for an IP protocol number.
+    #[inline]
     pub fn from_number(n: u8) -> Protocol {
         match n {
             6 => Protocol::Tcp,
@@ -531,6 +533,7 @@ impl Protocol {
     }
 
     /// Whether packets of IP protocol `n` match.
+    #[inline]
     pub fn matches(&self, n: u8) -> bool {
         match self {
             Protocol::Any => true,

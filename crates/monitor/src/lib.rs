@@ -173,32 +173,70 @@ impl Resolver {
     }
 }
 
-/// One line of the report: flows of one device, direction, peer, protocol and port.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One line of the report: flows of one device, direction, peer, protocol and port, with
+/// their counts. Kept as the monitor gathers it (packed, so that hundreds of thousands of rows
+/// are sorted and handed over without being copied into another shape); read it through its
+/// methods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Row {
-    /// The device's id (shared by the device's rows).
-    pub device: Arc<str>,
+    key: RowKey,
+    agg: Agg,
+}
+
+impl Row {
+    /// The device: its index in [`Report::devices`] (the inventory's order).
+    pub fn device(&self) -> usize {
+        self.key.device() as usize
+    }
+
     /// From the device's side.
-    pub direction: Direction,
+    pub fn direction(&self) -> Direction {
+        if self.key.dir() == 0 {
+            Direction::FromDevice
+        } else {
+            Direction::ToDevice
+        }
+    }
+
     /// The other side.
-    pub peer: IpAddr,
+    pub fn peer(&self) -> IpAddr {
+        self.key.peer()
+    }
+
     /// IP protocol number.
-    pub protocol: u8,
+    pub fn protocol(&self) -> u8 {
+        self.key.proto()
+    }
+
     /// The service port: the peer's for from-device flows, the device's for to-device flows.
-    pub port: u16,
+    pub fn port(&self) -> u16 {
+        self.key.port()
+    }
+
     /// Flows.
-    pub flows: u64,
+    pub fn flows(&self) -> u64 {
+        self.agg.flows
+    }
+
     /// Packets.
-    pub packets: u64,
+    pub fn packets(&self) -> u64 {
+        self.agg.packets
+    }
+
     /// Bytes.
-    pub bytes: u64,
+    pub fn bytes(&self) -> u64 {
+        self.agg.bytes
+    }
+
     /// First packet, nanoseconds since the Unix epoch.
-    pub first_ns: u64,
+    pub fn first_ns(&self) -> u64 {
+        self.agg.first_ns
+    }
+
     /// Last packet, nanoseconds since the Unix epoch.
-    pub last_ns: u64,
-    /// Unattributable flows: the allowed names that could have covered the peer, sorted
-    /// (shared by the rows with the same names).
-    pub names: Arc<[String]>,
+    pub fn last_ns(&self) -> u64 {
+        self.agg.last_ns
+    }
 }
 
 /// Per device.
@@ -233,9 +271,28 @@ pub struct Report {
     pub unknown_device_flows: u64,
     /// Per device, in inventory order.
     pub devices: Vec<DeviceSummary>,
+    /// The sets of allowed names unattributable rows could stand for (see [`Report::names`]).
+    pub name_sets: Vec<Arc<[String]>>,
     /// The observation window: the first and last packet of any flow (nanoseconds since the
     /// Unix epoch), `None` before the first flow.
     pub window: Option<(u64, u64)>,
+}
+
+impl Report {
+    /// An unattributable row's allowed names that could have covered its peer, sorted (of its
+    /// flows, those of the set numbered first); none for a violation.
+    pub fn names(&self, row: &Row) -> &[String] {
+        self.name_sets
+            .get(row.agg.names as usize)
+            .map_or(&[], |n| &n[..])
+    }
+
+    /// The id of a row's device.
+    pub fn device_id(&self, row: &Row) -> &str {
+        self.devices
+            .get(row.device())
+            .map_or("", |d| d.device.as_str())
+    }
 }
 
 /// A report row's key, packed small into three words whose order is the report's (device,
@@ -341,8 +398,8 @@ struct Dev {
 
 const NO_MANIFEST: u32 = u32::MAX;
 
-/// The counts of one report row while flows come in.
-#[derive(Debug, Clone, Copy)]
+/// The counts of one report row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Agg {
     flows: u64,
     packets: u64,
@@ -470,13 +527,12 @@ fn any_allows(services: &[Service], side: &Side) -> bool {
     services.iter().any(|s| s.allows(side))
 }
 
-/// Flows judged together by [`Monitor::flows`].
-pub const LANES: usize = 32;
-
 /// One device's side of a flow.
 #[derive(Debug, Clone, Copy)]
 struct Part {
     device: u32,
+    /// The device's compiled manifest (`NO_MANIFEST`: none).
+    compiled: u32,
     peer: IpAddr,
     side: Side,
 }
@@ -603,55 +659,36 @@ impl Monitor {
 
     /// Judges one flow from the side of each device it belongs to, and counts it.
     pub fn flow(&mut self, f: &Flow) {
-        self.flows(std::slice::from_ref(f));
-    }
-
-    /// Judges and counts flows, as [`Monitor::flow`] one after the other would. In groups of
-    /// [`LANES`]: first every flow's devices are found, then every device's side looked up in
-    /// its manifest's tables, then the verdicts given and counted. Each of those steps reads
-    /// memory the previous one named, mostly outside the core's cache; done for many
-    /// independent flows in a row, the reads overlap instead of waiting one after another.
-    pub fn flows(&mut self, flows: &[Flow]) {
-        for group in flows.chunks(LANES) {
-            let mut parts = [[None; 2]; LANES];
-            for (p, f) in parts.iter_mut().zip(group) {
-                *p = self.parts(f);
-            }
-            let mut sets = [[None; 2]; LANES];
-            for (s, p) in sets.iter_mut().zip(&parts) {
-                for (s, p) in s.iter_mut().zip(p) {
-                    if let Some(p) = p {
-                        *s = self.lookup(p.device, p.side.direction, p.peer);
-                    }
-                }
-            }
-            for ((f, p), s) in group.iter().zip(&parts).zip(&sets) {
-                self.report.flows += 1;
-                self.report.packets += f.packets;
-                self.report.bytes += f.bytes;
-                self.report.window = Some(match self.report.window {
-                    None => (f.first_ns, f.last_ns),
-                    Some((a, b)) => (a.min(f.first_ns), b.max(f.last_ns)),
-                });
-                if p[0].is_none() && p[1].is_none() {
-                    self.report.unknown_device_flows += 1;
-                    continue;
-                }
-                for (p, s) in p.iter().zip(s) {
-                    if let Some(p) = p {
-                        self.judge_and_count(p, *s, f);
-                    }
-                }
-            }
+        self.report.flows += 1;
+        self.report.packets += f.packets;
+        self.report.bytes += f.bytes;
+        self.report.window = Some(match self.report.window {
+            None => (f.first_ns, f.last_ns),
+            Some((a, b)) => (a.min(f.first_ns), b.max(f.last_ns)),
+        });
+        let parts = self.parts(f, (self.device_of(f.src), self.device_of(f.dst)));
+        if parts[0].is_none() && parts[1].is_none() {
+            self.report.unknown_device_flows += 1;
+            return;
+        }
+        for p in parts.iter().flatten() {
+            let set = self.lookup(p.compiled, p.side.direction, p.peer);
+            self.judge_and_count(p, set, f);
         }
     }
 
-    /// The flow from the side of each of its devices: the one that opened it (going out), the
-    /// other (coming in).
+    /// Judges and counts flows (a flow export message's), as [`Monitor::flow`] one after the
+    /// other.
+    pub fn flows(&mut self, flows: &[Flow]) {
+        for f in flows {
+            self.flow(f);
+        }
+    }
+
+    /// The flow from the side of each of its devices (`src`'s and `dst`'s): the one that opened
+    /// it (going out), the other (coming in).
     #[inline]
-    fn parts(&self, f: &Flow) -> [Option<Part>; 2] {
-        let src = self.device_of(f.src);
-        let dst = self.device_of(f.dst);
+    fn parts(&self, f: &Flow, (src, dst): (Option<u32>, Option<u32>)) -> [Option<Part>; 2] {
         let opened = f.initiator_known;
         // The side that opened it: `src`, unless nothing says so and it looks like the answering
         // half of a conversation (a flow exporter's record of a reply).
@@ -663,8 +700,10 @@ impl Monitor {
             };
         let part =
             |device: Option<u32>, device_addr, peer, direction, peer_port, device_port, sent| {
+                let device = device?;
                 Some(Part {
-                    device: device?,
+                    device,
+                    compiled: self.devs[device as usize].compiled,
                     peer,
                     side: Side {
                         device_addr,
@@ -682,11 +721,11 @@ impl Monitor {
         ]
     }
 
-    /// The set of services device `d`'s manifest allows with `peer` in direction `dir` by its
+    /// The set of services compiled manifest `c` allows with `peer` in direction `dir` by its
     /// address (prefix rules), if any.
     #[inline]
-    fn lookup(&self, d: u32, dir: Direction, peer: IpAddr) -> Option<u32> {
-        let c = self.devs[d as usize].compiled as usize;
+    fn lookup(&self, c: u32, dir: Direction, peer: IpAddr) -> Option<u32> {
+        let c = c as usize;
         match key(peer) {
             (true, k) => self
                 .v4
@@ -717,7 +756,7 @@ impl Monitor {
                 },
                 ..*side
             };
-            let set = self.lookup(d, reverse.direction, peer);
+            let set = self.lookup(self.devs[d as usize].compiled, reverse.direction, peer);
             if matches!(self.judge(d, c, peer, &reverse, set, f), Verdict::Allowed) {
                 return Some(Verdict::Allowed);
             }
@@ -730,6 +769,7 @@ impl Monitor {
             device: d,
             peer,
             side,
+            ..
         } = *part;
         self.devs[d as usize].flows += 1;
         let Some(verdict) = self.verdict(d, peer, &side, set, f) else {
@@ -858,34 +898,9 @@ impl Monitor {
     /// The report: rows sorted by device, direction, peer, protocol and port.
     pub fn finish(mut self) -> Report {
         let ids = &self.ids;
-        let sets = &self.name_sets;
-        let row = |k: RowKey, a: Agg| Row {
-            device: ids[k.device() as usize].clone(),
-            direction: if k.dir() == 0 {
-                Direction::FromDevice
-            } else {
-                Direction::ToDevice
-            },
-            peer: k.peer(),
-            protocol: k.proto(),
-            port: k.port(),
-            flows: a.flows,
-            packets: a.packets,
-            bytes: a.bytes,
-            first_ns: a.first_ns,
-            last_ns: a.last_ns,
-            names: sets[a.names as usize].clone(),
-        };
-        self.report.violations = std::mem::take(&mut self.violations)
-            .finish()
-            .into_iter()
-            .map(|(k, a)| row(k, a))
-            .collect();
-        self.report.unattributable = std::mem::take(&mut self.unattributable)
-            .finish()
-            .into_iter()
-            .map(|(k, a)| row(k, a))
-            .collect();
+        self.report.violations = std::mem::take(&mut self.violations).finish();
+        self.report.unattributable = std::mem::take(&mut self.unattributable).finish();
+        self.report.name_sets = std::mem::take(&mut self.name_sets);
         self.report.devices = self
             .devs
             .iter()

@@ -12,7 +12,7 @@
 //! buffer. Nothing here hashes with a secret: crafted keys that collide in the cache only make
 //! every flow an append, which costs the same as distinct rows.
 
-use crate::{Agg, RowKey};
+use crate::{Agg, Row, RowKey};
 use nospy_flow::Flow;
 
 /// Slots of the cache of recent rows (a power of two).
@@ -25,9 +25,9 @@ const MIN_PENDING: usize = 1 << 20;
 /// Report rows (violations, or unattributable flows) while flows come in.
 pub(crate) struct Rows {
     /// Distinct rows, sorted in the report's order.
-    merged: Vec<(RowKey, Agg)>,
+    merged: Vec<Row>,
     /// Rows appended since the last merge, unsorted, possibly repeated.
-    pending: Vec<(RowKey, Agg)>,
+    pending: Vec<Row>,
     /// Appended rows the buffer holds at least before it is merged.
     min_pending: usize,
     /// Per slot, the hash and index in `pending` of the last row appended there (`u32::MAX`:
@@ -67,9 +67,9 @@ impl Rows {
         let (seen, at) = self.recent[s];
         if seen == h {
             if let Some(row) = self.pending.get_mut(at as usize) {
-                if row.0 == key {
-                    row.1.add(f);
-                    row.1.names = row.1.names.min(names);
+                if row.key == key {
+                    row.agg.add(f);
+                    row.agg.names = row.agg.names.min(names);
                     return;
                 }
             }
@@ -77,7 +77,7 @@ impl Rows {
         self.recent[s] = (h, self.pending.len() as u32);
         let mut agg = Agg::new(f, names);
         agg.add(f);
-        self.pending.push((key, agg));
+        self.pending.push(Row { key, agg });
         if self.pending.len() >= self.min_pending.max(self.merged.len()) {
             self.merge();
         }
@@ -90,7 +90,7 @@ impl Rows {
             return;
         }
         let mut new = std::mem::take(&mut self.pending);
-        new.sort_unstable_by_key(|e| e.0);
+        new.sort_unstable_by_key(|r| r.key);
         combine(&mut new);
         let old = std::mem::take(&mut self.merged);
         if old.is_empty() {
@@ -98,34 +98,33 @@ impl Rows {
         } else {
             let mut out = Vec::with_capacity(old.len() + new.len());
             let mut new = new.into_iter().peekable();
-            for (k, mut agg) in old {
-                while let Some(n) = new.next_if(|n| n.0 < k) {
+            for mut row in old {
+                while let Some(n) = new.next_if(|n| n.key < row.key) {
                     out.push(n);
                 }
-                if let Some(n) = new.next_if(|n| n.0 == k) {
-                    agg.merge(&n.1);
+                if let Some(n) = new.next_if(|n| n.key == row.key) {
+                    row.agg.merge(&n.agg);
                 }
-                out.push((k, agg));
+                out.push(row);
             }
             out.extend(new);
             self.merged = out;
         }
-        // The buffer's allocation is kept for the next rows.
         self.pending = Vec::with_capacity(self.min_pending.max(self.merged.len()));
     }
 
     /// Every row, once, in the report's order.
-    pub(crate) fn finish(mut self) -> Vec<(RowKey, Agg)> {
+    pub(crate) fn finish(mut self) -> Vec<Row> {
         self.merge();
         self.merged
     }
 }
 
 /// Combines adjacent rows with equal keys of a sorted list.
-fn combine(rows: &mut Vec<(RowKey, Agg)>) {
+fn combine(rows: &mut Vec<Row>) {
     rows.dedup_by(|later, kept| {
-        if later.0 == kept.0 {
-            kept.1.merge(&later.1);
+        if later.key == kept.key {
+            kept.agg.merge(&later.agg);
             true
         } else {
             false
@@ -186,9 +185,9 @@ mod tests {
             let got: Vec<_> = rows
                 .finish()
                 .into_iter()
-                .map(|(k, a)| {
+                .map(|Row { key, agg: a }| {
                     (
-                        k,
+                        key,
                         (a.flows, a.packets, a.bytes, a.first_ns, a.last_ns, a.names),
                     )
                 })

@@ -263,21 +263,22 @@ fn protocol(p: u8) -> String {
     }
 }
 
-fn row_json(r: &Row) -> serde_json::Value {
+fn row_json(report: &Report, r: &Row) -> serde_json::Value {
     let mut v = json!({
-        "device": &*r.device,
-        "direction": direction(r.direction),
-        "peer": r.peer.to_string(),
-        "protocol": protocol(r.protocol),
-        "port": r.port,
-        "flows": r.flows,
-        "packets": r.packets,
-        "bytes": r.bytes,
-        "first_seen": time(r.first_ns),
-        "last_seen": time(r.last_ns),
+        "device": report.device_id(r),
+        "direction": direction(r.direction()),
+        "peer": r.peer().to_string(),
+        "protocol": protocol(r.protocol()),
+        "port": r.port(),
+        "flows": r.flows(),
+        "packets": r.packets(),
+        "bytes": r.bytes(),
+        "first_seen": time(r.first_ns()),
+        "last_seen": time(r.last_ns()),
     });
-    if !r.names.is_empty() {
-        v["could_be"] = json!(&r.names[..]);
+    let names = report.names(r);
+    if !names.is_empty() {
+        v["could_be"] = json!(names);
     }
     v
 }
@@ -290,8 +291,8 @@ fn to_json(
 ) -> serde_json::Value {
     json!({
         "totals": {"flows": r.flows, "packets": r.packets, "bytes": r.bytes},
-        "violations": r.violations.iter().map(row_json).collect::<Vec<_>>(),
-        "unattributable": r.unattributable.iter().map(row_json).collect::<Vec<_>>(),
+        "violations": r.violations.iter().map(|v| row_json(r, v)).collect::<Vec<_>>(),
+        "unattributable": r.unattributable.iter().map(|v| row_json(r, v)).collect::<Vec<_>>(),
         "unknown_device_flows": r.unknown_device_flows,
         "unknown_device_packets": st.unwanted_packets,
         "devices": r.devices.iter().zip(from).zip(notes).map(|((d, f), n)| {
@@ -322,19 +323,19 @@ fn to_json(
     })
 }
 
-fn row_text(r: &Row) -> String {
+fn row_text(report: &Report, r: &Row) -> String {
     format!(
         "  {:<16} {:<11} {:<40} {:>5}/{:<6} {:>6} flows {:>8} packets {:>10} bytes  {} .. {}",
-        r.device,
-        direction(r.direction),
-        r.peer,
-        r.port,
-        protocol(r.protocol),
-        r.flows,
-        r.packets,
-        r.bytes,
-        time(r.first_ns),
-        time(r.last_ns)
+        report.device_id(r),
+        direction(r.direction()),
+        r.peer(),
+        r.port(),
+        protocol(r.protocol()),
+        r.flows(),
+        r.packets(),
+        r.bytes(),
+        time(r.first_ns()),
+        time(r.last_ns())
     )
 }
 
@@ -358,13 +359,13 @@ fn print_text(r: &Report, st: &Stats, from: &[Option<ManifestFrom>], notes: &[Op
     if !r.violations.is_empty() {
         println!("\nVIOLATIONS (device, direction, peer, port/protocol):");
         for v in &r.violations {
-            println!("{}", row_text(v));
+            println!("{}", row_text(r, v));
         }
     }
     if !r.unattributable.is_empty() {
         println!("\nUNATTRIBUTABLE (only a DNS-name rule could allow these, and no DNS answer in the input ties the peer to it):");
         for v in &r.unattributable {
-            println!("{}  could be: {}", row_text(v), v.names.join(", "));
+            println!("{}  could be: {}", row_text(r, v), r.names(v).join(", "));
         }
     }
     println!("\nDEVICES:");
@@ -584,24 +585,19 @@ fn append_evidence(
         start: time(window.0),
         end: time(window.1),
     };
-    let index: std::collections::HashMap<&str, usize> = inventory
-        .devices
-        .iter()
-        .enumerate()
-        .map(|(i, d)| (d.device.as_str(), i))
-        .collect();
     let mut statements: Vec<(String, usize, Vec<u8>)> = Vec::new();
     let mut skipped = Vec::new();
     let mut rows = report.violations.iter().peekable();
     while let Some(first) = rows.next() {
         let mut mine = vec![first];
-        while let Some(r) = rows.next_if(|r| r.device == first.device) {
+        while let Some(r) = rows.next_if(|r| r.device() == first.device()) {
             mine.push(r);
         }
-        let Some(&i) = index.get(&*first.device) else {
+        // The report's devices are the inventory's, in its order.
+        let i = first.device();
+        let Some(dev) = inventory.devices.get(i) else {
             continue;
         };
-        let dev = &inventory.devices[i];
         let Some(firmware) = dev.firmware_sha256.as_deref().and_then(Hash::from_hex) else {
             skipped.push((
                 dev.device.clone(),
@@ -612,15 +608,15 @@ fn append_evidence(
         let flows: Vec<nospy_statement::predicate::FlowViolation> = mine
             .iter()
             .map(|r| nospy_statement::predicate::FlowViolation {
-                direction: direction(r.direction).into(),
-                peer: r.peer.to_string(),
-                protocol: protocol(r.protocol),
-                port: r.port,
-                flows: r.flows,
-                packets: r.packets,
-                bytes: r.bytes,
-                first_seen: time(r.first_ns),
-                last_seen: time(r.last_ns),
+                direction: direction(r.direction()).into(),
+                peer: r.peer().to_string(),
+                protocol: protocol(r.protocol()),
+                port: r.port(),
+                flows: r.flows(),
+                packets: r.packets(),
+                bytes: r.bytes(),
+                first_seen: time(r.first_ns()),
+                last_seen: time(r.last_ns()),
             })
             .collect();
         let manifest = from[i].as_ref().map(|f| f.evidence_name(Some(log)));
