@@ -444,10 +444,10 @@ impl Agg {
 
 /// The monitor: compiled manifests, the DNS answers seen, and what was found so far.
 pub struct Monitor {
-    /// Device by IPv6 address.
-    by_addr: FastMap<IpAddr, u32>,
-    /// Device by IPv4 address, keyed by the 32-bit address (one multiply to hash).
-    by_v4: FastMap<u32, u32>,
+    /// Device (and its compiled manifest) by IPv6 address.
+    by_addr: FastMap<IpAddr, (u32, u32)>,
+    /// Device (and its compiled manifest) by IPv4 address, keyed by the 32-bit address.
+    by_v4: FastMap<u32, (u32, u32)>,
     /// Per device, in inventory order.
     devs: Vec<Dev>,
     ids: Vec<Arc<str>>,
@@ -568,12 +568,6 @@ impl Monitor {
         let mut v4_ids: Vec<[FlatId; 2]> = Vec::new();
         let mut devs = Vec::with_capacity(manifests.len());
         for (i, (d, m)) in inventory.devices.iter().zip(manifests).enumerate() {
-            for a in &d.addresses {
-                match a {
-                    IpAddr::V4(v4) => by_v4.insert(u32::from(*v4), i as u32),
-                    IpAddr::V6(_) => by_addr.insert(*a, i as u32),
-                };
-            }
             let vendor = match vendors.iter().position(|v| *v == d.vendor) {
                 Some(v) => v,
                 None => {
@@ -593,6 +587,12 @@ impl Monitor {
                     (compiled.len() - 1) as u32
                 }),
             };
+            for a in &d.addresses {
+                match a {
+                    IpAddr::V4(v4) => by_v4.insert(u32::from(*v4), (i as u32, c)),
+                    IpAddr::V6(_) => by_addr.insert(*a, (i as u32, c)),
+                };
+            }
             devs.push(Dev {
                 compiled: c,
                 vendor,
@@ -628,9 +628,9 @@ impl Monitor {
         })
     }
 
-    /// The device with address `a`.
+    /// The device with address `a`, and its compiled manifest (`NO_MANIFEST`: none).
     #[inline]
-    fn device_of(&self, a: IpAddr) -> Option<u32> {
+    fn device_of(&self, a: IpAddr) -> Option<(u32, u32)> {
         match a {
             IpAddr::V4(v4) => self.by_v4.get(&u32::from(v4)).copied(),
             IpAddr::V6(_) => self.by_addr.get(&a).copied(),
@@ -688,7 +688,11 @@ impl Monitor {
     /// The flow from the side of each of its devices (`src`'s and `dst`'s): the one that opened
     /// it (going out), the other (coming in).
     #[inline]
-    fn parts(&self, f: &Flow, (src, dst): (Option<u32>, Option<u32>)) -> [Option<Part>; 2] {
+    fn parts(
+        &self,
+        f: &Flow,
+        (src, dst): (Option<(u32, u32)>, Option<(u32, u32)>),
+    ) -> [Option<Part>; 2] {
         let opened = f.initiator_known;
         // The side that opened it: `src`, unless nothing says so and it looks like the answering
         // half of a conversation (a flow exporter's record of a reply).
@@ -698,23 +702,28 @@ impl Monitor {
             } else {
                 (src, dst, f.src, f.dst, f.sport, f.dport)
             };
-        let part =
-            |device: Option<u32>, device_addr, peer, direction, peer_port, device_port, sent| {
-                let device = device?;
-                Some(Part {
-                    device,
-                    compiled: self.devs[device as usize].compiled,
+        let part = |found: Option<(u32, u32)>,
+                    device_addr,
                     peer,
-                    side: Side {
-                        device_addr,
-                        direction,
-                        proto: f.proto,
-                        peer_port,
-                        device_port,
-                        device_opened: opened.then_some(sent),
-                    },
-                })
-            };
+                    direction,
+                    peer_port,
+                    device_port,
+                    sent| {
+            let (device, compiled) = found?;
+            Some(Part {
+                device,
+                compiled,
+                peer,
+                side: Side {
+                    device_addr,
+                    direction,
+                    proto: f.proto,
+                    peer_port,
+                    device_port,
+                    device_opened: opened.then_some(sent),
+                },
+            })
+        };
         [
             part(src, sa, da, Direction::FromDevice, dport, sport, true),
             part(dst, da, sa, Direction::ToDevice, sport, dport, false),
@@ -849,7 +858,7 @@ impl Monitor {
             }
         }
         if !rules.same_vendor.is_empty() {
-            if let Some(p) = self.device_of(peer) {
+            if let Some((p, _)) = self.device_of(peer) {
                 if self.devs[p as usize].vendor == self.devs[d as usize].vendor
                     && any_allows(&rules.same_vendor, side)
                 {
