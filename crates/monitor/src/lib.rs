@@ -445,9 +445,9 @@ impl Agg {
 /// The monitor: compiled manifests, the DNS answers seen, and what was found so far.
 pub struct Monitor {
     /// Device (and its compiled manifest) by IPv6 address.
-    by_addr: FastMap<IpAddr, (u32, u32)>,
+    by_addr: FastMap<IpAddr, Found>,
     /// Device (and its compiled manifest) by IPv4 address, keyed by the 32-bit address.
-    by_v4: FastMap<u32, (u32, u32)>,
+    by_v4: FastMap<u32, Found>,
     /// Per device, in inventory order.
     devs: Vec<Dev>,
     ids: Vec<Arc<str>>,
@@ -527,6 +527,11 @@ fn any_allows(services: &[Service], side: &Side) -> bool {
     services.iter().any(|s| s.allows(side))
 }
 
+/// A device found by its address: its number, and its compiled manifest's (`NO_MANIFEST`:
+/// none).
+#[derive(Debug, Clone, Copy)]
+struct Found(u32, u32);
+
 /// One device's side of a flow.
 #[derive(Debug, Clone, Copy)]
 struct Part {
@@ -589,8 +594,8 @@ impl Monitor {
             };
             for a in &d.addresses {
                 match a {
-                    IpAddr::V4(v4) => by_v4.insert(u32::from(*v4), (i as u32, c)),
-                    IpAddr::V6(_) => by_addr.insert(*a, (i as u32, c)),
+                    IpAddr::V4(v4) => by_v4.insert(u32::from(*v4), Found(i as u32, c)),
+                    IpAddr::V6(_) => by_addr.insert(*a, Found(i as u32, c)),
                 };
             }
             devs.push(Dev {
@@ -630,7 +635,7 @@ impl Monitor {
 
     /// The device with address `a`, and its compiled manifest (`NO_MANIFEST`: none).
     #[inline]
-    fn device_of(&self, a: IpAddr) -> Option<(u32, u32)> {
+    fn device_of(&self, a: IpAddr) -> Option<Found> {
         match a {
             IpAddr::V4(v4) => self.by_v4.get(&u32::from(v4)).copied(),
             IpAddr::V6(_) => self.by_addr.get(&a).copied(),
@@ -688,11 +693,7 @@ impl Monitor {
     /// The flow from the side of each of its devices (`src`'s and `dst`'s): the one that opened
     /// it (going out), the other (coming in).
     #[inline]
-    fn parts(
-        &self,
-        f: &Flow,
-        (src, dst): (Option<(u32, u32)>, Option<(u32, u32)>),
-    ) -> [Option<Part>; 2] {
+    fn parts(&self, f: &Flow, (src, dst): (Option<Found>, Option<Found>)) -> [Option<Part>; 2] {
         let opened = f.initiator_known;
         // The side that opened it: `src`, unless nothing says so and it looks like the answering
         // half of a conversation (a flow exporter's record of a reply).
@@ -702,28 +703,23 @@ impl Monitor {
             } else {
                 (src, dst, f.src, f.dst, f.sport, f.dport)
             };
-        let part = |found: Option<(u32, u32)>,
-                    device_addr,
+        let part =
+            |found: Option<Found>, device_addr, peer, direction, peer_port, device_port, sent| {
+                let Found(device, compiled) = found?;
+                Some(Part {
+                    device,
+                    compiled,
                     peer,
-                    direction,
-                    peer_port,
-                    device_port,
-                    sent| {
-            let (device, compiled) = found?;
-            Some(Part {
-                device,
-                compiled,
-                peer,
-                side: Side {
-                    device_addr,
-                    direction,
-                    proto: f.proto,
-                    peer_port,
-                    device_port,
-                    device_opened: opened.then_some(sent),
-                },
-            })
-        };
+                    side: Side {
+                        device_addr,
+                        direction,
+                        proto: f.proto,
+                        peer_port,
+                        device_port,
+                        device_opened: opened.then_some(sent),
+                    },
+                })
+            };
         [
             part(src, sa, da, Direction::FromDevice, dport, sport, true),
             part(dst, da, sa, Direction::ToDevice, sport, dport, false),
@@ -858,7 +854,7 @@ impl Monitor {
             }
         }
         if !rules.same_vendor.is_empty() {
-            if let Some((p, _)) = self.device_of(peer) {
+            if let Some(Found(p, _)) = self.device_of(peer) {
                 if self.devs[p as usize].vendor == self.devs[d as usize].vendor
                     && any_allows(&rules.same_vendor, side)
                 {
