@@ -112,18 +112,6 @@ impl FlatTables {
         id
     }
 
-    /// Reads the first and last of ranges `lo..hi`'s ends, so that the memory holding them is
-    /// fetched while the node of their starts is (the one of them the lookup needs is known
-    /// only once the starts are counted; fetched one after the other, the two would each cost
-    /// a trip to memory).
-    #[inline]
-    fn warm(&self, id: FlatId, lo: usize, hi: usize) {
-        let at = id.rest as usize;
-        let first = self.rest.get(at + lo).map_or(0, |r| r.0);
-        let last = self.rest.get(at + hi.saturating_sub(1)).map_or(0, |r| r.0);
-        std::hint::black_box(first ^ last);
-    }
-
     /// The set of the range holding `addr` in table `id`, if any.
     #[inline]
     pub(crate) fn lookup(&self, id: FlatId, addr: u32) -> Option<u32> {
@@ -137,17 +125,11 @@ impl FlatTables {
             top += 1;
         }
         let mut off = id.keys as usize;
-        if top == 0 {
-            self.warm(id, 0, n);
-        }
         let mut p = count_le(self.keys.get(off..off + sizes[top])?, addr);
         off += sizes[top];
         for k in (0..top).rev() {
             let lo = p.checked_sub(1)? * B;
             let hi = (lo + B).min(sizes[k]);
-            if k == 0 {
-                self.warm(id, lo, hi);
-            }
             p = lo + count_le(self.keys.get(off + lo..off + hi)?, addr);
             off += sizes[k];
         }
