@@ -78,6 +78,7 @@ fn be16(d: &[u8], at: usize) -> Option<u16> {
 }
 
 /// Decodes one captured packet of link type `linktype`.
+#[inline]
 pub fn decode(linktype: u16, data: &[u8]) -> Result<IpPacket<'_>, Skip> {
     let (ethertype, rest) = match linktype {
         LINKTYPE_ETHERNET => {
@@ -128,6 +129,7 @@ pub fn decode(linktype: u16, data: &[u8]) -> Result<IpPacket<'_>, Skip> {
     }
 }
 
+#[inline]
 fn ipv4(d: &[u8]) -> Result<IpPacket<'_>, Skip> {
     if d.len() < 20 {
         return Err(Skip::Truncated("IPv4 header"));
@@ -202,6 +204,7 @@ fn ipv6(d: &[u8]) -> Result<IpPacket<'_>, Skip> {
     transport(src, dst, next, 40 + plen as u32, body, fragment)
 }
 
+#[inline]
 fn transport(
     src: IpAddr,
     dst: IpAddr,

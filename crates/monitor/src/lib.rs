@@ -448,6 +448,9 @@ pub struct Monitor {
     by_addr: FastMap<IpAddr, Found>,
     /// Device (and its compiled manifest) by IPv4 address, keyed by the 32-bit address.
     by_v4: FastMap<u32, Found>,
+    /// Which IPv4 addresses may be a device's: most addresses in traffic are not, and are so
+    /// told apart with one multiply and one bit.
+    v4_filter: AddrFilter,
     /// Per device, in inventory order.
     devs: Vec<Dev>,
     ids: Vec<Arc<str>>,
@@ -527,6 +530,47 @@ fn any_allows(services: &[Service], side: &Side) -> bool {
     services.iter().any(|s| s.allows(side))
 }
 
+/// A set of IPv4 addresses as one bit each of a table 32 times as large as the set (at least
+/// 8 KiB): an address whose bit is clear is not in the set; one whose bit is set may be. Keys
+/// that collide only cost a search of the map behind it, so the mixing needs no secret.
+struct AddrFilter {
+    bits: Vec<u64>,
+    /// Bits of the table's index: 64 minus its log2 size.
+    shift: u32,
+}
+
+impl AddrFilter {
+    fn new(addresses: usize) -> AddrFilter {
+        let size = (addresses.saturating_mul(32))
+            .next_power_of_two()
+            .max(1 << 16);
+        AddrFilter {
+            bits: vec![0; size / 64],
+            shift: 64 - size.trailing_zeros(),
+        }
+    }
+
+    #[inline]
+    fn slot(&self, a: u32) -> usize {
+        (u64::from(a).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> self.shift) as usize
+    }
+
+    fn insert(&mut self, a: u32) {
+        let i = self.slot(a);
+        if let Some(w) = self.bits.get_mut(i / 64) {
+            *w |= 1 << (i % 64);
+        }
+    }
+
+    #[inline]
+    fn may_hold(&self, a: u32) -> bool {
+        let i = self.slot(a);
+        self.bits
+            .get(i / 64)
+            .is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+}
+
 /// A device found by its address: its number, and its compiled manifest's (`NO_MANIFEST`:
 /// none).
 #[derive(Debug, Clone, Copy)]
@@ -572,6 +616,7 @@ impl Monitor {
         let mut v4 = FlatTables::default();
         let mut v4_ids: Vec<[FlatId; 2]> = Vec::new();
         let mut devs = Vec::with_capacity(manifests.len());
+        let mut v4_filter = AddrFilter::new(inventory.devices.len());
         for (i, (d, m)) in inventory.devices.iter().zip(manifests).enumerate() {
             let vendor = match vendors.iter().position(|v| *v == d.vendor) {
                 Some(v) => v,
@@ -594,7 +639,10 @@ impl Monitor {
             };
             for a in &d.addresses {
                 match a {
-                    IpAddr::V4(v4) => by_v4.insert(u32::from(*v4), Found(i as u32, c)),
+                    IpAddr::V4(v4) => {
+                        v4_filter.insert(u32::from(*v4));
+                        by_v4.insert(u32::from(*v4), Found(i as u32, c))
+                    }
                     IpAddr::V6(_) => by_addr.insert(*a, Found(i as u32, c)),
                 };
             }
@@ -609,6 +657,7 @@ impl Monitor {
         Ok(Monitor {
             by_addr,
             by_v4,
+            v4_filter,
             devs,
             ids: inventory
                 .devices
@@ -637,7 +686,13 @@ impl Monitor {
     #[inline]
     fn device_of(&self, a: IpAddr) -> Option<Found> {
         match a {
-            IpAddr::V4(v4) => self.by_v4.get(&u32::from(v4)).copied(),
+            IpAddr::V4(v4) => {
+                let a = u32::from(v4);
+                if !self.v4_filter.may_hold(a) {
+                    return None;
+                }
+                self.by_v4.get(&a).copied()
+            }
             IpAddr::V6(_) => self.by_addr.get(&a).copied(),
         }
     }
