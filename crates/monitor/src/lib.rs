@@ -382,9 +382,9 @@ impl Interner {
     }
 }
 
-/// What the flow path reads and counts of a device, for every flow: small (two to a cache
-/// line), the counts beside what is read (the tables a compiled manifest names are in
-/// `Monitor::v4_ids`, as small).
+/// What is kept per device: its compiled manifest and vendor (for `same-vendor` rules), and
+/// what was counted; two to a cache line. (The flow path finds the compiled manifest with the
+/// device's address, and that manifest's tables in `Monitor::v4_ids`.)
 #[derive(Debug, Clone, Copy)]
 struct Dev {
     /// Its compiled manifest in `Monitor::compiled`, or `NO_MANIFEST`.
@@ -530,12 +530,13 @@ fn any_allows(services: &[Service], side: &Side) -> bool {
     services.iter().any(|s| s.allows(side))
 }
 
-/// A set of IPv4 addresses as one bit each of a table 32 times as large as the set (at least
-/// 8 KiB): an address whose bit is clear is not in the set; one whose bit is set may be. Keys
-/// that collide only cost a search of the map behind it, so the mixing needs no secret.
+/// A set of IPv4 addresses as one bit each in a table of 32 bits per address (at least 64 Ki
+/// bits, 8 KiB): an address whose bit is clear is not in the set; one whose bit is set may be
+/// (about one in 32 of those not in it). Addresses that share a bit only cost a search of the
+/// map behind it, so the mixing needs no secret.
 struct AddrFilter {
     bits: Vec<u64>,
-    /// Bits of the table's index: 64 minus its log2 size.
+    /// 64 minus the log2 of the table's size in bits: a product's top bits index it.
     shift: u32,
 }
 

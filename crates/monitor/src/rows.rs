@@ -6,11 +6,12 @@
 //! row is appended to a buffer (sequential writes); when the buffer holds a million rows and
 //! as many as were already merged (and at the end), it is sorted, its equal rows combined, and
 //! merged into the sorted rows. Each row is so moved a logarithmic number of times, in
-//! sequential passes, and memory stays within twice the distinct rows and the buffer's 72 MB. A small direct-mapped cache of
-//! the rows appended recently adds a flow to its row in place when the row repeats (the usual
-//! case in real traffic: the same peer again and again), so that repetition does not fill the
-//! buffer. Nothing here hashes with a secret: crafted keys that collide in the cache only make
-//! every flow an append, which costs the same as distinct rows.
+//! sequential passes, and memory stays within twice the distinct rows and the buffer's 72 MB.
+//! A small direct-mapped cache of the rows appended recently adds a flow to its row in place
+//! when the row repeats (the usual case in real traffic: the same peer again and again), so
+//! that repetition does not fill the buffer. Nothing here hashes with a secret: crafted keys
+//! that collide in the cache only make every flow an append, which costs the same as distinct
+//! rows.
 
 use crate::{Agg, Row, RowKey};
 use nospy_flow::Flow;
@@ -110,7 +111,6 @@ impl Rows {
             out.extend(new);
             self.merged = out;
         }
-        self.pending = Vec::with_capacity(self.min_pending.max(self.merged.len()));
     }
 
     /// Every row, once, in the report's order.
