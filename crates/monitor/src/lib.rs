@@ -1014,7 +1014,41 @@ pub fn manifests_by_model(
 
 #[cfg(test)]
 mod tests {
-    use super::RowKey;
+    use super::{AddrFilter, RowKey};
+
+    #[test]
+    fn the_address_filter_holds_every_address_given_and_few_others() {
+        for n in [0usize, 1, 10, 10_000, 100_000] {
+            let mut x = 0x9E37_79B9u32 ^ n as u32;
+            let mut next = || {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x
+            };
+            let given: Vec<u32> = (0..n).map(|_| next()).collect();
+            let set: std::collections::HashSet<u32> = given.iter().copied().collect();
+            let mut f = AddrFilter::new(n);
+            for a in &given {
+                f.insert(*a);
+            }
+            assert!(given.iter().all(|a| f.may_hold(*a)), "{n} addresses");
+            // Neighbours of devices' addresses, as traffic has them, and others.
+            let others: Vec<u32> = given
+                .iter()
+                .map(|a| a.wrapping_add(1))
+                .chain((0..100_000).map(|_| next()))
+                .filter(|a| !set.contains(a))
+                .take(100_000)
+                .collect();
+            let held = others.iter().filter(|a| f.may_hold(**a)).count();
+            assert!(
+                held * 10 < others.len(),
+                "{n} addresses: {held} of {} others held",
+                others.len()
+            );
+        }
+    }
     use std::net::IpAddr;
 
     #[test]
