@@ -269,6 +269,9 @@ pub struct Report {
     pub unattributable: Vec<Row>,
     /// Flows none of whose addresses belongs to a device of the inventory.
     pub unknown_device_flows: u64,
+    /// Violations and unattributable flows whose rows were dropped because [`MAX_ROWS`] rows
+    /// were kept (counted in their devices' summaries all the same).
+    pub flows_in_dropped_rows: u64,
     /// Per device, in inventory order.
     pub devices: Vec<DeviceSummary>,
     /// The sets of allowed names unattributable rows could stand for (see [`Report::names`]).
@@ -483,6 +486,11 @@ pub struct Monitor {
 
 /// Most DNS answers kept (memory stays bounded; beyond it answers are counted, not kept).
 pub const MAX_DNS_ANSWERS: usize = 4_000_000;
+
+/// Most distinct rows kept of each kind (violations, unattributable): 288 MB of them. Beyond,
+/// the rows last in the report's order are dropped and their flows counted
+/// ([`Report::flows_in_dropped_rows`]); every device's counts stay exact.
+pub const MAX_ROWS: usize = 4_000_000;
 
 fn compile(m: &Manifest, op: &OperatorConfig, int: &mut Interner) -> Compiled {
     let mut prefixes: [[Vec<(u128, u128, u32)>; 2]; 2] = Default::default();
@@ -959,8 +967,11 @@ impl Monitor {
     /// The report: rows sorted by device, direction, peer, protocol and port.
     pub fn finish(mut self) -> Report {
         let ids = &self.ids;
-        self.report.violations = std::mem::take(&mut self.violations).finish();
-        self.report.unattributable = std::mem::take(&mut self.unattributable).finish();
+        let (violations, dropped) = std::mem::take(&mut self.violations).finish();
+        let (unattributable, also) = std::mem::take(&mut self.unattributable).finish();
+        self.report.violations = violations;
+        self.report.unattributable = unattributable;
+        self.report.flows_in_dropped_rows = dropped + also;
         self.report.name_sets = std::mem::take(&mut self.name_sets);
         self.report.devices = self
             .devs

@@ -11,7 +11,9 @@
 //! when the row repeats (the usual case in real traffic: the same peer again and again), so
 //! that repetition does not fill the buffer. Nothing here hashes with a secret: crafted keys
 //! that collide in the cache only make every flow an append, which costs the same as distinct
-//! rows.
+//! rows. At most [`crate::MAX_ROWS`] distinct rows are kept: beyond, the rows last in the
+//! report's order are dropped at each merge and their flows counted, so that memory stays
+//! bounded whatever the traffic (the devices' own counts stay exact).
 
 use crate::{Agg, Row, RowKey};
 use nospy_flow::Flow;
@@ -31,6 +33,10 @@ pub(crate) struct Rows {
     pending: Vec<Row>,
     /// Appended rows the buffer holds at least before it is merged.
     min_pending: usize,
+    /// Most distinct rows kept.
+    max_rows: usize,
+    /// Flows of the rows dropped because `max_rows` were kept.
+    pub(crate) dropped_flows: u64,
     /// Per slot, the hash and index in `pending` of the last row appended there (`u32::MAX`:
     /// none). The hash is compared first, so that a new row reads nothing of the buffer.
     recent: Box<[(u64, u32); RECENT]>,
@@ -38,17 +44,20 @@ pub(crate) struct Rows {
 
 impl Default for Rows {
     fn default() -> Rows {
-        Rows::merging_from(MIN_PENDING)
+        Rows::merging_from(MIN_PENDING, crate::MAX_ROWS)
     }
 }
 
 impl Rows {
-    /// Rows whose buffer is merged once it holds `min_pending` rows and as many as are merged.
-    fn merging_from(min_pending: usize) -> Rows {
+    /// Rows whose buffer is merged once it holds `min_pending` rows and as many as are merged,
+    /// of which `max_rows` are kept.
+    fn merging_from(min_pending: usize, max_rows: usize) -> Rows {
         Rows {
             merged: Vec::new(),
             pending: Vec::new(),
             min_pending,
+            max_rows,
+            dropped_flows: 0,
             recent: Box::new([(0, u32::MAX); RECENT]),
         }
     }
@@ -111,12 +120,19 @@ impl Rows {
             out.extend(new);
             self.merged = out;
         }
+        if self.merged.len() > self.max_rows {
+            self.dropped_flows += self
+                .merged
+                .drain(self.max_rows..)
+                .map(|r| r.agg.flows)
+                .sum::<u64>();
+        }
     }
 
-    /// Every row, once, in the report's order.
-    pub(crate) fn finish(mut self) -> Vec<Row> {
+    /// Every row kept, once, in the report's order; and the flows of the rows dropped.
+    pub(crate) fn finish(mut self) -> (Vec<Row>, u64) {
         self.merge();
-        self.merged
+        (self.merged, self.dropped_flows)
     }
 }
 
@@ -153,12 +169,38 @@ mod tests {
         }
     }
 
+    /// Beyond the most rows kept, the last in order are dropped and their flows counted; what
+    /// is kept is what an unbounded gathering keeps first.
+    #[test]
+    fn rows_beyond_the_most_kept_are_dropped_and_counted() {
+        let mut all = Rows::merging_from(1_000, usize::MAX);
+        let mut capped = Rows::merging_from(1_000, 2_500);
+        for i in 0..20_000u64 {
+            let peer = IpAddr::from((0xc633_6400 + (i * 7_919 % 9_000) as u32).to_be_bytes());
+            let k = RowKey::new((i % 3) as u32, 0, peer, 6, 443);
+            all.add(k, &flow(i), 0);
+            capped.add(k, &flow(i), 0);
+        }
+        let (all, none) = all.finish();
+        let (kept, dropped) = capped.finish();
+        assert_eq!((all.len(), none, kept.len()), (9_000, 0, 2_500));
+        assert!(kept[..] == all[..2_500]);
+        assert_eq!(
+            dropped,
+            all[2_500..].iter().map(|r| r.agg.flows).sum::<u64>()
+        );
+        assert_eq!(
+            dropped + kept.iter().map(|r| r.agg.flows).sum::<u64>(),
+            20_000
+        );
+    }
+
     /// The same rows and counts as a map would give, in order, whatever the mix of repeats.
     #[test]
     fn agrees_with_a_map() {
         for distinct in [1u64, 7, 5_000, 70_000, 300_000] {
             // Merged every few thousand rows, so that merging is tested as much as sorting.
-            let mut rows = Rows::merging_from(4_096);
+            let mut rows = Rows::merging_from(4_096, usize::MAX);
             let mut want: BTreeMap<_, (u64, u64, u64, u64, u64, u32)> = BTreeMap::new();
             let mut x = 0x2545_F491_4F6C_DD1Du64;
             for i in 0..400_000u64 {
@@ -182,8 +224,9 @@ mod tests {
                 e.4 = e.4.max(f.last_ns);
                 e.5 = e.5.min((i % 5) as u32);
             }
-            let got: Vec<_> = rows
-                .finish()
+            let (got, dropped) = rows.finish();
+            assert_eq!(dropped, 0);
+            let got: Vec<_> = got
                 .into_iter()
                 .map(|Row { key, agg: a }| {
                     (

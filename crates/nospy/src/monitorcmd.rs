@@ -71,8 +71,9 @@ pub struct MonitorArgs {
     evidence_key: Option<PathBuf>,
     /// Print one JSON object: totals, violations, unattributable, unknown_device_flows (flow
     /// records of no device), unknown_device_packets (captured packets of no device: counted,
-    /// not tracked), devices
-    /// (and evidence, with --evidence-key).
+    /// not tracked), flows_in_dropped_rows (beyond 4 million distinct rows of a kind, the last
+    /// rows are dropped and their flows counted here), devices (and evidence, with
+    /// --evidence-key).
     #[arg(long)]
     json: bool,
 }
@@ -294,6 +295,7 @@ fn to_json(
         "violations": r.violations.iter().map(|v| row_json(r, v)).collect::<Vec<_>>(),
         "unattributable": r.unattributable.iter().map(|v| row_json(r, v)).collect::<Vec<_>>(),
         "unknown_device_flows": r.unknown_device_flows,
+        "flows_in_dropped_rows": r.flows_in_dropped_rows,
         "unknown_device_packets": st.unwanted_packets,
         "devices": r.devices.iter().zip(from).zip(notes).map(|((d, f), n)| {
             let mut v = json!({
@@ -356,6 +358,13 @@ fn print_text(r: &Report, st: &Stats, from: &[Option<ManifestFrom>], notes: &[Op
         r.unknown_device_flows,
         st.unwanted_packets
     );
+    if r.flows_in_dropped_rows > 0 {
+        println!(
+            "{} violating or unattributable flows are counted in their devices' summaries but not listed: beyond {} distinct rows of a kind, the last rows were dropped",
+            r.flows_in_dropped_rows,
+            nospy_monitor::MAX_ROWS
+        );
+    }
     if !r.violations.is_empty() {
         println!("\nVIOLATIONS (device, direction, peer, port/protocol):");
         for v in &r.violations {

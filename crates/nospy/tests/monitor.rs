@@ -95,6 +95,7 @@ fn the_quiet_capture_has_no_violation() {
     assert_eq!(device(&v, "tue-plug")["flows"], 2);
     // Everything else in the capture is other hosts' traffic: counted in packets, not tracked.
     assert_eq!(v["unknown_device_flows"], 0);
+    assert_eq!(v["flows_in_dropped_rows"], 0);
     let other = v["unknown_device_packets"].as_u64().unwrap();
     assert!(
         other > 0 && other < v["input"]["packets"].as_u64().unwrap(),
