@@ -479,6 +479,8 @@ pub struct Monitor {
     /// Which of `name_sets` a compiled manifest's direction gives for a mask of its
     /// `name_services` allowing a flow.
     name_set_ids: FastMap<(u32, u8, u64), u32>,
+    /// Which of `name_sets` holds these names.
+    name_set_by_content: FastMap<Arc<[String]>, u32>,
     dns_kept: usize,
     /// DNS answers not kept because [`MAX_DNS_ANSWERS`] were.
     pub dns_dropped: u64,
@@ -686,6 +688,7 @@ impl Monitor {
             unattributable: rows::Rows::default(),
             name_sets: vec![Arc::from(Vec::new())],
             name_set_ids: FastMap::default(),
+            name_set_by_content: FastMap::from_iter([(Arc::from(Vec::new()), 0)]),
             dns_kept: 0,
             dns_dropped: 0,
         })
@@ -892,8 +895,18 @@ impl Monitor {
             .map(|(n, _)| n.clone())
             .collect();
         names.sort();
-        let id = self.name_sets.len() as u32;
-        self.name_sets.push(Arc::from(names));
+        // Each distinct set once, however it was reached (a manifest with more than 64 name
+        // services is worked out for every flow, and must not grow the list every time).
+        let id = match self.name_set_by_content.get(&names[..]) {
+            Some(id) => *id,
+            None => {
+                let id = self.name_sets.len() as u32;
+                let names: Arc<[String]> = Arc::from(names);
+                self.name_sets.push(names.clone());
+                self.name_set_by_content.insert(names, id);
+                id
+            }
+        };
         if cacheable {
             self.name_set_ids.insert((compiled, dir as u8, mask), id);
         }
