@@ -24,8 +24,10 @@ pub enum BenchCommand {
     /// --records IPFIX records in 1,400-byte export messages (80% allowed, 20% not), decoded and
     /// judged on one thread; then writes a pcap of --packets packets (TCP conversations with
     /// handshakes, UDP exchanges) and reads and judges it with the whole fleet and with one
-    /// device, beside `tcpdump -n -r FILE -w /dev/null 'host <that device>'` on the same file in
-    /// the same run (best of three each). Needs tcpdump. Use a release build:
+    /// device (and one device on a pcap of as many packets of its own traffic), beside `tcpdump
+    /// -n -r FILE -w /dev/null 'host <that device>'` on the same file in the same run (IPFIX:
+    /// best of three; pcap: five rounds taking each measurement in turn, the best of each
+    /// kept). Needs tcpdump. Use a release build:
     /// `cargo run --release -- bench monitor`.
     Monitor {
         /// Devices in the fleet.
