@@ -738,7 +738,7 @@ impl Monitor {
             None => (f.first_ns, f.last_ns),
             Some((a, b)) => (a.min(f.first_ns), b.max(f.last_ns)),
         });
-        let parts = self.parts(f, (self.device_of(f.src), self.device_of(f.dst)));
+        let parts = self.parts(f);
         if parts[0].is_none() && parts[1].is_none() {
             self.report.unknown_device_flows += 1;
             return;
@@ -757,10 +757,11 @@ impl Monitor {
         }
     }
 
-    /// The flow from the side of each of its devices (`src`'s and `dst`'s): the one that opened
-    /// it (going out), the other (coming in).
+    /// The flow from the side of each of its devices: the one that opened it (going out), the
+    /// other (coming in).
     #[inline]
-    fn parts(&self, f: &Flow, (src, dst): (Option<Found>, Option<Found>)) -> [Option<Part>; 2] {
+    fn parts(&self, f: &Flow) -> [Option<Part>; 2] {
+        let (src, dst) = (self.device_of(f.src), self.device_of(f.dst));
         let opened = f.initiator_known;
         // The side that opened it: `src`, unless nothing says so and it looks like the answering
         // half of a conversation (a flow exporter's record of a reply).
