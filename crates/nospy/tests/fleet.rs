@@ -28,28 +28,8 @@ struct Fleet {
 fn fleet(t: &Path) -> Fleet {
     let (log, _, log_vkey) = new_log(t, "log.example.org/nospy");
     let p = |n: &str| t.join(n);
-    let vendor_vkey = ok(&[
-        "key",
-        "generate",
-        "--name",
-        "release.vendorx.example",
-        "--out",
-        s(&p("vendor.key")),
-    ])
-    .stdout
-    .trim()
-    .to_string();
-    let eval_vkey = ok(&[
-        "key",
-        "generate",
-        "--name",
-        "eval.uk.example",
-        "--out",
-        s(&p("eval.key")),
-    ])
-    .stdout
-    .trim()
-    .to_string();
+    let vendor_vkey = new_key(&p("vendor.key"), "release.vendorx.example");
+    let eval_vkey = new_key(&p("eval.key"), "eval.uk.example");
     std::fs::write(p("manifest.toml"), MANIFEST).unwrap();
     let mut digests = Vec::new();
     for v in ["1.0", "1.1", "0.9", "1.2"] {

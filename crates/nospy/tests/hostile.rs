@@ -165,14 +165,7 @@ fn wrong_keys_are_refused() {
     let t = tempfile::tempdir().unwrap();
     let (log, _key, _vkey) = new_log(t.path(), "keys.nospy.example/log");
     let other = t.path().join("other.key");
-    ok(&[
-        "key",
-        "generate",
-        "--name",
-        "keys.nospy.example/log",
-        "--out",
-        s(&other),
-    ]);
+    new_key(&other, "keys.nospy.example/log");
     let f = t.path().join("e");
     std::fs::write(&f, b"x").unwrap();
     let r = run(&["log", "add", "--raw", s(&log), s(&f), "--key", s(&other)]);
@@ -181,14 +174,7 @@ fn wrong_keys_are_refused() {
     assert!(r.stderr.contains("this log's key is"), "{}", r.stderr);
     // A key named differently from the origin cannot start a log.
     let odd = t.path().join("odd.key");
-    ok(&[
-        "key",
-        "generate",
-        "--name",
-        "someone.else",
-        "--out",
-        s(&odd),
-    ]);
+    new_key(&odd, "someone.else");
     let r = run(&[
         "log",
         "init",
@@ -303,15 +289,7 @@ fn proofs_verify_and_tampering_is_caught() {
     let r = verify(&other, &vkey);
     assert_eq!(r.code, 1, "{}", r.stderr);
     let k2 = t.path().join("k2");
-    let v2 = ok(&[
-        "key",
-        "generate",
-        "--name",
-        "hostile.nospy.example/log",
-        "--out",
-        s(&k2),
-    ])
-    .stdout;
+    let v2 = new_key(&k2, "hostile.nospy.example/log");
     let r = verify(&entry, v2.trim());
     assert_eq!(r.code, 1, "{}", r.stderr);
     let text = std::fs::read_to_string(&proof).unwrap();
@@ -384,14 +362,7 @@ fn not_a_log() {
     assert!(r.stderr.contains("not a nospy log"), "{}", r.stderr);
     std::fs::write(t.path().join("x"), b"x").unwrap();
     let key = t.path().join("k");
-    ok(&[
-        "key",
-        "generate",
-        "--name",
-        "a.example/log",
-        "--out",
-        s(&key),
-    ]);
+    new_key(&key, "a.example/log");
     let r = run(&[
         "log",
         "init",

@@ -338,29 +338,9 @@ fn monitoring_agreement(t: &Path, log_vkey: &str, vendor: &str, vendor_vkey: &st
 fn logged_world(t: &Path) -> (PathBuf, PathBuf, PathBuf, String, PathBuf, String, String) {
     let (log, _, log_vkey) = new_log(t, "log.example.org/nospy");
     let vendor_key = t.join("vendor.key");
-    let vendor_vkey = ok(&[
-        "key",
-        "generate",
-        "--name",
-        "release.ut.example",
-        "--out",
-        s(&vendor_key),
-    ])
-    .stdout
-    .trim()
-    .to_string();
+    let vendor_vkey = new_key(&vendor_key, "release.ut.example");
     let monitor_key = t.join("monitor.key");
-    let monitor_vkey = ok(&[
-        "key",
-        "generate",
-        "--name",
-        "monitor.operator.example",
-        "--out",
-        s(&monitor_key),
-    ])
-    .stdout
-    .trim()
-    .to_string();
+    let monitor_vkey = new_key(&monitor_key, "monitor.operator.example");
     let m = t.join("ut.toml");
     ok(&[
         "manifest",

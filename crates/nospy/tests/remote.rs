@@ -33,15 +33,7 @@ fn release(t: &std::path::Path, key: &std::path::Path, i: u32) -> String {
 /// A new vendor key in `t`: its file and verifier key.
 fn vendor_key(t: &std::path::Path) -> (std::path::PathBuf, String) {
     let vendor = t.join("vendor.key");
-    let vkey = ok(&[
-        "key",
-        "generate",
-        "--name",
-        "release.vendorx.example",
-        "--out",
-        s(&vendor),
-    ])
-    .stdout;
+    let vkey = new_key(&vendor, "release.vendorx.example");
     (vendor, vkey)
 }
 
@@ -115,15 +107,7 @@ fn add_over_http_then_mirror_and_catch_up() {
     let t = tempfile::tempdir().unwrap();
     let (log, key_file, vkey) = new_log(t.path(), "remote.example/log");
     let vendor = t.path().join("vendor.key");
-    let vendor_vkey = ok(&[
-        "key",
-        "generate",
-        "--name",
-        "vendor.example",
-        "--out",
-        s(&vendor),
-    ])
-    .stdout;
+    let vendor_vkey = new_key(&vendor, "vendor.example");
     let cfg = serve_config(t.path(), &vendor_vkey);
     let (mut child, url) = serve(&log, &cfg);
     let files: Vec<String> = (0..300).map(|i| release(t.path(), &vendor, i)).collect();
@@ -206,15 +190,7 @@ fn add_over_http_then_mirror_and_catch_up() {
     assert_eq!(std::fs::read(mirror.join("checkpoint")).unwrap(), before);
     // A key that is not the log's: refused before anything is copied.
     let other = t.path().join("other.key");
-    let other_vkey = ok(&[
-        "key",
-        "generate",
-        "--name",
-        "remote.example/log",
-        "--out",
-        s(&other),
-    ])
-    .stdout;
+    let other_vkey = new_key(&other, "remote.example/log");
     let r = run(&[
         "log",
         "mirror",

@@ -35,15 +35,7 @@ fn audit_refuses_the_tessera_log_under_another_key() {
     // Same name, another key: the signature line is ignored as unknown, so nothing verifies.
     let t = tempfile::tempdir().unwrap();
     let k = t.path().join("k");
-    let other = ok(&[
-        "key",
-        "generate",
-        "--name",
-        "example.com/log/testdata",
-        "--out",
-        s(&k),
-    ])
-    .stdout;
+    let other = new_key(&k, "example.com/log/testdata");
     let r = run(&["log", "audit", s(&tessera()), "--key", other.trim()]);
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(r.stderr.contains("checkpoint"), "{}", r.stderr);

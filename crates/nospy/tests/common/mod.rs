@@ -65,13 +65,18 @@ pub fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// Generates a signing key named `name` into `file`; returns its verifier key.
+pub fn new_key(file: &Path, name: &str) -> String {
+    ok(&["key", "generate", "--name", name, "--out", s(file)])
+        .stdout
+        .trim()
+        .to_string()
+}
+
 /// Creates a key and an empty log in `dir`; returns (log dir, key file, verifier key).
 pub fn new_log(dir: &Path, origin: &str) -> (PathBuf, PathBuf, String) {
     let key = dir.join("log.key");
-    let vkey = ok(&["key", "generate", "--name", origin, "--out", s(&key)])
-        .stdout
-        .trim()
-        .to_string();
+    let vkey = new_key(&key, origin);
     let log = dir.join("log");
     ok(&["log", "init", s(&log), "--origin", origin, "--key", s(&key)]);
     (log, key, vkey)
