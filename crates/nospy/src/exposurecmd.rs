@@ -2,6 +2,7 @@
 //! deadlines, with what compliance would cost.
 
 use crate::util::print_json;
+use crate::util::read_parsed;
 use anyhow::{bail, Context as _, Result};
 use nospy_exposure::{evaluate, html, Date, Policy, RuleReport};
 use nospy_inventory::Inventory;
@@ -103,12 +104,8 @@ fn rule_json(r: &RuleReport, inv: &Inventory) -> serde_json::Value {
 
 /// Runs `nospy exposure`.
 pub fn run(a: ExposureArgs) -> Result<ExitCode> {
-    let text = std::fs::read_to_string(&a.inventory)
-        .with_context(|| format!("reading {}", a.inventory.display()))?;
-    let inv = Inventory::parse(&text).with_context(|| format!("{}", a.inventory.display()))?;
-    let text = std::fs::read_to_string(&a.policy)
-        .with_context(|| format!("reading {}", a.policy.display()))?;
-    let policy = Policy::from_toml(&text).with_context(|| format!("{}", a.policy.display()))?;
+    let inv = read_parsed(&a.inventory, Inventory::parse)?;
+    let policy = read_parsed(&a.policy, Policy::from_toml)?;
     let at = match &a.at {
         Some(d) => Date::parse(d).map_err(|m| anyhow::anyhow!("--at: {m}"))?,
         None => Date::from_unix(crate::statements::now() as i64),

@@ -4,6 +4,7 @@
 
 use crate::gather::LogSource;
 use crate::util::print_json;
+use crate::util::read_parsed;
 use anyhow::{bail, Context as _, Result};
 use nospy_inventory::Inventory;
 use nospy_policy::{compare_versions, Agreement, Outcome, Verdict, Verifier};
@@ -94,13 +95,8 @@ fn at_time(at: Option<&str>) -> Result<u64> {
 
 /// Runs `nospy fleet`.
 pub fn run(a: FleetArgs) -> Result<ExitCode> {
-    let text = std::fs::read_to_string(&a.inventory)
-        .with_context(|| format!("reading {}", a.inventory.display()))?;
-    let inv = Inventory::parse(&text).with_context(|| format!("{}", a.inventory.display()))?;
-    let text = std::fs::read_to_string(&a.agreement)
-        .with_context(|| format!("reading {}", a.agreement.display()))?;
-    let agreement =
-        Agreement::from_toml(&text).with_context(|| format!("{}", a.agreement.display()))?;
+    let inv = read_parsed(&a.inventory, Inventory::parse)?;
+    let agreement = read_parsed(&a.agreement, Agreement::from_toml)?;
     let now = at_time(a.at.as_deref())?;
     let Some(src) = LogSource::from_args(a.log.as_deref(), a.server.as_deref()) else {
         bail!("give --log DIR or --server URL");

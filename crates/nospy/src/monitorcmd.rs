@@ -1,6 +1,7 @@
 //! `nospy monitor`: the operator's traffic against each device's manifest.
 
 use crate::gather::LogSource;
+use crate::util::read_parsed;
 use crate::util::{print_json, Progress};
 use anyhow::{bail, Context, Result};
 use nospy_flow::netflow::Collector;
@@ -140,24 +141,13 @@ fn load_manifest(p: &PathBuf) -> Result<(Manifest, Hash)> {
 
 /// Runs `nospy monitor`.
 pub fn run(a: MonitorArgs) -> Result<ExitCode> {
-    let text = std::fs::read_to_string(&a.inventory)
-        .with_context(|| format!("reading {}", a.inventory.display()))?;
-    let inventory =
-        Inventory::parse(&text).with_context(|| format!("{}", a.inventory.display()))?;
+    let inventory = read_parsed(&a.inventory, Inventory::parse)?;
     let operator = match &a.operator {
-        Some(p) => OperatorConfig::from_toml(
-            &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
-        )
-        .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?,
+        Some(p) => read_parsed(p, OperatorConfig::from_toml)?,
         None => OperatorConfig::default(),
     };
     let resolver = match &a.resolver {
-        Some(p) => Some(
-            Resolver::parse(
-                &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
-            )
-            .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?,
-        ),
+        Some(p) => Some(read_parsed(p, Resolver::parse)?),
         None => None,
     };
     let source = LogSource::from_args(a.log.as_deref(), a.server.as_deref());
@@ -452,10 +442,7 @@ fn device_manifests(
         _ => None,
     };
     if let Some((agreement_path, src)) = from_log {
-        let text = std::fs::read_to_string(agreement_path)
-            .with_context(|| format!("reading {}", agreement_path.display()))?;
-        let agreement = nospy_policy::Agreement::from_toml(&text)
-            .with_context(|| format!("{}", agreement_path.display()))?;
+        let agreement = read_parsed(agreement_path, nospy_policy::Agreement::from_toml)?;
         let verifier = nospy_policy::Verifier::new(&agreement);
         let crate::gather::FleetVerdicts {
             digests,

@@ -40,6 +40,17 @@ pub fn read_input(path: &Path) -> Result<Vec<u8>> {
     }
 }
 
+/// Reads a text file people write (inventory, agreement, policy, ...) and parses it; errors
+/// name the file.
+pub fn read_parsed<T, E: std::fmt::Display>(
+    path: &Path,
+    parse: impl FnOnce(&str) -> std::result::Result<T, E>,
+) -> Result<T> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
 /// Writes a document to `out`, or to standard output. A file is written whole or not at all
 /// (temporary file, then rename).
 pub fn write_output(out: Option<&Path>, data: &[u8]) -> Result<()> {
