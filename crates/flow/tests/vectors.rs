@@ -200,29 +200,31 @@ impl std::io::Read for Trickle<'_> {
 /// A packet as a reader returned it: time, link type, bytes, length on the wire.
 type Seen = (u64, u16, Vec<u8>, u32);
 
+/// Every packet a reader gives, then its error if it stops on one.
+fn drain(
+    mut next: impl FnMut() -> Result<Option<Seen>, nospy_flow::capture::CaptureError>,
+) -> (Vec<Seen>, Option<String>) {
+    let mut seen = Vec::new();
+    loop {
+        match next() {
+            Ok(Some(p)) => seen.push(p),
+            Ok(None) => return (seen, None),
+            Err(e) => return (seen, Some(e.to_string())),
+        }
+    }
+}
+
 /// Every packet, or the error, as the in-memory reader and the streaming reader see them.
 fn both_ways(data: &[u8]) -> (Vec<Seen>, Vec<Seen>, Option<String>, Option<String>) {
-    use nospy_flow::capture::CaptureReader;
-    let (mut a, mut b) = (Vec::new(), Vec::new());
-    let ea = match Capture::new(data) {
-        Err(e) => Some(e.to_string()),
-        Ok(mut c) => loop {
-            match c.next_packet() {
-                Ok(Some(p)) => a.push((p.ts_ns, p.linktype, p.data.to_vec(), p.wire_len)),
-                Ok(None) => break None,
-                Err(e) => break Some(e.to_string()),
-            }
-        },
+    use nospy_flow::capture::{CaptureReader, Packet};
+    let own = |p: Packet<'_>| (p.ts_ns, p.linktype, p.data.to_vec(), p.wire_len);
+    let (a, ea) = match Capture::new(data) {
+        Err(e) => (Vec::new(), Some(e.to_string())),
+        Ok(mut c) => drain(|| c.next_packet().map(|p| p.map(own))),
     };
-    let eb = match CaptureReader::new(Trickle { data, step: 0 }) {
-        Err(e) => Some(e.to_string()),
-        Ok(mut c) => loop {
-            match c.next_packet() {
-                Ok(Some(p)) => b.push((p.ts_ns, p.linktype, p.data.to_vec(), p.wire_len)),
-                Ok(None) => break None,
-                Err(e) => break Some(e.to_string()),
-            }
-        },
+    let (b, eb) = match CaptureReader::new(Trickle { data, step: 0 }) {
+        Err(e) => (Vec::new(), Some(e.to_string())),
+        Ok(mut c) => drain(|| c.next_packet().map(|p| p.map(own))),
     };
     (a, b, ea, eb)
 }
