@@ -10,7 +10,7 @@ use nospy_flow::netflow::Collector;
 use nospy_flow::source::{Sink, Stats};
 use nospy_tlog::Hash;
 use sha2::{Digest as _, Sha256};
-use std::io::{IsTerminal as _, Write as _};
+use std::io::IsTerminal as _;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -34,25 +34,6 @@ fn restore(path: &Path) -> Result<Collector> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Collector::new()),
         Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
     }
-}
-
-/// Replaces the state file atomically and durably.
-fn save(path: &Path, text: &str) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let name = path.file_name().context("the state file has no name")?;
-    let tmp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
-    let mut f =
-        std::fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
-    f.write_all(text.as_bytes())
-        .and_then(|()| f.sync_all())
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .with_context(|| format!("syncing {}", dir.display()))
 }
 
 /// Collects on `addr` until interrupted or `duration` has passed, feeding every flow to `sink`.
@@ -157,7 +138,7 @@ impl Collecting<'_> {
         self.st.flows += self.flows.len() as u64;
         self.sink.flows(&self.flows);
         if self.collector.take_changed() {
-            if let Err(e) = save(self.state, &self.collector.save()) {
+            if let Err(e) = crate::util::write_file(self.state, self.collector.save().as_bytes()) {
                 if !self.save_failed {
                     eprintln!("nospy monitor: warning: templates not saved: {e:#}");
                     self.save_failed = true;

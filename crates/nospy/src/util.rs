@@ -51,8 +51,7 @@ pub fn read_parsed<T, E: std::fmt::Display>(
     parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
-/// Writes a document to `out`, or to standard output. A file is written whole or not at all
-/// (temporary file, then rename).
+/// Writes a document to `out` (as [`write_file`]), or to standard output.
 pub fn write_output(out: Option<&Path>, data: &[u8]) -> Result<()> {
     match out {
         None => {
@@ -61,19 +60,26 @@ pub fn write_output(out: Option<&Path>, data: &[u8]) -> Result<()> {
                 .and_then(|_| o.flush())
                 .context("writing standard output")
         }
-        Some(p) => {
-            let dir = p
-                .parent()
-                .filter(|d| !d.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
-            let mut tmp = tempfile_in(dir)?;
-            tmp.1
-                .write_all(data)
-                .and_then(|_| tmp.1.sync_all())
-                .with_context(|| format!("writing {}", p.display()))?;
-            std::fs::rename(&tmp.0, p).with_context(|| format!("writing {}", p.display()))
-        }
+        Some(p) => write_file(p, data),
     }
+}
+
+/// Replaces file `p` with `data` whole or not at all, durably: a temporary file beside it,
+/// fsynced, renamed over it, and the directory fsynced so that the rename survives a crash.
+pub fn write_file(p: &Path, data: &[u8]) -> Result<()> {
+    let dir = p
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile_in(dir)?;
+    tmp.1
+        .write_all(data)
+        .and_then(|_| tmp.1.sync_all())
+        .with_context(|| format!("writing {}", p.display()))?;
+    std::fs::rename(&tmp.0, p).with_context(|| format!("writing {}", p.display()))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("syncing {}", dir.display()))
 }
 
 fn tempfile_in(dir: &Path) -> Result<(std::path::PathBuf, std::fs::File)> {
