@@ -152,11 +152,9 @@ pub fn run(a: FleetArgs) -> Result<ExitCode> {
         }
     }
 
-    let standings: Vec<Standing> = inv
-        .devices
+    let standings: Vec<Standing> = digests
         .iter()
-        .zip(&digests)
-        .map(|(_, d)| {
+        .map(|d| {
             let Some(d) = d else {
                 return Standing {
                     verdict: "unknown",
