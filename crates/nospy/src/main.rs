@@ -15,7 +15,7 @@ mod benchexposure;
 mod benchmonitor;
 mod benchverify;
 mod collect;
-mod diff;
+mod diffcmd;
 mod exposurecmd;
 mod fleetcmd;
 mod gather;
@@ -185,7 +185,7 @@ fn main() -> ExitCode {
             shipped,
             rebuilt,
             json,
-        } => diff_cmd(&shipped, &rebuilt, json),
+        } => diffcmd::run(&shipped, &rebuilt, json),
         Command::Attest(a) => statements::attest(a),
         Command::Revoke(a) => statements::revoke(a),
         Command::Bundle(a) => admit::bundle(a),
@@ -204,34 +204,6 @@ fn main() -> ExitCode {
             util::exit_code_for(&e)
         }
     }
-}
-
-fn diff_cmd(a: &std::path::Path, b: &std::path::Path, json: bool) -> anyhow::Result<ExitCode> {
-    let r = diff::compare(a, b)?;
-    if json {
-        util::print_json(&serde_json::json!({
-            "identical": r.identical,
-            "digests": r.digests.as_ref().map(|(x, y)| serde_json::json!({"shipped": x, "rebuilt": y})),
-            "differences": r.differences,
-        }))?;
-    } else if r.identical {
-        println!("identical");
-    } else {
-        if let Some((x, y)) = &r.digests {
-            println!("digests differ: sha256 {x} (shipped), {y} (rebuilt)");
-        }
-        for d in &r.differences {
-            match &d.detail {
-                Some(det) => println!("{:<8} {}  ({det})", d.change, d.path),
-                None => println!("{:<8} {}", d.change, d.path),
-            }
-        }
-    }
-    Ok(if r.identical {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
 }
 
 #[cfg(test)]

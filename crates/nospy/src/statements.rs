@@ -273,7 +273,7 @@ pub fn attest(a: AttestArgs) -> Result<ExitCode> {
                 .rebuilt
                 .as_ref()
                 .context("binary-equivalence needs --rebuilt")?;
-            let report = crate::diff::compare(&a.shipped, rebuilt)?;
+            let report = crate::diffcmd::compare(&a.shipped, rebuilt)?;
             if report.identical {
                 (Outcome::Pass, None)
             } else {
