@@ -246,12 +246,12 @@ pub fn agreement(data: &[u8]) {
 pub fn server_config(data: &[u8]) {
     let t = text(data);
     let _ = nospy_server::config::ServeConfig::from_toml(&t);
-    let _ = nospy_server::witness::parse_logs(&t);
+    let _ = nospy_witness::logs::parse_logs(&t);
 }
 
 /// A tlog-witness `add-checkpoint` request body.
 pub fn witness_request(data: &[u8]) {
-    let _ = nospy_server::witness::parse_request(&text(data));
+    let _ = nospy_tlog::witness::parse_request(&text(data));
 }
 
 /// A resolver snapshot, RFC 3339 times and durations.

@@ -378,7 +378,7 @@ fn the_seeds_are_accepted() {
         nospy_monitor::Resolver::parse(&s).unwrap();
     }
     for s in text("witness_request") {
-        nospy_server::witness::parse_request(&s).unwrap();
+        nospy_tlog::witness::parse_request(&s).unwrap();
     }
     for s in text("collector_state") {
         Collector::restore(&s).unwrap();
@@ -386,7 +386,7 @@ fn the_seeds_are_accepted() {
     let serve = std::fs::read_to_string(seeds_dir("server_config").join("serve.toml")).unwrap();
     nospy_server::config::ServeConfig::from_toml(&serve).unwrap();
     let logs = std::fs::read_to_string(seeds_dir("server_config").join("logs.toml")).unwrap();
-    nospy_server::witness::parse_logs(&logs).unwrap();
+    nospy_witness::logs::parse_logs(&logs).unwrap();
     for s in seeds("envelope").iter().take(3) {
         nospy_statement::inspect(s).unwrap();
     }

@@ -45,6 +45,14 @@ pub enum LogError {
     Key(String),
     /// A proof could not be produced.
     Proof(ProofError),
+    /// A checkpoint given from outside the log (a file) is not this log's: not signed by its
+    /// key, beyond its size, or with another root than its tree has at that size.
+    Disagrees {
+        /// The checkpoint's file.
+        path: PathBuf,
+        /// How it disagrees.
+        problem: String,
+    },
     /// An earlier append failed part-way; the log must be reopened (which recovers) first.
     Poisoned,
 }
@@ -65,6 +73,7 @@ impl fmt::Display for LogError {
             LogError::OutOfRange(m) => f.write_str(m),
             LogError::Key(m) => f.write_str(m),
             LogError::Proof(e) => write!(f, "{e}"),
+            LogError::Disagrees { path, problem } => write!(f, "{}: {problem}", path.display()),
             LogError::Poisoned => f.write_str(
                 "an earlier append failed part-way; reopen the log (recovery runs on open) before appending again",
             ),

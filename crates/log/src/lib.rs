@@ -15,6 +15,7 @@
 mod audit;
 mod error;
 pub mod history;
+pub mod keyfile;
 mod reader;
 mod sequencer;
 pub mod storage;
@@ -188,6 +189,33 @@ impl Log {
             ));
         }
         Ok(Some(sc))
+    }
+
+    /// A signed checkpoint read from the file `path` (a cosigned copy of one, say), checked to
+    /// be this log's: signed by its key, of a size the log has, and with the root the log's tree
+    /// has at that size.
+    pub fn checkpoint_from_file(&self, path: &Path) -> Result<SignedCheckpoint, LogError> {
+        let bytes = std::fs::read(path).map_err(io(path))?;
+        let disagrees = |problem: String| LogError::Disagrees {
+            path: path.to_path_buf(),
+            problem,
+        };
+        let sc = SignedCheckpoint::open(&bytes, &self.key)
+            .map_err(|e| disagrees(format!("not a checkpoint of this log: {e}")))?;
+        if sc.checkpoint.size > self.size() {
+            return Err(disagrees(format!(
+                "checkpoint of size {} is beyond the log's {}",
+                sc.checkpoint.size,
+                self.size()
+            )));
+        }
+        if self.root_at(sc.checkpoint.size)? != sc.checkpoint.root {
+            return Err(disagrees(format!(
+                "the log's tree of size {} has another root: the log and the checkpoint disagree",
+                sc.checkpoint.size
+            )));
+        }
+        Ok(sc)
     }
 
     /// The tile cache (for benchmarks that measure cold and warm proofs).

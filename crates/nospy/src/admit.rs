@@ -1,15 +1,17 @@
 //! `nospy bundle`, `nospy verify`, `nospy witness cosign`: the operator's side.
 
-use crate::gather::{hash_file, parse_digest, LogSource};
 use crate::statements::now;
-use crate::util::{print_json, read_input, signer_key, verifier_key, write_output, Negative};
+use crate::util::{
+    hash_file, parse_digest, print_json, read_input, read_parsed, signer_key, verifier_key,
+    write_output, Negative, Progress,
+};
 use anyhow::{bail, Context as _, Result};
 use clap::{Args, Subcommand};
+use nospy_client::LogSource;
 use nospy_log::Log;
-use nospy_policy::{verify, Agreement, Evidence, LoggedEntry, Outcome, State, Verdict};
+use nospy_policy::{verify, Agreement, Evidence, Outcome, State, Verdict};
 use nospy_statement::bundle::{Bundle, BundleEntry};
 use nospy_tlog::checkpoint::{SignedCheckpoint, TlogProof};
-use nospy_tlog::merkle;
 use nospy_tlog::Hash;
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -133,30 +135,6 @@ pub struct CosignArgs {
     out: Option<PathBuf>,
 }
 
-/// Reads a checkpoint file, or the log's latest, and checks it is the log's.
-pub(crate) fn checkpoint_of(log: &Log, file: Option<&Path>) -> Result<SignedCheckpoint> {
-    match file {
-        None => Ok(log.checkpoint().clone()),
-        Some(p) => {
-            let b = read_input(p)?;
-            let sc = SignedCheckpoint::open(&b, log.key())
-                .with_context(|| format!("{}: not a checkpoint of this log", p.display()))?;
-            if sc.checkpoint.size > log.size() {
-                bail!(
-                    "{}: checkpoint of size {} is beyond the log's {}",
-                    p.display(),
-                    sc.checkpoint.size,
-                    log.size()
-                );
-            }
-            if log.root_at(sc.checkpoint.size)? != sc.checkpoint.root {
-                bail!("{}: the log's tree of size {} has another root: the log and the checkpoint disagree", p.display(), sc.checkpoint.size);
-            }
-            Ok(sc)
-        }
-    }
-}
-
 pub fn bundle(a: BundleArgs) -> Result<ExitCode> {
     let digest = parse_digest(&a.artifact_digest)?;
     let src = LogSource::from_args(a.log.as_deref(), a.server.as_deref())
@@ -165,7 +143,11 @@ pub fn bundle(a: BundleArgs) -> Result<ExitCode> {
         bail!("--checkpoint and --since-size need --log");
     }
     let ev = src
-        .evidence_under(&[digest], a.checkpoint.as_deref())?
+        .evidence_under(
+            &[digest],
+            a.checkpoint.as_deref(),
+            &mut Progress::callback("scanned entries"),
+        )?
         .remove(&digest)
         .context("no evidence gathered")?;
     let size = SignedCheckpoint::parse(ev.checkpoint.as_bytes())
@@ -270,7 +252,11 @@ pub fn verify_cmd(a: VerifyArgs) -> Result<ExitCode> {
         let src = LogSource::from_args(a.log.as_deref(), a.server.as_deref())
             .context("give --bundle, --log or --server")?;
         let mut ev = src
-            .evidence_under(&[artifact], a.checkpoint.as_deref())?
+            .evidence_under(
+                &[artifact],
+                a.checkpoint.as_deref(),
+                &mut Progress::callback("scanned entries"),
+            )?
             .remove(&artifact)
             .context("no evidence gathered")?;
         if let (LogSource::Dir(dir), Some(s)) = (&src, &state) {
@@ -340,22 +326,18 @@ pub fn witness(c: WitnessCommand) -> Result<ExitCode> {
         WitnessCommand::Cosign(a) => a,
         WitnessCommand::Serve(s) => {
             let key = signer_key(&s.key)?;
-            let text = String::from_utf8(read_input(&s.logs)?)
-                .with_context(|| format!("{}: not UTF-8", s.logs.display()))?;
-            let logs = nospy_server::witness::parse_logs(&text)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", s.logs.display()))?;
+            let logs = read_parsed(&s.logs, nospy_witness::logs::parse_logs)?;
             eprintln!(
                 "nospy witness: {} for {} log(s)",
                 key.cosigner_verifier(),
                 logs.len()
             );
-            nospy_server::witness::run(nospy_server::witness::WitnessOptions {
+            nospy_witness::serve::run(nospy_witness::serve::WitnessOptions {
                 key,
                 logs,
                 db: s.state,
                 listen: s.listen,
-            })
-            .map_err(|e| anyhow::anyhow!(e))?;
+            })?;
             return Ok(ExitCode::SUCCESS);
         }
     };
@@ -364,60 +346,21 @@ pub fn witness(c: WitnessCommand) -> Result<ExitCode> {
         Some(k) => Log::open_with_key(&a.log, verifier_key(k)?)?,
         None => Log::open(&a.log)?,
     };
-    let sc = checkpoint_of(&log, a.checkpoint.as_deref())?;
-    let cp = &sc.checkpoint;
-    // The state: origin, size, root of the last checkpoint cosigned.
-    let prev = match std::fs::read_to_string(&a.state) {
-        Ok(t) => {
-            let parts: Vec<&str> = t.split_whitespace().collect();
-            let [origin, size, root] = parts[..] else {
-                bail!("{}: expected \"<origin> <size> <root>\"", a.state.display())
-            };
-            if origin != cp.origin {
-                bail!(
-                    "{}: this state is for log {origin:?}, not {:?}",
-                    a.state.display(),
-                    cp.origin
-                );
-            }
-            let size: u64 = size
-                .parse()
-                .with_context(|| format!("{}: bad size", a.state.display()))?;
-            let root = Hash::from_base64(root)
-                .with_context(|| format!("{}: bad root", a.state.display()))?;
-            Some((size, root))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(e).with_context(|| format!("reading {}", a.state.display())),
+    let sc = match &a.checkpoint {
+        None => log.checkpoint().clone(),
+        Some(p) => log.checkpoint_from_file(p)?,
     };
-    if let Some((size, root)) = prev {
-        if cp.size < size {
-            return Err(Negative(format!("refused: checkpoint size {} is smaller than the {size} already cosigned (rollback)", cp.size)).into());
+    let state = nospy_witness::state::FileState::new(&a.state);
+    // The state is committed (durably, under its lock) before the cosigned checkpoint is written.
+    let out = nospy_witness::offline::cosign(&key, &log, &sc, &state, now()).map_err(|e| {
+        if e.is_refusal() {
+            anyhow::Error::from(Negative(format!("refused: {e}")))
+        } else {
+            e.into()
         }
-        if cp.size == size && cp.root != root {
-            return Err(Negative(format!(
-                "refused: another root for size {size} than the one already cosigned (a fork)"
-            ))
-            .into());
-        }
-        if cp.size > size && size > 0 {
-            let proof = log.consistency_proof(size, cp.size)?;
-            merkle::verify_consistency(size, cp.size, &proof, root.as_ref(), cp.root.as_ref())
-                .map_err(|e| {
-                    Negative(format!(
-                        "refused: the checkpoint does not extend the one already cosigned: {e}"
-                    ))
-                })?;
-        }
-    }
-    let mut out = sc.clone();
-    out.note.signatures.retain(|s| s.name != key.name());
-    out.note.signatures.push(key.cosign(&out.note.text, now()));
+    })?;
     write_output(a.out.as_deref(), out.to_text().as_bytes())?;
-    write_output(
-        Some(&a.state),
-        format!("{} {} {}\n", cp.origin, cp.size, cp.root.to_base64()).as_bytes(),
-    )?;
+    let cp = &sc.checkpoint;
     eprintln!(
         "cosigned {} at size {} as {}",
         cp.origin,
@@ -425,88 +368,4 @@ pub fn witness(c: WitnessCommand) -> Result<ExitCode> {
         key.cosigner_verifier()
     );
     Ok(ExitCode::SUCCESS)
-}
-
-/// From a running server: its checkpoint, and each entry its lookup index lists for `digest`,
-/// with an inclusion proof against that checkpoint. Nothing here is trusted: the verdict checks
-/// the checkpoint's signatures and every proof.
-pub(crate) fn remote_evidence(url: &str, digest: &Hash) -> Result<(String, Vec<LoggedEntry>)> {
-    let base = url.trim_end_matches('/');
-    let http = nospy_server::client::Blocking::new(std::time::Duration::from_secs(60))
-        .map_err(|e| anyhow::anyhow!(e))?;
-    let get = |path: &str| -> Result<Vec<u8>> {
-        http.get_ok(&format!("{base}/{path}"))
-            .map_err(|e| anyhow::anyhow!(e))
-    };
-    let cp = String::from_utf8(get("checkpoint")?).context("the checkpoint is not UTF-8")?;
-    let size = SignedCheckpoint::parse(cp.as_bytes())
-        .with_context(|| format!("{base}/checkpoint"))?
-        .checkpoint
-        .size;
-    let found: serde_json::Value =
-        serde_json::from_slice(&get(&format!("lookup?digest={}", digest.to_hex()))?)
-            .context("the lookup answer is not JSON")?;
-    let mut bundles: std::collections::HashMap<u64, Vec<Vec<u8>>> =
-        std::collections::HashMap::new();
-    // Entry `index`, from its bundle (each bundle fetched once).
-    let mut entry_at = |index: u64| -> Result<Vec<u8>> {
-        let b = index / 256;
-        if let std::collections::hash_map::Entry::Vacant(v) = bundles.entry(b) {
-            let width = nospy_tlog::tile::width_in(0, b, size);
-            let id = nospy_tlog::tile::TileId {
-                level: 0,
-                index: b,
-                width,
-            };
-            let data = get(&id.entries_path())?;
-            let entries = nospy_tlog::tile::parse_bundle(&data, width)
-                .with_context(|| format!("{base}/{}", id.entries_path()))?;
-            v.insert(entries.into_iter().map(|e| e.to_vec()).collect());
-        }
-        Ok(bundles[&b][(index % 256) as usize].clone())
-    };
-    let mut indexes = Vec::new();
-    for e in found["entries"]
-        .as_array()
-        .context("the lookup answer has no entries list")?
-    {
-        let index = e["index"]
-            .as_u64()
-            .context("the lookup answer has an entry without an index")?;
-        if index < size {
-            indexes.push(index);
-        }
-    }
-    // The index follows the log: what it had not indexed yet (beyond the size it answers for),
-    // up to the checkpoint, is read and searched here.
-    let indexed = found["size"]
-        .as_u64()
-        .context("the lookup answer has no size")?
-        .min(size);
-    for index in indexed..size {
-        if !indexes.contains(&index) && crate::gather::is_about(&entry_at(index)?, digest) {
-            indexes.push(index);
-        }
-    }
-    let mut out = Vec::new();
-    for index in indexes {
-        let bytes = entry_at(index)?;
-        let p: serde_json::Value =
-            serde_json::from_slice(&get(&format!("proof/inclusion?index={index}&size={size}"))?)
-                .context("the proof answer is not JSON")?;
-        let proof = p["proof"]
-            .as_array()
-            .context("the proof answer has no proof")?
-            .iter()
-            .map(|h| h.as_str().and_then(Hash::from_base64))
-            .collect::<Option<Vec<_>>>()
-            .context("a proof hash is not base64 of 32 bytes")?;
-        out.push(LoggedEntry {
-            index,
-            bytes,
-            proof,
-            proof_checkpoint: None,
-        });
-    }
-    Ok((cp, out))
 }

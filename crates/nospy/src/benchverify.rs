@@ -180,9 +180,9 @@ pub fn run(n: usize, seconds: f64, hash_mib: usize, dir: PathBuf, json: bool) ->
             f.write_all(&chunk)?;
         }
     }
-    crate::gather::hash_file(&file)?; // into the page cache
+    crate::util::hash_file(&file)?; // into the page cache
     let t = Instant::now();
-    crate::gather::hash_file(&file)?;
+    crate::util::hash_file(&file)?;
     let hash_mb_s = (hash_mib << 20) as f64 / t.elapsed().as_secs_f64() / 1e6;
     let _ = std::fs::remove_file(&file);
     let openssl = openssl_sha256_mb_s();

@@ -2,10 +2,10 @@
 //! admitted (the very verdict of `nospy verify`), revoked, superseded by a newer admitted release
 //! of the same product?
 
-use crate::gather::LogSource;
 use crate::util::print_json;
 use crate::util::read_parsed;
 use anyhow::{bail, Context as _, Result};
+use nospy_client::LogSource;
 use nospy_inventory::Inventory;
 use nospy_policy::{compare_versions, Agreement, Outcome, Verdict, Verifier};
 use nospy_tlog::Hash;
@@ -132,7 +132,11 @@ pub fn run(a: FleetArgs) -> Result<ExitCode> {
         let more = if unseen.is_empty() {
             HashMap::new()
         } else {
-            let ev = src.evidence_under(&unseen, a.checkpoint.as_deref())?;
+            let ev = src.evidence_under(
+                &unseen,
+                a.checkpoint.as_deref(),
+                &mut crate::util::Progress::callback("scanned entries"),
+            )?;
             crate::gather::verify_all(&verifier, &unseen, &ev, now)
         };
         for v in cand_digests

@@ -501,33 +501,23 @@ fn audit_cmd(dir: &Path, key: Option<&str>, json: bool) -> Result<ExitCode> {
 }
 
 fn add_remote(url: &str, files: &[PathBuf], json: bool) -> Result<ExitCode> {
-    let http = nospy_server::client::Blocking::new(std::time::Duration::from_secs(60))
-        .map_err(|e| anyhow::anyhow!(e))?;
-    let endpoint = format!("{}/add", url.trim_end_matches('/'));
+    let src = nospy_client::LogSource::Server(url.trim_end_matches('/').to_string());
     let mut out = Vec::new();
     for f in files {
         let data = read_input(f)?;
-        let (status, body) = http.post(&endpoint, data).map_err(|e| anyhow::anyhow!(e))?;
-        let text = String::from_utf8_lossy(&body).trim().to_string();
-        if status != 200 {
-            bail!("{}: the server answered HTTP {status}: {text}", f.display());
-        }
-        let v: serde_json::Value = serde_json::from_str(&text)
-            .with_context(|| format!("{}: the server's answer is not JSON", f.display()))?;
+        let a = src
+            .append(&[data])
+            .with_context(|| format!("{}: not appended", f.display()))?
+            .remove(0);
         if !json {
-            let dup = if v["duplicate"] == true {
+            let dup = if a.duplicate {
                 "  (already in the log)"
             } else {
                 ""
             };
-            println!(
-                "{}\t{}\t{}{dup}",
-                v["index"],
-                v["hash"].as_str().unwrap_or(""),
-                f.display()
-            );
+            println!("{}\t{}\t{}{dup}", a.index, a.hash.to_hex(), f.display());
         }
-        out.push(v);
+        out.push(json!({"index": a.index, "hash": a.hash.to_hex(), "duplicate": a.duplicate}));
     }
     if json {
         print_json(&json!({ "entries": out }))?;

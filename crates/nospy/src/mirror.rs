@@ -22,12 +22,8 @@ use std::time::Duration;
 pub fn run(url: &str, dir: &Path, key: &str, json: bool) -> Result<ExitCode> {
     let key = verifier_key(key)?;
     let base = url.trim_end_matches('/');
-    let http = nospy_server::client::Blocking::new(Duration::from_secs(60))
-        .map_err(|e| anyhow::anyhow!(e))?;
-    let fetch = |path: &str| -> Result<Vec<u8>> {
-        http.get_ok(&format!("{base}/{path}"))
-            .map_err(|e| anyhow::anyhow!(e))
-    };
+    let http = nospy_client::http::Blocking::new(Duration::from_secs(60))?;
+    let fetch = |path: &str| -> Result<Vec<u8>> { Ok(http.get_ok(&format!("{base}/{path}"))?) };
     let remote = fetch("checkpoint")?;
     let sc = SignedCheckpoint::open(&remote, &key).with_context(|| format!("{base}/checkpoint"))?;
     let n = sc.checkpoint.size;

@@ -1,9 +1,9 @@
 //! `nospy monitor`: the operator's traffic against each device's manifest.
 
-use crate::gather::LogSource;
 use crate::util::read_parsed;
 use crate::util::{print_json, Progress};
 use anyhow::{bail, Context, Result};
+use nospy_client::LogSource;
 use nospy_flow::netflow::Collector;
 use nospy_flow::source::{read_exports_from, read_traffic_from, Stats};
 use nospy_inventory::{Inventory, OperatorConfig};
@@ -518,7 +518,7 @@ fn device_manifests(
 /// The evidence statements appended.
 struct EvidenceReport {
     log: String,
-    appended: Vec<(String, usize, crate::gather::Appended)>,
+    appended: Vec<(String, usize, nospy_client::Appended)>,
     skipped: Vec<(String, String)>,
 }
 

@@ -1,7 +1,7 @@
 //! `nospy release sign`, `nospy attest`, `nospy revoke`: the signed statements vendors and
 //! evaluators put in the log.
 
-use crate::gather::{hash_file, parse_digest};
+use crate::util::{hash_file, parse_digest};
 use crate::util::{print_json, read_input, signer_key, write_output};
 use anyhow::{bail, Context as _, Result};
 use clap::{Args, Subcommand, ValueEnum};

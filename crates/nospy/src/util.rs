@@ -2,6 +2,8 @@
 
 use anyhow::{Context as _, Result};
 use nospy_tlog::note::{SignerKey, VerifierKey};
+use nospy_tlog::Hash;
+use sha2::{Digest, Sha256};
 use std::io::{IsTerminal, Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
@@ -100,6 +102,63 @@ fn tempfile_in(dir: &Path) -> Result<(std::path::PathBuf, std::fs::File)> {
     anyhow::bail!("cannot create a temporary file in {}", dir.display())
 }
 
+/// SHA-256 of a file, streamed, with progress on a terminal for large files. A second thread
+/// reads ahead while this one hashes, so that the copy out of the page cache overlaps the
+/// hashing.
+pub fn hash_file(path: &Path) -> Result<Hash> {
+    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let total = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut progress = (total > 256 << 20).then(|| Progress::new("hashed bytes"));
+    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<std::io::Result<(Vec<u8>, usize)>>(2);
+    let (empty_tx, empty_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(3);
+    for _ in 0..3 {
+        // invariant: the channel has room for the three buffers.
+        let _ = empty_tx.send(vec![0u8; 1 << 20]);
+    }
+    std::thread::scope(|s| -> Result<Hash> {
+        s.spawn(move || {
+            while let Ok(mut buf) = empty_rx.recv() {
+                let r = f.read(&mut buf).map(|n| (buf, n));
+                let stop = !matches!(r, Ok((_, n)) if n > 0);
+                if full_tx.send(r).is_err() || stop {
+                    break;
+                }
+            }
+        });
+        let mut h = Sha256::new();
+        let mut done = 0u64;
+        loop {
+            let (buf, n) = full_rx
+                .recv()
+                .context("reader thread stopped")?
+                .with_context(|| format!("reading {}", path.display()))?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+            done += n as u64;
+            if let Some(p) = progress.as_mut() {
+                p.update(done, total);
+            }
+            if empty_tx.send(buf).is_err() {
+                break;
+            }
+        }
+        drop(empty_tx);
+        Ok(Hash(h.finalize().into()))
+    })
+}
+
+/// Parses `sha256:<hex>` or `<hex>`.
+pub fn parse_digest(s: &str) -> Result<Hash> {
+    let hex = s.strip_prefix("sha256:").unwrap_or(s);
+    Hash::from_hex(hex)
+        .filter(|_| hex.len() == 64)
+        .with_context(|| {
+            format!("{s:?} is not a SHA-256 digest (64 hex digits, optionally after sha256:)")
+        })
+}
+
 /// A verifier key given on the command line, or the path of a file holding one.
 pub fn verifier_key(arg: &str) -> Result<VerifierKey> {
     match VerifierKey::parse(arg) {
@@ -125,9 +184,7 @@ pub fn verifier_key(arg: &str) -> Result<VerifierKey> {
 
 /// Reads a private key file (Go's `PRIVATE+KEY+...` form).
 pub fn signer_key(path: &Path) -> Result<SignerKey> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading private key {}", path.display()))?;
-    SignerKey::parse(&text).with_context(|| format!("{}: not a private key", path.display()))
+    Ok(nospy_log::keyfile::read_signer(path)?)
 }
 
 /// Prints a JSON value on standard output.
@@ -153,6 +210,12 @@ impl Progress {
             on: std::io::stderr().is_terminal(),
             last: std::time::Instant::now(),
         }
+    }
+
+    /// A [`nospy_client::Progress`] callback reporting `what`.
+    pub fn callback(what: &'static str) -> impl FnMut(u64, u64) {
+        let mut p = Progress::new(what);
+        move |done, total| p.update(done, total)
     }
 
     /// Reports `done` of `total`, at most ten times a second.

@@ -281,7 +281,7 @@ fn bundle_and_verify_from_a_server() {
     // The lookup index follows the log on its own thread: a lookup answers for the entries it
     // has indexed (`size`), never beyond the checkpoint, and lists nothing at or above that
     // size; it catches up.
-    let http = nospy_server::client::Blocking::new(std::time::Duration::from_secs(10)).unwrap();
+    let http = nospy_client::http::Blocking::new(std::time::Duration::from_secs(10)).unwrap();
     let checkpoint_size = rev_index + 1;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
@@ -362,7 +362,7 @@ fn verify_from_a_server_reads_what_its_index_has_not_reached() {
     ok(&["log", "add", "--server", &url, &rel]);
     let fw = t.path().join("fw7.bin");
     let d = sha256_hex(&fw);
-    let http = nospy_server::client::Blocking::new(std::time::Duration::from_secs(10)).unwrap();
+    let http = nospy_client::http::Blocking::new(std::time::Duration::from_secs(10)).unwrap();
     let v: serde_json::Value =
         serde_json::from_slice(&http.get_ok(&format!("{url}/lookup?digest={d}")).unwrap()).unwrap();
     assert_eq!(v["size"], 0, "{v}");

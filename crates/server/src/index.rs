@@ -10,18 +10,8 @@ use nospy_tlog::Hash;
 use rusqlite::{params, Connection};
 use std::path::Path;
 
-/// One indexed entry.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Found {
-    /// The entry's index.
-    pub index: u64,
-    /// Its leaf hash, hex.
-    pub leaf_hash: String,
-    /// The statement's predicate type.
-    pub predicate_type: String,
-    /// The verifier keys its signatures name.
-    pub signers: Vec<String>,
-}
+/// One indexed entry, as `/lookup` answers it.
+pub use nospy_client::api::LookupEntry as Found;
 
 /// The index.
 pub struct Index {
@@ -131,11 +121,11 @@ impl Index {
             .map_err(|e| e.to_string())?;
         let rows = st
             .query_map(params![&digest.0[..], size as i64], |r| {
-                let leaf: Vec<u8> = r.get(1)?;
+                let leaf: [u8; 32] = r.get(1)?;
                 let signers: String = r.get(3)?;
                 Ok(Found {
                     index: r.get::<_, i64>(0)? as u64,
-                    leaf_hash: nospy_tlog::hex::encode(&leaf),
+                    leaf_hash: Hash(leaf),
                     predicate_type: r.get(2)?,
                     signers: signers
                         .split('\n')

@@ -18,11 +18,9 @@
 #![forbid(unsafe_code)]
 
 pub mod bench;
-pub mod client;
 pub mod config;
 pub mod index;
 pub mod metrics;
-pub mod witness;
 pub mod witnessing;
 
 use axum::body::Body;
@@ -575,7 +573,7 @@ fn run_witnessing(
     rx: std::sync::mpsc::Receiver<SignedCheckpoint>,
     cosigned: std::sync::mpsc::Sender<SignedCheckpoint>,
 ) {
-    let client = witnessing::client();
+    let client = nospy_client::http::client();
     // What each witness last cosigned, learnt from 409 answers.
     let mut sizes: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
     while let Ok(mut sc) = rx.recv() {
@@ -596,7 +594,7 @@ fn witness(
     sc: SignedCheckpoint,
     shared: &Shared,
     rt: &tokio::runtime::Handle,
-    client: &witnessing::HttpClient,
+    client: &nospy_client::http::HttpClient,
     sizes: &mut std::collections::HashMap<String, u64>,
 ) -> Option<SignedCheckpoint> {
     let cfg = lock_read(&shared.config).clone();
@@ -924,7 +922,11 @@ async fn post_add(State(s): State<AppState>, req: axum::extract::Request) -> Res
     }
     match rx.await {
         Ok(Ok(a)) => {
-            let body = serde_json::json!({"index": a.index, "hash": a.hash.to_hex(), "duplicate": a.duplicate}).to_string();
+            let body = json_body(&nospy_client::api::AddResponse {
+                index: a.index,
+                hash: a.hash,
+                duplicate: a.duplicate,
+            });
             respond(
                 &s,
                 StatusCode::OK,
@@ -982,9 +984,11 @@ async fn get_inclusion(
     let reader = TileReader::new(&s.storage, &s.cache, current);
     match merkle::inclusion_proof(&reader, q.index, size) {
         Ok(p) => {
-            let hashes: Vec<String> = p.iter().map(|h| h.to_base64()).collect();
-            let body =
-                serde_json::json!({"index": q.index, "size": size, "proof": hashes}).to_string();
+            let body = json_body(&nospy_client::api::InclusionResponse {
+                index: q.index,
+                size,
+                proof: p,
+            });
             respond(&s, StatusCode::OK, "application/json", Some(SHORT), body)
         }
         Err(e) => error(&s, StatusCode::INTERNAL_SERVER_ERROR, e),
@@ -1014,8 +1018,11 @@ async fn get_consistency(
     let reader = TileReader::new(&s.storage, &s.cache, current);
     match merkle::consistency_proof(&reader, q.from, to) {
         Ok(p) => {
-            let hashes: Vec<String> = p.iter().map(|h| h.to_base64()).collect();
-            let body = serde_json::json!({"from": q.from, "to": to, "proof": hashes}).to_string();
+            let body = json_body(&nospy_client::api::ConsistencyResponse {
+                from: q.from,
+                to,
+                proof: p,
+            });
             respond(&s, StatusCode::OK, "application/json", Some(SHORT), body)
         }
         Err(e) => error(&s, StatusCode::INTERNAL_SERVER_ERROR, e),
@@ -1046,13 +1053,22 @@ async fn get_lookup(
         .unwrap_or_else(|e| e.into_inner())
         .lookup(&d, size);
     match found {
-        Ok(f) => {
-            let body =
-                serde_json::json!({"digest": d.to_hex(), "size": size, "entries": f}).to_string();
+        Ok(entries) => {
+            let body = json_body(&nospy_client::api::LookupResponse {
+                digest: d,
+                size,
+                entries,
+            });
             respond(&s, StatusCode::OK, "application/json", Some(SHORT), body)
         }
         Err(e) => error(&s, StatusCode::INTERNAL_SERVER_ERROR, e),
     }
+}
+
+/// A body of the API's JSON types.
+fn json_body(v: &impl serde::Serialize) -> String {
+    // invariant: the API's types serialise to JSON without fail (strings, numbers, lists).
+    serde_json::to_string(v).unwrap_or_default()
 }
 
 async fn get_metrics(State(s): State<AppState>) -> Response<Body> {

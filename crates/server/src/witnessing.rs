@@ -3,20 +3,11 @@
 use crate::config::Witness;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use nospy_client::http::HttpClient;
 use nospy_tlog::checkpoint::SignedCheckpoint;
 use nospy_tlog::note::{Note, NoteSignature};
 use nospy_tlog::Hash;
 use std::time::Duration;
-
-/// An HTTP client (plain HTTP, keep-alive).
-pub type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
-
-/// A new client.
-pub fn client() -> HttpClient {
-    Client::builder(TokioExecutor::new()).build_http()
-}
 
 /// What one witness said.
 #[derive(Debug)]
@@ -27,18 +18,6 @@ pub enum Reply {
     Conflict(u64),
     /// Anything else, described.
     Failed(String),
-}
-
-/// The request body: old size, consistency proof, blank line, checkpoint.
-pub fn body(old: u64, proof: &[Hash], checkpoint: &str) -> String {
-    let mut b = format!("old {old}\n");
-    for h in proof {
-        b.push_str(&h.to_base64());
-        b.push('\n');
-    }
-    b.push('\n');
-    b.push_str(checkpoint);
-    b
 }
 
 /// Sends one add-checkpoint request and checks the cosignature it returns against the witness's
@@ -53,8 +32,11 @@ pub async fn add_checkpoint(
 ) -> Reply {
     let req = match hyper::Request::post(format!("{}/add-checkpoint", w.url))
         .header("content-type", "text/plain; charset=utf-8")
-        .body(Full::new(Bytes::from(body(old, proof, &sc.to_text()))))
-    {
+        .body(Full::new(Bytes::from(nospy_tlog::witness::request_body(
+            old,
+            proof,
+            &sc.to_text(),
+        )))) {
         Ok(r) => r,
         Err(e) => return Reply::Failed(format!("bad request: {e}")),
     };

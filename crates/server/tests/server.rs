@@ -3,19 +3,18 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is a failing test
 
-mod http;
-use http::request;
 use nospy_log::Sequencer;
 use nospy_server::bench::release_submission as release;
-use nospy_server::witness::{self, WitnessOptions};
 use nospy_server::{start, Options};
 use nospy_statement::predicate::*;
 use nospy_statement::{sign, DigestSet, ResourceDescriptor};
+use nospy_testkit::http::request;
 use nospy_tlog::checkpoint::SignedCheckpoint;
 use nospy_tlog::hash::{leaf_hash, sha256};
 use nospy_tlog::merkle::verify_inclusion;
 use nospy_tlog::note::SignerKey;
 use nospy_tlog::Hash;
+use nospy_witness::serve::{self as witness, WitnessOptions};
 use std::net::SocketAddr;
 use std::path::Path;
 

@@ -295,6 +295,20 @@ pub fn inspect(envelope_json: &[u8]) -> Result<(Opened, Vec<VerifierKey>), State
     ))
 }
 
+/// Whether a log entry is a statement with `digest` among its subjects' SHA-256 digests.
+/// Signatures are not checked: this finds candidates, which a verdict then checks.
+pub fn is_about(entry: &[u8], digest: &nospy_tlog::Hash) -> bool {
+    let Ok(env) = Envelope::parse(entry) else {
+        return false;
+    };
+    // Cheap filter first: the digest's hex must appear in the payload.
+    let hex = digest.to_hex();
+    env.payload
+        .windows(hex.len())
+        .any(|w| w.eq_ignore_ascii_case(hex.as_bytes()))
+        && Statement::parse(&env.payload).is_ok_and(|s| s.is_about(digest))
+}
+
 fn parse_payload(envelope: &Envelope) -> Result<(Statement, Predicate), StatementError> {
     if envelope.payload_type != INTOTO_PAYLOAD_TYPE {
         return Err(StatementError::PayloadType(envelope.payload_type.clone()));

@@ -7,7 +7,8 @@
 //! - [`checkpoint`]: c2sp.org/tlog-checkpoint, witness cosignatures (c2sp.org/tlog-cosignature),
 //!   and c2sp.org/tlog-proof files;
 //! - [`tile`]: c2sp.org/tlog-tiles paths, entry bundles, and the incremental tiled tree a sequencer
-//!   appends to.
+//!   appends to;
+//! - [`witness`]: the c2sp.org/tlog-witness `add-checkpoint` request body.
 //!
 //! Nothing here reads a file, a clock or the network: every function's result depends on its
 //! arguments alone, so every parser can be fuzzed and every result reproduced.
@@ -20,6 +21,7 @@ pub mod hex;
 pub mod merkle;
 pub mod note;
 pub mod tile;
+pub mod witness;
 
 pub use checkpoint::{Checkpoint, CheckpointError, SignedCheckpoint, TlogProof};
 pub use hash::{leaf_hash, node_hash, Hash};

@@ -1,20 +1,25 @@
-//! A tiny blocking HTTP/1.1 client for tests: one request per connection.
-#![allow(dead_code)] // each test file uses its own subset
-#![allow(clippy::unwrap_used)] // test code: a panic is a failing test
+//! A tiny blocking HTTP/1.1 client for tests: one request per connection, raw bytes on the
+//! socket, so that tests see exactly what a server sends.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 
+/// A response.
 pub struct Reply {
+    /// The status code (0 when the status line is not HTTP).
     pub status: u16,
+    /// The header fields, in order.
     pub headers: Vec<(String, String)>,
+    /// The body, de-chunked.
     pub body: Vec<u8>,
 }
 
 impl Reply {
+    /// The body as text (lossy).
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
+    /// The first header field named `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
@@ -23,6 +28,7 @@ impl Reply {
     }
 }
 
+/// Sends one request (panics on a connection failure: test code).
 pub fn request(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> Reply {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
@@ -35,6 +41,7 @@ pub fn request(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> Reply
     parse(&raw)
 }
 
+/// Parses a raw response.
 pub fn parse(raw: &[u8]) -> Reply {
     let split = raw
         .windows(4)

@@ -3,10 +3,9 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is a failing test
 
-mod http;
-use http::request;
-use nospy_server::witness::{start, WitnessOptions};
+use nospy_testkit::http::request;
 use nospy_tlog::note::{SignerKey, VerifierKey, ALG_ED25519};
+use nospy_witness::serve::{start, WitnessOptions};
 use std::path::Path;
 
 /// The `add-checkpoint.hurl` section: each request body with its expected status and body.
@@ -138,7 +137,7 @@ fn a_fork_or_a_rollback_is_refused_and_the_state_kept() {
         .to_text()
     };
     let body = |old: u64, proof: &[nospy_tlog::Hash], c: &str| {
-        nospy_server::witnessing::body(old, proof, c)
+        nospy_tlog::witness::request_body(old, proof, c)
     };
     assert_eq!(
         request(

@@ -1,0 +1,323 @@
+//! [`LogSource`]: where statements come from and go to, a log directory on this machine or a
+//! `nospy serve` server, read the same way by `verify`, `bundle`, `fleet` and `monitor`.
+
+use crate::api::{AddResponse, InclusionResponse, LookupResponse};
+use crate::http::Blocking;
+use crate::Error;
+use nospy_log::Log;
+use nospy_policy::{Evidence, LoggedEntry};
+use nospy_statement::dsse::Envelope;
+use nospy_statement::predicate::{Predicate, Release, RELEASE_V1};
+use nospy_statement::Statement;
+use nospy_tlog::checkpoint::SignedCheckpoint;
+use nospy_tlog::tile::{self, TileId};
+use nospy_tlog::Hash;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How long one request to a server may take.
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A log to read statements from and append them to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogSource {
+    /// A log directory on this machine (its private key, for appending, from its configuration).
+    Dir(PathBuf),
+    /// A `nospy serve` server's base URL, without a trailing `/`.
+    Server(String),
+}
+
+/// The evidence about each digest.
+pub type EvidenceMap = HashMap<Hash, Evidence>;
+
+/// A release statement found in a log: its index, the release, its subjects' SHA-256.
+pub type LoggedRelease = (u64, Release, Vec<Hash>);
+
+/// One appended entry, as the log answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    /// The entry's index.
+    pub index: u64,
+    /// Its leaf hash.
+    pub hash: Hash,
+    /// Whether it was in the log already.
+    pub duplicate: bool,
+}
+
+/// Called with (entries read, entries in all) while a whole log is read.
+pub type Progress<'a> = &'a mut dyn FnMut(u64, u64);
+
+impl LogSource {
+    /// From `--log DIR` and `--server URL` (the directory when both are given).
+    pub fn from_args(log: Option<&Path>, server: Option<&str>) -> Option<LogSource> {
+        match (log, server) {
+            (Some(d), _) => Some(LogSource::Dir(d.to_path_buf())),
+            (None, Some(u)) => Some(LogSource::Server(u.trim_end_matches('/').to_string())),
+            (None, None) => None,
+        }
+    }
+
+    /// What names the log in messages.
+    pub fn name(&self) -> String {
+        match self {
+            LogSource::Dir(d) => d.display().to_string(),
+            LogSource::Server(u) => u.clone(),
+        }
+    }
+
+    /// The evidence about each of `digests`: the log's checkpoint (or, for a local log, the
+    /// signed checkpoint in the file `checkpoint`, a cosigned one say) and every entry about the
+    /// digest with its inclusion proof. A local log is read once, whole, for all of them; a
+    /// server is asked through its index, once per digest.
+    pub fn evidence_under(
+        &self,
+        digests: &[Hash],
+        checkpoint: Option<&Path>,
+        progress: Progress<'_>,
+    ) -> Result<EvidenceMap, Error> {
+        Ok(self.read(digests, checkpoint, false, progress)?.0)
+    }
+
+    /// [`LogSource::evidence_under`], and with `releases`, in the same reading of a local log,
+    /// every release statement below the checkpoint (`None` for a server, whose index answers
+    /// by digest only).
+    pub fn read(
+        &self,
+        digests: &[Hash],
+        checkpoint: Option<&Path>,
+        releases: bool,
+        progress: Progress<'_>,
+    ) -> Result<(EvidenceMap, Option<Vec<LoggedRelease>>), Error> {
+        let mut out = HashMap::new();
+        match self {
+            LogSource::Server(url) => {
+                if checkpoint.is_some() {
+                    return Err(Error::NeedsLocalLog("--checkpoint"));
+                }
+                for d in digests {
+                    if out.contains_key(d) {
+                        continue;
+                    }
+                    let (checkpoint, entries) = remote_evidence(url, d)?;
+                    out.insert(
+                        *d,
+                        Evidence {
+                            checkpoint,
+                            entries,
+                            complete: Some(format!("the index of {url}")),
+                            consistency: None,
+                        },
+                    );
+                }
+                Ok((out, None))
+            }
+            LogSource::Dir(dir) => {
+                let log = Log::open(dir)?;
+                let sc = match checkpoint {
+                    None => log.checkpoint().clone(),
+                    Some(p) => log.checkpoint_from_file(p)?,
+                };
+                let size = sc.checkpoint.size;
+                let text = sc.to_text();
+                let wanted: HashSet<Hash> = digests.iter().copied().collect();
+                let mut found: HashMap<Hash, Vec<LoggedEntry>> =
+                    wanted.iter().map(|d| (*d, Vec::new())).collect();
+                let mut listed = releases.then(Vec::new);
+                each_statement(&log, size, progress, |index, e, st| {
+                    if let Some(r) = listed.as_mut().filter(|_| st.predicate_type == RELEASE_V1) {
+                        if let Ok(Predicate::Release(rel)) =
+                            Predicate::parse(&st.predicate_type, &st.predicate)
+                        {
+                            r.push((index, *rel, st.subject_sha256()));
+                        }
+                    }
+                    let about: Vec<Hash> = st
+                        .subject_sha256()
+                        .into_iter()
+                        .filter(|h| wanted.contains(h))
+                        .collect();
+                    if about.is_empty() {
+                        return Ok(());
+                    }
+                    let proof = log.inclusion_proof(index, size)?;
+                    for h in about {
+                        if let Some(list) = found.get_mut(&h) {
+                            list.push(LoggedEntry {
+                                index,
+                                bytes: e.to_vec(),
+                                proof: proof.clone(),
+                                proof_checkpoint: None,
+                            });
+                        }
+                    }
+                    Ok(())
+                })?;
+                for (d, entries) in found {
+                    out.insert(
+                        d,
+                        Evidence {
+                            checkpoint: text.clone(),
+                            entries,
+                            complete: Some("the log".to_string()),
+                            consistency: None,
+                        },
+                    );
+                }
+                Ok((out, listed))
+            }
+        }
+    }
+
+    /// Appends signed statements, all or (for a local log) nothing; a server is sent them one by
+    /// one and the first refusal stops there ([`Error::Refused`] says how many it had taken).
+    pub fn append(&self, entries: &[Vec<u8>]) -> Result<Vec<Appended>, Error> {
+        match self {
+            LogSource::Dir(dir) => {
+                let key_path = nospy_log::LogConfig::load(dir)?
+                    .private_key_file
+                    .ok_or_else(|| Error::NoPrivateKey(dir.clone()))?;
+                let key = nospy_log::keyfile::read_signer(&key_path)?;
+                let mut seq = nospy_log::Sequencer::open(dir, key)?;
+                let refs: Vec<&[u8]> = entries.iter().map(|e| e.as_slice()).collect();
+                Ok(seq
+                    .append(&refs)?
+                    .into_iter()
+                    .map(|a| Appended {
+                        index: a.index,
+                        hash: a.hash,
+                        duplicate: a.duplicate,
+                    })
+                    .collect())
+            }
+            LogSource::Server(url) => {
+                let http = Blocking::new(TIMEOUT)?;
+                let endpoint = format!("{url}/add");
+                let mut out = Vec::new();
+                for (i, data) in entries.iter().enumerate() {
+                    let (status, body) = http.post(&endpoint, data.clone())?;
+                    if status != 200 {
+                        return Err(Error::Refused {
+                            url: url.clone(),
+                            status,
+                            position: i,
+                            of: entries.len(),
+                            said: String::from_utf8_lossy(&body).trim().to_string(),
+                        });
+                    }
+                    let a: AddResponse = json(&endpoint, &body)?;
+                    out.push(Appended {
+                        index: a.index,
+                        hash: a.hash,
+                        duplicate: a.duplicate,
+                    });
+                }
+                Ok(out)
+            }
+        }
+    }
+}
+
+/// Reads a JSON answer of the server's API.
+fn json<T: serde::de::DeserializeOwned>(url: &str, body: &[u8]) -> Result<T, Error> {
+    serde_json::from_slice(body).map_err(|e| Error::BadAnswer {
+        url: url.to_string(),
+        problem: format!("not the API's JSON: {e}"),
+    })
+}
+
+/// Calls `f` with the index, bytes and statement of every entry of `log` below `size` that is a
+/// statement (others are skipped): the one reading of a whole log.
+fn each_statement(
+    log: &Log,
+    size: u64,
+    progress: Progress<'_>,
+    mut f: impl FnMut(u64, &[u8], &Statement) -> Result<(), nospy_log::LogError>,
+) -> Result<(), Error> {
+    let reader = log.reader();
+    for b in 0..size.div_ceil(256) {
+        for (k, e) in reader.bundle(b)?.into_iter().enumerate() {
+            let index = b * 256 + k as u64;
+            if index >= size {
+                break;
+            }
+            let Ok(env) = Envelope::parse(&e) else {
+                continue;
+            };
+            let Ok(st) = Statement::parse(&env.payload) else {
+                continue;
+            };
+            f(index, &e, &st)?;
+        }
+        progress(((b + 1) * 256).min(size), size);
+    }
+    Ok(())
+}
+
+/// From a running server: its checkpoint, and each entry its lookup index lists for `digest`,
+/// with an inclusion proof against that checkpoint. Nothing here is trusted: the verdict checks
+/// the checkpoint's signatures and every proof.
+fn remote_evidence(base: &str, digest: &Hash) -> Result<(String, Vec<LoggedEntry>), Error> {
+    let http = Blocking::new(TIMEOUT)?;
+    let get = |path: &str| http.get_ok(&format!("{base}/{path}"));
+    let cp_url = format!("{base}/checkpoint");
+    let cp = String::from_utf8(get("checkpoint")?).map_err(|_| Error::BadAnswer {
+        url: cp_url.clone(),
+        problem: "the checkpoint is not UTF-8".into(),
+    })?;
+    let size = SignedCheckpoint::parse(cp.as_bytes())
+        .map_err(|e| Error::BadAnswer {
+            url: cp_url,
+            problem: e.to_string(),
+        })?
+        .checkpoint
+        .size;
+    let lookup = format!("lookup?digest={}", digest.to_hex());
+    let found: LookupResponse = json(&format!("{base}/{lookup}"), &get(&lookup)?)?;
+    let mut bundles: HashMap<u64, Vec<Vec<u8>>> = HashMap::new();
+    // Entry `index`, from its bundle (each bundle fetched once).
+    let mut entry_at = |index: u64| -> Result<Vec<u8>, Error> {
+        let b = index / 256;
+        if let std::collections::hash_map::Entry::Vacant(v) = bundles.entry(b) {
+            let width = tile::width_in(0, b, size);
+            let id = TileId {
+                level: 0,
+                index: b,
+                width,
+            };
+            let data = get(&id.entries_path())?;
+            let entries = tile::parse_bundle(&data, width).map_err(|e| Error::BadAnswer {
+                url: format!("{base}/{}", id.entries_path()),
+                problem: e.to_string(),
+            })?;
+            v.insert(entries.into_iter().map(|e| e.to_vec()).collect());
+        }
+        Ok(bundles[&b][(index % 256) as usize].clone())
+    };
+    let mut indexes: Vec<u64> = found
+        .entries
+        .iter()
+        .map(|e| e.index)
+        .filter(|&i| i < size)
+        .collect();
+    // The index follows the log: what it had not indexed yet (beyond the size it answers for),
+    // up to the checkpoint, is read and searched here.
+    for index in found.size.min(size)..size {
+        if !indexes.contains(&index) && nospy_statement::is_about(&entry_at(index)?, digest) {
+            indexes.push(index);
+        }
+    }
+    let mut out = Vec::new();
+    for index in indexes {
+        let bytes = entry_at(index)?;
+        let path = format!("proof/inclusion?index={index}&size={size}");
+        let p: InclusionResponse = json(&format!("{base}/{path}"), &get(&path)?)?;
+        out.push(LoggedEntry {
+            index,
+            bytes,
+            proof: p.proof,
+            proof_checkpoint: None,
+        });
+    }
+    Ok((cp, out))
+}
