@@ -6,6 +6,8 @@
 //!   signs a new checkpoint and only then returns each entry's index. Opening a sequencer recovers
 //!   from a crash at any point.
 //! - [`audit()`] recomputes a whole log from its entries and checks every file.
+//! - [`mirror::mirror`] copies a remote log, recomputing it from its entries, under the same
+//!   writer lock as the sequencer.
 //!
 //! The directory is exactly what tlog-tiles serves (`checkpoint`, `tile/...`), so any static web
 //! server can publish it; nospy's own bookkeeping lives in `.nospy/`, which holds no secret.
@@ -16,6 +18,7 @@ mod audit;
 mod error;
 pub mod history;
 pub mod keyfile;
+pub mod mirror;
 mod reader;
 mod sequencer;
 pub mod storage;

@@ -152,20 +152,7 @@ impl Sequencer {
             )));
         }
         let storage = DirStorage::new(dir);
-        let lock_path = storage.path(LOCK);
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io(&lock_path))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(LogError::Locked { path: lock_path })
-            }
-            Err(std::fs::TryLockError::Error(e)) => return Err(io(lock_path)(e)),
-        }
+        let lock = writer_lock(&storage)?;
         storage.remove(CHECKPOINT_TMP)?;
         let checkpoint = read_checkpoint(&storage, &vkey)?;
         let size = checkpoint.checkpoint.size;
@@ -497,4 +484,21 @@ fn discard_unfinished_batch(storage: &DirStorage, size: u64) -> Result<(), LogEr
     storage.remove(PENDING_TMP)?;
     storage.sync_dir(PRIVATE_DIR)?;
     Ok(())
+}
+
+/// Takes the one writer's lock of the log in `storage` (`.nospy/lock`), held while the file
+/// lives: the sequencer and the mirror both write a log only under it.
+pub(crate) fn writer_lock(storage: &DirStorage) -> Result<File, LogError> {
+    let lock_path = storage.path(LOCK);
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(io(&lock_path))?;
+    match lock.try_lock() {
+        Ok(()) => Ok(lock),
+        Err(std::fs::TryLockError::WouldBlock) => Err(LogError::Locked { path: lock_path }),
+        Err(std::fs::TryLockError::Error(e)) => Err(io(lock_path)(e)),
+    }
 }

@@ -203,7 +203,7 @@ pub fn run(c: LogCommand) -> Result<ExitCode> {
             dir,
             key,
             json,
-        } => crate::mirror::run(&url, &dir, &key, json),
+        } => mirror(&url, &dir, &key, json),
         LogCommand::Add {
             paths,
             server,
@@ -521,6 +521,35 @@ fn add_remote(url: &str, files: &[PathBuf], json: bool) -> Result<ExitCode> {
     }
     if json {
         print_json(&json!({ "entries": out }))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn mirror(url: &str, dir: &Path, key: &str, json: bool) -> Result<ExitCode> {
+    let key = verifier_key(key)?;
+    let base = url.trim_end_matches('/');
+    let http = nospy_client::http::Blocking::new(std::time::Duration::from_secs(60))?;
+    let m = nospy_log::mirror::mirror(
+        dir,
+        &key,
+        |path| http.get_ok(&format!("{base}/{path}")),
+        &mut Progress::callback("mirrored entries"),
+    )
+    .with_context(|| format!("mirroring {base} into {}", dir.display()))?;
+    if json {
+        print_json(&json!({
+            "url": base, "dir": dir, "from_size": m.from_size, "size": m.size,
+            "root": m.root.to_base64(), "bundles_fetched": m.bundles_fetched,
+        }))?;
+    } else {
+        println!(
+            "mirrored {} from size {} to {} ({} bundles fetched); root {} verified",
+            key.name(),
+            m.from_size,
+            m.size,
+            m.bundles_fetched,
+            m.root.to_base64()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

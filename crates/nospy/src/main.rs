@@ -22,7 +22,6 @@ mod gather;
 mod keys;
 mod logcmd;
 mod manifestcmd;
-mod mirror;
 mod monitorcmd;
 mod servecmd;
 mod statements;
