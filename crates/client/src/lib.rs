@@ -5,6 +5,7 @@
 //!   same way.
 //! - [`api`]: the JSON bodies of the server's API beyond tlog-tiles (`/add`, `/proof/...`,
 //!   `/lookup`), written by the server and read here from the same types.
+//! - [`artifact`]: firmware files' digests.
 //! - [`http`]: the plain-HTTP client, async for the server's witnessing and blocking for the
 //!   command line.
 //!
@@ -14,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod artifact;
 pub mod http;
 mod source;
 

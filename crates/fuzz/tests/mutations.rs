@@ -96,7 +96,7 @@ fn seeds(target: &str) -> Vec<Vec<u8>> {
             let key =
                 nospy_tlog::note::SignerKey::from_seed("release.vendorx.example", [3; 32]).unwrap();
             let mut s: Vec<Vec<u8>> = (0..3)
-                .map(|i| nospy_server::bench::release_submission(i, &key))
+                .map(|i| nospy_testkit::fixtures::release_submission(i, &key))
                 .collect();
             s.extend(files(&v.join("attest/in-toto")));
             s
@@ -109,7 +109,7 @@ fn seeds(target: &str) -> Vec<Vec<u8>> {
                     .unwrap(),
             )
             .unwrap();
-            let entry = nospy_server::bench::release_submission(0, &key);
+            let entry = nospy_testkit::fixtures::release_submission(0, &key);
             let b = nospy_statement::bundle::Bundle {
                 artifact: nospy_tlog::Hash([7; 32]),
                 checkpoint: checkpoint.clone(),

@@ -10,10 +10,7 @@
 )]
 
 mod admit;
-mod bench;
-mod benchexposure;
-mod benchmonitor;
-mod benchverify;
+mod benchcmd;
 mod collect;
 mod diffcmd;
 mod exposurecmd;
@@ -170,7 +167,7 @@ enum Command {
     Witness(admit::WitnessCommand),
     /// Measure nospy's performance on this machine against the machine's own limits.
     #[command(subcommand)]
-    Bench(bench::BenchCommand),
+    Bench(benchcmd::BenchCommand),
 }
 
 fn main() -> ExitCode {
@@ -194,7 +191,7 @@ fn main() -> ExitCode {
         Command::Monitor(a) => monitorcmd::run(a),
         Command::Exposure(a) => exposurecmd::run(a),
         Command::Fleet(a) => fleetcmd::run(a),
-        Command::Bench(c) => bench::run(c),
+        Command::Bench(c) => benchcmd::run(c),
     };
     match result {
         Ok(code) => code,

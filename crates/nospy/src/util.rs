@@ -3,7 +3,6 @@
 use anyhow::{Context as _, Result};
 use nospy_tlog::note::{SignerKey, VerifierKey};
 use nospy_tlog::Hash;
-use sha2::{Digest, Sha256};
 use std::io::{IsTerminal, Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
@@ -102,51 +101,16 @@ fn tempfile_in(dir: &Path) -> Result<(std::path::PathBuf, std::fs::File)> {
     anyhow::bail!("cannot create a temporary file in {}", dir.display())
 }
 
-/// SHA-256 of a file, streamed, with progress on a terminal for large files. A second thread
-/// reads ahead while this one hashes, so that the copy out of the page cache overlaps the
-/// hashing.
+/// SHA-256 of a file, with progress on a terminal for large files.
 pub fn hash_file(path: &Path) -> Result<Hash> {
-    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let total = f.metadata().map(|m| m.len()).unwrap_or(0);
-    let mut progress = (total > 256 << 20).then(|| Progress::new("hashed bytes"));
-    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<std::io::Result<(Vec<u8>, usize)>>(2);
-    let (empty_tx, empty_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(3);
-    for _ in 0..3 {
-        // invariant: the channel has room for the three buffers.
-        let _ = empty_tx.send(vec![0u8; 1 << 20]);
-    }
-    std::thread::scope(|s| -> Result<Hash> {
-        s.spawn(move || {
-            while let Ok(mut buf) = empty_rx.recv() {
-                let r = f.read(&mut buf).map(|n| (buf, n));
-                let stop = !matches!(r, Ok((_, n)) if n > 0);
-                if full_tx.send(r).is_err() || stop {
-                    break;
-                }
-            }
-        });
-        let mut h = Sha256::new();
-        let mut done = 0u64;
-        loop {
-            let (buf, n) = full_rx
-                .recv()
-                .context("reader thread stopped")?
-                .with_context(|| format!("reading {}", path.display()))?;
-            if n == 0 {
-                break;
-            }
-            h.update(&buf[..n]);
-            done += n as u64;
-            if let Some(p) = progress.as_mut() {
-                p.update(done, total);
-            }
-            if empty_tx.send(buf).is_err() {
-                break;
-            }
+    let big = std::fs::metadata(path).is_ok_and(|m| m.len() > 256 << 20);
+    let mut progress = Progress::new("hashed bytes");
+    nospy_client::artifact::hash_file(path, &mut |done, total| {
+        if big {
+            progress.update(done, total)
         }
-        drop(empty_tx);
-        Ok(Hash(h.finalize().into()))
     })
+    .with_context(|| format!("reading {}", path.display()))
 }
 
 /// Parses `sha256:<hex>` or `<hex>`.

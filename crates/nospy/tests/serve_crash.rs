@@ -5,7 +5,7 @@
 
 mod common;
 use common::*;
-use nospy_server::bench::release_submission;
+use nospy_testkit::fixtures::release_submission;
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -17,7 +17,6 @@
 
 #![forbid(unsafe_code)]
 
-pub mod bench;
 pub mod config;
 pub mod index;
 pub mod metrics;

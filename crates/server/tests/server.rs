@@ -4,10 +4,10 @@
 #![allow(clippy::unwrap_used)] // test code: a panic is a failing test
 
 use nospy_log::Sequencer;
-use nospy_server::bench::release_submission as release;
 use nospy_server::{start, Options};
 use nospy_statement::predicate::*;
 use nospy_statement::{sign, DigestSet, ResourceDescriptor};
+use nospy_testkit::fixtures::release_submission as release;
 use nospy_testkit::http::request;
 use nospy_tlog::checkpoint::SignedCheckpoint;
 use nospy_tlog::hash::{leaf_hash, sha256};

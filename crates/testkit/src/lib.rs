@@ -1,7 +1,9 @@
-//! Test fixtures shared by the tests of every crate (not published): a raw HTTP client, keys.
+//! Fixtures shared by the tests and benchmarks of every crate (not published): signed
+//! statements, a raw HTTP client.
 //! Test code: a panic here is a failing test.
 
 #![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used)] // test code: a panic is a failing test
 
+pub mod fixtures;
 pub mod http;

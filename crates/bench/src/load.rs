@@ -1,4 +1,6 @@
-//! `nospy bench serve`: the real server driven over loopback by concurrent keep-alive clients.
+//! The load generator of `nospy bench serve`: the real server driven over loopback by
+//! concurrent keep-alive clients, each a minimal HTTP/1.1 client on a raw socket, so that it
+//! takes little of the CPU the server is measured on.
 
 use hyper::body::Bytes;
 use nospy_log::Sequencer;
@@ -6,39 +8,6 @@ use nospy_tlog::note::SignerKey;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// Submission `i` of the benchmark (and of tests that need many distinct ones): a release of
-/// firmware "firmware {i}" by VendorX, with a one-rule manifest, signed by `vendor` (about
-/// 1,080 bytes).
-pub fn release_submission(i: u64, vendor: &SignerKey) -> Vec<u8> {
-    use nospy_statement::predicate::{Release, Source};
-    let manifest = nospy_manifest::Manifest::from_toml(
-        "[device]\nvendor = \"VendorX\"\nmodel = \"vx-1\"\n[capabilities]\nvendor_remote_access = \"none\"\n\
-         [[allow]]\ndirection = \"from-device\"\npeer = \"updates.vendorx.example\"\nprotocol = \"tcp\"\nports = \"443\"\n",
-    )
-    .expect("the benchmark's manifest is valid");
-    let fw = nospy_tlog::hash::sha256(format!("firmware {i}").as_bytes());
-    let p = nospy_statement::Predicate::Release(Box::new(Release {
-        vendor: "VendorX".into(),
-        product: "vx-1".into(),
-        version: format!("1.{i}"),
-        source: Source {
-            repository: Some("https://git.vendorx.example/fw".into()),
-            commit: format!("{i:040x}"),
-            toolchain: None,
-        },
-        sbom: None,
-        build_recipe: None,
-        supersedes: vec![],
-        manifest,
-    }));
-    let subject = vec![nospy_statement::ResourceDescriptor {
-        name: Some(format!("fw-{i}.bin")),
-        digest: Some(nospy_statement::DigestSet::sha256(&fw)),
-        ..Default::default()
-    }];
-    nospy_statement::sign(subject, &p, &[vendor]).to_json()
-}
 
 /// What the benchmark measured.
 #[derive(Debug, Clone)]
@@ -233,7 +202,20 @@ fn cpu_between(
 
 /// Runs the benchmark in `dir`: `entries` pre-signed submissions sent by `clients` concurrent
 /// connections, then `read_seconds` of tile reads.
+/// Starts a server on a new log in `dir` that admits `submitter`, measures a bare HTTP server
+/// answering the same `clients` first, then submits `entries` to the real one and reads tiles
+/// for `read_seconds`.
 pub fn run(
+    dir: &std::path::Path,
+    entries: Vec<Vec<u8>>,
+    submitter: &SignerKey,
+    clients: usize,
+    read_seconds: f64,
+) -> anyhow::Result<Figures> {
+    measure(dir, entries, submitter, clients, read_seconds).map_err(anyhow::Error::msg)
+}
+
+fn measure(
     dir: &std::path::Path,
     entries: Vec<Vec<u8>>,
     submitter: &SignerKey,
@@ -258,7 +240,7 @@ pub fn run(
         .build()
         .map_err(|e| e.to_string())?;
     rt.block_on(async move {
-        let srv = crate::start(crate::Options {
+        let srv = nospy_server::start(nospy_server::Options {
             dir: log,
             key,
             config: Some(cfg),

@@ -1,0 +1,207 @@
+//! `nospy bench`: performance measured against the same machine's own limits, in one run.
+
+use anyhow::Result;
+use clap::Subcommand;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Flow conformance: IPFIX records decoded and judged per second on one core, and pcap
+    /// packets per second beside `tcpdump -r` with the equivalent one-device filter.
+    ///
+    /// Generates a fleet of --devices devices (a model per ten devices, each model's manifest
+    /// with its share of --rules rules: IP prefixes with services, every tenth a DNS name),
+    /// --records IPFIX records in 1,400-byte export messages (80% allowed, 20% not), decoded and
+    /// judged on one thread; then writes a pcap of --packets packets (TCP conversations with
+    /// handshakes, UDP exchanges) and reads and judges it with the whole fleet and with one
+    /// device (and one device on a pcap of as many packets of its own traffic), beside `tcpdump
+    /// -n -r FILE -w /dev/null 'host <that device>'` on the same file in the same run (IPFIX:
+    /// best of three; pcap: five rounds taking each measurement in turn, the best of each
+    /// kept). Needs tcpdump. Use a release build:
+    /// `cargo run --release -- bench monitor`.
+    Monitor {
+        /// Devices in the fleet.
+        #[arg(long, default_value_t = 10_000)]
+        devices: usize,
+        /// Rules over all manifests.
+        #[arg(long, default_value_t = 100_000)]
+        rules: usize,
+        /// IPFIX records to decode and judge.
+        #[arg(long, default_value_t = 3_000_000)]
+        records: usize,
+        /// Packets in the pcap.
+        #[arg(long, default_value_t = 2_000_000)]
+        packets: usize,
+        /// Directory for the pcap (default: the system's temporary directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Exposure on a national operator's inventory: parsing it, judging a policy's rules,
+    /// sweeping the caps and writing the HTML report, and the whole `nospy exposure` command.
+    ///
+    /// Generates a CSV inventory of --devices devices (core, access, transport and management
+    /// elements; a designated vendor in each; sensitive sites; 5G and 4G) into a temporary file
+    /// (not timed), then times, beside a reference measured in the same run (reading the file and
+    /// splitting every line into its fields, the least any reader must do): parsing it strictly,
+    /// judging examples/exposure-uk.toml's rules, a 0-50% cap sweep by 5%, the HTML report; and
+    /// the real binary doing all of it. Use a release build: `cargo run --release -- bench
+    /// exposure`.
+    Exposure {
+        /// Devices in the inventory.
+        #[arg(long, default_value_t = 1_000_000)]
+        devices: usize,
+        /// Directory for the inventory (default: the system's temporary directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The real server over loopback: signed submissions per second (each acknowledged only
+    /// once durable), their latency, and tile reads per second.
+    ///
+    /// Signs --entries release statements first (not timed), starts `nospy serve` on a new log
+    /// in a temporary directory, and has --clients keep-alive connections submit them all
+    /// (verify, deduplicate, sequence, fsync, acknowledge), then read random full tiles and entry
+    /// bundles for --read-seconds. The reference, measured first in the same run: the same
+    /// clients POSTing the same bodies to a bare HTTP server that answers at once, the floor set
+    /// by this machine's HTTP stack and loopback (`http_floor_ratio` = submissions / floor). Use a
+    /// release build: `cargo run --release -- bench serve`.
+    Serve {
+        /// Submissions to make.
+        #[arg(long, default_value_t = 100_000)]
+        entries: usize,
+        /// Concurrent client connections (each waits for its answer before the next submission,
+        /// so this bounds how large a batch can grow).
+        #[arg(long, default_value_t = 512)]
+        clients: usize,
+        /// How long to read tiles.
+        #[arg(long, default_value_t = 3.0)]
+        read_seconds: f64,
+        /// Directory for the log (default: the system's temporary directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Bundle verifications per second on one core, and artifact hashing beside
+    /// `openssl speed -evp sha256` measured in the same run.
+    ///
+    /// Makes --bundles bundles (a release and two evaluators' attestations each, under one
+    /// checkpoint cosigned by two witnesses, in a log of three entries per bundle), then verifies
+    /// them on one thread, round after round, for --seconds, with one verifier (which checks each
+    /// checkpoint's signatures once). Every verdict must be "admit". Then hashes a --hash-mib MiB
+    /// file from the page cache and compares with OpenSSL's SHA-256 on 1 MiB blocks. Use a release
+    /// build: `cargo run --release -- bench verify`.
+    Verify {
+        /// Distinct bundles to verify.
+        #[arg(long, default_value_t = 200)]
+        bundles: usize,
+        /// How long to verify.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+        /// Size of the file hashed, in MiB.
+        #[arg(long, default_value_t = 512)]
+        hash_mib: usize,
+        /// Directory for the file hashed (default: the system's temporary directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Durable log appends and inclusion proofs, beside this machine's SHA-256 and fsynced write
+    /// throughput measured in the same run.
+    ///
+    /// Appends --entries entries of --entry-size bytes in batches of --batch through the real
+    /// sequencer (tiles, bundles, fsyncs, signed checkpoint per batch), then generates --proofs
+    /// inclusion proofs for random entries of the resulting log: in the steady state of a reader
+    /// whose tile cache holds the tiles (after one unmeasured pass), and with the entry's own
+    /// level-0 tile evicted before each proof, so that it is read from its file and its interior
+    /// nodes recomputed (255 SHA-256 node hashes).
+    ///
+    /// The machine's limit (DESIGN.md §11, "raw SHA-256 + sequential write") is the rate at which
+    /// one core hashes each entry's bytes and the disk then writes them durably, one after the
+    /// other; the write rate is measured as an ideal one-file log would write (the same bytes in
+    /// all, the same bytes per fsync as a batch), before and after the appends. Two stricter limits are reported beside
+    /// it: all cores hashing while the disk writes (whichever is slower), and that again bounded
+    /// by the rate at which the file system makes new small files durable, since tlog-tiles needs
+    /// two new files per 256 entries. Use a release build:
+    /// `cargo run --release -- bench log`.
+    Log {
+        /// Number of entries to append.
+        #[arg(long, default_value_t = 1_000_000)]
+        entries: u64,
+        /// Size of each entry in bytes (at most 65,535).
+        #[arg(long, default_value_t = 1024)]
+        entry_size: usize,
+        /// Entries per batch (one checkpoint and one round of fsyncs per batch).
+        #[arg(long, default_value_t = 32_768)]
+        batch: usize,
+        /// Inclusion proofs to time.
+        #[arg(long, default_value_t = 20_000)]
+        proofs: usize,
+        /// Directory to create the log in (default: a new directory under the system's temporary
+        /// directory). It is removed afterwards unless --keep is given.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Keep the log afterwards.
+        #[arg(long)]
+        keep: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(c: BenchCommand) -> Result<ExitCode> {
+    let base = |dir: Option<PathBuf>| dir.unwrap_or_else(std::env::temp_dir);
+    match c {
+        BenchCommand::Exposure { devices, dir, json } => {
+            nospy_bench::exposure::run(devices, &base(dir), json)
+        }
+        BenchCommand::Monitor {
+            devices,
+            rules,
+            records,
+            packets,
+            dir,
+            json,
+        } => nospy_bench::monitor::run(devices, rules, records, packets, &base(dir), json),
+        BenchCommand::Serve {
+            entries,
+            clients,
+            read_seconds,
+            dir,
+            json,
+        } => nospy_bench::serve::run(&base(dir), entries, clients, read_seconds, json),
+        BenchCommand::Verify {
+            bundles,
+            seconds,
+            hash_mib,
+            dir,
+            json,
+        } => {
+            anyhow::ensure!(
+                bundles >= 1 && seconds > 0.0 && hash_mib >= 1,
+                "--bundles, --seconds and --hash-mib must be positive"
+            );
+            nospy_bench::verify::run(bundles, seconds, hash_mib, base(dir), json)
+        }
+        BenchCommand::Log {
+            entries,
+            entry_size,
+            batch,
+            proofs,
+            dir,
+            keep,
+            json,
+        } => nospy_bench::log::run(&base(dir), entries, entry_size, batch, proofs, keep, json),
+    }?;
+    Ok(ExitCode::SUCCESS)
+}
