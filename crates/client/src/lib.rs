@@ -19,7 +19,7 @@ pub mod artifact;
 pub mod http;
 mod source;
 
-pub use source::{Appended, EvidenceMap, LogSource, LoggedRelease, Progress};
+pub use source::{Appended, EvidenceMap, FleetVerdicts, ListedRelease, LogSource, Progress};
 
 use std::path::PathBuf;
 

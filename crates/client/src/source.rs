@@ -7,7 +7,7 @@ use crate::Error;
 use nospy_log::Log;
 use nospy_policy::{Evidence, LoggedEntry};
 use nospy_statement::dsse::Envelope;
-use nospy_statement::predicate::{Predicate, Release, RELEASE_V1};
+use nospy_statement::predicate::{Predicate, RELEASE_V1};
 use nospy_statement::Statement;
 use nospy_tlog::checkpoint::SignedCheckpoint;
 use nospy_tlog::tile::{self, TileId};
@@ -31,8 +31,7 @@ pub enum LogSource {
 /// The evidence about each digest.
 pub type EvidenceMap = HashMap<Hash, Evidence>;
 
-/// A release statement found in a log: its index, the release, its subjects' SHA-256.
-pub type LoggedRelease = (u64, Release, Vec<Hash>);
+pub use nospy_policy::fleet::ListedRelease;
 
 /// One appended entry, as the log answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,7 +87,7 @@ impl LogSource {
         checkpoint: Option<&Path>,
         releases: bool,
         progress: Progress<'_>,
-    ) -> Result<(EvidenceMap, Option<Vec<LoggedRelease>>), Error> {
+    ) -> Result<(EvidenceMap, Option<Vec<ListedRelease>>), Error> {
         let mut out = HashMap::new();
         match self {
             LogSource::Server(url) => {
@@ -215,6 +214,37 @@ impl LogSource {
                 Ok(out)
             }
         }
+    }
+}
+
+/// What [`LogSource::verdicts`] found.
+pub struct FleetVerdicts {
+    /// The verdict for each distinct digest the log knows anything about.
+    pub verdicts: HashMap<Hash, nospy_policy::Verdict>,
+    /// Every release of a local log, when asked for (see [`LogSource::read`]).
+    pub releases: Option<Vec<ListedRelease>>,
+}
+
+impl LogSource {
+    /// The verdict under `verifier`, at time `now`, for each distinct one of `digests` (a
+    /// fleet's firmware, say) the log knows anything about: one reading of the log for all of
+    /// them (which also lists the log's releases, with `releases`), one batch of signature
+    /// checks.
+    pub fn verdicts(
+        &self,
+        digests: &[Option<Hash>],
+        verifier: &nospy_policy::Verifier<'_>,
+        checkpoint: Option<&Path>,
+        now: u64,
+        releases: bool,
+        progress: Progress<'_>,
+    ) -> Result<FleetVerdicts, Error> {
+        let wanted = nospy_policy::fleet::distinct(digests);
+        let (evidence, releases) = self.read(&wanted, checkpoint, releases, progress)?;
+        Ok(FleetVerdicts {
+            verdicts: nospy_policy::fleet::verify_all(verifier, &wanted, &evidence, now),
+            releases,
+        })
     }
 }
 

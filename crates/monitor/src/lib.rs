@@ -17,6 +17,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod evidence;
 mod rows;
 mod table;
 

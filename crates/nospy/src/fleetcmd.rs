@@ -4,10 +4,12 @@
 
 use crate::util::print_json;
 use crate::util::read_parsed;
+use crate::util::Progress;
 use anyhow::{bail, Context as _, Result};
-use nospy_client::LogSource;
+use nospy_client::{FleetVerdicts, LogSource};
 use nospy_inventory::Inventory;
-use nospy_policy::{compare_versions, Agreement, Outcome, Verdict, Verifier};
+use nospy_policy::fleet::{self, Kind, Standing};
+use nospy_policy::{Agreement, Verifier};
 use nospy_tlog::Hash;
 use serde_json::json;
 use std::collections::HashMap;
@@ -48,36 +50,6 @@ pub struct FleetArgs {
     json: bool,
 }
 
-/// One device's standing.
-struct Standing {
-    /// admitted, denied, unlogged, revoked or unknown.
-    verdict: &'static str,
-    reason: String,
-    /// The release it runs: (product, version, log index).
-    release: Option<(String, String, u64)>,
-    /// A newer admitted release of the same product: (version, log index).
-    superseded_by: Option<(String, u64)>,
-}
-
-fn classify(v: &Verdict) -> (&'static str, String) {
-    let failed = v.checks.iter().find(|c| matches!(c.outcome, Outcome::Fail));
-    if v.admit {
-        let why = v
-            .checks
-            .iter()
-            .find(|c| c.name == "release")
-            .map(|c| c.reason.clone())
-            .unwrap_or_default();
-        return ("admitted", why);
-    }
-    match failed {
-        Some(c) if c.name == "release" && v.release.is_none() => ("unlogged", c.reason.clone()),
-        Some(c) if c.name == "revocation" => ("revoked", c.reason.clone()),
-        Some(c) => ("denied", format!("{}: {}", c.name, c.reason)),
-        None => ("denied", "not admitted".into()),
-    }
-}
-
 /// The time to judge at, POSIX seconds.
 fn at_time(at: Option<&str>) -> Result<u64> {
     let Some(t) = at else {
@@ -102,29 +74,24 @@ pub fn run(a: FleetArgs) -> Result<ExitCode> {
         bail!("give --log DIR or --server URL");
     };
     let verifier = Verifier::new(&agreement);
-    let crate::gather::FleetVerdicts {
-        digests,
-        verdicts,
-        releases,
-    } = crate::gather::fleet_verdicts(&src, &inv, &verifier, a.checkpoint.as_deref(), now, true)?;
+    let digests = fleet::firmware_digests(inv.devices.iter().map(|d| d.firmware_sha256.as_deref()));
+    let FleetVerdicts { verdicts, releases } = src
+        .verdicts(
+            &digests,
+            &verifier,
+            a.checkpoint.as_deref(),
+            now,
+            true,
+            &mut Progress::callback("scanned entries"),
+        )
+        .with_context(|| format!("reading {}", src.name()))?;
 
     // Supersession: the admitted releases of each product the fleet runs, from the whole log
     // (read in the same pass); only releases of firmware no device runs need a second reading.
-    let mut newest: HashMap<(String, String), (String, u64)> = HashMap::new();
+    let mut newest = fleet::Newest::new();
     if let Some(all) = &releases {
-        let products: std::collections::HashSet<(&str, &str)> = verdicts
-            .values()
-            .filter_map(|v| v.release.as_ref())
-            .map(|r| (r.release.vendor.as_str(), r.release.product.as_str()))
-            .collect();
-        let mut cand_digests: Vec<Hash> = all
-            .iter()
-            .filter(|(_, r, _)| products.contains(&(r.vendor.as_str(), r.product.as_str())))
-            .flat_map(|c| c.2.iter().copied())
-            .collect();
-        cand_digests.sort_unstable();
-        cand_digests.dedup();
-        let unseen: Vec<Hash> = cand_digests
+        let candidates = fleet::supersession_candidates(all, &verdicts);
+        let unseen: Vec<Hash> = candidates
             .iter()
             .filter(|d| !verdicts.contains_key(d))
             .copied()
@@ -135,84 +102,32 @@ pub fn run(a: FleetArgs) -> Result<ExitCode> {
             let ev = src.evidence_under(
                 &unseen,
                 a.checkpoint.as_deref(),
-                &mut crate::util::Progress::callback("scanned entries"),
+                &mut Progress::callback("scanned entries"),
             )?;
-            crate::gather::verify_all(&verifier, &unseen, &ev, now)
+            fleet::verify_all(&verifier, &unseen, &ev, now)
         };
-        for v in cand_digests
-            .iter()
-            .filter_map(|d| verdicts.get(d).or_else(|| more.get(d)))
-        {
-            let (true, Some(r)) = (v.admit, v.release.as_ref()) else {
-                continue;
-            };
-            let key = (r.release.vendor.clone(), r.release.product.clone());
-            let better = newest
-                .get(&key)
-                .is_none_or(|(ver, _)| compare_versions(&r.release.version, ver).is_gt());
-            if better {
-                newest.insert(key, (r.release.version.clone(), r.index));
-            }
-        }
+        newest = fleet::newest_admitted(
+            candidates
+                .iter()
+                .filter_map(|d| verdicts.get(d).or_else(|| more.get(d))),
+        );
     }
+    let standings = fleet::standings(&digests, &verdicts, &newest);
 
-    let standings: Vec<Standing> = digests
-        .iter()
-        .map(|d| {
-            let Some(d) = d else {
-                return Standing {
-                    verdict: "unknown",
-                    reason: "no firmware digest in the inventory".into(),
-                    release: None,
-                    superseded_by: None,
-                };
-            };
-            let Some(v) = verdicts.get(d) else {
-                return Standing {
-                    verdict: "unlogged",
-                    reason: "no entry of the log is about this firmware".into(),
-                    release: None,
-                    superseded_by: None,
-                };
-            };
-            let (verdict, reason) = classify(v);
-            let release = v.release.as_ref().map(|r| {
-                (
-                    r.release.product.clone(),
-                    r.release.version.clone(),
-                    r.index,
-                )
-            });
-            let superseded_by = v.release.as_ref().and_then(|r| {
-                newest
-                    .get(&(r.release.vendor.clone(), r.release.product.clone()))
-                    .filter(|(ver, _)| compare_versions(ver, &r.release.version).is_gt())
-                    .cloned()
-            });
-            Standing {
-                verdict,
-                reason,
-                release,
-                superseded_by,
-            }
-        })
-        .collect();
-
-    let count = |w: &str| standings.iter().filter(|s| s.verdict == w).count();
+    let count = |k: Kind| fleet::count(&standings, k);
     let superseded = standings
         .iter()
         .filter(|s| s.superseded_by.is_some())
         .count();
     let summary = json!({
         "devices": inv.devices.len(),
-        "admitted": count("admitted"),
-        "denied": count("denied"),
-        "unlogged": count("unlogged"),
-        "revoked": count("revoked"),
-        "unknown": count("unknown"),
+        "admitted": count(Kind::Admitted),
+        "denied": count(Kind::Denied),
+        "unlogged": count(Kind::Unlogged),
+        "revoked": count(Kind::Revoked),
+        "unknown": count(Kind::Unknown),
         "superseded": if releases.is_some() { json!(superseded) } else { serde_json::Value::Null },
     });
-    let failing = |s: &Standing| s.verdict != "admitted" || s.superseded_by.is_some();
     if let Some(p) = &a.html {
         crate::util::write_output(
             Some(p),
@@ -224,7 +139,7 @@ pub fn run(a: FleetArgs) -> Result<ExitCode> {
             "agreement": agreement.name,
             "summary": summary,
             "devices": inv.devices.iter().zip(&standings).map(|(d, s)| {
-                let mut v = json!({"device": d.device, "verdict": s.verdict, "reason": s.reason});
+                let mut v = json!({"device": d.device, "verdict": s.kind.as_str(), "reason": s.reason});
                 if let Some((p, ver, i)) = &s.release {
                     v["release"] = json!({"product": p, "version": ver, "index": i});
                 }
@@ -242,11 +157,11 @@ pub fn run(a: FleetArgs) -> Result<ExitCode> {
             "{} devices under {}: {} admitted, {} denied, {} unlogged, {} revoked, {} without a firmware digest; {}",
             inv.devices.len(),
             agreement.name,
-            count("admitted"),
-            count("denied"),
-            count("unlogged"),
-            count("revoked"),
-            count("unknown"),
+            count(Kind::Admitted),
+            count(Kind::Denied),
+            count(Kind::Unlogged),
+            count(Kind::Revoked),
+            count(Kind::Unknown),
             if releases.is_some() {
                 format!("{superseded} running a superseded release")
             } else {
@@ -257,7 +172,7 @@ pub fn run(a: FleetArgs) -> Result<ExitCode> {
             .devices
             .iter()
             .zip(&standings)
-            .filter(|(_, s)| failing(s))
+            .filter(|(_, s)| s.failing())
             .collect();
         if !bad.is_empty() {
             let _ = writeln!(out, "\nFAILING DEVICES:");
@@ -266,7 +181,13 @@ pub fn run(a: FleetArgs) -> Result<ExitCode> {
                     Some((v, i)) => format!(" (superseded by {v}, entry {i})"),
                     None => String::new(),
                 };
-                let _ = writeln!(out, "  {:<20} {:<9} {}{sup}", d.device, s.verdict, s.reason);
+                let _ = writeln!(
+                    out,
+                    "  {:<20} {:<9} {}{sup}",
+                    d.device,
+                    s.kind.as_str(),
+                    s.reason
+                );
             }
             if bad.len() > 200 {
                 let _ = writeln!(
@@ -278,7 +199,7 @@ pub fn run(a: FleetArgs) -> Result<ExitCode> {
         }
         let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), out.as_bytes());
     }
-    Ok(if standings.iter().any(failing) {
+    Ok(if standings.iter().any(Standing::failing) {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
@@ -332,7 +253,7 @@ fn html(
     }
     s.push_str("</svg><h2>Failing devices</h2><table><tr><th>device</th><th>site</th><th>verdict</th><th>release</th><th>reason</th></tr>");
     for (d, st) in inv.devices.iter().zip(standings) {
-        if st.verdict == "admitted" && st.superseded_by.is_none() {
+        if !st.failing() {
             continue;
         }
         let rel = match (&st.release, &st.superseded_by) {
@@ -345,7 +266,7 @@ fn html(
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&d.device),
             esc(&d.site),
-            st.verdict,
+            st.kind.as_str(),
             esc(&rel),
             esc(&st.reason)
         );

@@ -15,7 +15,6 @@ mod collect;
 mod diffcmd;
 mod exposurecmd;
 mod fleetcmd;
-mod gather;
 mod keys;
 mod logcmd;
 mod manifestcmd;

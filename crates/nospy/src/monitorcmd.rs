@@ -7,7 +7,8 @@ use nospy_client::LogSource;
 use nospy_flow::netflow::Collector;
 use nospy_flow::source::{read_exports_from, read_traffic_from, Stats};
 use nospy_inventory::{Inventory, OperatorConfig};
-use nospy_manifest::{Direction, Manifest};
+use nospy_manifest::Manifest;
+use nospy_monitor::evidence::{self, direction_name, format_time, protocol_name};
 use nospy_monitor::{manifests_by_model, Monitor, Report, Resolver, Row};
 use nospy_tlog::Hash;
 use serde_json::json;
@@ -231,41 +232,18 @@ pub fn run(a: MonitorArgs) -> Result<ExitCode> {
     })
 }
 
-fn time(ns: u64) -> String {
-    let secs = (ns / 1_000_000_000) as i64;
-    let s = nospy_statement::time::format_rfc3339(secs);
-    format!("{}.{:03}Z", s.trim_end_matches('Z'), ns / 1_000_000 % 1000)
-}
-
-fn direction(d: Direction) -> &'static str {
-    match d {
-        Direction::FromDevice => "from-device",
-        Direction::ToDevice => "to-device",
-    }
-}
-
-fn protocol(p: u8) -> String {
-    match p {
-        6 => "tcp".into(),
-        17 => "udp".into(),
-        1 => "icmp".into(),
-        58 => "icmpv6".into(),
-        n => n.to_string(),
-    }
-}
-
 fn row_json(report: &Report, r: &Row) -> serde_json::Value {
     let mut v = json!({
         "device": report.device_id(r),
-        "direction": direction(r.direction()),
+        "direction": direction_name(r.direction()),
         "peer": r.peer().to_string(),
-        "protocol": protocol(r.protocol()),
+        "protocol": protocol_name(r.protocol()),
         "port": r.port(),
         "flows": r.flows(),
         "packets": r.packets(),
         "bytes": r.bytes(),
-        "first_seen": time(r.first_ns()),
-        "last_seen": time(r.last_ns()),
+        "first_seen": format_time(r.first_ns()),
+        "last_seen": format_time(r.last_ns()),
     });
     let names = report.names(r);
     if !names.is_empty() {
@@ -319,15 +297,15 @@ fn row_text(report: &Report, r: &Row) -> String {
     format!(
         "  {:<16} {:<11} {:<40} {:>5}/{:<6} {:>6} flows {:>8} packets {:>10} bytes  {} .. {}",
         report.device_id(r),
-        direction(r.direction()),
+        direction_name(r.direction()),
         r.peer(),
         r.port(),
-        protocol(r.protocol()),
+        protocol_name(r.protocol()),
         r.flows(),
         r.packets(),
         r.bytes(),
-        time(r.first_ns()),
-        time(r.last_ns())
+        format_time(r.first_ns()),
+        format_time(r.last_ns())
     )
 }
 
@@ -444,19 +422,23 @@ fn device_manifests(
     if let Some((agreement_path, src)) = from_log {
         let agreement = read_parsed(agreement_path, nospy_policy::Agreement::from_toml)?;
         let verifier = nospy_policy::Verifier::new(&agreement);
-        let crate::gather::FleetVerdicts {
-            digests,
-            verdicts: by_digest,
-            ..
-        } = crate::gather::fleet_verdicts(
-            src,
-            inventory,
-            &verifier,
-            None,
-            crate::statements::now(),
-            false,
-        )
-        .with_context(|| format!("reading releases from {}", src.name()))?;
+        let digests = nospy_policy::fleet::firmware_digests(
+            inventory
+                .devices
+                .iter()
+                .map(|d| d.firmware_sha256.as_deref()),
+        );
+        let by_digest = src
+            .verdicts(
+                &digests,
+                &verifier,
+                None,
+                crate::statements::now(),
+                false,
+                &mut Progress::callback("scanned entries"),
+            )
+            .with_context(|| format!("reading releases from {}", src.name()))?
+            .verdicts;
         // One manifest per release entry, shared by every device running it (compiled once).
         let mut by_entry: std::collections::HashMap<u64, Arc<Manifest>> =
             std::collections::HashMap::new();
@@ -576,59 +558,16 @@ fn append_evidence(
     key_path: &std::path::Path,
 ) -> Result<EvidenceReport> {
     let key = crate::util::signer_key(key_path)?;
-    let window = report.window.unwrap_or((0, 0));
-    let window = nospy_statement::predicate::Window {
-        start: time(window.0),
-        end: time(window.1),
-    };
-    let mut statements: Vec<(String, usize, Vec<u8>)> = Vec::new();
-    let mut skipped = Vec::new();
-    let mut rows = report.violations.iter().peekable();
-    while let Some(first) = rows.next() {
-        let mut mine = vec![first];
-        while let Some(r) = rows.next_if(|r| r.device() == first.device()) {
-            mine.push(r);
-        }
-        // The report's devices are the inventory's, in its order.
-        let i = first.device();
-        let Some(dev) = inventory.devices.get(i) else {
-            continue;
-        };
-        let Some(firmware) = dev.firmware_sha256.as_deref().and_then(Hash::from_hex) else {
-            skipped.push((
-                dev.device.clone(),
-                "no firmware digest in the inventory, so no release to name as the subject".into(),
-            ));
-            continue;
-        };
-        let flows: Vec<nospy_statement::predicate::FlowViolation> = mine
-            .iter()
-            .map(|r| nospy_statement::predicate::FlowViolation {
-                direction: direction(r.direction()).into(),
-                peer: r.peer().to_string(),
-                protocol: protocol(r.protocol()),
-                port: r.port(),
-                flows: r.flows(),
-                packets: r.packets(),
-                bytes: r.bytes(),
-                first_seen: time(r.first_ns()),
-                last_seen: time(r.last_ns()),
-            })
-            .collect();
-        let manifest = from[i].as_ref().map(|f| f.evidence_name(Some(log)));
-        for (env, n) in sign_evidence(
-            &dev.device,
-            &firmware,
-            &window,
-            &flows,
-            manifest,
-            input,
-            &key,
-        ) {
-            statements.push((dev.device.clone(), n, env));
-        }
-    }
-    let entries: Vec<Vec<u8>> = statements.iter().map(|s| s.2.clone()).collect();
+    let names: Vec<Option<String>> = from
+        .iter()
+        .map(|f| f.as_ref().map(|f| f.evidence_name(Some(log))))
+        .collect();
+    let signed = evidence::sign(report, inventory, &names, input, &key);
+    let entries: Vec<Vec<u8>> = signed
+        .statements
+        .iter()
+        .map(|s| s.envelope.clone())
+        .collect();
     let appended = if entries.is_empty() {
         Vec::new()
     } else {
@@ -637,50 +576,14 @@ fn append_evidence(
     };
     Ok(EvidenceReport {
         log: log.name(),
-        appended: statements
+        appended: signed
+            .statements
             .into_iter()
             .zip(appended)
-            .map(|((d, n, _), a)| (d, n, a))
+            .map(|(s, a)| (s.device, s.groups, a))
             .collect(),
-        skipped,
+        skipped: signed.skipped,
     })
-}
-
-/// Signed evidence statements for one device's flows: one, or as many as it takes for each to
-/// fit a log entry (the flows split in halves until they do). Returns each envelope with the
-/// number of flow groups it carries.
-fn sign_evidence(
-    device: &str,
-    firmware: &Hash,
-    window: &nospy_statement::predicate::Window,
-    flows: &[nospy_statement::predicate::FlowViolation],
-    manifest: Option<String>,
-    input: &Hash,
-    key: &nospy_tlog::note::SignerKey,
-) -> Vec<(Vec<u8>, usize)> {
-    use nospy_statement::intoto::{DigestSet, ResourceDescriptor};
-    use nospy_statement::predicate::{Evidence, Predicate};
-    let p = Predicate::Evidence(Evidence {
-        device: device.to_string(),
-        window: window.clone(),
-        flows: flows.to_vec(),
-        manifest: manifest.clone(),
-        source: DigestSet::sha256(input),
-    });
-    let subject = vec![ResourceDescriptor {
-        digest: Some(DigestSet::sha256(firmware)),
-        ..Default::default()
-    }];
-    let env = nospy_statement::sign(subject, &p, &[key]).to_json();
-    if env.len() <= nospy_tlog::tile::MAX_ENTRY_LEN || flows.len() < 2 {
-        return vec![(env, flows.len())];
-    }
-    let (a, b) = flows.split_at(flows.len() / 2);
-    let mut out = sign_evidence(device, firmware, window, a, manifest.clone(), input, key);
-    out.extend(sign_evidence(
-        device, firmware, window, b, manifest, input, key,
-    ));
-    out
 }
 
 /// A reader that hashes what passes through it.

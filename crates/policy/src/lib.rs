@@ -1,11 +1,13 @@
 //! Admission policy: an [`Agreement`] says whom an operator trusts (the log, its witnesses, the
 //! vendor, the evaluators) and what a manifest must satisfy; [`verify`] decides whether an
 //! artifact may run, from a checkpoint and the log entries about it, reporting every check in
-//! the order DESIGN.md §4 gives. No I/O: the caller reads files and supplies the clock.
+//! the order DESIGN.md §4 gives; [`fleet`] gives every device of a fleet its standing from
+//! those verdicts. No I/O: the caller reads files and supplies the clock.
 
 #![forbid(unsafe_code)]
 
 mod agreement;
+pub mod fleet;
 mod verify;
 
 pub use agreement::{
