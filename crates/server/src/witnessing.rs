@@ -1,12 +1,17 @@
 //! Asking witnesses for cosignatures (c2sp.org/tlog-witness `add-checkpoint`).
 
-use crate::config::Witness;
+use crate::config::{self, Witness};
+use crate::{lock_read, Shared};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use nospy_client::http::HttpClient;
+use nospy_log::TileReader;
 use nospy_tlog::checkpoint::SignedCheckpoint;
+use nospy_tlog::merkle;
 use nospy_tlog::note::{Note, NoteSignature};
 use nospy_tlog::Hash;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// What one witness said.
@@ -88,4 +93,152 @@ pub async fn add_checkpoint(
         },
         s => Reply::Failed(format!("HTTP {s}: {}", text.trim())),
     }
+}
+
+/// The witnessing thread: for the latest checkpoint the sequencer sent (older ones still queued
+/// are skipped), asks the witnesses to cosign and sends the cosigned checkpoint back. A witness
+/// that is slow or down costs this thread its timeout, never the sequencer.
+pub(crate) fn run_witnessing(
+    shared: Arc<Shared>,
+    rt: tokio::runtime::Handle,
+    rx: std::sync::mpsc::Receiver<SignedCheckpoint>,
+    cosigned: std::sync::mpsc::Sender<SignedCheckpoint>,
+) {
+    let client = nospy_client::http::client();
+    // What each witness last cosigned, learnt from 409 answers.
+    let mut sizes: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+    while let Ok(mut sc) = rx.recv() {
+        while let Ok(newer) = rx.try_recv() {
+            sc = newer;
+        }
+        if let Some(done) = witness(sc, &shared, &rt, &client, &mut sizes) {
+            if cosigned.send(done).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Asks every configured witness to cosign the sequencer's latest checkpoint, then publishes it
+/// with the cosignatures received.
+pub(crate) fn witness(
+    sc: SignedCheckpoint,
+    shared: &Shared,
+    rt: &tokio::runtime::Handle,
+    client: &nospy_client::http::HttpClient,
+    sizes: &mut std::collections::HashMap<String, u64>,
+) -> Option<SignedCheckpoint> {
+    let cfg = lock_read(&shared.config).clone();
+    if cfg.witnesses.is_empty() {
+        return None;
+    }
+    let size = sc.checkpoint.size;
+    let reader = TileReader::new(&shared.storage, &shared.cache, size);
+    let proof_from = |old: u64| -> Vec<nospy_tlog::Hash> {
+        if old == 0 || old >= size {
+            Vec::new()
+        } else {
+            merkle::consistency_proof(&reader, old, size).unwrap_or_default()
+        }
+    };
+    let requests: Vec<(config::Witness, u64, Vec<nospy_tlog::Hash>)> = cfg
+        .witnesses
+        .iter()
+        .map(|w| {
+            let old = sizes.get(&w.url).copied().unwrap_or(0).min(size);
+            (w.clone(), old, proof_from(old))
+        })
+        .collect();
+    let timeout = cfg.witness_timeout;
+    let replies = rt.block_on(async {
+        let mut set = tokio::task::JoinSet::new();
+        for (i, (w, old, proof)) in requests.iter().cloned().enumerate() {
+            let client = client.clone();
+            let sc = sc.clone();
+            set.spawn(async move {
+                (
+                    i,
+                    add_checkpoint(&client, &w, &sc, old, &proof, timeout).await,
+                )
+            });
+        }
+        let mut out = Vec::new();
+        while let Some(Ok(r)) = set.join_next().await {
+            out.push(r);
+        }
+        out
+    });
+    let mut cosigs = Vec::new();
+    let mut retry = Vec::new();
+    for (i, reply) in replies {
+        let w = &requests[i].0;
+        match reply {
+            Reply::Cosigned(s) => {
+                sizes.insert(w.url.clone(), size);
+                shared.metrics.witness(w.key.name(), true);
+                cosigs.push(s);
+            }
+            Reply::Conflict(n) if n <= size => {
+                sizes.insert(w.url.clone(), n);
+                retry.push((w.clone(), n, proof_from(n)));
+            }
+            Reply::Conflict(n) => {
+                shared.metrics.witness(w.key.name(), false);
+                eprintln!(
+                    "nospy serve: witness {} has cosigned size {n}, beyond this log's {size}",
+                    w.key.name()
+                );
+            }
+            Reply::Failed(e) => {
+                shared.metrics.witness(w.key.name(), false);
+                eprintln!(
+                    "nospy serve: witness {} did not cosign size {size}: {e}",
+                    w.key.name()
+                );
+            }
+        }
+    }
+    // Those that had seen another size are asked once more, with a proof from that size.
+    if !retry.is_empty() {
+        let again = rt.block_on(async {
+            let mut out = Vec::new();
+            for (w, old, proof) in &retry {
+                out.push((
+                    w.clone(),
+                    add_checkpoint(client, w, &sc, *old, proof, timeout).await,
+                ));
+            }
+            out
+        });
+        for (w, reply) in again {
+            match reply {
+                Reply::Cosigned(s) => {
+                    sizes.insert(w.url.clone(), size);
+                    shared.metrics.witness(w.key.name(), true);
+                    cosigs.push(s);
+                }
+                other => {
+                    shared.metrics.witness(w.key.name(), false);
+                    eprintln!(
+                        "nospy serve: witness {} did not cosign size {size}: {other:?}",
+                        w.key.name()
+                    );
+                }
+            }
+        }
+    }
+    if cosigs.len() < cfg.witness_quorum {
+        shared.metrics.quorum_missed.fetch_add(1, Relaxed);
+        eprintln!(
+            "nospy serve: checkpoint of size {size} has {} of the {} cosignatures of the quorum",
+            cosigs.len(),
+            cfg.witness_quorum
+        );
+    }
+    if cosigs.is_empty() {
+        return None;
+    }
+    let mut cosigned = sc;
+    cosigned.note.signatures.extend(cosigs);
+    Some(cosigned)
 }

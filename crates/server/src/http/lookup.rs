@@ -1,0 +1,46 @@
+//! `GET /lookup?digest=`: the entries the lookup index holds about an artifact.
+
+use crate::http::{error, json_body, respond, SHORT};
+use crate::{lock_read, AppState};
+use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{Response, StatusCode};
+use serde::Deserialize;
+use std::sync::atomic::Ordering::Relaxed;
+
+#[derive(Deserialize)]
+pub(crate) struct LookupQuery {
+    pub(crate) digest: String,
+}
+
+pub(crate) async fn get_lookup(
+    State(s): State<AppState>,
+    q: Result<Query<LookupQuery>, QueryRejection>,
+) -> Response<Body> {
+    let Ok(Query(q)) = q else {
+        return error(&s, StatusCode::BAD_REQUEST, "expected ?digest=<sha256 hex>");
+    };
+    let hex = q.digest.strip_prefix("sha256:").unwrap_or(&q.digest);
+    let Some(d) = nospy_tlog::Hash::from_hex(hex).filter(|_| hex.len() == 64) else {
+        return error(&s, StatusCode::BAD_REQUEST, "digest is not 64 hex digits");
+    };
+    // The index follows the log on its own thread: the answer covers what it has indexed.
+    let size = lock_read(&s.published).size.min(s.indexed.load(Relaxed));
+    let found = s
+        .index
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .lookup(&d, size);
+    match found {
+        Ok(entries) => {
+            let body = json_body(&nospy_client::api::LookupResponse {
+                digest: d,
+                size,
+                entries,
+            });
+            respond(&s, StatusCode::OK, "application/json", Some(SHORT), body)
+        }
+        Err(e) => error(&s, StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}

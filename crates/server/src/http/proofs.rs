@@ -1,0 +1,91 @@
+//! `GET /proof/inclusion` and `GET /proof/consistency`, from the tiles.
+
+use crate::http::{error, json_body, respond, SHORT};
+use crate::{lock_read, AppState};
+use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{Response, StatusCode};
+use nospy_log::TileReader;
+use nospy_tlog::merkle;
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+pub(crate) struct InclusionQuery {
+    pub(crate) index: u64,
+    pub(crate) size: Option<u64>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ConsistencyQuery {
+    pub(crate) from: u64,
+    pub(crate) to: Option<u64>,
+}
+
+pub(crate) async fn get_inclusion(
+    State(s): State<AppState>,
+    q: Result<Query<InclusionQuery>, QueryRejection>,
+) -> Response<Body> {
+    let Ok(Query(q)) = q else {
+        return error(
+            &s,
+            StatusCode::BAD_REQUEST,
+            "expected ?index=N[&size=M] with decimal numbers",
+        );
+    };
+    let current = lock_read(&s.published).size;
+    let size = q.size.unwrap_or(current);
+    if size > current || q.index >= size {
+        return error(
+            &s,
+            StatusCode::BAD_REQUEST,
+            format!("need index < size <= {current}"),
+        );
+    }
+    let reader = TileReader::new(&s.storage, &s.cache, current);
+    match merkle::inclusion_proof(&reader, q.index, size) {
+        Ok(p) => {
+            let body = json_body(&nospy_client::api::InclusionResponse {
+                index: q.index,
+                size,
+                proof: p,
+            });
+            respond(&s, StatusCode::OK, "application/json", Some(SHORT), body)
+        }
+        Err(e) => error(&s, StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+pub(crate) async fn get_consistency(
+    State(s): State<AppState>,
+    q: Result<Query<ConsistencyQuery>, QueryRejection>,
+) -> Response<Body> {
+    let Ok(Query(q)) = q else {
+        return error(
+            &s,
+            StatusCode::BAD_REQUEST,
+            "expected ?from=N[&to=M] with decimal numbers",
+        );
+    };
+    let current = lock_read(&s.published).size;
+    let to = q.to.unwrap_or(current);
+    if to > current || q.from == 0 || q.from > to {
+        return error(
+            &s,
+            StatusCode::BAD_REQUEST,
+            format!("need 0 < from <= to <= {current}"),
+        );
+    }
+    let reader = TileReader::new(&s.storage, &s.cache, current);
+    match merkle::consistency_proof(&reader, q.from, to) {
+        Ok(p) => {
+            let body = json_body(&nospy_client::api::ConsistencyResponse {
+                from: q.from,
+                to,
+                proof: p,
+            });
+            respond(&s, StatusCode::OK, "application/json", Some(SHORT), body)
+        }
+        Err(e) => error(&s, StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
