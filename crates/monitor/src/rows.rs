@@ -15,8 +15,9 @@
 //! report's order are dropped at each merge and their flows counted, so that memory stays
 //! bounded whatever the traffic (the devices' own counts stay exact).
 
-use crate::{Agg, Row, RowKey};
 use nospy_flow::Flow;
+use nospy_manifest::Direction;
+use std::net::IpAddr;
 
 /// Slots of the cache of recent rows (a power of two).
 const RECENT: usize = 4096;
@@ -239,5 +240,172 @@ mod tests {
             assert_eq!(got.len(), want.len(), "{distinct} distinct rows");
             assert!(got == want, "{distinct} distinct rows differ");
         }
+    }
+}
+
+/// One line of the report: flows of one device, direction, peer, protocol and port, with
+/// their counts. Kept as the monitor gathers it (packed, so that hundreds of thousands of rows
+/// are sorted and handed over without being copied into another shape); read it through its
+/// methods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Row {
+    pub(crate) key: RowKey,
+    pub(crate) agg: Agg,
+}
+
+impl Row {
+    /// The device: its index in [`Report::devices`] (the inventory's order).
+    pub fn device(&self) -> usize {
+        self.key.device() as usize
+    }
+
+    /// From the device's side.
+    pub fn direction(&self) -> Direction {
+        if self.key.dir() == 0 {
+            Direction::FromDevice
+        } else {
+            Direction::ToDevice
+        }
+    }
+
+    /// The other side.
+    pub fn peer(&self) -> IpAddr {
+        self.key.peer()
+    }
+
+    /// IP protocol number.
+    pub fn protocol(&self) -> u8 {
+        self.key.proto()
+    }
+
+    /// The service port: the peer's for from-device flows, the device's for to-device flows.
+    pub fn port(&self) -> u16 {
+        self.key.port()
+    }
+
+    /// Flows.
+    pub fn flows(&self) -> u64 {
+        self.agg.flows
+    }
+
+    /// Packets.
+    pub fn packets(&self) -> u64 {
+        self.agg.packets
+    }
+
+    /// Bytes.
+    pub fn bytes(&self) -> u64 {
+        self.agg.bytes
+    }
+
+    /// First packet, nanoseconds since the Unix epoch.
+    pub fn first_ns(&self) -> u64 {
+        self.agg.first_ns
+    }
+
+    /// Last packet, nanoseconds since the Unix epoch.
+    pub fn last_ns(&self) -> u64 {
+        self.agg.last_ns
+    }
+}
+
+/// A report row's key, packed small into three words whose order is the report's (device,
+/// direction, peer with IPv4 before IPv6, protocol, port): rows are sorted and merged by it
+/// for every flow judged, and the rows of a large input outgrow the caches.
+///
+/// The words: `[device (32) | direction (1) | IPv6 (1) | peer bits 127..98]`,
+/// `[peer bits 97..34]`, `[6 unused | peer bits 33..0 | protocol (8) | port (16)]`, where an IPv4
+/// peer (or an IPv4-mapped IPv6 one) is its 32 bits and the IPv6 bit is clear.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct RowKey(pub(crate) [u64; 3]);
+
+impl RowKey {
+    #[inline]
+    pub(crate) fn new(device: u32, dir: u8, peer: IpAddr, proto: u8, port: u16) -> RowKey {
+        let (v6, p) = match peer {
+            IpAddr::V4(a) => (0, u128::from(u32::from(a))),
+            IpAddr::V6(a) => match a.to_ipv4_mapped() {
+                Some(v4) => (0, u128::from(u32::from(v4))),
+                None => (1, u128::from(a)),
+            },
+        };
+        RowKey([
+            (u64::from(device) << 32) | (u64::from(dir & 1) << 31) | (v6 << 30) | (p >> 98) as u64,
+            (p >> 34) as u64,
+            ((p as u64 & ((1 << 34) - 1)) << 24) | (u64::from(proto) << 16) | u64::from(port),
+        ])
+    }
+
+    pub(crate) fn device(&self) -> u32 {
+        (self.0[0] >> 32) as u32
+    }
+
+    pub(crate) fn dir(&self) -> u8 {
+        (self.0[0] >> 31) as u8 & 1
+    }
+
+    pub(crate) fn proto(&self) -> u8 {
+        (self.0[2] >> 16) as u8
+    }
+
+    pub(crate) fn port(&self) -> u16 {
+        self.0[2] as u16
+    }
+
+    pub(crate) fn peer(&self) -> IpAddr {
+        let p = (u128::from(self.0[0] & ((1 << 30) - 1)) << 98)
+            | (u128::from(self.0[1]) << 34)
+            | u128::from(self.0[2] >> 24);
+        if self.0[0] >> 30 & 1 == 0 {
+            IpAddr::V4(std::net::Ipv4Addr::from(p as u32))
+        } else {
+            IpAddr::V6(std::net::Ipv6Addr::from(p))
+        }
+    }
+}
+
+/// The counts of one report row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Agg {
+    pub(crate) flows: u64,
+    pub(crate) packets: u64,
+    pub(crate) bytes: u64,
+    pub(crate) first_ns: u64,
+    pub(crate) last_ns: u64,
+    /// Unattributable rows: the names that could have covered it, in `Monitor::name_sets`
+    /// (of the row's flows, the set numbered first).
+    pub(crate) names: u32,
+}
+
+impl Agg {
+    #[inline]
+    pub(crate) fn new(f: &Flow, names: u32) -> Agg {
+        Agg {
+            flows: 0,
+            packets: 0,
+            bytes: 0,
+            first_ns: f.first_ns,
+            last_ns: f.last_ns,
+            names,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn add(&mut self, f: &Flow) {
+        self.flows += 1;
+        self.packets += f.packets;
+        self.bytes += f.bytes;
+        self.first_ns = self.first_ns.min(f.first_ns);
+        self.last_ns = self.last_ns.max(f.last_ns);
+    }
+
+    /// Adds the counts of the same row gathered apart.
+    pub(crate) fn merge(&mut self, o: &Agg) {
+        self.flows += o.flows;
+        self.packets += o.packets;
+        self.bytes += o.bytes;
+        self.first_ns = self.first_ns.min(o.first_ns);
+        self.last_ns = self.last_ns.max(o.last_ns);
+        self.names = self.names.min(o.names);
     }
 }
