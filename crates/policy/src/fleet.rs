@@ -3,7 +3,7 @@
 //! admitted release of the same product. No I/O: the caller reads the log once for every
 //! distinct digest and hands the evidence here.
 
-use crate::{compare_versions, Evidence, Outcome, Verdict, Verifier};
+use crate::{compare_versions, CheckName, Evidence, Outcome, Verdict, Verifier};
 use nospy_statement::predicate::Release;
 use nospy_tlog::Hash;
 use std::collections::{HashMap, HashSet};
@@ -112,14 +112,16 @@ pub fn classify(v: &Verdict) -> (Kind, String) {
         let why = v
             .checks
             .iter()
-            .find(|c| c.name == "release")
+            .find(|c| c.name == CheckName::Release)
             .map(|c| c.reason.clone())
             .unwrap_or_default();
         return (Kind::Admitted, why);
     }
     match failed {
-        Some(c) if c.name == "release" && v.release.is_none() => (Kind::Unlogged, c.reason.clone()),
-        Some(c) if c.name == "revocation" => (Kind::Revoked, c.reason.clone()),
+        Some(c) if c.name == CheckName::Release && v.release.is_none() => {
+            (Kind::Unlogged, c.reason.clone())
+        }
+        Some(c) if c.name == CheckName::Revocation => (Kind::Revoked, c.reason.clone()),
         Some(c) => (Kind::Denied, format!("{}: {}", c.name, c.reason)),
         None => (Kind::Denied, "not admitted".into()),
     }

@@ -14,6 +14,6 @@ pub use agreement::{
     Agreement, AgreementError, EvaluatorMember, ManifestRules, MinimumVersion, PeerPattern, Vendor,
 };
 pub use verify::{
-    compare_versions, verify, Check, Evidence, LoggedEntry, LoggedRelease, Outcome, State, Verdict,
-    Verifier,
+    compare_versions, verify, Check, CheckName, Evidence, LoggedEntry, LoggedRelease, Outcome,
+    State, Verdict, Verifier, Why,
 };

@@ -30,13 +30,109 @@ pub enum Outcome {
     Skipped,
 }
 
+/// Which of the verdict's checks (DESIGN.md §4), in the order they are made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum CheckName {
+    /// The checkpoint: the log's signature, a quorum of fresh witness cosignatures.
+    Checkpoint,
+    /// The release: signed by a vendor of the agreement, about this artifact, included.
+    Release,
+    /// Enough distinct evaluator organisations attest binary equivalence; none attests a failure.
+    Evaluators,
+    /// The release's manifest satisfies the agreement's rules.
+    Manifest,
+    /// No revocation of the artifact is in the log up to the checkpoint.
+    Revocation,
+    /// The checkpoint extends the one remembered.
+    Rollback,
+    /// The release is not below the agreement's minimum version of its product.
+    MinimumVersion,
+}
+
+impl CheckName {
+    /// The name reports print (`checkpoint`, ..., `minimum-version`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckName::Checkpoint => "checkpoint",
+            CheckName::Release => "release",
+            CheckName::Evaluators => "evaluators",
+            CheckName::Manifest => "manifest",
+            CheckName::Revocation => "revocation",
+            CheckName::Rollback => "rollback",
+            CheckName::MinimumVersion => "minimum-version",
+        }
+    }
+}
+
+impl std::fmt::Display for CheckName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// Why a check came out as it did, as a kind a program can test (the words are in
+/// [`Check::reason`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Why {
+    /// The check holds.
+    Holds,
+    /// The check could not be made from this evidence ([`Outcome::NotChecked`]).
+    Unprovable,
+    /// An earlier check failed ([`Outcome::Skipped`]).
+    Skipped,
+    /// The checkpoint is not signed by the agreement's log key, or is not a checkpoint.
+    LogSignature,
+    /// The checkpoint is for another log than the agreement's.
+    OtherLog,
+    /// A witness cosignature is malformed or does not verify.
+    BadCosignature,
+    /// Fewer fresh witness cosignatures than the quorum (missing, too old, or dated ahead).
+    WitnessQuorum,
+    /// No release statement about the artifact signed by a vendor of the agreement.
+    NoRelease,
+    /// The only release signed by a vendor is about another artifact.
+    OtherArtifact,
+    /// A release names another vendor than the one whose key signed it.
+    VendorMismatch,
+    /// A release's inclusion proof does not verify against the checkpoint.
+    NotIncluded,
+    /// A trusted evaluator attests a failure.
+    FailingAttestation,
+    /// Fewer evaluator organisations attest than the quorum.
+    EvaluatorQuorum,
+    /// The manifest is for another device than the release.
+    ManifestMismatch,
+    /// The manifest declares vendor remote access the agreement does not accept.
+    RemoteAccess,
+    /// The manifest allows peers outside those the agreement allows.
+    PeersOutside,
+    /// The artifact is revoked.
+    Revoked,
+    /// The checkpoint is smaller than the remembered one.
+    Rollback,
+    /// The checkpoint has another root for the remembered size.
+    Fork,
+    /// No consistency proof from the remembered checkpoint was given.
+    NoConsistencyProof,
+    /// The consistency proof from the remembered checkpoint does not verify.
+    Inconsistent,
+    /// The release is below the agreement's minimum version.
+    BelowMinimum,
+}
+
 /// One check of the verdict.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Check {
     /// Which check.
-    pub name: &'static str,
+    pub name: CheckName,
     /// How it came out.
     pub outcome: Outcome,
+    /// Why, as a kind.
+    #[serde(skip)]
+    pub why: Why,
     /// Why, for people.
     pub reason: String,
 }
@@ -117,6 +213,9 @@ enum Role {
     Evaluator(String),
 }
 
+/// A check's failure: its kind, and the words for people.
+type Denial = (Why, String);
+
 /// A checkpoint whose signatures were checked: the log's, and which witnesses cosigned when.
 #[derive(Debug, Clone)]
 struct CheckedCheckpoint {
@@ -131,7 +230,7 @@ pub struct Verifier<'a> {
     agreement: &'a Agreement,
     keys: Vec<nospy_tlog::note::VerifierKey>,
     roles: Vec<Role>,
-    checked: RefCell<HashMap<Hash, Result<CheckedCheckpoint, String>>>,
+    checked: RefCell<HashMap<Hash, Result<CheckedCheckpoint, Denial>>>,
 }
 
 impl From<nospy_statement::bundle::Bundle> for Evidence {
@@ -240,10 +339,17 @@ impl<'a> Verifier<'a> {
     ) -> Verdict {
         let agreement = self.agreement;
         let mut checks = Vec::new();
-        let mut push = |name, outcome, reason: String| {
+        let mut push = |name, outcome, why: Why, reason: String| {
+            let why = match outcome {
+                Outcome::Pass => Why::Holds,
+                Outcome::NotChecked => Why::Unprovable,
+                Outcome::Skipped => Why::Skipped,
+                Outcome::Fail => why,
+            };
             checks.push(Check {
                 name,
                 outcome,
+                why,
                 reason,
             })
         };
@@ -259,25 +365,30 @@ impl<'a> Verifier<'a> {
                 release,
             }
         };
-        const LATER: [&str; 6] = [
-            "release",
-            "evaluators",
-            "manifest",
-            "revocation",
-            "rollback",
-            "minimum-version",
+        const LATER: [CheckName; 6] = [
+            CheckName::Release,
+            CheckName::Evaluators,
+            CheckName::Manifest,
+            CheckName::Revocation,
+            CheckName::Rollback,
+            CheckName::MinimumVersion,
         ];
 
         // 1. The checkpoint: the log's signature, a quorum of fresh witness cosignatures.
         let sc = match self.checkpoint(ev, now) {
             Ok((sc, why)) => {
-                push("checkpoint", Outcome::Pass, why);
+                push(CheckName::Checkpoint, Outcome::Pass, Why::Holds, why);
                 sc
             }
-            Err(why) => {
-                push("checkpoint", Outcome::Fail, why);
+            Err((kind, why)) => {
+                push(CheckName::Checkpoint, Outcome::Fail, kind, why);
                 for n in LATER {
-                    push(n, Outcome::Skipped, "no trusted checkpoint".into());
+                    push(
+                        n,
+                        Outcome::Skipped,
+                        Why::Skipped,
+                        "no trusted checkpoint".into(),
+                    );
                 }
                 return finish(checks, None, None);
             }
@@ -322,22 +433,25 @@ impl<'a> Verifier<'a> {
                 continue;
             };
             if !e.opened.statement.is_about(artifact) {
-                problems.push(format!(
-                    "entry {} is a release of another artifact",
-                    e.entry.index
+                problems.push((
+                    Why::OtherArtifact,
+                    format!("entry {} is a release of another artifact", e.entry.index),
                 ));
                 continue;
             }
             let vendor = &agreement.vendors[v];
             if r.vendor != vendor.name {
-                problems.push(format!(
-                    "entry {} names vendor {:?} but is signed by {:?}'s key",
-                    e.entry.index, r.vendor, vendor.name
+                problems.push((
+                    Why::VendorMismatch,
+                    format!(
+                        "entry {} names vendor {:?} but is signed by {:?}'s key",
+                        e.entry.index, r.vendor, vendor.name
+                    ),
                 ));
                 continue;
             }
             if let Err(p) = &e.included {
-                problems.push(p.clone());
+                problems.push((Why::NotIncluded, p.clone()));
                 continue;
             }
             if release.is_none_or(|r| r.entry.index < e.entry.index) {
@@ -345,15 +459,27 @@ impl<'a> Verifier<'a> {
             }
         }
         let Some(rel) = release else {
-            let why = if problems.is_empty() {
-                "no release statement for this artifact signed by a vendor of the agreement"
-                    .to_string()
-            } else {
-                format!("no acceptable release statement: {}", problems.join("; "))
+            let (kind, why) = match problems.first() {
+                None => (
+                    Why::NoRelease,
+                    "no release statement for this artifact signed by a vendor of the agreement"
+                        .to_string(),
+                ),
+                Some((kind, _)) => (
+                    *kind,
+                    format!(
+                        "no acceptable release statement: {}",
+                        problems
+                            .iter()
+                            .map(|p| p.1.as_str())
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    ),
+                ),
             };
-            push("release", Outcome::Fail, why);
+            push(CheckName::Release, Outcome::Fail, kind, why);
             for n in &LATER[1..] {
-                push(n, Outcome::Skipped, "no release".into());
+                push(*n, Outcome::Skipped, Why::Skipped, "no release".into());
             }
             return finish(checks, Some(cp_state), None);
         };
@@ -371,8 +497,9 @@ impl<'a> Verifier<'a> {
             .map(|(_, k)| self.keys[k].name())
             .unwrap_or("?");
         push(
-            "release",
+            CheckName::Release,
             Outcome::Pass,
+            Why::Holds,
             format!(
                 "{} {} {} (entry {}), signed by {signer}",
                 r.vendor, r.product, r.version, rel.entry.index
@@ -432,7 +559,12 @@ impl<'a> Verifier<'a> {
             }
         }
         if !failed.is_empty() {
-            push("evaluators", Outcome::Fail, failed.join("; "));
+            push(
+                CheckName::Evaluators,
+                Outcome::Fail,
+                Why::FailingAttestation,
+                failed.join("; "),
+            );
         } else if passed.len() < agreement.evaluator_quorum {
             let mut why = format!(
                 "{} of the {} organisations required attest binary equivalence{}",
@@ -450,11 +582,17 @@ impl<'a> Verifier<'a> {
             if !ignored.is_empty() {
                 why.push_str(&format!("; not counted: {}", ignored.join("; ")));
             }
-            push("evaluators", Outcome::Fail, why);
+            push(
+                CheckName::Evaluators,
+                Outcome::Fail,
+                Why::EvaluatorQuorum,
+                why,
+            );
         } else {
             push(
-                "evaluators",
+                CheckName::Evaluators,
                 Outcome::Pass,
+                Why::Holds,
                 format!(
                     "binary equivalence attested by {}",
                     passed.iter().copied().collect::<Vec<_>>().join(", ")
@@ -464,8 +602,8 @@ impl<'a> Verifier<'a> {
 
         // 4. The manifest satisfies the agreement's rules.
         match manifest(agreement, r) {
-            Ok(why) => push("manifest", Outcome::Pass, why),
-            Err(why) => push("manifest", Outcome::Fail, why),
+            Ok(why) => push(CheckName::Manifest, Outcome::Pass, Why::Holds, why),
+            Err((kind, why)) => push(CheckName::Manifest, Outcome::Fail, kind, why),
         }
 
         // 5. No revocation of the artifact in the log up to the checkpoint.
@@ -488,17 +626,24 @@ impl<'a> Verifier<'a> {
             }
         }
         if !revoked.is_empty() {
-            push("revocation", Outcome::Fail, revoked.join("; "));
+            push(
+                CheckName::Revocation,
+                Outcome::Fail,
+                Why::Revoked,
+                revoked.join("; "),
+            );
         } else if let Some(source) = &ev.complete {
             push(
-                "revocation",
+                CheckName::Revocation,
                 Outcome::Pass,
+                Why::Holds,
                 format!("no revocation in {source} up to size {}", cp.size),
             );
         } else {
             push(
-                "revocation",
+                CheckName::Revocation,
                 Outcome::NotChecked,
+                Why::Unprovable,
                 "revocation not checked: a bundle cannot prove that no revocation exists; verify against the log for that".into(),
             );
         }
@@ -506,13 +651,14 @@ impl<'a> Verifier<'a> {
         // 6. Rollback: the checkpoint extends the one remembered; and the minimum version.
         match state {
             None => push(
-                "rollback",
+                CheckName::Rollback,
                 Outcome::NotChecked,
+                Why::Unprovable,
                 "no remembered checkpoint (use --state to keep one)".into(),
             ),
             Some(old) => match rollback(old, &cp_state, ev.consistency.as_ref()) {
-                Ok(why) => push("rollback", Outcome::Pass, why),
-                Err(why) => push("rollback", Outcome::Fail, why),
+                Ok(why) => push(CheckName::Rollback, Outcome::Pass, Why::Holds, why),
+                Err((kind, why)) => push(CheckName::Rollback, Outcome::Fail, kind, why),
             },
         }
         match agreement
@@ -521,21 +667,24 @@ impl<'a> Verifier<'a> {
             .find(|m| m.product == r.product)
         {
             None => push(
-                "minimum-version",
+                CheckName::MinimumVersion,
                 Outcome::Pass,
+                Why::Holds,
                 format!("no minimum version for {}", r.product),
             ),
             Some(m) if compare_versions(&r.version, &m.version) == Ordering::Less => push(
-                "minimum-version",
+                CheckName::MinimumVersion,
                 Outcome::Fail,
+                Why::BelowMinimum,
                 format!(
                     "version {} is below the minimum {} for {}",
                     r.version, m.version, r.product
                 ),
             ),
             Some(m) => push(
-                "minimum-version",
+                CheckName::MinimumVersion,
                 Outcome::Pass,
+                Why::Holds,
                 format!("version {} is at least {}", r.version, m.version),
             ),
         }
@@ -544,7 +693,7 @@ impl<'a> Verifier<'a> {
 
     /// Checks the checkpoint's signatures once per distinct checkpoint text, then its freshness
     /// at `now` every time.
-    fn checkpoint(&self, ev: &Evidence, now: u64) -> Result<(SignedCheckpoint, String), String> {
+    fn checkpoint(&self, ev: &Evidence, now: u64) -> Result<(SignedCheckpoint, String), Denial> {
         let agreement = self.agreement;
         let id = nospy_tlog::hash::sha256(ev.checkpoint.as_bytes());
         let checked = {
@@ -590,7 +739,7 @@ impl<'a> Verifier<'a> {
             if !stale.is_empty() {
                 why.push_str(&format!("; too old or too new: {}", stale.join(", ")));
             }
-            return Err(why);
+            return Err((Why::WitnessQuorum, why));
         }
         let why = format!(
             "size {} signed by {}, cosigned by {}",
@@ -602,20 +751,27 @@ impl<'a> Verifier<'a> {
     }
 }
 
-fn check_signatures(agreement: &Agreement, text: &str) -> Result<CheckedCheckpoint, String> {
-    let sc = SignedCheckpoint::open(text.as_bytes(), &agreement.log_key)
-        .map_err(|e| format!("checkpoint is not signed by the agreement's log: {e}"))?;
+fn check_signatures(agreement: &Agreement, text: &str) -> Result<CheckedCheckpoint, Denial> {
+    let sc = SignedCheckpoint::open(text.as_bytes(), &agreement.log_key).map_err(|e| {
+        (
+            Why::LogSignature,
+            format!("checkpoint is not signed by the agreement's log: {e}"),
+        )
+    })?;
     if sc.checkpoint.origin != agreement.log_origin {
-        return Err(format!(
-            "checkpoint is for log {:?}, not {:?}",
-            sc.checkpoint.origin, agreement.log_origin
+        return Err((
+            Why::OtherLog,
+            format!(
+                "checkpoint is for log {:?}, not {:?}",
+                sc.checkpoint.origin, agreement.log_origin
+            ),
         ));
     }
     let cosigned = if agreement.witness_quorum == 0 {
         Vec::new()
     } else {
         sc.cosignatures(&agreement.witnesses)
-            .map_err(|e| format!("bad cosignature: {e}"))?
+            .map_err(|e| (Why::BadCosignature, format!("bad cosignature: {e}")))?
             .into_iter()
             .map(|c| (c.key, c.timestamp.unwrap_or(0)))
             .collect()
@@ -626,20 +782,26 @@ fn check_signatures(agreement: &Agreement, text: &str) -> Result<CheckedCheckpoi
 fn manifest(
     agreement: &Agreement,
     r: &nospy_statement::predicate::Release,
-) -> Result<String, String> {
+) -> Result<String, Denial> {
     let m = &r.manifest;
     if m.device.vendor != r.vendor || m.device.model != r.product {
-        return Err(format!(
-            "the manifest is for {} {}, the release for {} {}",
-            m.device.vendor, m.device.model, r.vendor, r.product
+        return Err((
+            Why::ManifestMismatch,
+            format!(
+                "the manifest is for {} {}, the release for {} {}",
+                m.device.vendor, m.device.model, r.vendor, r.product
+            ),
         ));
     }
     let rules = &agreement.manifest;
     let ra = m.capabilities.vendor_remote_access;
     if !rules.vendor_remote_access.is_empty() && !rules.vendor_remote_access.contains(&ra) {
-        return Err(format!(
-            "declares vendor remote access \"{}\", which the agreement does not accept",
-            ra.as_str()
+        return Err((
+            Why::RemoteAccess,
+            format!(
+                "declares vendor remote access \"{}\", which the agreement does not accept",
+                ra.as_str()
+            ),
         ));
     }
     if !rules.peers_within.is_empty() {
@@ -650,9 +812,12 @@ fn manifest(
             .map(|rule| rule.peer.to_string())
             .collect();
         if !outside.is_empty() {
-            return Err(format!(
-                "peers outside those the agreement allows: {}",
-                outside.join(", ")
+            return Err((
+                Why::PeersOutside,
+                format!(
+                    "peers outside those the agreement allows: {}",
+                    outside.join(", ")
+                ),
             ));
         }
     }
@@ -667,22 +832,31 @@ fn rollback(
     old: &State,
     new: &State,
     consistency: Option<&(u64, Vec<Hash>)>,
-) -> Result<String, String> {
+) -> Result<String, Denial> {
     match new.size.cmp(&old.size) {
-        Ordering::Less => Err(format!(
-            "checkpoint size {} is older than the remembered {} (rollback)",
-            new.size, old.size
+        Ordering::Less => Err((
+            Why::Rollback,
+            format!(
+                "checkpoint size {} is older than the remembered {} (rollback)",
+                new.size, old.size
+            ),
         )),
-        Ordering::Equal if new.root != old.root => Err(format!(
-            "checkpoint of size {} has another root than the remembered one (a fork)",
-            new.size
+        Ordering::Equal if new.root != old.root => Err((
+            Why::Fork,
+            format!(
+                "checkpoint of size {} has another root than the remembered one (a fork)",
+                new.size
+            ),
         )),
         Ordering::Equal => Ok(format!("the remembered checkpoint (size {})", old.size)),
         Ordering::Greater => {
             let Some((from, proof)) = consistency.filter(|(from, _)| *from == old.size) else {
-                return Err(format!(
-                    "no consistency proof from the remembered size {} to {}: cannot show the log only grew (verify with --log, or make the bundle with --since-size {})",
-                    old.size, new.size, old.size
+                return Err((
+                    Why::NoConsistencyProof,
+                    format!(
+                        "no consistency proof from the remembered size {} to {}: cannot show the log only grew (verify with --log, or make the bundle with --since-size {})",
+                        old.size, new.size, old.size
+                    ),
                 ));
             };
             verify_consistency(*from, new.size, proof, old.root.as_ref(), new.root.as_ref())
@@ -693,9 +867,12 @@ fn rollback(
                     )
                 })
                 .map_err(|e| {
-                    format!(
-                        "not a consistent extension of the remembered checkpoint (size {}): {e}",
-                        old.size
+                    (
+                        Why::Inconsistent,
+                        format!(
+                            "not a consistent extension of the remembered checkpoint (size {}): {e}",
+                            old.size
+                        ),
                     )
                 })
         }
