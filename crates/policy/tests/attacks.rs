@@ -444,7 +444,7 @@ fn two_attestations_from_one_organisation_count_once() {
     let f = released(manifest("updates.vendorx.example", "none"), |k| {
         vec![&k.uk1, &k.uk2]
     });
-    let v = &run(&f, "", &full(&f), None);
+    let v = run(&f, "", &full(&f), None);
     denied_by(&v, CheckName::Evaluators, Why::EvaluatorQuorum);
     reason_names(&v, CheckName::Evaluators, "(UK evaluation centre)");
 }
