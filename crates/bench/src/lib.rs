@@ -33,8 +33,6 @@ pub(crate) fn print_json(v: &serde_json::Value) -> anyhow::Result<()> {
 
 /// The time now, POSIX seconds.
 pub(crate) fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    use nospy_log::clock::Clock as _;
+    nospy_log::clock::SystemClock.now()
 }

@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 mod audit;
+pub mod clock;
 mod error;
 pub mod history;
 pub mod keyfile;

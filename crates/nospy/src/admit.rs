@@ -337,6 +337,7 @@ pub fn witness(c: WitnessCommand) -> Result<ExitCode> {
                 logs,
                 db: s.state,
                 listen: s.listen,
+                clock: std::sync::Arc::new(nospy_log::clock::SystemClock),
             })?;
             return Ok(ExitCode::SUCCESS);
         }

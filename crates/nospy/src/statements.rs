@@ -376,8 +376,6 @@ pub fn revoke(a: RevokeArgs) -> Result<ExitCode> {
 
 /// The time now, POSIX seconds (the only clock the commands read).
 pub fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    use nospy_log::clock::Clock as _;
+    nospy_log::clock::SystemClock.now()
 }

@@ -89,6 +89,8 @@ struct Shared {
     index: std::sync::Mutex<index::Index>,
     /// How many entries the lookup index covers: lookups are complete below this size only.
     indexed: AtomicU64,
+    /// What the server has done, for [`Running::wait_for`].
+    progress: tokio::sync::watch::Sender<Progress>,
 }
 
 /// What HTTP handlers hold: the shared state, and the way into the sequencer's queue. Only
@@ -133,11 +135,40 @@ pub struct Running {
     pub addr: SocketAddr,
     /// What it counts (as `/metrics` shows it).
     pub metrics: Arc<Metrics>,
+    progress: tokio::sync::watch::Receiver<Progress>,
     stop: Option<oneshot::Sender<()>>,
     done: tokio::task::JoinHandle<Result<(), String>>,
 }
 
+/// What the server has done so far, for whoever must wait on it (tests, a dashboard) rather
+/// than sleep: every field only grows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Progress {
+    /// The size of the checkpoint the last witnessing round was for, once the round ended and
+    /// what it gathered was published (with or without a quorum; 0: none yet).
+    pub witnessed: u64,
+    /// How many entries the lookup index holds.
+    pub indexed: u64,
+    /// How many times the configuration file was read again after it changed (whether the new
+    /// one was taken or refused).
+    pub config_reloads: u64,
+}
+
 impl Running {
+    /// What the server has done so far.
+    pub fn progress(&self) -> Progress {
+        *self.progress.borrow()
+    }
+
+    /// Waits until `done` holds of the server's [`Progress`], or `timeout` passes (false).
+    pub async fn wait_for(&self, timeout: Duration, done: impl FnMut(&Progress) -> bool) -> bool {
+        let mut rx = self.progress.clone();
+        tokio::time::timeout(timeout, rx.wait_for(done))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
     /// Stops accepting, finishes every acknowledged submission, and waits.
     pub async fn shutdown(mut self) -> Result<(), String> {
         if let Some(s) = self.stop.take() {
@@ -187,7 +218,12 @@ pub async fn start(opts: Options) -> Result<Running, String> {
         metrics: metrics.clone(),
         index: std::sync::Mutex::new(index::Index::open(&opts.dir)?),
         indexed: AtomicU64::new(seq.size()),
+        progress: tokio::sync::watch::Sender::new(Progress {
+            indexed: seq.size(),
+            ..Progress::default()
+        }),
     });
+    let progress = shared.progress.subscribe();
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
         .map_err(|e| format!("listening on {}: {e}", opts.listen))?;
@@ -222,6 +258,9 @@ pub async fn start(opts: Options) -> Result<Running, String> {
                     Ok(()) => {
                         if let Some(last) = rows.last() {
                             index_shared.indexed.fetch_max(last.index + 1, Relaxed);
+                            index_shared
+                                .progress
+                                .send_modify(|p| p.indexed = p.indexed.max(last.index + 1));
                         }
                     }
                     Err(e) => eprintln!(
@@ -286,6 +325,7 @@ pub async fn start(opts: Options) -> Result<Running, String> {
     Ok(Running {
         addr,
         metrics,
+        progress,
         stop: Some(stop_tx),
         done,
     })
@@ -351,6 +391,7 @@ fn reload_if_changed(s: &Shared) {
         }
         Err(e) => eprintln!("nospy serve: kept the previous configuration: {e}"),
     }
+    s.progress.send_modify(|p| p.config_reloads += 1);
 }
 
 /// Runs the server until SIGTERM or Ctrl-C (the entry point of `nospy serve`).

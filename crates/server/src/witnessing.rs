@@ -111,10 +111,17 @@ pub(crate) fn run_witnessing(
         while let Ok(newer) = rx.try_recv() {
             sc = newer;
         }
-        if let Some(done) = witness(sc, &shared, &rt, &client, &mut sizes) {
-            if cosigned.send(done).is_err() {
-                return;
+        let size = sc.checkpoint.size;
+        match witness(sc, &shared, &rt, &client, &mut sizes) {
+            // Published (and the round marked done) by the sequencer thread.
+            Some(done) => {
+                if cosigned.send(done).is_err() {
+                    return;
+                }
             }
+            None => shared
+                .progress
+                .send_modify(|p| p.witnessed = p.witnessed.max(size)),
         }
     }
 }

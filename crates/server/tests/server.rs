@@ -52,6 +52,7 @@ impl Setup {
                 logs: vec![(ORIGIN.to_string(), self.log_key.verifier())],
                 db: self.dir.path().join(format!("w{i}.sqlite")),
                 listen: addr.parse().unwrap(),
+                clock: std::sync::Arc::new(nospy_log::clock::SystemClock),
             }))
             .unwrap()
     }
@@ -100,26 +101,24 @@ fn add(addr: SocketAddr, entry: &[u8]) -> serde_json::Value {
     serde_json::from_slice(&r.body).unwrap()
 }
 
-/// The cosignatures on the published checkpoint of `size`. Witnessing happens after the
-/// submission is acknowledged, so this waits (up to 20 s) for the checkpoint to reach `want`
-/// cosignatures, or for the witness round to end with fewer (the metrics count each reply).
-fn cosigners(addr: SocketAddr, s: &Setup, size: u64, want: usize) -> usize {
+/// The cosignatures on the published checkpoint of `size`, once the server says the witnessing
+/// round for it ended (within 20 s).
+fn cosigners(srv: &nospy_server::Running, s: &Setup, size: u64) -> usize {
+    let ended =
+        s.rt.block_on(srv.wait_for(std::time::Duration::from_secs(20), |p| p.witnessed >= size));
+    assert!(
+        ended,
+        "no witnessing round for size {size}: {:?}",
+        srv.progress()
+    );
     let keys: Vec<_> = s.w.iter().map(|w| w.cosigner_verifier()).collect();
-    let mut n = 0;
-    for _ in 0..200 {
-        let r = request(addr, "GET", "/checkpoint", b"");
-        let sc = SignedCheckpoint::open(&r.body, &s.log_key.verifier()).unwrap();
-        n = if sc.checkpoint.size == size {
-            sc.cosignatures(&keys).unwrap().len()
-        } else {
-            0
-        };
-        if n >= want {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
+    let r = request(srv.addr, "GET", "/checkpoint", b"");
+    let sc = SignedCheckpoint::open(&r.body, &s.log_key.verifier()).unwrap();
+    if sc.checkpoint.size == size {
+        sc.cosignatures(&keys).unwrap().len()
+    } else {
+        0
     }
-    n
 }
 
 #[test]
@@ -144,7 +143,7 @@ fn submissions_tiles_proofs_and_a_two_of_two_quorum() {
         assert_eq!(add(addr, &release(i, &s.vendor))["index"], i);
     }
     // The published checkpoint carries both cosignatures.
-    assert_eq!(cosigners(addr, &s, 300, 2), 2);
+    assert_eq!(cosigners(&srv, &s, 300), 2);
     let cp = request(addr, "GET", "/checkpoint", b"");
     assert_eq!(cp.header("content-type"), Some("text/plain; charset=utf-8"));
     let sc = SignedCheckpoint::open(&cp.body, &s.log_key.verifier()).unwrap();
@@ -196,15 +195,8 @@ fn submissions_tiles_proofs_and_a_two_of_two_quorum() {
     // One witness goes away: the quorum is missed, reported, and the log goes on.
     s.rt.block_on(w2.shutdown());
     add(addr, &release(1000, &s.vendor));
-    assert_eq!(cosigners(addr, &s, 301, 1), 1);
-    let mut m = String::new();
-    for _ in 0..200 {
-        m = request(addr, "GET", "/metrics", b"").text();
-        if m.contains("nospy_witness_quorum_missed_total 1") {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    assert_eq!(cosigners(&srv, &s, 301), 1);
+    let m = request(addr, "GET", "/metrics", b"").text();
     assert!(m.contains("nospy_witness_quorum_missed_total 1"), "{m}");
     assert!(m.contains("result=\"failed\"} 1"), "{m}");
     assert!(m.contains("nospy_log_tree_size 301"), "{m}");
@@ -212,7 +204,7 @@ fn submissions_tiles_proofs_and_a_two_of_two_quorum() {
     // proof from the size it last cosigned, and the quorum is regained.
     let w2 = s.witness(1, &a2.to_string());
     add(addr, &release(1001, &s.vendor));
-    assert_eq!(cosigners(addr, &s, 302, 2), 2);
+    assert_eq!(cosigners(&srv, &s, 302), 2);
     s.rt.block_on(srv.shutdown()).unwrap();
     s.rt.block_on(w1.shutdown());
     s.rt.block_on(w2.shutdown());
@@ -310,17 +302,22 @@ fn submitters_are_reloaded_without_restart() {
             "[[submitter]]\nrole = \"vendor\"\nkey = \"{}\"\n",
             other.verifier()
         );
-    // Make sure the modification time moves on even on coarse clocks.
-    std::thread::sleep(std::time::Duration::from_millis(20));
+    // The modification time must move on, even on a file system with coarse timestamps.
+    let before = std::fs::metadata(&cfg).unwrap().modified().unwrap();
     std::fs::write(&cfg, text).unwrap();
-    let mut status = 0;
-    for _ in 0..100 {
-        status = request(srv.addr, "POST", "/add", &release(1, &other)).status;
-        if status == 200 {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    assert_eq!(status, 200);
+    let file = std::fs::File::options().write(true).open(&cfg).unwrap();
+    file.set_modified(before + std::time::Duration::from_secs(1))
+        .unwrap();
+    drop(file);
+    let reloads = srv.progress().config_reloads;
+    assert!(s
+        .rt
+        .block_on(srv.wait_for(std::time::Duration::from_secs(20), |p| {
+            p.config_reloads > reloads
+        })));
+    assert_eq!(
+        request(srv.addr, "POST", "/add", &release(1, &other)).status,
+        200
+    );
     s.rt.block_on(srv.shutdown()).unwrap();
 }

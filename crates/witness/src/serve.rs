@@ -32,12 +32,15 @@ pub struct WitnessOptions {
     pub db: PathBuf,
     /// Where to listen.
     pub listen: SocketAddr,
+    /// The time its cosignatures carry.
+    pub clock: Arc<dyn nospy_log::clock::Clock>,
 }
 
 struct WState {
     key: SignerKey,
     logs: Vec<(String, VerifierKey)>,
     db: Mutex<SqliteState>,
+    clock: Arc<dyn nospy_log::clock::Clock>,
 }
 
 /// A running witness.
@@ -70,6 +73,7 @@ pub async fn start(opts: WitnessOptions) -> Result<RunningWitness, Error> {
         key: opts.key,
         logs: opts.logs,
         db: Mutex::new(db),
+        clock: opts.clock,
     });
     let app = Router::new()
         .route("/add-checkpoint", post(add_checkpoint))
@@ -214,11 +218,7 @@ async fn add_checkpoint(
         Ok(Err(e)) => return text(StatusCode::INTERNAL_SERVER_ERROR, format!("state: {e}")),
         Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, format!("state: {e}")),
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let sig = s.key.cosign(&note.text, now);
+    let sig = s.key.cosign(&note.text, s.clock.now());
     reply(StatusCode::OK, "text/plain; charset=utf-8", sig.line())
 }
 

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is a failing test
 
+use nospy_log::clock::{Clock, FixedClock, SystemClock};
 use nospy_testkit::http::request;
 use nospy_tlog::note::{SignerKey, VerifierKey, ALG_ED25519};
 use nospy_witness::serve::{start, WitnessOptions};
@@ -63,15 +64,18 @@ fn the_litewitness_scenario_gives_the_expected_statuses() {
     let log_key = VerifierKey::from_ed25519(&origin, ALG_ED25519, &vk).unwrap();
     let t = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
+    let clock = std::sync::Arc::new(FixedClock::new(1_700_000_000));
     let w = rt
         .block_on(start(WitnessOptions {
             key: SignerKey::from_seed("example.com/witness", [9; 32]).unwrap(),
             logs: vec![(origin.clone(), log_key)],
             db: t.path().join("w.sqlite"),
             listen: "127.0.0.1:0".parse().unwrap(),
+            clock: clock.clone(),
         }))
         .unwrap();
     for (i, (body, status, expect)) in cases.iter().enumerate() {
+        clock.advance(60);
         let r = request(w.addr, "POST", "/add-checkpoint", body.as_bytes());
         // The file predates the spec's 404 for an unknown log (it says 403).
         let want = if expect == "unknown log" {
@@ -86,6 +90,14 @@ fn the_litewitness_scenario_gives_the_expected_statuses() {
                 "{}",
                 r.text()
             );
+            // The cosignature carries the witness's clock (c2sp.org/tlog-cosignature: key id,
+            // then the timestamp, big-endian).
+            let sig = r.text().trim().rsplit(' ').next().unwrap().to_string();
+            let raw =
+                base64::engine::Engine::decode(&base64::engine::general_purpose::STANDARD, sig)
+                    .unwrap();
+            let ts = u64::from_be_bytes(raw[4..12].try_into().unwrap());
+            assert_eq!(ts, clock.now(), "request {}", i + 1);
         } else if want == 409 {
             assert_eq!(r.text(), *expect);
             assert_eq!(r.header("content-type"), Some("text/x.tlog.size"));
@@ -114,6 +126,7 @@ fn a_fork_or_a_rollback_is_refused_and_the_state_kept() {
             logs: vec![("log.example/w".into(), log.verifier())],
             db: t.path().join("w.sqlite"),
             listen: "127.0.0.1:0".parse().unwrap(),
+            clock: std::sync::Arc::new(SystemClock),
         }))
         .unwrap();
     let mut honest = MemoryTree::new();

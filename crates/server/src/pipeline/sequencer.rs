@@ -124,6 +124,15 @@ pub(crate) fn run_sequencer(
 /// Republishes the sequencer's latest checkpoint with the cosignatures the witnesses gave it,
 /// unless the log has moved on since (then a newer round is on its way).
 pub(crate) fn publish_cosigned(seq: &Sequencer, shared: &Shared, sc: SignedCheckpoint) {
+    let size = sc.checkpoint.size;
+    publish_if_latest(seq, shared, sc);
+    shared
+        .progress
+        .send_modify(|p| p.witnessed = p.witnessed.max(size));
+}
+
+/// Publishes `sc` if it is still the sequencer's latest checkpoint.
+fn publish_if_latest(seq: &Sequencer, shared: &Shared, sc: SignedCheckpoint) {
     if sc.checkpoint != seq.checkpoint().checkpoint {
         return;
     }
