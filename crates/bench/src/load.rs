@@ -249,7 +249,8 @@ fn measure(
             max_batch: 16_384,
             index_delay: Duration::from_millis(100),
         })
-        .await?;
+        .await
+        .map_err(|e| e.to_string())?;
         let addr = srv.addr;
         let entries = Arc::new(entries);
 
@@ -330,7 +331,7 @@ fn measure(
             r.map_err(|e| e.to_string())??;
         }
         let tile_reads_per_s = reads.load(Relaxed) as f64 / t.elapsed().as_secs_f64();
-        srv.shutdown().await?;
+        srv.shutdown().await.map_err(|e| e.to_string())?;
         Ok(Figures {
             submissions_per_s,
             latency_ms_p50: p50,

@@ -114,7 +114,6 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
         queue: a.queue,
         max_batch: a.max_batch,
         index_delay: std::time::Duration::from_millis(a.index_delay),
-    })
-    .map_err(|e| anyhow::anyhow!(e))?;
+    })?;
     Ok(ExitCode::SUCCESS)
 }

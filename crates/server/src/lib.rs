@@ -118,13 +118,68 @@ fn lock_write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Why the server could not start, or stopped.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration file could not be read, or is not a valid `serve.toml`.
+    Config {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The log could not be opened or recovered.
+    Log(nospy_log::LogError),
+    /// The lookup index could not be opened or brought up to the log.
+    Index(String),
+    /// The operating system refused a resource: the listening address, a thread, the runtime.
+    Start(String),
+    /// A thread of the server failed while it ran (it panicked).
+    Stopped(String),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Config { path, problem } => write!(f, "{}: {problem}", path.display()),
+            Error::Log(e) => write!(f, "{e}"),
+            Error::Index(e) => write!(f, "the lookup index: {e}"),
+            Error::Start(e) | Error::Stopped(e) => f.write_str(e),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Log(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<nospy_log::LogError> for Error {
+    fn from(e: nospy_log::LogError) -> Self {
+        Error::Log(e)
+    }
+}
+
+fn os(what: &str) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |e| Error::Start(format!("{what}: {e}"))
+}
+
 /// Reads the configuration file, if any.
-pub fn load_config(path: Option<&std::path::Path>) -> Result<ServeConfig, String> {
+pub fn load_config(path: Option<&std::path::Path>) -> Result<ServeConfig, Error> {
     match path {
         None => Ok(ServeConfig::default()),
         Some(p) => {
-            let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
-            ServeConfig::from_toml(&text).map_err(|e| format!("{}: {e}", p.display()))
+            let bad = |problem: String| Error::Config {
+                path: p.to_path_buf(),
+                problem,
+            };
+            let text = std::fs::read_to_string(p).map_err(|e| bad(e.to_string()))?;
+            ServeConfig::from_toml(&text).map_err(bad)
         }
     }
 }
@@ -137,7 +192,7 @@ pub struct Running {
     pub metrics: Arc<Metrics>,
     progress: tokio::sync::watch::Receiver<Progress>,
     stop: Option<oneshot::Sender<()>>,
-    done: tokio::task::JoinHandle<Result<(), String>>,
+    done: tokio::task::JoinHandle<Result<(), Error>>,
 }
 
 /// What the server has done so far, for whoever must wait on it (tests, a dashboard) rather
@@ -170,24 +225,24 @@ impl Running {
     }
 
     /// Stops accepting, finishes every acknowledged submission, and waits.
-    pub async fn shutdown(mut self) -> Result<(), String> {
+    pub async fn shutdown(mut self) -> Result<(), Error> {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
-        self.done.await.map_err(|e| e.to_string())?
+        self.done.await.map_err(|e| Error::Stopped(e.to_string()))?
     }
 
     /// Waits until the server stops (on SIGTERM or Ctrl-C).
-    pub async fn wait(self) -> Result<(), String> {
-        self.done.await.map_err(|e| e.to_string())?
+    pub async fn wait(self) -> Result<(), Error> {
+        self.done.await.map_err(|e| Error::Stopped(e.to_string()))?
     }
 }
 
 /// Starts the server: opens the log (recovering it if needed), starts the sequencer thread and
 /// the HTTP listener.
-pub async fn start(opts: Options) -> Result<Running, String> {
+pub async fn start(opts: Options) -> Result<Running, Error> {
     let config = load_config(opts.config.as_deref())?;
-    let mut seq = Sequencer::open(&opts.dir, opts.key.clone()).map_err(|e| e.to_string())?;
+    let mut seq = Sequencer::open(&opts.dir, opts.key.clone())?;
     // Dozens of batches a second would grow the checkpoint history without bound; clients ask
     // /proof/inclusion against the checkpoints they hold instead.
     seq.keep_history(false);
@@ -199,8 +254,10 @@ pub async fn start(opts: Options) -> Result<Running, String> {
     let metrics = Arc::new(Metrics::default());
     metrics.tree_size.store(seq.size(), Relaxed);
     let (tx, rx) = mpsc::channel(opts.queue.max(1));
-    let mut idx = index::Index::open(&opts.dir)?;
-    let caught_up = idx.catch_up(&DirStorage::new(&opts.dir), seq.size())?;
+    let mut idx = index::Index::open(&opts.dir).map_err(Error::Index)?;
+    let caught_up = idx
+        .catch_up(&DirStorage::new(&opts.dir), seq.size())
+        .map_err(Error::Index)?;
     if caught_up > 0 {
         eprintln!("nospy serve: indexed {caught_up} entries the lookup index did not have");
     }
@@ -216,7 +273,7 @@ pub async fn start(opts: Options) -> Result<Running, String> {
         config_path: opts.config.clone(),
         config_stamp: RwLock::new(stamp),
         metrics: metrics.clone(),
-        index: std::sync::Mutex::new(index::Index::open(&opts.dir)?),
+        index: std::sync::Mutex::new(index::Index::open(&opts.dir).map_err(Error::Index)?),
         indexed: AtomicU64::new(seq.size()),
         progress: tokio::sync::watch::Sender::new(Progress {
             indexed: seq.size(),
@@ -226,8 +283,8 @@ pub async fn start(opts: Options) -> Result<Running, String> {
     let progress = shared.progress.subscribe();
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
-        .map_err(|e| format!("listening on {}: {e}", opts.listen))?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        .map_err(|e| Error::Start(format!("listening on {}: {e}", opts.listen)))?;
+    let addr = listener.local_addr().map_err(os("listening"))?;
     let handle = tokio::runtime::Handle::current();
     let seq_shared = shared.clone();
     let seq_key = opts.key.clone();
@@ -269,18 +326,18 @@ pub async fn start(opts: Options) -> Result<Running, String> {
                 }
             }
         })
-        .map_err(|e| e.to_string())?;
+        .map_err(os("starting the indexer thread"))?;
     let verifier = std::thread::Builder::new()
         .name("verifier".into())
         .spawn(move || run_verifier(rx, verified_tx, max_batch))
-        .map_err(|e| e.to_string())?;
+        .map_err(os("starting the verifier thread"))?;
     let (witness_tx, witness_rx) = std::sync::mpsc::channel::<SignedCheckpoint>();
     let (cosigned_tx, cosigned_rx) = std::sync::mpsc::channel::<SignedCheckpoint>();
     let witness_shared = shared.clone();
     let witnessing = std::thread::Builder::new()
         .name("witnessing".into())
         .spawn(move || run_witnessing(witness_shared, handle, witness_rx, cosigned_tx))
-        .map_err(|e| e.to_string())?;
+        .map_err(os("starting the witnessing thread"))?;
     let sequencer = std::thread::Builder::new()
         .name("sequencer".into())
         .spawn(move || {
@@ -292,7 +349,7 @@ pub async fn start(opts: Options) -> Result<Running, String> {
             };
             run_sequencer(seq, seq_key, links, seq_shared, max_batch)
         })
-        .map_err(|e| e.to_string())?;
+        .map_err(os("starting the sequencer thread"))?;
     let reload_shared = shared.clone();
     let reloader = tokio::spawn(async move {
         loop {
@@ -319,8 +376,8 @@ pub async fn start(opts: Options) -> Result<Running, String> {
                 .and_then(|_| witnessing.join())
         })
         .await
-        .map_err(|e| e.to_string())?
-        .map_err(|_| "the sequencer thread panicked".to_string())
+        .map_err(|e| Error::Stopped(e.to_string()))?
+        .map_err(|_| Error::Stopped("a thread of the server panicked".into()))
     });
     Ok(Running {
         addr,
@@ -395,11 +452,11 @@ fn reload_if_changed(s: &Shared) {
 }
 
 /// Runs the server until SIGTERM or Ctrl-C (the entry point of `nospy serve`).
-pub fn run(opts: Options) -> Result<(), String> {
+pub fn run(opts: Options) -> Result<(), Error> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(os("starting the runtime"))?;
     rt.block_on(async {
         let running = start(opts).await?;
         eprintln!("nospy serve: listening on http://{}", running.addr);
