@@ -66,39 +66,26 @@ pub fn write_output(out: Option<&Path>, data: &[u8]) -> Result<()> {
 }
 
 /// Replaces file `p` with `data` whole or not at all, durably: a temporary file beside it,
-/// fsynced, renamed over it, and the directory fsynced so that the rename survives a crash.
+/// fsynced, renamed over it, and the directory fsynced so that the rename survives a crash. On
+/// any error the temporary file is removed.
 pub fn write_file(p: &Path, data: &[u8]) -> Result<()> {
     let dir = p
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let mut tmp = tempfile_in(dir)?;
-    tmp.1
-        .write_all(data)
-        .and_then(|_| tmp.1.sync_all())
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".nospy-tmp-")
+        .tempfile_in(dir)
+        .with_context(|| format!("creating a file in {}", dir.display()))?;
+    tmp.write_all(data)
+        .and_then(|_| tmp.as_file().sync_all())
         .with_context(|| format!("writing {}", p.display()))?;
-    std::fs::rename(&tmp.0, p).with_context(|| format!("writing {}", p.display()))?;
+    tmp.persist(p)
+        .map_err(|e| e.error)
+        .with_context(|| format!("writing {}", p.display()))?;
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .with_context(|| format!("syncing {}", dir.display()))
-}
-
-fn tempfile_in(dir: &Path) -> Result<(std::path::PathBuf, std::fs::File)> {
-    for i in 0..100u32 {
-        let p = dir.join(format!(".nospy-tmp-{}-{i}", std::process::id()));
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&p)
-        {
-            Ok(f) => return Ok((p, f)),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => {
-                return Err(e).with_context(|| format!("creating a file in {}", dir.display()))
-            }
-        }
-    }
-    anyhow::bail!("cannot create a temporary file in {}", dir.display())
 }
 
 /// SHA-256 of a file, with progress on a terminal for large files.

@@ -375,3 +375,35 @@ fn not_a_log() {
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("not empty"), "{}", r.stderr);
 }
+
+#[test]
+fn write_file_leaves_no_temporary_file_on_error() {
+    // Regression: a document that cannot be put in place (here its path is a directory) used to
+    // leave its temporary file behind.
+    let t = tempfile::tempdir().unwrap();
+    let key = t.path().join("vendor.key");
+    new_key(&key, "release.vendorx.example");
+    let out = t.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::write(out.join("keep"), b"x").unwrap();
+    let digest = "ab".repeat(32);
+    let r = run(&[
+        "revoke",
+        "--key",
+        s(&key),
+        "--artifact-digest",
+        &digest,
+        "--reason",
+        "test",
+        "--out",
+        s(&out),
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("out"), "{}", r.stderr);
+    let left: Vec<String> = std::fs::read_dir(t.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".nospy-tmp"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
