@@ -155,7 +155,7 @@ struct RawScope {
 impl Policy {
     /// Reads `exposure.toml`.
     pub fn from_toml(text: &str) -> Result<Policy, PolicyError> {
-        let line = |at: usize| text[..at.min(text.len())].matches('\n').count() + 1;
+        let line = |at: usize| nospy_tlog::text::line_at(text, at);
         let raw: RawPolicy = toml::from_str(text).map_err(|e| {
             let place = e
                 .span()

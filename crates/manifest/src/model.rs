@@ -137,7 +137,7 @@ impl Manifest {
         let m: Manifest = toml::from_str(text).map_err(|e| {
             let place = match e.span() {
                 Some(span) => {
-                    let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+                    let line = nospy_tlog::text::line_at(text, span.start);
                     format!("line {line}")
                 }
                 None => String::new(),

@@ -216,9 +216,7 @@ impl Agreement {
     /// Parses and checks an agreement.
     pub fn from_toml(text: &str) -> Result<Agreement, AgreementError> {
         let raw: Raw = toml::from_str(text).map_err(|e| {
-            let line = e
-                .span()
-                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            let line = e.span().map(|s| nospy_tlog::text::line_at(text, s.start));
             err(
                 line.map(|l| format!("line {l}"))
                     .unwrap_or_else(|| "agreement".into()),

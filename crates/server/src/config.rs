@@ -99,9 +99,7 @@ impl ServeConfig {
     /// Parses `serve.toml`; errors name the line or the entry.
     pub fn from_toml(text: &str) -> Result<ServeConfig, String> {
         let raw: Raw = toml::from_str(text).map_err(|e| {
-            let line = e
-                .span()
-                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            let line = e.span().map(|s| nospy_tlog::text::line_at(text, s.start));
             match line {
                 Some(l) => format!("line {l}: {}", e.message()),
                 None => e.message().to_string(),

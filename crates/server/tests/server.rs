@@ -250,6 +250,22 @@ fn hostile_requests_get_a_clear_4xx_and_nothing_is_appended() {
         let r = request(addr, method, path, &body);
         assert_eq!(r.status, want, "{method} {path}: {}", r.text());
     }
+    // Regression (issue 13, defect 1): a revocation whose time carries a multibyte character in
+    // its offset used to panic the worker (the connection dropped); it is refused as malformed.
+    let revocation = sign(
+        vec![ResourceDescriptor {
+            digest: Some(DigestSet::sha256(&sha256(b"x"))),
+            ..Default::default()
+        }],
+        &Predicate::Revocation(Revocation {
+            reason: "test".into(),
+            effective: "2026-11-28T12:00:00+0\u{e9}00".into(),
+        }),
+        &[&s.vendor],
+    )
+    .to_json();
+    let r = request(addr, "POST", "/add", &revocation);
+    assert_eq!(r.status, 400, "{}", r.text());
     // A slow client that never finishes its request does not stop others being served.
     let mut slow = std::net::TcpStream::connect(addr).unwrap();
     use std::io::Write;

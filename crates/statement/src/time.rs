@@ -41,20 +41,19 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
         }
         rest = &frac[n..];
     }
-    let offset = match rest {
-        "Z" | "z" => 0,
-        o if o.len() == 6 && (o.starts_with('+') || o.starts_with('-')) && &o[3..4] == ":" => {
-            let oh: i64 = o[1..3].parse().ok()?;
-            let om: i64 = o[4..6].parse().ok()?;
-            if oh > 23
-                || om > 59
-                || !o[1..3].bytes().all(|c| c.is_ascii_digit())
-                || !o[4..6].bytes().all(|c| c.is_ascii_digit())
-            {
+    // The offset is read as bytes: text from the network may hold any character here, and no
+    // byte offset into it may be taken for a character boundary.
+    let offset = match rest.as_bytes() {
+        b"Z" | b"z" => 0,
+        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
+            let digit = |c: u8| c.is_ascii_digit().then(|| i64::from(c - b'0'));
+            let oh = digit(*h1)? * 10 + digit(*h2)?;
+            let om = digit(*m1)? * 10 + digit(*m2)?;
+            if oh > 23 || om > 59 {
                 return None;
             }
             let v = oh * 3600 + om * 60;
-            if o.starts_with('-') {
+            if *sign == b'-' {
                 -v
             } else {
                 v
@@ -178,6 +177,37 @@ mod tests {
         assert_eq!(parse_duration("1h30m"), Some(5_400));
         for bad in ["", "h", "10", "3x", "-1h"] {
             assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn rfc3339_multibyte_offset_is_refused_not_a_panic() {
+        // Regression (issue 13, defect 1): a character of several bytes where the offset's
+        // colon or digits stand used to panic on a slice inside it.
+        for bad in [
+            "2026-11-28T12:00:00+0\u{e9}0",
+            "2026-11-28T12:00:00+0\u{e9}00",
+            "2026-11-28T12:00:00-\u{e9}\u{e9}0",
+            "2026-11-28T12:00:00+\u{e9}:00",
+            "2026-11-28T12:00:00+00:\u{e9}",
+            "2026-11-28T12:00:00\u{20ac}\u{20ac}",
+            "2026-11-28T12:00:00.1\u{e9}Z",
+            "2026-11-28T1\u{e9}00:00Z",
+            "\u{e9}026-11-28",
+            "2026-11-2\u{e9}",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad:?}");
+        }
+        // Every cut of a valid time with a multibyte character spliced in is refused or parsed,
+        // never a panic.
+        let good = "2026-11-28T13:00:00.5+01:00";
+        for i in 0..=good.len() {
+            for c in ['\u{e9}', '\u{20ac}', '\u{1f600}'] {
+                let mut t = good.to_string();
+                t.insert(i, c);
+                let _ = parse_rfc3339(&t);
+                let _ = parse_rfc3339(&t[..i + c.len_utf8()]);
+            }
         }
     }
 }

@@ -20,6 +20,7 @@ pub mod hash;
 pub mod hex;
 pub mod merkle;
 pub mod note;
+pub mod text;
 pub mod tile;
 pub mod witness;
 

@@ -49,7 +49,7 @@ pub fn parse_logs(text: &str) -> Result<Vec<(String, VerifierKey)>, LogsError> {
         key: String,
     }
     let raw: Raw = toml::from_str(text).map_err(|e| LogsError {
-        line: e.span().map(|s| newlines_before(text, s.start) + 1),
+        line: e.span().map(|s| nospy_tlog::text::line_at(text, s.start)),
         log: None,
         problem: e.message().to_string(),
     })?;
@@ -73,13 +73,4 @@ pub fn parse_logs(text: &str) -> Result<Vec<(String, VerifierKey)>, LogsError> {
             Ok((l.origin, k))
         })
         .collect()
-}
-
-/// How many line ends stand before byte `at` of `text` (bytes, so that no offset can fall
-/// inside a character).
-fn newlines_before(text: &str, at: usize) -> usize {
-    text.as_bytes()[..at.min(text.len())]
-        .iter()
-        .filter(|&&c| c == b'\n')
-        .count()
 }
