@@ -248,6 +248,7 @@ fn measure(
             queue: 65_536,
             max_batch: 16_384,
             index_delay: Duration::from_millis(100),
+            lookup_page: nospy_server::LOOKUP_PAGE,
         })
         .await
         .map_err(|e| e.to_string())?;

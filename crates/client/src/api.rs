@@ -49,8 +49,12 @@ pub struct LookupResponse {
     /// How many entries of the log the index covered: entries at and beyond this index are not
     /// in the answer and must be read from the log.
     pub size: u64,
-    /// The entries about the digest, in log order.
+    /// The entries about the digest, in log order: one page of them.
     pub entries: Vec<LookupEntry>,
+    /// When the answer is one page of several: ask again with `&after=` this index for the
+    /// entries after it. A client must read every page, or it may miss a revocation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<u64>,
 }
 
 /// One entry of a [`LookupResponse`].

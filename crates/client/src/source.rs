@@ -302,8 +302,30 @@ fn remote_evidence(base: &str, digest: &Hash) -> Result<(String, Vec<LoggedEntry
         })?
         .checkpoint
         .size;
-    let lookup = format!("lookup?digest={}", digest.to_hex());
-    let found: LookupResponse = json(&format!("{base}/{lookup}"), &get(&lookup)?)?;
+    // Every page of the index's answer: a page left unread could hold a revocation.
+    let mut listed = Vec::new();
+    let mut after: Option<u64> = None;
+    let indexed = loop {
+        let lookup = match after {
+            None => format!("lookup?digest={}", digest.to_hex()),
+            Some(a) => format!("lookup?digest={}&after={a}", digest.to_hex()),
+        };
+        let url = format!("{base}/{lookup}");
+        let page: LookupResponse = json(&url, &get(&lookup)?)?;
+        let last = page.entries.last().map(|e| e.index);
+        listed.extend(page.entries.iter().map(|e| e.index));
+        match page.next {
+            // Pages go forward, or the server is looping us.
+            Some(n) if after.is_none_or(|a| n > a) && last == Some(n) => after = Some(n),
+            Some(n) => {
+                return Err(Error::BadAnswer {
+                    url,
+                    problem: format!("the next page would start after {n}, which is not after this page's last entry"),
+                })
+            }
+            None => break page.size,
+        }
+    };
     let mut bundles: HashMap<u64, Vec<Vec<u8>>> = HashMap::new();
     // Entry `index`, from its bundle (each bundle fetched once).
     let mut entry_at = |index: u64| -> Result<Vec<u8>, Error> {
@@ -324,16 +346,12 @@ fn remote_evidence(base: &str, digest: &Hash) -> Result<(String, Vec<LoggedEntry
         }
         Ok(bundles[&b][(index % 256) as usize].clone())
     };
-    let mut indexes: Vec<u64> = found
-        .entries
-        .iter()
-        .map(|e| e.index)
-        .filter(|&i| i < size)
-        .collect();
+    let mut indexes: Vec<u64> = listed.into_iter().filter(|&i| i < size).collect();
     // The index follows the log: what it had not indexed yet (beyond the size it answers for),
     // up to the checkpoint, is read and searched here.
-    for index in found.size.min(size)..size {
-        if !indexes.contains(&index) && nospy_statement::is_about(&entry_at(index)?, digest) {
+    let listed: HashSet<u64> = indexes.iter().copied().collect();
+    for index in indexed.min(size)..size {
+        if !listed.contains(&index) && nospy_statement::is_about(&entry_at(index)?, digest) {
             indexes.push(index);
         }
     }

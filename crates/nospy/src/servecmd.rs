@@ -40,6 +40,10 @@ pub struct ServeArgs {
     /// the entries beyond that from the log itself, so nothing is missed either way.
     #[arg(long, default_value_t = 100)]
     index_delay: u64,
+    /// Most entries in one answer of `/lookup`; an answer with more to give says where the
+    /// next page starts (`next`), and `nospy verify --server` reads every page.
+    #[arg(long, default_value_t = nospy_server::LOOKUP_PAGE)]
+    lookup_page: usize,
 }
 
 fn generate(path: &Path, name: &str) -> Result<SignerKey> {
@@ -114,6 +118,7 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
         queue: a.queue,
         max_batch: a.max_batch,
         index_delay: std::time::Duration::from_millis(a.index_delay),
+        lookup_page: a.lookup_page,
     })?;
     Ok(ExitCode::SUCCESS)
 }

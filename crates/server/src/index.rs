@@ -2,6 +2,12 @@
 //! SQLite (`.nospy/index.sqlite`). The tiles answer "what is entry N"; the index answers "what
 //! was said about this firmware". It is derived data: rebuilt from the log when missing or
 //! behind, and never consulted to decide what the log holds.
+//!
+//! **Invariant:** [`Index::size`] is the length of the contiguous prefix of the log the index
+//! holds, kept in the same transaction as the rows: entries beyond a gap (a batch that failed
+//! to be written) never count, and the gap is filled from the log's tiles ([`Index::catch_up`])
+//! before anything after it is added. `/lookup` answers only for `0..size`; clients read the
+//! rest from the log.
 
 use nospy_log::storage::DirStorage;
 use nospy_log::{TileCache, TileReader};
@@ -16,6 +22,39 @@ pub use nospy_client::api::LookupEntry as Found;
 /// The index.
 pub struct Index {
     db: Connection,
+}
+
+/// Why the index could not be read or written.
+#[derive(Debug)]
+pub struct IndexError(String);
+
+impl std::fmt::Display for IndexError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for IndexError {}
+
+impl From<rusqlite::Error> for IndexError {
+    fn from(e: rusqlite::Error) -> Self {
+        IndexError(e.to_string())
+    }
+}
+
+impl From<nospy_log::LogError> for IndexError {
+    fn from(e: nospy_log::LogError) -> Self {
+        IndexError(format!("reading the log: {e}"))
+    }
+}
+
+/// One page of a [`Index::lookup`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    /// The entries, in log order.
+    pub entries: Vec<Found>,
+    /// When there are more: the last index of this page, to ask for the entries after it.
+    pub next: Option<u64>,
 }
 
 /// What the index needs of one entry.
@@ -33,14 +72,14 @@ pub struct Row {
 }
 
 /// The layout's version, in `PRAGMA user_version`: an index of another version is rebuilt.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 impl Index {
     /// Opens (creating if needed) the index of the log in `dir`. An index written by another
     /// version of nospy is emptied, to be rebuilt from the log by [`Index::catch_up`].
-    pub fn open(dir: &Path) -> Result<Index, String> {
+    pub fn open(dir: &Path) -> Result<Index, IndexError> {
         let p = dir.join(".nospy/index.sqlite");
-        let at = |e: rusqlite::Error| format!("{}: {e}", p.display());
+        let at = |e: rusqlite::Error| IndexError(format!("{}: {e}", p.display()));
         let db = Connection::open(&p).map_err(at)?;
         db.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536;",
@@ -53,6 +92,7 @@ impl Index {
             db.execute_batch(&format!(
                 "DROP TABLE IF EXISTS entries; DROP TABLE IF EXISTS subjects;
                  DROP TABLE IF EXISTS predicate_types; DROP TABLE IF EXISTS signer_sets;
+                 DROP TABLE IF EXISTS covered;
                  PRAGMA user_version = {SCHEMA_VERSION};"
             ))
             .map_err(at)?;
@@ -63,64 +103,90 @@ impl Index {
             "CREATE TABLE IF NOT EXISTS predicate_types (id INTEGER PRIMARY KEY, uri TEXT NOT NULL UNIQUE);
              CREATE TABLE IF NOT EXISTS signer_sets (id INTEGER PRIMARY KEY, keys TEXT NOT NULL UNIQUE);
              CREATE TABLE IF NOT EXISTS entries (idx INTEGER PRIMARY KEY, leaf_hash BLOB NOT NULL, predicate_type INTEGER NOT NULL, signers INTEGER NOT NULL);
-             CREATE TABLE IF NOT EXISTS subjects (digest BLOB NOT NULL, idx INTEGER NOT NULL, PRIMARY KEY (digest, idx)) WITHOUT ROWID;",
+             CREATE TABLE IF NOT EXISTS subjects (digest BLOB NOT NULL, idx INTEGER NOT NULL, PRIMARY KEY (digest, idx)) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS covered (one INTEGER PRIMARY KEY CHECK (one = 0), size INTEGER NOT NULL);
+             INSERT OR IGNORE INTO covered (one, size) VALUES (0, 0);",
         )
         .map_err(at)?;
         Ok(Index { db })
     }
 
-    /// How many entries are indexed (the index covers `0..size`).
-    pub fn size(&self) -> Result<u64, String> {
-        self.db
-            .query_row("SELECT COALESCE(MAX(idx) + 1, 0) FROM entries", [], |r| {
-                r.get::<_, i64>(0)
-            })
-            .map(|n| n as u64)
-            .map_err(|e| e.to_string())
+    /// How many entries are indexed: the index holds every entry of `0..size`.
+    pub fn size(&self) -> Result<u64, IndexError> {
+        Ok(covered(&self.db)?)
     }
 
-    /// Adds entries (in one transaction); entries already indexed are skipped.
-    pub fn add(&mut self, rows: &[Row]) -> Result<(), String> {
-        let tx = self.db.transaction().map_err(|e| e.to_string())?;
+    /// Adds entries (in one transaction); entries already indexed are skipped. The size grows
+    /// only over entries contiguous with what is held.
+    pub fn add(&mut self, rows: &[Row]) -> Result<(), IndexError> {
+        let tx = self.db.transaction()?;
         {
-            let mut e = tx
-                .prepare_cached("INSERT OR IGNORE INTO entries (idx, leaf_hash, predicate_type, signers) VALUES (?1, ?2, ?3, ?4)")
-                .map_err(|e| e.to_string())?;
-            let mut s = tx
-                .prepare_cached("INSERT OR IGNORE INTO subjects (digest, idx) VALUES (?1, ?2)")
-                .map_err(|e| e.to_string())?;
+            let mut e = tx.prepare_cached("INSERT OR IGNORE INTO entries (idx, leaf_hash, predicate_type, signers) VALUES (?1, ?2, ?3, ?4)")?;
+            let mut s =
+                tx.prepare_cached("INSERT OR IGNORE INTO subjects (digest, idx) VALUES (?1, ?2)")?;
             let mut ids = Interned::default();
             for r in rows {
                 let kind = ids.id(&tx, "predicate_types", "uri", &r.predicate_type)?;
                 let signers = ids.id(&tx, "signer_sets", "keys", &r.signers.join("\n"))?;
-                let inserted = e
-                    .execute(params![r.index as i64, &r.leaf_hash.0[..], kind, signers])
-                    .map_err(|e| e.to_string())?;
+                let inserted =
+                    e.execute(params![r.index as i64, &r.leaf_hash.0[..], kind, signers])?;
                 if inserted > 0 {
                     for d in &r.subjects {
-                        s.execute(params![&d.0[..], r.index as i64])
-                            .map_err(|e| e.to_string())?;
+                        s.execute(params![&d.0[..], r.index as i64])?;
                     }
                 }
             }
         }
-        tx.commit().map_err(|e| e.to_string())
+        // The contiguous prefix: from what was covered, over every entry now held after it.
+        let mut size = covered(&tx)?;
+        {
+            let mut st =
+                tx.prepare_cached("SELECT idx FROM entries WHERE idx >= ?1 ORDER BY idx")?;
+            let mut held = st.query(params![size as i64])?;
+            while let Some(r) = held.next()? {
+                if r.get::<_, i64>(0)? as u64 != size {
+                    break;
+                }
+                size += 1;
+            }
+        }
+        tx.execute(
+            "UPDATE covered SET size = ?1 WHERE one = 0",
+            params![size as i64],
+        )?;
+        tx.commit()?;
+        Ok(())
     }
 
-    /// The entries about `digest` below `size`, in log order.
-    pub fn lookup(&self, digest: &Hash, size: u64) -> Result<Vec<Found>, String> {
-        let mut st = self
-            .db
-            .prepare_cached(
-                "SELECT e.idx, e.leaf_hash, p.uri, k.keys FROM subjects s
-                 JOIN entries e ON e.idx = s.idx
-                 JOIN predicate_types p ON p.id = e.predicate_type
-                 JOIN signer_sets k ON k.id = e.signers
-                 WHERE s.digest = ?1 AND s.idx < ?2 ORDER BY s.idx LIMIT 10000",
-            )
-            .map_err(|e| e.to_string())?;
-        let rows = st
-            .query_map(params![&digest.0[..], size as i64], |r| {
+    /// The entries about `digest` below `size` and after index `after` (from the start with
+    /// `None`), in log order, at most `limit` of them; [`Page::next`] says where to go on.
+    pub fn lookup(
+        &self,
+        digest: &Hash,
+        size: u64,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Page, IndexError> {
+        let mut st = self.db.prepare_cached(
+            "SELECT e.idx, e.leaf_hash, p.uri, k.keys FROM subjects s
+             JOIN entries e ON e.idx = s.idx
+             JOIN predicate_types p ON p.id = e.predicate_type
+             JOIN signer_sets k ON k.id = e.signers
+             WHERE s.digest = ?1 AND s.idx < ?2 AND s.idx >= ?3 ORDER BY s.idx LIMIT ?4",
+        )?;
+        let from = after
+            .map_or(0, |a| a.saturating_add(1))
+            .min(i64::MAX as u64);
+        let limit = limit.max(1);
+        let rows = st.query_map(
+            params![
+                &digest.0[..],
+                size.min(i64::MAX as u64) as i64,
+                from as i64,
+                // One more than the page, to know whether there are more.
+                (limit + 1) as i64
+            ],
+            |r| {
                 let leaf: [u8; 32] = r.get(1)?;
                 let signers: String = r.get(3)?;
                 Ok(Found {
@@ -133,24 +199,37 @@ impl Index {
                         .map(str::to_string)
                         .collect(),
                 })
-            })
-            .map_err(|e| e.to_string())?;
-        rows.collect::<Result<Vec<_>, _>>()
-            .map_err(|e| e.to_string())
+            },
+        )?;
+        let mut entries = rows.collect::<Result<Vec<_>, _>>()?;
+        let next = if entries.len() > limit {
+            entries.truncate(limit);
+            entries.last().map(|e| e.index)
+        } else {
+            None
+        };
+        Ok(Page { entries, next })
     }
 
-    /// Indexes the entries of the log from what is indexed up to `size`, reading the bundles.
-    /// Entries that are not nospy statements are indexed with an empty predicate type.
-    pub fn catch_up(&mut self, storage: &DirStorage, size: u64) -> Result<u64, String> {
+    /// Indexes the entries of the log (of `log_size` entries, as its checkpoint says) from what
+    /// is indexed up to `upto`, reading the bundles. Entries that are not nospy statements are
+    /// indexed with an empty predicate type.
+    pub fn catch_up(
+        &mut self,
+        storage: &DirStorage,
+        log_size: u64,
+        upto: u64,
+    ) -> Result<u64, IndexError> {
+        let size = upto.min(log_size);
         let from = self.size()?;
         if from >= size {
             return Ok(0);
         }
         let cache = TileCache::new(1);
-        let reader = TileReader::new(storage, &cache, size);
+        let reader = TileReader::new(storage, &cache, log_size);
         let mut done = 0;
         for b in from / 256..size.div_ceil(256) {
-            let entries = reader.bundle(b).map_err(|e| e.to_string())?;
+            let entries = reader.bundle(b)?;
             let parsed: Vec<(u64, &Vec<u8>, Option<nospy_statement::Unverified>)> = entries
                 .iter()
                 .enumerate()
@@ -164,7 +243,7 @@ impl Index {
                         .ok(),
                     )
                 })
-                .filter(|(i, _, _)| *i >= from)
+                .filter(|(i, _, _)| *i >= from && *i < size)
                 .collect();
             let rows: Vec<Row> = parsed
                 .iter()
@@ -206,23 +285,29 @@ impl Interned {
         table: &'static str,
         column: &'static str,
         value: &str,
-    ) -> Result<i64, String> {
+    ) -> Result<i64, rusqlite::Error> {
         if let Some(id) = self.known.get(table).and_then(|m| m.get(value)) {
             return Ok(*id);
         }
         tx.prepare_cached(&format!(
             "INSERT INTO {table} ({column}) VALUES (?1) ON CONFLICT ({column}) DO NOTHING"
         ))
-        .and_then(|mut st| st.execute([value]))
-        .map_err(|e| e.to_string())?;
+        .and_then(|mut st| st.execute([value]))?;
         let id: i64 = tx
             .prepare_cached(&format!("SELECT id FROM {table} WHERE {column} = ?1"))
-            .and_then(|mut st| st.query_row([value], |r| r.get(0)))
-            .map_err(|e| e.to_string())?;
+            .and_then(|mut st| st.query_row([value], |r| r.get(0)))?;
         self.known
             .entry(table)
             .or_default()
             .insert(value.to_string(), id);
         Ok(id)
     }
+}
+
+/// The size the index covers, as its `covered` row says.
+fn covered(db: &Connection) -> Result<u64, rusqlite::Error> {
+    db.query_row("SELECT size FROM covered WHERE one = 0", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map(|n| n as u64)
 }

@@ -64,7 +64,12 @@ pub struct Options {
     /// How long the lookup index gathers new entries before writing them in one transaction, at
     /// most (lookups answer for what is indexed; clients read the rest of the log themselves).
     pub index_delay: Duration,
+    /// Most entries in one answer of `/lookup` (a page; the answer says where the next starts).
+    pub lookup_page: usize,
 }
+
+/// The default [`Options::lookup_page`].
+pub const LOOKUP_PAGE: usize = 10_000;
 
 /// The checkpoint as published (with cosignatures), and its size.
 #[derive(Debug, Clone)]
@@ -89,6 +94,8 @@ struct Shared {
     index: std::sync::Mutex<index::Index>,
     /// How many entries the lookup index covers: lookups are complete below this size only.
     indexed: AtomicU64,
+    /// Most entries in one `/lookup` answer.
+    lookup_page: usize,
     /// What the server has done, for [`Running::wait_for`].
     progress: tokio::sync::watch::Sender<Progress>,
 }
@@ -132,7 +139,7 @@ pub enum Error {
     /// The log could not be opened or recovered.
     Log(nospy_log::LogError),
     /// The lookup index could not be opened or brought up to the log.
-    Index(String),
+    Index(index::IndexError),
     /// The operating system refused a resource: the listening address, a thread, the runtime.
     Start(String),
     /// A thread of the server failed while it ran (it panicked).
@@ -256,7 +263,7 @@ pub async fn start(opts: Options) -> Result<Running, Error> {
     let (tx, rx) = mpsc::channel(opts.queue.max(1));
     let mut idx = index::Index::open(&opts.dir).map_err(Error::Index)?;
     let caught_up = idx
-        .catch_up(&DirStorage::new(&opts.dir), seq.size())
+        .catch_up(&DirStorage::new(&opts.dir), seq.size(), seq.size())
         .map_err(Error::Index)?;
     if caught_up > 0 {
         eprintln!("nospy serve: indexed {caught_up} entries the lookup index did not have");
@@ -275,6 +282,7 @@ pub async fn start(opts: Options) -> Result<Running, Error> {
         metrics: metrics.clone(),
         index: std::sync::Mutex::new(index::Index::open(&opts.dir).map_err(Error::Index)?),
         indexed: AtomicU64::new(seq.size()),
+        lookup_page: opts.lookup_page.max(1),
         progress: tokio::sync::watch::Sender::new(Progress {
             indexed: seq.size(),
             ..Progress::default()
@@ -311,17 +319,28 @@ pub async fn start(opts: Options) -> Result<Running, Error> {
                         Err(_) => break,
                     }
                 }
-                match idx.add(&rows) {
-                    Ok(()) => {
-                        if let Some(last) = rows.last() {
-                            index_shared.indexed.fetch_max(last.index + 1, Relaxed);
-                            index_shared
-                                .progress
-                                .send_modify(|p| p.indexed = p.indexed.max(last.index + 1));
+                // A gap before these rows (a batch that failed to be written) is filled from
+                // the log first: the index's size is the contiguous prefix it holds, and rows
+                // after a gap would not count.
+                let written = (|| {
+                    if let Some(first) = rows.first() {
+                        if idx.size()? < first.index {
+                            let log_size = lock_read(&index_shared.published).size;
+                            idx.catch_up(&index_shared.storage, log_size, first.index)?;
                         }
                     }
+                    idx.add(&rows)?;
+                    idx.size()
+                })();
+                match written {
+                    Ok(size) => {
+                        index_shared.indexed.fetch_max(size, Relaxed);
+                        index_shared
+                            .progress
+                            .send_modify(|p| p.indexed = p.indexed.max(size));
+                    }
                     Err(e) => eprintln!(
-                        "nospy serve: the lookup index is behind (rebuilt at the next start): {e}"
+                        "nospy serve: the lookup index is behind (filled from the log with the next entries): {e}"
                     ),
                 }
             }

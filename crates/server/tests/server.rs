@@ -89,6 +89,7 @@ impl Setup {
                 queue: 1024,
                 max_batch: 256,
                 index_delay: std::time::Duration::from_millis(100),
+                lookup_page: nospy_server::LOOKUP_PAGE,
             }))
             .unwrap()
     }

@@ -1,4 +1,5 @@
-//! `GET /lookup?digest=`: the entries the lookup index holds about an artifact.
+//! `GET /lookup?digest=[&after=]`: the entries the lookup index holds about an artifact, a
+//! page at a time (`next` names where the following page starts).
 
 use crate::http::{error, json_body, respond, SHORT};
 use crate::{lock_read, AppState};
@@ -12,6 +13,7 @@ use std::sync::atomic::Ordering::Relaxed;
 #[derive(Deserialize)]
 pub(crate) struct LookupQuery {
     pub(crate) digest: String,
+    pub(crate) after: Option<u64>,
 }
 
 pub(crate) async fn get_lookup(
@@ -19,7 +21,11 @@ pub(crate) async fn get_lookup(
     q: Result<Query<LookupQuery>, QueryRejection>,
 ) -> Response<Body> {
     let Ok(Query(q)) = q else {
-        return error(&s, StatusCode::BAD_REQUEST, "expected ?digest=<sha256 hex>");
+        return error(
+            &s,
+            StatusCode::BAD_REQUEST,
+            "expected ?digest=<sha256 hex>[&after=<index>]",
+        );
     };
     let hex = q.digest.strip_prefix("sha256:").unwrap_or(&q.digest);
     let Some(d) = nospy_tlog::Hash::from_hex(hex).filter(|_| hex.len() == 64) else {
@@ -27,20 +33,29 @@ pub(crate) async fn get_lookup(
     };
     // The index follows the log on its own thread: the answer covers what it has indexed.
     let size = lock_read(&s.published).size.min(s.indexed.load(Relaxed));
-    let found = s
-        .index
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .lookup(&d, size);
+    // SQLite blocks: off the async workers.
+    let found = {
+        let s = s.clone();
+        let page = s.lookup_page;
+        tokio::task::spawn_blocking(move || {
+            s.index
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .lookup(&d, size, q.after, page)
+        })
+        .await
+    };
     match found {
-        Ok(entries) => {
+        Ok(Ok(page)) => {
             let body = json_body(&nospy_client::api::LookupResponse {
                 digest: d,
                 size,
-                entries,
+                entries: page.entries,
+                next: page.next,
             });
             respond(&s, StatusCode::OK, "application/json", Some(SHORT), body)
         }
+        Ok(Err(e)) => error(&s, StatusCode::INTERNAL_SERVER_ERROR, e),
         Err(e) => error(&s, StatusCode::INTERNAL_SERVER_ERROR, e),
     }
 }
