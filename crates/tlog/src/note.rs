@@ -121,6 +121,15 @@ pub struct VerifierKey {
     alg: u8,
     material: Vec<u8>,
     ed25519: Option<VerifyingKey>,
+    /// Whether a batch verification's verdict on this key's signatures can be strict's: the
+    /// key is not of small order and has no torsion component ([`VerifierKey::batchable`]).
+    batch_safe: bool,
+}
+
+/// Whether batch verification agrees with strict verification for every signature by `vk`
+/// whose `R` is canonical and torsion-free: `vk` is not weak and has no torsion component.
+fn batch_safe(vk: &VerifyingKey) -> bool {
+    !vk.is_weak() && vk.to_edwards().is_torsion_free()
 }
 
 impl fmt::Debug for VerifierKey {
@@ -181,6 +190,7 @@ impl VerifierKey {
             id,
             alg,
             material: material.to_vec(),
+            batch_safe: ed.as_ref().is_some_and(batch_safe),
             ed25519: ed,
         })
     }
@@ -204,6 +214,7 @@ impl VerifierKey {
             alg,
             material,
             ed25519: Some(*key),
+            batch_safe: batch_safe(key),
         })
     }
 
@@ -234,6 +245,29 @@ impl VerifierKey {
     /// The Ed25519 public key, for the key types that have one (0x01, 0x04).
     pub fn ed25519(&self) -> Option<&VerifyingKey> {
         self.ed25519.as_ref()
+    }
+
+    /// The key and signature for an Ed25519 batch verification, when the batch's verdict on
+    /// this signature is the one [`VerifierKey::verify_ed25519`] would give: nospy has one
+    /// acceptance rule, strict RFC 8032 verification. A batch checks the cofactored equation,
+    /// which accepts what strict refuses: a key or an `R` of small order, an `R` encoded
+    /// non-canonically, and any torsion component of `R` or of the key. A signature with none
+    /// of these passes the batch exactly when it passes strict verification; the others (no
+    /// honest signer makes them) return `None` and must be checked alone.
+    pub fn batchable(
+        &self,
+        sig: &[u8],
+    ) -> Option<(ed25519_dalek::VerifyingKey, ed25519_dalek::Signature)> {
+        let vk = self
+            .ed25519
+            .filter(|_| self.batch_safe && self.alg == ALG_ED25519)?;
+        let sig = <[u8; 64]>::try_from(sig).ok()?;
+        let mut r = [0u8; 32];
+        r.copy_from_slice(&sig[..32]);
+        let compressed = curve25519_dalek::edwards::CompressedEdwardsY(r);
+        let point = compressed.decompress()?;
+        (point.compress() == compressed && !point.is_small_order() && point.is_torsion_free())
+            .then(|| (vk, ed25519_dalek::Signature::from_bytes(&sig)))
     }
 
     /// Verifies an Ed25519 signature by this key over `msg` (strict RFC 8032 verification).
@@ -342,6 +376,7 @@ impl SignerKey {
             alg: ALG_ED25519,
             material: self.key.verifying_key().to_bytes().to_vec(),
             ed25519: Some(self.key.verifying_key()),
+            batch_safe: batch_safe(&self.key.verifying_key()),
         }
     }
 
@@ -354,6 +389,7 @@ impl SignerKey {
             alg: ALG_COSIGNATURE_V1,
             material: vk.to_bytes().to_vec(),
             ed25519: Some(vk),
+            batch_safe: batch_safe(&vk),
         }
     }
 
