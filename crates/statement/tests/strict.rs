@@ -6,7 +6,6 @@
 #![allow(clippy::unwrap_used)] // test code: a panic is a failing test
 
 use curve25519_dalek::constants::{ED25519_BASEPOINT_POINT, EIGHT_TORSION};
-use curve25519_dalek::edwards::CompressedEdwardsY;
 use nospy_statement::predicate::{Predicate, Revocation};
 use nospy_statement::{
     check_named_signatures, dsse::Envelope, open, open_many, parse_unverified, sign, DigestSet,
