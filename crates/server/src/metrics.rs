@@ -136,6 +136,7 @@ impl Metrics {
             .unwrap_or_else(|e| e.into_inner())
             .iter()
         {
+            let n = label(n);
             let _ = writeln!(
                 out,
                 "nospy_witness_requests_total{{witness=\"{n}\",result=\"ok\"}} {ok}"
@@ -157,4 +158,19 @@ impl Metrics {
         }
         out
     }
+}
+
+/// A label value as the Prometheus text format writes it: backslash, double quote and line
+/// feed escaped, so that a name cannot end the value and forge another series.
+fn label(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
 }

@@ -25,6 +25,9 @@ pub enum Reply {
     Failed(String),
 }
 
+/// Most bytes of a witness's reply read.
+pub const MAX_REPLY: usize = 64 * 1024;
+
 /// Sends one add-checkpoint request and checks the cosignature it returns against the witness's
 /// key and the checkpoint.
 pub async fn add_checkpoint(
@@ -48,11 +51,18 @@ pub async fn add_checkpoint(
     let res = match tokio::time::timeout(timeout, async {
         let res = client.request(req).await.map_err(|e| format!("{e}"))?;
         let status = res.status().as_u16();
-        let bytes = res
-            .into_body()
+        // A witness's reply is a cosignature line or a size: a few hundred bytes. Read no more
+        // than MAX_REPLY of whatever it sends.
+        let bytes = http_body_util::Limited::new(res.into_body(), MAX_REPLY)
             .collect()
             .await
-            .map_err(|e| format!("{e}"))?
+            .map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    format!("the reply is over {MAX_REPLY} bytes")
+                } else {
+                    format!("{e}")
+                }
+            })?
             .to_bytes();
         Ok::<_, String>((status, bytes))
     })
