@@ -373,7 +373,9 @@ pub async fn start(opts: Options) -> Result<Running, Error> {
     let reloader = tokio::spawn(async move {
         loop {
             tokio::time::sleep(Duration::from_secs(1)).await;
-            reload_if_changed(&reload_shared);
+            // File reads: off the async workers.
+            let s = reload_shared.clone();
+            let _ = tokio::task::spawn_blocking(move || reload_if_changed(&s)).await;
         }
     });
     let app = router(Arc::new(Handlers {

@@ -42,8 +42,8 @@ pub(crate) async fn get_inclusion(
             format!("need index < size <= {current}"),
         );
     }
-    let reader = TileReader::new(&s.storage, &s.cache, current);
-    match merkle::inclusion_proof(&reader, q.index, size) {
+    let index = q.index;
+    match from_tiles(&s, current, move |r| merkle::inclusion_proof(r, index, size)).await {
         Ok(p) => {
             let body = json_body(&nospy_client::api::InclusionResponse {
                 index: q.index,
@@ -76,8 +76,8 @@ pub(crate) async fn get_consistency(
             format!("need 0 < from <= to <= {current}"),
         );
     }
-    let reader = TileReader::new(&s.storage, &s.cache, current);
-    match merkle::consistency_proof(&reader, q.from, to) {
+    let from = q.from;
+    match from_tiles(&s, current, move |r| merkle::consistency_proof(r, from, to)).await {
         Ok(p) => {
             let body = json_body(&nospy_client::api::ConsistencyResponse {
                 from: q.from,
@@ -88,4 +88,22 @@ pub(crate) async fn get_consistency(
         }
         Err(e) => error(&s, StatusCode::INTERNAL_SERVER_ERROR, e),
     }
+}
+
+/// A proof computed from the tiles of the tree of `size`, on a blocking thread: tiles not in
+/// the cache are read with blocking file reads, which must not hold an async worker.
+async fn from_tiles(
+    s: &AppState,
+    size: u64,
+    proof: impl FnOnce(&TileReader<'_>) -> Result<Vec<nospy_tlog::Hash>, nospy_log::LogError>
+        + Send
+        + 'static,
+) -> Result<Vec<nospy_tlog::Hash>, String> {
+    let s = s.clone();
+    tokio::task::spawn_blocking(move || {
+        let reader = TileReader::new(&s.storage, &s.cache, size);
+        proof(&reader).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())?
 }
