@@ -47,10 +47,11 @@ pub enum KeyCommand {
 pub fn run(c: KeyCommand) -> Result<ExitCode> {
     match c {
         KeyCommand::Generate { name, out, json } => {
-            let mut seed = [0u8; 32];
-            getrandom::getrandom(&mut seed)
+            // The seed is wiped once the key holds it (the key wipes its own copy when dropped).
+            let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+            getrandom::getrandom(&mut *seed)
                 .context("reading the system's random number generator")?;
-            let key = SignerKey::from_seed(&name, seed)?;
+            let key = SignerKey::from_seed(&name, *seed)?;
             write_private(&out, &key)?;
             report(&key, &out, json)?;
         }
@@ -93,7 +94,7 @@ pub fn write_private(path: &Path, key: &SignerKey) -> Result<()> {
     let mut f = opts
         .open(path)
         .with_context(|| format!("creating {} (it must not exist yet)", path.display()))?;
-    let r = writeln!(f, "{}", key.to_private_string()).and_then(|_| f.sync_all());
+    let r = writeln!(f, "{}", key.to_private_string().as_str()).and_then(|_| f.sync_all());
     if let Err(e) = r {
         let _ = std::fs::remove_file(path);
         return Err(e).with_context(|| format!("writing {}", path.display()));

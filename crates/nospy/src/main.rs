@@ -42,6 +42,10 @@ use std::process::ExitCode;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Accept private key files that their group or others may read (refused otherwise, as ssh
+    /// refuses them: chmod 600 the key instead where you can).
+    #[arg(long, global = true)]
+    allow_open_keys: bool,
 }
 
 #[derive(Subcommand)]
@@ -171,6 +175,9 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.allow_open_keys {
+        nospy_log::keyfile::allow_open_keys();
+    }
     let result = match cli.command {
         Command::Key(c) => keys::run(c),
         Command::Log(c) => logcmd::run(c),

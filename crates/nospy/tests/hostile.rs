@@ -188,6 +188,7 @@ fn wrong_keys_are_refused() {
     assert!(r.stderr.contains("named after its origin"), "{}", r.stderr);
     // Garbage where a private key should be.
     std::fs::write(&odd, "PRIVATE+KEY+a+00000000+AAAA\n").unwrap();
+    owner_only(&odd);
     let r = run(&["log", "add", "--raw", s(&log), s(&f), "--key", s(&odd)]);
     no_panic(&r);
     assert_eq!(r.code, 2);
@@ -406,4 +407,45 @@ fn write_file_leaves_no_temporary_file_on_error() {
         .filter(|n| n.starts_with(".nospy-tmp"))
         .collect();
     assert!(left.is_empty(), "{left:?}");
+}
+
+/// Makes a key file written by a test owner-only, as `nospy key generate` writes them.
+fn owner_only(p: &Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+#[test]
+fn key_file_readable_by_others_is_refused_unless_allowed() {
+    // Regression (issue 13, defect 9): key files were read whatever their permissions.
+    let t = tempfile::tempdir().unwrap();
+    let key = t.path().join("vendor.key");
+    new_key(&key, "release.vendorx.example");
+    let digest = "ab".repeat(32);
+    let revoke = |extra: &[&str]| {
+        let mut args = vec![
+            "revoke",
+            "--key",
+            s(&key),
+            "--artifact-digest",
+            &digest,
+            "--reason",
+            "test",
+        ];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    assert_eq!(revoke(&[]).code, 0, "owner-only, as generated");
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let r = revoke(&[]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("vendor.key") && r.stderr.contains("chmod 600"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stdout.is_empty(), "nothing signed: {}", r.stdout);
+    let r = revoke(&["--allow-open-keys"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
 }

@@ -46,6 +46,10 @@ fn one_add_at_a_time_writes_the_same_bytes_as_tessera() {
     let t = tempfile::tempdir().unwrap();
     let key = t.path().join("tessera.key");
     std::fs::write(&key, SKEY).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
     let log = t.path().join("log");
     ok(&[
         "log",

@@ -328,16 +328,19 @@ impl SignerKey {
                 "key name {name:?} is empty or has a space or +"
             )));
         }
-        let raw = B64
-            .decode(parts[4])
-            .map_err(|_| bad_key("private key is not valid base64"))?;
+        // The decoded key and its seed are secret: wiped when dropped, whatever happens.
+        let raw = zeroize::Zeroizing::new(
+            B64.decode(parts[4])
+                .map_err(|_| bad_key("private key is not valid base64"))?,
+        );
         if raw.first() != Some(&ALG_ED25519) {
             return Err(bad_key("private key is not an Ed25519 (type 0x01) key"));
         }
-        let seed: [u8; 32] = raw[1..]
-            .try_into()
-            .map_err(|_| bad_key(format!("Ed25519 seed is {} bytes, not 32", raw.len() - 1)))?;
-        let k = SignerKey::from_seed(name, seed)?;
+        let seed: zeroize::Zeroizing<[u8; 32]> =
+            zeroize::Zeroizing::new(raw[1..].try_into().map_err(|_| {
+                bad_key(format!("Ed25519 seed is {} bytes, not 32", raw.len() - 1))
+            })?);
+        let k = SignerKey::from_seed(name, *seed)?;
         if k.id != id {
             return Err(bad_key(format!(
                 "key id {id:08x} does not match the key (expected {:08x})",
@@ -347,7 +350,8 @@ impl SignerKey {
         Ok(k)
     }
 
-    /// The signer for an Ed25519 seed.
+    /// The signer for an Ed25519 seed (the caller wipes its copy of the seed; the key wipes its
+    /// own when dropped).
     pub fn from_seed(name: &str, seed: [u8; 32]) -> Result<SignerKey, NoteError> {
         if !valid_key_name(name) {
             return Err(bad_key(format!(
@@ -394,15 +398,15 @@ impl SignerKey {
     }
 
     /// The Go private-key string. Secret: write it only to owner-only files.
-    pub fn to_private_string(&self) -> String {
-        let mut raw = vec![ALG_ED25519];
+    pub fn to_private_string(&self) -> zeroize::Zeroizing<String> {
+        let mut raw = zeroize::Zeroizing::new(vec![ALG_ED25519]);
         raw.extend_from_slice(self.key.as_bytes());
-        format!(
+        zeroize::Zeroizing::new(format!(
             "PRIVATE+KEY+{}+{:08x}+{}",
             self.name,
             self.id,
-            B64.encode(raw)
-        )
+            B64.encode(&*raw)
+        ))
     }
 
     /// Raw Ed25519 signature over `msg`.

@@ -33,7 +33,7 @@ fn documents() -> Vec<(&'static str, String)> {
         ("proof", proof.to_text()),
         ("vkey", log.verifier().to_string()),
         ("witness vkey", w.cosigner_verifier().to_string()),
-        ("private key", log.to_private_string()),
+        ("private key", log.to_private_string().to_string()),
         ("tile path", "tile/3/x001/x234/067.p/255".to_string()),
         ("bundle path", "tile/entries/x999/000".to_string()),
     ]

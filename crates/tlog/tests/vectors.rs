@@ -252,7 +252,7 @@ fn go_note_golden_vector() {
         v["verifier_key_PeterNeumann"].as_str().unwrap()
     );
     assert_eq!(
-        signer.to_private_string(),
+        signer.to_private_string().as_str(),
         v["signer_key_PeterNeumann"].as_str().unwrap()
     );
     let text = v["note_text"].as_str().unwrap();

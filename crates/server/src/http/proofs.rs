@@ -43,7 +43,11 @@ pub(crate) async fn get_inclusion(
         );
     }
     let index = q.index;
-    match from_tiles(&s, current, move |r| merkle::inclusion_proof(r, index, size)).await {
+    match from_tiles(&s, current, move |r| {
+        merkle::inclusion_proof(r, index, size)
+    })
+    .await
+    {
         Ok(p) => {
             let body = json_body(&nospy_client::api::InclusionResponse {
                 index: q.index,
