@@ -249,6 +249,9 @@ fn measure(
             max_batch: 16_384,
             index_delay: Duration::from_millis(100),
             lookup_page: nospy_server::LOOKUP_PAGE,
+            max_queued_bytes: nospy_server::MAX_QUEUED_BYTES,
+            max_connections: nospy_server::MAX_CONNECTIONS,
+            max_connections_per_client: nospy_server::MAX_CONNECTIONS_PER_CLIENT,
         })
         .await
         .map_err(|e| e.to_string())?;

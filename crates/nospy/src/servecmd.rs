@@ -44,6 +44,16 @@ pub struct ServeArgs {
     /// next page starts (`next`), and `nospy verify --server` reads every page.
     #[arg(long, default_value_t = nospy_server::LOOKUP_PAGE)]
     lookup_page: usize,
+    /// The memory (bytes) that submissions may hold while they wait to be appended; beyond it
+    /// `POST /add` answers 503 with Retry-After at once.
+    #[arg(long, default_value_t = nospy_server::MAX_QUEUED_BYTES)]
+    max_queued_bytes: usize,
+    /// Most connections open at once; one more is answered 503 and closed.
+    #[arg(long, default_value_t = nospy_server::MAX_CONNECTIONS)]
+    max_connections: usize,
+    /// Most connections open at once from one client address.
+    #[arg(long, default_value_t = nospy_server::MAX_CONNECTIONS_PER_CLIENT)]
+    max_connections_per_client: usize,
 }
 
 fn generate(path: &Path, name: &str) -> Result<SignerKey> {
@@ -119,6 +129,9 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
         max_batch: a.max_batch,
         index_delay: std::time::Duration::from_millis(a.index_delay),
         lookup_page: a.lookup_page,
+        max_queued_bytes: a.max_queued_bytes,
+        max_connections: a.max_connections,
+        max_connections_per_client: a.max_connections_per_client,
     })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -66,7 +66,22 @@ pub struct Options {
     pub index_delay: Duration,
     /// Most entries in one answer of `/lookup` (a page; the answer says where the next starts).
     pub lookup_page: usize,
+    /// The memory submissions may hold between their arrival and their acknowledgement, in
+    /// bytes (each counted three times its size, for its copies); beyond it `POST /add` answers
+    /// 503 at once.
+    pub max_queued_bytes: usize,
+    /// Most connections open at once; beyond, a new one is answered 503 and closed.
+    pub max_connections: usize,
+    /// Most connections open at once from one address.
+    pub max_connections_per_client: usize,
 }
+
+/// The default [`Options::max_queued_bytes`]: 256 MiB.
+pub const MAX_QUEUED_BYTES: usize = 256 << 20;
+/// The default [`Options::max_connections`].
+pub const MAX_CONNECTIONS: usize = 1024;
+/// The default [`Options::max_connections_per_client`].
+pub const MAX_CONNECTIONS_PER_CLIENT: usize = 64;
 
 /// The default [`Options::lookup_page`].
 pub const LOOKUP_PAGE: usize = 10_000;
@@ -96,6 +111,8 @@ struct Shared {
     indexed: AtomicU64,
     /// Most entries in one `/lookup` answer.
     lookup_page: usize,
+    /// The queued submissions' memory, in KiB permits ([`Options::max_queued_bytes`]).
+    queued: Arc<tokio::sync::Semaphore>,
     /// What the server has done, for [`Running::wait_for`].
     progress: tokio::sync::watch::Sender<Progress>,
 }
@@ -283,6 +300,9 @@ pub async fn start(opts: Options) -> Result<Running, Error> {
         index: std::sync::Mutex::new(index::Index::open(&opts.dir).map_err(Error::Index)?),
         indexed: AtomicU64::new(seq.size()),
         lookup_page: opts.lookup_page.max(1),
+        queued: Arc::new(tokio::sync::Semaphore::new(
+            (opts.max_queued_bytes / 1024).clamp(1, tokio::sync::Semaphore::MAX_PERMITS),
+        )),
         progress: tokio::sync::watch::Sender::new(Progress {
             indexed: seq.size(),
             ..Progress::default()
@@ -384,7 +404,8 @@ pub async fn start(opts: Options) -> Result<Running, Error> {
     }));
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let done = tokio::spawn(async move {
-        serve_http(listener, app, stop_rx).await;
+        let limits = (opts.max_connections, opts.max_connections_per_client);
+        serve_http(listener, app, stop_rx, limits).await;
         reloader.abort();
         // No more submissions can arrive: closing the queue lets the sequencer finish what is
         // queued, acknowledge it, and stop.
@@ -415,11 +436,13 @@ async fn serve_http(
     listener: tokio::net::TcpListener,
     app: Router,
     mut stop: oneshot::Receiver<()>,
+    (max_connections, per_client): (usize, usize),
 ) {
     use hyper_util::rt::{TokioIo, TokioTimer};
     let svc = hyper_util::service::TowerToHyperService::new(app);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     let mut conns = tokio::task::JoinSet::new();
+    let open = OpenConnections::default();
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -427,12 +450,29 @@ async fn serve_http(
             _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => break,
             _ = tokio::signal::ctrl_c() => break,
         };
-        let Ok((stream, _)) = accepted else { continue };
+        let Ok((mut stream, peer)) = accepted else {
+            continue;
+        };
+        while conns.try_join_next().is_some() {}
+        // Connections are bounded, in all and per client address: each holds buffers and a
+        // request body of up to MAX_BODY bytes. One over the bound is told so and closed.
+        let Some(slot) = open.take(peer.ip(), conns.len(), max_connections, per_client) else {
+            tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt as _;
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(1),
+                    stream.write_all(b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 25\r\nConnection: close\r\n\r\ntoo many connections now\n"),
+                )
+                .await;
+            });
+            continue;
+        };
         // Answers go out at once, not held back to be coalesced with a next one that a client
         // waiting for this answer will never cause.
         let _ = stream.set_nodelay(true);
         let svc = svc.clone();
         conns.spawn(async move {
+            let _slot = slot;
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(Duration::from_secs(10))
@@ -440,7 +480,6 @@ async fn serve_http(
                 .serve_connection(TokioIo::new(stream), svc);
             let _ = conn.await;
         });
-        while conns.try_join_next().is_some() {}
     }
     // Let requests in flight finish (their submissions are acknowledged), for a while.
     let _ = tokio::time::timeout(Duration::from_secs(10), async {
@@ -448,6 +487,54 @@ async fn serve_http(
     })
     .await;
     conns.abort_all();
+}
+
+/// The connections open per client address, shared by the accept loop and the connections'
+/// tasks, which give their slot back when they end.
+#[derive(Default, Clone)]
+struct OpenConnections(Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>);
+
+/// A connection's place among the open ones, given back when dropped.
+struct Slot {
+    open: OpenConnections,
+    ip: std::net::IpAddr,
+}
+
+impl OpenConnections {
+    /// A slot for a connection from `ip`, if neither bound is reached (`all` are open now).
+    fn take(
+        &self,
+        ip: std::net::IpAddr,
+        all: usize,
+        max: usize,
+        per_client: usize,
+    ) -> Option<Slot> {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let n = m.entry(ip).or_insert(0);
+        if all >= max || *n >= per_client {
+            if *n == 0 {
+                m.remove(&ip);
+            }
+            return None;
+        }
+        *n += 1;
+        Some(Slot {
+            open: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut m = self.open.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = m.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.ip);
+            }
+        }
+    }
 }
 
 fn reload_if_changed(s: &Shared) {

@@ -124,6 +124,9 @@ fn serve(dir: &Path, page: usize, rt: &tokio::runtime::Runtime) -> nospy_server:
         max_batch: 16,
         index_delay: std::time::Duration::from_millis(10),
         lookup_page: page,
+        max_queued_bytes: nospy_server::MAX_QUEUED_BYTES,
+        max_connections: nospy_server::MAX_CONNECTIONS,
+        max_connections_per_client: nospy_server::MAX_CONNECTIONS_PER_CLIENT,
     }))
     .unwrap()
 }

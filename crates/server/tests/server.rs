@@ -90,6 +90,9 @@ impl Setup {
                 max_batch: 256,
                 index_delay: std::time::Duration::from_millis(100),
                 lookup_page: nospy_server::LOOKUP_PAGE,
+                max_queued_bytes: nospy_server::MAX_QUEUED_BYTES,
+                max_connections: nospy_server::MAX_CONNECTIONS,
+                max_connections_per_client: nospy_server::MAX_CONNECTIONS_PER_CLIENT,
             }))
             .unwrap()
     }

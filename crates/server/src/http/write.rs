@@ -66,6 +66,13 @@ pub(crate) async fn post_add(
             "not signed by a submitter this log admits for this kind of statement",
         );
     }
+    // The memory it will hold until answered (the entry, the signed bytes checked, what the
+    // index records: about three times its size), from the queued-memory budget: when that is
+    // spent, 503 at once rather than memory without bound.
+    let kib = (body.len() * 3).div_ceil(1024) as u32 + 1;
+    let Ok(budget) = s.queued.clone().try_acquire_many_owned(kib) else {
+        return busy(&s, "the queue of submissions is full; retry shortly");
+    };
     let (tx, rx) = oneshot::channel();
     // Only what the verifier and the index need goes on: the parsed statement is dropped here,
     // on the handler's thread, not on the sequencer's.
@@ -77,19 +84,13 @@ pub(crate) async fn post_add(
         signers: parsed.named.iter().map(|k| k.to_string()).collect(),
         received,
         reply: tx,
+        _budget: budget,
     };
     drop(parsed);
     match s.queue.try_send(req) {
         Ok(()) => {}
         Err(mpsc::error::TrySendError::Full(_)) => {
-            let mut r = error(
-                &s,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the sequencer is busy; retry shortly",
-            );
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            return r;
+            return busy(&s, "the sequencer is busy; retry shortly");
         }
         Err(mpsc::error::TrySendError::Closed(_)) => {
             return error(
@@ -126,4 +127,12 @@ pub(crate) async fn post_add(
             "the log stopped before appending",
         ),
     }
+}
+
+/// 503 with `Retry-After: 1`.
+fn busy(s: &AppState, why: &str) -> Response<Body> {
+    let mut r = error(s, StatusCode::SERVICE_UNAVAILABLE, why);
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
 }

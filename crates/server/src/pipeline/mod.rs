@@ -20,6 +20,9 @@ pub(crate) struct AddRequest {
     pub(crate) signers: Vec<String>,
     pub(crate) received: Instant,
     pub(crate) reply: oneshot::Sender<Result<nospy_log::Appended, Refused>>,
+    /// Its share of the queued-memory budget, given back when the request is dropped (once
+    /// answered).
+    pub(crate) _budget: tokio::sync::OwnedSemaphorePermit,
 }
 
 /// Why the sequencer did not append a submission.
