@@ -35,6 +35,11 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("server_config", server_config),
     ("witness_request", witness_request),
     ("resolver", resolver),
+    ("diff", diff),
+    ("exposure", exposure),
+    ("witness_state", witness_state),
+    ("history", history),
+    ("time", time),
 ];
 
 fn text(data: &[u8]) -> std::borrow::Cow<'_, str> {
@@ -260,4 +265,64 @@ pub fn resolver(data: &[u8]) {
     let _ = nospy_monitor::Resolver::parse(&t);
     let _ = nospy_statement::time::parse_rfc3339(&t);
     let _ = nospy_statement::time::parse_duration(&t);
+}
+
+/// Two builds compared (`nospy diff`'s readers: tar, gzip, zip, cpio, ELF): the first byte says
+/// where the input splits into the shipped and the rebuilt. Within small bounds, whatever the
+/// headers declare; a comparison of a build with itself finds it identical.
+pub fn diff(data: &[u8]) {
+    let Some((&at, rest)) = data.split_first() else {
+        return;
+    };
+    let cut = (at as usize * rest.len() / 255).min(rest.len());
+    let (a, b) = rest.split_at(cut);
+    let limits = nospy_diff::Limits {
+        member: 1 << 20,
+        total: 4 << 20,
+        depth: 4,
+    };
+    let _ = nospy_diff::compare_files("a", a, b, limits);
+    let same = nospy_diff::compare_files("a", rest, rest, limits).expect("a build is itself");
+    assert!(same.identical && same.differences.is_empty());
+    let _ = nospy_diff::archive("a", rest);
+}
+
+/// A designated-vendor policy (`exposure.toml`).
+pub fn exposure(data: &[u8]) {
+    let _ = nospy_exposure::Policy::from_toml(&text(data));
+}
+
+/// A witness's state file; what parses is written and parsed back to the same.
+pub fn witness_state(data: &[u8]) {
+    if let Ok((origin, c)) = nospy_witness::state::parse(&text(data)) {
+        let back = nospy_witness::state::parse(&nospy_witness::state::format(&origin, &c))
+            .expect("a written state parses");
+        assert_eq!(back, (origin, c), "state round trip");
+    }
+}
+
+/// A log's checkpoint history (`.nospy/checkpoints`): its records, and the same records
+/// written again read back the same.
+pub fn history(data: &[u8]) {
+    use nospy_log::history::{record, records};
+    let got: Vec<(u64, &[u8])> = records(data).collect();
+    let again: Vec<u8> = got.iter().flat_map(|(s, b)| record(*s, b)).collect();
+    let back: Vec<(u64, &[u8])> = records(&again).collect();
+    assert_eq!(back, got, "history round trip");
+}
+
+/// RFC 3339 times and durations: whatever parses, formatted and parsed again, is the same
+/// instant; text with multibyte characters anywhere is refused or parsed, never a panic.
+pub fn time(data: &[u8]) {
+    use nospy_statement::time::{format_rfc3339, parse_duration, parse_rfc3339};
+    let t = text(data);
+    if let Some(secs) = parse_rfc3339(&t) {
+        assert_eq!(
+            parse_rfc3339(&format_rfc3339(secs)),
+            Some(secs),
+            "time round trip"
+        );
+    }
+    let _ = parse_duration(&t);
+    let _ = nospy_exposure::Date::parse(&t);
 }

@@ -348,6 +348,11 @@ fuzz_tests! {
     server_config: 10000,
     witness_request: 15000,
     resolver: 15000,
+    diff: 3000,
+    exposure: 10000,
+    witness_state: 15000,
+    history: 15000,
+    time: 20000,
 }
 
 /// The seeds of the text formats are inputs the parsers accept (so mutations start from the
@@ -393,4 +398,45 @@ fn the_seeds_are_accepted() {
     for s in seeds("bundle") {
         nospy_statement::bundle::Bundle::parse(&s).unwrap();
     }
+    for s in text("exposure") {
+        nospy_exposure::Policy::from_toml(&s).unwrap();
+    }
+    for s in text("witness_state") {
+        nospy_witness::state::parse(&s).unwrap();
+    }
+    for s in seeds("history") {
+        assert_eq!(nospy_log::history::records(&s).count(), 2);
+    }
+    // Each diff seed is two builds that differ inside an archive.
+    for s in seeds("diff") {
+        let cut = s[0] as usize * (s.len() - 1) / 255;
+        let (a, b) = s[1..].split_at(cut);
+        let r = nospy_diff::compare_files("a", a, b, nospy_diff::Limits::default()).unwrap();
+        assert!(
+            r.differences.iter().any(|d| d.path.contains('!')),
+            "{:?}",
+            r.differences
+        );
+    }
+}
+
+/// The corpora grown by fuzzing campaigns (`fuzz/campaign.sh`, minimised), replayed: every input
+/// a campaign found interesting stays a regression test.
+#[test]
+fn the_campaign_corpora_replay() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
+    let mut n = 0;
+    for (name, target) in nospy_fuzz::TARGETS {
+        let dir = root.join(name);
+        if !dir.is_dir() {
+            continue;
+        }
+        for input in files(&dir) {
+            if std::panic::catch_unwind(|| target(&input)).is_err() {
+                panic!("{name}: a corpus input panics");
+            }
+            n += 1;
+        }
+    }
+    eprintln!("{n} corpus inputs replayed");
 }

@@ -19,9 +19,7 @@ pub fn append(storage: &DirStorage, size: u64, signed: &[u8]) -> Result<(), LogE
         .append(true)
         .open(&p)
         .map_err(io(&p))?;
-    let mut rec = format!("{size} {}\n", signed.len()).into_bytes();
-    rec.extend_from_slice(signed);
-    f.write_all(&rec).map_err(io(&p))
+    f.write_all(&record(size, signed)).map_err(io(&p))
 }
 
 /// The recorded checkpoint of `size` entries, if any (the last one recorded for that size).
@@ -29,26 +27,41 @@ pub fn find(storage: &DirStorage, size: u64) -> Result<Option<Vec<u8>>, LogError
     let Some(data) = storage.read(FILE)? else {
         return Ok(None);
     };
-    let mut rest = &data[..];
-    let mut found = None;
-    while let Some(nl) = rest.iter().position(|&b| b == b'\n') {
-        let header = std::str::from_utf8(&rest[..nl]).unwrap_or("");
+    Ok(records(&data)
+        .filter(|(s, _)| *s == size)
+        .last()
+        .map(|(_, b)| b.to_vec()))
+}
+
+/// The records of a history file's bytes, in order: (size, signed checkpoint). Reading stops
+/// at the first record that is malformed or cut short (a torn last record).
+pub fn records(data: &[u8]) -> impl Iterator<Item = (u64, &[u8])> {
+    let mut rest = data;
+    std::iter::from_fn(move || {
+        let nl = rest.iter().position(|&b| b == b'\n')?;
+        let header = std::str::from_utf8(&rest[..nl]).ok()?;
         let mut parts = header.split(' ');
-        let (Some(Ok(s)), Some(Ok(len)), None) = (
+        let (Some(Ok(size)), Some(Ok(len)), None) = (
             parts.next().map(str::parse::<u64>),
             parts.next().map(str::parse::<usize>),
             parts.next(),
         ) else {
-            break;
+            rest = &[];
+            return None;
         };
         let body = &rest[nl + 1..];
-        if body.len() < len {
-            break;
-        }
-        if s == size {
-            found = Some(body[..len].to_vec());
-        }
+        let Some(signed) = body.get(..len) else {
+            rest = &[];
+            return None;
+        };
         rest = &body[len..];
-    }
-    Ok(found)
+        Some((size, signed))
+    })
+}
+
+/// One record, as [`append`] writes it.
+pub fn record(size: u64, signed: &[u8]) -> Vec<u8> {
+    let mut rec = format!("{size} {}\n", signed.len()).into_bytes();
+    rec.extend_from_slice(signed);
+    rec
 }

@@ -70,9 +70,12 @@ impl FileState {
                 })
             }
         };
-        let c = parse(&text).map_err(|problem| Error::State {
-            path: self.path.clone(),
-            problem,
+        let c = parse(&text).map_err(|e| match e {
+            Error::State { problem, .. } => Error::State {
+                path: self.path.clone(),
+                problem,
+            },
+            e => e,
         })?;
         if c.0 != origin {
             return Err(Error::OtherLog {
@@ -94,7 +97,7 @@ impl FileState {
             .filter(|d| !d.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
         let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(fail)?;
-        tmp.write_all(format!("{origin} {} {}\n", c.size, c.root.to_base64()).as_bytes())
+        tmp.write_all(format(origin, c).as_bytes())
             .and_then(|_| tmp.as_file().sync_all())
             .map_err(fail)?;
         tmp.persist(&self.path).map_err(|e| fail(e.error))?;
@@ -104,16 +107,26 @@ impl FileState {
     }
 }
 
-/// Parses `<origin> <size> <base64 root>`.
-fn parse(text: &str) -> Result<(String, Cosigned), String> {
+/// Parses a state file's text, `<origin> <size> <base64 root>`, as [`FileState`] writes it.
+pub fn parse(text: &str) -> Result<(String, Cosigned), Error> {
+    let bad = |problem: String| Error::State {
+        path: PathBuf::new(),
+        problem,
+    };
     let parts: Vec<&str> = text.split_whitespace().collect();
     let [origin, size, root] = parts[..] else {
-        return Err("expected \"<origin> <size> <root>\"".into());
+        return Err(bad("expected \"<origin> <size> <root>\"".into()));
     };
     let size = nospy_tlog::checkpoint::parse_decimal(size)
-        .ok_or_else(|| format!("size {size:?} is not a decimal number"))?;
-    let root = Hash::from_base64(root).ok_or("the root is not base64 of 32 bytes")?;
+        .ok_or_else(|| bad(format!("size {size:?} is not a decimal number")))?;
+    let root =
+        Hash::from_base64(root).ok_or_else(|| bad("the root is not base64 of 32 bytes".into()))?;
     Ok((origin.to_string(), Cosigned { size, root }))
+}
+
+/// A state file's text for `origin` and `c`, as [`parse`] reads it.
+pub fn format(origin: &str, c: &Cosigned) -> String {
+    format!("{origin} {} {}\n", c.size, c.root.to_base64())
 }
 
 /// The online witness's state: every log's latest cosigned checkpoint in one SQLite database
