@@ -4,22 +4,15 @@
 //! only serves convenience: a record lost or torn in a crash makes that size unprovable offline,
 //! nothing more, and a torn last record is skipped.
 
-use crate::error::{io, LogError};
+use crate::error::LogError;
 use crate::storage::DirStorage;
-use std::io::Write;
 
 /// The history file, relative to the log directory.
 pub const FILE: &str = ".nospy/checkpoints";
 
 /// Appends one signed checkpoint of `size` entries.
 pub fn append(storage: &DirStorage, size: u64, signed: &[u8]) -> Result<(), LogError> {
-    let p = storage.path(FILE);
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&p)
-        .map_err(io(&p))?;
-    f.write_all(&record(size, signed)).map_err(io(&p))
+    storage.append_volatile(FILE, &record(size, signed))
 }
 
 /// The recorded checkpoint of `size` entries, if any (the last one recorded for that size).

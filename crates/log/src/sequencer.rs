@@ -142,6 +142,23 @@ impl Sequencer {
     /// from any crash first: removes what an unfinished batch may have written, and checks that
     /// the partial tiles of the published tree give the published root.
     pub fn open(dir: &Path, key: SignerKey) -> Result<Sequencer, LogError> {
+        Sequencer::open_in(DirStorage::new(dir), key)
+    }
+
+    /// [`Sequencer::open`], noting every change the sequencer makes to the directory (recovery
+    /// included) in `recorder`: for crash-consistency tests, which replay what a crash at any
+    /// point could have left.
+    pub fn open_recording(
+        dir: &Path,
+        key: SignerKey,
+        recorder: crate::storage::Recorder,
+    ) -> Result<Sequencer, LogError> {
+        Sequencer::open_in(DirStorage::new(dir).recording(recorder), key)
+    }
+
+    fn open_in(storage: DirStorage, key: SignerKey) -> Result<Sequencer, LogError> {
+        let dir = storage.root().to_path_buf();
+        let dir = dir.as_path();
         let config = LogConfig::load(dir)?;
         let vkey = config.verifier(dir)?;
         if key.verifier() != vkey {
@@ -151,7 +168,6 @@ impl Sequencer {
                 vkey
             )));
         }
-        let storage = DirStorage::new(dir);
         let lock = writer_lock(&storage)?;
         storage.remove(CHECKPOINT_TMP)?;
         let checkpoint = read_checkpoint(&storage, &vkey)?;

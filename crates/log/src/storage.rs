@@ -22,12 +22,42 @@ pub const PRIVATE_DIR: &str = ".nospy";
 /// commit them in one journal transaction.
 const WRITERS: usize = 32;
 
+/// One change a [`DirStorage`] made to the file system, as a [`Recorder`] notes it: paths are
+/// relative to the log directory. Crash-consistency tests replay prefixes of these onto a model
+/// of a file system that loses what was not made durable (`crates/log/tests/crash_states.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// A directory was created.
+    Mkdir(String),
+    /// A file was written whole (created, or overwritten in place and cut to length).
+    Write(String, Vec<u8>),
+    /// A file was fsynced.
+    Fsync(String),
+    /// A directory was fsynced: the names it holds are durable.
+    FsyncDir(String),
+    /// A file was renamed over another name.
+    Rename(String, String),
+    /// Two names were exchanged (`RENAME_EXCHANGE`).
+    Exchange(String, String),
+    /// A file was removed.
+    Unlink(String),
+    /// Bytes were appended to a file, without fsync.
+    Append(String, Vec<u8>),
+    /// A mark the test writes between operations (such as: so many entries acknowledged).
+    Mark(u64),
+}
+
+/// Where a [`DirStorage`] notes every change it makes, in order.
+pub type Recorder = std::sync::Arc<Mutex<Vec<Op>>>;
+
 /// A log directory.
 #[derive(Debug)]
 pub struct DirStorage {
     root: PathBuf,
     /// Directories known to exist; guarded because writer threads create directories concurrently.
     known_dirs: Mutex<HashSet<PathBuf>>,
+    /// Notes every change, for crash-consistency tests.
+    recorder: Option<Recorder>,
 }
 
 impl DirStorage {
@@ -36,7 +66,56 @@ impl DirStorage {
         DirStorage {
             root: root.into(),
             known_dirs: Mutex::new(HashSet::new()),
+            recorder: None,
         }
+    }
+
+    /// The same storage, noting every change it makes in `recorder`.
+    pub fn recording(mut self, recorder: Recorder) -> Self {
+        self.recorder = Some(recorder);
+        self
+    }
+
+    fn note(&self, op: impl FnOnce(&dyn Fn(&Path) -> String) -> Op) {
+        if let Some(r) = &self.recorder {
+            let rel = |p: &Path| {
+                p.strip_prefix(&self.root)
+                    .unwrap_or(p)
+                    .to_string_lossy()
+                    .into_owned()
+            };
+            lock(r).push(op(&rel));
+        }
+    }
+
+    /// Writes `data` as the whole of the file `p` and fsyncs it.
+    fn write_file(&self, p: &Path, data: &[u8]) -> Result<(), LogError> {
+        write_file(p, data)?;
+        self.note(|rel| Op::Write(rel(p), data.to_vec()));
+        self.note(|rel| Op::Fsync(rel(p)));
+        Ok(())
+    }
+
+    /// Fsyncs directories.
+    fn sync_dirs(&self, dirs: &[PathBuf]) -> Result<(), LogError> {
+        sync_dirs(dirs)?;
+        for d in dirs {
+            self.note(|rel| Op::FsyncDir(rel(d)));
+        }
+        Ok(())
+    }
+
+    /// Appends `data` to the file `rel`, creating it, without fsync (for what may be lost).
+    pub fn append_volatile(&self, rel: &str, data: &[u8]) -> Result<(), LogError> {
+        let p = self.path(rel);
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&p)
+            .map_err(io(&p))?;
+        f.write_all(data).map_err(io(&p))?;
+        self.note(|_| Op::Append(rel.to_string(), data.to_vec()));
+        Ok(())
     }
 
     /// The root directory.
@@ -146,7 +225,7 @@ impl DirStorage {
                             // Rewriting a file that exists changes no directory entry: only new
                             // names need their directory fsynced.
                             let existed = p.exists();
-                            write_file(&p, data)?;
+                            self.write_file(&p, data)?;
                             if !existed {
                                 lock(dirty).insert(parent);
                             }
@@ -166,13 +245,13 @@ impl DirStorage {
         });
         results.into_iter().collect::<Result<(), _>>()?;
         let dirs: Vec<PathBuf> = lock(&dirty_dirs).drain().collect();
-        sync_dirs(&dirs)
+        self.sync_dirs(&dirs)
     }
 
     /// Fsyncs directories of the log, several at once.
     pub fn sync_dirs_rel(&self, rels: &[&str]) -> Result<(), LogError> {
         let dirs: Vec<PathBuf> = rels.iter().map(|r| self.path(r)).collect();
-        sync_dirs(&dirs)
+        self.sync_dirs(&dirs)
     }
 
     /// Creates `dir` and any missing parents, noting each parent whose entries changed.
@@ -191,7 +270,7 @@ impl DirStorage {
         }
         for m in missing.iter().rev() {
             match fs::create_dir(m) {
-                Ok(()) => {}
+                Ok(()) => self.note(|rel| Op::Mkdir(rel(m))),
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(io(m.clone())(e)),
             }
@@ -206,7 +285,7 @@ impl DirStorage {
     /// Replaces the file `rel` atomically and durably: written to `tmp` (in the private
     /// directory), fsynced, then published with [`DirStorage::rename_durably`].
     pub fn replace_atomically(&self, rel: &str, tmp: &str, data: &[u8]) -> Result<(), LogError> {
-        write_file(&self.path(tmp), data)?;
+        self.write_file(&self.path(tmp), data)?;
         self.rename_durably(tmp, rel)
     }
 
@@ -228,17 +307,20 @@ impl DirStorage {
                 rustix::fs::RenameFlags::EXCHANGE,
             )
             .is_ok();
-        if !exchanged {
+        if exchanged {
+            self.note(|rel| Op::Exchange(rel(&t), rel(&p)));
+        } else {
             fs::rename(&t, &p).map_err(io(&p))?;
+            self.note(|rel| Op::Rename(rel(&t), rel(&p)));
         }
         let (dt, dp) = (
             t.parent().unwrap_or(&self.root).to_path_buf(),
             p.parent().unwrap_or(&self.root).to_path_buf(),
         );
         if dt == dp {
-            sync_dir(&dp)
+            self.sync_dirs(&[dp])
         } else {
-            sync_dirs(&[dt, dp])
+            self.sync_dirs(&[dt, dp])
         }
     }
 
@@ -246,7 +328,10 @@ impl DirStorage {
     pub fn remove(&self, rel: &str) -> Result<bool, LogError> {
         let p = self.path(rel);
         match fs::remove_file(&p) {
-            Ok(()) => Ok(true),
+            Ok(()) => {
+                self.note(|rel| Op::Unlink(rel(&p)));
+                Ok(true)
+            }
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
             Err(e) => Err(io(p)(e)),
         }
@@ -273,7 +358,7 @@ impl DirStorage {
 
     /// Fsyncs a directory of the log.
     pub fn sync_dir(&self, rel: &str) -> Result<(), LogError> {
-        sync_dir(&self.path(rel))
+        self.sync_dirs(&[self.path(rel)])
     }
 }
 
