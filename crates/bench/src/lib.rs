@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod exposure;
+pub mod kills;
 pub mod load;
 pub mod log;
 pub mod monitor;

@@ -157,11 +157,36 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Not a speed figure: `nospy serve` SIGKILLed at random moments (20-500 ms into each
+    /// round) under concurrent signed submissions, restarted, --rounds times; after every kill
+    /// every index ever acknowledged is read back with its exact entry and the log is audited.
+    /// Stops at the first loss (the log is kept for a look). The test suite runs a few rounds;
+    /// run a thousand here: `cargo run --release -- bench kills --rounds 1000`.
+    Kills {
+        /// How many kills.
+        #[arg(long, default_value_t = 100)]
+        rounds: usize,
+        /// Concurrent submitters.
+        #[arg(long, default_value_t = 8)]
+        clients: usize,
+        /// Where to make the log (default: the system's temporary directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Print JSON: {"kills", "clients", "acknowledged", "answered_503", "lost", "seconds"}.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub fn run(c: BenchCommand) -> Result<ExitCode> {
     let base = |dir: Option<PathBuf>| dir.unwrap_or_else(std::env::temp_dir);
     match c {
+        BenchCommand::Kills {
+            rounds,
+            clients,
+            dir,
+            json,
+        } => nospy_bench::kills::run(&base(dir), rounds, clients, json),
         BenchCommand::Exposure { devices, dir, json } => {
             nospy_bench::exposure::run(devices, &base(dir), json)
         }

@@ -116,3 +116,14 @@ fn bench_monitor_judges_everything_and_reports_the_design_keys() {
     assert!((3000..5000).contains(&viol), "{v}");
     assert_eq!(v["rules"], 2000, "{v}");
 }
+
+#[test]
+fn bench_kills_loses_nothing_over_a_few_kills() {
+    let v = bench(
+        &["kills", "--rounds", "3", "--clients", "4"],
+        &["kills", "acknowledged", "lost"],
+    );
+    assert_eq!(v["kills"], 3);
+    assert_eq!(v["lost"], 0);
+    assert!(v["acknowledged"].as_u64().unwrap() > 0, "{v}");
+}
