@@ -4,15 +4,14 @@
 //! long-running check of the promise that an acknowledged entry is never lost (the test suite
 //! runs a few rounds of it; this runs a thousand).
 
+use crate::child::{request, serve};
 use anyhow::{bail, Context as _, Result};
 use nospy_log::{audit, Log, Sequencer};
 use nospy_tlog::note::SignerKey;
 use serde_json::json;
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -78,7 +77,7 @@ fn kills(work: &Path, rounds: usize, clients: usize, json: bool) -> Result<()> {
                 while !stop.load(Ordering::Relaxed) {
                     let e = nospy_testkit::fixtures::release_submission(i, &vendor);
                     i += 1;
-                    match post(addr, &e) {
+                    match request(addr, "POST", "/add", &e) {
                         Some((200, body)) => {
                             let index = serde_json::from_str::<serde_json::Value>(&body)
                                 .ok()
@@ -171,56 +170,4 @@ fn check(log: &Path, key: &SignerKey, acked: &HashMap<u64, Vec<u8>>) -> Result<(
         }
     }
     Ok(())
-}
-
-/// Starts `nospy serve` (this very binary) on a free loopback port.
-fn serve(dir: &Path, cfg: &Path) -> Result<(Child, SocketAddr)> {
-    let exe = std::env::current_exe().context("finding this binary")?;
-    let mut child = Command::new(exe)
-        .args(["serve", "--dir"])
-        .arg(dir)
-        .arg("--config")
-        .arg(cfg)
-        .args(["--listen", "127.0.0.1:0"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("starting nospy serve")?;
-    let mut err = BufReader::new(child.stderr.take().context("its standard error")?);
-    let mut line = String::new();
-    let addr = loop {
-        line.clear();
-        if err.read_line(&mut line)? == 0 {
-            bail!("nospy serve exited before listening");
-        }
-        if let Some(a) = line
-            .trim()
-            .strip_prefix("nospy serve: listening on http://")
-        {
-            break a.parse()?;
-        }
-    };
-    std::thread::spawn(move || {
-        let mut sink = String::new();
-        let _ = err.read_to_string(&mut sink);
-    });
-    Ok((child, addr))
-}
-
-fn post(addr: SocketAddr, body: &[u8]) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(20))).ok()?;
-    let head = format!(
-        "POST /add HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).ok()?;
-    s.write_all(body).ok()?;
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).ok()?;
-    let status = raw.split(' ').nth(1)?.parse().ok()?;
-    Some((
-        status,
-        raw.split("\r\n\r\n").nth(1).unwrap_or("").to_string(),
-    ))
 }

@@ -7,12 +7,14 @@
 
 #![forbid(unsafe_code)]
 
+mod child;
 pub mod exposure;
 pub mod kills;
 pub mod load;
 pub mod log;
 pub mod monitor;
 pub mod serve;
+pub mod soak;
 pub mod verify;
 
 use std::io::Write;

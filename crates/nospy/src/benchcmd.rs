@@ -157,6 +157,26 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Not a speed figure: `nospy serve` for --seconds under valid signed submissions (6
+    /// clients), oversize and malformed bodies, reads, floods of 300 connections and slow
+    /// clients that never finish, its resident memory sampled every 100 ms. Fails if the memory
+    /// passes --ceiling-mb, a valid submission is answered anything but 200 or 503, or an
+    /// acknowledged entry is lost (read back and audited after it stops). Prints the requests
+    /// by kind and answer, and the peak RSS.
+    Soak {
+        /// How long.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// The most resident memory (MiB) the server may take.
+        #[arg(long, default_value_t = 1024)]
+        ceiling_mb: u64,
+        /// Where to make the log (default: the system's temporary directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Print JSON: {"seconds", "acknowledged", "lost", "peak_rss_mb", "ceiling_mb", "requests"}.
+        #[arg(long)]
+        json: bool,
+    },
     /// Not a speed figure: `nospy serve` SIGKILLed at random moments (20-500 ms into each
     /// round) under concurrent signed submissions, restarted, --rounds times; after every kill
     /// every index ever acknowledged is read back with its exact entry and the log is audited.
@@ -181,6 +201,12 @@ pub enum BenchCommand {
 pub fn run(c: BenchCommand) -> Result<ExitCode> {
     let base = |dir: Option<PathBuf>| dir.unwrap_or_else(std::env::temp_dir);
     match c {
+        BenchCommand::Soak {
+            seconds,
+            ceiling_mb,
+            dir,
+            json,
+        } => nospy_bench::soak::run(&base(dir), seconds, ceiling_mb, json),
         BenchCommand::Kills {
             rounds,
             clients,

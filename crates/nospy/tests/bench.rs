@@ -127,3 +127,18 @@ fn bench_kills_loses_nothing_over_a_few_kills() {
     assert_eq!(v["lost"], 0);
     assert!(v["acknowledged"].as_u64().unwrap() > 0, "{v}");
 }
+
+#[test]
+fn bench_soak_keeps_memory_bounded_and_loses_nothing() {
+    let v = bench(
+        &["soak", "--seconds", "3", "--ceiling-mb", "1024"],
+        &["acknowledged", "lost", "peak_rss_mb"],
+    );
+    assert_eq!(v["lost"], 0);
+    assert!(v["acknowledged"].as_u64().unwrap() > 0, "{v}");
+    assert!(v["peak_rss_mb"].as_f64().unwrap() < 1024.0, "{v}");
+    // The hostile requests were answered, not dropped on the floor.
+    let requests = v["requests"].as_object().unwrap();
+    assert!(requests.keys().any(|k| k == "oversize: 413"), "{v}");
+    assert!(requests.keys().any(|k| k == "malformed: 400"), "{v}");
+}

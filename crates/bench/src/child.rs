@@ -1,0 +1,69 @@
+//! A `nospy serve` child process (this very binary) and one-shot HTTP requests to it, for the
+//! benchmarks that kill or soak a real server.
+
+use anyhow::{bail, Context as _, Result};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// Starts `nospy serve` (this very binary) on a free loopback port.
+pub(crate) fn serve(dir: &Path, cfg: &Path) -> Result<(Child, SocketAddr)> {
+    let exe = std::env::current_exe().context("finding this binary")?;
+    let mut child = Command::new(exe)
+        .args(["serve", "--dir"])
+        .arg(dir)
+        .arg("--config")
+        .arg(cfg)
+        .args(["--listen", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting nospy serve")?;
+    let mut err = BufReader::new(child.stderr.take().context("its standard error")?);
+    let mut line = String::new();
+    let addr = loop {
+        line.clear();
+        if err.read_line(&mut line)? == 0 {
+            bail!("nospy serve exited before listening");
+        }
+        if let Some(a) = line
+            .trim()
+            .strip_prefix("nospy serve: listening on http://")
+        {
+            break a.parse()?;
+        }
+    };
+    std::thread::spawn(move || {
+        let mut sink = String::new();
+        let _ = err.read_to_string(&mut sink);
+    });
+    Ok((child, addr))
+}
+
+/// One request on its own connection: the status and the body, or `None` when the server
+/// could not be reached or hung up.
+pub(crate) fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).ok()?;
+    let _ = s.write_all(body);
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let raw = String::from_utf8_lossy(&raw);
+    let status = raw.split(' ').nth(1)?.parse().ok()?;
+    Some((
+        status,
+        raw.split("\r\n\r\n").nth(1).unwrap_or("").to_string(),
+    ))
+}
