@@ -2,11 +2,52 @@
 //! benchmarks that kill or soak a real server.
 
 use anyhow::{bail, Context as _, Result};
+use nospy_log::Sequencer;
+use nospy_tlog::note::SignerKey;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+
+/// A log served by a child: its directory, its key, the one vendor it admits, its
+/// `serve.toml`.
+pub(crate) struct Served {
+    pub(crate) log: PathBuf,
+    pub(crate) key: SignerKey,
+    pub(crate) vendor: SignerKey,
+    pub(crate) config: PathBuf,
+}
+
+/// A new log in `work/log` named `origin` (its key file owner-only, remembered for `nospy
+/// serve`), and a `serve.toml` admitting one vendor; keys from `seed`.
+pub(crate) fn new_log(work: &Path, origin: &str, seed: u8) -> Result<Served> {
+    let key = SignerKey::from_seed(origin, [seed; 32])?;
+    let vendor = SignerKey::from_seed("vendor.bench.example", [seed.wrapping_add(1); 32])?;
+    let log = work.join("log");
+    let key_file = work.join("log.key");
+    let mut f = std::fs::OpenOptions::new();
+    f.write(true).create_new(true);
+    std::os::unix::fs::OpenOptionsExt::mode(&mut f, 0o600);
+    f.open(&key_file)?
+        .write_all(key.to_private_string().as_bytes())?;
+    Sequencer::init(&log, origin, &key, Some(key_file))?;
+    let config = work.join("serve.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[submitter]]\nrole = \"vendor\"\nkey = \"{}\"\n",
+            vendor.verifier()
+        ),
+    )?;
+    Ok(Served {
+        log,
+        key,
+        vendor,
+        config,
+    })
+}
 
 /// Starts `nospy serve` (this very binary) on a free loopback port.
 pub(crate) fn serve(dir: &Path, cfg: &Path) -> Result<(Child, SocketAddr)> {

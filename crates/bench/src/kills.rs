@@ -6,11 +6,10 @@
 
 use crate::child::{request, serve};
 use anyhow::{bail, Context as _, Result};
-use nospy_log::{audit, Log, Sequencer};
+use nospy_log::{audit, Log};
 use nospy_tlog::note::SignerKey;
 use serde_json::json;
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -33,26 +32,12 @@ pub fn run(base: &Path, rounds: usize, clients: usize, json: bool) -> Result<()>
 }
 
 fn kills(work: &Path, rounds: usize, clients: usize, json: bool) -> Result<()> {
-    let key = SignerKey::from_seed(ORIGIN, [11; 32])?;
-    let vendor = SignerKey::from_seed("vendor.kills.example", [12; 32])?;
-    let log = work.join("log");
-    let key_file = work.join("log.key");
-    {
-        let mut f = std::fs::OpenOptions::new();
-        f.write(true).create_new(true);
-        std::os::unix::fs::OpenOptionsExt::mode(&mut f, 0o600);
-        f.open(&key_file)?
-            .write_all(key.to_private_string().as_bytes())?;
-    }
-    Sequencer::init(&log, ORIGIN, &key, Some(key_file.clone()))?;
-    let cfg = work.join("serve.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[[submitter]]\nrole = \"vendor\"\nkey = \"{}\"\n",
-            vendor.verifier()
-        ),
-    )?;
+    let crate::child::Served {
+        log,
+        key,
+        vendor,
+        config: cfg,
+    } = crate::child::new_log(work, ORIGIN, 11)?;
     let acked: Arc<Mutex<HashMap<u64, Vec<u8>>>> = Arc::new(Mutex::new(HashMap::new()));
     let mut rng = 0x9e37_79b9_7f4a_7c15u64;
     let mut next = 0u64;

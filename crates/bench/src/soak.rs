@@ -6,8 +6,7 @@
 
 use crate::child::{request, serve};
 use anyhow::{bail, Context as _, Result};
-use nospy_log::{audit, Log, Sequencer};
-use nospy_tlog::note::SignerKey;
+use nospy_log::{audit, Log};
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -39,26 +38,12 @@ pub fn run(base: &Path, seconds: u64, ceiling_mb: u64, json: bool) -> Result<()>
 }
 
 fn soak(work: &Path, seconds: u64, ceiling_mb: u64, json: bool) -> Result<()> {
-    let key = SignerKey::from_seed(ORIGIN, [21; 32])?;
-    let vendor = SignerKey::from_seed("vendor.soak.example", [22; 32])?;
-    let log = work.join("log");
-    let key_file = work.join("log.key");
-    {
-        let mut f = std::fs::OpenOptions::new();
-        f.write(true).create_new(true);
-        std::os::unix::fs::OpenOptionsExt::mode(&mut f, 0o600);
-        f.open(&key_file)?
-            .write_all(key.to_private_string().as_bytes())?;
-    }
-    Sequencer::init(&log, ORIGIN, &key, Some(key_file))?;
-    let cfg = work.join("serve.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[[submitter]]\nrole = \"vendor\"\nkey = \"{}\"\n",
-            vendor.verifier()
-        ),
-    )?;
+    let crate::child::Served {
+        log,
+        key,
+        vendor,
+        config: cfg,
+    } = crate::child::new_log(work, ORIGIN, 21)?;
     let (mut child, addr) = serve(&log, &cfg)?;
     let pid = child.id();
     let stop = Arc::new(AtomicBool::new(false));
