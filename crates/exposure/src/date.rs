@@ -10,7 +10,11 @@ use nospy_statement::time::{civil_from_days, days_from_civil, days_in_month};
 
 impl Date {
     /// Parses `YYYY-MM-DD` exactly (four-digit year, a real day of that month).
-    pub fn parse(s: &str) -> Result<Date, String> {
+    pub fn parse(s: &str) -> Result<Date, crate::PolicyError> {
+        Self::parse_text(s).map_err(crate::PolicyError)
+    }
+
+    fn parse_text(s: &str) -> Result<Date, String> {
         let bad = || format!("{s:?} is not a date of the form YYYY-MM-DD");
         let b = s.as_bytes();
         if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {

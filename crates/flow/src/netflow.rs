@@ -153,6 +153,18 @@ impl Template {
 /// Whose templates: exporter (by its number in the collector), observation domain (IPFIX) or source id (v9), template id.
 type TemplateKey = (u32, u32, u16);
 
+/// Why a collector's saved state was refused (the message names the line).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreError(String);
+
+impl std::fmt::Display for RestoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for RestoreError {}
+
 /// A collector's memory: templates and exporter state, across messages.
 #[derive(Default)]
 pub struct Collector {
@@ -338,7 +350,11 @@ impl Collector {
 
     /// A collector with the state [`Collector::save`] wrote. Refuses, naming the line, anything
     /// else (and more templates or exporters than a collector keeps).
-    pub fn restore(text: &str) -> Result<Collector, String> {
+    pub fn restore(text: &str) -> Result<Collector, RestoreError> {
+        Self::restore_text(text).map_err(RestoreError)
+    }
+
+    fn restore_text(text: &str) -> Result<Collector, String> {
         let mut c = Collector::new();
         let mut lines = text.lines().enumerate();
         match lines.next() {

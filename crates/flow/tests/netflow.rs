@@ -278,7 +278,10 @@ fn a_saved_collector_reads_what_the_original_would() {
         ("nospy-collector-state 1\ninit a 99999999999 1\n", "line 2"),
         ("nospy-collector-state 1\n\ninit a 1\n", "line 3"),
     ] {
-        let e = Collector::restore(bad).err().unwrap_or_default();
+        let e = Collector::restore(bad)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(e.contains(want), "{bad:?}: {e}");
     }
 }

@@ -51,7 +51,14 @@ impl Function {
     }
 
     /// Parses the inventory spelling (`core`, `access`, `transport`, `management`, `other`).
-    pub fn parse(s: &str) -> Result<Function, String> {
+    pub fn parse(s: &str) -> Result<Function, InventoryError> {
+        Self::parse_text(s).map_err(|message| InventoryError {
+            place: "function".into(),
+            message,
+        })
+    }
+
+    pub(crate) fn parse_text(s: &str) -> Result<Function, String> {
         Ok(match s {
             "core" => Function::Core,
             "access" => Function::Access,
@@ -224,7 +231,8 @@ impl Inventory {
                 device: get("device").to_string(),
                 vendor: get("vendor").to_string(),
                 model: get("model").to_string(),
-                function: Function::parse(get("function")).map_err(|m| at(place("function"), m))?,
+                function: Function::parse_text(get("function"))
+                    .map_err(|m| at(place("function"), m))?,
                 technology: get("technology").to_string(),
                 site: get("site").to_string(),
                 sensitive: match get("sensitive") {

@@ -38,7 +38,14 @@ fn prefixes(field: &str, v: &[String]) -> Result<Vec<Prefix>, String> {
 
 impl OperatorConfig {
     /// Reads `operator.toml`; errors name the field.
-    pub fn from_toml(text: &str) -> Result<OperatorConfig, String> {
+    pub fn from_toml(text: &str) -> Result<OperatorConfig, crate::InventoryError> {
+        Self::from_toml_text(text).map_err(|message| crate::InventoryError {
+            place: "operator configuration".into(),
+            message,
+        })
+    }
+
+    fn from_toml_text(text: &str) -> Result<OperatorConfig, String> {
         let raw: Raw = toml::from_str(text).map_err(|e| e.to_string())?;
         let mut controllers = BTreeMap::new();
         for (uri, v) in &raw.controllers {

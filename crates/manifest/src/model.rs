@@ -263,7 +263,7 @@ impl FromStr for Peer {
         {
             return s.parse::<Prefix>().map(Peer::Prefix);
         }
-        let name = dns_name(s)?;
+        let name = dns_name_text(s)?;
         // Names are case-insensitive and may end in a dot: "Operator-Networks" or
         // "same-vendor." would otherwise be a name that reads back as the abstraction.
         if [
@@ -284,7 +284,14 @@ impl FromStr for Peer {
 
 /// Checks and normalises a DNS name: lower case, no final dot, labels of 1 to 63 letters, digits,
 /// hyphens or underscores, at most 253 characters.
-pub fn dns_name(s: &str) -> Result<String, String> {
+pub fn dns_name(s: &str) -> Result<String, ManifestError> {
+    dns_name_text(s).map_err(|message| ManifestError {
+        place: "name".into(),
+        message,
+    })
+}
+
+pub(crate) fn dns_name_text(s: &str) -> Result<String, String> {
     let n = s.strip_suffix('.').unwrap_or(s).to_ascii_lowercase();
     if n.is_empty() || n.len() > 253 {
         return Err(format!(

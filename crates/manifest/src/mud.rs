@@ -12,7 +12,7 @@
 //! named in [`Note::Approximated`].
 
 use crate::model::{
-    dns_name, Capabilities, Device, Direction, Initiator, Manifest, Peer, Ports, Prefix, Protocol,
+    Capabilities, Device, Direction, Initiator, Manifest, Peer, Ports, Prefix, Protocol,
     RemoteAccess, Rule,
 };
 use serde_json::{Map, Value};
@@ -325,7 +325,7 @@ fn ace_rule(
                         protocol = Protocol::from_number(n);
                     } else if k == format!("ietf-acldns:{peer_side}-dnsname") {
                         let name = v.as_str().ok_or_else(|| skip(k, "is not a string"))?;
-                        let name = dns_name(name).map_err(|e| skip(k, e))?;
+                        let name = crate::model::dns_name_text(name).map_err(|e| skip(k, e))?;
                         set_peer(&mut peer, Peer::Name(name))?;
                     } else if k == format!("{peer_word}-ipv4-network")
                         || k == format!("{peer_word}-ipv6-network")

@@ -14,7 +14,11 @@ impl Resolver {
     /// Reads a snapshot: one name per line followed by its addresses, separated by spaces or
     /// commas (`use1-api.tplinkra.com 52.209.43.100 52.213.21.82`); `#` starts a comment. Errors
     /// name the line.
-    pub fn parse(text: &str) -> Result<Resolver, String> {
+    pub fn parse(text: &str) -> Result<Resolver, crate::SetupError> {
+        Self::parse_text(text).map_err(crate::SetupError)
+    }
+
+    fn parse_text(text: &str) -> Result<Resolver, String> {
         let mut r = Resolver::default();
         for (i, line) in text.lines().enumerate() {
             let line = line.split('#').next().unwrap_or("").trim();

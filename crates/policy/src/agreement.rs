@@ -333,7 +333,9 @@ impl Agreement {
             .peers_within
             .iter()
             .map(|p| match p.strip_prefix("*.") {
-                Some(d) => dns_name(d).map(PeerPattern::Subdomains),
+                Some(d) => dns_name(d)
+                    .map(PeerPattern::Subdomains)
+                    .map_err(|e| e.message),
                 None => p.parse::<Peer>().map(PeerPattern::Peer),
             })
             .collect::<Result<Vec<_>, String>>()

@@ -95,9 +95,25 @@ impl Default for ServeConfig {
     }
 }
 
+/// Why `serve.toml` was refused (the message names the line or the entry).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
 impl ServeConfig {
     /// Parses `serve.toml`; errors name the line or the entry.
-    pub fn from_toml(text: &str) -> Result<ServeConfig, String> {
+    pub fn from_toml(text: &str) -> Result<ServeConfig, ConfigError> {
+        Self::from_toml_text(text).map_err(ConfigError)
+    }
+
+    fn from_toml_text(text: &str) -> Result<ServeConfig, String> {
         let raw: Raw = toml::from_str(text).map_err(|e| {
             let line = e.span().map(|s| nospy_tlog::text::line_at(text, s.start));
             match line {

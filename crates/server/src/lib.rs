@@ -203,7 +203,7 @@ pub fn load_config(path: Option<&std::path::Path>) -> Result<ServeConfig, Error>
                 problem,
             };
             let text = std::fs::read_to_string(p).map_err(|e| bad(e.to_string()))?;
-            ServeConfig::from_toml(&text).map_err(bad)
+            ServeConfig::from_toml(&text).map_err(|e| bad(e.to_string()))
         }
     }
 }

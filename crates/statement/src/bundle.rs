@@ -88,7 +88,11 @@ impl Bundle {
     }
 
     /// Parses the JSON form; errors say which entry is bad.
-    pub fn parse(json: &[u8]) -> Result<Bundle, String> {
+    pub fn parse(json: &[u8]) -> Result<Bundle, crate::StatementError> {
+        Bundle::parse_text(json).map_err(crate::StatementError::Bundle)
+    }
+
+    fn parse_text(json: &[u8]) -> Result<Bundle, String> {
         if json.len() > MAX_BUNDLE_LEN {
             return Err(format!(
                 "bundle is {} bytes, over the 16 MiB limit",

@@ -57,7 +57,11 @@ pub struct ResourceDescriptor {
 
 impl ResourceDescriptor {
     /// Checks the spec's rule: at least one of uri, digest and content.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), crate::StatementError> {
+        self.check_text().map_err(crate::StatementError::Statement)
+    }
+
+    fn check_text(&self) -> Result<(), String> {
         if self.uri.is_none()
             && self.digest.as_ref().is_none_or(|d| d.0.is_empty())
             && self.content.is_none()
@@ -101,7 +105,11 @@ impl Statement {
 
     /// Parses and checks a statement: the v1 type, at least one subject, each subject with a
     /// digest set.
-    pub fn parse(json: &[u8]) -> Result<Statement, String> {
+    pub fn parse(json: &[u8]) -> Result<Statement, crate::StatementError> {
+        Statement::parse_text(json).map_err(crate::StatementError::Statement)
+    }
+
+    fn parse_text(json: &[u8]) -> Result<Statement, String> {
         let s: Statement =
             serde_json::from_slice(json).map_err(|e| format!("not an in-toto statement: {e}"))?;
         if s.type_ != STATEMENT_V1 {

@@ -34,6 +34,8 @@ pub enum StatementError {
     Predicate(String),
     /// A signature's keyid names no key the reader accepts.
     UnknownKey(String),
+    /// A bundle is malformed.
+    Bundle(String),
 }
 
 impl fmt::Display for StatementError {
@@ -45,7 +47,7 @@ impl fmt::Display for StatementError {
             }
             StatementError::Statement(e) => write!(f, "{e}"),
             StatementError::Predicate(e) => write!(f, "{e}"),
-            StatementError::UnknownKey(e) => write!(f, "{e}"),
+            StatementError::UnknownKey(e) | StatementError::Bundle(e) => write!(f, "{e}"),
         }
     }
 }
@@ -324,13 +326,12 @@ fn parse_payload(envelope: &Envelope) -> Result<(Statement, Predicate), Statemen
     if envelope.payload_type != INTOTO_PAYLOAD_TYPE {
         return Err(StatementError::PayloadType(envelope.payload_type.clone()));
     }
-    let statement = Statement::parse(&envelope.payload).map_err(StatementError::Statement)?;
+    let statement = Statement::parse(&envelope.payload)?;
     if statement.subject_sha256().is_empty() {
         return Err(StatementError::Statement(
             "no subject has a SHA-256 digest".into(),
         ));
     }
-    let predicate = Predicate::parse(&statement.predicate_type, &statement.predicate)
-        .map_err(StatementError::Predicate)?;
+    let predicate = Predicate::parse(&statement.predicate_type, &statement.predicate)?;
     Ok((statement, predicate))
 }

@@ -222,7 +222,14 @@ pub enum Predicate {
 impl Predicate {
     /// Parses the predicate of type `predicate_type` strictly. A type that is not nospy's is an
     /// error naming it.
-    pub fn parse(predicate_type: &str, v: &serde_json::Value) -> Result<Predicate, String> {
+    pub fn parse(
+        predicate_type: &str,
+        v: &serde_json::Value,
+    ) -> Result<Predicate, crate::StatementError> {
+        Predicate::parse_text(predicate_type, v).map_err(crate::StatementError::Predicate)
+    }
+
+    fn parse_text(predicate_type: &str, v: &serde_json::Value) -> Result<Predicate, String> {
         fn strict<T: for<'de> Deserialize<'de>>(
             what: &str,
             v: &serde_json::Value,
