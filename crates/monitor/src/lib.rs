@@ -21,6 +21,7 @@ mod compile;
 mod devices;
 pub mod evidence;
 mod judge;
+pub mod manifests;
 mod report;
 mod resolve;
 mod rows;

@@ -9,7 +9,8 @@ use nospy_flow::source::{read_exports_from, read_traffic_from, Stats};
 use nospy_inventory::{Inventory, OperatorConfig};
 use nospy_manifest::Manifest;
 use nospy_monitor::evidence::{self, direction_name, format_time, protocol_name};
-use nospy_monitor::{manifests_by_model, Monitor, Report, Resolver, Row};
+use nospy_monitor::manifests::Source;
+use nospy_monitor::{Monitor, Report, Resolver, Row};
 use nospy_tlog::Hash;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -397,20 +398,14 @@ fn device_manifests(
     Vec<Option<ManifestFrom>>,
     Vec<Option<String>>,
 )> {
-    let files: Vec<(Arc<Manifest>, ManifestFrom)> = a
+    let files: Vec<(Arc<Manifest>, Hash)> = a
         .manifest
         .iter()
         .map(|p| {
             let (m, digest) = load_manifest(p)?;
-            Ok((Arc::new(m), ManifestFrom::File(p.clone(), digest)))
+            Ok((Arc::new(m), digest))
         })
         .collect::<Result<_>>()?;
-    let list: Vec<Arc<Manifest>> = files.iter().map(|f| f.0.clone()).collect();
-    let by_model = manifests_by_model(inventory, &list);
-    let n = inventory.devices.len();
-    let mut manifests: Vec<Option<Arc<Manifest>>> = vec![None; n];
-    let mut from: Vec<Option<ManifestFrom>> = vec![None; n];
-    let mut notes: Vec<Option<String>> = vec![None; n];
     let from_log = match (&a.agreement, source) {
         (Some(p), Some(src)) => Some((p, src)),
         (Some(_), None) => bail!("--agreement is for reading manifests from a log: give --log or --server too"),
@@ -419,82 +414,58 @@ fn device_manifests(
         ),
         _ => None,
     };
-    if let Some((agreement_path, src)) = from_log {
-        let agreement = read_parsed(agreement_path, nospy_policy::Agreement::from_toml)?;
-        let verifier = nospy_policy::Verifier::new(&agreement);
-        let digests = nospy_policy::fleet::firmware_digests(
-            inventory
-                .devices
-                .iter()
-                .map(|d| d.firmware_sha256.as_deref()),
-        );
-        let by_digest = src
-            .verdicts(
-                &digests,
-                &verifier,
-                None,
-                crate::statements::now(),
-                false,
-                &mut Progress::callback("scanned entries"),
+    let digests = nospy_policy::fleet::firmware_digests(
+        inventory
+            .devices
+            .iter()
+            .map(|d| d.firmware_sha256.as_deref()),
+    );
+    let verdicts = match from_log {
+        Some((agreement_path, src)) => {
+            let agreement = read_parsed(agreement_path, nospy_policy::Agreement::from_toml)?;
+            let verifier = nospy_policy::Verifier::new(&agreement);
+            Some(
+                src.verdicts(
+                    &digests,
+                    &verifier,
+                    None,
+                    crate::statements::now(),
+                    false,
+                    &mut Progress::callback("scanned entries"),
+                )
+                .with_context(|| format!("reading releases from {}", src.name()))?
+                .verdicts,
             )
-            .with_context(|| format!("reading releases from {}", src.name()))?
-            .verdicts;
-        // One manifest per release entry, shared by every device running it (compiled once).
-        let mut by_entry: std::collections::HashMap<u64, Arc<Manifest>> =
-            std::collections::HashMap::new();
-        for (i, d) in digests.iter().enumerate() {
-            let Some(d) = d else {
-                notes[i] = Some("no firmware digest in the inventory".into());
-                continue;
-            };
-            let v = by_digest.get(d);
-            match v.and_then(|v| v.release.as_ref().map(|r| (v, r))) {
-                Some((v, r)) => {
-                    let m = by_entry
-                        .entry(r.index)
-                        .or_insert_with(|| Arc::new(r.release.manifest.clone()))
-                        .clone();
-                    manifests[i] = Some(m);
-                    from[i] = Some(ManifestFrom::Log {
-                        index: r.index,
-                        admitted: v.admit,
-                        version: r.release.version.clone(),
-                    });
-                }
-                None => {
-                    let why = v
-                        .and_then(|v| {
-                            v.checks
-                                .iter()
-                                .find(|c| c.outcome == nospy_policy::Outcome::Fail)
-                                .map(|c| c.reason.clone())
-                        })
-                        .unwrap_or_else(|| "no release of its firmware in the log".into());
-                    notes[i] = Some(why);
-                }
-            }
         }
-    }
-    for (i, m) in by_model.into_iter().enumerate() {
-        if manifests[i].is_some() {
-            continue;
-        }
-        if let Some(m) = m {
-            from[i] = files
-                .iter()
-                .find(|f| Arc::ptr_eq(&f.0, &m))
-                .map(|f| f.1.clone());
-            manifests[i] = Some(m);
-            notes[i] = None;
-        }
-    }
-    if manifests.iter().all(Option::is_none) {
+        None => None,
+    };
+    let list: Vec<Arc<Manifest>> = files.iter().map(|f| f.0.clone()).collect();
+    let choice = nospy_monitor::manifests::choose(inventory, &digests, verdicts.as_ref(), &list);
+    if choice.manifests.iter().all(Option::is_none) {
         if a.manifest.is_empty() && from_log.is_none() {
             bail!("no manifest given (--manifest FILE, or --agreement with --log/--server): nothing to check the traffic against");
         }
         bail!("no device of the inventory has a manifest: none of the manifests given names a device's vendor and model{}", if from_log.is_some() { ", and the log has no acceptable release of any device's firmware" } else { "" });
     }
-    Ok((manifests, from, notes))
+    let from = choice
+        .from
+        .into_iter()
+        .map(|f| {
+            f.map(|f| match f {
+                Source::File(k) => ManifestFrom::File(a.manifest[k].clone(), files[k].1),
+                Source::Log {
+                    index,
+                    admitted,
+                    version,
+                } => ManifestFrom::Log {
+                    index,
+                    admitted,
+                    version,
+                },
+            })
+        })
+        .collect();
+    Ok((choice.manifests, from, choice.notes))
 }
 
 /// The evidence statements appended.
