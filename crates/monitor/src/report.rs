@@ -33,7 +33,7 @@ pub struct Report {
     pub unattributable: Vec<Row>,
     /// Flows none of whose addresses belongs to a device of the inventory.
     pub unknown_device_flows: u64,
-    /// Violations and unattributable flows whose rows were dropped because [`MAX_ROWS`] rows
+    /// Violations and unattributable flows whose rows were dropped because [`MAX_ROWS`](crate::MAX_ROWS) rows
     /// were kept (counted in their devices' summaries all the same).
     pub flows_in_dropped_rows: u64,
     /// Per device, in inventory order.

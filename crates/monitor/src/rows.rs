@@ -254,7 +254,7 @@ pub struct Row {
 }
 
 impl Row {
-    /// The device: its index in [`Report::devices`] (the inventory's order).
+    /// The device: its index in [`Report::devices`](crate::Report::devices) (the inventory's order).
     pub fn device(&self) -> usize {
         self.key.device() as usize
     }
