@@ -21,21 +21,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
-
-/// A small deterministic generator (xorshift), so that runs are comparable.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
+// A small seeded generator, so that runs are comparable.
+use nospy_testkit::Rng;
 
 fn device_addr(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(10, (i >> 16) as u8, (i >> 8) as u8, i as u8)
@@ -340,7 +327,7 @@ pub fn run(
             eprintln!("{m}");
         }
     };
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut rng = Rng::new(0x9E37_79B9_7F4A_7C15);
     say(&format!(
         "generating a fleet of {devices} devices and {rules} rules ..."
     ));

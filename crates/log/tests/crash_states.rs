@@ -15,6 +15,7 @@
 
 use nospy_log::storage::{Op, Recorder};
 use nospy_log::{audit, Log, Sequencer};
+use nospy_testkit::Rng;
 use nospy_tlog::note::SignerKey;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -198,17 +199,6 @@ fn torn(node: &Inode) -> Vec<u8> {
     out
 }
 
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
-
 /// Opens the log in `dir` as a crashed machine would find it, and checks everything.
 fn check(dir: &Path, acked: u64, what: &str) {
     let mut seq =
@@ -259,7 +249,7 @@ fn power_loss_at_every_recorded_operation_of_25_batches() {
     let recorder: Recorder = Arc::new(Mutex::new(Vec::new()));
     let mut seq = Sequencer::open_recording(&dir, key(), recorder.clone()).unwrap();
     let mut next = 0u64;
-    let mut rng = Rng(0x5eed_cafe);
+    let mut rng = Rng::new(0x5eed_cafe);
     for b in 0..25 {
         let n = 1 + rng.below(40);
         let mut batch: Vec<Vec<u8>> = (next..next + n).map(entry).collect();
@@ -278,7 +268,7 @@ fn power_loss_at_every_recorded_operation_of_25_batches() {
     let scratch = scratch();
     let mut fs = initial;
     let mut states = 0;
-    let mut rng = Rng(0xc4a5_11fe);
+    let mut rng = Rng::new(0xc4a5_11fe);
     for k in 0..=ops.len() {
         if k > 0 {
             fs.apply(&ops[k - 1]);
@@ -300,7 +290,7 @@ fn power_loss_at_every_recorded_operation_of_25_batches() {
             let out = scratch.path().join(format!("s{k}-{v}"));
             std::fs::create_dir_all(&out).unwrap();
             let (mut dirs, mut files) =
-                (Rng(rng.below(u64::MAX) | 1), Rng(rng.below(u64::MAX) | 1));
+                (Rng::new(rng.below(u64::MAX)), Rng::new(rng.below(u64::MAX)));
             let mut pick_dir = |_: &str| match kind {
                 1 => true,
                 3 => dirs.below(2) == 0,

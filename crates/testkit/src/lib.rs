@@ -1,5 +1,5 @@
 //! Fixtures shared by the tests and benchmarks of every crate (not published): signed
-//! statements, a raw HTTP client.
+//! statements, a raw HTTP client, one seeded random generator.
 //! Test code: a panic here is a failing test.
 
 #![forbid(unsafe_code)]
@@ -7,3 +7,6 @@
 
 pub mod fixtures;
 pub mod http;
+pub mod rng;
+
+pub use rng::Rng;
