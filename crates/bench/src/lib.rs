@@ -33,9 +33,3 @@ pub(crate) fn print_json(v: &serde_json::Value) -> anyhow::Result<()> {
     writeln!(o)?;
     Ok(())
 }
-
-/// The time now, POSIX seconds.
-pub(crate) fn now() -> u64 {
-    use nospy_log::clock::Clock as _;
-    nospy_log::clock::SystemClock.now()
-}

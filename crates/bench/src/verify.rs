@@ -24,7 +24,7 @@ pub fn run(n: usize, seconds: f64, hash_mib: usize, dir: PathBuf, json: bool) ->
     if cfg!(debug_assertions) {
         eprintln!("warning: this is a debug build; figures mean little (use --release)");
     }
-    let now = crate::now();
+    let now = nospy_log::clock::Clock::now(&nospy_log::clock::SystemClock);
     let key = |name: &str, seed: u8| SignerKey::from_seed(name, [seed; 32]);
     let (log_key, w1, w2) = (
         key(ORIGIN, 1)?,

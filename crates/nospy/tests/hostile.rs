@@ -387,18 +387,7 @@ fn write_file_leaves_no_temporary_file_on_error() {
     let out = t.path().join("out");
     std::fs::create_dir(&out).unwrap();
     std::fs::write(out.join("keep"), b"x").unwrap();
-    let digest = "ab".repeat(32);
-    let r = run(&[
-        "revoke",
-        "--key",
-        s(&key),
-        "--artifact-digest",
-        &digest,
-        "--reason",
-        "test",
-        "--out",
-        s(&out),
-    ]);
+    let r = revoke_with(&key, &["--out", s(&out)]);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("out"), "{}", r.stderr);
     let left: Vec<String> = std::fs::read_dir(t.path())
@@ -421,20 +410,7 @@ fn key_file_readable_by_others_is_refused_unless_allowed() {
     let t = tempfile::tempdir().unwrap();
     let key = t.path().join("vendor.key");
     new_key(&key, "release.vendorx.example");
-    let digest = "ab".repeat(32);
-    let revoke = |extra: &[&str]| {
-        let mut args = vec![
-            "revoke",
-            "--key",
-            s(&key),
-            "--artifact-digest",
-            &digest,
-            "--reason",
-            "test",
-        ];
-        args.extend_from_slice(extra);
-        run(&args)
-    };
+    let revoke = |extra: &[&str]| revoke_with(&key, extra);
     assert_eq!(revoke(&[]).code, 0, "owner-only, as generated");
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -448,4 +424,20 @@ fn key_file_readable_by_others_is_refused_unless_allowed() {
     assert!(r.stdout.is_empty(), "nothing signed: {}", r.stdout);
     let r = revoke(&["--allow-open-keys"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
+}
+
+/// `nospy revoke` of one digest signed with `key`, with `extra` arguments.
+fn revoke_with(key: &Path, extra: &[&str]) -> Run {
+    let digest = "ab".repeat(32);
+    let mut args = vec![
+        "revoke",
+        "--key",
+        s(key),
+        "--artifact-digest",
+        &digest,
+        "--reason",
+        "test",
+    ];
+    args.extend_from_slice(extra);
+    run(&args)
 }
