@@ -4,11 +4,14 @@
 //! that are archives themselves, and ELF files section by section. Directories are compared as
 //! [`Tree`]s, which the caller reads.
 //!
-//! The readers here are small and strict: they read only what a comparison needs and turn
-//! anything malformed into an [`Error`] naming the member and the place. What they allocate is
-//! bounded by what was actually read, never by what a header declares (a zip that declares a
-//! terabyte reserves nothing), and by [`Limits`]: per member, and in total across every member
-//! copied or decompressed during one comparison. Arithmetic on header fields is checked.
+//! Tar archives are read with the `tar` crate and ELF section tables with `object`; zip and cpio
+//! with small readers of nospy's own (the `zip` crate would bring a fast-changing major version and
+//! a dozen crates for the two methods, stored and deflate, that firmware images use). Whatever
+//! reads them, anything malformed becomes an [`Error`] naming the member and the place. What they
+//! allocate is bounded by what was actually read, never by what a header declares (a zip that
+//! declares a terabyte reserves nothing; a tar member's data must lie within the bytes given), and
+//! by [`Limits`]: per member, and in total across every member copied or decompressed during one
+//! comparison. Arithmetic on header fields is checked.
 
 #![forbid(unsafe_code)]
 
@@ -409,60 +412,47 @@ fn cstr(b: &[u8]) -> String {
     String::from_utf8_lossy(&b[..b.iter().position(|&c| c == 0).unwrap_or(b.len())]).into_owned()
 }
 
+/// A tar archive, through the `tar` crate (ustar, GNU long names, pax paths). Every member's
+/// data lies within `b`, which was read already: nothing is reserved for what a header declares.
 fn tar(at: &str, b: &[u8], budget: &Budget) -> Result<Tree, Error> {
     let bad = |p: String| malformed(at, format!("tar archive: {p}"));
     let mut t = Tree::new();
-    let mut off = 0usize;
-    let mut long_name: Option<String> = None;
-    while let Some(h) = span(b, off as u64, 512) {
-        if h.iter().all(|&c| c == 0) {
-            break;
+    let mut archive = tar::Archive::new(std::io::Cursor::new(b));
+    let entries = archive
+        .entries_with_seek()
+        .map_err(|e| bad(format!("{e}")))?;
+    let mut seen_at = 0u64;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| bad(format!("header after byte {seen_at}: {e}")))?;
+        let off = entry.raw_header_position();
+        seen_at = off;
+        let start = entry.raw_file_position();
+        let size = entry.size();
+        if start
+            .checked_add(size)
+            .is_none_or(|end| end > b.len() as u64)
+        {
+            return Err(bad(format!("member at byte {off} runs past the end")));
         }
-        if !tar_checksum_ok(h) {
-            return Err(bad(format!("header at byte {off}: bad checksum")));
-        }
-        let size = octal(&h[124..136])
-            .ok_or_else(|| bad(format!("header at byte {off}: size is not octal")))?;
-        let data_start = off + 512;
-        let data = span(b, data_start as u64, size)
-            .ok_or_else(|| bad(format!("member at byte {off} runs past the end")))?;
-        let mut name = cstr(&h[..100]);
-        if &h[257..262] == b"ustar" {
-            let prefix = cstr(&h[345..500]);
-            if !prefix.is_empty() {
-                name = format!("{prefix}/{name}");
-            }
-        }
-        if let Some(n) = long_name.take() {
-            name = n;
-        }
+        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         let member = format!("{at}!{name}");
-        match h[156] {
-            b'L' => long_name = Some(cstr(data)),
-            b'x' => {
-                // A pax header: take `path=` if present.
-                let text = String::from_utf8_lossy(data);
-                long_name = text
-                    .lines()
-                    .find_map(|l| l.split_once(" path=").map(|(_, p)| p.to_string()));
-            }
-            b'g' => {}
-            b'5' => {
+        match entry.header().entry_type() {
+            tar::EntryType::XGlobalHeader => {}
+            tar::EntryType::Directory => {
                 t.insert(name.trim_end_matches('/').to_string(), None);
             }
-            b'2' | b'1' => {
-                t.insert(
-                    name,
-                    Some(format!("link -> {}", cstr(&h[157..257])).into_bytes()),
-                );
+            tar::EntryType::Symlink | tar::EntryType::Link => {
+                let target = entry
+                    .link_name_bytes()
+                    .map(|l| String::from_utf8_lossy(l.as_ref()).into_owned())
+                    .unwrap_or_default();
+                t.insert(name, Some(format!("link -> {target}").into_bytes()));
             }
             _ => {
-                let content = budget.copy(&member, data)?;
+                let content = budget.read_all(&member, &mut entry, "tar member")?;
                 t.insert(name, Some(content));
             }
         }
-        // `data` was all there, so this end is within `b` and cannot overflow.
-        off = data_start + data.len().div_ceil(512) * 512;
     }
     Ok(t)
 }
@@ -642,76 +632,52 @@ fn is_elf(b: &[u8]) -> bool {
     b.len() >= 16 && &b[..4] == b"\x7fELF"
 }
 
-/// Section name to the SHA-256 of its contents (`NOBITS` sections by size alone).
+/// Section name to the SHA-256 of its contents (`NOBITS` sections by size alone), read with the
+/// `object` crate's ELF section table (32- and 64-bit, either byte order).
 fn elf_sections(at: &str, b: &[u8]) -> Result<BTreeMap<String, String>, Error> {
+    use object::elf::{FileHeader32, FileHeader64};
+    match b[4] {
+        1 => elf_table::<FileHeader32<object::Endianness>>(at, b),
+        2 => elf_table::<FileHeader64<object::Endianness>>(at, b),
+        c => Err(malformed(
+            at,
+            format!("ELF class {c} is neither 32- nor 64-bit"),
+        )),
+    }
+}
+
+fn elf_table<H>(at: &str, b: &[u8]) -> Result<BTreeMap<String, String>, Error>
+where
+    H: object::read::elf::FileHeader<Endian = object::Endianness>,
+{
+    use object::read::elf::SectionHeader as _;
     let bad = |p: String| malformed(at, p);
-    let class64 = match b[4] {
-        1 => false,
-        2 => true,
-        c => return Err(bad(format!("ELF class {c} is neither 32- nor 64-bit"))),
-    };
-    let le = match b[5] {
-        1 => true,
-        2 => false,
-        d => {
-            return Err(bad(format!(
-                "ELF data encoding {d} is neither little- nor big-endian"
-            )))
-        }
-    };
-    let rd = |at: u64, n: u64| -> Result<u64, Error> {
-        let s = span(b, at, n).ok_or_else(|| bad(format!("ELF truncated at byte {at}")))?;
-        let fold = |v: u64, &c: &u8| (v << 8) | c as u64;
-        Ok(if le {
-            s.iter().rev().fold(0, fold)
-        } else {
-            s.iter().fold(0, fold)
-        })
-    };
-    let (shoff, shentsize, shnum, shstrndx) = if class64 {
-        (rd(0x28, 8)?, rd(0x3a, 2)?, rd(0x3c, 2)?, rd(0x3e, 2)?)
-    } else {
-        (rd(0x20, 4)?, rd(0x2e, 2)?, rd(0x30, 2)?, rd(0x32, 2)?)
-    };
-    if shnum == 0 {
-        return Ok(BTreeMap::new());
-    }
-    if shentsize < if class64 { 64 } else { 40 } || shstrndx >= shnum {
-        return Err(bad("ELF section header table is malformed".into()));
-    }
-    let sect = |i: u64| -> Result<(u64, u64, u64, u64), Error> {
-        // shnum and shentsize are 16-bit fields: this product cannot overflow.
-        let at = shoff
-            .checked_add(i * shentsize)
-            .ok_or_else(|| bad("ELF section header offset overflows".into()))?;
-        let field = |o: u64, n: u64| rd(at.saturating_add(o), n);
-        Ok(if class64 {
-            (field(0, 4)?, field(4, 4)?, field(0x18, 8)?, field(0x20, 8)?)
-        } else {
-            (field(0, 4)?, field(4, 4)?, field(0x10, 4)?, field(0x14, 4)?)
-        })
-    };
-    let (_, _, stroff, strsize) = sect(shstrndx)?;
-    let strtab = span(b, stroff, strsize)
-        .ok_or_else(|| bad("section name table runs past the end".into()))?;
+    let header = H::parse(b).map_err(|e| bad(format!("ELF header: {e}")))?;
+    let endian = header
+        .endian()
+        .map_err(|e| bad(format!("ELF data encoding: {e}")))?;
+    let table = header.sections(endian, b).map_err(|e| {
+        let at = header.e_shoff(endian).into();
+        bad(format!("ELF section header table at byte {at}: {e}"))
+    })?;
     let mut out = BTreeMap::new();
-    for i in 0..shnum {
-        let (name_off, typ, off, size) = sect(i)?;
-        let name = usize::try_from(name_off)
-            .ok()
-            .and_then(|o| strtab.get(o..))
-            .map(cstr)
+    for (i, sect) in table.iter().enumerate() {
+        let name = table
+            .section_name(endian, sect)
+            .map(|n| String::from_utf8_lossy(n).into_owned())
             .unwrap_or_default();
         let name = if name.is_empty() {
             format!("#{i}")
         } else {
             name
         };
-        let digest = if typ == 8 || typ == 0 {
-            format!("size {size}")
+        let typ = sect.sh_type(endian);
+        let digest = if typ == object::elf::SHT_NOBITS || typ == object::elf::SHT_NULL {
+            format!("size {}", sect.sh_size(endian).into())
         } else {
-            let data = span(b, off, size)
-                .ok_or_else(|| bad(format!("section {name} runs past the end")))?;
+            let data = sect
+                .data(endian, b)
+                .map_err(|_| bad(format!("section {name} runs past the end")))?;
             sha256_hex(data)
         };
         out.insert(name, digest);

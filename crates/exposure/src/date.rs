@@ -6,8 +6,6 @@ use std::fmt;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Date(pub i64);
 
-use nospy_statement::time::{civil_from_days, days_from_civil, days_in_month};
-
 impl Date {
     /// Parses `YYYY-MM-DD` exactly (four-digit year, a real day of that month).
     pub fn parse(s: &str) -> Result<Date, crate::PolicyError> {
@@ -20,8 +18,8 @@ impl Date {
         if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
             return Err(bad());
         }
-        let num = |r: std::ops::Range<usize>| -> Result<i64, String> {
-            let t = &s[r];
+        let num = |r: std::ops::Range<usize>| -> Result<u16, String> {
+            let t = s.get(r).ok_or_else(bad)?;
             if t.bytes().all(|c| c.is_ascii_digit()) {
                 t.parse().map_err(|_| bad())
             } else {
@@ -29,13 +27,16 @@ impl Date {
             }
         };
         let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-        if !(1..=12).contains(&m) || d < 1 {
-            return Err(bad());
-        }
-        if d > days_in_month(y, m) {
-            return Err(format!("{s:?} is not a day of that month"));
-        }
-        Ok(Date(days_from_civil(y, m, d)))
+        let month = u8::try_from(m)
+            .ok()
+            .and_then(|m| time::Month::try_from(m).ok())
+            .ok_or_else(bad)?;
+        let day = u8::try_from(d).ok().filter(|&d| d >= 1).ok_or_else(bad)?;
+        let date = time::Date::from_calendar_date(i32::from(y), month, day)
+            .map_err(|_| format!("{s:?} is not a day of that month"))?;
+        Ok(Date(
+            i64::from(date.to_julian_day()) - UNIX_EPOCH_JULIAN_DAY,
+        ))
     }
 
     /// The date of a POSIX time (UTC).
@@ -43,16 +44,23 @@ impl Date {
         Date(secs.div_euclid(86_400))
     }
 
-    /// Year, month, day.
-    pub fn ymd(self) -> (i64, i64, i64) {
-        civil_from_days(self.0)
+    /// Year, month, day; `None` outside the years the calendar knows (about ±9999).
+    pub fn ymd(self) -> Option<(i32, u8, u8)> {
+        let julian = i32::try_from(self.0 + UNIX_EPOCH_JULIAN_DAY).ok()?;
+        let d = time::Date::from_julian_day(julian).ok()?;
+        Some((d.year(), d.month().into(), d.day()))
     }
 }
 
+/// The Julian day number of 1970-01-01.
+const UNIX_EPOCH_JULIAN_DAY: i64 = 2_440_588;
+
 impl fmt::Display for Date {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (y, m, d) = self.ymd();
-        write!(f, "{y:04}-{m:02}-{d:02}")
+        match self.ymd() {
+            Some((y, m, d)) => write!(f, "{y:04}-{m:02}-{d:02}"),
+            None => write!(f, "day {} since 1970-01-01", self.0),
+        }
     }
 }
 

@@ -139,8 +139,8 @@ fn timeline_chart(r: &RuleReport, id: usize, at: Date, from: Date, to: Date) -> 
         );
     }
     // Years along the bottom.
-    let (y0, _, _) = from.ymd();
-    let (y1, _, _) = to.ymd();
+    let year = |d: Date| d.ymd().map_or(0, |(y, _, _)| y);
+    let (y0, y1) = (year(from), year(to));
     for year in y0..=y1 + 1 {
         if let Ok(d) = Date::parse(&format!("{year:04}-01-01")) {
             if d >= from && d <= to {

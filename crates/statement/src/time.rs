@@ -1,80 +1,30 @@
-//! RFC 3339 timestamps (UTC, `Z` or a numeric offset) and durations such as `24h`, without a
-//! date-time dependency: nospy only needs to compare instants.
+//! RFC 3339 timestamps and durations such as `24h`. The calendar is the `time` crate's; nospy
+//! only needs instants (seconds since the Unix epoch) to compare.
+
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
 
 /// Seconds since the Unix epoch of an RFC 3339 date-time (`2026-11-28T12:00:00Z`, fractional
-/// seconds and `+hh:mm` offsets accepted), or of a bare date (`2026-11-28`, midnight UTC).
+/// seconds and `+hh:mm` offsets accepted, a fraction dropped), or of a bare date (`2026-11-28`,
+/// midnight UTC). Anything else, including a date that does not exist, is `None`.
 pub fn parse_rfc3339(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let t = s.get(r)?;
-        (!t.is_empty() && t.bytes().all(|c| c.is_ascii_digit()))
-            .then(|| t.parse().ok())
-            .flatten()
+    let t = if s.len() == 10 {
+        OffsetDateTime::parse(&format!("{s}T00:00:00Z"), &Rfc3339)
+    } else {
+        OffsetDateTime::parse(s, &Rfc3339)
     };
-    if b.len() < 10 || b[4] != b'-' || b[7] != b'-' {
-        return None;
-    }
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    if !(1..=12).contains(&mo) || d < 1 || d > days_in_month(y, mo) {
-        return None;
-    }
-    let days = days_from_civil(y, mo, d);
-    if b.len() == 10 {
-        return Some(days * 86_400);
-    }
-    if b.len() < 20
-        || !(b[10] == b'T' || b[10] == b't' || b[10] == b' ')
-        || b[13] != b':'
-        || b[16] != b':'
-    {
-        return None;
-    }
-    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if h > 23 || mi > 59 || sec > 60 {
-        return None;
-    }
-    let mut rest = &s[19..];
-    if let Some(frac) = rest.strip_prefix('.') {
-        let n = frac.bytes().take_while(|c| c.is_ascii_digit()).count();
-        if n == 0 {
-            return None;
-        }
-        rest = &frac[n..];
-    }
-    // The offset is read as bytes: text from the network may hold any character here, and no
-    // byte offset into it may be taken for a character boundary.
-    let offset = match rest.as_bytes() {
-        b"Z" | b"z" => 0,
-        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
-            let digit = |c: u8| c.is_ascii_digit().then(|| i64::from(c - b'0'));
-            let oh = digit(*h1)? * 10 + digit(*h2)?;
-            let om = digit(*m1)? * 10 + digit(*m2)?;
-            if oh > 23 || om > 59 {
-                return None;
-            }
-            let v = oh * 3600 + om * 60;
-            if *sign == b'-' {
-                -v
-            } else {
-                v
-            }
-        }
-        _ => return None,
-    };
-    Some(days * 86_400 + h * 3600 + mi * 60 + sec - offset)
+    t.ok().map(OffsetDateTime::unix_timestamp)
 }
 
-/// `2026-11-28T12:00:00Z` for seconds since the epoch.
+/// `2026-11-28T12:00:00Z` for seconds since the epoch. Outside years 0000 to 9999, which RFC
+/// 3339 cannot write (a hostile cosignature can carry any 64-bit time), the seconds themselves
+/// prefixed with `@`: a display, never an instant that parses.
 pub fn format_rfc3339(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .filter(|t| (0..=9999).contains(&t.year()))
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_else(|| format!("@{secs}"))
 }
 
 /// A duration such as `90s`, `15m`, `24h`, `7d`, or a sum such as `1h30m`, in seconds.
@@ -101,45 +51,6 @@ pub fn parse_duration(s: &str) -> Option<u64> {
         any = true;
     }
     (num.is_empty() && any).then_some(total)
-}
-
-fn is_leap(y: i64) -> bool {
-    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
-}
-
-/// Days in month `m` (1 to 12) of year `y`.
-pub fn days_in_month(y: i64, m: i64) -> i64 {
-    match m {
-        2 if is_leap(y) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The proleptic Gregorian date (year, month, day) of a day count since 1970-01-01.
-pub fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
-    (y, m, d)
 }
 
 #[cfg(test)]
@@ -170,9 +81,12 @@ mod tests {
         ] {
             assert_eq!(parse_rfc3339(bad), None, "{bad}");
         }
-        for t in [0, 1_795_867_200, 951_782_400, -86_400] {
+        for t in [0, 1_795_867_200, 951_782_400, -86_400, 253_402_300_799] {
             assert_eq!(parse_rfc3339(&format_rfc3339(t)), Some(t));
         }
+        // Beyond year 9999 (a cosignature's time is any 64-bit number): written, not parsed.
+        assert_eq!(format_rfc3339(i64::MAX), format!("@{}", i64::MAX));
+        assert_eq!(parse_rfc3339(&format_rfc3339(253_402_300_800)), None);
         assert_eq!(parse_duration("24h"), Some(86_400));
         assert_eq!(parse_duration("1h30m"), Some(5_400));
         for bad in ["", "h", "10", "3x", "-1h"] {
