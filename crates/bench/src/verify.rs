@@ -8,9 +8,10 @@ use nospy_statement::bundle::{Bundle, BundleEntry};
 use nospy_statement::predicate::*;
 use nospy_statement::{sign, DigestSet, ResourceDescriptor};
 use nospy_tlog::checkpoint::{Checkpoint, TlogProof};
-use nospy_tlog::hash::{leaf_hash, sha256};
+use nospy_tlog::hash::leaf_hash;
 use nospy_tlog::merkle::{self, MemoryTree};
 use nospy_tlog::note::SignerKey;
+use nospy_tlog::Sha256;
 use serde_json::json;
 use std::io::Write;
 use std::path::PathBuf;
@@ -58,7 +59,7 @@ pub fn run(n: usize, seconds: f64, hash_mib: usize, dir: PathBuf, json: bool) ->
     let mut entries: Vec<Vec<u8>> = Vec::new();
     let mut artifacts = Vec::new();
     for i in 0..n {
-        let fw = sha256(format!("firmware {i}").as_bytes());
+        let fw = Sha256::of(format!("firmware {i}").as_bytes());
         let subject = vec![ResourceDescriptor {
             name: Some(format!("fw-{i}.bin")),
             digest: Some(DigestSet::sha256(&fw)),
@@ -73,7 +74,7 @@ pub fn run(n: usize, seconds: f64, hash_mib: usize, dir: PathBuf, json: bool) ->
                 commit: format!("{i:040x}"),
                 toolchain: None,
             },
-            sbom: Some(DigestSet::sha256(&sha256(b"sbom"))),
+            sbom: Some(DigestSet::sha256(&Sha256::of(b"sbom"))),
             build_recipe: None,
             supersedes: vec![],
             manifest: manifest.clone(),
@@ -155,7 +156,7 @@ pub fn run(n: usize, seconds: f64, hash_mib: usize, dir: PathBuf, json: bool) ->
             signatures += bundle.entries.len() as u64;
             evidence.push(Evidence::from(bundle));
         }
-        let items: Vec<(&nospy_tlog::Hash, &Evidence)> = artifacts
+        let items: Vec<(&Sha256, &Evidence)> = artifacts
             .iter()
             .map(|(fw, _)| fw)
             .zip(evidence.iter())

@@ -1,7 +1,7 @@
 //! The JSON bodies of `nospy serve`'s API beyond tlog-tiles, written by the server and read by
 //! the clients from these same types.
 
-use nospy_tlog::Hash;
+use nospy_tlog::{Hash, Sha256};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// `POST /add`: where the entry is, once durable.
@@ -44,8 +44,8 @@ pub struct ConsistencyResponse {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LookupResponse {
     /// The artifact's SHA-256, hex.
-    #[serde(with = "hex_hash")]
-    pub digest: Hash,
+    #[serde(with = "hex_sha256")]
+    pub digest: Sha256,
     /// How many entries of the log the index covered: entries at and beyond this index are not
     /// in the answer and must be read from the log.
     pub size: u64,
@@ -83,6 +83,19 @@ mod hex_hash {
         Hash::from_hex(&s)
             .filter(|_| s.len() == 64)
             .ok_or_else(|| serde::de::Error::custom("not 64 hex digits"))
+    }
+}
+
+mod hex_sha256 {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(h: &Sha256, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&h.to_hex())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Sha256, D::Error> {
+        let s = String::deserialize(d)?;
+        Sha256::from_hex(&s).ok_or_else(|| serde::de::Error::custom("not 64 hex digits"))
     }
 }
 

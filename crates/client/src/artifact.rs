@@ -1,14 +1,14 @@
 //! Firmware artifacts: their SHA-256, read fast enough to keep up with the hash.
 
-use nospy_tlog::Hash;
-use sha2::{Digest, Sha256};
+use nospy_tlog::Sha256;
+use sha2::Digest as _;
 use std::io::Read;
 use std::path::Path;
 
 /// SHA-256 of the file at `path`, streamed; `progress` is told (bytes hashed, file size). A
 /// second thread reads ahead while this one hashes, so that the copy out of the page cache
 /// overlaps the hashing.
-pub fn hash_file(path: &Path, progress: &mut dyn FnMut(u64, u64)) -> std::io::Result<Hash> {
+pub fn hash_file(path: &Path, progress: &mut dyn FnMut(u64, u64)) -> std::io::Result<Sha256> {
     let mut f = std::fs::File::open(path)?;
     let total = f.metadata().map(|m| m.len()).unwrap_or(0);
     let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<std::io::Result<(Vec<u8>, usize)>>(2);
@@ -27,7 +27,7 @@ pub fn hash_file(path: &Path, progress: &mut dyn FnMut(u64, u64)) -> std::io::Re
                 }
             }
         });
-        let mut h = Sha256::new();
+        let mut h = sha2::Sha256::new();
         let mut done = 0u64;
         loop {
             let (buf, n) = full_rx
@@ -44,6 +44,6 @@ pub fn hash_file(path: &Path, progress: &mut dyn FnMut(u64, u64)) -> std::io::Re
             }
         }
         drop(empty_tx);
-        Ok(Hash(h.finalize().into()))
+        Ok(Sha256(h.finalize().into()))
     })
 }

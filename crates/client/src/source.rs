@@ -11,7 +11,7 @@ use nospy_statement::predicate::{Predicate, RELEASE_V1};
 use nospy_statement::Statement;
 use nospy_tlog::checkpoint::SignedCheckpoint;
 use nospy_tlog::tile::{self, TileId};
-use nospy_tlog::Hash;
+use nospy_tlog::{Hash, Sha256};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -29,7 +29,7 @@ pub enum LogSource {
 }
 
 /// The evidence about each digest.
-pub type EvidenceMap = HashMap<Hash, Evidence>;
+pub type EvidenceMap = HashMap<Sha256, Evidence>;
 
 pub use nospy_policy::fleet::ListedRelease;
 
@@ -71,7 +71,7 @@ impl LogSource {
     /// server is asked through its index, once per digest.
     pub fn evidence_under(
         &self,
-        digests: &[Hash],
+        digests: &[Sha256],
         checkpoint: Option<&Path>,
         progress: Progress<'_>,
     ) -> Result<EvidenceMap, Error> {
@@ -83,7 +83,7 @@ impl LogSource {
     /// by digest only).
     pub fn read(
         &self,
-        digests: &[Hash],
+        digests: &[Sha256],
         checkpoint: Option<&Path>,
         releases: bool,
         progress: Progress<'_>,
@@ -119,8 +119,8 @@ impl LogSource {
                 };
                 let size = sc.checkpoint.size;
                 let text = sc.to_text();
-                let wanted: HashSet<Hash> = digests.iter().copied().collect();
-                let mut found: HashMap<Hash, Vec<LoggedEntry>> =
+                let wanted: HashSet<Sha256> = digests.iter().copied().collect();
+                let mut found: HashMap<Sha256, Vec<LoggedEntry>> =
                     wanted.iter().map(|d| (*d, Vec::new())).collect();
                 let mut listed = releases.then(Vec::new);
                 each_statement(&log, size, progress, |index, e, st| {
@@ -131,7 +131,7 @@ impl LogSource {
                             r.push((index, *rel, st.subject_sha256()));
                         }
                     }
-                    let about: Vec<Hash> = st
+                    let about: Vec<Sha256> = st
                         .subject_sha256()
                         .into_iter()
                         .filter(|h| wanted.contains(h))
@@ -220,7 +220,7 @@ impl LogSource {
 /// What [`LogSource::verdicts`] found.
 pub struct FleetVerdicts {
     /// The verdict for each distinct digest the log knows anything about.
-    pub verdicts: HashMap<Hash, nospy_policy::Verdict>,
+    pub verdicts: HashMap<Sha256, nospy_policy::Verdict>,
     /// Every release of a local log, when asked for (see [`LogSource::read`]).
     pub releases: Option<Vec<ListedRelease>>,
 }
@@ -232,7 +232,7 @@ impl LogSource {
     /// checks.
     pub fn verdicts(
         &self,
-        digests: &[Option<Hash>],
+        digests: &[Option<Sha256>],
         verifier: &nospy_policy::Verifier<'_>,
         checkpoint: Option<&Path>,
         now: u64,
@@ -287,7 +287,7 @@ fn each_statement(
 /// From a running server: its checkpoint, and each entry its lookup index lists for `digest`,
 /// with an inclusion proof against that checkpoint. Nothing here is trusted: the verdict checks
 /// the checkpoint's signatures and every proof.
-fn remote_evidence(base: &str, digest: &Hash) -> Result<(String, Vec<LoggedEntry>), Error> {
+fn remote_evidence(base: &str, digest: &Sha256) -> Result<(String, Vec<LoggedEntry>), Error> {
     let http = Blocking::new(TIMEOUT)?;
     let get = |path: &str| http.get_ok(&format!("{base}/{path}"));
     let cp_url = format!("{base}/checkpoint");

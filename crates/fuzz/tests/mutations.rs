@@ -111,7 +111,7 @@ fn seeds(target: &str) -> Vec<Vec<u8>> {
             .unwrap();
             let entry = nospy_testkit::fixtures::release_submission(0, &key);
             let b = nospy_statement::bundle::Bundle {
-                artifact: nospy_tlog::Hash([7; 32]),
+                artifact: nospy_tlog::Sha256([7; 32]),
                 checkpoint: checkpoint.clone(),
                 entries: vec![nospy_statement::bundle::BundleEntry {
                     entry,

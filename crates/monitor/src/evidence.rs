@@ -7,7 +7,7 @@ use nospy_manifest::Direction;
 use nospy_statement::intoto::{DigestSet, ResourceDescriptor};
 use nospy_statement::predicate::{self, FlowViolation, Predicate, Window};
 use nospy_tlog::note::SignerKey;
-use nospy_tlog::Hash;
+use nospy_tlog::Sha256;
 
 /// One signed evidence statement, ready to append to the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,7 +38,7 @@ pub fn sign(
     report: &Report,
     inventory: &Inventory,
     manifests: &[Option<String>],
-    input: &Hash,
+    input: &Sha256,
     key: &SignerKey,
 ) -> Evidence {
     let window = report.window.unwrap_or((0, 0));
@@ -57,7 +57,7 @@ pub fn sign(
         let Some(dev) = inventory.devices.get(i) else {
             continue;
         };
-        let Some(firmware) = dev.firmware_sha256.as_deref().and_then(Hash::from_hex) else {
+        let Some(firmware) = dev.firmware_sha256.as_deref().and_then(Sha256::from_hex) else {
             out.skipped.push((
                 dev.device.clone(),
                 "no firmware digest in the inventory, so no release to name as the subject".into(),
@@ -105,11 +105,11 @@ fn violation(r: &Row) -> FlowViolation {
 /// number of flow groups it carries.
 fn sign_split(
     device: &str,
-    firmware: &Hash,
+    firmware: &Sha256,
     window: &Window,
     flows: &[FlowViolation],
     manifest: Option<String>,
-    input: &Hash,
+    input: &Sha256,
     key: &SignerKey,
 ) -> Vec<(Vec<u8>, usize)> {
     let p = Predicate::Evidence(predicate::Evidence {

@@ -4,7 +4,7 @@
 use nospy_inventory::Inventory;
 use nospy_manifest::Manifest;
 use nospy_policy::{Outcome, Verdict};
-use nospy_tlog::Hash;
+use nospy_tlog::Sha256;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -41,8 +41,8 @@ pub struct Choice {
 /// device `i`'s) when the log was read, else from `files` by vendor and model.
 pub fn choose(
     inventory: &Inventory,
-    digests: &[Option<Hash>],
-    verdicts: Option<&HashMap<Hash, Verdict>>,
+    digests: &[Option<Sha256>],
+    verdicts: Option<&HashMap<Sha256, Verdict>>,
     files: &[Arc<Manifest>],
 ) -> Choice {
     let n = inventory.devices.len();

@@ -10,7 +10,7 @@ use nospy_monitor::evidence::sign;
 use nospy_monitor::Monitor;
 use nospy_statement::predicate::Predicate;
 use nospy_tlog::note::SignerKey;
-use nospy_tlog::Hash;
+use nospy_tlog::Sha256;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
@@ -27,7 +27,7 @@ protocol = "tcp"
 ports = "443"
 "#;
 
-fn device(i: u8, firmware: Option<Hash>) -> Device {
+fn device(i: u8, firmware: Option<Sha256>) -> Device {
     Device {
         device: format!("d{i}"),
         vendor: "V".into(),
@@ -45,7 +45,7 @@ fn device(i: u8, firmware: Option<Hash>) -> Device {
 
 #[test]
 fn each_device_with_violations_gets_statements_that_fit_a_log_entry() {
-    let fw = Hash([1; 32]);
+    let fw = Sha256([1; 32]);
     let inventory = Inventory {
         devices: vec![device(1, Some(fw)), device(2, None), device(3, Some(fw))],
     };
@@ -79,7 +79,7 @@ fn each_device_with_violations_gets_statements_that_fit_a_log_entry() {
     let report = mon.finish();
     let key = SignerKey::from_seed("monitor.test.example", [8; 32]).unwrap();
     let names = vec![Some("file m.toml".to_string()), None, None];
-    let input = Hash([2; 32]);
+    let input = Sha256([2; 32]);
     let ev = sign(&report, &inventory, &names, &input, &key);
 
     assert_eq!(ev.skipped.len(), 1);

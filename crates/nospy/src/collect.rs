@@ -8,8 +8,8 @@
 use anyhow::{Context as _, Result};
 use nospy_flow::netflow::Collector;
 use nospy_flow::source::{Sink, Stats};
-use nospy_tlog::Hash;
-use sha2::{Digest as _, Sha256};
+use nospy_tlog::Sha256;
+use sha2::Digest as _;
 use std::io::IsTerminal as _;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -44,7 +44,7 @@ pub fn listen(
     state: &Path,
     duration: Option<Duration>,
     sink: &mut dyn Sink,
-) -> Result<(Stats, Hash)> {
+) -> Result<(Stats, Sha256)> {
     let mut collector = restore(state)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -69,7 +69,7 @@ pub fn listen(
             sink,
             state,
             st: Stats::default(),
-            hasher: Sha256::new(),
+            hasher: sha2::Sha256::new(),
             flows: Vec::new(),
             save_failed: false,
         };
@@ -111,7 +111,7 @@ pub fn listen(
             "nospy monitor: collected {} messages ({} flows) on udp:{local}",
             st.packets, st.flows
         );
-        Ok((st, Hash(hasher.finalize().into())))
+        Ok((st, Sha256(hasher.finalize().into())))
     })
 }
 
@@ -121,7 +121,7 @@ struct Collecting<'a> {
     sink: &'a mut dyn Sink,
     state: &'a Path,
     st: Stats,
-    hasher: Sha256,
+    hasher: sha2::Sha256,
     flows: Vec<nospy_flow::Flow>,
     save_failed: bool,
 }

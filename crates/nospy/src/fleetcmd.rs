@@ -10,7 +10,7 @@ use nospy_client::{FleetVerdicts, LogSource};
 use nospy_inventory::Inventory;
 use nospy_policy::fleet::{self, Kind, Standing};
 use nospy_policy::{Agreement, Verifier};
-use nospy_tlog::Hash;
+use nospy_tlog::Sha256;
 use serde_json::json;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -91,7 +91,7 @@ pub fn run(a: FleetArgs) -> Result<ExitCode> {
     let mut newest = fleet::Newest::new();
     if let Some(all) = &releases {
         let candidates = fleet::supersession_candidates(all, &verdicts);
-        let unseen: Vec<Hash> = candidates
+        let unseen: Vec<Sha256> = candidates
             .iter()
             .filter(|d| !verdicts.contains_key(d))
             .copied()

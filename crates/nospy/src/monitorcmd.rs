@@ -11,9 +11,9 @@ use nospy_manifest::Manifest;
 use nospy_monitor::evidence::{self, direction_name, format_time, protocol_name};
 use nospy_monitor::manifests::Source;
 use nospy_monitor::{Monitor, Report, Resolver, Row};
-use nospy_tlog::Hash;
+use nospy_tlog::Sha256;
 use serde_json::json;
-use sha2::{Digest, Sha256};
+use sha2::Digest as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -85,7 +85,7 @@ pub struct MonitorArgs {
 #[derive(Debug, Clone)]
 enum ManifestFrom {
     /// A --manifest file (its SHA-256).
-    File(PathBuf, Hash),
+    File(PathBuf, Sha256),
     /// The release of the device's firmware in the log.
     Log {
         index: u64,
@@ -124,9 +124,9 @@ impl ManifestFrom {
 
 /// Reads a manifest file (TOML, or JSON when it starts with `{`), with the SHA-256 of its bytes
 /// (what an evidence statement names).
-fn load_manifest(p: &PathBuf) -> Result<(Manifest, Hash)> {
+fn load_manifest(p: &PathBuf) -> Result<(Manifest, Sha256)> {
     let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
-    let digest = Hash(Sha256::digest(&bytes).into());
+    let digest = Sha256::of(&bytes);
     let text = String::from_utf8(bytes).with_context(|| format!("{}: not UTF-8", p.display()))?;
     let m = if text.trim_start().starts_with('{') {
         let v: serde_json::Value =
@@ -184,7 +184,7 @@ pub fn run(a: MonitorArgs) -> Result<ExitCode> {
         let total = file.metadata().map(|m| m.len() as usize).unwrap_or(0);
         let mut src = Hashing {
             inner: file,
-            hash: Sha256::new(),
+            hash: sha2::Sha256::new(),
         };
         let mut progress = Progress::new("read bytes");
         let mut tell = |done: usize, total: usize| progress.update(done as u64, total as u64);
@@ -200,7 +200,7 @@ pub fn run(a: MonitorArgs) -> Result<ExitCode> {
             read_traffic_from(&mut src, total, &mut monitor, &mut tell)
         }
         .with_context(|| format!("{}", path.display()))?;
-        (stats, Hash(src.hash.finalize().into()))
+        (stats, Sha256(src.hash.finalize().into()))
     };
     let report = monitor.finish();
     let evidence = match &a.evidence_key {
@@ -398,7 +398,7 @@ fn device_manifests(
     Vec<Option<ManifestFrom>>,
     Vec<Option<String>>,
 )> {
-    let files: Vec<(Arc<Manifest>, Hash)> = a
+    let files: Vec<(Arc<Manifest>, Sha256)> = a
         .manifest
         .iter()
         .map(|p| {
@@ -525,7 +525,7 @@ fn append_evidence(
     inventory: &Inventory,
     from: &[Option<ManifestFrom>],
     log: &LogSource,
-    input: &Hash,
+    input: &Sha256,
     key_path: &std::path::Path,
 ) -> Result<EvidenceReport> {
     let key = crate::util::signer_key(key_path)?;
@@ -560,7 +560,7 @@ fn append_evidence(
 /// A reader that hashes what passes through it.
 struct Hashing<R> {
     inner: R,
-    hash: Sha256,
+    hash: sha2::Sha256,
 }
 
 impl<R: std::io::Read> std::io::Read for Hashing<R> {

@@ -2,7 +2,7 @@
 
 use anyhow::{Context as _, Result};
 use nospy_tlog::note::{SignerKey, VerifierKey};
-use nospy_tlog::Hash;
+use nospy_tlog::Sha256;
 use std::io::{IsTerminal, Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
@@ -89,7 +89,7 @@ pub fn write_file(p: &Path, data: &[u8]) -> Result<()> {
 }
 
 /// SHA-256 of a file, with progress on a terminal for large files.
-pub fn hash_file(path: &Path) -> Result<Hash> {
+pub fn hash_file(path: &Path) -> Result<Sha256> {
     let big = std::fs::metadata(path).is_ok_and(|m| m.len() > 256 << 20);
     let mut progress = Progress::new("hashed bytes");
     nospy_client::artifact::hash_file(path, &mut |done, total| {
@@ -101,13 +101,11 @@ pub fn hash_file(path: &Path) -> Result<Hash> {
 }
 
 /// Parses `sha256:<hex>` or `<hex>`.
-pub fn parse_digest(s: &str) -> Result<Hash> {
+pub fn parse_digest(s: &str) -> Result<Sha256> {
     let hex = s.strip_prefix("sha256:").unwrap_or(s);
-    Hash::from_hex(hex)
-        .filter(|_| hex.len() == 64)
-        .with_context(|| {
-            format!("{s:?} is not a SHA-256 digest (64 hex digits, optionally after sha256:)")
-        })
+    Sha256::from_hex(hex).with_context(|| {
+        format!("{s:?} is not a SHA-256 digest (64 hex digits, optionally after sha256:)")
+    })
 }
 
 /// A verifier key given on the command line, or the path of a file holding one.

@@ -5,11 +5,11 @@
 
 use crate::{compare_versions, CheckName, Evidence, Outcome, Verdict, Verifier};
 use nospy_statement::predicate::Release;
-use nospy_tlog::Hash;
+use nospy_tlog::Sha256;
 use std::collections::{HashMap, HashSet};
 
 /// A release statement listed from a log: its index, the release, its subjects' SHA-256.
-pub type ListedRelease = (u64, Release, Vec<Hash>);
+pub type ListedRelease = (u64, Release, Vec<Sha256>);
 
 /// The newest admitted release of each (vendor, product): (version, log index).
 pub type Newest = HashMap<(String, String), (String, u64)>;
@@ -73,15 +73,15 @@ impl Standing {
 
 /// Each device's firmware digest from its inventory text (hex), `None` where there is none or
 /// it is not a SHA-256.
-pub fn firmware_digests<'a>(hex: impl IntoIterator<Item = Option<&'a str>>) -> Vec<Option<Hash>> {
+pub fn firmware_digests<'a>(hex: impl IntoIterator<Item = Option<&'a str>>) -> Vec<Option<Sha256>> {
     hex.into_iter()
-        .map(|h| h.and_then(Hash::from_hex))
+        .map(|h| h.and_then(Sha256::from_hex))
         .collect()
 }
 
 /// The distinct digests among `digests`, sorted.
-pub fn distinct(digests: &[Option<Hash>]) -> Vec<Hash> {
-    let mut wanted: Vec<Hash> = digests.iter().flatten().copied().collect();
+pub fn distinct(digests: &[Option<Sha256>]) -> Vec<Sha256> {
+    let mut wanted: Vec<Sha256> = digests.iter().flatten().copied().collect();
     wanted.sort_unstable();
     wanted.dedup();
     wanted
@@ -90,11 +90,11 @@ pub fn distinct(digests: &[Option<Hash>]) -> Vec<Hash> {
 /// The verdict for each of `digests` that `evidence` holds, in one batch of signature checks.
 pub fn verify_all(
     verifier: &Verifier<'_>,
-    digests: &[Hash],
-    evidence: &HashMap<Hash, Evidence>,
+    digests: &[Sha256],
+    evidence: &HashMap<Sha256, Evidence>,
     now: u64,
-) -> HashMap<Hash, Verdict> {
-    let items: Vec<(&Hash, &Evidence)> = digests
+) -> HashMap<Sha256, Verdict> {
+    let items: Vec<(&Sha256, &Evidence)> = digests
         .iter()
         .filter_map(|d| evidence.get(d).map(|e| (d, e)))
         .collect();
@@ -131,14 +131,14 @@ pub fn classify(v: &Verdict) -> (Kind, String) {
 /// candidates that could supersede the fleet's firmware.
 pub fn supersession_candidates(
     releases: &[ListedRelease],
-    verdicts: &HashMap<Hash, Verdict>,
-) -> Vec<Hash> {
+    verdicts: &HashMap<Sha256, Verdict>,
+) -> Vec<Sha256> {
     let products: HashSet<(&str, &str)> = verdicts
         .values()
         .filter_map(|v| v.release.as_ref())
         .map(|r| (r.release.vendor.as_str(), r.release.product.as_str()))
         .collect();
-    let mut out: Vec<Hash> = releases
+    let mut out: Vec<Sha256> = releases
         .iter()
         .filter(|(_, r, _)| products.contains(&(r.vendor.as_str(), r.product.as_str())))
         .flat_map(|c| c.2.iter().copied())
@@ -170,8 +170,8 @@ pub fn newest_admitted<'a>(verdicts: impl IntoIterator<Item = &'a Verdict>) -> N
 /// Each device's standing, from its firmware digest, the verdicts and the newest admitted
 /// releases.
 pub fn standings(
-    digests: &[Option<Hash>],
-    verdicts: &HashMap<Hash, Verdict>,
+    digests: &[Option<Sha256>],
+    verdicts: &HashMap<Sha256, Verdict>,
     newest: &Newest,
 ) -> Vec<Standing> {
     digests

@@ -7,7 +7,7 @@ use nospy_statement::{open_many, Opened};
 use nospy_tlog::checkpoint::SignedCheckpoint;
 use nospy_tlog::hash::leaf_hash;
 use nospy_tlog::merkle::{verify_consistency, verify_inclusion};
-use nospy_tlog::Hash;
+use nospy_tlog::{Hash, Sha256};
 use serde::Serialize;
 use std::cell::RefCell;
 use std::cmp::Ordering;
@@ -265,7 +265,7 @@ struct Entry<'a> {
 /// (POSIX seconds), given what the operator last accepted.
 pub fn verify(
     agreement: &Agreement,
-    artifact: &Hash,
+    artifact: &Sha256,
     ev: &Evidence,
     state: Option<&State>,
     now: u64,
@@ -302,7 +302,7 @@ impl<'a> Verifier<'a> {
     /// seconds), given what the operator last accepted.
     pub fn verify(
         &self,
-        artifact: &Hash,
+        artifact: &Sha256,
         ev: &Evidence,
         state: Option<&State>,
         now: u64,
@@ -314,7 +314,7 @@ impl<'a> Verifier<'a> {
     /// Decides for many artifacts at once: every statement signature of every bundle is checked
     /// in one batch (each verdict is the one [`Verifier::verify`] gives without a remembered
     /// checkpoint).
-    pub fn verify_many(&self, items: &[(&Hash, &Evidence)], now: u64) -> Vec<Verdict> {
+    pub fn verify_many(&self, items: &[(&Sha256, &Evidence)], now: u64) -> Vec<Verdict> {
         let bytes: Vec<&[u8]> = items
             .iter()
             .flat_map(|(_, ev)| ev.entries.iter().map(|e| e.bytes.as_slice()))
@@ -331,7 +331,7 @@ impl<'a> Verifier<'a> {
 
     fn decide(
         &self,
-        artifact: &Hash,
+        artifact: &Sha256,
         ev: &Evidence,
         opened: Vec<Result<Opened, nospy_statement::StatementError>>,
         state: Option<&State>,

@@ -13,7 +13,7 @@ use nospy_tlog::checkpoint::Checkpoint;
 use nospy_tlog::hash::{leaf_hash, sha256};
 use nospy_tlog::merkle::{self, MemoryTree};
 use nospy_tlog::note::SignerKey;
-use nospy_tlog::Hash;
+use nospy_tlog::Sha256;
 
 const ORIGIN: &str = "log.example.org/nospy";
 const NOW: u64 = 1_800_000_000;
@@ -91,7 +91,7 @@ fn manifest(peer: &str, remote: &str) -> Manifest {
     .unwrap()
 }
 
-fn subject(d: &Hash) -> Vec<ResourceDescriptor> {
+fn subject(d: &Sha256) -> Vec<ResourceDescriptor> {
     vec![ResourceDescriptor {
         name: Some("fw.bin".into()),
         digest: Some(DigestSet::sha256(d)),
@@ -99,7 +99,7 @@ fn subject(d: &Hash) -> Vec<ResourceDescriptor> {
     }]
 }
 
-fn release(d: &Hash, by: &SignerKey, m: Manifest, version: &str) -> Envelope {
+fn release(d: &Sha256, by: &SignerKey, m: Manifest, version: &str) -> Envelope {
     let p = Predicate::Release(Box::new(Release {
         vendor: "VendorX".into(),
         product: "vx-1".into(),
@@ -118,7 +118,7 @@ fn release(d: &Hash, by: &SignerKey, m: Manifest, version: &str) -> Envelope {
 }
 
 fn attestation(
-    d: &Hash,
+    d: &Sha256,
     release_index: u64,
     release_entry: &[u8],
     result: Outcome_,
@@ -204,7 +204,7 @@ impl Log {
 struct Fixture {
     k: Keys,
     log: Log,
-    fw: Hash,
+    fw: Sha256,
     rel_index: u64,
 }
 
@@ -219,7 +219,7 @@ fn honest() -> Fixture {
 /// keys `attesters` picks.
 fn released(m: Manifest, attesters: fn(&Keys) -> Vec<&SignerKey>) -> Fixture {
     let k = keys();
-    let fw = sha256(b"firmware image 4.2.0");
+    let fw = Sha256::of(b"firmware image 4.2.0");
     let mut log = Log::new();
     let rel = release(&fw, &k.vendor, m, "4.2.0");
     let rel_index = log.add(&rel);
@@ -321,7 +321,7 @@ fn swapped_artifact() {
     let f = honest();
     let v = verify(
         &agreement(&f.k, ""),
-        &sha256(b"a different image"),
+        &Sha256::of(b"a different image"),
         &full(&f),
         None,
         NOW,
@@ -334,7 +334,7 @@ fn statement_replayed_for_another_digest() {
     // A genuine release and attestations of firmware A, presented for firmware B by swapping the
     // subject: the signatures no longer verify, so nothing counts.
     let f = honest();
-    let other = sha256(b"firmware B");
+    let other = Sha256::of(b"firmware B");
     let mut ev = full(&f);
     for e in &mut ev.entries {
         let mut env = Envelope::parse(&e.bytes).unwrap();
@@ -354,19 +354,19 @@ fn inclusion_proof_against_a_different_checkpoint() {
     // The checkpoint offered is of a log that never held these entries.
     let mut other = Log::new();
     other.add(&release(
-        &sha256(b"x"),
+        &Sha256::of(b"x"),
         &f.k.vendor,
         manifest("updates.vendorx.example", "none"),
         "1",
     ));
     other.add(&release(
-        &sha256(b"y"),
+        &Sha256::of(b"y"),
         &f.k.vendor,
         manifest("updates.vendorx.example", "none"),
         "1",
     ));
     other.add(&release(
-        &sha256(b"z"),
+        &Sha256::of(b"z"),
         &f.k.vendor,
         manifest("updates.vendorx.example", "none"),
         "1",
@@ -452,7 +452,7 @@ fn two_attestations_from_one_organisation_count_once() {
 #[test]
 fn duplicate_signatures_count_once() {
     let k = keys();
-    let fw = sha256(b"firmware image 4.2.0");
+    let fw = Sha256::of(b"firmware image 4.2.0");
     let mut log = Log::new();
     let rel = release(
         &fw,

@@ -12,7 +12,7 @@
 use nospy_log::storage::DirStorage;
 use nospy_log::{TileCache, TileReader};
 use nospy_tlog::hash::leaf_hash;
-use nospy_tlog::Hash;
+use nospy_tlog::{Hash, Sha256};
 use rusqlite::{params, Connection};
 use std::path::Path;
 
@@ -66,7 +66,7 @@ pub struct Row {
     /// Its predicate type.
     pub predicate_type: String,
     /// SHA-256 digests of its subjects.
-    pub subjects: Vec<Hash>,
+    pub subjects: Vec<Sha256>,
     /// The verifier keys its signatures name.
     pub signers: Vec<String>,
 }
@@ -162,7 +162,7 @@ impl Index {
     /// `None`), in log order, at most `limit` of them; [`Page::next`] says where to go on.
     pub fn lookup(
         &self,
-        digest: &Hash,
+        digest: &Sha256,
         size: u64,
         after: Option<u64>,
         limit: usize,

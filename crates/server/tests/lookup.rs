@@ -12,9 +12,9 @@ use nospy_server::{start, Options};
 use nospy_statement::predicate::{Predicate, Revocation};
 use nospy_statement::{sign, DigestSet, ResourceDescriptor};
 use nospy_testkit::http::request;
-use nospy_tlog::hash::{leaf_hash, sha256};
+use nospy_tlog::hash::leaf_hash;
 use nospy_tlog::note::SignerKey;
-use nospy_tlog::Hash;
+use nospy_tlog::Sha256;
 use std::path::Path;
 
 const ORIGIN: &str = "lookup.nospy.example/log";
@@ -24,7 +24,7 @@ fn log_key() -> SignerKey {
 }
 
 /// `n` signed revocations of `digest`, each with its own reason.
-fn revocations(digest: &Hash, n: usize, by: &SignerKey) -> Vec<Vec<u8>> {
+fn revocations(digest: &Sha256, n: usize, by: &SignerKey) -> Vec<Vec<u8>> {
     (0..n)
         .map(|i| {
             sign(
@@ -50,7 +50,7 @@ fn log_with(dir: &Path, entries: &[Vec<u8>]) {
     seq.append(&refs).unwrap();
 }
 
-fn row(index: u64, entry: &[u8], digest: &Hash) -> Row {
+fn row(index: u64, entry: &[u8], digest: &Sha256) -> Row {
     Row {
         index,
         leaf_hash: leaf_hash(entry),
@@ -66,7 +66,7 @@ fn lookup_index_gap_is_never_covered_and_is_filled_from_the_log() {
     // index's size (then the largest index + 1) covered for ever.
     let t = tempfile::tempdir().unwrap();
     let vendor = SignerKey::from_seed("vendor.example", [2; 32]).unwrap();
-    let d = sha256(b"firmware");
+    let d = Sha256::of(b"firmware");
     let entries = revocations(&d, 15, &vendor);
     log_with(t.path(), &entries);
     let mut idx = Index::open(t.path()).unwrap();
@@ -91,7 +91,7 @@ fn lookup_index_gap_is_never_covered_and_is_filled_from_the_log() {
 fn lookup_pages_cover_every_entry_once() {
     let t = tempfile::tempdir().unwrap();
     let vendor = SignerKey::from_seed("vendor.example", [2; 32]).unwrap();
-    let d = sha256(b"firmware");
+    let d = Sha256::of(b"firmware");
     let entries = revocations(&d, 10, &vendor);
     log_with(t.path(), &entries);
     let mut idx = Index::open(t.path()).unwrap();
@@ -137,7 +137,7 @@ fn lookup_answers_more_than_ten_thousand_entries_in_pages() {
     // nothing, so that a revocation could be buried under 10,000 others.
     let t = tempfile::tempdir().unwrap();
     let vendor = SignerKey::from_seed("vendor.example", [2; 32]).unwrap();
-    let d = sha256(b"firmware");
+    let d = Sha256::of(b"firmware");
     log_with(t.path(), &revocations(&d, 10_001, &vendor));
     let rt = tokio::runtime::Runtime::new().unwrap();
     let srv = serve(t.path(), nospy_server::LOOKUP_PAGE, &rt);
@@ -166,7 +166,7 @@ fn lookup_answers_more_than_ten_thousand_entries_in_pages() {
 fn a_client_reads_every_page() {
     let t = tempfile::tempdir().unwrap();
     let vendor = SignerKey::from_seed("vendor.example", [2; 32]).unwrap();
-    let d = sha256(b"firmware");
+    let d = Sha256::of(b"firmware");
     log_with(t.path(), &revocations(&d, 11, &vendor));
     let rt = tokio::runtime::Runtime::new().unwrap();
     let srv = serve(t.path(), 3, &rt);

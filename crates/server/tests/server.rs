@@ -10,10 +10,10 @@ use nospy_statement::{sign, DigestSet, ResourceDescriptor};
 use nospy_testkit::fixtures::release_submission as release;
 use nospy_testkit::http::request;
 use nospy_tlog::checkpoint::SignedCheckpoint;
-use nospy_tlog::hash::{leaf_hash, sha256};
+use nospy_tlog::hash::leaf_hash;
 use nospy_tlog::merkle::verify_inclusion;
 use nospy_tlog::note::SignerKey;
-use nospy_tlog::Hash;
+use nospy_tlog::{Hash, Sha256};
 use nospy_witness::serve::{self as witness, WitnessOptions};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -258,7 +258,7 @@ fn hostile_requests_get_a_clear_4xx_and_nothing_is_appended() {
     // its offset used to panic the worker (the connection dropped); it is refused as malformed.
     let revocation = sign(
         vec![ResourceDescriptor {
-            digest: Some(DigestSet::sha256(&sha256(b"x"))),
+            digest: Some(DigestSet::sha256(&Sha256::of(b"x"))),
             ..Default::default()
         }],
         &Predicate::Revocation(Revocation {
@@ -292,7 +292,7 @@ fn hostile_requests_get_a_clear_4xx_and_nothing_is_appended() {
     });
     let env = sign(
         vec![ResourceDescriptor {
-            digest: Some(DigestSet::sha256(&sha256(b"x"))),
+            digest: Some(DigestSet::sha256(&Sha256::of(b"x"))),
             ..Default::default()
         }],
         &att,

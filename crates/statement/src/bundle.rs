@@ -18,7 +18,7 @@ pub const MAX_BUNDLE_LEN: usize = 16 << 20;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bundle {
     /// The artifact's SHA-256.
-    pub artifact: Hash,
+    pub artifact: nospy_tlog::Sha256,
     /// The signed checkpoint, with cosignatures, verbatim.
     pub checkpoint: String,
     /// The entries with their proofs.
@@ -104,8 +104,8 @@ impl Bundle {
         if raw.format != BUNDLE_V1 {
             return Err(format!("bundle format {:?} is not {BUNDLE_V1}", raw.format));
         }
-        let artifact =
-            Hash::from_hex(&raw.artifact_sha256).ok_or("artifact_sha256 is not 64 hex digits")?;
+        let artifact = nospy_tlog::Sha256::from_hex(&raw.artifact_sha256)
+            .ok_or("artifact_sha256 is not 64 hex digits")?;
         let mut entries = Vec::with_capacity(raw.entries.len());
         for (i, e) in raw.entries.into_iter().enumerate() {
             let entry = crate::dsse::decode_b64(&e.entry)

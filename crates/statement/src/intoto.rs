@@ -1,7 +1,7 @@
 //! in-toto Statement v1 (in-toto/attestation spec v1): subjects as resource descriptors with
 //! digest sets, a predicate type and a predicate.
 
-use nospy_tlog::Hash;
+use nospy_tlog::Sha256;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -15,16 +15,13 @@ pub struct DigestSet(pub BTreeMap<String, String>);
 
 impl DigestSet {
     /// A digest set holding one SHA-256.
-    pub fn sha256(h: &Hash) -> DigestSet {
+    pub fn sha256(h: &Sha256) -> DigestSet {
         DigestSet([("sha256".to_string(), h.to_hex())].into_iter().collect())
     }
 
     /// The SHA-256 value, if present and well-formed (64 hex digits).
-    pub fn get_sha256(&self) -> Option<Hash> {
-        self.0
-            .get("sha256")
-            .and_then(|h| Hash::from_hex(h))
-            .filter(|_| self.0["sha256"].len() == 64)
+    pub fn get_sha256(&self) -> Option<Sha256> {
+        self.0.get("sha256").and_then(|h| Sha256::from_hex(h))
     }
 }
 
@@ -130,7 +127,7 @@ impl Statement {
     }
 
     /// The SHA-256 digests of the subjects (those that have one).
-    pub fn subject_sha256(&self) -> Vec<Hash> {
+    pub fn subject_sha256(&self) -> Vec<Sha256> {
         self.subject
             .iter()
             .filter_map(|s| s.digest.as_ref().and_then(DigestSet::get_sha256))
@@ -138,7 +135,7 @@ impl Statement {
     }
 
     /// Whether a subject has SHA-256 `digest`.
-    pub fn is_about(&self, digest: &Hash) -> bool {
+    pub fn is_about(&self, digest: &Sha256) -> bool {
         self.subject_sha256().contains(digest)
     }
 

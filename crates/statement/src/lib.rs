@@ -310,7 +310,7 @@ pub fn inspect(envelope_json: &[u8]) -> Result<(Opened, Vec<VerifierKey>), State
 
 /// Whether a log entry is a statement with `digest` among its subjects' SHA-256 digests.
 /// Signatures are not checked: this finds candidates, which a verdict then checks.
-pub fn is_about(entry: &[u8], digest: &nospy_tlog::Hash) -> bool {
+pub fn is_about(entry: &[u8], digest: &nospy_tlog::Sha256) -> bool {
     let Ok(env) = Envelope::parse(entry) else {
         return false;
     };

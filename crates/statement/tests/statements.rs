@@ -8,7 +8,7 @@ use nospy_statement::{
     dsse::Envelope, inspect, open, sign, DigestSet, ResourceDescriptor, StatementError,
 };
 use nospy_tlog::note::SignerKey;
-use nospy_tlog::Hash;
+use nospy_tlog::Sha256;
 
 fn vendor() -> SignerKey {
     SignerKey::from_seed("release.vendorx.example", [1; 32]).unwrap()
@@ -28,14 +28,14 @@ fn release() -> Predicate {
             commit: "abc123".into(),
             toolchain: None,
         },
-        sbom: Some(DigestSet::sha256(&nospy_tlog::hash::sha256(b"sbom"))),
+        sbom: Some(DigestSet::sha256(&Sha256::of(b"sbom"))),
         build_recipe: None,
         supersedes: vec!["4.1.0".into()],
         manifest: manifest(),
     }))
 }
 
-fn subject(d: &Hash) -> Vec<ResourceDescriptor> {
+fn subject(d: &Sha256) -> Vec<ResourceDescriptor> {
     vec![ResourceDescriptor {
         name: Some("fw.bin".into()),
         digest: Some(DigestSet::sha256(d)),
@@ -45,7 +45,7 @@ fn subject(d: &Hash) -> Vec<ResourceDescriptor> {
 
 #[test]
 fn sign_then_open_gives_back_the_statement() {
-    let d = nospy_tlog::hash::sha256(b"firmware");
+    let d = Sha256::of(b"firmware");
     let env = sign(subject(&d), &release(), &[&vendor()]);
     let bytes = env.to_json();
     let o = open(&bytes, &[vendor().verifier()]).unwrap();
@@ -59,7 +59,7 @@ fn sign_then_open_gives_back_the_statement() {
 
 #[test]
 fn wrong_keys_tampering_and_duplicates() {
-    let d = nospy_tlog::hash::sha256(b"firmware");
+    let d = Sha256::of(b"firmware");
     let other = SignerKey::from_seed("release.vendorx.example", [2; 32]).unwrap();
     let env = sign(subject(&d), &release(), &[&vendor()]);
     assert!(matches!(
@@ -95,7 +95,7 @@ fn wrong_keys_tampering_and_duplicates() {
 
 #[test]
 fn nospy_predicates_are_strict_and_unknown_digests_are_ignored() {
-    let d = nospy_tlog::hash::sha256(b"firmware");
+    let d = Sha256::of(b"firmware");
     let mut v = release().to_json();
     v["colour"] = "red".into();
     // Refused as a predicate, and the message names the field.
@@ -164,7 +164,7 @@ fn malformed_envelopes_are_refused_not_panicked_on() {
 
 #[test]
 fn opening_many_at_once_gives_what_opening_each_gives() {
-    let d = nospy_tlog::hash::sha256(b"firmware");
+    let d = Sha256::of(b"firmware");
     let other = SignerKey::from_seed("eval.example", [3; 32]).unwrap();
     let good = sign(subject(&d), &release(), &[&vendor()]).to_json();
     let by_other = sign(subject(&d), &release(), &[&other]).to_json();

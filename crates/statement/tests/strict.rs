@@ -12,12 +12,12 @@ use nospy_statement::{
     ResourceDescriptor,
 };
 use nospy_tlog::note::{SignerKey, VerifierKey, ALG_ED25519};
-use nospy_tlog::Hash;
+use nospy_tlog::Sha256;
 
 fn revocation(i: u8, key: &SignerKey) -> Envelope {
     sign(
         vec![ResourceDescriptor {
-            digest: Some(DigestSet::sha256(&Hash([i; 32]))),
+            digest: Some(DigestSet::sha256(&Sha256([i; 32]))),
             ..Default::default()
         }],
         &Predicate::Revocation(Revocation {

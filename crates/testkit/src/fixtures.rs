@@ -12,7 +12,7 @@ pub fn release_submission(i: u64, vendor: &SignerKey) -> Vec<u8> {
          [[allow]]\ndirection = \"from-device\"\npeer = \"updates.vendorx.example\"\nprotocol = \"tcp\"\nports = \"443\"\n",
     )
     .expect("the benchmark's manifest is valid");
-    let fw = nospy_tlog::hash::sha256(format!("firmware {i}").as_bytes());
+    let fw = nospy_tlog::Sha256::of(format!("firmware {i}").as_bytes());
     let p = nospy_statement::Predicate::Release(Box::new(Release {
         vendor: "VendorX".into(),
         product: "vx-1".into(),

@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 pub mod checkpoint;
+pub mod digest;
 pub mod hash;
 pub mod hex;
 pub mod merkle;
@@ -25,6 +26,7 @@ pub mod tile;
 pub mod witness;
 
 pub use checkpoint::{Checkpoint, CheckpointError, SignedCheckpoint, TlogProof};
+pub use digest::Sha256;
 pub use hash::{leaf_hash, node_hash, Hash};
 pub use merkle::{NodeSource, ProofError};
 pub use note::{Note, NoteError, SignerKey, VerifierKey};

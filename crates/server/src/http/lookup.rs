@@ -28,7 +28,7 @@ pub(crate) async fn get_lookup(
         );
     };
     let hex = q.digest.strip_prefix("sha256:").unwrap_or(&q.digest);
-    let Some(d) = nospy_tlog::Hash::from_hex(hex).filter(|_| hex.len() == 64) else {
+    let Some(d) = nospy_tlog::Sha256::from_hex(hex) else {
         return error(&s, StatusCode::BAD_REQUEST, "digest is not 64 hex digits");
     };
     // The index follows the log on its own thread: the answer covers what it has indexed.

@@ -16,7 +16,7 @@ pub(crate) struct AddRequest {
     pub(crate) check: nospy_statement::SignatureCheck,
     /// What the lookup index records of it.
     pub(crate) predicate_type: String,
-    pub(crate) subjects: Vec<nospy_tlog::Hash>,
+    pub(crate) subjects: Vec<nospy_tlog::Sha256>,
     pub(crate) signers: Vec<String>,
     pub(crate) received: Instant,
     pub(crate) reply: oneshot::Sender<Result<nospy_log::Appended, Refused>>,
