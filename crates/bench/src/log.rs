@@ -8,6 +8,7 @@ use nospy_tlog::hash::leaf_hash;
 use nospy_tlog::merkle;
 use nospy_tlog::note::SignerKey;
 use nospy_tlog::tile::TileId;
+use nospy_tlog::{LogIndex, TreeSize};
 use serde_json::json;
 use std::io::Write;
 use std::path::Path;
@@ -150,12 +151,12 @@ fn bench_log(
     // Steady state: a reader that has served proofs before holds the tiles in its cache (the
     // default cache holds 4,096 expanded tiles, a million entries); one unmeasured pass warms it.
     for &i in &indexes {
-        std::hint::black_box(log.inclusion_proof(i, size_now)?);
+        std::hint::black_box(log.inclusion_proof(LogIndex(i), TreeSize(size_now))?);
     }
     let mut warm = Vec::with_capacity(proofs);
     for &i in &indexes {
         let t = Instant::now();
-        let p = log.inclusion_proof(i, size_now)?;
+        let p = log.inclusion_proof(LogIndex(i), TreeSize(size_now))?;
         warm.push(t.elapsed().as_secs_f64() * 1e6);
         std::hint::black_box(p);
     }
@@ -165,7 +166,7 @@ fn bench_log(
     for &i in &indexes {
         log.cache().evict(&TileId::containing(0, i, size_now));
         let t = Instant::now();
-        let p = log.inclusion_proof(i, size_now)?;
+        let p = log.inclusion_proof(LogIndex(i), TreeSize(size_now))?;
         cold.push(t.elapsed().as_secs_f64() * 1e6);
         std::hint::black_box(p);
     }
@@ -173,9 +174,15 @@ fn bench_log(
     for &i in indexes.iter().step_by((proofs / 500).max(1)) {
         let mut e = fill.clone();
         e[..8].copy_from_slice(&i.to_be_bytes());
-        let p = log.inclusion_proof(i, size_now)?;
-        merkle::verify_inclusion(i, size_now, leaf_hash(&e).as_ref(), &p, root.as_ref())
-            .with_context(|| format!("benchmark proof for entry {i} does not verify"))?;
+        let p = log.inclusion_proof(LogIndex(i), TreeSize(size_now))?;
+        merkle::verify_inclusion(
+            LogIndex(i),
+            TreeSize(size_now),
+            leaf_hash(&e).as_ref(),
+            &p,
+            root.as_ref(),
+        )
+        .with_context(|| format!("benchmark proof for entry {i} does not verify"))?;
     }
     cold.sort_by(f64::total_cmp);
     warm.sort_by(f64::total_cmp);

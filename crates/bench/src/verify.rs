@@ -11,7 +11,7 @@ use nospy_tlog::checkpoint::{Checkpoint, TlogProof};
 use nospy_tlog::hash::leaf_hash;
 use nospy_tlog::merkle::{self, MemoryTree};
 use nospy_tlog::note::SignerKey;
-use nospy_tlog::Sha256;
+use nospy_tlog::{LogIndex, Sha256, TreeSize};
 use serde_json::json;
 use std::io::Write;
 use std::path::PathBuf;
@@ -107,7 +107,7 @@ pub fn run(n: usize, seconds: f64, hash_mib: usize, dir: PathBuf, json: bool) ->
     let cp = Checkpoint {
         origin: ORIGIN.into(),
         size,
-        root: merkle::root(&tree, size)?,
+        root: merkle::root(&tree, TreeSize(size))?,
         extensions: vec![],
     };
     let mut sc = cp.sign(&log_key)?;
@@ -121,7 +121,7 @@ pub fn run(n: usize, seconds: f64, hash_mib: usize, dir: PathBuf, json: bool) ->
             let entries = idx
                 .iter()
                 .map(|&i| {
-                    let proof = merkle::inclusion_proof(&tree, i, size)?;
+                    let proof = merkle::inclusion_proof(&tree, LogIndex(i), TreeSize(size))?;
                     Ok(BundleEntry {
                         entry: entries[i as usize].clone(),
                         proof: TlogProof {

@@ -11,7 +11,7 @@ use nospy_statement::predicate::{Predicate, RELEASE_V1};
 use nospy_statement::Statement;
 use nospy_tlog::checkpoint::SignedCheckpoint;
 use nospy_tlog::tile::{self, TileId};
-use nospy_tlog::{Hash, Sha256};
+use nospy_tlog::{Hash, LogIndex, Sha256, TreeSize};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -139,7 +139,7 @@ impl LogSource {
                     if about.is_empty() {
                         return Ok(());
                     }
-                    let proof = log.inclusion_proof(index, size)?;
+                    let proof = log.inclusion_proof(LogIndex(index), TreeSize(size))?;
                     for h in about {
                         if let Some(list) = found.get_mut(&h) {
                             list.push(LoggedEntry {

@@ -34,6 +34,7 @@ use nospy_tlog::checkpoint::SignedCheckpoint;
 use nospy_tlog::hash::Hash;
 use nospy_tlog::merkle;
 use nospy_tlog::note::VerifierKey;
+use nospy_tlog::{LogIndex, TreeSize};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use storage::DirStorage;
@@ -158,20 +159,20 @@ impl Log {
     }
 
     /// The inclusion proof of entry `index` in the tree of `size` entries (at most the log size).
-    pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, LogError> {
-        self.check_size(size)?;
+    pub fn inclusion_proof(&self, index: LogIndex, size: TreeSize) -> Result<Vec<Hash>, LogError> {
+        self.check_size(size.0)?;
         merkle::inclusion_proof(&self.reader(), index, size)
     }
 
     /// The consistency proof from the tree of `from` entries to the tree of `to` entries.
-    pub fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, LogError> {
-        self.check_size(to)?;
+    pub fn consistency_proof(&self, from: TreeSize, to: TreeSize) -> Result<Vec<Hash>, LogError> {
+        self.check_size(to.0)?;
         merkle::consistency_proof(&self.reader(), from, to)
     }
 
     /// The root of the tree of `size` entries (at most the log size).
-    pub fn root_at(&self, size: u64) -> Result<Hash, LogError> {
-        self.check_size(size)?;
+    pub fn root_at(&self, size: TreeSize) -> Result<Hash, LogError> {
+        self.check_size(size.0)?;
         merkle::root(&self.reader(), size)
     }
 
@@ -213,7 +214,7 @@ impl Log {
                 self.size()
             )));
         }
-        if self.root_at(sc.checkpoint.size)? != sc.checkpoint.root {
+        if self.root_at(TreeSize(sc.checkpoint.size))? != sc.checkpoint.root {
             return Err(disagrees(format!(
                 "the log's tree of size {} has another root: the log and the checkpoint disagree",
                 sc.checkpoint.size

@@ -6,6 +6,7 @@ use nospy_log::{audit, Log, LogError, Sequencer};
 use nospy_tlog::hash::leaf_hash;
 use nospy_tlog::merkle::{self, MemoryTree};
 use nospy_tlog::note::SignerKey;
+use nospy_tlog::{LogIndex, TreeSize};
 use std::path::Path;
 
 const ORIGIN: &str = "test.nospy.example/log";
@@ -65,23 +66,24 @@ fn proofs_from_tiles_match_an_in_memory_tree_at_every_size() {
             .wrapping_add(1442695040888963407);
         let size = 1 + (rng >> 20) % n;
         let index = (rng >> 3) % size;
+        let (index, size) = (LogIndex(index), TreeSize(size));
         let p = log.inclusion_proof(index, size).unwrap();
         assert_eq!(
             p,
             merkle::inclusion_proof(&mem, index, size).unwrap(),
             "inclusion {index} in {size}"
         );
-        let from = 1 + (rng >> 40) % size;
+        let from = TreeSize(1 + (rng >> 40) % size.0);
         let c = log.consistency_proof(from, size).unwrap();
         assert_eq!(
             c,
             merkle::consistency_proof(&mem, from, size).unwrap(),
             "consistency {from} to {size}"
         );
-        assert_eq!(log.entry(index).unwrap(), entry(index));
+        assert_eq!(log.entry(index.0).unwrap(), entry(index.0));
     }
-    assert!(log.inclusion_proof(n, n).is_err());
-    assert!(log.inclusion_proof(0, n + 1).is_err());
+    assert!(log.inclusion_proof(LogIndex(n), TreeSize(n)).is_err());
+    assert!(log.inclusion_proof(LogIndex(0), TreeSize(n + 1)).is_err());
     let report = audit(&dir, log.key(), |_, _| {}).unwrap();
     assert_eq!(report.entries, n);
     assert!(report.uncovered.is_empty());
@@ -265,7 +267,7 @@ fn earlier_checkpoints_are_kept_for_proofs() {
     let log = Log::open(&dir).unwrap();
     let old = log.checkpoint_at(5).unwrap().unwrap();
     assert_eq!(old.checkpoint.size, 5);
-    assert_eq!(old.checkpoint.root, log.root_at(5).unwrap());
+    assert_eq!(old.checkpoint.root, log.root_at(TreeSize(5)).unwrap());
     assert!(log.checkpoint_at(6).unwrap().is_none());
     // A torn last record (a crash while appending to the history) is skipped.
     let h = dir.join(".nospy/checkpoints");

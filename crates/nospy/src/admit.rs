@@ -12,7 +12,7 @@ use nospy_log::Log;
 use nospy_policy::{verify, Agreement, Evidence, Outcome, State, Verdict};
 use nospy_statement::bundle::{Bundle, BundleEntry};
 use nospy_tlog::checkpoint::{SignedCheckpoint, TlogProof};
-use nospy_tlog::Hash;
+use nospy_tlog::{Hash, TreeSize};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -165,7 +165,10 @@ pub fn bundle(a: BundleArgs) -> Result<ExitCode> {
         }
     }
     let consistency = match (&src, a.since_size) {
-        (LogSource::Dir(dir), Some(n)) => Some((n, Log::open(dir)?.consistency_proof(n, size)?)),
+        (LogSource::Dir(dir), Some(n)) => Some((
+            n,
+            Log::open(dir)?.consistency_proof(TreeSize(n), TreeSize(size))?,
+        )),
         _ => None,
     };
     let n = ev.entries.len();
@@ -265,7 +268,10 @@ pub fn verify_cmd(a: VerifyArgs) -> Result<ExitCode> {
                 .checkpoint
                 .size;
             if s.size < size && s.size > 0 {
-                ev.consistency = Some((s.size, Log::open(dir)?.consistency_proof(s.size, size)?));
+                ev.consistency = Some((
+                    s.size,
+                    Log::open(dir)?.consistency_proof(TreeSize(s.size), TreeSize(size))?,
+                ));
             }
         }
         ev

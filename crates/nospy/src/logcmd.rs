@@ -10,6 +10,7 @@ use nospy_tlog::checkpoint::{SignedCheckpoint, TlogProof};
 use nospy_tlog::hash::leaf_hash;
 use nospy_tlog::merkle;
 use nospy_tlog::tile::MAX_ENTRY_LEN;
+use nospy_tlog::{LogIndex, TreeSize};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -271,7 +272,7 @@ pub fn run(c: LogCommand) -> Result<ExitCode> {
                     log.size()
                 )
             })?;
-            let proof = log.inclusion_proof(index, size)?;
+            let proof = log.inclusion_proof(LogIndex(index), TreeSize(size))?;
             let p = TlogProof {
                 extra: None,
                 index,
@@ -303,9 +304,10 @@ pub fn run(c: LogCommand) -> Result<ExitCode> {
         } => {
             let log = Log::open(&dir)?;
             let to = to.unwrap_or(log.size());
-            let proof = log.consistency_proof(from, to)?;
-            let (r1, r2) = (log.root_at(from)?, log.root_at(to)?);
-            merkle::verify_consistency(from, to, &proof, r1.as_ref(), r2.as_ref()).context(
+            let (m, n) = (TreeSize(from), TreeSize(to));
+            let proof = log.consistency_proof(m, n)?;
+            let (r1, r2) = (log.root_at(m)?, log.root_at(n)?);
+            merkle::verify_consistency(m, n, &proof, r1.as_ref(), r2.as_ref()).context(
                 "the log's own consistency proof does not verify: run `nospy log audit`",
             )?;
             if json {

@@ -351,7 +351,14 @@ fn consistency_proofs_from_the_cli_verify() {
             .collect();
         let r1 = nospy_tlog::Hash::from_base64(v["from_root"].as_str().unwrap()).unwrap();
         let r2 = nospy_tlog::Hash::from_base64(v["to_root"].as_str().unwrap()).unwrap();
-        nospy_tlog::merkle::verify_consistency(from, to, &proof, r1.as_ref(), r2.as_ref()).unwrap();
+        nospy_tlog::merkle::verify_consistency(
+            nospy_tlog::TreeSize(from),
+            nospy_tlog::TreeSize(to),
+            &proof,
+            r1.as_ref(),
+            r2.as_ref(),
+        )
+        .unwrap();
     }
 }
 

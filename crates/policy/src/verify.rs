@@ -7,7 +7,7 @@ use nospy_statement::{open_many, Opened};
 use nospy_tlog::checkpoint::SignedCheckpoint;
 use nospy_tlog::hash::leaf_hash;
 use nospy_tlog::merkle::{verify_consistency, verify_inclusion};
-use nospy_tlog::{Hash, Sha256};
+use nospy_tlog::{Hash, LogIndex, Sha256, TreeSize};
 use serde::Serialize;
 use std::cell::RefCell;
 use std::cmp::Ordering;
@@ -409,7 +409,7 @@ impl<'a> Verifier<'a> {
                 let opened = opened.ok()?;
                 let included = match &e.proof_checkpoint {
                     Some(pc) if pc != &ev.checkpoint => Err(format!("entry {}: its proof is against another checkpoint", e.index)),
-                    _ => verify_inclusion(e.index, cp.size, leaf_hash(&e.bytes).as_ref(), &e.proof, cp.root.as_ref())
+                    _ => verify_inclusion(LogIndex(e.index), TreeSize(cp.size), leaf_hash(&e.bytes).as_ref(), &e.proof, cp.root.as_ref())
                         .map_err(|err| format!("entry {}: inclusion proof does not verify against the checkpoint: {err}", e.index)),
                 };
                 Some(Entry { entry: e, opened, included })
@@ -859,22 +859,28 @@ fn rollback(
                     ),
                 ));
             };
-            verify_consistency(*from, new.size, proof, old.root.as_ref(), new.root.as_ref())
-                .map(|_| {
+            verify_consistency(
+                TreeSize(*from),
+                TreeSize(new.size),
+                proof,
+                old.root.as_ref(),
+                new.root.as_ref(),
+            )
+            .map(|_| {
+                format!(
+                    "extends the remembered checkpoint (size {} to {})",
+                    old.size, new.size
+                )
+            })
+            .map_err(|e| {
+                (
+                    Why::Inconsistent,
                     format!(
-                        "extends the remembered checkpoint (size {} to {})",
-                        old.size, new.size
-                    )
-                })
-                .map_err(|e| {
-                    (
-                        Why::Inconsistent,
-                        format!(
-                            "not a consistent extension of the remembered checkpoint (size {}): {e}",
-                            old.size
-                        ),
-                    )
-                })
+                        "not a consistent extension of the remembered checkpoint (size {}): {e}",
+                        old.size
+                    ),
+                )
+            })
         }
     }
 }

@@ -13,7 +13,7 @@ use nospy_tlog::checkpoint::Checkpoint;
 use nospy_tlog::hash::{leaf_hash, sha256};
 use nospy_tlog::merkle::{self, MemoryTree};
 use nospy_tlog::note::SignerKey;
-use nospy_tlog::Sha256;
+use nospy_tlog::{LogIndex, Sha256, TreeSize};
 
 const ORIGIN: &str = "log.example.org/nospy";
 const NOW: u64 = 1_800_000_000;
@@ -174,7 +174,7 @@ impl Log {
         let cp = Checkpoint {
             origin: ORIGIN.into(),
             size,
-            root: merkle::root(&self.tree, size).unwrap(),
+            root: merkle::root(&self.tree, TreeSize(size)).unwrap(),
             extensions: vec![],
         };
         let mut sc = cp.sign(&k.log).unwrap();
@@ -188,7 +188,7 @@ impl Log {
             .map(|i| LoggedEntry {
                 index: i,
                 bytes: self.entries[i as usize].clone(),
-                proof: merkle::inclusion_proof(&self.tree, i, size).unwrap(),
+                proof: merkle::inclusion_proof(&self.tree, LogIndex(i), TreeSize(size)).unwrap(),
                 proof_checkpoint: None,
             })
             .collect();
@@ -560,7 +560,7 @@ fn rollback_to_a_checkpoint_that_does_not_extend_the_remembered_one() {
     let f = honest();
     let n = f.log.entries.len() as u64;
     let ev = full(&f);
-    let root = merkle::root(&f.log.tree, n).unwrap();
+    let root = merkle::root(&f.log.tree, TreeSize(n)).unwrap();
     // Remembered: a larger tree than offered.
     let bigger = State { size: n + 5, root };
     denied_by(
@@ -581,7 +581,7 @@ fn rollback_to_a_checkpoint_that_does_not_extend_the_remembered_one() {
     // Remembered: an older size; without a consistency proof it cannot be shown to extend it.
     let older = State {
         size: 1,
-        root: merkle::root(&f.log.tree, 1).unwrap(),
+        root: merkle::root(&f.log.tree, TreeSize(1)).unwrap(),
     };
     denied_by(
         &run(&f, "", &ev, Some(&older)),
@@ -590,7 +590,10 @@ fn rollback_to_a_checkpoint_that_does_not_extend_the_remembered_one() {
     );
     // With the right proof, it does; with a proof from another history, it does not.
     let mut ev2 = ev.clone();
-    ev2.consistency = Some((1, merkle::consistency_proof(&f.log.tree, 1, n).unwrap()));
+    ev2.consistency = Some((
+        1,
+        merkle::consistency_proof(&f.log.tree, TreeSize(1), TreeSize(n)).unwrap(),
+    ));
     assert!(run(&f, "", &ev2, Some(&older)).admit);
     let other = State {
         size: 1,

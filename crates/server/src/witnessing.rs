@@ -9,7 +9,7 @@ use nospy_log::TileReader;
 use nospy_tlog::checkpoint::SignedCheckpoint;
 use nospy_tlog::merkle;
 use nospy_tlog::note::{Note, NoteSignature};
-use nospy_tlog::Hash;
+use nospy_tlog::{Hash, TreeSize};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
@@ -155,7 +155,7 @@ pub(crate) fn witness(
         if old == 0 || old >= size {
             Vec::new()
         } else {
-            merkle::consistency_proof(&reader, old, size).unwrap_or_default()
+            merkle::consistency_proof(&reader, TreeSize(old), TreeSize(size)).unwrap_or_default()
         }
     };
     let requests: Vec<(config::Witness, u64, Vec<nospy_tlog::Hash>)> = cfg

@@ -13,7 +13,7 @@ use nospy_tlog::checkpoint::SignedCheckpoint;
 use nospy_tlog::hash::leaf_hash;
 use nospy_tlog::merkle::verify_inclusion;
 use nospy_tlog::note::SignerKey;
-use nospy_tlog::{Hash, Sha256};
+use nospy_tlog::{Hash, LogIndex, Sha256, TreeSize};
 use nospy_witness::serve::{self as witness, WitnessOptions};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -183,8 +183,8 @@ fn submissions_tiles_proofs_and_a_two_of_two_quorum() {
         .map(|h| Hash::from_base64(h.as_str().unwrap()).unwrap())
         .collect();
     verify_inclusion(
-        123,
-        300,
+        LogIndex(123),
+        TreeSize(300),
         leaf_hash(&release(123, &s.vendor)).as_ref(),
         &proof,
         sc.checkpoint.root.as_ref(),

@@ -4,6 +4,7 @@
 use crate::hash::{leaf_hash, Hash};
 use crate::merkle::{verify_inclusion, ProofError};
 use crate::note::{Note, NoteError, SignerKey, Verified, VerifierKey};
+use crate::position::{LogIndex, TreeSize};
 use base64::Engine as _;
 use std::fmt;
 
@@ -296,8 +297,8 @@ impl TlogProof {
         let sc = SignedCheckpoint::open(self.checkpoint.as_bytes(), log_key)?;
         let cp = &sc.checkpoint;
         verify_inclusion(
-            self.index,
-            cp.size,
+            LogIndex(self.index),
+            TreeSize(cp.size),
             leaf_hash(entry).as_ref(),
             &self.proof,
             cp.root.as_ref(),

@@ -2,6 +2,7 @@
 //! from any source of complete-subtree hashes and verified from nothing but the proof.
 
 use crate::hash::{node_hash, Hash};
+use crate::position::{LogIndex, TreeSize};
 use std::fmt;
 
 /// Why a proof failed to verify, or could not be generated.
@@ -114,17 +115,18 @@ pub fn range_hash<S: NodeSource>(src: &S, lo: u64, hi: u64) -> Result<Hash, S::E
 }
 
 /// The root hash of the tree of the first `size` leaves.
-pub fn root<S: NodeSource>(src: &S, size: u64) -> Result<Hash, S::Error> {
-    range_hash(src, 0, size)
+pub fn root<S: NodeSource>(src: &S, size: TreeSize) -> Result<Hash, S::Error> {
+    range_hash(src, 0, size.0)
 }
 
 /// The inclusion proof of leaf `index` in the tree of `size` leaves (RFC 9162 §2.1.3.1), from the
 /// leaf's sibling up to the root's child.
 pub fn inclusion_proof<S: NodeSource>(
     src: &S,
-    index: u64,
-    size: u64,
+    index: LogIndex,
+    size: TreeSize,
 ) -> Result<Vec<Hash>, S::Error> {
+    let (index, size) = (index.0, size.0);
     if index >= size {
         return Err(ProofError::IndexOutOfRange { index, size }.into());
     }
@@ -158,9 +160,10 @@ fn path<S: NodeSource>(
 /// The consistency proof between the trees of `from` and `to` leaves (RFC 9162 §2.1.4.1).
 pub fn consistency_proof<S: NodeSource>(
     src: &S,
-    from: u64,
-    to: u64,
+    from: TreeSize,
+    to: TreeSize,
 ) -> Result<Vec<Hash>, S::Error> {
+    let (from, to) = (from.0, to.0);
     if from > to {
         return Err(ProofError::SizesReversed { from, to }.into());
     }
@@ -211,8 +214,8 @@ fn hash_arg(what: &'static str, bytes: &[u8]) -> Result<Hash, ProofError> {
 /// (RFC 9162 §2.1.3.2). Inputs are byte strings, as the RFC states them; any that is not 32 bytes
 /// fails.
 pub fn verify_inclusion(
-    index: u64,
-    size: u64,
+    index: LogIndex,
+    size: TreeSize,
     leaf: &[u8],
     proof: &[Hash],
     root: &[u8],
@@ -227,11 +230,12 @@ pub fn verify_inclusion(
 
 /// The root an inclusion proof leads to (RFC 9162 §2.1.3.2 without the final comparison).
 pub fn root_from_inclusion(
-    index: u64,
-    size: u64,
+    index: LogIndex,
+    size: TreeSize,
     leaf: &[u8],
     proof: &[Hash],
 ) -> Result<Hash, ProofError> {
+    let (index, size) = (index.0, size.0);
     if index >= size {
         return Err(ProofError::IndexOutOfRange { index, size });
     }
@@ -263,12 +267,13 @@ pub fn root_from_inclusion(
 /// with root `root1` (RFC 9162 §2.1.4.2). As in transparency-dev/merkle, a proof from size 0 is
 /// always refused, and equal sizes need an empty proof and byte-equal roots.
 pub fn verify_consistency(
-    size1: u64,
-    size2: u64,
+    size1: TreeSize,
+    size2: TreeSize,
     proof: &[Hash],
     root1: &[u8],
     root2: &[u8],
 ) -> Result<(), ProofError> {
+    let (size1, size2) = (size1.0, size2.0);
     if size2 < size1 {
         return Err(ProofError::SizesReversed {
             from: size1,
@@ -373,7 +378,7 @@ impl MemoryTree {
     /// The root of the whole tree.
     pub fn root(&self) -> Hash {
         // invariant: every node the fold asks for is complete and stored.
-        root(self, self.size()).unwrap_or_default()
+        root(self, TreeSize(self.size())).unwrap_or_default()
     }
 }
 
@@ -408,25 +413,26 @@ mod tests {
     fn every_inclusion_and_consistency_proof_of_small_trees_verifies() {
         let t = tree(70);
         for size in 1..=70u64 {
-            let r = root(&t, size).unwrap();
+            let (n, r) = (TreeSize(size), root(&t, TreeSize(size)).unwrap());
             for i in 0..size {
-                let p = inclusion_proof(&t, i, size).unwrap();
+                let p = inclusion_proof(&t, LogIndex(i), n).unwrap();
                 let leaf = t.node(0, i).unwrap();
-                verify_inclusion(i, size, leaf.as_ref(), &p, r.as_ref()).unwrap();
+                verify_inclusion(LogIndex(i), n, leaf.as_ref(), &p, r.as_ref()).unwrap();
                 // The wrong leaf index must fail whenever it changes the path.
                 if size > 1 {
-                    let other = (i + 1) % size;
-                    assert!(verify_inclusion(other, size, leaf.as_ref(), &p, r.as_ref()).is_err());
+                    let other = LogIndex((i + 1) % size);
+                    assert!(verify_inclusion(other, n, leaf.as_ref(), &p, r.as_ref()).is_err());
                 }
             }
             for from in 1..=size {
-                let p = consistency_proof(&t, from, size).unwrap();
-                let r1 = root(&t, from).unwrap();
-                verify_consistency(from, size, &p, r1.as_ref(), r.as_ref()).unwrap();
+                let m = TreeSize(from);
+                let p = consistency_proof(&t, m, n).unwrap();
+                let r1 = root(&t, m).unwrap();
+                verify_consistency(m, n, &p, r1.as_ref(), r.as_ref()).unwrap();
                 if from < size {
                     let mut bad = p.clone();
                     bad[0].0[0] ^= 1;
-                    assert!(verify_consistency(from, size, &bad, r1.as_ref(), r.as_ref()).is_err());
+                    assert!(verify_consistency(m, n, &bad, r1.as_ref(), r.as_ref()).is_err());
                 }
             }
         }

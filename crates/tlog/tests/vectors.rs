@@ -9,6 +9,7 @@ use nospy_tlog::hash::{leaf_hash, node_hash, Hash};
 use nospy_tlog::merkle::{self, MemoryTree, NodeSource};
 use nospy_tlog::note::{Note, NoteError, SignerKey, VerifierKey, ALG_COSIGNATURE_V1};
 use nospy_tlog::tile::{self, TileId};
+use nospy_tlog::{LogIndex, TreeSize};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -82,8 +83,8 @@ fn transparency_dev_inclusion_vectors() {
         let result = match proof_hashes(&v["proof"]) {
             None => Err("proof element is not 32 bytes".to_string()),
             Some(proof) => merkle::verify_inclusion(
-                v["leafIdx"].as_u64().unwrap(),
-                v["treeSize"].as_u64().unwrap(),
+                LogIndex(v["leafIdx"].as_u64().unwrap()),
+                TreeSize(v["treeSize"].as_u64().unwrap()),
                 &b64(&v["leafHash"]),
                 &proof,
                 &b64(&v["root"]),
@@ -119,8 +120,8 @@ fn transparency_dev_consistency_vectors() {
         let result = match proof_hashes(&v["proof"]) {
             None => Err("proof element is not 32 bytes".to_string()),
             Some(proof) => merkle::verify_consistency(
-                v["size1"].as_u64().unwrap(),
-                v["size2"].as_u64().unwrap(),
+                TreeSize(v["size1"].as_u64().unwrap()),
+                TreeSize(v["size2"].as_u64().unwrap()),
                 &proof,
                 &b64(&v["root1"]),
                 &b64(&v["root2"]),
@@ -146,7 +147,7 @@ fn generated_proofs_match_the_published_happy_paths() {
         );
         let want: Vec<Hash> = proof_hashes(&v["proof"]).unwrap();
         assert_eq!(
-            merkle::inclusion_proof(&t, i, n).unwrap(),
+            merkle::inclusion_proof(&t, LogIndex(i), TreeSize(n)).unwrap(),
             want,
             "inclusion {i} in {n}"
         );
@@ -156,7 +157,7 @@ fn generated_proofs_match_the_published_happy_paths() {
         let (a, b) = (v["size1"].as_u64().unwrap(), v["size2"].as_u64().unwrap());
         let want: Vec<Hash> = proof_hashes(&v["proof"]).unwrap();
         assert_eq!(
-            merkle::consistency_proof(&t, a, b).unwrap(),
+            merkle::consistency_proof(&t, TreeSize(a), TreeSize(b)).unwrap(),
             want,
             "consistency {a} to {b}"
         );
@@ -185,7 +186,7 @@ fn rfc6962_reference_tree_roots_nodes_and_hasher() {
         .enumerate()
     {
         assert_eq!(
-            merkle::root(&t, size as u64).unwrap(),
+            merkle::root(&t, TreeSize(size as u64)).unwrap(),
             hex(want),
             "root of size {size}"
         );
@@ -228,8 +229,8 @@ fn sigsum_inclusion_vectors() {
             let r = match proof_hashes(&v["inclusion_path"]) {
                 None => Err(()),
                 Some(p) => merkle::verify_inclusion(
-                    v["leaf_index"].as_u64().unwrap(),
-                    v["tree_size"].as_u64().unwrap(),
+                    LogIndex(v["leaf_index"].as_u64().unwrap()),
+                    TreeSize(v["tree_size"].as_u64().unwrap()),
                     &b64(&v["leaf_hash"]),
                     &p,
                     &b64(&v["root_hash"]),

@@ -24,7 +24,7 @@ pub mod state;
 
 use nospy_tlog::checkpoint::Checkpoint;
 use nospy_tlog::merkle::verify_consistency;
-use nospy_tlog::Hash;
+use nospy_tlog::{Hash, TreeSize};
 use std::path::PathBuf;
 
 /// What a witness cosigned last for one log.
@@ -165,8 +165,14 @@ pub fn check(
             }
         }
         Some(p) if p.size > 0 => {
-            verify_consistency(p.size, cp.size, proof, p.root.as_ref(), cp.root.as_ref())
-                .map_err(|e| Error::Inconsistent(format!("invalid consistency proof: {e}")))?;
+            verify_consistency(
+                TreeSize(p.size),
+                TreeSize(cp.size),
+                proof,
+                p.root.as_ref(),
+                cp.root.as_ref(),
+            )
+            .map_err(|e| Error::Inconsistent(format!("invalid consistency proof: {e}")))?;
         }
         _ => {
             if !proof.is_empty() {

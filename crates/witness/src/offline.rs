@@ -5,6 +5,7 @@ use crate::{check, Cosigned, Error};
 use nospy_log::Log;
 use nospy_tlog::checkpoint::SignedCheckpoint;
 use nospy_tlog::note::SignerKey;
+use nospy_tlog::TreeSize;
 
 /// Cosigns `sc`, a checkpoint of `log` (the caller has checked it is one), as the witness
 /// `key` at time `now` (POSIX seconds), if it extends what `state` says was cosigned last (by
@@ -25,7 +26,7 @@ pub fn cosign(
     state.check_and_commit(&cp.origin, next, |prev| {
         let old = prev.map_or(0, |p| p.size);
         let proof = if old > 0 && cp.size > old {
-            log.consistency_proof(old, cp.size)?
+            log.consistency_proof(TreeSize(old), TreeSize(cp.size))?
         } else {
             Vec::new()
         };

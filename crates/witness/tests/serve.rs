@@ -6,6 +6,7 @@
 use nospy_log::clock::{Clock, FixedClock, SystemClock};
 use nospy_testkit::http::request;
 use nospy_tlog::note::{SignerKey, VerifierKey, ALG_ED25519};
+use nospy_tlog::TreeSize;
 use nospy_witness::serve::{start, WitnessOptions};
 use std::path::Path;
 
@@ -142,7 +143,7 @@ fn a_fork_or_a_rollback_is_refused_and_the_state_kept() {
         Checkpoint {
             origin: "log.example/w".into(),
             size,
-            root: merkle::root(tree, size).unwrap(),
+            root: merkle::root(tree, TreeSize(size)).unwrap(),
             extensions: vec![],
         }
         .sign(&log)
@@ -172,7 +173,7 @@ fn a_fork_or_a_rollback_is_refused_and_the_state_kept() {
     assert_eq!((r.status, r.text()), (409, "5\n".to_string()));
     // A fork that grows: its consistency proof from the fork's size 5 does not match what was
     // cosigned.
-    let p = merkle::consistency_proof(&fork, 5, 8).unwrap();
+    let p = merkle::consistency_proof(&fork, TreeSize(5), TreeSize(8)).unwrap();
     let r = request(
         w.addr,
         "POST",
@@ -196,7 +197,7 @@ fn a_fork_or_a_rollback_is_refused_and_the_state_kept() {
     );
     assert_eq!(r.status, 400);
     // The state is unchanged: the honest extension from 5 is cosigned.
-    let p = merkle::consistency_proof(&honest, 5, 8).unwrap();
+    let p = merkle::consistency_proof(&honest, TreeSize(5), TreeSize(8)).unwrap();
     let r = request(
         w.addr,
         "POST",

@@ -8,6 +8,7 @@ use axum::extract::{Query, State};
 use axum::http::{Response, StatusCode};
 use nospy_log::TileReader;
 use nospy_tlog::merkle;
+use nospy_tlog::{LogIndex, TreeSize};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -44,7 +45,7 @@ pub(crate) async fn get_inclusion(
     }
     let index = q.index;
     match from_tiles(&s, current, move |r| {
-        merkle::inclusion_proof(r, index, size)
+        merkle::inclusion_proof(r, LogIndex(index), TreeSize(size))
     })
     .await
     {
@@ -81,7 +82,11 @@ pub(crate) async fn get_consistency(
         );
     }
     let from = q.from;
-    match from_tiles(&s, current, move |r| merkle::consistency_proof(r, from, to)).await {
+    match from_tiles(&s, current, move |r| {
+        merkle::consistency_proof(r, TreeSize(from), TreeSize(to))
+    })
+    .await
+    {
         Ok(p) => {
             let body = json_body(&nospy_client::api::ConsistencyResponse {
                 from: q.from,
