@@ -22,6 +22,7 @@ mod devices;
 pub mod evidence;
 mod judge;
 pub mod manifests;
+pub mod output;
 mod report;
 mod resolve;
 mod rows;

@@ -10,6 +10,7 @@ use nospy_inventory::{Inventory, OperatorConfig};
 use nospy_manifest::Manifest;
 use nospy_monitor::evidence::{self, direction_name, format_time, protocol_name};
 use nospy_monitor::manifests::Source;
+use nospy_monitor::output::{report_json, ManifestFrom};
 use nospy_monitor::{Monitor, Report, Resolver, Row};
 use nospy_tlog::Sha256;
 use serde_json::json;
@@ -79,47 +80,6 @@ pub struct MonitorArgs {
     /// --evidence-key).
     #[arg(long)]
     json: bool,
-}
-
-/// Where a device's manifest came from.
-#[derive(Debug, Clone)]
-enum ManifestFrom {
-    /// A --manifest file (its SHA-256).
-    File(PathBuf, Sha256),
-    /// The release of the device's firmware in the log.
-    Log {
-        index: u64,
-        admitted: bool,
-        version: String,
-    },
-}
-
-impl ManifestFrom {
-    fn json(&self) -> serde_json::Value {
-        match self {
-            ManifestFrom::File(p, _) => json!({"from": "file", "path": p.display().to_string()}),
-            ManifestFrom::Log {
-                index,
-                admitted,
-                version,
-            } => json!({"from": "log", "index": index, "version": version, "admitted": admitted}),
-        }
-    }
-
-    /// What an evidence statement names as the manifest the flows were checked against.
-    fn evidence_name(&self, log: Option<&LogSource>) -> String {
-        match self {
-            ManifestFrom::File(p, h) => format!(
-                "file {} (sha256:{})",
-                p.file_name().unwrap_or_default().to_string_lossy(),
-                h.to_hex()
-            ),
-            ManifestFrom::Log { index, .. } => match log {
-                Some(l) => format!("release entry {index} of the log at {}", l.name()),
-                None => format!("release entry {index}"),
-            },
-        }
-    }
 }
 
 /// Reads a manifest file (TOML, or JSON when it starts with `{`), with the SHA-256 of its bytes
@@ -215,7 +175,7 @@ pub fn run(a: MonitorArgs) -> Result<ExitCode> {
         None => None,
     };
     if a.json {
-        let mut v = to_json(&report, &stats, &from, &notes);
+        let mut v = report_json(&report, &stats, &from, &notes);
         if let Some(e) = &evidence {
             v["evidence"] = e.json();
         }
@@ -230,67 +190,6 @@ pub fn run(a: MonitorArgs) -> Result<ExitCode> {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
-    })
-}
-
-fn row_json(report: &Report, r: &Row) -> serde_json::Value {
-    let mut v = json!({
-        "device": report.device_id(r),
-        "direction": direction_name(r.direction()),
-        "peer": r.peer().to_string(),
-        "protocol": protocol_name(r.protocol()),
-        "port": r.port(),
-        "flows": r.flows(),
-        "packets": r.packets(),
-        "bytes": r.bytes(),
-        "first_seen": format_time(r.first_ns()),
-        "last_seen": format_time(r.last_ns()),
-    });
-    let names = report.names(r);
-    if !names.is_empty() {
-        v["could_be"] = json!(names);
-    }
-    v
-}
-
-fn to_json(
-    r: &Report,
-    st: &Stats,
-    from: &[Option<ManifestFrom>],
-    notes: &[Option<String>],
-) -> serde_json::Value {
-    json!({
-        "totals": {"flows": r.flows, "packets": r.packets, "bytes": r.bytes},
-        "violations": r.violations.iter().map(|v| row_json(r, v)).collect::<Vec<_>>(),
-        "unattributable": r.unattributable.iter().map(|v| row_json(r, v)).collect::<Vec<_>>(),
-        "unknown_device_flows": r.unknown_device_flows,
-        "flows_in_dropped_rows": r.flows_in_dropped_rows,
-        "unknown_device_packets": st.unwanted_packets,
-        "devices": r.devices.iter().zip(from).zip(notes).map(|((d, f), n)| {
-            let mut v = json!({
-                "device": d.device,
-                "flows": d.flows,
-                "violations": d.violations,
-                "unattributable": d.unattributable,
-                "manifest": f.as_ref().map(ManifestFrom::json),
-            });
-            if let Some(n) = n {
-                v["note"] = json!(n);
-            }
-            v
-        }).collect::<Vec<_>>(),
-        "input": {
-            "packets": st.packets,
-            "not_ip": st.not_ip,
-            "bad_packets": st.bad_packets,
-            "other_link_types": st.other_link,
-            "dns_responses": st.dns_responses,
-            "dns_malformed": st.dns_malformed,
-            "flows_ended_early": st.evicted,
-            "export_messages": st.export.messages,
-            "export_malformed": st.export.malformed,
-            "export_records_without_template": st.export.no_template,
-        },
     })
 }
 
@@ -531,7 +430,7 @@ fn append_evidence(
     let key = crate::util::signer_key(key_path)?;
     let names: Vec<Option<String>> = from
         .iter()
-        .map(|f| f.as_ref().map(|f| f.evidence_name(Some(log))))
+        .map(|f| f.as_ref().map(|f| f.evidence_name(Some(&log.name()))))
         .collect();
     let signed = evidence::sign(report, inventory, &names, input, &key);
     let entries: Vec<Vec<u8>> = signed
