@@ -20,6 +20,7 @@ mod error;
 pub mod history;
 pub mod keyfile;
 pub mod mirror;
+pub mod object;
 mod reader;
 mod sequencer;
 pub mod storage;

@@ -5,6 +5,7 @@ use crate::util::{
 };
 use anyhow::{bail, Context as _, Result};
 use clap::Subcommand;
+use nospy_log::object::ObjectTiles;
 use nospy_log::{audit, Log, LogConfig, Sequencer};
 use nospy_tlog::checkpoint::{SignedCheckpoint, TlogProof};
 use nospy_tlog::hash::leaf_hash;
@@ -59,6 +60,33 @@ pub enum LogCommand {
         #[arg(long)]
         key: String,
         /// Print JSON: {"url", "dir", "from_size", "size", "root", "bundles_fetched"}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Copy a log between a directory and S3-compatible object storage, either way.
+    ///
+    /// DIR to s3://BUCKET/PREFIX: audits the directory log, writes every tile and entry bundle
+    /// its checkpoint covers (create-if-absent: an object already there must hold the same
+    /// bytes, or the copy stops, since another writer is at that prefix), then publishes the
+    /// checkpoint, replacing only an older checkpoint of the same log. s3:// to DIR: a verifying
+    /// mirror, as `nospy log mirror`. Both resume where an interrupted run stopped.
+    ///
+    /// The endpoint, region and credentials come from the AWS environment variables
+    /// (AWS_ENDPOINT, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ALLOW_HTTP) or
+    /// from the URL's query, which wins: s3://tiles/log?endpoint=http://127.0.0.1:8333&allow_http=true.
+    /// Requests use path-style addressing, as S3-compatible servers expect.
+    ///
+    /// Example: nospy log copy ./log 's3://tiles/nospy?endpoint=http://127.0.0.1:8333&allow_http=true' --key 'log.example.org/nospy+...'
+    Copy {
+        /// Where from: a log directory, or s3://BUCKET/PREFIX.
+        from: String,
+        /// Where to: s3://BUCKET/PREFIX, or a directory.
+        to: String,
+        /// The log's verifier key, or a file holding it.
+        #[arg(long)]
+        key: String,
+        /// Print JSON: {"from", "to", "size", "created", "already_there", "published"} into a
+        /// bucket; the mirror's object out of one.
         #[arg(long)]
         json: bool,
     },
@@ -205,6 +233,12 @@ pub fn run(c: LogCommand) -> Result<ExitCode> {
             key,
             json,
         } => mirror(&url, &dir, &key, json),
+        LogCommand::Copy {
+            from,
+            to,
+            key,
+            json,
+        } => copy(&from, &to, &key, json),
         LogCommand::Add {
             paths,
             server,
@@ -554,4 +588,72 @@ fn mirror(url: &str, dir: &Path, key: &str, json: bool) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn copy(from: &str, to: &str, key: &str, json: bool) -> Result<ExitCode> {
+    let key = verifier_key(key)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    match (from.starts_with("s3://"), to.starts_with("s3://")) {
+        (false, true) => {
+            let bucket = ObjectTiles::from_url(to)?;
+            let dir = Path::new(from);
+            let mut progress = Progress::new("copied objects");
+            let mut tell = |done, total| progress.update(done, total);
+            let up = rt
+                .block_on(nospy_log::object::upload(dir, &key, &bucket, &mut tell))
+                .with_context(|| format!("copying {} into {to}", dir.display()))?;
+            if json {
+                print_json(&json!({
+                    "from": from, "to": to, "size": up.size, "created": up.created,
+                    "already_there": up.already_there, "published": up.published,
+                }))?;
+            } else {
+                println!(
+                    "copied {} (size {}) into {to}: {} objects written, {} already there; checkpoint {}",
+                    key.name(),
+                    up.size,
+                    up.created,
+                    up.already_there,
+                    if up.published { "published" } else { "unchanged" }
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        (true, false) => {
+            let bucket = ObjectTiles::from_url(from)?;
+            let dir = Path::new(to);
+            let m = nospy_log::mirror::mirror(
+                dir,
+                &key,
+                |rel| match rt.block_on(bucket.get(rel)) {
+                    Ok(Some(b)) => Ok(b),
+                    Ok(None) => Err(format!("{rel} is not in the bucket")),
+                    Err(e) => Err(e.to_string()),
+                },
+                &mut Progress::callback("copied entries"),
+            )
+            .with_context(|| format!("copying {from} into {}", dir.display()))?;
+            if json {
+                print_json(&json!({
+                    "url": from, "dir": dir, "from_size": m.from_size, "size": m.size,
+                    "root": m.root.to_base64(), "bundles_fetched": m.bundles_fetched,
+                }))?;
+            } else {
+                println!(
+                    "copied {} from size {} to {} ({} bundles fetched); root {} verified",
+                    key.name(),
+                    m.from_size,
+                    m.size,
+                    m.bundles_fetched,
+                    m.root.to_base64()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        _ => bail!("give one log directory and one s3://BUCKET/PREFIX (in either order)"),
+    }
 }

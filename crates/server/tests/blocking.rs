@@ -64,16 +64,18 @@ fn a_proof_blocked_on_its_tile_read_does_not_hold_the_only_async_worker() {
         .unwrap();
     assert!(made.success(), "mkfifo");
 
-    let proof = std::thread::spawn(move || {
-        request(addr, "GET", "/proof/inclusion?index=0&size=512", b"")
-    });
+    let proof =
+        std::thread::spawn(move || request(addr, "GET", "/proof/inclusion?index=0&size=512", b""));
     // Opening the pipe for writing returns once the server has opened it for reading: the
     // proof's read is now blocked.
     let mut pipe = std::fs::OpenOptions::new().write(true).open(&tile).unwrap();
     // Meanwhile the server answers (the request gives up after 30 s, and a blocked worker
     // would never answer).
     let r = request(addr, "GET", "/checkpoint", b"");
-    assert_eq!(r.status, 200, "the server did not answer while a tile read blocked");
+    assert_eq!(
+        r.status, 200,
+        "the server did not answer while a tile read blocked"
+    );
     assert!(r.text().starts_with(ORIGIN));
     // The tile arrives; the proof completes.
     pipe.write_all(&bytes).unwrap();

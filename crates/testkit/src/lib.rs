@@ -1,5 +1,5 @@
 //! Fixtures shared by the tests and benchmarks of every crate (not published): signed
-//! statements, a raw HTTP client, one seeded random generator.
+//! statements, a raw HTTP client, one seeded random generator, a real S3 server.
 //! Test code: a panic here is a failing test.
 
 #![forbid(unsafe_code)]
@@ -8,5 +8,6 @@
 pub mod fixtures;
 pub mod http;
 pub mod rng;
+pub mod s3;
 
 pub use rng::Rng;
