@@ -16,6 +16,7 @@
 
 mod audit;
 pub mod clock;
+pub mod edge;
 mod error;
 pub mod history;
 pub mod keyfile;

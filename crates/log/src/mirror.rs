@@ -154,7 +154,9 @@ pub fn mirror<E: std::fmt::Display>(
             if n == m && old.checkpoint.root != sc.checkpoint.root {
                 return Err(MirrorError::Fork { size: n });
             }
-            let (tree, bundle) = storage.read_right_edge(m, &old.checkpoint.root)?;
+            let (tree, bundle) = storage
+                .read_right_edge(m, &old.checkpoint.root)?
+                .into_parts();
             (m, tree, bundle)
         }
     };

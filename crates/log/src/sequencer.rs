@@ -18,15 +18,14 @@
 //! leave behind lies beyond the checkpoint and is removed by [`Sequencer::open`] before anything
 //! else happens, so an acknowledged entry is never lost and an unacknowledged one never half-seen.
 
+use crate::edge::{EdgeError, RightEdge};
 use crate::error::{corrupt, io, InFile, LogError};
 use crate::storage::{DirStorage, PRIVATE_DIR};
 use crate::{read_checkpoint, LogConfig, CONFIG_FILE};
 use nospy_tlog::checkpoint::{Checkpoint, SignedCheckpoint};
 use nospy_tlog::hash::{leaf_hash, Hash};
 use nospy_tlog::note::SignerKey;
-use nospy_tlog::tile::{
-    self, level_count, TileId, TileTree, MAX_ENTRY_LEN, MAX_TILE_LEVEL, TILE_WIDTH,
-};
+use nospy_tlog::tile::{self, level_count, TileId, MAX_ENTRY_LEN, MAX_TILE_LEVEL, TILE_WIDTH};
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -62,10 +61,7 @@ pub struct Sequencer {
     key: SignerKey,
     origin: String,
     checkpoint: SignedCheckpoint,
-    tree: TileTree,
-    /// The partial entry bundle (encoded) and how many entries it holds.
-    bundle: Vec<u8>,
-    bundle_count: u16,
+    edge: RightEdge,
     /// Leaf hash to index, built from the level-0 tiles on the first append.
     dedup: Option<HashMap<Hash, u64>>,
     /// Set when a commit failed part-way: the files on disk may be ahead of this object, so it
@@ -174,16 +170,13 @@ impl Sequencer {
         let size = checkpoint.checkpoint.size;
         discard_unfinished_batch(&storage, size)?;
 
-        let (tree, bundle) = storage.read_right_edge(size, &checkpoint.checkpoint.root)?;
-        let w = (size % TILE_WIDTH as u64) as u16;
+        let edge = storage.read_right_edge(size, &checkpoint.checkpoint.root)?;
         Ok(Sequencer {
             storage,
             key,
             origin: config.origin,
             checkpoint,
-            tree,
-            bundle,
-            bundle_count: w,
+            edge,
             dedup: None,
             poisoned: false,
             pending_target: 0,
@@ -206,7 +199,7 @@ impl Sequencer {
 
     /// Number of entries.
     pub fn size(&self) -> u64 {
-        self.tree.size()
+        self.edge.size()
     }
 
     /// The log directory.
@@ -243,7 +236,7 @@ impl Sequencer {
             .dedup
             .as_mut()
             .ok_or_else(|| LogError::OutOfRange("dedup index not loaded".into()))?;
-        let old_size = self.tree.size();
+        let old_size = self.edge.size();
         let mut out = Vec::with_capacity(entries.len());
         let mut fresh: Vec<usize> = Vec::new();
         let mut batch_seen: HashMap<Hash, u64> = HashMap::new();
@@ -269,8 +262,8 @@ impl Sequencer {
             return Ok(out);
         }
         let new_size = old_size + fresh.len() as u64;
-        let saved = (self.tree.clone(), self.bundle.clone(), self.bundle_count);
-        match self.commit(entries, &hashes, &fresh, old_size, new_size) {
+        let saved = self.edge.clone();
+        match self.commit(entries, &hashes, &fresh, new_size) {
             Ok(()) => {
                 let dedup = self.dedup.get_or_insert_with(HashMap::new);
                 dedup.extend(batch_seen);
@@ -280,7 +273,7 @@ impl Sequencer {
                 // Nothing was acknowledged, but files beyond the checkpoint (perhaps the
                 // checkpoint itself) may have been written: only a reopen, which recovers from
                 // what is on disk, may append again.
-                (self.tree, self.bundle, self.bundle_count) = saved;
+                self.edge = saved;
                 self.poisoned = true;
                 Err(e)
             }
@@ -292,7 +285,6 @@ impl Sequencer {
         entries: &[&[u8]],
         hashes: &[Hash],
         fresh: &[usize],
-        old_size: u64,
         new_size: u64,
     ) -> Result<(), LogError> {
         if new_size > self.pending_target {
@@ -301,49 +293,20 @@ impl Sequencer {
                 .replace_atomically(PENDING, PENDING_TMP, target.to_string().as_bytes())?;
             self.pending_target = target;
         }
-        let mut files: Vec<(String, Vec<u8>)> = Vec::new();
-        let bundle_base = old_size / TILE_WIDTH as u64;
-        let mut bundle_index = bundle_base;
-        for &i in fresh {
-            self.tree
-                .push(hashes[i], |id, hs| files.push((id.path(), tile_bytes(hs))));
-            tile::push_bundle_entry(&mut self.bundle, entries[i]).map_err(|_| {
-                LogError::EntryTooLong {
-                    position: i,
-                    len: entries[i].len(),
-                }
-            })?;
-            self.bundle_count += 1;
-            if self.bundle_count == TILE_WIDTH {
-                let id = TileId {
-                    level: 0,
-                    index: bundle_index,
-                    width: TILE_WIDTH,
-                };
-                files.push((id.entries_path(), std::mem::take(&mut self.bundle)));
-                self.bundle_count = 0;
-                bundle_index += 1;
-            }
-        }
-        for (id, hs) in self.tree.partial_tiles() {
-            if level_count(id.level, old_size) != level_count(id.level, new_size) {
-                files.push((id.path(), tile_bytes(hs)));
-            }
-        }
-        if self.bundle_count > 0 {
-            let id = TileId {
-                level: 0,
-                index: bundle_index,
-                width: self.bundle_count,
-            };
-            files.push((id.entries_path(), self.bundle.clone()));
-        }
+        let batch: Vec<(&[u8], Hash)> = fresh.iter().map(|&i| (entries[i], hashes[i])).collect();
+        let mut files = self.edge.append(&batch).map_err(|e| match e {
+            EdgeError::TooLong(k, len) => LogError::EntryTooLong {
+                position: fresh[k],
+                len,
+            },
+            other => LogError::OutOfRange(format!("{other:?}")),
+        })?;
         // The new checkpoint is signed now and written (not yet published) with the tiles, so that
         // its fsync shares their round; it is renamed into place only once they are all durable.
         let cp = Checkpoint {
             origin: self.origin.clone(),
             size: new_size,
-            root: self.tree.root(),
+            root: self.edge.root(),
             extensions: vec![],
         };
         let sc = cp
@@ -366,7 +329,7 @@ impl Sequencer {
         if self.dedup.is_some() {
             return Ok(());
         }
-        let size = self.tree.size();
+        let size = self.edge.size();
         let mut map = HashMap::with_capacity(size as usize);
         let full = size / TILE_WIDTH as u64;
         for t in 0..full {
@@ -380,7 +343,8 @@ impl Sequencer {
             }
         }
         if let Some((id, hs)) = self
-            .tree
+            .edge
+            .tree()
             .partial_tiles()
             .next()
             .filter(|(id, _)| id.level == 0)
@@ -393,14 +357,6 @@ impl Sequencer {
         self.dedup = Some(map);
         Ok(())
     }
-}
-
-fn tile_bytes(hs: &[Hash]) -> Vec<u8> {
-    let mut b = Vec::with_capacity(hs.len() * 32);
-    for h in hs {
-        b.extend_from_slice(&h.0);
-    }
-    b
 }
 
 /// Leaf hashes of a batch, on two threads when the batch is large enough to be worth it.

@@ -5,9 +5,10 @@
 //! This is the one storage driver today. Its methods are the seam a second driver (object storage)
 //! would implement; there is deliberately no trait until there is a second implementation.
 
-use crate::error::{corrupt, io, InFile, LogError};
+use crate::edge::{EdgeError, RightEdge};
+use crate::error::{corrupt, io, LogError};
 use nospy_tlog::hash::Hash;
-use nospy_tlog::tile::{self, level_count, TileId, TileTree, MAX_TILE_LEVEL, TILE_WIDTH};
+use nospy_tlog::tile::{self, TileId};
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Write};
@@ -161,42 +162,30 @@ impl DirStorage {
 
     /// Reads the right edge of the tree of `size` entries (one partial tile per level, and the
     /// partial entry bundle) and checks that it gives `root`: what a writer needs to extend the
-    /// tree without reading the rest of it. Returns the tree and the partial bundle's bytes.
-    pub fn read_right_edge(&self, size: u64, root: &Hash) -> Result<(TileTree, Vec<u8>), LogError> {
-        let partial = |level: u8, count: u64| -> Option<TileId> {
-            let width = (count % TILE_WIDTH as u64) as u16;
-            (width != 0).then_some(TileId {
-                level,
-                index: count / TILE_WIDTH as u64,
-                width,
+    /// tree without reading the rest of it.
+    pub fn read_right_edge(&self, size: u64, root: &Hash) -> Result<RightEdge, LogError> {
+        let (tiles, bundle) = RightEdge::sources(size);
+        let tiles = tiles
+            .iter()
+            .map(|id| {
+                id.map(|id| self.read_required(&id.path(), "tile"))
+                    .transpose()
             })
-        };
-        let mut partials = Vec::new();
-        for level in 0..=MAX_TILE_LEVEL {
-            let count = level_count(level, size);
-            if count == 0 && level > 0 {
-                break;
-            }
-            partials.push(match partial(level, count) {
-                Some(id) => self.read_tile(id)?,
-                None => Vec::new(),
-            });
-        }
-        let tree = TileTree::from_partials(size, partials).in_file(&self.path("tile"))?;
-        if tree.root() != *root {
-            return Err(corrupt(
+            .collect::<Result<Vec<_>, _>>()?;
+        let bundle = bundle
+            .map(|id| self.read_required(&id.entries_path(), "entry bundle"))
+            .transpose()?;
+        RightEdge::restore(size, root, tiles, bundle).map_err(|e| match e {
+            EdgeError::WrongRoot => corrupt(
                 self.path("tile"),
                 format!(
                     "the partial tiles do not give the checkpoint's root hash (size {size}); \
                      run `nospy log audit`"
                 ),
-            ));
-        }
-        let bundle = match partial(0, size) {
-            Some(id) => self.read_bundle(id)?,
-            None => Vec::new(),
-        };
-        Ok((tree, bundle))
+            ),
+            EdgeError::Malformed(rel, problem) => corrupt(self.path(&rel), problem),
+            EdgeError::TooLong(..) => corrupt(self.path("tile"), "unexpected"),
+        })
     }
 
     /// Whether a file exists.
