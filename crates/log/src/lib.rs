@@ -16,6 +16,7 @@
 
 mod audit;
 pub mod clock;
+pub mod cluster;
 pub mod edge;
 mod error;
 pub mod history;

@@ -1,0 +1,245 @@
+//! The log on object storage with its state in PostgreSQL (the server at 127.0.0.1:5432 that
+//! this project's machines run; each test its own schema): batches are recorded, written,
+//! published and deduplicated exactly; the tiles are the directory sequencer's, byte for byte;
+//! one instance leads, a deposed one publishes nothing; a batch a failed leader recorded is
+//! published by the next.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is a failing test
+
+use nospy_log::cluster::{self, ClusterError, ClusterSequencer};
+use nospy_log::mirror::mirror;
+use nospy_log::object::ObjectTiles;
+use nospy_log::Sequencer;
+use nospy_tlog::checkpoint::SignedCheckpoint;
+use nospy_tlog::note::SignerKey;
+use object_store::memory::InMemory;
+use std::sync::Arc;
+
+const DB: &str = "host=127.0.0.1 port=5432 user=postgres dbname=test";
+const ORIGIN: &str = "cluster.nospy.example/log";
+
+fn key() -> SignerKey {
+    SignerKey::from_seed(ORIGIN, [5; 32]).unwrap()
+}
+
+/// A schema of this test's own.
+fn schema(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("t_{name}_{}_{nanos}", std::process::id())
+}
+
+/// Drops a test's schema (what a test leaves behind is only its schema).
+fn drop_schema(rt: &tokio::runtime::Runtime, schema: &str) {
+    rt.block_on(async {
+        let (c, conn) = tokio_postgres::connect(DB, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        c.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            .await
+            .unwrap();
+    });
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn entries(from: usize, n: usize) -> Vec<Vec<u8>> {
+    (from..from + n)
+        .map(|i| format!("entry {i}").into_bytes())
+        .collect()
+}
+
+async fn lead(schema: &str, tiles: &ObjectTiles) -> Option<ClusterSequencer> {
+    ClusterSequencer::lead(DB, schema, tiles.clone(), key())
+        .await
+        .unwrap()
+}
+
+#[test]
+fn batches_are_published_deduplicated_and_the_tiles_are_the_directory_logs() {
+    let rt = rt();
+    let s = schema("basic");
+    let store = Arc::new(InMemory::new());
+    let tiles = ObjectTiles::new(store, "log", "memory");
+    rt.block_on(async {
+        cluster::init(DB, &s, &tiles, &key()).await.unwrap();
+        // Init again (every instance runs it at start): nothing changes.
+        cluster::init(DB, &s, &tiles, &key()).await.unwrap();
+        let mut seq = lead(&s, &tiles).await.unwrap();
+        assert_eq!(seq.size(), 0);
+        let a = seq.append(&entries(0, 300)).await.unwrap();
+        assert_eq!(
+            a.iter().map(|x| x.index).collect::<Vec<_>>(),
+            (0..300).collect::<Vec<_>>()
+        );
+        // A batch with entries already in the log and a repeat within itself.
+        let mut batch = entries(290, 20);
+        batch.push(b"entry 305".to_vec());
+        let b = seq.append(&batch).await.unwrap();
+        assert_eq!(b[0].index, 290);
+        assert!(b[0].duplicate);
+        assert_eq!((b[10].index, b[10].duplicate), (300, false));
+        assert_eq!((b[20].index, b[20].duplicate), (305, true));
+        assert_eq!(seq.size(), 310);
+        let (text, _) = tiles.checkpoint().await.unwrap().unwrap();
+        let sc = SignedCheckpoint::open(&text, &key().verifier()).unwrap();
+        assert_eq!(sc.checkpoint.size, 310);
+        drop(seq);
+        // Deduplication survives the leader: a new one knows every entry.
+        let mut next = lead(&s, &tiles).await.unwrap();
+        let again = next.append(&entries(0, 3)).await.unwrap();
+        assert!(again.iter().all(|x| x.duplicate));
+        assert_eq!(next.size(), 310);
+    });
+
+    // The same batches through the directory sequencer write the same objects, byte for byte,
+    // and a mirror of the bucket audits clean.
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("dir");
+    Sequencer::init(&dir, ORIGIN, &key(), None).unwrap();
+    let mut d = Sequencer::open(&dir, key()).unwrap();
+    let e = entries(0, 300);
+    d.append(&e.iter().map(|x| x.as_slice()).collect::<Vec<_>>())
+        .unwrap();
+    let e = entries(300, 10);
+    d.append(&e.iter().map(|x| x.as_slice()).collect::<Vec<_>>())
+        .unwrap();
+    let mut objects = 0;
+    for rel in [
+        "tile/0/000",
+        "tile/0/001.p/54",
+        "tile/1/000.p/1",
+        "tile/entries/000",
+        "tile/entries/001.p/54",
+    ] {
+        let want = std::fs::read(dir.join(rel)).unwrap();
+        assert_eq!(rt.block_on(tiles.get(rel)).unwrap(), Some(want), "{rel}");
+        objects += 1;
+    }
+    assert_eq!(objects, 5);
+    let back = t.path().join("back");
+    let m = mirror(
+        &back,
+        &key().verifier(),
+        |rel| rt.block_on(tiles.get(rel)).unwrap().ok_or("missing"),
+        &mut |_, _| {},
+    )
+    .unwrap();
+    assert_eq!(m.size, 310);
+    assert_eq!(m.root, d.checkpoint().checkpoint.root);
+    drop_schema(&rt, &s);
+}
+
+#[test]
+fn one_instance_leads_and_a_deposed_one_publishes_nothing() {
+    let rt = rt();
+    let s = schema("fence");
+    let tiles = ObjectTiles::new(Arc::new(InMemory::new()), "", "memory");
+    rt.block_on(async {
+        cluster::init(DB, &s, &tiles, &key()).await.unwrap();
+        let mut a = lead(&s, &tiles).await.unwrap();
+        a.append(&entries(0, 5)).await.unwrap();
+        // The lease is held: another instance is a standby.
+        assert!(lead(&s, &tiles).await.is_none());
+
+        // A loses its lease without knowing (its connection is cut, as by a partition); B
+        // takes over and appends.
+        let admin = tokio_postgres::connect(DB, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(admin.1);
+        let admin = admin.0;
+        admin
+            .execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks
+                 WHERE locktype = 'advisory' AND granted AND objid = hashtext('nospy-sequencer:' || $1)::oid",
+                &[&s],
+            )
+            .await
+            .unwrap();
+        let mut b = loop {
+            if let Some(b) = lead(&s, &tiles).await {
+                break b;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        };
+        assert!(b.epoch() > a.epoch());
+        b.append(&entries(5, 3)).await.unwrap();
+        let published = tiles.checkpoint().await.unwrap().unwrap().0;
+
+        // A, still believing it leads, tries a batch: fenced, and nothing of it is published.
+        let e = a.append(&entries(100, 4)).await.unwrap_err();
+        assert!(matches!(e, ClusterError::Fenced), "{e}");
+        assert!(!a.holds_lease().await);
+        assert_eq!(tiles.checkpoint().await.unwrap().unwrap().0, published);
+        // B goes on, and A's entries were never given indices.
+        let more = b.append(&entries(100, 4)).await.unwrap();
+        assert_eq!(more[0].index, 8);
+        assert!(!more[0].duplicate);
+        let (text, _) = tiles.checkpoint().await.unwrap().unwrap();
+        let sc = SignedCheckpoint::open(&text, &key().verifier()).unwrap();
+        assert_eq!(sc.checkpoint.size, 12);
+    });
+    drop_schema(&rt, &s);
+}
+
+#[test]
+fn a_batch_recorded_by_a_leader_whose_store_failed_is_published_by_the_next() {
+    let rt = rt();
+    let s = schema("recover");
+    let tiles = ObjectTiles::new(Arc::new(InMemory::new()), "log", "memory");
+    // The first leader's store: a real S3 server that goes away mid-batch, reached without
+    // retries so that the failure comes at once.
+    let s3 = nospy_testkit::s3::SeaweedFs::start();
+    let dying = object_store::aws::AmazonS3Builder::new()
+        .with_bucket_name(nospy_testkit::s3::BUCKET)
+        .with_endpoint(s3.endpoint())
+        .with_allow_http(true)
+        .with_region("us-east-1")
+        .with_skip_signature(true)
+        .with_retry(object_store::RetryConfig {
+            max_retries: 0,
+            ..Default::default()
+        })
+        .build()
+        .unwrap();
+    let dying = ObjectTiles::new(Arc::new(dying), "log", "dying");
+    rt.block_on(async {
+        cluster::init(DB, &s, &tiles, &key()).await.unwrap();
+        let mut first = lead(&s, &dying).await.unwrap();
+        drop(s3);
+        let e = first.append(&entries(0, 3)).await.unwrap_err();
+        assert!(e.is_transient(), "{e}");
+        // Poisoned: it must lead again before appending.
+        let e = first.append(&entries(9, 1)).await.unwrap_err();
+        assert!(matches!(e, ClusterError::Poisoned), "{e}");
+        drop(first);
+
+        // The next leader integrates the recorded batch at the indices it was given, and
+        // publishes it.
+        let mut next = lead(&s, &tiles).await.unwrap();
+        assert_eq!(next.size(), 3);
+        let again = next.append(&entries(0, 3)).await.unwrap();
+        assert!(again.iter().all(|x| x.duplicate));
+        assert_eq!(again[2].index, 2);
+        let (text, _) = tiles.checkpoint().await.unwrap().unwrap();
+        let sc = SignedCheckpoint::open(&text, &key().verifier()).unwrap();
+        assert_eq!(sc.checkpoint.size, 3);
+        assert_eq!(
+            tiles
+                .get("tile/entries/000.p/3")
+                .await
+                .unwrap()
+                .map(|b| b.len()),
+            Some(3 * 2 + "entry 0".len() * 3)
+        );
+    });
+    drop_schema(&rt, &s);
+}
