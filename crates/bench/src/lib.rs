@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 mod child;
+pub mod cluster;
 pub mod exposure;
 pub mod kills;
 pub mod load;

@@ -264,6 +264,8 @@ pub struct ClusterSequencer {
     checkpoint: SignedCheckpoint,
     version: Option<CheckpointVersion>,
     poisoned: bool,
+    /// Objects written (tiles, bundles, checkpoints) since this leader took the lease.
+    objects_written: u64,
 }
 
 impl std::fmt::Debug for ClusterSequencer {
@@ -342,6 +344,7 @@ impl ClusterSequencer {
             checkpoint,
             version,
             poisoned: false,
+            objects_written: 0,
         };
         seq.recover().await?;
         seq.publish().await?;
@@ -356,6 +359,12 @@ impl ClusterSequencer {
     /// Number of entries.
     pub fn size(&self) -> u64 {
         self.edge.size()
+    }
+
+    /// Objects this leader wrote (tiles, entry bundles and checkpoints; those found already
+    /// there with the same bytes included): the store's requests per checkpoint, over time.
+    pub fn objects_written(&self) -> u64 {
+        self.objects_written
     }
 
     /// The epoch this leader took (each leader's is higher than every earlier one's).
@@ -526,6 +535,7 @@ impl ClusterSequencer {
             }
             while let Some(r) = puts.join_next().await {
                 r.map_err(|e| ClusterError::Database(format!("a write task failed: {e}")))??;
+                self.objects_written += 1;
             }
         }
         // 3. The new tree state, under the fence.
@@ -574,6 +584,7 @@ impl ClusterSequencer {
         {
             Ok(v) => {
                 self.version = Some(v);
+                self.objects_written += 1;
                 Ok(())
             }
             Err(ObjectError::Fenced { .. }) => Err(ClusterError::Fenced),

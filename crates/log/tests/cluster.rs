@@ -96,9 +96,12 @@ fn batches_are_published_deduplicated_and_the_tiles_are_the_directory_logs() {
         drop(seq);
         // Deduplication survives the leader: a new one knows every entry.
         let mut next = lead(&s, &tiles).await.unwrap();
+        let written = next.objects_written();
         let again = next.append(&entries(0, 3)).await.unwrap();
         assert!(again.iter().all(|x| x.duplicate));
         assert_eq!(next.size(), 310);
+        // A batch of repeats does not grow the tree, and writes nothing.
+        assert_eq!(next.objects_written(), written);
     });
 
     // The same batches through the directory sequencer write the same objects, byte for byte,

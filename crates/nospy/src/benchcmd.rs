@@ -133,6 +133,13 @@ pub enum BenchCommand {
     /// by the rate at which the file system makes new small files durable, since tlog-tiles needs
     /// two new files per 256 entries. Use a release build:
     /// `cargo run --release -- bench log`.
+    ///
+    /// With --storage and --database, the log on object storage with its state in PostgreSQL
+    /// instead (a new prefix and a new schema, removed afterwards unless --keep): durable
+    /// appends with deduplication (one entry in ten repeats an earlier one), time per batch,
+    /// objects written per checkpoint, and beside them the two servers' limits measured in the
+    /// same run: the store's conditional PUTs of the same sizes at the same concurrency, and
+    /// PostgreSQL's rate of recording entries (a pending row and a deduplication row each).
     Log {
         /// Number of entries to append.
         #[arg(long, default_value_t = 1_000_000)]
@@ -153,6 +160,12 @@ pub enum BenchCommand {
         /// Keep the log afterwards.
         #[arg(long)]
         keep: bool,
+        /// The log on object storage: s3://BUCKET/PREFIX (options as for `nospy log copy`).
+        #[arg(long, requires = "database")]
+        storage: Option<String>,
+        /// With --storage: the PostgreSQL database (postgres://user@host:port/db).
+        #[arg(long, requires = "storage")]
+        database: Option<String>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -251,8 +264,15 @@ pub fn run(c: BenchCommand) -> Result<ExitCode> {
             proofs,
             dir,
             keep,
+            storage,
+            database,
             json,
-        } => nospy_bench::log::run(&base(dir), entries, entry_size, batch, proofs, keep, json),
+        } => match (storage, database) {
+            (Some(storage), Some(database)) => nospy_bench::cluster::run(
+                &storage, &database, entries, entry_size, batch, keep, json,
+            ),
+            _ => nospy_bench::log::run(&base(dir), entries, entry_size, batch, proofs, keep, json),
+        },
     }?;
     Ok(ExitCode::SUCCESS)
 }
