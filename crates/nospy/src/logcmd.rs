@@ -207,7 +207,8 @@ pub enum LogCommand {
     ///
     /// Example: nospy log audit ./mirror --key 'log.example.org/nospy+...'
     Audit {
-        /// The log directory.
+        /// The log directory, or s3://BUCKET/PREFIX (options as for `nospy log copy`; --key is
+        /// then required).
         dir: PathBuf,
         /// The log's verifier key, or a file holding it. Without it, the key in DIR/.nospy is
         /// used, which only checks the log against itself.
@@ -494,6 +495,9 @@ fn verify_proof(proof: &Path, entry: &Path, key: &str, json: bool) -> Result<Exi
 }
 
 fn audit_cmd(dir: &Path, key: Option<&str>, json: bool) -> Result<ExitCode> {
+    if let Some(url) = dir.to_str().filter(|d| d.starts_with("s3://")) {
+        return audit_bucket(url, key, json);
+    }
     let key = match key {
         Some(k) => verifier_key(k)?,
         None => {
@@ -525,6 +529,44 @@ fn audit_cmd(dir: &Path, key: Option<&str>, json: bool) -> Result<ExitCode> {
         Err(e @ (nospy_log::LogError::Io { .. } | nospy_log::LogError::NotALog { .. })) => {
             Err(e.into())
         }
+        Err(e) => {
+            if json {
+                print_json(&json!({"ok": false, "error": e.to_string()}))?;
+                Ok(ExitCode::from(1))
+            } else {
+                Err(Negative(format!("audit failed: {e}")).into())
+            }
+        }
+    }
+}
+
+/// `nospy log audit s3://...`: the same checks over the bucket's objects.
+fn audit_bucket(url: &str, key: Option<&str>, json: bool) -> Result<ExitCode> {
+    let key =
+        verifier_key(key.context("auditing a bucket needs --key: it holds no configuration")?)?;
+    let tiles = ObjectTiles::from_url(url)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let mut progress = Progress::new("audited entries");
+    let mut tell = |d, t| progress.update(d, t);
+    match rt.block_on(nospy_log::object::audit(&tiles, &key, &mut tell)) {
+        Ok(r) => {
+            if json {
+                print_json(&json!({
+                    "ok": true, "entries": r.entries, "tiles": r.tiles, "bundles": r.bundles,
+                    "root": r.root.to_base64(), "uncovered": r.uncovered,
+                }))?;
+            } else {
+                println!(
+                    "ok: {} entries, {} tiles and {} entry bundles check out; root {} is signed by {}",
+                    r.entries, r.tiles, r.bundles, r.root.to_base64(), key.name()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(nospy_log::object::AuditError::Object(e)) => Err(e.into()),
         Err(e) => {
             if json {
                 print_json(&json!({"ok": false, "error": e.to_string()}))?;

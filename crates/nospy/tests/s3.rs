@@ -38,6 +38,16 @@ fn a_log_goes_into_a_bucket_and_back_and_audits_clean() {
     assert_eq!(v["already_there"], created);
     assert_eq!(v["published"], false);
 
+    // The bucket audits clean on its own; a tile changed in it does not.
+    let r = ok(&["log", "audit", &url, "--key", &vkey, "--json"]);
+    let a: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(
+        (a["ok"].clone(), a["entries"].clone()),
+        (true.into(), 300.into())
+    );
+    assert_eq!(a["tiles"], 3, "{a}");
+    assert_eq!(a["bundles"], 2, "{a}");
+
     // Back into a directory: verified, and the same files as the original's tiles.
     let back = t.path().join("back");
     let r = ok(&["log", "copy", &url, s(&back), "--key", &vkey, "--json"]);
@@ -58,6 +68,49 @@ fn a_log_goes_into_a_bucket_and_back_and_audits_clean() {
         std::fs::read(back.join("checkpoint")).unwrap(),
         std::fs::read(log.join("checkpoint")).unwrap()
     );
+}
+
+#[test]
+fn a_bucket_whose_tile_was_changed_fails_its_audit() {
+    let s3 = SeaweedFs::start();
+    let t = tempfile::tempdir().unwrap();
+    let (log, _key, vkey) = new_log(t.path(), "audit.nospy.example/log");
+    let entries: Vec<std::path::PathBuf> = (0..260)
+        .map(|i| {
+            let p = t.path().join(format!("e{i}"));
+            std::fs::write(&p, format!("entry {i}")).unwrap();
+            p
+        })
+        .collect();
+    let mut args = vec!["log", "add", s(&log), "--raw"];
+    args.extend(entries.iter().map(|p| s(p)));
+    ok(&args);
+    // The bucket is changed behind the log's back: a full tile's first hash flipped by a plain
+    // PUT, as anyone who can write the bucket could.
+    let url = s3.url("logs/tampered");
+    ok(&["log", "copy", s(&log), &url, "--key", &vkey]);
+    let endpoint = s3.endpoint();
+    let put = |path: &str, body: &[u8]| {
+        let addr: std::net::SocketAddr = endpoint.trim_start_matches("http://").parse().unwrap();
+        nospy_testkit::http::request(
+            addr,
+            "PUT",
+            &format!("/{}/logs/tampered/{path}", nospy_testkit::s3::BUCKET),
+            body,
+        )
+    };
+    let mut tile = std::fs::read(log.join("tile/0/000")).unwrap();
+    tile[0] ^= 1;
+    assert_eq!(put("tile/0/000", &tile).status, 200);
+    let r = run(&["log", "audit", &url, "--key", &vkey, "--json"]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    let a: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(a["ok"], false);
+    assert!(a["error"].as_str().unwrap().contains("tile/0/000"), "{a}");
+    // Without --key: refused, a bucket holds no configuration to take one from.
+    let r = run(&["log", "audit", &url]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("needs --key"), "{}", r.stderr);
 }
 
 #[test]
