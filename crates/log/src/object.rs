@@ -127,6 +127,8 @@ impl ObjectTiles {
     /// query, which wins (`?endpoint=http://127.0.0.1:8333&allow_http=true&region=us-east-1`;
     /// any `object_store` S3 option, with or without its `aws_` prefix). Requests use path-style
     /// addressing unless `virtual_hosted_style_request=true`, as S3-compatible servers expect.
+    /// A request is retried at most three times within ten seconds, connects within five and
+    /// completes within thirty (`?timeout=60s&connect_timeout=10s` move the last two).
     pub fn from_url(url: &str) -> Result<ObjectTiles, ObjectError> {
         let bad = |m: String| ObjectError::Config(format!("{url}: {m}"));
         let rest = url
@@ -137,7 +139,27 @@ impl ObjectTiles {
         if bucket.is_empty() {
             return Err(bad("no bucket".into()));
         }
-        let mut b = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
+        // Bounded retries: a store that is down must surface as an error within seconds (the
+        // server answers 503; a leader stops), not after the library's three-minute default.
+        let mut b = object_store::aws::AmazonS3Builder::from_env()
+            .with_bucket_name(bucket)
+            .with_retry(object_store::RetryConfig {
+                max_retries: 3,
+                retry_timeout: std::time::Duration::from_secs(10),
+                ..object_store::RetryConfig::default()
+            })
+            .with_config(
+                object_store::aws::AmazonS3ConfigKey::Client(
+                    object_store::ClientConfigKey::ConnectTimeout,
+                ),
+                "5s",
+            )
+            .with_config(
+                object_store::aws::AmazonS3ConfigKey::Client(
+                    object_store::ClientConfigKey::Timeout,
+                ),
+                "30s",
+            );
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair
                 .split_once('=')
@@ -624,6 +646,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(t.path("checkpoint").as_ref(), "a/b/checkpoint");
+        // Client options too.
+        ObjectTiles::from_url("s3://b?timeout=60s&connect_timeout=10s").unwrap();
         for bad in [
             "bucket/a",
             "s3://",
