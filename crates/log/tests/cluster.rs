@@ -246,3 +246,63 @@ fn a_batch_recorded_by_a_leader_whose_store_failed_is_published_by_the_next() {
     });
     drop_schema(&rt, &s);
 }
+
+#[test]
+fn tesseras_test_log_written_through_the_object_storage_driver_is_tesseras_byte_for_byte() {
+    const SKEY: &str = "PRIVATE+KEY+example.com/log/testdata+33d7b496+AeymY/SZAX0jZcJ8enZ5FY1Dz+wTML2yWSkK+9DSF3eg";
+    const WORDS: [&str; 15] = [
+        "one", "two", "three", "four", "five", "six", "seven", "eit", "nain", "ten", "ileven",
+        "twelf", "threeten", "fourten", "fivten",
+    ];
+    let tessera = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/vectors/tlog/tessera-testdata-log/testdata/log");
+    let key = SignerKey::parse(SKEY).unwrap();
+    let rt = rt();
+    let s = schema("tessera");
+    let tiles = ObjectTiles::new(Arc::new(InMemory::new()), "testdata/log", "memory");
+    rt.block_on(async {
+        cluster::init(DB, &s, &tiles, &key).await.unwrap();
+        let read = |rel: &str| std::fs::read(tessera.join(rel)).unwrap();
+        assert_eq!(
+            tiles.checkpoint().await.unwrap().unwrap().0,
+            read("checkpoint.0")
+        );
+        let mut seq = ClusterSequencer::lead(DB, &s, tiles.clone(), key.clone())
+            .await
+            .unwrap()
+            .unwrap();
+        // One add at a time, as Tessera's log was written: every checkpoint is Tessera's.
+        for (i, w) in WORDS.iter().enumerate() {
+            let a = seq.append(&[w.as_bytes().to_vec()]).await.unwrap();
+            assert_eq!(a[0].index, i as u64);
+            assert_eq!(
+                tiles.checkpoint().await.unwrap().unwrap().0,
+                read(&format!("checkpoint.{}", i + 1)),
+                "checkpoint after {} entries",
+                i + 1
+            );
+        }
+        // And every tile and bundle Tessera wrote (the older partial ones too) is in the bucket
+        // with the same bytes.
+        let mut stack = vec!["tile".to_string()];
+        let mut files = 0;
+        while let Some(rel) = stack.pop() {
+            for e in std::fs::read_dir(tessera.join(&rel)).unwrap() {
+                let e = e.unwrap();
+                let child = format!("{rel}/{}", e.file_name().to_string_lossy());
+                if e.file_type().unwrap().is_dir() {
+                    stack.push(child);
+                } else {
+                    assert_eq!(
+                        tiles.get(&child).await.unwrap(),
+                        Some(read(&child)),
+                        "{child}"
+                    );
+                    files += 1;
+                }
+            }
+        }
+        assert_eq!(files, 30);
+    });
+    drop_schema(&rt, &s);
+}
