@@ -20,6 +20,7 @@
 pub mod config;
 mod http;
 pub mod index;
+pub mod index_pg;
 pub mod metrics;
 mod pipeline;
 pub mod witnessing;

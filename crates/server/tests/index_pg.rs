@@ -1,0 +1,111 @@
+//! The lookup index in PostgreSQL (the server at 127.0.0.1:5432; each test its own schema)
+//! holds to the SQLite index's rules: its size is the contiguous prefix it holds, and lookups
+//! come a page at a time, every entry once.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is a failing test
+
+use nospy_server::index::Row;
+use nospy_server::index_pg::PgIndex;
+use nospy_tlog::hash::leaf_hash;
+use nospy_tlog::Sha256;
+
+const DB: &str = "host=127.0.0.1 port=5432 user=postgres dbname=test";
+
+fn schema(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("ix_{name}_{}_{nanos}", std::process::id())
+}
+
+fn row(index: u64, digest: &Sha256) -> Row {
+    Row {
+        index,
+        leaf_hash: leaf_hash(format!("entry {index}").as_bytes()),
+        predicate_type: "https://nospy.dev/revocation/v1".into(),
+        subjects: vec![*digest],
+        signers: vec!["vendor.example+1234abcd+key".into()],
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+async fn drop_schema(s: &str) {
+    let (c, conn) = tokio_postgres::connect(DB, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    c.batch_execute(&format!("DROP SCHEMA IF EXISTS {s} CASCADE"))
+        .await
+        .unwrap();
+}
+
+#[test]
+fn a_gap_is_never_covered_and_filling_it_covers_what_follows() {
+    let s = schema("gap");
+    rt().block_on(async {
+        let d = Sha256::of(b"firmware");
+        let mut idx = PgIndex::open(DB, &s).await.unwrap();
+        let rows = |r: std::ops::Range<u64>| -> Vec<Row> { r.map(|i| row(i, &d)).collect() };
+        idx.add(&rows(0..5)).await.unwrap();
+        // Entries 5..10 never arrive; 10..15 do.
+        idx.add(&rows(10..15)).await.unwrap();
+        assert_eq!(idx.size().await.unwrap(), 5, "a gap is not covered");
+        let page = idx.lookup(&d, 15, None, 100).await.unwrap();
+        assert_eq!(page.entries.len(), 10);
+        // Filling the gap covers everything held after it too; a repeat changes nothing.
+        idx.add(&rows(5..10)).await.unwrap();
+        idx.add(&rows(3..7)).await.unwrap();
+        assert_eq!(idx.size().await.unwrap(), 15);
+        // Reopened (another instance), the size is the same.
+        drop(idx);
+        let again = PgIndex::open(DB, &s).await.unwrap();
+        assert_eq!(again.size().await.unwrap(), 15);
+        let e = &again.lookup(&d, 15, None, 1).await.unwrap().entries[0];
+        assert_eq!(e.index, 0);
+        assert_eq!(e.leaf_hash, leaf_hash(b"entry 0"));
+        assert_eq!(e.signers, vec!["vendor.example+1234abcd+key".to_string()]);
+        drop_schema(&s).await;
+    });
+}
+
+#[test]
+fn pages_cover_every_entry_once_and_nothing_beyond_the_size() {
+    let s = schema("pages");
+    rt().block_on(async {
+        let d = Sha256::of(b"firmware");
+        let other = Sha256::of(b"other");
+        let mut idx = PgIndex::open(DB, &s).await.unwrap();
+        let mut rows: Vec<Row> = (0..10).map(|i| row(i, &d)).collect();
+        rows.push(row(10, &other));
+        idx.add(&rows).await.unwrap();
+        let mut seen = Vec::new();
+        let mut after = None;
+        loop {
+            let page = idx.lookup(&d, 11, after, 3).await.unwrap();
+            assert!(page.entries.len() <= 3);
+            seen.extend(page.entries.iter().map(|e| e.index));
+            match page.next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+        assert_eq!(seen, (0..10).collect::<Vec<u64>>());
+        let page = idx.lookup(&d, 4, None, 100).await.unwrap();
+        assert_eq!(page.entries.len(), 4);
+        assert_eq!(page.next, None);
+        assert!(idx
+            .lookup(&Sha256::of(b"none"), 11, None, 10)
+            .await
+            .unwrap()
+            .entries
+            .is_empty());
+        drop_schema(&s).await;
+    });
+}
