@@ -250,8 +250,10 @@ fn measure(
             index_delay: Duration::from_millis(100),
             lookup_page: nospy_server::LOOKUP_PAGE,
             max_queued_bytes: nospy_server::MAX_QUEUED_BYTES,
-            max_connections: nospy_server::MAX_CONNECTIONS,
-            max_connections_per_client: nospy_server::MAX_CONNECTIONS_PER_CLIENT,
+            // Every client of the benchmark comes from 127.0.0.1: the per-address cap (a bound
+            // against one hostile host) would turn the load itself away.
+            max_connections: nospy_server::MAX_CONNECTIONS.max(2 * clients),
+            max_connections_per_client: nospy_server::MAX_CONNECTIONS_PER_CLIENT.max(2 * clients),
         })
         .await
         .map_err(|e| e.to_string())?;
