@@ -306,3 +306,129 @@ fn tesseras_test_log_written_through_the_object_storage_driver_is_tesseras_byte_
     });
     drop_schema(&rt, &s);
 }
+
+/// An in-memory store whose writes fail where `fail` says (a path, and how many writes came
+/// before): a PUT that fails, at the moment a test chooses.
+struct Faulty {
+    inner: InMemory,
+    fail: std::sync::Mutex<FailRule>,
+}
+
+type FailRule = Box<dyn FnMut(&str) -> bool + Send>;
+
+impl std::fmt::Debug for Faulty {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Faulty")
+    }
+}
+
+impl std::fmt::Display for Faulty {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("faulty")
+    }
+}
+
+#[async_trait::async_trait]
+impl object_store::ObjectStore for Faulty {
+    async fn put_opts(
+        &self,
+        location: &object_store::path::Path,
+        payload: object_store::PutPayload,
+        opts: object_store::PutOptions,
+    ) -> object_store::Result<object_store::PutResult> {
+        if (self.fail.lock().unwrap())(location.as_ref()) {
+            return Err(object_store::Error::Generic {
+                store: "faulty",
+                source: "injected failure".into(),
+            });
+        }
+        self.inner.put_opts(location, payload, opts).await
+    }
+    async fn put_multipart_opts(
+        &self,
+        location: &object_store::path::Path,
+        opts: object_store::PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+    async fn get_opts(
+        &self,
+        location: &object_store::path::Path,
+        options: object_store::GetOptions,
+    ) -> object_store::Result<object_store::GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+    fn delete_stream(
+        &self,
+        locations: futures_util::stream::BoxStream<
+            'static,
+            object_store::Result<object_store::path::Path>,
+        >,
+    ) -> futures_util::stream::BoxStream<'static, object_store::Result<object_store::path::Path>>
+    {
+        self.inner.delete_stream(locations)
+    }
+    fn list(
+        &self,
+        prefix: Option<&object_store::path::Path>,
+    ) -> futures_util::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>>
+    {
+        self.inner.list(prefix)
+    }
+    async fn list_with_delimiter(
+        &self,
+        prefix: Option<&object_store::path::Path>,
+    ) -> object_store::Result<object_store::ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+    async fn copy_opts(
+        &self,
+        from: &object_store::path::Path,
+        to: &object_store::path::Path,
+        options: object_store::CopyOptions,
+    ) -> object_store::Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+#[test]
+fn a_put_that_fails_anywhere_in_a_batch_loses_nothing_and_the_next_leader_publishes() {
+    let rt = rt();
+    for fail_at in ["tile/entries/000.p/3", "tile/0/000.p/3", "checkpoint"] {
+        let s = schema("faults");
+        let faulty = Arc::new(Faulty {
+            inner: InMemory::new(),
+            fail: std::sync::Mutex::new(Box::new(|_| false)),
+        });
+        let tiles = ObjectTiles::new(faulty.clone(), "", "faulty");
+        rt.block_on(async {
+            cluster::init(DB, &s, &tiles, &key()).await.unwrap();
+            let mut first = lead(&s, &tiles).await.unwrap();
+            // The next write of this path fails (once).
+            let target = fail_at.to_string();
+            let mut fired = false;
+            *faulty.fail.lock().unwrap() = Box::new(move |p| {
+                let hit = !fired && p == target;
+                fired |= hit;
+                hit
+            });
+            let e = first.append(&entries(0, 3)).await.unwrap_err();
+            assert!(e.is_transient(), "{fail_at}: {e}");
+            // Nothing was acknowledged; whatever reached the store is not yet published.
+            let (text, _) = tiles.checkpoint().await.unwrap().unwrap();
+            let sc = SignedCheckpoint::open(&text, &key().verifier()).unwrap();
+            assert_eq!(sc.checkpoint.size, 0, "{fail_at}");
+            drop(first);
+            // The next leader publishes the recorded batch, at the indices it was given.
+            let mut next = lead(&s, &tiles).await.unwrap();
+            assert_eq!(next.size(), 3, "{fail_at}");
+            let (text, _) = tiles.checkpoint().await.unwrap().unwrap();
+            let sc = SignedCheckpoint::open(&text, &key().verifier()).unwrap();
+            assert_eq!(sc.checkpoint.size, 3, "{fail_at}");
+            let again = next.append(&entries(0, 4)).await.unwrap();
+            assert!(again[..3].iter().all(|x| x.duplicate), "{fail_at}");
+            assert_eq!((again[3].index, again[3].duplicate), (3, false));
+        });
+        drop_schema(&rt, &s);
+    }
+}
