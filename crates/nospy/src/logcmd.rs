@@ -100,14 +100,28 @@ pub enum LogCommand {
     /// appended.
     ///
     /// Example: nospy log add ./log release.json
+    ///
+    /// On object storage: `nospy log add s3://BUCKET/PREFIX --database postgres://... --key K
+    /// FILE...` appends through the sequencer whose state is in PostgreSQL (creating the log's
+    /// schema and empty checkpoint if there are none): it waits (up to --wait) for the lease
+    /// when another instance sequences, and first publishes any batch a failed one recorded.
     Add {
-        /// The log directory, then the files to append, one entry each. With --server, files
-        /// only.
+        /// The log directory (or s3://BUCKET/PREFIX with --database), then the files to append,
+        /// one entry each. With --server, files only.
         #[arg(required = true, value_name = "DIR|FILE")]
         paths: Vec<PathBuf>,
         /// Submit to a running `nospy serve` at this URL instead of a directory.
         #[arg(long)]
         server: Option<String>,
+        /// With an s3:// log: the PostgreSQL database holding the sequencer's state.
+        #[arg(long)]
+        database: Option<String>,
+        /// With --database: the schema of this log's tables (one per log).
+        #[arg(long, default_value = "nospy", requires = "database")]
+        schema: String,
+        /// With --database: how long to wait for the lease while another instance sequences.
+        #[arg(long, default_value = "30s", requires = "database")]
+        wait: String,
         /// Private key file (default: the one given to `log init`).
         #[arg(long)]
         key: Option<PathBuf>,
@@ -243,11 +257,33 @@ pub fn run(c: LogCommand) -> Result<ExitCode> {
         LogCommand::Add {
             paths,
             server,
+            database,
+            schema,
+            wait,
             key,
             raw,
             json,
         } => match server {
             Some(url) => add_remote(&url, &paths, json),
+            None if database.is_some() || paths[0].to_string_lossy().starts_with("s3://") => {
+                let (url, files) = paths.split_first().context("give the log's s3:// URL")?;
+                let database = database.context("an s3:// log needs --database")?;
+                let key = key.context("an s3:// log needs --key (its private key file)")?;
+                let entries = read_entries(files, raw)?;
+                let wait = nospy_statement::time::parse_duration(&wait).with_context(|| {
+                    format!("--wait {wait:?}: expected a duration such as 30s or 5m")
+                })?;
+                add_cluster(
+                    &url.to_string_lossy(),
+                    &database,
+                    &schema,
+                    &key,
+                    std::time::Duration::from_secs(wait),
+                    &entries,
+                    files,
+                    json,
+                )
+            }
             None => {
                 let (dir, files) = paths.split_first().context("give the log directory")?;
                 if files.is_empty() {
@@ -400,7 +436,34 @@ fn add(
     {
         bail!("standard input (-) can be given only once");
     }
-    // Read and check everything before touching the log: nothing is appended unless all is good.
+    let entries = read_entries(files, raw)?;
+    let key_path = match key {
+        Some(k) => k.to_path_buf(),
+        None => LogConfig::load(dir)?
+            .private_key_file
+            .context("this log remembers no private key file: give one with --key")?,
+    };
+    let key = signer_key(&key_path)?;
+    let mut seq = Sequencer::open(dir, key)?;
+    let refs: Vec<&[u8]> = entries.iter().map(|e| e.as_slice()).collect();
+    let appended = seq.append(&refs)?;
+    print_appended(&appended, files, seq.size(), json)
+}
+
+/// Reads and checks every file before anything touches the log: nothing is appended unless all
+/// is good.
+fn read_entries(files: &[PathBuf], raw: bool) -> Result<Vec<Vec<u8>>> {
+    if files.is_empty() {
+        bail!("give at least one file to append after the log");
+    }
+    if files
+        .iter()
+        .filter(|f| f.as_path() == Path::new("-"))
+        .count()
+        > 1
+    {
+        bail!("standard input (-) can be given only once");
+    }
     let mut entries = Vec::with_capacity(files.len());
     for f in files {
         let data = read_input(f)?;
@@ -422,22 +485,61 @@ fn add(
         }
         entries.push(data);
     }
-    let key_path = match key {
-        Some(k) => k.to_path_buf(),
-        None => LogConfig::load(dir)?
-            .private_key_file
-            .context("this log remembers no private key file: give one with --key")?,
-    };
-    let key = signer_key(&key_path)?;
-    let mut seq = Sequencer::open(dir, key)?;
-    let refs: Vec<&[u8]> = entries.iter().map(|e| e.as_slice()).collect();
-    let appended = seq.append(&refs)?;
+    Ok(entries)
+}
+
+/// `nospy log add s3://... --database ...`: through the object-storage sequencer.
+#[allow(clippy::too_many_arguments)]
+fn add_cluster(
+    url: &str,
+    database: &str,
+    schema: &str,
+    key_path: &Path,
+    wait: std::time::Duration,
+    entries: &[Vec<u8>],
+    files: &[PathBuf],
+    json: bool,
+) -> Result<ExitCode> {
+    let key = signer_key(key_path)?;
+    let tiles = ObjectTiles::from_url(url)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let (appended, size) = rt.block_on(async {
+        nospy_log::cluster::init(database, schema, &tiles, &key).await?;
+        let deadline = std::time::Instant::now() + wait;
+        let mut seq = loop {
+            match nospy_log::cluster::ClusterSequencer::lead(database, schema, tiles.clone(), key.clone()).await? {
+                Some(seq) => break seq,
+                None if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+                None => anyhow::bail!(
+                    "another instance sequences {url} (it holds the lease in schema {schema}); waited {}s",
+                    wait.as_secs()
+                ),
+            }
+        };
+        let appended = seq.append(entries).await?;
+        Ok::<_, anyhow::Error>((appended, seq.size()))
+    })?;
+    print_appended(&appended, files, size, json)
+}
+
+fn print_appended(
+    appended: &[nospy_log::Appended],
+    files: &[PathBuf],
+    size: u64,
+    json: bool,
+) -> Result<ExitCode> {
     if json {
         let list: Vec<_> = appended
             .iter()
             .map(|a| json!({"index": a.index, "hash": a.hash.to_hex(), "duplicate": a.duplicate}))
             .collect();
-        print_json(&json!({"entries": list, "size": seq.size()}))?;
+        print_json(&json!({"entries": list, "size": size}))?;
     } else {
         for (a, f) in appended.iter().zip(files) {
             let dup = if a.duplicate {

@@ -144,3 +144,137 @@ fn copy_errors_name_what_is_wrong() {
         assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
     }
 }
+
+const DB: &str = "host=127.0.0.1 port=5432 user=postgres dbname=test";
+
+fn schema(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("cli_{name}_{}_{nanos}", std::process::id())
+}
+
+fn drop_schema(s: &str) {
+    let _ = std::process::Command::new("psql")
+        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-qc"])
+        .arg(format!("DROP SCHEMA IF EXISTS {s} CASCADE"))
+        .output();
+}
+
+/// `n` files of distinct entries named after `tag`.
+fn entry_files(dir: &std::path::Path, tag: &str, n: usize) -> Vec<std::path::PathBuf> {
+    (0..n)
+        .map(|i| {
+            let p = dir.join(format!("{tag}-{i}"));
+            std::fs::write(&p, format!("{tag} entry {i}")).unwrap();
+            p
+        })
+        .collect()
+}
+
+fn indexes(stdout: &str) -> Vec<(u64, bool)> {
+    let v: serde_json::Value = serde_json::from_str(stdout).unwrap();
+    v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["index"].as_u64().unwrap(),
+                e["duplicate"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn adds_on_object_storage_survive_kills_and_wait_for_each_other() {
+    let s3 = SeaweedFs::start();
+    let t = tempfile::tempdir().unwrap();
+    let key = t.path().join("log.key");
+    let vkey = new_key(&key, "cluster.nospy.example/log");
+    let url = s3.url("cluster");
+    let sc = schema("kills");
+    let add = |files: &[std::path::PathBuf]| {
+        let mut args = vec![
+            "log".to_string(),
+            "add".into(),
+            url.clone(),
+            "--database".into(),
+            DB.into(),
+            "--schema".into(),
+            sc.clone(),
+            "--key".into(),
+            s(&key).into(),
+            "--raw".into(),
+            "--json".into(),
+        ];
+        args.extend(files.iter().map(|p| s(p).to_string()));
+        args
+    };
+    let first = entry_files(t.path(), "first", 10);
+    let r = ok(&add(&first).iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(
+        indexes(&r.stdout),
+        (0..10).map(|i| (i, false)).collect::<Vec<_>>()
+    );
+
+    // Kill appends at moments of the batch; each time, the next add of the same files finds
+    // them (or appends them) and the bucket audits clean.
+    let mut rng = nospy_testkit::Rng::new(11);
+    for round in 0..4 {
+        let files = entry_files(t.path(), &format!("round{round}"), 300);
+        let args = add(&files);
+        let mut child = nospy()
+            .args(&args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20 + rng.below(400)));
+        let _ = child.kill();
+        let _ = child.wait();
+        let r = ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        let got = indexes(&r.stdout);
+        assert_eq!(got.len(), 300);
+        let audit = ok(&["log", "audit", &url, "--key", &vkey, "--json"]);
+        let a: serde_json::Value = serde_json::from_str(&audit.stdout).unwrap();
+        assert_eq!(a["ok"], true, "round {round}: {a}");
+        assert_eq!(
+            a["entries"].as_u64().unwrap(),
+            10 + 300 * (round + 1),
+            "round {round}"
+        );
+    }
+    // What was acknowledged first keeps its indices.
+    let r = ok(&add(&first).iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(
+        indexes(&r.stdout),
+        (0..10).map(|i| (i, true)).collect::<Vec<_>>()
+    );
+
+    // Two at once: one leads, the other waits for the lease; both are appended.
+    let (a, b) = (
+        entry_files(t.path(), "a", 50),
+        entry_files(t.path(), "b", 50),
+    );
+    let (aa, ba) = (add(&a), add(&b));
+    let cb = std::thread::spawn(move || nospy().args(&ba).output().unwrap());
+    let ca = nospy().args(&aa).output().unwrap();
+    let cb = cb.join().unwrap();
+    assert!(
+        ca.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ca.stderr)
+    );
+    assert!(
+        cb.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cb.stderr)
+    );
+    let audit = ok(&["log", "audit", &url, "--key", &vkey, "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&audit.stdout).unwrap();
+    assert_eq!(v["entries"], 10 + 1200 + 100);
+    drop_schema(&sc);
+}

