@@ -369,7 +369,11 @@ fn a_paused_leader_that_lost_its_lease_publishes_nothing_when_it_wakes() {
         remember(&mut seen, &url, &vkey);
         eprintln!(
             "round {round}: the paused instance {}",
-            if out.status.success() { "appended after waking" } else { "was fenced" }
+            if out.status.success() {
+                "appended after waking"
+            } else {
+                "was fenced"
+            }
         );
         if out.status.success() {
             let got = indexes(&String::from_utf8_lossy(&out.stdout));
