@@ -241,7 +241,7 @@ fn measure(
         .map_err(|e| e.to_string())?;
     rt.block_on(async move {
         let srv = nospy_server::start(nospy_server::Options {
-            dir: log,
+            storage: nospy_server::Storage::Dir(log),
             key,
             config: Some(cfg),
             listen: "127.0.0.1:0".parse().map_err(|e| format!("{e}"))?,

@@ -5,6 +5,7 @@
 
 use crate::error::{corrupt, InFile, LogError};
 use crate::read_checkpoint;
+use crate::source::TileSource as _;
 use crate::storage::DirStorage;
 use nospy_tlog::hash::{leaf_hash, Hash};
 use nospy_tlog::note::VerifierKey;

@@ -44,8 +44,9 @@ use nospy_tlog::tile::MAX_ENTRY_LEN;
 use std::collections::HashMap;
 use tokio_postgres::{Client, NoTls};
 
-/// The version of the database schema this code writes.
-pub const SCHEMA_VERSION: i32 = 1;
+/// The version of the database schema this code writes: 1 (tree state, pending batch,
+/// deduplication), 2 (submissions relayed by instances that do not lead).
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// Why a cluster operation failed.
 #[derive(Debug)]
@@ -177,19 +178,35 @@ async fn migrate(db: &mut Client, schema: &str) -> Result<(), ClusterError> {
             )))
         }
         Some(v) if v == SCHEMA_VERSION => {}
-        _ => {
-            tx.batch_execute(&format!(
-                "CREATE TABLE {schema}.tree_state (
-                     id integer PRIMARY KEY CHECK (id = 0),
-                     origin text NOT NULL,
-                     size bigint NOT NULL CHECK (size >= 0),
-                     root bytea NOT NULL,
-                     epoch bigint NOT NULL,
-                     checkpoint bytea NOT NULL);
-                 CREATE TABLE {schema}.pending (idx bigint PRIMARY KEY, entry bytea NOT NULL);
-                 CREATE TABLE {schema}.dedup (leaf_hash bytea PRIMARY KEY, idx bigint NOT NULL);
-                 INSERT INTO {schema}.nospy_schema (version) VALUES ({SCHEMA_VERSION});"
-            ))
+        v => {
+            let v = v.unwrap_or(0);
+            if v < 1 {
+                tx.batch_execute(&format!(
+                    "CREATE TABLE {schema}.tree_state (
+                         id integer PRIMARY KEY CHECK (id = 0),
+                         origin text NOT NULL,
+                         size bigint NOT NULL CHECK (size >= 0),
+                         root bytea NOT NULL,
+                         epoch bigint NOT NULL,
+                         checkpoint bytea NOT NULL);
+                     CREATE TABLE {schema}.pending (idx bigint PRIMARY KEY, entry bytea NOT NULL);
+                     CREATE TABLE {schema}.dedup (leaf_hash bytea PRIMARY KEY, idx bigint NOT NULL);"
+                ))
+                .await?;
+            }
+            if v < 2 {
+                tx.batch_execute(&format!(
+                    "CREATE TABLE {schema}.submissions (
+                         id bigserial PRIMARY KEY,
+                         entry bytea NOT NULL,
+                         received timestamptz NOT NULL DEFAULT now());"
+                ))
+                .await?;
+            }
+            tx.execute(
+                &format!("INSERT INTO {schema}.nospy_schema (version) VALUES ($1)"),
+                &[&SCHEMA_VERSION],
+            )
             .await?;
         }
     }
@@ -568,15 +585,23 @@ impl ClusterSequencer {
     }
 
     /// Makes the checkpoint object this leader's checkpoint, replacing only the version it last
-    /// saw.
+    /// saw. An object holding the same checkpoint (with witnesses' cosignatures, say) is kept.
     async fn publish(&mut self) -> Result<(), ClusterError> {
         let text = self.checkpoint.to_text().into_bytes();
         if let Some((there, v)) = self.tiles.checkpoint().await? {
-            if there == text {
+            let same = there == text
+                || SignedCheckpoint::open(&there, &self.key.verifier())
+                    .is_ok_and(|sc| sc.checkpoint == self.checkpoint.checkpoint);
+            if same {
                 self.version = Some(v);
                 return Ok(());
             }
         }
+        self.replace(text).await
+    }
+
+    /// Replaces the checkpoint object from the version this leader last saw.
+    async fn replace(&mut self, text: Vec<u8>) -> Result<(), ClusterError> {
         match self
             .tiles
             .replace_checkpoint(text, self.version.as_ref())
@@ -590,6 +615,137 @@ impl ClusterSequencer {
             Err(ObjectError::Fenced { .. }) => Err(ClusterError::Fenced),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Publishes `sc`, this leader's latest checkpoint with witnesses' cosignatures added, in
+    /// place of the bare one: false (nothing written) when the log has moved on since or `sc`
+    /// is not this leader's checkpoint or its log signature does not verify.
+    pub async fn publish_cosigned(&mut self, sc: &SignedCheckpoint) -> Result<bool, ClusterError> {
+        let text = sc.to_text().into_bytes();
+        let ours = SignedCheckpoint::open(&text, &self.key.verifier())
+            .is_ok_and(|c| c.checkpoint == self.checkpoint.checkpoint);
+        if !ours || self.poisoned {
+            return Ok(false);
+        }
+        self.replace(text).await.map(|()| true)
+    }
+
+    /// The oldest submissions other instances recorded for the leader ([`Relay::submit`]), at
+    /// most `limit`: their ids (for [`ClusterSequencer::forget_relayed`] once appended) and
+    /// entries. Appending one twice is harmless (deduplication gives it its index again), so a
+    /// leader that stops between appending and forgetting loses nothing and doubles nothing.
+    pub async fn relayed(&self, limit: usize) -> Result<Vec<(i64, Vec<u8>)>, ClusterError> {
+        let rows = self
+            .db
+            .query(
+                &format!(
+                    "SELECT id, entry FROM {}.submissions ORDER BY id LIMIT $1",
+                    self.schema
+                ),
+                &[&(limit as i64)],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    /// Forgets relayed submissions that are appended.
+    pub async fn forget_relayed(&self, ids: &[i64]) -> Result<(), ClusterError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.db
+            .execute(
+                &format!("DELETE FROM {}.submissions WHERE id = ANY($1)", self.schema),
+                &[&ids],
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+/// How an instance that does not lead hands submissions to the one that does: it records them
+/// in the database, and learns their indices from the deduplication map once the leader has
+/// appended them (it acknowledges them once a published checkpoint covers those indices).
+pub struct Relay {
+    db: Client,
+    schema: String,
+}
+
+impl std::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relay")
+            .field("schema", &self.schema)
+            .finish()
+    }
+}
+
+impl Relay {
+    /// A relay into the log in `schema` (created by [`init`]).
+    pub async fn connect(db_url: &str, schema: &str) -> Result<Relay, ClusterError> {
+        check_schema(schema)?;
+        Ok(Relay {
+            db: connect(db_url).await?,
+            schema: schema.to_string(),
+        })
+    }
+
+    /// The indices of the entries with these leaf hashes that the log holds (recorded by a
+    /// leader: published, or about to be by it or the next).
+    pub async fn indices(&self, hashes: &[Hash]) -> Result<HashMap<Hash, u64>, ClusterError> {
+        let keys: Vec<&[u8]> = hashes.iter().map(|h| h.0.as_slice()).collect();
+        Ok(self
+            .db
+            .query(
+                &format!(
+                    "SELECT leaf_hash, idx FROM {}.dedup WHERE leaf_hash = ANY($1)",
+                    self.schema
+                ),
+                &[&keys],
+            )
+            .await?
+            .iter()
+            .filter_map(|r| {
+                let h: Vec<u8> = r.get(0);
+                let i: i64 = r.get(1);
+                Some((Hash::from_slice(&h)?, u64::try_from(i).ok()?))
+            })
+            .collect())
+    }
+
+    /// Records entries for the leader to append, except those the log holds already: their
+    /// indices are returned in their places (`None`: recorded, no index yet).
+    pub async fn submit(&self, entries: &[Vec<u8>]) -> Result<Vec<Option<u64>>, ClusterError> {
+        if let Some((position, e)) = entries
+            .iter()
+            .enumerate()
+            .find(|(_, e)| e.len() > MAX_ENTRY_LEN)
+        {
+            return Err(ClusterError::EntryTooLong {
+                position,
+                len: e.len(),
+            });
+        }
+        let hashes: Vec<Hash> = entries.iter().map(|e| leaf_hash(e)).collect();
+        let known = self.indices(&hashes).await?;
+        let out: Vec<Option<u64>> = hashes.iter().map(|h| known.get(h).copied()).collect();
+        let rows: Vec<&[u8]> = entries
+            .iter()
+            .zip(&out)
+            .filter(|(_, k)| k.is_none())
+            .map(|(e, _)| e.as_slice())
+            .collect();
+        if !rows.is_empty() {
+            self.db
+                .execute(
+                    &format!(
+                        "INSERT INTO {}.submissions (entry) SELECT * FROM UNNEST($1::bytea[])",
+                        self.schema
+                    ),
+                    &[&rows],
+                )
+                .await?;
+        }
+        Ok(out)
     }
 }
 

@@ -25,12 +25,14 @@ pub mod mirror;
 pub mod object;
 mod reader;
 mod sequencer;
+pub mod source;
 pub mod storage;
 
 pub use audit::{audit, AuditReport};
 pub use error::LogError;
 pub use reader::{ExpandedTile, TileCache, TileReader};
 pub use sequencer::{Appended, Sequencer, MAX_BATCH};
+pub use source::TileSource;
 
 use error::{corrupt, io, InFile};
 use nospy_tlog::checkpoint::SignedCheckpoint;

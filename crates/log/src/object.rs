@@ -289,6 +289,92 @@ impl ObjectTiles {
     }
 }
 
+/// A bucket's log read blocking, as [`crate::TileReader`] and a server's read API read it
+/// (from blocking threads). Full tiles and entry bundles, whose bytes never change, are kept
+/// once read, up to a bound in bytes; partial ones and the checkpoint are always read again.
+#[derive(Debug)]
+pub struct BlockingObjects {
+    tiles: ObjectTiles,
+    rt: tokio::runtime::Handle,
+    kept: std::sync::Mutex<Kept>,
+}
+
+#[derive(Debug, Default)]
+struct Kept {
+    bytes: usize,
+    objects: std::collections::HashMap<String, Arc<Vec<u8>>>,
+}
+
+/// The default bound of what a [`BlockingObjects`] keeps: 64 MiB.
+pub const KEPT_BYTES: usize = 64 << 20;
+
+impl BlockingObjects {
+    /// Reads `tiles` on the runtime `rt` (whose workers must not be the callers: its
+    /// `block_on` is used).
+    pub fn new(tiles: ObjectTiles, rt: tokio::runtime::Handle) -> BlockingObjects {
+        BlockingObjects {
+            tiles,
+            rt,
+            kept: std::sync::Mutex::new(Kept::default()),
+        }
+    }
+
+    /// The bucket's log.
+    pub fn tiles(&self) -> &ObjectTiles {
+        &self.tiles
+    }
+
+    fn kept(&self) -> std::sync::MutexGuard<'_, Kept> {
+        self.kept.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Whether the object at `rel` never changes: a full tile or entry bundle.
+fn immutable(rel: &str) -> bool {
+    rel.starts_with("tile/") && !rel.contains(".p/")
+}
+
+impl crate::source::TileSource for BlockingObjects {
+    fn read(&self, rel: &str) -> Result<Option<Vec<u8>>, LogError> {
+        if let Some(b) = self.kept().objects.get(rel) {
+            return Ok(Some(b.as_ref().clone()));
+        }
+        let got = self
+            .rt
+            .block_on(self.tiles.get(rel))
+            .map_err(|e| LogError::Io {
+                path: self.locate(rel),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+        if let Some(b) = &got {
+            if immutable(rel) && b.len() <= KEPT_BYTES / 16 {
+                let mut k = self.kept();
+                if k.bytes + b.len() > KEPT_BYTES {
+                    // Forget an arbitrary half: immutable objects read uniformly need no better.
+                    let drop: Vec<String> = k
+                        .objects
+                        .keys()
+                        .take(k.objects.len() / 2 + 1)
+                        .cloned()
+                        .collect();
+                    for d in drop {
+                        if let Some(v) = k.objects.remove(&d) {
+                            k.bytes -= v.len();
+                        }
+                    }
+                }
+                k.bytes += b.len();
+                k.objects.insert(rel.to_string(), Arc::new(b.clone()));
+            }
+        }
+        Ok(got)
+    }
+
+    fn locate(&self, rel: &str) -> std::path::PathBuf {
+        std::path::PathBuf::from(format!("{}: {rel}", self.tiles.name))
+    }
+}
+
 /// What [`upload`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Uploaded {

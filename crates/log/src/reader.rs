@@ -2,7 +2,7 @@
 //! bounded cache of expanded tiles (every interior node of a tile computed once).
 
 use crate::error::{corrupt, LogError};
-use crate::storage::DirStorage;
+use crate::source::TileSource;
 use nospy_tlog::hash::{node_hash, Hash};
 use nospy_tlog::merkle::{NodeSource, ProofError};
 use nospy_tlog::tile::{self, TileId, TILE_HEIGHT, TILE_WIDTH};
@@ -93,10 +93,10 @@ impl TileCache {
     }
 }
 
-/// Reads tiles and entries of a log of `size` entries from its directory.
+/// Reads tiles and entries of a log of `size` entries from its directory or its bucket.
 #[derive(Debug, Clone, Copy)]
 pub struct TileReader<'a> {
-    pub(crate) storage: &'a DirStorage,
+    pub(crate) storage: &'a dyn TileSource,
     pub(crate) cache: &'a TileCache,
     /// The tree size the tiles are read for: each tile is read at its width in this tree.
     pub(crate) size: u64,
@@ -104,7 +104,7 @@ pub struct TileReader<'a> {
 
 impl<'a> TileReader<'a> {
     /// A reader of the tiles of a tree of `size` entries.
-    pub fn new(storage: &'a DirStorage, cache: &'a TileCache, size: u64) -> Self {
+    pub fn new(storage: &'a dyn TileSource, cache: &'a TileCache, size: u64) -> Self {
         TileReader {
             storage,
             cache,
@@ -150,7 +150,7 @@ impl<'a> TileReader<'a> {
         };
         let data = self.storage.read_bundle(id)?;
         let entries = tile::parse_bundle(&data, width)
-            .map_err(|e| corrupt(self.storage.path(&id.entries_path()), e))?;
+            .map_err(|e| corrupt(self.storage.locate(&id.entries_path()), e))?;
         Ok(entries.into_iter().map(|e| e.to_vec()).collect())
     }
 

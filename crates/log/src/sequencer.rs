@@ -20,6 +20,7 @@
 
 use crate::edge::{EdgeError, RightEdge};
 use crate::error::{corrupt, io, InFile, LogError};
+use crate::source::TileSource as _;
 use crate::storage::{DirStorage, PRIVATE_DIR};
 use crate::{read_checkpoint, LogConfig, CONFIG_FILE};
 use nospy_tlog::checkpoint::{Checkpoint, SignedCheckpoint};

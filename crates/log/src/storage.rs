@@ -2,13 +2,13 @@
 //! rules of the sequencer: files are fsynced, and so are the directories that name them, before
 //! the checkpoint that covers them is published; the checkpoint is replaced atomically.
 //!
-//! This is the one storage driver today. Its methods are the seam a second driver (object storage)
-//! would implement; there is deliberately no trait until there is a second implementation.
+//! Reads go through [`crate::source::TileSource`], which a bucket implements too; writes are
+//! this storage's own.
 
 use crate::edge::{EdgeError, RightEdge};
 use crate::error::{corrupt, io, LogError};
+use crate::source::TileSource as _;
 use nospy_tlog::hash::Hash;
-use nospy_tlog::tile::{self, TileId};
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Write};
@@ -137,27 +137,6 @@ impl DirStorage {
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io(p)(e)),
         }
-    }
-
-    /// Reads a file that must exist; `what` names it in the error ("tile", "entry bundle").
-    pub fn read_required(&self, rel: &str, what: &str) -> Result<Vec<u8>, LogError> {
-        self.read(rel)?
-            .ok_or_else(|| corrupt(self.path(rel), format!("{what} is missing")))
-    }
-
-    /// Reads hash tile `id`: exactly `id.width` hashes, or an error naming the file.
-    pub fn read_tile(&self, id: TileId) -> Result<Vec<Hash>, LogError> {
-        let rel = id.path();
-        let data = self.read_required(&rel, "tile")?;
-        tile::parse_tile(&data, id.width).map_err(|e| corrupt(self.path(&rel), e))
-    }
-
-    /// Reads entry bundle `id`, checked to hold exactly `id.width` entries; returns its bytes.
-    pub fn read_bundle(&self, id: TileId) -> Result<Vec<u8>, LogError> {
-        let rel = id.entries_path();
-        let data = self.read_required(&rel, "entry bundle")?;
-        tile::parse_bundle(&data, id.width).map_err(|e| corrupt(self.path(&rel), e))?;
-        Ok(data)
     }
 
     /// Reads the right edge of the tree of `size` entries (one partial tile per level, and the

@@ -16,8 +16,25 @@ pub struct ServeArgs {
     /// The log directory (from `nospy log init`). Without it, nospy uses ./nospy-data, creating
     /// on first use a log (nospy-data/log, key nospy-data/log.key), a demo vendor and evaluator
     /// key, and nospy-data/serve.toml admitting them.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "storage")]
     dir: Option<PathBuf>,
+    /// Serve a log on S3-compatible object storage instead: s3://BUCKET/PREFIX, with the
+    /// sequencer's state and the lookup index in --database. Every instance started on the same
+    /// storage, database and schema serves reads and takes submissions; one at a time (the
+    /// holder of a PostgreSQL advisory lock) sequences and witnesses, and another takes over
+    /// within a second or two when it stops. The endpoint and credentials come from AWS_ENDPOINT,
+    /// AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ALLOW_HTTP or from the URL
+    /// (`?endpoint=http://127.0.0.1:8333&allow_http=true`). The log is created (schema, empty
+    /// checkpoint) on first use. Needs --key.
+    #[arg(long, requires_all = ["database", "key"])]
+    storage: Option<String>,
+    /// With --storage: the PostgreSQL database (postgres://user@host:port/db). Whoever can
+    /// write it can make the log say what they choose, as the key's holder can.
+    #[arg(long, requires = "storage")]
+    database: Option<String>,
+    /// With --storage: the schema of this log's tables in --database (one per log).
+    #[arg(long, default_value = "nospy", requires = "storage")]
+    schema: String,
     /// Where to listen.
     #[arg(long, default_value = "127.0.0.1:7379")]
     listen: std::net::SocketAddr,
@@ -99,29 +116,47 @@ fn embedded_default(root: &Path) -> Result<(PathBuf, PathBuf)> {
 }
 
 pub fn run(a: ServeArgs) -> Result<ExitCode> {
-    let (dir, config) = match a.dir {
-        Some(d) => (d, a.config),
-        None => {
-            let (d, c) = embedded_default(Path::new(DEFAULT_DIR))?;
-            (d, a.config.or(Some(c)))
+    let (storage, config, key_path) = match (a.storage, a.dir) {
+        (Some(tiles), _) => {
+            let database = a.database.context("--storage needs --database")?;
+            let key = a.key.context("--storage needs --key")?;
+            let storage = nospy_server::Storage::Cluster(nospy_server::ClusterStorage {
+                tiles,
+                database,
+                schema: a.schema,
+            });
+            (storage, a.config, key)
         }
-    };
-    let key_path = match a.key {
-        Some(k) => k,
-        None => LogConfig::load(&dir)?
-            .private_key_file
-            .context("this log remembers no private key file: give one with --key")?,
+        (None, dir) => {
+            let (dir, config) = match dir {
+                Some(d) => (d, a.config),
+                None => {
+                    let (d, c) = embedded_default(Path::new(DEFAULT_DIR))?;
+                    (d, a.config.or(Some(c)))
+                }
+            };
+            let key = match a.key {
+                Some(k) => k,
+                None => LogConfig::load(&dir)?
+                    .private_key_file
+                    .context("this log remembers no private key file: give one with --key")?,
+            };
+            (nospy_server::Storage::Dir(dir), config, key)
+        }
     };
     let key = signer_key(&key_path)?;
     let log_vkey = key.verifier();
+    let from = match &storage {
+        nospy_server::Storage::Dir(d) => d.display().to_string(),
+        nospy_server::Storage::Cluster(c) => format!("{} (schema {})", c.tiles, c.schema),
+    };
     eprintln!(
-        "nospy serve: log {} ({}) from {}",
+        "nospy serve: log {} ({}) from {from}",
         log_vkey.name(),
-        log_vkey,
-        dir.display()
+        log_vkey
     );
     nospy_server::run(nospy_server::Options {
-        dir,
+        storage,
         key,
         config,
         listen: a.listen,

@@ -9,7 +9,7 @@
 //! before anything after it is added. `/lookup` answers only for `0..size`; clients read the
 //! rest from the log.
 
-use nospy_log::storage::DirStorage;
+use nospy_log::TileSource;
 use nospy_log::{TileCache, TileReader};
 use nospy_tlog::hash::leaf_hash;
 use nospy_tlog::{Hash, Sha256};
@@ -216,7 +216,7 @@ impl Index {
     /// indexed with an empty predicate type.
     pub fn catch_up(
         &mut self,
-        storage: &DirStorage,
+        source: &dyn TileSource,
         log_size: u64,
         upto: u64,
     ) -> Result<u64, IndexError> {
@@ -226,49 +226,53 @@ impl Index {
             return Ok(0);
         }
         let cache = TileCache::new(1);
-        let reader = TileReader::new(storage, &cache, log_size);
+        let reader = TileReader::new(source, &cache, log_size);
         let mut done = 0;
         for b in from / 256..size.div_ceil(256) {
-            let entries = reader.bundle(b)?;
-            let parsed: Vec<(u64, &Vec<u8>, Option<nospy_statement::Unverified>)> = entries
-                .iter()
-                .enumerate()
-                .map(|(k, e)| {
-                    (
-                        b * 256 + k as u64,
-                        e,
-                        nospy_statement::parse_unverified(e, |id| {
-                            nospy_tlog::note::VerifierKey::parse(id).ok()
-                        })
-                        .ok(),
-                    )
-                })
-                .filter(|(i, _, _)| *i >= from && *i < size)
-                .collect();
-            let rows: Vec<Row> = parsed
-                .iter()
-                .map(|(i, e, p)| match p {
-                    Some(u) => Row {
-                        index: *i,
-                        leaf_hash: leaf_hash(e),
-                        predicate_type: u.statement.predicate_type.clone(),
-                        subjects: u.statement.subject_sha256(),
-                        signers: u.named.iter().map(|k| k.to_string()).collect(),
-                    },
-                    None => Row {
-                        index: *i,
-                        leaf_hash: leaf_hash(e),
-                        predicate_type: String::new(),
-                        subjects: vec![],
-                        signers: vec![],
-                    },
-                })
-                .collect();
+            let rows = bundle_rows(&reader, b, from, size)?;
             done += rows.len() as u64;
             self.add(&rows)?;
         }
         Ok(done)
     }
+}
+
+/// The index rows of the entries of bundle `b` within `from..size`, read from the log: what
+/// the index records of an entry is found in it again (entries that are not nospy statements
+/// get an empty predicate type).
+pub fn bundle_rows(
+    reader: &TileReader<'_>,
+    b: u64,
+    from: u64,
+    size: u64,
+) -> Result<Vec<Row>, nospy_log::LogError> {
+    let entries = reader.bundle(b)?;
+    Ok(entries
+        .iter()
+        .enumerate()
+        .map(|(k, e)| (b * 256 + k as u64, e))
+        .filter(|(i, _)| *i >= from && *i < size)
+        .map(|(i, e)| {
+            match nospy_statement::parse_unverified(e, |id| {
+                nospy_tlog::note::VerifierKey::parse(id).ok()
+            }) {
+                Ok(u) => Row {
+                    index: i,
+                    leaf_hash: leaf_hash(e),
+                    predicate_type: u.statement.predicate_type.clone(),
+                    subjects: u.statement.subject_sha256(),
+                    signers: u.named.iter().map(|k| k.to_string()).collect(),
+                },
+                Err(_) => Row {
+                    index: i,
+                    leaf_hash: leaf_hash(e),
+                    predicate_type: String::new(),
+                    subjects: vec![],
+                    signers: vec![],
+                },
+            }
+        })
+        .collect())
 }
 
 /// The numbers of the predicate types and signer sets one transaction has used, so that each is

@@ -34,7 +34,7 @@ use axum::Router;
 use config::ServeConfig;
 use metrics::Metrics;
 use nospy_log::storage::DirStorage;
-use nospy_log::{Sequencer, TileCache};
+use nospy_log::{Sequencer, TileCache, TileSource};
 use nospy_tlog::checkpoint::SignedCheckpoint;
 use nospy_tlog::note::SignerKey;
 use std::net::SocketAddr;
@@ -47,11 +47,34 @@ use tokio::sync::{mpsc, oneshot};
 /// Largest request body accepted by `POST /add` (one log entry).
 pub const MAX_BODY: usize = 65_535;
 
+/// Where the log is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Storage {
+    /// A log directory (created by `nospy log init`), this server its only writer; the lookup
+    /// index in SQLite beside it.
+    Dir(PathBuf),
+    /// Tiles in object storage and the sequencer's state and lookup index in PostgreSQL, shared
+    /// by every instance started on the same ones: each serves reads and takes submissions,
+    /// one at a time sequences and witnesses (`nospy_log::cluster`).
+    Cluster(ClusterStorage),
+}
+
+/// A log on object storage and PostgreSQL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterStorage {
+    /// `s3://BUCKET/PREFIX[?options]` (see `nospy_log::object::ObjectTiles::from_url`).
+    pub tiles: String,
+    /// `postgres://...` or a key=value connection string.
+    pub database: String,
+    /// The log's schema in the database (created if absent).
+    pub schema: String,
+}
+
 /// How to run the server.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// The log directory (created by `nospy log init`).
-    pub dir: PathBuf,
+    /// Where the log is.
+    pub storage: Storage,
     /// The log's private key.
     pub key: SignerKey,
     /// The configuration file (submitters, witnesses), reloaded when it changes.
@@ -92,6 +115,49 @@ pub const LOOKUP_PAGE: usize = 10_000;
 struct Published {
     text: String,
     size: u64,
+    /// Its root and how many signatures it carries (a cosigned version of the same checkpoint
+    /// replaces a bare one, never the other way).
+    root: nospy_tlog::Hash,
+    signatures: usize,
+}
+
+impl Published {
+    fn of(sc: &SignedCheckpoint) -> Published {
+        Published {
+            text: sc.to_text(),
+            size: sc.checkpoint.size,
+            root: sc.checkpoint.root,
+            signatures: sc.note.signatures.len(),
+        }
+    }
+}
+
+/// Publishes `sc` for the read API if it moves the log on: a larger tree, or the same
+/// checkpoint with more cosignatures. A checkpoint of the published size with another root
+/// (a fork, signed by the log's key) is refused and reported. Returns whether it was taken.
+fn offer(shared: &Shared, sc: &SignedCheckpoint) -> bool {
+    let mut p = lock_write(&shared.published);
+    let c = &sc.checkpoint;
+    let newer = c.size > p.size
+        || (c.size == p.size && c.root == p.root && sc.note.signatures.len() > p.signatures);
+    if c.size == p.size && c.root != p.root {
+        eprintln!(
+            "nospy serve: REFUSED a checkpoint of size {} with another root than the published one: the log's key signed a fork",
+            c.size
+        );
+    }
+    if newer {
+        *p = Published::of(sc);
+        shared.metrics.tree_size.store(c.size, Relaxed);
+    }
+    newer
+}
+
+/// The lookup index: SQLite beside a log directory, or PostgreSQL beside a log on object
+/// storage.
+enum Lookup {
+    Sqlite(Arc<std::sync::Mutex<index::Index>>),
+    Postgres(index_pg::PgIndex),
 }
 
 /// How many rows the indexer writes in one transaction, at most.
@@ -99,7 +165,8 @@ const INDEX_ROWS: usize = 8192;
 
 /// What handlers share.
 struct Shared {
-    storage: DirStorage,
+    /// Where the tiles are read from.
+    source: Arc<dyn TileSource>,
     cache: TileCache,
     published: RwLock<Published>,
     config: RwLock<ServeConfig>,
@@ -107,7 +174,7 @@ struct Shared {
     config_stamp: RwLock<Option<SystemTime>>,
     metrics: Arc<Metrics>,
     /// The lookup index, for reading (the indexer thread writes through its own connection).
-    index: std::sync::Mutex<index::Index>,
+    index: Lookup,
     /// How many entries the lookup index covers: lookups are complete below this size only.
     indexed: AtomicU64,
     /// Most entries in one `/lookup` answer.
@@ -158,6 +225,8 @@ pub enum Error {
     Log(nospy_log::LogError),
     /// The lookup index could not be opened or brought up to the log.
     Index(index::IndexError),
+    /// The object store or the database of a log on object storage refused or failed at start.
+    Cluster(String),
     /// The operating system refused a resource: the listening address, a thread, the runtime.
     Start(String),
     /// A thread of the server failed while it ran (it panicked).
@@ -170,6 +239,7 @@ impl std::fmt::Display for Error {
             Error::Config { path, problem } => write!(f, "{}: {problem}", path.display()),
             Error::Log(e) => write!(f, "{e}"),
             Error::Index(e) => write!(f, "the lookup index: {e}"),
+            Error::Cluster(e) => f.write_str(e),
             Error::Start(e) | Error::Stopped(e) => f.write_str(e),
         }
     }
@@ -263,49 +333,130 @@ impl Running {
     }
 }
 
-/// Starts the server: opens the log (recovering it if needed), starts the sequencer thread and
-/// the HTTP listener.
-pub async fn start(opts: Options) -> Result<Running, Error> {
-    let config = load_config(opts.config.as_deref())?;
-    let mut seq = Sequencer::open(&opts.dir, opts.key.clone())?;
+/// The log as opened at start, before the threads that serve it are started.
+struct Opened {
+    source: Arc<dyn TileSource>,
+    published: Published,
+    index: Lookup,
+    indexed: u64,
+    writer: Writer,
+}
+
+/// What writes the log, and the lookup index's writer.
+enum Writer {
+    Dir {
+        seq: Box<Sequencer>,
+        index: index::Index,
+    },
+    Cluster {
+        config: Box<pipeline::cluster::ClusterConfig>,
+        index: index_pg::PgIndex,
+    },
+}
+
+/// Opens a log directory: recovers it, and brings its SQLite lookup index up to it.
+fn open_dir(dir: &std::path::Path, key: &SignerKey) -> Result<Opened, Error> {
+    let mut seq = Sequencer::open(dir, key.clone())?;
     // Dozens of batches a second would grow the checkpoint history without bound; clients ask
     // /proof/inclusion against the checkpoints they hold instead.
     seq.keep_history(false);
-    let storage = DirStorage::new(&opts.dir);
-    let published = Published {
-        text: seq.checkpoint().to_text(),
-        size: seq.size(),
-    };
-    let metrics = Arc::new(Metrics::default());
-    metrics.tree_size.store(seq.size(), Relaxed);
-    let (tx, rx) = mpsc::channel(opts.queue.max(1));
-    let mut idx = index::Index::open(&opts.dir).map_err(Error::Index)?;
+    let source: Arc<dyn TileSource> = Arc::new(DirStorage::new(dir));
+    let mut idx = index::Index::open(dir).map_err(Error::Index)?;
     let caught_up = idx
-        .catch_up(&DirStorage::new(&opts.dir), seq.size(), seq.size())
+        .catch_up(source.as_ref(), seq.size(), seq.size())
         .map_err(Error::Index)?;
     if caught_up > 0 {
         eprintln!("nospy serve: indexed {caught_up} entries the lookup index did not have");
     }
+    Ok(Opened {
+        source,
+        published: Published::of(seq.checkpoint()),
+        index: Lookup::Sqlite(Arc::new(std::sync::Mutex::new(
+            index::Index::open(dir).map_err(Error::Index)?,
+        ))),
+        indexed: seq.size(),
+        writer: Writer::Dir {
+            seq: Box::new(seq),
+            index: idx,
+        },
+    })
+}
+
+/// Opens a log on object storage and PostgreSQL: creates it if it is not there yet, and reads
+/// its published checkpoint. The lookup index catches up on its own thread.
+async fn open_cluster(c: &ClusterStorage, key: &SignerKey) -> Result<Opened, Error> {
+    use nospy_log::object::{BlockingObjects, ObjectTiles};
+    let tiles = ObjectTiles::from_url(&c.tiles).map_err(|e| Error::Cluster(e.to_string()))?;
+    nospy_log::cluster::init(&c.database, &c.schema, &tiles, key)
+        .await
+        .map_err(|e| Error::Cluster(format!("{}: {e}", c.tiles)))?;
+    let sc = pipeline::cluster::read_published(&tiles, &key.verifier())
+        .await
+        .map_err(Error::Cluster)?
+        .ok_or_else(|| Error::Cluster(format!("{}: no checkpoint", c.tiles)))?;
+    let open_index = || async {
+        index_pg::PgIndex::open(&c.database, &c.schema)
+            .await
+            .map_err(|e| Error::Cluster(e.to_string()))
+    };
+    let reading = open_index().await?;
+    let writing = open_index().await?;
+    let indexed = reading
+        .size()
+        .await
+        .map_err(|e| Error::Cluster(e.to_string()))?
+        .min(sc.checkpoint.size);
+    Ok(Opened {
+        source: Arc::new(BlockingObjects::new(
+            tiles.clone(),
+            tokio::runtime::Handle::current(),
+        )),
+        published: Published::of(&sc),
+        index: Lookup::Postgres(reading),
+        indexed,
+        writer: Writer::Cluster {
+            config: Box::new(pipeline::cluster::ClusterConfig {
+                tiles,
+                database: c.database.clone(),
+                schema: c.schema.clone(),
+                key: key.clone(),
+            }),
+            index: writing,
+        },
+    })
+}
+
+/// Starts the server: opens the log (recovering it if needed), starts the sequencer thread and
+/// the HTTP listener.
+pub async fn start(opts: Options) -> Result<Running, Error> {
+    let config = load_config(opts.config.as_deref())?;
+    let opened = match &opts.storage {
+        Storage::Dir(dir) => open_dir(dir, &opts.key)?,
+        Storage::Cluster(c) => open_cluster(c, &opts.key).await?,
+    };
+    let metrics = Arc::new(Metrics::default());
+    metrics.tree_size.store(opened.published.size, Relaxed);
+    let (tx, rx) = mpsc::channel(opts.queue.max(1));
     let stamp = opts
         .config
         .as_ref()
         .and_then(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
     let shared = Arc::new(Shared {
-        storage,
+        source: opened.source,
         cache: TileCache::new(nospy_log::DEFAULT_CACHE_TILES),
-        published: RwLock::new(published),
+        published: RwLock::new(opened.published),
         config: RwLock::new(config),
         config_path: opts.config.clone(),
         config_stamp: RwLock::new(stamp),
         metrics: metrics.clone(),
-        index: std::sync::Mutex::new(index::Index::open(&opts.dir).map_err(Error::Index)?),
-        indexed: AtomicU64::new(seq.size()),
+        index: opened.index,
+        indexed: AtomicU64::new(opened.indexed),
         lookup_page: opts.lookup_page.max(1),
         queued: Arc::new(tokio::sync::Semaphore::new(
             (opts.max_queued_bytes / 1024).clamp(1, tokio::sync::Semaphore::MAX_PERMITS),
         )),
         progress: tokio::sync::watch::Sender::new(Progress {
-            indexed: seq.size(),
+            indexed: opened.indexed,
             ..Progress::default()
         }),
     });
@@ -315,58 +466,8 @@ pub async fn start(opts: Options) -> Result<Running, Error> {
         .map_err(|e| Error::Start(format!("listening on {}: {e}", opts.listen)))?;
     let addr = listener.local_addr().map_err(os("listening"))?;
     let handle = tokio::runtime::Handle::current();
-    let seq_shared = shared.clone();
-    let seq_key = opts.key.clone();
     let max_batch = opts.max_batch.clamp(1, nospy_log::MAX_BATCH);
     let (verified_tx, verified_rx) = std::sync::mpsc::sync_channel(1);
-    // The lookup index is written by its own thread, so that SQLite never slows the sequencer.
-    let (index_tx, index_rx) = std::sync::mpsc::channel::<Vec<index::Row>>();
-    let index_shared = shared.clone();
-    let index_delay = opts.index_delay;
-    let indexer = std::thread::Builder::new()
-        .name("indexer".into())
-        .spawn(move || {
-            let mut idx = idx;
-            while let Ok(mut rows) = index_rx.recv() {
-                // Rows are gathered for up to `index_delay` (or INDEX_ROWS of them) into one
-                // transaction: digests are random keys, so each transaction writes about one page
-                // per row until it covers a good part of the tree. Lookups answer for what is
-                // indexed, and clients read the rest of the log themselves.
-                let deadline = Instant::now() + index_delay;
-                while rows.len() < INDEX_ROWS {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    match index_rx.recv_timeout(left) {
-                        Ok(more) => rows.extend(more),
-                        Err(_) => break,
-                    }
-                }
-                // A gap before these rows (a batch that failed to be written) is filled from
-                // the log first: the index's size is the contiguous prefix it holds, and rows
-                // after a gap would not count.
-                let written = (|| {
-                    if let Some(first) = rows.first() {
-                        if idx.size()? < first.index {
-                            let log_size = lock_read(&index_shared.published).size;
-                            idx.catch_up(&index_shared.storage, log_size, first.index)?;
-                        }
-                    }
-                    idx.add(&rows)?;
-                    idx.size()
-                })();
-                match written {
-                    Ok(size) => {
-                        index_shared.indexed.fetch_max(size, Relaxed);
-                        index_shared
-                            .progress
-                            .send_modify(|p| p.indexed = p.indexed.max(size));
-                    }
-                    Err(e) => eprintln!(
-                        "nospy serve: the lookup index is behind (filled from the log with the next entries): {e}"
-                    ),
-                }
-            }
-        })
-        .map_err(os("starting the indexer thread"))?;
     let verifier = std::thread::Builder::new()
         .name("verifier".into())
         .spawn(move || run_verifier(rx, verified_tx, max_batch))
@@ -374,31 +475,77 @@ pub async fn start(opts: Options) -> Result<Running, Error> {
     let (witness_tx, witness_rx) = std::sync::mpsc::channel::<SignedCheckpoint>();
     let (cosigned_tx, cosigned_rx) = std::sync::mpsc::channel::<SignedCheckpoint>();
     let witness_shared = shared.clone();
+    let witness_rt = handle.clone();
     let witnessing = std::thread::Builder::new()
         .name("witnessing".into())
-        .spawn(move || run_witnessing(witness_shared, handle, witness_rx, cosigned_tx))
+        .spawn(move || run_witnessing(witness_shared, witness_rt, witness_rx, cosigned_tx))
         .map_err(os("starting the witnessing thread"))?;
-    let sequencer = std::thread::Builder::new()
-        .name("sequencer".into())
-        .spawn(move || {
-            let links = SequencerLinks {
-                verified: verified_rx,
-                index: index_tx,
-                witness: witness_tx,
-                cosigned: cosigned_rx,
-            };
-            run_sequencer(seq, seq_key, links, seq_shared, max_batch)
-        })
-        .map_err(os("starting the sequencer thread"))?;
+    // The lookup index is written by its own thread, so that it never slows the sequencer.
+    let (index_tx, index_rx) = std::sync::mpsc::channel::<Vec<index::Row>>();
+    let index_shared = shared.clone();
+    let index_delay = opts.index_delay;
+    let seq_shared = shared.clone();
+    let mut background = Vec::new();
+    let (indexer, sequencer) = match opened.writer {
+        Writer::Dir { seq, index } => {
+            metrics.leader.store(1, Relaxed);
+            let indexer = std::thread::Builder::new()
+                .name("indexer".into())
+                .spawn(move || run_dir_indexer(index, index_rx, index_shared, index_delay))
+                .map_err(os("starting the indexer thread"))?;
+            let seq_key = opts.key.clone();
+            let sequencer = std::thread::Builder::new()
+                .name("sequencer".into())
+                .spawn(move || {
+                    let links = SequencerLinks {
+                        verified: verified_rx,
+                        index: index_tx,
+                        witness: witness_tx,
+                        cosigned: cosigned_rx,
+                    };
+                    run_sequencer(*seq, seq_key, links, seq_shared, max_batch)
+                })
+                .map_err(os("starting the sequencer thread"))?;
+            (indexer, sequencer)
+        }
+        Writer::Cluster { config, index } => {
+            let rt = handle.clone();
+            let indexer = std::thread::Builder::new()
+                .name("indexer".into())
+                .spawn(move || {
+                    pipeline::cluster::run_indexer(index, index_rx, index_shared, index_delay, rt)
+                })
+                .map_err(os("starting the indexer thread"))?;
+            background.push(tokio::spawn(pipeline::cluster::follow(
+                shared.clone(),
+                config.tiles.clone(),
+                opts.key.verifier(),
+            )));
+            let rt = handle.clone();
+            let sequencer = std::thread::Builder::new()
+                .name("sequencer".into())
+                .spawn(move || {
+                    let links = SequencerLinks {
+                        verified: verified_rx,
+                        index: index_tx,
+                        witness: witness_tx,
+                        cosigned: cosigned_rx,
+                    };
+                    pipeline::cluster::run_cluster(*config, rt, links, seq_shared, max_batch)
+                })
+                .map_err(os("starting the sequencer thread"))?;
+            (indexer, sequencer)
+        }
+    };
     let reload_shared = shared.clone();
-    let reloader = tokio::spawn(async move {
+    background.push(tokio::spawn(async move {
         loop {
             tokio::time::sleep(Duration::from_secs(1)).await;
             // File reads: off the async workers.
             let s = reload_shared.clone();
             let _ = tokio::task::spawn_blocking(move || reload_if_changed(&s)).await;
         }
-    });
+    }));
     let app = router(Arc::new(Handlers {
         shared: shared.clone(),
         queue: tx,
@@ -407,7 +554,9 @@ pub async fn start(opts: Options) -> Result<Running, Error> {
     let done = tokio::spawn(async move {
         let limits = (opts.max_connections, opts.max_connections_per_client);
         serve_http(listener, app, stop_rx, limits).await;
-        reloader.abort();
+        for b in &background {
+            b.abort();
+        }
         // No more submissions can arrive: closing the queue lets the sequencer finish what is
         // queued, acknowledge it, and stop.
         drop(shared);
@@ -429,6 +578,56 @@ pub async fn start(opts: Options) -> Result<Running, Error> {
         stop: Some(stop_tx),
         done,
     })
+}
+
+/// The indexer of a log directory: the rows the sequencer sends, gathered for up to `delay`
+/// (or INDEX_ROWS of them) into one transaction.
+fn run_dir_indexer(
+    mut idx: index::Index,
+    rx: std::sync::mpsc::Receiver<Vec<index::Row>>,
+    shared: Arc<Shared>,
+    delay: Duration,
+) {
+    while let Ok(mut rows) = rx.recv() {
+        // Digests are random keys, so each transaction writes about one page per row until it
+        // covers a good part of the tree. Lookups answer for what is indexed, and clients read
+        // the rest of the log themselves.
+        let deadline = Instant::now() + delay;
+        while rows.len() < INDEX_ROWS {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(more) => rows.extend(more),
+                Err(_) => break,
+            }
+        }
+        // A gap before these rows (a batch that failed to be written) is filled from the log
+        // first: the index's size is the contiguous prefix it holds, and rows after a gap would
+        // not count.
+        let written = (|| {
+            if let Some(first) = rows.first() {
+                if idx.size()? < first.index {
+                    let log_size = lock_read(&shared.published).size;
+                    idx.catch_up(shared.source.as_ref(), log_size, first.index)?;
+                }
+            }
+            idx.add(&rows)?;
+            idx.size()
+        })();
+        match written {
+            Ok(size) => indexed(&shared, size),
+            Err(e) => eprintln!(
+                "nospy serve: the lookup index is behind (filled from the log with the next entries): {e}"
+            ),
+        }
+    }
+}
+
+/// Notes that the lookup index holds `size` entries.
+fn indexed(shared: &Shared, size: u64) {
+    shared.indexed.fetch_max(size, Relaxed);
+    shared
+        .progress
+        .send_modify(|p| p.indexed = p.indexed.max(size));
 }
 
 /// Accepts connections until told to stop or until SIGTERM / Ctrl-C. Each connection gets a

@@ -71,6 +71,9 @@ pub struct Metrics {
     pub batch_size: Histogram,
     /// Checkpoints whose witness quorum was missed.
     pub quorum_missed: AtomicU64,
+    /// 1 while this instance sequences the log (always, for a log directory), 0 while another
+    /// does.
+    pub leader: AtomicU64,
     witness: Mutex<Vec<(String, u64, u64)>>,
     status: Mutex<Vec<(u16, u64)>>,
 }
@@ -85,6 +88,7 @@ impl Default for Metrics {
             ]),
             batch_size: Histogram::new(&[1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0]),
             quorum_missed: AtomicU64::new(0),
+            leader: AtomicU64::new(0),
             witness: Mutex::new(Vec::new()),
             status: Mutex::new(Vec::new()),
         }
@@ -121,6 +125,7 @@ impl Metrics {
         let mut out = String::new();
         let _ = writeln!(out, "# HELP nospy_log_entries_total Entries appended since the server started.\n# TYPE nospy_log_entries_total counter\nnospy_log_entries_total {}", self.entries.load(Relaxed));
         let _ = writeln!(out, "# HELP nospy_log_tree_size Entries in the log.\n# TYPE nospy_log_tree_size gauge\nnospy_log_tree_size {}", self.tree_size.load(Relaxed));
+        let _ = writeln!(out, "# HELP nospy_sequencer_leader Whether this instance sequences the log.\n# TYPE nospy_sequencer_leader gauge\nnospy_sequencer_leader {}", self.leader.load(Relaxed));
         self.append_latency.render(
             &mut out,
             "nospy_append_latency_seconds",

@@ -150,7 +150,7 @@ pub(crate) fn witness(
         return None;
     }
     let size = sc.checkpoint.size;
-    let reader = TileReader::new(&shared.storage, &shared.cache, size);
+    let reader = TileReader::new(shared.source.as_ref(), &shared.cache, size);
     let proof_from = |old: u64| -> Vec<nospy_tlog::Hash> {
         if old == 0 || old >= size {
             Vec::new()

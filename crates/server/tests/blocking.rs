@@ -39,7 +39,7 @@ fn a_proof_blocked_on_its_tile_read_does_not_hold_the_only_async_worker() {
         .unwrap();
     let running = rt
         .block_on(start(Options {
-            dir: dir.to_path_buf(),
+            storage: nospy_server::Storage::Dir(dir.to_path_buf()),
             key: log_key(),
             config: None,
             listen: "127.0.0.1:0".parse().unwrap(),

@@ -62,7 +62,7 @@ fn world(max_queued_bytes: usize, max_connections: usize, per_client: usize) -> 
     let rt = tokio::runtime::Runtime::new().unwrap();
     let srv = rt
         .block_on(start(Options {
-            dir: log,
+            storage: nospy_server::Storage::Dir(log),
             key,
             config: Some(cfg),
             listen: "127.0.0.1:0".parse().unwrap(),

@@ -116,7 +116,7 @@ fn lookup_pages_cover_every_entry_once() {
 
 fn serve(dir: &Path, page: usize, rt: &tokio::runtime::Runtime) -> nospy_server::Running {
     rt.block_on(start(Options {
-        dir: dir.to_path_buf(),
+        storage: nospy_server::Storage::Dir(dir.to_path_buf()),
         key: log_key(),
         config: None,
         listen: "127.0.0.1:0".parse().unwrap(),

@@ -82,7 +82,7 @@ impl Setup {
     fn server(&self, config: &Path) -> nospy_server::Running {
         self.rt
             .block_on(start(Options {
-                dir: self.dir.path().join("log"),
+                storage: nospy_server::Storage::Dir(self.dir.path().join("log")),
                 key: self.log_key.clone(),
                 config: Some(config.to_path_buf()),
                 listen: "127.0.0.1:0".parse().unwrap(),

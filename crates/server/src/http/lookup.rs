@@ -33,17 +33,24 @@ pub(crate) async fn get_lookup(
     };
     // The index follows the log on its own thread: the answer covers what it has indexed.
     let size = lock_read(&s.published).size.min(s.indexed.load(Relaxed));
-    // SQLite blocks: off the async workers.
-    let found = {
-        let s = s.clone();
-        let page = s.lookup_page;
-        tokio::task::spawn_blocking(move || {
-            s.index
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .lookup(&d, size, q.after, page)
-        })
-        .await
+    let page = s.lookup_page;
+    let found = match &s.index {
+        // SQLite blocks: off the async workers.
+        crate::Lookup::Sqlite(i) => {
+            let i = i.clone();
+            tokio::task::spawn_blocking(move || {
+                i.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .lookup(&d, size, q.after, page)
+                    .map_err(|e| e.to_string())
+            })
+            .await
+            .map_err(|e| e.to_string())
+        }
+        crate::Lookup::Postgres(i) => Ok(i
+            .lookup(&d, size, q.after, page)
+            .await
+            .map_err(|e| e.to_string())),
     };
     match found {
         Ok(Ok(page)) => {
@@ -55,7 +62,7 @@ pub(crate) async fn get_lookup(
             });
             respond(&s, StatusCode::OK, "application/json", Some(SHORT), body)
         }
-        Ok(Err(e)) => error(&s, StatusCode::INTERNAL_SERVER_ERROR, e),
+        Ok(Err(e)) => error(&s, StatusCode::SERVICE_UNAVAILABLE, e),
         Err(e) => error(&s, StatusCode::INTERNAL_SERVER_ERROR, e),
     }
 }

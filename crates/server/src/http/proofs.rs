@@ -110,7 +110,7 @@ async fn from_tiles(
 ) -> Result<Vec<nospy_tlog::Hash>, String> {
     let s = s.clone();
     tokio::task::spawn_blocking(move || {
-        let reader = TileReader::new(&s.storage, &s.cache, size);
+        let reader = TileReader::new(s.source.as_ref(), &s.cache, size);
         proof(&reader).map_err(|e| e.to_string())
     })
     .await

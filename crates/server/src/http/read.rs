@@ -40,9 +40,11 @@ pub(crate) async fn get_tile(
         );
     }
     let rel = if bundle { id.entries_path() } else { id.path() };
-    let storage_path = s.storage.path(&rel);
-    match tokio::fs::read(&storage_path).await {
-        Ok(data) => {
+    // Files and objects are read with blocking calls: off the async workers.
+    let source = s.source.clone();
+    let read = tokio::task::spawn_blocking(move || source.read(&rel)).await;
+    match read {
+        Ok(Ok(Some(data))) => {
             let cache = if id.is_full() { IMMUTABLE } else { SHORT };
             respond(
                 &s,
@@ -53,9 +55,8 @@ pub(crate) async fn get_tile(
             )
         }
         // An older partial tile a log may have deleted: the client falls back to the full one.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            error(&s, StatusCode::NOT_FOUND, format!("{full} is not kept"))
-        }
+        Ok(Ok(None)) => error(&s, StatusCode::NOT_FOUND, format!("{full} is not kept")),
+        Ok(Err(e)) => error(&s, StatusCode::SERVICE_UNAVAILABLE, format!("{full}: {e}")),
         Err(e) => error(
             &s,
             StatusCode::INTERNAL_SERVER_ERROR,

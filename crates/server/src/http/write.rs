@@ -116,6 +116,7 @@ pub(crate) async fn post_add(
             )
         }
         Ok(Err(Refused::Forbidden(e))) => error(&s, StatusCode::FORBIDDEN, e),
+        Ok(Err(Refused::Unavailable(e))) => busy(&s, &format!("not appended: {e}")),
         Ok(Err(Refused::Failed(e))) => error(
             &s,
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -3,6 +3,7 @@
 //! Handlers hold the only senders of the queue, so stopping the HTTP server closes it and the
 //! sequencer stops after acknowledging everything queued.
 
+pub(crate) mod cluster;
 pub(crate) mod sequencer;
 pub(crate) mod verifier;
 
@@ -32,4 +33,7 @@ pub(crate) enum Refused {
     Forbidden(String),
     /// The append failed (500).
     Failed(String),
+    /// The log cannot take it now: the database or the object store failed, or no instance
+    /// sequences the log (503, with `Retry-After`).
+    Unavailable(String),
 }

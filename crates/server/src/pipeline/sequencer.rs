@@ -3,6 +3,7 @@
 
 use crate::pipeline::{AddRequest, Refused};
 use crate::{lock_write, Published, Shared};
+use nospy_log::storage::DirStorage;
 use nospy_log::Sequencer;
 use nospy_tlog::checkpoint::SignedCheckpoint;
 use nospy_tlog::note::SignerKey;
@@ -65,10 +66,7 @@ pub(crate) fn run_sequencer(
                 shared.metrics.entries.fetch_add(added, Relaxed);
                 shared.metrics.tree_size.store(seq.size(), Relaxed);
                 shared.metrics.batch_size.observe(batch.len() as f64);
-                *lock_write(&shared.published) = Published {
-                    text: seq.checkpoint().to_text(),
-                    size: seq.size(),
-                };
+                *lock_write(&shared.published) = Published::of(seq.checkpoint());
                 // Acknowledge first; then the lookup index follows the log on its own thread (it
                 // is not part of the acknowledgement's durability: it can be rebuilt from the log).
                 let mut rows = Vec::with_capacity(batch.len());
@@ -137,14 +135,13 @@ fn publish_if_latest(seq: &Sequencer, shared: &Shared, sc: SignedCheckpoint) {
         return;
     }
     let text = sc.to_text();
-    if let Err(e) =
-        shared
-            .storage
-            .replace_atomically("checkpoint", ".nospy/checkpoint.tmp", text.as_bytes())
-    {
+    if let Err(e) = DirStorage::new(seq.dir()).replace_atomically(
+        "checkpoint",
+        ".nospy/checkpoint.tmp",
+        text.as_bytes(),
+    ) {
         eprintln!("nospy serve: could not publish the cosigned checkpoint: {e}");
         return;
     }
-    let size = sc.checkpoint.size;
-    *lock_write(&shared.published) = Published { text, size };
+    *lock_write(&shared.published) = Published::of(&sc);
 }
