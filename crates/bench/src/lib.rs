@@ -10,6 +10,7 @@
 mod child;
 pub mod cluster;
 pub mod exposure;
+pub mod failover;
 pub mod kills;
 pub mod load;
 pub mod log;

@@ -110,7 +110,18 @@ impl std::error::Error for ClusterError {}
 
 impl From<tokio_postgres::Error> for ClusterError {
     fn from(e: tokio_postgres::Error) -> Self {
-        ClusterError::Database(e.to_string())
+        ClusterError::Database(describe(&e))
+    }
+}
+
+/// A PostgreSQL error with what the server said (the client's own text is only "db error").
+pub fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(d) => format!("{}: {} ({})", d.severity(), d.message(), d.code().code()),
+        None => match std::error::Error::source(e) {
+            Some(s) => format!("{e}: {s}"),
+            None => e.to_string(),
+        },
     }
 }
 
@@ -272,7 +283,9 @@ pub async fn init(
 pub struct ClusterSequencer {
     db: Client,
     /// The connection holding the session advisory lock; dropping it releases the lease.
-    lease: Client,
+    lease: std::sync::Arc<Client>,
+    /// Keeps the lease's session busy (see [`LEASE_IDLE`]) while this value lives.
+    _heartbeat: Heartbeat,
     schema: String,
     tiles: ObjectTiles,
     key: SignerKey,
@@ -298,6 +311,41 @@ impl std::fmt::Debug for ClusterSequencer {
 /// How many objects one batch writes at once.
 const CONCURRENT_PUTS: usize = 16;
 
+/// How long the lease's session may be idle before PostgreSQL ends it (`idle_session_timeout`),
+/// releasing the lease. A leader's heartbeat task uses it every [`HEARTBEAT`]; a leader that
+/// is paused (stopped, swapped out, its VM frozen) or partitioned stops using it, so the lease
+/// is free for a standby within this time, and the paused leader, when it wakes, is fenced out
+/// by the epoch the new one took.
+pub const LEASE_IDLE: std::time::Duration = std::time::Duration::from_secs(3);
+/// How often a leader's heartbeat uses the lease's session.
+const HEARTBEAT: std::time::Duration = std::time::Duration::from_millis(700);
+/// How long a session of a leader may sit in an open transaction (`idle_in_transaction_session_timeout`):
+/// a leader paused while it holds the tree state's row lock must not hold it for ever.
+const IDLE_IN_TRANSACTION: &str = "5s";
+
+/// The task that uses the lease's session every [`HEARTBEAT`], so that PostgreSQL keeps it
+/// (and the lease) while the process runs; aborted when dropped.
+struct Heartbeat(tokio::task::JoinHandle<()>);
+
+impl Heartbeat {
+    fn start(lease: std::sync::Arc<Client>) -> Heartbeat {
+        Heartbeat(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(HEARTBEAT).await;
+                if lease.simple_query("SELECT 1").await.is_err() {
+                    return;
+                }
+            }
+        }))
+    }
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 impl ClusterSequencer {
     /// Tries to lead the log in `schema` (created by [`init`]): `None` when another instance
     /// holds the lease (this one is a standby; try again later). On taking the lease, it moves
@@ -312,6 +360,12 @@ impl ClusterSequencer {
     ) -> Result<Option<ClusterSequencer>, ClusterError> {
         check_schema(schema)?;
         let lease = connect(db_url).await?;
+        lease
+            .batch_execute(&format!(
+                "SET idle_session_timeout = '{}ms'",
+                LEASE_IDLE.as_millis()
+            ))
+            .await?;
         let taken: bool = lease
             .query_one(
                 "SELECT pg_try_advisory_lock(hashtext('nospy-sequencer:' || $1))",
@@ -322,7 +376,13 @@ impl ClusterSequencer {
         if !taken {
             return Ok(None);
         }
+        let lease = std::sync::Arc::new(lease);
+        let heartbeat = Heartbeat::start(lease.clone());
         let db = connect(db_url).await?;
+        db.batch_execute(&format!(
+            "SET idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION}'"
+        ))
+        .await?;
         let row = db
             .query_one(
                 &format!(
@@ -353,6 +413,7 @@ impl ClusterSequencer {
         let mut seq = ClusterSequencer {
             db,
             lease,
+            _heartbeat: heartbeat,
             schema: schema.to_string(),
             tiles,
             key,

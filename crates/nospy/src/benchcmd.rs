@@ -209,6 +209,39 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Not a speed figure: two `nospy serve` instances on one log in object storage and
+    /// PostgreSQL, under concurrent signed submissions to both; the one that sequences is
+    /// SIGKILLed (every --pause-every-th round SIGSTOPped until the other has taken over, then
+    /// SIGCONTed) and restarted, --rounds times. Reports how long the other took to publish a
+    /// larger checkpoint, and fails if an acknowledged entry is lost, the bucket does not audit
+    /// clean, or two checkpoints of one size were ever seen with different roots. E.g.
+    /// `cargo run --release -- bench failover --storage 's3://b/p?endpoint=http://127.0.0.1:8333&allow_http=true' --database postgres://postgres@127.0.0.1/test`.
+    Failover {
+        /// The object storage: s3://BUCKET/PREFIX (a new prefix is made under it).
+        #[arg(long)]
+        storage: String,
+        /// The PostgreSQL database (a new schema is made in it, and dropped at the end).
+        #[arg(long)]
+        database: String,
+        /// How many times the sequencing instance is stopped.
+        #[arg(long, default_value_t = 100)]
+        rounds: usize,
+        /// Every how many rounds the stop is a pause (SIGSTOP, SIGCONT) rather than a kill;
+        /// 0 for kills only.
+        #[arg(long, default_value_t = 10)]
+        pause_every: usize,
+        /// Concurrent submitters, each sending to either instance.
+        #[arg(long, default_value_t = 4)]
+        clients: usize,
+        /// Where the keys and configuration go (default: the system's temporary directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Print JSON: {"rounds", "kills", "pauses", "clients", "acknowledged", "entries",
+        /// "answered_503", "lost", "forks", "checkpoints_seen", "takeover_ms_p50",
+        /// "takeover_ms_p99", "takeover_ms_max", "seconds"}.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub fn run(c: BenchCommand) -> Result<ExitCode> {
@@ -226,6 +259,23 @@ pub fn run(c: BenchCommand) -> Result<ExitCode> {
             dir,
             json,
         } => nospy_bench::kills::run(&base(dir), rounds, clients, json),
+        BenchCommand::Failover {
+            storage,
+            database,
+            rounds,
+            pause_every,
+            clients,
+            dir,
+            json,
+        } => nospy_bench::failover::run(&nospy_bench::failover::Failover {
+            storage,
+            database,
+            rounds,
+            pause_every,
+            clients: clients.max(1),
+            dir: base(dir),
+            json,
+        }),
         BenchCommand::Exposure { devices, dir, json } => {
             nospy_bench::exposure::run(devices, &base(dir), json)
         }

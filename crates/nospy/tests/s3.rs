@@ -400,3 +400,42 @@ fn a_paused_leader_that_lost_its_lease_publishes_nothing_when_it_wakes() {
     }
     drop_schema(&sc);
 }
+
+/// The short version of `nospy bench failover` (which runs a hundred rounds): two `nospy serve
+/// --storage --database` instances under submissions to both; the sequencing one SIGKILLed
+/// twice and SIGSTOPped once. Nothing acknowledged is lost, no two checkpoints of one size
+/// differ, and the other instance publishes a larger checkpoint within 5 s of a kill.
+#[test]
+fn the_standby_takes_over_from_a_killed_or_paused_leader_and_nothing_acknowledged_is_lost() {
+    let s3 = SeaweedFs::start();
+    let t = tempfile::tempdir().unwrap();
+    let r = ok(&[
+        "bench",
+        "failover",
+        "--storage",
+        &s3.url("failover"),
+        "--database",
+        DB,
+        "--rounds",
+        "3",
+        "--pause-every",
+        "3",
+        "--clients",
+        "3",
+        "--dir",
+        s(t.path()),
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(
+        (v["kills"].as_u64(), v["pauses"].as_u64()),
+        (Some(2), Some(1)),
+        "{v}"
+    );
+    assert_eq!(v["lost"], 0);
+    assert_eq!(v["forks"], 0);
+    assert!(v["acknowledged"].as_u64().unwrap() > 0, "{v}");
+    assert!(v["checkpoints_seen"].as_u64().unwrap() >= 3, "{v}");
+    // The kills' takeovers (the pause waits for the lease's session to time out, 3 s, first).
+    assert!(v["takeover_ms_p50"].as_f64().unwrap() < 5000.0, "{v}");
+}

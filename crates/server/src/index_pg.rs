@@ -4,7 +4,7 @@
 //! `log::cluster`). Several instances may index at once: rows are inserted if absent, and the
 //! covered size moves under a row lock, so it is the contiguous prefix whoever wrote it.
 //!
-//! Not yet used by `nospy serve`, which indexes a directory log in SQLite.
+//! `nospy serve --storage ... --database ...` uses it; a directory log is indexed in SQLite.
 
 use crate::index::{Found, Page, Row};
 use nospy_tlog::{Hash, Sha256};
@@ -27,7 +27,7 @@ impl std::error::Error for PgIndexError {}
 
 impl From<tokio_postgres::Error> for PgIndexError {
     fn from(e: tokio_postgres::Error) -> Self {
-        PgIndexError(e.to_string())
+        PgIndexError(nospy_log::cluster::describe(&e))
     }
 }
 

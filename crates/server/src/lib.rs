@@ -1,8 +1,9 @@
 //! `nospy serve`: the log over HTTP.
 //!
 //! - Read API, exactly c2sp.org/tlog-tiles: `GET /checkpoint`, `GET /tile/<L>/<N>[.p/<W>]`,
-//!   `GET /tile/entries/<N>[.p/<W>]`, served from the log directory with the spec's content
-//!   types and cache headers; nothing beyond the published checkpoint is ever served.
+//!   `GET /tile/entries/<N>[.p/<W>]`, served from the log directory or the bucket with the
+//!   spec's content types and cache headers; nothing beyond the published checkpoint is ever
+//!   served.
 //! - Write API: `POST /add` with one DSSE envelope, admitted only when signed by a submitter of
 //!   the configuration in a role that may submit its predicate; the answer carries the index
 //!   once the entry is durable. A bounded queue in front of the sequencer answers 503 with
@@ -13,7 +14,8 @@
 //!   cosign it (c2sp.org/tlog-witness), and the checkpoint is republished with the cosignatures
 //!   received; a missed quorum is logged and counted.
 //!
-//! One thread owns the [`nospy_log::Sequencer`]; HTTP handlers never write to the log.
+//! One thread owns the [`nospy_log::Sequencer`] (or, on object storage, leads or relays:
+//! [`Storage::Cluster`]); HTTP handlers never write to the log.
 
 #![forbid(unsafe_code)]
 

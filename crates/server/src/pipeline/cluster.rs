@@ -42,6 +42,8 @@ const LEAD_EVERY: Duration = Duration::from_millis(500);
 const LEASE_EVERY: Duration = Duration::from_secs(1);
 /// How often relayed submissions are looked for in the deduplication map.
 const WAITERS_EVERY: Duration = Duration::from_millis(25);
+/// How often an idle leader looks for submissions other instances relayed.
+const RELAYED_EVERY: Duration = Duration::from_millis(20);
 /// How often every instance reads the bucket's checkpoint.
 const FOLLOW_EVERY: Duration = Duration::from_millis(100);
 /// How long a relayed submission waits for a published checkpoint before its submitter gets
@@ -160,6 +162,7 @@ pub(crate) fn run_cluster(
         next_lead: Instant::now(),
         next_lease_check: Instant::now() + LEASE_EVERY,
         next_waiters: Instant::now(),
+        next_relayed: Instant::now(),
     };
     let mut closing: Option<Instant> = None;
     loop {
@@ -223,6 +226,8 @@ struct Instance {
     next_lead: Instant,
     next_lease_check: Instant,
     next_waiters: Instant,
+    /// When an idle leader next looks for relayed submissions.
+    next_relayed: Instant,
 }
 
 impl Instance {
@@ -307,6 +312,10 @@ impl Instance {
         witness: &std::sync::mpsc::Sender<SignedCheckpoint>,
         grew: &std::sync::mpsc::Sender<Vec<index::Row>>,
     ) {
+        if batch.is_empty() && Instant::now() < self.next_relayed {
+            return;
+        }
+        self.next_relayed = Instant::now() + RELAYED_EVERY;
         let Some(l) = self.leader.as_mut() else {
             return;
         };
