@@ -236,3 +236,51 @@ impl PgIndex {
         Ok(Page { entries, next })
     }
 }
+
+/// The lookup index of a log in PostgreSQL for readers that share it (the `/lookup` handlers):
+/// one connection, opened again after it failed (the database restarted, the network came back).
+pub struct SharedPgIndex {
+    url: String,
+    schema: String,
+    current: std::sync::RwLock<Option<std::sync::Arc<PgIndex>>>,
+}
+
+impl SharedPgIndex {
+    /// Readers of the index in `schema` of `url`, starting with `index` (opened already).
+    pub fn new(url: &str, schema: &str, index: PgIndex) -> SharedPgIndex {
+        SharedPgIndex {
+            url: url.to_string(),
+            schema: schema.to_string(),
+            current: std::sync::RwLock::new(Some(std::sync::Arc::new(index))),
+        }
+    }
+
+    /// [`PgIndex::lookup`] on the shared connection; after a failure the connection is
+    /// dropped, and the next call opens another.
+    pub async fn lookup(
+        &self,
+        digest: &Sha256,
+        size: u64,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Page, PgIndexError> {
+        let held = self
+            .current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let index = match held {
+            Some(i) => i,
+            None => {
+                let i = std::sync::Arc::new(PgIndex::open(&self.url, &self.schema).await?);
+                *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(i.clone());
+                i
+            }
+        };
+        let r = index.lookup(digest, size, after, limit).await;
+        if r.is_err() {
+            *self.current.write().unwrap_or_else(|e| e.into_inner()) = None;
+        }
+        r
+    }
+}

@@ -159,7 +159,7 @@ fn offer(shared: &Shared, sc: &SignedCheckpoint) -> bool {
 /// storage.
 enum Lookup {
     Sqlite(Arc<std::sync::Mutex<index::Index>>),
-    Postgres(index_pg::PgIndex),
+    Postgres(index_pg::SharedPgIndex),
 }
 
 /// How many rows the indexer writes in one transaction, at most.
@@ -414,7 +414,11 @@ async fn open_cluster(c: &ClusterStorage, key: &SignerKey) -> Result<Opened, Err
             tokio::runtime::Handle::current(),
         )),
         published: Published::of(&sc),
-        index: Lookup::Postgres(reading),
+        index: Lookup::Postgres(index_pg::SharedPgIndex::new(
+            &c.database,
+            &c.schema,
+            reading,
+        )),
         indexed,
         writer: Writer::Cluster {
             config: Box::new(pipeline::cluster::ClusterConfig {
@@ -512,10 +516,18 @@ pub async fn start(opts: Options) -> Result<Running, Error> {
         }
         Writer::Cluster { config, index } => {
             let rt = handle.clone();
+            let at = (config.database.clone(), config.schema.clone());
             let indexer = std::thread::Builder::new()
                 .name("indexer".into())
                 .spawn(move || {
-                    pipeline::cluster::run_indexer(index, index_rx, index_shared, index_delay, rt)
+                    pipeline::cluster::run_indexer(
+                        index,
+                        at,
+                        index_rx,
+                        index_shared,
+                        index_delay,
+                        rt,
+                    )
                 })
                 .map_err(os("starting the indexer thread"))?;
             background.push(tokio::spawn(pipeline::cluster::follow(

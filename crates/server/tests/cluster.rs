@@ -225,3 +225,117 @@ fn two_instances_share_one_log_and_the_standby_takes_over() {
     assert_eq!(report.entries, 121);
     drop(w);
 }
+
+/// The database, then the object store, cut off from the one instance (a proxy between them):
+/// submissions are answered 503 (not appended, not a hang), what was acknowledged before stays,
+/// and once the network is back the instance leads again and the log audits clean; a
+/// submission refused while the store was away keeps the index it was given when sent again.
+#[test]
+fn the_database_or_the_store_unreachable_gets_503_and_loses_nothing() {
+    use nospy_testkit::proxy::Proxy;
+    let s3 = SeaweedFs::start();
+    let db = Proxy::start("127.0.0.1:5432".parse().unwrap());
+    let store = Proxy::start(s3.s3);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let log_key = SignerKey::from_seed(ORIGIN, [1; 32]).unwrap();
+    let vendor = SignerKey::from_seed("vendor.example", [2; 32]).unwrap();
+    let cfg = dir.path().join("serve.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[submitter]]\nrole = \"vendor\"\nkey = \"{}\"\n",
+            vendor.verifier()
+        ),
+    )
+    .unwrap();
+    let srv = rt
+        .block_on(start(Options {
+            storage: Storage::Cluster(ClusterStorage {
+                tiles: format!(
+                    "s3://{}/faults?endpoint=http://{}&allow_http=true&region=us-east-1&skip_signature=true",
+                    nospy_testkit::s3::BUCKET,
+                    store.addr
+                ),
+                database: format!(
+                    "host=127.0.0.1 port={} user=postgres dbname=test",
+                    db.addr.port()
+                ),
+                schema: schema("faults"),
+            }),
+            key: log_key.clone(),
+            config: Some(cfg),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            queue: 1024,
+            max_batch: 256,
+            index_delay: Duration::from_millis(50),
+            lookup_page: nospy_server::LOOKUP_PAGE,
+            max_queued_bytes: nospy_server::MAX_QUEUED_BYTES,
+            max_connections: nospy_server::MAX_CONNECTIONS,
+            max_connections_per_client: nospy_server::MAX_CONNECTIONS_PER_CLIENT,
+        }))
+        .unwrap();
+    let addr = srv.addr;
+    let mut acked = std::collections::BTreeMap::new();
+    for i in 0..20 {
+        let e = release(i, &vendor);
+        acked.insert(add(addr, &e)["index"].as_u64().unwrap(), e);
+    }
+
+    // The database away: refused, at once.
+    db.cut();
+    for i in 20..23 {
+        let r = request(addr, "POST", "/add", &release(i, &vendor));
+        assert_eq!(r.status, 503, "{}", r.text());
+        assert_eq!(r.header("retry-after"), Some("1"));
+    }
+    db.restore();
+    eventually("the instance leads again", || {
+        srv.metrics.leader.load(Relaxed) == 1
+    });
+    for i in 20..25 {
+        let e = release(i, &vendor);
+        acked.insert(add(addr, &e)["index"].as_u64().unwrap(), e);
+    }
+
+    // The store away: the batch fails part-way, the instance steps down, and the submitter is
+    // answered 503 once its patience is spent.
+    store.cut();
+    let lost = release(99, &vendor);
+    let r = request(addr, "POST", "/add", &lost);
+    assert_eq!(r.status, 503, "{}", r.text());
+    store.restore();
+    eventually("the instance leads again", || {
+        srv.metrics.leader.load(Relaxed) == 1
+    });
+    // Recorded before the store went away: sent again, it is in the log.
+    let again = add(addr, &lost);
+    acked.insert(again["index"].as_u64().unwrap(), lost);
+    // The lookup index, written and read through new connections.
+    let fw0 = Sha256::of(b"firmware 0");
+    eventually("the lookup index covers the log again", || {
+        let r = request(addr, "GET", &format!("/lookup?digest={fw0}"), b"");
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+        v["size"] == 26 && v["entries"].as_array().is_some_and(|e| e.len() == 1)
+    });
+    rt.block_on(srv.shutdown()).unwrap();
+
+    // Every acknowledged index holds its entry; the bucket audits clean.
+    let tiles = nospy_log::object::ObjectTiles::from_url(&s3.url("faults")).unwrap();
+    let report = rt
+        .block_on(nospy_log::object::audit(
+            &tiles,
+            &log_key.verifier(),
+            &mut |_, _| {},
+        ))
+        .unwrap();
+    assert_eq!(report.entries, 26);
+    let bundle = rt
+        .block_on(tiles.get("tile/entries/000.p/26"))
+        .unwrap()
+        .unwrap();
+    let entries = nospy_tlog::tile::parse_bundle(&bundle, 26).unwrap();
+    for (i, e) in &acked {
+        assert_eq!(entries[*i as usize], e.as_slice(), "index {i}");
+    }
+}

@@ -1,5 +1,6 @@
 //! Fixtures shared by the tests and benchmarks of every crate (not published): signed
-//! statements, a raw HTTP client, one seeded random generator, a real S3 server.
+//! statements, a raw HTTP client, one seeded random generator, a real S3 server, a TCP proxy
+//! that fails on command.
 //! Test code: a panic here is a failing test.
 
 #![forbid(unsafe_code)]
@@ -7,6 +8,7 @@
 
 pub mod fixtures;
 pub mod http;
+pub mod proxy;
 pub mod rng;
 pub mod s3;
 

@@ -48,7 +48,7 @@ const RELAYED_EVERY: Duration = Duration::from_millis(20);
 const FOLLOW_EVERY: Duration = Duration::from_millis(100);
 /// How long a relayed submission waits for a published checkpoint before its submitter gets
 /// 503 (it stays recorded, and keeps its index when submitted again).
-pub(crate) const RELAY_PATIENCE: Duration = Duration::from_secs(20);
+pub(crate) const RELAY_PATIENCE: Duration = Duration::from_secs(10);
 
 /// The bucket's checkpoint, verified with the log's key; `None` when there is none.
 pub(crate) async fn read_published(
@@ -91,7 +91,8 @@ pub(crate) async fn follow(shared: Arc<Shared>, tiles: ObjectTiles, key: Verifie
 /// and every `delay` (a checkpoint another instance published), and stops when the sequencer
 /// thread does.
 pub(crate) fn run_indexer(
-    mut idx: index_pg::PgIndex,
+    idx: index_pg::PgIndex,
+    (url, schema): (String, String),
     grew: std::sync::mpsc::Receiver<Vec<index::Row>>,
     shared: Arc<Shared>,
     delay: Duration,
@@ -99,6 +100,8 @@ pub(crate) fn run_indexer(
 ) {
     let delay = delay.max(Duration::from_millis(50));
     let cache = TileCache::new(64);
+    let mut idx = Some(idx);
+    let mut failing = false;
     loop {
         match grew.recv_timeout(delay) {
             Ok(_) | Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
@@ -107,21 +110,41 @@ pub(crate) fn run_indexer(
         while grew.try_recv().is_ok() {}
         let size = lock_read(&shared.published).size;
         let r = (|| -> Result<u64, String> {
-            let mut from = rt.block_on(idx.size()).map_err(|e| e.to_string())?;
+            if idx.is_none() {
+                idx = Some(
+                    rt.block_on(index_pg::PgIndex::open(&url, &schema))
+                        .map_err(|e| e.to_string())?,
+                );
+            }
+            let i = idx.as_mut().ok_or("no index")?;
+            let mut from = rt.block_on(i.size()).map_err(|e| e.to_string())?;
             let reader = TileReader::new(shared.source.as_ref(), &cache, size);
             while from < size {
                 // A bundle at a time: rows for up to 256 entries per transaction.
                 let rows = index::bundle_rows(&reader, from / 256, from, size)
                     .map_err(|e| e.to_string())?;
-                rt.block_on(idx.add(&rows)).map_err(|e| e.to_string())?;
-                from = rt.block_on(idx.size()).map_err(|e| e.to_string())?;
+                rt.block_on(i.add(&rows)).map_err(|e| e.to_string())?;
+                from = rt.block_on(i.size()).map_err(|e| e.to_string())?;
                 crate::indexed(&shared, from);
             }
             Ok(from)
         })();
         match r {
-            Ok(n) => crate::indexed(&shared, n),
-            Err(e) => eprintln!("nospy serve: the lookup index is behind (retrying): {e}"),
+            Ok(n) => {
+                crate::indexed(&shared, n);
+                if failing {
+                    eprintln!("nospy serve: the lookup index is written again");
+                    failing = false;
+                }
+            }
+            Err(e) => {
+                // A new connection next time; said once until it works again.
+                idx = None;
+                if !failing {
+                    eprintln!("nospy serve: the lookup index is behind (retrying): {e}");
+                    failing = true;
+                }
+            }
         }
     }
 }
@@ -163,6 +186,7 @@ pub(crate) fn run_cluster(
         next_lease_check: Instant::now() + LEASE_EVERY,
         next_waiters: Instant::now(),
         next_relayed: Instant::now(),
+        lead_error: None,
     };
     let mut closing: Option<Instant> = None;
     loop {
@@ -228,6 +252,8 @@ struct Instance {
     next_waiters: Instant,
     /// When an idle leader next looks for relayed submissions.
     next_relayed: Instant,
+    /// Why taking the lead last failed, until it succeeds (said once).
+    lead_error: Option<String>,
 }
 
 impl Instance {
@@ -246,6 +272,7 @@ impl Instance {
         ));
         match r {
             Ok(Some(seq)) => {
+                self.lead_error = None;
                 eprintln!(
                     "nospy serve: this instance sequences the log now (epoch {}, size {})",
                     seq.epoch(),
@@ -258,7 +285,15 @@ impl Instance {
                 self.leader = Some(seq);
             }
             Ok(None) => {}
-            Err(e) => eprintln!("nospy serve: could not take the lead (retrying): {e}"),
+            Err(e) => {
+                // Said once while it keeps failing.
+                if self.lead_error.is_none() {
+                    eprintln!(
+                        "nospy serve: could not take the lead (retrying every {LEAD_EVERY:?}): {e}"
+                    );
+                }
+                self.lead_error = Some(e.to_string());
+            }
         }
     }
 
