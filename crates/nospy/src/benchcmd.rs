@@ -238,7 +238,8 @@ pub enum BenchCommand {
         dir: Option<PathBuf>,
         /// Print JSON: {"rounds", "kills", "pauses", "clients", "acknowledged", "entries",
         /// "answered_503", "lost", "forks", "checkpoints_seen", "takeover_ms_p50",
-        /// "takeover_ms_p99", "takeover_ms_max", "seconds"}.
+        /// "takeover_ms_p99", "takeover_ms_max" (after kills), "pause_takeover_ms_p50",
+        /// "pause_takeover_ms_max", "seconds"}.
         #[arg(long)]
         json: bool,
     },

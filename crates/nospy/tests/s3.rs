@@ -436,6 +436,8 @@ fn the_standby_takes_over_from_a_killed_or_paused_leader_and_nothing_acknowledge
     assert_eq!(v["forks"], 0);
     assert!(v["acknowledged"].as_u64().unwrap() > 0, "{v}");
     assert!(v["checkpoints_seen"].as_u64().unwrap() >= 3, "{v}");
-    // The kills' takeovers (the pause waits for the lease's session to time out, 3 s, first).
-    assert!(v["takeover_ms_p50"].as_f64().unwrap() < 5000.0, "{v}");
+    // After a kill, within the 5 s the design promises (a pause waits for the lease's session
+    // to time out, 3 s, first).
+    assert!(v["takeover_ms_max"].as_f64().unwrap() < 5000.0, "{v}");
+    assert!(v["pause_takeover_ms_max"].as_f64().unwrap() > 0.0, "{v}");
 }
