@@ -132,11 +132,22 @@ impl From<ObjectError> for ClusterError {
 }
 
 /// Connects to `url` (`postgres://user@host:port/db`, or key=value form); the connection runs
-/// on a task of the current runtime until the client is dropped.
-async fn connect(url: &str) -> Result<Client, ClusterError> {
-    let (client, conn) = tokio_postgres::connect(url, NoTls)
+/// on a task of the current runtime until the client is dropped. The connection is not
+/// encrypted: `sslmode=require` is refused with a clear error (and the default, `prefer`,
+/// does not encrypt), so run the database on a private network or behind a TLS tunnel.
+pub async fn connect(url: &str) -> Result<Client, ClusterError> {
+    let config: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e| ClusterError::Database(format!("{url}: not a connection string: {e}")))?;
+    if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+        return Err(ClusterError::Database(format!(
+            "{url}: sslmode=require, but nospy does not speak TLS to PostgreSQL yet: use a private network or a TLS tunnel, with sslmode=disable"
+        )));
+    }
+    let (client, conn) = config
+        .connect(NoTls)
         .await
-        .map_err(|e| ClusterError::Database(format!("connecting to {url}: {e}")))?;
+        .map_err(|e| ClusterError::Database(format!("connecting to {url}: {}", describe(&e))))?;
     tokio::spawn(async move {
         // Ends when the client is dropped or the server goes away; the client then reports
         // every call as an error, which is how the caller learns of it.

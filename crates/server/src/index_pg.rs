@@ -53,12 +53,9 @@ impl PgIndex {
                 "schema name {schema:?}: lower-case letters, digits and underscores"
             )));
         }
-        let (mut db, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        let mut db = nospy_log::cluster::connect(url)
             .await
-            .map_err(|e| PgIndexError(format!("connecting to {url}: {e}")))?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
+            .map_err(|e| PgIndexError(e.to_string()))?;
         let tx = db.transaction().await?;
         tx.execute(
             "SELECT pg_advisory_xact_lock(hashtext('nospy-index-migrate:' || $1))",
