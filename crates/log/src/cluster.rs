@@ -323,7 +323,7 @@ impl std::fmt::Debug for ClusterSequencer {
 const CONCURRENT_PUTS: usize = 16;
 
 /// How long the lease's session may be idle before PostgreSQL ends it (`idle_session_timeout`),
-/// releasing the lease. A leader's heartbeat task uses it every [`HEARTBEAT`]; a leader that
+/// releasing the lease. A leader's heartbeat task uses it every 700 ms; a leader that
 /// is paused (stopped, swapped out, its VM frozen) or partitioned stops using it, so the lease
 /// is free for a standby within this time, and the paused leader, when it wakes, is fenced out
 /// by the epoch the new one took.
