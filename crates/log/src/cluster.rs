@@ -131,29 +131,81 @@ impl From<ObjectError> for ClusterError {
     }
 }
 
-/// Connects to `url` (`postgres://user@host:port/db`, or key=value form); the connection runs
-/// on a task of the current runtime until the client is dropped. The connection is not
-/// encrypted: `sslmode=require` is refused with a clear error (and the default, `prefer`,
-/// does not encrypt), so run the database on a private network or behind a TLS tunnel.
+/// Connects to `url` (`postgres://user@host:port/db?...`, or the key=value form); the
+/// connection runs on a task of the current runtime until the client is dropped. With
+/// `sslmode=require` the connection is TLS, and the server's certificate is verified (its
+/// chain against the system's roots, or against the CA file `sslrootcert=FILE`, and the host
+/// name), as libpq's `verify-full` does; otherwise it is not encrypted (the default, `prefer`,
+/// does not encrypt here).
 pub async fn connect(url: &str) -> Result<Client, ClusterError> {
-    let config: tokio_postgres::Config = url
+    let bad = |m: String| ClusterError::Database(format!("{url}: {m}"));
+    let (rest, root) = take_root_cert(url);
+    let config: tokio_postgres::Config = rest
         .parse()
-        .map_err(|e| ClusterError::Database(format!("{url}: not a connection string: {e}")))?;
-    if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
-        return Err(ClusterError::Database(format!(
-            "{url}: sslmode=require, but nospy does not speak TLS to PostgreSQL yet: use a private network or a TLS tunnel, with sslmode=disable"
-        )));
+        .map_err(|e| bad(format!("not a connection string: {e}")))?;
+    let require = config.get_ssl_mode() == tokio_postgres::config::SslMode::Require;
+    if root.is_some() && !require {
+        return Err(bad("sslrootcert is given, but not sslmode=require".into()));
     }
-    let (client, conn) = config
-        .connect(NoTls)
-        .await
-        .map_err(|e| ClusterError::Database(format!("connecting to {url}: {}", describe(&e))))?;
-    tokio::spawn(async move {
-        // Ends when the client is dropped or the server goes away; the client then reports
-        // every call as an error, which is how the caller learns of it.
-        let _ = conn.await;
-    });
+    let failed = |e: tokio_postgres::Error| {
+        ClusterError::Database(format!("connecting to {url}: {}", describe(&e)))
+    };
+    let client = if require {
+        let tls = crate::pgtls::Tls::new(root.as_deref()).map_err(bad)?;
+        let (client, conn) = config.connect(tls).await.map_err(failed)?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        client
+    } else {
+        let (client, conn) = config.connect(NoTls).await.map_err(failed)?;
+        tokio::spawn(async move {
+            // Ends when the client is dropped or the server goes away; the client then reports
+            // every call as an error, which is how the caller learns of it.
+            let _ = conn.await;
+        });
+        client
+    };
     Ok(client)
+}
+
+/// `url` without its `sslrootcert` parameter (which `tokio-postgres` does not know), and the
+/// parameter's value.
+fn take_root_cert(url: &str) -> (String, Option<String>) {
+    let mut root = None;
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let Some((base, query)) = url.split_once('?') else {
+            return (url.to_string(), None);
+        };
+        let kept: Vec<&str> = query
+            .split('&')
+            .filter(|p| match p.strip_prefix("sslrootcert=") {
+                Some(v) => {
+                    root = Some(v.to_string());
+                    false
+                }
+                None => true,
+            })
+            .collect();
+        let rest = if kept.is_empty() {
+            base.to_string()
+        } else {
+            format!("{base}?{}", kept.join("&"))
+        };
+        (rest, root)
+    } else {
+        let kept: Vec<&str> = url
+            .split_whitespace()
+            .filter(|p| match p.strip_prefix("sslrootcert=") {
+                Some(v) => {
+                    root = Some(v.to_string());
+                    false
+                }
+                None => true,
+            })
+            .collect();
+        (kept.join(" "), root)
+    }
 }
 
 /// A schema name is used in SQL text: letters, digits and underscores only.

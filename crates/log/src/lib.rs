@@ -23,6 +23,7 @@ pub mod history;
 pub mod keyfile;
 pub mod mirror;
 pub mod object;
+mod pgtls;
 mod reader;
 mod sequencer;
 pub mod source;

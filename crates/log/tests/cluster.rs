@@ -432,3 +432,67 @@ fn a_put_that_fails_anywhere_in_a_batch_loses_nothing_and_the_next_leader_publis
         drop_schema(&rt, &s);
     }
 }
+
+/// `sslmode=require` is TLS with the certificate verified: the machine's PostgreSQL serves the
+/// Debian "snakeoil" certificate (self-signed, for `localhost`), which is trusted only when it is
+/// given as `sslrootcert`, and only for the name it is for.
+#[test]
+fn tls_to_the_database_verifies_the_certificate_and_its_name() {
+    let cert = "/etc/ssl/certs/ssl-cert-snakeoil.pem";
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let plain = nospy_log::cluster::connect(DB).await.unwrap();
+        let on: String = plain.query_one("SHOW ssl", &[]).await.unwrap().get(0);
+        assert_eq!(
+            on, "on",
+            "this machine's PostgreSQL is expected to serve TLS"
+        );
+        let url = |host: &str, root: Option<&str>| {
+            format!(
+                "host={host} port=5432 user=postgres dbname=test sslmode=require{}",
+                root.map(|r| format!(" sslrootcert={r}"))
+                    .unwrap_or_default()
+            )
+        };
+        // Trusted, for its name: the session is encrypted.
+        let db = nospy_log::cluster::connect(&url("localhost", Some(cert)))
+            .await
+            .unwrap();
+        let ssl: bool = db
+            .query_one(
+                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert!(ssl);
+        // The same certificate for another name, and a CA file that does not hold it (the
+        // public roots).
+        let e = nospy_log::cluster::connect(&url("127.0.0.1", Some(cert)))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("certificate"), "{e}");
+        let e = nospy_log::cluster::connect(&url(
+            "localhost",
+            Some("/etc/ssl/certs/ca-certificates.crt"),
+        ))
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("certificate"), "{e}");
+        // A CA file without sslmode=require is a mistake, said so.
+        let e = nospy_log::cluster::connect(&format!("{DB} sslrootcert={cert}"))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not sslmode=require"), "{e}");
+        // The URL form carries the CA file the same way.
+        nospy_log::cluster::connect(&format!(
+            "postgres://postgres@localhost:5432/test?sslmode=require&sslrootcert={cert}"
+        ))
+        .await
+        .unwrap();
+    });
+}

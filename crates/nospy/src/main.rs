@@ -202,7 +202,17 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("nospy: {e:#}");
+            // The causes after the message, each once: an error whose text already carries its
+            // cause (a file's path and the system's words) is not followed by that cause again.
+            let mut msg = e.to_string();
+            for cause in e.chain().skip(1) {
+                let c = cause.to_string();
+                if !msg.contains(&c) {
+                    msg.push_str(": ");
+                    msg.push_str(&c);
+                }
+            }
+            eprintln!("nospy: {msg}");
             util::exit_code_for(&e)
         }
     }

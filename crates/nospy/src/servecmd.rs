@@ -28,8 +28,10 @@ pub struct ServeArgs {
     /// checkpoint) on first use. Needs --key.
     #[arg(long, requires_all = ["database", "key"])]
     storage: Option<String>,
-    /// With --storage: the PostgreSQL database (postgres://user@host:port/db). Whoever can
-    /// write it can make the log say what they choose, as the key's holder can.
+    /// With --storage: the PostgreSQL database (postgres://user@host:port/db, or
+    /// "host=... user=... dbname=..."). Add sslmode=require for TLS with the server's
+    /// certificate verified (system roots, or sslrootcert=FILE). Whoever can write the database
+    /// can make the log say what they choose, as the key's holder can.
     #[arg(long, requires = "storage")]
     database: Option<String>,
     /// With --storage: the schema of this log's tables in --database (one per log).
