@@ -496,3 +496,73 @@ fn tls_to_the_database_verifies_the_certificate_and_its_name() {
         .unwrap();
     });
 }
+
+/// Go's `golang.org/x/mod/sumdb/tlog` and `sumdb/note` (Debian's golang-golang-x-mod-dev,
+/// installed by `.ci/run` with `golang-go`) read a log the object-storage sequencer wrote into
+/// a real S3 server, straight from the bucket over HTTP: the checkpoint's signature, the tree
+/// hash of the hash tiles, and every entry of the bundles proven against the signed root
+/// (`tests/go/tlogcheck`). A tile changed in the bucket is caught by it.
+#[test]
+fn gos_tlog_client_reads_the_buckets_log_and_catches_a_changed_tile() {
+    let s3 = nospy_testkit::s3::SeaweedFs::start();
+    let work = tempfile::tempdir().unwrap();
+    let bin = work.path().join("tlogcheck");
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/go/tlogcheck/main.go");
+    let built = std::process::Command::new("go")
+        .args(["build", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .env("GOPATH", "/usr/share/gocode")
+        .env("GO111MODULE", "off")
+        .env("GOCACHE", work.path().join("gocache"))
+        .output()
+        .expect("running `go` (Debian: apt-get install golang-go golang-golang-x-mod-dev)");
+    assert!(
+        built.status.success(),
+        "go build: {}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let rt = rt();
+    let s = schema("gocheck");
+    let tiles = ObjectTiles::from_url(&s3.url("gocheck")).unwrap();
+    rt.block_on(async {
+        cluster::init(DB, &s, &tiles, &key()).await.unwrap();
+        let mut seq = lead(&s, &tiles).await.unwrap();
+        // Batches that leave partial tiles and bundles behind, and cross two full bundles.
+        for (from, n) in [(0, 1), (1, 100), (101, 300), (401, 199)] {
+            seq.append(&entries(from, n)).await.unwrap();
+        }
+        assert_eq!(seq.size(), 600);
+    });
+    let base = format!("{}/{}/gocheck", s3.endpoint(), nospy_testkit::s3::BUCKET);
+    let vkey = key().verifier().to_string();
+    let check = || {
+        std::process::Command::new(&bin)
+            .args([&base, &vkey])
+            .output()
+            .unwrap()
+    };
+    let out = check();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok 600 "));
+    // One hash flipped in a full tile, as anyone who can write the bucket could.
+    let mut tile = rt.block_on(tiles.get("tile/0/001")).unwrap().unwrap();
+    tile[40] ^= 1;
+    let addr = s3.s3;
+    let r = nospy_testkit::http::request(
+        addr,
+        "PUT",
+        &format!("/{}/gocheck/tile/0/001", nospy_testkit::s3::BUCKET),
+        &tile,
+    );
+    assert_eq!(r.status, 200);
+    let out = check();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("invalid transparency proof"), "{err}");
+    drop_schema(&rt, &s);
+}
