@@ -62,9 +62,22 @@ pub(crate) fn serve(dir: &Path, cfg: &Path) -> Result<(Child, SocketAddr)> {
         .stderr(Stdio::piped())
         .spawn()
         .context("starting nospy serve")?;
+    let (addr, mut err) = listening(&mut child)?;
+    std::thread::spawn(move || {
+        let mut sink = String::new();
+        let _ = err.read_to_string(&mut sink);
+    });
+    Ok((child, addr))
+}
+
+/// Where a `nospy serve` child listens, read from its standard error (the rest of which the
+/// caller must go on reading, so that the child never blocks on a full pipe).
+pub(crate) fn listening(
+    child: &mut Child,
+) -> Result<(SocketAddr, BufReader<std::process::ChildStderr>)> {
     let mut err = BufReader::new(child.stderr.take().context("its standard error")?);
     let mut line = String::new();
-    let addr = loop {
+    loop {
         line.clear();
         if err.read_line(&mut line)? == 0 {
             bail!("nospy serve exited before listening");
@@ -73,14 +86,9 @@ pub(crate) fn serve(dir: &Path, cfg: &Path) -> Result<(Child, SocketAddr)> {
             .trim()
             .strip_prefix("nospy serve: listening on http://")
         {
-            break a.parse()?;
+            return Ok((a.parse()?, err));
         }
-    };
-    std::thread::spawn(move || {
-        let mut sink = String::new();
-        let _ = err.read_to_string(&mut sink);
-    });
-    Ok((child, addr))
+    }
 }
 
 /// One request on its own connection: the status and the body, or `None` when the server

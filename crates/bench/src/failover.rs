@@ -17,7 +17,7 @@ use nospy_tlog::note::SignerKey;
 use nospy_tlog::Hash;
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -434,20 +434,7 @@ fn serve(url: &str, database: &str, schema: &str, key: &Path, cfg: &Path) -> Res
         .stderr(Stdio::piped())
         .spawn()
         .context("starting nospy serve")?;
-    let mut err = BufReader::new(child.stderr.take().context("its standard error")?);
-    let mut line = String::new();
-    let addr = loop {
-        line.clear();
-        if err.read_line(&mut line)? == 0 {
-            bail!("nospy serve exited before listening");
-        }
-        if let Some(a) = line
-            .trim()
-            .strip_prefix("nospy serve: listening on http://")
-        {
-            break a.parse()?;
-        }
-    };
+    let (addr, mut err) = crate::child::listening(&mut child)?;
     // What it says goes on into a file beside the keys (kept when the run fails).
     let mut log = std::fs::OpenOptions::new()
         .create(true)
