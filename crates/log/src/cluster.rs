@@ -558,33 +558,9 @@ impl ClusterSequencer {
         if self.poisoned {
             return Err(ClusterError::Poisoned);
         }
-        if let Some((position, e)) = entries
-            .iter()
-            .enumerate()
-            .find(|(_, e)| e.len() > MAX_ENTRY_LEN)
-        {
-            return Err(ClusterError::EntryTooLong {
-                position,
-                len: e.len(),
-            });
-        }
+        check_lengths(entries)?;
         let hashes: Vec<Hash> = entries.iter().map(|e| leaf_hash(e)).collect();
-        let schema = self.schema.clone();
-        let keys: Vec<&[u8]> = hashes.iter().map(|h| h.0.as_slice()).collect();
-        let known: HashMap<Hash, u64> = self
-            .db
-            .query(
-                &format!("SELECT leaf_hash, idx FROM {schema}.dedup WHERE leaf_hash = ANY($1)"),
-                &[&keys],
-            )
-            .await?
-            .iter()
-            .filter_map(|r| {
-                let h: Vec<u8> = r.get(0);
-                let i: i64 = r.get(1);
-                Some((Hash::from_slice(&h)?, i as u64))
-            })
-            .collect();
+        let known = known_indices(&self.db, &self.schema, &hashes).await?;
         let size = self.edge.size();
         let mut out = Vec::with_capacity(entries.len());
         let mut fresh: Vec<usize> = Vec::new();
@@ -816,39 +792,13 @@ impl Relay {
     /// The indices of the entries with these leaf hashes that the log holds (recorded by a
     /// leader: published, or about to be by it or the next).
     pub async fn indices(&self, hashes: &[Hash]) -> Result<HashMap<Hash, u64>, ClusterError> {
-        let keys: Vec<&[u8]> = hashes.iter().map(|h| h.0.as_slice()).collect();
-        Ok(self
-            .db
-            .query(
-                &format!(
-                    "SELECT leaf_hash, idx FROM {}.dedup WHERE leaf_hash = ANY($1)",
-                    self.schema
-                ),
-                &[&keys],
-            )
-            .await?
-            .iter()
-            .filter_map(|r| {
-                let h: Vec<u8> = r.get(0);
-                let i: i64 = r.get(1);
-                Some((Hash::from_slice(&h)?, u64::try_from(i).ok()?))
-            })
-            .collect())
+        known_indices(&self.db, &self.schema, hashes).await
     }
 
     /// Records entries for the leader to append, except those the log holds already: their
     /// indices are returned in their places (`None`: recorded, no index yet).
     pub async fn submit(&self, entries: &[Vec<u8>]) -> Result<Vec<Option<u64>>, ClusterError> {
-        if let Some((position, e)) = entries
-            .iter()
-            .enumerate()
-            .find(|(_, e)| e.len() > MAX_ENTRY_LEN)
-        {
-            return Err(ClusterError::EntryTooLong {
-                position,
-                len: e.len(),
-            });
-        }
+        check_lengths(entries)?;
         let hashes: Vec<Hash> = entries.iter().map(|e| leaf_hash(e)).collect();
         let known = self.indices(&hashes).await?;
         let out: Vec<Option<u64>> = hashes.iter().map(|h| known.get(h).copied()).collect();
@@ -870,6 +820,43 @@ impl Relay {
                 .await?;
         }
         Ok(out)
+    }
+}
+
+/// The indices the deduplication map holds for these leaf hashes.
+async fn known_indices(
+    db: &Client,
+    schema: &str,
+    hashes: &[Hash],
+) -> Result<HashMap<Hash, u64>, ClusterError> {
+    let keys: Vec<&[u8]> = hashes.iter().map(|h| h.0.as_slice()).collect();
+    Ok(db
+        .query(
+            &format!("SELECT leaf_hash, idx FROM {schema}.dedup WHERE leaf_hash = ANY($1)"),
+            &[&keys],
+        )
+        .await?
+        .iter()
+        .filter_map(|r| {
+            let h: Vec<u8> = r.get(0);
+            let i: i64 = r.get(1);
+            Some((Hash::from_slice(&h)?, u64::try_from(i).ok()?))
+        })
+        .collect())
+}
+
+/// [`ClusterError::EntryTooLong`] for the first entry over the tlog-tiles limit, if any.
+fn check_lengths(entries: &[Vec<u8>]) -> Result<(), ClusterError> {
+    match entries
+        .iter()
+        .enumerate()
+        .find(|(_, e)| e.len() > MAX_ENTRY_LEN)
+    {
+        Some((position, e)) => Err(ClusterError::EntryTooLong {
+            position,
+            len: e.len(),
+        }),
+        None => Ok(()),
     }
 }
 
