@@ -492,6 +492,12 @@ pub async fn start(opts: Options) -> Result<Running, Error> {
     let index_delay = opts.index_delay;
     let seq_shared = shared.clone();
     let mut background = Vec::new();
+    let links = SequencerLinks {
+        verified: verified_rx,
+        index: index_tx,
+        witness: witness_tx,
+        cosigned: cosigned_rx,
+    };
     let (indexer, sequencer) = match opened.writer {
         Writer::Dir { seq, index } => {
             metrics.leader.store(1, Relaxed);
@@ -502,15 +508,7 @@ pub async fn start(opts: Options) -> Result<Running, Error> {
             let seq_key = opts.key.clone();
             let sequencer = std::thread::Builder::new()
                 .name("sequencer".into())
-                .spawn(move || {
-                    let links = SequencerLinks {
-                        verified: verified_rx,
-                        index: index_tx,
-                        witness: witness_tx,
-                        cosigned: cosigned_rx,
-                    };
-                    run_sequencer(*seq, seq_key, links, seq_shared, max_batch)
-                })
+                .spawn(move || run_sequencer(*seq, seq_key, links, seq_shared, max_batch))
                 .map_err(os("starting the sequencer thread"))?;
             (indexer, sequencer)
         }
@@ -539,12 +537,6 @@ pub async fn start(opts: Options) -> Result<Running, Error> {
             let sequencer = std::thread::Builder::new()
                 .name("sequencer".into())
                 .spawn(move || {
-                    let links = SequencerLinks {
-                        verified: verified_rx,
-                        index: index_tx,
-                        witness: witness_tx,
-                        cosigned: cosigned_rx,
-                    };
                     pipeline::cluster::run_cluster(*config, rt, links, seq_shared, max_batch)
                 })
                 .map_err(os("starting the sequencer thread"))?;
