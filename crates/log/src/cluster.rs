@@ -225,14 +225,51 @@ fn check_schema(schema: &str) -> Result<(), ClusterError> {
     }
 }
 
-/// Creates or migrates the schema, serialised by a transaction-scoped advisory lock.
+/// How long a statement waits for a lock another instance holds (another one's migration of the
+/// schema, say) before it fails with an error saying so.
+const LOCK_WAIT: &str = "15s";
+
+/// The schema's version, read without taking any lock; `None` when it has none yet.
+async fn schema_version(db: &Client, schema: &str) -> Result<Option<i32>, ClusterError> {
+    let table = format!("{schema}.nospy_schema");
+    let exists: bool = db
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
+        .await?
+        .get(0);
+    if !exists {
+        return Ok(None);
+    }
+    Ok(db
+        .query_one(&format!("SELECT max(version) FROM {table}"), &[])
+        .await?
+        .get(0))
+}
+
+/// Creates or migrates the schema, serialised by a transaction-scoped advisory lock. A schema
+/// already at this version is left alone without taking the lock, so that an instance stopped
+/// (paused, frozen) in the middle of its start never holds up the start of the others; the
+/// session of one that migrates may sit idle in its transaction at most
+/// [`IDLE_IN_TRANSACTION`], and the others wait for its lock at most [`LOCK_WAIT`].
 async fn migrate(db: &mut Client, schema: &str) -> Result<(), ClusterError> {
+    if schema_version(db, schema).await? == Some(SCHEMA_VERSION) {
+        return Ok(());
+    }
+    bound_waits(db).await?;
     let tx = db.transaction().await?;
     tx.execute(
         "SELECT pg_advisory_xact_lock(hashtext('nospy-migrate:' || $1))",
         &[&schema],
     )
-    .await?;
+    .await
+    .map_err(|e| {
+        if e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) {
+            ClusterError::Database(format!(
+                "schema {schema}: another instance has been creating or migrating it for {LOCK_WAIT} (it holds the advisory lock 'nospy-migrate:{schema}'); try again, or end that session"
+            ))
+        } else {
+            e.into()
+        }
+    })?;
     tx.batch_execute(&format!(
         "CREATE SCHEMA IF NOT EXISTS {schema};
          CREATE TABLE IF NOT EXISTS {schema}.nospy_schema (version integer NOT NULL);"
@@ -285,6 +322,20 @@ async fn migrate(db: &mut Client, schema: &str) -> Result<(), ClusterError> {
         }
     }
     tx.commit().await?;
+    Ok(())
+}
+
+/// Bounds what a session of `db` can make others wait for, and wait for itself: PostgreSQL ends
+/// it when it sits in an open transaction longer than 5 s (its process paused, frozen or cut
+/// off, say: its locks are freed), and a statement of it that waits longer than 15 s for a
+/// lock fails (`55P03`) instead of waiting for ever. For every session that takes locks shared
+/// between instances.
+pub async fn bound_waits(db: &Client) -> Result<(), ClusterError> {
+    db.batch_execute(&format!(
+        "SET idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION}';
+         SET lock_timeout = '{LOCK_WAIT}'"
+    ))
+    .await?;
     Ok(())
 }
 
@@ -442,10 +493,7 @@ impl ClusterSequencer {
         let lease = std::sync::Arc::new(lease);
         let heartbeat = Heartbeat::start(lease.clone());
         let db = connect(db_url).await?;
-        db.batch_execute(&format!(
-            "SET idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION}'"
-        ))
-        .await?;
+        bound_waits(&db).await?;
         let row = db
             .query_one(
                 &format!(

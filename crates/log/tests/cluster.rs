@@ -193,6 +193,61 @@ fn one_instance_leads_and_a_deposed_one_publishes_nothing() {
     drop_schema(&rt, &s);
 }
 
+/// An instance stopped (paused, frozen) while it holds the schema's migration lock, inside its
+/// transaction, holds up no one: a schema already at this version is not migrated again, so
+/// the others start and lead; a schema that still needs its migration is refused after a
+/// bounded wait with an error that says who holds it, never waited on for ever (the hang CI
+/// once met when `nospy log add` was stopped in its start).
+#[test]
+fn an_instance_stopped_in_its_migration_holds_up_no_one() {
+    let rt = rt();
+    let s = schema("migrating");
+    let fresh = schema("unmigrated");
+    let tiles = ObjectTiles::new(Arc::new(InMemory::new()), "", "memory");
+    rt.block_on(async {
+        cluster::init(DB, &s, &tiles, &key()).await.unwrap();
+        let (mut stuck, conn) = tokio_postgres::connect(DB, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let tx = stuck.transaction().await.unwrap();
+        for name in [&s, &fresh] {
+            tx.execute(
+                "SELECT pg_advisory_xact_lock(hashtext('nospy-migrate:' || $1))",
+                &[name],
+            )
+            .await
+            .unwrap();
+        }
+        // The stopped instance's transaction stays open from here on. (The timeout only turns
+        // the old hang into a failure; it measures nothing.)
+        tokio::time::timeout(
+            std::time::Duration::from_secs(120),
+            cluster::init(DB, &s, &tiles, &key()),
+        )
+        .await
+        .expect("init waited on the stopped instance's migration lock")
+        .unwrap();
+        let mut a = lead(&s, &tiles).await.unwrap();
+        assert_eq!(a.append(&entries(0, 3)).await.unwrap()[2].index, 2);
+        drop(a);
+
+        let other = ObjectTiles::new(Arc::new(InMemory::new()), "", "memory");
+        let e = cluster::init(DB, &fresh, &other, &key()).await.unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains(&format!("schema {fresh}")) && text.contains("nospy-migrate"),
+            "{text}"
+        );
+        tx.rollback().await.unwrap();
+        // Once that session has gone, the schema is created.
+        cluster::init(DB, &fresh, &other, &key()).await.unwrap();
+        assert!(lead(&fresh, &other).await.is_some());
+    });
+    drop_schema(&rt, &s);
+    drop_schema(&rt, &fresh);
+}
+
 #[test]
 fn a_batch_recorded_by_a_leader_whose_store_failed_is_published_by_the_next() {
     let rt = rt();

@@ -298,6 +298,29 @@ fn remember(seen: &mut std::collections::BTreeMap<u64, String>, url: &str, vkey:
     }
 }
 
+/// How long any one command of the paused-leader test may take before the test fails (each
+/// waits at most 60 s for the lease): a guard against a hang, not a measurement.
+const BOUND: std::time::Duration = std::time::Duration::from_secs(240);
+
+/// Wakes (SIGCONT) and ends (SIGKILL) a process when dropped, so that a failing test leaves no
+/// stopped process behind.
+/// Disarmed once the process is woken and awaited (which kills it if it hangs), before its
+/// pid can be reused.
+struct Wake(Option<String>);
+
+impl Drop for Wake {
+    fn drop(&mut self) {
+        for sig in ["-CONT", "-KILL"] {
+            if let Some(pid) = &self.0 {
+                let _ = std::process::Command::new("kill")
+                    .args([sig, pid])
+                    .stderr(std::process::Stdio::null())
+                    .status();
+            }
+        }
+    }
+}
+
 #[test]
 fn a_paused_leader_that_lost_its_lease_publishes_nothing_when_it_wakes() {
     let s3 = SeaweedFs::start();
@@ -343,6 +366,8 @@ fn a_paused_leader_that_lost_its_lease_publishes_nothing_when_it_wakes() {
             .unwrap();
         std::thread::sleep(std::time::Duration::from_millis(30 + rng.below(300)));
         let pid = a.id().to_string();
+        // Whatever happens below, the stopped instance is woken and ended with the test.
+        let mut wake = Wake(Some(pid.clone()));
         let _ = std::process::Command::new("kill")
             .args(["-STOP", &pid])
             .status();
@@ -357,7 +382,10 @@ fn a_paused_leader_that_lost_its_lease_publishes_nothing_when_it_wakes() {
         assert!(cut.status.success());
         // Another instance takes over and appends.
         let b_files = entry_files(t.path(), &format!("b{round}"), 20);
-        let b = ok(&add(&b_files).iter().map(String::as_str).collect::<Vec<_>>());
+        let b = ok_within(
+            &add(&b_files).iter().map(String::as_str).collect::<Vec<_>>(),
+            BOUND,
+        );
         let b_got = indexes(&b.stdout);
         remember(&mut seen, &url, &vkey);
         // The paused one wakes: either it never led (and appends now, after B), or it is fenced
@@ -365,24 +393,25 @@ fn a_paused_leader_that_lost_its_lease_publishes_nothing_when_it_wakes() {
         let _ = std::process::Command::new("kill")
             .args(["-CONT", &pid])
             .status();
-        let out = a.wait_with_output().unwrap();
+        wake.0 = None;
+        let out = wait_bounded(a, BOUND, "the woken instance");
         remember(&mut seen, &url, &vkey);
         eprintln!(
             "round {round}: the paused instance {}",
-            if out.status.success() {
+            if out.code == 0 {
                 "appended after waking"
             } else {
                 "stopped (fenced, or its database session ended while it was paused)"
             }
         );
-        if out.status.success() {
-            let got = indexes(&String::from_utf8_lossy(&out.stdout));
+        if out.code == 0 {
+            let got = indexes(&out.stdout);
             assert!(got.iter().all(|(i, _)| !b_got.iter().any(|(j, _)| j == i)));
         } else {
             // Fenced by the new epoch, or its sessions ended by the database while it slept
             // (the lease's after 3 s idle, a transaction's after 5 s): either way it stops with
             // an error, having published nothing (the checkpoints seen are checked below).
-            let err = String::from_utf8_lossy(&out.stderr);
+            let err = &out.stderr;
             assert!(
                 err.contains("another instance")
                     || err.contains("stopped")
@@ -391,7 +420,10 @@ fn a_paused_leader_that_lost_its_lease_publishes_nothing_when_it_wakes() {
             );
             // Its batch, if it recorded one, is published by whoever leads next; add it again
             // to be sure every entry is in.
-            ok(&add(&a_files).iter().map(String::as_str).collect::<Vec<_>>());
+            ok_within(
+                &add(&a_files).iter().map(String::as_str).collect::<Vec<_>>(),
+                BOUND,
+            );
             remember(&mut seen, &url, &vkey);
         }
         expected += 2000 + 20;
@@ -399,7 +431,10 @@ fn a_paused_leader_that_lost_its_lease_publishes_nothing_when_it_wakes() {
         let v: serde_json::Value = serde_json::from_str(&audit.stdout).unwrap();
         assert_eq!(v["entries"].as_u64().unwrap(), expected, "round {round}");
         // B's acknowledged entries kept their indices.
-        let again = ok(&add(&b_files).iter().map(String::as_str).collect::<Vec<_>>());
+        let again = ok_within(
+            &add(&b_files).iter().map(String::as_str).collect::<Vec<_>>(),
+            BOUND,
+        );
         let again = indexes(&again.stdout);
         assert!(again.iter().zip(&b_got).all(|(x, y)| x.0 == y.0 && x.1));
     }

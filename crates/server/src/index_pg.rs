@@ -56,6 +56,28 @@ impl PgIndex {
         let mut db = nospy_log::cluster::connect(url)
             .await
             .map_err(|e| PgIndexError(e.to_string()))?;
+        // An instance paused inside a transaction (its indexer's, or its migration) must hold
+        // up no other instance's indexer for longer than the database's bound.
+        nospy_log::cluster::bound_waits(&db)
+            .await
+            .map_err(|e| PgIndexError(e.to_string()))?;
+        let table = format!("{schema}.index_schema");
+        let exists: bool = db
+            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
+            .await?
+            .get(0);
+        if exists {
+            let version: Option<i32> = db
+                .query_one(&format!("SELECT max(version) FROM {table}"), &[])
+                .await?
+                .get(0);
+            if version == Some(INDEX_VERSION) {
+                return Ok(PgIndex {
+                    db,
+                    schema: schema.to_string(),
+                });
+            }
+        }
         let tx = db.transaction().await?;
         tx.execute(
             "SELECT pg_advisory_xact_lock(hashtext('nospy-index-migrate:' || $1))",

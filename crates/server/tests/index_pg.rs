@@ -109,3 +109,66 @@ fn pages_cover_every_entry_once_and_nothing_beyond_the_size() {
         drop_schema(&s).await;
     });
 }
+
+/// An instance whose indexer is stopped (paused, frozen) inside its transaction, holding the
+/// covered row, holds up the other instances' indexers only until PostgreSQL ends its session
+/// (an open transaction may sit idle 5 s); one that holds a lock for longer without that bound
+/// makes the others fail with an error, not wait for ever. And a stopped instance holding the
+/// index's migration lock does not stop another from opening an index already at its version.
+#[test]
+fn a_stopped_instance_holds_up_no_other_indexer_for_ever() {
+    let s = schema("stopped");
+    rt().block_on(async {
+        let d = Sha256::of(b"firmware");
+        let mut idx = PgIndex::open(DB, &s).await.unwrap();
+        idx.add(&[row(0, &d)]).await.unwrap();
+
+        let connect = || async {
+            let (c, conn) = tokio_postgres::connect(DB, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            c
+        };
+        // As the stopped instance's session is (PgIndex::open bounds it): its transaction ends
+        // with the session once idle for 5 s.
+        let mut stopped = connect().await;
+        stopped
+            .batch_execute("SET idle_in_transaction_session_timeout = '5s'")
+            .await
+            .unwrap();
+        let tx = stopped.transaction().await.unwrap();
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtext('nospy-index-migrate:' || $1))",
+            &[&s],
+        )
+        .await
+        .unwrap();
+        tx.query_one(
+            &format!("SELECT size FROM {s}.index_covered WHERE one = 0 FOR UPDATE"),
+            &[],
+        )
+        .await
+        .unwrap();
+        let mut other = PgIndex::open(DB, &s).await.unwrap();
+        other.add(&[row(1, &d)]).await.unwrap();
+        assert_eq!(other.size().await.unwrap(), 2);
+        assert!(tx.commit().await.is_err(), "its session was ended");
+
+        // A session without that bound, holding the row: the indexer fails after its wait.
+        let mut holder = connect().await;
+        let tx = holder.transaction().await.unwrap();
+        tx.query_one(
+            &format!("SELECT size FROM {s}.index_covered WHERE one = 0 FOR UPDATE"),
+            &[],
+        )
+        .await
+        .unwrap();
+        let e = other.add(&[row(2, &d)]).await.unwrap_err().to_string();
+        assert!(e.contains("55P03"), "{e}");
+        tx.rollback().await.unwrap();
+        other.add(&[row(2, &d)]).await.unwrap();
+        assert_eq!(other.size().await.unwrap(), 3);
+        drop_schema(&s).await;
+    });
+}

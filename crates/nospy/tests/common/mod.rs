@@ -46,6 +46,75 @@ pub fn run_with_stdin(args: &[&str], stdin: Option<&[u8]>) -> Run {
     }
 }
 
+/// Waits for `child` (its stdout and stderr piped) at most `limit`; past it, kills it and
+/// fails the test with what it printed (a guard against a hang, not a measurement).
+pub fn wait_bounded(mut child: std::process::Child, limit: std::time::Duration, what: &str) -> Run {
+    use std::io::Read;
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let out = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let err = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let deadline = std::time::Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{what} did not finish within {}s:\n{}\n{}",
+                limit.as_secs(),
+                String::from_utf8_lossy(&out.join().unwrap()),
+                String::from_utf8_lossy(&err.join().unwrap())
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let (stdout, stderr) = (out.join().unwrap(), err.join().unwrap());
+    Run {
+        code: status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        raw: stdout,
+    }
+}
+
+/// Runs with a bound on its time (see [`wait_bounded`]) and requires exit status 0.
+pub fn ok_within(args: &[&str], limit: std::time::Duration) -> Run {
+    let child = nospy()
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn nospy");
+    let r = wait_bounded(child, limit, &format!("nospy {args:?}"));
+    assert_eq!(
+        r.code, 0,
+        "nospy {args:?} failed:\n{}\n{}",
+        r.stdout, r.stderr
+    );
+    r
+}
+
 /// Runs and requires exit status 0.
 pub fn ok(args: &[&str]) -> Run {
     let r = run(args);
