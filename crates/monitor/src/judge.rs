@@ -159,7 +159,11 @@ impl Monitor {
             side,
             ..
         } = *part;
-        self.devs[d as usize].flows += 1;
+        let dev = &mut self.devs[d as usize];
+        if dev.flows == 0 {
+            self.touched.push(d);
+        }
+        dev.flows += 1;
         let Some(verdict) = self.verdict(d, peer, &side, set, f) else {
             return;
         };

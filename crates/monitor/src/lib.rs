@@ -18,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 mod compile;
+mod delta;
 mod devices;
 pub mod evidence;
 mod judge;
@@ -28,6 +29,7 @@ mod resolve;
 mod rows;
 mod table;
 
+pub use delta::{Delta, DeviceCounts, MergeError, Merger, RowParts};
 pub use devices::manifests_by_model;
 pub use report::{DeviceSummary, Report};
 pub use resolve::Resolver;
@@ -92,6 +94,8 @@ pub struct Monitor {
     /// Which of `name_sets` holds these names.
     name_set_by_content: FastMap<Arc<[String]>, u32>,
     dns_kept: usize,
+    /// Devices whose flows went from 0 since the monitor began or was last [taken](Monitor::take).
+    touched: Vec<u32>,
     /// DNS answers not kept because [`MAX_DNS_ANSWERS`] were.
     pub dns_dropped: u64,
 }
@@ -190,6 +194,7 @@ impl Monitor {
             name_set_ids: FastMap::default(),
             name_set_by_content: FastMap::from_iter([(Arc::from(Vec::new()), 0)]),
             dns_kept: 0,
+            touched: Vec::new(),
             dns_dropped: 0,
         })
     }

@@ -184,3 +184,93 @@ fn flows_judged_together_or_one_by_one_give_one_report() {
     }
     assert!(groups.finish() == one, "in groups of 1 to 70");
 }
+
+/// A report as its JSON has it: rows with their names by content (the numbering of the sets
+/// is the monitor's own).
+fn shown(r: &Report) -> impl PartialEq + std::fmt::Debug {
+    let rows = |rows: &[nospy_monitor::Row]| -> Vec<_> {
+        rows.iter()
+            .map(|x| {
+                (
+                    x.device(),
+                    x.direction(),
+                    x.peer(),
+                    x.protocol(),
+                    x.port(),
+                    (x.flows(), x.packets(), x.bytes(), x.first_ns(), x.last_ns()),
+                    r.names(x).to_vec(),
+                )
+            })
+            .collect()
+    };
+    (
+        (r.flows, r.packets, r.bytes, r.unknown_device_flows),
+        r.flows_in_dropped_rows,
+        rows(&r.violations),
+        rows(&r.unattributable),
+        r.devices.clone(),
+    )
+}
+
+/// The flows split among monitors by device (as partitioned workers have them), each taken
+/// from at arbitrary points (as windows and flushes cut them), and every piece merged, give
+/// the report one monitor gives of all of them.
+#[test]
+fn pieces_taken_from_several_monitors_merge_into_the_one_report() {
+    let devices = 30;
+    let all = flows(20_000, devices);
+    let mut one = monitor(devices);
+    one.flows(&all);
+    let one = one.finish();
+    for workers in [1u64, 2, 4] {
+        let mut mons: Vec<Monitor> = (0..workers).map(|_| monitor(devices)).collect();
+        let mut deltas = Vec::new();
+        let mut rng = Rng(11 + workers);
+        for f in &all {
+            // The partition of the flow's first device (as a collector attributes it).
+            let of = |a: IpAddr| (0..devices).find(|&i| addr(i) == a);
+            let d = of(f.src).or_else(|| of(f.dst)).unwrap_or(0);
+            let w = (d % workers) as usize;
+            mons[w].flow(f);
+            if rng.below(500) == 0 {
+                deltas.push(mons[w].take());
+            }
+        }
+        for m in &mut mons {
+            deltas.push(m.take());
+            // Nothing is counted twice: a second take is empty.
+            assert!(m.take().is_empty());
+        }
+        let ids: Vec<String> = one.devices.iter().map(|d| d.device.clone()).collect();
+        let has: Vec<bool> = one.devices.iter().map(|d| d.has_manifest).collect();
+        let mut merger = nospy_monitor::Merger::new(&ids, &has);
+        // In reverse: the order of the pieces does not matter.
+        for d in deltas.iter().rev() {
+            merger.add(d).expect("merge");
+        }
+        let merged = merger.finish();
+        assert_eq!(shown(&merged), shown(&one), "{workers} workers");
+    }
+}
+
+/// A piece naming a device or a set of names the merger does not have is refused whole.
+#[test]
+fn a_piece_out_of_range_is_refused_and_adds_nothing() {
+    let mut merger = nospy_monitor::Merger::new(&["a".into()], &[true]);
+    let bad = nospy_monitor::Delta {
+        flows: 5,
+        devices: vec![nospy_monitor::DeviceCounts {
+            device: 3,
+            flows: 5,
+            violations: 0,
+            unattributable: 0,
+        }],
+        ..Default::default()
+    };
+    let e = merger.add(&bad).unwrap_err();
+    assert!(
+        e.to_string().contains("device 3 of an inventory of 1"),
+        "{e}"
+    );
+    assert_eq!(merger.finish().flows, 0);
+}

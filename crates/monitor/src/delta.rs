@@ -1,0 +1,327 @@
+//! What a monitor counted over a stretch of flows ([`Delta`]), taken from it while it runs, and
+//! the report merged back from any number of them ([`Merger`]).
+//!
+//! A worker of a partitioned monitor judges only some devices' flows, a window at a time, and
+//! hands on what it counted in pieces. Every count of the report is a sum, every time a minimum
+//! or maximum, so the pieces merge, in any order, into the report one monitor would have made of
+//! all the flows: the same totals, rows, device summaries. One exception is stated where it
+//! lies: an unattributable row whose flows had different sets of names that could have covered
+//! them shows the set smallest in content order here, the set met first in one monitor.
+
+use crate::report::{DeviceSummary, Report};
+use crate::rows::{Agg, Row, RowKey};
+use crate::Monitor;
+use nospy_manifest::Direction;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// One device's counts over a stretch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceCounts {
+    /// The device's index in the inventory.
+    pub device: u32,
+    /// Flows it took part in.
+    pub flows: u64,
+    /// Of which violations.
+    pub violations: u64,
+    /// Of which unattributable.
+    pub unattributable: u64,
+}
+
+/// A report row by its parts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowParts {
+    /// The device's index in the inventory.
+    pub device: u32,
+    /// Traffic to the device (else from it).
+    pub to_device: bool,
+    /// The other side.
+    pub peer: IpAddr,
+    /// IP protocol number.
+    pub proto: u8,
+    /// The peer's port going out, the device's coming in.
+    pub port: u16,
+    /// Flows, packets and bytes counted.
+    pub flows: u64,
+    /// Packets.
+    pub packets: u64,
+    /// Bytes.
+    pub bytes: u64,
+    /// First packet of any of its flows (ns since the Unix epoch).
+    pub first_ns: u64,
+    /// Last packet.
+    pub last_ns: u64,
+    /// Unattributable rows: the names that could have covered it, an index into
+    /// [`Delta::name_sets`] (0, the empty set, for violations).
+    pub names: u32,
+}
+
+impl RowParts {
+    fn of(r: &Row, names: u32) -> RowParts {
+        RowParts {
+            device: r.device() as u32,
+            to_device: r.direction() == Direction::ToDevice,
+            peer: r.peer(),
+            proto: r.protocol(),
+            port: r.port(),
+            flows: r.flows(),
+            packets: r.packets(),
+            bytes: r.bytes(),
+            first_ns: r.first_ns(),
+            last_ns: r.last_ns(),
+            names,
+        }
+    }
+}
+
+/// What a monitor counted over a stretch of flows: totals, the devices that took part, rows.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Delta {
+    /// Flows judged or counted.
+    pub flows: u64,
+    /// Their packets.
+    pub packets: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Flows of no device of the inventory.
+    pub unknown_device_flows: u64,
+    /// Flows of rows dropped beyond [`MAX_ROWS`](crate::MAX_ROWS).
+    pub flows_in_dropped_rows: u64,
+    /// The devices that took part, by index.
+    pub devices: Vec<DeviceCounts>,
+    /// Violation rows, in the report's order.
+    pub violations: Vec<RowParts>,
+    /// Unattributable rows, in the report's order.
+    pub unattributable: Vec<RowParts>,
+    /// The sets of names rows refer to; the first is the empty set.
+    pub name_sets: Vec<Vec<String>>,
+}
+
+impl Delta {
+    /// Whether nothing was counted.
+    pub fn is_empty(&self) -> bool {
+        self.flows == 0 && self.unknown_device_flows == 0 && self.devices.is_empty()
+    }
+}
+
+impl Monitor {
+    /// What was counted since the monitor began or was last taken from; the counts start again
+    /// from nothing (the compiled manifests and the DNS answers seen are kept). Costs what was
+    /// counted, not the size of the inventory.
+    pub fn take(&mut self) -> Delta {
+        let (violations, dropped) = std::mem::take(&mut self.violations).finish();
+        let (unattributable, also) = std::mem::take(&mut self.unattributable).finish();
+        let mut sets: Vec<Vec<String>> = vec![Vec::new()];
+        let mut renumber: BTreeMap<u32, u32> = BTreeMap::from([(0, 0)]);
+        let unattributable = unattributable
+            .iter()
+            .map(|r| {
+                let id = *renumber.entry(r.agg.names).or_insert_with(|| {
+                    sets.push(
+                        self.name_sets
+                            .get(r.agg.names as usize)
+                            .map(|s| s.to_vec())
+                            .unwrap_or_default(),
+                    );
+                    (sets.len() - 1) as u32
+                });
+                RowParts::of(r, id)
+            })
+            .collect();
+        let mut touched = std::mem::take(&mut self.touched);
+        touched.sort_unstable();
+        let devices = touched
+            .iter()
+            .map(|&d| {
+                let dev = &mut self.devs[d as usize];
+                let c = DeviceCounts {
+                    device: d,
+                    flows: dev.flows,
+                    violations: dev.violations,
+                    unattributable: dev.unattributable,
+                };
+                (dev.flows, dev.violations, dev.unattributable) = (0, 0, 0);
+                c
+            })
+            .collect();
+        let r = &mut self.report;
+        let delta = Delta {
+            flows: r.flows,
+            packets: r.packets,
+            bytes: r.bytes,
+            unknown_device_flows: r.unknown_device_flows,
+            flows_in_dropped_rows: dropped + also,
+            devices,
+            violations: violations.iter().map(|r| RowParts::of(r, 0)).collect(),
+            unattributable,
+            name_sets: sets,
+        };
+        (
+            r.flows,
+            r.packets,
+            r.bytes,
+            r.unknown_device_flows,
+            r.window,
+        ) = (0, 0, 0, 0, None);
+        delta
+    }
+}
+
+/// Why a delta cannot be merged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MergeError(pub String);
+
+impl std::fmt::Display for MergeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for MergeError {}
+
+/// Deltas merged into one report.
+pub struct Merger {
+    report: Report,
+    violations: Vec<Row>,
+    unattributable: Vec<Row>,
+    /// Every set of names met, numbered in the order met.
+    sets: BTreeMap<Vec<String>, u32>,
+}
+
+impl Merger {
+    /// A merger for the devices `ids` (the inventory's, in order), with whether each has a
+    /// manifest.
+    pub fn new(ids: &[String], has_manifest: &[bool]) -> Merger {
+        let devices = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| DeviceSummary {
+                device: id.clone(),
+                has_manifest: has_manifest.get(i).copied().unwrap_or(false),
+                ..DeviceSummary::default()
+            })
+            .collect();
+        Merger {
+            report: Report {
+                devices,
+                ..Report::default()
+            },
+            violations: Vec::new(),
+            unattributable: Vec::new(),
+            sets: BTreeMap::from([(Vec::new(), 0)]),
+        }
+    }
+
+    /// Adds a delta. Refuses (adding nothing) one that names a device or a set of names it does
+    /// not have.
+    pub fn add(&mut self, d: &Delta) -> Result<(), MergeError> {
+        let n = self.report.devices.len();
+        let bad_device = d
+            .devices
+            .iter()
+            .map(|c| c.device)
+            .chain(
+                d.violations
+                    .iter()
+                    .chain(&d.unattributable)
+                    .map(|r| r.device),
+            )
+            .find(|&i| i as usize >= n);
+        if let Some(i) = bad_device {
+            return Err(MergeError(format!(
+                "device {i} of an inventory of {n} devices"
+            )));
+        }
+        if let Some(r) = d
+            .violations
+            .iter()
+            .chain(&d.unattributable)
+            .find(|r| r.names as usize >= d.name_sets.len().max(1))
+        {
+            return Err(MergeError(format!(
+                "set of names {} of {}",
+                r.names,
+                d.name_sets.len()
+            )));
+        }
+        let r = &mut self.report;
+        r.flows += d.flows;
+        r.packets += d.packets;
+        r.bytes += d.bytes;
+        r.unknown_device_flows += d.unknown_device_flows;
+        r.flows_in_dropped_rows += d.flows_in_dropped_rows;
+        for c in &d.devices {
+            let s = &mut r.devices[c.device as usize];
+            s.flows += c.flows;
+            s.violations += c.violations;
+            s.unattributable += c.unattributable;
+        }
+        let ids: Vec<u32> = d
+            .name_sets
+            .iter()
+            .map(|s| {
+                let next = self.sets.len() as u32;
+                *self.sets.entry(s.clone()).or_insert(next)
+            })
+            .collect();
+        let row = |p: &RowParts, names: u32| Row {
+            key: RowKey::new(p.device, p.to_device as u8, p.peer, p.proto, p.port),
+            agg: Agg {
+                flows: p.flows,
+                packets: p.packets,
+                bytes: p.bytes,
+                first_ns: p.first_ns,
+                last_ns: p.last_ns,
+                names,
+            },
+        };
+        self.violations
+            .extend(d.violations.iter().map(|p| row(p, 0)));
+        self.unattributable.extend(
+            d.unattributable
+                .iter()
+                .map(|p| row(p, ids.get(p.names as usize).copied().unwrap_or(0))),
+        );
+        Ok(())
+    }
+
+    /// The merged report: rows sorted and combined, at most [`MAX_ROWS`](crate::MAX_ROWS) of
+    /// each kind (the flows of the rest counted in `flows_in_dropped_rows`).
+    pub fn finish(mut self) -> Report {
+        // Sets numbered in content order, so that a row's smallest number is its smallest set.
+        let mut rank = vec![0u32; self.sets.len()];
+        let mut name_sets = Vec::with_capacity(self.sets.len());
+        for (k, (set, id)) in std::mem::take(&mut self.sets).into_iter().enumerate() {
+            rank[id as usize] = k as u32;
+            name_sets.push(Arc::from(set));
+        }
+        for r in &mut self.unattributable {
+            r.agg.names = rank[r.agg.names as usize];
+        }
+        let mut dropped = 0;
+        let mut finish = |mut rows: Vec<Row>| {
+            rows.sort_unstable_by_key(|r| r.key);
+            rows.dedup_by(|later, kept| {
+                if later.key == kept.key {
+                    kept.agg.merge(&later.agg);
+                    true
+                } else {
+                    false
+                }
+            });
+            if rows.len() > crate::MAX_ROWS {
+                dropped += rows
+                    .drain(crate::MAX_ROWS..)
+                    .map(|r| r.agg.flows)
+                    .sum::<u64>();
+            }
+            rows
+        };
+        self.report.violations = finish(std::mem::take(&mut self.violations));
+        self.report.unattributable = finish(std::mem::take(&mut self.unattributable));
+        self.report.flows_in_dropped_rows += dropped;
+        self.report.name_sets = name_sets;
+        self.report
+    }
+}
