@@ -1,0 +1,219 @@
+//! The collector's side: flows attributed to devices and put into their partitions' batches
+//! ([`Publisher`], a [`Sink`] any source feeds), and the batches published in order, with
+//! retries under their own message ids ([`publish_all`]).
+
+use crate::transport::Transport;
+use crate::wire::{encode_batch, Item};
+use bytes::Bytes;
+use nospy_flow::fasthash::FastMap;
+use nospy_flow::source::{Sink, Stats};
+use nospy_flow::{DnsSeen, Flow};
+use nospy_inventory::Inventory;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// Items in one batch (about 50 KB of IPv4 flows).
+pub const BATCH_ITEMS: usize = 1024;
+
+/// A batch ready to publish.
+#[derive(Debug, Clone)]
+pub struct Sealed {
+    /// Its partition.
+    pub partition: u32,
+    /// Its message id: the source, the partition and the batch's number in it.
+    pub id: String,
+    /// Its bytes.
+    pub bytes: Bytes,
+}
+
+/// Attributes flows to devices and seals them, by partition, into batches.
+pub struct Publisher {
+    partitions: u32,
+    /// Partition by device address.
+    by_addr: FastMap<IpAddr, u32>,
+    pending: Vec<Vec<Item>>,
+    numbers: Vec<u64>,
+    /// Flows of no device: per start second, (flows, packets, bytes).
+    unknown: BTreeMap<u64, (u64, u64, u64)>,
+    source: String,
+    sealed: Vec<Sealed>,
+    /// Flows attributed, and flows of no device.
+    pub attributed: u64,
+    /// Flows of no device.
+    pub unattributed: u64,
+}
+
+impl Publisher {
+    /// A publisher for `inventory`'s devices into `partitions` partitions; `source` names the
+    /// input in every batch's message id (the same input must give the same name, so that a
+    /// second run over it is deduplicated; different inputs different names).
+    pub fn new(inventory: &Inventory, partitions: u32, source: &str) -> Publisher {
+        let mut by_addr = FastMap::default();
+        for d in &inventory.devices {
+            let p = crate::partition_of(&d.device, partitions);
+            for a in &d.addresses {
+                by_addr.insert(*a, p);
+            }
+        }
+        Publisher {
+            partitions: partitions.max(1),
+            by_addr,
+            pending: vec![Vec::new(); partitions.max(1) as usize],
+            numbers: vec![0; partitions.max(1) as usize],
+            unknown: BTreeMap::new(),
+            source: source.to_string(),
+            sealed: Vec::new(),
+            attributed: 0,
+            unattributed: 0,
+        }
+    }
+
+    fn push(&mut self, p: u32, it: Item) {
+        let items = &mut self.pending[p as usize];
+        items.push(it);
+        if items.len() >= BATCH_ITEMS {
+            self.seal(p);
+        }
+    }
+
+    fn seal(&mut self, p: u32) {
+        let items = std::mem::take(&mut self.pending[p as usize]);
+        if items.is_empty() {
+            return;
+        }
+        let n = self.numbers[p as usize];
+        self.numbers[p as usize] += 1;
+        self.sealed.push(Sealed {
+            partition: p,
+            id: format!("{}.{p}.{n}", self.source),
+            bytes: Bytes::from(encode_batch(&items)),
+        });
+    }
+
+    fn spill_unknown(&mut self) {
+        for (second, (flows, packets, bytes)) in std::mem::take(&mut self.unknown) {
+            let p = (second % u64::from(self.partitions)) as u32;
+            self.push(
+                p,
+                Item::Unknown {
+                    second,
+                    flows,
+                    packets,
+                    bytes,
+                },
+            );
+        }
+    }
+
+    /// The batches sealed since the last call, in the order they must be published.
+    pub fn take_sealed(&mut self) -> Vec<Sealed> {
+        std::mem::take(&mut self.sealed)
+    }
+
+    /// Seals every batch begun (at the end of the input, or on a timer for a live source).
+    pub fn flush(&mut self) {
+        self.spill_unknown();
+        for p in 0..self.partitions {
+            self.seal(p);
+        }
+    }
+}
+
+impl Sink for Publisher {
+    fn wants(&self, src: IpAddr, dst: IpAddr) -> bool {
+        self.by_addr.contains_key(&src) || self.by_addr.contains_key(&dst)
+    }
+
+    fn flow(&mut self, f: &Flow) {
+        // The partition of the device that sent it, else of the one it was sent to: one worker
+        // judges both sides of a flow between two devices.
+        let p = self
+            .by_addr
+            .get(&f.src)
+            .or_else(|| self.by_addr.get(&f.dst))
+            .copied();
+        match p {
+            Some(p) => {
+                self.attributed += 1;
+                self.push(p, Item::Flow(f.clone()));
+            }
+            None => {
+                self.unattributed += 1;
+                let e = self
+                    .unknown
+                    .entry(f.first_ns / 1_000_000_000)
+                    .or_insert((0, 0, 0));
+                e.0 += 1;
+                e.1 += f.packets;
+                e.2 += f.bytes;
+                if self.unknown.len() > BATCH_ITEMS {
+                    self.spill_unknown();
+                }
+            }
+        }
+    }
+
+    fn dns(&mut self, seen: &DnsSeen) {
+        // Every partition: a name rule of any device may need it, in its place among the flows.
+        for p in 0..self.partitions {
+            self.push(p, Item::Dns(seen.clone()));
+        }
+    }
+}
+
+/// Publishes batches in order, each set again under the same ids until the engine has stored
+/// all of them (a retry after a timeout or a restart of the server stores nothing twice), for
+/// at most `patience`. Returns how many were duplicates of batches already stored.
+pub async fn publish_all<T: Transport>(
+    t: &T,
+    batches: &[Sealed],
+    patience: Duration,
+) -> Result<u64, crate::transport::TransportError> {
+    let started = std::time::Instant::now();
+    let mut dups = 0;
+    let mut from = 0;
+    let mut pause = Duration::from_millis(100);
+    while from < batches.len() {
+        match t
+            .publish(
+                batches[from].partition,
+                &batches[from].id,
+                batches[from].bytes.clone(),
+            )
+            .await
+        {
+            Ok(dup) => {
+                dups += dup as u64;
+                from += 1;
+                pause = Duration::from_millis(100);
+            }
+            Err(e) if started.elapsed() < patience => {
+                let _ = e;
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(dups)
+}
+
+/// What a collector read from a source, as it keeps it in the state store (`input.<source>`)
+/// for reports: the `input` counts of `nospy monitor --json`.
+pub fn input_json(st: &Stats) -> serde_json::Value {
+    json!({
+        "packets": st.packets,
+        "not_ip": st.not_ip,
+        "bad_packets": st.bad_packets,
+        "other_link_types": st.other_link,
+        "dns_responses": st.dns_responses,
+        "dns_malformed": st.dns_malformed,
+        "flows_ended_early": st.evicted,
+        "export_messages": st.export.messages,
+        "export_malformed": st.export.malformed,
+        "export_records_without_template": st.export.no_template,
+        "unknown_device_packets": st.unwanted_packets,
+    })
+}

@@ -1,0 +1,401 @@
+//! [`Transport`] on NATS JetStream (server 2.9 or later).
+//!
+//! For a deployment named `NAME` (upper-case letters, digits, `_` and `-`):
+//!
+//! - stream `NAME_FLOWS`, subjects `NAME.flows.<partition>`: the collectors' batches, file
+//!   storage, message ids deduplicated over [`Options::dedup_window`], kept for
+//!   [`Options::retention`];
+//! - stream `NAME_ROWS`, subjects `NAME.rows.<partition>`: each partition's chain of parts,
+//!   extended with `Nats-Expected-Last-Subject-Sequence`, kept until deleted;
+//! - key-value bucket `NAME_STATE`: `partitions` (fixed by the first setup), `setup` (the
+//!   workers' devices and manifests), `input.<source>` (each source's counts), `template.<hex>`
+//!   (an exporter's templates), `lease.<partition>` (who holds a partition).
+//!
+//! A partition is read by an ordered consumer (ephemeral, no acknowledgements, gapless: the
+//! client recreates it from the last sequence it delivered whenever it misses one), so only the
+//! chain says what has been counted.
+
+use crate::transport::{ChainEnd, Delivered, PartitionReader, Transport, TransportError};
+use async_nats::jetstream::{self, consumer, kv, stream};
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+use std::time::Duration;
+
+/// How the streams are created (by whoever sets them up first; later setups keep them).
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// How long the flow stream keeps batches (the parts say what was counted; this bounds the
+    /// disk the stream takes, and how far back a worker can catch up).
+    pub retention: Duration,
+    /// How long a batch's message id is remembered: a batch published again within it is not
+    /// stored twice.
+    pub dedup_window: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            retention: Duration::from_secs(24 * 3600),
+            dedup_window: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+/// A deployment's streams on a NATS server.
+pub struct Nats {
+    js: jetstream::Context,
+    name: String,
+    options: Options,
+    kv: tokio::sync::OnceCell<kv::Store>,
+}
+
+fn err(what: impl std::fmt::Display, e: impl std::fmt::Display) -> TransportError {
+    TransportError(format!("{what}: {e}"))
+}
+
+impl Nats {
+    /// Connects to `url` (`nats://HOST:PORT`) for the deployment `name`.
+    pub async fn connect(url: &str, name: &str, options: Options) -> Result<Nats, TransportError> {
+        let ok = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == b'_' || c == b'-');
+        if !ok {
+            return Err(TransportError(format!(
+                "stream name {name:?}: upper-case letters, digits, '_' and '-', at most 64"
+            )));
+        }
+        let client = async_nats::ConnectOptions::new()
+            .connection_timeout(Duration::from_secs(5))
+            .retry_on_initial_connect()
+            .max_reconnects(None)
+            .connect(url)
+            .await
+            .map_err(|e| err(format!("connecting to {url}"), e))?;
+        // Fail fast on a server that is not there (the retries above keep trying behind).
+        let mut js = jetstream::new(client);
+        js.set_timeout(Duration::from_secs(10));
+        Ok(Nats {
+            js,
+            name: name.to_string(),
+            options,
+            kv: tokio::sync::OnceCell::new(),
+        })
+    }
+
+    fn flows(&self) -> String {
+        format!("{}_FLOWS", self.name)
+    }
+
+    fn rows(&self) -> String {
+        format!("{}_ROWS", self.name)
+    }
+
+    fn flow_subject(&self, p: u32) -> String {
+        format!("{}.flows.{p}", self.name)
+    }
+
+    fn row_subject(&self, p: u32) -> String {
+        format!("{}.rows.{p}", self.name)
+    }
+
+    async fn kv(&self) -> Result<&kv::Store, TransportError> {
+        self.kv
+            .get_or_try_init(|| async {
+                let bucket = format!("{}_STATE", self.name);
+                match self.js.get_key_value(&bucket).await {
+                    Ok(s) => Ok(s),
+                    Err(_) => self
+                        .js
+                        .create_key_value(kv::Config {
+                            bucket: bucket.clone(),
+                            history: 1,
+                            storage: stream::StorageType::File,
+                            ..Default::default()
+                        })
+                        .await
+                        .map_err(|e| err(format!("creating the key-value bucket {bucket}"), e)),
+                }
+            })
+            .await
+    }
+
+    async fn stream(&self, name: &str) -> Result<stream::Stream, TransportError> {
+        self.js.get_stream(name).await.map_err(|e| {
+            err(
+                format!("stream {name} (run `nospy collect` first, which creates it)"),
+                e,
+            )
+        })
+    }
+}
+
+/// The ordered read of one partition.
+pub struct NatsReader {
+    messages: consumer::pull::Ordered,
+}
+
+impl PartitionReader for NatsReader {
+    async fn next(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivered>, TransportError> {
+        let mut out = Vec::new();
+        let mut limit = wait;
+        while out.len() < max {
+            let m = match tokio::time::timeout(limit, self.messages.next()).await {
+                Err(_) => break,
+                Ok(None) => return Err(TransportError("the partition's reader ended".into())),
+                Ok(Some(Err(e))) => return Err(err("reading a partition", e)),
+                Ok(Some(Ok(m))) => m,
+            };
+            let seq = m
+                .info()
+                .map_err(|e| err("a message without its stream sequence", e))?
+                .stream_sequence;
+            out.push(Delivered {
+                seq,
+                payload: m.message.payload.clone(),
+            });
+            // After the first, only what has already arrived.
+            limit = Duration::from_millis(2);
+        }
+        Ok(out)
+    }
+}
+
+impl Transport for Nats {
+    type Reader = NatsReader;
+
+    async fn setup(&self, partitions: u32) -> Result<u32, TransportError> {
+        let flows = self.flows();
+        self.js
+            .get_or_create_stream(stream::Config {
+                name: flows.clone(),
+                subjects: vec![format!("{}.flows.*", self.name)],
+                storage: stream::StorageType::File,
+                max_age: self.options.retention,
+                duplicate_window: self.options.dedup_window,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| err(format!("creating the stream {flows}"), e))?;
+        let rows = self.rows();
+        self.js
+            .get_or_create_stream(stream::Config {
+                name: rows.clone(),
+                subjects: vec![format!("{}.rows.*", self.name)],
+                storage: stream::StorageType::File,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| err(format!("creating the stream {rows}"), e))?;
+        let kv = self.kv().await?;
+        match kv
+            .create("partitions", Bytes::from(partitions.to_string()))
+            .await
+        {
+            Ok(_) => Ok(partitions),
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+                let v = kv
+                    .get("partitions")
+                    .await
+                    .map_err(|e| err("reading the partition count", e))?
+                    .ok_or_else(|| TransportError("the partition count vanished".into()))?;
+                std::str::from_utf8(&v)
+                    .ok()
+                    .and_then(|s| s.parse::<u32>().ok())
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| {
+                        TransportError(format!(
+                            "the state bucket's partition count is {:?}, not a number",
+                            String::from_utf8_lossy(&v)
+                        ))
+                    })
+            }
+            Err(e) => Err(err("recording the partition count", e)),
+        }
+    }
+
+    async fn publish(
+        &self,
+        partition: u32,
+        id: &str,
+        batch: Bytes,
+    ) -> Result<bool, TransportError> {
+        let subject = self.flow_subject(partition);
+        let ack = self
+            .js
+            .send_publish(
+                subject.clone(),
+                jetstream::message::PublishMessage::build()
+                    .payload(batch)
+                    .message_id(id),
+            )
+            .await
+            .map_err(|e| err(format!("publishing to {subject}"), e))?
+            .await
+            .map_err(|e| err(format!("publishing to {subject}"), e))?;
+        Ok(ack.duplicate)
+    }
+
+    async fn read(&self, partition: u32, after: u64) -> Result<NatsReader, TransportError> {
+        let s = self.stream(&self.flows()).await?;
+        let c = s
+            .create_consumer(consumer::pull::OrderedConfig {
+                filter_subject: self.flow_subject(partition),
+                deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                    start_sequence: after + 1,
+                },
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| err(format!("reading partition {partition}"), e))?;
+        let messages = c
+            .messages()
+            .await
+            .map_err(|e| err(format!("reading partition {partition}"), e))?;
+        Ok(NatsReader { messages })
+    }
+
+    async fn last_flow(&self, partition: u32) -> Result<Option<u64>, TransportError> {
+        let s = self.stream(&self.flows()).await?;
+        match s
+            .get_last_raw_message_by_subject(&self.flow_subject(partition))
+            .await
+        {
+            Ok(m) => Ok(Some(m.sequence)),
+            Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(e) => Err(err(format!("the last message of partition {partition}"), e)),
+        }
+    }
+
+    async fn chain_end(&self, partition: u32) -> Result<Option<ChainEnd>, TransportError> {
+        let s = self.stream(&self.rows()).await?;
+        match s
+            .get_last_raw_message_by_subject(&self.row_subject(partition))
+            .await
+        {
+            Ok(m) => Ok(Some(ChainEnd {
+                seq: m.sequence,
+                part: m.payload,
+            })),
+            Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(e) => Err(err(format!("the end of partition {partition}'s chain"), e)),
+        }
+    }
+
+    async fn extend_chain(
+        &self,
+        partition: u32,
+        expected: u64,
+        part: Bytes,
+    ) -> Result<Option<u64>, TransportError> {
+        let subject = self.row_subject(partition);
+        let sent = self
+            .js
+            .send_publish(
+                subject.clone(),
+                jetstream::message::PublishMessage::build()
+                    .payload(part)
+                    .expected_last_subject_sequence(expected),
+            )
+            .await
+            .map_err(|e| err(format!("appending to {subject}"), e))?;
+        match sent.await {
+            Ok(ack) => Ok(Some(ack.sequence)),
+            Err(e) if e.kind() == jetstream::context::PublishErrorKind::WrongLastSequence => {
+                Ok(None)
+            }
+            Err(e) => Err(err(format!("appending to {subject}"), e)),
+        }
+    }
+
+    async fn all_parts(&self) -> Result<Vec<Bytes>, TransportError> {
+        let mut s = self.stream(&self.rows()).await?;
+        let last = s
+            .info()
+            .await
+            .map_err(|e| err("the rows stream", e))?
+            .state
+            .last_sequence;
+        let mut out = Vec::new();
+        if last == 0 {
+            return Ok(out);
+        }
+        let c = s
+            .create_consumer(consumer::pull::OrderedConfig::default())
+            .await
+            .map_err(|e| err("reading the rows stream", e))?;
+        let mut r = NatsReader {
+            messages: c
+                .messages()
+                .await
+                .map_err(|e| err("reading the rows stream", e))?,
+        };
+        loop {
+            let got = r.next(1024, Duration::from_secs(10)).await?;
+            if got.is_empty() {
+                return Err(TransportError(format!(
+                    "the rows stream stopped before its sequence {last}"
+                )));
+            }
+            let done = got.last().is_some_and(|m| m.seq >= last);
+            out.extend(got.into_iter().map(|m| m.payload));
+            if done {
+                return Ok(out);
+            }
+        }
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<(Bytes, u64)>, TransportError> {
+        let kv = self.kv().await?;
+        match kv
+            .entry(key)
+            .await
+            .map_err(|e| err(format!("reading {key}"), e))?
+        {
+            Some(e) if e.operation == kv::Operation::Put => Ok(Some((e.value, e.revision))),
+            _ => Ok(None),
+        }
+    }
+
+    async fn swap(
+        &self,
+        key: &str,
+        value: Bytes,
+        revision: Option<u64>,
+    ) -> Result<Option<u64>, TransportError> {
+        let kv = self.kv().await?;
+        match revision {
+            None => match kv.create(key, value).await {
+                Ok(r) => Ok(Some(r)),
+                Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(None),
+                Err(e) => Err(err(format!("creating {key}"), e)),
+            },
+            Some(rev) => match kv.update(key, value, rev).await {
+                Ok(r) => Ok(Some(r)),
+                Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(None),
+                Err(e) => Err(err(format!("updating {key}"), e)),
+            },
+        }
+    }
+
+    async fn put(&self, key: &str, value: Bytes) -> Result<u64, TransportError> {
+        let kv = self.kv().await?;
+        kv.put(key, value)
+            .await
+            .map_err(|e| err(format!("writing {key}"), e))
+    }
+
+    async fn keys(&self, prefix: &str) -> Result<Vec<String>, TransportError> {
+        let kv = self.kv().await?;
+        let mut keys = kv.keys().await.map_err(|e| err("listing keys", e))?;
+        let mut out = Vec::new();
+        while let Some(k) = keys.next().await {
+            let k = k.map_err(|e| err("listing keys", e))?;
+            if k.starts_with(prefix) {
+                out.push(k);
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,218 @@
+//! The report of a window (or a range of windows, or everything): every partition's parts for
+//! it merged into the report one `nospy monitor` process prints for the same flows.
+
+use crate::transport::{Transport, TransportError};
+use crate::wire::decode_part;
+use bytes::Bytes;
+use nospy_flow::source::Stats;
+use nospy_monitor::{Merger, Report};
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+
+/// What workers record once about the devices they judge (`setup` in the state store): the
+/// inventory's devices in order, whether each has a manifest and where it came from, and the
+/// window length.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Setup {
+    /// The inventory's SHA-256 (as [`crate::inventory_digest`]).
+    pub inventory: [u8; 32],
+    /// Window length, seconds.
+    pub window_secs: u64,
+    /// Per device: id, whether it has a manifest, the `manifest` object of the report, a note.
+    pub devices: Vec<(String, bool, Value, Option<String>)>,
+}
+
+impl Setup {
+    /// As stored.
+    pub fn to_bytes(&self) -> Bytes {
+        let v = json!({
+            "inventory_sha256": hex(&self.inventory),
+            "window_secs": self.window_secs,
+            "devices": self.devices.iter().map(|(d, has, m, note)| json!({
+                "device": d, "has_manifest": has, "manifest": m, "note": note,
+            })).collect::<Vec<_>>(),
+        });
+        Bytes::from(v.to_string())
+    }
+
+    /// Reads what [`Setup::to_bytes`] wrote.
+    pub fn from_bytes(b: &[u8]) -> Result<Setup, String> {
+        let v: Value = serde_json::from_slice(b).map_err(|e| format!("not JSON: {e}"))?;
+        let inv = v["inventory_sha256"]
+            .as_str()
+            .and_then(unhex)
+            .ok_or("inventory_sha256: not 64 hex digits")?;
+        let window_secs = v["window_secs"]
+            .as_u64()
+            .filter(|&w| w > 0)
+            .ok_or("window_secs: not a positive number")?;
+        let devices = v["devices"]
+            .as_array()
+            .ok_or("devices: not a list")?
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                Ok((
+                    d["device"]
+                        .as_str()
+                        .ok_or(format!("devices[{i}].device: not a string"))?
+                        .to_string(),
+                    d["has_manifest"]
+                        .as_bool()
+                        .ok_or(format!("devices[{i}].has_manifest: not true or false"))?,
+                    d["manifest"].clone(),
+                    d["note"].as_str().map(str::to_string),
+                ))
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(Setup {
+            inventory: inv,
+            window_secs,
+            devices,
+        })
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<[u8; 32]> {
+    if s.len() != 64 || !s.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+/// Why there is no report.
+#[derive(Debug)]
+pub enum ReportError {
+    /// The engine failed.
+    Transport(TransportError),
+    /// What is stored cannot be read or does not fit together.
+    Bad(String),
+}
+
+impl std::fmt::Display for ReportError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReportError::Transport(e) => e.fmt(f),
+            ReportError::Bad(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for ReportError {}
+
+impl From<TransportError> for ReportError {
+    fn from(e: TransportError) -> Self {
+        ReportError::Transport(e)
+    }
+}
+
+/// A merged report.
+#[derive(Debug)]
+pub struct Merged {
+    /// The report, as one monitor would have made it.
+    pub report: Report,
+    /// The sources' counts (every source's, whatever the windows).
+    pub stats: Stats,
+    /// What the workers recorded.
+    pub setup: Setup,
+    /// The windows merged (start, Unix seconds).
+    pub windows: BTreeSet<u64>,
+    /// Messages on the flow stream that were not batches (of the parts merged).
+    pub refused: u64,
+    /// Partitions whose chains have parts.
+    pub partitions: BTreeSet<u32>,
+}
+
+/// Merges the parts of the windows starting in `from..=to` (all when `None`).
+pub async fn merge<T: Transport>(t: &T, range: Option<(u64, u64)>) -> Result<Merged, ReportError> {
+    let (setup_bytes, _) = t.get("setup").await?.ok_or_else(|| {
+        ReportError::Bad("no worker has run yet: the state store has no setup".into())
+    })?;
+    let setup = Setup::from_bytes(&setup_bytes)
+        .map_err(|e| ReportError::Bad(format!("the stored setup: {e}")))?;
+    let ids: Vec<String> = setup.devices.iter().map(|d| d.0.clone()).collect();
+    let has: Vec<bool> = setup.devices.iter().map(|d| d.1).collect();
+    let mut merger = Merger::new(&ids, &has);
+    let mut windows = BTreeSet::new();
+    let mut partitions = BTreeSet::new();
+    let mut refused = 0;
+    for (k, bytes) in t.all_parts().await?.iter().enumerate() {
+        let part = decode_part(bytes)
+            .map_err(|e| ReportError::Bad(format!("part {} of the rows stream: {e}", k + 1)))?;
+        if part.inventory != setup.inventory {
+            return Err(ReportError::Bad(format!(
+                "part {} of the rows stream (partition {}) was counted under another inventory ({}) than the setup's ({}): one deployment, one inventory",
+                k + 1,
+                part.partition,
+                hex(&part.inventory),
+                hex(&setup.inventory)
+            )));
+        }
+        partitions.insert(part.partition);
+        refused += part.refused;
+        for (w, d) in &part.windows {
+            if range.is_some_and(|(a, b)| *w < a || *w > b) {
+                continue;
+            }
+            windows.insert(*w);
+            merger.add(d).map_err(|e| {
+                ReportError::Bad(format!(
+                    "part {} of the rows stream (partition {}): {e}",
+                    k + 1,
+                    part.partition
+                ))
+            })?;
+        }
+    }
+    let mut stats = Stats::default();
+    for key in t.keys("input.").await? {
+        let Some((v, _)) = t.get(&key).await? else {
+            continue;
+        };
+        let v: Value = serde_json::from_slice(&v)
+            .map_err(|e| ReportError::Bad(format!("{key}: not JSON: {e}")))?;
+        let n = |k: &str| v[k].as_u64().unwrap_or(0);
+        stats.packets += n("packets");
+        stats.not_ip += n("not_ip");
+        stats.bad_packets += n("bad_packets");
+        stats.other_link += n("other_link_types");
+        stats.dns_responses += n("dns_responses");
+        stats.dns_malformed += n("dns_malformed");
+        stats.evicted += n("flows_ended_early");
+        stats.export.messages += n("export_messages");
+        stats.export.malformed += n("export_malformed");
+        stats.export.no_template += n("export_records_without_template");
+        stats.unwanted_packets += n("unknown_device_packets");
+    }
+    Ok(Merged {
+        report: merger.finish(),
+        stats,
+        setup,
+        windows,
+        refused,
+        partitions,
+    })
+}
+
+/// The report's JSON: the keys of `nospy monitor --json`, each device's `manifest` as the
+/// workers recorded it, and `input.stream_messages_refused`.
+pub fn merged_json(m: &Merged) -> Value {
+    let n = m.setup.devices.len();
+    let notes: Vec<Option<String>> = m.setup.devices.iter().map(|d| d.3.clone()).collect();
+    let mut v = nospy_monitor::output::report_json(&m.report, &m.stats, &vec![None; n], &notes);
+    if let Some(devs) = v["devices"].as_array_mut() {
+        for (d, s) in devs.iter_mut().zip(&m.setup.devices) {
+            d["manifest"] = s.2.clone();
+        }
+    }
+    v["input"]["stream_messages_refused"] = json!(m.refused);
+    v
+}

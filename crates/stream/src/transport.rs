@@ -1,0 +1,101 @@
+//! What the collectors, workers and reports need of a streaming engine, and nothing more: a
+//! partitioned stream of batches with deduplicating message ids, an ordered gapless read of one
+//! partition from a sequence, a chain of parts per partition extended only from its known end,
+//! and a small key-value store with compare-and-swap.
+
+use bytes::Bytes;
+use std::time::Duration;
+
+/// A failure of the engine (unreachable, refused, timed out), with what was being done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransportError(pub String);
+
+impl std::fmt::Display for TransportError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TransportError {}
+
+/// A message read from a partition.
+#[derive(Debug, Clone)]
+pub struct Delivered {
+    /// Its sequence in the flow stream (increasing along a partition, not contiguous).
+    pub seq: u64,
+    /// Its bytes (a batch, if whoever published it was a collector).
+    pub payload: Bytes,
+}
+
+/// An ordered read of one partition.
+#[allow(async_fn_in_trait)] // one implementation, used by generic code on one task
+pub trait PartitionReader {
+    /// The next messages in order, at most `max`, waiting at most `wait` for the first; empty
+    /// when none came. Never skips one: a reader that cannot go on gaplessly fails.
+    async fn next(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivered>, TransportError>;
+}
+
+/// The end of a partition's chain: the part there and its sequence in the rows stream.
+#[derive(Debug, Clone)]
+pub struct ChainEnd {
+    /// The rows stream's sequence of the last part (the chain is extended only from it).
+    pub seq: u64,
+    /// The last part's bytes.
+    pub part: Bytes,
+}
+
+/// A streaming engine as nospy uses it.
+#[allow(async_fn_in_trait)] // one implementation, used by generic code on one task
+pub trait Transport {
+    /// The reader of [`Transport::read`].
+    type Reader: PartitionReader;
+
+    /// Creates the streams and the state store where they are missing; the number of
+    /// partitions is fixed by the first setup, and returned (whatever `partitions` says after).
+    async fn setup(&self, partitions: u32) -> Result<u32, TransportError>;
+
+    /// Publishes a batch to `partition`; a second batch with the same `id` (within the engine's
+    /// deduplication window) is not stored again. Returns whether it was such a duplicate.
+    async fn publish(&self, partition: u32, id: &str, batch: Bytes)
+        -> Result<bool, TransportError>;
+
+    /// Reads `partition` from the first message after sequence `after`, in order.
+    async fn read(&self, partition: u32, after: u64) -> Result<Self::Reader, TransportError>;
+
+    /// The sequence of the last message in `partition`, if it has any.
+    async fn last_flow(&self, partition: u32) -> Result<Option<u64>, TransportError>;
+
+    /// The end of `partition`'s chain of parts, if it has any.
+    async fn chain_end(&self, partition: u32) -> Result<Option<ChainEnd>, TransportError>;
+
+    /// Appends a part to `partition`'s chain only if its end is still at `expected` (0: the
+    /// chain is empty). `Ok(None)`: it is not (another worker extended it); nothing was
+    /// appended.
+    async fn extend_chain(
+        &self,
+        partition: u32,
+        expected: u64,
+        part: Bytes,
+    ) -> Result<Option<u64>, TransportError>;
+
+    /// Every part of every chain, in the order they were appended.
+    async fn all_parts(&self) -> Result<Vec<Bytes>, TransportError>;
+
+    /// A value of the state store, with its revision.
+    async fn get(&self, key: &str) -> Result<Option<(Bytes, u64)>, TransportError>;
+
+    /// Sets a value of the state store only if its revision is `revision` (`None`: only if it
+    /// has none). `Ok(None)`: it was not; nothing was written.
+    async fn swap(
+        &self,
+        key: &str,
+        value: Bytes,
+        revision: Option<u64>,
+    ) -> Result<Option<u64>, TransportError>;
+
+    /// Sets a value of the state store.
+    async fn put(&self, key: &str, value: Bytes) -> Result<u64, TransportError>;
+
+    /// The keys of the state store that begin with `prefix`.
+    async fn keys(&self, prefix: &str) -> Result<Vec<String>, TransportError>;
+}

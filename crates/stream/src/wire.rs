@@ -1,0 +1,613 @@
+//! The two binary formats on the streams: a **batch** (what a collector publishes to a partition:
+//! flows, DNS answers, and counts of flows of no device) and a **part** (what a worker appends to
+//! its partition's chain: what it counted, per window, over a stretch of the partition).
+//!
+//! Both are read as hostile: anyone who can publish to a subject can put bytes there. A reader
+//! checks the magic and version, bounds every count by the bytes left, and names the byte
+//! offset of what it refuses; it never panics and never allocates more than the message's size
+//! allows.
+//!
+//! All integers are big-endian. An address is a family byte (4 or 6) and its 4 or 16 bytes.
+//!
+//! ```text
+//! batch  = "NSB1" count:u32 item*
+//! item   = 1 flow | 2 dns | 3 unknown
+//! flow   = first_ns:u64 last_ns:u64 src:addr dst:addr sport:u16 dport:u16 proto:u8
+//!          packets:u64 bytes:u64 flags:u8            (flags bit 0: initiator known)
+//! dns    = ts_ns:u64 client:addr addr:addr ttl:u32 name:str16
+//! unknown= second:u64 flows:u64 packets:u64 bytes:u64 (flows of no device, by start second)
+//!
+//! part   = "NSP1" inventory:32 partition:u32 after:u64 last:u64 watermark_ns:u64
+//!          window_secs:u64 refused:u64 count:u32 (start_s:u64 delta)*
+//! delta  = flows packets bytes unknown dropped:u64 ndev:u32 (device:u32 flows violations
+//!          unattributable:u64)* nsets:u32 (n:u32 str16*)* nviol:u32 row* nunat:u32 row*
+//! row    = device:u32 to_device:u8 peer:addr proto:u8 port:u16 flows packets bytes
+//!          first_ns last_ns:u64 names:u32
+//! ```
+
+use nospy_flow::dns::Answer;
+use nospy_flow::{DnsSeen, Flow};
+use nospy_monitor::{Delta, DeviceCounts, RowParts};
+use std::net::IpAddr;
+
+const BATCH_MAGIC: &[u8; 4] = b"NSB1";
+const PART_MAGIC: &[u8; 4] = b"NSP1";
+
+/// Why bytes are not a batch or a part: the offset and what is wrong there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireError {
+    /// Byte offset in the message.
+    pub offset: usize,
+    /// What is wrong.
+    pub problem: String,
+}
+
+impl std::fmt::Display for WireError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "byte {}: {}", self.offset, self.problem)
+    }
+}
+
+impl std::error::Error for WireError {}
+
+/// One item of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Item {
+    /// A flow of a device of this partition.
+    Flow(Flow),
+    /// A DNS answer seen (sent to every partition, in its place among the flows).
+    Dns(DnsSeen),
+    /// Flows of no device of the inventory that started in this second (Unix time).
+    Unknown {
+        /// The second.
+        second: u64,
+        /// How many.
+        flows: u64,
+        /// Their packets.
+        packets: u64,
+        /// Their bytes.
+        bytes: u64,
+    },
+}
+
+/// Writes a batch.
+pub fn encode_batch(items: &[Item]) -> Vec<u8> {
+    let mut w = Vec::with_capacity(8 + items.len() * 52);
+    w.extend_from_slice(BATCH_MAGIC);
+    w.extend_from_slice(&(items.len() as u32).to_be_bytes());
+    for it in items {
+        match it {
+            Item::Flow(f) => {
+                w.push(1);
+                put_u64(&mut w, f.first_ns);
+                put_u64(&mut w, f.last_ns);
+                put_addr(&mut w, f.src);
+                put_addr(&mut w, f.dst);
+                w.extend_from_slice(&f.sport.to_be_bytes());
+                w.extend_from_slice(&f.dport.to_be_bytes());
+                w.push(f.proto);
+                put_u64(&mut w, f.packets);
+                put_u64(&mut w, f.bytes);
+                w.push(f.initiator_known as u8);
+            }
+            Item::Dns(d) => {
+                w.push(2);
+                put_u64(&mut w, d.ts_ns);
+                put_addr(&mut w, d.client);
+                put_addr(&mut w, d.answer.addr);
+                w.extend_from_slice(&d.answer.ttl.to_be_bytes());
+                put_str(&mut w, &d.answer.name);
+            }
+            Item::Unknown {
+                second,
+                flows,
+                packets,
+                bytes,
+            } => {
+                w.push(3);
+                for v in [second, flows, packets, bytes] {
+                    put_u64(&mut w, *v);
+                }
+            }
+        }
+    }
+    w
+}
+
+/// Reads a batch.
+pub fn decode_batch(b: &[u8]) -> Result<Vec<Item>, WireError> {
+    let mut r = Reader { b, at: 0 };
+    r.magic(BATCH_MAGIC, "a flow batch")?;
+    // The smallest item is 1 + 8 + 8 + 5 + 5 + 2 + 2 + 1 + 8 + 8 + 1 bytes (an IPv4 flow)... or
+    // a DNS answer with an empty name: 1 + 8 + 5 + 5 + 4 + 2.
+    let n = r.count(25, "items")?;
+    let mut items = Vec::with_capacity(n);
+    for _ in 0..n {
+        let at = r.at;
+        let it = match r.u8()? {
+            1 => Item::Flow(Flow {
+                first_ns: r.u64()?,
+                last_ns: r.u64()?,
+                src: r.addr()?,
+                dst: r.addr()?,
+                sport: r.u16()?,
+                dport: r.u16()?,
+                proto: r.u8()?,
+                packets: r.u64()?,
+                bytes: r.u64()?,
+                initiator_known: match r.u8()? {
+                    0 => false,
+                    1 => true,
+                    f => return Err(r.err(r.at - 1, format!("flow flags {f:#04x}"))),
+                },
+            }),
+            2 => {
+                let ts_ns = r.u64()?;
+                let client = r.addr()?;
+                let addr = r.addr()?;
+                let ttl = r.u32()?;
+                let name = r.str()?;
+                Item::Dns(DnsSeen {
+                    ts_ns,
+                    client,
+                    answer: Answer { name, addr, ttl },
+                })
+            }
+            3 => Item::Unknown {
+                second: r.u64()?,
+                flows: r.u64()?,
+                packets: r.u64()?,
+                bytes: r.u64()?,
+            },
+            t => return Err(r.err(at, format!("item kind {t} (1 flow, 2 DNS, 3 unknown)"))),
+        };
+        items.push(it);
+    }
+    r.end()?;
+    Ok(items)
+}
+
+/// A worker's part: what it counted over a stretch of its partition, the stream sequences
+/// `after + 1 ..= last`, per window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Part {
+    /// The SHA-256 of the inventory the devices are numbered by.
+    pub inventory: [u8; 32],
+    /// The partition.
+    pub partition: u32,
+    /// The flow stream's sequence the previous part of the chain ended at (0: the first).
+    pub after: u64,
+    /// The last flow stream sequence this part covers.
+    pub last: u64,
+    /// The latest flow start seen in the partition so far (ns since the Unix epoch).
+    pub watermark_ns: u64,
+    /// The window length, seconds.
+    pub window_secs: u64,
+    /// Messages of the stretch that were not flow batches (nothing of them counted).
+    pub refused: u64,
+    /// Per window start (Unix seconds), what was counted.
+    pub windows: Vec<(u64, Delta)>,
+}
+
+/// Writes a part.
+pub fn encode_part(p: &Part) -> Vec<u8> {
+    let mut w = Vec::new();
+    w.extend_from_slice(PART_MAGIC);
+    w.extend_from_slice(&p.inventory);
+    w.extend_from_slice(&p.partition.to_be_bytes());
+    for v in [p.after, p.last, p.watermark_ns, p.window_secs, p.refused] {
+        put_u64(&mut w, v);
+    }
+    w.extend_from_slice(&(p.windows.len() as u32).to_be_bytes());
+    for (start, d) in &p.windows {
+        put_u64(&mut w, *start);
+        for v in [
+            d.flows,
+            d.packets,
+            d.bytes,
+            d.unknown_device_flows,
+            d.flows_in_dropped_rows,
+        ] {
+            put_u64(&mut w, v);
+        }
+        w.extend_from_slice(&(d.devices.len() as u32).to_be_bytes());
+        for c in &d.devices {
+            w.extend_from_slice(&c.device.to_be_bytes());
+            for v in [c.flows, c.violations, c.unattributable] {
+                put_u64(&mut w, v);
+            }
+        }
+        w.extend_from_slice(&(d.name_sets.len() as u32).to_be_bytes());
+        for set in &d.name_sets {
+            w.extend_from_slice(&(set.len() as u32).to_be_bytes());
+            for n in set {
+                put_str(&mut w, n);
+            }
+        }
+        for rows in [&d.violations, &d.unattributable] {
+            w.extend_from_slice(&(rows.len() as u32).to_be_bytes());
+            for r in rows.iter() {
+                w.extend_from_slice(&r.device.to_be_bytes());
+                w.push(r.to_device as u8);
+                put_addr(&mut w, r.peer);
+                w.push(r.proto);
+                w.extend_from_slice(&r.port.to_be_bytes());
+                for v in [r.flows, r.packets, r.bytes, r.first_ns, r.last_ns] {
+                    put_u64(&mut w, v);
+                }
+                w.extend_from_slice(&r.names.to_be_bytes());
+            }
+        }
+    }
+    w
+}
+
+/// Reads a part.
+pub fn decode_part(b: &[u8]) -> Result<Part, WireError> {
+    let mut r = Reader { b, at: 0 };
+    r.magic(PART_MAGIC, "a monitor part")?;
+    let mut inventory = [0u8; 32];
+    inventory.copy_from_slice(r.take(32)?);
+    let partition = r.u32()?;
+    let (after, last, watermark_ns, window_secs, refused) =
+        (r.u64()?, r.u64()?, r.u64()?, r.u64()?, r.u64()?);
+    if last < after {
+        return Err(r.err(
+            12 + 32,
+            format!("ends at {last}, before it begins ({after})"),
+        ));
+    }
+    let n = r.count(8 + 40 + 4 * 4, "windows")?;
+    let mut windows = Vec::with_capacity(n);
+    for _ in 0..n {
+        let start = r.u64()?;
+        let (flows, packets, bytes, unknown, dropped) =
+            (r.u64()?, r.u64()?, r.u64()?, r.u64()?, r.u64()?);
+        let nd = r.count(28, "devices")?;
+        let mut devices = Vec::with_capacity(nd);
+        for _ in 0..nd {
+            devices.push(DeviceCounts {
+                device: r.u32()?,
+                flows: r.u64()?,
+                violations: r.u64()?,
+                unattributable: r.u64()?,
+            });
+        }
+        let ns = r.count(4, "sets of names")?;
+        let mut name_sets = Vec::with_capacity(ns);
+        for _ in 0..ns {
+            let k = r.count(2, "names")?;
+            let mut set = Vec::with_capacity(k);
+            for _ in 0..k {
+                set.push(r.str()?);
+            }
+            name_sets.push(set);
+        }
+        let mut kinds = [Vec::new(), Vec::new()];
+        for rows in kinds.iter_mut() {
+            let nr = r.count(4 + 1 + 5 + 1 + 2 + 40 + 4, "rows")?;
+            rows.reserve(nr);
+            for _ in 0..nr {
+                let device = r.u32()?;
+                let to_device = match r.u8()? {
+                    0 => false,
+                    1 => true,
+                    d => return Err(r.err(r.at - 1, format!("direction {d}"))),
+                };
+                rows.push(RowParts {
+                    device,
+                    to_device,
+                    peer: r.addr()?,
+                    proto: r.u8()?,
+                    port: r.u16()?,
+                    flows: r.u64()?,
+                    packets: r.u64()?,
+                    bytes: r.u64()?,
+                    first_ns: r.u64()?,
+                    last_ns: r.u64()?,
+                    names: r.u32()?,
+                });
+            }
+        }
+        let [violations, unattributable] = kinds;
+        windows.push((
+            start,
+            Delta {
+                flows,
+                packets,
+                bytes,
+                unknown_device_flows: unknown,
+                flows_in_dropped_rows: dropped,
+                devices,
+                violations,
+                unattributable,
+                name_sets,
+            },
+        ));
+    }
+    r.end()?;
+    Ok(Part {
+        inventory,
+        partition,
+        after,
+        last,
+        watermark_ns,
+        window_secs,
+        refused,
+        windows,
+    })
+}
+
+fn put_u64(w: &mut Vec<u8>, v: u64) {
+    w.extend_from_slice(&v.to_be_bytes());
+}
+
+fn put_addr(w: &mut Vec<u8>, a: IpAddr) {
+    match a {
+        IpAddr::V4(a) => {
+            w.push(4);
+            w.extend_from_slice(&a.octets());
+        }
+        IpAddr::V6(a) => {
+            w.push(6);
+            w.extend_from_slice(&a.octets());
+        }
+    }
+}
+
+/// A string of at most 65,535 bytes (longer ones are cut at a character boundary: DNS names
+/// are at most 253).
+fn put_str(w: &mut Vec<u8>, s: &str) {
+    let mut end = s.len().min(u16::MAX as usize);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    w.extend_from_slice(&(end as u16).to_be_bytes());
+    w.extend_from_slice(&s.as_bytes()[..end]);
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn err(&self, offset: usize, problem: String) -> WireError {
+        WireError { offset, problem }
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
+        match self.b.get(self.at..self.at.saturating_add(n)) {
+            Some(s) if s.len() == n => {
+                self.at += n;
+                Ok(s)
+            }
+            _ => Err(self.err(
+                self.at,
+                format!(
+                    "cut short: {n} bytes needed, {} left",
+                    self.b.len() - self.at.min(self.b.len())
+                ),
+            )),
+        }
+    }
+
+    fn magic(&mut self, m: &[u8; 4], what: &str) -> Result<(), WireError> {
+        let got = self
+            .take(4)
+            .map_err(|_| self.err(0, format!("not {what}: too short")))?;
+        if got != m {
+            return Err(self.err(
+                0,
+                format!(
+                    "not {what}: begins {:02x?}, not {:?}",
+                    got,
+                    String::from_utf8_lossy(m)
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A count of elements each at least `min` bytes long: refused when the bytes left cannot
+    /// hold them (so a count never makes the reader allocate beyond the message's size).
+    fn count(&mut self, min: usize, what: &str) -> Result<usize, WireError> {
+        let at = self.at;
+        let n = self.u32()? as usize;
+        let left = self.b.len() - self.at;
+        if n.saturating_mul(min) > left {
+            return Err(self.err(
+                at,
+                format!("{n} {what} cannot fit in the {left} bytes left"),
+            ));
+        }
+        Ok(n)
+    }
+
+    fn u8(&mut self) -> Result<u8, WireError> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u16(&mut self) -> Result<u16, WireError> {
+        let s = self.take(2)?;
+        Ok(u16::from_be_bytes([s[0], s[1]]))
+    }
+
+    fn u32(&mut self) -> Result<u32, WireError> {
+        let s = self.take(4)?;
+        Ok(u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
+    }
+
+    fn u64(&mut self) -> Result<u64, WireError> {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(self.take(8)?);
+        Ok(u64::from_be_bytes(a))
+    }
+
+    fn addr(&mut self) -> Result<IpAddr, WireError> {
+        let at = self.at;
+        match self.u8()? {
+            4 => {
+                let s = self.take(4)?;
+                Ok(IpAddr::from([s[0], s[1], s[2], s[3]]))
+            }
+            6 => {
+                let mut a = [0u8; 16];
+                a.copy_from_slice(self.take(16)?);
+                Ok(IpAddr::from(a))
+            }
+            f => Err(self.err(at, format!("address family {f} (4 or 6)"))),
+        }
+    }
+
+    fn str(&mut self) -> Result<String, WireError> {
+        let n = self.u16()? as usize;
+        let at = self.at;
+        let s = self.take(n)?;
+        String::from_utf8(s.to_vec()).map_err(|_| self.err(at, "a name that is not UTF-8".into()))
+    }
+
+    fn end(&self) -> Result<(), WireError> {
+        if self.at != self.b.len() {
+            return Err(self.err(
+                self.at,
+                format!("{} bytes after the end", self.b.len() - self.at),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flow(i: u64) -> Flow {
+        Flow {
+            first_ns: 1_700_000_000_000_000_000 + i,
+            last_ns: 1_700_000_000_000_000_500 + i,
+            src: IpAddr::from([10, 0, 0, i as u8]),
+            dst: IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, 0, i as u16]),
+            sport: 40_000,
+            dport: 443,
+            proto: 6,
+            packets: 3 + i,
+            bytes: 180 + i,
+            initiator_known: i % 2 == 0,
+        }
+    }
+
+    #[test]
+    fn a_batch_reads_back_as_written() {
+        let items = vec![
+            Item::Flow(flow(1)),
+            Item::Dns(DnsSeen {
+                ts_ns: 5,
+                client: IpAddr::from([10, 0, 0, 1]),
+                answer: Answer {
+                    name: "updates.vendor.example".into(),
+                    addr: IpAddr::from([192, 0, 2, 7]),
+                    ttl: 300,
+                },
+            }),
+            Item::Unknown {
+                second: 1_700_000_000,
+                flows: 4,
+                packets: 9,
+                bytes: 1_000,
+            },
+            Item::Flow(flow(2)),
+        ];
+        let b = encode_batch(&items);
+        assert_eq!(decode_batch(&b).unwrap(), items);
+        // Every cut is refused with its offset, never a panic.
+        for n in 0..b.len() {
+            let e = decode_batch(&b[..n]).unwrap_err();
+            assert!(e.offset <= n, "{e}");
+        }
+        let mut longer = b.clone();
+        longer.push(0);
+        assert_eq!(
+            decode_batch(&longer).unwrap_err().to_string(),
+            format!("byte {}: 1 bytes after the end", b.len())
+        );
+        let mut bad = b.clone();
+        bad[8] = 9;
+        assert_eq!(
+            decode_batch(&bad).unwrap_err().to_string(),
+            "byte 8: item kind 9 (1 flow, 2 DNS, 3 unknown)"
+        );
+        let mut huge = b;
+        huge[4..8].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert!(decode_batch(&huge)
+            .unwrap_err()
+            .to_string()
+            .contains("cannot fit"));
+        assert!(decode_batch(b"NSP1....")
+            .unwrap_err()
+            .to_string()
+            .starts_with("byte 0: not a flow batch"));
+    }
+
+    #[test]
+    fn a_part_reads_back_as_written() {
+        let d = Delta {
+            flows: 7,
+            packets: 70,
+            bytes: 7_000,
+            unknown_device_flows: 1,
+            flows_in_dropped_rows: 0,
+            devices: vec![DeviceCounts {
+                device: 3,
+                flows: 6,
+                violations: 2,
+                unattributable: 1,
+            }],
+            violations: vec![RowParts {
+                device: 3,
+                to_device: false,
+                peer: IpAddr::from([203, 0, 113, 9]),
+                proto: 17,
+                port: 53,
+                flows: 2,
+                packets: 4,
+                bytes: 400,
+                first_ns: 1,
+                last_ns: 9,
+                names: 0,
+            }],
+            unattributable: vec![RowParts {
+                device: 3,
+                to_device: true,
+                peer: IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, 0, 1]),
+                proto: 6,
+                port: 22,
+                flows: 1,
+                packets: 1,
+                bytes: 60,
+                first_ns: 2,
+                last_ns: 3,
+                names: 1,
+            }],
+            name_sets: vec![vec![], vec!["a.example".into(), "b.example".into()]],
+        };
+        let p = Part {
+            inventory: [7; 32],
+            partition: 5,
+            after: 10,
+            last: 99,
+            watermark_ns: 1234,
+            window_secs: 300,
+            refused: 1,
+            windows: vec![
+                (1_700_000_100, d.clone()),
+                (1_700_000_400, Delta::default()),
+            ],
+        };
+        let b = encode_part(&p);
+        assert_eq!(decode_part(&b).unwrap(), p);
+        for n in 0..b.len() {
+            assert!(decode_part(&b[..n]).is_err());
+        }
+    }
+}

@@ -1,0 +1,460 @@
+//! A worker: holds partitions by lease, judges their flows with one [`Monitor`], and appends
+//! what it counted, per window, to each partition's chain.
+//!
+//! **Exactly once.** A partition is read from the end of its chain (the last flow sequence
+//! its last part covers), gaplessly and in order. What a worker counts stays in its memory
+//! until it appends a part covering it, and the append succeeds only where the chain still
+//! ends where this worker found it. So: a worker killed before an append loses only what the
+//! next holder reads again; a worker that lost its lease without knowing (paused, cut off) has
+//! its append refused, drops what it held, and reads nothing more of that partition; no flow
+//! is in two parts of one chain.
+//!
+//! **Leases.** `lease.<partition>` in the state store names the holder, renewed (its revision
+//! moved on) every [`LEASE_TICK`]; a lease not renewed for [`LEASE_EXPIRY`] is free to take.
+//! Each worker announces itself (`worker.<id>`) and holds at most its fair share of the
+//! partitions it may take (their count over the workers alive), releasing the rest after
+//! appending what it counted of them: a worker that joins gets partitions, one that leaves
+//! has its partitions taken over. Leases serve only who works; the chain's check is what keeps
+//! the counts right.
+
+use crate::transport::{PartitionReader, Transport, TransportError};
+use crate::wire::{decode_batch, decode_part, encode_part, Item, Part};
+use bytes::Bytes;
+use nospy_monitor::{Delta, Monitor};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+/// How often leases and announcements are renewed.
+pub const LEASE_TICK: Duration = Duration::from_secs(1);
+/// How long an unrenewed lease or announcement stays another's.
+pub const LEASE_EXPIRY: Duration = Duration::from_secs(5);
+/// A part is appended once what it would hold is about this large (the engine's messages are at
+/// most 1 MiB, and one read adds at most two batches' rows).
+const PART_BYTES: usize = 256 * 1024;
+/// Messages judged between checks of a part's size.
+const READ_MESSAGES: usize = 2;
+
+/// How a worker runs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// This worker's name (in its leases).
+    pub id: String,
+    /// The partitions it may take.
+    pub partitions: BTreeSet<u32>,
+    /// Window length, seconds.
+    pub window_secs: u64,
+    /// Longest time what it counted stays unappended.
+    pub flush: Duration,
+    /// Stop once every partition it may take has been read to the end of the flow stream
+    /// (by whichever worker), and this worker has appended everything it counted.
+    pub until_caught_up: bool,
+    /// The SHA-256 of the inventory (every part carries it).
+    pub inventory: [u8; 32],
+}
+
+/// What a worker did.
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    /// Flows judged.
+    pub flows: u64,
+    /// Messages read.
+    pub messages: u64,
+    /// Messages that were not batches (counted, reported, covered by a part and so not read
+    /// again, and nothing of them counted).
+    pub refused: u64,
+    /// Parts appended.
+    pub parts: u64,
+    /// Partitions lost to another worker's append.
+    pub lost: u64,
+    /// Partitions taken (first, or over from another worker).
+    pub taken: u64,
+}
+
+/// One partition this worker holds.
+struct Held<R> {
+    reader: R,
+    /// The rows stream sequence of the chain's end (0: empty).
+    chain: u64,
+    /// The last flow sequence the chain covers.
+    done: u64,
+    /// The last flow sequence counted into `pending`.
+    read: u64,
+    watermark_ns: u64,
+    pending: Vec<(u64, Delta)>,
+    pending_bytes: usize,
+    refused: u64,
+    since: Instant,
+    /// The lease's revision this worker last wrote.
+    lease: u64,
+}
+
+fn delta_bytes(d: &Delta) -> usize {
+    64 + d.devices.len() * 28
+        + (d.violations.len() + d.unattributable.len()) * 70
+        + d.name_sets
+            .iter()
+            .flatten()
+            .map(|n| n.len() + 2)
+            .sum::<usize>()
+}
+
+/// Runs a worker until `stop` is set (or, with [`Config::until_caught_up`], until everything
+/// is counted); `say` is told what happens (partitions taken, lost, released; refused
+/// messages).
+pub async fn run<T: Transport>(
+    t: &T,
+    monitor: &mut Monitor,
+    cfg: &Config,
+    stop: &std::sync::atomic::AtomicBool,
+    say: &mut dyn FnMut(String),
+) -> Result<Stats, TransportError> {
+    let mut st = Stats::default();
+    let mut held: BTreeMap<u32, Held<T::Reader>> = BTreeMap::new();
+    // Others' leases and announcements: key to (revision, when it last changed).
+    let mut seen: BTreeMap<String, (u64, Instant)> = BTreeMap::new();
+    let mut announced: Option<u64> = None;
+    let mut tick = Instant::now() - LEASE_TICK;
+    let mut idle_since = Instant::now();
+    loop {
+        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+            break;
+        }
+        if tick.elapsed() >= LEASE_TICK {
+            tick = Instant::now();
+            announced = Some(announce(t, &cfg.id, announced).await?);
+            let alive = alive_workers(t, &mut seen).await?;
+            let share = cfg.partitions.len().div_ceil(alive.max(1));
+            // Renew what is held; lose what another took.
+            let mut gone = Vec::new();
+            for (&p, h) in held.iter_mut() {
+                match t
+                    .swap(&lease_key(p), Bytes::from(cfg.id.clone()), Some(h.lease))
+                    .await?
+                {
+                    Some(r) => h.lease = r,
+                    None => gone.push(p),
+                }
+            }
+            for p in gone {
+                held.remove(&p);
+                st.lost += 1;
+                say(format!(
+                    "partition {p}: its lease was taken; left to its new holder"
+                ));
+            }
+            // Release beyond the fair share (after appending what was counted).
+            while held.len() > share {
+                let Some((&p, _)) = held.iter().next_back() else {
+                    break;
+                };
+                let mut h = held.remove(&p).expect("held");
+                if append(t, p, &mut h, cfg, &mut st).await? {
+                    let _ = t
+                        .swap(&lease_key(p), Bytes::from_static(b""), Some(h.lease))
+                        .await?;
+                    say(format!(
+                        "partition {p}: released ({share} each for {alive} workers)"
+                    ));
+                }
+            }
+            // Take free or expired partitions up to the share.
+            for &p in &cfg.partitions {
+                if held.len() >= share {
+                    break;
+                }
+                if held.contains_key(&p) {
+                    continue;
+                }
+                let key = lease_key(p);
+                let cur = t.get(&key).await?;
+                let take = match &cur {
+                    None => Some(None),
+                    Some((v, _)) if v.is_empty() => cur.as_ref().map(|c| Some(c.1)),
+                    Some((_, rev)) => {
+                        let e = seen.entry(key.clone()).or_insert((*rev, Instant::now()));
+                        if e.0 != *rev {
+                            *e = (*rev, Instant::now());
+                        }
+                        (e.1.elapsed() >= LEASE_EXPIRY).then_some(Some(*rev))
+                    }
+                };
+                let Some(expected) = take else { continue };
+                let Some(lease) = t.swap(&key, Bytes::from(cfg.id.clone()), expected).await? else {
+                    continue;
+                };
+                let h = open(t, p, lease).await?;
+                say(format!(
+                    "partition {p}: taken, from flow sequence {} (chain at {})",
+                    h.done, h.chain
+                ));
+                st.taken += 1;
+                held.insert(p, h);
+            }
+            if cfg.until_caught_up && held.values().all(|h| h.pending.is_empty()) {
+                let mut all = true;
+                for &p in &cfg.partitions {
+                    if !caught_up(t, p).await? {
+                        all = false;
+                        break;
+                    }
+                }
+                if all {
+                    break;
+                }
+            }
+        }
+        // Read every held partition a little, in turn.
+        let mut any = false;
+        let parts: Vec<u32> = held.keys().copied().collect();
+        let wait = if parts.is_empty() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        } else {
+            Duration::from_millis(if idle_since.elapsed() > Duration::from_millis(200) {
+                50
+            } else {
+                1
+            })
+        };
+        for p in parts {
+            let Some(h) = held.get_mut(&p) else { continue };
+            let got = h.reader.next(READ_MESSAGES, wait).await?;
+            if !got.is_empty() {
+                any = true;
+            }
+            let mut window: Option<u64> = None;
+            let mut unknown: BTreeMap<u64, (u64, u64, u64)> = BTreeMap::new();
+            for m in got {
+                st.messages += 1;
+                h.read = m.seq;
+                let items = match decode_batch(&m.payload) {
+                    Ok(items) => items,
+                    Err(e) => {
+                        st.refused += 1;
+                        h.refused += 1;
+                        say(format!(
+                            "partition {p}: message {} is not a flow batch ({e}); counted as refused",
+                            m.seq
+                        ));
+                        continue;
+                    }
+                };
+                for it in items {
+                    match it {
+                        Item::Flow(f) => {
+                            let w = window_of(f.first_ns / 1_000_000_000, cfg.window_secs);
+                            if window.is_some_and(|c| c != w) {
+                                let d = monitor.take();
+                                push(h, window.unwrap_or(w), d);
+                            }
+                            window = Some(w);
+                            st.flows += 1;
+                            h.watermark_ns = h.watermark_ns.max(f.first_ns);
+                            monitor.flow(&f);
+                        }
+                        Item::Dns(d) => monitor.dns(&d),
+                        Item::Unknown {
+                            second,
+                            flows,
+                            packets,
+                            bytes,
+                        } => {
+                            let e = unknown
+                                .entry(window_of(second, cfg.window_secs))
+                                .or_insert((0, 0, 0));
+                            e.0 += flows;
+                            e.1 += packets;
+                            e.2 += bytes;
+                        }
+                    }
+                }
+            }
+            if let Some(w) = window {
+                let d = monitor.take();
+                push(h, w, d);
+            }
+            for (w, (flows, packets, bytes)) in unknown {
+                push(
+                    h,
+                    w,
+                    Delta {
+                        flows,
+                        packets,
+                        bytes,
+                        unknown_device_flows: flows,
+                        ..Delta::default()
+                    },
+                );
+            }
+            let due = h.pending_bytes >= PART_BYTES
+                || (h.read > h.done && h.since.elapsed() >= cfg.flush);
+            if due && !append(t, p, h, cfg, &mut st).await? {
+                held.remove(&p);
+                st.lost += 1;
+                say(format!(
+                    "partition {p}: another worker extended its chain; left to it"
+                ));
+            }
+        }
+        if any {
+            idle_since = Instant::now();
+        } else if idle_since.elapsed() > Duration::from_millis(200) {
+            // Idle: append what is held now rather than at the next flush.
+            let mut lost = Vec::new();
+            for (&p, h) in held.iter_mut() {
+                if h.read > h.done && !append(t, p, h, cfg, &mut st).await? {
+                    lost.push(p);
+                }
+            }
+            for p in lost {
+                held.remove(&p);
+                st.lost += 1;
+                say(format!(
+                    "partition {p}: another worker extended its chain; left to it"
+                ));
+            }
+        }
+    }
+    // Stopping: append what was counted, and free the leases.
+    for (p, mut h) in std::mem::take(&mut held) {
+        if append(t, p, &mut h, cfg, &mut st).await? {
+            let _ = t
+                .swap(&lease_key(p), Bytes::from_static(b""), Some(h.lease))
+                .await?;
+        }
+    }
+    Ok(st)
+}
+
+fn push<R>(h: &mut Held<R>, w: u64, d: Delta) {
+    if d.is_empty() {
+        return;
+    }
+    h.pending_bytes += delta_bytes(&d);
+    h.pending.push((w, d));
+}
+
+/// The start of the window holding `second`.
+pub fn window_of(second: u64, window_secs: u64) -> u64 {
+    second - second % window_secs.max(1)
+}
+
+fn lease_key(p: u32) -> String {
+    format!("lease.{p}")
+}
+
+async fn announce<T: Transport>(
+    t: &T,
+    id: &str,
+    _last: Option<u64>,
+) -> Result<u64, TransportError> {
+    t.put(&format!("worker.{id}"), Bytes::from(id.to_string()))
+        .await
+}
+
+/// Workers whose announcement moved on within [`LEASE_EXPIRY`].
+async fn alive_workers<T: Transport>(
+    t: &T,
+    seen: &mut BTreeMap<String, (u64, Instant)>,
+) -> Result<usize, TransportError> {
+    let mut n = 0;
+    for k in t.keys("worker.").await? {
+        let Some((_, rev)) = t.get(&k).await? else {
+            continue;
+        };
+        let e = seen.entry(k).or_insert((rev, Instant::now()));
+        if e.0 != rev {
+            *e = (rev, Instant::now());
+        }
+        if e.1.elapsed() < LEASE_EXPIRY {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// Opens a partition at the end of its chain.
+async fn open<T: Transport>(t: &T, p: u32, lease: u64) -> Result<Held<T::Reader>, TransportError> {
+    let (chain, done, watermark_ns) = match t.chain_end(p).await? {
+        None => (0, 0, 0),
+        Some(end) => {
+            let part = decode_part(&end.part).map_err(|e| {
+                TransportError(format!(
+                    "partition {p}: the part at the end of its chain (rows sequence {}) is unreadable: {e}",
+                    end.seq
+                ))
+            })?;
+            (end.seq, part.last, part.watermark_ns)
+        }
+    };
+    Ok(Held {
+        reader: t.read(p, done).await?,
+        chain,
+        done,
+        read: done,
+        watermark_ns,
+        pending: Vec::new(),
+        pending_bytes: 0,
+        refused: 0,
+        since: Instant::now(),
+        lease,
+    })
+}
+
+/// Whether partition `p`'s chain covers every message in it so far.
+async fn caught_up<T: Transport>(t: &T, p: u32) -> Result<bool, TransportError> {
+    let Some(last) = t.last_flow(p).await? else {
+        return Ok(true);
+    };
+    Ok(match t.chain_end(p).await? {
+        None => false,
+        Some(end) => decode_part(&end.part).is_ok_and(|part| part.last >= last),
+    })
+}
+
+/// Appends what `h` counted as one part. `false`: the chain was extended by another worker;
+/// what was counted is dropped (that worker reads it again).
+async fn append<T: Transport, R>(
+    t: &T,
+    p: u32,
+    h: &mut Held<R>,
+    cfg: &Config,
+    st: &mut Stats,
+) -> Result<bool, TransportError> {
+    if h.read == h.done {
+        return Ok(true);
+    }
+    // One delta per window.
+    let mut windows: BTreeMap<u64, Vec<Delta>> = BTreeMap::new();
+    for (w, d) in std::mem::take(&mut h.pending) {
+        windows.entry(w).or_default().push(d);
+    }
+    let part = Part {
+        inventory: cfg.inventory,
+        partition: p,
+        after: h.done,
+        last: h.read,
+        watermark_ns: h.watermark_ns,
+        window_secs: cfg.window_secs,
+        refused: h.refused,
+        windows: windows
+            .into_iter()
+            .flat_map(|(w, ds)| ds.into_iter().map(move |d| (w, d)))
+            .collect(),
+    };
+    match t
+        .extend_chain(p, h.chain, Bytes::from(encode_part(&part)))
+        .await?
+    {
+        Some(seq) => {
+            h.chain = seq;
+            h.done = h.read;
+            h.pending_bytes = 0;
+            h.refused = 0;
+            h.since = Instant::now();
+            st.parts += 1;
+            Ok(true)
+        }
+        None => Ok(false),
+    }
+}
