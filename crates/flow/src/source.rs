@@ -26,6 +26,9 @@ pub trait Sink {
     }
     /// One DNS answer seen in the traffic (sources without DNS never call it).
     fn dns(&mut self, _seen: &DnsSeen) {}
+    /// About once a second from a live source, whether anything came or not (a sink that
+    /// batches hands its batches on).
+    fn tick(&mut self) {}
 }
 
 impl Sink for Vec<Flow> {

@@ -12,27 +12,54 @@ use nospy_tlog::Sha256;
 use sha2::Digest as _;
 use std::io::IsTerminal as _;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
+/// Where a live collector keeps its templates and exporter state.
+pub trait Templates {
+    /// What was saved, if anything.
+    fn load(&mut self) -> Result<Option<String>>;
+    /// Saves the state (the text of [`Collector::save`]).
+    fn save(&mut self, text: &str) -> Result<()>;
+    /// Where, for messages.
+    fn name(&self) -> String;
+}
+
+/// Templates in a file, written beside it, fsynced and renamed over it.
+pub struct FileTemplates(pub std::path::PathBuf);
+
+impl Templates for FileTemplates {
+    fn load(&mut self) -> Result<Option<String>> {
+        match std::fs::read_to_string(&self.0) {
+            Ok(text) => Ok(Some(text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("reading {}", self.0.display())),
+        }
+    }
+    fn save(&mut self, text: &str) -> Result<()> {
+        crate::util::write_file(&self.0, text.as_bytes())
+    }
+    fn name(&self) -> String {
+        self.0.display().to_string()
+    }
+}
+
 /// Reads the saved collector state, or starts afresh when there is none.
-fn restore(path: &Path) -> Result<Collector> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => {
+fn restore(store: &mut dyn Templates) -> Result<Collector> {
+    match store.load()? {
+        Some(text) => {
             let c = Collector::restore(&text).map_err(|e| {
                 anyhow::anyhow!(
-                    "{}: {e} (a collector state file that nospy did not write? remove it to start afresh)",
-                    path.display()
+                    "{}: {e} (a collector state that nospy did not write? remove it to start afresh)",
+                    store.name()
                 )
             })?;
             eprintln!(
-                "nospy monitor: templates and exporter state restored from {}",
-                path.display()
+                "nospy: templates and exporter state restored from {}",
+                store.name()
             );
             Ok(c)
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Collector::new()),
-        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        None => Ok(Collector::new()),
     }
 }
 
@@ -41,7 +68,7 @@ fn restore(path: &Path) -> Result<Collector> {
 /// length and its bytes, in order): the "source" an evidence statement names.
 pub fn listen(
     addr: SocketAddr,
-    state: &Path,
+    state: &mut dyn Templates,
     duration: Option<Duration>,
     sink: &mut dyn Sink,
 ) -> Result<(Stats, Sha256)> {
@@ -87,6 +114,7 @@ pub fn listen(
                 _ = term.recv() => break,
                 _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => break,
                 _ = tick.tick() => {
+                    c.sink.tick();
                     if show {
                         eprint!(
                             "\r{:>6.0} s  {} messages  {} flows  ",
@@ -106,6 +134,7 @@ pub fn listen(
         if show {
             eprintln!();
         }
+        c.sink.tick();
         st.export = collector.counters;
         eprintln!(
             "nospy monitor: collected {} messages ({} flows) on udp:{local}",
@@ -119,7 +148,7 @@ pub fn listen(
 struct Collecting<'a> {
     collector: &'a mut Collector,
     sink: &'a mut dyn Sink,
-    state: &'a Path,
+    state: &'a mut dyn Templates,
     st: Stats,
     hasher: sha2::Sha256,
     flows: Vec<nospy_flow::Flow>,
@@ -138,7 +167,7 @@ impl Collecting<'_> {
         self.st.flows += self.flows.len() as u64;
         self.sink.flows(&self.flows);
         if self.collector.take_changed() {
-            if let Err(e) = crate::util::write_file(self.state, self.collector.save().as_bytes()) {
+            if let Err(e) = self.state.save(&self.collector.save()) {
                 if !self.save_failed {
                     eprintln!("nospy monitor: warning: templates not saved: {e:#}");
                     self.save_failed = true;

@@ -21,6 +21,7 @@ mod manifestcmd;
 mod monitorcmd;
 mod servecmd;
 mod statements;
+mod streamcmd;
 mod util;
 
 use clap::{Parser, Subcommand};
@@ -135,8 +136,28 @@ enum Command {
     ///     --evidence-key monitor.key --listen udp:0.0.0.0:4739 --duration 1h
     ///
     /// Exit status: 0 no violation, 1 violations found, 2 unusable input.
-    #[command(verbatim_doc_comment)]
+    #[command(
+        verbatim_doc_comment,
+        args_conflicts_with_subcommands = true,
+        subcommand_negates_reqs = true
+    )]
     Monitor(monitorcmd::MonitorArgs),
+    /// Publish flows to NATS JetStream for a pool of monitor workers (`nospy monitor --nats`).
+    ///
+    /// Reads captured flow exports (--flows), a packet capture (--pcap) or exports sent live
+    /// (--listen udp:ADDR), attributes each flow to the inventory's device by address, and
+    /// publishes them in binary batches to the stream's partition of their device (a hash of
+    /// its id), each batch under a message id made of the source, the partition and its number,
+    /// so that a batch published again is stored once. Flows of no device are counted. The
+    /// exporters' templates are kept in the stream's state bucket.
+    ///
+    /// Example (one collector, two workers, then the report):
+    ///   nospy collect --inventory inventory.csv --nats nats://127.0.0.1:4222 --flows exports.pcap
+    ///   nospy monitor --inventory inventory.csv --manifest vx.toml --nats nats://127.0.0.1:4222 &
+    ///   nospy monitor --inventory inventory.csv --manifest vx.toml --nats nats://127.0.0.1:4222 &
+    ///   nospy monitor report --nats nats://127.0.0.1:4222 --json
+    #[command(verbatim_doc_comment)]
+    Collect(streamcmd::CollectArgs),
     /// Measure the network's dependence on a designated vendor against a policy's caps and
     /// deadlines.
     ///
@@ -195,6 +216,7 @@ fn main() -> ExitCode {
         Command::Witness(c) => admit::witness(c),
         Command::Serve(a) => servecmd::run(a),
         Command::Monitor(a) => monitorcmd::run(a),
+        Command::Collect(a) => streamcmd::collect(a),
         Command::Exposure(a) => exposurecmd::run(a),
         Command::Fleet(a) => fleetcmd::run(a),
         Command::Bench(c) => benchcmd::run(c),

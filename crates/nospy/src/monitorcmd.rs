@@ -22,9 +22,19 @@ use std::sync::Arc;
 /// Arguments of `nospy monitor`.
 #[derive(clap::Args)]
 pub struct MonitorArgs {
+    #[command(subcommand)]
+    command: Option<MonitorCommand>,
     /// The operator's inventory (CSV or JSON, DESIGN.md §12): which device has which addresses.
+    /// Required, except by `nospy monitor report`.
     #[arg(long)]
-    inventory: PathBuf,
+    inventory: Option<PathBuf>,
+    /// Work on flows published by `nospy collect` to NATS JetStream (`nats://HOST:PORT`): a
+    /// worker takes its share of the stream's partitions, judges their flows and appends each
+    /// window's counts to the partition's chain; `nospy monitor report` merges them.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["pcap", "flows", "listen", "evidence_key"])]
+    nats: Option<String>,
+    #[command(flatten)]
+    worker: crate::streamcmd::WorkerArgs,
     /// A manifest (TOML, as `nospy manifest import-mud` writes, or a release statement's JSON
     /// form); it applies to the devices whose vendor and model it names. Repeatable.
     #[arg(long)]
@@ -38,7 +48,7 @@ pub struct MonitorArgs {
     #[arg(long)]
     resolver: Option<PathBuf>,
     /// A packet capture (pcap or pcapng, recognised by content).
-    #[arg(long, conflicts_with_all = ["flows", "listen"], required_unless_present_any = ["flows", "listen"])]
+    #[arg(long, conflicts_with_all = ["flows", "listen"])]
     pcap: Option<PathBuf>,
     /// A capture of flow export packets (NetFlow v5, v9 or IPFIX over UDP).
     #[arg(long, conflicts_with = "listen")]
@@ -101,9 +111,47 @@ fn load_manifest(p: &PathBuf) -> Result<(Manifest, Sha256)> {
     ))
 }
 
+/// What `nospy monitor` does besides judging a source of its own.
+#[derive(clap::Subcommand)]
+pub enum MonitorCommand {
+    /// The report of what workers (`nospy monitor --nats`) counted: every partition's counts for
+    /// a window, a range of windows or everything, merged into the report `nospy monitor`
+    /// prints for the same flows (the same JSON keys).
+    ///
+    /// Example:
+    ///   nospy monitor report --nats nats://127.0.0.1:4222 --window 2026-12-04T10:00:00Z --json
+    ///
+    /// Exit status: 0 no violation, 1 violations found, 2 unusable input.
+    #[command(verbatim_doc_comment)]
+    Report(crate::streamcmd::ReportArgs),
+}
+
+/// A device's manifest origin as the report's `manifest` object has it (the file's digest is
+/// not in it, and is not needed to print).
+pub fn manifest_from_json(v: &serde_json::Value) -> Option<ManifestFrom> {
+    match v["from"].as_str()? {
+        "file" => Some(ManifestFrom::File(
+            PathBuf::from(v["path"].as_str().unwrap_or("")),
+            Sha256([0; 32]),
+        )),
+        "log" => Some(ManifestFrom::Log {
+            index: v["index"].as_u64()?,
+            admitted: v["admitted"].as_bool()?,
+            version: v["version"].as_str().unwrap_or("").to_string(),
+        }),
+        _ => None,
+    }
+}
+
 /// Runs `nospy monitor`.
 pub fn run(a: MonitorArgs) -> Result<ExitCode> {
-    let inventory = read_parsed(&a.inventory, Inventory::parse)?;
+    if let Some(MonitorCommand::Report(r)) = a.command {
+        return crate::streamcmd::report(r);
+    }
+    let Some(inventory) = &a.inventory else {
+        bail!("--inventory is required: the operator's devices and their addresses");
+    };
+    let inventory = read_parsed(inventory, Inventory::parse)?;
     let operator = match &a.operator {
         Some(p) => read_parsed(p, OperatorConfig::from_toml)?,
         None => OperatorConfig::default(),
@@ -115,6 +163,28 @@ pub fn run(a: MonitorArgs) -> Result<ExitCode> {
     let source = LogSource::from_args(a.log.as_deref(), a.server.as_deref());
     let (per_device, from, notes) = device_manifests(&a, &inventory, source.as_ref())?;
     let mut monitor = Monitor::new(&inventory, &per_device, &operator, resolver)?;
+    if let Some(url) = &a.nats {
+        let setup = nospy_stream::report::Setup {
+            inventory: nospy_stream::inventory_digest(&inventory),
+            window_secs: 1,
+            devices: inventory
+                .devices
+                .iter()
+                .zip(&per_device)
+                .zip(from.iter().zip(&notes))
+                .map(|((d, m), (f, n))| {
+                    (
+                        d.device.clone(),
+                        m.is_some(),
+                        f.as_ref()
+                            .map_or(serde_json::Value::Null, ManifestFrom::json),
+                        n.clone(),
+                    )
+                })
+                .collect(),
+        };
+        return crate::streamcmd::work(url, &a.worker, &inventory, monitor, setup, a.json);
+    }
     let (stats, input) = if let Some(l) = &a.listen {
         let addr: std::net::SocketAddr = l
             .strip_prefix("udp:")
@@ -130,7 +200,12 @@ pub fn run(a: MonitorArgs) -> Result<ExitCode> {
             )),
             None => None,
         };
-        crate::collect::listen(addr, &a.templates, duration, &mut monitor)?
+        crate::collect::listen(
+            addr,
+            &mut crate::collect::FileTemplates(a.templates.clone()),
+            duration,
+            &mut monitor,
+        )?
     } else {
         let (path, exports) = match (&a.pcap, &a.flows) {
             (Some(p), _) => (p, false),
@@ -209,7 +284,7 @@ fn row_text(report: &Report, r: &Row) -> String {
     )
 }
 
-fn print_text(r: &Report, st: &Stats, from: &[Option<ManifestFrom>], notes: &[Option<String>]) {
+pub fn print_text(r: &Report, st: &Stats, from: &[Option<ManifestFrom>], notes: &[Option<String>]) {
     use std::fmt::Write as _;
     let mut out = String::new();
     macro_rules! println {

@@ -104,19 +104,30 @@ impl Nats {
         self.kv
             .get_or_try_init(|| async {
                 let bucket = format!("{}_STATE", self.name);
-                match self.js.get_key_value(&bucket).await {
-                    Ok(s) => Ok(s),
-                    Err(_) => self
-                        .js
-                        .create_key_value(kv::Config {
-                            bucket: bucket.clone(),
-                            history: 1,
+                if self.js.get_stream(format!("KV_{bucket}")).await.is_err() {
+                    // The bucket's stream as the key-value API lays it out, created directly:
+                    // the client's own creation asks for account details that servers before
+                    // 2.10 answer in another shape.
+                    self.js
+                        .get_or_create_stream(stream::Config {
+                            name: format!("KV_{bucket}"),
+                            subjects: vec![format!("$KV.{bucket}.>")],
+                            max_messages_per_subject: 1,
                             storage: stream::StorageType::File,
+                            allow_rollup: true,
+                            deny_delete: true,
+                            allow_direct: true,
+                            discard: stream::DiscardPolicy::New,
+                            num_replicas: 1,
                             ..Default::default()
                         })
                         .await
-                        .map_err(|e| err(format!("creating the key-value bucket {bucket}"), e)),
+                        .map_err(|e| err(format!("creating the key-value bucket {bucket}"), e))?;
                 }
+                self.js
+                    .get_key_value(&bucket)
+                    .await
+                    .map_err(|e| err(format!("the key-value bucket {bucket}"), e))
             })
             .await
     }

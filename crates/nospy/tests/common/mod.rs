@@ -2,6 +2,8 @@
 #![allow(dead_code)] // each test file uses its own subset
 #![allow(clippy::unwrap_used)] // test code: a panic is a failing test
 
+pub mod flows;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 

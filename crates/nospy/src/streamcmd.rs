@@ -1,0 +1,582 @@
+//! The monitor beyond one process, on NATS JetStream: `nospy collect` (sources into a partitioned
+//! stream), `nospy monitor --nats` (a worker) and `nospy monitor report` (the merged report).
+//! The logic is `nospy_stream`'s; here are the arguments, the threads and the printing.
+
+use crate::util::{print_json, read_parsed};
+use anyhow::{bail, Context, Result};
+use bytes::Bytes;
+use nospy_flow::netflow::Collector;
+use nospy_flow::source::{read_exports_from, read_traffic_from, Sink, Stats};
+use nospy_flow::{DnsSeen, Flow};
+use nospy_inventory::Inventory;
+use nospy_stream::collect::{input_json, publish_all, Publisher, Sealed};
+use nospy_stream::nats::{Nats, Options};
+use nospy_stream::transport::Transport;
+use serde_json::json;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// Where the deployment's streams are.
+#[derive(clap::Args, Clone)]
+pub struct NatsArgs {
+    /// The NATS server (JetStream enabled), `nats://HOST:PORT`.
+    #[arg(long, value_name = "URL")]
+    pub nats: String,
+    /// The deployment's name: its streams are NAME_FLOWS and NAME_ROWS, its state NAME_STATE.
+    #[arg(long, default_value = "NOSPY", value_name = "NAME")]
+    pub stream: String,
+}
+
+/// Arguments of `nospy collect`.
+#[derive(clap::Args)]
+pub struct CollectArgs {
+    /// The operator's inventory: which device has which addresses (its flows go to its
+    /// partition; flows of no device are counted).
+    #[arg(long)]
+    inventory: PathBuf,
+    #[command(flatten)]
+    nats: NatsArgs,
+    /// Partitions of the flow stream, fixed when the stream is first set up (later values are
+    /// ignored): the most workers that can share the judging.
+    #[arg(long, default_value_t = 16)]
+    partitions: u32,
+    /// Captured flow exports (NetFlow v5/v9, IPFIX over UDP, in a pcap or pcapng file).
+    #[arg(long, conflicts_with_all = ["pcap", "listen"], required_unless_present_any = ["pcap", "listen"])]
+    flows: Option<PathBuf>,
+    /// A packet capture (pcap or pcapng): its flows and DNS answers.
+    #[arg(long, conflicts_with = "listen")]
+    pcap: Option<PathBuf>,
+    /// Collect NetFlow v5/v9 and IPFIX live on this UDP address (`udp:0.0.0.0:4739`) until
+    /// interrupted or --duration has passed. Templates are kept in the state store, per
+    /// exporter, so a collector started in this one's place reads data at once.
+    #[arg(long, value_name = "udp:ADDR")]
+    listen: Option<String>,
+    /// With --listen: stop after this long (`90s`, `15m`, `1h`).
+    #[arg(long, requires = "listen")]
+    duration: Option<String>,
+    /// Names the input in every batch's message id (default: a file's SHA-256, or the listening
+    /// address and the start time). The same input under the same name is stored once, so a
+    /// collector run again over a file it was killed reading adds nothing twice.
+    #[arg(long)]
+    source: Option<String>,
+    /// How long the flow stream keeps batches (when this collector creates it).
+    #[arg(long, default_value = "24h")]
+    retention: String,
+    /// Print one JSON object at the end.
+    #[arg(long)]
+    json: bool,
+}
+
+enum Msg {
+    Batches(Vec<Sealed>),
+    Put(String, Bytes),
+}
+
+/// The thread that talks to NATS for a collector: batches and state, in order.
+struct Bus {
+    tx: Option<mpsc::SyncSender<Msg>>,
+    thread: Option<std::thread::JoinHandle<Result<u64>>>,
+}
+
+impl Bus {
+    /// Connects and sets the streams up; returns the bus, the partition count in force and the
+    /// templates saved for exporters.
+    fn start(n: &NatsArgs, partitions: u32, options: Options) -> Result<(Bus, u32, String)> {
+        let (tx, rx) = mpsc::sync_channel::<Msg>(64);
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<(u32, String)>>();
+        let (url, name) = (n.nats.clone(), n.stream.clone());
+        let thread = std::thread::spawn(move || -> Result<u64> {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the publisher")?;
+            rt.block_on(async move {
+                let setup = async {
+                    let nats = Nats::connect(&url, &name, options).await?;
+                    let p = nats.setup(partitions).await?;
+                    let mut templates = String::from("nospy-collector-state 1\n");
+                    for k in nats.keys("template.").await? {
+                        if let Some((v, _)) = nats.get(&k).await? {
+                            let text = String::from_utf8_lossy(&v);
+                            for line in text.lines().skip(1) {
+                                templates.push_str(line);
+                                templates.push('\n');
+                            }
+                        }
+                    }
+                    Ok::<_, nospy_stream::transport::TransportError>((nats, p, templates))
+                };
+                let nats = match setup.await {
+                    Ok((nats, p, t)) => {
+                        let _ = ready_tx.send(Ok((p, t)));
+                        nats
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(anyhow::anyhow!("{e}")));
+                        return Ok(0);
+                    }
+                };
+                let mut dups = 0;
+                while let Ok(m) = rx.recv() {
+                    match m {
+                        Msg::Batches(b) => {
+                            dups += publish_all(&nats, &b, Duration::from_secs(120))
+                                .await
+                                .map_err(|e| anyhow::anyhow!("{e}"))?
+                        }
+                        Msg::Put(k, v) => {
+                            nats.put(&k, v).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+                        }
+                    }
+                }
+                Ok(dups)
+            })
+        });
+        let (p, templates) = ready_rx.recv().context("the publisher thread stopped")??;
+        Ok((
+            Bus {
+                tx: Some(tx),
+                thread: Some(thread),
+            },
+            p,
+            templates,
+        ))
+    }
+
+    fn send(&mut self, m: Msg) -> bool {
+        self.tx.as_ref().is_some_and(|tx| tx.send(m).is_ok())
+    }
+
+    /// Waits for everything sent to be stored; the duplicates among the batches.
+    fn finish(&mut self) -> Result<u64> {
+        self.tx = None;
+        match self.thread.take() {
+            Some(t) => t
+                .join()
+                .map_err(|_| anyhow::anyhow!("the publisher thread panicked"))?,
+            None => Ok(0),
+        }
+    }
+}
+
+/// A publisher whose sealed batches go to the bus.
+struct BusSink<'a> {
+    publisher: Publisher,
+    bus: &'a mut Bus,
+    broken: bool,
+}
+
+impl BusSink<'_> {
+    fn hand_on(&mut self, all: bool) {
+        if all {
+            self.publisher.flush();
+        }
+        let sealed = self.publisher.take_sealed();
+        if !sealed.is_empty() && !self.bus.send(Msg::Batches(sealed)) {
+            self.broken = true;
+        }
+    }
+}
+
+impl Sink for BusSink<'_> {
+    fn wants(&self, src: std::net::IpAddr, dst: std::net::IpAddr) -> bool {
+        self.publisher.wants(src, dst)
+    }
+    fn flow(&mut self, f: &Flow) {
+        self.publisher.flow(f);
+        self.hand_on(false);
+    }
+    fn flows(&mut self, flows: &[Flow]) {
+        for f in flows {
+            self.publisher.flow(f);
+        }
+        self.hand_on(false);
+    }
+    fn dns(&mut self, d: &DnsSeen) {
+        self.publisher.dns(d);
+        self.hand_on(false);
+    }
+    fn tick(&mut self) {
+        self.hand_on(true);
+    }
+}
+
+/// Templates kept per exporter in the state store (`template.<hex of the exporter>`).
+struct KvTemplates<'a> {
+    bus: &'a mut Bus,
+    loaded: Option<String>,
+    stream: String,
+}
+
+impl crate::collect::Templates for KvTemplates<'_> {
+    fn load(&mut self) -> Result<Option<String>> {
+        Ok(self.loaded.take())
+    }
+    fn save(&mut self, text: &str) -> Result<()> {
+        let mut by: std::collections::BTreeMap<&str, String> = Default::default();
+        for line in text.lines().skip(1) {
+            let exporter = line.split(' ').nth(1).unwrap_or("");
+            let e = by
+                .entry(exporter)
+                .or_insert_with(|| "nospy-collector-state 1\n".to_string());
+            e.push_str(line);
+            e.push('\n');
+        }
+        for (exporter, v) in by {
+            let hex: String = exporter.bytes().map(|b| format!("{b:02x}")).collect();
+            if !self
+                .bus
+                .send(Msg::Put(format!("template.{hex}"), Bytes::from(v)))
+            {
+                bail!("the connection to NATS failed");
+            }
+        }
+        Ok(())
+    }
+    fn name(&self) -> String {
+        format!("the state bucket {}_STATE", self.stream)
+    }
+}
+
+fn duration(what: &str, s: &str) -> Result<Duration> {
+    if let Some(ms) = s.strip_suffix("ms").and_then(|m| m.parse::<u64>().ok()) {
+        return Ok(Duration::from_millis(ms));
+    }
+    Ok(Duration::from_secs(
+        nospy_statement::time::parse_duration(s).with_context(|| {
+            format!("{what} {s:?}: expected a duration such as 500ms, 90s, 15m or 1h")
+        })?,
+    ))
+}
+
+/// Runs `nospy collect`.
+pub fn collect(a: CollectArgs) -> Result<ExitCode> {
+    let inventory = read_parsed(&a.inventory, Inventory::parse)?;
+    if a.partitions == 0 || a.partitions > 4096 {
+        bail!("--partitions {}: between 1 and 4096", a.partitions);
+    }
+    let options = Options {
+        retention: duration("--retention", &a.retention)?,
+        ..Options::default()
+    };
+    let file = a.flows.as_ref().or(a.pcap.as_ref());
+    let source = match (&a.source, file, &a.listen) {
+        (Some(s), _, _) => s.clone(),
+        (None, Some(p), _) => format!("sha256-{}", crate::util::hash_file(p)?.to_hex()),
+        (None, None, Some(l)) => format!(
+            "{}-{}",
+            l.replace([':', '.', '[', ']'], "-"),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos()
+        ),
+        _ => bail!("give --flows FILE, --pcap FILE or --listen udp:ADDR"),
+    };
+    if source.is_empty()
+        || !source
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+    {
+        bail!("--source {source:?}: letters, digits, '-' and '_' only");
+    }
+    let (mut bus, partitions, templates) = Bus::start(&a.nats, a.partitions, options)
+        .with_context(|| format!("NATS at {}", a.nats.nats))?;
+    let publisher = Publisher::new(&inventory, partitions, &source);
+    let stats: Stats;
+    let (attributed, unattributed);
+    if let Some(l) = &a.listen {
+        let addr: std::net::SocketAddr = l
+            .strip_prefix("udp:")
+            .and_then(|a| a.parse().ok())
+            .with_context(|| {
+                format!("--listen {l:?}: expected udp:ADDRESS:PORT, such as udp:0.0.0.0:4739")
+            })?;
+        let d = a
+            .duration
+            .as_deref()
+            .map(|d| duration("--duration", d))
+            .transpose()?;
+        let mut sink_bus = Bus {
+            tx: bus.tx.clone(),
+            thread: None,
+        };
+        let mut sink = BusSink {
+            publisher,
+            bus: &mut sink_bus,
+            broken: false,
+        };
+        let mut store = KvTemplates {
+            bus: &mut bus,
+            loaded: Some(templates),
+            stream: a.nats.stream.clone(),
+        };
+        let (st, _) = crate::collect::listen(addr, &mut store, d, &mut sink)?;
+        sink.hand_on(true);
+        if sink.broken {
+            bail!("publishing to NATS failed (the publisher stopped)");
+        }
+        stats = st;
+        (attributed, unattributed) = (sink.publisher.attributed, sink.publisher.unattributed);
+    } else {
+        let (path, exports) = match (&a.flows, &a.pcap) {
+            (Some(p), _) => (p, true),
+            (None, Some(p)) => (p, false),
+            _ => bail!("give --flows FILE, --pcap FILE or --listen udp:ADDR"),
+        };
+        let f = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+        let total = f.metadata().map(|m| m.len() as usize).unwrap_or(0);
+        let mut progress = crate::util::Progress::new("read bytes");
+        let mut tell = |done: usize, total: usize| progress.update(done as u64, total as u64);
+        let mut sink = BusSink {
+            publisher,
+            bus: &mut bus,
+            broken: false,
+        };
+        let st = if exports {
+            read_exports_from(f, total, &mut Collector::new(), &mut sink, &mut tell)
+        } else {
+            read_traffic_from(f, total, &mut sink, &mut tell)
+        }
+        .with_context(|| format!("{}", path.display()))?;
+        sink.hand_on(true);
+        if sink.broken {
+            bail!("publishing to NATS failed (the publisher stopped)");
+        }
+        stats = st;
+        (attributed, unattributed) = (sink.publisher.attributed, sink.publisher.unattributed);
+    }
+    bus.send(Msg::Put(
+        format!("input.{source}"),
+        Bytes::from(input_json(&stats).to_string()),
+    ));
+    let dups = bus.finish()?;
+    let out = json!({
+        "source": source,
+        "partitions": partitions,
+        "flows": attributed,
+        "flows_of_no_device": unattributed,
+        "batches_already_stored": dups,
+        "input": input_json(&stats),
+    });
+    if a.json {
+        print_json(&out)?;
+    } else {
+        println!(
+            "{attributed} flows of devices published to {} partitions of {}_FLOWS; {unattributed} flows of no device counted; {dups} batches were already stored (source {source})",
+            partitions, a.nats.stream
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The worker's own arguments of `nospy monitor --nats`.
+#[derive(clap::Args, Clone, Default)]
+pub struct WorkerArgs {
+    /// With --nats: the partitions this worker may take, `A-B` or `A` (default: all). Workers
+    /// share the partitions they may take, each holding its fair share, and take over those of
+    /// a worker that stops.
+    #[arg(long, requires = "nats", value_name = "A-B")]
+    pub partitions: Option<String>,
+    /// With --nats: the window length of the rows (`5m`, `1h`): each window's counts can be
+    /// reported apart (`nospy monitor report --window`).
+    #[arg(long, requires = "nats", default_value = "5m")]
+    pub window: String,
+    /// With --nats: the longest time what a worker counted stays unappended to its chain.
+    #[arg(long, requires = "nats", default_value = "1s")]
+    pub flush: String,
+    /// With --nats: stop once every partition this worker may take has been counted to the end
+    /// of the stream (for a file's flows; a live worker runs until interrupted).
+    #[arg(long, requires = "nats")]
+    pub until_caught_up: bool,
+    /// With --nats: this worker's name in its leases (default: host and process id).
+    #[arg(long, requires = "nats")]
+    pub worker_id: Option<String>,
+    /// With --nats: the deployment's name.
+    #[arg(long, requires = "nats", default_value = "NOSPY", value_name = "NAME")]
+    pub stream: String,
+}
+
+fn parse_range(s: &str) -> Option<(u32, u32)> {
+    match s.split_once('-') {
+        Some((a, b)) => Some((a.trim().parse().ok()?, b.trim().parse().ok()?)),
+        None => {
+            let a = s.trim().parse().ok()?;
+            Some((a, a))
+        }
+    }
+}
+
+/// Runs a worker: `monitor` judges, `setup` is what it records about the devices.
+pub fn work(
+    url: &str,
+    w: &WorkerArgs,
+    inventory: &Inventory,
+    mut monitor: nospy_monitor::Monitor,
+    setup: nospy_stream::report::Setup,
+    json: bool,
+) -> Result<ExitCode> {
+    let window = duration("--window", &w.window)?.as_secs().max(1);
+    let flush = duration("--flush", &w.flush)?;
+    let id = w.worker_id.clone().unwrap_or_else(|| {
+        format!(
+            "{}-{}",
+            std::fs::read_to_string("/etc/hostname")
+                .unwrap_or_default()
+                .trim()
+                .replace(|c: char| !c.is_ascii_alphanumeric(), "-"),
+            std::process::id()
+        )
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the worker")?;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let st = rt.block_on(async {
+        let nats = Nats::connect(url, &w.stream, Options::default()).await?;
+        let n = nats.setup(16).await?;
+        let partitions: std::collections::BTreeSet<u32> = match &w.partitions {
+            None => (0..n).collect(),
+            Some(s) => {
+                let (a, b) = parse_range(s)
+                    .filter(|(a, b)| a <= b && *b < n)
+                    .ok_or_else(|| {
+                        nospy_stream::transport::TransportError(format!(
+                            "--partitions {s:?}: A-B or A, within 0-{} (the stream has {n})",
+                            n - 1
+                        ))
+                    })?;
+                (a..=b).collect()
+            }
+        };
+        let setup = nospy_stream::report::Setup {
+            window_secs: window,
+            ..setup
+        };
+        nats.put("setup", setup.to_bytes()).await?;
+        let s2 = stop.clone();
+        tokio::spawn(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            if let (Ok(mut i), Ok(mut t)) = (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) {
+                tokio::select! { _ = i.recv() => {}, _ = t.recv() => {} }
+                s2.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+        let cfg = nospy_stream::worker::Config {
+            id,
+            partitions,
+            window_secs: window,
+            flush,
+            until_caught_up: w.until_caught_up,
+            inventory: nospy_stream::inventory_digest(inventory),
+        };
+        eprintln!(
+            "nospy monitor: worker {} on {} partitions of {}_FLOWS",
+            cfg.id,
+            cfg.partitions.len(),
+            w.stream
+        );
+        nospy_stream::worker::run(&nats, &mut monitor, &cfg, &stop, &mut |m| {
+            eprintln!("nospy monitor: {m}")
+        })
+        .await
+    });
+    let st = st.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let v = json!({
+        "flows": st.flows, "messages": st.messages, "refused": st.refused,
+        "parts": st.parts, "partitions_taken": st.taken, "partitions_lost": st.lost,
+    });
+    if json {
+        print_json(&v)?;
+    } else {
+        println!(
+            "{} flows judged from {} messages ({} refused); {} parts appended; {} partitions taken, {} lost",
+            st.flows, st.messages, st.refused, st.parts, st.taken, st.lost
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Arguments of `nospy monitor report`.
+#[derive(clap::Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    nats: NatsArgs,
+    /// The window (its start, RFC 3339 or Unix seconds), or a range `START..END` of window
+    /// starts; default: every window.
+    #[arg(long)]
+    window: Option<String>,
+    /// Print the report as `nospy monitor --json` does.
+    #[arg(long)]
+    json: bool,
+}
+
+fn instant(s: &str) -> Result<u64> {
+    if let Ok(n) = s.parse::<u64>() {
+        return Ok(n);
+    }
+    let t = nospy_statement::time::parse_rfc3339(s)
+        .with_context(|| format!("--window {s:?}: a window start is RFC 3339 or Unix seconds"))?;
+    Ok(t.max(0) as u64)
+}
+
+/// Runs `nospy monitor report`.
+pub fn report(a: ReportArgs) -> Result<ExitCode> {
+    let range = match &a.window {
+        None => None,
+        Some(w) => Some(match w.split_once("..") {
+            Some((x, y)) => (instant(x)?, instant(y)?),
+            None => (instant(w)?, instant(w)?),
+        }),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting")?;
+    let m = rt
+        .block_on(async {
+            let nats = Nats::connect(&a.nats.nats, &a.nats.stream, Options::default())
+                .await
+                .map_err(nospy_stream::report::ReportError::Transport)?;
+            nospy_stream::report::merge(&nats, range).await
+        })
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let v = nospy_stream::report::merged_json(&m);
+    eprintln!(
+        "nospy monitor report: {} windows of {} s from {} partitions{}",
+        m.windows.len(),
+        m.setup.window_secs,
+        m.partitions.len(),
+        if m.refused > 0 {
+            format!(
+                "; {} messages on the flow stream were not batches",
+                m.refused
+            )
+        } else {
+            String::new()
+        }
+    );
+    if a.json {
+        print_json(&v)?;
+    } else {
+        let from: Vec<_> = m
+            .setup
+            .devices
+            .iter()
+            .map(|d| crate::monitorcmd::manifest_from_json(&d.2))
+            .collect();
+        let notes: Vec<_> = m.setup.devices.iter().map(|d| d.3.clone()).collect();
+        crate::monitorcmd::print_text(&m.report, &m.stats, &from, &notes);
+    }
+    Ok(if m.report.violations.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

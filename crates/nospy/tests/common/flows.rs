@@ -1,0 +1,94 @@
+//! The MUDscope plugs' manifests, inventory and operator configuration, and what softflowd
+//! exports for their captures: the monitor's fixtures, for the single-process monitor and the
+//! one through NATS alike.
+
+use super::*;
+use std::path::{Path, PathBuf};
+
+pub fn net(rel: &str) -> PathBuf {
+    vectors().join("net").join(rel)
+}
+
+/// The two plugs' manifests (imported from their MUD profiles), an inventory naming both, and
+/// the operator configuration giving the labs' gateways, in `t`.
+pub fn setup(t: &Path) -> Vec<String> {
+    let mut args = Vec::new();
+    for lab in ["tue", "ut"] {
+        let m = t.join(format!("{lab}.toml"));
+        ok(&[
+            "manifest",
+            "import-mud",
+            s(&net(&format!("mud/mudscope_{lab}-tplink-plugMud.json"))),
+            "--out",
+            s(&m),
+        ]);
+        args.extend(["--manifest".to_string(), s(&m).to_string()]);
+    }
+    let inv = t.join("inventory.csv");
+    std::fs::write(
+        &inv,
+        "device,vendor,model,function,technology,site,sensitive,addresses,firmware_sha256,weight,replacement_cost\n\
+         tue-plug,tue-tplink-plug.com,tue-tplink-plug,other,wifi,tue-lab,false,192.168.10.206,,1,30\n\
+         ut-plug,ut-tplink-plug.com,ut-tplink-plug,other,wifi,ut-lab,false,192.168.32.2,,1,30\n",
+    )
+    .unwrap();
+    let op = t.join("operator.toml");
+    std::fs::write(
+        &op,
+        "[controllers]\n\"urn:ietf:params:mud:gateway\" = [\"192.168.10.1\", \"192.168.32.1\"]\n",
+    )
+    .unwrap();
+    args.extend([
+        "--inventory".to_string(),
+        s(&inv).to_string(),
+        "--operator".to_string(),
+        s(&op).to_string(),
+    ]);
+    args
+}
+
+/// What `softflowd` exports for a capture (`version` 5, 9 or 10), as a pcap of the UDP datagrams
+/// it sent to a collector on loopback (raw IPv4, the way a capture at the collector has them).
+pub fn softflowd_exports(t: &Path, capture: &str, version: &str) -> PathBuf {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = sock.local_addr().unwrap().port();
+    let r = std::process::Command::new("softflowd")
+        .args(["-d", "-a", "-c", "none", "-v", version])
+        .args(["-r", s(&net(&format!("pcap/{capture}")))])
+        .args(["-n", &format!("127.0.0.1:{port}")])
+        .args(["-p", s(&t.join("softflowd.pid"))])
+        .output()
+        .expect("softflowd (apt-get install softflowd)");
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    sock.set_read_timeout(Some(std::time::Duration::from_millis(500)))
+        .unwrap();
+    // Classic pcap, little-endian: magic, version 2.4, zone, accuracy, snap length, raw IPv4.
+    let mut pcap = Vec::new();
+    pcap.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+    pcap.extend_from_slice(&[2, 0, 4, 0]);
+    for v in [0u32, 0, 65_535, 228] {
+        pcap.extend_from_slice(&v.to_le_bytes());
+    }
+    let mut buf = vec![0u8; 65_536];
+    let mut n = 0;
+    while let Ok(len) = sock.recv(&mut buf) {
+        let mut ip = vec![
+            0x45, 0, 0, 0, 0, 0, 0, 0, 64, 17, 0, 0, 127, 0, 0, 1, 127, 0, 0, 1,
+        ];
+        ip[2..4].copy_from_slice(&((28 + len) as u16).to_be_bytes());
+        ip.extend_from_slice(&9995u16.to_be_bytes());
+        ip.extend_from_slice(&port.to_be_bytes());
+        ip.extend_from_slice(&((8 + len) as u16).to_be_bytes());
+        ip.extend_from_slice(&[0, 0]);
+        ip.extend_from_slice(&buf[..len]);
+        for v in [1_700_000_000 + n, 0, ip.len() as u32, ip.len() as u32] {
+            pcap.extend_from_slice(&v.to_le_bytes());
+        }
+        pcap.extend_from_slice(&ip);
+        n += 1;
+    }
+    assert!(n > 0, "softflowd sent nothing");
+    let out = t.join(format!("exports-v{version}.pcap"));
+    std::fs::write(&out, pcap).unwrap();
+    out
+}

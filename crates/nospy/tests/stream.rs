@@ -1,0 +1,480 @@
+//! The monitor through NATS JetStream (the server at 127.0.0.1:4222 that this project's
+//! machines run; each test its own stream names): `nospy collect` into a partitioned stream,
+//! one to four `nospy monitor --nats` workers, and `nospy monitor report`, which must print what
+//! one `nospy monitor` process prints for the same exports: softflowd's, and generated IPFIX
+//! over many devices and several windows. Faults: a collector killed and run again over the
+//! same file, a worker SIGKILLed mid-stream; a message on the stream that is not a batch.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is a failing test
+
+mod common;
+use common::flows::*;
+use common::*;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const NATS: &str = "nats://127.0.0.1:4222";
+const BOUND: Duration = Duration::from_secs(300);
+
+/// A deployment name of this test's own; its streams and bucket are deleted when dropped.
+struct Deployment(String);
+
+impl Deployment {
+    fn new(tag: &str) -> Deployment {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        Deployment(format!("T{tag}{}X{nanos}", std::process::id()).to_uppercase())
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+impl Drop for Deployment {
+    fn drop(&mut self) {
+        let name = self.0.clone();
+        rt().block_on(async move {
+            if let Ok(c) = async_nats::connect(NATS).await {
+                let js = async_nats::jetstream::new(c);
+                for s in ["FLOWS", "ROWS"] {
+                    let _ = js.delete_stream(format!("{name}_{s}")).await;
+                }
+                let _ = js.delete_key_value(format!("{name}_STATE")).await;
+            }
+        });
+    }
+}
+
+/// Generated IPFIX exports (a pcap of raw IPv4 UDP datagrams): `records` flows of `devices`
+/// devices (10.1.x.y) with peers in and out of the manifest's prefixes, some of no device,
+/// spread over `span_s` seconds; and the inventory and manifest they are judged by.
+fn generated(t: &Path, devices: u32, records: u32, span_s: u64) -> (PathBuf, Vec<String>) {
+    let mut inv = String::from(
+        "device,vendor,model,function,technology,site,sensitive,addresses,firmware_sha256,weight,replacement_cost\n",
+    );
+    for d in 0..devices {
+        inv.push_str(&format!(
+            "gen-{d},V,M,access,5g,site-{},false,10.1.{}.{},,1,1\n",
+            d % 7,
+            d >> 8,
+            d & 255
+        ));
+    }
+    std::fs::write(t.join("gen.csv"), inv).unwrap();
+    std::fs::write(
+        t.join("gen.toml"),
+        "[device]\nvendor = \"V\"\nmodel = \"M\"\n[capabilities]\nvendor_remote_access = \"none\"\n\
+         [[allow]]\ndirection = \"from-device\"\npeer = \"192.0.2.0/24\"\nprotocol = \"tcp\"\nports = \"443\"\n\
+         [[allow]]\ndirection = \"from-device\"\npeer = \"198.51.100.0/25\"\nprotocol = \"udp\"\nports = \"123\"\n\
+         [[allow]]\ndirection = \"to-device\"\npeer = \"203.0.113.0/24\"\nprotocol = \"tcp\"\nports = \"22\"\n",
+    )
+    .unwrap();
+    let mut rng = nospy_testkit::Rng::new(0x5eed);
+    let base_ms: u64 = 1_764_000_000_000;
+    // Template 256: src, dst (IPv4), ports, protocol, packets, octets, start and end (ms).
+    let template: Vec<(u16, u16)> = vec![
+        (8, 4),
+        (12, 4),
+        (7, 2),
+        (11, 2),
+        (4, 1),
+        (2, 8),
+        (1, 8),
+        (152, 8),
+        (153, 8),
+    ];
+    let mut msgs: Vec<Vec<u8>> = Vec::new();
+    let mut left = records;
+    let mut seq = 0u32;
+    while left > 0 {
+        let n = left.min(30);
+        left -= n;
+        let mut body = Vec::new();
+        if msgs.is_empty() || msgs.len() % 50 == 0 {
+            let mut set = vec![0, 2, 0, 0, 1, 0, 0, template.len() as u8];
+            for (id, len) in &template {
+                set.extend_from_slice(&id.to_be_bytes());
+                set.extend_from_slice(&len.to_be_bytes());
+            }
+            let l = set.len() as u16;
+            set[2..4].copy_from_slice(&l.to_be_bytes());
+            body.extend_from_slice(&set);
+        }
+        let mut data = vec![1, 0, 0, 0];
+        for _ in 0..n {
+            let dev = [10u8, 1, 0, 0];
+            let d = rng.below(devices as u64 + 3) as u32;
+            let dev = if d >= devices {
+                [100, 64, 0, d as u8] // no device
+            } else {
+                [dev[0], dev[1], (d >> 8) as u8, d as u8]
+            };
+            let peer = match rng.below(4) {
+                0 => [192, 0, 2, rng.below(256) as u8],
+                1 => [198, 51, 100, rng.below(256) as u8],
+                2 => [203, 0, 113, rng.below(8) as u8],
+                _ => [45, 33, rng.below(4) as u8, 1],
+            };
+            let (proto, port) = match rng.below(3) {
+                0 => (6u8, 443u16),
+                1 => (17, 123),
+                _ => (6, 22),
+            };
+            let out = rng.below(2) == 0;
+            let (src, dst, sport, dport) = if out {
+                (dev, peer, 40_000 + rng.below(1000) as u16, port)
+            } else {
+                (peer, dev, 40_000 + rng.below(1000) as u16, port)
+            };
+            let start = base_ms + rng.below(span_s * 1000);
+            data.extend_from_slice(&src);
+            data.extend_from_slice(&dst);
+            data.extend_from_slice(&sport.to_be_bytes());
+            data.extend_from_slice(&dport.to_be_bytes());
+            data.push(proto);
+            data.extend_from_slice(&(1 + rng.below(20)).to_be_bytes());
+            data.extend_from_slice(&(60 + rng.below(5000)).to_be_bytes());
+            data.extend_from_slice(&start.to_be_bytes());
+            data.extend_from_slice(&(start + rng.below(5000)).to_be_bytes());
+        }
+        let l = data.len() as u16;
+        data[2..4].copy_from_slice(&l.to_be_bytes());
+        body.extend_from_slice(&data);
+        let mut m = vec![0, 10];
+        m.extend_from_slice(&((16 + body.len()) as u16).to_be_bytes());
+        m.extend_from_slice(&((base_ms / 1000) as u32).to_be_bytes());
+        m.extend_from_slice(&seq.to_be_bytes());
+        m.extend_from_slice(&7u32.to_be_bytes());
+        m.extend_from_slice(&body);
+        seq += n;
+        msgs.push(m);
+    }
+    let mut pcap = Vec::new();
+    pcap.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+    pcap.extend_from_slice(&[2, 0, 4, 0]);
+    for v in [0u32, 0, 65_535, 228] {
+        pcap.extend_from_slice(&v.to_le_bytes());
+    }
+    for (i, m) in msgs.iter().enumerate() {
+        let mut ip = vec![
+            0x45, 0, 0, 0, 0, 0, 0, 0, 64, 17, 0, 0, 127, 0, 0, 1, 127, 0, 0, 1,
+        ];
+        ip[2..4].copy_from_slice(&((28 + m.len()) as u16).to_be_bytes());
+        ip.extend_from_slice(&4739u16.to_be_bytes());
+        ip.extend_from_slice(&4739u16.to_be_bytes());
+        ip.extend_from_slice(&((8 + m.len()) as u16).to_be_bytes());
+        ip.extend_from_slice(&[0, 0]);
+        ip.extend_from_slice(m);
+        for v in [
+            1_764_000_000 + i as u32,
+            0,
+            ip.len() as u32,
+            ip.len() as u32,
+        ] {
+            pcap.extend_from_slice(&v.to_le_bytes());
+        }
+        pcap.extend_from_slice(&ip);
+    }
+    let f = t.join("gen-ipfix.pcap");
+    std::fs::write(&f, pcap).unwrap();
+    let args = vec![
+        "--inventory".to_string(),
+        s(&t.join("gen.csv")).to_string(),
+        "--manifest".to_string(),
+        s(&t.join("gen.toml")).to_string(),
+    ];
+    (f, args)
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// The single-process report of `exports`.
+fn single(exports: &Path, judged_by: &[String]) -> serde_json::Value {
+    let mut args = vec!["monitor".to_string(), "--json".into(), "--flows".into()];
+    args.push(s(exports).into());
+    args.extend(judged_by.iter().cloned());
+    let r = run(&strs(&args));
+    assert!(r.code == 0 || r.code == 1, "{}", r.stderr);
+    serde_json::from_str(&r.stdout).unwrap()
+}
+
+fn collect(d: &Deployment, exports: &Path, judged_by: &[String], partitions: u32) -> Run {
+    let inv = judged_by
+        .iter()
+        .position(|a| a == "--inventory")
+        .map(|i| judged_by[i + 1].clone())
+        .unwrap();
+    ok_within(
+        &[
+            "collect",
+            "--inventory",
+            &inv,
+            "--nats",
+            NATS,
+            "--stream",
+            &d.0,
+            "--partitions",
+            &partitions.to_string(),
+            "--flows",
+            s(exports),
+            "--json",
+        ],
+        BOUND,
+    )
+}
+
+fn worker(d: &Deployment, judged_by: &[String], id: &str, extra: &[&str]) -> std::process::Child {
+    let mut args = vec![
+        "monitor".to_string(),
+        "--nats".into(),
+        NATS.into(),
+        "--stream".into(),
+        d.0.clone(),
+        "--worker-id".into(),
+        id.into(),
+        "--json".into(),
+    ];
+    args.extend(judged_by.iter().cloned());
+    args.extend(extra.iter().map(|a| a.to_string()));
+    nospy()
+        .args(&args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn report(d: &Deployment, window: Option<&str>) -> serde_json::Value {
+    let mut args = vec![
+        "monitor", "report", "--nats", NATS, "--stream", &d.0, "--json",
+    ];
+    if let Some(w) = window {
+        args.extend(["--window", w]);
+    }
+    let r = run(&args);
+    assert!(r.code == 0 || r.code == 1, "{}", r.stderr);
+    serde_json::from_str(&r.stdout).unwrap()
+}
+
+/// The merged report without what only it has.
+fn comparable(mut v: serde_json::Value) -> serde_json::Value {
+    v["input"]
+        .as_object_mut()
+        .unwrap()
+        .remove("stream_messages_refused");
+    v
+}
+
+/// Runs `n` workers until every partition is counted; returns their stderr.
+fn workers_to_the_end(d: &Deployment, judged_by: &[String], n: usize) -> Vec<String> {
+    let kids: Vec<_> = (0..n)
+        .map(|i| {
+            worker(
+                d,
+                judged_by,
+                &format!("w{i}"),
+                &["--until-caught-up", "--window", "5m", "--flush", "300ms"],
+            )
+        })
+        .collect();
+    kids.into_iter()
+        .enumerate()
+        .map(|(i, k)| {
+            let r = wait_bounded(k, BOUND, &format!("worker {i}"));
+            assert_eq!(r.code, 0, "worker {i}: {}", r.stderr);
+            r.stderr
+        })
+        .collect()
+}
+
+#[test]
+fn one_two_or_four_workers_report_what_one_process_reports() {
+    let t = tempfile::tempdir().unwrap();
+    let (gen, gen_args) = generated(t.path(), 300, 6_000, 1_500);
+    let mudscope = softflowd_exports(
+        t.path(),
+        "mudscope_malign_ut-tplink_2021-11-18_15-10-46.pcap",
+        "10",
+    );
+    let mud_args = setup(t.path());
+    for (exports, judged_by) in [(&gen, &gen_args), (&mudscope, &mud_args)] {
+        let want = single(exports, judged_by);
+        assert!(want["totals"]["flows"].as_u64().unwrap() > 0);
+        for n in [1usize, 2, 4] {
+            let d = Deployment::new(&format!("eq{n}"));
+            let c = collect(&d, exports, judged_by, 8);
+            let cv: serde_json::Value = serde_json::from_str(&c.stdout).unwrap();
+            assert_eq!(cv["batches_already_stored"], 0);
+            workers_to_the_end(&d, judged_by, n);
+            let got = report(&d, None);
+            assert_eq!(got["input"]["stream_messages_refused"], 0);
+            assert_eq!(
+                comparable(got),
+                want,
+                "{} with {n} workers",
+                exports.display()
+            );
+        }
+    }
+    // The windows add up: the generated flows span 25 minutes, five windows of 5 minutes.
+    let d = Deployment::new("win");
+    collect(&d, &gen, &gen_args, 4);
+    workers_to_the_end(&d, &gen_args, 2);
+    let all = report(&d, None);
+    let mut flows = 0;
+    let start = 1_764_000_000u64 - 1_764_000_000 % 300;
+    for k in 0..6 {
+        let w = (start + 300 * k).to_string();
+        flows += report(&d, Some(&w))["totals"]["flows"].as_u64().unwrap();
+    }
+    assert_eq!(flows, all["totals"]["flows"].as_u64().unwrap());
+    let first_two = report(&d, Some(&format!("{start}..{}", start + 300)));
+    assert!(first_two["totals"]["flows"].as_u64().unwrap() < flows);
+}
+
+#[test]
+fn a_killed_collector_and_a_killed_worker_lose_nothing_and_count_nothing_twice() {
+    let t = tempfile::tempdir().unwrap();
+    let (gen, args) = generated(t.path(), 500, 200_000, 900);
+    let want = single(&gen, &args);
+    let d = Deployment::new("kill");
+    // A collector killed part way, and another run over the same file: the batches the first
+    // stored are stored once.
+    let inv = s(&t.path().join("gen.csv")).to_string();
+    let mut first = nospy()
+        .args([
+            "collect",
+            "--inventory",
+            &inv,
+            "--nats",
+            NATS,
+            "--stream",
+            &d.0,
+            "--partitions",
+            "8",
+            "--flows",
+            s(&gen),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    let _ = first.kill();
+    let _ = first.wait();
+    let c = collect(&d, &gen, &args, 8);
+    let cv: serde_json::Value = serde_json::from_str(&c.stdout).unwrap();
+    eprintln!(
+        "the second collector found {} batches already stored",
+        cv["batches_already_stored"]
+    );
+    // A worker killed mid-stream (its partitions taken over once its leases lapse).
+    let mut a = worker(&d, &args, "doomed", &["--flush", "200ms", "--window", "5m"]);
+    // Killed once it holds every partition and has appended some parts.
+    let mut said = String::new();
+    {
+        use std::io::BufRead as _;
+        let mut lines = std::io::BufReader::new(a.stderr.take().unwrap()).lines();
+        while said.matches("taken").count() < 8 {
+            match lines.next() {
+                Some(Ok(l)) => {
+                    said.push_str(&l);
+                    said.push('\n');
+                }
+                _ => break,
+            }
+        }
+        std::thread::sleep(Duration::from_millis(700));
+        a.kill().unwrap();
+        let _ = a.wait();
+    }
+    assert_eq!(said.matches("taken").count(), 8, "{said}");
+    let rest = workers_to_the_end(&d, &args, 2);
+    assert!(
+        rest.iter().any(|e| e.contains("taken")),
+        "the other workers took the partitions over: {rest:?}"
+    );
+    assert_eq!(comparable(report(&d, None)), want);
+}
+
+#[test]
+fn a_message_that_is_not_a_batch_is_counted_and_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let (gen, args) = generated(t.path(), 50, 2_000, 300);
+    let want = single(&gen, &args);
+    let d = Deployment::new("bad");
+    collect(&d, &gen, &args, 2);
+    // Someone else publishes to a partition's subject.
+    let subject = format!("{}.flows.1", d.0);
+    rt().block_on(async {
+        let c = async_nats::connect(NATS).await.unwrap();
+        let js = async_nats::jetstream::new(c);
+        js.publish(subject, "not a batch".into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    });
+    let said = workers_to_the_end(&d, &args, 1);
+    assert!(
+        said[0].contains("is not a flow batch (byte 0: not a flow batch"),
+        "{said:?}"
+    );
+    let got = report(&d, None);
+    assert_eq!(got["input"]["stream_messages_refused"], 1);
+    assert_eq!(comparable(got), want);
+}
+
+#[test]
+fn without_a_nats_server_or_with_bad_arguments_the_errors_say_what() {
+    let t = tempfile::tempdir().unwrap();
+    let (gen, args) = generated(t.path(), 5, 30, 60);
+    let inv = s(&t.path().join("gen.csv")).to_string();
+    // Nothing listens on port 1.
+    let r = run(&[
+        "collect",
+        "--inventory",
+        &inv,
+        "--nats",
+        "nats://127.0.0.1:1",
+        "--flows",
+        s(&gen),
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("nats://127.0.0.1:1"), "{}", r.stderr);
+    let r = run(&[
+        "collect",
+        "--inventory",
+        &inv,
+        "--nats",
+        NATS,
+        "--stream",
+        "lower.case",
+        "--flows",
+        s(&gen),
+    ]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("stream name"), "{}", r.stderr);
+    let mut a = vec!["monitor", "--nats", NATS, "--partitions", "9-3"];
+    a.extend(strs(&args));
+    let r = run(&a);
+    assert_eq!(r.code, 2);
+    let r = run(&[
+        "monitor",
+        "report",
+        "--nats",
+        NATS,
+        "--stream",
+        "NOSUCHDEPLOYMENT",
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+}
