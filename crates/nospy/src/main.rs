@@ -141,7 +141,7 @@ enum Command {
         args_conflicts_with_subcommands = true,
         subcommand_negates_reqs = true
     )]
-    Monitor(monitorcmd::MonitorArgs),
+    Monitor(Box<monitorcmd::MonitorArgs>),
     /// Publish flows to NATS JetStream for a pool of monitor workers (`nospy monitor --nats`).
     ///
     /// Reads captured flow exports (--flows), a packet capture (--pcap) or exports sent live
@@ -215,7 +215,7 @@ fn main() -> ExitCode {
         Command::Verify(a) => admit::verify_cmd(a),
         Command::Witness(c) => admit::witness(c),
         Command::Serve(a) => servecmd::run(a),
-        Command::Monitor(a) => monitorcmd::run(a),
+        Command::Monitor(a) => monitorcmd::run(*a),
         Command::Collect(a) => streamcmd::collect(a),
         Command::Exposure(a) => exposurecmd::run(a),
         Command::Fleet(a) => fleetcmd::run(a),

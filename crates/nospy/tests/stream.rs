@@ -96,7 +96,7 @@ fn generated(t: &Path, devices: u32, records: u32, span_s: u64) -> (PathBuf, Vec
         let n = left.min(30);
         left -= n;
         let mut body = Vec::new();
-        if msgs.is_empty() || msgs.len() % 50 == 0 {
+        if msgs.is_empty() || msgs.len().is_multiple_of(50) {
             let mut set = vec![0, 2, 0, 0, 1, 0, 0, template.len() as u8];
             for (id, len) in &template {
                 set.extend_from_slice(&id.to_be_bytes());
@@ -331,7 +331,8 @@ fn one_two_or_four_workers_report_what_one_process_reports() {
     workers_to_the_end(&d, &gen_args, 2);
     let all = report(&d, None);
     let mut flows = 0;
-    let start = 1_764_000_000u64 - 1_764_000_000 % 300;
+    // 1,764,000,000 is a multiple of 300: the first window starts with the first flow.
+    let start = 1_764_000_000u64;
     for k in 0..6 {
         let w = (start + 300 * k).to_string();
         flows += report(&d, Some(&w))["totals"]["flows"].as_u64().unwrap();

@@ -493,7 +493,7 @@ mod tests {
             proto: 6,
             packets: 3 + i,
             bytes: 180 + i,
-            initiator_known: i % 2 == 0,
+            initiator_known: i.is_multiple_of(2),
         }
     }
 
