@@ -490,3 +490,296 @@ pub fn run(
     }
     Ok(())
 }
+
+/// `nospy bench monitor --nats URL`: on the same generated fleet and IPFIX records, in one run:
+/// the single-process rate (decode and judge on one core); the raw JetStream rate for the same
+/// batches (publish them all, then read them all back, nothing judged); and end to end, a
+/// collector (decoding, attributing, publishing) with 1 and then 2 workers (judging and
+/// appending parts), from the first message read to every partition counted. Workers are
+/// threads of this process, each with its own monitor and connection, as separate processes
+/// would be. The merged report is checked against the single process's totals each time.
+pub fn run_nats(
+    url: &str,
+    devices: usize,
+    rules: usize,
+    records: usize,
+    partitions: u32,
+    json: bool,
+) -> Result<()> {
+    use nospy_stream::collect::{publish_all, Publisher};
+    use nospy_stream::nats::{Nats, Options};
+    use nospy_stream::transport::{PartitionReader, Transport};
+    anyhow::ensure!(
+        devices >= 1 && records >= 1,
+        "--devices and --records must be at least 1"
+    );
+    if cfg!(debug_assertions) {
+        eprintln!("warning: this is a debug build; figures mean little (use --release)");
+    }
+    let say = |m: &str| {
+        if !json {
+            eprintln!("{m}");
+        }
+    };
+    let mut rng = Rng::new(0x9E37_79B9_7F4A_7C15);
+    say(&format!(
+        "generating {devices} devices, {rules} rules, {records} IPFIX records ..."
+    ));
+    let f = fleet(devices, rules)?;
+    let op = OperatorConfig::default();
+    let msgs = ipfix_messages(&f, records, &mut rng);
+    // Single process.
+    let (single_s, single) = best_of(3, || {
+        let mut mon = Monitor::new(&f.inventory, &f.manifests, &op, None)?;
+        let mut c = Collector::new();
+        let mut out = Vec::with_capacity(30);
+        for m in &msgs {
+            out.clear();
+            c.read("bench", m, &mut out)?;
+            mon.flows(&out);
+        }
+        Ok(mon.finish())
+    })?;
+    let single_per_s = records as f64 / single_s;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let tag = std::process::id();
+    let cleanup = |name: String| {
+        let url = url.to_string();
+        let _ = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map(|rt| {
+                rt.block_on(async move {
+                    if let Ok(c) = async_nats::connect(url).await {
+                        let js = async_nats::jetstream::new(c);
+                        for s in ["FLOWS", "ROWS"] {
+                            let _ = js.delete_stream(format!("{name}_{s}")).await;
+                        }
+                        let _ = js.delete_stream(format!("KV_{name}_STATE")).await;
+                    }
+                })
+            });
+    };
+    // The batches a collector makes of these records (decoded and attributed once here, to
+    // time the transport alone on exactly them).
+    let batches = {
+        let mut p = Publisher::new(&f.inventory, partitions, "bench");
+        let mut c = Collector::new();
+        let mut out = Vec::with_capacity(30);
+        for m in &msgs {
+            out.clear();
+            c.read("bench", m, &mut out)?;
+            nospy_flow::source::Sink::flows(&mut p, &out);
+        }
+        p.flush();
+        p.take_sealed()
+    };
+    let batch_bytes: usize = batches.iter().map(|b| b.bytes.len()).sum();
+    say(&format!(
+        "{} batches, {} bytes; raw JetStream publish and read back ...",
+        batches.len(),
+        batch_bytes
+    ));
+    let raw_name = format!("BENCHRAW{tag}");
+    let raw_s = rt.block_on(async {
+        let nats = Nats::connect(url, &raw_name, Options::default()).await?;
+        nats.setup(partitions).await?;
+        let t = Instant::now();
+        publish_all(&nats, &batches, std::time::Duration::from_secs(60)).await?;
+        let mut read = 0usize;
+        for p in 0..partitions {
+            let want = batches.iter().filter(|b| b.partition == p).count();
+            let mut r = nats.read(p, 0).await?;
+            let mut got = 0;
+            while got < want {
+                let m = r.next(256, std::time::Duration::from_secs(10)).await?;
+                anyhow::ensure!(!m.is_empty(), "partition {p}: {got} of {want} read back");
+                got += m.len();
+            }
+            read += got;
+        }
+        anyhow::ensure!(read == batches.len(), "read {read} of {}", batches.len());
+        Ok::<_, anyhow::Error>(t.elapsed().as_secs_f64())
+    });
+    cleanup(raw_name);
+    let raw_s = raw_s?;
+    let raw_per_s = records as f64 / raw_s;
+    // End to end, with 1 and 2 workers.
+    let mut e2e = Vec::new();
+    for workers in [1usize, 2] {
+        say(&format!(
+            "end to end: a collector and {workers} worker(s) ..."
+        ));
+        let name = format!("BENCHE2E{tag}W{workers}");
+        let r = end_to_end(url, &name, &f, &msgs, partitions, workers);
+        cleanup(name);
+        let (secs, merged) = r?;
+        anyhow::ensure!(
+            merged.flows == single.flows
+                && merged.violations.len() == single.violations.len()
+                && merged.devices == single.devices,
+            "{workers} workers: the merged report differs from the single process's ({} flows, {} violation rows; single {} and {})",
+            merged.flows,
+            merged.violations.len(),
+            single.flows,
+            single.violations.len()
+        );
+        e2e.push(records as f64 / secs);
+    }
+    let ratio = |x: f64| (x / single_per_s * 1000.0).round() / 1000.0;
+    let bottleneck = if raw_per_s < e2e[1].max(e2e[0]) * 1.5 {
+        "jetstream"
+    } else {
+        "judging and decoding (the transport is not)"
+    };
+    let v = json!({
+        "devices": devices,
+        "rules": f.models * f.per,
+        "records": records,
+        "partitions": partitions,
+        "batch_bytes": batch_bytes,
+        "batches": batches.len(),
+        "single_process_records_per_s": single_per_s.round(),
+        "jetstream_raw_records_per_s": raw_per_s.round(),
+        "end_to_end_1_worker_records_per_s": e2e[0].round(),
+        "end_to_end_2_workers_records_per_s": e2e[1].round(),
+        "ratio_1_worker": ratio(e2e[0]),
+        "ratio_2_workers": ratio(e2e[1]),
+        "ratio_jetstream_raw": ratio(raw_per_s),
+        "bottleneck": bottleneck,
+        "debug_build": cfg!(debug_assertions),
+    });
+    if json {
+        print_json(&v)?;
+    } else {
+        println!("single process (decode and judge, one core) {single_per_s:>12.0} records/s");
+        println!(
+            "JetStream alone (publish, read back)        {raw_per_s:>12.0} records/s  ({:.2} of single)",
+            ratio(raw_per_s)
+        );
+        for (w, r) in [1, 2].iter().zip(&e2e) {
+            println!(
+                "end to end, collector and {w} worker(s)      {r:>12.0} records/s  ({:.2} of single)",
+                ratio(*r)
+            );
+        }
+        println!("bottleneck: {bottleneck}");
+    }
+    Ok(())
+}
+
+/// A collector thread publishing `msgs` and `workers` worker threads until every partition is
+/// counted; seconds from start to the end, and the merged report.
+fn end_to_end(
+    url: &str,
+    name: &str,
+    f: &Fleet,
+    msgs: &[Vec<u8>],
+    partitions: u32,
+    workers: usize,
+) -> Result<(f64, nospy_monitor::Report)> {
+    use nospy_stream::collect::{publish_all, Publisher};
+    use nospy_stream::nats::{Nats, Options};
+    use nospy_stream::transport::Transport;
+    let rt = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    };
+    let digest = nospy_stream::inventory_digest(&f.inventory);
+    rt()?.block_on(async {
+        let nats = Nats::connect(url, name, Options::default()).await?;
+        nats.setup(partitions).await?;
+        let setup = nospy_stream::report::Setup {
+            inventory: digest,
+            window_secs: 300,
+            devices: f
+                .inventory
+                .devices
+                .iter()
+                .zip(&f.manifests)
+                .map(|(d, m)| (d.device.clone(), m.is_some(), serde_json::Value::Null, None))
+                .collect(),
+        };
+        nats.put("setup", setup.to_bytes()).await?;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    let t = Instant::now();
+    let mut judged = 0.0;
+    let out = std::thread::scope(|s| -> Result<nospy_monitor::Report> {
+        let collector = s.spawn(|| -> Result<()> {
+            let rt = rt()?;
+            rt.block_on(async {
+                let nats = Nats::connect(url, name, Options::default()).await?;
+                let mut p = Publisher::new(&f.inventory, partitions, "bench");
+                let mut c = Collector::new();
+                let mut out = Vec::with_capacity(30);
+                for m in msgs {
+                    out.clear();
+                    c.read("bench", m, &mut out)?;
+                    nospy_flow::source::Sink::flows(&mut p, &out);
+                    let sealed = p.take_sealed();
+                    if !sealed.is_empty() {
+                        publish_all(&nats, &sealed, std::time::Duration::from_secs(60)).await?;
+                    }
+                }
+                p.flush();
+                publish_all(&nats, &p.take_sealed(), std::time::Duration::from_secs(60)).await?;
+                nats.put("input.bench", bytes::Bytes::from_static(b"{}"))
+                    .await?;
+                Ok(())
+            })
+        });
+        let op = OperatorConfig::default();
+        let handles: Vec<_> = (0..workers)
+            .map(|w| {
+                let op = op.clone();
+                s.spawn(move || -> Result<()> {
+                    let rt = rt()?;
+                    let mut mon = Monitor::new(&f.inventory, &f.manifests, &op, None)?;
+                    rt.block_on(async {
+                        let nats = Nats::connect(url, name, Options::default()).await?;
+                        let cfg = nospy_stream::worker::Config {
+                            id: format!("bench-{w}"),
+                            partitions: (0..partitions).collect(),
+                            window_secs: 300,
+                            flush: std::time::Duration::from_secs(1),
+                            until_caught_up: true,
+                            inventory: digest,
+                        };
+                        let stop = std::sync::atomic::AtomicBool::new(false);
+                        let st =
+                            nospy_stream::worker::run(&nats, &mut mon, &cfg, &stop, &mut |_| {})
+                                .await?;
+                        if std::env::var_os("NOSPY_BENCH_TRACE").is_some() {
+                            eprintln!("worker {w}: {st:?}");
+                        }
+                        Ok(())
+                    })
+                })
+            })
+            .collect();
+        collector
+            .join()
+            .map_err(|_| anyhow::anyhow!("the collector panicked"))??;
+        let collected = t.elapsed().as_secs_f64();
+        for h in handles {
+            h.join()
+                .map_err(|_| anyhow::anyhow!("a worker panicked"))??;
+        }
+        judged = t.elapsed().as_secs_f64();
+        if std::env::var_os("NOSPY_BENCH_TRACE").is_some() {
+            eprintln!("collector done at {collected:.2} s, workers at {judged:.2} s");
+        }
+        let merged = rt()?.block_on(async {
+            let nats = Nats::connect(url, name, Options::default()).await?;
+            nospy_stream::report::merge(&nats, None)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))
+        })?;
+        Ok(merged.report)
+    })?;
+    Ok((judged, out))
+}

@@ -250,6 +250,18 @@ fn pieces_taken_from_several_monitors_merge_into_the_one_report() {
         }
         let merged = merger.finish();
         assert_eq!(shown(&merged), shown(&one), "{workers} workers");
+        // Pieces absorbed into one another first (as a worker holds a window) merge the same.
+        let mut absorbed = nospy_monitor::Delta::default();
+        for d in deltas {
+            absorbed.absorb(d);
+        }
+        let mut merger = nospy_monitor::Merger::new(&ids, &has);
+        merger.add(&absorbed).expect("merge");
+        assert_eq!(
+            shown(&merger.finish()),
+            shown(&one),
+            "{workers} workers, absorbed"
+        );
     }
 }
 

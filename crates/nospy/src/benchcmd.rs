@@ -36,6 +36,15 @@ pub enum BenchCommand {
         /// Directory for the pcap (default: the system's temporary directory).
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Instead: the monitor through NATS JetStream at this URL (`nats://HOST:PORT`): the
+        /// single-process rate, the raw JetStream rate for the same batches, and end to end
+        /// with a collector and 1, then 2, workers, in one run (on streams of its own, deleted
+        /// after).
+        #[arg(long, value_name = "URL")]
+        nats: Option<String>,
+        /// With --nats: partitions of the bench's stream.
+        #[arg(long, default_value_t = 16)]
+        partitions: u32,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -286,8 +295,15 @@ pub fn run(c: BenchCommand) -> Result<ExitCode> {
             records,
             packets,
             dir,
+            nats,
+            partitions,
             json,
-        } => nospy_bench::monitor::run(devices, rules, records, packets, &base(dir), json),
+        } => match nats {
+            Some(url) => {
+                nospy_bench::monitor::run_nats(&url, devices, rules, records, partitions, json)
+            }
+            None => nospy_bench::monitor::run(devices, rules, records, packets, &base(dir), json),
+        },
         BenchCommand::Serve {
             entries,
             clients,

@@ -17,16 +17,7 @@ use std::time::Duration;
 /// Items in one batch (about 50 KB of IPv4 flows).
 pub const BATCH_ITEMS: usize = 1024;
 
-/// A batch ready to publish.
-#[derive(Debug, Clone)]
-pub struct Sealed {
-    /// Its partition.
-    pub partition: u32,
-    /// Its message id: the source, the partition and the batch's number in it.
-    pub id: String,
-    /// Its bytes.
-    pub bytes: Bytes,
-}
+pub use crate::transport::Sealed;
 
 /// Attributes flows to devices and seals them, by partition, into batches.
 pub struct Publisher {
@@ -163,41 +154,26 @@ impl Sink for Publisher {
     }
 }
 
-/// Publishes batches in order, each set again under the same ids until the engine has stored
-/// all of them (a retry after a timeout or a restart of the server stores nothing twice), for
-/// at most `patience`. Returns how many were duplicates of batches already stored.
+/// Publishes batches in order, all of them again under the same ids until the engine has
+/// stored every one (a retry after a timeout or a restart of the server stores nothing twice),
+/// for at most `patience`. Returns how many were duplicates of batches already stored.
 pub async fn publish_all<T: Transport>(
     t: &T,
     batches: &[Sealed],
     patience: Duration,
 ) -> Result<u64, crate::transport::TransportError> {
     let started = std::time::Instant::now();
-    let mut dups = 0;
-    let mut from = 0;
     let mut pause = Duration::from_millis(100);
-    while from < batches.len() {
-        match t
-            .publish(
-                batches[from].partition,
-                &batches[from].id,
-                batches[from].bytes.clone(),
-            )
-            .await
-        {
-            Ok(dup) => {
-                dups += dup as u64;
-                from += 1;
-                pause = Duration::from_millis(100);
-            }
-            Err(e) if started.elapsed() < patience => {
-                let _ = e;
+    loop {
+        match t.publish(batches).await {
+            Ok(dups) => return Ok(dups),
+            Err(_) if started.elapsed() < patience => {
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_secs(2));
             }
             Err(e) => return Err(e),
         }
     }
-    Ok(dups)
 }
 
 /// What a collector read from a source, as it keeps it in the state store (`input.<source>`)

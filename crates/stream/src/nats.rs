@@ -15,7 +15,7 @@
 //! client recreates it from the last sequence it delivered whenever it misses one), so only the
 //! chain says what has been counted.
 
-use crate::transport::{ChainEnd, Delivered, PartitionReader, Transport, TransportError};
+use crate::transport::{ChainEnd, Delivered, PartitionReader, Sealed, Transport, TransportError};
 use async_nats::jetstream::{self, consumer, kv, stream};
 use bytes::Bytes;
 use futures_util::StreamExt as _;
@@ -226,26 +226,41 @@ impl Transport for Nats {
         }
     }
 
-    async fn publish(
-        &self,
-        partition: u32,
-        id: &str,
-        batch: Bytes,
-    ) -> Result<bool, TransportError> {
-        let subject = self.flow_subject(partition);
-        let ack = self
-            .js
-            .send_publish(
-                subject.clone(),
-                jetstream::message::PublishMessage::build()
-                    .payload(batch)
-                    .message_id(id),
-            )
-            .await
-            .map_err(|e| err(format!("publishing to {subject}"), e))?
-            .await
-            .map_err(|e| err(format!("publishing to {subject}"), e))?;
-        Ok(ack.duplicate)
+    async fn publish(&self, batches: &[Sealed]) -> Result<u64, TransportError> {
+        // Sent in order on the one connection (so stored in order), acknowledgements awaited
+        // with up to IN_FLIGHT outstanding.
+        const IN_FLIGHT: usize = 256;
+        let mut acks = std::collections::VecDeque::new();
+        let mut dups = 0;
+        for b in batches {
+            let subject = self.flow_subject(b.partition);
+            let ack = self
+                .js
+                .send_publish(
+                    subject.clone(),
+                    jetstream::message::PublishMessage::build()
+                        .payload(b.bytes.clone())
+                        .message_id(&b.id),
+                )
+                .await
+                .map_err(|e| err(format!("publishing to {subject}"), e))?;
+            acks.push_back((subject, ack));
+            if acks.len() >= IN_FLIGHT {
+                if let Some((subject, a)) = acks.pop_front() {
+                    let a = a
+                        .await
+                        .map_err(|e| err(format!("publishing to {subject}"), e))?;
+                    dups += a.duplicate as u64;
+                }
+            }
+        }
+        while let Some((subject, a)) = acks.pop_front() {
+            let a = a
+                .await
+                .map_err(|e| err(format!("publishing to {subject}"), e))?;
+            dups += a.duplicate as u64;
+        }
+        Ok(dups)
     }
 
     async fn read(&self, partition: u32, after: u64) -> Result<NatsReader, TransportError> {
@@ -322,39 +337,26 @@ impl Transport for Nats {
 
     async fn all_parts(&self) -> Result<Vec<Bytes>, TransportError> {
         let mut s = self.stream(&self.rows()).await?;
-        let last = s
+        let state = s
             .info()
             .await
             .map_err(|e| err("the rows stream", e))?
             .state
-            .last_sequence;
+            .clone();
         let mut out = Vec::new();
-        if last == 0 {
+        if state.messages == 0 {
             return Ok(out);
         }
-        let c = s
-            .create_consumer(consumer::pull::OrderedConfig::default())
-            .await
-            .map_err(|e| err("reading the rows stream", e))?;
-        let mut r = NatsReader {
-            messages: c
-                .messages()
-                .await
-                .map_err(|e| err("reading the rows stream", e))?,
-        };
-        loop {
-            let got = r.next(1024, Duration::from_secs(10)).await?;
-            if got.is_empty() {
-                return Err(TransportError(format!(
-                    "the rows stream stopped before its sequence {last}"
-                )));
-            }
-            let done = got.last().is_some_and(|m| m.seq >= last);
-            out.extend(got.into_iter().map(|m| m.payload));
-            if done {
-                return Ok(out);
+        // One request per part, by sequence: parts are large and few (a consumer's flow
+        // control buys nothing here).
+        for seq in state.first_sequence..=state.last_sequence {
+            match s.get_raw_message(seq).await {
+                Ok(m) => out.push(m.payload),
+                Err(e) if e.kind() == stream::RawMessageErrorKind::NoMessageFound => {}
+                Err(e) => return Err(err(format!("part {seq} of the rows stream"), e)),
             }
         }
+        Ok(out)
     }
 
     async fn get(&self, key: &str) -> Result<Option<(Bytes, u64)>, TransportError> {

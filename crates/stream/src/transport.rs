@@ -18,6 +18,17 @@ impl std::fmt::Display for TransportError {
 
 impl std::error::Error for TransportError {}
 
+/// A batch ready to publish.
+#[derive(Debug, Clone)]
+pub struct Sealed {
+    /// Its partition.
+    pub partition: u32,
+    /// Its message id: the source, the partition and the batch's number in it.
+    pub id: String,
+    /// Its bytes.
+    pub bytes: Bytes,
+}
+
 /// A message read from a partition.
 #[derive(Debug, Clone)]
 pub struct Delivered {
@@ -54,10 +65,11 @@ pub trait Transport {
     /// partitions is fixed by the first setup, and returned (whatever `partitions` says after).
     async fn setup(&self, partitions: u32) -> Result<u32, TransportError>;
 
-    /// Publishes a batch to `partition`; a second batch with the same `id` (within the engine's
-    /// deduplication window) is not stored again. Returns whether it was such a duplicate.
-    async fn publish(&self, partition: u32, id: &str, batch: Bytes)
-        -> Result<bool, TransportError>;
+    /// Publishes batches, in order (several may be in flight at once, but they are stored in
+    /// this order); a batch with the id of one stored before (within the engine's
+    /// deduplication window) is not stored again. Returns how many were such duplicates. On an
+    /// error, some may have been stored: publishing them all again stores nothing twice.
+    async fn publish(&self, batches: &[Sealed]) -> Result<u64, TransportError>;
 
     /// Reads `partition` from the first message after sequence `after`, in order.
     async fn read(&self, partition: u32, after: u64) -> Result<Self::Reader, TransportError>;

@@ -10,10 +10,13 @@
 //! All integers are big-endian. An address is a family byte (4 or 6) and its 4 or 16 bytes.
 //!
 //! ```text
-//! batch  = "NSB1" count:u32 item*
+//! batch  = "NSB1" base_ns:u64 count:u32 item*
 //! item   = 1 flow | 2 dns | 3 unknown
-//! flow   = first_ns:u64 last_ns:u64 src:addr dst:addr sport:u16 dport:u16 proto:u8
-//!          packets:u64 bytes:u64 flags:u8            (flags bit 0: initiator known)
+//! flow   = flags:u8 start:var duration:var src dst sport:var dport:var proto:u8
+//!          packets:var bytes:var
+//!          (flags: bit 0 initiator known, bit 1 times in ms (else ns), bit 2 src is IPv6,
+//!          bit 3 dst is IPv6; start is after base_ns; src and dst are 4 or 16 bytes;
+//!          var is LEB128, at most 10 bytes: a flow from an exporter takes about 25 bytes)
 //! dns    = ts_ns:u64 client:addr addr:addr ttl:u32 name:str16
 //! unknown= second:u64 flows:u64 packets:u64 bytes:u64 (flows of no device, by start second)
 //!
@@ -72,23 +75,61 @@ pub enum Item {
 
 /// Writes a batch.
 pub fn encode_batch(items: &[Item]) -> Vec<u8> {
-    let mut w = Vec::with_capacity(8 + items.len() * 52);
+    let base = items
+        .iter()
+        .filter_map(|it| match it {
+            Item::Flow(f) => Some(f.first_ns),
+            _ => None,
+        })
+        .min()
+        .unwrap_or(0);
+    let mut w = Vec::with_capacity(16 + items.len() * 28);
     w.extend_from_slice(BATCH_MAGIC);
+    put_u64(&mut w, base);
     w.extend_from_slice(&(items.len() as u32).to_be_bytes());
     for it in items {
         match it {
             Item::Flow(f) => {
                 w.push(1);
-                put_u64(&mut w, f.first_ns);
-                put_u64(&mut w, f.last_ns);
-                put_addr(&mut w, f.src);
-                put_addr(&mut w, f.dst);
-                w.extend_from_slice(&f.sport.to_be_bytes());
-                w.extend_from_slice(&f.dport.to_be_bytes());
+                let start = f.first_ns - base;
+                let dur = f.last_ns.saturating_sub(f.first_ns);
+                let ms = start % 1_000_000 == 0 && dur % 1_000_000 == 0 && f.last_ns >= f.first_ns;
+                let mut flags = f.initiator_known as u8;
+                if ms {
+                    flags |= 2;
+                }
+                if f.src.is_ipv6() {
+                    flags |= 4;
+                }
+                if f.dst.is_ipv6() {
+                    flags |= 8;
+                }
+                if f.last_ns < f.first_ns {
+                    // Kept exactly: an end before the start is written as ns, flag bit 4.
+                    flags |= 16;
+                }
+                w.push(flags);
+                if ms {
+                    put_var(&mut w, start / 1_000_000);
+                    put_var(&mut w, dur / 1_000_000);
+                } else {
+                    put_var(&mut w, start);
+                    put_var(
+                        &mut w,
+                        if flags & 16 != 0 {
+                            f.first_ns - f.last_ns
+                        } else {
+                            dur
+                        },
+                    );
+                }
+                put_bare_addr(&mut w, f.src);
+                put_bare_addr(&mut w, f.dst);
+                put_var(&mut w, u64::from(f.sport));
+                put_var(&mut w, u64::from(f.dport));
                 w.push(f.proto);
-                put_u64(&mut w, f.packets);
-                put_u64(&mut w, f.bytes);
-                w.push(f.initiator_known as u8);
+                put_var(&mut w, f.packets);
+                put_var(&mut w, f.bytes);
             }
             Item::Dns(d) => {
                 w.push(2);
@@ -118,29 +159,53 @@ pub fn encode_batch(items: &[Item]) -> Vec<u8> {
 pub fn decode_batch(b: &[u8]) -> Result<Vec<Item>, WireError> {
     let mut r = Reader { b, at: 0 };
     r.magic(BATCH_MAGIC, "a flow batch")?;
-    // The smallest item is 1 + 8 + 8 + 5 + 5 + 2 + 2 + 1 + 8 + 8 + 1 bytes (an IPv4 flow)... or
-    // a DNS answer with an empty name: 1 + 8 + 5 + 5 + 4 + 2.
-    let n = r.count(25, "items")?;
+    let base = r.u64()?;
+    // The smallest item is an IPv4 flow with one-byte numbers: 1 + 1 + 2 + 8 + 2 + 1 + 2 bytes.
+    let n = r.count(17, "items")?;
     let mut items = Vec::with_capacity(n);
     for _ in 0..n {
         let at = r.at;
         let it = match r.u8()? {
-            1 => Item::Flow(Flow {
-                first_ns: r.u64()?,
-                last_ns: r.u64()?,
-                src: r.addr()?,
-                dst: r.addr()?,
-                sport: r.u16()?,
-                dport: r.u16()?,
-                proto: r.u8()?,
-                packets: r.u64()?,
-                bytes: r.u64()?,
-                initiator_known: match r.u8()? {
-                    0 => false,
-                    1 => true,
-                    f => return Err(r.err(r.at - 1, format!("flow flags {f:#04x}"))),
-                },
-            }),
+            1 => {
+                let fat = r.at;
+                let flags = r.u8()?;
+                if flags & !31 != 0 {
+                    return Err(r.err(fat, format!("flow flags {flags:#04x}")));
+                }
+                let (start, dur) = (r.var()?, r.var()?);
+                let scale = if flags & 2 != 0 { 1_000_000 } else { 1 };
+                let times = start
+                    .checked_mul(scale)
+                    .and_then(|s| base.checked_add(s))
+                    .and_then(|first| {
+                        let d = dur.checked_mul(scale)?;
+                        let last = if flags & 16 != 0 {
+                            first.checked_sub(d)?
+                        } else {
+                            first.checked_add(d)?
+                        };
+                        Some((first, last))
+                    });
+                let Some((first_ns, last_ns)) = times else {
+                    return Err(r.err(fat, "flow times beyond 2^64 ns".into()));
+                };
+                let src = r.bare_addr(flags & 4 != 0)?;
+                let dst = r.bare_addr(flags & 8 != 0)?;
+                let sport = r.port()?;
+                let dport = r.port()?;
+                Item::Flow(Flow {
+                    first_ns,
+                    last_ns,
+                    src,
+                    dst,
+                    sport,
+                    dport,
+                    proto: r.u8()?,
+                    packets: r.var()?,
+                    bytes: r.var()?,
+                    initiator_known: flags & 1 != 0,
+                })
+            }
             2 => {
                 let ts_ns = r.u64()?;
                 let client = r.addr()?;
@@ -165,6 +230,22 @@ pub fn decode_batch(b: &[u8]) -> Result<Vec<Item>, WireError> {
     }
     r.end()?;
     Ok(items)
+}
+
+/// LEB128: seven bits a byte, low first.
+fn put_var(w: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        w.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    w.push(v as u8);
+}
+
+fn put_bare_addr(w: &mut Vec<u8>, a: IpAddr) {
+    match a {
+        IpAddr::V4(a) => w.extend_from_slice(&a.octets()),
+        IpAddr::V6(a) => w.extend_from_slice(&a.octets()),
+    }
 }
 
 /// A worker's part: what it counted over a stretch of its partition, the stream sequences
@@ -444,6 +525,39 @@ impl<'a> Reader<'a> {
         Ok(u64::from_be_bytes(a))
     }
 
+    fn var(&mut self) -> Result<u64, WireError> {
+        let at = self.at;
+        let mut v: u64 = 0;
+        for i in 0..10 {
+            let b = self.u8()?;
+            if i == 9 && b > 1 {
+                return Err(self.err(at, "a number beyond 2^64".into()));
+            }
+            v |= u64::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(self.err(at, "a number beyond 2^64".into()))
+    }
+
+    fn port(&mut self) -> Result<u16, WireError> {
+        let at = self.at;
+        let v = self.var()?;
+        u16::try_from(v).map_err(|_| self.err(at, format!("port {v}")))
+    }
+
+    fn bare_addr(&mut self, v6: bool) -> Result<IpAddr, WireError> {
+        if v6 {
+            let mut a = [0u8; 16];
+            a.copy_from_slice(self.take(16)?);
+            Ok(IpAddr::from(a))
+        } else {
+            let s = self.take(4)?;
+            Ok(IpAddr::from([s[0], s[1], s[2], s[3]]))
+        }
+    }
+
     fn addr(&mut self) -> Result<IpAddr, WireError> {
         let at = self.at;
         match self.u8()? {
@@ -517,6 +631,17 @@ mod tests {
                 bytes: 1_000,
             },
             Item::Flow(flow(2)),
+            // Whole milliseconds (as exporters give them), and an end before the start.
+            Item::Flow(Flow {
+                first_ns: 1_700_000_000_123_000_000,
+                last_ns: 1_700_000_003_000_000_000,
+                ..flow(3)
+            }),
+            Item::Flow(Flow {
+                first_ns: 1_700_000_000_000_000_900,
+                last_ns: 1_700_000_000_000_000_100,
+                ..flow(4)
+            }),
         ];
         let b = encode_batch(&items);
         assert_eq!(decode_batch(&b).unwrap(), items);
@@ -532,13 +657,20 @@ mod tests {
             format!("byte {}: 1 bytes after the end", b.len())
         );
         let mut bad = b.clone();
-        bad[8] = 9;
+        bad[16] = 9;
         assert_eq!(
             decode_batch(&bad).unwrap_err().to_string(),
-            "byte 8: item kind 9 (1 flow, 2 DNS, 3 unknown)"
+            "byte 16: item kind 9 (1 flow, 2 DNS, 3 unknown)"
         );
+        // A flow's numbers are at most 64 bits.
+        let mut long = b.clone();
+        long[18..28].copy_from_slice(&[0xff; 10]);
+        assert!(decode_batch(&long)
+            .unwrap_err()
+            .to_string()
+            .contains("beyond 2^64"));
         let mut huge = b;
-        huge[4..8].copy_from_slice(&u32::MAX.to_be_bytes());
+        huge[12..16].copy_from_slice(&u32::MAX.to_be_bytes());
         assert!(decode_batch(&huge)
             .unwrap_err()
             .to_string()

@@ -45,8 +45,9 @@ pub struct Config {
     pub window_secs: u64,
     /// Longest time what it counted stays unappended.
     pub flush: Duration,
-    /// Stop once every partition it may take has been read to the end of the flow stream
-    /// (by whichever worker), and this worker has appended everything it counted.
+    /// Stop once a collector has finished a source (it records `input.<source>` at its end),
+    /// every partition this worker may take has been counted to the end of the flow stream (by
+    /// whichever worker), and this worker has appended everything it counted.
     pub until_caught_up: bool,
     /// The SHA-256 of the inventory (every part carries it).
     pub inventory: [u8; 32],
@@ -119,7 +120,10 @@ pub async fn run<T: Transport>(
         if stop.load(std::sync::atomic::Ordering::Relaxed) {
             break;
         }
-        if tick.elapsed() >= LEASE_TICK {
+        let check_soon = cfg.until_caught_up
+            && idle_since.elapsed() > Duration::from_millis(150)
+            && tick.elapsed() >= Duration::from_millis(200);
+        if tick.elapsed() >= LEASE_TICK || check_soon {
             tick = Instant::now();
             announced = Some(announce(t, &cfg.id, announced).await?);
             let alive = alive_workers(t, &mut seen).await?;
@@ -190,7 +194,10 @@ pub async fn run<T: Transport>(
                 st.taken += 1;
                 held.insert(p, h);
             }
-            if cfg.until_caught_up && held.values().all(|h| h.pending.is_empty()) {
+            if cfg.until_caught_up
+                && held.values().all(|h| h.pending.is_empty())
+                && !t.keys("input.").await?.is_empty()
+            {
                 let mut all = true;
                 for &p in &cfg.partitions {
                     if !caught_up(t, p).await? {
@@ -203,19 +210,14 @@ pub async fn run<T: Transport>(
                 }
             }
         }
-        // Read every held partition a little, in turn.
+        // Read every held partition a little, in turn: what has arrived, without waiting.
         let mut any = false;
         let parts: Vec<u32> = held.keys().copied().collect();
-        let wait = if parts.is_empty() {
+        if parts.is_empty() {
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
-        } else {
-            Duration::from_millis(if idle_since.elapsed() > Duration::from_millis(200) {
-                50
-            } else {
-                1
-            })
-        };
+        }
+        let wait = Duration::ZERO;
         for p in parts {
             let Some(h) = held.get_mut(&p) else { continue };
             let got = h.reader.next(READ_MESSAGES, wait).await?;
@@ -298,7 +300,17 @@ pub async fn run<T: Transport>(
         }
         if any {
             idle_since = Instant::now();
-        } else if idle_since.elapsed() > Duration::from_millis(200) {
+        } else {
+            // Nothing had arrived anywhere: wait a little (longer once idle for a while).
+            let idle = idle_since.elapsed();
+            tokio::time::sleep(Duration::from_millis(if idle > Duration::from_secs(1) {
+                20
+            } else {
+                2
+            }))
+            .await;
+        }
+        if !any && idle_since.elapsed() > Duration::from_millis(100) {
             // Idle: append what is held now rather than at the next flush.
             let mut lost = Vec::new();
             for (&p, h) in held.iter_mut() {
@@ -326,12 +338,22 @@ pub async fn run<T: Transport>(
     Ok(st)
 }
 
+/// Adds what was counted of window `w` to what is held of it (one delta per window).
 fn push<R>(h: &mut Held<R>, w: u64, d: Delta) {
     if d.is_empty() {
         return;
     }
-    h.pending_bytes += delta_bytes(&d);
-    h.pending.push((w, d));
+    match h.pending.iter_mut().find(|(x, _)| *x == w) {
+        Some((_, held)) => {
+            h.pending_bytes -= delta_bytes(held);
+            held.absorb(d);
+            h.pending_bytes += delta_bytes(held);
+        }
+        None => {
+            h.pending_bytes += delta_bytes(&d);
+            h.pending.push((w, d));
+        }
+    }
 }
 
 /// The start of the window holding `second`.
