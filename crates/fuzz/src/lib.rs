@@ -40,6 +40,8 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("witness_state", witness_state),
     ("history", history),
     ("time", time),
+    ("flow_batch", flow_batch),
+    ("monitor_part", monitor_part),
 ];
 
 fn text(data: &[u8]) -> std::borrow::Cow<'_, str> {
@@ -325,4 +327,22 @@ pub fn time(data: &[u8]) {
     }
     let _ = parse_duration(&t);
     let _ = nospy_exposure::Date::parse(&t);
+}
+
+/// A flow batch from the stream (anyone who can publish to a partition's subject writes one);
+/// what reads is written and read back to the same items.
+pub fn flow_batch(data: &[u8]) {
+    if let Ok(items) = nospy_stream::wire::decode_batch(data) {
+        let back = nospy_stream::wire::decode_batch(&nospy_stream::wire::encode_batch(&items))
+            .expect("a written batch reads");
+        assert_eq!(back, items, "batch round trip");
+    }
+}
+
+/// A worker's part from the rows stream; what reads is written and read back to the same.
+pub fn monitor_part(data: &[u8]) {
+    if let Ok(part) = nospy_stream::wire::decode_part(data) {
+        let bytes = nospy_stream::wire::encode_part(&part);
+        assert_eq!(bytes, data, "a part is written as it was read");
+    }
 }

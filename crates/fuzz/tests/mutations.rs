@@ -353,6 +353,8 @@ fuzz_tests! {
     witness_state: 15000,
     history: 15000,
     time: 20000,
+    flow_batch: 20000,
+    monitor_part: 15000,
 }
 
 /// The seeds of the text formats are inputs the parsers accept (so mutations start from the
@@ -403,6 +405,12 @@ fn the_seeds_are_accepted() {
     }
     for s in text("witness_state") {
         nospy_witness::state::parse(&s).unwrap();
+    }
+    for s in seeds("flow_batch") {
+        assert!(!nospy_stream::wire::decode_batch(&s).unwrap().is_empty());
+    }
+    for s in seeds("monitor_part") {
+        nospy_stream::wire::decode_part(&s).unwrap();
     }
     for s in seeds("history") {
         assert_eq!(nospy_log::history::records(&s).count(), 2);

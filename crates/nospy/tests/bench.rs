@@ -117,6 +117,39 @@ fn bench_monitor_judges_everything_and_reports_the_design_keys() {
     assert_eq!(v["rules"], 2000, "{v}");
 }
 
+/// The monitor through NATS (the server at 127.0.0.1:4222): the single-process, raw JetStream
+/// and end-to-end figures side by side; the bench itself fails unless each merged report has
+/// the single process's flows, violation rows and device counts.
+#[test]
+fn bench_monitor_through_nats_reports_the_three_rates_side_by_side() {
+    let v = bench(
+        &[
+            "monitor",
+            "--nats",
+            "nats://127.0.0.1:4222",
+            "--devices",
+            "200",
+            "--rules",
+            "2000",
+            "--records",
+            "20000",
+            "--partitions",
+            "4",
+        ],
+        &[
+            "single_process_records_per_s",
+            "jetstream_raw_records_per_s",
+            "end_to_end_1_worker_records_per_s",
+            "end_to_end_2_workers_records_per_s",
+            "ratio_1_worker",
+            "ratio_2_workers",
+        ],
+    );
+    assert_eq!(v["records"], 20000, "{v}");
+    assert!(v["batches"].as_u64().unwrap() >= 20, "{v}");
+    assert!(v["bottleneck"].is_string(), "{v}");
+}
+
 #[test]
 fn bench_kills_loses_nothing_over_a_few_kills() {
     let v = bench(

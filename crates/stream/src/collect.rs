@@ -2,7 +2,6 @@
 //! ([`Publisher`], a [`Sink`] any source feeds), and the batches published in order, with
 //! retries under their own message ids ([`publish_all`]).
 
-use crate::transport::Transport;
 use crate::wire::{encode_batch, Item};
 use bytes::Bytes;
 use nospy_flow::fasthash::FastMap;
@@ -12,7 +11,6 @@ use nospy_inventory::Inventory;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::time::Duration;
 
 /// Items in one batch (about 50 KB of IPv4 flows).
 pub const BATCH_ITEMS: usize = 1024;
@@ -154,22 +152,23 @@ impl Sink for Publisher {
     }
 }
 
+#[cfg(feature = "nats")]
 /// Publishes batches in order, all of them again under the same ids until the engine has
 /// stored every one (a retry after a timeout or a restart of the server stores nothing twice),
 /// for at most `patience`. Returns how many were duplicates of batches already stored.
-pub async fn publish_all<T: Transport>(
+pub async fn publish_all<T: crate::transport::Transport>(
     t: &T,
     batches: &[Sealed],
-    patience: Duration,
+    patience: std::time::Duration,
 ) -> Result<u64, crate::transport::TransportError> {
     let started = std::time::Instant::now();
-    let mut pause = Duration::from_millis(100);
+    let mut pause = std::time::Duration::from_millis(100);
     loop {
         match t.publish(batches).await {
             Ok(dups) => return Ok(dups),
             Err(_) if started.elapsed() < patience => {
                 tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(2));
+                pause = (pause * 2).min(std::time::Duration::from_secs(2));
             }
             Err(e) => return Err(e),
         }

@@ -16,7 +16,7 @@
 //!   the flows, and flows of no device are counted per second into one partition. A batch's
 //!   message id is the source's, the partition's and the batch's number, so a batch published
 //!   twice (a retry, or a collector run again over the same file) is stored once.
-//! - A **worker** ([`worker`]) holds partitions by lease and reads each from where its chain
+//! - A **worker** (`worker`) holds partitions by lease and reads each from where its chain
 //!   ends; what it counted goes, per window, into a part appended to the partition's chain on
 //!   the rows stream only if the chain still ends where the worker last saw it (JetStream's
 //!   expected-last-subject-sequence). That append is the acknowledgement: what a part covers
@@ -26,16 +26,18 @@
 //! - A **report** ([`report`]) merges the parts of a window (or a range of windows) of every
 //!   partition into the report `nospy monitor --json` prints for the same flows.
 //!
-//! The engine is behind [`transport::Transport`]; NATS JetStream ([`nats::Nats`]) is the one
-//! implementation.
+//! The engine is behind [`transport::Transport`]; NATS JetStream (`nats::Nats`, feature
+//! `nats`, on by default) is the one implementation.
 
 #![forbid(unsafe_code)]
 
 pub mod collect;
+#[cfg(feature = "nats")]
 pub mod nats;
 pub mod report;
 pub mod transport;
 pub mod wire;
+#[cfg(feature = "nats")]
 pub mod worker;
 
 /// The partition of a device: a hash of its id (FNV-1a), so that it does not depend on the
