@@ -479,3 +479,163 @@ fn without_a_nats_server_or_with_bad_arguments_the_errors_say_what() {
     ]);
     assert_eq!(r.code, 2, "{}", r.stderr);
 }
+
+/// A NATS server of this test's own (Debian's `nats-server`, JetStream on, file storage in a
+/// directory that outlives its restarts).
+struct OwnNats {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<std::process::Child>,
+}
+
+impl OwnNats {
+    fn start() -> OwnNats {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut n = OwnNats {
+            port,
+            dir: tempfile::tempdir().unwrap(),
+            child: None,
+        };
+        n.run();
+        n
+    }
+
+    fn run(&mut self) {
+        let child = std::process::Command::new("nats-server")
+            .args([
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-sd",
+            ])
+            .arg(self.dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("nats-server (apt-get install nats-server)");
+        self.child = Some(child);
+        let t = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "nats-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for OwnNats {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[test]
+fn a_restart_of_the_nats_server_mid_stream_loses_nothing_and_counts_nothing_twice() {
+    let mut server = OwnNats::start();
+    let url = server.url();
+    let t = tempfile::tempdir().unwrap();
+    let (gen, args) = generated(t.path(), 500, 200_000, 900);
+    let want = single(&gen, &args);
+    let inv = s(&t.path().join("gen.csv")).to_string();
+    ok_within(
+        &[
+            "collect",
+            "--inventory",
+            &inv,
+            "--nats",
+            &url,
+            "--stream",
+            "RESTART",
+            "--partitions",
+            "8",
+            "--flows",
+            s(&gen),
+        ],
+        BOUND,
+    );
+    let mut cmd = vec![
+        "monitor".to_string(),
+        "--nats".into(),
+        url.clone(),
+        "--stream".into(),
+        "RESTART".into(),
+        "--worker-id".into(),
+        "survivor".into(),
+        "--until-caught-up".into(),
+        "--flush".into(),
+        "200ms".into(),
+    ];
+    cmd.extend(args.iter().cloned());
+    let mut w = nospy()
+        .args(&cmd)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once it holds every partition and is judging: the server is killed and started again on
+    // the same storage.
+    let stderr = w.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        let mut all = String::new();
+        for l in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if l.contains("taken") {
+                let _ = tx.send(());
+            }
+            all.push_str(&l);
+            all.push('\n');
+        }
+        all
+    });
+    for _ in 0..8 {
+        rx.recv_timeout(BOUND)
+            .expect("the worker takes the partitions");
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    server.kill();
+    std::thread::sleep(Duration::from_secs(1));
+    server.run();
+    let t0 = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = w.try_wait().unwrap() {
+            break s;
+        }
+        if t0.elapsed() > BOUND {
+            let _ = w.kill();
+            panic!("the worker did not finish after the restart");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let said = reader.join().unwrap();
+    eprintln!("{said}");
+    assert!(status.success(), "{said}");
+    let r = run(&[
+        "monitor", "report", "--nats", &url, "--stream", "RESTART", "--json",
+    ]);
+    let got: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(comparable(got), want, "{said}");
+}

@@ -110,6 +110,42 @@ pub async fn run<T: Transport>(
     say: &mut dyn FnMut(String),
 ) -> Result<Stats, TransportError> {
     let mut st = Stats::default();
+    let mut failing_since: Option<Instant> = None;
+    loop {
+        let before = st.parts;
+        match session(t, monitor, cfg, stop, say, &mut st).await {
+            Ok(()) => return Ok(st),
+            Err(e) => {
+                // What was counted and not appended is dropped: the chains say where to read
+                // from again (this worker's leases are still its own, and taken back at once).
+                let _ = monitor.take();
+                if st.parts > before {
+                    failing_since = None;
+                }
+                let since = *failing_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > ENGINE_PATIENCE {
+                    return Err(e);
+                }
+                say(format!("{e}; starting again from the chains' ends in 1 s"));
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// How long a worker keeps starting again while the engine fails (a restart of the server, a
+/// partition of the network) before it gives up with the error.
+pub const ENGINE_PATIENCE: Duration = Duration::from_secs(120);
+
+/// One run of the worker, until stopped or until the engine fails.
+async fn session<T: Transport>(
+    t: &T,
+    monitor: &mut Monitor,
+    cfg: &Config,
+    stop: &std::sync::atomic::AtomicBool,
+    say: &mut dyn FnMut(String),
+    st: &mut Stats,
+) -> Result<(), TransportError> {
     let mut held: BTreeMap<u32, Held<T::Reader>> = BTreeMap::new();
     // Others' leases and announcements: key to (revision, when it last changed).
     let mut seen: BTreeMap<String, (u64, Instant)> = BTreeMap::new();
@@ -152,7 +188,7 @@ pub async fn run<T: Transport>(
                     break;
                 };
                 let mut h = held.remove(&p).expect("held");
-                if append(t, p, &mut h, cfg, &mut st).await? {
+                if append(t, p, &mut h, cfg, st).await? {
                     let _ = t
                         .swap(&lease_key(p), Bytes::from_static(b""), Some(h.lease))
                         .await?;
@@ -173,7 +209,10 @@ pub async fn run<T: Transport>(
                 let cur = t.get(&key).await?;
                 let take = match &cur {
                     None => Some(None),
-                    Some((v, _)) if v.is_empty() => cur.as_ref().map(|c| Some(c.1)),
+                    // Free, or this worker's own from before the engine failed.
+                    Some((v, rev)) if v.is_empty() || v[..] == *cfg.id.as_bytes() => {
+                        Some(Some(*rev))
+                    }
                     Some((_, rev)) => {
                         let e = seen.entry(key.clone()).or_insert((*rev, Instant::now()));
                         if e.0 != *rev {
@@ -290,7 +329,7 @@ pub async fn run<T: Transport>(
             }
             let due = h.pending_bytes >= PART_BYTES
                 || (h.read > h.done && h.since.elapsed() >= cfg.flush);
-            if due && !append(t, p, h, cfg, &mut st).await? {
+            if due && !append(t, p, h, cfg, st).await? {
                 held.remove(&p);
                 st.lost += 1;
                 say(format!(
@@ -314,7 +353,7 @@ pub async fn run<T: Transport>(
             // Idle: append what is held now rather than at the next flush.
             let mut lost = Vec::new();
             for (&p, h) in held.iter_mut() {
-                if h.read > h.done && !append(t, p, h, cfg, &mut st).await? {
+                if h.read > h.done && !append(t, p, h, cfg, st).await? {
                     lost.push(p);
                 }
             }
@@ -329,13 +368,13 @@ pub async fn run<T: Transport>(
     }
     // Stopping: append what was counted, and free the leases.
     for (p, mut h) in std::mem::take(&mut held) {
-        if append(t, p, &mut h, cfg, &mut st).await? {
+        if append(t, p, &mut h, cfg, st).await? {
             let _ = t
                 .swap(&lease_key(p), Bytes::from_static(b""), Some(h.lease))
                 .await?;
         }
     }
-    Ok(st)
+    Ok(())
 }
 
 /// Adds what was counted of window `w` to what is held of it (one delta per window).
