@@ -748,11 +748,18 @@ fn end_to_end(
                             flush: std::time::Duration::from_secs(1),
                             until_caught_up: true,
                             inventory: digest,
+                            close_after: None,
                         };
                         let stop = std::sync::atomic::AtomicBool::new(false);
-                        let st =
-                            nospy_stream::worker::run(&nats, &mut mon, &cfg, &stop, &mut |_| {})
-                                .await?;
+                        let st = nospy_stream::worker::run(
+                            &nats,
+                            &mut mon,
+                            &cfg,
+                            &stop,
+                            &mut |_| {},
+                            &mut |_, _, _| Ok(()),
+                        )
+                        .await?;
                         if std::env::var_os("NOSPY_BENCH_TRACE").is_some() {
                             eprintln!("worker {w}: {st:?}");
                         }

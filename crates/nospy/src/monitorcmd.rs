@@ -31,7 +31,7 @@ pub struct MonitorArgs {
     /// Work on flows published by `nospy collect` to NATS JetStream (`nats://HOST:PORT`): a
     /// worker takes its share of the stream's partitions, judges their flows and appends each
     /// window's counts to the partition's chain; `nospy monitor report` merges them.
-    #[arg(long, value_name = "URL", conflicts_with_all = ["pcap", "flows", "listen", "evidence_key"])]
+    #[arg(long, value_name = "URL", conflicts_with_all = ["pcap", "flows", "listen"])]
     nats: Option<String>,
     #[command(flatten)]
     worker: crate::streamcmd::WorkerArgs,
@@ -183,7 +183,23 @@ pub fn run(a: MonitorArgs) -> Result<ExitCode> {
                 })
                 .collect(),
         };
-        return crate::streamcmd::work(url, &a.worker, &inventory, monitor, setup, a.json);
+        let evidence = match &a.evidence_key {
+            None => None,
+            Some(k) => {
+                let log = source.context(
+                    "--evidence-key needs --log or --server: the log to append evidence to",
+                )?;
+                let key = crate::util::signer_key(k)?;
+                let names: Vec<Option<String>> = from
+                    .iter()
+                    .map(|f| f.as_ref().map(|f| f.evidence_name(Some(&log.name()))))
+                    .collect();
+                Some(crate::streamcmd::EvidenceTo { log, key, names })
+            }
+        };
+        return crate::streamcmd::work(
+            url, &a.worker, &inventory, monitor, setup, evidence, a.json,
+        );
     }
     let (stats, input) = if let Some(l) = &a.listen {
         let addr: std::net::SocketAddr = l

@@ -391,6 +391,13 @@ pub struct WorkerArgs {
     /// of the stream (for a file's flows; a live worker runs until interrupted).
     #[arg(long, requires = "nats")]
     pub until_caught_up: bool,
+    /// With --nats and --evidence-key: each window's violations are signed (per device, about
+    /// its firmware, the window's bounds as the evidence's window) and appended once flows have
+    /// started this long after the window's end (or, on a quiet partition, once the clock has),
+    /// and at the end with --until-caught-up. A window signed twice (a worker died in between)
+    /// gives the same statements: duplicates in the log, not new entries.
+    #[arg(long, requires = "nats", default_value = "1m")]
+    pub lateness: String,
     /// With --nats: this worker's name in its leases (default: host and process id).
     #[arg(long, requires = "nats")]
     pub worker_id: Option<String>,
@@ -409,15 +416,89 @@ fn parse_range(s: &str) -> Option<(u32, u32)> {
     }
 }
 
-/// Runs a worker: `monitor` judges, `setup` is what it records about the devices.
+/// Where a worker's evidence goes: the log, the monitor's key, and what each device's manifest
+/// is named in its evidence.
+pub struct EvidenceTo {
+    /// The log evidence is appended to.
+    pub log: nospy_client::LogSource,
+    /// The monitor's key.
+    pub key: nospy_tlog::note::SignerKey,
+    /// Per device, its manifest as evidence names it.
+    pub names: Vec<Option<String>>,
+}
+
+/// Signs the evidence of one partition's closed window and appends it: the window's deltas
+/// merged into its report, whose window is the window's bounds and whose source digest is the
+/// SHA-256 of that report's JSON, so that a window handed on twice signs the same bytes (a
+/// duplicate in the log, not a second entry).
+fn window_evidence(
+    e: &EvidenceTo,
+    inventory: &Inventory,
+    setup: &nospy_stream::report::Setup,
+    window_secs: u64,
+    (p, w, deltas): (u32, u64, Vec<nospy_monitor::Delta>),
+) -> std::result::Result<(), String> {
+    let ids: Vec<String> = setup.devices.iter().map(|d| d.0.clone()).collect();
+    let has: Vec<bool> = setup.devices.iter().map(|d| d.1).collect();
+    let mut merger = nospy_monitor::Merger::new(&ids, &has);
+    for d in &deltas {
+        merger.add(d).map_err(|e| e.to_string())?;
+    }
+    let mut report = merger.finish();
+    if report.violations.is_empty() {
+        return Ok(());
+    }
+    report.window = Some((
+        w.saturating_mul(1_000_000_000),
+        (w + window_secs).saturating_mul(1_000_000_000) - 1,
+    ));
+    let n = ids.len();
+    let json = nospy_monitor::output::report_json(
+        &report,
+        &Stats::default(),
+        &vec![None; n],
+        &vec![None; n],
+    );
+    let input = nospy_tlog::Sha256::of(json.to_string().as_bytes());
+    let signed = nospy_monitor::evidence::sign(&report, inventory, &e.names, &input, &e.key);
+    let entries: Vec<Vec<u8>> = signed
+        .statements
+        .iter()
+        .map(|s| s.envelope.clone())
+        .collect();
+    if entries.is_empty() {
+        return Ok(());
+    }
+    // The log's client may run a runtime of its own: from a thread of its own.
+    let appended = std::thread::scope(|s| {
+        s.spawn(|| e.log.append(&entries))
+            .join()
+            .map_err(|_| "appending evidence panicked".to_string())
+    })?
+    .map_err(|err| format!("appending evidence to {}: {err}", e.log.name()))?;
+    let dups = appended.iter().filter(|a| a.duplicate).count();
+    eprintln!(
+        "nospy monitor: partition {p}, window {}: {} evidence statements appended to {} ({dups} already there): entries {}",
+        nospy_monitor::evidence::format_time(w.saturating_mul(1_000_000_000)),
+        appended.len(),
+        e.log.name(),
+        appended.iter().map(|a| a.index.to_string()).collect::<Vec<_>>().join(", ")
+    );
+    Ok(())
+}
+
+/// Runs a worker: `monitor` judges, `setup` is what it records about the devices; with
+/// `evidence`, each closed window's violations are signed and appended.
 pub fn work(
     url: &str,
     w: &WorkerArgs,
     inventory: &Inventory,
     mut monitor: nospy_monitor::Monitor,
     setup: nospy_stream::report::Setup,
+    evidence: Option<EvidenceTo>,
     json: bool,
 ) -> Result<ExitCode> {
+    let lateness = duration("--lateness", &w.lateness)?;
     let window = duration("--window", &w.window)?.as_secs().max(1);
     let flush = duration("--flush", &w.flush)?;
     let id = w.worker_id.clone().unwrap_or_else(|| {
@@ -457,6 +538,10 @@ pub fn work(
             ..setup
         };
         nats.put("setup", setup.to_bytes()).await?;
+        let mut on_window = |p: u32, w: u64, deltas: Vec<nospy_monitor::Delta>| match &evidence {
+            Some(e) => window_evidence(e, inventory, &setup, window, (p, w, deltas)),
+            None => Ok(()),
+        };
         let s2 = stop.clone();
         tokio::spawn(async move {
             use tokio::signal::unix::{signal, SignalKind};
@@ -475,6 +560,7 @@ pub fn work(
             flush,
             until_caught_up: w.until_caught_up,
             inventory: nospy_stream::inventory_digest(inventory),
+            close_after: evidence.as_ref().map(|_| lateness),
         };
         eprintln!(
             "nospy monitor: worker {} on {} partitions of {}_FLOWS",
@@ -482,15 +568,21 @@ pub fn work(
             cfg.partitions.len(),
             w.stream
         );
-        nospy_stream::worker::run(&nats, &mut monitor, &cfg, &stop, &mut |m| {
-            eprintln!("nospy monitor: {m}")
-        })
+        nospy_stream::worker::run(
+            &nats,
+            &mut monitor,
+            &cfg,
+            &stop,
+            &mut |m| eprintln!("nospy monitor: {m}"),
+            &mut on_window,
+        )
         .await
     });
     let st = st.map_err(|e| anyhow::anyhow!("{e}"))?;
     let v = json!({
         "flows": st.flows, "messages": st.messages, "refused": st.refused,
         "parts": st.parts, "partitions_taken": st.taken, "partitions_lost": st.lost,
+        "late_flows": st.late,
     });
     if json {
         print_json(&v)?;

@@ -294,6 +294,25 @@ impl Transport for Nats {
         }
     }
 
+    async fn chain(&self, partition: u32) -> Result<Vec<Bytes>, TransportError> {
+        let s = self.stream(&self.rows()).await?;
+        let subject = self.row_subject(partition);
+        let mut out = Vec::new();
+        let mut seq = 1;
+        loop {
+            match s.get_first_raw_message_by_subject(&subject, seq).await {
+                Ok(m) => {
+                    seq = m.sequence + 1;
+                    out.push(m.payload);
+                }
+                Err(e) if e.kind() == stream::RawMessageErrorKind::NoMessageFound => {
+                    return Ok(out)
+                }
+                Err(e) => return Err(err(format!("partition {partition}'s chain"), e)),
+            }
+        }
+    }
+
     async fn chain_end(&self, partition: u32) -> Result<Option<ChainEnd>, TransportError> {
         let s = self.stream(&self.rows()).await?;
         match s

@@ -77,6 +77,9 @@ pub trait Transport {
     /// The sequence of the last message in `partition`, if it has any.
     async fn last_flow(&self, partition: u32) -> Result<Option<u64>, TransportError>;
 
+    /// Every part of `partition`'s chain, in order.
+    async fn chain(&self, partition: u32) -> Result<Vec<Bytes>, TransportError>;
+
     /// The end of `partition`'s chain of parts, if it has any.
     async fn chain_end(&self, partition: u32) -> Result<Option<ChainEnd>, TransportError>;
 

@@ -51,7 +51,20 @@ pub struct Config {
     pub until_caught_up: bool,
     /// The SHA-256 of the inventory (every part carries it).
     pub inventory: [u8; 32],
+    /// Hand each window of each held partition, once closed, to the `on_window` of [`run`]:
+    /// a window is closed once the partition's flows have started this long after its end
+    /// (or, for a quiet partition, once the clock has), and when a worker that stops once
+    /// everything is counted stops. `None`: windows are not handed on.
+    pub close_after: Option<Duration>,
 }
+
+/// What [`run`] calls for each closed window: the partition, the window's start (Unix
+/// seconds) and every delta its chain holds of the window. An error is said and the window
+/// handed on again later; success is recorded (`closed.<partition>` in the state store), so a
+/// window is handed on once, or, if a worker dies in between, again by the next holder (what
+/// the caller does with it must make a repeat harmless: signed evidence is deterministic, and a
+/// log keeps an entry once).
+pub type OnWindow<'a> = dyn FnMut(u32, u64, Vec<Delta>) -> Result<(), String> + 'a;
 
 /// What a worker did.
 #[derive(Debug, Clone, Default)]
@@ -69,6 +82,9 @@ pub struct Stats {
     pub lost: u64,
     /// Partitions taken (first, or over from another worker).
     pub taken: u64,
+    /// Flows that started in a window already handed on (more than the lateness late): counted
+    /// in the report, not in what that window handed on.
+    pub late: u64,
 }
 
 /// One partition this worker holds.
@@ -87,6 +103,12 @@ struct Held<R> {
     since: Instant,
     /// The lease's revision this worker last wrote.
     lease: u64,
+    /// Windows with counts in the chain, not yet handed on (with [`Config::close_after`]).
+    open_windows: BTreeSet<u64>,
+    /// When a message last came.
+    last_message: Instant,
+    /// The start of the first window not yet handed on.
+    closed_below: u64,
 }
 
 fn delta_bytes(d: &Delta) -> usize {
@@ -108,12 +130,13 @@ pub async fn run<T: Transport>(
     cfg: &Config,
     stop: &std::sync::atomic::AtomicBool,
     say: &mut dyn FnMut(String),
+    on_window: &mut OnWindow<'_>,
 ) -> Result<Stats, TransportError> {
     let mut st = Stats::default();
     let mut failing_since: Option<Instant> = None;
     loop {
         let before = st.parts;
-        match session(t, monitor, cfg, stop, say, &mut st).await {
+        match session(t, monitor, cfg, stop, say, on_window, &mut st).await {
             Ok(()) => return Ok(st),
             Err(e) => {
                 // What was counted and not appended is dropped: the chains say where to read
@@ -144,6 +167,7 @@ async fn session<T: Transport>(
     cfg: &Config,
     stop: &std::sync::atomic::AtomicBool,
     say: &mut dyn FnMut(String),
+    on_window: &mut OnWindow<'_>,
     st: &mut Stats,
 ) -> Result<(), TransportError> {
     let mut held: BTreeMap<u32, Held<T::Reader>> = BTreeMap::new();
@@ -180,6 +204,20 @@ async fn session<T: Transport>(
                 st.lost += 1;
                 say(format!(
                     "partition {p}: its lease was taken; left to its new holder"
+                ));
+            }
+            // Hand on the windows that have closed.
+            let mut gone = Vec::new();
+            for (&p, h) in held.iter_mut() {
+                if !close_windows(t, p, h, cfg, st, false, on_window, say).await? {
+                    gone.push(p);
+                }
+            }
+            for p in gone {
+                held.remove(&p);
+                st.lost += 1;
+                say(format!(
+                    "partition {p}: another worker extended its chain; left to it"
                 ));
             }
             // Release beyond the fair share (after appending what was counted).
@@ -225,7 +263,7 @@ async fn session<T: Transport>(
                 let Some(lease) = t.swap(&key, Bytes::from(cfg.id.clone()), expected).await? else {
                     continue;
                 };
-                let h = open(t, p, lease).await?;
+                let h = open(t, p, lease, cfg).await?;
                 say(format!(
                     "partition {p}: taken, from flow sequence {} (chain at {})",
                     h.done, h.chain
@@ -245,6 +283,24 @@ async fn session<T: Transport>(
                     }
                 }
                 if all {
+                    // Everything is counted: every window of what this worker holds is closed,
+                    // and handed on (again, while what takes them refuses for a while: another
+                    // worker holding a local log's lock, say).
+                    let started = Instant::now();
+                    loop {
+                        for (&p, h) in held.iter_mut() {
+                            close_windows(t, p, h, cfg, st, true, on_window, say).await?;
+                        }
+                        if held.values().all(|h| h.open_windows.is_empty()) {
+                            break;
+                        }
+                        if started.elapsed() > ENGINE_PATIENCE {
+                            return Err(TransportError(
+                                "windows could not be handed on (see above)".into(),
+                            ));
+                        }
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                    }
                     break;
                 }
             }
@@ -262,10 +318,21 @@ async fn session<T: Transport>(
             let got = h.reader.next(READ_MESSAGES, wait).await?;
             if !got.is_empty() {
                 any = true;
+                h.last_message = Instant::now();
             }
             let mut window: Option<u64> = None;
+            let mut late = 0u64;
             let mut unknown: BTreeMap<u64, (u64, u64, u64)> = BTreeMap::new();
             for m in got {
+                // Never counted twice: a reader that starts again delivers nothing at or
+                // before what was read.
+                if m.seq <= h.read {
+                    say(format!(
+                        "partition {p}: message {} delivered again (read up to {}); skipped",
+                        m.seq, h.read
+                    ));
+                    continue;
+                }
                 st.messages += 1;
                 h.read = m.seq;
                 let items = match decode_batch(&m.payload) {
@@ -290,6 +357,9 @@ async fn session<T: Transport>(
                             }
                             window = Some(w);
                             st.flows += 1;
+                            if w < h.closed_below {
+                                late += 1;
+                            }
                             h.watermark_ns = h.watermark_ns.max(f.first_ns);
                             monitor.flow(&f);
                         }
@@ -313,6 +383,12 @@ async fn session<T: Transport>(
             if let Some(w) = window {
                 let d = monitor.take();
                 push(h, w, d);
+            }
+            if late > 0 {
+                st.late += late;
+                say(format!(
+                    "partition {p}: {late} flows started in windows already handed on (more than the lateness late): counted in the report, not in those windows' evidence"
+                ));
             }
             for (w, (flows, packets, bytes)) in unknown {
                 push(
@@ -435,7 +511,22 @@ async fn alive_workers<T: Transport>(
 }
 
 /// Opens a partition at the end of its chain.
-async fn open<T: Transport>(t: &T, p: u32, lease: u64) -> Result<Held<T::Reader>, TransportError> {
+async fn open<T: Transport>(
+    t: &T,
+    p: u32,
+    lease: u64,
+    cfg: &Config,
+) -> Result<Held<T::Reader>, TransportError> {
+    let mut open_windows = BTreeSet::new();
+    let mut below = 0;
+    if cfg.close_after.is_some() {
+        below = closed_below(t, p).await?;
+        for b in t.chain(p).await? {
+            if let Ok(part) = decode_part(&b) {
+                open_windows.extend(part.windows.iter().map(|w| w.0).filter(|w| *w >= below));
+            }
+        }
+    }
     let (chain, done, watermark_ns) = match t.chain_end(p).await? {
         None => (0, 0, 0),
         Some(end) => {
@@ -459,7 +550,84 @@ async fn open<T: Transport>(t: &T, p: u32, lease: u64) -> Result<Held<T::Reader>
         refused: 0,
         since: Instant::now(),
         lease,
+        open_windows,
+        last_message: Instant::now(),
+        closed_below: below,
     })
+}
+
+/// The start of the first window of `p` not yet handed on.
+async fn closed_below<T: Transport>(t: &T, p: u32) -> Result<u64, TransportError> {
+    Ok(t.get(&format!("closed.{p}"))
+        .await?
+        .and_then(|(v, _)| std::str::from_utf8(&v).ok()?.parse().ok())
+        .unwrap_or(0))
+}
+
+#[allow(clippy::too_many_arguments)]
+/// Hands on the windows of `p` that are closed (all of them with `all`), in order, after
+/// appending what is held.
+async fn close_windows<T: Transport, R>(
+    t: &T,
+    p: u32,
+    h: &mut Held<R>,
+    cfg: &Config,
+    st: &mut Stats,
+    all: bool,
+    on_window: &mut OnWindow<'_>,
+    say: &mut dyn FnMut(String),
+) -> Result<bool, TransportError> {
+    let Some(after) = cfg.close_after else {
+        return Ok(true);
+    };
+    let mut limit = h.watermark_ns / 1_000_000_000;
+    if h.last_message.elapsed() > after {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        limit = limit.max(now);
+    }
+    let due: Vec<u64> = h
+        .open_windows
+        .iter()
+        .copied()
+        .filter(|w| all || w + cfg.window_secs + after.as_secs() <= limit)
+        .collect();
+    if due.is_empty() {
+        return Ok(true);
+    }
+    if !append(t, p, h, cfg, st).await? {
+        return Ok(false);
+    }
+    let parts: Vec<_> = t
+        .chain(p)
+        .await?
+        .iter()
+        .filter_map(|b| decode_part(b).ok())
+        .collect();
+    for w in due {
+        let deltas: Vec<Delta> = parts
+            .iter()
+            .flat_map(|part| part.windows.iter())
+            .filter(|(x, _)| *x == w)
+            .map(|(_, d)| d.clone())
+            .collect();
+        if let Err(e) = on_window(p, w, deltas) {
+            say(format!(
+                "partition {p}, window {}: {e}; handed on again later",
+                nospy_monitor::evidence::format_time(w.saturating_mul(1_000_000_000))
+            ));
+            break;
+        }
+        t.put(
+            &format!("closed.{p}"),
+            Bytes::from((w + cfg.window_secs).to_string()),
+        )
+        .await?;
+        h.open_windows.remove(&w);
+        h.closed_below = h.closed_below.max(w + cfg.window_secs);
+    }
+    Ok(true)
 }
 
 /// Whether partition `p`'s chain covers every message in it so far.
@@ -508,6 +676,9 @@ async fn append<T: Transport, R>(
         .await?
     {
         Some(seq) => {
+            if cfg.close_after.is_some() {
+                h.open_windows.extend(part.windows.iter().map(|w| w.0));
+            }
             h.chain = seq;
             h.done = h.read;
             h.pending_bytes = 0;
