@@ -608,14 +608,20 @@ pub fn run_nats(
     let raw_per_s = records as f64 / raw_s;
     // End to end, with 1 and 2 workers.
     let mut e2e = Vec::new();
-    for workers in [1usize, 2] {
+    let mut alone = (0.0, 0.0);
+    for (workers, apart) in [(1usize, false), (2, false), (1, true)] {
         say(&format!(
-            "end to end: a collector and {workers} worker(s) ..."
+            "{} a collector and {workers} worker(s) ...",
+            if apart {
+                "one after the other:"
+            } else {
+                "end to end:"
+            }
         ));
-        let name = format!("BENCHE2E{tag}W{workers}");
-        let r = end_to_end(url, &name, &f, &msgs, partitions, workers);
+        let name = format!("BENCHE2E{tag}W{workers}{}", if apart { "A" } else { "" });
+        let r = end_to_end(url, &name, &f, &msgs, partitions, workers, apart);
         cleanup(name);
-        let (secs, merged) = r?;
+        let (secs, collected, merged) = r?;
         anyhow::ensure!(
             merged.flows == single.flows
                 && merged.violations.len() == single.violations.len()
@@ -626,7 +632,14 @@ pub fn run_nats(
             single.flows,
             single.violations.len()
         );
-        e2e.push(records as f64 / secs);
+        if apart {
+            alone = (
+                records as f64 / collected,
+                records as f64 / (secs - collected).max(1e-9),
+            );
+        } else {
+            e2e.push(records as f64 / secs);
+        }
     }
     let ratio = |x: f64| (x / single_per_s * 1000.0).round() / 1000.0;
     let bottleneck = if raw_per_s < e2e[1].max(e2e[0]) * 1.5 {
@@ -648,6 +661,8 @@ pub fn run_nats(
         "ratio_1_worker": ratio(e2e[0]),
         "ratio_2_workers": ratio(e2e[1]),
         "ratio_jetstream_raw": ratio(raw_per_s),
+        "collector_alone_records_per_s": alone.0.round(),
+        "worker_alone_records_per_s": alone.1.round(),
         "bottleneck": bottleneck,
         "debug_build": cfg!(debug_assertions),
     });
@@ -665,6 +680,10 @@ pub fn run_nats(
                 ratio(*r)
             );
         }
+        println!(
+            "one after the other: the collector alone {:.0} records/s, then one worker alone {:.0} records/s",
+            alone.0, alone.1
+        );
         println!("bottleneck: {bottleneck}");
     }
     Ok(())
@@ -679,7 +698,8 @@ fn end_to_end(
     msgs: &[Vec<u8>],
     partitions: u32,
     workers: usize,
-) -> Result<(f64, nospy_monitor::Report)> {
+    one_after_the_other: bool,
+) -> Result<(f64, f64, nospy_monitor::Report)> {
     use nospy_stream::collect::{publish_all, Publisher};
     use nospy_stream::nats::{Nats, Options};
     use nospy_stream::transport::Transport;
@@ -708,8 +728,9 @@ fn end_to_end(
     })?;
     let t = Instant::now();
     let mut judged = 0.0;
+    let mut collected = 0.0;
     let out = std::thread::scope(|s| -> Result<nospy_monitor::Report> {
-        let collector = s.spawn(|| -> Result<()> {
+        let mut collector = Some(s.spawn(|| -> Result<()> {
             let rt = rt()?;
             rt.block_on(async {
                 let nats = Nats::connect(url, name, Options::default()).await?;
@@ -731,8 +752,16 @@ fn end_to_end(
                     .await?;
                 Ok(())
             })
-        });
+        }));
         let op = OperatorConfig::default();
+        if one_after_the_other {
+            collector
+                .take()
+                .expect("the collector")
+                .join()
+                .map_err(|_| anyhow::anyhow!("the collector panicked"))??;
+            collected = t.elapsed().as_secs_f64();
+        }
         let handles: Vec<_> = (0..workers)
             .map(|w| {
                 let op = op.clone();
@@ -768,10 +797,12 @@ fn end_to_end(
                 })
             })
             .collect();
-        collector
-            .join()
-            .map_err(|_| anyhow::anyhow!("the collector panicked"))??;
-        let collected = t.elapsed().as_secs_f64();
+        if let Some(collector) = collector {
+            collector
+                .join()
+                .map_err(|_| anyhow::anyhow!("the collector panicked"))??;
+            collected = t.elapsed().as_secs_f64();
+        }
         for h in handles {
             h.join()
                 .map_err(|_| anyhow::anyhow!("a worker panicked"))??;
@@ -788,5 +819,5 @@ fn end_to_end(
         })?;
         Ok(merged.report)
     })?;
-    Ok((judged, out))
+    Ok((judged, collected, out))
 }

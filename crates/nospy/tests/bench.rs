@@ -143,6 +143,8 @@ fn bench_monitor_through_nats_reports_the_three_rates_side_by_side() {
             "end_to_end_2_workers_records_per_s",
             "ratio_1_worker",
             "ratio_2_workers",
+            "collector_alone_records_per_s",
+            "worker_alone_records_per_s",
         ],
     );
     assert_eq!(v["records"], 20000, "{v}");
