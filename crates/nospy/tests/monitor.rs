@@ -467,67 +467,6 @@ fn evidence_through_a_server_needs_the_monitor_role() {
     assert_eq!(p["flows"][0]["peer"], "1.1.1.1");
 }
 
-/// A running `nospy monitor --listen`: the child, the UDP port it collects on, and the rest of
-/// its standard error (read to the end on another thread).
-struct Live {
-    child: std::process::Child,
-    port: u16,
-    stderr: std::thread::JoinHandle<String>,
-}
-
-fn start_live(args: &[String]) -> Live {
-    use std::io::{BufRead, BufReader, Read};
-    let mut child = nospy()
-        .args(args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    let mut before = String::new();
-    let port = loop {
-        line.clear();
-        assert!(
-            err.read_line(&mut line).unwrap() > 0,
-            "nospy monitor exited before listening: {before}"
-        );
-        before.push_str(&line);
-        if let Some(a) = line
-            .trim()
-            .strip_prefix("nospy monitor: collecting on udp:")
-        {
-            break a.rsplit(':').next().unwrap().parse().unwrap();
-        }
-    };
-    let stderr = std::thread::spawn(move || {
-        let mut rest = before;
-        let _ = err.read_to_string(&mut rest);
-        rest
-    });
-    Live {
-        child,
-        port,
-        stderr,
-    }
-}
-
-impl Live {
-    /// Stops it with SIGTERM (what arrived before is still read) and returns its exit code, its
-    /// JSON report and its standard error.
-    fn stop(self) -> (i32, serde_json::Value, String) {
-        let k = std::process::Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(k.success());
-        let out = self.child.wait_with_output().unwrap();
-        let err = self.stderr.join().unwrap();
-        let v = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
-        (out.status.code().unwrap_or(-1), v, err)
-    }
-}
-
 #[test]
 fn the_live_collector_takes_a_real_exporter_s_flows() {
     let t = tempfile::tempdir().unwrap();

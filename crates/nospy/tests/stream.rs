@@ -788,3 +788,51 @@ fn each_window_s_evidence_is_appended_once() {
     let a: serde_json::Value = serde_json::from_str(&audit.stdout).unwrap();
     assert_eq!(a["entries"].as_u64().unwrap() as usize, statements);
 }
+
+/// softflowd exporting a capture's flows live to `nospy collect --listen`, one worker, and the
+/// report: what one `nospy monitor --flows` says of softflowd's exports of the same capture.
+#[test]
+fn a_real_exporter_s_live_flows_through_nats_give_the_single_process_report() {
+    let t = tempfile::tempdir().unwrap();
+    let capture = "mudscope_malign_ut-tplink_2021-11-18_15-10-46.pcap";
+    let judged_by = setup(t.path());
+    let want = single(&softflowd_exports(t.path(), capture, "10"), &judged_by);
+    let d = Deployment::new("live");
+    let inv = judged_by
+        .iter()
+        .position(|a| a == "--inventory")
+        .map(|i| judged_by[i + 1].clone())
+        .unwrap();
+    let args: Vec<String> = [
+        "collect",
+        "--inventory",
+        &inv,
+        "--nats",
+        NATS,
+        "--stream",
+        &d.0,
+        "--partitions",
+        "4",
+        "--listen",
+        "udp:127.0.0.1:0",
+        "--json",
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    let live = start_live(&args);
+    let r = std::process::Command::new("softflowd")
+        .args(["-d", "-a", "-c", "none", "-v", "10"])
+        .args(["-r", s(&net(&format!("pcap/{capture}")))])
+        .args(["-n", &format!("127.0.0.1:{}", live.port)])
+        .args(["-p", s(&t.path().join("softflowd.pid"))])
+        .output()
+        .expect("softflowd (apt-get install softflowd)");
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let (code, v, err) = live.stop();
+    assert_eq!(code, 0, "{v:#}\n{err}");
+    assert!(v["flows"].as_u64().unwrap() > 0, "{v:#}");
+    workers_to_the_end(&d, &judged_by, 1);
+    let got = comparable(report(&d, None));
+    assert!(got == want, "{}", difference(&got, &want));
+}
