@@ -642,11 +642,17 @@ pub fn run_nats(
         }
     }
     let ratio = |x: f64| (x / single_per_s * 1000.0).round() / 1000.0;
-    let bottleneck = if raw_per_s < e2e[1].max(e2e[0]) * 1.5 {
-        "jetstream"
-    } else {
-        "judging and decoding (the transport is not)"
-    };
+    // The slowest of the three stages, each measured alone: the transport alone (publish and
+    // read back), the collector alone, one worker alone.
+    let stages = [
+        ("jetstream", raw_per_s),
+        ("collector (decode, attribute, encode, publish)", alone.0),
+        ("worker (read, decode, judge, append parts)", alone.1),
+    ];
+    let bottleneck = stages
+        .iter()
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .map_or("", |s| s.0);
     let v = json!({
         "devices": devices,
         "rules": f.models * f.per,

@@ -182,6 +182,14 @@ impl Delta {
 }
 
 impl Monitor {
+    /// How much the next [`Monitor::take`] holds at most: rows of both kinds, and devices.
+    pub fn held(&self) -> (usize, usize) {
+        (
+            self.violations.held() + self.unattributable.held(),
+            self.touched.len(),
+        )
+    }
+
     /// What was counted since the monitor began or was last taken from; the counts start again
     /// from nothing (the compiled manifests and the DNS answers seen are kept). Costs what was
     /// counted, not the size of the inventory.

@@ -131,6 +131,11 @@ impl Rows {
     }
 
     /// Every row kept, once, in the report's order; and the flows of the rows dropped.
+    /// Rows held: at most this many distinct ones (appended ones may repeat).
+    pub(crate) fn held(&self) -> usize {
+        self.merged.len() + self.pending.len()
+    }
+
     pub(crate) fn finish(mut self) -> (Vec<Row>, u64) {
         self.merge();
         (self.merged, self.dropped_flows)

@@ -29,10 +29,10 @@ pub const LEASE_TICK: Duration = Duration::from_secs(1);
 /// How long an unrenewed lease or announcement stays another's.
 pub const LEASE_EXPIRY: Duration = Duration::from_secs(5);
 /// A part is appended once what it would hold is about this large (the engine's messages are at
-/// most 1 MiB, and one read adds at most two batches' rows).
+/// most 1 MiB, and one batch adds at most 2,048 rows: checked after each).
 const PART_BYTES: usize = 256 * 1024;
-/// Messages judged between checks of a part's size.
-const READ_MESSAGES: usize = 2;
+/// Messages read from a partition at a turn.
+const READ_MESSAGES: usize = 8;
 
 /// How a worker runs.
 #[derive(Debug, Clone)]
@@ -181,8 +181,8 @@ async fn session<T: Transport>(
             break;
         }
         let check_soon = cfg.until_caught_up
-            && idle_since.elapsed() > Duration::from_millis(150)
-            && tick.elapsed() >= Duration::from_millis(200);
+            && idle_since.elapsed() > Duration::from_millis(30)
+            && tick.elapsed() >= Duration::from_millis(100);
         if tick.elapsed() >= LEASE_TICK || check_soon {
             tick = Instant::now();
             announced = Some(announce(t, &cfg.id, announced).await?);
@@ -321,6 +321,7 @@ async fn session<T: Transport>(
                 h.last_message = Instant::now();
             }
             let mut window: Option<u64> = None;
+            let mut lost_now = false;
             let mut late = 0u64;
             let mut unknown: BTreeMap<u64, (u64, u64, u64)> = BTreeMap::new();
             for m in got {
@@ -379,6 +380,29 @@ async fn session<T: Transport>(
                         }
                     }
                 }
+                // A part must stay within the engine's message size: append before it would not.
+                let (rows, devices) = monitor.held();
+                if h.pending_bytes + rows * 70 + devices * 28 >= PART_BYTES {
+                    if let Some(w) = window.take() {
+                        let d = monitor.take();
+                        push(h, w, d);
+                    }
+                    for (w, (flows, packets, bytes)) in std::mem::take(&mut unknown) {
+                        push(h, w, unknown_delta(flows, packets, bytes));
+                    }
+                    if !append(t, p, h, cfg, st).await? {
+                        lost_now = true;
+                        break;
+                    }
+                }
+            }
+            if lost_now {
+                held.remove(&p);
+                st.lost += 1;
+                say(format!(
+                    "partition {p}: another worker extended its chain; left to it"
+                ));
+                continue;
             }
             if let Some(w) = window {
                 let d = monitor.take();
@@ -391,17 +415,7 @@ async fn session<T: Transport>(
                 ));
             }
             for (w, (flows, packets, bytes)) in unknown {
-                push(
-                    h,
-                    w,
-                    Delta {
-                        flows,
-                        packets,
-                        bytes,
-                        unknown_device_flows: flows,
-                        ..Delta::default()
-                    },
-                );
+                push(h, w, unknown_delta(flows, packets, bytes));
             }
             let due = h.pending_bytes >= PART_BYTES
                 || (h.read > h.done && h.since.elapsed() >= cfg.flush);
@@ -451,6 +465,17 @@ async fn session<T: Transport>(
         }
     }
     Ok(())
+}
+
+/// Flows of no device, as a delta.
+fn unknown_delta(flows: u64, packets: u64, bytes: u64) -> Delta {
+    Delta {
+        flows,
+        packets,
+        bytes,
+        unknown_device_flows: flows,
+        ..Delta::default()
+    }
 }
 
 /// Adds what was counted of window `w` to what is held of it (one delta per window).
