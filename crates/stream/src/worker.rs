@@ -173,7 +173,6 @@ async fn session<T: Transport>(
     let mut held: BTreeMap<u32, Held<T::Reader>> = BTreeMap::new();
     // Others' leases and announcements: key to (revision, when it last changed).
     let mut seen: BTreeMap<String, (u64, Instant)> = BTreeMap::new();
-    let mut announced: Option<u64> = None;
     let mut tick = Instant::now() - LEASE_TICK;
     let mut idle_since = Instant::now();
     loop {
@@ -185,7 +184,7 @@ async fn session<T: Transport>(
             && tick.elapsed() >= Duration::from_millis(100);
         if tick.elapsed() >= LEASE_TICK || check_soon {
             tick = Instant::now();
-            announced = Some(announce(t, &cfg.id, announced).await?);
+            announce(t, &cfg.id).await?;
             let alive = alive_workers(t, &mut seen).await?;
             let share = cfg.partitions.len().div_ceil(alive.max(1));
             // Renew what is held; lose what another took.
@@ -505,11 +504,8 @@ fn lease_key(p: u32) -> String {
     format!("lease.{p}")
 }
 
-async fn announce<T: Transport>(
-    t: &T,
-    id: &str,
-    _last: Option<u64>,
-) -> Result<u64, TransportError> {
+/// Announces this worker (its key's revision moves on: it is alive).
+async fn announce<T: Transport>(t: &T, id: &str) -> Result<u64, TransportError> {
     t.put(&format!("worker.{id}"), Bytes::from(id.to_string()))
         .await
 }
