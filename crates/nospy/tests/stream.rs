@@ -412,9 +412,30 @@ fn a_killed_collector_and_a_killed_worker_lose_nothing_and_count_nothing_twice()
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(400));
+    // Killed once it has stored some batches (polled on the server), not all if it can be helped.
+    let stream = format!("{}_FLOWS", d.0);
+    rt().block_on(async {
+        let js = async_nats::jetstream::new(async_nats::connect(NATS).await.unwrap());
+        let t0 = std::time::Instant::now();
+        while t0.elapsed() < BOUND {
+            if let Ok(mut s) = js.get_stream(&stream).await {
+                if s.info().await.is_ok_and(|i| i.state.messages > 0) {
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    });
     let _ = first.kill();
-    let _ = first.wait();
+    let o = first.wait_with_output().unwrap();
+    eprintln!(
+        "the first collector {}",
+        if o.status.success() {
+            "had finished when killed"
+        } else {
+            "was killed part way"
+        }
+    );
     let c = collect(&d, &gen, &args, 8);
     let cv: serde_json::Value = serde_json::from_str(&c.stdout).unwrap();
     eprintln!(
