@@ -306,6 +306,25 @@ fn best_of<T>(runs: usize, mut f: impl FnMut() -> Result<T>) -> Result<(f64, T)>
     Ok((best, last.expect("at least one run")))
 }
 
+/// Decodes IPFIX messages (as one exporter's) into `sink`, a message at a time.
+fn decode(msgs: &[Vec<u8>], sink: &mut dyn Sink) -> Result<()> {
+    let mut c = Collector::new();
+    let mut out = Vec::with_capacity(30);
+    for m in msgs {
+        out.clear();
+        c.read("bench", m, &mut out)?;
+        sink.flows(&out);
+    }
+    Ok(())
+}
+
+/// The single process: a monitor of the fleet judges the decoded messages.
+fn judge(f: &Fleet, op: &OperatorConfig, msgs: &[Vec<u8>]) -> Result<nospy_monitor::Report> {
+    let mut mon = Monitor::new(&f.inventory, &f.manifests, op, None)?;
+    decode(msgs, &mut mon)?;
+    Ok(mon.finish())
+}
+
 /// Runs the benchmark.
 pub fn run(
     devices: usize,
@@ -356,17 +375,7 @@ pub fn run(
         decoded == records as u64,
         "decoded {decoded} of {records} records"
     );
-    let (judge_s, report) = best_of(3, || {
-        let mut mon = Monitor::new(&f.inventory, &f.manifests, &op, None)?;
-        let mut c = Collector::new();
-        let mut out = Vec::with_capacity(30);
-        for m in &msgs {
-            out.clear();
-            c.read("bench", m, &mut out)?;
-            mon.flows(&out);
-        }
-        Ok(mon.finish())
-    })?;
+    let (judge_s, report) = best_of(3, || judge(&f, &op, &msgs))?;
     let violations: u64 = report.devices.iter().map(|d| d.violations).sum();
     let ipfix_per_s = records as f64 / judge_s;
 
@@ -529,17 +538,7 @@ pub fn run_nats(
     let op = OperatorConfig::default();
     let msgs = ipfix_messages(&f, records, &mut rng);
     // Single process.
-    let (single_s, single) = best_of(3, || {
-        let mut mon = Monitor::new(&f.inventory, &f.manifests, &op, None)?;
-        let mut c = Collector::new();
-        let mut out = Vec::with_capacity(30);
-        for m in &msgs {
-            out.clear();
-            c.read("bench", m, &mut out)?;
-            mon.flows(&out);
-        }
-        Ok(mon.finish())
-    })?;
+    let (single_s, single) = best_of(3, || judge(&f, &op, &msgs))?;
     let single_per_s = records as f64 / single_s;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -566,13 +565,7 @@ pub fn run_nats(
     // time the transport alone on exactly them).
     let batches = {
         let mut p = Publisher::new(&f.inventory, partitions, "bench");
-        let mut c = Collector::new();
-        let mut out = Vec::with_capacity(30);
-        for m in &msgs {
-            out.clear();
-            c.read("bench", m, &mut out)?;
-            nospy_flow::source::Sink::flows(&mut p, &out);
-        }
+        decode(&msgs, &mut p)?;
         p.flush();
         p.take_sealed()
     };

@@ -386,14 +386,7 @@ impl Merger {
         let mut dropped = 0;
         let mut finish = |mut rows: Vec<Row>| {
             rows.sort_unstable_by_key(|r| r.key);
-            rows.dedup_by(|later, kept| {
-                if later.key == kept.key {
-                    kept.agg.merge(&later.agg);
-                    true
-                } else {
-                    false
-                }
-            });
+            crate::rows::combine(&mut rows);
             if rows.len() > crate::MAX_ROWS {
                 dropped += rows
                     .drain(crate::MAX_ROWS..)

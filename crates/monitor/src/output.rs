@@ -105,17 +105,39 @@ pub fn report_json(
             }
             v
         }).collect::<Vec<_>>(),
-        "input": {
-            "packets": st.packets,
-            "not_ip": st.not_ip,
-            "bad_packets": st.bad_packets,
-            "other_link_types": st.other_link,
-            "dns_responses": st.dns_responses,
-            "dns_malformed": st.dns_malformed,
-            "flows_ended_early": st.evicted,
-            "export_messages": st.export.messages,
-            "export_malformed": st.export.malformed,
-            "export_records_without_template": st.export.no_template,
-        },
+        "input": input_json(st),
     })
+}
+
+/// The report's `input` object: what reading the source counted. A collector keeps the same
+/// object per source, which a merged report reads back with [`add_input`].
+pub fn input_json(st: &Stats) -> Value {
+    json!({
+        "packets": st.packets,
+        "not_ip": st.not_ip,
+        "bad_packets": st.bad_packets,
+        "other_link_types": st.other_link,
+        "dns_responses": st.dns_responses,
+        "dns_malformed": st.dns_malformed,
+        "flows_ended_early": st.evicted,
+        "export_messages": st.export.messages,
+        "export_malformed": st.export.malformed,
+        "export_records_without_template": st.export.no_template,
+    })
+}
+
+/// Adds the counts of an `input` object ([`input_json`]) to `st` (a key that is missing or not
+/// a number counts 0).
+pub fn add_input(st: &mut Stats, v: &Value) {
+    let n = |k: &str| v[k].as_u64().unwrap_or(0);
+    st.packets += n("packets");
+    st.not_ip += n("not_ip");
+    st.bad_packets += n("bad_packets");
+    st.other_link += n("other_link_types");
+    st.dns_responses += n("dns_responses");
+    st.dns_malformed += n("dns_malformed");
+    st.evicted += n("flows_ended_early");
+    st.export.messages += n("export_messages");
+    st.export.malformed += n("export_malformed");
+    st.export.no_template += n("export_records_without_template");
 }

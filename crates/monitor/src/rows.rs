@@ -143,7 +143,7 @@ impl Rows {
 }
 
 /// Combines adjacent rows with equal keys of a sorted list.
-fn combine(rows: &mut Vec<Row>) {
+pub(crate) fn combine(rows: &mut Vec<Row>) {
     rows.dedup_by(|later, kept| {
         if later.key == kept.key {
             kept.agg.merge(&later.agg);

@@ -208,14 +208,11 @@ pub fn run(a: MonitorArgs) -> Result<ExitCode> {
             .with_context(|| {
                 format!("--listen {l:?}: expected udp:ADDRESS:PORT, such as udp:0.0.0.0:4739")
             })?;
-        let duration = match &a.duration {
-            Some(d) => Some(std::time::Duration::from_secs(
-                nospy_statement::time::parse_duration(d).with_context(|| {
-                    format!("--duration {d:?}: expected a duration such as 90s, 15m or 1h")
-                })?,
-            )),
-            None => None,
-        };
+        let duration = a
+            .duration
+            .as_deref()
+            .map(|d| crate::util::duration("--duration", d))
+            .transpose()?;
         crate::collect::listen(
             addr,
             &mut crate::collect::FileTemplates(a.templates.clone()),

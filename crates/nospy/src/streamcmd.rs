@@ -240,17 +240,6 @@ impl crate::collect::Templates for KvTemplates<'_> {
     }
 }
 
-fn duration(what: &str, s: &str) -> Result<Duration> {
-    if let Some(ms) = s.strip_suffix("ms").and_then(|m| m.parse::<u64>().ok()) {
-        return Ok(Duration::from_millis(ms));
-    }
-    Ok(Duration::from_secs(
-        nospy_statement::time::parse_duration(s).with_context(|| {
-            format!("{what} {s:?}: expected a duration such as 500ms, 90s, 15m or 1h")
-        })?,
-    ))
-}
-
 /// Runs `nospy collect`.
 pub fn collect(a: CollectArgs) -> Result<ExitCode> {
     let inventory = read_parsed(&a.inventory, Inventory::parse)?;
@@ -258,7 +247,7 @@ pub fn collect(a: CollectArgs) -> Result<ExitCode> {
         bail!("--partitions {}: between 1 and 4096", a.partitions);
     }
     let options = Options {
-        retention: duration("--retention", &a.retention)?,
+        retention: crate::util::duration("--retention", &a.retention)?,
         ..Options::default()
     };
     let file = a.flows.as_ref().or(a.pcap.as_ref());
@@ -297,7 +286,7 @@ pub fn collect(a: CollectArgs) -> Result<ExitCode> {
         let d = a
             .duration
             .as_deref()
-            .map(|d| duration("--duration", d))
+            .map(|d| crate::util::duration("--duration", d))
             .transpose()?;
         let mut sink_bus = Bus {
             tx: bus.tx.clone(),
@@ -498,9 +487,11 @@ pub fn work(
     evidence: Option<EvidenceTo>,
     json: bool,
 ) -> Result<ExitCode> {
-    let lateness = duration("--lateness", &w.lateness)?;
-    let window = duration("--window", &w.window)?.as_secs().max(1);
-    let flush = duration("--flush", &w.flush)?;
+    let lateness = crate::util::duration("--lateness", &w.lateness)?;
+    let window = crate::util::duration("--window", &w.window)?
+        .as_secs()
+        .max(1);
+    let flush = crate::util::duration("--flush", &w.flush)?;
     let id = w.worker_id.clone().unwrap_or_else(|| {
         format!(
             "{}-{}",

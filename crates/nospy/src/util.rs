@@ -184,3 +184,15 @@ impl Progress {
         }
     }
 }
+
+/// A duration argument (`500ms`, `90s`, `15m`, `1h`), with the option's name in the error.
+pub fn duration(what: &str, s: &str) -> Result<std::time::Duration> {
+    if let Some(ms) = s.strip_suffix("ms").and_then(|m| m.parse::<u64>().ok()) {
+        return Ok(std::time::Duration::from_millis(ms));
+    }
+    Ok(std::time::Duration::from_secs(
+        nospy_statement::time::parse_duration(s).with_context(|| {
+            format!("{what} {s:?}: expected a duration such as 500ms, 90s, 15m or 1h")
+        })?,
+    ))
+}

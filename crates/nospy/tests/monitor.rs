@@ -482,14 +482,7 @@ fn the_live_collector_takes_a_real_exporter_s_flows() {
         ]);
         args.extend(setup(t.path()));
         let live = start_live(&args);
-        let r = std::process::Command::new("softflowd")
-            .args(["-d", "-a", "-c", "none", "-v", version])
-            .args(["-r", s(&net(&format!("pcap/{capture}")))])
-            .args(["-n", &format!("127.0.0.1:{}", live.port)])
-            .args(["-p", s(&t.path().join("softflowd.pid"))])
-            .output()
-            .expect("softflowd (apt-get install softflowd)");
-        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        softflowd_send(t.path(), capture, version, live.port);
         let (code, v, err) = live.stop();
         assert_eq!(code, 1, "v{version}: {v:#}\n{err}");
         assert!(v["input"]["export_messages"].as_u64().unwrap() > 0);

@@ -16,16 +16,28 @@ use std::time::Duration;
 const NATS: &str = "nats://127.0.0.1:4222";
 const BOUND: Duration = Duration::from_secs(300);
 
-/// A deployment name of this test's own; its streams and bucket are deleted when dropped.
-struct Deployment(String);
+/// A deployment of this test's own (a name, on a NATS server); its streams and bucket are
+/// deleted when dropped.
+struct Deployment {
+    name: String,
+    url: String,
+}
 
 impl Deployment {
+    /// On the machine's NATS server.
     fn new(tag: &str) -> Deployment {
+        Deployment::on(NATS, tag)
+    }
+
+    fn on(url: &str, tag: &str) -> Deployment {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .subsec_nanos();
-        Deployment(format!("T{tag}{}X{nanos}", std::process::id()).to_uppercase())
+        Deployment {
+            name: format!("T{tag}{}X{nanos}", std::process::id()).to_uppercase(),
+            url: url.to_string(),
+        }
     }
 }
 
@@ -38,9 +50,9 @@ fn rt() -> tokio::runtime::Runtime {
 
 impl Drop for Deployment {
     fn drop(&mut self) {
-        let name = self.0.clone();
+        let (name, url) = (self.name.clone(), self.url.clone());
         rt().block_on(async move {
-            if let Ok(c) = async_nats::connect(NATS).await {
+            if let Ok(c) = async_nats::connect(url).await {
                 let js = async_nats::jetstream::new(c);
                 for s in ["FLOWS", "ROWS"] {
                     let _ = js.delete_stream(format!("{name}_{s}")).await;
@@ -224,38 +236,49 @@ fn single(exports: &Path, judged_by: &[String]) -> serde_json::Value {
     serde_json::from_str(&r.stdout).unwrap()
 }
 
-fn collect(d: &Deployment, exports: &Path, judged_by: &[String], partitions: u32) -> Run {
-    let inv = judged_by
+/// The inventory among a monitor's arguments.
+fn inventory_of(judged_by: &[String]) -> String {
+    judged_by
         .iter()
         .position(|a| a == "--inventory")
         .map(|i| judged_by[i + 1].clone())
-        .unwrap();
-    ok_within(
-        &[
-            "collect",
-            "--inventory",
-            &inv,
-            "--nats",
-            NATS,
-            "--stream",
-            &d.0,
-            "--partitions",
-            &partitions.to_string(),
-            "--flows",
-            s(exports),
-            "--json",
-        ],
-        BOUND,
-    )
+        .unwrap()
+}
+
+/// `nospy collect` into `d` with `partitions`, reading what `source` says.
+fn collect_args(
+    d: &Deployment,
+    judged_by: &[String],
+    partitions: u32,
+    source: &[&str],
+) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        "collect".into(),
+        "--inventory".into(),
+        inventory_of(judged_by),
+        "--nats".into(),
+        d.url.clone(),
+        "--stream".into(),
+        d.name.clone(),
+        "--partitions".into(),
+        partitions.to_string(),
+    ];
+    args.extend(source.iter().map(|a| a.to_string()));
+    args
+}
+
+fn collect(d: &Deployment, exports: &Path, judged_by: &[String], partitions: u32) -> Run {
+    let args = collect_args(d, judged_by, partitions, &["--flows", s(exports), "--json"]);
+    ok_within(&strs(&args), BOUND)
 }
 
 fn worker(d: &Deployment, judged_by: &[String], id: &str, extra: &[&str]) -> std::process::Child {
     let mut args = vec![
         "monitor".to_string(),
         "--nats".into(),
-        NATS.into(),
+        d.url.clone(),
         "--stream".into(),
-        d.0.clone(),
+        d.name.clone(),
         "--worker-id".into(),
         id.into(),
         "--json".into(),
@@ -273,7 +296,7 @@ fn worker(d: &Deployment, judged_by: &[String], id: &str, extra: &[&str]) -> std
 
 fn report(d: &Deployment, window: Option<&str>) -> serde_json::Value {
     let mut args = vec![
-        "monitor", "report", "--nats", NATS, "--stream", &d.0, "--json",
+        "monitor", "report", "--nats", &d.url, "--stream", &d.name, "--json",
     ];
     if let Some(w) = window {
         args.extend(["--window", w]);
@@ -393,27 +416,14 @@ fn a_killed_collector_and_a_killed_worker_lose_nothing_and_count_nothing_twice()
     let d = Deployment::new("kill");
     // A collector killed part way, and another run over the same file: the batches the first
     // stored are stored once.
-    let inv = s(&t.path().join("gen.csv")).to_string();
     let mut first = nospy()
-        .args([
-            "collect",
-            "--inventory",
-            &inv,
-            "--nats",
-            NATS,
-            "--stream",
-            &d.0,
-            "--partitions",
-            "8",
-            "--flows",
-            s(&gen),
-        ])
+        .args(collect_args(&d, &args, 8, &["--flows", s(&gen)]))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     // Killed once it has stored some batches (polled on the server), not all if it can be helped.
-    let stream = format!("{}_FLOWS", d.0);
+    let stream = format!("{}_FLOWS", d.name);
     rt().block_on(async {
         let js = async_nats::jetstream::new(async_nats::connect(NATS).await.unwrap());
         let t0 = std::time::Instant::now();
@@ -480,7 +490,7 @@ fn a_message_that_is_not_a_batch_is_counted_and_refused() {
     let d = Deployment::new("bad");
     collect(&d, &gen, &args, 2);
     // Someone else publishes to a partition's subject.
-    let subject = format!("{}.flows.1", d.0);
+    let subject = format!("{}.flows.1", d.name);
     rt().block_on(async {
         let c = async_nats::connect(NATS).await.unwrap();
         let js = async_nats::jetstream::new(c);
@@ -616,47 +626,17 @@ impl Drop for OwnNats {
 #[test]
 fn a_restart_of_the_nats_server_mid_stream_loses_nothing_and_counts_nothing_twice() {
     let mut server = OwnNats::start();
-    let url = server.url();
+    let d = Deployment::on(&server.url(), "restart");
     let t = tempfile::tempdir().unwrap();
     let (gen, args) = generated(t.path(), 500, 200_000, 900);
     let want = single(&gen, &args);
-    let inv = s(&t.path().join("gen.csv")).to_string();
-    ok_within(
-        &[
-            "collect",
-            "--inventory",
-            &inv,
-            "--nats",
-            &url,
-            "--stream",
-            "RESTART",
-            "--partitions",
-            "8",
-            "--flows",
-            s(&gen),
-        ],
-        BOUND,
+    collect(&d, &gen, &args, 8);
+    let mut w = worker(
+        &d,
+        &args,
+        "survivor",
+        &["--until-caught-up", "--flush", "200ms"],
     );
-    let mut cmd = vec![
-        "monitor".to_string(),
-        "--nats".into(),
-        url.clone(),
-        "--stream".into(),
-        "RESTART".into(),
-        "--worker-id".into(),
-        "survivor".into(),
-        "--until-caught-up".into(),
-        "--flush".into(),
-        "200ms".into(),
-    ];
-    cmd.extend(args.iter().cloned());
-    let mut w = nospy()
-        .args(&cmd)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
     // Once it holds every partition and is judging: the server is killed and started again on
     // the same storage.
     let stderr = w.stderr.take().unwrap();
@@ -698,11 +678,7 @@ fn a_restart_of_the_nats_server_mid_stream_loses_nothing_and_counts_nothing_twic
     let said = reader.join().unwrap();
     eprintln!("{said}");
     assert!(status.success(), "{said}");
-    let r = run(&[
-        "monitor", "report", "--nats", &url, "--stream", "RESTART", "--json",
-    ]);
-    let got: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
-    assert_eq!(comparable(got), want, "{said}");
+    assert_eq!(comparable(report(&d, None)), want, "{said}");
 }
 
 /// With the monitor's key, each closed window's violations are signed, per device, and
@@ -782,7 +758,7 @@ fn each_window_s_evidence_is_appended_once() {
     rt().block_on(async {
         let c = async_nats::connect(NATS).await.unwrap();
         let kv = async_nats::jetstream::new(c)
-            .get_key_value(format!("{}_STATE", d.0))
+            .get_key_value(format!("{}_STATE", d.name))
             .await
             .unwrap();
         for p in 0..4 {
@@ -819,37 +795,14 @@ fn a_real_exporter_s_live_flows_through_nats_give_the_single_process_report() {
     let judged_by = setup(t.path());
     let want = single(&softflowd_exports(t.path(), capture, "10"), &judged_by);
     let d = Deployment::new("live");
-    let inv = judged_by
-        .iter()
-        .position(|a| a == "--inventory")
-        .map(|i| judged_by[i + 1].clone())
-        .unwrap();
-    let args: Vec<String> = [
-        "collect",
-        "--inventory",
-        &inv,
-        "--nats",
-        NATS,
-        "--stream",
-        &d.0,
-        "--partitions",
-        "4",
-        "--listen",
-        "udp:127.0.0.1:0",
-        "--json",
-    ]
-    .iter()
-    .map(|a| a.to_string())
-    .collect();
+    let args = collect_args(
+        &d,
+        &judged_by,
+        4,
+        &["--listen", "udp:127.0.0.1:0", "--json"],
+    );
     let live = start_live(&args);
-    let r = std::process::Command::new("softflowd")
-        .args(["-d", "-a", "-c", "none", "-v", "10"])
-        .args(["-r", s(&net(&format!("pcap/{capture}")))])
-        .args(["-n", &format!("127.0.0.1:{}", live.port)])
-        .args(["-p", s(&t.path().join("softflowd.pid"))])
-        .output()
-        .expect("softflowd (apt-get install softflowd)");
-    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    softflowd_send(t.path(), capture, "10", live.port);
     let (code, v, err) = live.stop();
     assert_eq!(code, 0, "{v:#}\n{err}");
     assert!(v["flows"].as_u64().unwrap() > 0, "{v:#}");

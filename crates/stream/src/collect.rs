@@ -8,7 +8,6 @@ use nospy_flow::fasthash::FastMap;
 use nospy_flow::source::{Sink, Stats};
 use nospy_flow::{DnsSeen, Flow};
 use nospy_inventory::Inventory;
-use serde_json::json;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
@@ -176,19 +175,9 @@ pub async fn publish_all<T: crate::transport::Transport>(
 }
 
 /// What a collector read from a source, as it keeps it in the state store (`input.<source>`)
-/// for reports: the `input` counts of `nospy monitor --json`.
+/// for reports: the `input` counts of `nospy monitor --json`, and the packets of no device.
 pub fn input_json(st: &Stats) -> serde_json::Value {
-    json!({
-        "packets": st.packets,
-        "not_ip": st.not_ip,
-        "bad_packets": st.bad_packets,
-        "other_link_types": st.other_link,
-        "dns_responses": st.dns_responses,
-        "dns_malformed": st.dns_malformed,
-        "flows_ended_early": st.evicted,
-        "export_messages": st.export.messages,
-        "export_malformed": st.export.malformed,
-        "export_records_without_template": st.export.no_template,
-        "unknown_device_packets": st.unwanted_packets,
-    })
+    let mut v = nospy_monitor::output::input_json(st);
+    v["unknown_device_packets"] = st.unwanted_packets.into();
+    v
 }

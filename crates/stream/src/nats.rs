@@ -142,6 +142,18 @@ impl Nats {
     }
 }
 
+/// The last message on `subject` of stream `s`, if it has any.
+async fn last_on(
+    s: &stream::Stream,
+    subject: &str,
+) -> Result<Option<jetstream::message::StreamMessage>, TransportError> {
+    match s.get_last_raw_message_by_subject(subject).await {
+        Ok(m) => Ok(Some(m)),
+        Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => Ok(None),
+        Err(e) => Err(err(format!("the last message on {subject}"), e)),
+    }
+}
+
 /// The ordered read of one partition.
 pub struct NatsReader {
     messages: consumer::pull::Ordered,
@@ -284,14 +296,9 @@ impl Transport for Nats {
 
     async fn last_flow(&self, partition: u32) -> Result<Option<u64>, TransportError> {
         let s = self.stream(&self.flows()).await?;
-        match s
-            .get_last_raw_message_by_subject(&self.flow_subject(partition))
-            .await
-        {
-            Ok(m) => Ok(Some(m.sequence)),
-            Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => Ok(None),
-            Err(e) => Err(err(format!("the last message of partition {partition}"), e)),
-        }
+        Ok(last_on(&s, &self.flow_subject(partition))
+            .await?
+            .map(|m| m.sequence))
     }
 
     async fn chain(&self, partition: u32) -> Result<Vec<Bytes>, TransportError> {
@@ -315,17 +322,12 @@ impl Transport for Nats {
 
     async fn chain_end(&self, partition: u32) -> Result<Option<ChainEnd>, TransportError> {
         let s = self.stream(&self.rows()).await?;
-        match s
-            .get_last_raw_message_by_subject(&self.row_subject(partition))
-            .await
-        {
-            Ok(m) => Ok(Some(ChainEnd {
+        Ok(last_on(&s, &self.row_subject(partition))
+            .await?
+            .map(|m| ChainEnd {
                 seq: m.sequence,
                 part: m.payload,
-            })),
-            Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => Ok(None),
-            Err(e) => Err(err(format!("the end of partition {partition}'s chain"), e)),
-        }
+            }))
     }
 
     async fn extend_chain(

@@ -179,18 +179,8 @@ pub async fn merge<T: Transport>(t: &T, range: Option<(u64, u64)>) -> Result<Mer
         };
         let v: Value = serde_json::from_slice(&v)
             .map_err(|e| ReportError::Bad(format!("{key}: not JSON: {e}")))?;
-        let n = |k: &str| v[k].as_u64().unwrap_or(0);
-        stats.packets += n("packets");
-        stats.not_ip += n("not_ip");
-        stats.bad_packets += n("bad_packets");
-        stats.other_link += n("other_link_types");
-        stats.dns_responses += n("dns_responses");
-        stats.dns_malformed += n("dns_malformed");
-        stats.evicted += n("flows_ended_early");
-        stats.export.messages += n("export_messages");
-        stats.export.malformed += n("export_malformed");
-        stats.export.no_template += n("export_records_without_template");
-        stats.unwanted_packets += n("unknown_device_packets");
+        nospy_monitor::output::add_input(&mut stats, &v);
+        stats.unwanted_packets += v["unknown_device_packets"].as_u64().unwrap_or(0);
     }
     Ok(Merged {
         report: merger.finish(),

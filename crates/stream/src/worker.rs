@@ -199,11 +199,7 @@ async fn session<T: Transport>(
                 }
             }
             for p in gone {
-                held.remove(&p);
-                st.lost += 1;
-                say(format!(
-                    "partition {p}: its lease was taken; left to its new holder"
-                ));
+                leave(&mut held, p, st, say, "its lease was taken");
             }
             // Hand on the windows that have closed.
             let mut gone = Vec::new();
@@ -213,11 +209,7 @@ async fn session<T: Transport>(
                 }
             }
             for p in gone {
-                held.remove(&p);
-                st.lost += 1;
-                say(format!(
-                    "partition {p}: another worker extended its chain; left to it"
-                ));
+                leave(&mut held, p, st, say, "another worker extended its chain");
             }
             // Release beyond the fair share (after appending what was counted).
             while held.len() > share {
@@ -396,11 +388,7 @@ async fn session<T: Transport>(
                 }
             }
             if lost_now {
-                held.remove(&p);
-                st.lost += 1;
-                say(format!(
-                    "partition {p}: another worker extended its chain; left to it"
-                ));
+                leave(&mut held, p, st, say, "another worker extended its chain");
                 continue;
             }
             if let Some(w) = window {
@@ -419,11 +407,7 @@ async fn session<T: Transport>(
             let due = h.pending_bytes >= PART_BYTES
                 || (h.read > h.done && h.since.elapsed() >= cfg.flush);
             if due && !append(t, p, h, cfg, st).await? {
-                held.remove(&p);
-                st.lost += 1;
-                say(format!(
-                    "partition {p}: another worker extended its chain; left to it"
-                ));
+                leave(&mut held, p, st, say, "another worker extended its chain");
             }
         }
         if any {
@@ -447,11 +431,7 @@ async fn session<T: Transport>(
                 }
             }
             for p in lost {
-                held.remove(&p);
-                st.lost += 1;
-                say(format!(
-                    "partition {p}: another worker extended its chain; left to it"
-                ));
+                leave(&mut held, p, st, say, "another worker extended its chain");
             }
         }
     }
@@ -464,6 +444,20 @@ async fn session<T: Transport>(
         }
     }
     Ok(())
+}
+
+/// Leaves partition `p` to another worker that took it (`why`): what was counted of it and not
+/// appended is dropped (that worker reads it again from the chain).
+fn leave<R>(
+    held: &mut BTreeMap<u32, Held<R>>,
+    p: u32,
+    st: &mut Stats,
+    say: &mut dyn FnMut(String),
+    why: &str,
+) {
+    held.remove(&p);
+    st.lost += 1;
+    say(format!("partition {p}: {why}; left to it"));
 }
 
 /// Flows of no device, as a delta.

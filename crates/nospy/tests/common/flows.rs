@@ -47,11 +47,9 @@ pub fn setup(t: &Path) -> Vec<String> {
     args
 }
 
-/// What `softflowd` exports for a capture (`version` 5, 9 or 10), as a pcap of the UDP datagrams
-/// it sent to a collector on loopback (raw IPv4, the way a capture at the collector has them).
-pub fn softflowd_exports(t: &Path, capture: &str, version: &str) -> PathBuf {
-    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let port = sock.local_addr().unwrap().port();
+/// `softflowd` reads a capture and exports its flows (`version` 5, 9 or 10) to UDP `port` on
+/// loopback.
+pub fn softflowd_send(t: &Path, capture: &str, version: &str, port: u16) {
     let r = std::process::Command::new("softflowd")
         .args(["-d", "-a", "-c", "none", "-v", version])
         .args(["-r", s(&net(&format!("pcap/{capture}")))])
@@ -60,6 +58,14 @@ pub fn softflowd_exports(t: &Path, capture: &str, version: &str) -> PathBuf {
         .output()
         .expect("softflowd (apt-get install softflowd)");
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+}
+
+/// What `softflowd` exports for a capture (`version` 5, 9 or 10), as a pcap of the UDP datagrams
+/// it sent to a collector on loopback (raw IPv4, the way a capture at the collector has them).
+pub fn softflowd_exports(t: &Path, capture: &str, version: &str) -> PathBuf {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = sock.local_addr().unwrap().port();
+    softflowd_send(t, capture, version, port);
     sock.set_read_timeout(Some(std::time::Duration::from_millis(500)))
         .unwrap();
     // Classic pcap, little-endian: magic, version 2.4, zone, accuracy, snap length, raw IPv4.
