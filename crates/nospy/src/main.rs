@@ -11,7 +11,6 @@
 
 mod admit;
 mod benchcmd;
-mod collect;
 mod diffcmd;
 mod exposurecmd;
 mod fleetcmd;

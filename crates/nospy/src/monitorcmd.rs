@@ -202,20 +202,15 @@ pub fn run(a: MonitorArgs) -> Result<ExitCode> {
         );
     }
     let (stats, input) = if let Some(l) = &a.listen {
-        let addr: std::net::SocketAddr = l
-            .strip_prefix("udp:")
-            .and_then(|a| a.parse().ok())
-            .with_context(|| {
-                format!("--listen {l:?}: expected udp:ADDRESS:PORT, such as udp:0.0.0.0:4739")
-            })?;
         let duration = a
             .duration
             .as_deref()
             .map(|d| crate::util::duration("--duration", d))
             .transpose()?;
-        crate::collect::listen(
-            addr,
-            &mut crate::collect::FileTemplates(a.templates.clone()),
+        nospy_stream::listen::listen(
+            "nospy monitor",
+            crate::util::udp_addr(l)?,
+            &mut FileTemplates(a.templates.clone()),
             duration,
             &mut monitor,
         )?
@@ -555,5 +550,24 @@ impl<R: std::io::Read> std::io::Read for Hashing<R> {
         let n = self.inner.read(buf)?;
         self.hash.update(&buf[..n]);
         Ok(n)
+    }
+}
+
+/// Templates in a file, replaced whole (written beside it, fsynced, renamed over it).
+struct FileTemplates(PathBuf);
+
+impl nospy_stream::listen::Templates for FileTemplates {
+    fn load(&mut self) -> std::io::Result<Option<String>> {
+        match std::fs::read_to_string(&self.0) {
+            Ok(text) => Ok(Some(text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+    fn save(&mut self, text: &str) -> std::io::Result<()> {
+        crate::util::write_file(&self.0, text.as_bytes()).map_err(std::io::Error::other)
+    }
+    fn name(&self) -> String {
+        self.0.display().to_string()
     }
 }

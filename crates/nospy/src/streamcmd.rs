@@ -6,17 +6,16 @@ use crate::util::{print_json, read_parsed};
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use nospy_flow::netflow::Collector;
-use nospy_flow::source::{read_exports_from, read_traffic_from, Sink, Stats};
-use nospy_flow::{DnsSeen, Flow};
+use nospy_flow::source::{read_exports_from, read_traffic_from};
 use nospy_inventory::Inventory;
-use nospy_stream::collect::{input_json, publish_all, Publisher, Sealed};
+use nospy_stream::collect::{input_json, Publisher};
+use nospy_stream::listen::listen;
 use nospy_stream::nats::{Nats, Options};
+use nospy_stream::outbox::Outbox;
 use nospy_stream::transport::Transport;
 use serde_json::json;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::mpsc;
-use std::time::Duration;
 
 /// Where the deployment's streams are.
 #[derive(clap::Args, Clone)]
@@ -69,177 +68,6 @@ pub struct CollectArgs {
     json: bool,
 }
 
-enum Msg {
-    Batches(Vec<Sealed>),
-    Put(String, Bytes),
-}
-
-/// The thread that talks to NATS for a collector: batches and state, in order.
-struct Bus {
-    tx: Option<mpsc::SyncSender<Msg>>,
-    thread: Option<std::thread::JoinHandle<Result<u64>>>,
-}
-
-impl Bus {
-    /// Connects and sets the streams up; returns the bus, the partition count in force and the
-    /// templates saved for exporters.
-    fn start(n: &NatsArgs, partitions: u32, options: Options) -> Result<(Bus, u32, String)> {
-        let (tx, rx) = mpsc::sync_channel::<Msg>(64);
-        let (ready_tx, ready_rx) = mpsc::channel::<Result<(u32, String)>>();
-        let (url, name) = (n.nats.clone(), n.stream.clone());
-        let thread = std::thread::spawn(move || -> Result<u64> {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .context("starting the publisher")?;
-            rt.block_on(async move {
-                let setup = async {
-                    let nats = Nats::connect(&url, &name, options).await?;
-                    let p = nats.setup(partitions).await?;
-                    let mut templates = String::from("nospy-collector-state 1\n");
-                    for k in nats.keys("template.").await? {
-                        if let Some((v, _)) = nats.get(&k).await? {
-                            let text = String::from_utf8_lossy(&v);
-                            for line in text.lines().skip(1) {
-                                templates.push_str(line);
-                                templates.push('\n');
-                            }
-                        }
-                    }
-                    Ok::<_, nospy_stream::transport::TransportError>((nats, p, templates))
-                };
-                let nats = match setup.await {
-                    Ok((nats, p, t)) => {
-                        let _ = ready_tx.send(Ok((p, t)));
-                        nats
-                    }
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(anyhow::anyhow!("{e}")));
-                        return Ok(0);
-                    }
-                };
-                let mut dups = 0;
-                while let Ok(m) = rx.recv() {
-                    match m {
-                        Msg::Batches(b) => {
-                            dups += publish_all(&nats, &b, Duration::from_secs(120))
-                                .await
-                                .map_err(|e| anyhow::anyhow!("{e}"))?
-                        }
-                        Msg::Put(k, v) => {
-                            nats.put(&k, v).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-                        }
-                    }
-                }
-                Ok(dups)
-            })
-        });
-        let (p, templates) = ready_rx.recv().context("the publisher thread stopped")??;
-        Ok((
-            Bus {
-                tx: Some(tx),
-                thread: Some(thread),
-            },
-            p,
-            templates,
-        ))
-    }
-
-    fn send(&mut self, m: Msg) -> bool {
-        self.tx.as_ref().is_some_and(|tx| tx.send(m).is_ok())
-    }
-
-    /// Waits for everything sent to be stored; the duplicates among the batches.
-    fn finish(&mut self) -> Result<u64> {
-        self.tx = None;
-        match self.thread.take() {
-            Some(t) => t
-                .join()
-                .map_err(|_| anyhow::anyhow!("the publisher thread panicked"))?,
-            None => Ok(0),
-        }
-    }
-}
-
-/// A publisher whose sealed batches go to the bus.
-struct BusSink<'a> {
-    publisher: Publisher,
-    bus: &'a mut Bus,
-    broken: bool,
-}
-
-impl BusSink<'_> {
-    fn hand_on(&mut self, all: bool) {
-        if all {
-            self.publisher.flush();
-        }
-        let sealed = self.publisher.take_sealed();
-        if !sealed.is_empty() && !self.bus.send(Msg::Batches(sealed)) {
-            self.broken = true;
-        }
-    }
-}
-
-impl Sink for BusSink<'_> {
-    fn wants(&self, src: std::net::IpAddr, dst: std::net::IpAddr) -> bool {
-        self.publisher.wants(src, dst)
-    }
-    fn flow(&mut self, f: &Flow) {
-        self.publisher.flow(f);
-        self.hand_on(false);
-    }
-    fn flows(&mut self, flows: &[Flow]) {
-        for f in flows {
-            self.publisher.flow(f);
-        }
-        self.hand_on(false);
-    }
-    fn dns(&mut self, d: &DnsSeen) {
-        self.publisher.dns(d);
-        self.hand_on(false);
-    }
-    fn tick(&mut self) {
-        self.hand_on(true);
-    }
-}
-
-/// Templates kept per exporter in the state store (`template.<hex of the exporter>`).
-struct KvTemplates<'a> {
-    bus: &'a mut Bus,
-    loaded: Option<String>,
-    stream: String,
-}
-
-impl crate::collect::Templates for KvTemplates<'_> {
-    fn load(&mut self) -> Result<Option<String>> {
-        Ok(self.loaded.take())
-    }
-    fn save(&mut self, text: &str) -> Result<()> {
-        let mut by: std::collections::BTreeMap<&str, String> = Default::default();
-        for line in text.lines().skip(1) {
-            let exporter = line.split(' ').nth(1).unwrap_or("");
-            let e = by
-                .entry(exporter)
-                .or_insert_with(|| "nospy-collector-state 1\n".to_string());
-            e.push_str(line);
-            e.push('\n');
-        }
-        for (exporter, v) in by {
-            let hex: String = exporter.bytes().map(|b| format!("{b:02x}")).collect();
-            if !self
-                .bus
-                .send(Msg::Put(format!("template.{hex}"), Bytes::from(v)))
-            {
-                bail!("the connection to NATS failed");
-            }
-        }
-        Ok(())
-    }
-    fn name(&self) -> String {
-        format!("the state bucket {}_STATE", self.stream)
-    }
-}
-
 /// Runs `nospy collect`.
 pub fn collect(a: CollectArgs) -> Result<ExitCode> {
     let inventory = read_parsed(&a.inventory, Inventory::parse)?;
@@ -271,44 +99,19 @@ pub fn collect(a: CollectArgs) -> Result<ExitCode> {
     {
         bail!("--source {source:?}: letters, digits, '-' and '_' only");
     }
-    let (mut bus, partitions, templates) = Bus::start(&a.nats, a.partitions, options)
+    let started = Outbox::start(&a.nats.nats, &a.nats.stream, a.partitions, options)
         .with_context(|| format!("NATS at {}", a.nats.nats))?;
-    let publisher = Publisher::new(&inventory, partitions, &source);
-    let stats: Stats;
-    let (attributed, unattributed);
-    if let Some(l) = &a.listen {
-        let addr: std::net::SocketAddr = l
-            .strip_prefix("udp:")
-            .and_then(|a| a.parse().ok())
-            .with_context(|| {
-                format!("--listen {l:?}: expected udp:ADDRESS:PORT, such as udp:0.0.0.0:4739")
-            })?;
+    let (outbox, partitions) = (started.outbox, started.partitions);
+    let mut sink = outbox.sink(Publisher::new(&inventory, partitions, &source));
+    let stats = if let Some(l) = &a.listen {
+        let addr = crate::util::udp_addr(l)?;
         let d = a
             .duration
             .as_deref()
             .map(|d| crate::util::duration("--duration", d))
             .transpose()?;
-        let mut sink_bus = Bus {
-            tx: bus.tx.clone(),
-            thread: None,
-        };
-        let mut sink = BusSink {
-            publisher,
-            bus: &mut sink_bus,
-            broken: false,
-        };
-        let mut store = KvTemplates {
-            bus: &mut bus,
-            loaded: Some(templates),
-            stream: a.nats.stream.clone(),
-        };
-        let (st, _) = crate::collect::listen(addr, &mut store, d, &mut sink)?;
-        sink.hand_on(true);
-        if sink.broken {
-            bail!("publishing to NATS failed (the publisher stopped)");
-        }
-        stats = st;
-        (attributed, unattributed) = (sink.publisher.attributed, sink.publisher.unattributed);
+        let mut store = outbox.templates(started.templates);
+        listen("nospy collect", addr, &mut store, d, &mut sink)?.0
     } else {
         let (path, exports) = match (&a.flows, &a.pcap) {
             (Some(p), _) => (p, true),
@@ -319,29 +122,20 @@ pub fn collect(a: CollectArgs) -> Result<ExitCode> {
         let total = f.metadata().map(|m| m.len() as usize).unwrap_or(0);
         let mut progress = crate::util::Progress::new("read bytes");
         let mut tell = |done: usize, total: usize| progress.update(done as u64, total as u64);
-        let mut sink = BusSink {
-            publisher,
-            bus: &mut bus,
-            broken: false,
-        };
-        let st = if exports {
+        if exports {
             read_exports_from(f, total, &mut Collector::new(), &mut sink, &mut tell)
         } else {
             read_traffic_from(f, total, &mut sink, &mut tell)
         }
-        .with_context(|| format!("{}", path.display()))?;
-        sink.hand_on(true);
-        if sink.broken {
-            bail!("publishing to NATS failed (the publisher stopped)");
-        }
-        stats = st;
-        (attributed, unattributed) = (sink.publisher.attributed, sink.publisher.unattributed);
-    }
-    bus.send(Msg::Put(
+        .with_context(|| format!("{}", path.display()))?
+    };
+    let publisher = sink.finish()?;
+    let (attributed, unattributed) = (publisher.attributed, publisher.unattributed);
+    outbox.put(
         format!("input.{source}"),
         Bytes::from(input_json(&stats).to_string()),
-    ));
-    let dups = bus.finish()?;
+    )?;
+    let dups = outbox.finish()?;
     let out = json!({
         "source": source,
         "partitions": partitions,
@@ -416,40 +210,16 @@ pub struct EvidenceTo {
     pub names: Vec<Option<String>>,
 }
 
-/// Signs the evidence of one partition's closed window and appends it: the window's deltas
-/// merged into its report, whose window is the window's bounds and whose source digest is the
-/// SHA-256 of that report's JSON, so that a window handed on twice signs the same bytes (a
-/// duplicate in the log, not a second entry).
+/// Signs the evidence of one partition's closed window (`nospy_stream::report::sign_window`)
+/// and appends it.
 fn window_evidence(
     e: &EvidenceTo,
     inventory: &Inventory,
     setup: &nospy_stream::report::Setup,
-    window_secs: u64,
     (p, w, deltas): (u32, u64, Vec<nospy_monitor::Delta>),
 ) -> std::result::Result<(), String> {
-    let ids: Vec<String> = setup.devices.iter().map(|d| d.0.clone()).collect();
-    let has: Vec<bool> = setup.devices.iter().map(|d| d.1).collect();
-    let mut merger = nospy_monitor::Merger::new(&ids, &has);
-    for d in &deltas {
-        merger.add(d).map_err(|e| e.to_string())?;
-    }
-    let mut report = merger.finish();
-    if report.violations.is_empty() {
-        return Ok(());
-    }
-    report.window = Some((
-        w.saturating_mul(1_000_000_000),
-        (w + window_secs).saturating_mul(1_000_000_000) - 1,
-    ));
-    let n = ids.len();
-    let json = nospy_monitor::output::report_json(
-        &report,
-        &Stats::default(),
-        &vec![None; n],
-        &vec![None; n],
-    );
-    let input = nospy_tlog::Sha256::of(json.to_string().as_bytes());
-    let signed = nospy_monitor::evidence::sign(&report, inventory, &e.names, &input, &e.key);
+    let signed = nospy_stream::report::sign_window(setup, inventory, &e.names, &e.key, w, &deltas)
+        .map_err(|e| e.to_string())?;
     let entries: Vec<Vec<u8>> = signed
         .statements
         .iter()
@@ -530,7 +300,7 @@ pub fn work(
         };
         nats.put("setup", setup.to_bytes()).await?;
         let mut on_window = |p: u32, w: u64, deltas: Vec<nospy_monitor::Delta>| match &evidence {
-            Some(e) => window_evidence(e, inventory, &setup, window, (p, w, deltas)),
+            Some(e) => window_evidence(e, inventory, &setup, (p, w, deltas)),
             None => Ok(()),
         };
         let s2 = stop.clone();

@@ -196,3 +196,12 @@ pub fn duration(what: &str, s: &str) -> Result<std::time::Duration> {
         })?,
     ))
 }
+
+/// A `--listen` address: `udp:ADDRESS:PORT`.
+pub fn udp_addr(l: &str) -> Result<std::net::SocketAddr> {
+    l.strip_prefix("udp:")
+        .and_then(|a| a.parse().ok())
+        .with_context(|| {
+            format!("--listen {l:?}: expected udp:ADDRESS:PORT, such as udp:0.0.0.0:4739")
+        })
+}

@@ -26,14 +26,22 @@
 //! - A **report** ([`report`]) merges the parts of a window (or a range of windows) of every
 //!   partition into the report `nospy monitor --json` prints for the same flows.
 //!
+//! - `listen` is the live UDP collector both `nospy monitor --listen` and `nospy collect
+//!   --listen` run; `outbox` takes a collector's batches and state to the engine from blocking
+//!   code.
+//!
 //! The engine is behind [`transport::Transport`]; NATS JetStream (`nats::Nats`, feature
 //! `nats`, on by default) is the one implementation.
 
 #![forbid(unsafe_code)]
 
 pub mod collect;
+#[cfg(feature = "listen")]
+pub mod listen;
 #[cfg(feature = "nats")]
 pub mod nats;
+#[cfg(feature = "nats")]
+pub mod outbox;
 pub mod report;
 pub mod transport;
 pub mod wire;

@@ -206,3 +206,45 @@ pub fn merged_json(m: &Merged) -> Value {
     v["input"]["stream_messages_refused"] = json!(m.refused);
     v
 }
+
+/// The evidence of one partition's closed window starting at `start` (Unix seconds): the
+/// window's deltas merged into its report, whose window is the window's bounds and whose source
+/// digest is the SHA-256 of that report's JSON, so that a window handed on twice signs the same
+/// bytes (a duplicate in the log, not a second entry). `names[i]` names device `i`'s manifest as
+/// evidence does. No statement when the window has no violation.
+pub fn sign_window(
+    setup: &Setup,
+    inventory: &nospy_inventory::Inventory,
+    names: &[Option<String>],
+    key: &nospy_tlog::note::SignerKey,
+    start: u64,
+    deltas: &[nospy_monitor::Delta],
+) -> Result<nospy_monitor::evidence::Evidence, nospy_monitor::MergeError> {
+    let ids: Vec<String> = setup.devices.iter().map(|d| d.0.clone()).collect();
+    let has: Vec<bool> = setup.devices.iter().map(|d| d.1).collect();
+    let mut merger = Merger::new(&ids, &has);
+    for d in deltas {
+        merger.add(d)?;
+    }
+    let mut report = merger.finish();
+    if report.violations.is_empty() {
+        return Ok(nospy_monitor::evidence::Evidence::default());
+    }
+    report.window = Some((
+        start.saturating_mul(1_000_000_000),
+        (start.saturating_add(setup.window_secs))
+            .saturating_mul(1_000_000_000)
+            .saturating_sub(1),
+    ));
+    let n = ids.len();
+    let json = nospy_monitor::output::report_json(
+        &report,
+        &Stats::default(),
+        &vec![None; n],
+        &vec![None; n],
+    );
+    let input = nospy_tlog::Sha256::of(json.to_string().as_bytes());
+    Ok(nospy_monitor::evidence::sign(
+        &report, inventory, names, &input, key,
+    ))
+}

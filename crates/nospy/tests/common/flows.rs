@@ -127,7 +127,8 @@ pub fn start_live(args: &[String]) -> Live {
         before.push_str(&line);
         if let Some(a) = line
             .trim()
-            .strip_prefix("nospy monitor: collecting on udp:")
+            .split_once(": collecting on udp:")
+            .map(|(_, a)| a)
         {
             break a.rsplit(':').next().unwrap().parse().unwrap();
         }

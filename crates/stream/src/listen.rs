@@ -1,11 +1,12 @@
-//! `nospy monitor --listen udp:ADDR`: a live NetFlow v5/v9 and IPFIX collector.
+//! A live NetFlow v5/v9 and IPFIX collector on a UDP socket, feeding any [`Sink`]: the
+//! single-process monitor (`nospy monitor --listen`) and the collector that publishes to the
+//! stream (`nospy collect --listen`) both run it.
 //!
 //! Exporters send templates rarely (IPFIX over UDP every few minutes), so a collector that forgot
 //! them on restart would skip every data set until they come again. The collector's templates and
-//! exporter state are therefore saved to a file whenever they change (written beside it, fsynced,
-//! renamed over it) and read back at start.
+//! exporter state are therefore saved to a [`Templates`] store whenever they change and read back
+//! at start.
 
-use anyhow::{Context as _, Result};
 use nospy_flow::netflow::Collector;
 use nospy_flow::source::{Sink, Stats};
 use nospy_tlog::Sha256;
@@ -17,41 +18,78 @@ use std::time::{Duration, Instant};
 /// Where a live collector keeps its templates and exporter state.
 pub trait Templates {
     /// What was saved, if anything.
-    fn load(&mut self) -> Result<Option<String>>;
+    fn load(&mut self) -> std::io::Result<Option<String>>;
     /// Saves the state (the text of [`Collector::save`]).
-    fn save(&mut self, text: &str) -> Result<()>;
+    fn save(&mut self, text: &str) -> std::io::Result<()>;
     /// Where, for messages.
     fn name(&self) -> String;
 }
 
-/// Templates in a file, written beside it, fsynced and renamed over it.
-pub struct FileTemplates(pub std::path::PathBuf);
+/// Why a collector could not run.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ListenError {
+    /// The saved templates could not be read from the store.
+    Load {
+        /// The store, as [`Templates::name`] gives it.
+        store: String,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// The store holds text that is not a collector state nospy wrote.
+    Restore {
+        /// The store.
+        store: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The socket could not be bound, or the signals caught, or the runtime started.
+    Setup {
+        /// What was being set up (`udp:ADDR`, `SIGINT`, ...).
+        what: String,
+        /// What failed.
+        source: std::io::Error,
+    },
+}
 
-impl Templates for FileTemplates {
-    fn load(&mut self) -> Result<Option<String>> {
-        match std::fs::read_to_string(&self.0) {
-            Ok(text) => Ok(Some(text)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e).with_context(|| format!("reading {}", self.0.display())),
+impl std::fmt::Display for ListenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ListenError::Load { store, source } => write!(f, "reading {store}: {source}"),
+            ListenError::Restore { store, reason } => write!(
+                f,
+                "{store}: {reason} (a collector state that nospy did not write? remove it to start afresh)"
+            ),
+            ListenError::Setup { what, source } => write!(f, "{what}: {source}"),
         }
-    }
-    fn save(&mut self, text: &str) -> Result<()> {
-        crate::util::write_file(&self.0, text.as_bytes())
-    }
-    fn name(&self) -> String {
-        self.0.display().to_string()
     }
 }
 
+impl std::error::Error for ListenError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ListenError::Load { source, .. } | ListenError::Setup { source, .. } => Some(source),
+            ListenError::Restore { .. } => None,
+        }
+    }
+}
+
+fn setup(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ListenError {
+    let what = what.into();
+    move |source| ListenError::Setup { what, source }
+}
+
 /// Reads the saved collector state, or starts afresh when there is none.
-fn restore(store: &mut dyn Templates) -> Result<Collector> {
-    match store.load()? {
+fn restore(store: &mut dyn Templates) -> Result<Collector, ListenError> {
+    let text = store.load().map_err(|source| ListenError::Load {
+        store: store.name(),
+        source,
+    })?;
+    match text {
         Some(text) => {
-            let c = Collector::restore(&text).map_err(|e| {
-                anyhow::anyhow!(
-                    "{}: {e} (a collector state that nospy did not write? remove it to start afresh)",
-                    store.name()
-                )
+            let c = Collector::restore(&text).map_err(|e| ListenError::Restore {
+                store: store.name(),
+                reason: e.to_string(),
             })?;
             eprintln!(
                 "nospy: templates and exporter state restored from {}",
@@ -63,35 +101,39 @@ fn restore(store: &mut dyn Templates) -> Result<Collector> {
     }
 }
 
-/// Collects on `addr` until interrupted or `duration` has passed, feeding every flow to `sink`.
-/// Returns what was counted and the SHA-256 of what arrived (each message as a 4-byte big-endian
-/// length and its bytes, in order): the "source" an evidence statement names.
+/// Collects on `addr` until interrupted (SIGINT, SIGTERM) or `duration` has passed, feeding
+/// every flow to `sink` (and calling its `tick` every second). Returns what was counted and the
+/// SHA-256 of what arrived (each message as a 4-byte big-endian length and its bytes, in order):
+/// the "source" an evidence statement names. `who` names the command in what it says on
+/// standard error.
 pub fn listen(
+    who: &str,
     addr: SocketAddr,
     state: &mut dyn Templates,
     duration: Option<Duration>,
     sink: &mut dyn Sink,
-) -> Result<(Stats, Sha256)> {
+) -> Result<(Stats, Sha256), ListenError> {
     let mut collector = restore(state)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .context("starting the collector")?;
+        .map_err(setup("starting the collector"))?;
     rt.block_on(async {
         let sock = tokio::net::UdpSocket::bind(addr)
             .await
-            .with_context(|| format!("listening on udp:{addr}"))?;
-        let local = sock.local_addr().context("the socket's address")?;
+            .map_err(setup(format!("listening on udp:{addr}")))?;
+        let local = sock.local_addr().map_err(setup("the socket's address"))?;
         // Both signals are caught before the collector says it is listening, so that a stop
         // sent as soon as it has said so is a stop, not the default death.
         use tokio::signal::unix::{signal, SignalKind};
-        let mut int = signal(SignalKind::interrupt()).context("catching SIGINT")?;
-        let mut term = signal(SignalKind::terminate()).context("catching SIGTERM")?;
-        eprintln!("nospy monitor: collecting on udp:{local}");
+        let mut int = signal(SignalKind::interrupt()).map_err(setup("catching SIGINT"))?;
+        let mut term = signal(SignalKind::terminate()).map_err(setup("catching SIGTERM"))?;
+        eprintln!("{who}: collecting on udp:{local}");
         let deadline = duration.map(|d| tokio::time::Instant::now() + d);
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let show = std::io::stderr().is_terminal();
         let mut c = Collecting {
+            who,
             collector: &mut collector,
             sink,
             state,
@@ -137,7 +179,7 @@ pub fn listen(
         c.sink.tick();
         st.export = collector.counters;
         eprintln!(
-            "nospy monitor: collected {} messages ({} flows) on udp:{local}",
+            "{who}: collected {} messages ({} flows) on udp:{local}",
             st.packets, st.flows
         );
         Ok((st, Sha256(hasher.finalize().into())))
@@ -146,6 +188,7 @@ pub fn listen(
 
 /// The collector's state while it runs.
 struct Collecting<'a> {
+    who: &'a str,
     collector: &'a mut Collector,
     sink: &'a mut dyn Sink,
     state: &'a mut dyn Templates,
@@ -169,7 +212,11 @@ impl Collecting<'_> {
         if self.collector.take_changed() {
             if let Err(e) = self.state.save(&self.collector.save()) {
                 if !self.save_failed {
-                    eprintln!("nospy monitor: warning: templates not saved: {e:#}");
+                    eprintln!(
+                        "{}: warning: templates not saved to {}: {e}",
+                        self.who,
+                        self.state.name()
+                    );
                     self.save_failed = true;
                 }
             }
