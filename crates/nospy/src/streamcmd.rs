@@ -12,7 +12,6 @@ use nospy_stream::collect::{input_json, Publisher};
 use nospy_stream::listen::listen;
 use nospy_stream::nats::{Nats, Options};
 use nospy_stream::outbox::Outbox;
-use nospy_stream::transport::Transport;
 use serde_json::json;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -272,73 +271,34 @@ pub fn work(
             std::process::id()
         )
     });
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the worker")?;
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let st = rt.block_on(async {
-        let nats = Nats::connect(url, &w.stream, Options::default()).await?;
-        let n = nats.setup(16).await?;
-        let partitions: std::collections::BTreeSet<u32> = match &w.partitions {
-            None => (0..n).collect(),
-            Some(s) => {
-                let (a, b) = parse_range(s)
-                    .filter(|(a, b)| a <= b && *b < n)
-                    .ok_or_else(|| {
-                        nospy_stream::transport::TransportError(format!(
-                            "--partitions {s:?}: A-B or A, within 0-{} (the stream has {n})",
-                            n - 1
-                        ))
-                    })?;
-                (a..=b).collect()
-            }
-        };
-        let setup = nospy_stream::report::Setup {
-            window_secs: window,
-            ..setup
-        };
-        nats.put("setup", setup.to_bytes()).await?;
-        let mut on_window = |p: u32, w: u64, deltas: Vec<nospy_monitor::Delta>| match &evidence {
-            Some(e) => window_evidence(e, inventory, &setup, (p, w, deltas)),
+    let range = match &w.partitions {
+        None => None,
+        Some(s) => Some(
+            parse_range(s).with_context(|| format!("--partitions {s:?}: A-B or A, such as 0-7"))?,
+        ),
+    };
+    let cfg = nospy_stream::worker::Config {
+        id,
+        partitions: Default::default(),
+        window_secs: window,
+        flush,
+        until_caught_up: w.until_caught_up,
+        inventory: nospy_stream::inventory_digest(inventory),
+        close_after: evidence.as_ref().map(|_| lateness),
+    };
+    let st = nospy_stream::worker::serve(
+        url,
+        &w.stream,
+        range,
+        cfg,
+        setup,
+        &mut monitor,
+        &mut |m| eprintln!("nospy monitor: {m}"),
+        &mut |setup, p, w, deltas| match &evidence {
+            Some(e) => window_evidence(e, inventory, setup, (p, w, deltas)),
             None => Ok(()),
-        };
-        let s2 = stop.clone();
-        tokio::spawn(async move {
-            use tokio::signal::unix::{signal, SignalKind};
-            if let (Ok(mut i), Ok(mut t)) = (
-                signal(SignalKind::interrupt()),
-                signal(SignalKind::terminate()),
-            ) {
-                tokio::select! { _ = i.recv() => {}, _ = t.recv() => {} }
-                s2.store(true, std::sync::atomic::Ordering::Relaxed);
-            }
-        });
-        let cfg = nospy_stream::worker::Config {
-            id,
-            partitions,
-            window_secs: window,
-            flush,
-            until_caught_up: w.until_caught_up,
-            inventory: nospy_stream::inventory_digest(inventory),
-            close_after: evidence.as_ref().map(|_| lateness),
-        };
-        eprintln!(
-            "nospy monitor: worker {} on {} partitions of {}_FLOWS",
-            cfg.id,
-            cfg.partitions.len(),
-            w.stream
-        );
-        nospy_stream::worker::run(
-            &nats,
-            &mut monitor,
-            &cfg,
-            &stop,
-            &mut |m| eprintln!("nospy monitor: {m}"),
-            &mut on_window,
-        )
-        .await
-    });
+        },
+    );
     let st = st.map_err(|e| anyhow::anyhow!("{e}"))?;
     let v = json!({
         "flows": st.flows, "messages": st.messages, "refused": st.refused,

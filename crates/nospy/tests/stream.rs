@@ -544,6 +544,7 @@ fn without_a_nats_server_or_with_bad_arguments_the_errors_say_what() {
     a.extend(strs(&args));
     let r = run(&a);
     assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("9-3"), "{}", r.stderr);
     let r = run(&[
         "monitor",
         "report",

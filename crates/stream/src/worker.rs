@@ -705,3 +705,64 @@ async fn append<T: Transport, R>(
         None => Ok(false),
     }
 }
+
+/// Runs a worker on deployment `deployment` of the NATS server at `url`, on the current
+/// thread, until SIGINT or SIGTERM (or, with [`Config::until_caught_up`], until everything is
+/// counted): connects, takes `range` of the stream's partitions (all of them when `None`) as
+/// `cfg.partitions`, records `setup` (with the worker's window length) for reports, and
+/// [`run`]s.
+#[allow(clippy::too_many_arguments)]
+pub fn serve(
+    url: &str,
+    deployment: &str,
+    range: Option<(u32, u32)>,
+    mut cfg: Config,
+    setup: crate::report::Setup,
+    monitor: &mut Monitor,
+    say: &mut dyn FnMut(String),
+    on_window: &mut dyn FnMut(&crate::report::Setup, u32, u64, Vec<Delta>) -> Result<(), String>,
+) -> Result<Stats, TransportError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| TransportError(format!("starting the worker: {e}")))?;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    rt.block_on(async {
+        let nats =
+            crate::nats::Nats::connect(url, deployment, crate::nats::Options::default()).await?;
+        let n = nats.setup(16).await?;
+        cfg.partitions = match range {
+            None => (0..n).collect(),
+            Some((a, b)) if a <= b && b < n => (a..=b).collect(),
+            Some((a, b)) => {
+                return Err(TransportError(format!(
+                    "partitions {a}-{b}: not within 0-{} (the stream has {n})",
+                    n - 1
+                )))
+            }
+        };
+        let setup = crate::report::Setup {
+            window_secs: cfg.window_secs,
+            ..setup
+        };
+        nats.put("setup", setup.to_bytes()).await?;
+        let s2 = stop.clone();
+        tokio::spawn(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            if let (Ok(mut i), Ok(mut t)) = (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) {
+                tokio::select! { _ = i.recv() => {}, _ = t.recv() => {} }
+                s2.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+        say(format!(
+            "worker {} on {} partitions of {deployment}_FLOWS",
+            cfg.id,
+            cfg.partitions.len()
+        ));
+        let mut windows = |p: u32, w: u64, deltas: Vec<Delta>| on_window(&setup, p, w, deltas);
+        run(&nats, monitor, &cfg, &stop, say, &mut windows).await
+    })
+}
