@@ -611,34 +611,48 @@ fn audit_cmd(dir: &Path, key: Option<&str>, json: bool) -> Result<ExitCode> {
     };
     let mut progress = Progress::new("audited entries");
     match audit(dir, &key, |d, t| progress.update(d, t)) {
-        Ok(r) => {
-            if json {
-                print_json(&json!({
-                    "ok": true, "entries": r.entries, "tiles": r.tiles, "bundles": r.bundles,
-                    "root": r.root.to_base64(), "uncovered": r.uncovered,
-                }))?;
-            } else {
-                println!(
-                    "ok: {} entries, {} tiles and {} entry bundles check out; root {} is signed by {}",
-                    r.entries, r.tiles, r.bundles, r.root.to_base64(), key.name()
-                );
-                for u in &r.uncovered {
-                    println!("warning: {u} is not covered by the checkpoint (left by an unfinished append?)");
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        Ok(r) => audited(&r, &key, json),
         Err(e @ (nospy_log::LogError::Io { .. } | nospy_log::LogError::NotALog { .. })) => {
             Err(e.into())
         }
-        Err(e) => {
-            if json {
-                print_json(&json!({"ok": false, "error": e.to_string()}))?;
-                Ok(ExitCode::from(1))
-            } else {
-                Err(Negative(format!("audit failed: {e}")).into())
-            }
+        Err(e) => audit_failed(&e, json),
+    }
+}
+
+fn audited(
+    r: &nospy_log::AuditReport,
+    key: &nospy_tlog::note::VerifierKey,
+    json: bool,
+) -> Result<ExitCode> {
+    if json {
+        print_json(&json!({
+            "ok": true, "entries": r.entries, "tiles": r.tiles, "bundles": r.bundles,
+            "root": r.root.to_base64(), "uncovered": r.uncovered,
+        }))?;
+    } else {
+        println!(
+            "ok: {} entries, {} tiles and {} entry bundles check out; root {} is signed by {}",
+            r.entries,
+            r.tiles,
+            r.bundles,
+            r.root.to_base64(),
+            key.name()
+        );
+        for u in &r.uncovered {
+            println!(
+                "warning: {u} is not covered by the checkpoint (left by an unfinished append?)"
+            );
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn audit_failed(e: &dyn std::fmt::Display, json: bool) -> Result<ExitCode> {
+    if json {
+        print_json(&json!({"ok": false, "error": e.to_string()}))?;
+        Ok(ExitCode::from(1))
+    } else {
+        Err(Negative(format!("audit failed: {e}")).into())
     }
 }
 
@@ -654,29 +668,9 @@ fn audit_bucket(url: &str, key: Option<&str>, json: bool) -> Result<ExitCode> {
     let mut progress = Progress::new("audited entries");
     let mut tell = |d, t| progress.update(d, t);
     match rt.block_on(nospy_log::object::audit(&tiles, &key, &mut tell)) {
-        Ok(r) => {
-            if json {
-                print_json(&json!({
-                    "ok": true, "entries": r.entries, "tiles": r.tiles, "bundles": r.bundles,
-                    "root": r.root.to_base64(), "uncovered": r.uncovered,
-                }))?;
-            } else {
-                println!(
-                    "ok: {} entries, {} tiles and {} entry bundles check out; root {} is signed by {}",
-                    r.entries, r.tiles, r.bundles, r.root.to_base64(), key.name()
-                );
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        Ok(r) => audited(&r, &key, json),
         Err(nospy_log::object::AuditError::Object(e)) => Err(e.into()),
-        Err(e) => {
-            if json {
-                print_json(&json!({"ok": false, "error": e.to_string()}))?;
-                Ok(ExitCode::from(1))
-            } else {
-                Err(Negative(format!("audit failed: {e}")).into())
-            }
-        }
+        Err(e) => audit_failed(&e, json),
     }
 }
 
@@ -716,14 +710,25 @@ fn mirror(url: &str, dir: &Path, key: &str, json: bool) -> Result<ExitCode> {
         &mut Progress::callback("mirrored entries"),
     )
     .with_context(|| format!("mirroring {base} into {}", dir.display()))?;
+    mirrored("mirrored", base, dir, &key, &m, json)
+}
+
+fn mirrored(
+    verb: &str,
+    url: &str,
+    dir: &Path,
+    key: &nospy_tlog::note::VerifierKey,
+    m: &nospy_log::mirror::Mirrored,
+    json: bool,
+) -> Result<ExitCode> {
     if json {
         print_json(&json!({
-            "url": base, "dir": dir, "from_size": m.from_size, "size": m.size,
+            "url": url, "dir": dir, "from_size": m.from_size, "size": m.size,
             "root": m.root.to_base64(), "bundles_fetched": m.bundles_fetched,
         }))?;
     } else {
         println!(
-            "mirrored {} from size {} to {} ({} bundles fetched); root {} verified",
+            "{verb} {} from size {} to {} ({} bundles fetched); root {} verified",
             key.name(),
             m.from_size,
             m.size,
@@ -781,22 +786,7 @@ fn copy(from: &str, to: &str, key: &str, json: bool) -> Result<ExitCode> {
                 &mut Progress::callback("copied entries"),
             )
             .with_context(|| format!("copying {from} into {}", dir.display()))?;
-            if json {
-                print_json(&json!({
-                    "url": from, "dir": dir, "from_size": m.from_size, "size": m.size,
-                    "root": m.root.to_base64(), "bundles_fetched": m.bundles_fetched,
-                }))?;
-            } else {
-                println!(
-                    "copied {} from size {} to {} ({} bundles fetched); root {} verified",
-                    key.name(),
-                    m.from_size,
-                    m.size,
-                    m.bundles_fetched,
-                    m.root.to_base64()
-                );
-            }
-            Ok(ExitCode::SUCCESS)
+            mirrored("copied", from, dir, &key, &m, json)
         }
         _ => bail!("give one log directory and one s3://BUCKET/PREFIX (in either order)"),
     }
