@@ -66,6 +66,11 @@ pub struct Config {
 /// log keeps an entry once).
 pub type OnWindow<'a> = dyn FnMut(u32, u64, Vec<Delta>) -> Result<(), String> + 'a;
 
+/// What [`serve`] calls for each closed window: [`OnWindow`]'s arguments after the setup the
+/// worker recorded.
+pub type ServeOnWindow<'a> =
+    dyn FnMut(&crate::report::Setup, u32, u64, Vec<Delta>) -> Result<(), String> + 'a;
+
 /// What a worker did.
 #[derive(Debug, Clone, Default)]
 pub struct Stats {
@@ -720,7 +725,7 @@ pub fn serve(
     setup: crate::report::Setup,
     monitor: &mut Monitor,
     say: &mut dyn FnMut(String),
-    on_window: &mut dyn FnMut(&crate::report::Setup, u32, u64, Vec<Delta>) -> Result<(), String>,
+    on_window: &mut ServeOnWindow<'_>,
 ) -> Result<Stats, TransportError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
