@@ -765,7 +765,7 @@ fn end_to_end(
             .map(|w| {
                 let op = op.clone();
                 s.spawn(move || -> Result<()> {
-                    let rt = rt()?;
+                    let rt = nospy_stream::worker::runtime()?;
                     let mut mon = Monitor::new(&f.inventory, &f.manifests, &op, None)?;
                     rt.block_on(async {
                         let nats = Nats::connect(url, name, Options::default()).await?;
@@ -779,12 +779,17 @@ fn end_to_end(
                             close_after: None,
                         };
                         let stop = std::sync::atomic::AtomicBool::new(false);
+                        let trace = std::env::var_os("NOSPY_BENCH_TRACE").is_some();
                         let st = nospy_stream::worker::run(
                             &nats,
                             &mut mon,
                             &cfg,
                             &stop,
-                            &mut |_| {},
+                            &mut |m| {
+                                if trace {
+                                    eprintln!("{:.3} s worker {w}: {m}", t.elapsed().as_secs_f64())
+                                }
+                            },
                             &mut |_, _, _| Ok(()),
                         )
                         .await?;

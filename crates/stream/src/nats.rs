@@ -179,7 +179,7 @@ impl PartitionReader for NatsReader {
                 payload: m.message.payload.clone(),
             });
             // After the first, only what has already arrived.
-            limit = Duration::from_millis(2);
+            limit = Duration::ZERO;
         }
         Ok(out)
     }
@@ -187,6 +187,9 @@ impl PartitionReader for NatsReader {
 
 impl Transport for Nats {
     type Reader = NatsReader;
+    type Extending = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Option<u64>, TransportError>> + Send>,
+    >;
 
     async fn setup(&self, partitions: u32) -> Result<u32, TransportError> {
         let flows = self.flows();
@@ -330,12 +333,12 @@ impl Transport for Nats {
             }))
     }
 
-    async fn extend_chain(
+    async fn send_extend(
         &self,
         partition: u32,
         expected: u64,
         part: Bytes,
-    ) -> Result<Option<u64>, TransportError> {
+    ) -> Result<Self::Extending, TransportError> {
         let subject = self.row_subject(partition);
         let sent = self
             .js
@@ -347,13 +350,15 @@ impl Transport for Nats {
             )
             .await
             .map_err(|e| err(format!("appending to {subject}"), e))?;
-        match sent.await {
-            Ok(ack) => Ok(Some(ack.sequence)),
-            Err(e) if e.kind() == jetstream::context::PublishErrorKind::WrongLastSequence => {
-                Ok(None)
+        Ok(Box::pin(async move {
+            match sent.await {
+                Ok(ack) => Ok(Some(ack.sequence)),
+                Err(e) if e.kind() == jetstream::context::PublishErrorKind::WrongLastSequence => {
+                    Ok(None)
+                }
+                Err(e) => Err(err(format!("appending to {subject}"), e)),
             }
-            Err(e) => Err(err(format!("appending to {subject}"), e)),
-        }
+        }))
     }
 
     async fn all_parts(&self) -> Result<Vec<Bytes>, TransportError> {

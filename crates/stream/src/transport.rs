@@ -60,6 +60,8 @@ pub struct ChainEnd {
 pub trait Transport {
     /// The reader of [`Transport::read`].
     type Reader: PartitionReader;
+    /// The answer of [`Transport::send_extend`]: as [`Transport::extend_chain`]'s.
+    type Extending: std::future::Future<Output = Result<Option<u64>, TransportError>>;
 
     /// Creates the streams and the state store where they are missing; the number of
     /// partitions is fixed by the first setup, and returned (whatever `partitions` says after).
@@ -91,7 +93,19 @@ pub trait Transport {
         partition: u32,
         expected: u64,
         part: Bytes,
-    ) -> Result<Option<u64>, TransportError>;
+    ) -> Result<Option<u64>, TransportError> {
+        self.send_extend(partition, expected, part).await?.await
+    }
+
+    /// [`Transport::extend_chain`] sent, its answer not yet awaited: the caller goes on with
+    /// other work while the engine stores the part, and awaits the answer before anything that
+    /// depends on it (the next part of the chain is conditional on this one's sequence).
+    async fn send_extend(
+        &self,
+        partition: u32,
+        expected: u64,
+        part: Bytes,
+    ) -> Result<Self::Extending, TransportError>;
 
     /// Every part of every chain, in the order they were appended.
     async fn all_parts(&self) -> Result<Vec<Bytes>, TransportError>;

@@ -92,9 +92,11 @@ pub struct Stats {
     pub late: u64,
 }
 
-/// One partition this worker holds.
-struct Held<R> {
+/// One partition this worker holds; `E` is the engine's answer to a part sent.
+struct Held<R, E> {
     reader: R,
+    /// The part sent and not yet answered.
+    in_flight: Option<InFlight<E>>,
     /// The rows stream sequence of the chain's end (0: empty).
     chain: u64,
     /// The last flow sequence the chain covers.
@@ -114,6 +116,15 @@ struct Held<R> {
     last_message: Instant,
     /// The start of the first window not yet handed on.
     closed_below: u64,
+}
+
+/// A part sent, its answer not yet awaited.
+struct InFlight<E> {
+    answer: E,
+    /// The last flow sequence it covers.
+    last: u64,
+    /// The windows it holds counts of.
+    windows: Vec<u64>,
 }
 
 fn delta_bytes(d: &Delta) -> usize {
@@ -175,7 +186,7 @@ async fn session<T: Transport>(
     on_window: &mut OnWindow<'_>,
     st: &mut Stats,
 ) -> Result<(), TransportError> {
-    let mut held: BTreeMap<u32, Held<T::Reader>> = BTreeMap::new();
+    let mut held: BTreeMap<u32, Held<T::Reader, T::Extending>> = BTreeMap::new();
     // Others' leases and announcements: key to (revision, when it last changed).
     let mut seen: BTreeMap<String, (u64, Instant)> = BTreeMap::new();
     let mut tick = Instant::now() - LEASE_TICK;
@@ -268,7 +279,9 @@ async fn session<T: Transport>(
                 held.insert(p, h);
             }
             if cfg.until_caught_up
-                && held.values().all(|h| h.pending.is_empty())
+                && held
+                    .values()
+                    .all(|h| h.pending.is_empty() && h.in_flight.is_none())
                 && !t.keys("input.").await?.is_empty()
             {
                 let mut all = true;
@@ -279,6 +292,7 @@ async fn session<T: Transport>(
                     }
                 }
                 if all {
+                    say("every partition is counted to the end of the stream".into());
                     // Everything is counted: every window of what this worker holds is closed,
                     // and handed on (again, while what takes them refuses for a while: another
                     // worker holding a local log's lock, say).
@@ -386,7 +400,7 @@ async fn session<T: Transport>(
                     for (w, (flows, packets, bytes)) in std::mem::take(&mut unknown) {
                         push(h, w, unknown_delta(flows, packets, bytes));
                     }
-                    if !append(t, p, h, cfg, st).await? {
+                    if !send(t, p, h, cfg, st).await? {
                         lost_now = true;
                         break;
                     }
@@ -411,7 +425,7 @@ async fn session<T: Transport>(
             }
             let due = h.pending_bytes >= PART_BYTES
                 || (h.read > h.done && h.since.elapsed() >= cfg.flush);
-            if due && !append(t, p, h, cfg, st).await? {
+            if due && !send(t, p, h, cfg, st).await? {
                 leave(&mut held, p, st, say, "another worker extended its chain");
             }
         }
@@ -453,8 +467,8 @@ async fn session<T: Transport>(
 
 /// Leaves partition `p` to another worker that took it (`why`): what was counted of it and not
 /// appended is dropped (that worker reads it again from the chain).
-fn leave<R>(
-    held: &mut BTreeMap<u32, Held<R>>,
+fn leave<R, E>(
+    held: &mut BTreeMap<u32, Held<R, E>>,
     p: u32,
     st: &mut Stats,
     say: &mut dyn FnMut(String),
@@ -477,7 +491,7 @@ fn unknown_delta(flows: u64, packets: u64, bytes: u64) -> Delta {
 }
 
 /// Adds what was counted of window `w` to what is held of it (one delta per window).
-fn push<R>(h: &mut Held<R>, w: u64, d: Delta) {
+fn push<R, E>(h: &mut Held<R, E>, w: u64, d: Delta) {
     if d.is_empty() {
         return;
     }
@@ -536,7 +550,7 @@ async fn open<T: Transport>(
     p: u32,
     lease: u64,
     cfg: &Config,
-) -> Result<Held<T::Reader>, TransportError> {
+) -> Result<Held<T::Reader, T::Extending>, TransportError> {
     let mut open_windows = BTreeSet::new();
     let mut below = 0;
     if cfg.close_after.is_some() {
@@ -561,6 +575,7 @@ async fn open<T: Transport>(
     };
     Ok(Held {
         reader: t.read(p, done).await?,
+        in_flight: None,
         chain,
         done,
         read: done,
@@ -590,7 +605,7 @@ async fn closed_below<T: Transport>(t: &T, p: u32) -> Result<u64, TransportError
 async fn close_windows<T: Transport, R>(
     t: &T,
     p: u32,
-    h: &mut Held<R>,
+    h: &mut Held<R, T::Extending>,
     cfg: &Config,
     st: &mut Stats,
     all: bool,
@@ -661,15 +676,32 @@ async fn caught_up<T: Transport>(t: &T, p: u32) -> Result<bool, TransportError> 
     })
 }
 
-/// Appends what `h` counted as one part. `false`: the chain was extended by another worker;
-/// what was counted is dropped (that worker reads it again).
+/// Appends what `h` counted as one part and waits for the engine's answer. `false`: the
+/// chain was extended by another worker; what was counted is dropped (that worker reads it
+/// again).
 async fn append<T: Transport, R>(
     t: &T,
     p: u32,
-    h: &mut Held<R>,
+    h: &mut Held<R, T::Extending>,
     cfg: &Config,
     st: &mut Stats,
 ) -> Result<bool, TransportError> {
+    Ok(send(t, p, h, cfg, st).await? && settle(h, cfg, st).await?)
+}
+
+/// Sends what `h` counted as one part without waiting for the answer, which [`settle`] awaits
+/// (before the next part: it is conditional on this one's sequence). `false`: the answer to the
+/// part sent before said another worker extended the chain.
+async fn send<T: Transport, R>(
+    t: &T,
+    p: u32,
+    h: &mut Held<R, T::Extending>,
+    cfg: &Config,
+    st: &mut Stats,
+) -> Result<bool, TransportError> {
+    if !settle(h, cfg, st).await? {
+        return Ok(false);
+    }
     if h.read == h.done {
         return Ok(true);
     }
@@ -691,24 +723,55 @@ async fn append<T: Transport, R>(
             .flat_map(|(w, ds)| ds.into_iter().map(move |d| (w, d)))
             .collect(),
     };
-    match t
-        .extend_chain(p, h.chain, Bytes::from(encode_part(&part)))
-        .await?
-    {
+    let answer = t
+        .send_extend(p, h.chain, Bytes::from(encode_part(&part)))
+        .await?;
+    h.in_flight = Some(InFlight {
+        answer,
+        last: part.last,
+        windows: part.windows.iter().map(|w| w.0).collect(),
+    });
+    h.pending_bytes = 0;
+    h.refused = 0;
+    h.since = Instant::now();
+    Ok(true)
+}
+
+/// Awaits the answer to the part `h` sent, if any: the chain then ends at it. `false`: another
+/// worker extended the chain first; nothing of the part was appended.
+async fn settle<R, E>(
+    h: &mut Held<R, E>,
+    cfg: &Config,
+    st: &mut Stats,
+) -> Result<bool, TransportError>
+where
+    E: std::future::Future<Output = Result<Option<u64>, TransportError>>,
+{
+    let Some(f) = h.in_flight.take() else {
+        return Ok(true);
+    };
+    match f.answer.await? {
         Some(seq) => {
             if cfg.close_after.is_some() {
-                h.open_windows.extend(part.windows.iter().map(|w| w.0));
+                h.open_windows.extend(f.windows);
             }
             h.chain = seq;
-            h.done = h.read;
-            h.pending_bytes = 0;
-            h.refused = 0;
-            h.since = Instant::now();
+            h.done = f.last;
             st.parts += 1;
             Ok(true)
         }
         None => Ok(false),
     }
+}
+
+/// The runtime a worker runs on: [`run`] on the thread that blocks on it, and the engine's
+/// connection (its socket reads, its pull requests) on one thread of its own, so that messages
+/// keep arriving while the worker judges instead of only when it waits.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
 }
 
 /// Runs a worker on deployment `deployment` of the NATS server at `url`, on the current
@@ -727,10 +790,7 @@ pub fn serve(
     say: &mut dyn FnMut(String),
     on_window: &mut ServeOnWindow<'_>,
 ) -> Result<Stats, TransportError> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| TransportError(format!("starting the worker: {e}")))?;
+    let rt = runtime().map_err(|e| TransportError(format!("starting the worker: {e}")))?;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     rt.block_on(async {
         let nats =
