@@ -20,13 +20,20 @@
 //! dns    = ts_ns:u64 client:addr addr:addr ttl:u32 name:str16
 //! unknown= second:u64 flows:u64 packets:u64 bytes:u64 (flows of no device, by start second)
 //!
-//! part   = "NSP1" inventory:32 partition:u32 after:u64 last:u64 watermark_ns:u64
+//! part   = "NSP2" inventory:32 partition:u32 after:u64 last:u64 watermark_ns:u64
 //!          window_secs:u64 refused:u64 count:u32 (start_s:u64 delta)*
-//! delta  = flows packets bytes unknown dropped:u64 ndev:u32 (device:u32 flows violations
-//!          unattributable:u64)* nsets:u32 (n:u32 str16*)* nviol:u32 row* nunat:u32 row*
-//! row    = device:u32 to_device:u8 peer:addr proto:u8 port:u16 flows packets bytes
-//!          first_ns last_ns:u64 names:u32
+//! delta  = flows packets bytes unknown dropped:u64 ndev:u32 (device flows violations
+//!          unattributable:var)* nsets:u32 (n:u32 str16*)* nviol:u32 row* nunat:u32 row*
+//! row    = device:var to_device:u8 peer:addr proto:u8 port:u16 flows packets bytes:var
+//!          first:var span:var names:var
+//!          (first is first_ns after the window's start, span is last_ns after first_ns,
+//!          both modulo 2^64: a row takes about 26 bytes)
 //! ```
+//!
+//! A part is as large as the rows it carries (a fifth of the flows may be violations to
+//! scattered peers), and every part is written once and read by every report: hence the
+//! numbers as LEB128 and the times relative to what they cannot be far from. "NSP1" (fixed
+//! 8-byte numbers) is refused with its name.
 
 use nospy_flow::dns::Answer;
 use nospy_flow::{DnsSeen, Flow};
@@ -34,7 +41,7 @@ use nospy_monitor::{Delta, DeviceCounts, RowParts};
 use std::net::IpAddr;
 
 const BATCH_MAGIC: &[u8; 4] = b"NSB1";
-const PART_MAGIC: &[u8; 4] = b"NSP1";
+const PART_MAGIC: &[u8; 4] = b"NSP2";
 
 /// Why bytes are not a batch or a part: the offset and what is wrong there.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -293,9 +300,8 @@ pub fn encode_part(p: &Part) -> Vec<u8> {
         }
         w.extend_from_slice(&(d.devices.len() as u32).to_be_bytes());
         for c in &d.devices {
-            w.extend_from_slice(&c.device.to_be_bytes());
-            for v in [c.flows, c.violations, c.unattributable] {
-                put_u64(&mut w, v);
+            for v in [u64::from(c.device), c.flows, c.violations, c.unattributable] {
+                put_var(&mut w, v);
             }
         }
         w.extend_from_slice(&(d.name_sets.len() as u32).to_be_bytes());
@@ -307,16 +313,23 @@ pub fn encode_part(p: &Part) -> Vec<u8> {
         }
         for rows in [&d.violations, &d.unattributable] {
             w.extend_from_slice(&(rows.len() as u32).to_be_bytes());
+            let base = start.wrapping_mul(1_000_000_000);
             for r in rows.iter() {
-                w.extend_from_slice(&r.device.to_be_bytes());
+                put_var(&mut w, u64::from(r.device));
                 w.push(r.to_device as u8);
                 put_addr(&mut w, r.peer);
                 w.push(r.proto);
                 w.extend_from_slice(&r.port.to_be_bytes());
-                for v in [r.flows, r.packets, r.bytes, r.first_ns, r.last_ns] {
-                    put_u64(&mut w, v);
+                for v in [
+                    r.flows,
+                    r.packets,
+                    r.bytes,
+                    r.first_ns.wrapping_sub(base),
+                    r.last_ns.wrapping_sub(r.first_ns),
+                    u64::from(r.names),
+                ] {
+                    put_var(&mut w, v);
                 }
-                w.extend_from_slice(&r.names.to_be_bytes());
             }
         }
     }
@@ -326,6 +339,12 @@ pub fn encode_part(p: &Part) -> Vec<u8> {
 /// Reads a part.
 pub fn decode_part(b: &[u8]) -> Result<Part, WireError> {
     let mut r = Reader { b, at: 0 };
+    if b.starts_with(b"NSP1") {
+        return Err(r.err(
+            0,
+            "a part of the earlier format NSP1, which this nospy no longer reads (the workers that wrote it were older: start the deployment afresh under a new --stream name)".into(),
+        ));
+    }
     r.magic(PART_MAGIC, "a monitor part")?;
     let mut inventory = [0u8; 32];
     inventory.copy_from_slice(r.take(32)?);
@@ -344,14 +363,14 @@ pub fn decode_part(b: &[u8]) -> Result<Part, WireError> {
         let start = r.u64()?;
         let (flows, packets, bytes, unknown, dropped) =
             (r.u64()?, r.u64()?, r.u64()?, r.u64()?, r.u64()?);
-        let nd = r.count(28, "devices")?;
+        let nd = r.count(4, "devices")?;
         let mut devices = Vec::with_capacity(nd);
         for _ in 0..nd {
             devices.push(DeviceCounts {
-                device: r.u32()?,
-                flows: r.u64()?,
-                violations: r.u64()?,
-                unattributable: r.u64()?,
+                device: r.var_u32("device")?,
+                flows: r.var()?,
+                violations: r.var()?,
+                unattributable: r.var()?,
             });
         }
         let ns = r.count(4, "sets of names")?;
@@ -366,27 +385,34 @@ pub fn decode_part(b: &[u8]) -> Result<Part, WireError> {
         }
         let mut kinds = [Vec::new(), Vec::new()];
         for rows in kinds.iter_mut() {
-            let nr = r.count(4 + 1 + 5 + 1 + 2 + 40 + 4, "rows")?;
+            // The smallest row: a one-byte device, direction, an IPv4 peer, protocol, port
+            // and six one-byte numbers.
+            let nr = r.count(1 + 1 + 5 + 1 + 2 + 6, "rows")?;
             rows.reserve(nr);
+            let base = start.wrapping_mul(1_000_000_000);
             for _ in 0..nr {
-                let device = r.u32()?;
+                let device = r.var_u32("device")?;
                 let to_device = match r.u8()? {
                     0 => false,
                     1 => true,
                     d => return Err(r.err(r.at - 1, format!("direction {d}"))),
                 };
+                let (peer, proto, port) = (r.addr()?, r.u8()?, r.u16()?);
+                let (flows, packets, bytes) = (r.var()?, r.var()?, r.var()?);
+                let first_ns = base.wrapping_add(r.var()?);
+                let last_ns = first_ns.wrapping_add(r.var()?);
                 rows.push(RowParts {
                     device,
                     to_device,
-                    peer: r.addr()?,
-                    proto: r.u8()?,
-                    port: r.u16()?,
-                    flows: r.u64()?,
-                    packets: r.u64()?,
-                    bytes: r.u64()?,
-                    first_ns: r.u64()?,
-                    last_ns: r.u64()?,
-                    names: r.u32()?,
+                    peer,
+                    proto,
+                    port,
+                    flows,
+                    packets,
+                    bytes,
+                    first_ns,
+                    last_ns,
+                    names: r.var_u32("name set")?,
                 });
             }
         }
@@ -535,10 +561,20 @@ impl<'a> Reader<'a> {
             }
             v |= u64::from(b & 0x7f) << (7 * i);
             if b & 0x80 == 0 {
+                // One form per number: a part or batch reads back to the very bytes written.
+                if i > 0 && b == 0 {
+                    return Err(self.err(at, "a number not in its shortest form".into()));
+                }
                 return Ok(v);
             }
         }
         Err(self.err(at, "a number beyond 2^64".into()))
+    }
+
+    fn var_u32(&mut self, what: &str) -> Result<u32, WireError> {
+        let at = self.at;
+        let v = self.var()?;
+        u32::try_from(v).map_err(|_| self.err(at, format!("{what} {v}: beyond 2^32")))
     }
 
     fn port(&mut self) -> Result<u16, WireError> {
@@ -741,5 +777,51 @@ mod tests {
         for n in 0..b.len() {
             assert!(decode_part(&b[..n]).is_err());
         }
+        // Times far from the window, and the largest numbers, read back as written.
+        let mut far = p.clone();
+        let row = far.windows[0].1.violations[0];
+        far.windows[0].1.violations.push(RowParts {
+            device: u32::MAX,
+            first_ns: u64::MAX,
+            last_ns: 0,
+            flows: u64::MAX,
+            names: u32::MAX,
+            ..row
+        });
+        far.windows[1].0 = u64::MAX;
+        assert_eq!(decode_part(&encode_part(&far)).unwrap(), far);
+        // A number in a longer form than its shortest is refused (one encoding per part).
+        let mut one = p.clone();
+        one.windows.truncate(1);
+        let b1 = encode_part(&one);
+        let at = 4 + 32 + 4 + 5 * 8 + 4 + 8 + 5 * 8 + 4;
+        let mut long = b1[..at].to_vec();
+        long.extend_from_slice(&[0x83, 0x00]);
+        long.extend_from_slice(&b1[at + 1..]);
+        assert_eq!(
+            decode_part(&long).unwrap_err().to_string(),
+            format!("byte {at}: a number not in its shortest form")
+        );
+        // A part of the fixed-width format before this one is refused by name.
+        let mut old = b.clone();
+        old[..4].copy_from_slice(b"NSP1");
+        assert!(decode_part(&old)
+            .unwrap_err()
+            .to_string()
+            .starts_with("byte 0: a part of the earlier format NSP1"));
+        // A device number beyond 32 bits is refused at its place.
+        let mut one = p.clone();
+        one.windows.truncate(1);
+        let b = encode_part(&one);
+        // The first device's number is the first byte after the window header and the
+        // device count.
+        let at = 4 + 32 + 4 + 5 * 8 + 4 + 8 + 5 * 8 + 4;
+        let mut big = b[..at].to_vec();
+        big.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x7f]);
+        big.extend_from_slice(&b[at + 1..]);
+        assert_eq!(
+            decode_part(&big).unwrap_err().to_string(),
+            format!("byte {at}: device 34359738367: beyond 2^32")
+        );
     }
 }

@@ -28,9 +28,17 @@ use std::time::{Duration, Instant};
 pub const LEASE_TICK: Duration = Duration::from_secs(1);
 /// How long an unrenewed lease or announcement stays another's.
 pub const LEASE_EXPIRY: Duration = Duration::from_secs(5);
-/// A part is appended once what it would hold is about this large (the engine's messages are at
-/// most 1 MiB, and one batch adds at most 2,048 rows: checked after each).
-const PART_BYTES: usize = 256 * 1024;
+/// A part is appended once what it would hold could be this large, counting every row and device
+/// at its largest encoding ([`ROW_BYTES`], [`DEVICE_BYTES`]; most take a third of that). The
+/// engine's messages are at most 1 MiB, and one batch adds at most
+/// [`crate::collect::BATCH_ITEMS`] rows (checked after each): at most 512 KiB + 88 KiB and the
+/// names.
+const PART_BYTES: usize = 512 * 1024;
+/// The largest encoding of a row in a part (`wire`: a 5-byte device, direction, an IPv6 peer,
+/// protocol, port and six 10-byte numbers).
+const ROW_BYTES: usize = 5 + 1 + 17 + 1 + 2 + 60;
+/// The largest encoding of a device's counts in a part.
+const DEVICE_BYTES: usize = 5 + 30;
 /// Messages read from a partition at a turn.
 const READ_MESSAGES: usize = 8;
 
@@ -128,8 +136,8 @@ struct InFlight<E> {
 }
 
 fn delta_bytes(d: &Delta) -> usize {
-    64 + d.devices.len() * 28
-        + (d.violations.len() + d.unattributable.len()) * 70
+    64 + d.devices.len() * DEVICE_BYTES
+        + (d.violations.len() + d.unattributable.len()) * ROW_BYTES
         + d.name_sets
             .iter()
             .flatten()
@@ -392,7 +400,7 @@ async fn session<T: Transport>(
                 }
                 // A part must stay within the engine's message size: append before it would not.
                 let (rows, devices) = monitor.held();
-                if h.pending_bytes + rows * 70 + devices * 28 >= PART_BYTES {
+                if h.pending_bytes + rows * ROW_BYTES + devices * DEVICE_BYTES >= PART_BYTES {
                     if let Some(w) = window.take() {
                         let d = monitor.take();
                         push(h, w, d);
