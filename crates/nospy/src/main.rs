@@ -114,6 +114,10 @@ enum Command {
     /// GET /proof/inclusion?index=&size=, /proof/consistency?from=&to=, /lookup?digest=
     /// (entries about an artifact, from a SQLite index beside the tiles), /metrics. SIGTERM
     /// finishes what was acknowledged and stops.
+    ///
+    /// Dashboard (a browser at http://127.0.0.1:7379/; each page also JSON with `Accept:
+    /// application/json` or `.json`): / (status), /entries (paged), /entries/<N> (decoded, with
+    /// /entries/<N>/proof, its c2sp.org/tlog-proof).
     Serve(servecmd::ServeArgs),
     /// Check traffic against each device's manifest: which flows its manifest does not allow.
     ///

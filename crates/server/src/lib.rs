@@ -20,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+mod dashboard;
 mod http;
 pub mod index;
 pub mod index_pg;

@@ -30,10 +30,25 @@ impl Reply {
 
 /// Sends one request (panics on a connection failure: test code).
 pub fn request(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> Reply {
+    request_with(addr, method, path, &[], body)
+}
+
+/// Sends one request with extra header fields.
+pub fn request_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Reply {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
         .unwrap();
-    let head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n", body.len());
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
+    let head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{extra}Content-Length: {}\r\n\r\n", body.len());
     s.write_all(head.as_bytes()).unwrap();
     let _ = s.write_all(body);
     let mut raw = Vec::new();

@@ -27,6 +27,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/proof/consistency", get(get_consistency))
         .route("/metrics", get(get_metrics))
         .route("/lookup", get(get_lookup))
+        .merge(crate::dashboard::routes())
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }

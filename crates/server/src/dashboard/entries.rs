@@ -1,0 +1,402 @@
+//! The entries: a page of them, newest first, and one entry decoded with its proof.
+
+use super::{page, refuse, wants_json, Markup};
+use crate::http::{respond, SHORT};
+use crate::{lock_read, AppState};
+use axum::body::Body;
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::{HeaderMap, Response, StatusCode};
+use maud::html;
+use nospy_statement::predicate::Predicate;
+use serde::{Deserialize, Serialize};
+
+/// Entries per page.
+const PAGE: u64 = 50;
+
+/// One entry as the pages show it.
+#[derive(Serialize, Clone)]
+pub(crate) struct EntrySummary {
+    pub(crate) index: u64,
+    pub(crate) leaf_hash: String,
+    /// `release`, `attestation`, `revocation`, `evidence`, or `other` (not a nospy statement).
+    pub(crate) kind: &'static str,
+    /// One line on what it says.
+    pub(crate) about: String,
+    /// Its subjects: name and SHA-256.
+    pub(crate) subjects: Vec<Subject>,
+    /// The key ids its signatures name (unauthenticated hints).
+    pub(crate) signers: Vec<String>,
+}
+
+/// A subject of a statement.
+#[derive(Serialize, Clone)]
+pub(crate) struct Subject {
+    name: Option<String>,
+    sha256: Option<String>,
+}
+
+fn summarize(index: u64, bytes: &[u8]) -> (EntrySummary, Option<serde_json::Value>) {
+    let leaf_hash = nospy_tlog::hash::leaf_hash(bytes).to_hex();
+    match nospy_statement::inspect(bytes) {
+        Ok((o, _)) => {
+            let (kind, about) = match &o.predicate {
+                Predicate::Release(r) => (
+                    "release",
+                    format!(
+                        "{} {} {} (source {})",
+                        r.vendor, r.product, r.version, r.source.commit
+                    ),
+                ),
+                Predicate::Attestation(a) => (
+                    "attestation",
+                    format!(
+                        "{:?} {:?} of release entry {} of {}",
+                        a.kind, a.result, a.release.index, a.release.log
+                    ),
+                ),
+                Predicate::Revocation(r) => (
+                    "revocation",
+                    format!("effective {}: {}", r.effective, r.reason),
+                ),
+                Predicate::Evidence(e) => (
+                    "evidence",
+                    format!(
+                        "device {}: {} flow groups not allowed, {} .. {}",
+                        e.device,
+                        e.flows.len(),
+                        e.window.start,
+                        e.window.end
+                    ),
+                ),
+            };
+            let statement = serde_json::from_slice(&o.envelope.payload).ok();
+            (
+                EntrySummary {
+                    index,
+                    leaf_hash,
+                    kind,
+                    about,
+                    subjects: o
+                        .statement
+                        .subject
+                        .iter()
+                        .map(|d| Subject {
+                            name: d.name.clone(),
+                            sha256: d
+                                .digest
+                                .as_ref()
+                                .and_then(|s| s.get_sha256())
+                                .map(|h| h.to_hex()),
+                        })
+                        .collect(),
+                    signers: o
+                        .envelope
+                        .signatures
+                        .iter()
+                        .map(|s| s.keyid.clone().unwrap_or_default())
+                        .collect(),
+                },
+                statement,
+            )
+        }
+        Err(e) => (
+            EntrySummary {
+                index,
+                leaf_hash,
+                kind: "other",
+                about: format!("not a nospy statement: {e}"),
+                subjects: Vec::new(),
+                signers: Vec::new(),
+            },
+            None,
+        ),
+    }
+}
+
+/// The entries of `range` in the tree of `size`, read from the entry bundles (off the async
+/// workers: reads block).
+pub(super) async fn read(
+    s: &AppState,
+    size: u64,
+    range: std::ops::Range<u64>,
+) -> Result<Vec<EntrySummary>, String> {
+    Ok(read_raw(s, size, range)
+        .await?
+        .into_iter()
+        .map(|(i, b)| summarize(i, &b).0)
+        .collect())
+}
+
+async fn read_raw(
+    s: &AppState,
+    size: u64,
+    range: std::ops::Range<u64>,
+) -> Result<Vec<(u64, Vec<u8>)>, String> {
+    let s = s.clone();
+    tokio::task::spawn_blocking(move || {
+        let reader = nospy_log::TileReader::new(s.source.as_ref(), &s.cache, size);
+        let mut out = Vec::new();
+        let width = nospy_tlog::tile::TILE_WIDTH as u64;
+        let mut at = range.start;
+        while at < range.end.min(size) {
+            let bundle = reader.bundle(at / width).map_err(|e| e.to_string())?;
+            let first = at / width * width;
+            for (k, e) in bundle.into_iter().enumerate() {
+                let i = first + k as u64;
+                if i >= at && i < range.end {
+                    out.push((i, e));
+                }
+            }
+            at = first + width;
+        }
+        Ok(out)
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
+/// A table of entries, with its caption.
+pub(super) fn table(list: &[EntrySummary], caption: &str) -> Markup {
+    html! {
+        @if list.is_empty() {
+            p.note { "No entries." }
+        } @else {
+            table {
+                caption.skip { (caption) }
+                thead { tr { th scope="col" { "Index" } th scope="col" { "Kind" } th scope="col" { "What it says" } th scope="col" { "Subject" } } }
+                tbody {
+                    @for e in list {
+                        tr {
+                            td { a href=(format!("/entries/{}", e.index)) { (e.index) } }
+                            td { (e.kind) }
+                            td { (e.about) }
+                            td.hash {
+                                @for sub in &e.subjects {
+                                    @if let Some(n) = &sub.name { (n) ": " }
+                                    (sub.sha256.as_deref().unwrap_or("(no sha256)"))
+                                    br;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct ListQuery {
+    /// Show the entries before this index (default: the newest).
+    before: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct EntryList {
+    size: u64,
+    /// The entries shown, newest first.
+    entries: Vec<EntrySummary>,
+    /// The `before` of the next (older) page, if any.
+    next: Option<u64>,
+}
+
+pub(super) async fn list(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response<Body> {
+    let json = wants_json(&headers);
+    list_page(s, json, q).await
+}
+
+pub(super) async fn list_json(
+    State(s): State<AppState>,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response<Body> {
+    list_page(s, true, q).await
+}
+
+async fn list_page(
+    s: AppState,
+    json: bool,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response<Body> {
+    let Ok(Query(q)) = q else {
+        return refuse(
+            &s,
+            StatusCode::BAD_REQUEST,
+            json,
+            "expected ?before=N with a decimal number".into(),
+        );
+    };
+    let size = lock_read(&s.published).size;
+    let end = q.before.unwrap_or(size).min(size);
+    let start = end.saturating_sub(PAGE);
+    let mut entries = match read(&s, size, start..end).await {
+        Ok(l) => l,
+        Err(e) => return refuse(&s, StatusCode::SERVICE_UNAVAILABLE, json, e),
+    };
+    entries.reverse();
+    let l = EntryList {
+        size,
+        entries,
+        next: (start > 0).then_some(start),
+    };
+    let markup = html! {
+        h1 { "Entries" }
+        p { "The log holds " (l.size) " entries. " @if end < size { a href="/entries" { "The newest" } } }
+        (table(&l.entries, "Entries, newest first"))
+        @if let Some(n) = l.next {
+            nav.pager aria-label="Pages" { a href=(format!("/entries?before={n}")) { "Older entries" } }
+        }
+    };
+    page(&s, StatusCode::OK, json, &l, "nospy: entries", markup)
+}
+
+#[derive(Serialize)]
+struct EntryPage {
+    #[serde(flatten)]
+    summary: EntrySummary,
+    /// The tree size the page was made at (its proof is against that checkpoint).
+    size: u64,
+    /// The signed statement as JSON, if the entry is one.
+    statement: Option<serde_json::Value>,
+    /// The c2sp.org/tlog-proof of the entry, to download.
+    proof: String,
+}
+
+/// `/entries/N` (`.json` for JSON).
+pub(super) async fn one(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    UrlPath(index): UrlPath<String>,
+) -> Response<Body> {
+    let (index, json) = match index.strip_suffix(".json") {
+        Some(i) => (i.to_string(), true),
+        None => (index, wants_json(&headers)),
+    };
+    let size = lock_read(&s.published).size;
+    let i = match entry_index(&index, size) {
+        Ok(i) => i,
+        Err((status, why)) => return refuse(&s, status, json, why),
+    };
+    let raw = match read_raw(&s, size, i..i + 1).await {
+        Ok(mut l) if l.len() == 1 => l.remove(0).1,
+        Ok(_) => {
+            return refuse(
+                &s,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                json,
+                format!("entry {i} not read"),
+            )
+        }
+        Err(e) => return refuse(&s, StatusCode::SERVICE_UNAVAILABLE, json, e),
+    };
+    let (summary, statement) = summarize(i, &raw);
+    let p = EntryPage {
+        summary,
+        size,
+        statement,
+        proof: format!("/entries/{i}/proof"),
+    };
+    let subject = p
+        .summary
+        .subjects
+        .iter()
+        .find_map(|s| s.sha256.clone())
+        .unwrap_or_else(|| "SHA256".into());
+    let markup = html! {
+        h1 { "Entry " (i) }
+        p.note {
+            "This page displays the entry; it does not verify it. Check it offline with the proof below, or under your agreement with "
+            code { "nospy verify" } "."
+        }
+        dl {
+            dt { "Kind" } dd { (p.summary.kind) }
+            dt { "What it says" } dd { (p.summary.about) }
+            dt { "Leaf hash" } dd.hash { (p.summary.leaf_hash) }
+            dt { "Signatures (key ids as the envelope names them, unauthenticated)" }
+            dd { @for k in &p.summary.signers { code { (k) } br; } }
+        }
+        h2 { "Subjects" }
+        (table(std::slice::from_ref(&p.summary), "This entry"))
+        h2 { "Check it" }
+        p { a href=(p.proof) download=(format!("entry-{i}.tlog-proof")) { "Inclusion proof (c2sp.org/tlog-proof)" } " at tree size " (size) "." }
+        pre { "nospy verify --agreement AGREEMENT.toml --digest " (subject) " --server URL-OF-THIS-LOG" }
+        @if let Some(st) = &p.statement {
+            h2 { "The signed statement" }
+            pre { (serde_json::to_string_pretty(st).unwrap_or_default()) }
+        }
+    };
+    page(
+        &s,
+        StatusCode::OK,
+        json,
+        &p,
+        &format!("nospy: entry {i}"),
+        markup,
+    )
+}
+
+/// An entry index from the URL, within the published tree.
+fn entry_index(s: &str, size: u64) -> Result<u64, (StatusCode, String)> {
+    let i: u64 = nospy_tlog::checkpoint::parse_decimal(s).ok_or_else(|| {
+        (
+            StatusCode::BAD_REQUEST,
+            format!("{s:?} is not an entry index (a decimal number)"),
+        )
+    })?;
+    if i >= size {
+        return Err((
+            StatusCode::NOT_FOUND,
+            format!("entry {i} is beyond the published tree of size {size}"),
+        ));
+    }
+    Ok(i)
+}
+
+/// `/entries/N/proof`: the entry's c2sp.org/tlog-proof against the published checkpoint.
+pub(super) async fn proof(
+    State(s): State<AppState>,
+    UrlPath(index): UrlPath<String>,
+) -> Response<Body> {
+    let (text, size) = {
+        let p = lock_read(&s.published);
+        (p.text.clone(), p.size)
+    };
+    let i = match entry_index(&index, size) {
+        Ok(i) => i,
+        Err((status, why)) => return super::secured(crate::http::error(&s, status, why)),
+    };
+    let s2 = s.clone();
+    let proof = tokio::task::spawn_blocking(move || {
+        let reader = nospy_log::TileReader::new(s2.source.as_ref(), &s2.cache, size);
+        nospy_tlog::merkle::inclusion_proof(
+            &reader,
+            nospy_tlog::LogIndex(i),
+            nospy_tlog::TreeSize(size),
+        )
+        .map_err(|e| e.to_string())
+    })
+    .await;
+    match proof {
+        Ok(Ok(proof)) => {
+            let body = nospy_tlog::checkpoint::TlogProof {
+                extra: None,
+                index: i,
+                proof,
+                checkpoint: text,
+            }
+            .to_text();
+            super::secured(respond(
+                &s,
+                StatusCode::OK,
+                "text/plain; charset=utf-8",
+                Some(SHORT),
+                body,
+            ))
+        }
+        Ok(Err(e)) => super::secured(crate::http::error(&s, StatusCode::SERVICE_UNAVAILABLE, e)),
+        Err(e) => super::secured(crate::http::error(&s, StatusCode::INTERNAL_SERVER_ERROR, e)),
+    }
+}

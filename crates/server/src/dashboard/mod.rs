@@ -1,0 +1,273 @@
+//! The dashboard: server-rendered pages of the log for people, each also JSON for scripts.
+//!
+//! Every page is a GET with a stable URL and works without JavaScript; the same data is JSON
+//! when the request asks for it (`Accept: application/json`) or the path ends in `.json`. No
+//! external resource: one stylesheet compiled into the binary, served under a name that
+//! carries its digest (so it is cached for ever and replaced on change). Every answer sends a
+//! strict Content-Security-Policy (`default-src 'none'`, style from the server itself, no
+//! inline script or style), `nosniff` and `no-referrer`; no route sets a cookie.
+//!
+//! The pages display; the command line verifies. An entry's page shows what the entry says and
+//! the proof and command to check it offline, and says so.
+
+mod entries;
+
+use crate::http::respond;
+use crate::{lock_read, AppState};
+use axum::body::Body;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{header, HeaderMap, HeaderValue, Response, StatusCode};
+use axum::routing::get;
+use axum::Router;
+use maud::{html, Markup, DOCTYPE};
+use serde::Serialize;
+use std::sync::OnceLock;
+
+pub(crate) use entries::EntrySummary;
+
+/// The dashboard's routes.
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(status))
+        .route("/status.json", get(status_json))
+        .route("/entries", get(entries::list))
+        .route("/entries.json", get(entries::list_json))
+        .route("/entries/{index}", get(entries::one))
+        .route("/entries/{index}/proof", get(entries::proof))
+        .route("/assets/{name}", get(asset))
+}
+
+const CSS: &str = include_str!("style.css");
+
+/// The stylesheet's path: its name carries the first 12 hex digits of its SHA-256.
+fn css_path() -> &'static str {
+    static PATH: OnceLock<String> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let hex = nospy_tlog::Sha256::of(CSS.as_bytes()).to_hex();
+        format!("/assets/style-{}.css", &hex[..12])
+    })
+}
+
+/// The policy every dashboard answer carries: nothing but what the server itself serves, no
+/// inline script or style, no framing, forms only to the server.
+pub(crate) const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; script-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// Adds the dashboard's security headers to `r`.
+fn secured(mut r: Response<Body>) -> Response<Body> {
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    r
+}
+
+/// Whether the request asks for JSON.
+fn wants_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| {
+            a.split(',')
+                .map(|p| p.split(';').next().unwrap_or("").trim())
+                .any(|t| t == "application/json")
+        })
+}
+
+/// A page: `data` as JSON when `json`, else `markup` in the layout.
+fn page(
+    s: &AppState,
+    status: StatusCode,
+    json: bool,
+    data: &impl Serialize,
+    title: &str,
+    markup: Markup,
+) -> Response<Body> {
+    let r = if json {
+        respond(
+            s,
+            status,
+            "application/json",
+            Some("no-store"),
+            crate::http::json_body(data),
+        )
+    } else {
+        respond(
+            s,
+            status,
+            "text/html; charset=utf-8",
+            Some("no-store"),
+            layout(title, markup).into_string(),
+        )
+    };
+    secured(r)
+}
+
+/// A refusal (a page that is not there, an index that is not a number), as a page or JSON.
+fn refuse(s: &AppState, status: StatusCode, json: bool, why: String) -> Response<Body> {
+    #[derive(Serialize)]
+    struct Refusal<'a> {
+        error: &'a str,
+    }
+    let markup = html! {
+        h1 { (status.canonical_reason().unwrap_or("Error")) }
+        p { (why) }
+    };
+    page(
+        s,
+        status,
+        json,
+        &Refusal { error: &why },
+        "nospy: error",
+        markup,
+    )
+}
+
+/// The frame of every page: landmarks, a skip link, the navigation.
+fn layout(title: &str, content: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) }
+                link rel="stylesheet" href=(css_path());
+            }
+            body {
+                a.skip href="#main" { "Skip to the content" }
+                header {
+                    a.brand href="/" { "nospy" }
+                    nav aria-label="Main" {
+                        ul {
+                            li { a href="/" { "Status" } }
+                            li { a href="/entries" { "Entries" } }
+                        }
+                    }
+                }
+                main #main { (content) }
+                footer {
+                    "This page displays what the log holds; "
+                    code { "nospy verify" }
+                    " checks it. Every page is also JSON ("
+                    code { "Accept: application/json" }
+                    ")."
+                }
+            }
+        }
+    }
+}
+
+async fn asset(State(s): State<AppState>, UrlPath(name): UrlPath<String>) -> Response<Body> {
+    if format!("/assets/{name}") != css_path() {
+        return refuse(
+            &s,
+            StatusCode::NOT_FOUND,
+            false,
+            format!("no asset {name:?}"),
+        );
+    }
+    secured(respond(
+        &s,
+        StatusCode::OK,
+        "text/css; charset=utf-8",
+        Some(crate::http::IMMUTABLE),
+        CSS,
+    ))
+}
+
+/// The status page's data.
+#[derive(Serialize)]
+struct Status {
+    origin: String,
+    size: u64,
+    root: String,
+    /// Cosignatures on the published checkpoint (signatures besides the log's).
+    cosignatures: usize,
+    witnesses: usize,
+    witness_quorum: usize,
+    /// Entries the lookup index covers.
+    indexed: u64,
+    checkpoint: String,
+    /// The newest entries, newest first.
+    recent: Vec<EntrySummary>,
+}
+
+/// How many of the newest entries the status page shows.
+const RECENT: u64 = 10;
+
+async fn status(State(s): State<AppState>, headers: HeaderMap) -> Response<Body> {
+    let json = wants_json(&headers);
+    status_page(s, json).await
+}
+
+async fn status_json(State(s): State<AppState>) -> Response<Body> {
+    status_page(s, true).await
+}
+
+async fn status_page(s: AppState, json: bool) -> Response<Body> {
+    let (text, size, root, signatures) = {
+        let p = lock_read(&s.published);
+        (p.text.clone(), p.size, p.root, p.signatures)
+    };
+    let (witnesses, witness_quorum) = {
+        let c = lock_read(&s.config);
+        (c.witnesses.len(), c.witness_quorum)
+    };
+    let origin = text.lines().next().unwrap_or("").to_string();
+    let recent = match entries::read(&s, size, size.saturating_sub(RECENT)..size).await {
+        Ok(mut list) => {
+            list.reverse();
+            list
+        }
+        Err(e) => return refuse(&s, StatusCode::SERVICE_UNAVAILABLE, json, e),
+    };
+    let st = Status {
+        origin,
+        size,
+        root: root.to_base64(),
+        cosignatures: signatures.saturating_sub(1),
+        witnesses,
+        witness_quorum,
+        indexed: s
+            .indexed
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .min(size),
+        checkpoint: text,
+        recent,
+    };
+    let markup = html! {
+        h1 { "Log " code { (st.origin) } }
+        dl {
+            dt { "Entries" } dd { (st.size) }
+            dt { "Root" } dd.hash { (st.root) }
+            dt { "Cosignatures" }
+            dd {
+                (st.cosignatures) " on the published checkpoint; "
+                @if st.witnesses == 0 {
+                    "no witness configured"
+                } @else {
+                    (st.witnesses) " witnesses configured, quorum " (st.witness_quorum)
+                    @if st.cosignatures < st.witness_quorum {
+                        " " span.bad { "(below the quorum)" }
+                    }
+                }
+            }
+            dt { "Lookup index" } dd { "covers " (st.indexed) " of " (st.size) " entries" }
+        }
+        h2 { "The newest entries" }
+        (entries::table(&st.recent, "The newest entries of the log"))
+        p { a href="/entries" { "All entries" } }
+        h2 { "The published checkpoint" }
+        pre { (st.checkpoint) }
+    };
+    page(&s, StatusCode::OK, json, &st, "nospy: status", markup)
+}

@@ -1,0 +1,237 @@
+//! The dashboard: pages for people and the same data as JSON, with a strict
+//! Content-Security-Policy, entries decoded and escaped, and each entry's proof to download
+//! that verifies offline.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is a failing test
+
+use nospy_log::Sequencer;
+use nospy_server::{start, Options};
+use nospy_statement::predicate::{Predicate, Revocation};
+use nospy_statement::{sign, DigestSet, ResourceDescriptor};
+use nospy_testkit::http::{request, request_with, Reply};
+use nospy_tlog::checkpoint::TlogProof;
+use nospy_tlog::note::SignerKey;
+use nospy_tlog::Sha256;
+
+const ORIGIN: &str = "dashboard.nospy.example/log";
+const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; script-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+fn log_key() -> SignerKey {
+    SignerKey::from_seed(ORIGIN, [1; 32]).unwrap()
+}
+
+/// A log of 60 signed revocations (the last one's reason is markup) and one entry that is not
+/// a statement; the entries in order.
+fn log(dir: &std::path::Path) -> Vec<Vec<u8>> {
+    let vendor = SignerKey::from_seed("vendor.example", [2; 32]).unwrap();
+    let mut entries: Vec<Vec<u8>> = (0..60)
+        .map(|i| {
+            let reason = if i == 59 {
+                "<script>alert(1)</script>".to_string()
+            } else {
+                format!("reason {i}")
+            };
+            sign(
+                vec![ResourceDescriptor {
+                    name: Some(format!("fw-{i}.bin")),
+                    digest: Some(DigestSet::sha256(&Sha256::of(
+                        format!("firmware {i}").as_bytes(),
+                    ))),
+                    ..Default::default()
+                }],
+                &Predicate::Revocation(Revocation {
+                    reason,
+                    effective: "2026-01-01T00:00:00Z".into(),
+                }),
+                &[&vendor],
+            )
+            .to_json()
+        })
+        .collect();
+    entries.push(b"not a statement".to_vec());
+    Sequencer::init(dir, ORIGIN, &log_key(), None).unwrap();
+    let mut seq = Sequencer::open(dir, log_key()).unwrap();
+    let refs: Vec<&[u8]> = entries.iter().map(|e| e.as_slice()).collect();
+    seq.append(&refs).unwrap();
+    entries
+}
+
+fn serve(dir: &std::path::Path, rt: &tokio::runtime::Runtime) -> nospy_server::Running {
+    rt.block_on(start(Options {
+        storage: nospy_server::Storage::Dir(dir.to_path_buf()),
+        key: log_key(),
+        config: None,
+        listen: "127.0.0.1:0".parse().unwrap(),
+        queue: 16,
+        max_batch: 16,
+        index_delay: std::time::Duration::from_millis(10),
+        lookup_page: nospy_server::LOOKUP_PAGE,
+        max_queued_bytes: nospy_server::MAX_QUEUED_BYTES,
+        max_connections: nospy_server::MAX_CONNECTIONS,
+        max_connections_per_client: nospy_server::MAX_CONNECTIONS_PER_CLIENT,
+    }))
+    .unwrap()
+}
+
+fn secured(r: &Reply) {
+    assert_eq!(r.header("content-security-policy"), Some(CSP));
+    assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(r.header("referrer-policy"), Some("no-referrer"));
+    assert_eq!(r.header("set-cookie"), None);
+}
+
+fn json(r: &Reply) -> serde_json::Value {
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/json"),
+        "{}",
+        r.text()
+    );
+    serde_json::from_slice(&r.body).unwrap()
+}
+
+#[test]
+fn the_status_page_and_its_json_show_the_log() {
+    let t = tempfile::tempdir().unwrap();
+    log(t.path());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let srv = serve(t.path(), &rt);
+    let r = request(srv.addr, "GET", "/", b"");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+    secured(&r);
+    let html = r.text();
+    assert!(html.starts_with("<!DOCTYPE html>"), "{html}");
+    assert!(html.contains(ORIGIN), "{html}");
+    assert!(html.contains("<main id=\"main\">"), "{html}");
+    // No inline script or style, nothing from elsewhere.
+    assert!(!html.contains("<script"), "{html}");
+    assert!(!html.contains("style="), "{html}");
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "{html}"
+    );
+    // The stylesheet is the server's own, named by its digest, cached for ever.
+    let css = html
+        .split("href=\"")
+        .map(|s| s.split('"').next().unwrap())
+        .find(|h| h.starts_with("/assets/style-"))
+        .unwrap()
+        .to_string();
+    let c = request(srv.addr, "GET", &css, b"");
+    assert_eq!(c.status, 200);
+    assert_eq!(c.header("content-type"), Some("text/css; charset=utf-8"));
+    assert!(c.header("cache-control").unwrap().contains("immutable"));
+    secured(&c);
+    assert_eq!(
+        request(srv.addr, "GET", "/assets/style-000000000000.css", b"").status,
+        404
+    );
+
+    // The same as JSON, by Accept or by the .json path.
+    for r in [
+        request_with(srv.addr, "GET", "/", &[("Accept", "application/json")], b""),
+        request(srv.addr, "GET", "/status.json", b""),
+    ] {
+        assert_eq!(r.status, 200);
+        secured(&r);
+        let v = json(&r);
+        assert_eq!(v["origin"], ORIGIN);
+        assert_eq!(v["size"], 61);
+        assert_eq!(v["cosignatures"], 0);
+        assert_eq!(v["witnesses"], 0);
+        let recent = v["recent"].as_array().unwrap();
+        assert_eq!(recent.len(), 10);
+        assert_eq!(recent[0]["index"], 60);
+        assert_eq!(recent[0]["kind"], "other");
+        assert_eq!(recent[1]["index"], 59);
+        assert_eq!(recent[1]["kind"], "revocation");
+        assert!(v["checkpoint"].as_str().unwrap().starts_with(ORIGIN));
+    }
+}
+
+#[test]
+fn entries_are_paged_newest_first_and_each_is_decoded_escaped_and_provable() {
+    let t = tempfile::tempdir().unwrap();
+    let entries = log(t.path());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let srv = serve(t.path(), &rt);
+
+    let v = json(&request(srv.addr, "GET", "/entries.json", b""));
+    let list = v["entries"].as_array().unwrap();
+    assert_eq!(list.len(), 50);
+    assert_eq!(list[0]["index"], 60);
+    assert_eq!(list[49]["index"], 11);
+    assert_eq!(v["next"], 11);
+    let v = json(&request(srv.addr, "GET", "/entries.json?before=11", b""));
+    let list = v["entries"].as_array().unwrap();
+    assert_eq!(list.len(), 11);
+    assert_eq!(list[10]["index"], 0);
+    assert_eq!(v["next"], serde_json::Value::Null);
+    let r = request(srv.addr, "GET", "/entries?before=11", b"");
+    assert_eq!(r.status, 200);
+    secured(&r);
+    assert!(r.text().contains("href=\"/entries/10\""), "{}", r.text());
+    assert!(!r.text().contains("Older entries"));
+    assert!(request(srv.addr, "GET", "/entries", b"")
+        .text()
+        .contains("href=\"/entries?before=11\""));
+
+    // One entry: decoded, as a page and as JSON.
+    let v = json(&request(srv.addr, "GET", "/entries/3.json", b""));
+    assert_eq!(v["kind"], "revocation");
+    assert_eq!(v["index"], 3);
+    assert_eq!(v["subjects"][0]["name"], "fw-3.bin");
+    assert_eq!(
+        v["subjects"][0]["sha256"],
+        Sha256::of(b"firmware 3").to_hex()
+    );
+    assert_eq!(v["statement"]["predicate"]["reason"], "reason 3");
+    assert_eq!(
+        v["leaf_hash"],
+        nospy_tlog::hash::leaf_hash(&entries[3]).to_hex()
+    );
+    let page = request(srv.addr, "GET", "/entries/3", b"").text();
+    assert!(page.contains("reason 3"), "{page}");
+    assert!(page.contains("does not verify it"), "{page}");
+    assert!(page.contains(&Sha256::of(b"firmware 3").to_hex()), "{page}");
+    // Markup in an entry is text on the page.
+    let page = request(srv.addr, "GET", "/entries/59", b"").text();
+    assert!(!page.contains("<script>alert"), "{page}");
+    assert!(
+        page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{page}"
+    );
+    let v = json(&request(srv.addr, "GET", "/entries/60.json", b""));
+    assert_eq!(v["kind"], "other");
+    assert_eq!(v["statement"], serde_json::Value::Null);
+
+    // Its proof verifies offline with the log's key.
+    let r = request(srv.addr, "GET", "/entries/3/proof", b"");
+    assert_eq!(r.status, 200);
+    let p = TlogProof::parse(&r.text()).unwrap();
+    assert_eq!(p.index, 3);
+    let sc = p.verify(&entries[3], &log_key().verifier()).unwrap();
+    assert_eq!(sc.checkpoint.size, 61);
+    assert!(p.verify(&entries[4], &log_key().verifier()).is_err());
+
+    // What is not an entry is refused with why, as a page or as JSON.
+    for (path, status) in [
+        ("/entries/61", 404),
+        ("/entries/61.json", 404),
+        ("/entries/x", 400),
+        ("/entries/-1", 400),
+        ("/entries/99999999999999999999999", 400),
+        ("/entries/61/proof", 404),
+        ("/entries?before=x", 400),
+    ] {
+        let r = request(srv.addr, "GET", path, b"");
+        assert_eq!(r.status, status, "{path}: {}", r.text());
+        secured(&r);
+    }
+    let v = json(&request(srv.addr, "GET", "/entries/61.json", b""));
+    assert!(v["error"]
+        .as_str()
+        .unwrap()
+        .contains("beyond the published tree"));
+}
