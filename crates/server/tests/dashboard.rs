@@ -12,6 +12,7 @@ use nospy_testkit::http::{request, request_with, Reply};
 use nospy_tlog::checkpoint::TlogProof;
 use nospy_tlog::note::SignerKey;
 use nospy_tlog::Sha256;
+use std::time::Duration;
 
 const ORIGIN: &str = "dashboard.nospy.example/log";
 const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; script-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
@@ -20,8 +21,8 @@ fn log_key() -> SignerKey {
     SignerKey::from_seed(ORIGIN, [1; 32]).unwrap()
 }
 
-/// A log of 60 signed revocations (the last one's reason is markup) and one entry that is not
-/// a statement; the entries in order.
+/// A log of 60 signed revocations, entry i of "firmware {i % 7}" (the last one's reason is
+/// markup), and one entry that is not a statement; the entries in order.
 fn log(dir: &std::path::Path) -> Vec<Vec<u8>> {
     let vendor = SignerKey::from_seed("vendor.example", [2; 32]).unwrap();
     let mut entries: Vec<Vec<u8>> = (0..60)
@@ -35,7 +36,7 @@ fn log(dir: &std::path::Path) -> Vec<Vec<u8>> {
                 vec![ResourceDescriptor {
                     name: Some(format!("fw-{i}.bin")),
                     digest: Some(DigestSet::sha256(&Sha256::of(
-                        format!("firmware {i}").as_bytes(),
+                        format!("firmware {}", i % 7).as_bytes(),
                     ))),
                     ..Default::default()
                 }],
@@ -234,4 +235,64 @@ fn entries_are_paged_newest_first_and_each_is_decoded_escaped_and_provable() {
         .as_str()
         .unwrap()
         .contains("beyond the published tree"));
+}
+
+#[test]
+fn search_finds_an_artifact_s_entries_and_goes_to_an_index() {
+    let t = tempfile::tempdir().unwrap();
+    log(t.path());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let srv = serve(t.path(), &rt);
+    assert!(rt.block_on(srv.wait_for(Duration::from_secs(30), |p| p.indexed >= 61)));
+    let d = Sha256::of(b"firmware 3");
+    let about: Vec<u64> = (0..60).filter(|i| i % 7 == 3).collect();
+    let q = format!("/search.json?q=sha256:{}", d.to_hex().to_uppercase());
+    let v = json(&request(srv.addr, "GET", &q, b""));
+    assert_eq!(v["matched"], "artifact");
+    assert_eq!(v["covered"], 61);
+    let found: Vec<u64> = v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["index"].as_u64().unwrap())
+        .collect();
+    assert_eq!(found, about);
+    assert_eq!(v["next"], serde_json::Value::Null);
+    let r = request(srv.addr, "GET", &format!("/search?q={}", d.to_hex()), b"");
+    assert_eq!(r.status, 200);
+    secured(&r);
+    for i in &about {
+        assert!(
+            r.text().contains(&format!("href=\"/entries/{i}\"")),
+            "{}",
+            r.text()
+        );
+    }
+    // An index goes to its entry; as JSON, it is the entry.
+    let r = request(srv.addr, "GET", "/search?q=12", b"");
+    assert_eq!(r.status, 303);
+    assert_eq!(r.header("location"), Some("/entries/12"));
+    let v = json(&request(srv.addr, "GET", "/search.json?q=12", b""));
+    assert_eq!(v["matched"], "index");
+    assert_eq!(v["entries"][0]["index"], 12);
+    assert_eq!(request(srv.addr, "GET", "/search?q=61", b"").status, 404);
+    // What it cannot search for, it says.
+    let v = json(&request(
+        srv.addr,
+        "GET",
+        "/search.json?q=vendor.example",
+        b"",
+    ));
+    assert_eq!(v["matched"], "unknown");
+    assert!(v["note"].as_str().unwrap().contains("not searchable yet"));
+    let v = json(&request(srv.addr, "GET", "/search.json", b""));
+    assert_eq!(v["matched"], "nothing");
+    assert_eq!(
+        request(srv.addr, "GET", "/search?q=1&after=x", b"").status,
+        400
+    );
+    // Every page carries the search box.
+    assert!(request(srv.addr, "GET", "/entries", b"")
+        .text()
+        .contains("<form role=\"search\" action=\"/search\" method=\"get\">"));
 }

@@ -155,6 +155,35 @@ async fn read_raw(
     .map_err(|e| e.to_string())?
 }
 
+/// The entries at `indexes` (each below `size`), in that order.
+pub(super) async fn read_at(
+    s: &AppState,
+    size: u64,
+    indexes: Vec<u64>,
+) -> Result<Vec<EntrySummary>, String> {
+    let s = s.clone();
+    tokio::task::spawn_blocking(move || {
+        let reader = nospy_log::TileReader::new(s.source.as_ref(), &s.cache, size);
+        let width = nospy_tlog::tile::TILE_WIDTH as u64;
+        let mut held: Option<(u64, Vec<Vec<u8>>)> = None;
+        let mut out = Vec::with_capacity(indexes.len());
+        for i in indexes.into_iter().filter(|&i| i < size) {
+            let b = i / width;
+            if held.as_ref().is_none_or(|h| h.0 != b) {
+                held = Some((b, reader.bundle(b).map_err(|e| e.to_string())?));
+            }
+            let bytes = held
+                .as_ref()
+                .and_then(|h| h.1.get((i % width) as usize))
+                .ok_or_else(|| format!("entry {i} is not in its bundle"))?;
+            out.push(summarize(i, bytes).0);
+        }
+        Ok(out)
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
 /// A table of entries, with its caption.
 pub(super) fn table(list: &[EntrySummary], caption: &str) -> Markup {
     html! {
@@ -339,7 +368,7 @@ pub(super) async fn one(
 }
 
 /// An entry index from the URL, within the published tree.
-fn entry_index(s: &str, size: u64) -> Result<u64, (StatusCode, String)> {
+pub(super) fn entry_index(s: &str, size: u64) -> Result<u64, (StatusCode, String)> {
     let i: u64 = nospy_tlog::checkpoint::parse_decimal(s).ok_or_else(|| {
         (
             StatusCode::BAD_REQUEST,

@@ -11,6 +11,7 @@
 //! the proof and command to check it offline, and says so.
 
 mod entries;
+mod search;
 
 use crate::http::respond;
 use crate::{lock_read, AppState};
@@ -34,6 +35,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/entries.json", get(entries::list_json))
         .route("/entries/{index}", get(entries::one))
         .route("/entries/{index}/proof", get(entries::proof))
+        .route("/search", get(search::search))
+        .route("/search.json", get(search::search_json))
         .route("/assets/{name}", get(asset))
 }
 
@@ -151,6 +154,13 @@ fn layout(title: &str, content: Markup) -> Markup {
                             li { a href="/" { "Status" } }
                             li { a href="/entries" { "Entries" } }
                         }
+                    }
+                    form role="search" action="/search" method="get" {
+                        label for="q" { "Artifact SHA-256 or entry index" }
+                        " "
+                        input #q name="q" type="search" size="40";
+                        " "
+                        button type="submit" { "Search" }
                     }
                 }
                 main #main { (content) }

@@ -31,29 +31,8 @@ pub(crate) async fn get_lookup(
     let Some(d) = nospy_tlog::Sha256::from_hex(hex) else {
         return error(&s, StatusCode::BAD_REQUEST, "digest is not 64 hex digits");
     };
-    // The index follows the log on its own thread: the answer covers what it has indexed.
-    let size = lock_read(&s.published).size.min(s.indexed.load(Relaxed));
-    let page = s.lookup_page;
-    let found = match &s.index {
-        // SQLite blocks: off the async workers.
-        crate::Lookup::Sqlite(i) => {
-            let i = i.clone();
-            tokio::task::spawn_blocking(move || {
-                i.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .lookup(&d, size, q.after, page)
-                    .map_err(|e| e.to_string())
-            })
-            .await
-            .map_err(|e| e.to_string())
-        }
-        crate::Lookup::Postgres(i) => Ok(i
-            .lookup(&d, size, q.after, page)
-            .await
-            .map_err(|e| e.to_string())),
-    };
-    match found {
-        Ok(Ok(page)) => {
+    match find(&s, d, q.after, s.lookup_page).await {
+        Ok((size, page)) => {
             let body = json_body(&nospy_client::api::LookupResponse {
                 digest: d,
                 size,
@@ -62,7 +41,41 @@ pub(crate) async fn get_lookup(
             });
             respond(&s, StatusCode::OK, "application/json", Some(SHORT), body)
         }
-        Ok(Err(e)) => error(&s, StatusCode::SERVICE_UNAVAILABLE, e),
-        Err(e) => error(&s, StatusCode::INTERNAL_SERVER_ERROR, e),
+        Err((status, e)) => error(&s, status, e),
+    }
+}
+
+/// One page (at most `page` entries after `after`) of the entries about `d` that the lookup
+/// index holds, and how many entries of the log it covered; or the status and why not.
+pub(crate) async fn find(
+    s: &AppState,
+    d: nospy_tlog::Sha256,
+    after: Option<u64>,
+    page: usize,
+) -> Result<(u64, crate::index::Page), (StatusCode, String)> {
+    // The index follows the log on its own thread: the answer covers what it has indexed.
+    let size = lock_read(&s.published).size.min(s.indexed.load(Relaxed));
+    let found = match &s.index {
+        // SQLite blocks: off the async workers.
+        crate::Lookup::Sqlite(i) => {
+            let i = i.clone();
+            tokio::task::spawn_blocking(move || {
+                i.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .lookup(&d, size, after, page)
+                    .map_err(|e| e.to_string())
+            })
+            .await
+            .map_err(|e| e.to_string())
+        }
+        crate::Lookup::Postgres(i) => Ok(i
+            .lookup(&d, size, after, page)
+            .await
+            .map_err(|e| e.to_string())),
+    };
+    match found {
+        Ok(Ok(page)) => Ok((size, page)),
+        Ok(Err(e)) => Err((StatusCode::SERVICE_UNAVAILABLE, e)),
+        Err(e) => Err((StatusCode::INTERNAL_SERVER_ERROR, e)),
     }
 }

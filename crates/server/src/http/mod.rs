@@ -1,6 +1,6 @@
 //! The HTTP routes, and what every handler shares: responses, errors, bodies.
 
-mod lookup;
+pub(crate) mod lookup;
 mod proofs;
 mod read;
 mod write;

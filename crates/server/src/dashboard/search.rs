@@ -1,0 +1,148 @@
+//! Search: one box. An artifact's SHA-256 (64 hex digits, `sha256:` before it or not) finds
+//! the entries about it through the lookup index, a page at a time; an entry index goes to
+//! that entry. The answer says what the query was taken as.
+
+use super::entries::{entry_index, read_at, table, EntrySummary};
+use super::{page, refuse, wants_json};
+use crate::http::lookup::find;
+use crate::{lock_read, AppState};
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, Response, StatusCode};
+use maud::html;
+use serde::{Deserialize, Serialize};
+
+/// Entries per page of results.
+const PAGE: usize = 50;
+
+#[derive(Deserialize)]
+pub(super) struct SearchQuery {
+    #[serde(default)]
+    q: String,
+    /// The results after this entry index (the `next` of the page before).
+    after: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct Results {
+    query: String,
+    /// What the query was taken as: `artifact`, `index`, `nothing` (empty), or `unknown`.
+    matched: &'static str,
+    /// Why nothing matched, for `unknown`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<String>,
+    /// For an artifact: the entries of the log the lookup index covered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    covered: Option<u64>,
+    entries: Vec<EntrySummary>,
+    /// The `after` of the next page, if any.
+    next: Option<u64>,
+}
+
+pub(super) async fn search(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<SearchQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response<Body> {
+    let json = wants_json(&headers);
+    answer(s, json, q).await
+}
+
+pub(super) async fn search_json(
+    State(s): State<AppState>,
+    q: Result<Query<SearchQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response<Body> {
+    answer(s, true, q).await
+}
+
+async fn answer(
+    s: AppState,
+    json: bool,
+    q: Result<Query<SearchQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response<Body> {
+    let Ok(Query(q)) = q else {
+        return refuse(
+            &s,
+            StatusCode::BAD_REQUEST,
+            json,
+            "expected ?q=QUERY[&after=N] (N a decimal entry index)".into(),
+        );
+    };
+    let query = q.q.trim().to_string();
+    let size = lock_read(&s.published).size;
+    let mut r = Results {
+        query: query.clone(),
+        matched: "nothing",
+        note: None,
+        covered: None,
+        entries: Vec::new(),
+        next: None,
+    };
+    let hex = query
+        .strip_prefix("sha256:")
+        .unwrap_or(&query)
+        .to_ascii_lowercase();
+    if query.is_empty() {
+    } else if let Some(d) = nospy_tlog::Sha256::from_hex(&hex) {
+        r.matched = "artifact";
+        let (covered, found) = match find(&s, d, q.after, PAGE).await {
+            Ok(x) => x,
+            Err((status, why)) => return refuse(&s, status, json, why),
+        };
+        r.covered = Some(covered);
+        r.next = found.next;
+        let indexes = found.entries.iter().map(|e| e.index).collect();
+        r.entries = match read_at(&s, size, indexes).await {
+            Ok(l) => l,
+            Err(e) => return refuse(&s, StatusCode::SERVICE_UNAVAILABLE, json, e),
+        };
+    } else if query.bytes().all(|b| b.is_ascii_digit()) {
+        let i = match entry_index(&query, size) {
+            Ok(i) => i,
+            Err((status, why)) => return refuse(&s, status, json, why),
+        };
+        if !json {
+            // The entry's own page is the answer.
+            let mut resp = super::secured(crate::http::respond(
+                &s,
+                StatusCode::SEE_OTHER,
+                "text/plain; charset=utf-8",
+                Some("no-store"),
+                format!("entry {i}\n"),
+            ));
+            if let Ok(v) = HeaderValue::from_str(&format!("/entries/{i}")) {
+                resp.headers_mut().insert(header::LOCATION, v);
+            }
+            return resp;
+        }
+        r.matched = "index";
+        r.entries = match read_at(&s, size, vec![i]).await {
+            Ok(l) => l,
+            Err(e) => return refuse(&s, StatusCode::SERVICE_UNAVAILABLE, json, e),
+        };
+    } else {
+        r.matched = "unknown";
+        r.note = Some(
+            "search takes an artifact's SHA-256 (64 hex digits) or an entry index; keys, vendors and products are not searchable yet".into(),
+        );
+    }
+    let markup = html! {
+        h1 { "Search" }
+        @match r.matched {
+            "nothing" => p { "Give an artifact's SHA-256 or an entry index." },
+            "unknown" => p { "Nothing found for " code { (r.query) } ": " (r.note.clone().unwrap_or_default()) "." },
+            _ => {
+                p {
+                    (r.entries.len()) " entries about the artifact " code { (hex) }
+                    @if let Some(c) = r.covered { " (the lookup index covers " (c) " of " (size) " entries)" }
+                    "."
+                }
+                (table(&r.entries, "Entries about the artifact, in log order"))
+                @if let Some(n) = r.next {
+                    nav.pager aria-label="Pages" { a href=(format!("/search?q={hex}&after={n}")) { "More entries" } }
+                }
+            }
+        }
+    };
+    page(&s, StatusCode::OK, json, &r, "nospy: search", markup)
+}
