@@ -186,6 +186,8 @@ struct Shared {
     queued: Arc<tokio::sync::Semaphore>,
     /// What the server has done, for [`Running::wait_for`].
     progress: tokio::sync::watch::Sender<Progress>,
+    /// What each witness did, by its cosignature key's name (for the dashboard).
+    witnesses: std::sync::Mutex<std::collections::BTreeMap<String, witnessing::Seen>>,
 }
 
 /// What HTTP handlers hold: the shared state, and the way into the sequencer's queue. Only
@@ -466,6 +468,7 @@ pub async fn start(opts: Options) -> Result<Running, Error> {
             indexed: opened.indexed,
             ..Progress::default()
         }),
+        witnesses: Default::default(),
     });
     let progress = shared.progress.subscribe();
     let listener = tokio::net::TcpListener::bind(opts.listen)

@@ -105,6 +105,40 @@ pub async fn add_checkpoint(
     }
 }
 
+/// What the server saw of one witness.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Seen {
+    /// The largest tree size it cosigned for this server (0: none yet).
+    pub cosigned_size: u64,
+    /// When it last cosigned.
+    #[serde(skip)]
+    pub cosigned_at: Option<std::time::Instant>,
+    /// Rounds in which it cosigned.
+    pub cosigned: u64,
+    /// Rounds in which it did not.
+    pub failures: u64,
+    /// Why it last did not.
+    pub last_error: Option<String>,
+}
+
+/// Records a witness's answer for the dashboard.
+fn saw(shared: &Shared, w: &config::Witness, cosigned: Option<u64>, error: Option<String>) {
+    shared.metrics.witness(w.key.name(), cosigned.is_some());
+    let mut all = shared.witnesses.lock().unwrap_or_else(|e| e.into_inner());
+    let seen = all.entry(w.key.name().to_string()).or_default();
+    match cosigned {
+        Some(size) => {
+            seen.cosigned_size = seen.cosigned_size.max(size);
+            seen.cosigned_at = Some(std::time::Instant::now());
+            seen.cosigned += 1;
+        }
+        None => {
+            seen.failures += 1;
+            seen.last_error = error;
+        }
+    }
+}
+
 /// The witnessing thread: for the latest checkpoint the sequencer sent (older ones still queued
 /// are skipped), asks the witnesses to cosign and sends the cosigned checkpoint back. A witness
 /// that is slow or down costs this thread its timeout, never the sequencer.
@@ -192,7 +226,7 @@ pub(crate) fn witness(
         match reply {
             Reply::Cosigned(s) => {
                 sizes.insert(w.url.clone(), size);
-                shared.metrics.witness(w.key.name(), true);
+                saw(shared, w, Some(size), None);
                 cosigs.push(s);
             }
             Reply::Conflict(n) if n <= size => {
@@ -200,14 +234,12 @@ pub(crate) fn witness(
                 retry.push((w.clone(), n, proof_from(n)));
             }
             Reply::Conflict(n) => {
-                shared.metrics.witness(w.key.name(), false);
-                eprintln!(
-                    "nospy serve: witness {} has cosigned size {n}, beyond this log's {size}",
-                    w.key.name()
-                );
+                let why = format!("it has cosigned size {n}, beyond this log's {size}");
+                eprintln!("nospy serve: witness {}: {why}", w.key.name());
+                saw(shared, w, None, Some(why));
             }
             Reply::Failed(e) => {
-                shared.metrics.witness(w.key.name(), false);
+                saw(shared, w, None, Some(e.to_string()));
                 eprintln!(
                     "nospy serve: witness {} did not cosign size {size}: {e}",
                     w.key.name()
@@ -231,11 +263,16 @@ pub(crate) fn witness(
             match reply {
                 Reply::Cosigned(s) => {
                     sizes.insert(w.url.clone(), size);
-                    shared.metrics.witness(w.key.name(), true);
+                    saw(shared, &w, Some(size), None);
                     cosigs.push(s);
                 }
                 other => {
-                    shared.metrics.witness(w.key.name(), false);
+                    let why = match &other {
+                        Reply::Conflict(n) => format!("it has cosigned size {n}, after a retry"),
+                        Reply::Failed(e) => e.clone(),
+                        Reply::Cosigned(_) => String::new(),
+                    };
+                    saw(shared, &w, None, Some(why));
                     eprintln!(
                         "nospy serve: witness {} did not cosign size {size}: {other:?}",
                         w.key.name()

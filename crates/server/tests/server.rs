@@ -204,11 +204,45 @@ fn submissions_tiles_proofs_and_a_two_of_two_quorum() {
     assert!(m.contains("nospy_witness_quorum_missed_total 1"), "{m}");
     assert!(m.contains("result=\"failed\"} 1"), "{m}");
     assert!(m.contains("nospy_log_tree_size 301"), "{m}");
+    // The dashboard's witness page says who is behind, by how much, and why.
+    let witnesses = || -> serde_json::Value {
+        let r = request(addr, "GET", "/witnesses.json", b"");
+        assert_eq!(r.status, 200, "{}", r.text());
+        serde_json::from_slice(&r.body).unwrap()
+    };
+    let v = witnesses();
+    assert_eq!(
+        (v["size"].as_u64(), v["quorum"].as_u64()),
+        (Some(301), Some(2))
+    );
+    assert_eq!(v["cosignatures"], 1);
+    let (one, two) = (&v["witnesses"][0], &v["witnesses"][1]);
+    assert_eq!(one["name"], "w1.example");
+    assert_eq!(
+        (one["cosigned_size"].as_u64(), one["lag"].as_u64()),
+        (Some(301), Some(0))
+    );
+    assert_eq!(one["failures"], 0);
+    assert!(one["seconds_since_cosigned"].is_u64());
+    assert_eq!(two["name"], "w2.example");
+    assert_eq!(
+        (two["cosigned_size"].as_u64(), two["lag"].as_u64()),
+        (Some(300), Some(1))
+    );
+    assert_eq!(two["failures"], 1);
+    assert!(!two["last_error"].as_str().unwrap().is_empty());
+    let page = request(addr, "GET", "/witnesses", b"").text();
+    assert!(page.contains("Below the quorum"), "{page}");
+    assert!(page.contains(&format!("http://{a2}")), "{page}");
     // It comes back (same state, same port): it catches up through a 409 and a consistency
     // proof from the size it last cosigned, and the quorum is regained.
     let w2 = s.witness(1, &a2.to_string());
     add(addr, &release(1001, &s.vendor));
     assert_eq!(cosigners(&srv, &s, 302), 2);
+    let v = witnesses();
+    assert_eq!(v["witnesses"][1]["cosigned_size"], 302);
+    assert_eq!(v["witnesses"][1]["lag"], 0);
+    assert_eq!(v["cosignatures"], 2);
     s.rt.block_on(srv.shutdown()).unwrap();
     s.rt.block_on(w1.shutdown());
     s.rt.block_on(w2.shutdown());

@@ -35,6 +35,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/entries.json", get(entries::list_json))
         .route("/entries/{index}", get(entries::one))
         .route("/entries/{index}/proof", get(entries::proof))
+        .route("/witnesses", get(witnesses))
+        .route("/witnesses.json", get(witnesses_json))
         .route("/search", get(search::search))
         .route("/search.json", get(search::search_json))
         .route("/assets/{name}", get(asset))
@@ -153,6 +155,7 @@ fn layout(title: &str, content: Markup) -> Markup {
                         ul {
                             li { a href="/" { "Status" } }
                             li { a href="/entries" { "Entries" } }
+                            li { a href="/witnesses" { "Witnesses" } }
                         }
                     }
                     form role="search" action="/search" method="get" {
@@ -280,4 +283,109 @@ async fn status_page(s: AppState, json: bool) -> Response<Body> {
         pre { (st.checkpoint) }
     };
     page(&s, StatusCode::OK, json, &st, "nospy: status", markup)
+}
+
+/// One configured witness as the witnesses page shows it.
+#[derive(Serialize)]
+struct WitnessRow {
+    name: String,
+    url: String,
+    key: String,
+    /// The largest size it cosigned (0: none yet since the server started).
+    cosigned_size: u64,
+    /// Seconds since it last cosigned (none: not since the server started).
+    seconds_since_cosigned: Option<u64>,
+    /// Entries the published log is ahead of what it cosigned.
+    lag: u64,
+    cosigned: u64,
+    failures: u64,
+    last_error: Option<String>,
+}
+
+#[derive(Serialize)]
+struct WitnessPage {
+    size: u64,
+    quorum: usize,
+    /// Cosignatures on the published checkpoint.
+    cosignatures: usize,
+    witnesses: Vec<WitnessRow>,
+}
+
+async fn witnesses(State(s): State<AppState>, headers: HeaderMap) -> Response<Body> {
+    let json = wants_json(&headers);
+    witness_page(s, json)
+}
+
+async fn witnesses_json(State(s): State<AppState>) -> Response<Body> {
+    witness_page(s, true)
+}
+
+fn witness_page(s: AppState, json: bool) -> Response<Body> {
+    let (size, signatures) = {
+        let p = lock_read(&s.published);
+        (p.size, p.signatures)
+    };
+    let cfg = lock_read(&s.config).clone();
+    let seen = s
+        .witnesses
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let rows: Vec<WitnessRow> = cfg
+        .witnesses
+        .iter()
+        .map(|w| {
+            let v = seen.get(w.key.name()).cloned().unwrap_or_default();
+            WitnessRow {
+                name: w.key.name().to_string(),
+                url: w.url.clone(),
+                key: w.key.to_string(),
+                cosigned_size: v.cosigned_size,
+                seconds_since_cosigned: v.cosigned_at.map(|t| t.elapsed().as_secs()),
+                lag: size.saturating_sub(v.cosigned_size),
+                cosigned: v.cosigned,
+                failures: v.failures,
+                last_error: v.last_error,
+            }
+        })
+        .collect();
+    let p = WitnessPage {
+        size,
+        quorum: cfg.witness_quorum,
+        cosignatures: signatures.saturating_sub(1),
+        witnesses: rows,
+    };
+    let markup = html! {
+        h1 { "Witnesses" }
+        p {
+            "The published checkpoint (size " (p.size) ") carries " (p.cosignatures)
+            " cosignatures; the quorum is " (p.quorum) "."
+            @if p.cosignatures < p.quorum { " " span.bad { "Below the quorum." } }
+        }
+        @if p.witnesses.is_empty() {
+            p.note { "No witness is configured (serve.toml, [witnesses])." }
+        } @else {
+            table {
+                caption.skip { "Each configured witness" }
+                thead { tr {
+                    th scope="col" { "Witness" } th scope="col" { "Cosigned size" }
+                    th scope="col" { "Lag (entries)" } th scope="col" { "Last cosigned" }
+                    th scope="col" { "Rounds cosigned / failed" } th scope="col" { "Last failure" }
+                } }
+                tbody {
+                    @for w in &p.witnesses {
+                        tr {
+                            td { (w.name) br; code { (w.url) } }
+                            td { (w.cosigned_size) }
+                            td { @if w.lag > 0 { span.bad { (w.lag) } } @else { span.ok { "0" } } }
+                            td { @match w.seconds_since_cosigned { Some(t) => { (t) " s ago" }, None => "not since the server started" } }
+                            td { (w.cosigned) " / " (w.failures) }
+                            td { (w.last_error.as_deref().unwrap_or("")) }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    page(&s, StatusCode::OK, json, &p, "nospy: witnesses", markup)
 }
