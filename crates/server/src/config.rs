@@ -49,6 +49,12 @@ pub struct ServeConfig {
     pub witness_quorum: usize,
     /// How long to wait for each witness.
     pub witness_timeout: Duration,
+    /// The agreements the dashboard gives release verdicts under (`[dashboard] agreements`),
+    /// as written: paths relative to the configuration file.
+    pub agreement_files: Vec<std::path::PathBuf>,
+    /// Those agreements, read ([`crate::load_config`] reads them; parsing the TOML alone
+    /// leaves this empty).
+    pub agreements: Vec<std::sync::Arc<nospy_policy::Agreement>>,
 }
 
 #[derive(Deserialize)]
@@ -58,6 +64,15 @@ struct Raw {
     submitter: Vec<RawSubmitter>,
     #[serde(default)]
     witnesses: Option<RawWitnesses>,
+    #[serde(default)]
+    dashboard: Option<RawDashboard>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDashboard {
+    #[serde(default)]
+    agreements: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -91,6 +106,8 @@ impl Default for ServeConfig {
             witnesses: Vec::new(),
             witness_quorum: 0,
             witness_timeout: Duration::from_secs(1),
+            agreement_files: Vec::new(),
+            agreements: Vec::new(),
         }
     }
 }
@@ -147,6 +164,9 @@ impl ServeConfig {
             witness_timeout: Duration::from_secs(1),
             ..Default::default()
         };
+        if let Some(d) = raw.dashboard {
+            cfg.agreement_files = d.agreements.iter().map(std::path::PathBuf::from).collect();
+        }
         if let Some(w) = raw.witnesses {
             cfg.witnesses = w
                 .member

@@ -279,7 +279,18 @@ pub fn load_config(path: Option<&std::path::Path>) -> Result<ServeConfig, Error>
                 problem,
             };
             let text = std::fs::read_to_string(p).map_err(|e| bad(e.to_string()))?;
-            ServeConfig::from_toml(&text).map_err(|e| bad(e.to_string()))
+            let mut cfg = ServeConfig::from_toml(&text).map_err(|e| bad(e.to_string()))?;
+            // The dashboard's agreements, beside the configuration file.
+            let dir = p.parent().unwrap_or(std::path::Path::new("."));
+            for f in &cfg.agreement_files {
+                let path = dir.join(f);
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| bad(format!("[dashboard] agreement {}: {e}", path.display())))?;
+                let a = nospy_policy::Agreement::from_toml(&text)
+                    .map_err(|e| bad(format!("[dashboard] agreement {}: {e}", path.display())))?;
+                cfg.agreements.push(Arc::new(a));
+            }
+            Ok(cfg)
         }
     }
 }

@@ -296,3 +296,122 @@ fn search_finds_an_artifact_s_entries_and_goes_to_an_index() {
         .text()
         .contains("<form role=\"search\" action=\"/search\" method=\"get\">"));
 }
+
+#[test]
+fn a_release_verdict_is_nospy_verify_s_under_each_configured_agreement() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("log");
+    let vendor = SignerKey::from_seed("release.vendorx.example", [2; 32]).unwrap();
+    let other = SignerKey::from_seed("release.othervendor.example", [5; 32]).unwrap();
+    let fw = |i: u64| Sha256::of(format!("firmware {i}").as_bytes());
+    let revocation = sign(
+        vec![ResourceDescriptor {
+            digest: Some(DigestSet::sha256(&fw(2))),
+            ..Default::default()
+        }],
+        &Predicate::Revocation(Revocation {
+            reason: "remote shell found".into(),
+            effective: "2026-01-01T00:00:00Z".into(),
+        }),
+        &[&vendor],
+    )
+    .to_json();
+    let entries = [
+        nospy_testkit::fixtures::release_submission(1, &vendor),
+        nospy_testkit::fixtures::release_submission(2, &vendor),
+        revocation,
+    ];
+    Sequencer::init(&dir, ORIGIN, &log_key(), None).unwrap();
+    let refs: Vec<&[u8]> = entries.iter().map(|e| e.as_slice()).collect();
+    Sequencer::open(&dir, log_key())
+        .unwrap()
+        .append(&refs)
+        .unwrap();
+    let agreement = |name: &str, key: &SignerKey| {
+        format!(
+            "name = \"{name}\"\n[log]\norigin = \"{ORIGIN}\"\nkey = \"{}\"\n[witnesses]\nquorum = 0\nmax_age = \"1h\"\n[[vendor]]\nname = \"VendorX\"\nkeys = [\"{}\"]\n[evaluators]\nquorum = 0\n",
+            log_key().verifier(),
+            key.verifier()
+        )
+    };
+    std::fs::write(t.path().join("ours.toml"), agreement("ours", &vendor)).unwrap();
+    std::fs::write(t.path().join("theirs.toml"), agreement("theirs", &other)).unwrap();
+    let cfg = t.path().join("serve.toml");
+    std::fs::write(
+        &cfg,
+        "[dashboard]\nagreements = [\"ours.toml\", \"theirs.toml\"]\n",
+    )
+    .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let srv = rt
+        .block_on(start(Options {
+            storage: nospy_server::Storage::Dir(dir.clone()),
+            key: log_key(),
+            config: Some(cfg),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            queue: 16,
+            max_batch: 16,
+            index_delay: Duration::from_millis(10),
+            lookup_page: 1,
+            max_queued_bytes: nospy_server::MAX_QUEUED_BYTES,
+            max_connections: nospy_server::MAX_CONNECTIONS,
+            max_connections_per_client: nospy_server::MAX_CONNECTIONS_PER_CLIENT,
+        }))
+        .unwrap();
+    assert!(rt.block_on(srv.wait_for(Duration::from_secs(30), |p| p.indexed >= 3)));
+    let ours = nospy_policy::Agreement::from_toml(&agreement("ours", &vendor)).unwrap();
+    for (i, admit) in [(1, true), (2, false), (9, false)] {
+        let v = json(&request(
+            srv.addr,
+            "GET",
+            &format!("/verdict/{}.json", fw(i).to_hex()),
+            b"",
+        ));
+        assert_eq!(v["complete"], true);
+        assert_eq!(v["verdicts"][0]["agreement"], "ours");
+        assert_eq!(v["verdicts"][0]["admit"], admit, "firmware {i}: {v}");
+        // The checks are those `nospy verify` draws from the log itself.
+        let ev = nospy_client::LogSource::Dir(dir.clone())
+            .evidence_under(&[fw(i)], None, &mut |_, _| {})
+            .unwrap()
+            .remove(&fw(i))
+            .unwrap();
+        let want = nospy_policy::verify(&ours, &fw(i), &ev, None, 1_800_000_000);
+        let got: Vec<(String, String)> = v["verdicts"][0]["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| (c["name"].to_string(), c["outcome"].to_string()))
+            .collect();
+        let want: Vec<(String, String)> = serde_json::to_value(&want.checks)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| (c["name"].to_string(), c["outcome"].to_string()))
+            .collect();
+        assert_eq!(got, want, "firmware {i}");
+        // Under an agreement with another vendor key, nothing is admitted.
+        assert_eq!(v["verdicts"][1]["agreement"], "theirs");
+        assert_eq!(v["verdicts"][1]["admit"], false);
+    }
+    let page = request(
+        srv.addr,
+        "GET",
+        &format!("/verdict/{}", fw(2).to_hex()),
+        b"",
+    );
+    assert_eq!(page.status, 200);
+    secured(&page);
+    let html = page.text();
+    assert!(html.contains("DENY"), "{html}");
+    assert!(html.contains("remote shell found"), "{html}");
+    assert!(html.contains("this page displays"), "{html}");
+    // Entries link their subjects to the verdict.
+    let e = request(srv.addr, "GET", "/entries/0", b"").text();
+    assert!(
+        e.contains(&format!("href=\"/verdict/{}\"", fw(1).to_hex())),
+        "{e}"
+    );
+    assert_eq!(request(srv.addr, "GET", "/verdict/nothex", b"").status, 400);
+}

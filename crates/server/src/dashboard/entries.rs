@@ -202,7 +202,10 @@ pub(super) fn table(list: &[EntrySummary], caption: &str) -> Markup {
                             td.hash {
                                 @for sub in &e.subjects {
                                     @if let Some(n) = &sub.name { (n) ": " }
-                                    (sub.sha256.as_deref().unwrap_or("(no sha256)"))
+                                    @match &sub.sha256 {
+                                        Some(h) => a href=(format!("/verdict/{h}")) title="The verdict under the configured agreements" { (h) },
+                                        None => "(no sha256)",
+                                    }
                                     br;
                                 }
                             }

@@ -12,6 +12,7 @@
 
 mod entries;
 mod search;
+mod verdict;
 
 use crate::http::respond;
 use crate::{lock_read, AppState};
@@ -37,6 +38,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/entries/{index}/proof", get(entries::proof))
         .route("/witnesses", get(witnesses))
         .route("/witnesses.json", get(witnesses_json))
+        .route("/verdict/{digest}", get(verdict::verdict))
         .route("/search", get(search::search))
         .route("/search.json", get(search::search_json))
         .route("/assets/{name}", get(asset))
