@@ -64,6 +64,23 @@ async fn lead(schema: &str, tiles: &ObjectTiles) -> Option<ClusterSequencer> {
         .unwrap()
 }
 
+/// Leads once the lease is free. A dropped leader's lease connection closes in the background,
+/// and PostgreSQL releases its advisory lock only when that backend has exited: the next
+/// instance retries, as `nospy serve` does, for at most 20 seconds.
+async fn lead_next(schema: &str, tiles: &ObjectTiles) -> ClusterSequencer {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        if let Some(seq) = lead(schema, tiles).await {
+            return seq;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lease of schema {schema} was not released within 20 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 #[test]
 fn batches_are_published_deduplicated_and_the_tiles_are_the_directory_logs() {
     let rt = rt();
@@ -95,7 +112,7 @@ fn batches_are_published_deduplicated_and_the_tiles_are_the_directory_logs() {
         assert_eq!(sc.checkpoint.size, 310);
         drop(seq);
         // Deduplication survives the leader: a new one knows every entry.
-        let mut next = lead(&s, &tiles).await.unwrap();
+        let mut next = lead_next(&s, &tiles).await;
         let written = next.objects_written();
         let again = next.append(&entries(0, 3)).await.unwrap();
         assert!(again.iter().all(|x| x.duplicate));
@@ -167,12 +184,7 @@ fn one_instance_leads_and_a_deposed_one_publishes_nothing() {
             )
             .await
             .unwrap();
-        let mut b = loop {
-            if let Some(b) = lead(&s, &tiles).await {
-                break b;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        };
+        let mut b = lead_next(&s, &tiles).await;
         assert!(b.epoch() > a.epoch());
         b.append(&entries(5, 3)).await.unwrap();
         let published = tiles.checkpoint().await.unwrap().unwrap().0;
@@ -282,7 +294,7 @@ fn a_batch_recorded_by_a_leader_whose_store_failed_is_published_by_the_next() {
 
         // The next leader integrates the recorded batch at the indices it was given, and
         // publishes it.
-        let mut next = lead(&s, &tiles).await.unwrap();
+        let mut next = lead_next(&s, &tiles).await;
         assert_eq!(next.size(), 3);
         let again = next.append(&entries(0, 3)).await.unwrap();
         assert!(again.iter().all(|x| x.duplicate));
@@ -475,7 +487,7 @@ fn a_put_that_fails_anywhere_in_a_batch_loses_nothing_and_the_next_leader_publis
             assert_eq!(sc.checkpoint.size, 0, "{fail_at}");
             drop(first);
             // The next leader publishes the recorded batch, at the indices it was given.
-            let mut next = lead(&s, &tiles).await.unwrap();
+            let mut next = lead_next(&s, &tiles).await;
             assert_eq!(next.size(), 3, "{fail_at}");
             let (text, _) = tiles.checkpoint().await.unwrap().unwrap();
             let sc = SignedCheckpoint::open(&text, &key().verifier()).unwrap();
