@@ -122,6 +122,8 @@ struct Published {
     /// replaces a bare one, never the other way).
     root: nospy_tlog::Hash,
     signatures: usize,
+    /// When this server published it.
+    at: std::time::Instant,
 }
 
 impl Published {
@@ -131,8 +133,16 @@ impl Published {
             size: sc.checkpoint.size,
             root: sc.checkpoint.root,
             signatures: sc.note.signatures.len(),
+            at: std::time::Instant::now(),
         }
     }
+}
+
+/// Publishes `p` for the read API and the dashboard, and says so to whoever waits on
+/// [`Progress::publications`].
+fn set_published(shared: &Shared, p: Published) {
+    *lock_write(&shared.published) = p;
+    shared.progress.send_modify(|g| g.publications += 1);
 }
 
 /// Publishes `sc` for the read API if it moves the log on: a larger tree, or the same
@@ -152,6 +162,8 @@ fn offer(shared: &Shared, sc: &SignedCheckpoint) -> bool {
     if newer {
         *p = Published::of(sc);
         shared.metrics.tree_size.store(c.size, Relaxed);
+        drop(p);
+        shared.progress.send_modify(|g| g.publications += 1);
     }
     newer
 }
@@ -186,6 +198,10 @@ struct Shared {
     queued: Arc<tokio::sync::Semaphore>,
     /// What the server has done, for [`Running::wait_for`].
     progress: tokio::sync::watch::Sender<Progress>,
+    /// Set once the server stops taking connections: live streams end on it.
+    stopping: tokio::sync::watch::Sender<bool>,
+    /// Live dashboard streams (`/events`) open now, at most [`MAX_LIVE_STREAMS`].
+    live: Arc<tokio::sync::Semaphore>,
     /// What each witness did, by its cosignature key's name (for the dashboard).
     witnesses: std::sync::Mutex<std::collections::BTreeMap<String, witnessing::Seen>>,
 }
@@ -214,6 +230,9 @@ fn lock_read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 fn lock_write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(|e| e.into_inner())
 }
+
+/// Most live dashboard streams (`/events`) open at once: each holds a connection.
+pub const MAX_LIVE_STREAMS: usize = 32;
 
 /// Why the server could not start, or stopped.
 #[derive(Debug)]
@@ -319,6 +338,8 @@ pub struct Progress {
     /// How many times the configuration file was read again after it changed (whether the new
     /// one was taken or refused).
     pub config_reloads: u64,
+    /// How many checkpoints the server has published (a larger tree, or more cosignatures).
+    pub publications: u64,
 }
 
 impl Running {
@@ -480,6 +501,8 @@ pub async fn start(opts: Options) -> Result<Running, Error> {
             ..Progress::default()
         }),
         witnesses: Default::default(),
+        stopping: tokio::sync::watch::Sender::new(false),
+        live: Arc::new(tokio::sync::Semaphore::new(MAX_LIVE_STREAMS)),
     });
     let progress = shared.progress.subscribe();
     let listener = tokio::net::TcpListener::bind(opts.listen)
@@ -574,7 +597,10 @@ pub async fn start(opts: Options) -> Result<Running, Error> {
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let done = tokio::spawn(async move {
         let limits = (opts.max_connections, opts.max_connections_per_client);
-        serve_http(listener, app, stop_rx, limits).await;
+        serve_http(listener, app, stop_rx, limits, || {
+            shared.stopping.send_replace(true);
+        })
+        .await;
         for b in &background {
             b.abort();
         }
@@ -658,6 +684,7 @@ async fn serve_http(
     app: Router,
     mut stop: oneshot::Receiver<()>,
     (max_connections, per_client): (usize, usize),
+    stopping: impl FnOnce(),
 ) {
     use hyper_util::rt::{TokioIo, TokioTimer};
     let svc = hyper_util::service::TowerToHyperService::new(app);
@@ -702,7 +729,9 @@ async fn serve_http(
             let _ = conn.await;
         });
     }
-    // Let requests in flight finish (their submissions are acknowledged), for a while.
+    // Live streams end now; requests in flight finish (their submissions are acknowledged),
+    // for a while.
+    stopping();
     let _ = tokio::time::timeout(Duration::from_secs(10), async {
         while conns.join_next().await.is_some() {}
     })

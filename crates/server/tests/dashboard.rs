@@ -105,8 +105,16 @@ fn the_status_page_and_its_json_show_the_log() {
     assert!(html.starts_with("<!DOCTYPE html>"), "{html}");
     assert!(html.contains(ORIGIN), "{html}");
     assert!(html.contains("<main id=\"main\">"), "{html}");
-    // No inline script or style, nothing from elsewhere.
-    assert!(!html.contains("<script"), "{html}");
+    // No inline script or style, nothing from elsewhere: the one script is the server's own
+    // file, and the page is whole without it.
+    for tag in html.split("<script").skip(1) {
+        assert!(tag.starts_with(" src=\"/assets/live-"), "{html}");
+        assert!(
+            tag.contains("></script>") && tag.find("></script>") < tag.find('<').map(|i| i + 1),
+            "{html}"
+        );
+    }
+    assert_eq!(html.matches("<script").count(), 1, "{html}");
     assert!(!html.contains("style="), "{html}");
     assert!(
         !html.contains("http://") && !html.contains("https://"),
@@ -414,4 +422,155 @@ fn a_release_verdict_is_nospy_verify_s_under_each_configured_agreement() {
         "{e}"
     );
     assert_eq!(request(srv.addr, "GET", "/verdict/nothex", b"").status, 400);
+}
+
+/// Reads server-sent events from `stream` until one of type `status` whose data satisfies
+/// `done` (30 s at most: the read timeout fails the test).
+fn next_status(
+    r: &mut std::io::BufReader<std::net::TcpStream>,
+    mut done: impl FnMut(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    use std::io::BufRead as _;
+    let mut event = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(r.read_line(&mut line).unwrap() > 0, "the stream ended");
+        let line = line.trim_end();
+        if let Some(e) = line.strip_prefix("event: ") {
+            event = e.to_string();
+        } else if let Some(d) = line.strip_prefix("data: ") {
+            let v: serde_json::Value = serde_json::from_str(d).unwrap();
+            if event == "status" && done(&v) {
+                return v;
+            }
+        }
+    }
+}
+
+/// Opens `/events`: the stream after its head, or the head of a refusal.
+fn connect_events(
+    addr: std::net::SocketAddr,
+) -> Result<std::io::BufReader<std::net::TcpStream>, String> {
+    use std::io::{BufRead as _, Write as _};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "GET /events HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n"
+    )
+    .unwrap();
+    let mut r = std::io::BufReader::new(s);
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        if line == "\r\n" || line.is_empty() {
+            break;
+        }
+        head.push_str(&line);
+    }
+    if !head.starts_with("HTTP/1.1 200") {
+        return Err(head);
+    }
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/event-stream"),
+        "{head}"
+    );
+    assert!(head.contains(CSP), "{head}");
+    Ok(r)
+}
+
+fn open_events(addr: std::net::SocketAddr) -> std::io::BufReader<std::net::TcpStream> {
+    connect_events(addr).unwrap_or_else(|head| panic!("/events refused: {head}"))
+}
+
+#[test]
+fn the_live_stream_follows_the_log_and_is_bounded() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("log");
+    let vendor = SignerKey::from_seed("release.vendorx.example", [2; 32]).unwrap();
+    Sequencer::init(&dir, ORIGIN, &log_key(), None).unwrap();
+    let cfg = t.path().join("serve.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[submitter]]\nrole = \"vendor\"\nkey = \"{}\"\n",
+            vendor.verifier()
+        ),
+    )
+    .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let srv = rt
+        .block_on(start(Options {
+            storage: nospy_server::Storage::Dir(dir),
+            key: log_key(),
+            config: Some(cfg),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            queue: 16,
+            max_batch: 16,
+            index_delay: Duration::from_millis(10),
+            lookup_page: nospy_server::LOOKUP_PAGE,
+            max_queued_bytes: nospy_server::MAX_QUEUED_BYTES,
+            max_connections: nospy_server::MAX_CONNECTIONS,
+            max_connections_per_client: nospy_server::MAX_CONNECTIONS_PER_CLIENT,
+        }))
+        .unwrap();
+    let mut live = open_events(srv.addr);
+    let first = next_status(&mut live, |_| true);
+    assert_eq!(first["size"], 0);
+    // An entry appended: the stream says so, with the new size.
+    for i in 0..3 {
+        let r = request(
+            srv.addr,
+            "POST",
+            "/add",
+            &nospy_testkit::fixtures::release_submission(i, &vendor),
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let v = next_status(&mut live, |v| v["size"] == 3);
+    assert_eq!(v["cosignatures"], 0);
+    let v = next_status(&mut live, |v| v["indexed"] == 3);
+    assert_eq!(v["size"], 3);
+    // Bounded: beyond the most streams at once, a clear refusal; the pages still answer.
+    let mut more: Vec<_> = (1..nospy_server::MAX_LIVE_STREAMS)
+        .map(|_| open_events(srv.addr))
+        .collect();
+    let r = request(srv.addr, "GET", "/events", b"");
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(r.text().contains("live streams"), "{}", r.text());
+    assert_eq!(request(srv.addr, "GET", "/", b"").status, 200);
+    // One closed frees its place.
+    drop(more.pop());
+    drop(live);
+    let mut again = None;
+    for _ in 0..100 {
+        let r = request(srv.addr, "GET", "/status.json", b"");
+        assert_eq!(r.status, 200);
+        if let Some(s) = try_events(srv.addr) {
+            again = Some(s);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut again = again.expect("a place freed by a closed stream");
+    assert_eq!(next_status(&mut again, |_| true)["size"], 3);
+    // Stopping the server ends every stream.
+    rt.block_on(srv.shutdown()).unwrap();
+    use std::io::Read as _;
+    let mut rest = Vec::new();
+    let _ = again.read_to_end(&mut rest);
+    for mut s in more {
+        let _ = s.read_to_end(&mut rest);
+    }
+}
+
+/// A live stream, if the server takes one now.
+fn try_events(addr: std::net::SocketAddr) -> Option<std::io::BufReader<std::net::TcpStream>> {
+    match connect_events(addr) {
+        Ok(r) => Some(r),
+        Err(head) if head.starts_with("HTTP/1.1 503") => None,
+        Err(head) => panic!("/events: {head}"),
+    }
 }

@@ -11,6 +11,7 @@
 //! the proof and command to check it offline, and says so.
 
 mod entries;
+mod live;
 mod search;
 mod verdict;
 
@@ -41,18 +42,27 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/verdict/{digest}", get(verdict::verdict))
         .route("/search", get(search::search))
         .route("/search.json", get(search::search_json))
+        .route("/events", get(live::events))
         .route("/assets/{name}", get(asset))
 }
 
 const CSS: &str = include_str!("style.css");
+const JS: &str = include_str!("live.js");
 
-/// The stylesheet's path: its name carries the first 12 hex digits of its SHA-256.
+/// An asset's path: its name carries the first 12 hex digits of its SHA-256.
+fn asset_path(name: &str, ext: &str, text: &str) -> String {
+    let hex = nospy_tlog::Sha256::of(text.as_bytes()).to_hex();
+    format!("/assets/{name}-{}.{ext}", &hex[..12])
+}
+
 fn css_path() -> &'static str {
     static PATH: OnceLock<String> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let hex = nospy_tlog::Sha256::of(CSS.as_bytes()).to_hex();
-        format!("/assets/style-{}.css", &hex[..12])
-    })
+    PATH.get_or_init(|| asset_path("style", "css", CSS))
+}
+
+fn js_path() -> &'static str {
+    static PATH: OnceLock<String> = OnceLock::new();
+    PATH.get_or_init(|| asset_path("live", "js", JS))
 }
 
 /// The policy every dashboard answer carries: nothing but what the server itself serves, no
@@ -182,20 +192,25 @@ fn layout(title: &str, content: Markup) -> Markup {
 }
 
 async fn asset(State(s): State<AppState>, UrlPath(name): UrlPath<String>) -> Response<Body> {
-    if format!("/assets/{name}") != css_path() {
+    let path = format!("/assets/{name}");
+    let (kind, text) = if path == css_path() {
+        ("text/css; charset=utf-8", CSS)
+    } else if path == js_path() {
+        ("text/javascript; charset=utf-8", JS)
+    } else {
         return refuse(
             &s,
             StatusCode::NOT_FOUND,
             false,
             format!("no asset {name:?}"),
         );
-    }
+    };
     secured(respond(
         &s,
         StatusCode::OK,
-        "text/css; charset=utf-8",
+        kind,
         Some(crate::http::IMMUTABLE),
-        CSS,
+        text,
     ))
 }
 
@@ -212,6 +227,8 @@ struct Status {
     /// Entries the lookup index covers.
     indexed: u64,
     checkpoint: String,
+    /// Seconds since this server published the checkpoint.
+    published_seconds_ago: u64,
     /// The newest entries, newest first.
     recent: Vec<EntrySummary>,
 }
@@ -229,9 +246,9 @@ async fn status_json(State(s): State<AppState>) -> Response<Body> {
 }
 
 async fn status_page(s: AppState, json: bool) -> Response<Body> {
-    let (text, size, root, signatures) = {
+    let (text, size, root, signatures, at) = {
         let p = lock_read(&s.published);
-        (p.text.clone(), p.size, p.root, p.signatures)
+        (p.text.clone(), p.size, p.root, p.signatures, p.at)
     };
     let (witnesses, witness_quorum) = {
         let c = lock_read(&s.config);
@@ -257,16 +274,18 @@ async fn status_page(s: AppState, json: bool) -> Response<Body> {
             .load(std::sync::atomic::Ordering::Relaxed)
             .min(size),
         checkpoint: text,
+        published_seconds_ago: at.elapsed().as_secs(),
         recent,
     };
     let markup = html! {
         h1 { "Log " code { (st.origin) } }
         dl {
-            dt { "Entries" } dd { (st.size) }
-            dt { "Root" } dd.hash { (st.root) }
+            dt { "Entries" } dd data-live="size" { (st.size) }
+            dt { "Root" } dd.hash data-live="root" { (st.root) }
+            dt { "Published" } dd { (st.published_seconds_ago) " s ago (when this page was made)" }
             dt { "Cosignatures" }
             dd {
-                (st.cosignatures) " on the published checkpoint; "
+                span data-live="cosignatures" { (st.cosignatures) } " on the published checkpoint; "
                 @if st.witnesses == 0 {
                     "no witness configured"
                 } @else {
@@ -276,8 +295,10 @@ async fn status_page(s: AppState, json: bool) -> Response<Body> {
                     }
                 }
             }
-            dt { "Lookup index" } dd { "covers " (st.indexed) " of " (st.size) " entries" }
+            dt { "Lookup index" } dd { "covers " span data-live="indexed" { (st.indexed) } " of the entries" }
         }
+        p.note { "The figures above follow the log as it grows (with JavaScript; without it, reload the page)." }
+        script src=(js_path()) defer {}
         h2 { "The newest entries" }
         (entries::table(&st.recent, "The newest entries of the log"))
         p { a href="/entries" { "All entries" } }

@@ -2,7 +2,7 @@
 //! checkpoints.
 
 use crate::pipeline::{AddRequest, Refused};
-use crate::{lock_write, Published, Shared};
+use crate::{Published, Shared};
 use nospy_log::storage::DirStorage;
 use nospy_log::Sequencer;
 use nospy_tlog::checkpoint::SignedCheckpoint;
@@ -66,7 +66,7 @@ pub(crate) fn run_sequencer(
                 shared.metrics.entries.fetch_add(added, Relaxed);
                 shared.metrics.tree_size.store(seq.size(), Relaxed);
                 shared.metrics.batch_size.observe(batch.len() as f64);
-                *lock_write(&shared.published) = Published::of(seq.checkpoint());
+                crate::set_published(&shared, Published::of(seq.checkpoint()));
                 // Acknowledge first; then the lookup index follows the log on its own thread (it
                 // is not part of the acknowledgement's durability: it can be rebuilt from the log).
                 let mut rows = Vec::with_capacity(batch.len());
@@ -143,5 +143,5 @@ fn publish_if_latest(seq: &Sequencer, shared: &Shared, sc: SignedCheckpoint) {
         eprintln!("nospy serve: could not publish the cosigned checkpoint: {e}");
         return;
     }
-    *lock_write(&shared.published) = Published::of(&sc);
+    crate::set_published(shared, Published::of(&sc));
 }
