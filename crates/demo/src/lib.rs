@@ -179,7 +179,7 @@ fn manifest(version: &str) -> String {
          [device]\nvendor = \"{VENDOR}\"\nmodel = \"{PRODUCT}\"\n\n\
          [capabilities]\nvendor_remote_access = \"none\"\n\n\
          [[allow]]\ndirection = \"from-device\"\npeer = \"{UPDATE_HOST}\"\nprotocol = \"tcp\"\nports = \"443\"\ninitiated_by = \"device\"\n\n\
-         [[allow]]\ndirection = \"to-device\"\npeer = \"operator-networks\"\nprotocol = \"tcp\"\nports = \"22\"\ninitiated_by = \"peer\"\n"
+         [[allow]]\ndirection = \"to-device\"\npeer = \"operator-networks\"\nprotocol = \"tcp\"\ndevice_ports = \"22\"\ninitiated_by = \"peer\"\n"
     );
     if version.starts_with("4.2") {
         m.push_str(

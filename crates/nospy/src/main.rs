@@ -11,6 +11,7 @@
 
 mod admit;
 mod benchcmd;
+mod democmd;
 mod diffcmd;
 mod exposurecmd;
 mod fleetcmd;
@@ -119,6 +120,12 @@ enum Command {
     /// application/json` or `.json`): / (status), /entries (paged), /entries/<N> (decoded, with
     /// /entries/<N>/proof, its c2sp.org/tlog-proof).
     Serve(servecmd::ServeArgs),
+    /// The whole chain in one command: a demo world (a vendor's three releases, two evaluators,
+    /// two witnesses, an operator's 1,000 devices and a capture in which one phones home, a
+    /// regulator's caps), played with nospy's own commands and served with the dashboard.
+    ///
+    /// Example: nospy demo ./nospy-demo   (then open http://127.0.0.1:7379/)
+    Demo(democmd::DemoArgs),
     /// Check traffic against each device's manifest: which flows its manifest does not allow.
     ///
     /// Reads a packet capture (--pcap, pcap or pcapng, streamed), captured flow exports
@@ -218,6 +225,7 @@ fn main() -> ExitCode {
         Command::Verify(a) => admit::verify_cmd(a),
         Command::Witness(c) => admit::witness(c),
         Command::Serve(a) => servecmd::run(a),
+        Command::Demo(a) => democmd::run(a),
         Command::Monitor(a) => monitorcmd::run(*a),
         Command::Collect(a) => streamcmd::collect(a),
         Command::Exposure(a) => exposurecmd::run(a),

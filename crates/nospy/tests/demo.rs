@@ -1,0 +1,159 @@
+//! `nospy demo`: the whole chain, played through the binary's own commands.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is a failing test
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+
+#[test]
+fn the_demo_world_is_played_end_to_end_and_found_again() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("world");
+    let args = [
+        "demo",
+        s(&dir),
+        "--listen",
+        "127.0.0.1:0",
+        "--no-serve",
+        "--json",
+    ];
+    let r = ok_within(&args, Duration::from_secs(300));
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let entries = &v["entries"];
+    assert_eq!(entries["releases"].as_array().unwrap().len(), 3, "{v}");
+    assert_eq!(entries["attestations"].as_array().unwrap().len(), 5, "{v}");
+    assert_eq!(entries["revocations"].as_array().unwrap().len(), 1, "{v}");
+    assert!(!entries["evidence"].as_array().unwrap().is_empty(), "{v}");
+    // The monitor found the radio on 4.2.1 phoning home, and only that.
+    let monitor: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("monitor.json")).unwrap()).unwrap();
+    let violations = monitor["violations"].as_array().unwrap();
+    assert!(!violations.is_empty(), "{}", monitor["violations"]);
+    assert!(
+        violations.iter().all(|x| x["device"] == "ran-000007"
+            && x["peer"] == "203.0.113.66"
+            && x["port"] == 8443),
+        "{}",
+        monitor["violations"]
+    );
+    // The fleet, checked against the operator's mirror: radios on the superseded 4.1.0, on
+    // the failed 4.2.1 (the DE lab's rebuild differs) and on an unlogged build.
+    let fleet: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("fleet.json")).unwrap()).unwrap();
+    let summary = &fleet["summary"];
+    assert_eq!(summary["devices"], 1000, "{summary}");
+    assert!(summary["admitted"].as_u64().unwrap() > 200, "{summary}");
+    assert!(summary["superseded"].as_u64().unwrap() > 0, "{summary}");
+    assert!(summary["denied"].as_u64().unwrap() > 0, "{summary}");
+    assert!(summary["unlogged"].as_u64().unwrap() > 0, "{summary}");
+    let phoning = common::device(&fleet, "ran-000007");
+    assert_eq!(phoning["verdict"], "denied", "{phoning}");
+    assert!(
+        phoning["reason"]
+            .as_str()
+            .unwrap()
+            .contains("DE evaluation lab"),
+        "{phoning}"
+    );
+    // The regulator's measure: exactly the access cap breached.
+    let exposure: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("exposure.json")).unwrap()).unwrap();
+    let breached: Vec<_> = exposure["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["in_force"] == true && r["compliant"] == false)
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        breached,
+        ["At most 35% of the access network"],
+        "{exposure}"
+    );
+    // Keys are the owner's only.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(dir.join("keys/vendor.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0);
+    }
+    // Run again: the same world is found and served, nothing played twice.
+    let again = ok_within(&args, Duration::from_secs(120));
+    let w: serde_json::Value = serde_json::from_str(&again.stdout).unwrap();
+    assert_eq!(w["entries"], v["entries"]);
+    // Served: the dashboard answers for the world, until SIGTERM stops it cleanly.
+    let mut child = nospy()
+        .args(["demo", s(&dir), "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let addr = served_at(&mut child);
+    let revoked = v["releases"][2]["sha256"].as_str().unwrap();
+    let verdict =
+        nospy_testkit::http::request(addr, "GET", &format!("/verdict/{revoked}.json"), b"");
+    assert_eq!(verdict.status, 200, "{}", verdict.text());
+    let verdict: serde_json::Value = serde_json::from_slice(&verdict.body).unwrap();
+    assert!(
+        verdict.to_string().contains("DE evaluation lab"),
+        "{verdict}"
+    );
+    let evidence = entries["evidence"][0].as_u64().unwrap();
+    let page = nospy_testkit::http::request(addr, "GET", &format!("/entries/{evidence}"), b"");
+    assert_eq!(page.status, 200);
+    assert!(page.text().contains("203.0.113.66"), "{}", page.text());
+    let pid = child.id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let r = wait_bounded(child, Duration::from_secs(60), "nospy demo after SIGTERM");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // Another seed in the same directory is refused, as is a directory with other things in it.
+    let r = run(&[
+        "demo",
+        s(&dir),
+        "--seed",
+        "2",
+        "--no-serve",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("seed 1"), "{}", r.stderr);
+    let other = t.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("notes.txt"), "mine").unwrap();
+    let r = run(&["demo", s(&other), "--no-serve", "--listen", "127.0.0.1:0"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("remove it"), "{}", r.stderr);
+    assert_eq!(std::fs::read_dir(&other).unwrap().count(), 1);
+}
+
+/// Reads `nospy demo`'s standard error until it says where it serves; keeps draining it after.
+fn served_at(child: &mut std::process::Child) -> std::net::SocketAddr {
+    use std::io::{BufRead, BufReader, Read};
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let url = loop {
+        line.clear();
+        assert!(
+            err.read_line(&mut line).unwrap() > 0,
+            "nospy demo exited before serving"
+        );
+        if let Some(rest) = line.trim().strip_prefix("nospy demo: serving on http://") {
+            break rest.split(';').next().unwrap().to_string();
+        }
+    };
+    std::thread::spawn(move || {
+        let mut sink = String::new();
+        let _ = err.read_to_string(&mut sink);
+    });
+    url.parse().unwrap()
+}
