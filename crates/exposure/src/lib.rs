@@ -11,6 +11,7 @@
 //! `measure = "weight"` the heaviest go first (no set of fewer devices can remove as much), and
 //! among devices of equal weight the cheaper first.
 
+pub mod chart;
 pub mod date;
 pub mod html;
 pub mod policy;
