@@ -113,7 +113,7 @@ pub fn shares(r: &RuleReport, id: usize) -> String {
 /// share is today's (and, dashed, the share once the minimal set is replaced); the date judged
 /// is marked.
 pub fn timeline(r: &RuleReport, id: usize, at: Date, from: Date, to: Date) -> String {
-    let (w, h, left, right, top, bottom) = (640.0, 220.0, 50.0, 20.0, 20.0, 40.0);
+    let (w, h, left, right, top, bottom) = (640.0, 220.0, 62.0, 20.0, 20.0, 40.0);
     let (pw, ph) = (w - left - right, h - top - bottom);
     let span = (to.0 - from.0).max(1) as f64;
     let x = |d: Date| left + ((d.0 - from.0) as f64 / span).clamp(0.0, 1.0) * pw;

@@ -39,21 +39,32 @@ fn write_world(w: &World, dir: &Path) -> Result<()> {
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("creating {}", parent.display()))?;
         }
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create_new(true);
-        #[cfg(unix)]
-        if f.private {
-            use std::os::unix::fs::OpenOptionsExt as _;
-            opts.mode(0o600);
-        }
-        let mut file = opts
-            .open(&path)
-            .with_context(|| format!("writing {}", path.display()))?;
-        std::io::Write::write_all(&mut file, &f.bytes)
-            .and_then(|_| file.sync_all())
-            .with_context(|| format!("writing {}", path.display()))?;
+        create(&path, &f.bytes, f.private)?;
     }
     Ok(())
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    create(path, bytes, true)
+}
+
+/// Creates `path` (never over an existing file), the owner's only when `private`.
+fn create(path: &Path, bytes: &[u8], private: bool) -> Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    if private {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        opts.mode(0o600);
+    }
+    #[cfg(not(unix))]
+    let _ = private;
+    let mut file = opts
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    std::io::Write::write_all(&mut file, bytes)
+        .and_then(|_| file.sync_all())
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// Runs one nospy command in the world's directory, says it, and keeps its output in the
@@ -291,7 +302,7 @@ fn play(
     }))
 }
 
-fn serve_config(w: &World, witnesses: &[SocketAddr]) -> String {
+fn serve_config(w: &World, witnesses: &[SocketAddr], token: bool) -> String {
     let mut s =
         String::from("# Written by nospy demo at each start (the witnesses' ports change).\n");
     for p in [&w.vendor, &w.evaluators[0], &w.evaluators[1], &w.monitor] {
@@ -308,7 +319,12 @@ fn serve_config(w: &World, witnesses: &[SocketAddr]) -> String {
             p.key.cosigner_verifier()
         ));
     }
-    s.push_str("\n[dashboard]\nagreements = [\"agreement.toml\"]\n");
+    s.push_str(
+        "\n[dashboard]\nagreements = [\"agreement.toml\"]\ninventory = \"inventory.csv\"\nexposure = \"exposure.toml\"\n",
+    );
+    if token {
+        s.push_str("token_file = \"dashboard.token\"\n");
+    }
     s
 }
 
@@ -380,7 +396,16 @@ pub fn run(a: DemoArgs) -> Result<ExitCode> {
         Ok::<_, nospy_witness::Error>(v)
     })?;
     let addrs: Vec<SocketAddr> = witnesses.iter().map(|x| x.addr).collect();
-    std::fs::write(dir.join("serve.toml"), serve_config(&w, &addrs))?;
+    // Beyond loopback the operator pages need a bearer token: one is made on first need.
+    let token = !a.listen.ip().is_loopback();
+    let token_file = dir.join("dashboard.token");
+    if token && !token_file.exists() {
+        let mut bytes = [0u8; 24];
+        getrandom::getrandom(&mut bytes).context("reading the system's random number generator")?;
+        let text: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        write_private(&token_file, format!("{text}\n").as_bytes())?;
+    }
+    std::fs::write(dir.join("serve.toml"), serve_config(&w, &addrs, token))?;
     let server = rt.block_on(nospy_server::start(nospy_server::Options {
         storage: nospy_server::Storage::Dir(dir.join("log")),
         key: w.log.key.clone(),
@@ -416,7 +441,9 @@ pub fn run(a: DemoArgs) -> Result<ExitCode> {
         json!({"what": "4.2.1, denied: the DE lab's rebuild differs and the vendor revoked it", "url": format!("{url}/verdict/{}", digest(2))}),
         json!({"what": "the evidence: a radio on 4.2.1 phoning home", "url": format!("{url}/entries/{}", record["evidence"][0])}),
         json!({"what": "the witnesses", "url": format!("{url}/witnesses")}),
-        json!({"what": "the fleet, the capture's judgement and the exposure report (files)", "url": format!("{}", dir.join("fleet.json").display())}),
+        json!({"what": "the operator's fleet: superseded, failed and unlogged radios", "url": format!("{url}/fleet")}),
+        json!({"what": "the violations the monitor's evidence records", "url": format!("{url}/violations")}),
+        json!({"what": "the regulator's caps: VendorX over 35% of the access network", "url": format!("{url}/exposure")}),
     ];
     if a.json {
         crate::util::print_json(&json!({
@@ -441,6 +468,12 @@ pub fn run(a: DemoArgs) -> Result<ExitCode> {
             "\nWhat the parties did, command by command: {}",
             dir.join("transcript.txt").display()
         );
+        if token {
+            println!(
+                "The operator pages (fleet, violations, exposure) need the bearer token in {} (listening beyond loopback).",
+                token_file.display()
+            );
+        }
     }
     rt.block_on(async {
         if a.no_serve {

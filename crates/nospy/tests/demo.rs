@@ -107,6 +107,45 @@ fn the_demo_world_is_played_end_to_end_and_found_again() {
     let page = nospy_testkit::http::request(addr, "GET", &format!("/entries/{evidence}"), b"");
     assert_eq!(page.status, 200);
     assert!(page.text().contains("203.0.113.66"), "{}", page.text());
+    // The operator pages agree with the binary's own fleet report and the monitor's evidence.
+    let page: serde_json::Value =
+        serde_json::from_slice(&nospy_testkit::http::request(addr, "GET", "/fleet.json", b"").body)
+            .unwrap();
+    for k in [
+        "devices",
+        "admitted",
+        "denied",
+        "unlogged",
+        "revoked",
+        "unknown",
+        "superseded",
+    ] {
+        assert_eq!(
+            page["summary"][k], fleet["summary"][k],
+            "{k}: {page} against {summary}"
+        );
+    }
+    let page: serde_json::Value = serde_json::from_slice(
+        &nospy_testkit::http::request(addr, "GET", "/violations.json", b"").body,
+    )
+    .unwrap();
+    assert_eq!(
+        page["evidence"][0]["index"], entries["evidence"][0],
+        "{page}"
+    );
+    assert_eq!(page["evidence"][0]["device"], "ran-000007", "{page}");
+    let page: serde_json::Value = serde_json::from_slice(
+        &nospy_testkit::http::request(addr, "GET", "/exposure.json", b"").body,
+    )
+    .unwrap();
+    let breached: Vec<_> = page["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["in_force"] == true && r["compliant"] == false)
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(breached, ["At most 35% of the access network"], "{page}");
     let pid = child.id().to_string();
     assert!(std::process::Command::new("kill")
         .args(["-TERM", &pid])

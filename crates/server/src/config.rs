@@ -55,6 +55,37 @@ pub struct ServeConfig {
     /// Those agreements, read ([`crate::load_config`] reads them; parsing the TOML alone
     /// leaves this empty).
     pub agreements: Vec<std::sync::Arc<nospy_policy::Agreement>>,
+    /// The operator's files for the dashboard's operator pages (`[dashboard] inventory`,
+    /// `exposure`, `token_file`), as written: paths relative to the configuration file.
+    pub operator_files: OperatorFiles,
+    /// Those files, read ([`crate::load_config`] reads them): present when an inventory is
+    /// configured.
+    pub operator: Option<std::sync::Arc<Operator>>,
+}
+
+/// The operator's files named in `[dashboard]`.
+#[derive(Debug, Clone, Default)]
+pub struct OperatorFiles {
+    /// The inventory (CSV or JSON, DESIGN.md §12): the fleet and violations pages.
+    pub inventory: Option<std::path::PathBuf>,
+    /// The exposure policy: the exposure page.
+    pub exposure: Option<std::path::PathBuf>,
+    /// A file holding the bearer token the operator pages require (required when the server
+    /// listens on anything but loopback).
+    pub token_file: Option<std::path::PathBuf>,
+}
+
+/// The operator's data, read: what the operator pages show. These are the operator's own
+/// records, so beyond loopback they need the bearer token.
+#[derive(Debug)]
+pub struct Operator {
+    /// The inventory.
+    pub inventory: nospy_inventory::Inventory,
+    /// The exposure policy, if one is configured.
+    pub exposure: Option<nospy_exposure::Policy>,
+    /// SHA-256 of the bearer token, if one is configured (compared digest to digest, so the
+    /// comparison's time says nothing about the token).
+    pub token: Option<nospy_tlog::Sha256>,
 }
 
 #[derive(Deserialize)]
@@ -73,6 +104,12 @@ struct Raw {
 struct RawDashboard {
     #[serde(default)]
     agreements: Vec<String>,
+    #[serde(default)]
+    inventory: Option<String>,
+    #[serde(default)]
+    exposure: Option<String>,
+    #[serde(default)]
+    token_file: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -108,6 +145,8 @@ impl Default for ServeConfig {
             witness_timeout: Duration::from_secs(1),
             agreement_files: Vec::new(),
             agreements: Vec::new(),
+            operator_files: OperatorFiles::default(),
+            operator: None,
         }
     }
 }
@@ -166,6 +205,16 @@ impl ServeConfig {
         };
         if let Some(d) = raw.dashboard {
             cfg.agreement_files = d.agreements.iter().map(std::path::PathBuf::from).collect();
+            if d.inventory.is_none() && (d.exposure.is_some() || d.token_file.is_some()) {
+                return Err(
+                    "[dashboard] exposure and token_file belong to the operator pages, which need an inventory: add inventory = \"...\"".into(),
+                );
+            }
+            cfg.operator_files = OperatorFiles {
+                inventory: d.inventory.map(Into::into),
+                exposure: d.exposure.map(Into::into),
+                token_file: d.token_file.map(Into::into),
+            };
         }
         if let Some(w) = raw.witnesses {
             cfg.witnesses = w

@@ -204,6 +204,10 @@ struct Shared {
     live: Arc<tokio::sync::Semaphore>,
     /// What each witness did, by its cosignature key's name (for the dashboard).
     witnesses: std::sync::Mutex<std::collections::BTreeMap<String, witnessing::Seen>>,
+    /// Where the server listens (the operator pages need a token beyond loopback).
+    listen: SocketAddr,
+    /// The operator pages' fleet, computed once per published size and configuration.
+    fleet: dashboard::FleetCache,
 }
 
 /// What HTTP handlers hold: the shared state, and the way into the sequencer's queue. Only
@@ -309,8 +313,67 @@ pub fn load_config(path: Option<&std::path::Path>) -> Result<ServeConfig, Error>
                     .map_err(|e| bad(format!("[dashboard] agreement {}: {e}", path.display())))?;
                 cfg.agreements.push(Arc::new(a));
             }
+            cfg.operator = read_operator(dir, &cfg.operator_files).map_err(bad)?;
             Ok(cfg)
         }
+    }
+}
+
+/// Reads the operator's files of `[dashboard]` (paths relative to `dir`).
+fn read_operator(
+    dir: &std::path::Path,
+    files: &config::OperatorFiles,
+) -> Result<Option<Arc<config::Operator>>, String> {
+    let Some(inv) = &files.inventory else {
+        return Ok(None);
+    };
+    let read = |what: &str, f: &std::path::Path| {
+        let path = dir.join(f);
+        std::fs::read_to_string(&path)
+            .map(|t| (path.clone(), t))
+            .map_err(|e| format!("[dashboard] {what} {}: {e}", path.display()))
+    };
+    let (path, text) = read("inventory", inv)?;
+    let inventory = nospy_inventory::Inventory::parse(&text)
+        .map_err(|e| format!("[dashboard] inventory {}: {e}", path.display()))?;
+    let exposure = match &files.exposure {
+        None => None,
+        Some(f) => {
+            let (path, text) = read("exposure", f)?;
+            Some(
+                nospy_exposure::Policy::from_toml(&text)
+                    .map_err(|e| format!("[dashboard] exposure {}: {e}", path.display()))?,
+            )
+        }
+    };
+    let token = match &files.token_file {
+        None => None,
+        Some(f) => {
+            let (path, text) = read("token_file", f)?;
+            let t = text.trim();
+            if t.len() < 16 || t.contains(char::is_whitespace) {
+                return Err(format!(
+                    "[dashboard] token_file {}: the token must be one word of at least 16 characters",
+                    path.display()
+                ));
+            }
+            Some(nospy_tlog::Sha256::of(t.as_bytes()))
+        }
+    };
+    Ok(Some(Arc::new(config::Operator {
+        inventory,
+        exposure,
+        token,
+    })))
+}
+
+/// Refuses to show an operator's own data beyond loopback without a token.
+fn check_operator_exposure(cfg: &ServeConfig, listen: SocketAddr) -> Result<(), String> {
+    match &cfg.operator {
+        Some(op) if op.token.is_none() && !listen.ip().is_loopback() => Err(format!(
+            "[dashboard] the operator pages show the operator's own inventory: listening on {listen} (not loopback) they need token_file = \"...\" (a file holding a bearer token)"
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -471,6 +534,10 @@ async fn open_cluster(c: &ClusterStorage, key: &SignerKey) -> Result<Opened, Err
 /// the HTTP listener.
 pub async fn start(opts: Options) -> Result<Running, Error> {
     let config = load_config(opts.config.as_deref())?;
+    check_operator_exposure(&config, opts.listen).map_err(|problem| Error::Config {
+        path: opts.config.clone().unwrap_or_default(),
+        problem,
+    })?;
     let opened = match &opts.storage {
         Storage::Dir(dir) => open_dir(dir, &opts.key)?,
         Storage::Cluster(c) => open_cluster(c, &opts.key).await?,
@@ -503,6 +570,8 @@ pub async fn start(opts: Options) -> Result<Running, Error> {
         witnesses: Default::default(),
         stopping: tokio::sync::watch::Sender::new(false),
         live: Arc::new(tokio::sync::Semaphore::new(MAX_LIVE_STREAMS)),
+        listen: opts.listen,
+        fleet: dashboard::FleetCache::default(),
     });
     let progress = shared.progress.subscribe();
     let listener = tokio::net::TcpListener::bind(opts.listen)
@@ -794,7 +863,13 @@ fn reload_if_changed(s: &Shared) {
         return;
     }
     *lock_write(&s.config_stamp) = stamp;
-    match load_config(Some(p)) {
+    match load_config(Some(p)).and_then(|c| {
+        check_operator_exposure(&c, s.listen).map_err(|problem| Error::Config {
+            path: p.clone(),
+            problem,
+        })?;
+        Ok(c)
+    }) {
         Ok(c) => {
             eprintln!(
                 "nospy serve: reloaded {} ({} submitters, {} witnesses)",

@@ -574,3 +574,277 @@ fn try_events(addr: std::net::SocketAddr) -> Option<std::io::BufReader<std::net:
         Err(head) => panic!("/events: {head}"),
     }
 }
+
+/// The operator's world for the operator pages: releases 1.1 (fw 1), 1.2 (fw 2, revoked) and
+/// 1.3 (fw 3) of vx-1, and a monitor's evidence about fw 1.
+fn operator_log(dir: &std::path::Path) {
+    use nospy_statement::predicate::{Evidence, FlowViolation, Window};
+    let vendor = SignerKey::from_seed("release.vendorx.example", [2; 32]).unwrap();
+    let monitor = SignerKey::from_seed("monitor.operator.example", [6; 32]).unwrap();
+    let fw = |i: u64| Sha256::of(format!("firmware {i}").as_bytes());
+    let about = |i: u64| {
+        vec![ResourceDescriptor {
+            digest: Some(DigestSet::sha256(&fw(i))),
+            ..Default::default()
+        }]
+    };
+    let revocation = sign(
+        about(2),
+        &Predicate::Revocation(Revocation {
+            reason: "remote shell found".into(),
+            effective: "2026-01-01T00:00:00Z".into(),
+        }),
+        &[&vendor],
+    )
+    .to_json();
+    let evidence = sign(
+        about(1),
+        &Predicate::Evidence(Evidence {
+            device: "ran-2".into(),
+            window: Window {
+                start: "2026-12-01T10:00:00Z".into(),
+                end: "2026-12-01T10:20:00Z".into(),
+            },
+            flows: vec![FlowViolation {
+                direction: "from-device".into(),
+                peer: "203.0.113.66".into(),
+                protocol: "tcp".into(),
+                port: 8443,
+                flows: 4,
+                packets: 28,
+                bytes: 2620,
+                first_seen: "2026-12-01T10:02:00Z".into(),
+                last_seen: "2026-12-01T10:17:00Z".into(),
+            }],
+            manifest: Some("entry 0".into()),
+            source: DigestSet::sha256(&Sha256::of(b"capture")),
+        }),
+        &[&monitor],
+    )
+    .to_json();
+    let entries = [
+        nospy_testkit::fixtures::release_submission(1, &vendor),
+        nospy_testkit::fixtures::release_submission(2, &vendor),
+        nospy_testkit::fixtures::release_submission(3, &vendor),
+        revocation,
+        evidence,
+    ];
+    Sequencer::init(dir, ORIGIN, &log_key(), None).unwrap();
+    let refs: Vec<&[u8]> = entries.iter().map(|e| e.as_slice()).collect();
+    Sequencer::open(dir, log_key())
+        .unwrap()
+        .append(&refs)
+        .unwrap();
+}
+
+/// serve.toml with the operator pages (an agreement trusting the vendor, an inventory, the
+/// exposure policy, the token file if `token`) in `dir`; its path.
+fn operator_config(dir: &std::path::Path, token: bool) -> std::path::PathBuf {
+    let vendor = SignerKey::from_seed("release.vendorx.example", [2; 32]).unwrap();
+    let fw = |i: u64| Sha256::of(format!("firmware {i}").as_bytes()).to_hex();
+    std::fs::write(
+        dir.join("agreement.toml"),
+        format!(
+            "name = \"ours\"\n[log]\norigin = \"{ORIGIN}\"\nkey = \"{}\"\n[witnesses]\nquorum = 0\nmax_age = \"1h\"\n[[vendor]]\nname = \"VendorX\"\nkeys = [\"{}\"]\n[evaluators]\nquorum = 0\n",
+            log_key().verifier(),
+            vendor.verifier()
+        ),
+    )
+    .unwrap();
+    let head = "device,vendor,model,function,technology,site,sensitive,addresses,firmware_sha256,weight,replacement_cost\n";
+    let rows = [
+        format!(
+            "ran-1,VendorX,vx-1,access,5g,north,false,10.1.0.1,{},1,100",
+            fw(3)
+        ),
+        format!(
+            "ran-2,VendorX,vx-1,access,5g,south,true,10.1.0.2,{},1,100",
+            fw(1)
+        ),
+        format!(
+            "ran-3,VendorX,vx-1,access,5g,south,true,10.1.0.3,{},1,100",
+            fw(2)
+        ),
+        format!(
+            "ran-4,VendorX,vx-1,access,5g,north,false,10.1.0.4,{},1,100",
+            fw(9)
+        ),
+        "ran-5,VendorY,vy-2,access,5g,north,false,10.1.0.5,,1,100".to_string(),
+    ];
+    std::fs::write(
+        dir.join("inventory.csv"),
+        format!("{head}{}\n", rows.join("\n")),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("exposure.toml"),
+        "[[rule]]\nname = \"At most 35% of the access network\"\nvendor = \"VendorX\"\nscope = { functions = [\"access\"] }\nmax_share = 0.35\nmeasure = \"weight\"\neffective = \"2023-10-31\"\n",
+    )
+    .unwrap();
+    let mut cfg = "[dashboard]\nagreements = [\"agreement.toml\"]\ninventory = \"inventory.csv\"\nexposure = \"exposure.toml\"\n".to_string();
+    if token {
+        std::fs::write(dir.join("token"), "s3cret-token-of-the-operator\n").unwrap();
+        cfg.push_str("token_file = \"token\"\n");
+    }
+    let path = dir.join("serve.toml");
+    std::fs::write(&path, cfg).unwrap();
+    path
+}
+
+fn options(dir: &std::path::Path, config: std::path::PathBuf, listen: &str) -> Options {
+    Options {
+        storage: nospy_server::Storage::Dir(dir.to_path_buf()),
+        key: log_key(),
+        config: Some(config),
+        listen: listen.parse().unwrap(),
+        queue: 16,
+        max_batch: 16,
+        index_delay: Duration::from_millis(10),
+        lookup_page: nospy_server::LOOKUP_PAGE,
+        max_queued_bytes: nospy_server::MAX_QUEUED_BYTES,
+        max_connections: nospy_server::MAX_CONNECTIONS,
+        max_connections_per_client: nospy_server::MAX_CONNECTIONS_PER_CLIENT,
+    }
+}
+
+#[test]
+fn the_operator_pages_show_the_fleet_its_violations_and_exposure_to_the_token_holder() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("log");
+    operator_log(&dir);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // Beyond loopback, without a token, the server will not show an operator's inventory.
+    let cfg = operator_config(t.path(), false);
+    let err = rt
+        .block_on(start(options(&dir, cfg.clone(), "0.0.0.0:0")))
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("token_file"), "{err}");
+    let cfg = operator_config(t.path(), true);
+    let srv = rt
+        .block_on(start(options(&dir, cfg, "127.0.0.1:0")))
+        .unwrap();
+    assert!(rt.block_on(srv.wait_for(Duration::from_secs(30), |p| p.indexed >= 5)));
+    let auth = [("Authorization", "Bearer s3cret-token-of-the-operator")];
+    for path in ["/fleet", "/violations.json", "/exposure"] {
+        let r = request(srv.addr, "GET", path, b"");
+        assert_eq!(r.status, 401, "{path}");
+        assert!(r.header("www-authenticate").unwrap().starts_with("Bearer"));
+        secured(&r);
+        let wrong = [("Authorization", "Bearer s3cret-token-of-the-operatoR")];
+        assert_eq!(request_with(srv.addr, "GET", path, &wrong, b"").status, 401);
+    }
+    // The fleet: by standing, site and vendor; the failing devices listed.
+    let f = json(&request_with(srv.addr, "GET", "/fleet.json", &auth, b""));
+    assert_eq!(f["agreement"], "ours");
+    assert_eq!(f["complete"], true);
+    let s = &f["summary"];
+    assert_eq!(
+        (
+            s["devices"].as_u64(),
+            s["admitted"].as_u64(),
+            s["revoked"].as_u64()
+        ),
+        (Some(5), Some(2), Some(1)),
+        "{f}"
+    );
+    assert_eq!(
+        (
+            s["unlogged"].as_u64(),
+            s["unknown"].as_u64(),
+            s["superseded"].as_u64()
+        ),
+        (Some(1), Some(1), Some(2)),
+        "{f}: ran-2 on 1.1 and the revoked 1.2 of ran-3 are both older than 1.3"
+    );
+    assert_eq!(f["sites"][1][0], "south");
+    assert_eq!(f["sites"][1][1], true);
+    assert_eq!(f["sites"][1][2]["revoked"], 1);
+    assert_eq!(f["vendors"][1][0], "VendorY");
+    assert_eq!(f["vendors"][1][1]["unknown"], 1);
+    let failing: Vec<(&str, &str)> = f["failing"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["device"].as_str().unwrap(),
+                d["verdict"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        failing,
+        [
+            ("ran-2", "admitted"),
+            ("ran-3", "revoked"),
+            ("ran-4", "unlogged")
+        ]
+    );
+    assert_eq!(f["failing"][0]["superseded_by"][0], "1.3");
+    let page = request_with(srv.addr, "GET", "/fleet", &auth, b"");
+    secured(&page);
+    let html = page.text();
+    assert!(html.contains("remote shell found"), "{html}");
+    assert!(
+        html.contains(r#"href="/fleet""#),
+        "the navigation names the operator pages"
+    );
+    // The violations: the evidence entry about ran-2's firmware, with its flows.
+    let v = json(&request_with(
+        srv.addr,
+        "GET",
+        "/violations.json",
+        &auth,
+        b"",
+    ));
+    let e = &v["evidence"].as_array().unwrap()[..];
+    assert_eq!(e.len(), 1, "{v}");
+    assert_eq!(e[0]["index"], 4);
+    assert_eq!(e[0]["device"], "ran-2");
+    assert_eq!(e[0]["site"], "south");
+    assert_eq!(e[0]["signers"][0], "monitor.operator.example");
+    assert_eq!(e[0]["flows"][0]["peer"], "203.0.113.66");
+    let html = request_with(srv.addr, "GET", "/violations", &auth, b"").text();
+    assert!(html.contains(r#"href="/entries/4""#), "{html}");
+    // Exposure: four of five access devices are VendorX's, over the 35% cap; the chart named,
+    // its figures in a table.
+    let x = json(&request_with(srv.addr, "GET", "/exposure.json", &auth, b""));
+    assert_eq!(x["rules"][0]["in_force"], true);
+    assert_eq!(x["rules"][0]["compliant"], false);
+    assert!((x["rules"][0]["share"].as_f64().unwrap() - 0.8).abs() < 1e-9);
+    let page = request_with(srv.addr, "GET", "/exposure", &auth, b"");
+    secured(&page);
+    let html = page.text();
+    assert!(
+        html.contains(r#"role="img" aria-labelledby="shares-0-title""#),
+        "{html}"
+    );
+    assert!(
+        html.contains(r#"<table class="data"><caption>Each vendor's share"#),
+        "{html}"
+    );
+    assert!(!html.contains("style="), "no inline style under the CSP");
+    rt.block_on(srv.shutdown()).unwrap();
+}
+
+#[test]
+fn without_an_inventory_there_are_no_operator_pages() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("log");
+    log(&dir);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let srv = serve(&dir, &rt);
+    for path in ["/fleet", "/violations", "/exposure.json"] {
+        let r = request(srv.addr, "GET", path, b"");
+        assert_eq!(r.status, 404, "{path}");
+        assert!(r.text().contains("no inventory"), "{}", r.text());
+    }
+    assert!(!request(srv.addr, "GET", "/", b"")
+        .text()
+        .contains(r#"href="/fleet""#));
+    // A token or exposure policy without an inventory is a configuration error.
+    assert!(
+        nospy_server::config::ServeConfig::from_toml("[dashboard]\ntoken_file = \"t\"\n").is_err()
+    );
+}

@@ -12,6 +12,7 @@
 
 mod entries;
 mod live;
+mod operator;
 mod search;
 mod verdict;
 
@@ -27,6 +28,7 @@ use serde::Serialize;
 use std::sync::OnceLock;
 
 pub(crate) use entries::EntrySummary;
+pub(crate) use operator::FleetCache;
 
 /// The dashboard's routes.
 pub(crate) fn routes() -> Router<AppState> {
@@ -43,6 +45,12 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/search", get(search::search))
         .route("/search.json", get(search::search_json))
         .route("/events", get(live::events))
+        .route("/fleet", get(operator::fleet))
+        .route("/fleet.json", get(operator::fleet_json))
+        .route("/violations", get(operator::violations))
+        .route("/violations.json", get(operator::violations_json))
+        .route("/exposure", get(operator::exposure))
+        .route("/exposure.json", get(operator::exposure_json))
         .route("/assets/{name}", get(asset))
 }
 
@@ -122,7 +130,7 @@ fn page(
             status,
             "text/html; charset=utf-8",
             Some("no-store"),
-            layout(title, markup).into_string(),
+            layout(title, lock_read(&s.config).operator.is_some(), markup).into_string(),
         )
     };
     secured(r)
@@ -148,8 +156,9 @@ fn refuse(s: &AppState, status: StatusCode, json: bool, why: String) -> Response
     )
 }
 
-/// The frame of every page: landmarks, a skip link, the navigation.
-fn layout(title: &str, content: Markup) -> Markup {
+/// The frame of every page: landmarks, a skip link, the navigation (with the operator pages
+/// when an inventory is configured).
+fn layout(title: &str, operator: bool, content: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -168,6 +177,11 @@ fn layout(title: &str, content: Markup) -> Markup {
                             li { a href="/" { "Status" } }
                             li { a href="/entries" { "Entries" } }
                             li { a href="/witnesses" { "Witnesses" } }
+                            @if operator {
+                                li { a href="/fleet" { "Fleet" } }
+                                li { a href="/violations" { "Violations" } }
+                                li { a href="/exposure" { "Exposure" } }
+                            }
                         }
                     }
                     form role="search" action="/search" method="get" {

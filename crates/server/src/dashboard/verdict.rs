@@ -129,7 +129,7 @@ pub(super) async fn verdict(
 
 /// The evidence about `artifact` under the checkpoint `text` of `size`: every entry the lookup
 /// index lists about it (every page), with its inclusion proof from the tiles.
-async fn gather(
+pub(super) async fn gather(
     s: &AppState,
     artifact: nospy_tlog::Sha256,
     text: String,
