@@ -34,6 +34,11 @@ impl Histogram {
         self.count.fetch_add(1, Relaxed);
     }
 
+    /// How many observations were made.
+    pub fn count(&self) -> u64 {
+        self.count.load(Relaxed)
+    }
+
     /// The mean of what was observed (0 when nothing was).
     pub fn mean(&self) -> f64 {
         match self.count.load(Relaxed) {
@@ -58,6 +63,62 @@ impl Histogram {
     }
 }
 
+/// How fast the log grows and submissions are acknowledged, over about the last minute: from
+/// samples taken whenever the figures are read (the status page, each live event), the oldest
+/// kept being the newest one at least [`Rates::WINDOW`] old, so that an idle minute reads as
+/// zero and not as unknown.
+#[derive(Debug, Default)]
+pub struct Rates {
+    samples: Mutex<std::collections::VecDeque<(std::time::Instant, u64, u64)>>,
+}
+
+/// Rates at one reading.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct RateReading {
+    /// Entries added to the log per second.
+    pub growth_per_s: f64,
+    /// Submissions this server acknowledged per second (duplicates included).
+    pub submissions_per_s: f64,
+    /// Over how many seconds.
+    pub over_s: f64,
+}
+
+impl Rates {
+    /// The span the rates are measured over, at least.
+    pub const WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+
+    /// Records the log's size and the acknowledged submissions now; the rates since the base
+    /// sample, or none in the first second after the server started.
+    pub fn observe(&self, size: u64, submissions: u64) -> Option<RateReading> {
+        self.observe_at(std::time::Instant::now(), size, submissions)
+    }
+
+    /// [`Rates::observe`] at `now`.
+    pub fn observe_at(
+        &self,
+        now: std::time::Instant,
+        size: u64,
+        submissions: u64,
+    ) -> Option<RateReading> {
+        let mut q = self.samples.lock().unwrap_or_else(|e| e.into_inner());
+        if q.back()
+            .is_none_or(|b| now.duration_since(b.0) >= std::time::Duration::from_secs(1))
+        {
+            q.push_back((now, size, submissions));
+        }
+        while q.len() > 2 && now.duration_since(q[1].0) >= Self::WINDOW {
+            q.pop_front();
+        }
+        let &(at, base_size, base_subs) = q.front()?;
+        let over = now.duration_since(at).as_secs_f64();
+        (over >= 1.0).then(|| RateReading {
+            growth_per_s: size.saturating_sub(base_size) as f64 / over,
+            submissions_per_s: submissions.saturating_sub(base_subs) as f64 / over,
+            over_s: over,
+        })
+    }
+}
+
 /// Everything the server counts.
 #[derive(Debug)]
 pub struct Metrics {
@@ -74,6 +135,8 @@ pub struct Metrics {
     /// 1 while this instance sequences the log (always, for a log directory), 0 while another
     /// does.
     pub leader: AtomicU64,
+    /// Growth and submission rates for the dashboard.
+    pub rates: Rates,
     witness: Mutex<Vec<(String, u64, u64)>>,
     status: Mutex<Vec<(u16, u64)>>,
 }
@@ -89,6 +152,7 @@ impl Default for Metrics {
             batch_size: Histogram::new(&[1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0]),
             quorum_missed: AtomicU64::new(0),
             leader: AtomicU64::new(0),
+            rates: Rates::default(),
             witness: Mutex::new(Vec::new()),
             status: Mutex::new(Vec::new()),
         }
@@ -178,4 +242,35 @@ fn label(v: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn rates_are_measured_over_the_last_minute_and_an_idle_minute_reads_zero() {
+        let r = Rates::default();
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        assert_eq!(r.observe_at(t0, 0, 0), None, "no span yet");
+        let x = r.observe_at(at(10), 100, 120).unwrap();
+        assert_eq!(
+            (x.growth_per_s, x.submissions_per_s, x.over_s),
+            (10.0, 12.0, 10.0)
+        );
+        // Within a second of the last sample: measured, not recorded.
+        let x = r
+            .observe_at(at(10) + Duration::from_millis(500), 100, 120)
+            .unwrap();
+        assert_eq!(x.growth_per_s, 100.0 / 10.5);
+        // 70 s on: the base is the newest sample at least a minute old (the one at 10 s).
+        let x = r.observe_at(at(80), 400, 420).unwrap();
+        assert_eq!((x.growth_per_s, x.over_s), (300.0 / 70.0, 70.0));
+        // Idle for ten minutes: zero, over the span since the last activity's sample.
+        let x = r.observe_at(at(680), 400, 420).unwrap();
+        assert_eq!(x.growth_per_s, 0.0);
+        assert_eq!(x.over_s, 600.0);
+    }
 }

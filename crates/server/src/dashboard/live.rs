@@ -20,11 +20,32 @@ pub(super) struct Figures {
     pub(super) root: String,
     pub(super) cosignatures: usize,
     pub(super) indexed: u64,
+    /// Growth and submissions per second, in words (`data-live` replaces text).
+    pub(super) growth: String,
+    pub(super) submissions: String,
+    /// The same as numbers (none in the first second after the server started).
+    pub(super) rates: Option<crate::metrics::RateReading>,
+}
+
+/// A rate in words.
+pub(super) fn per_second(r: Option<f64>) -> String {
+    match r {
+        None => "measuring".into(),
+        Some(x) if x >= 100.0 => format!("{x:.0}/s"),
+        Some(x) => format!("{x:.2}/s"),
+    }
 }
 
 pub(super) fn figures(s: &Shared) -> Figures {
     let p = lock_read(&s.published);
+    let rates = s
+        .metrics
+        .rates
+        .observe(p.size, s.metrics.append_latency.count());
     Figures {
+        growth: per_second(rates.map(|r| r.growth_per_s)),
+        submissions: per_second(rates.map(|r| r.submissions_per_s)),
+        rates,
         size: p.size,
         root: p.root.to_base64(),
         cosignatures: p.signatures.saturating_sub(1),

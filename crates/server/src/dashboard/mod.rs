@@ -243,6 +243,9 @@ struct Status {
     checkpoint: String,
     /// Seconds since this server published the checkpoint.
     published_seconds_ago: u64,
+    /// Growth of the log and submissions this server acknowledged, per second over about the
+    /// last minute (none in the server's first second).
+    rates: Option<crate::metrics::RateReading>,
     /// The newest entries, newest first.
     recent: Vec<EntrySummary>,
 }
@@ -289,8 +292,11 @@ async fn status_page(s: AppState, json: bool) -> Response<Body> {
             .min(size),
         checkpoint: text,
         published_seconds_ago: at.elapsed().as_secs(),
+        rates: live::figures(&s.shared).rates,
         recent,
     };
+    let growth = live::per_second(st.rates.map(|r| r.growth_per_s));
+    let submissions = live::per_second(st.rates.map(|r| r.submissions_per_s));
     let markup = html! {
         h1 { "Log " code { (st.origin) } }
         dl {
@@ -310,6 +316,8 @@ async fn status_page(s: AppState, json: bool) -> Response<Body> {
                 }
             }
             dt { "Lookup index" } dd { "covers " span data-live="indexed" { (st.indexed) } " of the entries" }
+            dt { "Growth" } dd { span data-live="growth" { (growth) } " entries, over about the last minute" }
+            dt { "Submissions" } dd { span data-live="submissions" { (submissions) } " acknowledged by this server (duplicates included)" }
         }
         p.note { "The figures above follow the log as it grows (with JavaScript; without it, reload the page)." }
         script src=(js_path()) defer {}
