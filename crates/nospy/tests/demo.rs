@@ -174,25 +174,3 @@ fn the_demo_world_is_played_end_to_end_and_found_again() {
     assert!(r.stderr.contains("remove it"), "{}", r.stderr);
     assert_eq!(std::fs::read_dir(&other).unwrap().count(), 1);
 }
-
-/// Reads `nospy demo`'s standard error until it says where it serves; keeps draining it after.
-fn served_at(child: &mut std::process::Child) -> std::net::SocketAddr {
-    use std::io::{BufRead, BufReader, Read};
-    let mut err = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    let url = loop {
-        line.clear();
-        assert!(
-            err.read_line(&mut line).unwrap() > 0,
-            "nospy demo exited before serving"
-        );
-        if let Some(rest) = line.trim().strip_prefix("nospy demo: serving on http://") {
-            break rest.split(';').next().unwrap().to_string();
-        }
-    };
-    std::thread::spawn(move || {
-        let mut sink = String::new();
-        let _ = err.read_to_string(&mut sink);
-    });
-    url.parse().unwrap()
-}

@@ -1,6 +1,6 @@
 //! Fixtures shared by the tests and benchmarks of every crate (not published): signed
 //! statements, a raw HTTP client, one seeded random generator, a real S3 server, a TCP proxy
-//! that fails on command.
+//! that fails on command, a WebDriver client for a real browser.
 //! Test code: a panic here is a failing test.
 
 #![forbid(unsafe_code)]
@@ -11,5 +11,6 @@ pub mod http;
 pub mod proxy;
 pub mod rng;
 pub mod s3;
+pub mod webdriver;
 
 pub use rng::Rng;

@@ -267,3 +267,25 @@ pub fn device<'a>(v: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
         .find(|d| d["device"] == id)
         .unwrap()
 }
+
+/// Reads `nospy demo`'s standard error until it says where it serves; keeps draining it after.
+pub fn served_at(child: &mut std::process::Child) -> std::net::SocketAddr {
+    use std::io::{BufRead, BufReader, Read};
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let url = loop {
+        line.clear();
+        assert!(
+            err.read_line(&mut line).unwrap() > 0,
+            "nospy demo exited before serving"
+        );
+        if let Some(rest) = line.trim().strip_prefix("nospy demo: serving on http://") {
+            break rest.split(';').next().unwrap().to_string();
+        }
+    };
+    std::thread::spawn(move || {
+        let mut sink = String::new();
+        let _ = err.read_to_string(&mut sink);
+    });
+    url.parse().unwrap()
+}

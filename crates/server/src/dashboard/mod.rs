@@ -56,6 +56,7 @@ pub(crate) fn routes() -> Router<AppState> {
 
 const CSS: &str = include_str!("style.css");
 const JS: &str = include_str!("live.js");
+const ICON: &str = include_str!("icon.svg");
 
 /// An asset's path: its name carries the first 12 hex digits of its SHA-256.
 fn asset_path(name: &str, ext: &str, text: &str) -> String {
@@ -66,6 +67,11 @@ fn asset_path(name: &str, ext: &str, text: &str) -> String {
 fn css_path() -> &'static str {
     static PATH: OnceLock<String> = OnceLock::new();
     PATH.get_or_init(|| asset_path("style", "css", CSS))
+}
+
+fn icon_path() -> &'static str {
+    static PATH: OnceLock<String> = OnceLock::new();
+    PATH.get_or_init(|| asset_path("icon", "svg", ICON))
 }
 
 fn js_path() -> &'static str {
@@ -167,6 +173,7 @@ fn layout(title: &str, operator: bool, content: Markup) -> Markup {
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) }
                 link rel="stylesheet" href=(css_path());
+                link rel="icon" type="image/svg+xml" href=(icon_path());
             }
             body {
                 a.skip href="#main" { "Skip to the content" }
@@ -211,6 +218,8 @@ async fn asset(State(s): State<AppState>, UrlPath(name): UrlPath<String>) -> Res
         ("text/css; charset=utf-8", CSS)
     } else if path == js_path() {
         ("text/javascript; charset=utf-8", JS)
+    } else if path == icon_path() {
+        ("image/svg+xml", ICON)
     } else {
         return refuse(
             &s,
