@@ -71,14 +71,69 @@ fn the_dashboard_works_in_a_real_browser_with_and_without_javascript() {
         assert_eq!(b.eval(LANDMARKS, json!([])), json!([1, 1, 1, 1, 1]), "{p}");
         assert_eq!(b.eval(UNNAMED_CHARTS, json!([])), json!(0), "{p}");
     }
-    let charts = b.eval(
-        "return document.querySelectorAll('svg[role=img]').length;",
+    // Every chart is laid out and every bar drawn.
+    let laid_out = b.eval(
+        "var svgs = Array.from(document.querySelectorAll('svg[role=img]'));
+         var bars = Array.from(document.querySelectorAll('svg rect.bar'));
+         var size = function (e) { var r = e.getBoundingClientRect(); return r.width > 0 && r.height > 0; };
+         return [svgs.length, svgs.filter(size).length, bars.length, bars.filter(size).length];",
         json!([]),
     );
+    let n: Vec<u64> = serde_json::from_value(laid_out.clone()).unwrap();
     assert!(
-        charts.as_u64().unwrap() >= 8,
-        "the exposure page draws its charts: {charts}"
+        n[0] >= 8 && n[2] >= n[0] / 2,
+        "the exposure page draws its charts: {laid_out}"
     );
+    assert_eq!(
+        (n[1], n[3]),
+        (n[0], n[2]),
+        "charts and bars of no size: {laid_out}"
+    );
+
+    // The links between pages work (each answered 200 by the server).
+    let mut links = std::collections::BTreeSet::new();
+    for p in &pages {
+        b.goto(&format!("{base}{p}"));
+        let found = b.eval(
+            "return Array.from(document.querySelectorAll('a[href^=\"/\"]')).map(function (a) { return a.getAttribute('href'); });",
+            json!([]),
+        );
+        for l in found.as_array().unwrap() {
+            links.insert(l.as_str().unwrap().split('#').next().unwrap().to_string());
+        }
+    }
+    assert!(links.len() > 20, "{links:?}");
+    for l in &links {
+        let r = nospy_testkit::http::request(addr, "GET", l, b"");
+        assert_eq!(r.status, 200, "the link {l}");
+    }
+
+    // The keyboard reaches the search box and every link of the status page.
+    b.goto(&format!("{base}/"));
+    let focusable = b
+        .eval(
+            "return document.querySelectorAll('a[href], input, button').length;",
+            json!([]),
+        )
+        .as_u64()
+        .unwrap();
+    let mut reached = std::collections::BTreeSet::new();
+    for _ in 0..focusable + 2 {
+        b.keys(TAB);
+        let who = b.eval(
+            "var e = document.activeElement; return e.id || e.getAttribute('href') || e.tagName;",
+            json!([]),
+        );
+        reached.insert(who.as_str().unwrap().to_string());
+    }
+    let all: std::collections::BTreeSet<String> = serde_json::from_value(b.eval(
+        "return Array.from(document.querySelectorAll('a[href], input, button')).map(function (e) { return e.id || e.getAttribute('href') || e.tagName; });",
+        json!([]),
+    ))
+    .unwrap();
+    assert!(reached.contains("q"), "the search box: {reached:?}");
+    let missed: Vec<_> = all.difference(&reached).collect();
+    assert!(missed.is_empty(), "not reached by Tab: {missed:?}");
 
     // The keyboard: the first Tab reaches the skip link, Enter goes to the content.
     b.goto(&format!("{base}/"));
@@ -182,6 +237,23 @@ fn the_dashboard_works_in_a_real_browser_with_and_without_javascript() {
     assert!(text.as_str().unwrap().contains("ran-000007"), "{text}");
     assert_eq!(errors(&b), Vec::<String>::new());
     drop(b);
+
+    // An empty log: the pages load, without a console error.
+    let empty = t.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let (log, _, vkey) = new_log(&empty, "empty.nospy.example/log");
+    let cfg = serve_config(&empty, &vkey);
+    let (mut server, url) = serve(&log, &cfg);
+    let b = driver.session(&t.path().join("profile-empty"), true);
+    let nothing = format!("/search?q={}", "0".repeat(64));
+    for p in ["/", "/entries", "/witnesses", &nothing] {
+        b.goto(&format!("{url}{p}"));
+        assert_eq!(errors(&b), Vec::<String>::new(), "{p}");
+        assert_eq!(b.eval(LANDMARKS, json!([])), json!([1, 1, 1, 1, 1]), "{p}");
+    }
+    drop(b);
+    let _ = server.kill();
+    let _ = server.wait();
 
     let pid = demo.id().to_string();
     assert!(std::process::Command::new("kill")
