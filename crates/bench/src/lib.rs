@@ -9,6 +9,7 @@
 
 mod child;
 pub mod cluster;
+pub mod dashboard;
 pub mod exposure;
 pub mod failover;
 pub mod kills;

@@ -98,6 +98,32 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Every dashboard page of a large log, each answered by the real server over loopback:
+    /// its time to the last byte (p50, p99) and size against the budgets (p99 at most 20 ms,
+    /// at most 100 KB), beside the log's checkpoint fetched by the same client. Makes the log
+    /// with the sequencer first (signed releases, every hundredth revoked; not timed), an
+    /// inventory and the UK exposure rules for the operator pages. Exits 1 when a budget is
+    /// not met. Use a release build: `cargo run --release -- bench dashboard`.
+    Dashboard {
+        /// Entries in the log.
+        #[arg(long, default_value_t = 1_000_000)]
+        entries: u64,
+        /// Devices in the operator's inventory (over a tenth as many distinct firmware).
+        #[arg(long, default_value_t = 10_000)]
+        devices: usize,
+        /// Requests per page.
+        #[arg(long, default_value_t = 200)]
+        requests: usize,
+        /// Directory for the log (default: the system's temporary directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Keep the log afterwards.
+        #[arg(long)]
+        keep: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Bundle verifications per second on one core, and artifact hashing beside
     /// `openssl speed -evp sha256` measured in the same run.
     ///
@@ -311,6 +337,22 @@ pub fn run(c: BenchCommand) -> Result<ExitCode> {
             dir,
             json,
         } => nospy_bench::serve::run(&base(dir), entries, clients, read_seconds, json),
+        BenchCommand::Dashboard {
+            entries,
+            devices,
+            requests,
+            dir,
+            keep,
+            json,
+        } => {
+            let met =
+                nospy_bench::dashboard::run(&base(dir), entries, devices, requests, keep, json)?;
+            return Ok(if met {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            });
+        }
         BenchCommand::Verify {
             bundles,
             seconds,
