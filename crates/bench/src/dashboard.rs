@@ -90,9 +90,9 @@ fn build_log(dir: &Path, key: &SignerKey, vendor: &SignerKey, n: u64, json: bool
                                 if revoke {
                                     nospy_statement::sign(
                                         vec![nospy_statement::ResourceDescriptor {
-                                            digest: Some(nospy_statement::DigestSet::sha256(
-                                                &fw(i),
-                                            )),
+                                            digest: Some(nospy_statement::DigestSet::sha256(&fw(
+                                                i,
+                                            ))),
                                             ..Default::default()
                                         }],
                                         &Predicate::Revocation(Revocation {

@@ -852,3 +852,65 @@ fn without_an_inventory_there_are_no_operator_pages() {
         nospy_server::config::ServeConfig::from_toml("[dashboard]\ntoken_file = \"t\"\n").is_err()
     );
 }
+
+#[test]
+fn hostile_paths_and_queries_get_a_4xx_page_never_a_panic_or_reflected_markup() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("log");
+    operator_log(&dir);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let cfg = operator_config(t.path(), false);
+    let srv = rt
+        .block_on(start(options(&dir, cfg, "127.0.0.1:0")))
+        .unwrap();
+    assert!(rt.block_on(srv.wait_for(Duration::from_secs(30), |p| p.indexed >= 5)));
+    let long = "a".repeat(20_000);
+    let hostile = [
+        "/entries?before=abc".to_string(),
+        "/entries?before=-1".into(),
+        "/entries?before=99999999999999999999999".into(),
+        "/entries/abc".into(),
+        "/entries/-1".into(),
+        "/entries/1e9".into(),
+        "/entries/18446744073709551616".into(),
+        "/entries/5".into(),
+        "/entries/%00".into(),
+        "/entries/4/proof.json".into(),
+        "/entries/%3Cscript%3Ealert(1)%3C%2Fscript%3E".into(),
+        "/search?q=%3Cscript%3Ealert(1)%3C%2Fscript%3E".into(),
+        "/search?q=%ff%fe".into(),
+        format!("/search?q={long}"),
+        "/search?q=5".into(),
+        "/search?q=1&after=%3Cb%3E".into(),
+        "/verdict/%3Cscript%3Ealert(1)%3C%2Fscript%3E".into(),
+        format!("/verdict/{}", "f".repeat(63)),
+        "/fleet?from=%3Cb%3E".into(),
+        "/fleet?from=-5".into(),
+        "/assets/..%2F..%2Fetc%2Fpasswd".into(),
+        "/assets/style-%3Cb%3E.css".into(),
+        "/nothing/here".into(),
+    ];
+    for path in &hostile {
+        for accept in ["text/html", "application/json"] {
+            let r = request_with(srv.addr, "GET", path, &[("Accept", accept)], b"");
+            assert!(
+                (400..500).contains(&r.status),
+                "{path} ({accept}): {} {}",
+                r.status,
+                r.text()
+            );
+            let body = r.text();
+            if accept == "text/html" {
+                assert!(!body.contains("<script>alert"), "{path}: {body}");
+                assert!(!body.contains("<b>"), "{path}: {body}");
+            } else {
+                // JSON is data (served as such, with nosniff).
+                assert!(json(&r).is_object(), "{path}: {body}");
+            }
+            assert_eq!(r.header("content-security-policy"), Some(CSP), "{path}");
+        }
+    }
+    // And the server serves on.
+    assert_eq!(request(srv.addr, "GET", "/", b"").status, 200);
+    rt.block_on(srv.shutdown()).unwrap();
+}

@@ -52,6 +52,22 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/exposure", get(operator::exposure))
         .route("/exposure.json", get(operator::exposure_json))
         .route("/assets/{name}", get(asset))
+        .fallback(not_found)
+}
+
+/// Any other path: a 404 page (or JSON) with the dashboard's headers.
+async fn not_found(
+    State(s): State<AppState>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response<Body> {
+    let json = wants_json(&headers) || uri.path().ends_with(".json");
+    refuse(
+        &s,
+        StatusCode::NOT_FOUND,
+        json,
+        format!("nothing is served at {}", uri.path()),
+    )
 }
 
 const CSS: &str = include_str!("style.css");
@@ -212,7 +228,11 @@ fn layout(title: &str, operator: bool, content: Markup) -> Markup {
     }
 }
 
-async fn asset(State(s): State<AppState>, UrlPath(name): UrlPath<String>) -> Response<Body> {
+async fn asset(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    UrlPath(name): UrlPath<String>,
+) -> Response<Body> {
     let path = format!("/assets/{name}");
     let (kind, text) = if path == css_path() {
         ("text/css; charset=utf-8", CSS)
@@ -224,7 +244,7 @@ async fn asset(State(s): State<AppState>, UrlPath(name): UrlPath<String>) -> Res
         return refuse(
             &s,
             StatusCode::NOT_FOUND,
-            false,
+            wants_json(&headers),
             format!("no asset {name:?}"),
         );
     };

@@ -173,7 +173,7 @@ async fn fleet_view(s: &AppState, op: &Operator) -> Result<Arc<FleetView>, (Stat
 }
 
 /// Devices that fail the fleet check, per page.
-const FAILING_PAGE: usize = 200;
+const FAILING_PAGE: usize = 100;
 
 #[derive(Deserialize)]
 pub(super) struct FleetQuery {
@@ -241,11 +241,13 @@ struct FleetPage {
     next: Option<usize>,
 }
 
+type FleetQueryResult = Result<Query<FleetQuery>, axum::extract::rejection::QueryRejection>;
+
 /// `/fleet`.
 pub(super) async fn fleet(
     State(s): State<AppState>,
     headers: HeaderMap,
-    Query(q): Query<FleetQuery>,
+    q: FleetQueryResult,
 ) -> Response<Body> {
     let json = wants_json(&headers);
     fleet_page(s, headers, q, json).await
@@ -255,12 +257,25 @@ pub(super) async fn fleet(
 pub(super) async fn fleet_json(
     State(s): State<AppState>,
     headers: HeaderMap,
-    Query(q): Query<FleetQuery>,
+    q: FleetQueryResult,
 ) -> Response<Body> {
     fleet_page(s, headers, q, true).await
 }
 
-async fn fleet_page(s: AppState, headers: HeaderMap, q: FleetQuery, json: bool) -> Response<Body> {
+async fn fleet_page(
+    s: AppState,
+    headers: HeaderMap,
+    q: FleetQueryResult,
+    json: bool,
+) -> Response<Body> {
+    let Ok(Query(q)) = q else {
+        return refuse(
+            &s,
+            StatusCode::BAD_REQUEST,
+            json,
+            "expected /fleet[?from=N] (N a position in the inventory)".into(),
+        );
+    };
     let op = match authorized(&s, &headers, json) {
         Ok(op) => op,
         Err(r) => return r,

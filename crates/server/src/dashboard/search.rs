@@ -144,5 +144,11 @@ async fn answer(
             }
         }
     };
-    page(&s, StatusCode::OK, json, &r, "nospy: search", markup)
+    // A term search cannot take is the asker's mistake: said, with a 400.
+    let status = if r.matched == "unknown" {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    page(&s, status, json, &r, "nospy: search", markup)
 }
