@@ -685,7 +685,10 @@ fn operator_config(dir: &std::path::Path, token: bool) -> std::path::PathBuf {
         "[[rule]]\nname = \"At most 35% of the access network\"\nvendor = \"VendorX\"\nscope = { functions = [\"access\"] }\nmax_share = 0.35\nmeasure = \"weight\"\neffective = \"2023-10-31\"\n",
     )
     .unwrap();
-    let mut cfg = "[dashboard]\nagreements = [\"agreement.toml\"]\ninventory = \"inventory.csv\"\nexposure = \"exposure.toml\"\n".to_string();
+    let mut cfg = format!(
+        "[[submitter]]\nrole = \"vendor\"\nkey = \"{}\"\n[dashboard]\nagreements = [\"agreement.toml\"]\ninventory = \"inventory.csv\"\nexposure = \"exposure.toml\"\n",
+        vendor.verifier()
+    );
     if token {
         std::fs::write(dir.join("token"), "s3cret-token-of-the-operator\n").unwrap();
         cfg.push_str("token_file = \"token\"\n");
@@ -829,6 +832,37 @@ fn the_operator_pages_show_the_fleet_its_violations_and_exposure_to_the_token_ho
         "{html}"
     );
     assert!(!html.contains("style="), "no inline style under the CSP");
+    // The vendor revokes 1.3: the fleet is judged again as the log grows (the page answers
+    // from the last judgement meanwhile, and says so).
+    let vendor = SignerKey::from_seed("release.vendorx.example", [2; 32]).unwrap();
+    let revocation = sign(
+        vec![ResourceDescriptor {
+            digest: Some(DigestSet::sha256(&Sha256::of(b"firmware 3"))),
+            ..Default::default()
+        }],
+        &Predicate::Revocation(Revocation {
+            reason: "a beacon".into(),
+            effective: "2026-01-01T00:00:00Z".into(),
+        }),
+        &[&vendor],
+    )
+    .to_json();
+    assert_eq!(request(srv.addr, "POST", "/add", &revocation).status, 200);
+    assert!(rt.block_on(srv.wait_for(Duration::from_secs(30), |p| p.indexed >= 6)));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let f = loop {
+        let f = json(&request_with(srv.addr, "GET", "/fleet.json", &auth, b""));
+        if f["size"] == 6 {
+            break f;
+        }
+        assert_eq!(f["published"], 6, "{f}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not judged again: {f}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(f["summary"]["revoked"], 2, "{f}");
     rt.block_on(srv.shutdown()).unwrap();
 }
 
