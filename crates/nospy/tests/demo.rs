@@ -103,6 +103,31 @@ fn the_demo_world_is_played_end_to_end_and_found_again() {
         verdict.to_string().contains("DE evaluation lab"),
         "{verdict}"
     );
+    // The release 4.2.1's page: its manifest, who signed it, the entries about it.
+    let release = entries["releases"][2].as_u64().unwrap();
+    let page: serde_json::Value = serde_json::from_slice(
+        &nospy_testkit::http::request(addr, "GET", &format!("/entries/{release}.json"), b"").body,
+    )
+    .unwrap();
+    assert_eq!(
+        page["signers"][0]["roles"][0], "vendor VendorX under demo-operator-vendorx",
+        "{page}"
+    );
+    assert!(
+        page["manifest"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["device_ports"] == "22"),
+        "{page}"
+    );
+    let related: Vec<&str> = page["related"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(related, ["attestation", "revocation", "evidence"], "{page}");
     let evidence = entries["evidence"][0].as_u64().unwrap();
     let page = nospy_testkit::http::request(addr, "GET", &format!("/entries/{evidence}"), b"");
     assert_eq!(page.status, 200);

@@ -136,6 +136,17 @@ struct RawMember {
     key: String,
 }
 
+impl Role {
+    /// The word serve.toml uses (`vendor`, `evaluator`, `monitor`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Vendor => "vendor",
+            Role::Evaluator => "evaluator",
+            Role::Monitor => "monitor",
+        }
+    }
+}
+
 impl Default for ServeConfig {
     fn default() -> Self {
         ServeConfig {

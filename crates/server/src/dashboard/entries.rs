@@ -295,6 +295,74 @@ struct EntryPage {
     statement: Option<serde_json::Value>,
     /// The c2sp.org/tlog-proof of the entry, to download.
     proof: String,
+    /// Who each signature's key is: its part in each configured agreement, and as a submitter
+    /// of this log (from the key ids the envelope names: the page does not verify them).
+    signers: Vec<SignerRoles>,
+    /// A release's manifest rules, one line each.
+    manifest: Vec<ManifestRow>,
+    /// Other entries about the same artifact (the first subject), from the lookup index.
+    related: Vec<EntrySummary>,
+    /// Whether there are more of those than listed (the search page lists them all).
+    related_more: bool,
+}
+
+/// A signer and what it is.
+#[derive(Serialize)]
+struct SignerRoles {
+    key: String,
+    roles: Vec<String>,
+}
+
+/// One rule of a release's manifest.
+#[derive(Serialize)]
+struct ManifestRow {
+    direction: String,
+    peer: String,
+    protocol: String,
+    ports: String,
+    device_ports: String,
+    initiated_by: String,
+}
+
+/// Related entries listed on an entry's page, at most.
+const RELATED: usize = 20;
+
+/// A serde enum's word (`from-device`, `peer`).
+fn word(v: &impl Serialize) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// What each key id is, under the configured agreements and as a submitter.
+fn roles(s: &AppState, keyids: &[String]) -> Vec<SignerRoles> {
+    let cfg = lock_read(&s.config);
+    keyids
+        .iter()
+        .map(|k| {
+            let mut roles = Vec::new();
+            if let Ok(key) = nospy_tlog::note::VerifierKey::parse(k) {
+                let text = key.to_string();
+                let same = |c: &nospy_tlog::note::VerifierKey| c.to_string() == text;
+                for a in &cfg.agreements {
+                    for v in a.vendors.iter().filter(|v| v.keys.iter().any(same)) {
+                        roles.push(format!("vendor {} under {}", v.name, a.name));
+                    }
+                    for e in a.evaluators.iter().filter(|e| e.keys.iter().any(same)) {
+                        roles.push(format!("evaluator {} under {}", e.organisation, a.name));
+                    }
+                }
+                for sub in cfg.submitters.iter().filter(|x| x.key_text == text) {
+                    roles.push(format!("{} submitter of this log", sub.role.as_str()));
+                }
+            }
+            SignerRoles {
+                key: k.clone(),
+                roles,
+            }
+        })
+        .collect()
 }
 
 /// `/entries/N` (`.json` for JSON).
@@ -325,18 +393,56 @@ pub(super) async fn one(
         Err(e) => return refuse(&s, StatusCode::SERVICE_UNAVAILABLE, json, e),
     };
     let (summary, statement) = summarize(i, &raw);
+    let manifest = match nospy_statement::inspect(&raw) {
+        Ok((o, _)) => match o.predicate {
+            Predicate::Release(r) => r
+                .manifest
+                .allow
+                .iter()
+                .map(|r| ManifestRow {
+                    direction: word(&r.direction),
+                    peer: r.peer.to_string(),
+                    protocol: r.protocol.to_string(),
+                    ports: r.ports.to_string(),
+                    device_ports: r.device_ports.to_string(),
+                    initiated_by: r.initiated_by.as_ref().map(word).unwrap_or_default(),
+                })
+                .collect(),
+            _ => Vec::new(),
+        },
+        Err(_) => Vec::new(),
+    };
+    let first = summary.subjects.iter().find_map(|s| s.sha256.clone());
+    let (mut related, mut related_more) = (Vec::new(), false);
+    if let Some(d) = first.as_deref().and_then(nospy_tlog::Sha256::from_hex) {
+        let found = match crate::http::lookup::find(&s, d, None, RELATED + 1).await {
+            Ok((_, page)) => page,
+            Err((status, why)) => return refuse(&s, status, json, why),
+        };
+        let others: Vec<u64> = found
+            .entries
+            .iter()
+            .map(|e| e.index)
+            .filter(|&x| x != i && x < size)
+            .collect();
+        related_more = others.len() > RELATED || found.next.is_some();
+        related = match read_at(&s, size, others.into_iter().take(RELATED).collect()).await {
+            Ok(l) => l,
+            Err(e) => return refuse(&s, StatusCode::SERVICE_UNAVAILABLE, json, e),
+        };
+    }
+    let signers = roles(&s, &summary.signers);
     let p = EntryPage {
         summary,
         size,
         statement,
         proof: format!("/entries/{i}/proof"),
+        signers,
+        manifest,
+        related,
+        related_more,
     };
-    let subject = p
-        .summary
-        .subjects
-        .iter()
-        .find_map(|s| s.sha256.clone())
-        .unwrap_or_else(|| "SHA256".into());
+    let subject = first.unwrap_or_else(|| "SHA256".into());
     let markup = html! {
         h1 { "Entry " (i) }
         p.note {
@@ -348,10 +454,43 @@ pub(super) async fn one(
             dt { "What it says" } dd { (p.summary.about) }
             dt { "Leaf hash" } dd.hash { (p.summary.leaf_hash) }
             dt { "Signatures (key ids as the envelope names them, unauthenticated)" }
-            dd { @for k in &p.summary.signers { code { (k) } br; } }
+            dd {
+                @for k in &p.signers {
+                    code { (k.key) }
+                    @if k.roles.is_empty() { " (not a key of any configured agreement)" } @else { ": " (k.roles.join("; ")) }
+                    br;
+                }
+            }
         }
         h2 { "Subjects" }
         (table(std::slice::from_ref(&p.summary), "This entry"))
+        @if !p.manifest.is_empty() {
+            h2 #manifest { "Its manifest: whom the device may talk to" }
+            table {
+                caption.skip { "The rules of the release's behaviour manifest" }
+                thead { tr {
+                    th scope="col" { "Direction" } th scope="col" { "Peer" } th scope="col" { "Protocol" }
+                    th scope="col" { "Peer ports" } th scope="col" { "Device ports" } th scope="col" { "Opened by" }
+                } }
+                tbody {
+                    @for r in &p.manifest {
+                        tr {
+                            td { (r.direction) } td { (r.peer) } td { (r.protocol) }
+                            td { (r.ports) } td { (r.device_ports) } td { (r.initiated_by) }
+                        }
+                    }
+                }
+            }
+        }
+        h2 #related { "Other entries about this artifact" }
+        @if p.related.is_empty() {
+            p { "None." }
+        } @else {
+            (table(&p.related, "Other entries about the same artifact"))
+        }
+        @if p.related_more {
+            p { a href=(format!("/search?q={subject}")) { "All entries about it" } }
+        }
         h2 { "Check it" }
         p { a href=(p.proof) download=(format!("entry-{i}.tlog-proof")) { "Inclusion proof (c2sp.org/tlog-proof)" } " at tree size " (size) "." }
         pre { "nospy verify --agreement AGREEMENT.toml --digest " (subject) " --server URL-OF-THIS-LOG" }
