@@ -255,6 +255,16 @@ fn bench(work: &Path, n: u64, devices: usize, requests: usize, json: bool) -> Re
             Box::new(|r| format!("/search?q={}", fw(r.below(releases)).to_hex())),
         ),
         (
+            "search_vendor",
+            Box::new(|r| {
+                if r.below(2) == 0 {
+                    "/search?q=VendorX".into()
+                } else {
+                    format!("/search?q=VendorX&after={}", r.below(n))
+                }
+            }),
+        ),
+        (
             "verdict",
             Box::new(|r| format!("/verdict/{}", fw(r.below(releases)).to_hex())),
         ),

@@ -57,6 +57,28 @@ pub struct Page {
     pub next: Option<u64>,
 }
 
+/// The digest under which the index files an entry for a search term: a signer's key name,
+/// a release's vendor or product (case folded). No artifact's SHA-256 can be one (that would
+/// be a preimage of SHA-256), so terms share the subjects' table and its lookups, paging
+/// included, in SQLite and PostgreSQL alike.
+pub fn term(word: &str) -> Sha256 {
+    Sha256::of(format!("nospy-search-term\n{}", word.trim().to_lowercase()).as_bytes())
+}
+
+/// What an entry is filed under: its subjects' SHA-256, and the [`term`]s of its signers' key
+/// names and, for a release, its vendor and product.
+pub fn keys_of(u: &nospy_statement::Unverified) -> Vec<Sha256> {
+    let mut keys = u.statement.subject_sha256();
+    keys.extend(u.named.iter().map(|k| term(k.name())));
+    if let nospy_statement::predicate::Predicate::Release(r) = &u.predicate {
+        keys.push(term(&r.vendor));
+        keys.push(term(&r.product));
+    }
+    keys.sort_unstable();
+    keys.dedup();
+    keys
+}
+
 /// What the index needs of one entry.
 pub struct Row {
     /// Index in the log.
@@ -65,14 +87,14 @@ pub struct Row {
     pub leaf_hash: Hash,
     /// Its predicate type.
     pub predicate_type: String,
-    /// SHA-256 digests of its subjects.
+    /// SHA-256 digests of its subjects, and its search [`term`]s.
     pub subjects: Vec<Sha256>,
     /// The verifier keys its signatures name.
     pub signers: Vec<String>,
 }
 
 /// The layout's version, in `PRAGMA user_version`: an index of another version is rebuilt.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 impl Index {
     /// Opens (creating if needed) the index of the log in `dir`. An index written by another
@@ -260,7 +282,7 @@ pub fn bundle_rows(
                     index: i,
                     leaf_hash: leaf_hash(e),
                     predicate_type: u.statement.predicate_type.clone(),
-                    subjects: u.statement.subject_sha256(),
+                    subjects: keys_of(&u),
                     signers: u.named.iter().map(|k| k.to_string()).collect(),
                 },
                 Err(_) => Row {

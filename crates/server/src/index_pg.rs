@@ -11,7 +11,7 @@ use nospy_tlog::{Hash, Sha256};
 use tokio_postgres::Client;
 
 /// The layout's version, in the schema's `index_schema` table.
-const INDEX_VERSION: i32 = 1;
+const INDEX_VERSION: i32 = 2;
 
 /// Why the index could not be read or written.
 #[derive(Debug)]

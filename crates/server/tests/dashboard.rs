@@ -288,15 +288,54 @@ fn search_finds_an_artifact_s_entries_and_goes_to_an_index() {
     assert_eq!(v["matched"], "index");
     assert_eq!(v["entries"][0]["index"], 12);
     assert_eq!(request(srv.addr, "GET", "/search?q=61", b"").status, 404);
-    // What it cannot search for, it says.
+    // A signer's key name (or the whole key) finds what it signed, paged from the index.
     let v = json(&request(
         srv.addr,
         "GET",
-        "/search.json?q=vendor.example",
+        "/search.json?q=Vendor.Example",
         b"",
     ));
+    assert_eq!(v["matched"], "term");
+    let found: Vec<u64> = v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["index"].as_u64().unwrap())
+        .collect();
+    assert_eq!(found, (0..50).collect::<Vec<_>>(), "{v}");
+    let next = v["next"].as_u64().unwrap();
+    let key = SignerKey::from_seed("vendor.example", [2; 32])
+        .unwrap()
+        .verifier()
+        .to_string();
+    let v = json(&request(
+        srv.addr,
+        "GET",
+        &format!(
+            "/search.json?q={}&after={next}",
+            key.replace('+', "%2B")
+                .replace('/', "%2F")
+                .replace('=', "%3D")
+        ),
+        b"",
+    ));
+    let found: Vec<u64> = v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["index"].as_u64().unwrap())
+        .collect();
+    assert_eq!(found, (50..60).collect::<Vec<_>>(), "{v}");
+    assert_eq!(v["next"], serde_json::Value::Null);
+    // What it cannot search for, it says, with a 400.
+    let r = request(srv.addr, "GET", "/search.json?q=a%3Bb", b"");
+    assert_eq!(r.status, 400);
+    let v = json(&r);
     assert_eq!(v["matched"], "unknown");
-    assert!(v["note"].as_str().unwrap().contains("not searchable yet"));
+    assert!(v["note"]
+        .as_str()
+        .unwrap()
+        .contains("a vendor or a product"));
     let v = json(&request(srv.addr, "GET", "/search.json", b""));
     assert_eq!(v["matched"], "nothing");
     assert_eq!(
@@ -797,6 +836,22 @@ fn the_operator_pages_show_the_fleet_its_violations_and_exposure_to_the_token_ho
         html.contains(r#"href="/fleet""#),
         "the navigation names the operator pages"
     );
+    // A vendor or a product finds its releases.
+    for q in ["VendorX", "vx-1"] {
+        let v = json(&request(
+            srv.addr,
+            "GET",
+            &format!("/search.json?q={q}"),
+            b"",
+        ));
+        let found: Vec<u64> = v["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["index"].as_u64().unwrap())
+            .collect();
+        assert_eq!(found, [0, 1, 2], "{q}: {v}");
+    }
     // The violations: the evidence entry about ran-2's firmware, with its flows.
     let v = json(&request_with(
         srv.addr,

@@ -208,7 +208,7 @@ fn layout(title: &str, operator: bool, content: Markup) -> Markup {
                         }
                     }
                     form role="search" action="/search" method="get" {
-                        label for="q" { "Artifact SHA-256 or entry index" }
+                        label for="q" { "Artifact SHA-256, entry index, key, vendor or product" }
                         " "
                         input #q name="q" type="search" size="40";
                         " "

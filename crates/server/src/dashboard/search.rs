@@ -120,17 +120,43 @@ async fn answer(
             Ok(l) => l,
             Err(e) => return refuse(&s, StatusCode::SERVICE_UNAVAILABLE, json, e),
         };
+    } else if is_term(&query) {
+        // A key (its name), a vendor or a product, filed by the index as a term.
+        let word = query.split('+').next().unwrap_or(&query);
+        r.matched = "term";
+        let (covered, found) = match find(&s, crate::index::term(word), q.after, PAGE).await {
+            Ok(x) => x,
+            Err((status, why)) => return refuse(&s, status, json, why),
+        };
+        r.covered = Some(covered);
+        r.next = found.next;
+        let indexes = found.entries.iter().map(|e| e.index).collect();
+        r.entries = match read_at(&s, size, indexes).await {
+            Ok(l) => l,
+            Err(e) => return refuse(&s, StatusCode::SERVICE_UNAVAILABLE, json, e),
+        };
     } else {
         r.matched = "unknown";
         r.note = Some(
-            "search takes an artifact's SHA-256 (64 hex digits) or an entry index; keys, vendors and products are not searchable yet".into(),
+            "search takes an artifact's SHA-256 (64 hex digits), an entry index, a signer's key (or its name), a vendor or a product".into(),
         );
     }
     let markup = html! {
         h1 { "Search" }
         @match r.matched {
-            "nothing" => p { "Give an artifact's SHA-256 or an entry index." },
+            "nothing" => p { "Give an artifact's SHA-256, an entry index, a signer's key (or its name), a vendor or a product." },
             "unknown" => p { "Nothing found for " code { (r.query) } ": " (r.note.clone().unwrap_or_default()) "." },
+            "term" => {
+                p {
+                    (r.entries.len()) " entries signed by, or releases of, " code { (r.query) }
+                    @if let Some(c) = r.covered { " (the lookup index covers " (c) " of " (size) " entries)" }
+                    "."
+                }
+                (table(&r.entries, "Entries found, in log order"))
+                @if let Some(n) = r.next {
+                    nav.pager aria-label="Pages" { a href=(format!("/search?q={}&after={n}", encode(&r.query))) { "More entries" } }
+                }
+            },
             _ => {
                 p {
                     (r.entries.len()) " entries about the artifact " code { (hex) }
@@ -151,4 +177,28 @@ async fn answer(
         StatusCode::OK
     };
     page(&s, status, json, &r, "nospy: search", markup)
+}
+
+/// Whether `q` can be a search term: a key name, a vendor or a product (letters, digits and
+/// `.-_ /`), or a verifier key (`name+hex+base64`); at most 200 bytes.
+fn is_term(q: &str) -> bool {
+    let word = q.split('+').next().unwrap_or(q);
+    !word.is_empty()
+        && q.len() <= 200
+        && word
+            .chars()
+            .all(|c| c.is_alphanumeric() || " .-_/".contains(c))
+}
+
+/// `q` percent-encoded for a query string.
+fn encode(q: &str) -> String {
+    let mut out = String::with_capacity(q.len());
+    for b in q.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }

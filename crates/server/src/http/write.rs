@@ -80,7 +80,7 @@ pub(crate) async fn post_add(
         entry: body.to_vec(),
         check: parsed.signature_check(),
         predicate_type: parsed.statement.predicate_type.clone(),
-        subjects: parsed.statement.subject_sha256(),
+        subjects: crate::index::keys_of(&parsed),
         signers: parsed.named.iter().map(|k| k.to_string()).collect(),
         received,
         reply: tx,
