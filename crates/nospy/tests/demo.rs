@@ -103,6 +103,49 @@ fn the_demo_world_is_played_end_to_end_and_found_again() {
         verdict.to_string().contains("DE evaluation lab"),
         "{verdict}"
     );
+    // The page's verdict is the one `nospy verify` gives for the same question.
+    let base = format!("http://{addr}");
+    for (i, code) in [(1usize, 0), (2, 1)] {
+        let digest = v["releases"][i]["sha256"].as_str().unwrap();
+        let cli = run(&[
+            "verify",
+            "--agreement",
+            s(&dir.join("agreement.toml")),
+            "--digest",
+            digest,
+            "--server",
+            &base,
+            "--json",
+        ]);
+        assert_eq!(cli.code, code, "{}", cli.stderr);
+        let cli: serde_json::Value = serde_json::from_str(&cli.stdout).unwrap();
+        let page =
+            nospy_testkit::http::request(addr, "GET", &format!("/verdict/{digest}.json"), b"");
+        let page: serde_json::Value = serde_json::from_slice(&page.body).unwrap();
+        let checks = |v: &serde_json::Value| -> Vec<(String, String, String)> {
+            v["checks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| {
+                    (
+                        c["name"].to_string(),
+                        c["outcome"].to_string(),
+                        c["reason"].to_string(),
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(page["verdicts"][0]["admit"], cli["admit"], "{page} {cli}");
+        // The same checks and reasons; only where the revocation check's index is is named
+        // from each side.
+        let ours = format!("the index of {base}");
+        let cli_checks: Vec<_> = checks(&cli)
+            .into_iter()
+            .map(|(n, o, r)| (n, o, r.replace(&ours, "this server's lookup index")))
+            .collect();
+        assert_eq!(checks(&page["verdicts"][0]), cli_checks, "release {i}");
+    }
     // The release 4.2.1's page: its manifest, who signed it, the entries about it.
     let release = entries["releases"][2].as_u64().unwrap();
     let page: serde_json::Value = serde_json::from_slice(

@@ -1003,3 +1003,96 @@ fn hostile_paths_and_queries_get_a_4xx_page_never_a_panic_or_reflected_markup() 
     assert_eq!(request(srv.addr, "GET", "/", b"").status, 200);
     rt.block_on(srv.shutdown()).unwrap();
 }
+
+#[test]
+fn markup_in_every_field_of_a_logged_statement_is_shown_escaped() {
+    use nospy_statement::predicate::{Evidence, FlowViolation, Release, Source, Window};
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("log");
+    let x = |f: &str| format!("<script>alert('{f}')</script><img src=x onerror=alert(1)>");
+    let vendor = SignerKey::from_seed("release.vendorx.example", [2; 32]).unwrap();
+    let manifest = nospy_manifest::Manifest::from_toml(&format!(
+        "[device]\nvendor = \"{}\"\nmodel = \"{}\"\n[capabilities]\nvendor_remote_access = \"none\"\n",
+        x("manifest vendor").replace('"', "\\\""),
+        x("model").replace('"', "\\\"")
+    ))
+    .unwrap();
+    let fw = Sha256::of(b"firmware with markup");
+    let subject = vec![ResourceDescriptor {
+        name: Some(x("subject name")),
+        digest: Some(DigestSet::sha256(&fw)),
+        ..Default::default()
+    }];
+    let release = sign(
+        subject.clone(),
+        &Predicate::Release(Box::new(Release {
+            vendor: x("vendor"),
+            product: x("product"),
+            version: x("version"),
+            source: Source {
+                repository: Some(x("repository")),
+                commit: x("commit"),
+                toolchain: Some(x("toolchain")),
+            },
+            sbom: None,
+            build_recipe: None,
+            supersedes: vec![x("supersedes")],
+            manifest,
+        })),
+        &[&vendor],
+    )
+    .to_json();
+    let evidence = sign(
+        subject,
+        &Predicate::Evidence(Evidence {
+            device: x("device"),
+            window: Window {
+                start: "2026-12-01T10:00:00Z".into(),
+                end: "2026-12-01T10:20:00Z".into(),
+            },
+            flows: vec![FlowViolation {
+                direction: x("direction"),
+                peer: x("peer"),
+                protocol: x("protocol"),
+                port: 1,
+                flows: 1,
+                packets: 1,
+                bytes: 1,
+                first_seen: "2026-12-01T10:02:00Z".into(),
+                last_seen: "2026-12-01T10:17:00Z".into(),
+            }],
+            manifest: Some(x("manifest")),
+            source: DigestSet::sha256(&Sha256::of(b"capture")),
+        }),
+        &[&vendor],
+    )
+    .to_json();
+    Sequencer::init(&dir, ORIGIN, &log_key(), None).unwrap();
+    Sequencer::open(&dir, log_key())
+        .unwrap()
+        .append(&[&release, &evidence])
+        .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let srv = serve(&dir, &rt);
+    assert!(rt.block_on(srv.wait_for(Duration::from_secs(30), |p| p.indexed >= 2)));
+    for path in [
+        "/".to_string(),
+        "/entries".into(),
+        "/entries/0".into(),
+        "/entries/1".into(),
+        format!("/search?q={}", fw.to_hex()),
+        format!("/verdict/{}", fw.to_hex()),
+    ] {
+        let r = request(srv.addr, "GET", &path, b"");
+        assert_eq!(r.status, 200, "{path}");
+        let html = r.text();
+        assert!(!html.contains("<script>alert"), "{path}: {html}");
+        assert!(!html.contains("<img"), "{path}: {html}");
+        // (With no agreement configured the verdict page shows no field of the statement.)
+        assert!(
+            path.starts_with("/verdict") || html.contains("&lt;script&gt;alert("),
+            "{path}: shown, escaped: {html}"
+        );
+    }
+    rt.block_on(srv.shutdown()).unwrap();
+}
