@@ -212,17 +212,15 @@ fn bench(work: &Path, n: u64, devices: usize, requests: usize, json: bool) -> Re
     );
     let started = Instant::now();
     let server = rt.block_on(nospy_server::start(nospy_server::Options {
-        storage: nospy_server::Storage::Dir(dir),
-        key,
         config: Some(work.join("serve.toml")),
-        listen: "127.0.0.1:0".parse().expect("an address"),
         queue: 1024,
         max_batch: 256,
         index_delay: Duration::from_millis(50),
-        lookup_page: nospy_server::LOOKUP_PAGE,
-        max_queued_bytes: nospy_server::MAX_QUEUED_BYTES,
-        max_connections: nospy_server::MAX_CONNECTIONS,
-        max_connections_per_client: nospy_server::MAX_CONNECTIONS_PER_CLIENT,
+        ..nospy_server::Options::new(
+            nospy_server::Storage::Dir(dir),
+            key,
+            "127.0.0.1:0".parse().expect("an address"),
+        )
     }))?;
     anyhow::ensure!(
         rt.block_on(server.wait_for(Duration::from_secs(3600), |p| p.indexed >= n)),

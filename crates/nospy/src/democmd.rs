@@ -407,17 +407,15 @@ pub fn run(a: DemoArgs) -> Result<ExitCode> {
     }
     std::fs::write(dir.join("serve.toml"), serve_config(&w, &addrs, token))?;
     let server = rt.block_on(nospy_server::start(nospy_server::Options {
-        storage: nospy_server::Storage::Dir(dir.join("log")),
-        key: w.log.key.clone(),
         config: Some(dir.join("serve.toml")),
-        listen: a.listen,
         queue: 1024,
         max_batch: 256,
         index_delay: std::time::Duration::from_millis(50),
-        lookup_page: nospy_server::LOOKUP_PAGE,
-        max_queued_bytes: nospy_server::MAX_QUEUED_BYTES,
-        max_connections: nospy_server::MAX_CONNECTIONS,
-        max_connections_per_client: nospy_server::MAX_CONNECTIONS_PER_CLIENT,
+        ..nospy_server::Options::new(
+            nospy_server::Storage::Dir(dir.join("log")),
+            w.log.key.clone(),
+            a.listen,
+        )
     }))?;
     let url = format!("http://{}", server.addr);
     let record = if fresh {

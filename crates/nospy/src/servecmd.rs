@@ -48,10 +48,10 @@ pub struct ServeArgs {
     #[arg(long)]
     key: Option<PathBuf>,
     /// Submissions that may wait for the sequencer before new ones get 503 Retry-After.
-    #[arg(long, default_value_t = 65_536)]
+    #[arg(long, default_value_t = nospy_server::QUEUE)]
     queue: usize,
     /// Most entries per batch.
-    #[arg(long, default_value_t = 16_384)]
+    #[arg(long, default_value_t = nospy_server::MAX_BATCH)]
     max_batch: usize,
     /// How long (milliseconds) the lookup index gathers new entries before writing them in one
     /// transaction, at most. Longer means fewer, larger writes under load; `/lookup` answers for

@@ -103,6 +103,34 @@ pub struct Options {
     pub max_connections_per_client: usize,
 }
 
+/// The default [`Options::queue`].
+pub const QUEUE: usize = 65_536;
+/// The default [`Options::max_batch`].
+pub const MAX_BATCH: usize = 16_384;
+/// The default [`Options::index_delay`].
+pub const INDEX_DELAY: Duration = Duration::from_millis(100);
+
+impl Options {
+    /// The options of `nospy serve` by default for a log in `storage` signed with `key`,
+    /// listening on `listen`, with no configuration file; change what differs with
+    /// `Options { field: value, ..Options::new(..) }`.
+    pub fn new(storage: Storage, key: SignerKey, listen: SocketAddr) -> Options {
+        Options {
+            storage,
+            key,
+            config: None,
+            listen,
+            queue: QUEUE,
+            max_batch: MAX_BATCH,
+            index_delay: INDEX_DELAY,
+            lookup_page: LOOKUP_PAGE,
+            max_queued_bytes: MAX_QUEUED_BYTES,
+            max_connections: MAX_CONNECTIONS,
+            max_connections_per_client: MAX_CONNECTIONS_PER_CLIENT,
+        }
+    }
+}
+
 /// The default [`Options::max_queued_bytes`]: 256 MiB.
 pub const MAX_QUEUED_BYTES: usize = 256 << 20;
 /// The default [`Options::max_connections`].

@@ -39,17 +39,14 @@ fn a_proof_blocked_on_its_tile_read_does_not_hold_the_only_async_worker() {
         .unwrap();
     let running = rt
         .block_on(start(Options {
-            storage: nospy_server::Storage::Dir(dir.to_path_buf()),
-            key: log_key(),
-            config: None,
-            listen: "127.0.0.1:0".parse().unwrap(),
             queue: 16,
             max_batch: 16,
             index_delay: std::time::Duration::from_millis(10),
-            lookup_page: nospy_server::LOOKUP_PAGE,
-            max_queued_bytes: nospy_server::MAX_QUEUED_BYTES,
-            max_connections: nospy_server::MAX_CONNECTIONS,
-            max_connections_per_client: nospy_server::MAX_CONNECTIONS_PER_CLIENT,
+            ..Options::new(
+                nospy_server::Storage::Dir(dir.to_path_buf()),
+                log_key(),
+                "127.0.0.1:0".parse().unwrap(),
+            )
         }))
         .unwrap();
     let addr = running.addr;

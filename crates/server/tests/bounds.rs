@@ -62,17 +62,18 @@ fn world(max_queued_bytes: usize, max_connections: usize, per_client: usize) -> 
     let rt = tokio::runtime::Runtime::new().unwrap();
     let srv = rt
         .block_on(start(Options {
-            storage: nospy_server::Storage::Dir(log),
-            key,
             config: Some(cfg),
-            listen: "127.0.0.1:0".parse().unwrap(),
             queue: 1024,
             max_batch: 256,
             index_delay: std::time::Duration::from_millis(10),
-            lookup_page: nospy_server::LOOKUP_PAGE,
             max_queued_bytes,
             max_connections,
             max_connections_per_client: per_client,
+            ..Options::new(
+                nospy_server::Storage::Dir(log),
+                key,
+                "127.0.0.1:0".parse().unwrap(),
+            )
         }))
         .unwrap();
     World {

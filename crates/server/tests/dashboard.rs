@@ -59,17 +59,14 @@ fn log(dir: &std::path::Path) -> Vec<Vec<u8>> {
 
 fn serve(dir: &std::path::Path, rt: &tokio::runtime::Runtime) -> nospy_server::Running {
     rt.block_on(start(Options {
-        storage: nospy_server::Storage::Dir(dir.to_path_buf()),
-        key: log_key(),
-        config: None,
-        listen: "127.0.0.1:0".parse().unwrap(),
         queue: 16,
         max_batch: 16,
         index_delay: std::time::Duration::from_millis(10),
-        lookup_page: nospy_server::LOOKUP_PAGE,
-        max_queued_bytes: nospy_server::MAX_QUEUED_BYTES,
-        max_connections: nospy_server::MAX_CONNECTIONS,
-        max_connections_per_client: nospy_server::MAX_CONNECTIONS_PER_CLIENT,
+        ..Options::new(
+            nospy_server::Storage::Dir(dir.to_path_buf()),
+            log_key(),
+            "127.0.0.1:0".parse().unwrap(),
+        )
     }))
     .unwrap()
 }
@@ -396,17 +393,16 @@ fn a_release_verdict_is_nospy_verify_s_under_each_configured_agreement() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let srv = rt
         .block_on(start(Options {
-            storage: nospy_server::Storage::Dir(dir.clone()),
-            key: log_key(),
             config: Some(cfg),
-            listen: "127.0.0.1:0".parse().unwrap(),
             queue: 16,
             max_batch: 16,
             index_delay: Duration::from_millis(10),
             lookup_page: 1,
-            max_queued_bytes: nospy_server::MAX_QUEUED_BYTES,
-            max_connections: nospy_server::MAX_CONNECTIONS,
-            max_connections_per_client: nospy_server::MAX_CONNECTIONS_PER_CLIENT,
+            ..Options::new(
+                nospy_server::Storage::Dir(dir.clone()),
+                log_key(),
+                "127.0.0.1:0".parse().unwrap(),
+            )
         }))
         .unwrap();
     assert!(rt.block_on(srv.wait_for(Duration::from_secs(30), |p| p.indexed >= 3)));
@@ -546,17 +542,15 @@ fn the_live_stream_follows_the_log_and_is_bounded() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let srv = rt
         .block_on(start(Options {
-            storage: nospy_server::Storage::Dir(dir),
-            key: log_key(),
             config: Some(cfg),
-            listen: "127.0.0.1:0".parse().unwrap(),
             queue: 16,
             max_batch: 16,
             index_delay: Duration::from_millis(10),
-            lookup_page: nospy_server::LOOKUP_PAGE,
-            max_queued_bytes: nospy_server::MAX_QUEUED_BYTES,
-            max_connections: nospy_server::MAX_CONNECTIONS,
-            max_connections_per_client: nospy_server::MAX_CONNECTIONS_PER_CLIENT,
+            ..Options::new(
+                nospy_server::Storage::Dir(dir),
+                log_key(),
+                "127.0.0.1:0".parse().unwrap(),
+            )
         }))
         .unwrap();
     let mut live = open_events(srv.addr);
@@ -739,17 +733,15 @@ fn operator_config(dir: &std::path::Path, token: bool) -> std::path::PathBuf {
 
 fn options(dir: &std::path::Path, config: std::path::PathBuf, listen: &str) -> Options {
     Options {
-        storage: nospy_server::Storage::Dir(dir.to_path_buf()),
-        key: log_key(),
         config: Some(config),
-        listen: listen.parse().unwrap(),
         queue: 16,
         max_batch: 16,
         index_delay: Duration::from_millis(10),
-        lookup_page: nospy_server::LOOKUP_PAGE,
-        max_queued_bytes: nospy_server::MAX_QUEUED_BYTES,
-        max_connections: nospy_server::MAX_CONNECTIONS,
-        max_connections_per_client: nospy_server::MAX_CONNECTIONS_PER_CLIENT,
+        ..Options::new(
+            nospy_server::Storage::Dir(dir.to_path_buf()),
+            log_key(),
+            listen.parse().unwrap(),
+        )
     }
 }
 

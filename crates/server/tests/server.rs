@@ -82,17 +82,15 @@ impl Setup {
     fn server(&self, config: &Path) -> nospy_server::Running {
         self.rt
             .block_on(start(Options {
-                storage: nospy_server::Storage::Dir(self.dir.path().join("log")),
-                key: self.log_key.clone(),
                 config: Some(config.to_path_buf()),
-                listen: "127.0.0.1:0".parse().unwrap(),
                 queue: 1024,
                 max_batch: 256,
                 index_delay: std::time::Duration::from_millis(100),
-                lookup_page: nospy_server::LOOKUP_PAGE,
-                max_queued_bytes: nospy_server::MAX_QUEUED_BYTES,
-                max_connections: nospy_server::MAX_CONNECTIONS,
-                max_connections_per_client: nospy_server::MAX_CONNECTIONS_PER_CLIENT,
+                ..Options::new(
+                    nospy_server::Storage::Dir(self.dir.path().join("log")),
+                    self.log_key.clone(),
+                    "127.0.0.1:0".parse().unwrap(),
+                )
             }))
             .unwrap()
     }
