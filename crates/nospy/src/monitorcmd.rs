@@ -78,6 +78,11 @@ pub struct MonitorArgs {
     /// admit the evidence key with role "monitor").
     #[arg(long)]
     server: Option<String>,
+    /// With --log and --agreement: the signed checkpoint to take manifests under (one with the
+    /// witnesses' cosignatures, as `nospy witness cosign` writes it), as `verify` and `fleet`
+    /// take it; default the log's own, which offline witnesses have not cosigned.
+    #[arg(long, requires_all = ["log", "agreement"])]
+    checkpoint: Option<PathBuf>,
     /// The monitor's private key: sign one evidence statement per device with violations (more
     /// if its flows do not fit one 64 KiB entry), about the device's firmware, and append them to
     /// the log (--log or --server).
@@ -410,7 +415,7 @@ fn device_manifests(
                 src.verdicts(
                     &digests,
                     &verifier,
-                    None,
+                    a.checkpoint.as_deref(),
                     crate::statements::now(),
                     false,
                     &mut Progress::callback("scanned entries"),

@@ -615,3 +615,94 @@ fn the_live_collector_keeps_templates_across_restarts() {
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("line 2"), "{}", r.stderr);
 }
+
+#[test]
+fn with_offline_witnesses_the_monitor_takes_manifests_under_the_cosigned_checkpoint() {
+    let t = tempfile::tempdir().unwrap();
+    let (inv, _, _, _, log, vendor_vkey, _) = logged_world(t.path());
+    // The agreement wants one witness; the witness cosigns offline, into a file: the log's own
+    // checkpoint carries no cosignature.
+    let witness_key = t.path().join("witness.key");
+    let witness_vkey = new_key(&witness_key, "witness.example");
+    let log_vkey = std::fs::read_to_string(t.path().join("agreement.toml"))
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("key = \"")
+                .map(|k| k.trim_end_matches('"').to_string())
+        })
+        .unwrap();
+    let agreement = t.path().join("witnessed.toml");
+    std::fs::write(
+        &agreement,
+        format!(
+            "name = \"witnessed\"\n[log]\norigin = \"log.example.org/nospy\"\nkey = \"{log_vkey}\"\n\
+             [witnesses]\nquorum = 1\nmax_age = \"24h\"\nkeys = [\"{witness_vkey}\"]\n\
+             [[vendor]]\nname = \"ut-tplink-plug.com\"\nkeys = [\"{vendor_vkey}\"]\n\
+             [evaluators]\nquorum = 0\n\
+             [manifest]\nvendor_remote_access = [\"none\", \"operator-initiated\", \"vendor-initiated\"]\n"
+        ),
+    )
+    .unwrap();
+    let cosigned = t.path().join("cosigned.checkpoint");
+    ok(&[
+        "witness",
+        "cosign",
+        "--key",
+        s(&witness_key),
+        "--log",
+        s(&log),
+        "--state",
+        s(&t.path().join("witness.state")),
+        "--out",
+        s(&cosigned),
+    ]);
+    let pcap = net("pcap/mudscope_malign_ut-tplink_2021-11-18_15-10-46.pcap");
+    let args = |checkpoint: Option<&Path>| {
+        let mut a = vec![
+            "monitor".to_string(),
+            "--json".into(),
+            "--pcap".into(),
+            s(&pcap).into(),
+            "--inventory".into(),
+            s(&inv).into(),
+            "--agreement".into(),
+            s(&agreement).into(),
+            "--log".into(),
+            s(&log).into(),
+        ];
+        if let Some(c) = checkpoint {
+            a.extend(["--checkpoint".into(), s(c).into()]);
+        }
+        a
+    };
+    // Under the log's own checkpoint (no cosignature) no release is acceptable: no manifest.
+    let a = args(None);
+    let r = run(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(r.code, 2, "{}", r.stdout);
+    assert!(r.stderr.contains("no acceptable release"), "{}", r.stderr);
+    // Under the cosigned checkpoint it is, and the plug is judged against its manifest.
+    let a = args(Some(&cosigned));
+    let r = run(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let plug = device(&v, "ut-plug");
+    assert_eq!(plug["manifest"]["from"], "log", "{v:#}");
+    assert_eq!(plug["manifest"]["admitted"], true, "{v:#}");
+    assert_eq!(v["violations"].as_array().unwrap().len(), 1, "{v:#}");
+    // --checkpoint belongs with --log (a server's index answers under its own checkpoint).
+    let r = run(&[
+        "monitor",
+        "--pcap",
+        s(&pcap),
+        "--inventory",
+        s(&inv),
+        "--agreement",
+        s(&agreement),
+        "--server",
+        "http://127.0.0.1:9",
+        "--checkpoint",
+        s(&cosigned),
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+}
