@@ -162,13 +162,70 @@ impl Default for ServeConfig {
     }
 }
 
-/// Why `serve.toml` was refused (the message names the line or the entry).
+/// Why `serve.toml` was refused; its message names the line or the entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError(String);
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file is not TOML of serve.toml's shape: a syntax error, an unknown key, a value of
+    /// the wrong type (`line` where the parser points, when it does).
+    Toml {
+        /// The line (1-based).
+        line: Option<usize>,
+        /// The parser's words.
+        message: String,
+    },
+    /// A `[[submitter]]` (its position, from 1) whose key does not parse or is not an Ed25519
+    /// signing key.
+    Submitter {
+        /// Its position in the file, from 1.
+        position: usize,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// A `[[witnesses.member]]` (its position, from 1) whose key is not an Ed25519
+    /// cosignature key or whose url is not http(s).
+    Witness {
+        /// Its position in the file, from 1.
+        position: usize,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// `[witnesses] quorum` asks for more witnesses than are listed.
+    Quorum {
+        /// The quorum asked for.
+        quorum: usize,
+        /// The witnesses listed.
+        members: usize,
+    },
+    /// `[witnesses] timeout` is not a duration.
+    Timeout(String),
+    /// `[dashboard]` names operator files (`exposure`, `token_file`) without an `inventory`.
+    OperatorWithoutInventory,
+}
 
 impl std::fmt::Display for ConfigError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            ConfigError::Toml { line: Some(l), message } => write!(f, "line {l}: {message}"),
+            ConfigError::Toml { line: None, message } => f.write_str(message),
+            ConfigError::Submitter { position, problem } => {
+                write!(f, "submitter {position}: {problem}")
+            }
+            ConfigError::Witness { position, problem } => {
+                write!(f, "witness {position}: {problem}")
+            }
+            ConfigError::Quorum { quorum, members } => write!(
+                f,
+                "[witnesses] quorum {quorum} is more than the {members} witnesses listed"
+            ),
+            ConfigError::Timeout(t) => write!(
+                f,
+                "[witnesses] timeout {t:?} is not a duration such as \"1s\""
+            ),
+            ConfigError::OperatorWithoutInventory => f.write_str(
+                "[dashboard] exposure and token_file belong to the operator pages, which need an inventory: add inventory = \"...\"",
+            ),
+        }
     }
 }
 
@@ -177,29 +234,22 @@ impl std::error::Error for ConfigError {}
 impl ServeConfig {
     /// Parses `serve.toml`; errors name the line or the entry.
     pub fn from_toml(text: &str) -> Result<ServeConfig, ConfigError> {
-        Self::from_toml_text(text).map_err(ConfigError)
-    }
-
-    fn from_toml_text(text: &str) -> Result<ServeConfig, String> {
-        let raw: Raw = toml::from_str(text).map_err(|e| {
-            let line = e.span().map(|s| nospy_tlog::text::line_at(text, s.start));
-            match line {
-                Some(l) => format!("line {l}: {}", e.message()),
-                None => e.message().to_string(),
-            }
+        let raw: Raw = toml::from_str(text).map_err(|e| ConfigError::Toml {
+            line: e.span().map(|s| nospy_tlog::text::line_at(text, s.start)),
+            message: e.message().to_string(),
         })?;
         let submitters = raw
             .submitter
             .into_iter()
             .enumerate()
             .map(|(i, s)| {
-                let key =
-                    VerifierKey::parse(&s.key).map_err(|e| format!("submitter {}: {e}", i + 1))?;
+                let bad = |problem: String| ConfigError::Submitter {
+                    position: i + 1,
+                    problem,
+                };
+                let key = VerifierKey::parse(&s.key).map_err(|e| bad(e.to_string()))?;
                 if key.alg() != ALG_ED25519 {
-                    return Err(format!(
-                        "submitter {}: not an Ed25519 signing key (type 0x01)",
-                        i + 1
-                    ));
+                    return Err(bad("not an Ed25519 signing key (type 0x01)".into()));
                 }
                 let key_text = key.to_string();
                 Ok(Submitter {
@@ -208,7 +258,7 @@ impl ServeConfig {
                     key_text,
                 })
             })
-            .collect::<Result<Vec<_>, String>>()?;
+            .collect::<Result<Vec<_>, ConfigError>>()?;
         let mut cfg = ServeConfig {
             submitters: submitters.into(),
             witness_timeout: Duration::from_secs(1),
@@ -217,9 +267,7 @@ impl ServeConfig {
         if let Some(d) = raw.dashboard {
             cfg.agreement_files = d.agreements.iter().map(std::path::PathBuf::from).collect();
             if d.inventory.is_none() && (d.exposure.is_some() || d.token_file.is_some()) {
-                return Err(
-                    "[dashboard] exposure and token_file belong to the operator pages, which need an inventory: add inventory = \"...\"".into(),
-                );
+                return Err(ConfigError::OperatorWithoutInventory);
             }
             cfg.operator_files = OperatorFiles {
                 inventory: d.inventory.map(Into::into),
@@ -233,40 +281,117 @@ impl ServeConfig {
                 .into_iter()
                 .enumerate()
                 .map(|(i, m)| {
-                    let mut key = VerifierKey::parse(&m.key)
-                        .map_err(|e| format!("witness {}: {e}", i + 1))?;
+                    let bad = |problem: String| ConfigError::Witness {
+                        position: i + 1,
+                        problem,
+                    };
+                    let mut key = VerifierKey::parse(&m.key).map_err(|e| bad(e.to_string()))?;
                     if key.alg() == ALG_ED25519 {
                         key = key
                             .with_alg(ALG_COSIGNATURE_V1)
-                            .map_err(|e| format!("witness {}: {e}", i + 1))?;
+                            .map_err(|e| bad(e.to_string()))?;
                     }
                     if key.alg() != ALG_COSIGNATURE_V1 {
-                        return Err(format!("witness {}: not an Ed25519 cosignature key", i + 1));
+                        return Err(bad("not an Ed25519 cosignature key".into()));
                     }
                     if !(m.url.starts_with("http://") || m.url.starts_with("https://")) {
-                        return Err(format!("witness {}: url {:?} is not http(s)", i + 1, m.url));
+                        return Err(bad(format!("url {:?} is not http(s)", m.url)));
                     }
                     Ok(Witness {
                         url: m.url.trim_end_matches('/').to_string(),
                         key,
                     })
                 })
-                .collect::<Result<Vec<_>, String>>()?;
+                .collect::<Result<Vec<_>, ConfigError>>()?;
             if w.quorum > cfg.witnesses.len() {
-                return Err(format!(
-                    "[witnesses] quorum {} is more than the {} witnesses listed",
-                    w.quorum,
-                    cfg.witnesses.len()
-                ));
+                return Err(ConfigError::Quorum {
+                    quorum: w.quorum,
+                    members: cfg.witnesses.len(),
+                });
             }
             cfg.witness_quorum = w.quorum;
             if let Some(t) = w.timeout {
-                let secs = parse_duration(&t).ok_or_else(|| {
-                    format!("[witnesses] timeout {t:?} is not a duration such as \"1s\"")
-                })?;
+                let secs = parse_duration(&t).ok_or_else(|| ConfigError::Timeout(t.clone()))?;
                 cfg.witness_timeout = Duration::from_secs(secs.max(1));
             }
         }
         Ok(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vendor() -> String {
+        nospy_tlog::note::SignerKey::from_seed("vendor.example", [2; 32])
+            .expect("a key")
+            .verifier()
+            .to_string()
+    }
+
+    fn err(text: &str) -> ConfigError {
+        ServeConfig::from_toml(text).expect_err(text)
+    }
+
+    #[test]
+    fn each_refusal_names_its_kind_and_place() {
+        assert!(matches!(
+            err("[[submitter]]\nrole = \"vendor\"\nkey = 3\n"),
+            ConfigError::Toml { line: Some(3), .. }
+        ));
+        assert!(matches!(
+            err("[[submitter]]\nrole = \"king\"\nkey = \"x\"\n"),
+            ConfigError::Toml { line: Some(2), .. }
+        ));
+        assert!(matches!(err("surprise = 1\n"), ConfigError::Toml { .. }));
+        assert!(matches!(
+            err(&format!("[[submitter]]\nrole = \"vendor\"\nkey = \"{}\"\n[[submitter]]\nrole = \"vendor\"\nkey = \"not a key\"\n", vendor())),
+            ConfigError::Submitter { position: 2, .. }
+        ));
+        assert!(matches!(
+            err(&format!("[witnesses]\nquorum = 1\n[[witnesses.member]]\nurl = \"ftp://w.example\"\nkey = \"{}\"\n", vendor())),
+            ConfigError::Witness { position: 1, .. }
+        ));
+        assert_eq!(
+            err("[witnesses]\nquorum = 2\n"),
+            ConfigError::Quorum {
+                quorum: 2,
+                members: 0
+            }
+        );
+        assert_eq!(
+            err("[witnesses]\nquorum = 0\ntimeout = \"soon\"\n"),
+            ConfigError::Timeout("soon".into())
+        );
+        assert_eq!(
+            err("[dashboard]\nexposure = \"e.toml\"\n"),
+            ConfigError::OperatorWithoutInventory
+        );
+        // The messages name the place.
+        assert_eq!(
+            err("[witnesses]\nquorum = 2\n").to_string(),
+            "[witnesses] quorum 2 is more than the 0 witnesses listed"
+        );
+        assert!(err("[[submitter]]\nrole = \"vendor\"\nkey = 3\n")
+            .to_string()
+            .starts_with("line 3: "));
+    }
+
+    #[test]
+    fn hostile_text_is_refused_without_a_panic() {
+        let long = "k".repeat(100_000);
+        for text in [
+            "\u{0}",
+            "[[submitter]]\nrole = \"vendor\"\nkey = \"\"\n",
+            "[[submitter]]\nrole = \"vendor\"\nkey = \"a+b+c\"\n",
+            &format!("[[submitter]]\nrole = \"vendor\"\nkey = \"{long}\"\n"),
+            "[witnesses]\nquorum = -1\n",
+            "[witnesses]\nquorum = 18446744073709551616\n",
+            "[dashboard]\nagreements = \"one\"\n",
+            "[[witnesses.member]]\n",
+        ] {
+            let _ = err(text);
+        }
     }
 }
