@@ -216,9 +216,8 @@ fn window_evidence(
     inventory: &Inventory,
     setup: &nospy_stream::report::Setup,
     (p, w, deltas): (u32, u64, Vec<nospy_monitor::Delta>),
-) -> std::result::Result<(), String> {
-    let signed = nospy_stream::report::sign_window(setup, inventory, &e.names, &e.key, w, &deltas)
-        .map_err(|e| e.to_string())?;
+) -> Result<()> {
+    let signed = nospy_stream::report::sign_window(setup, inventory, &e.names, &e.key, w, &deltas)?;
     let entries: Vec<Vec<u8>> = signed
         .statements
         .iter()
@@ -231,9 +230,9 @@ fn window_evidence(
     let appended = std::thread::scope(|s| {
         s.spawn(|| e.log.append(&entries))
             .join()
-            .map_err(|_| "appending evidence panicked".to_string())
+            .map_err(|_| anyhow::anyhow!("appending evidence panicked"))
     })?
-    .map_err(|err| format!("appending evidence to {}: {err}", e.log.name()))?;
+    .with_context(|| format!("appending evidence to {}", e.log.name()))?;
     let dups = appended.iter().filter(|a| a.duplicate).count();
     eprintln!(
         "nospy monitor: partition {p}, window {}: {} evidence statements appended to {} ({dups} already there): entries {}",
@@ -295,7 +294,8 @@ pub fn work(
         &mut monitor,
         &mut |m| eprintln!("nospy monitor: {m}"),
         &mut |setup, p, w, deltas| match &evidence {
-            Some(e) => window_evidence(e, inventory, setup, (p, w, deltas)),
+            Some(e) => window_evidence(e, inventory, setup, (p, w, deltas))
+                .map_err(|e| format!("{e:#}").into()),
             None => Ok(()),
         },
     );

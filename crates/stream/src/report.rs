@@ -22,6 +22,32 @@ pub struct Setup {
     pub devices: Vec<(String, bool, Value, Option<String>)>,
 }
 
+/// Why a stored setup could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SetupError {
+    /// It is not JSON.
+    NotJson(String),
+    /// A field is missing or of the wrong kind.
+    Field {
+        /// Which (`devices[3].device`).
+        field: String,
+        /// What it should be.
+        problem: &'static str,
+    },
+}
+
+impl std::fmt::Display for SetupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SetupError::NotJson(e) => write!(f, "not JSON: {e}"),
+            SetupError::Field { field, problem } => write!(f, "{field}: {problem}"),
+        }
+    }
+}
+
+impl std::error::Error for SetupError {}
+
 impl Setup {
     /// As stored.
     pub fn to_bytes(&self) -> Bytes {
@@ -36,35 +62,36 @@ impl Setup {
     }
 
     /// Reads what [`Setup::to_bytes`] wrote.
-    pub fn from_bytes(b: &[u8]) -> Result<Setup, String> {
-        let v: Value = serde_json::from_slice(b).map_err(|e| format!("not JSON: {e}"))?;
+    pub fn from_bytes(b: &[u8]) -> Result<Setup, SetupError> {
+        let v: Value = serde_json::from_slice(b).map_err(|e| SetupError::NotJson(e.to_string()))?;
+        let bad = |field: String, problem: &'static str| SetupError::Field { field, problem };
         let inv = v["inventory_sha256"]
             .as_str()
             .and_then(unhex)
-            .ok_or("inventory_sha256: not 64 hex digits")?;
+            .ok_or_else(|| bad("inventory_sha256".into(), "not 64 hex digits"))?;
         let window_secs = v["window_secs"]
             .as_u64()
             .filter(|&w| w > 0)
-            .ok_or("window_secs: not a positive number")?;
+            .ok_or_else(|| bad("window_secs".into(), "not a positive number"))?;
         let devices = v["devices"]
             .as_array()
-            .ok_or("devices: not a list")?
+            .ok_or_else(|| bad("devices".into(), "not a list"))?
             .iter()
             .enumerate()
             .map(|(i, d)| {
                 Ok((
                     d["device"]
                         .as_str()
-                        .ok_or(format!("devices[{i}].device: not a string"))?
+                        .ok_or_else(|| bad(format!("devices[{i}].device"), "not a string"))?
                         .to_string(),
-                    d["has_manifest"]
-                        .as_bool()
-                        .ok_or(format!("devices[{i}].has_manifest: not true or false"))?,
+                    d["has_manifest"].as_bool().ok_or_else(|| {
+                        bad(format!("devices[{i}].has_manifest"), "not true or false")
+                    })?,
                     d["manifest"].clone(),
                     d["note"].as_str().map(str::to_string),
                 ))
             })
-            .collect::<Result<_, String>>()?;
+            .collect::<Result<_, SetupError>>()?;
         Ok(Setup {
             inventory: inv,
             window_secs,
@@ -247,4 +274,44 @@ pub fn sign_window(
     Ok(nospy_monitor::evidence::sign(
         &report, inventory, names, &input, key,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_setup_reads_back_and_a_damaged_one_names_its_field() {
+        let s = Setup {
+            inventory: [7; 32],
+            window_secs: 300,
+            devices: vec![
+                ("d1".into(), true, json!({"from": "log"}), None),
+                ("d2".into(), false, Value::Null, Some("no manifest".into())),
+            ],
+        };
+        let back = Setup::from_bytes(&s.to_bytes()).unwrap();
+        assert_eq!(back.to_bytes(), s.to_bytes());
+        assert!(matches!(
+            Setup::from_bytes(b"{"),
+            Err(SetupError::NotJson(_))
+        ));
+        let damaged = String::from_utf8(s.to_bytes().to_vec())
+            .unwrap()
+            .replace("\"device\":\"d2\"", "\"device\":2");
+        assert_eq!(
+            Setup::from_bytes(damaged.as_bytes()),
+            Err(SetupError::Field {
+                field: "devices[1].device".into(),
+                problem: "not a string"
+            })
+        );
+        let zero = String::from_utf8(s.to_bytes().to_vec())
+            .unwrap()
+            .replace("\"window_secs\":300", "\"window_secs\":0");
+        assert!(matches!(
+            Setup::from_bytes(zero.as_bytes()),
+            Err(SetupError::Field { ref field, .. }) if field == "window_secs"
+        ));
+    }
 }

@@ -72,12 +72,16 @@ pub struct Config {
 /// window is handed on once, or, if a worker dies in between, again by the next holder (what
 /// the caller does with it must make a repeat harmless: signed evidence is deterministic, and a
 /// log keeps an entry once).
-pub type OnWindow<'a> = dyn FnMut(u32, u64, Vec<Delta>) -> Result<(), String> + 'a;
+pub type OnWindow<'a> = dyn FnMut(u32, u64, Vec<Delta>) -> Result<(), WindowError> + 'a;
+
+/// Why the caller could not take a closed window (its own error: the worker says it and hands
+/// the window on again later).
+pub type WindowError = Box<dyn std::error::Error + Send + Sync>;
 
 /// What [`serve`] calls for each closed window: [`OnWindow`]'s arguments after the setup the
 /// worker recorded.
 pub type ServeOnWindow<'a> =
-    dyn FnMut(&crate::report::Setup, u32, u64, Vec<Delta>) -> Result<(), String> + 'a;
+    dyn FnMut(&crate::report::Setup, u32, u64, Vec<Delta>) -> Result<(), WindowError> + 'a;
 
 /// What a worker did.
 #[derive(Debug, Clone, Default)]
