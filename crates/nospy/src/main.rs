@@ -117,8 +117,10 @@ enum Command {
     /// finishes what was acknowledged and stops.
     ///
     /// Dashboard (a browser at http://127.0.0.1:7379/; each page also JSON with `Accept:
-    /// application/json` or `.json`): / (status), /entries (paged), /entries/<N> (decoded, with
-    /// /entries/<N>/proof, its c2sp.org/tlog-proof).
+    /// application/json` or `.json`): / (status, live), /entries (paged), /entries/<N> (decoded,
+    /// with /entries/<N>/proof, its c2sp.org/tlog-proof), /search?q=, /witnesses,
+    /// /verdict/<SHA256> (under serve.toml's [dashboard] agreements); with [dashboard]
+    /// inventory (and exposure, token_file) the operator pages /fleet, /violations, /exposure.
     Serve(servecmd::ServeArgs),
     /// The whole chain in one command: a demo world (a vendor's three releases, two evaluators,
     /// two witnesses, an operator's 1,000 devices and a capture in which one phones home, a
