@@ -1,9 +1,9 @@
-//! Where a reader finds a log's tiles and entry bundles: a directory ([`DirStorage`]) or a
+//! Where a reader finds a log's tiles and entry bundles: a directory
+//! ([`crate::storage::DirStorage`]) or a
 //! bucket ([`crate::object::BlockingObjects`]). Reads only: each storage writes in its own way
 //! (fsyncs and renames on a disk, conditional PUTs in a bucket), so writing is not abstracted.
 
 use crate::error::{corrupt, LogError};
-use crate::storage::DirStorage;
 use nospy_tlog::hash::Hash;
 use nospy_tlog::tile::{self, TileId};
 use std::path::PathBuf;
@@ -37,15 +37,5 @@ pub trait TileSource: Send + Sync + std::fmt::Debug {
         let data = self.read_required(&rel, "entry bundle")?;
         tile::parse_bundle(&data, id.width).map_err(|e| corrupt(self.locate(&rel), e))?;
         Ok(data)
-    }
-}
-
-impl TileSource for DirStorage {
-    fn read(&self, rel: &str) -> Result<Option<Vec<u8>>, LogError> {
-        DirStorage::read(self, rel)
-    }
-
-    fn locate(&self, rel: &str) -> PathBuf {
-        self.path(rel)
     }
 }

@@ -7,7 +7,7 @@
 
 use crate::edge::{EdgeError, RightEdge};
 use crate::error::{corrupt, io, LogError};
-use crate::source::TileSource as _;
+use crate::source::TileSource;
 use nospy_tlog::hash::Hash;
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
@@ -327,6 +327,16 @@ impl DirStorage {
     /// Fsyncs a directory of the log.
     pub fn sync_dir(&self, rel: &str) -> Result<(), LogError> {
         self.sync_dirs(&[self.path(rel)])
+    }
+}
+
+impl TileSource for DirStorage {
+    fn read(&self, rel: &str) -> Result<Option<Vec<u8>>, LogError> {
+        DirStorage::read(self, rel)
+    }
+
+    fn locate(&self, rel: &str) -> PathBuf {
+        self.path(rel)
     }
 }
 

@@ -19,6 +19,7 @@ mod keys;
 mod logcmd;
 mod manifestcmd;
 mod monitorcmd;
+mod monitortext;
 mod servecmd;
 mod statements;
 mod streamcmd;

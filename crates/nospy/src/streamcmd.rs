@@ -382,10 +382,10 @@ pub fn report(a: ReportArgs) -> Result<ExitCode> {
             .setup
             .devices
             .iter()
-            .map(|d| crate::monitorcmd::manifest_from_json(&d.2))
+            .map(|d| crate::monitortext::manifest_from_json(&d.2))
             .collect();
         let notes: Vec<_> = m.setup.devices.iter().map(|d| d.3.clone()).collect();
-        crate::monitorcmd::print_text(&m.report, &m.stats, &from, &notes);
+        crate::monitortext::print_text(&m.report, &m.stats, &from, &notes);
     }
     Ok(if m.report.violations.is_empty() {
         ExitCode::SUCCESS

@@ -28,7 +28,6 @@ pub mod metrics;
 mod pipeline;
 pub mod witnessing;
 
-use crate::http::router;
 use crate::pipeline::sequencer::{run_sequencer, SequencerLinks};
 use crate::pipeline::verifier::run_verifier;
 use crate::pipeline::AddRequest;
@@ -687,10 +686,12 @@ pub async fn start(opts: Options) -> Result<Running, Error> {
             let _ = tokio::task::spawn_blocking(move || reload_if_changed(&s)).await;
         }
     }));
-    let app = router(Arc::new(Handlers {
-        shared: shared.clone(),
-        queue: tx,
-    }));
+    let app = http::routes()
+        .merge(dashboard::routes())
+        .with_state(Arc::new(Handlers {
+            shared: shared.clone(),
+            queue: tx,
+        }));
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let done = tokio::spawn(async move {
         let limits = (opts.max_connections, opts.max_connections_per_client);

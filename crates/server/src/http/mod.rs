@@ -17,8 +17,9 @@ use read::{get_checkpoint, get_tile};
 use std::time::Duration;
 use write::post_add;
 
-/// The HTTP routes.
-pub(crate) fn router(state: AppState) -> Router {
+/// The API's routes: the log (c2sp.org/tlog-tiles), submissions, proofs, lookups, metrics.
+/// (The server merges the dashboard's beside them.)
+pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/checkpoint", get(get_checkpoint))
         .route("/tile/{*path}", get(get_tile))
@@ -27,9 +28,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/proof/consistency", get(get_consistency))
         .route("/metrics", get(get_metrics))
         .route("/lookup", get(get_lookup))
-        .merge(crate::dashboard::routes())
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
-        .with_state(state)
 }
 
 pub(crate) fn respond(
