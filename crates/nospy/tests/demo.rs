@@ -175,6 +175,16 @@ fn the_demo_world_is_played_end_to_end_and_found_again() {
     let page = nospy_testkit::http::request(addr, "GET", &format!("/entries/{evidence}"), b"");
     assert_eq!(page.status, 200);
     assert!(page.text().contains("203.0.113.66"), "{}", page.text());
+    let page: serde_json::Value = serde_json::from_slice(
+        &nospy_testkit::http::request(addr, "GET", &format!("/entries/{evidence}.json"), b"").body,
+    )
+    .unwrap();
+    assert_eq!(page["evidence"]["device"], "ran-000007", "{page}");
+    assert_eq!(
+        page["evidence"]["flows"][0]["peer"], "203.0.113.66",
+        "{page}"
+    );
+    assert_eq!(page["evidence"]["flows"][0]["port"], 8443, "{page}");
     // The operator pages agree with the binary's own fleet report and the monitor's evidence.
     let page: serde_json::Value =
         serde_json::from_slice(&nospy_testkit::http::request(addr, "GET", "/fleet.json", b"").body)

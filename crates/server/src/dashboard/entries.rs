@@ -300,6 +300,9 @@ struct EntryPage {
     signers: Vec<SignerRoles>,
     /// A release's manifest rules, one line each.
     manifest: Vec<ManifestRow>,
+    /// Evidence's device, window and flows not allowed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    evidence: Option<nospy_statement::predicate::Evidence>,
     /// Other entries about the same artifact (the first subject), from the lookup index.
     related: Vec<EntrySummary>,
     /// Whether there are more of those than listed (the search page lists them all).
@@ -393,8 +396,13 @@ pub(super) async fn one(
         Err(e) => return refuse(&s, StatusCode::SERVICE_UNAVAILABLE, json, e),
     };
     let (summary, statement) = summarize(i, &raw);
+    let mut evidence = None;
     let manifest = match nospy_statement::inspect(&raw) {
         Ok((o, _)) => match o.predicate {
+            Predicate::Evidence(e) => {
+                evidence = Some(e);
+                Vec::new()
+            }
             Predicate::Release(r) => r
                 .manifest
                 .allow
@@ -439,6 +447,7 @@ pub(super) async fn one(
         proof: format!("/entries/{i}/proof"),
         signers,
         manifest,
+        evidence,
         related,
         related_more,
     };
@@ -477,6 +486,31 @@ pub(super) async fn one(
                         tr {
                             td { (r.direction) } td { (r.peer) } td { (r.protocol) }
                             td { (r.ports) } td { (r.device_ports) } td { (r.initiated_by) }
+                        }
+                    }
+                }
+            }
+        }
+        @if let Some(e) = &p.evidence {
+            h2 #flows { "What the monitor saw: flows the manifest does not allow" }
+            p {
+                "Device " (e.device) ", " (e.window.start) " to " (e.window.end)
+                @if let Some(m) = &e.manifest { "; judged against " (m) }
+                "."
+            }
+            table {
+                caption.skip { "The flows this evidence records" }
+                thead { tr {
+                    th scope="col" { "Direction" } th scope="col" { "Peer" } th scope="col" { "Protocol" }
+                    th scope="col" { "Port" } th scope="col" { "Flows" } th scope="col" { "Packets" }
+                    th scope="col" { "Bytes" } th scope="col" { "First seen" } th scope="col" { "Last seen" }
+                } }
+                tbody {
+                    @for f in &e.flows {
+                        tr {
+                            td { (f.direction) } td { (f.peer) } td { (f.protocol) } td.num { (f.port) }
+                            td.num { (f.flows) } td.num { (f.packets) } td.num { (f.bytes) }
+                            td { (f.first_seen) } td { (f.last_seen) }
                         }
                     }
                 }
