@@ -108,32 +108,35 @@ fn the_dashboard_works_in_a_real_browser_with_and_without_javascript() {
         assert_eq!(r.status, 200, "the link {l}");
     }
 
-    // The keyboard reaches the search box and every link of the status page.
-    b.goto(&format!("{base}/"));
-    let focusable = b
-        .eval(
-            "return document.querySelectorAll('a[href], input, button').length;",
+    // The keyboard reaches the search box and every link of the status, entries, violations
+    // and exposure pages.
+    for p in ["/", "/entries", "/violations", "/exposure"] {
+        b.goto(&format!("{base}{p}"));
+        let focusable = b
+            .eval(
+                "return document.querySelectorAll('a[href], input, button, summary').length;",
+                json!([]),
+            )
+            .as_u64()
+            .unwrap();
+        let mut reached = std::collections::BTreeSet::new();
+        for _ in 0..focusable + 2 {
+            b.keys(TAB);
+            let who = b.eval(
+                "var e = document.activeElement; return e.id || e.getAttribute('href') || e.tagName + ' ' + e.textContent;",
+                json!([]),
+            );
+            reached.insert(who.as_str().unwrap().to_string());
+        }
+        let all: std::collections::BTreeSet<String> = serde_json::from_value(b.eval(
+            "return Array.from(document.querySelectorAll('a[href], input, button, summary')).map(function (e) { return e.id || e.getAttribute('href') || e.tagName + ' ' + e.textContent; });",
             json!([]),
-        )
-        .as_u64()
+        ))
         .unwrap();
-    let mut reached = std::collections::BTreeSet::new();
-    for _ in 0..focusable + 2 {
-        b.keys(TAB);
-        let who = b.eval(
-            "var e = document.activeElement; return e.id || e.getAttribute('href') || e.tagName;",
-            json!([]),
-        );
-        reached.insert(who.as_str().unwrap().to_string());
+        assert!(reached.contains("q"), "{p}: the search box: {reached:?}");
+        let missed: Vec<_> = all.difference(&reached).collect();
+        assert!(missed.is_empty(), "{p}: not reached by Tab: {missed:?}");
     }
-    let all: std::collections::BTreeSet<String> = serde_json::from_value(b.eval(
-        "return Array.from(document.querySelectorAll('a[href], input, button')).map(function (e) { return e.id || e.getAttribute('href') || e.tagName; });",
-        json!([]),
-    ))
-    .unwrap();
-    assert!(reached.contains("q"), "the search box: {reached:?}");
-    let missed: Vec<_> = all.difference(&reached).collect();
-    assert!(missed.is_empty(), "not reached by Tab: {missed:?}");
 
     // The keyboard: the first Tab reaches the skip link, Enter goes to the content.
     b.goto(&format!("{base}/"));
