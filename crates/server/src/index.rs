@@ -26,25 +26,50 @@ pub struct Index {
 
 /// Why the index could not be read or written.
 #[derive(Debug)]
-pub struct IndexError(String);
+#[non_exhaustive]
+pub enum IndexError {
+    /// SQLite refused: opening the index file (`path`) or a statement on it.
+    Sqlite {
+        /// The index file, when the failure was opening it.
+        path: Option<std::path::PathBuf>,
+        /// SQLite's error.
+        source: rusqlite::Error,
+    },
+    /// Reading the log's entries to index them failed.
+    Log(nospy_log::LogError),
+}
 
 impl std::fmt::Display for IndexError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            IndexError::Sqlite {
+                path: Some(p),
+                source,
+            } => write!(f, "{}: {source}", p.display()),
+            IndexError::Sqlite { path: None, source } => write!(f, "{source}"),
+            IndexError::Log(e) => write!(f, "reading the log: {e}"),
+        }
     }
 }
 
-impl std::error::Error for IndexError {}
+impl std::error::Error for IndexError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            IndexError::Sqlite { source, .. } => Some(source),
+            IndexError::Log(e) => Some(e),
+        }
+    }
+}
 
 impl From<rusqlite::Error> for IndexError {
-    fn from(e: rusqlite::Error) -> Self {
-        IndexError(e.to_string())
+    fn from(source: rusqlite::Error) -> Self {
+        IndexError::Sqlite { path: None, source }
     }
 }
 
 impl From<nospy_log::LogError> for IndexError {
     fn from(e: nospy_log::LogError) -> Self {
-        IndexError(format!("reading the log: {e}"))
+        IndexError::Log(e)
     }
 }
 
@@ -101,7 +126,10 @@ impl Index {
     /// version of nospy is emptied, to be rebuilt from the log by [`Index::catch_up`].
     pub fn open(dir: &Path) -> Result<Index, IndexError> {
         let p = dir.join(".nospy/index.sqlite");
-        let at = |e: rusqlite::Error| IndexError(format!("{}: {e}", p.display()));
+        let at = |source: rusqlite::Error| IndexError::Sqlite {
+            path: Some(p.clone()),
+            source,
+        };
         let db = Connection::open(&p).map_err(at)?;
         db.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536;",

@@ -15,11 +15,27 @@ const INDEX_VERSION: i32 = 2;
 
 /// Why the index could not be read or written.
 #[derive(Debug)]
-pub struct PgIndexError(String);
+#[non_exhaustive]
+pub enum PgIndexError {
+    /// The schema name is not lower-case letters, digits and underscores (at most 63, not
+    /// starting with a digit).
+    SchemaName(String),
+    /// PostgreSQL could not be reached or refused a statement (its words, described).
+    Database(String),
+    /// A row holds what the index never writes (a leaf hash not 32 bytes long).
+    Corrupt(&'static str),
+}
 
 impl std::fmt::Display for PgIndexError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "lookup index: {}", self.0)
+        match self {
+            PgIndexError::SchemaName(s) => write!(
+                f,
+                "lookup index: schema name {s:?}: lower-case letters, digits and underscores"
+            ),
+            PgIndexError::Database(e) => write!(f, "lookup index: {e}"),
+            PgIndexError::Corrupt(what) => write!(f, "lookup index: {what}"),
+        }
     }
 }
 
@@ -27,7 +43,7 @@ impl std::error::Error for PgIndexError {}
 
 impl From<tokio_postgres::Error> for PgIndexError {
     fn from(e: tokio_postgres::Error) -> Self {
-        PgIndexError(nospy_log::cluster::describe(&e))
+        PgIndexError::Database(nospy_log::cluster::describe(&e))
     }
 }
 
@@ -49,18 +65,16 @@ impl PgIndex {
                 .bytes()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_');
         if !ok {
-            return Err(PgIndexError(format!(
-                "schema name {schema:?}: lower-case letters, digits and underscores"
-            )));
+            return Err(PgIndexError::SchemaName(schema.to_string()));
         }
         let mut db = nospy_log::cluster::connect(url)
             .await
-            .map_err(|e| PgIndexError(e.to_string()))?;
+            .map_err(|e| PgIndexError::Database(e.to_string()))?;
         // An instance paused inside a transaction (its indexer's, or its migration) must hold
         // up no other instance's indexer for longer than the database's bound.
         nospy_log::cluster::bound_waits(&db)
             .await
-            .map_err(|e| PgIndexError(e.to_string()))?;
+            .map_err(|e| PgIndexError::Database(e.to_string()))?;
         let table = format!("{schema}.index_schema");
         let exists: bool = db
             .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
@@ -241,7 +255,7 @@ impl PgIndex {
             entries.push(Found {
                 index: r.get::<_, i64>(0) as u64,
                 leaf_hash: Hash::from_slice(&leaf)
-                    .ok_or_else(|| PgIndexError("a leaf hash is not 32 bytes".into()))?,
+                    .ok_or(PgIndexError::Corrupt("a leaf hash is not 32 bytes"))?,
                 predicate_type: r.get(2),
                 signers: signers.into_iter().filter(|s| !s.is_empty()).collect(),
             });

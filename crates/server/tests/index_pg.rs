@@ -172,3 +172,32 @@ fn a_stopped_instance_holds_up_no_other_indexer_for_ever() {
         drop_schema(&s).await;
     });
 }
+
+#[test]
+fn a_schema_name_that_is_not_a_plain_identifier_is_refused_before_connecting() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for bad in [
+        "",
+        "Upper",
+        "1starts_with_a_digit",
+        "semi;colon",
+        "quote\"d",
+        &"a".repeat(64),
+    ] {
+        // A database that does not exist: the name is refused before any connection.
+        match rt.block_on(PgIndex::open("host=127.0.0.1 port=1 user=nobody", bad)) {
+            Err(nospy_server::index_pg::PgIndexError::SchemaName(s)) => assert_eq!(s, bad),
+            Err(e) => panic!("{bad:?}: {e}"),
+            Ok(_) => panic!("{bad:?} accepted"),
+        }
+    }
+    // A good name against an unreachable database: a database error, said.
+    match rt.block_on(PgIndex::open(
+        "host=127.0.0.1 port=1 user=nobody connect_timeout=2",
+        "fine_name",
+    )) {
+        Err(nospy_server::index_pg::PgIndexError::Database(e)) => assert!(!e.is_empty()),
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("connected to port 1"),
+    }
+}
