@@ -153,13 +153,18 @@ impl Template {
 /// Whose templates: exporter (by its number in the collector), observation domain (IPFIX) or source id (v9), template id.
 type TemplateKey = (u32, u32, u16);
 
-/// Why a collector's saved state was refused (the message names the line).
+/// Why a collector's saved state was refused: the line, and what is wrong there.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RestoreError(String);
+pub struct RestoreError {
+    /// The line (from 1).
+    pub line: usize,
+    /// What is wrong with it.
+    pub problem: String,
+}
 
 impl std::fmt::Display for RestoreError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        write!(f, "line {}: {}", self.line, self.problem)
     }
 }
 
@@ -351,28 +356,33 @@ impl Collector {
     /// A collector with the state [`Collector::save`] wrote. Refuses, naming the line, anything
     /// else (and more templates or exporters than a collector keeps).
     pub fn restore(text: &str) -> Result<Collector, RestoreError> {
-        Self::restore_text(text).map_err(RestoreError)
+        Self::restore_text(text)
     }
 
-    fn restore_text(text: &str) -> Result<Collector, String> {
+    fn restore_text(text: &str) -> Result<Collector, RestoreError> {
         let mut c = Collector::new();
         let mut lines = text.lines().enumerate();
         match lines.next() {
             Some((_, l)) if l.trim_end() == STATE_HEADER => {}
-            _ => return Err(format!("line 1: expected {STATE_HEADER:?}")),
+            _ => {
+                return Err(RestoreError {
+                    line: 1,
+                    problem: format!("expected {STATE_HEADER:?}"),
+                })
+            }
         }
         for (i, line) in lines {
             let n = i + 1;
-            let at = |m: String| format!("line {n}: {m}");
+            let at = |problem: String| RestoreError { line: n, problem };
             let w: Vec<&str> = line.split_whitespace().collect();
             if w.is_empty() {
                 continue;
             }
-            let num = |s: &str, what: &str| -> Result<u64, String> {
+            let num = |s: &str, what: &str| -> Result<u64, RestoreError> {
                 s.parse::<u64>()
                     .map_err(|_| at(format!("{what} {s:?} is not a number")))
             };
-            let mut exporter = |name: &str| -> Result<u32, String> {
+            let mut exporter = |name: &str| -> Result<u32, RestoreError> {
                 if let Some(&e) = c.exporters.get(name) {
                     return Ok(e);
                 }
