@@ -102,7 +102,7 @@ fn the_status_page_and_its_json_show_the_log() {
     assert!(html.starts_with("<!DOCTYPE html>"), "{html}");
     assert!(html.contains(ORIGIN), "{html}");
     assert!(html.contains("<main id=\"main\">"), "{html}");
-    // Growth and submission rates, marked for live updates ("measuring" until a second has
+    // Growth and submission rates, marked for live updates ("not measured yet" until a second has
     // passed since the server's first reading).
     assert!(html.contains(r#"<span data-live="growth">"#), "{html}");
     assert!(html.contains(r#"<span data-live="submissions">"#), "{html}");

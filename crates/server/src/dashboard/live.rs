@@ -27,12 +27,12 @@ pub(super) struct Figures {
     pub(super) rates: Option<crate::metrics::RateReading>,
 }
 
-/// A rate in words.
+/// A rate per second as the page shows it.
 pub(super) fn per_second(r: Option<f64>) -> String {
     match r {
-        None => "measuring".into(),
-        Some(x) if x >= 100.0 => format!("{x:.0}/s"),
-        Some(x) => format!("{x:.2}/s"),
+        None => "not measured yet".into(),
+        Some(x) if x >= 100.0 => format!("{x:.0}"),
+        Some(x) => format!("{x:.2}"),
     }
 }
 

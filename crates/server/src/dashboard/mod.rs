@@ -345,8 +345,8 @@ async fn status_page(s: AppState, json: bool) -> Response<Body> {
                 }
             }
             dt { "Lookup index" } dd { "covers " span data-live="indexed" { (st.indexed) } " of the entries" }
-            dt { "Growth" } dd { span data-live="growth" { (growth) } " entries, over about the last minute" }
-            dt { "Submissions" } dd { span data-live="submissions" { (submissions) } " acknowledged by this server (duplicates included)" }
+            dt { "Growth (entries a second, over about the last minute)" } dd { span data-live="growth" { (growth) } }
+            dt { "Submissions acknowledged by this server (a second, duplicates included)" } dd { span data-live="submissions" { (submissions) } }
         }
         p.note { "The figures above follow the log as it grows (with JavaScript; without it, reload the page)." }
         script src=(js_path()) defer {}
