@@ -44,10 +44,6 @@ fn write_world(w: &World, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
-    create(path, bytes, true)
-}
-
 /// Creates `path` (never over an existing file), the owner's only when `private`.
 fn create(path: &Path, bytes: &[u8], private: bool) -> Result<()> {
     let mut opts = std::fs::OpenOptions::new();
@@ -108,18 +104,21 @@ impl Player {
         Ok(stdout)
     }
 
+    /// `nospy log add --server url files`: the entries the files were given.
+    fn add(&mut self, url: &str, files: &[String]) -> Result<Vec<u64>> {
+        let mut args = vec!["log", "add", "--server", url, "--json"];
+        args.extend(files.iter().map(String::as_str));
+        let v = self.json(&args, &[0])?;
+        Ok(v["entries"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|e| e["index"].as_u64()).collect())
+            .unwrap_or_default())
+    }
+
     fn json(&mut self, args: &[&str], ok: &[i32]) -> Result<Value> {
         let text = self.run(args, ok)?;
         serde_json::from_str(&text).with_context(|| format!("nospy {}: its JSON", args.join(" ")))
     }
-}
-
-/// The entries the world's statements were given, by what they are.
-fn entry_indices(v: &Value) -> Vec<u64> {
-    v["entries"]
-        .as_array()
-        .map(|a| a.iter().filter_map(|e| e["index"].as_u64()).collect())
-        .unwrap_or_default()
 }
 
 /// Plays every party's part against the server at `url`; returns what the world records.
@@ -159,9 +158,7 @@ fn play(
         p.run(&args, &[0])?;
         files.push(out);
     }
-    let mut args = vec!["log", "add", "--server", url, "--json"];
-    args.extend(files.iter().map(String::as_str));
-    let releases = entry_indices(&p.json(&args, &[0])?);
+    let releases = p.add(url, &files)?;
     // The evaluators rebuild and attest; the DE lab's rebuild of 4.2.1 differs.
     let mut files = Vec::new();
     for (r, &entry) in w.releases.iter().zip(&releases) {
@@ -194,9 +191,7 @@ fn play(
             files.push(out);
         }
     }
-    let mut args = vec!["log", "add", "--server", url, "--json"];
-    args.extend(files.iter().map(String::as_str));
-    let attestations = entry_indices(&p.json(&args, &[0])?);
+    let attestations = p.add(url, &files)?;
     // The vendor revokes what the DE lab found.
     let mut files = Vec::new();
     for r in w.releases.iter().filter(|r| r.revoked.is_some()) {
@@ -217,9 +212,7 @@ fn play(
         )?;
         files.push(out);
     }
-    let mut args = vec!["log", "add", "--server", url, "--json"];
-    args.extend(files.iter().map(String::as_str));
-    let revocations = entry_indices(&p.json(&args, &[0])?);
+    let revocations = p.add(url, &files)?;
     let size = revocations.iter().max().map_or(0, |i| i + 1);
     if !wait_cosigned(size) {
         bail!("the witnesses did not cosign the log's {size} entries within 30 s");
@@ -403,7 +396,7 @@ pub fn run(a: DemoArgs) -> Result<ExitCode> {
         let mut bytes = [0u8; 24];
         getrandom::getrandom(&mut bytes).context("reading the system's random number generator")?;
         let text: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        write_private(&token_file, format!("{text}\n").as_bytes())?;
+        create(&token_file, format!("{text}\n").as_bytes(), true)?;
     }
     std::fs::write(dir.join("serve.toml"), serve_config(&w, &addrs, token))?;
     let server = rt.block_on(nospy_server::start(nospy_server::Options {

@@ -60,15 +60,8 @@ fn the_demo_world_is_played_end_to_end_and_found_again() {
     // The regulator's measure: exactly the access cap breached.
     let exposure: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("exposure.json")).unwrap()).unwrap();
-    let breached: Vec<_> = exposure["rules"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["in_force"] == true && r["compliant"] == false)
-        .map(|r| r["name"].as_str().unwrap())
-        .collect();
     assert_eq!(
-        breached,
+        breached(&exposure),
         ["At most 35% of the access network"],
         "{exposure}"
     );
@@ -216,14 +209,11 @@ fn the_demo_world_is_played_end_to_end_and_found_again() {
         &nospy_testkit::http::request(addr, "GET", "/exposure.json", b"").body,
     )
     .unwrap();
-    let breached: Vec<_> = page["rules"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["in_force"] == true && r["compliant"] == false)
-        .map(|r| r["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(breached, ["At most 35% of the access network"], "{page}");
+    assert_eq!(
+        breached(&page),
+        ["At most 35% of the access network"],
+        "{page}"
+    );
     let pid = child.id().to_string();
     assert!(std::process::Command::new("kill")
         .args(["-TERM", &pid])
@@ -251,4 +241,15 @@ fn the_demo_world_is_played_end_to_end_and_found_again() {
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("remove it"), "{}", r.stderr);
     assert_eq!(std::fs::read_dir(&other).unwrap().count(), 1);
+}
+
+/// The rules an exposure report (the command's JSON or the page's) finds in force and breached.
+fn breached(report: &serde_json::Value) -> Vec<&str> {
+    report["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["in_force"] == true && r["compliant"] == false)
+        .map(|r| r["name"].as_str().unwrap())
+        .collect()
 }

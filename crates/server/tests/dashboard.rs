@@ -57,18 +57,34 @@ fn log(dir: &std::path::Path) -> Vec<Vec<u8>> {
     entries
 }
 
-fn serve(dir: &std::path::Path, rt: &tokio::runtime::Runtime) -> nospy_server::Running {
-    rt.block_on(start(Options {
+/// The entry indexes a JSON page lists under `entries`.
+fn indexes(v: &serde_json::Value) -> Vec<u64> {
+    v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["index"].as_u64().unwrap())
+        .collect()
+}
+
+/// The server's options for the log in `dir`: small queues and batches, a quick index.
+fn options(dir: &std::path::Path, config: Option<std::path::PathBuf>, listen: &str) -> Options {
+    Options {
+        config,
         queue: 16,
         max_batch: 16,
-        index_delay: std::time::Duration::from_millis(10),
+        index_delay: Duration::from_millis(10),
         ..Options::new(
             nospy_server::Storage::Dir(dir.to_path_buf()),
             log_key(),
-            "127.0.0.1:0".parse().unwrap(),
+            listen.parse().unwrap(),
         )
-    }))
-    .unwrap()
+    }
+}
+
+fn serve(dir: &std::path::Path, rt: &tokio::runtime::Runtime) -> nospy_server::Running {
+    rt.block_on(start(options(dir, None, "127.0.0.1:0")))
+        .unwrap()
 }
 
 fn secured(r: &Reply) {
@@ -259,12 +275,7 @@ fn search_finds_an_artifact_s_entries_and_goes_to_an_index() {
     let v = json(&request(srv.addr, "GET", &q, b""));
     assert_eq!(v["matched"], "artifact");
     assert_eq!(v["covered"], 61);
-    let found: Vec<u64> = v["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["index"].as_u64().unwrap())
-        .collect();
+    let found = indexes(&v);
     assert_eq!(found, about);
     assert_eq!(v["next"], serde_json::Value::Null);
     let r = request(srv.addr, "GET", &format!("/search?q={}", d.to_hex()), b"");
@@ -293,12 +304,7 @@ fn search_finds_an_artifact_s_entries_and_goes_to_an_index() {
         b"",
     ));
     assert_eq!(v["matched"], "term");
-    let found: Vec<u64> = v["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["index"].as_u64().unwrap())
-        .collect();
+    let found = indexes(&v);
     assert_eq!(found, (0..50).collect::<Vec<_>>(), "{v}");
     let next = v["next"].as_u64().unwrap();
     let key = SignerKey::from_seed("vendor.example", [2; 32])
@@ -316,12 +322,7 @@ fn search_finds_an_artifact_s_entries_and_goes_to_an_index() {
         ),
         b"",
     ));
-    let found: Vec<u64> = v["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["index"].as_u64().unwrap())
-        .collect();
+    let found = indexes(&v);
     assert_eq!(found, (50..60).collect::<Vec<_>>(), "{v}");
     assert_eq!(v["next"], serde_json::Value::Null);
     // What it cannot search for, it says, with a 400.
@@ -393,16 +394,8 @@ fn a_release_verdict_is_nospy_verify_s_under_each_configured_agreement() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let srv = rt
         .block_on(start(Options {
-            config: Some(cfg),
-            queue: 16,
-            max_batch: 16,
-            index_delay: Duration::from_millis(10),
             lookup_page: 1,
-            ..Options::new(
-                nospy_server::Storage::Dir(dir.clone()),
-                log_key(),
-                "127.0.0.1:0".parse().unwrap(),
-            )
+            ..options(&dir, Some(cfg), "127.0.0.1:0")
         }))
         .unwrap();
     assert!(rt.block_on(srv.wait_for(Duration::from_secs(30), |p| p.indexed >= 3)));
@@ -541,17 +534,7 @@ fn the_live_stream_follows_the_log_and_is_bounded() {
     .unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let srv = rt
-        .block_on(start(Options {
-            config: Some(cfg),
-            queue: 16,
-            max_batch: 16,
-            index_delay: Duration::from_millis(10),
-            ..Options::new(
-                nospy_server::Storage::Dir(dir),
-                log_key(),
-                "127.0.0.1:0".parse().unwrap(),
-            )
-        }))
+        .block_on(start(options(&dir, Some(cfg), "127.0.0.1:0")))
         .unwrap();
     let mut live = open_events(srv.addr);
     let first = next_status(&mut live, |_| true);
@@ -731,20 +714,6 @@ fn operator_config(dir: &std::path::Path, token: bool) -> std::path::PathBuf {
     path
 }
 
-fn options(dir: &std::path::Path, config: std::path::PathBuf, listen: &str) -> Options {
-    Options {
-        config: Some(config),
-        queue: 16,
-        max_batch: 16,
-        index_delay: Duration::from_millis(10),
-        ..Options::new(
-            nospy_server::Storage::Dir(dir.to_path_buf()),
-            log_key(),
-            listen.parse().unwrap(),
-        )
-    }
-}
-
 #[test]
 fn the_operator_pages_show_the_fleet_its_violations_and_exposure_to_the_token_holder() {
     let t = tempfile::tempdir().unwrap();
@@ -754,13 +723,13 @@ fn the_operator_pages_show_the_fleet_its_violations_and_exposure_to_the_token_ho
     // Beyond loopback, without a token, the server will not show an operator's inventory.
     let cfg = operator_config(t.path(), false);
     let err = rt
-        .block_on(start(options(&dir, cfg.clone(), "0.0.0.0:0")))
+        .block_on(start(options(&dir, Some(cfg.clone()), "0.0.0.0:0")))
         .err()
         .expect("refused");
     assert!(err.to_string().contains("token_file"), "{err}");
     let cfg = operator_config(t.path(), true);
     let srv = rt
-        .block_on(start(options(&dir, cfg, "127.0.0.1:0")))
+        .block_on(start(options(&dir, Some(cfg), "127.0.0.1:0")))
         .unwrap();
     assert!(rt.block_on(srv.wait_for(Duration::from_secs(30), |p| p.indexed >= 5)));
     let auth = [("Authorization", "Bearer s3cret-token-of-the-operator")];
@@ -836,12 +805,7 @@ fn the_operator_pages_show_the_fleet_its_violations_and_exposure_to_the_token_ho
             &format!("/search.json?q={q}"),
             b"",
         ));
-        let found: Vec<u64> = v["entries"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["index"].as_u64().unwrap())
-            .collect();
+        let found = indexes(&v);
         assert_eq!(found, [0, 1, 2], "{q}: {v}");
     }
     // The violations: the evidence entry about ran-2's firmware, with its flows.
@@ -942,7 +906,7 @@ fn hostile_paths_and_queries_get_a_4xx_page_never_a_panic_or_reflected_markup() 
     let rt = tokio::runtime::Runtime::new().unwrap();
     let cfg = operator_config(t.path(), false);
     let srv = rt
-        .block_on(start(options(&dir, cfg, "127.0.0.1:0")))
+        .block_on(start(options(&dir, Some(cfg), "127.0.0.1:0")))
         .unwrap();
     assert!(rt.block_on(srv.wait_for(Duration::from_secs(30), |p| p.indexed >= 5)));
     let long = "a".repeat(20_000);

@@ -182,7 +182,6 @@ pub fn serve(dir: &Path, config: &Path) -> (std::process::Child, String) {
 
 /// [`serve`] with more arguments.
 pub fn serve_with(dir: &Path, config: &Path, extra: &[&str]) -> (std::process::Child, String) {
-    use std::io::{BufRead, BufReader, Read};
     let mut child = nospy()
         .args([
             "serve",
@@ -198,24 +197,31 @@ pub fn serve_with(dir: &Path, config: &Path, extra: &[&str]) -> (std::process::C
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let url = said_after(&mut child, "nospy serve: listening on ");
+    (child, url)
+}
+
+/// Reads `child`'s standard error (piped) until a line starting with `prefix`; returns the rest
+/// of that line, and keeps draining the pipe so that the child never blocks on it.
+pub fn said_after(child: &mut std::process::Child, prefix: &str) -> String {
+    use std::io::{BufRead, BufReader, Read};
     let mut err = BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
-    let url = loop {
+    let rest = loop {
         line.clear();
         assert!(
             err.read_line(&mut line).unwrap() > 0,
-            "nospy serve exited before listening"
+            "exited before saying {prefix:?}"
         );
-        if let Some(a) = line.trim().strip_prefix("nospy serve: listening on ") {
+        if let Some(a) = line.trim().strip_prefix(prefix) {
             break a.to_string();
         }
     };
-    // Keep draining its standard error so that it never blocks on a full pipe.
     std::thread::spawn(move || {
         let mut sink = String::new();
         let _ = err.read_to_string(&mut sink);
     });
-    (child, url)
+    rest
 }
 
 /// Writes `dir/serve.toml` admitting one vendor (its verifier key) as the only submitter.
@@ -270,22 +276,6 @@ pub fn device<'a>(v: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
 
 /// Reads `nospy demo`'s standard error until it says where it serves; keeps draining it after.
 pub fn served_at(child: &mut std::process::Child) -> std::net::SocketAddr {
-    use std::io::{BufRead, BufReader, Read};
-    let mut err = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    let url = loop {
-        line.clear();
-        assert!(
-            err.read_line(&mut line).unwrap() > 0,
-            "nospy demo exited before serving"
-        );
-        if let Some(rest) = line.trim().strip_prefix("nospy demo: serving on http://") {
-            break rest.split(';').next().unwrap().to_string();
-        }
-    };
-    std::thread::spawn(move || {
-        let mut sink = String::new();
-        let _ = err.read_to_string(&mut sink);
-    });
-    url.parse().unwrap()
+    let said = said_after(child, "nospy demo: serving on http://");
+    said.split(';').next().unwrap().parse().unwrap()
 }

@@ -35,7 +35,12 @@ pub(crate) struct Subject {
     sha256: Option<String>,
 }
 
-fn summarize(index: u64, bytes: &[u8]) -> (EntrySummary, Option<serde_json::Value>) {
+/// An entry opened once: its summary, its statement as JSON and its predicate (none when it is
+/// not a nospy statement).
+fn summarize(
+    index: u64,
+    bytes: &[u8],
+) -> (EntrySummary, Option<serde_json::Value>, Option<Predicate>) {
     let leaf_hash = nospy_tlog::hash::leaf_hash(bytes).to_hex();
     match nospy_statement::inspect(bytes) {
         Ok((o, _)) => {
@@ -97,6 +102,7 @@ fn summarize(index: u64, bytes: &[u8]) -> (EntrySummary, Option<serde_json::Valu
                         .collect(),
                 },
                 statement,
+                Some(o.predicate),
             )
         }
         Err(e) => (
@@ -108,6 +114,7 @@ fn summarize(index: u64, bytes: &[u8]) -> (EntrySummary, Option<serde_json::Valu
                 subjects: Vec::new(),
                 signers: Vec::new(),
             },
+            None,
             None,
         ),
     }
@@ -395,49 +402,40 @@ pub(super) async fn one(
         }
         Err(e) => return refuse(&s, StatusCode::SERVICE_UNAVAILABLE, json, e),
     };
-    let (summary, statement) = summarize(i, &raw);
+    let (summary, statement, predicate) = summarize(i, &raw);
     let mut evidence = None;
-    let manifest = match nospy_statement::inspect(&raw) {
-        Ok((o, _)) => match o.predicate {
-            Predicate::Evidence(e) => {
-                evidence = Some(e);
-                Vec::new()
-            }
-            Predicate::Release(r) => r
-                .manifest
-                .allow
-                .iter()
-                .map(|r| ManifestRow {
-                    direction: word(&r.direction),
-                    peer: r.peer.to_string(),
-                    protocol: r.protocol.to_string(),
-                    ports: r.ports.to_string(),
-                    device_ports: r.device_ports.to_string(),
-                    initiated_by: r.initiated_by.as_ref().map(word).unwrap_or_default(),
-                })
-                .collect(),
-            _ => Vec::new(),
-        },
-        Err(_) => Vec::new(),
+    let manifest = match predicate {
+        Some(Predicate::Evidence(e)) => {
+            evidence = Some(e);
+            Vec::new()
+        }
+        Some(Predicate::Release(r)) => r
+            .manifest
+            .allow
+            .iter()
+            .map(|r| ManifestRow {
+                direction: word(&r.direction),
+                peer: r.peer.to_string(),
+                protocol: r.protocol.to_string(),
+                ports: r.ports.to_string(),
+                device_ports: r.device_ports.to_string(),
+                initiated_by: r.initiated_by.as_ref().map(word).unwrap_or_default(),
+            })
+            .collect(),
+        _ => Vec::new(),
     };
     let first = summary.subjects.iter().find_map(|s| s.sha256.clone());
     let (mut related, mut related_more) = (Vec::new(), false);
     if let Some(d) = first.as_deref().and_then(nospy_tlog::Sha256::from_hex) {
-        let found = match crate::http::lookup::find(&s, d, None, RELATED + 1).await {
-            Ok((_, page)) => page,
+        // One more than listed (this entry is among them), to know whether there are more.
+        let (_, next, mut others) = match found(&s, d, None, RELATED + 2, size).await {
+            Ok(x) => x,
             Err((status, why)) => return refuse(&s, status, json, why),
         };
-        let others: Vec<u64> = found
-            .entries
-            .iter()
-            .map(|e| e.index)
-            .filter(|&x| x != i && x < size)
-            .collect();
-        related_more = others.len() > RELATED || found.next.is_some();
-        related = match read_at(&s, size, others.into_iter().take(RELATED).collect()).await {
-            Ok(l) => l,
-            Err(e) => return refuse(&s, StatusCode::SERVICE_UNAVAILABLE, json, e),
-        };
+        others.retain(|e| e.index != i);
+        related_more = others.len() > RELATED || next.is_some();
+        others.truncate(RELATED);
+        related = others;
     }
     let signers = roles(&s, &summary.signers);
     let p = EntryPage {
@@ -498,23 +496,7 @@ pub(super) async fn one(
                 @if let Some(m) = &e.manifest { "; judged against " (m) }
                 "."
             }
-            table {
-                caption.skip { "The flows this evidence records" }
-                thead { tr {
-                    th scope="col" { "Direction" } th scope="col" { "Peer" } th scope="col" { "Protocol" }
-                    th scope="col" { "Port" } th scope="col" { "Flows" } th scope="col" { "Packets" }
-                    th scope="col" { "Bytes" } th scope="col" { "First seen" } th scope="col" { "Last seen" }
-                } }
-                tbody {
-                    @for f in &e.flows {
-                        tr {
-                            td { (f.direction) } td { (f.peer) } td { (f.protocol) } td.num { (f.port) }
-                            td.num { (f.flows) } td.num { (f.packets) } td.num { (f.bytes) }
-                            td { (f.first_seen) } td { (f.last_seen) }
-                        }
-                    }
-                }
-            }
+            (flows_table(&e.flows, "The flows this evidence records"))
         }
         h2 #related { "Other entries about this artifact" }
         @if p.related.is_empty() {
@@ -541,6 +523,50 @@ pub(super) async fn one(
         &format!("nospy: entry {i}"),
         markup,
     )
+}
+
+/// The entries the lookup index files under `key` (an artifact's SHA-256 or a search term),
+/// after index `after`, at most `limit`, read from the tiles of the tree of `size`: how far the
+/// index covers, where the next page starts, the entries.
+pub(super) async fn found(
+    s: &AppState,
+    key: nospy_tlog::Sha256,
+    after: Option<u64>,
+    limit: usize,
+    size: u64,
+) -> Result<(u64, Option<u64>, Vec<EntrySummary>), (StatusCode, String)> {
+    let (covered, page) = crate::http::lookup::find(s, key, after, limit).await?;
+    let indexes = page.entries.iter().map(|e| e.index).collect();
+    let entries = read_at(s, size, indexes)
+        .await
+        .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e))?;
+    Ok((covered, page.next, entries))
+}
+
+/// An evidence statement's flows (those its device's manifest does not allow) as a table.
+pub(super) fn flows_table(
+    flows: &[nospy_statement::predicate::FlowViolation],
+    caption: &str,
+) -> Markup {
+    html! {
+        table {
+            caption.skip { (caption) }
+            thead { tr {
+                th scope="col" { "Direction" } th scope="col" { "Peer" } th scope="col" { "Protocol" }
+                th scope="col" { "Port" } th scope="col" { "Flows" } th scope="col" { "Packets" }
+                th scope="col" { "Bytes" } th scope="col" { "First seen" } th scope="col" { "Last seen" }
+            } }
+            tbody {
+                @for f in flows {
+                    tr {
+                        td { (f.direction) } td { (f.peer) } td { (f.protocol) } td.num { (f.port) }
+                        td.num { (f.flows) } td.num { (f.packets) } td.num { (f.bytes) }
+                        td { (f.first_seen) } td { (f.last_seen) }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// An entry index from the URL, within the published tree.

@@ -8,6 +8,7 @@
 //! (`token_file`) they answer only a request carrying it, and the server refuses to start
 //! without one when it listens on anything but loopback.
 
+use super::entries::flows_table;
 use super::verdict::gather;
 use super::{page, refuse, secured, wants_json};
 use crate::config::Operator;
@@ -525,23 +526,7 @@ async fn violations_page(s: AppState, headers: HeaderMap, json: bool) -> Respons
                     a href={ "/verdict/" (e.firmware) } { code { (&e.firmware[..12]) } }
                     "; signed by " (e.signers.join(", ")) "."
                 }
-                table {
-                    caption.skip { "The flows of entry " (e.index) " that the manifest does not allow" }
-                    thead { tr {
-                        th scope="col" { "Direction" } th scope="col" { "Peer" } th scope="col" { "Protocol" }
-                        th scope="col" { "Port" } th scope="col" { "Flows" } th scope="col" { "Packets" }
-                        th scope="col" { "Bytes" } th scope="col" { "First seen" } th scope="col" { "Last seen" }
-                    } }
-                    tbody {
-                        @for f in &e.flows {
-                            tr {
-                                td { (f.direction) } td { (f.peer) } td { (f.protocol) } td.num { (f.port) }
-                                td.num { (f.flows) } td.num { (f.packets) } td.num { (f.bytes) }
-                                td { (f.first_seen) } td { (f.last_seen) }
-                            }
-                        }
-                    }
-                }
+                (flows_table(&e.flows, &format!("The flows of entry {} that the manifest does not allow", e.index)))
             }
         }
     };

@@ -2,9 +2,8 @@
 //! the entries about it through the lookup index, a page at a time; an entry index goes to
 //! that entry. The answer says what the query was taken as.
 
-use super::entries::{entry_index, read_at, table, EntrySummary};
+use super::entries::{entry_index, found, read_at, table, EntrySummary};
 use super::{page, refuse, wants_json};
-use crate::http::lookup::find;
 use crate::{lock_read, AppState};
 use axum::body::Body;
 use axum::extract::{Query, State};
@@ -82,21 +81,29 @@ async fn answer(
         .strip_prefix("sha256:")
         .unwrap_or(&query)
         .to_ascii_lowercase();
-    if query.is_empty() {
+    // An artifact's digest, or a search term (a key's name, a vendor, a product): either is a
+    // key of the lookup index.
+    let digits = query.bytes().all(|b| b.is_ascii_digit());
+    let key = if query.is_empty() {
+        None
     } else if let Some(d) = nospy_tlog::Sha256::from_hex(&hex) {
-        r.matched = "artifact";
-        let (covered, found) = match find(&s, d, q.after, PAGE).await {
-            Ok(x) => x,
+        Some(("artifact", d))
+    } else if !digits && is_term(&query) {
+        Some((
+            "term",
+            crate::index::term(query.split('+').next().unwrap_or(&query)),
+        ))
+    } else {
+        None
+    };
+    if query.is_empty() {
+    } else if let Some((matched, key)) = key {
+        r.matched = matched;
+        (r.covered, r.next, r.entries) = match found(&s, key, q.after, PAGE, size).await {
+            Ok((covered, next, entries)) => (Some(covered), next, entries),
             Err((status, why)) => return refuse(&s, status, json, why),
         };
-        r.covered = Some(covered);
-        r.next = found.next;
-        let indexes = found.entries.iter().map(|e| e.index).collect();
-        r.entries = match read_at(&s, size, indexes).await {
-            Ok(l) => l,
-            Err(e) => return refuse(&s, StatusCode::SERVICE_UNAVAILABLE, json, e),
-        };
-    } else if query.bytes().all(|b| b.is_ascii_digit()) {
+    } else if digits {
         let i = match entry_index(&query, size) {
             Ok(i) => i,
             Err((status, why)) => return refuse(&s, status, json, why),
@@ -117,21 +124,6 @@ async fn answer(
         }
         r.matched = "index";
         r.entries = match read_at(&s, size, vec![i]).await {
-            Ok(l) => l,
-            Err(e) => return refuse(&s, StatusCode::SERVICE_UNAVAILABLE, json, e),
-        };
-    } else if is_term(&query) {
-        // A key (its name), a vendor or a product, filed by the index as a term.
-        let word = query.split('+').next().unwrap_or(&query);
-        r.matched = "term";
-        let (covered, found) = match find(&s, crate::index::term(word), q.after, PAGE).await {
-            Ok(x) => x,
-            Err((status, why)) => return refuse(&s, status, json, why),
-        };
-        r.covered = Some(covered);
-        r.next = found.next;
-        let indexes = found.entries.iter().map(|e| e.index).collect();
-        r.entries = match read_at(&s, size, indexes).await {
             Ok(l) => l,
             Err(e) => return refuse(&s, StatusCode::SERVICE_UNAVAILABLE, json, e),
         };
