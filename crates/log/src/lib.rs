@@ -17,6 +17,7 @@
 mod audit;
 pub mod clock;
 pub mod cluster;
+pub mod durable;
 pub mod edge;
 mod error;
 pub mod history;

@@ -151,6 +151,33 @@ impl Manifest {
         Ok(m)
     }
 
+    /// Parses a manifest file in either form: JSON when its first non-blank character is `{`
+    /// (an error names the line and column), TOML otherwise (an error names the line).
+    pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
+        if !text.trim_start().starts_with('{') {
+            return Manifest::from_toml(text);
+        }
+        if text.len() > MAX_MANIFEST_LEN {
+            return Err(ManifestError {
+                place: String::new(),
+                message: "manifest is over 1 MiB".into(),
+            });
+        }
+        let mut de = serde_json::Deserializer::from_str(text);
+        let m = Manifest::deserialize(&mut de)
+            .and_then(|m| de.end().map(|()| m))
+            .map_err(|e| {
+                let full = e.to_string();
+                let message = full.rsplit_once(" at line ").map_or(&*full, |(m, _)| m);
+                ManifestError {
+                    place: format!("line {} column {}", e.line(), e.column()),
+                    message: message.to_string(),
+                }
+            })?;
+        m.check()?;
+        Ok(m)
+    }
+
     /// Parses the JSON form carried inside release statements.
     pub fn from_json(value: &serde_json::Value) -> Result<Manifest, ManifestError> {
         Manifest::from_deserializer(value)

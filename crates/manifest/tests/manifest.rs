@@ -82,6 +82,23 @@ fn errors_name_the_line_or_the_rule() {
 }
 
 #[test]
+fn a_file_in_either_form() {
+    let m = Manifest::from_toml(DESIGN_EXAMPLE).unwrap();
+    assert_eq!(Manifest::parse(DESIGN_EXAMPLE).unwrap(), m);
+    let json = serde_json::to_string_pretty(&m.to_json()).unwrap();
+    assert_eq!(Manifest::parse(&format!("\n  {json}")).unwrap(), m);
+    let bad = json.replacen("\"443\"", "\"443x\"", 1);
+    let line = 1 + bad[..bad.find("443x").unwrap()].matches('\n').count();
+    let e = Manifest::parse(&bad).unwrap_err();
+    assert!(e.place.starts_with(&format!("line {line} column ")), "{e}");
+    assert!(e.message.contains("443x"), "{e}");
+    let e = Manifest::parse(&format!("{json} trailing")).unwrap_err();
+    assert!(e.message.contains("trailing"), "{e}");
+    let e = Manifest::parse(&format!("{{{}", " ".repeat(1 << 20))).unwrap_err();
+    assert!(e.message.contains("over 1 MiB"), "{e}");
+}
+
+#[test]
 fn peers_parse_and_print() {
     for s in [
         "operator-networks",

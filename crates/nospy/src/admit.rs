@@ -12,7 +12,7 @@ use nospy_log::Log;
 use nospy_policy::{verify, Agreement, Evidence, Outcome, State, Verdict};
 use nospy_statement::bundle::{Bundle, BundleEntry};
 use nospy_tlog::checkpoint::{SignedCheckpoint, TlogProof};
-use nospy_tlog::{Hash, TreeSize};
+use nospy_tlog::TreeSize;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -206,28 +206,13 @@ pub fn bundle(a: BundleArgs) -> Result<ExitCode> {
 
 /// The state file: the last accepted checkpoint, as `<size> <base64 root>`.
 fn read_state(p: &Path) -> Result<Option<State>> {
-    let text = match std::fs::read_to_string(p) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", p.display())),
-    };
-    let mut it = text.split_whitespace();
-    let (Some(s), Some(r), None) = (it.next(), it.next(), it.next()) else {
-        bail!("{}: expected \"<size> <root>\"", p.display());
-    };
-    let size = s
-        .parse()
-        .with_context(|| format!("{}: size {s:?} is not a number", p.display()))?;
-    let root = Hash::from_base64(r)
-        .with_context(|| format!("{}: root is not base64 of 32 bytes", p.display()))?;
-    Ok(Some(State { size, root }))
-}
-
-fn write_state(p: &Path, s: &State) -> Result<()> {
-    write_output(
-        Some(p),
-        format!("{} {}\n", s.size, s.root.to_base64()).as_bytes(),
-    )
+    match std::fs::read_to_string(p) {
+        Ok(t) => Ok(Some(
+            State::parse(&t).with_context(|| format!("{}", p.display()))?,
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", p.display())),
+    }
 }
 
 pub fn verify_cmd(a: VerifyArgs) -> Result<ExitCode> {
@@ -290,7 +275,7 @@ pub fn verify_cmd(a: VerifyArgs) -> Result<ExitCode> {
         if let (Some(p), Some(cp)) = (&a.state, &v.checkpoint) {
             let newer = state.is_none_or(|s| cp.size >= s.size);
             if newer {
-                write_state(p, cp)?;
+                write_output(Some(p), cp.to_text().as_bytes())?;
             }
         }
         Ok(ExitCode::SUCCESS)

@@ -103,17 +103,8 @@ fn load_manifest(p: &PathBuf) -> Result<(Manifest, Sha256)> {
     let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
     let digest = Sha256::of(&bytes);
     let text = String::from_utf8(bytes).with_context(|| format!("{}: not UTF-8", p.display()))?;
-    let m = if text.trim_start().starts_with('{') {
-        let v: serde_json::Value =
-            serde_json::from_str(&text).with_context(|| format!("{}: not JSON", p.display()))?;
-        Manifest::from_json(&v)
-    } else {
-        Manifest::from_toml(&text)
-    };
-    Ok((
-        m.with_context(|| format!("{}: not a manifest", p.display()))?,
-        digest,
-    ))
+    let m = Manifest::parse(&text).with_context(|| format!("{}: not a manifest", p.display()))?;
+    Ok((m, digest))
 }
 
 /// What `nospy monitor` does besides judging a source of its own.
@@ -413,17 +404,7 @@ fn append_evidence(
         .map(|f| f.as_ref().map(|f| f.evidence_name(Some(&log.name()))))
         .collect();
     let signed = evidence::sign(report, inventory, &names, input, &key);
-    let entries: Vec<Vec<u8>> = signed
-        .statements
-        .iter()
-        .map(|s| s.envelope.clone())
-        .collect();
-    let appended = if entries.is_empty() {
-        Vec::new()
-    } else {
-        log.append(&entries)
-            .with_context(|| format!("appending evidence to {}", log.name()))?
-    };
+    let appended = crate::util::append_statements(log, &signed.statements)?;
     Ok(EvidenceReport {
         log: log.name(),
         appended: signed

@@ -218,21 +218,15 @@ fn window_evidence(
     (p, w, deltas): (u32, u64, Vec<nospy_monitor::Delta>),
 ) -> Result<()> {
     let signed = nospy_stream::report::sign_window(setup, inventory, &e.names, &e.key, w, &deltas)?;
-    let entries: Vec<Vec<u8>> = signed
-        .statements
-        .iter()
-        .map(|s| s.envelope.clone())
-        .collect();
-    if entries.is_empty() {
+    if signed.statements.is_empty() {
         return Ok(());
     }
     // The log's client may run a runtime of its own: from a thread of its own.
     let appended = std::thread::scope(|s| {
-        s.spawn(|| e.log.append(&entries))
+        s.spawn(|| crate::util::append_statements(&e.log, &signed.statements))
             .join()
             .map_err(|_| anyhow::anyhow!("appending evidence panicked"))
-    })?
-    .with_context(|| format!("appending evidence to {}", e.log.name()))?;
+    })??;
     let dups = appended.iter().filter(|a| a.duplicate).count();
     eprintln!(
         "nospy monitor: partition {p}, window {}: {} evidence statements appended to {} ({dups} already there): entries {}",

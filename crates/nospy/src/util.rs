@@ -69,23 +69,7 @@ pub fn write_output(out: Option<&Path>, data: &[u8]) -> Result<()> {
 /// fsynced, renamed over it, and the directory fsynced so that the rename survives a crash. On
 /// any error the temporary file is removed.
 pub fn write_file(p: &Path, data: &[u8]) -> Result<()> {
-    let dir = p
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".nospy-tmp-")
-        .tempfile_in(dir)
-        .with_context(|| format!("creating a file in {}", dir.display()))?;
-    tmp.write_all(data)
-        .and_then(|_| tmp.as_file().sync_all())
-        .with_context(|| format!("writing {}", p.display()))?;
-    tmp.persist(p)
-        .map_err(|e| e.error)
-        .with_context(|| format!("writing {}", p.display()))?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .with_context(|| format!("syncing {}", dir.display()))
+    nospy_log::durable::replace(p, data).with_context(|| format!("writing {}", p.display()))
 }
 
 /// SHA-256 of a file, with progress on a terminal for large files.
@@ -204,4 +188,17 @@ pub fn udp_addr(l: &str) -> Result<std::net::SocketAddr> {
         .with_context(|| {
             format!("--listen {l:?}: expected udp:ADDRESS:PORT, such as udp:0.0.0.0:4739")
         })
+}
+
+/// Appends signed evidence statements to the log, all in one batch; nothing for none.
+pub fn append_statements(
+    log: &nospy_client::LogSource,
+    statements: &[nospy_monitor::evidence::Statement],
+) -> Result<Vec<nospy_client::Appended>> {
+    if statements.is_empty() {
+        return Ok(Vec::new());
+    }
+    let entries: Vec<Vec<u8>> = statements.iter().map(|s| s.envelope.clone()).collect();
+    log.append(&entries)
+        .with_context(|| format!("appending evidence to {}", log.name()))
 }

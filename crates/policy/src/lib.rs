@@ -15,5 +15,5 @@ pub use agreement::{
 };
 pub use verify::{
     compare_versions, verify, Check, CheckName, Evidence, LoggedEntry, LoggedRelease, Outcome,
-    State, Verdict, Verifier, Why,
+    State, StateError, Verdict, Verifier, Why,
 };

@@ -176,6 +176,48 @@ pub struct State {
     pub root: Hash,
 }
 
+/// A state file that is not `<size> <base64 root>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StateError {
+    /// Not two words.
+    Shape,
+    /// The first word is not a tree size.
+    Size(String),
+    /// The second word is not base64 of 32 bytes.
+    Root,
+}
+
+impl std::fmt::Display for StateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StateError::Shape => f.write_str("expected \"<size> <root>\""),
+            StateError::Size(s) => write!(f, "size {s:?} is not a number"),
+            StateError::Root => f.write_str("root is not base64 of 32 bytes"),
+        }
+    }
+}
+
+impl std::error::Error for StateError {}
+
+impl State {
+    /// Reads the state file's text: `<size> <base64 root>`, as [`State::to_text`] writes it.
+    pub fn parse(text: &str) -> Result<State, StateError> {
+        let mut it = text.split_whitespace();
+        let (Some(s), Some(r), None) = (it.next(), it.next(), it.next()) else {
+            return Err(StateError::Shape);
+        };
+        let size = s.parse().map_err(|_| StateError::Size(s.to_string()))?;
+        let root = Hash::from_base64(r).ok_or(StateError::Root)?;
+        Ok(State { size, root })
+    }
+
+    /// The state file's text, one line.
+    pub fn to_text(&self) -> String {
+        format!("{} {}\n", self.size, self.root.to_base64())
+    }
+}
+
 /// One log entry with its inclusion proof against the evidence's checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoggedEntry {

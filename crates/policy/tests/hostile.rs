@@ -77,3 +77,23 @@ fn bundles_and_envelopes() {
         let _ = Bundle::parse(b);
     });
 }
+
+#[test]
+fn verifier_state_files() {
+    use nospy_policy::{State, StateError};
+    let s = State {
+        size: 42,
+        root: nospy_tlog::Hash([7; 32]),
+    };
+    let text = s.to_text();
+    assert_eq!(State::parse(&text), Ok(s));
+    assert_eq!(State::parse(""), Err(StateError::Shape));
+    assert_eq!(State::parse("1 2 3"), Err(StateError::Shape));
+    assert_eq!(State::parse("-1 AAAA"), Err(StateError::Size("-1".into())));
+    assert_eq!(State::parse("1 AAAA"), Err(StateError::Root));
+    every_cut(text.as_bytes(), |b| {
+        if let Ok(t) = std::str::from_utf8(b) {
+            let _ = State::parse(t);
+        }
+    });
+}

@@ -3,7 +3,6 @@
 
 use crate::{Cosigned, Error};
 use nospy_tlog::Hash;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// The offline witness's state for one log: a file holding `<origin> <size> <base64 root>`,
@@ -91,19 +90,7 @@ impl FileState {
             path: self.path.clone(),
             problem: format!("writing: {e}"),
         };
-        let dir = self
-            .path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(fail)?;
-        tmp.write_all(format(origin, c).as_bytes())
-            .and_then(|_| tmp.as_file().sync_all())
-            .map_err(fail)?;
-        tmp.persist(&self.path).map_err(|e| fail(e.error))?;
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(fail)
+        nospy_log::durable::replace(&self.path, format(origin, c).as_bytes()).map_err(fail)
     }
 }
 
