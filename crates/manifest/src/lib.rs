@@ -12,6 +12,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod judge;
 mod model;
 pub mod mud;
 

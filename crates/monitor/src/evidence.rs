@@ -2,12 +2,16 @@
 //! evidence predicate), and the words reports and statements use for a row's fields.
 
 use crate::{Report, Row};
-use nospy_inventory::Inventory;
-use nospy_manifest::Direction;
+use nospy_inventory::{Inventory, OperatorConfig};
+use nospy_manifest::judge::{self, Judgement, Observed, Resolutions};
+use nospy_manifest::{Direction, Manifest};
 use nospy_statement::intoto::{DigestSet, ResourceDescriptor};
-use nospy_statement::predicate::{self, FlowViolation, Predicate, Window};
+use nospy_statement::predicate::{self, EntryRef, FlowViolation, Predicate, Window};
 use nospy_tlog::note::SignerKey;
 use nospy_tlog::Sha256;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
 
 /// One signed evidence statement, ready to append to the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,17 +31,37 @@ pub struct Evidence {
     pub statements: Vec<Statement>,
     /// Devices with violations but no statement, and why.
     pub skipped: Vec<(String, String)>,
+    /// Rows not signed, with their device and why: the reference judgement
+    /// ([`nospy_manifest::judge`]) does not reproduce them from what a row records, so that a
+    /// verifier would not either.
+    pub unsigned_rows: Vec<(String, String)>,
+}
+
+/// What a device's flows were judged against, as its evidence names it.
+#[derive(Debug, Clone)]
+pub struct Basis {
+    /// The manifest.
+    pub manifest: Arc<Manifest>,
+    /// For people: the manifest file or the release entry.
+    pub name: String,
+    /// The release entry the manifest came from, when it came from the log.
+    pub release: Option<EntryRef>,
 }
 
 /// Signs the violations of every device of `report` with `key`: one statement per device, or
 /// as many as it takes for each to fit a log entry. A statement's subject is the device's
-/// firmware (from `inventory`, whose devices the report's are), `manifests[i]` names what
-/// device `i`'s flows were checked against, and `input` is the SHA-256 of the capture or flow
-/// file read.
+/// firmware (from `inventory`, whose devices the report's are); `bases[i]` is what device `i`'s
+/// flows were judged against, `operator` resolves its manifest's abstractions (recorded in the
+/// statement), and `input` is the SHA-256 of the capture or flow file read.
+///
+/// Each row is judged again by the reference judgement before it is signed, and carries its
+/// reason; a row that judgement does not reproduce is left unsigned (see
+/// [`Evidence::unsigned_rows`]).
 pub fn sign(
     report: &Report,
     inventory: &Inventory,
-    manifests: &[Option<String>],
+    bases: &[Option<Basis>],
+    operator: &OperatorConfig,
     input: &Sha256,
     key: &SignerKey,
 ) -> Evidence {
@@ -46,6 +70,11 @@ pub fn sign(
         start: format_time(window.0),
         end: format_time(window.1),
     };
+    let vendor_of: HashMap<IpAddr, &str> = inventory
+        .devices
+        .iter()
+        .flat_map(|d| d.addresses.iter().map(move |a| (*a, d.vendor.as_str())))
+        .collect();
     let mut out = Evidence::default();
     let mut rows = report.violations.iter().peekable();
     while let Some(first) = rows.next() {
@@ -64,17 +93,72 @@ pub fn sign(
             ));
             continue;
         };
-        let flows: Vec<FlowViolation> = mine.iter().map(|r| violation(r)).collect();
-        let manifest = manifests.get(i).cloned().flatten();
-        for (envelope, groups) in sign_split(
-            &dev.device,
-            &firmware,
-            &window,
-            &flows,
-            manifest,
+        let Some(basis) = bases.get(i).and_then(Option::as_ref) else {
+            out.skipped.push((
+                dev.device.clone(),
+                "no manifest to state what its flows were judged against".into(),
+            ));
+            continue;
+        };
+        let m = &*basis.manifest;
+        let res = judge::resolutions_for(
+            m,
+            &operator.operator_networks,
+            &operator.local_networks,
+            &operator.my_controller,
+            &operator.controllers,
+        );
+        let with_names = judge::uses_names(m);
+        let mut flows = Vec::with_capacity(mine.len());
+        for r in mine {
+            let mut v = violation(r);
+            let observed = Observed {
+                direction: r.direction(),
+                peer: r.peer(),
+                protocol: r.protocol(),
+                port: r.port(),
+                names: if with_names {
+                    report
+                        .peer_names
+                        .as_ref()
+                        .map(|n| n.get(&r.peer()).cloned().unwrap_or_default())
+                } else {
+                    None
+                },
+                same_vendor: vendor_of.get(&r.peer()) == Some(&dev.vendor.as_str()),
+            };
+            match judge::judge(m, &res, &observed) {
+                Judgement::NotAllowed(why) => {
+                    v.why = Some(why);
+                    v.names = observed.names;
+                    v.same_vendor = observed.same_vendor;
+                    flows.push(v);
+                }
+                j => out.unsigned_rows.push((
+                    dev.device.clone(),
+                    format!(
+                        "{} {} {} port {}: {}",
+                        v.direction,
+                        v.peer,
+                        v.protocol,
+                        v.port,
+                        unreproduced(&j)
+                    ),
+                )),
+            }
+        }
+        if flows.is_empty() {
+            continue;
+        }
+        let about = About {
+            device: &dev.device,
+            firmware: &firmware,
+            window: &window,
+            basis,
+            resolutions: &res,
             input,
-            key,
-        ) {
+        };
+        for (envelope, groups) in sign_split(&about, &flows, key) {
             out.statements.push(Statement {
                 device: dev.device.clone(),
                 groups,
@@ -83,6 +167,21 @@ pub fn sign(
         }
     }
     out
+}
+
+/// Why the reference judgement does not reproduce a row, for people.
+pub fn unreproduced(j: &Judgement) -> String {
+    match j {
+        Judgement::NotAllowed(w) => format!("not allowed: {}", w.explain()),
+        Judgement::Allowed { rule } => format!("allow rule {} allows it", rule + 1),
+        Judgement::Undecided {
+            rule, unrecorded, ..
+        } => format!(
+            "allow rule {} would allow it, depending on {}, which evidence does not record",
+            rule + 1,
+            unrecorded.explain()
+        ),
+    }
 }
 
 /// A row as the evidence predicate states it.
@@ -97,30 +196,41 @@ fn violation(r: &Row) -> FlowViolation {
         bytes: r.bytes(),
         first_seen: format_time(r.first_ns()),
         last_seen: format_time(r.last_ns()),
+        why: None,
+        names: None,
+        same_vendor: false,
     }
+}
+
+/// What every statement of one device's evidence says besides its rows.
+struct About<'a> {
+    device: &'a str,
+    firmware: &'a Sha256,
+    window: &'a Window,
+    basis: &'a Basis,
+    resolutions: &'a Resolutions,
+    input: &'a Sha256,
 }
 
 /// Signed evidence statements for one device's flows: one, or as many as it takes for each to
 /// fit a log entry (the flows split in halves until they do). Returns each envelope with the
 /// number of flow groups it carries.
 fn sign_split(
-    device: &str,
-    firmware: &Sha256,
-    window: &Window,
+    about: &About<'_>,
     flows: &[FlowViolation],
-    manifest: Option<String>,
-    input: &Sha256,
     key: &SignerKey,
 ) -> Vec<(Vec<u8>, usize)> {
     let p = Predicate::Evidence(predicate::Evidence {
-        device: device.to_string(),
-        window: window.clone(),
+        device: about.device.to_string(),
+        window: about.window.clone(),
         flows: flows.to_vec(),
-        manifest: manifest.clone(),
-        source: DigestSet::sha256(input),
+        manifest: Some(about.basis.name.clone()),
+        source: DigestSet::sha256(about.input),
+        release: about.basis.release.clone(),
+        resolutions: Some(about.resolutions.clone()),
     });
     let subject = vec![ResourceDescriptor {
-        digest: Some(DigestSet::sha256(firmware)),
+        digest: Some(DigestSet::sha256(about.firmware)),
         ..Default::default()
     }];
     let env = nospy_statement::sign(subject, &p, &[key]).to_json();
@@ -128,10 +238,8 @@ fn sign_split(
         return vec![(env, flows.len())];
     }
     let (a, b) = flows.split_at(flows.len() / 2);
-    let mut out = sign_split(device, firmware, window, a, manifest.clone(), input, key);
-    out.extend(sign_split(
-        device, firmware, window, b, manifest, input, key,
-    ));
+    let mut out = sign_split(about, a, key);
+    out.extend(sign_split(about, b, key));
     out
 }
 

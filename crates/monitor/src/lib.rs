@@ -227,6 +227,32 @@ impl Monitor {
         self.report.violations = violations;
         self.report.unattributable = unattributable;
         self.report.flows_in_dropped_rows = dropped + also;
+        let mut peer_names = std::collections::BTreeMap::new();
+        for r in &self.report.violations {
+            let peer = r.peer();
+            if peer_names.contains_key(&peer) {
+                continue;
+            }
+            let mut names: Vec<String> = self
+                .dns
+                .get(&peer)
+                .into_iter()
+                .flatten()
+                .map(|(n, _, _)| n.to_string())
+                .chain(
+                    self.resolver
+                        .as_ref()
+                        .and_then(|r| r.by_addr.get(&peer))
+                        .into_iter()
+                        .flatten()
+                        .cloned(),
+                )
+                .collect();
+            names.sort();
+            names.dedup();
+            peer_names.insert(peer, names);
+        }
+        self.report.peer_names = Some(peer_names);
         self.report.name_sets = std::mem::take(&mut self.name_sets);
         self.report.devices = self
             .devs

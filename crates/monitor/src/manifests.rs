@@ -17,6 +17,8 @@ pub enum Source {
     Log {
         /// The release's entry.
         index: u64,
+        /// Its leaf hash.
+        leaf_hash: nospy_tlog::Hash,
         /// Whether the firmware is admitted under the agreement (a denied release's manifest is
         /// still what the device declared).
         admitted: bool,
@@ -69,6 +71,7 @@ pub fn choose(
                     c.manifests[i] = Some(m);
                     c.from[i] = Some(Source::Log {
                         index: r.index,
+                        leaf_hash: r.leaf_hash,
                         admitted: v.admit,
                         version: r.release.version.clone(),
                     });

@@ -43,6 +43,10 @@ pub struct Report {
     /// The observation window: the first and last packet of any flow (nanoseconds since the
     /// Unix epoch), `None` before the first flow.
     pub window: Option<(u64, u64)>,
+    /// The DNS names each violation row's peer stood for (answers seen at any time, resolver
+    /// entries), for evidence to record; `None` when not known (a report merged from workers'
+    /// counts, which carry no DNS answers).
+    pub peer_names: Option<std::collections::BTreeMap<std::net::IpAddr, Vec<String>>>,
 }
 
 impl Report {

@@ -5,10 +5,11 @@
 
 use nospy_flow::Flow;
 use nospy_inventory::{Device, Function, Inventory, OperatorConfig};
+use nospy_manifest::judge::Why;
 use nospy_manifest::Manifest;
 use nospy_monitor::evidence::sign;
 use nospy_monitor::Monitor;
-use nospy_statement::predicate::Predicate;
+use nospy_statement::predicate::{self, Predicate};
 use nospy_tlog::note::SignerKey;
 use nospy_tlog::Sha256;
 use std::net::{IpAddr, Ipv4Addr};
@@ -51,7 +52,8 @@ fn each_device_with_violations_gets_statements_that_fit_a_log_entry() {
     };
     let m = Arc::new(Manifest::from_toml(MANIFEST).unwrap());
     let manifests = vec![Some(m.clone()), Some(m.clone()), Some(m)];
-    let mut mon = Monitor::new(&inventory, &manifests, &OperatorConfig::default(), None).unwrap();
+    let manifests = &manifests;
+    let mut mon = Monitor::new(&inventory, manifests, &OperatorConfig::default(), None).unwrap();
     // Device 1: 3,000 distinct violating peers (far more than one entry holds); device 2: one,
     // but no firmware digest; device 3: allowed traffic only.
     let flow = |dev: u8, peer: IpAddr, port: u16| Flow {
@@ -78,9 +80,22 @@ fn each_device_with_violations_gets_statements_that_fit_a_log_entry() {
     mon.flow(&flow(3, IpAddr::V4(Ipv4Addr::new(192, 0, 2, 9)), 443));
     let report = mon.finish();
     let key = SignerKey::from_seed("monitor.test.example", [8; 32]).unwrap();
-    let names = vec![Some("file m.toml".to_string()), None, None];
+    let basis = nospy_monitor::evidence::Basis {
+        manifest: manifests[0].clone().unwrap(),
+        name: "file m.toml".into(),
+        release: None,
+    };
+    let bases = vec![Some(basis), None, None];
     let input = Sha256([2; 32]);
-    let ev = sign(&report, &inventory, &names, &input, &key);
+    let ev = sign(
+        &report,
+        &inventory,
+        &bases,
+        &OperatorConfig::default(),
+        &input,
+        &key,
+    );
+    assert!(ev.unsigned_rows.is_empty());
 
     assert_eq!(ev.skipped.len(), 1);
     assert_eq!(ev.skipped[0].0, "d2");
@@ -102,5 +117,126 @@ fn each_device_with_violations_gets_statements_that_fit_a_log_entry() {
             .flows
             .iter()
             .all(|f| f.port == 8443 && f.protocol == "tcp"));
+        // v2: each row says why, and the resolutions are recorded (none: the manifest uses no
+        // abstraction).
+        assert!(e.is_v2());
+        assert_eq!(opened.statement.predicate_type, predicate::EVIDENCE_V2);
+        assert!(e.flows.iter().all(|f| f.why == Some(Why::Peer)));
+        assert_eq!(e.resolutions, Some(Default::default()));
     }
+}
+
+/// The monitor's compiled tables and the reference judgement agree: no row the monitor counts
+/// as a violation is one the reference judgement allows, whatever the flows.
+#[test]
+fn no_violation_row_is_one_the_reference_judgement_allows() {
+    use nospy_manifest::judge::{judge, resolutions_for, Judgement, Observed};
+    const RULES: &str = r#"
+[device]
+vendor = "V"
+model = "M"
+[capabilities]
+vendor_remote_access = "none"
+[[allow]]
+direction = "from-device"
+peer = "192.0.2.0/24"
+protocol = "tcp"
+ports = "443"
+initiated_by = "device"
+[[allow]]
+direction = "from-device"
+peer = "192.0.2.128/25"
+protocol = "udp"
+ports = "53"
+[[allow]]
+direction = "to-device"
+peer = "operator-networks"
+protocol = "tcp"
+device_ports = "22"
+initiated_by = "peer"
+[[allow]]
+direction = "from-device"
+peer = "my-controller"
+protocol = "any"
+[[allow]]
+direction = "to-device"
+peer = "198.51.100.0/24"
+protocol = "udp"
+ports = "123"
+device_ports = "123"
+"#;
+    let m = Arc::new(Manifest::from_toml(RULES).unwrap());
+    let op = OperatorConfig::from_toml(
+        "operator_networks = [\"10.0.0.0/8\"]\nmy_controller = [\"172.16.0.1\"]\n",
+    )
+    .unwrap();
+    let inventory = Inventory {
+        devices: vec![device(1, Some(Sha256([1; 32])))],
+    };
+    let mut mon = Monitor::new(&inventory, &[Some(m.clone())], &op, None).unwrap();
+    let peers: Vec<IpAddr> = [
+        "192.0.2.1",
+        "192.0.2.200",
+        "10.5.5.5",
+        "172.16.0.1",
+        "198.51.100.7",
+        "203.0.113.66",
+    ]
+    .iter()
+    .map(|p| p.parse().unwrap())
+    .collect();
+    let ports = [22u16, 53, 123, 443, 8443, 50_000];
+    let me: IpAddr = "10.0.0.1".parse().unwrap();
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = |n: usize| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x % n as u64) as usize
+    };
+    for _ in 0..20_000 {
+        let peer = peers[next(peers.len())];
+        let (src, dst) = if next(2) == 0 { (me, peer) } else { (peer, me) };
+        mon.flow(&Flow {
+            first_ns: 1_700_000_000_000_000_000,
+            last_ns: 1_700_000_001_000_000_000,
+            src,
+            dst,
+            sport: ports[next(ports.len())],
+            dport: ports[next(ports.len())],
+            proto: [6u8, 17, 1][next(3)],
+            packets: 1,
+            bytes: 60,
+            initiator_known: next(2) == 0,
+        });
+    }
+    let report = mon.finish();
+    let res = resolutions_for(
+        &m,
+        &op.operator_networks,
+        &op.local_networks,
+        &op.my_controller,
+        &op.controllers,
+    );
+    let mut decided = 0;
+    for r in &report.violations {
+        let o = Observed {
+            direction: r.direction(),
+            peer: r.peer(),
+            protocol: r.protocol(),
+            port: r.port(),
+            names: Some(vec![]),
+            same_vendor: false,
+        };
+        match judge(&m, &res, &o) {
+            Judgement::Allowed { rule } => panic!("row {o:?} is allowed by rule {rule}"),
+            Judgement::NotAllowed(_) => decided += 1,
+            Judgement::Undecided { .. } => {}
+        }
+    }
+    assert!(
+        decided > 10,
+        "{decided} of {} rows decided",
+        report.violations.len()
+    );
 }

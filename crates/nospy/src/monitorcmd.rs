@@ -12,6 +12,7 @@ use nospy_monitor::evidence;
 use nospy_monitor::manifests::Source;
 use nospy_monitor::output::{report_json, ManifestFrom};
 use nospy_monitor::{Monitor, Report, Resolver};
+use nospy_statement::predicate::EntryRef;
 use nospy_tlog::Sha256;
 use serde_json::json;
 use sha2::Digest as _;
@@ -140,8 +141,9 @@ pub fn run(a: MonitorArgs) -> Result<ExitCode> {
         None => None,
     };
     let source = LogSource::from_args(a.log.as_deref(), a.server.as_deref());
-    let (per_device, from, notes) = device_manifests(&a, &inventory, source.as_ref())?;
-    let mut monitor = Monitor::new(&inventory, &per_device, &operator, resolver)?;
+    let chosen = device_manifests(&a, &inventory, source.as_ref())?;
+    let (from, notes) = (&chosen.from, &chosen.notes);
+    let mut monitor = Monitor::new(&inventory, &chosen.manifests, &operator, resolver)?;
     if let Some(url) = &a.nats {
         let setup = nospy_stream::report::Setup {
             inventory: nospy_stream::inventory_digest(&inventory),
@@ -149,8 +151,8 @@ pub fn run(a: MonitorArgs) -> Result<ExitCode> {
             devices: inventory
                 .devices
                 .iter()
-                .zip(&per_device)
-                .zip(from.iter().zip(&notes))
+                .zip(&chosen.manifests)
+                .zip(from.iter().zip(notes))
                 .map(|((d, m), (f, n))| {
                     (
                         d.device.clone(),
@@ -169,11 +171,13 @@ pub fn run(a: MonitorArgs) -> Result<ExitCode> {
                     "--evidence-key needs --log or --server: the log to append evidence to",
                 )?;
                 let key = crate::util::signer_key(k)?;
-                let names: Vec<Option<String>> = from
-                    .iter()
-                    .map(|f| f.as_ref().map(|f| f.evidence_name(Some(&log.name()))))
-                    .collect();
-                Some(crate::streamcmd::EvidenceTo { log, key, names })
+                let bases = chosen.bases(Some(&log.name()));
+                Some(crate::streamcmd::EvidenceTo {
+                    log,
+                    key,
+                    bases,
+                    operator: operator.clone(),
+                })
             }
         };
         return crate::streamcmd::work(
@@ -230,8 +234,9 @@ pub fn run(a: MonitorArgs) -> Result<ExitCode> {
             let source = source
                 .as_ref()
                 .context("--evidence-key needs --log or --server: the log to append evidence to")?;
+            let bases = chosen.bases(Some(&source.name()));
             Some(append_evidence(
-                &report, &inventory, &from, source, &input, k,
+                &report, &inventory, &bases, &operator, source, &input, k,
             )?)
         }
         None => None,
@@ -258,16 +263,37 @@ pub fn run(a: MonitorArgs) -> Result<ExitCode> {
 /// Each device's manifest and where it came from: the release of its firmware in the log (with
 /// --agreement and --log/--server), else the --manifest file naming its vendor and model; and,
 /// for a device left without one, why.
-#[allow(clippy::type_complexity)]
+struct Chosen {
+    manifests: Vec<Option<Arc<Manifest>>>,
+    from: Vec<Option<ManifestFrom>>,
+    notes: Vec<Option<String>>,
+    /// Per device, the release entry its manifest came from (the agreement's log).
+    releases: Vec<Option<EntryRef>>,
+}
+
+impl Chosen {
+    /// What each device's evidence names as what its flows were judged against.
+    fn bases(&self, log: Option<&str>) -> Vec<Option<evidence::Basis>> {
+        self.manifests
+            .iter()
+            .zip(&self.from)
+            .zip(&self.releases)
+            .map(|((m, f), r)| {
+                Some(evidence::Basis {
+                    manifest: m.clone()?,
+                    name: f.as_ref()?.evidence_name(log),
+                    release: r.clone(),
+                })
+            })
+            .collect()
+    }
+}
+
 fn device_manifests(
     a: &MonitorArgs,
     inventory: &Inventory,
     source: Option<&LogSource>,
-) -> Result<(
-    Vec<Option<Arc<Manifest>>>,
-    Vec<Option<ManifestFrom>>,
-    Vec<Option<String>>,
-)> {
+) -> Result<Chosen> {
     let files: Vec<(Arc<Manifest>, Sha256)> = a
         .manifest
         .iter()
@@ -290,10 +316,12 @@ fn device_manifests(
             .iter()
             .map(|d| d.firmware_sha256.as_deref()),
     );
+    let mut origin = String::new();
     let verdicts = match from_log {
         Some((agreement_path, src)) => {
             let agreement = read_parsed(agreement_path, nospy_policy::Agreement::from_toml)?;
             let verifier = nospy_policy::Verifier::new(&agreement);
+            origin = agreement.log_origin.clone();
             Some(
                 src.verdicts(
                     &digests,
@@ -317,6 +345,20 @@ fn device_manifests(
         }
         bail!("no device of the inventory has a manifest: none of the manifests given names a device's vendor and model{}", if from_log.is_some() { ", and the log has no acceptable release of any device's firmware" } else { "" });
     }
+    let releases = choice
+        .from
+        .iter()
+        .map(|f| match f {
+            Some(Source::Log {
+                index, leaf_hash, ..
+            }) => Some(EntryRef {
+                log: origin.clone(),
+                index: *index,
+                leaf_hash: leaf_hash.to_hex(),
+            }),
+            _ => None,
+        })
+        .collect();
     let from = choice
         .from
         .into_iter()
@@ -327,6 +369,7 @@ fn device_manifests(
                     index,
                     admitted,
                     version,
+                    ..
                 } => ManifestFrom::Log {
                     index,
                     admitted,
@@ -335,7 +378,12 @@ fn device_manifests(
             })
         })
         .collect();
-    Ok((choice.manifests, from, choice.notes))
+    Ok(Chosen {
+        manifests: choice.manifests,
+        from,
+        notes: choice.notes,
+        releases,
+    })
 }
 
 /// The evidence statements appended.
@@ -343,6 +391,7 @@ struct EvidenceReport {
     log: String,
     appended: Vec<(String, usize, nospy_client::Appended)>,
     skipped: Vec<(String, String)>,
+    unsigned_rows: Vec<(String, String)>,
 }
 
 impl EvidenceReport {
@@ -353,13 +402,14 @@ impl EvidenceReport {
                 "device": d, "groups": rows, "index": a.index, "hash": a.hash.to_hex(), "duplicate": a.duplicate,
             })).collect::<Vec<_>>(),
             "skipped": self.skipped.iter().map(|(d, why)| json!({"device": d, "reason": why})).collect::<Vec<_>>(),
+            "unsigned_rows": self.unsigned_rows.iter().map(|(d, why)| json!({"device": d, "reason": why})).collect::<Vec<_>>(),
         })
     }
 
     fn print(&self) {
         use std::io::Write as _;
         let mut out = String::new();
-        if self.appended.is_empty() && self.skipped.is_empty() {
+        if self.appended.is_empty() && self.skipped.is_empty() && self.unsigned_rows.is_empty() {
             out.push_str("\nEVIDENCE: no violations, nothing appended\n");
         } else if !self.appended.is_empty() {
             out.push_str(&format!(
@@ -384,6 +434,9 @@ impl EvidenceReport {
         for (d, why) in &self.skipped {
             out.push_str(&format!("  {d:<16} no evidence statement: {why}\n"));
         }
+        for (d, why) in &self.unsigned_rows {
+            out.push_str(&format!("  {d:<16} row not signed: {why}\n"));
+        }
         let _ = std::io::stdout().lock().write_all(out.as_bytes());
     }
 }
@@ -393,17 +446,14 @@ impl EvidenceReport {
 fn append_evidence(
     report: &Report,
     inventory: &Inventory,
-    from: &[Option<ManifestFrom>],
+    bases: &[Option<evidence::Basis>],
+    operator: &OperatorConfig,
     log: &LogSource,
     input: &Sha256,
     key_path: &std::path::Path,
 ) -> Result<EvidenceReport> {
     let key = crate::util::signer_key(key_path)?;
-    let names: Vec<Option<String>> = from
-        .iter()
-        .map(|f| f.as_ref().map(|f| f.evidence_name(Some(&log.name()))))
-        .collect();
-    let signed = evidence::sign(report, inventory, &names, input, &key);
+    let signed = evidence::sign(report, inventory, bases, operator, input, &key);
     let appended = crate::util::append_statements(log, &signed.statements)?;
     Ok(EvidenceReport {
         log: log.name(),
@@ -414,6 +464,7 @@ fn append_evidence(
             .map(|(s, a)| (s.device, s.groups, a))
             .collect(),
         skipped: signed.skipped,
+        unsigned_rows: signed.unsigned_rows,
     })
 }
 

@@ -198,15 +198,17 @@ fn parse_range(s: &str) -> Option<(u32, u32)> {
     }
 }
 
-/// Where a worker's evidence goes: the log, the monitor's key, and what each device's manifest
-/// is named in its evidence.
+/// Where a worker's evidence goes: the log, the monitor's key, what each device's flows are
+/// judged against and the operator's resolutions, as evidence records them.
 pub struct EvidenceTo {
     /// The log evidence is appended to.
     pub log: nospy_client::LogSource,
     /// The monitor's key.
     pub key: nospy_tlog::note::SignerKey,
-    /// Per device, its manifest as evidence names it.
-    pub names: Vec<Option<String>>,
+    /// Per device, what its flows are judged against.
+    pub bases: Vec<Option<nospy_monitor::evidence::Basis>>,
+    /// The operator's configuration.
+    pub operator: nospy_inventory::OperatorConfig,
 }
 
 /// Signs the evidence of one partition's closed window (`nospy_stream::report::sign_window`)
@@ -217,7 +219,15 @@ fn window_evidence(
     setup: &nospy_stream::report::Setup,
     (p, w, deltas): (u32, u64, Vec<nospy_monitor::Delta>),
 ) -> Result<()> {
-    let signed = nospy_stream::report::sign_window(setup, inventory, &e.names, &e.key, w, &deltas)?;
+    let signed = nospy_stream::report::sign_window(
+        setup,
+        inventory,
+        &e.bases,
+        &e.operator,
+        &e.key,
+        w,
+        &deltas,
+    )?;
     if signed.statements.is_empty() {
         return Ok(());
     }

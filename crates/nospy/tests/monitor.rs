@@ -315,7 +315,7 @@ fn evidence_entry(log: &Path, index: u64) -> (nospy_statement::Statement, serde_
     let r = ok(&["log", "entry", s(log), &index.to_string()]);
     let env = nospy_statement::dsse::Envelope::parse(r.stdout.as_bytes()).unwrap();
     let st = nospy_statement::Statement::parse(&env.payload).unwrap();
-    assert_eq!(st.predicate_type, nospy_statement::predicate::EVIDENCE_V1);
+    assert_eq!(st.predicate_type, nospy_statement::predicate::EVIDENCE_V2);
     let p = st.predicate.clone();
     (st, p)
 }

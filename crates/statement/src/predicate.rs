@@ -4,6 +4,7 @@
 
 use crate::intoto::DigestSet;
 use crate::time::parse_rfc3339;
+use nospy_manifest::judge::{Resolutions, Why};
 use nospy_manifest::Manifest;
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -13,8 +14,13 @@ pub const RELEASE_V1: &str = "https://nospy.example/predicate/release/v1";
 pub const ATTESTATION_V1: &str = "https://nospy.example/predicate/attestation/v1";
 /// Predicate type of revocations.
 pub const REVOCATION_V1: &str = "https://nospy.example/predicate/revocation/v1";
-/// Predicate type of monitoring evidence.
+/// Predicate type of monitoring evidence, first version: rows without the reason they are not
+/// allowed, no resolutions. Still read; no longer written.
 pub const EVIDENCE_V1: &str = "https://nospy.example/predicate/evidence/v1";
+/// Predicate type of monitoring evidence: every row says why the manifest does not allow it,
+/// the operator's resolutions of the manifest's abstractions are recorded, and the release
+/// entry whose manifest was applied is named.
+pub const EVIDENCE_V2: &str = "https://nospy.example/predicate/evidence/v2";
 
 /// A vendor's release of a firmware build.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -163,11 +169,48 @@ pub struct Evidence {
     pub window: Window,
     /// The undeclared flows, aggregated.
     pub flows: Vec<FlowViolation>,
-    /// Which manifest the flows were checked against (its release entry, say).
+    /// Which manifest the flows were checked against (its release entry, say), for people.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manifest: Option<String>,
     /// Digest of the capture or flow export the evidence comes from.
     pub source: DigestSet,
+    /// v2: the release entry whose manifest the flows were judged against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<EntryRef>,
+    /// v2: the operator's resolution of the manifest's abstractions during the window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolutions: Option<Resolutions>,
+}
+
+impl Evidence {
+    /// Whether it is of the second version (it records why and how rows were judged).
+    pub fn is_v2(&self) -> bool {
+        self.resolutions.is_some()
+    }
+
+    /// The v1/v2 rule: v2 carries resolutions and every row's reason, v1 none of what v2 added.
+    fn check_version(&self, v2: bool) -> Result<(), String> {
+        let row_v2 = |f: &FlowViolation| f.why.is_some() || f.names.is_some() || f.same_vendor;
+        if v2 {
+            if self.resolutions.is_none() {
+                return Err("evidence v2 predicate: missing field `resolutions`".into());
+            }
+            if let Some(i) = self.flows.iter().position(|f| f.why.is_none()) {
+                return Err(format!(
+                    "evidence v2 predicate: flows[{i}]: missing field `why`"
+                ));
+            }
+        } else if self.release.is_some()
+            || self.resolutions.is_some()
+            || self.flows.iter().any(row_v2)
+        {
+            return Err(
+                "evidence v1 predicate: carries fields of v2 (release, resolutions, why, names, same_vendor)"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
 }
 
 /// A time window.
@@ -204,6 +247,16 @@ pub struct FlowViolation {
     pub first_seen: String,
     /// Last seen (RFC 3339).
     pub last_seen: String,
+    /// v2: why the manifest does not allow these flows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub why: Option<Why>,
+    /// v2: the DNS names the peer's address stood for during the window (answers seen, the
+    /// resolver's entries), when the manifest has name rules; absent when not recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub names: Option<Vec<String>>,
+    /// v2: the peer is a device of the same vendor (what `same-vendor` rules admit).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub same_vendor: bool,
 }
 
 /// A parsed predicate.
@@ -240,7 +293,11 @@ impl Predicate {
             RELEASE_V1 => strict("release", v).map(|r| Predicate::Release(Box::new(r))),
             ATTESTATION_V1 => strict("attestation", v).map(Predicate::Attestation),
             REVOCATION_V1 => strict("revocation", v).map(Predicate::Revocation),
-            EVIDENCE_V1 => strict("evidence", v).map(Predicate::Evidence),
+            EVIDENCE_V1 | EVIDENCE_V2 => {
+                let e: Evidence = strict("evidence", v)?;
+                e.check_version(predicate_type == EVIDENCE_V2)?;
+                Ok(Predicate::Evidence(e))
+            }
             other => Err(format!("predicate type {other:?} is not one of nospy's")),
         }
     }
@@ -251,6 +308,7 @@ impl Predicate {
             Predicate::Release(_) => RELEASE_V1,
             Predicate::Attestation(_) => ATTESTATION_V1,
             Predicate::Revocation(_) => REVOCATION_V1,
+            Predicate::Evidence(e) if e.is_v2() => EVIDENCE_V2,
             Predicate::Evidence(_) => EVIDENCE_V1,
         }
     }

@@ -237,12 +237,14 @@ pub fn merged_json(m: &Merged) -> Value {
 /// The evidence of one partition's closed window starting at `start` (Unix seconds): the
 /// window's deltas merged into its report, whose window is the window's bounds and whose source
 /// digest is the SHA-256 of that report's JSON, so that a window handed on twice signs the same
-/// bytes (a duplicate in the log, not a second entry). `names[i]` names device `i`'s manifest as
-/// evidence does. No statement when the window has no violation.
+/// bytes (a duplicate in the log, not a second entry). `bases[i]` is what device `i`'s flows
+/// were judged against and `operator` resolves its abstractions, as [`nospy_monitor::evidence::sign`]
+/// takes them. No statement when the window has no violation.
 pub fn sign_window(
     setup: &Setup,
     inventory: &nospy_inventory::Inventory,
-    names: &[Option<String>],
+    bases: &[Option<nospy_monitor::evidence::Basis>],
+    operator: &nospy_inventory::OperatorConfig,
     key: &nospy_tlog::note::SignerKey,
     start: u64,
     deltas: &[nospy_monitor::Delta],
@@ -272,7 +274,7 @@ pub fn sign_window(
     );
     let input = nospy_tlog::Sha256::of(json.to_string().as_bytes());
     Ok(nospy_monitor::evidence::sign(
-        &report, inventory, names, &input, key,
+        &report, inventory, bases, operator, &input, key,
     ))
 }
 

@@ -1,0 +1,286 @@
+//! The reference judgement: one group of observed flows (a monitor's report row) judged against
+//! a manifest rule by rule, with the operator's resolutions of its abstractions as recorded. It
+//! is what an evidence verifier re-runs, and what a monitor runs on each row before it signs, so
+//! that a monitor never signs a row the verifier would not reproduce. It is written apart from
+//! the monitor's compiled tables on purpose: a fault in those cannot frame a device.
+//!
+//! A row records its direction, peer, protocol and one port (the peer's going out, the
+//! device's coming in), the names the peer's address stood for (when recorded) and whether the
+//! peer is a device of the same vendor. It does not record the other port, nor who opened each
+//! flow. So a row is judged *not allowed* only when no value of what it does not record would
+//! allow it; when one would, the judgement says which ([`Unrecorded`]) rather than guess.
+
+use crate::{Direction, Initiator, Manifest, Peer, Ports, Prefix, Rule};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+/// The operator's resolution of a manifest's abstractions, as an evidence statement records it
+/// (only those its manifest uses).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resolutions {
+    /// `operator-networks`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub operator_networks: Vec<Prefix>,
+    /// `local-networks`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub local_networks: Vec<Prefix>,
+    /// `my-controller`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub my_controller: Vec<Prefix>,
+    /// `controller:<uri>`, by URI.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub controllers: BTreeMap<String, Vec<Prefix>>,
+}
+
+/// One group of flows as observed from one device's side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observed {
+    /// Which way.
+    pub direction: Direction,
+    /// The other side's address.
+    pub peer: IpAddr,
+    /// IP protocol number.
+    pub protocol: u8,
+    /// The peer's port going out (`from-device`), the device's coming in (`to-device`).
+    pub port: u16,
+    /// The DNS names the peer's address stood for during the window (answers seen, resolver
+    /// entries), lower case; `None` when not recorded.
+    pub names: Option<Vec<String>>,
+    /// Whether the peer is a device of the same vendor (`same-vendor`).
+    pub same_vendor: bool,
+}
+
+/// Why a manifest does not allow a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Why {
+    /// No rule of that direction admits the peer.
+    Peer,
+    /// Rules admit the peer, but none allows that protocol and port.
+    Service,
+    /// A rule admits the peer, protocol and port, but only for TCP connections opened by the
+    /// other side.
+    Initiator,
+}
+
+impl Why {
+    /// As evidence writes it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Why::Peer => "peer",
+            Why::Service => "service",
+            Why::Initiator => "initiator",
+        }
+    }
+
+    /// What it means, for reports.
+    pub fn explain(&self) -> &'static str {
+        match self {
+            Why::Peer => "no rule of that direction admits the peer",
+            Why::Service => "a rule admits the peer, but none allows that protocol and port",
+            Why::Initiator => {
+                "a rule allows the peer, protocol and port, but not the side that opened the connection"
+            }
+        }
+    }
+}
+
+/// What a row does not record, on which a rule's allowing it would depend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Unrecorded {
+    /// Which side opened the flows (the rule sets `initiated_by`).
+    Opener,
+    /// The port the row does not carry (the rule restricts it).
+    OtherPort,
+    /// Which names the peer stood for (a name rule would allow the service).
+    Names,
+    /// Whether the flows were replies to flows the other way, which a rule of the other
+    /// direction allows (a monitor that does not know who opened a flow judges it both ways).
+    Reply,
+}
+
+impl Unrecorded {
+    /// What it means, for reports.
+    pub fn explain(&self) -> &'static str {
+        match self {
+            Unrecorded::Opener => "which side opened the flows",
+            Unrecorded::OtherPort => "the flows' other port",
+            Unrecorded::Names => "the names the peer's address stood for",
+            Unrecorded::Reply => "whether the flows answered flows the other way",
+        }
+    }
+}
+
+/// The judgement on a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Judgement {
+    /// Not allowed, whatever the row does not record.
+    NotAllowed(Why),
+    /// Allowed by rule `rule` (its position in the manifest's list, from 0).
+    Allowed {
+        /// The rule.
+        rule: usize,
+    },
+    /// Rule `rule` would allow it for some value of what the row does not record; `why` is the
+    /// judgement were that value not the allowing one.
+    Undecided {
+        /// The rule.
+        rule: usize,
+        /// What the row would have to record.
+        unrecorded: Unrecorded,
+        /// Why it is not allowed otherwise.
+        why: Why,
+    },
+}
+
+/// Whether `rule` admits the peer: `None` when that depends on names the row does not record.
+fn admits(rule: &Rule, res: &Resolutions, o: &Observed) -> Option<bool> {
+    let within = |ps: &[Prefix]| ps.iter().any(|p| p.contains(o.peer));
+    Some(match &rule.peer {
+        Peer::Prefix(p) => p.contains(o.peer),
+        Peer::OperatorNetworks => within(&res.operator_networks),
+        Peer::LocalNetworks => within(&res.local_networks),
+        Peer::MyController => within(&res.my_controller),
+        Peer::Controller(uri) => res.controllers.get(uri).is_some_and(|ps| within(ps)),
+        Peer::SameVendor => o.same_vendor,
+        Peer::Name(n) => return o.names.as_ref().map(|ns| ns.iter().any(|x| x == n)),
+    })
+}
+
+/// Whether `rule`'s service allows the row seen in `direction`, with the recorded port on that
+/// direction's side: `Ok(())` allowed, `Err(None)` not allowed, `Err(Some(u))` allowed only for
+/// some value of `u`.
+fn serves(rule: &Rule, o: &Observed, direction: Direction) -> Result<(), Option<Unrecorded>> {
+    if !rule.protocol.matches(o.protocol) {
+        return Err(None);
+    }
+    let mut open = None;
+    if matches!(o.protocol, 6 | 17) {
+        // The row's port is the peer's when it went out, the device's when it came in; for
+        // the direction judged, that is `ports` or `device_ports`.
+        let (recorded, other): (&Ports, &Ports) = match (o.direction, direction) {
+            (Direction::FromDevice, Direction::FromDevice) => (&rule.ports, &rule.device_ports),
+            (Direction::ToDevice, Direction::ToDevice) => (&rule.device_ports, &rule.ports),
+            // Judged the other way round (as a reply): the same two ports, the roles kept.
+            (Direction::FromDevice, Direction::ToDevice) => (&rule.ports, &rule.device_ports),
+            (Direction::ToDevice, Direction::FromDevice) => (&rule.device_ports, &rule.ports),
+        };
+        if !recorded.contains(o.port) {
+            return Err(None);
+        }
+        if !other.is_any() {
+            open = Some(Unrecorded::OtherPort);
+        }
+    }
+    if o.protocol == 6 && matches!(rule.initiated_by, Some(Initiator::Device | Initiator::Peer)) {
+        open = open.or(Some(Unrecorded::Opener));
+    }
+    match open {
+        None => Ok(()),
+        Some(u) => Err(Some(u)),
+    }
+}
+
+/// Judges `o` against `m` with the operator's resolutions `res`.
+pub fn judge(m: &Manifest, res: &Resolutions, o: &Observed) -> Judgement {
+    let mut admitted = false;
+    let mut undecided: Option<(usize, Unrecorded, Why)> = None;
+    let note = |slot: &mut Option<(usize, Unrecorded, Why)>, i, u, w| {
+        if slot.is_none() {
+            *slot = Some((i, u, w));
+        }
+    };
+    for (i, r) in m.allow.iter().enumerate() {
+        if r.direction != o.direction {
+            continue;
+        }
+        match (admits(r, res, o), serves(r, o, o.direction)) {
+            (Some(false), _) => {}
+            (Some(true), Ok(())) => return Judgement::Allowed { rule: i },
+            (Some(true), Err(None)) => admitted = true,
+            (Some(true), Err(Some(u))) => {
+                admitted = true;
+                let why = if u == Unrecorded::Opener {
+                    Why::Initiator
+                } else {
+                    Why::Service
+                };
+                note(&mut undecided, i, u, why);
+            }
+            (None, Err(None)) => {}
+            (None, _) => note(&mut undecided, i, Unrecorded::Names, Why::Peer),
+        }
+    }
+    let why = if admitted { Why::Service } else { Why::Peer };
+    // An opener the row does not record: the flows may be replies, judged the other way.
+    if undecided.is_none() {
+        let back = match o.direction {
+            Direction::FromDevice => Direction::ToDevice,
+            Direction::ToDevice => Direction::FromDevice,
+        };
+        for (i, r) in m.allow.iter().enumerate() {
+            if r.direction == back
+                && admits(r, res, o) != Some(false)
+                && serves(r, o, back) != Err(None)
+            {
+                note(&mut undecided, i, Unrecorded::Reply, why);
+                break;
+            }
+        }
+    }
+    match undecided {
+        // The first undecided rule's reason, but a rule admitting the peer outranks `Peer`.
+        Some((rule, unrecorded, w)) => Judgement::Undecided {
+            rule,
+            unrecorded,
+            why: if w == Why::Peer { why } else { w },
+        },
+        None => Judgement::NotAllowed(why),
+    }
+}
+
+/// The abstractions `m` uses, resolved from the operator's lists: what evidence about a device
+/// with manifest `m` records. Lists the manifest does not use stay empty.
+pub fn resolutions_for(
+    m: &Manifest,
+    operator_networks: &[Prefix],
+    local_networks: &[Prefix],
+    my_controller: &[Prefix],
+    controllers: &BTreeMap<String, Vec<Prefix>>,
+) -> Resolutions {
+    let mut res = Resolutions::default();
+    for r in &m.allow {
+        match &r.peer {
+            Peer::OperatorNetworks => res.operator_networks = operator_networks.to_vec(),
+            Peer::LocalNetworks => res.local_networks = local_networks.to_vec(),
+            Peer::MyController => res.my_controller = my_controller.to_vec(),
+            Peer::Controller(uri) => {
+                res.controllers.insert(
+                    uri.clone(),
+                    controllers.get(uri).cloned().unwrap_or_default(),
+                );
+            }
+            _ => {}
+        }
+    }
+    res
+}
+
+/// Whether `m` has a rule naming a DNS name (whose judgement needs the names a peer stood for).
+pub fn uses_names(m: &Manifest) -> bool {
+    m.allow.iter().any(|r| matches!(r.peer, Peer::Name(_)))
+}
+
+/// The protocol number a manifest's protocol name stands for in evidence (`tcp`, `udp`, `icmp`,
+/// `icmpv6`, or a number).
+pub fn protocol_number(name: &str) -> Option<u8> {
+    match name {
+        "tcp" => Some(6),
+        "udp" => Some(17),
+        "icmp" => Some(1),
+        "icmpv6" => Some(58),
+        n => n.parse().ok(),
+    }
+}

@@ -1,0 +1,210 @@
+//! The reference judgement of a report row against a manifest: each reason, each thing a row
+//! does not record, and the abstractions as recorded.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is a failing test
+
+use nospy_manifest::judge::{
+    judge, resolutions_for, Judgement, Observed, Resolutions, Unrecorded, Why,
+};
+use nospy_manifest::{Direction, Manifest, Prefix};
+use std::collections::BTreeMap;
+
+const M: &str = r#"
+[device]
+vendor = "V"
+model = "M"
+[capabilities]
+vendor_remote_access = "none"
+[[allow]]
+direction = "from-device"
+peer = "192.0.2.0/24"
+protocol = "tcp"
+ports = "443"
+[[allow]]
+direction = "from-device"
+peer = "198.51.100.0/24"
+protocol = "tcp"
+ports = "8443"
+initiated_by = "device"
+[[allow]]
+direction = "from-device"
+peer = "updates.v.example"
+protocol = "tcp"
+ports = "443"
+[[allow]]
+direction = "to-device"
+peer = "operator-networks"
+protocol = "tcp"
+device_ports = "22"
+initiated_by = "peer"
+[[allow]]
+direction = "from-device"
+peer = "same-vendor"
+protocol = "udp"
+ports = "4789"
+device_ports = "4789"
+[[allow]]
+direction = "from-device"
+peer = "controller:urn:ietf:params:mud:dns"
+protocol = "udp"
+ports = "53"
+"#;
+
+fn obs(direction: Direction, peer: &str, protocol: u8, port: u16) -> Observed {
+    Observed {
+        direction,
+        peer: peer.parse().unwrap(),
+        protocol,
+        port,
+        names: Some(vec![]),
+        same_vendor: false,
+    }
+}
+
+fn res() -> Resolutions {
+    let m = Manifest::from_toml(M).unwrap();
+    let p = |s: &str| -> Prefix { s.parse().unwrap() };
+    let controllers = BTreeMap::from([
+        ("urn:ietf:params:mud:dns".to_string(), vec![p("9.9.9.9/32")]),
+        ("urn:other".to_string(), vec![p("8.8.8.8/32")]),
+    ]);
+    let r = resolutions_for(
+        &m,
+        &[p("10.0.0.0/8")],
+        &[p("192.168.0.0/16")],
+        &[],
+        &controllers,
+    );
+    // Only what the manifest uses is recorded.
+    assert!(r.local_networks.is_empty());
+    assert_eq!(r.controllers.len(), 1);
+    r
+}
+
+#[test]
+fn each_reason_and_each_allowance() {
+    use Direction::*;
+    let m = Manifest::from_toml(M).unwrap();
+    let r = res();
+    let j = |o: &Observed| judge(&m, &r, o);
+    assert_eq!(
+        j(&obs(FromDevice, "192.0.2.7", 6, 443)),
+        Judgement::Allowed { rule: 0 }
+    );
+    assert_eq!(
+        j(&obs(FromDevice, "203.0.113.66", 6, 8443)),
+        Judgement::NotAllowed(Why::Peer)
+    );
+    assert_eq!(
+        j(&obs(FromDevice, "192.0.2.7", 6, 80)),
+        Judgement::NotAllowed(Why::Service)
+    );
+    assert_eq!(
+        j(&obs(FromDevice, "192.0.2.7", 17, 443)),
+        Judgement::NotAllowed(Why::Service)
+    );
+    // initiated_by = device: who opened the flows is not recorded.
+    assert_eq!(
+        j(&obs(FromDevice, "198.51.100.5", 6, 8443)),
+        Judgement::Undecided {
+            rule: 1,
+            unrecorded: Unrecorded::Opener,
+            why: Why::Initiator
+        }
+    );
+    // An abstraction, as recorded: the operator's networks may reach SSH, opened by them.
+    assert_eq!(
+        j(&obs(ToDevice, "10.1.2.3", 6, 22)),
+        Judgement::Undecided {
+            rule: 3,
+            unrecorded: Unrecorded::Opener,
+            why: Why::Initiator
+        }
+    );
+    assert_eq!(
+        j(&obs(ToDevice, "10.1.2.3", 6, 23)),
+        Judgement::NotAllowed(Why::Service)
+    );
+    assert_eq!(
+        j(&obs(ToDevice, "172.16.0.1", 6, 22)),
+        Judgement::NotAllowed(Why::Peer)
+    );
+    // A controller class, resolved; another class's address is not admitted.
+    assert_eq!(
+        j(&obs(FromDevice, "9.9.9.9", 17, 53)),
+        Judgement::Allowed { rule: 5 }
+    );
+    assert_eq!(
+        j(&obs(FromDevice, "8.8.8.8", 17, 53)),
+        Judgement::NotAllowed(Why::Peer)
+    );
+}
+
+#[test]
+fn names_same_vendor_and_replies() {
+    use Direction::*;
+    let m = Manifest::from_toml(M).unwrap();
+    let r = res();
+    let mut o = obs(FromDevice, "203.0.113.9", 6, 443);
+    // The names it stood for, recorded: none of them allowed.
+    o.names = Some(vec!["evil.example".into()]);
+    assert_eq!(judge(&m, &r, &o), Judgement::NotAllowed(Why::Peer));
+    o.names = Some(vec!["updates.v.example".into()]);
+    assert_eq!(judge(&m, &r, &o), Judgement::Allowed { rule: 2 });
+    // Not recorded: a name rule would allow the service, so nothing is decided.
+    o.names = None;
+    assert!(matches!(
+        judge(&m, &r, &o),
+        Judgement::Undecided {
+            rule: 2,
+            unrecorded: Unrecorded::Names,
+            why: Why::Peer
+        }
+    ));
+    // ... but a service no name rule allows is decided without them.
+    o.port = 25;
+    assert_eq!(judge(&m, &r, &o), Judgement::NotAllowed(Why::Peer));
+
+    // same-vendor restricts the device's port, which a from-device row does not record.
+    let mut o = obs(FromDevice, "10.9.9.9", 17, 4789);
+    o.same_vendor = true;
+    assert!(matches!(
+        judge(&m, &r, &o),
+        Judgement::Undecided {
+            unrecorded: Unrecorded::OtherPort,
+            ..
+        }
+    ));
+    o.same_vendor = false;
+    assert_eq!(judge(&m, &r, &o), Judgement::NotAllowed(Why::Peer));
+
+    // From the device to the operator's network, from port 22: a reply to an SSH session the
+    // operator opened, were the opener unknown.
+    let o = obs(FromDevice, "10.1.2.3", 6, 50_000);
+    assert!(matches!(
+        judge(&m, &r, &o),
+        Judgement::Undecided {
+            rule: 3,
+            unrecorded: Unrecorded::Reply,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn resolutions_round_trip_and_refuse_what_they_do_not_know() {
+    let r = res();
+    let v = serde_json::to_value(&r).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({"operator_networks": ["10.0.0.0/8"], "controllers": {"urn:ietf:params:mud:dns": ["9.9.9.9/32"]}})
+    );
+    assert_eq!(serde_json::from_value::<Resolutions>(v).unwrap(), r);
+    for bad in [
+        serde_json::json!({"operator_networks": ["10.0.0.1/8"]}),
+        serde_json::json!({"operator_networks": "10.0.0.0/8"}),
+        serde_json::json!({"dns": []}),
+    ] {
+        assert!(serde_json::from_value::<Resolutions>(bad).is_err());
+    }
+}
