@@ -242,13 +242,13 @@ pub fn run(a: MonitorArgs) -> Result<ExitCode> {
         None => None,
     };
     if a.json {
-        let mut v = report_json(&report, &stats, &from, &notes);
+        let mut v = report_json(&report, &stats, from, notes);
         if let Some(e) = &evidence {
             v["evidence"] = e.json();
         }
         print_json(&v)?;
     } else {
-        crate::monitortext::print_text(&report, &stats, &from, &notes);
+        crate::monitortext::print_text(&report, &stats, from, notes);
         if let Some(e) = &evidence {
             e.print();
         }
