@@ -13,6 +13,7 @@ mod admit;
 mod benchcmd;
 mod democmd;
 mod diffcmd;
+mod evidencecmd;
 mod exposurecmd;
 mod fleetcmd;
 mod keys;
@@ -155,6 +156,9 @@ enum Command {
         subcommand_negates_reqs = true
     )]
     Monitor(Box<monitorcmd::MonitorArgs>),
+    /// Read breach evidence back: verify an evidence entry under an agreement.
+    #[command(subcommand)]
+    Evidence(evidencecmd::EvidenceCommand),
     /// Publish flows to NATS JetStream for a pool of monitor workers (`nospy monitor --nats`).
     ///
     /// Reads captured flow exports (--flows), a packet capture (--pcap) or exports sent live
@@ -230,6 +234,7 @@ fn main() -> ExitCode {
         Command::Serve(a) => servecmd::run(a),
         Command::Demo(a) => democmd::run(a),
         Command::Monitor(a) => monitorcmd::run(*a),
+        Command::Evidence(c) => evidencecmd::run(c),
         Command::Collect(a) => streamcmd::collect(a),
         Command::Exposure(a) => exposurecmd::run(a),
         Command::Fleet(a) => fleetcmd::run(a),

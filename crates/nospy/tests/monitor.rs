@@ -706,3 +706,267 @@ fn with_offline_witnesses_the_monitor_takes_manifests_under_the_cosigned_checkpo
     ]);
     assert_eq!(r.code, 2, "{}", r.stderr);
 }
+
+/// Evidence read back by a third party: `nospy evidence verify` holds for the monitor's own
+/// evidence, and each forgery fails at its own check with its own kind.
+#[test]
+fn evidence_verifies_and_each_forgery_fails_with_its_own_reason() {
+    use nospy_statement::predicate::Predicate;
+    let t = tempfile::tempdir().unwrap();
+    let (inv, agreement, monitor_key, digest, log, _, monitor_vkey) = logged_world(t.path());
+    let op = t.path().join("operator.toml");
+    std::fs::write(
+        &op,
+        "[controllers]\n\"urn:ietf:params:mud:gateway\" = [\"192.168.32.1\"]\n",
+    )
+    .unwrap();
+    let pcap = net("pcap/mudscope_malign_ut-tplink_2021-11-18_15-10-46.pcap");
+    let r = run(&[
+        "monitor",
+        "--pcap",
+        s(&pcap),
+        "--inventory",
+        s(&inv),
+        "--operator",
+        s(&op),
+        "--agreement",
+        s(&agreement),
+        "--log",
+        s(&log),
+        "--evidence-key",
+        s(&monitor_key),
+    ]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    // An agreement with no [monitors] trusts no evidence: unusable input.
+    let verify = |agreement: &Path, index: u64| {
+        let r = run(&[
+            "evidence",
+            "verify",
+            "--agreement",
+            s(agreement),
+            "--log",
+            s(&log),
+            "--index",
+            &index.to_string(),
+            "--json",
+        ]);
+        let v: serde_json::Value = serde_json::from_str(&r.stdout)
+            .unwrap_or_else(|_| serde_json::json!({"stderr": r.stderr}));
+        (r.code, v)
+    };
+    assert_eq!(verify(&agreement, 1).0, 2);
+    let with_monitors = t.path().join("with-monitors.toml");
+    let text = std::fs::read_to_string(&agreement).unwrap();
+    std::fs::write(
+        &with_monitors,
+        format!(
+            "{text}[monitors]\nquorum = 1\non_breach = \"deny\"\n\
+             [[monitors.member]]\norganisation = \"UK operator\"\nkeys = [\"{monitor_vkey}\"]\n"
+        ),
+    )
+    .unwrap();
+    let (code, v) = verify(&with_monitors, 1);
+    assert_eq!(code, 0, "{v:#}");
+    assert_eq!(v["holds"], true);
+    assert_eq!(v["organisation"], "UK operator");
+    assert_eq!(v["device"], "ut-plug");
+    assert_eq!(v["firmware"], digest.as_str());
+    let names: Vec<&str> = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["checkpoint", "signature", "inclusion", "release", "rows"]
+    );
+    assert!(
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["pass"] == true),
+        "{v:#}"
+    );
+    // The text form says the same.
+    let r = run(&[
+        "evidence",
+        "verify",
+        "--agreement",
+        s(&with_monitors),
+        "--log",
+        s(&log),
+        "--index",
+        "1",
+    ]);
+    assert_eq!(r.code, 0);
+    assert!(
+        r.stdout
+            .starts_with("HOLDS evidence entry 1 (device ut-plug, monitor UK operator)"),
+        "{}",
+        r.stdout
+    );
+
+    // Forgeries, each appended raw and verified.
+    let entry = ok(&["log", "entry", s(&log), "1"]).stdout;
+    let env = nospy_statement::dsse::Envelope::parse(entry.as_bytes()).unwrap();
+    let st = nospy_statement::Statement::parse(&env.payload).unwrap();
+    let Predicate::Evidence(ev) = Predicate::parse(&st.predicate_type, &st.predicate).unwrap()
+    else {
+        panic!("not evidence")
+    };
+    let monitor = nospy_log::keyfile::read_signer(&monitor_key).unwrap();
+    let stranger =
+        nospy_tlog::note::SignerKey::from_seed("monitor.stranger.example", [9; 32]).unwrap();
+    let sign = |ev: &nospy_statement::predicate::Evidence, key: &nospy_tlog::note::SignerKey| {
+        nospy_statement::sign(st.subject.clone(), &Predicate::Evidence(ev.clone()), &[key])
+            .to_json()
+    };
+    let next = std::cell::Cell::new(2u64);
+    let append = |bytes: &[u8]| -> u64 {
+        let f = t.path().join(format!("forged-{}.json", next.get()));
+        std::fs::write(&f, bytes).unwrap();
+        ok(&["log", "add", "--raw", s(&log), s(&f)]);
+        let i = next.get();
+        next.set(i + 1);
+        i
+    };
+    let failed = |index: u64, agreement: &Path| -> (String, String) {
+        let (code, v) = verify(agreement, index);
+        assert_eq!(code, 1, "{v:#}");
+        assert_eq!(v["holds"], false);
+        let c = v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["pass"] == false)
+            .unwrap();
+        (
+            c["name"].as_str().unwrap().to_string(),
+            c["failure"].as_str().unwrap().to_string(),
+        )
+    };
+
+    // A row edited after signing: the signature names the monitor's key but does not verify.
+    let mut payload: serde_json::Value = serde_json::from_slice(&env.payload).unwrap();
+    payload["predicate"]["flows"][0]["port"] = 54.into();
+    let mut raw: serde_json::Value = serde_json::from_str(&entry).unwrap();
+    use base64::Engine as _;
+    raw["payload"] = base64::engine::general_purpose::STANDARD
+        .encode(serde_json::to_vec(&payload).unwrap())
+        .into();
+    let i = append(&serde_json::to_vec(&raw).unwrap());
+    assert_eq!(
+        failed(i, &with_monitors),
+        ("signature".into(), "bad-signature".into())
+    );
+
+    // The same evidence signed by a key the agreement does not know.
+    let i = append(&sign(&ev, &stranger));
+    assert_eq!(
+        failed(i, &with_monitors),
+        ("signature".into(), "unknown-monitor".into())
+    );
+
+    // A monitor framing the plug: a row its manifest allows (DHCP to the gateway).
+    let mut framed = ev.clone();
+    framed.flows[0].peer = "192.168.32.1".into();
+    framed.flows[0].port = 67;
+    let i = append(&sign(&framed, &monitor));
+    assert_eq!(
+        failed(i, &with_monitors),
+        ("rows".into(), "row-allowed".into())
+    );
+
+    // The reason changed: the row is not allowed, but not for the reason given.
+    let mut reason = ev.clone();
+    reason.flows[0].why = Some(nospy_manifest::judge::Why::Service);
+    let i = append(&sign(&reason, &monitor));
+    assert_eq!(
+        failed(i, &with_monitors),
+        ("rows".into(), "row-reason".into())
+    );
+
+    // The release entry swapped for another release of the same vendor (other firmware).
+    let other_fw = t.path().join("fw2.bin");
+    std::fs::write(&other_fw, b"ut plug firmware 2.0\n").unwrap();
+    ok(&[
+        "release",
+        "sign",
+        "--key",
+        s(&t.path().join("vendor.key")),
+        "--artifact",
+        s(&other_fw),
+        "--product",
+        "ut-tplink-plug",
+        "--version",
+        "2.0",
+        "--source-commit",
+        "def456",
+        "--manifest",
+        s(&t.path().join("ut.toml")),
+        "--out",
+        s(&t.path().join("release2.json")),
+    ]);
+    let r2 = ok(&[
+        "log",
+        "add",
+        s(&log),
+        s(&t.path().join("release2.json")),
+        "--json",
+    ]);
+    let r2: serde_json::Value = serde_json::from_str(&r2.stdout).unwrap();
+    let idx2 = r2["entries"][0]["index"].as_u64().unwrap();
+    next.set(idx2 + 1);
+    let mut swapped = ev.clone();
+    let rref = swapped.release.as_mut().unwrap();
+    rref.index = idx2;
+    rref.leaf_hash = r2["entries"][0]["hash"].as_str().unwrap().to_string();
+    let i = append(&sign(&swapped, &monitor));
+    assert_eq!(
+        failed(i, &with_monitors),
+        ("release".into(), "release-other-firmware".into())
+    );
+
+    // Evidence of the first version cannot be judged again.
+    let mut v1 = ev.clone();
+    v1.release = None;
+    v1.resolutions = None;
+    for f in &mut v1.flows {
+        f.why = None;
+        f.names = None;
+        f.same_vendor = false;
+    }
+    let i = append(&sign(&v1, &monitor));
+    assert_eq!(
+        failed(i, &with_monitors),
+        ("release".into(), "unjudgeable".into())
+    );
+
+    // Under an agreement about another log, the checkpoint fails first.
+    std::fs::create_dir(t.path().join("other")).unwrap();
+    let (_, _, other_vkey) = new_log(&t.path().join("other"), "log.example.org/nospy");
+    let other = t.path().join("other-log.toml");
+    std::fs::write(
+        &other,
+        std::fs::read_to_string(&with_monitors).unwrap().replace(
+            &format!("key = \"{}\"", agreement_log_key(&agreement)),
+            &format!("key = \"{other_vkey}\""),
+        ),
+    )
+    .unwrap();
+    assert_eq!(
+        failed(1, &other),
+        ("checkpoint".into(), "checkpoint".into())
+    );
+}
+
+/// The `[log] key` of an agreement file.
+fn agreement_log_key(p: &Path) -> String {
+    let text = std::fs::read_to_string(p).unwrap();
+    let line = text.lines().find(|l| l.starts_with("key = ")).unwrap();
+    line.trim_start_matches("key = ")
+        .trim_matches('"')
+        .to_string()
+}

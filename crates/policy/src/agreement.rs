@@ -48,6 +48,45 @@ pub struct Agreement {
     pub manifest: ManifestRules,
     /// Minimum versions per product.
     pub minimum_versions: Vec<MinimumVersion>,
+    /// The monitors whose breach evidence counts (`[monitors]`; none when absent).
+    pub monitors: Monitors,
+}
+
+/// The monitors an agreement trusts for breach evidence, by organisation.
+#[derive(Debug, Clone, Default)]
+pub struct Monitors {
+    /// The organisations and their keys (the same shape as evaluators).
+    pub members: Vec<EvaluatorMember>,
+    /// How many distinct organisations' verified evidence makes a breach (0: no `[monitors]`).
+    pub quorum: usize,
+    /// What a breach does to the verdict.
+    pub on_breach: OnBreach,
+}
+
+/// What verified breach evidence from a quorum of monitors does to `nospy verify`'s verdict.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnBreach {
+    /// The firmware is denied.
+    #[default]
+    Deny,
+    /// The firmware is admitted, flagged with the evidence.
+    Flag,
+}
+
+impl Monitors {
+    /// Every monitor key, in order, with its organisation.
+    pub fn keys(&self) -> (Vec<VerifierKey>, Vec<&str>) {
+        let mut keys = Vec::new();
+        let mut orgs = Vec::new();
+        for m in &self.members {
+            for k in &m.keys {
+                keys.push(k.clone());
+                orgs.push(m.organisation.as_str());
+            }
+        }
+        (keys, orgs)
+    }
 }
 
 /// A vendor.
@@ -134,6 +173,18 @@ struct Raw {
     manifest: RawManifest,
     #[serde(default)]
     minimum_version: Vec<RawMin>,
+    #[serde(default)]
+    monitors: Option<RawMonitors>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMonitors {
+    quorum: usize,
+    #[serde(default)]
+    on_breach: OnBreach,
+    #[serde(default)]
+    member: Vec<RawMember>,
 }
 
 #[derive(Deserialize)]
@@ -212,6 +263,39 @@ fn key(place: &str, s: &str, alg: u8) -> Result<VerifierKey, AgreementError> {
     }
 }
 
+/// The members of `[evaluators]` or `[monitors]` (`role` names them in errors).
+fn members(role: &str, raw: &[RawMember]) -> Result<Vec<EvaluatorMember>, AgreementError> {
+    raw.iter()
+        .map(|m| {
+            let keys = m
+                .keys
+                .iter()
+                .map(|k| key(&format!("{role} {:?}", m.organisation), k, ALG_ED25519))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(EvaluatorMember {
+                organisation: m.organisation.clone(),
+                keys,
+            })
+        })
+        .collect()
+}
+
+/// Checks that a quorum counted in organisations can be met by the members listed.
+fn quorum(place: &str, q: usize, members: &[EvaluatorMember]) -> Result<(), AgreementError> {
+    let orgs: std::collections::BTreeSet<&str> =
+        members.iter().map(|m| m.organisation.as_str()).collect();
+    if q > orgs.len() {
+        return Err(err(
+            place,
+            format!(
+                "quorum {q} is more than the {} organisations listed",
+                orgs.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 impl Agreement {
     /// Parses and checks an agreement.
     pub fn from_toml(text: &str) -> Result<Agreement, AgreementError> {
@@ -280,34 +364,26 @@ impl Agreement {
                 })
             })
             .collect::<Result<Vec<_>, AgreementError>>()?;
-        let evaluators = raw
-            .evaluators
-            .member
-            .iter()
-            .map(|m| {
-                let keys = m
-                    .keys
-                    .iter()
-                    .map(|k| key(&format!("evaluator {:?}", m.organisation), k, ALG_ED25519))
-                    .collect::<Result<Vec<_>, _>>()?;
-                Ok(EvaluatorMember {
-                    organisation: m.organisation.clone(),
-                    keys,
-                })
-            })
-            .collect::<Result<Vec<_>, AgreementError>>()?;
-        let orgs: std::collections::BTreeSet<&str> =
-            evaluators.iter().map(|m| m.organisation.as_str()).collect();
-        if raw.evaluators.quorum > orgs.len() {
-            return Err(err(
-                "[evaluators]",
-                format!(
-                    "quorum {} is more than the {} organisations listed",
-                    raw.evaluators.quorum,
-                    orgs.len()
-                ),
-            ));
-        }
+        let evaluators = members("evaluator", &raw.evaluators.member)?;
+        quorum("[evaluators]", raw.evaluators.quorum, &evaluators)?;
+        let monitors = match &raw.monitors {
+            None => Monitors::default(),
+            Some(m) => {
+                let members = members("monitor", &m.member)?;
+                quorum("[monitors]", m.quorum, &members)?;
+                if m.quorum == 0 {
+                    return Err(err(
+                        "[monitors]",
+                        "quorum 0 would make a breach of no evidence at all: at least 1",
+                    ));
+                }
+                Monitors {
+                    members,
+                    quorum: m.quorum,
+                    on_breach: m.on_breach,
+                }
+            }
+        };
         // One key in two roles would let one signer stand for two parties.
         let mut all: Vec<(&VerifierKey, String)> = Vec::new();
         for v in &vendors {
@@ -318,6 +394,13 @@ impl Agreement {
                 m.keys
                     .iter()
                     .map(|k| (k, format!("evaluator {:?}", m.organisation))),
+            );
+        }
+        for m in &monitors.members {
+            all.extend(
+                m.keys
+                    .iter()
+                    .map(|k| (k, format!("monitor {:?}", m.organisation))),
             );
         }
         for (i, (k, who)) in all.iter().enumerate() {
@@ -362,6 +445,7 @@ impl Agreement {
                     version: m.version,
                 })
                 .collect(),
+            monitors,
         })
     }
 

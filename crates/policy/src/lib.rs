@@ -7,11 +7,13 @@
 #![forbid(unsafe_code)]
 
 mod agreement;
+pub mod breach;
 pub mod fleet;
 mod verify;
 
 pub use agreement::{
-    Agreement, AgreementError, EvaluatorMember, ManifestRules, MinimumVersion, PeerPattern, Vendor,
+    Agreement, AgreementError, EvaluatorMember, ManifestRules, MinimumVersion, Monitors, OnBreach,
+    PeerPattern, Vendor,
 };
 pub use verify::{
     compare_versions, verify, Check, CheckName, Evidence, LoggedEntry, LoggedRelease, Outcome,

@@ -256,13 +256,13 @@ enum Role {
 }
 
 /// A check's failure: its kind, and the words for people.
-type Denial = (Why, String);
+pub(crate) type Denial = (Why, String);
 
 /// A checkpoint whose signatures were checked: the log's, and which witnesses cosigned when.
 #[derive(Debug, Clone)]
-struct CheckedCheckpoint {
-    sc: SignedCheckpoint,
-    cosigned: Vec<(usize, u64)>,
+pub(crate) struct CheckedCheckpoint {
+    pub(crate) sc: SignedCheckpoint,
+    pub(crate) cosigned: Vec<(usize, u64)>,
 }
 
 /// Verifies artifacts under one agreement. Keeps the checkpoints it has checked, so that many
@@ -793,7 +793,10 @@ impl<'a> Verifier<'a> {
     }
 }
 
-fn check_signatures(agreement: &Agreement, text: &str) -> Result<CheckedCheckpoint, Denial> {
+pub(crate) fn check_signatures(
+    agreement: &Agreement,
+    text: &str,
+) -> Result<CheckedCheckpoint, Denial> {
     let sc = SignedCheckpoint::open(text.as_bytes(), &agreement.log_key).map_err(|e| {
         (
             Why::LogSignature,
