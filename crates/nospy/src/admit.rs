@@ -286,17 +286,25 @@ pub fn verify_cmd(a: VerifyArgs) -> Result<ExitCode> {
 
 fn report(v: &Verdict, agreement: &Agreement, json: bool) -> Result<()> {
     if json {
-        return print_json(&json!({
+        let mut j = json!({
             "admit": v.admit,
             "verdict": if v.admit { "admit" } else { "deny" },
             "artifact": v.artifact,
             "agreement": agreement.name,
             "checks": v.checks,
-        }));
+        });
+        if !v.flags.is_empty() {
+            j["flags"] = json!(v.flags);
+        }
+        return print_json(&j);
     }
     println!(
         "{} {} under {}",
-        if v.admit { "ADMIT" } else { "DENY" },
+        match (v.admit, v.flags.is_empty()) {
+            (true, true) => "ADMIT",
+            (true, false) => "ADMIT (FLAGGED)",
+            (false, _) => "DENY",
+        },
         v.artifact,
         agreement.name
     );

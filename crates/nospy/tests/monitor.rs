@@ -944,6 +944,51 @@ fn evidence_verifies_and_each_forgery_fails_with_its_own_reason() {
         ("release".into(), "unjudgeable".into())
     );
 
+    // The agreement acts on it: `nospy verify` of the firmware denies with the evidence named;
+    // the forgeries above are not counted.
+    let r = run(&[
+        "verify",
+        "--digest",
+        &digest,
+        "--agreement",
+        s(&with_monitors),
+        "--log",
+        s(&log),
+        "--json",
+    ]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let breach = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "breach")
+        .unwrap();
+    assert_eq!(breach["outcome"], "fail", "{v:#}");
+    let reason = breach["reason"].as_str().unwrap();
+    assert!(reason.contains("UK operator (entries 1)"), "{reason}");
+    assert!(reason.contains("not counted"), "{reason}");
+    // Under on_breach = "flag" it is admitted as far as the breach goes, and flagged.
+    let flag = t.path().join("flag.toml");
+    std::fs::write(
+        &flag,
+        std::fs::read_to_string(&with_monitors)
+            .unwrap()
+            .replace("on_breach = \"deny\"", "on_breach = \"flag\""),
+    )
+    .unwrap();
+    let r = run(&[
+        "verify",
+        "--digest",
+        &digest,
+        "--agreement",
+        s(&flag),
+        "--log",
+        s(&log),
+    ]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.starts_with("ADMIT (FLAGGED)"), "{}", r.stdout);
+
     // Under an agreement about another log, the checkpoint fails first.
     std::fs::create_dir(t.path().join("other")).unwrap();
     let (_, _, other_vkey) = new_log(&t.path().join("other"), "log.example.org/nospy");

@@ -45,6 +45,8 @@ pub enum CheckName {
     Manifest,
     /// No revocation of the artifact is in the log up to the checkpoint.
     Revocation,
+    /// No breach evidence, verified, from a quorum of the agreement's monitors (`[monitors]`).
+    Breach,
     /// The checkpoint extends the one remembered.
     Rollback,
     /// The release is not below the agreement's minimum version of its product.
@@ -60,6 +62,7 @@ impl CheckName {
             CheckName::Evaluators => "evaluators",
             CheckName::Manifest => "manifest",
             CheckName::Revocation => "revocation",
+            CheckName::Breach => "breach",
             CheckName::Rollback => "rollback",
             CheckName::MinimumVersion => "minimum-version",
         }
@@ -111,6 +114,8 @@ pub enum Why {
     PeersOutside,
     /// The artifact is revoked.
     Revoked,
+    /// Monitors of a quorum of organisations logged breach evidence that verifies.
+    Breach,
     /// The checkpoint is smaller than the remembered one.
     Rollback,
     /// The checkpoint has another root for the remembered size.
@@ -154,6 +159,9 @@ pub struct Verdict {
     /// say: its manifest is what the device declared, admitted or not.
     #[serde(skip)]
     pub release: Option<LoggedRelease>,
+    /// Why the artifact is admitted but flagged: breach evidence under `on_breach = "flag"`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub flags: Vec<String>,
 }
 
 /// A release statement found in the log.
@@ -253,6 +261,8 @@ enum Role {
     Vendor(usize),
     /// A key of this evaluator organisation.
     Evaluator(String),
+    /// A key of a monitor organisation (its evidence says which, once verified).
+    Monitor,
 }
 
 /// A check's failure: its kind, and the words for people.
@@ -332,6 +342,12 @@ impl<'a> Verifier<'a> {
                 roles.push(Role::Evaluator(m.organisation.clone()));
             }
         }
+        for m in &agreement.monitors.members {
+            for k in &m.keys {
+                keys.push(k.clone());
+                roles.push(Role::Monitor);
+            }
+        }
         Verifier {
             agreement,
             keys,
@@ -405,13 +421,15 @@ impl<'a> Verifier<'a> {
                 checks,
                 checkpoint: cp,
                 release,
+                flags: Vec::new(),
             }
         };
-        const LATER: [CheckName; 6] = [
+        const LATER: [CheckName; 7] = [
             CheckName::Release,
             CheckName::Evaluators,
             CheckName::Manifest,
             CheckName::Revocation,
+            CheckName::Breach,
             CheckName::Rollback,
             CheckName::MinimumVersion,
         ];
@@ -460,7 +478,7 @@ impl<'a> Verifier<'a> {
         let vendor_of = |o: &Opened| {
             o.signers.iter().find_map(|&k| match self.roles[k] {
                 Role::Vendor(v) => Some((v, k)),
-                Role::Evaluator(_) => None,
+                Role::Evaluator(_) | Role::Monitor => None,
             })
         };
 
@@ -563,7 +581,7 @@ impl<'a> Verifier<'a> {
                 .iter()
                 .filter_map(|&k| match &self.roles[k] {
                     Role::Evaluator(o) => Some(o.as_str()),
-                    Role::Vendor(_) => None,
+                    Role::Vendor(_) | Role::Monitor => None,
                 })
                 .collect();
             if orgs.is_empty() || a.kind != AttestationKind::BinaryEquivalence {
@@ -654,6 +672,15 @@ impl<'a> Verifier<'a> {
             let Predicate::Revocation(rv) = &e.opened.predicate else {
                 continue;
             };
+            // A vendor or an evaluator revokes; a monitor's key signs evidence, nothing else.
+            let Some(&by) = e
+                .opened
+                .signers
+                .iter()
+                .find(|&&k| !matches!(self.roles[k], Role::Monitor))
+            else {
+                continue;
+            };
             if !e.opened.statement.is_about(artifact) || e.included.is_err() {
                 continue;
             }
@@ -661,7 +688,7 @@ impl<'a> Verifier<'a> {
             if when <= now as i64 {
                 revoked.push(format!(
                     "revoked by {} (entry {}): {}",
-                    self.keys[e.opened.signers[0]].name(),
+                    self.keys[by].name(),
                     e.entry.index,
                     rv.reason
                 ));
@@ -690,7 +717,12 @@ impl<'a> Verifier<'a> {
             );
         }
 
-        // 6. Rollback: the checkpoint extends the one remembered; and the minimum version.
+        // 6. Breach: evidence from a quorum of the agreement's monitor organisations, each
+        // verified as `nospy evidence verify` does (without a capture).
+        let mut flags = Vec::new();
+        self.breach(artifact, ev, &entries, now, &mut push, &mut flags);
+
+        // 7. Rollback: the checkpoint extends the one remembered; and the minimum version.
         match state {
             None => push(
                 CheckName::Rollback,
@@ -730,7 +762,115 @@ impl<'a> Verifier<'a> {
                 format!("version {} is at least {}", r.version, m.version),
             ),
         }
-        finish(checks, Some(cp_state), found)
+        let mut v = finish(checks, Some(cp_state), found);
+        v.flags = flags;
+        v
+    }
+
+    /// The breach check: every evidence entry about the artifact signed by a monitor of the
+    /// agreement, verified with the release it names; denies (or flags) when those that hold
+    /// come from at least the quorum of organisations.
+    fn breach(
+        &self,
+        artifact: &Sha256,
+        ev: &Evidence,
+        entries: &[Entry<'_>],
+        now: u64,
+        push: &mut impl FnMut(CheckName, Outcome, Why, String),
+        flags: &mut Vec<String>,
+    ) {
+        let monitors = &self.agreement.monitors;
+        if monitors.quorum == 0 {
+            push(
+                CheckName::Breach,
+                Outcome::Pass,
+                Why::Holds,
+                "the agreement names no monitors".into(),
+            );
+            return;
+        }
+        let mut held: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
+        let mut not_counted = Vec::new();
+        for e in entries {
+            let Predicate::Evidence(evidence) = &e.opened.predicate else {
+                continue;
+            };
+            if !e.opened.statement.is_about(artifact)
+                || !e
+                    .opened
+                    .signers
+                    .iter()
+                    .any(|&k| matches!(self.roles[k], Role::Monitor))
+            {
+                continue;
+            }
+            let named = evidence.release.as_ref().map(|r| r.index);
+            let case = crate::breach::Case {
+                checkpoint: ev.checkpoint.clone(),
+                evidence: e.entry.clone(),
+                release: ev.entries.iter().find(|x| Some(x.index) == named).cloned(),
+            };
+            let v = crate::breach::verify_evidence(self.agreement, &case, now);
+            match (v.organisation, v.holds) {
+                (Some(org), true) => held.entry(org).or_default().push(e.entry.index),
+                _ => {
+                    let why = v
+                        .checks
+                        .iter()
+                        .find(|c| c.pass == Some(false))
+                        .map_or(String::new(), |c| c.reason.clone());
+                    not_counted.push(format!("entry {}: {why}", e.entry.index));
+                }
+            }
+        }
+        let by: Vec<String> = held
+            .iter()
+            .map(|(o, ix)| {
+                let ix: Vec<String> = ix.iter().map(u64::to_string).collect();
+                format!("{o} (entries {})", ix.join(", "))
+            })
+            .collect();
+        let mut why = if held.is_empty() {
+            "no verified breach evidence".to_string()
+        } else {
+            format!(
+                "breach evidence verified from {} of the {} monitor organisations required: {}",
+                held.len(),
+                monitors.quorum,
+                by.join("; ")
+            )
+        };
+        if !not_counted.is_empty() {
+            why.push_str(&format!("; not counted: {}", not_counted.join("; ")));
+        }
+        if held.len() >= monitors.quorum {
+            match monitors.on_breach {
+                crate::OnBreach::Deny => push(CheckName::Breach, Outcome::Fail, Why::Breach, why),
+                crate::OnBreach::Flag => {
+                    flags.push(why.clone());
+                    push(
+                        CheckName::Breach,
+                        Outcome::Pass,
+                        Why::Holds,
+                        format!("flagged: {why}"),
+                    )
+                }
+            }
+        } else if let Some(source) = &ev.complete {
+            push(
+                CheckName::Breach,
+                Outcome::Pass,
+                Why::Holds,
+                format!("{why} in {source}"),
+            );
+        } else {
+            push(
+                CheckName::Breach,
+                Outcome::NotChecked,
+                Why::Unprovable,
+                format!("{why} in this bundle; a bundle cannot prove that no evidence exists"),
+            );
+        }
     }
 
     /// Checks the checkpoint's signatures once per distinct checkpoint text, then its freshness

@@ -7,6 +7,7 @@ use nospy_manifest::Manifest;
 use nospy_policy::{
     verify, Agreement, CheckName, Evidence, LoggedEntry, Outcome, State, Verdict, Why,
 };
+use nospy_statement::predicate::Evidence as Evidence_;
 use nospy_statement::predicate::*;
 use nospy_statement::{dsse::Envelope, sign, DigestSet, ResourceDescriptor};
 use nospy_tlog::checkpoint::Checkpoint;
@@ -281,6 +282,7 @@ fn the_honest_release_is_admitted() {
             "evaluators",
             "manifest",
             "revocation",
+            "breach",
             "rollback",
             "minimum-version"
         ]
@@ -687,4 +689,130 @@ fn agreement_errors_name_the_place() {
         let e = Agreement::from_toml(&bad).unwrap_err().to_string();
         assert!(e.contains(why), "want {why:?} in {e}");
     }
+}
+
+/// Two monitor organisations, the quorum and what a breach does.
+fn monitors(quorum: usize, on_breach: &str) -> String {
+    format!(
+        "[monitors]\nquorum = {quorum}\non_breach = \"{on_breach}\"\n\
+         [[monitors.member]]\norganisation = \"UK operator\"\nkeys = [\"{}\"]\n\
+         [[monitors.member]]\norganisation = \"DE operator\"\nkeys = [\"{}\"]\n",
+        k("monitor.uk.example", 20).verifier(),
+        k("monitor.de.example", 21).verifier()
+    )
+}
+
+/// Evidence about the fixture's firmware naming its release: the device phoning home to
+/// `peer` on TCP 8443 (which its manifest does not allow), or, with `names`, a row its name
+/// rule could allow.
+fn breach(
+    f: &Fixture,
+    by: &SignerKey,
+    peer: &str,
+    port: u16,
+    names: Option<Vec<String>>,
+) -> Envelope {
+    let rb = &f.log.entries[f.rel_index as usize];
+    let p = Predicate::Evidence(Evidence_ {
+        device: "ran-000001".into(),
+        window: Window {
+            start: "2026-12-04T10:00:00Z".into(),
+            end: "2026-12-04T10:05:00Z".into(),
+        },
+        flows: vec![FlowViolation {
+            direction: "from-device".into(),
+            peer: peer.into(),
+            protocol: "tcp".into(),
+            port,
+            flows: 3,
+            packets: 30,
+            bytes: 3000,
+            first_seen: "2026-12-04T10:01:00Z".into(),
+            last_seen: "2026-12-04T10:02:00Z".into(),
+            why: Some(nospy_manifest::judge::Why::Peer),
+            names,
+            same_vendor: false,
+        }],
+        manifest: Some("release entry 0".into()),
+        source: DigestSet::sha256(&Sha256([5; 32])),
+        release: Some(EntryRef {
+            log: ORIGIN.into(),
+            index: f.rel_index,
+            leaf_hash: leaf_hash(rb).to_hex(),
+        }),
+        resolutions: Some(Default::default()),
+    });
+    sign(subject(&f.fw), &p, &[by])
+}
+
+#[test]
+fn verified_breach_evidence_from_a_quorum_of_organisations_denies() {
+    let (uk, de) = (k("monitor.uk.example", 20), k("monitor.de.example", 21));
+    let mut f = honest();
+    f.log
+        .add(&breach(&f, &uk, "203.0.113.66", 8443, Some(vec![])));
+    // One organisation is enough for a quorum of one.
+    let v = run(&f, &monitors(1, "deny"), &full(&f), None);
+    denied_by(&v, CheckName::Breach, Why::Breach);
+    reason_names(&v, CheckName::Breach, "UK operator (entries 3)");
+    // Not for a quorum of two, however many entries it logs.
+    f.log
+        .add(&breach(&f, &uk, "203.0.113.67", 8443, Some(vec![])));
+    let v = run(&f, &monitors(2, "deny"), &full(&f), None);
+    assert!(v.admit, "{v:#?}");
+    reason_names(&v, CheckName::Breach, "1 of the 2 monitor organisations");
+    // A second organisation's evidence makes the quorum.
+    f.log
+        .add(&breach(&f, &de, "203.0.113.66", 8443, Some(vec![])));
+    let v = run(&f, &monitors(2, "deny"), &full(&f), None);
+    denied_by(&v, CheckName::Breach, Why::Breach);
+    // "flag" admits, and says so.
+    let v = run(&f, &monitors(2, "flag"), &full(&f), None);
+    assert!(v.admit, "{v:#?}");
+    assert_eq!(v.flags.len(), 1, "{v:#?}");
+    reason_names(&v, CheckName::Breach, "flagged: ");
+    // Without [monitors], evidence is not read.
+    let v = run(&f, "", &full(&f), None);
+    assert!(v.admit, "{v:#?}");
+}
+
+#[test]
+fn evidence_its_own_judgement_does_not_reproduce_never_counts() {
+    let uk = k("monitor.uk.example", 20);
+    let mut f = honest();
+    // Port 443 to an address that stood for the allowed name: the manifest's name rule allows
+    // it, depending on who opened the connection, which evidence does not record.
+    f.log.add(&breach(
+        &f,
+        &uk,
+        "198.51.100.1",
+        443,
+        Some(vec!["updates.vendorx.example".into()]),
+    ));
+    let v = run(&f, &monitors(1, "deny"), &full(&f), None);
+    assert!(v.admit, "{v:#?}");
+    reason_names(&v, CheckName::Breach, "not counted: entry 3");
+    // A statement by a key the agreement does not list as a monitor is not read at all.
+    f.log.add(&breach(
+        &f,
+        &k("monitor.stranger.example", 22),
+        "203.0.113.66",
+        8443,
+        Some(vec![]),
+    ));
+    let v = run(&f, &monitors(1, "deny"), &full(&f), None);
+    assert!(v.admit, "{v:#?}");
+}
+
+#[test]
+fn a_monitor_key_cannot_revoke() {
+    let uk = k("monitor.uk.example", 20);
+    let mut f = honest();
+    let p = Predicate::Revocation(Revocation {
+        reason: "a monitor says so".into(),
+        effective: "2020-01-01T00:00:00Z".into(),
+    });
+    f.log.add(&sign(subject(&f.fw), &p, &[&uk]));
+    let v = run(&f, &monitors(1, "deny"), &full(&f), None);
+    assert!(v.admit, "{v:#?}");
 }
