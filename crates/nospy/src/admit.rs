@@ -139,23 +139,56 @@ pub fn bundle(a: BundleArgs) -> Result<ExitCode> {
     let digest = parse_digest(&a.artifact_digest)?;
     let src = LogSource::from_args(a.log.as_deref(), a.server.as_deref())
         .context("give --log or --server")?;
-    if matches!(src, LogSource::Server(_)) && (a.checkpoint.is_some() || a.since_size.is_some()) {
+    let b = gather(&src, &digest, a.checkpoint.as_deref(), a.since_size)?;
+    write_output(a.out.as_deref(), &b.to_json())?;
+    let n = b.entries.len();
+    match &src {
+        LogSource::Server(url) => {
+            eprintln!("bundle: {n} entries about {} from {url}", digest.to_hex())
+        }
+        LogSource::Dir(_) => eprintln!(
+            "bundle: {n} entries about {} under checkpoint size {}",
+            digest.to_hex(),
+            bundle_size(&b)?
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The size of a bundle's checkpoint.
+pub fn bundle_size(b: &Bundle) -> Result<u64> {
+    Ok(SignedCheckpoint::parse(b.checkpoint.as_bytes())
+        .context("the checkpoint")?
+        .checkpoint
+        .size)
+}
+
+/// Every entry about `digest` with its inclusion proof under one checkpoint (`checkpoint`, or
+/// the log's latest), and a consistency proof from `since` when given: a bundle, which is also
+/// an evidence case file.
+pub fn gather(
+    src: &LogSource,
+    digest: &nospy_tlog::Sha256,
+    checkpoint: Option<&Path>,
+    since: Option<u64>,
+) -> Result<Bundle> {
+    if matches!(src, LogSource::Server(_)) && (checkpoint.is_some() || since.is_some()) {
         bail!("--checkpoint and --since-size need --log");
     }
     let ev = src
         .evidence_under(
-            &[digest],
-            a.checkpoint.as_deref(),
+            &[*digest],
+            checkpoint,
             &mut Progress::callback("scanned entries"),
         )?
-        .remove(&digest)
+        .remove(digest)
         .context("no evidence gathered")?;
     let size = SignedCheckpoint::parse(ev.checkpoint.as_bytes())
         .context("the checkpoint")?
         .checkpoint
         .size;
     if ev.entries.is_empty() {
-        match &src {
+        match src {
             LogSource::Server(url) => bail!("{url} knows no entry about {}", digest.to_hex()),
             LogSource::Dir(dir) => bail!(
                 "no entry of {} up to size {size} is about {}",
@@ -164,14 +197,13 @@ pub fn bundle(a: BundleArgs) -> Result<ExitCode> {
             ),
         }
     }
-    let consistency = match (&src, a.since_size) {
+    let consistency = match (src, since) {
         (LogSource::Dir(dir), Some(n)) => Some((
             n,
             Log::open(dir)?.consistency_proof(TreeSize(n), TreeSize(size))?,
         )),
         _ => None,
     };
-    let n = ev.entries.len();
     let entries = ev
         .entries
         .into_iter()
@@ -185,23 +217,12 @@ pub fn bundle(a: BundleArgs) -> Result<ExitCode> {
             },
         })
         .collect();
-    let b = Bundle {
-        artifact: digest,
+    Ok(Bundle {
+        artifact: *digest,
         checkpoint: ev.checkpoint,
         entries,
         consistency,
-    };
-    write_output(a.out.as_deref(), &b.to_json())?;
-    match &src {
-        LogSource::Server(url) => {
-            eprintln!("bundle: {n} entries about {} from {url}", digest.to_hex())
-        }
-        LogSource::Dir(_) => eprintln!(
-            "bundle: {n} entries about {} under checkpoint size {size}",
-            digest.to_hex()
-        ),
-    }
-    Ok(ExitCode::SUCCESS)
+    })
 }
 
 /// The state file: the last accepted checkpoint, as `<size> <base64 root>`.

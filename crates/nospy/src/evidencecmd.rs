@@ -5,14 +5,16 @@ use anyhow::{bail, Context as _, Result};
 use nospy_log::Log;
 use nospy_policy::breach::{verify_evidence, Case, EvidenceVerdict};
 use nospy_policy::{Agreement, LoggedEntry};
+use nospy_statement::bundle::Bundle;
 use nospy_tlog::{LogIndex, TreeSize};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// What `nospy evidence` does.
 #[derive(clap::Subcommand)]
 pub enum EvidenceCommand {
-    /// Verify one evidence entry under an agreement, as a third party would.
+    /// Verify evidence under an agreement, as a third party would: one entry of a log, or every
+    /// evidence entry of a case file (offline).
     ///
     /// Checks, in order: the checkpoint (the agreement's log signature and a quorum of its
     /// witnesses' cosignatures; no freshness is asked, evidence is read long after); the
@@ -24,39 +26,117 @@ pub enum EvidenceCommand {
     /// row the manifest allows (a monitor framing a device), or whose judgement depends on what
     /// the evidence does not record, fails.
     ///
-    /// Example:
+    /// Examples:
+    ///   nospy evidence verify case.json --agreement agreement.toml
     ///   nospy evidence verify --agreement agreement.toml --log ./mirror --index 12 \
     ///     --checkpoint cosigned-checkpoint
     ///
     /// Exit status: 0 the evidence holds, 1 it does not, 2 unusable input.
     #[command(verbatim_doc_comment)]
     Verify(VerifyArgs),
+    /// Gather a case file: everything a third party needs to verify the evidence about a
+    /// firmware offline.
+    ///
+    /// The file is a bundle (`nospy bundle`'s format): one witnessed checkpoint, the release,
+    /// its attestations, revocations and every evidence entry about the firmware, each with its
+    /// inclusion proof under that checkpoint (and a consistency proof from --since-size). The
+    /// capture the evidence came from travels beside it (its digest is in the evidence).
+    ///
+    /// Example:
+    ///   nospy evidence case 9f86d0... --log ./mirror --checkpoint cosigned-checkpoint \
+    ///     --out case.json
+    #[command(verbatim_doc_comment)]
+    Case(CaseArgs),
 }
 
 /// Arguments of `nospy evidence verify`.
 #[derive(clap::Args)]
 pub struct VerifyArgs {
+    /// A case file (`nospy evidence case`, or any bundle): verify its evidence entries offline.
+    #[arg(value_name = "CASE", conflicts_with_all = ["log", "checkpoint"], required_unless_present = "log")]
+    case: Option<PathBuf>,
     /// The agreement (its [log], [witnesses], [[vendor]] and [monitors]).
     #[arg(long, value_name = "FILE")]
     agreement: PathBuf,
-    /// The log directory (a mirror) holding the evidence.
-    #[arg(long, value_name = "DIR")]
-    log: PathBuf,
-    /// The evidence entry's index.
+    /// The log directory (a mirror) holding the evidence, instead of a case file.
+    #[arg(long, value_name = "DIR", requires = "index")]
+    log: Option<PathBuf>,
+    /// The evidence entry's index (with --log, required; with a case file, only that entry).
     #[arg(long, value_name = "N")]
-    index: u64,
-    /// The witnessed checkpoint to verify under (a cosigned copy of one of the log's
-    /// checkpoints); default the log's own `checkpoint`.
+    index: Option<u64>,
+    /// With --log: the witnessed checkpoint to verify under (a cosigned copy of one of the
+    /// log's checkpoints); default the log's own `checkpoint`.
     #[arg(long, value_name = "FILE")]
     checkpoint: Option<PathBuf>,
-    /// Print JSON: {"holds", "index", "organisation", "device", "firmware", "checks"}.
+    /// Print JSON: {"holds", "agreement", "evidence": [{"holds", "index", "organisation",
+    /// "device", "firmware", "checks"}]}.
     #[arg(long)]
     json: bool,
 }
 
+/// Arguments of `nospy evidence case`.
+#[derive(clap::Args)]
+pub struct CaseArgs {
+    /// SHA-256 of the firmware the evidence is about (`sha256:<hex>` or `<hex>`).
+    #[arg(value_name = "DIGEST")]
+    digest: String,
+    /// The log directory (a log or a mirror).
+    #[arg(long, required_unless_present = "server", conflicts_with = "server")]
+    log: Option<PathBuf>,
+    /// A running `nospy serve` instead: entries found with its lookup index, proofs from it.
+    #[arg(long)]
+    server: Option<String>,
+    /// A witnessed checkpoint of this log to prove against; default the log's latest.
+    #[arg(long, value_name = "FILE")]
+    checkpoint: Option<PathBuf>,
+    /// Include a consistency proof from this earlier tree size.
+    #[arg(long, value_name = "N")]
+    since_size: Option<u64>,
+    /// Write the case file here.
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+}
+
 /// Runs `nospy evidence`.
 pub fn run(c: EvidenceCommand) -> Result<ExitCode> {
-    let EvidenceCommand::Verify(a) = c;
+    match c {
+        EvidenceCommand::Verify(a) => verify(a),
+        EvidenceCommand::Case(a) => case(a),
+    }
+}
+
+fn case(a: CaseArgs) -> Result<ExitCode> {
+    let digest = crate::util::parse_digest(&a.digest)?;
+    let src = nospy_client::LogSource::from_args(a.log.as_deref(), a.server.as_deref())
+        .context("give --log or --server")?;
+    let b = crate::admit::gather(&src, &digest, a.checkpoint.as_deref(), a.since_size)?;
+    let evidence: Vec<u64> = b
+        .entries
+        .iter()
+        .filter(|e| is_evidence(&e.entry))
+        .map(|e| e.proof.index)
+        .collect();
+    if evidence.is_empty() {
+        bail!(
+            "{} holds no evidence about {} under the checkpoint: nothing to make a case of",
+            src.name(),
+            digest.to_hex()
+        );
+    }
+    crate::util::write_output(Some(&a.out), &b.to_json())?;
+    let list: Vec<String> = evidence.iter().map(u64::to_string).collect();
+    eprintln!(
+        "case for {}: {} entries, of which evidence entries {}, under checkpoint size {}; written to {}",
+        digest.to_hex(),
+        b.entries.len(),
+        list.join(", "),
+        crate::admit::bundle_size(&b)?,
+        a.out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn verify(a: VerifyArgs) -> Result<ExitCode> {
     let agreement = read_parsed(&a.agreement, Agreement::from_toml)?;
     if agreement.monitors.quorum == 0 {
         bail!(
@@ -64,12 +144,38 @@ pub fn run(c: EvidenceCommand) -> Result<ExitCode> {
             a.agreement.display()
         );
     }
-    let log = Log::open(&a.log)?;
-    let sc = match &a.checkpoint {
+    let cases = match (&a.case, &a.log) {
+        (Some(p), _) => from_case_file(p, a.index)?,
+        (None, Some(dir)) => vec![from_log(
+            dir,
+            a.checkpoint.as_deref(),
+            a.index.unwrap_or(0),
+        )?],
+        (None, None) => bail!("give a case file or --log DIR --index N"),
+    };
+    let now = crate::statements::now();
+    let verdicts: Vec<EvidenceVerdict> = cases
+        .iter()
+        .map(|c| verify_evidence(&agreement, c, now))
+        .collect();
+    let holds = verdicts.iter().all(|v| v.holds);
+    report(&verdicts, holds, &agreement, a.json)?;
+    Ok(if holds {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// One evidence entry of a log, with the release it names, under the log's checkpoint or a
+/// cosigned copy of one.
+fn from_log(dir: &Path, checkpoint: Option<&Path>, index: u64) -> Result<Case> {
+    let log = Log::open(dir)?;
+    let sc = match checkpoint {
         None => log.checkpoint().clone(),
         Some(p) => log.checkpoint_from_file(p)?,
     };
-    let checkpoint = match &a.checkpoint {
+    let checkpoint = match checkpoint {
         Some(p) => String::from_utf8(read_input(p)?)
             .with_context(|| format!("{}: not UTF-8", p.display()))?,
         None => sc.to_text(),
@@ -86,56 +192,105 @@ pub fn run(c: EvidenceCommand) -> Result<ExitCode> {
             proof_checkpoint: None,
         })
     };
-    let evidence = logged(a.index, "the evidence")?;
+    let evidence = logged(index, "the evidence")?;
     let release = match release_index(&evidence.bytes) {
         Some(i) if i < size => Some(logged(i, "the release")?),
         _ => None,
     };
-    let case = Case {
+    Ok(Case {
         checkpoint,
         evidence,
         release,
-    };
-    let v = verify_evidence(&agreement, &case, crate::statements::now());
-    report(&v, &agreement, a.json)?;
-    Ok(if v.holds {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
     })
 }
 
-/// The release entry an evidence statement names, read without verifying anything (the
-/// verification checks it).
-fn release_index(envelope: &[u8]) -> Option<u64> {
-    let env = nospy_statement::dsse::Envelope::parse(envelope).ok()?;
-    let st = nospy_statement::Statement::parse(&env.payload).ok()?;
-    st.predicate.get("release")?.get("index")?.as_u64()
+/// Every evidence entry of a case file (or only entry `index`), each with the release entry it
+/// names when the file holds it.
+fn from_case_file(p: &Path, index: Option<u64>) -> Result<Vec<Case>> {
+    let b = Bundle::parse(&read_input(p)?).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+    let logged = |e: &nospy_statement::bundle::BundleEntry| LoggedEntry {
+        index: e.proof.index,
+        bytes: e.entry.clone(),
+        proof: e.proof.proof.clone(),
+        proof_checkpoint: Some(e.proof.checkpoint.clone()),
+    };
+    let cases: Vec<Case> = b
+        .entries
+        .iter()
+        .filter(|e| is_evidence(&e.entry))
+        .filter(|e| index.is_none_or(|i| e.proof.index == i))
+        .map(|e| {
+            let named = release_index(&e.entry);
+            Case {
+                checkpoint: b.checkpoint.clone(),
+                evidence: logged(e),
+                release: b
+                    .entries
+                    .iter()
+                    .find(|r| Some(r.proof.index) == named)
+                    .map(logged),
+            }
+        })
+        .collect();
+    if cases.is_empty() {
+        match index {
+            Some(i) => bail!("{}: no evidence entry {i} in this case", p.display()),
+            None => bail!("{}: no evidence entry in this case", p.display()),
+        }
+    }
+    Ok(cases)
 }
 
-fn report(v: &EvidenceVerdict, agreement: &Agreement, json: bool) -> Result<()> {
+/// The statement an envelope carries, read without verifying anything (the verification
+/// checks it).
+fn statement(envelope: &[u8]) -> Option<nospy_statement::Statement> {
+    let env = nospy_statement::dsse::Envelope::parse(envelope).ok()?;
+    nospy_statement::Statement::parse(&env.payload).ok()
+}
+
+/// Whether an entry is an evidence statement (of either version).
+fn is_evidence(envelope: &[u8]) -> bool {
+    use nospy_statement::predicate::{EVIDENCE_V1, EVIDENCE_V2};
+    statement(envelope)
+        .is_some_and(|s| [EVIDENCE_V1, EVIDENCE_V2].contains(&s.predicate_type.as_str()))
+}
+
+/// The release entry an evidence statement names.
+fn release_index(envelope: &[u8]) -> Option<u64> {
+    statement(envelope)?
+        .predicate
+        .get("release")?
+        .get("index")?
+        .as_u64()
+}
+
+fn report(vs: &[EvidenceVerdict], holds: bool, agreement: &Agreement, json: bool) -> Result<()> {
     if json {
-        let mut j = serde_json::to_value(v)?;
-        j["agreement"] = agreement.name.clone().into();
-        return print_json(&j);
+        return print_json(&serde_json::json!({
+            "holds": holds,
+            "agreement": agreement.name,
+            "evidence": vs,
+        }));
     }
-    println!(
-        "{} evidence entry {}{} under {}",
-        if v.holds { "HOLDS" } else { "FAILS" },
-        v.index,
-        match (&v.device, &v.organisation) {
-            (Some(d), Some(o)) => format!(" (device {d}, monitor {o})"),
-            _ => String::new(),
-        },
-        agreement.name
-    );
-    for c in &v.checks {
-        let mark = match c.pass {
-            Some(true) => "ok  ",
-            Some(false) => "FAIL",
-            None => "skip",
-        };
-        println!("  {mark} {:<11} {}", c.name.as_str(), c.reason);
+    for v in vs {
+        println!(
+            "{} evidence entry {}{} under {}",
+            if v.holds { "HOLDS" } else { "FAILS" },
+            v.index,
+            match (&v.device, &v.organisation) {
+                (Some(d), Some(o)) => format!(" (device {d}, monitor {o})"),
+                _ => String::new(),
+            },
+            agreement.name
+        );
+        for c in &v.checks {
+            let mark = match c.pass {
+                Some(true) => "ok  ",
+                Some(false) => "FAIL",
+                None => "skip",
+            };
+            println!("  {mark} {:<11} {}", c.name.as_str(), c.reason);
+        }
     }
     Ok(())
 }

@@ -768,6 +768,7 @@ fn evidence_verifies_and_each_forgery_fails_with_its_own_reason() {
     let (code, v) = verify(&with_monitors, 1);
     assert_eq!(code, 0, "{v:#}");
     assert_eq!(v["holds"], true);
+    let v = &v["evidence"][0];
     assert_eq!(v["organisation"], "UK operator");
     assert_eq!(v["device"], "ut-plug");
     assert_eq!(v["firmware"], digest.as_str());
@@ -808,6 +809,58 @@ fn evidence_verifies_and_each_forgery_fails_with_its_own_reason() {
         r.stdout
     );
 
+    // A case file, verified in a directory holding nothing else but the agreement.
+    let case = t.path().join("case.json");
+    ok(&[
+        "evidence",
+        "case",
+        &digest,
+        "--log",
+        s(&log),
+        "--out",
+        s(&case),
+    ]);
+    let fresh = t.path().join("third-country");
+    std::fs::create_dir(&fresh).unwrap();
+    std::fs::copy(&case, fresh.join("case.json")).unwrap();
+    std::fs::copy(&with_monitors, fresh.join("agreement.toml")).unwrap();
+    let r = run(&[
+        "evidence",
+        "verify",
+        s(&fresh.join("case.json")),
+        "--agreement",
+        s(&fresh.join("agreement.toml")),
+        "--json",
+    ]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["evidence"].as_array().unwrap().len(), 1, "{v:#}");
+    assert_eq!(v["evidence"][0]["index"], 1);
+    // A case file cut short: a clear error naming the file, no panic.
+    let text = std::fs::read(&case).unwrap();
+    std::fs::write(fresh.join("cut.json"), &text[..text.len() / 2]).unwrap();
+    let r = run(&[
+        "evidence",
+        "verify",
+        s(&fresh.join("cut.json")),
+        "--agreement",
+        s(&with_monitors),
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("cut.json"), "{}", r.stderr);
+    // No evidence about other firmware: no case.
+    let r = run(&[
+        "evidence",
+        "case",
+        &"ab".repeat(32),
+        "--log",
+        s(&log),
+        "--out",
+        s(&t.path().join("none.json")),
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(!t.path().join("none.json").exists());
+
     // Forgeries, each appended raw and verified.
     let entry = ok(&["log", "entry", s(&log), "1"]).stdout;
     let env = nospy_statement::dsse::Envelope::parse(entry.as_bytes()).unwrap();
@@ -836,7 +889,7 @@ fn evidence_verifies_and_each_forgery_fails_with_its_own_reason() {
         let (code, v) = verify(agreement, index);
         assert_eq!(code, 1, "{v:#}");
         assert_eq!(v["holds"], false);
-        let c = v["checks"]
+        let c = v["evidence"][0]["checks"]
             .as_array()
             .unwrap()
             .iter()
