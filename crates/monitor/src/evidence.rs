@@ -70,11 +70,7 @@ pub fn sign(
         start: format_time(window.0),
         end: format_time(window.1),
     };
-    let vendor_of: HashMap<IpAddr, &str> = inventory
-        .devices
-        .iter()
-        .flat_map(|d| d.addresses.iter().map(move |a| (*a, d.vendor.as_str())))
-        .collect();
+    let judging = Judging::new(report, inventory);
     let mut out = Evidence::default();
     let mut rows = report.violations.iter().peekable();
     while let Some(first) = rows.next() {
@@ -100,57 +96,15 @@ pub fn sign(
             ));
             continue;
         };
-        let m = &*basis.manifest;
-        let res = judge::resolutions_for(
-            m,
-            &operator.operator_networks,
-            &operator.local_networks,
-            &operator.my_controller,
-            &operator.controllers,
-        );
-        let with_names = judge::uses_names(m);
-        let mut flows = Vec::with_capacity(mine.len());
-        for r in mine {
-            let mut v = violation(r);
-            let observed = Observed {
-                direction: r.direction(),
-                peer: r.peer(),
-                protocol: r.protocol(),
-                port: r.port(),
-                names: if with_names {
-                    report
-                        .peer_names
-                        .as_ref()
-                        .map(|n| n.get(&r.peer()).cloned().unwrap_or_default())
-                } else {
-                    None
-                },
-                same_vendor: vendor_of.get(&r.peer()) == Some(&dev.vendor.as_str()),
-            };
-            match judge::judge(m, &res, &observed) {
-                Judgement::NotAllowed(why) => {
-                    v.why = Some(why);
-                    v.names = observed.names;
-                    v.same_vendor = observed.same_vendor;
-                    flows.push(v);
-                }
-                j => out.unsigned_rows.push((
-                    dev.device.clone(),
-                    format!(
-                        "{} {} {} port {}: {}",
-                        v.direction,
-                        v.peer,
-                        v.protocol,
-                        v.port,
-                        unreproduced(&j)
-                    ),
-                )),
-            }
-        }
+        let (flows, unsigned) = judging.rows(i, &mine, basis, operator);
+        out.unsigned_rows
+            .extend(unsigned.into_iter().map(|u| (dev.device.clone(), u)));
+        let res = resolutions(basis, operator);
         if flows.is_empty() {
             continue;
         }
         let about = About {
+            addresses: &dev.addresses,
             device: &dev.device,
             firmware: &firmware,
             window: &window,
@@ -167,6 +121,95 @@ pub fn sign(
         }
     }
     out
+}
+
+/// The abstractions of `basis`'s manifest resolved from `operator`'s lists.
+fn resolutions(basis: &Basis, operator: &OperatorConfig) -> Resolutions {
+    judge::resolutions_for(
+        &basis.manifest,
+        &operator.operator_networks,
+        &operator.local_networks,
+        &operator.my_controller,
+        &operator.controllers,
+    )
+}
+
+/// A report's rows judged again, device by device, with the reference judgement.
+pub struct Judging<'a> {
+    report: &'a Report,
+    inventory: &'a Inventory,
+    /// Each device address's vendor (what `same-vendor` admits).
+    vendor_of: HashMap<IpAddr, &'a str>,
+}
+
+impl<'a> Judging<'a> {
+    /// For `report`, whose devices are `inventory`'s.
+    pub fn new(report: &'a Report, inventory: &'a Inventory) -> Self {
+        let vendor_of = inventory
+            .devices
+            .iter()
+            .flat_map(|d| d.addresses.iter().map(move |a| (*a, d.vendor.as_str())))
+            .collect();
+        Judging {
+            report,
+            inventory,
+            vendor_of,
+        }
+    }
+
+    /// Device `i`'s violation rows `rows` as evidence states them, each judged again: those
+    /// the reference judgement reproduces (with their reason, names and same-vendor mark),
+    /// and, for people, those it does not.
+    pub fn rows(
+        &self,
+        i: usize,
+        rows: &[&Row],
+        basis: &Basis,
+        operator: &OperatorConfig,
+    ) -> (Vec<FlowViolation>, Vec<String>) {
+        let m = &*basis.manifest;
+        let res = resolutions(basis, operator);
+        let Some(dev) = self.inventory.devices.get(i) else {
+            return (Vec::new(), Vec::new());
+        };
+        let with_names = judge::uses_names(m);
+        let (mut flows, mut unsigned) = (Vec::new(), Vec::new());
+        for r in rows {
+            let mut v = violation(r);
+            let observed = Observed {
+                direction: r.direction(),
+                peer: r.peer(),
+                protocol: r.protocol(),
+                port: r.port(),
+                names: if with_names {
+                    self.report
+                        .peer_names
+                        .as_ref()
+                        .map(|n| n.get(&r.peer()).cloned().unwrap_or_default())
+                } else {
+                    None
+                },
+                same_vendor: self.vendor_of.get(&r.peer()) == Some(&dev.vendor.as_str()),
+            };
+            match judge::judge(m, &res, &observed) {
+                Judgement::NotAllowed(why) => {
+                    v.why = Some(why);
+                    v.names = observed.names;
+                    v.same_vendor = observed.same_vendor;
+                    flows.push(v);
+                }
+                j => unsigned.push(format!(
+                    "{} {} {} port {}: {}",
+                    v.direction,
+                    v.peer,
+                    v.protocol,
+                    v.port,
+                    unreproduced(&j)
+                )),
+            }
+        }
+        (flows, unsigned)
+    }
 }
 
 /// Why the reference judgement does not reproduce a row, for people.
@@ -204,6 +247,7 @@ fn violation(r: &Row) -> FlowViolation {
 
 /// What every statement of one device's evidence says besides its rows.
 struct About<'a> {
+    addresses: &'a [IpAddr],
     device: &'a str,
     firmware: &'a Sha256,
     window: &'a Window,
@@ -228,6 +272,7 @@ fn sign_split(
         source: DigestSet::sha256(about.input),
         release: about.basis.release.clone(),
         resolutions: Some(about.resolutions.clone()),
+        device_addresses: about.addresses.to_vec(),
     });
     let subject = vec![ResourceDescriptor {
         digest: Some(DigestSet::sha256(about.firmware)),

@@ -25,6 +25,7 @@ mod judge;
 pub mod manifests;
 pub mod output;
 mod report;
+pub mod reproduce;
 mod resolve;
 mod rows;
 mod table;

@@ -3,7 +3,8 @@
 use crate::util::{print_json, read_input, read_parsed};
 use anyhow::{bail, Context as _, Result};
 use nospy_log::Log;
-use nospy_policy::breach::{verify_evidence, Case, EvidenceVerdict};
+use nospy_monitor::reproduce::{compare, reproduce, Capture, Mismatch};
+use nospy_policy::breach::{verify_evidence, Case, EvidenceVerdict, Failure};
 use nospy_policy::{Agreement, LoggedEntry};
 use nospy_statement::bundle::Bundle;
 use nospy_tlog::{LogIndex, TreeSize};
@@ -68,6 +69,14 @@ pub struct VerifyArgs {
     /// log's checkpoints); default the log's own `checkpoint`.
     #[arg(long, value_name = "FILE")]
     checkpoint: Option<PathBuf>,
+    /// The packet capture the evidence came from: its SHA-256 must be the evidence's source,
+    /// and read again for the device (judged as the monitor did) it must cover the evidence's
+    /// window and yield each of its rows exactly.
+    #[arg(long, value_name = "FILE", conflicts_with = "flows")]
+    capture: Option<PathBuf>,
+    /// The captured flow exports (NetFlow, IPFIX) the evidence came from, as --capture.
+    #[arg(long, value_name = "FILE")]
+    flows: Option<PathBuf>,
     /// Print JSON: {"holds", "agreement", "evidence": [{"holds", "index", "organisation",
     /// "device", "firmware", "checks"}]}.
     #[arg(long)]
@@ -154,10 +163,43 @@ fn verify(a: VerifyArgs) -> Result<ExitCode> {
         (None, None) => bail!("give a case file or --log DIR --index N"),
     };
     let now = crate::statements::now();
-    let verdicts: Vec<EvidenceVerdict> = cases
+    let mut verdicts: Vec<EvidenceVerdict> = cases
         .iter()
         .map(|c| verify_evidence(&agreement, c, now))
         .collect();
+    let capture = match (&a.capture, &a.flows) {
+        (Some(p), _) => Some((p, Capture::Packets)),
+        (None, Some(p)) => Some((p, Capture::Flows)),
+        (None, None) => None,
+    };
+    if let Some((path, kind)) = capture {
+        for v in &mut verdicts {
+            let outcome = match (&v.evidence, &v.manifest, &v.firmware) {
+                (Some(ev), Some(m), Some(fw)) if v.holds => {
+                    let fw = crate::util::parse_digest(fw)?;
+                    let file = std::fs::File::open(path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    let m = std::sync::Arc::new(m.clone());
+                    match reproduce(ev, &fw, &m, std::io::BufReader::new(file), kind) {
+                        Err(e) => Err((
+                            Failure::CaptureUnreadable,
+                            format!("{}: {e}", path.display()),
+                        )),
+                        Ok(r) => compare(ev, &r).map_err(|(m, why)| {
+                            let f = match m {
+                                Mismatch::Window => Failure::CaptureWindow,
+                                Mismatch::Source => Failure::CaptureChanged,
+                                _ => Failure::CaptureRows,
+                            };
+                            (f, why)
+                        }),
+                    }
+                }
+                _ => Ok(String::new()),
+            };
+            v.capture(outcome);
+        }
+    }
     let holds = verdicts.iter().all(|v| v.holds);
     report(&verdicts, holds, &agreement, a.json)?;
     Ok(if holds {

@@ -836,6 +836,52 @@ fn evidence_verifies_and_each_forgery_fails_with_its_own_reason() {
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(v["evidence"].as_array().unwrap().len(), 1, "{v:#}");
     assert_eq!(v["evidence"][0]["index"], 1);
+    // With the capture: read again for the device, it yields the evidence's rows.
+    let with_capture = |capture: &Path| {
+        let r = run(&[
+            "evidence",
+            "verify",
+            s(&fresh.join("case.json")),
+            "--agreement",
+            s(&fresh.join("agreement.toml")),
+            "--capture",
+            s(capture),
+            "--json",
+        ]);
+        let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        let c = v["evidence"][0]["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "capture")
+            .unwrap()
+            .clone();
+        (r.code, c)
+    };
+    let (code, c) = with_capture(&pcap);
+    assert_eq!((code, &c["pass"]), (0, &serde_json::json!(true)), "{c:#}");
+    // One byte changed (a letter of a name in a packet's payload): not the capture the
+    // evidence names.
+    let mut bytes = std::fs::read(&pcap).unwrap();
+    let at = bytes.windows(6).rposition(|w| w == b"tplink").unwrap();
+    bytes[at] = b'T';
+    std::fs::write(fresh.join("changed.pcap"), &bytes).unwrap();
+    let (code, c) = with_capture(&fresh.join("changed.pcap"));
+    assert_eq!(
+        (code, c["failure"].as_str()),
+        (1, Some("capture-changed")),
+        "{c:#}"
+    );
+    // The same device's capture of the next ten minutes: another window.
+    let (code, c) = with_capture(&net(
+        "pcap/mudscope_malign_ut-tplink_2021-11-18_15-20-47.pcap",
+    ));
+    assert_eq!(
+        (code, c["failure"].as_str()),
+        (1, Some("capture-window")),
+        "{c:#}"
+    );
+
     // A case file cut short: a clear error naming the file, no panic.
     let text = std::fs::read(&case).unwrap();
     std::fs::write(fresh.join("cut.json"), &text[..text.len() / 2]).unwrap();
@@ -986,6 +1032,7 @@ fn evidence_verifies_and_each_forgery_fails_with_its_own_reason() {
     let mut v1 = ev.clone();
     v1.release = None;
     v1.resolutions = None;
+    v1.device_addresses.clear();
     for f in &mut v1.flows {
         f.why = None;
         f.names = None;

@@ -49,6 +49,10 @@ pub enum EvidenceCheck {
     /// Every row, judged again against the release's manifest, is not allowed for the reason
     /// the evidence gives.
     Rows,
+    /// With the capture given: its digest is the evidence's source, it covers the evidence's
+    /// window, and read again it yields the evidence's rows (made by the caller, which reads
+    /// the capture; see [`EvidenceVerdict::capture`]).
+    Capture,
 }
 
 impl EvidenceCheck {
@@ -60,6 +64,7 @@ impl EvidenceCheck {
             EvidenceCheck::Inclusion => "inclusion",
             EvidenceCheck::Release => "release",
             EvidenceCheck::Rows => "rows",
+            EvidenceCheck::Capture => "capture",
         }
     }
 }
@@ -100,6 +105,14 @@ pub enum Failure {
     RowReason,
     /// A row that cannot be read (an address, a protocol, a direction).
     RowMalformed,
+    /// The capture covers another window than the evidence.
+    CaptureWindow,
+    /// The capture's bytes are not those the evidence names (its SHA-256 differs).
+    CaptureChanged,
+    /// The capture read again does not yield the evidence's rows.
+    CaptureRows,
+    /// The capture cannot be read.
+    CaptureUnreadable,
 }
 
 /// One check's outcome.
@@ -131,6 +144,39 @@ pub struct EvidenceVerdict {
     pub firmware: Option<String>,
     /// The checks, in order.
     pub checks: Vec<EvidenceCheckResult>,
+    /// The evidence, once its signature verified (for a caller that reads the capture).
+    #[serde(skip)]
+    pub evidence: Option<Evidence>,
+    /// The manifest of the release it names, once that verified.
+    #[serde(skip)]
+    pub manifest: Option<nospy_manifest::Manifest>,
+}
+
+impl EvidenceVerdict {
+    /// Adds the capture check's outcome (`Ok`: why it holds); a failure makes the evidence not
+    /// hold. Not made (skipped) when an earlier check failed.
+    pub fn capture(&mut self, outcome: Result<String, (Failure, String)>) {
+        if !self.holds {
+            self.checks.push(EvidenceCheckResult {
+                name: EvidenceCheck::Capture,
+                pass: None,
+                failure: None,
+                reason: "not checked: an earlier check failed".into(),
+            });
+            return;
+        }
+        let (pass, failure, reason) = match outcome {
+            Ok(r) => (true, None, r),
+            Err((f, r)) => (false, Some(f), r),
+        };
+        self.holds = pass;
+        self.checks.push(EvidenceCheckResult {
+            name: EvidenceCheck::Capture,
+            pass: Some(pass),
+            failure,
+            reason,
+        });
+    }
 }
 
 /// Verifies one evidence entry under `agreement` at time `now` (POSIX seconds; only used to
@@ -143,6 +189,8 @@ pub fn verify_evidence(agreement: &Agreement, case: &Case, now: u64) -> Evidence
         device: None,
         firmware: None,
         checks: Vec::new(),
+        evidence: None,
+        manifest: None,
     };
     let order = [
         EvidenceCheck::Checkpoint,
@@ -240,6 +288,7 @@ fn run(
     let org = orgs[opened.signers[0]].to_string();
     v.organisation = Some(org.clone());
     v.device = Some(ev.device.clone());
+    v.evidence = Some(ev.clone());
     let firmware = subject(&opened);
     v.firmware = firmware.map(|f| f.to_hex());
     pass(
@@ -321,6 +370,7 @@ fn run(
 
     // 5. Every row judged again.
     rows(&r, ev).map_err(|(f, why)| (EvidenceCheck::Rows, f, why))?;
+    v.manifest = Some(r.manifest.clone());
     pass(
         v,
         EvidenceCheck::Rows,

@@ -741,6 +741,7 @@ fn breach(
             leaf_hash: leaf_hash(rb).to_hex(),
         }),
         resolutions: Some(Default::default()),
+        device_addresses: vec!["10.0.0.1".parse().unwrap()],
     });
     sign(subject(&f.fw), &p, &[by])
 }

@@ -643,6 +643,7 @@ fn operator_log(dir: &std::path::Path) {
             source: DigestSet::sha256(&Sha256::of(b"capture")),
             release: None,
             resolutions: None,
+            device_addresses: vec![],
         }),
         &[&monitor],
     )
@@ -1029,6 +1030,7 @@ fn markup_in_every_field_of_a_logged_statement_is_shown_escaped() {
             source: DigestSet::sha256(&Sha256::of(b"capture")),
             release: None,
             resolutions: None,
+            device_addresses: vec![],
         }),
         &[&vendor],
     )

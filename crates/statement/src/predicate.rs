@@ -180,6 +180,9 @@ pub struct Evidence {
     /// v2: the operator's resolution of the manifest's abstractions during the window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolutions: Option<Resolutions>,
+    /// v2: the device's addresses in the operator's inventory (what a capture is re-read for).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub device_addresses: Vec<std::net::IpAddr>,
 }
 
 impl Evidence {
@@ -202,10 +205,11 @@ impl Evidence {
             }
         } else if self.release.is_some()
             || self.resolutions.is_some()
+            || !self.device_addresses.is_empty()
             || self.flows.iter().any(row_v2)
         {
             return Err(
-                "evidence v1 predicate: carries fields of v2 (release, resolutions, why, names, same_vendor)"
+                "evidence v1 predicate: carries fields of v2 (release, resolutions, device_addresses, why, names, same_vendor)"
                     .into(),
             );
         }

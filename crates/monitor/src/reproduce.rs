@@ -1,0 +1,191 @@
+//! A capture read again for one evidence statement: the device (its addresses as the evidence
+//! records them) judged against the release's manifest with the evidence's resolutions, as the
+//! monitor did, and its rows made as [`crate::evidence::sign`] makes them. What a verifier given
+//! the capture compares the evidence with: the capture's digest, its window, the rows.
+
+use crate::evidence::{format_time, Judging};
+use crate::Monitor;
+use nospy_flow::netflow::Collector;
+use nospy_flow::source::{read_exports_from, read_traffic_from};
+use nospy_inventory::{Device, Function, Inventory, OperatorConfig};
+use nospy_manifest::Manifest;
+use nospy_statement::predicate::{Evidence, FlowViolation, Window};
+use nospy_tlog::Sha256;
+use sha2::Digest as _;
+use std::sync::Arc;
+
+/// What the file is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Capture {
+    /// Captured packets (pcap, pcapng).
+    Packets,
+    /// Captured flow export packets (NetFlow v5/v9, IPFIX).
+    Flows,
+}
+
+/// The capture read again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reproduced {
+    /// SHA-256 of the file's bytes.
+    pub source: Sha256,
+    /// Its window: the first and last packet of any flow.
+    pub window: Window,
+    /// The device's rows, as evidence states them.
+    pub rows: Vec<FlowViolation>,
+}
+
+/// Why a capture does not reproduce a statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Mismatch {
+    /// The capture covers another window.
+    Window,
+    /// The capture's bytes are not those the evidence names.
+    Source,
+    /// A row of the evidence the capture does not yield as stated.
+    Rows,
+}
+
+/// Reads `input` as the monitor would have for the device `ev` is about: the device with the
+/// addresses `ev` records, of the manifest's vendor and model (running `firmware`), and every
+/// peer `ev` marks as of the same vendor as another device of that vendor.
+pub fn reproduce(
+    ev: &Evidence,
+    firmware: &Sha256,
+    manifest: &Arc<Manifest>,
+    input: impl std::io::Read,
+    kind: Capture,
+) -> Result<Reproduced, String> {
+    let device = |id: String, addresses| Device {
+        device: id,
+        vendor: manifest.device.vendor.clone(),
+        model: manifest.device.model.clone(),
+        function: Function::Other,
+        technology: String::new(),
+        site: String::new(),
+        sensitive: false,
+        addresses,
+        firmware_sha256: Some(firmware.to_hex()),
+        weight: 1.0,
+        replacement_cost: 0.0,
+    };
+    let mut devices = vec![device(ev.device.clone(), ev.device_addresses.clone())];
+    let mut peers: Vec<std::net::IpAddr> = ev
+        .flows
+        .iter()
+        .filter(|f| f.same_vendor)
+        .filter_map(|f| f.peer.parse().ok())
+        .filter(|p| !ev.device_addresses.contains(p))
+        .collect();
+    peers.sort();
+    peers.dedup();
+    for (i, p) in peers.iter().enumerate() {
+        devices.push(device(format!("same-vendor-peer-{i}"), vec![*p]));
+    }
+    let inventory = Inventory { devices };
+    let mut manifests = vec![Some(manifest.clone())];
+    manifests.resize(inventory.devices.len(), None);
+    let res = ev.resolutions.clone().unwrap_or_default();
+    let operator = OperatorConfig {
+        operator_networks: res.operator_networks,
+        local_networks: res.local_networks,
+        my_controller: res.my_controller,
+        controllers: res.controllers,
+    };
+    let mut monitor =
+        Monitor::new(&inventory, &manifests, &operator, None).map_err(|e| e.to_string())?;
+    let mut src = Hashing {
+        inner: input,
+        hash: sha2::Sha256::new(),
+    };
+    let mut quiet = |_: usize, _: usize| {};
+    match kind {
+        Capture::Packets => read_traffic_from(&mut src, 0, &mut monitor, &mut quiet),
+        Capture::Flows => {
+            read_exports_from(&mut src, 0, &mut Collector::new(), &mut monitor, &mut quiet)
+        }
+    }
+    .map_err(|e| e.to_string())?;
+    let source = Sha256(src.hash.finalize().into());
+    let report = monitor.finish();
+    let (a, b) = report.window.unwrap_or((0, 0));
+    let basis = crate::evidence::Basis {
+        manifest: manifest.clone(),
+        name: String::new(),
+        release: None,
+    };
+    let mine: Vec<&crate::Row> = report
+        .violations
+        .iter()
+        .filter(|r| r.device() == 0)
+        .collect();
+    let (rows, _) = Judging::new(&report, &inventory).rows(0, &mine, &basis, &operator);
+    Ok(Reproduced {
+        source,
+        window: Window {
+            start: format_time(a),
+            end: format_time(b),
+        },
+        rows,
+    })
+}
+
+/// Whether the capture read again reproduces `ev`: its window, its bytes, and every row of `ev`
+/// exactly as stated (a statement split to fit a log entry carries part of the rows).
+pub fn compare(ev: &Evidence, r: &Reproduced) -> Result<String, (Mismatch, String)> {
+    if ev.window != r.window {
+        return Err((
+            Mismatch::Window,
+            format!(
+                "the capture covers {} to {}, the evidence {} to {}",
+                r.window.start, r.window.end, ev.window.start, ev.window.end
+            ),
+        ));
+    }
+    if ev.source.get_sha256() != Some(r.source) {
+        return Err((
+            Mismatch::Source,
+            format!(
+                "the capture's SHA-256 is {}, not the evidence's source",
+                r.source.to_hex()
+            ),
+        ));
+    }
+    for (i, row) in ev.flows.iter().enumerate() {
+        if !r.rows.contains(row) {
+            return Err((
+                Mismatch::Rows,
+                format!(
+                    "row {} ({} {} {} port {}) is not what the capture yields for the device",
+                    i + 1,
+                    row.direction,
+                    row.peer,
+                    row.protocol,
+                    row.port
+                ),
+            ));
+        }
+    }
+    Ok(format!(
+        "the capture (SHA-256 {}) yields all {} rows, of the {} it yields for the device",
+        r.source.to_hex(),
+        ev.flows.len(),
+        r.rows.len()
+    ))
+}
+
+/// A reader that hashes what passes through it.
+pub struct Hashing<R> {
+    /// What is read.
+    pub inner: R,
+    /// The hash so far.
+    pub hash: sha2::Sha256,
+}
+
+impl<R: std::io::Read> std::io::Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+}
