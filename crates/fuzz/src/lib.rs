@@ -42,6 +42,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("time", time),
     ("flow_batch", flow_batch),
     ("monitor_part", monitor_part),
+    ("evidence", evidence),
 ];
 
 fn text(data: &[u8]) -> std::borrow::Cow<'_, str> {
@@ -345,4 +346,147 @@ pub fn monitor_part(data: &[u8]) {
         let bytes = nospy_stream::wire::encode_part(&part);
         assert_eq!(bytes, data, "a part is written as it was read");
     }
+}
+
+/// The fixed world the `evidence` target verifies in: an agreement trusting one log, one
+/// vendor and one monitor organisation, and the vendor's release of the firmware (the manifest
+/// of DESIGN.md §12, with an abstraction and a name rule).
+struct EvidenceWorld {
+    agreement: nospy_policy::Agreement,
+    log: nospy_tlog::note::SignerKey,
+    monitor: nospy_tlog::note::SignerKey,
+    release: Vec<u8>,
+    firmware: nospy_tlog::Sha256,
+}
+
+fn evidence_world() -> &'static EvidenceWorld {
+    use nospy_statement::predicate::{Predicate, Release, Source};
+    static WORLD: std::sync::OnceLock<EvidenceWorld> = std::sync::OnceLock::new();
+    WORLD.get_or_init(|| {
+        let key = |n: &str, s: u8| nospy_tlog::note::SignerKey::from_seed(n, [s; 32]).expect("a key");
+        let (log, vendor, monitor) = (
+            key("log.example.org/nospy", 1),
+            key("release.vendorx.example", 2),
+            key("monitor.uk.example", 3),
+        );
+        let agreement = nospy_policy::Agreement::from_toml(&format!(
+            "name = \"fuzz\"\n[log]\norigin = \"log.example.org/nospy\"\nkey = \"{}\"\n\
+             [witnesses]\nquorum = 0\nmax_age = \"24h\"\n[[vendor]]\nname = \"VendorX\"\nkeys = [\"{}\"]\n\
+             [evaluators]\nquorum = 0\n[monitors]\nquorum = 1\n[[monitors.member]]\n\
+             organisation = \"UK operator\"\nkeys = [\"{}\"]\n",
+            log.verifier(),
+            vendor.verifier(),
+            monitor.verifier()
+        ))
+        .expect("the fuzz agreement");
+        let manifest = nospy_manifest::Manifest::from_toml(
+            "[device]\nvendor = \"VendorX\"\nmodel = \"vx-1\"\n[capabilities]\nvendor_remote_access = \"none\"\n\
+             [[allow]]\ndirection = \"from-device\"\npeer = \"updates.vendorx.example\"\nprotocol = \"tcp\"\nports = \"443\"\ninitiated_by = \"device\"\n\
+             [[allow]]\ndirection = \"to-device\"\npeer = \"operator-networks\"\nprotocol = \"tcp\"\ndevice_ports = \"22\"\n\
+             [[allow]]\ndirection = \"from-device\"\npeer = \"192.0.2.0/24\"\nprotocol = \"udp\"\nports = \"1024-65535\"\n",
+        )
+        .expect("the fuzz manifest");
+        let firmware = nospy_tlog::Sha256([7; 32]);
+        let release = Predicate::Release(Box::new(Release {
+            vendor: "VendorX".into(),
+            product: "vx-1".into(),
+            version: "1.0".into(),
+            source: Source {
+                repository: None,
+                commit: "c0ffee".into(),
+                toolchain: None,
+            },
+            sbom: None,
+            build_recipe: None,
+            supersedes: vec![],
+            manifest,
+        }));
+        let release = nospy_statement::sign(subject(&firmware), &release, &[&vendor]).to_json();
+        EvidenceWorld {
+            agreement,
+            log,
+            monitor,
+            release,
+            firmware,
+        }
+    })
+}
+
+fn subject(d: &nospy_tlog::Sha256) -> Vec<nospy_statement::ResourceDescriptor> {
+    vec![nospy_statement::ResourceDescriptor {
+        digest: Some(nospy_statement::DigestSet::sha256(d)),
+        ..Default::default()
+    }]
+}
+
+/// The leaf hash of the `evidence` target's release entry (what its seeds name), hex.
+pub fn evidence_release_leaf() -> String {
+    nospy_tlog::hash::leaf_hash(&evidence_world().release).to_hex()
+}
+
+/// Whether `data`, as the `evidence` target reads it, is evidence that holds.
+pub fn evidence_holds(data: &[u8]) -> bool {
+    evidence_verdicts(data).iter().any(|v| v.holds)
+}
+
+/// What the `evidence` target's checks say of `data` (for a failing seed's message).
+pub fn evidence_checks(data: &[u8]) -> Vec<Vec<nospy_policy::breach::EvidenceCheckResult>> {
+    evidence_verdicts(data)
+        .into_iter()
+        .map(|v| v.checks)
+        .collect()
+}
+
+/// An evidence predicate (JSON, either version), signed by the trusted monitor, logged after the
+/// release it names and verified as `nospy evidence verify` does: every row judged again. Only
+/// second-version evidence can hold.
+pub fn evidence(data: &[u8]) {
+    let _ = evidence_verdicts(data);
+}
+
+fn evidence_verdicts(data: &[u8]) -> Vec<nospy_policy::breach::EvidenceVerdict> {
+    use nospy_statement::predicate::{Predicate, EVIDENCE_V1, EVIDENCE_V2};
+    use nospy_tlog::merkle::{self, MemoryTree};
+    use nospy_tlog::{LogIndex, TreeSize};
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(data) else {
+        return Vec::new();
+    };
+    let w = evidence_world();
+    let mut out = Vec::new();
+    for t in [EVIDENCE_V1, EVIDENCE_V2] {
+        let Ok(p @ Predicate::Evidence(_)) = Predicate::parse(t, &v) else {
+            continue;
+        };
+        let env = nospy_statement::sign(subject(&w.firmware), &p, &[&w.monitor]).to_json();
+        let mut tree = MemoryTree::new();
+        for e in [&w.release, &env] {
+            tree.push(nospy_tlog::hash::leaf_hash(e));
+        }
+        let size = TreeSize(2);
+        let cp = nospy_tlog::checkpoint::Checkpoint {
+            origin: "log.example.org/nospy".into(),
+            size: 2,
+            root: merkle::root(&tree, size).expect("a root"),
+            extensions: vec![],
+        };
+        let checkpoint = cp.sign(&w.log).expect("a checkpoint").to_text();
+        let entry = |i: u64, bytes: &[u8]| nospy_policy::LoggedEntry {
+            index: i,
+            bytes: bytes.to_vec(),
+            proof: merkle::inclusion_proof(&tree, LogIndex(i), size).expect("a proof"),
+            proof_checkpoint: None,
+        };
+        let case = nospy_policy::breach::Case {
+            checkpoint,
+            evidence: entry(1, &env),
+            release: Some(entry(0, &w.release)),
+        };
+        let verdict = nospy_policy::breach::verify_evidence(&w.agreement, &case, 1_800_000_000);
+        if verdict.holds {
+            let Predicate::Evidence(e) = &p else { continue };
+            assert!(e.is_v2(), "v1 evidence cannot hold");
+        }
+        out.push(verdict);
+    }
+    out
 }
