@@ -169,6 +169,53 @@ pub fn run(n: usize, seconds: f64, hash_mib: usize, dir: PathBuf, json: bool) ->
     let secs = t.elapsed().as_secs_f64();
     let per_s = done as f64 / secs;
 
+    // Evidence: a site's twenty minutes (50 radios, the first running artifact 0's firmware and
+    // phoning home), judged by the monitor and signed as `nospy monitor --evidence-key` signs,
+    // then verified as `nospy evidence verify` verifies, without and with the capture.
+    let ev = evidence_case(&artifacts[0], &entries, &manifest, &log_key)?;
+    let agreement_m = Agreement::from_toml(&format!(
+        "name = \"bench\"\n[log]\norigin = \"{ORIGIN}\"\nkey = \"{}\"\n[witnesses]\nquorum = 0\nmax_age = \"24h\"\n\
+         [[vendor]]\nname = \"VendorX\"\nkeys = [\"{}\"]\n[evaluators]\nquorum = 0\n\
+         [monitors]\nquorum = 1\n[[monitors.member]]\norganisation = \"UK operator\"\nkeys = [\"{}\"]\n",
+        log_key.verifier(),
+        vendor.verifier(),
+        ev.monitor.verifier(),
+    ))?;
+    let (evidence_per_s, rows) = {
+        let t = Instant::now();
+        let mut done = 0u64;
+        let mut rows = 0;
+        while t.elapsed().as_secs_f64() < seconds {
+            let v = nospy_policy::breach::verify_evidence(&agreement_m, &ev.case, now);
+            anyhow::ensure!(v.holds, "the bench evidence does not hold: {:?}", v.checks);
+            rows = v.evidence.map_or(0, |e| e.flows.len());
+            done += 1;
+        }
+        (done as f64 / t.elapsed().as_secs_f64(), rows)
+    };
+    let capture_per_s = {
+        use nospy_monitor::reproduce::{compare, reproduce, Capture};
+        let t = Instant::now();
+        let mut done = 0u64;
+        while t.elapsed().as_secs_f64() < seconds || done == 0 {
+            let v = nospy_policy::breach::verify_evidence(&agreement_m, &ev.case, now);
+            let (Some(e), Some(m)) = (v.evidence, v.manifest) else {
+                anyhow::bail!("the bench evidence does not hold");
+            };
+            let r = reproduce(
+                &e,
+                &artifacts[0].0,
+                &std::sync::Arc::new(m),
+                &ev.capture[..],
+                Capture::Packets,
+            )
+            .map_err(|e| anyhow::anyhow!("reading the bench capture: {e}"))?;
+            compare(&e, &r).map_err(|(_, why)| anyhow::anyhow!("the bench capture: {why}"))?;
+            done += 1;
+        }
+        done as f64 / t.elapsed().as_secs_f64()
+    };
+
     // Hashing: our streaming SHA-256 of a file in the page cache, and OpenSSL's.
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let file = dir.join(format!("nospy-bench-hash-{}", std::process::id()));
@@ -199,12 +246,18 @@ pub fn run(n: usize, seconds: f64, hash_mib: usize, dir: PathBuf, json: bool) ->
         "hash_mb_per_s": hash_mb_s.round(),
         "openssl_mb_per_s": openssl.map(f64::round),
         "hash_ratio": ratio.map(|r| (r * 1000.0).round() / 1000.0),
+        "evidence_per_s_per_core": evidence_per_s.round(),
+        "evidence_rows": rows,
+        "evidence_with_capture_per_s_per_core": (capture_per_s * 10.0).round() / 10.0,
+        "capture_packets": ev.packets,
         "debug_build": cfg!(debug_assertions),
     });
     if json {
         print_json(&report)?;
     } else {
         println!("bundle verification {per_s:>10.0} /s on one core ({:.1} µs each; {n} bundles, 3 statements each, one checkpoint)", 1e6 / per_s);
+        println!("evidence verification {evidence_per_s:>8.0} /s on one core ({rows} rows re-judged each; {:.2} of the bundle figure)", evidence_per_s / per_s);
+        println!("  with the capture    {capture_per_s:>8.1} /s on one core (re-reading {} packets each)", ev.packets);
         match openssl {
             Some(o) => println!("artifact hashing    {hash_mb_s:>10.0} MB/s   openssl speed -evp sha256: {o:.0} MB/s   ratio {:.2}", hash_mb_s / o),
             None => println!("artifact hashing    {hash_mb_s:>10.0} MB/s   (openssl not found: no reference)"),
@@ -235,4 +288,106 @@ fn openssl_sha256_mb_s() -> Option<f64> {
         .parse()
         .ok()?;
     Some(k * 1000.0 / 1e6)
+}
+
+/// An evidence entry about `artifact`'s firmware, logged after the bench's entries, with the
+/// capture it came from.
+struct EvidenceBench {
+    case: nospy_policy::breach::Case,
+    monitor: SignerKey,
+    capture: Vec<u8>,
+    packets: u64,
+}
+
+fn evidence_case(
+    artifact: &(Sha256, Vec<u64>),
+    entries: &[Vec<u8>],
+    manifest: &Manifest,
+    log_key: &SignerKey,
+) -> Result<EvidenceBench> {
+    use nospy_inventory::{Device, Function, Inventory, OperatorConfig};
+    use nospy_monitor::evidence::{sign as sign_evidence, Basis};
+    let monitor = SignerKey::from_seed("monitor.uk.example", [9; 32])?;
+    let radios: Vec<[u8; 4]> = (0..50u8).map(|i| [10, 0, 1, i]).collect();
+    let capture = nospy_demo::capture::morning(7, &radios, 0);
+    let inventory = Inventory {
+        devices: radios
+            .iter()
+            .enumerate()
+            .map(|(i, r)| Device {
+                device: format!("ran-{i:06}"),
+                vendor: "VendorX".into(),
+                model: "vx-1".into(),
+                function: Function::Access,
+                technology: "5g".into(),
+                site: "site-0001".into(),
+                sensitive: false,
+                addresses: vec![std::net::IpAddr::from(*r)],
+                firmware_sha256: (i == 0).then(|| artifact.0.to_hex()),
+                weight: 1.0,
+                replacement_cost: 1.0,
+            })
+            .collect(),
+    };
+    let m = std::sync::Arc::new(manifest.clone());
+    let manifests = vec![Some(m.clone()); radios.len()];
+    let operator = OperatorConfig::default();
+    let mut mon = nospy_monitor::Monitor::new(&inventory, &manifests, &operator, None)?;
+    let stats = nospy_flow::source::read_traffic_from(&capture[..], 0, &mut mon, &mut |_, _| {})?;
+    let report = mon.finish();
+    let release = artifact.1[0];
+    let mut bases = vec![None; radios.len()];
+    bases[0] = Some(Basis {
+        manifest: m,
+        name: format!("release entry {release}"),
+        release: Some(EntryRef {
+            log: ORIGIN.into(),
+            index: release,
+            leaf_hash: leaf_hash(&entries[release as usize]).to_hex(),
+        }),
+    });
+    let signed = sign_evidence(
+        &report,
+        &inventory,
+        &bases,
+        &operator,
+        &Sha256::of(&capture),
+        &monitor,
+    );
+    let env = signed
+        .statements
+        .first()
+        .context("the bench monitor signed no evidence")?
+        .envelope
+        .clone();
+    let mut tree = MemoryTree::new();
+    for e in entries.iter().chain([&env]) {
+        tree.push(leaf_hash(e));
+    }
+    let size = TreeSize(tree.size());
+    let cp = Checkpoint {
+        origin: ORIGIN.into(),
+        size: size.0,
+        root: merkle::root(&tree, size)?,
+        extensions: vec![],
+    };
+    let checkpoint = cp.sign(log_key)?.to_text();
+    let logged = |i: u64, bytes: &[u8]| -> Result<nospy_policy::LoggedEntry> {
+        Ok(nospy_policy::LoggedEntry {
+            index: i,
+            bytes: bytes.to_vec(),
+            proof: merkle::inclusion_proof(&tree, LogIndex(i), size)?,
+            proof_checkpoint: None,
+        })
+    };
+    Ok(EvidenceBench {
+        case: nospy_policy::breach::Case {
+            checkpoint,
+            evidence: logged(size.0 - 1, &env)?,
+            release: Some(logged(release, &entries[release as usize])?),
+        },
+        monitor,
+        capture,
+        packets: stats.packets,
+    })
 }

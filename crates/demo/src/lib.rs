@@ -25,7 +25,7 @@ use nospy_testkit::rng::Rng;
 use nospy_tlog::note::SignerKey;
 use nospy_tlog::Sha256;
 
-mod capture;
+pub mod capture;
 mod cpio;
 
 pub use capture::PHONE_HOME;

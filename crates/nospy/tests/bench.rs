@@ -58,7 +58,13 @@ fn bench_verify_reports_the_design_keys() {
             "--hash-mib",
             "1",
         ],
-        &["bundles_per_s_per_core", "hash_mb_per_s", "hash_ratio"],
+        &[
+            "bundles_per_s_per_core",
+            "hash_mb_per_s",
+            "hash_ratio",
+            "evidence_per_s_per_core",
+            "evidence_with_capture_per_s_per_core",
+        ],
     );
 }
 
