@@ -337,7 +337,10 @@ fn agreement(w: &World) -> String {
          [[vendor]]\nname = \"{VENDOR}\"\nkeys = [\"{vk}\"]\n\n\
          [evaluators]\nquorum = 2\n\n{e1}\n{e2}\n\
          [manifest]\nvendor_remote_access = [\"none\", \"operator-initiated\"]\n\
-         peers_within = [\"operator-networks\", \"my-controller\", \"*.vendorx.example\"]\n",
+         peers_within = [\"operator-networks\", \"my-controller\", \"*.vendorx.example\"]\n\n\
+         # Breach evidence from the operator's own monitor, verified, denies the firmware.\n\
+         [monitors]\nquorum = 1\non_breach = \"deny\"\n\n\
+         [[monitors.member]]\norganisation = \"{mo}\"\nkeys = [\"{mk}\"]\n",
         vendor = VENDOR.to_ascii_lowercase(),
         log = w.log.key.verifier(),
         w1 = w.witnesses[0].key.cosigner_verifier(),
@@ -345,6 +348,8 @@ fn agreement(w: &World) -> String {
         vk = w.vendor.key.verifier(),
         e1 = member(&w.evaluators[0]),
         e2 = member(&w.evaluators[1]),
+        mo = w.monitor.organisation,
+        mk = w.monitor.key.verifier(),
     )
 }
 

@@ -151,7 +151,8 @@ impl nospy_flow::source::Sink for Everything<'_> {
 
 /// An evidence time (RFC 3339, milliseconds as evidence writes them) in milliseconds.
 fn millis(t: &str) -> Option<i128> {
-    let odt = time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()?;
+    let odt =
+        time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()?;
     Some(odt.unix_timestamp_nanos() / 1_000_000)
 }
 

@@ -269,6 +269,22 @@ fn play(
         &[0, 1],
     )?;
     std::fs::write(p.dir.join("fleet.json"), serde_json::to_vec_pretty(&fleet)?)?;
+    // A third country's view: the case of the firmware caught phoning home, gathered from the
+    // mirror and verified offline under the agreement (its [monitors] trust the operator's).
+    if let Some(r) = w.releases.iter().find(|r| r.version == w.phoning_device.1) {
+        let digest = r.digest.to_hex();
+        let case = format!("case-{}.json", r.version);
+        p.run(
+            &[
+                "evidence", "case", &digest, "--log", "mirror", "--out", &case,
+            ],
+            &[0],
+        )?;
+        p.run(
+            &["evidence", "verify", &case, "--agreement", "agreement.toml"],
+            &[0],
+        )?;
+    }
     let exposure = p.json(
         &[
             "exposure",

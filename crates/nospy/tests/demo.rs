@@ -57,6 +57,28 @@ fn the_demo_world_is_played_end_to_end_and_found_again() {
             .contains("DE evaluation lab"),
         "{phoning}"
     );
+    // A third country's view: the case of 4.2.1 verified offline in the play, and again here
+    // in a directory holding only the case and the agreement.
+    let transcript = std::fs::read_to_string(dir.join("transcript.txt")).unwrap();
+    assert!(transcript.contains("HOLDS evidence entry"), "{transcript}");
+    let third = dir.join("third-country");
+    std::fs::create_dir(&third).unwrap();
+    for f in ["case-4.2.1.json", "agreement.toml"] {
+        std::fs::copy(dir.join(f), third.join(f)).unwrap();
+    }
+    let r = common::run(&[
+        "evidence",
+        "verify",
+        common::s(&third.join("case-4.2.1.json")),
+        "--agreement",
+        common::s(&third.join("agreement.toml")),
+        "--capture",
+        common::s(&dir.join("capture.pcap")),
+        "--json",
+    ]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let case: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(case["evidence"][0]["device"], "ran-000007", "{case:#}");
     // The regulator's measure: exactly the access cap breached.
     let exposure: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("exposure.json")).unwrap()).unwrap();

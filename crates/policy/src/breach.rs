@@ -374,10 +374,10 @@ fn run(
     pass(
         v,
         EvidenceCheck::Rows,
-        format!(
-            "all {} rows judged again against the release's manifest: not allowed, for the reasons given",
-            ev.flows.len()
-        ),
+        match ev.flows.len() {
+            1 => "its row judged again against the release's manifest: not allowed, for the reason given".to_string(),
+            n => format!("all {n} rows judged again against the release's manifest: not allowed, for the reasons given"),
+        },
     );
     Ok(())
 }
