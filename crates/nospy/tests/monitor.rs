@@ -1068,6 +1068,28 @@ fn evidence_verifies_and_each_forgery_fails_with_its_own_reason() {
     let reason = breach["reason"].as_str().unwrap();
     assert!(reason.contains("UK operator (entries 1)"), "{reason}");
     assert!(reason.contains("not counted"), "{reason}");
+    // The fleet: the plug runs the breached firmware, and is denied for it.
+    let r = run(&[
+        "fleet",
+        "--inventory",
+        s(&inv),
+        "--agreement",
+        s(&with_monitors),
+        "--log",
+        s(&log),
+        "--json",
+    ]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let fleet: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let plug = device(&fleet, "ut-plug");
+    assert_eq!(plug["verdict"], "denied", "{plug}");
+    assert!(
+        plug["reason"]
+            .as_str()
+            .unwrap()
+            .contains("breach evidence verified"),
+        "{plug}"
+    );
     // Under on_breach = "flag" it is admitted as far as the breach goes, and flagged.
     let flag = t.path().join("flag.toml");
     std::fs::write(

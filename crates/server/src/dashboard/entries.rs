@@ -555,6 +555,7 @@ pub(super) fn flows_table(
                 th scope="col" { "Direction" } th scope="col" { "Peer" } th scope="col" { "Protocol" }
                 th scope="col" { "Port" } th scope="col" { "Flows" } th scope="col" { "Packets" }
                 th scope="col" { "Bytes" } th scope="col" { "First seen" } th scope="col" { "Last seen" }
+                th scope="col" { "Why not allowed" }
             } }
             tbody {
                 @for f in flows {
@@ -562,6 +563,8 @@ pub(super) fn flows_table(
                         td { (f.direction) } td { (f.peer) } td { (f.protocol) } td.num { (f.port) }
                         td.num { (f.flows) } td.num { (f.packets) } td.num { (f.bytes) }
                         td { (f.first_seen) } td { (f.last_seen) }
+                        // Evidence of the first version gives no reason.
+                        td { (f.why.map_or("not stated (evidence v1)", |w| w.explain())) }
                     }
                 }
             }
