@@ -333,6 +333,7 @@ fn evidence_case(
     let manifests = vec![Some(m.clone()); radios.len()];
     let operator = OperatorConfig::default();
     let mut mon = nospy_monitor::Monitor::new(&inventory, &manifests, &operator, None)?;
+    mon.record_names(true);
     let stats = nospy_flow::source::read_traffic_from(&capture[..], 0, &mut mon, &mut |_, _| {})?;
     let report = mon.finish();
     let release = artifact.1[0];

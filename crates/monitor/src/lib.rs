@@ -99,6 +99,8 @@ pub struct Monitor {
     touched: Vec<u32>,
     /// DNS answers not kept because [`MAX_DNS_ANSWERS`] were.
     pub dns_dropped: u64,
+    /// Whether the report records the names violation rows' peers stood for.
+    record_names: bool,
 }
 
 /// Most DNS answers kept (memory stays bounded; beyond it answers are counted, not kept).
@@ -197,6 +199,7 @@ impl Monitor {
             dns_kept: 0,
             touched: Vec::new(),
             dns_dropped: 0,
+            record_names: false,
         })
     }
 
@@ -220,14 +223,16 @@ impl Monitor {
         self.dns_kept += 1;
     }
 
-    /// The report: rows sorted by device, direction, peer, protocol and port.
-    pub fn finish(mut self) -> Report {
-        let ids = &self.ids;
-        let (violations, dropped) = std::mem::take(&mut self.violations).finish();
-        let (unattributable, also) = std::mem::take(&mut self.unattributable).finish();
-        self.report.violations = violations;
-        self.report.unattributable = unattributable;
-        self.report.flows_in_dropped_rows = dropped + also;
+    /// Whether [`Monitor::finish`] records, in [`Report::peer_names`], the DNS names each
+    /// violation row's peer stood for: what signed evidence states. Off by default (it costs a
+    /// lookup per distinct peer of a violation row).
+    pub fn record_names(&mut self, on: bool) {
+        self.record_names = on;
+    }
+
+    /// The names each violation row's peer stood for (DNS answers seen at any time, resolver
+    /// entries), sorted.
+    fn peer_names(&self) -> std::collections::BTreeMap<IpAddr, Vec<String>> {
         let mut peer_names = std::collections::BTreeMap::new();
         for r in &self.report.violations {
             let peer = r.peer();
@@ -253,7 +258,20 @@ impl Monitor {
             names.dedup();
             peer_names.insert(peer, names);
         }
-        self.report.peer_names = Some(peer_names);
+        peer_names
+    }
+
+    /// The report: rows sorted by device, direction, peer, protocol and port.
+    pub fn finish(mut self) -> Report {
+        let ids = &self.ids;
+        let (violations, dropped) = std::mem::take(&mut self.violations).finish();
+        let (unattributable, also) = std::mem::take(&mut self.unattributable).finish();
+        self.report.violations = violations;
+        self.report.unattributable = unattributable;
+        self.report.flows_in_dropped_rows = dropped + also;
+        if self.record_names {
+            self.report.peer_names = Some(self.peer_names());
+        }
         self.report.name_sets = std::mem::take(&mut self.name_sets);
         self.report.devices = self
             .devs

@@ -94,6 +94,7 @@ pub fn reproduce(
     };
     let mut monitor =
         Monitor::new(&inventory, &manifests, &operator, None).map_err(|e| e.to_string())?;
+    monitor.record_names(true);
     let mut src = Hashing {
         inner: input,
         hash: sha2::Sha256::new(),

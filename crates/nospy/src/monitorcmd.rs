@@ -144,6 +144,8 @@ pub fn run(a: MonitorArgs) -> Result<ExitCode> {
     let chosen = device_manifests(&a, &inventory, source.as_ref())?;
     let (from, notes) = (&chosen.from, &chosen.notes);
     let mut monitor = Monitor::new(&inventory, &chosen.manifests, &operator, resolver)?;
+    // Signed evidence states the names each violating peer stood for.
+    monitor.record_names(a.evidence_key.is_some());
     if let Some(url) = &a.nats {
         let setup = nospy_stream::report::Setup {
             inventory: nospy_stream::inventory_digest(&inventory),
