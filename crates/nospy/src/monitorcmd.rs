@@ -11,6 +11,7 @@ use nospy_manifest::Manifest;
 use nospy_monitor::evidence;
 use nospy_monitor::manifests::Source;
 use nospy_monitor::output::{report_json, ManifestFrom};
+use nospy_monitor::reproduce::Hashing;
 use nospy_monitor::{Monitor, Report, Resolver};
 use nospy_statement::predicate::EntryRef;
 use nospy_tlog::Sha256;
@@ -468,20 +469,6 @@ fn append_evidence(
         skipped: signed.skipped,
         unsigned_rows: signed.unsigned_rows,
     })
-}
-
-/// A reader that hashes what passes through it.
-struct Hashing<R> {
-    inner: R,
-    hash: sha2::Sha256,
-}
-
-impl<R: std::io::Read> std::io::Read for Hashing<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hash.update(&buf[..n]);
-        Ok(n)
-    }
 }
 
 /// Templates in a file, replaced whole (written beside it, fsynced, renamed over it).

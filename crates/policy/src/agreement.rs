@@ -77,16 +77,16 @@ pub enum OnBreach {
 impl Monitors {
     /// Every monitor key, in order, with its organisation.
     pub fn keys(&self) -> (Vec<VerifierKey>, Vec<&str>) {
-        let mut keys = Vec::new();
-        let mut orgs = Vec::new();
-        for m in &self.members {
-            for k in &m.keys {
-                keys.push(k.clone());
-                orgs.push(m.organisation.as_str());
-            }
-        }
-        (keys, orgs)
+        member_keys(&self.members)
     }
+}
+
+/// Every key of `members`, in order, with its organisation.
+fn member_keys(members: &[EvaluatorMember]) -> (Vec<VerifierKey>, Vec<&str>) {
+    members
+        .iter()
+        .flat_map(|m| m.keys.iter().map(|k| (k.clone(), m.organisation.as_str())))
+        .unzip()
 }
 
 /// A vendor.
@@ -464,14 +464,6 @@ impl Agreement {
 
     /// Every evaluator key, in order, with its organisation.
     pub fn evaluator_keys(&self) -> (Vec<VerifierKey>, Vec<&str>) {
-        let mut keys = Vec::new();
-        let mut orgs = Vec::new();
-        for m in &self.evaluators {
-            for k in &m.keys {
-                keys.push(k.clone());
-                orgs.push(m.organisation.as_str());
-            }
-        }
-        (keys, orgs)
+        member_keys(&self.evaluators)
     }
 }
