@@ -817,3 +817,56 @@ fn a_monitor_key_cannot_revoke() {
     let v = run(&f, &monitors(1, "deny"), &full(&f), None);
     assert!(v.admit, "{v:#?}");
 }
+
+#[test]
+fn evidence_with_a_proof_from_another_tree_or_checkpoint_is_not_included() {
+    use nospy_policy::breach::{verify_evidence, Case, EvidenceCheck, Failure};
+    let uk = k("monitor.uk.example", 20);
+    let mut f = honest();
+    let index = f
+        .log
+        .add(&breach(&f, &uk, "203.0.113.66", 8443, Some(vec![])));
+    let agreement = agreement(&f.k, &monitors(1, "deny"));
+    let ev = full(&f);
+    let case = |evidence: LoggedEntry| Case {
+        checkpoint: ev.checkpoint.clone(),
+        evidence,
+        release: Some(ev.entries[f.rel_index as usize].clone()),
+    };
+    let honest_case = case(ev.entries[index as usize].clone());
+    assert!(verify_evidence(&agreement, &honest_case, NOW).holds);
+    let failed = |c: &Case| {
+        let v = verify_evidence(&agreement, c, NOW);
+        assert!(!v.holds);
+        let c = v.checks.iter().find(|c| c.pass == Some(false)).unwrap();
+        (c.name, c.failure.unwrap())
+    };
+    // The proof of the same entry in another log's tree (one more entry before it).
+    let mut other = Log::new();
+    other.add(&breach(&f, &uk, "203.0.113.1", 1, Some(vec![])));
+    for e in &f.log.entries {
+        other.tree.push(leaf_hash(e));
+        other.entries.push(e.clone());
+    }
+    let n = other.entries.len() as u64;
+    let mut moved = ev.entries[index as usize].clone();
+    moved.proof = merkle::inclusion_proof(&other.tree, LogIndex(index + 1), TreeSize(n)).unwrap();
+    assert_eq!(
+        failed(&case(moved)),
+        (EvidenceCheck::Inclusion, Failure::NotIncluded)
+    );
+    // A tlog-proof made against another checkpoint.
+    let mut elsewhere = ev.entries[index as usize].clone();
+    elsewhere.proof_checkpoint = Some(other.checkpoint(&f.k, n, &[&f.k.w1, &f.k.w2], NOW));
+    assert_eq!(
+        failed(&case(elsewhere)),
+        (EvidenceCheck::Inclusion, Failure::NotIncluded)
+    );
+    // A checkpoint the witnesses did not cosign.
+    let mut bare = case(ev.entries[index as usize].clone());
+    bare.checkpoint = f.log.checkpoint(&f.k, f.log.entries.len() as u64, &[], NOW);
+    assert_eq!(
+        failed(&bare),
+        (EvidenceCheck::Checkpoint, Failure::Checkpoint)
+    );
+}
