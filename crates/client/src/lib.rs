@@ -69,6 +69,13 @@ pub enum Error {
     NoPrivateKey(PathBuf),
     /// An option that needs a local log (its name) was used with a server.
     NeedsLocalLog(&'static str),
+    /// An entry asked for is not under the checkpoint.
+    BeyondCheckpoint {
+        /// The entry's index.
+        index: u64,
+        /// The checkpoint's size.
+        size: u64,
+    },
 }
 
 impl Error {
@@ -109,6 +116,10 @@ impl std::fmt::Display for Error {
             Error::NeedsLocalLog(option) => {
                 write!(f, "{option} needs --log (a local log or a mirror)")
             }
+            Error::BeyondCheckpoint { index, size } => write!(
+                f,
+                "entry {index} is not under the checkpoint (its size is {size})"
+            ),
         }
     }
 }

@@ -168,6 +168,67 @@ impl LogSource {
         }
     }
 
+    /// Entries `indexes` with their inclusion proofs under one checkpoint: the log's (or, for a
+    /// local log, the signed checkpoint in the file `checkpoint`), returned verbatim. An index
+    /// at or beyond the checkpoint's size is an error naming it.
+    pub fn entries_at(
+        &self,
+        indexes: &[u64],
+        checkpoint: Option<&Path>,
+    ) -> Result<(String, Vec<LoggedEntry>), Error> {
+        let beyond = |i: u64, size: u64| Error::BeyondCheckpoint { index: i, size };
+        match self {
+            LogSource::Server(url) => {
+                if checkpoint.is_some() {
+                    return Err(Error::NeedsLocalLog("--checkpoint"));
+                }
+                let mut r = Remote::new(url)?;
+                let mut out = Vec::new();
+                for &i in indexes {
+                    if i >= r.size {
+                        return Err(beyond(i, r.size));
+                    }
+                    out.push(r.logged(i)?);
+                }
+                Ok((r.checkpoint, out))
+            }
+            LogSource::Dir(dir) => {
+                let log = Log::open(dir)?;
+                let (sc, text) = match checkpoint {
+                    None => {
+                        let sc = log.checkpoint().clone();
+                        let text = sc.to_text();
+                        (sc, text)
+                    }
+                    // The file's text as it is: its cosignatures are what a verifier counts.
+                    Some(p) => (
+                        log.checkpoint_from_file(p)?,
+                        std::fs::read_to_string(p).map_err(|e| {
+                            Error::Log(nospy_log::LogError::Io {
+                                path: p.to_path_buf(),
+                                source: e,
+                            })
+                        })?,
+                    ),
+                };
+                let size = sc.checkpoint.size;
+                let mut out = Vec::new();
+                for &i in indexes {
+                    if i >= size {
+                        return Err(beyond(i, size));
+                    }
+                    out.push(LoggedEntry {
+                        index: i,
+                        bytes: log.entry(i)?,
+                        proof: log.inclusion_proof(LogIndex(i), TreeSize(size))?,
+                        proof_checkpoint: None,
+                    });
+                }
+                Ok((text, out))
+            }
+        }
+    }
+
     /// Appends signed statements, all or (for a local log) nothing; a server is sent them one by
     /// one and the first refusal stops there ([`Error::Refused`] says how many it had taken).
     pub fn append(&self, entries: &[Vec<u8>]) -> Result<Vec<Appended>, Error> {
@@ -284,24 +345,94 @@ fn each_statement(
     Ok(())
 }
 
+/// A server read entry by entry under its current checkpoint: entries from their bundles (each
+/// bundle fetched once), inclusion proofs from `/proof/inclusion`.
+struct Remote<'a> {
+    base: &'a str,
+    http: Blocking,
+    /// The checkpoint, verbatim, and its size.
+    checkpoint: String,
+    size: u64,
+    bundles: HashMap<u64, Vec<Vec<u8>>>,
+}
+
+impl<'a> Remote<'a> {
+    /// The server at `base`, under the checkpoint it serves now.
+    fn new(base: &'a str) -> Result<Remote<'a>, Error> {
+        let http = Blocking::new(TIMEOUT)?;
+        let cp_url = format!("{base}/checkpoint");
+        let checkpoint =
+            String::from_utf8(http.get_ok(&cp_url)?).map_err(|_| Error::BadAnswer {
+                url: cp_url.clone(),
+                problem: "the checkpoint is not UTF-8".into(),
+            })?;
+        let size = SignedCheckpoint::parse(checkpoint.as_bytes())
+            .map_err(|e| Error::BadAnswer {
+                url: cp_url,
+                problem: e.to_string(),
+            })?
+            .checkpoint
+            .size;
+        Ok(Remote {
+            base,
+            http,
+            checkpoint,
+            size,
+            bundles: HashMap::new(),
+        })
+    }
+
+    fn get(&self, path: &str) -> Result<Vec<u8>, Error> {
+        self.http.get_ok(&format!("{}/{path}", self.base))
+    }
+
+    /// Entry `index` (below the checkpoint's size), from its bundle.
+    fn entry(&mut self, index: u64) -> Result<Vec<u8>, Error> {
+        let b = index / 256;
+        if !self.bundles.contains_key(&b) {
+            let width = tile::width_in(0, b, self.size);
+            let id = TileId {
+                level: 0,
+                index: b,
+                width,
+            };
+            let data = self.get(&id.entries_path())?;
+            let entries = tile::parse_bundle(&data, width).map_err(|e| Error::BadAnswer {
+                url: format!("{}/{}", self.base, id.entries_path()),
+                problem: e.to_string(),
+            })?;
+            self.bundles
+                .insert(b, entries.into_iter().map(|e| e.to_vec()).collect());
+        }
+        self.bundles[&b]
+            .get((index % 256) as usize)
+            .cloned()
+            .ok_or_else(|| Error::BadAnswer {
+                url: format!("{}/tile/entries/...", self.base),
+                problem: format!("entry {index} is not in its bundle"),
+            })
+    }
+
+    /// Entry `index` with its inclusion proof under the checkpoint.
+    fn logged(&mut self, index: u64) -> Result<LoggedEntry, Error> {
+        let bytes = self.entry(index)?;
+        let path = format!("proof/inclusion?index={index}&size={}", self.size);
+        let p: InclusionResponse = json(&format!("{}/{path}", self.base), &self.get(&path)?)?;
+        Ok(LoggedEntry {
+            index,
+            bytes,
+            proof: p.proof,
+            proof_checkpoint: None,
+        })
+    }
+}
+
 /// From a running server: its checkpoint, and each entry its lookup index lists for `digest`,
 /// with an inclusion proof against that checkpoint. Nothing here is trusted: the verdict checks
 /// the checkpoint's signatures and every proof.
 fn remote_evidence(base: &str, digest: &Sha256) -> Result<(String, Vec<LoggedEntry>), Error> {
-    let http = Blocking::new(TIMEOUT)?;
-    let get = |path: &str| http.get_ok(&format!("{base}/{path}"));
-    let cp_url = format!("{base}/checkpoint");
-    let cp = String::from_utf8(get("checkpoint")?).map_err(|_| Error::BadAnswer {
-        url: cp_url.clone(),
-        problem: "the checkpoint is not UTF-8".into(),
-    })?;
-    let size = SignedCheckpoint::parse(cp.as_bytes())
-        .map_err(|e| Error::BadAnswer {
-            url: cp_url,
-            problem: e.to_string(),
-        })?
-        .checkpoint
-        .size;
+    let mut r = Remote::new(base)?;
+    let size = r.size;
     // Every page of the index's answer: a page left unread could hold a revocation.
     let mut listed = Vec::new();
     let mut after: Option<u64> = None;
@@ -311,7 +442,7 @@ fn remote_evidence(base: &str, digest: &Sha256) -> Result<(String, Vec<LoggedEnt
             Some(a) => format!("lookup?digest={}&after={a}", digest.to_hex()),
         };
         let url = format!("{base}/{lookup}");
-        let page: LookupResponse = json(&url, &get(&lookup)?)?;
+        let page: LookupResponse = json(&url, &r.get(&lookup)?)?;
         let last = page.entries.last().map(|e| e.index);
         listed.extend(page.entries.iter().map(|e| e.index));
         match page.next {
@@ -326,46 +457,18 @@ fn remote_evidence(base: &str, digest: &Sha256) -> Result<(String, Vec<LoggedEnt
             None => break page.size,
         }
     };
-    let mut bundles: HashMap<u64, Vec<Vec<u8>>> = HashMap::new();
-    // Entry `index`, from its bundle (each bundle fetched once).
-    let mut entry_at = |index: u64| -> Result<Vec<u8>, Error> {
-        let b = index / 256;
-        if let std::collections::hash_map::Entry::Vacant(v) = bundles.entry(b) {
-            let width = tile::width_in(0, b, size);
-            let id = TileId {
-                level: 0,
-                index: b,
-                width,
-            };
-            let data = get(&id.entries_path())?;
-            let entries = tile::parse_bundle(&data, width).map_err(|e| Error::BadAnswer {
-                url: format!("{base}/{}", id.entries_path()),
-                problem: e.to_string(),
-            })?;
-            v.insert(entries.into_iter().map(|e| e.to_vec()).collect());
-        }
-        Ok(bundles[&b][(index % 256) as usize].clone())
-    };
     let mut indexes: Vec<u64> = listed.into_iter().filter(|&i| i < size).collect();
     // The index follows the log: what it had not indexed yet (beyond the size it answers for),
     // up to the checkpoint, is read and searched here.
     let listed: HashSet<u64> = indexes.iter().copied().collect();
     for index in indexed.min(size)..size {
-        if !listed.contains(&index) && nospy_statement::is_about(&entry_at(index)?, digest) {
+        if !listed.contains(&index) && nospy_statement::is_about(&r.entry(index)?, digest) {
             indexes.push(index);
         }
     }
-    let mut out = Vec::new();
-    for index in indexes {
-        let bytes = entry_at(index)?;
-        let path = format!("proof/inclusion?index={index}&size={size}");
-        let p: InclusionResponse = json(&format!("{base}/{path}"), &get(&path)?)?;
-        out.push(LoggedEntry {
-            index,
-            bytes,
-            proof: p.proof,
-            proof_checkpoint: None,
-        });
-    }
-    Ok((cp, out))
+    let out = indexes
+        .into_iter()
+        .map(|i| r.logged(i))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((r.checkpoint, out))
 }

@@ -2,12 +2,11 @@
 
 use crate::util::{print_json, read_input, read_parsed};
 use anyhow::{bail, Context as _, Result};
-use nospy_log::Log;
+use nospy_client::LogSource;
 use nospy_monitor::reproduce::{compare, reproduce, Capture, Mismatch};
 use nospy_policy::breach::{verify_evidence, Case, EvidenceVerdict, Failure};
 use nospy_policy::{Agreement, LoggedEntry};
 use nospy_statement::bundle::Bundle;
-use nospy_tlog::{LogIndex, TreeSize};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -54,15 +53,25 @@ pub enum EvidenceCommand {
 #[derive(clap::Args)]
 pub struct VerifyArgs {
     /// A case file (`nospy evidence case`, or any bundle): verify its evidence entries offline.
-    #[arg(value_name = "CASE", conflicts_with_all = ["log", "checkpoint"], required_unless_present = "log")]
+    #[arg(value_name = "CASE", conflicts_with_all = ["log", "checkpoint"], required_unless_present_any = ["log", "server"])]
     case: Option<PathBuf>,
     /// The agreement (its [log], [witnesses], [[vendor]] and [monitors]).
     #[arg(long, value_name = "FILE")]
     agreement: PathBuf,
     /// The log directory (a mirror) holding the evidence, instead of a case file.
-    #[arg(long, value_name = "DIR", requires = "index")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        requires = "index",
+        conflicts_with = "server"
+    )]
     log: Option<PathBuf>,
-    /// The evidence entry's index (with --log, required; with a case file, only that entry).
+    /// A running `nospy serve` holding the evidence, instead of a case file (entries and proofs
+    /// from it; nothing it says is trusted).
+    #[arg(long, value_name = "URL", requires = "index", conflicts_with = "case")]
+    server: Option<String>,
+    /// The evidence entry's index (with --log or --server, required; with a case file, only
+    /// that entry).
     #[arg(long, value_name = "N")]
     index: Option<u64>,
     /// With --log: the witnessed checkpoint to verify under (a cosigned copy of one of the
@@ -153,14 +162,15 @@ fn verify(a: VerifyArgs) -> Result<ExitCode> {
             a.agreement.display()
         );
     }
-    let cases = match (&a.case, &a.log) {
+    let source = LogSource::from_args(a.log.as_deref(), a.server.as_deref());
+    let cases = match (&a.case, source) {
         (Some(p), _) => from_case_file(p, a.index)?,
-        (None, Some(dir)) => vec![from_log(
-            dir,
+        (None, Some(src)) => vec![from_source(
+            &src,
             a.checkpoint.as_deref(),
             a.index.unwrap_or(0),
         )?],
-        (None, None) => bail!("give a case file or --log DIR --index N"),
+        (None, None) => bail!("give a case file, or --log DIR or --server URL with --index N"),
     };
     let now = crate::statements::now();
     let mut verdicts: Vec<EvidenceVerdict> = cases
@@ -209,39 +219,24 @@ fn verify(a: VerifyArgs) -> Result<ExitCode> {
     })
 }
 
-/// One evidence entry of a log, with the release it names, under the log's checkpoint or a
-/// cosigned copy of one.
-fn from_log(dir: &Path, checkpoint: Option<&Path>, index: u64) -> Result<Case> {
-    let log = Log::open(dir)?;
-    let sc = match checkpoint {
-        None => log.checkpoint().clone(),
-        Some(p) => log.checkpoint_from_file(p)?,
-    };
-    let checkpoint = match checkpoint {
-        Some(p) => String::from_utf8(read_input(p)?)
-            .with_context(|| format!("{}: not UTF-8", p.display()))?,
-        None => sc.to_text(),
-    };
-    let size = sc.checkpoint.size;
-    let logged = |index: u64, what: &str| -> Result<LoggedEntry> {
-        if index >= size {
-            bail!("{what} entry {index} is not under the checkpoint (size {size})");
+/// One evidence entry of a log or a server, with the release it names, under one checkpoint
+/// (the log's own, or for a local log a cosigned copy of one).
+fn from_source(src: &LogSource, checkpoint: Option<&Path>, index: u64) -> Result<Case> {
+    let (_, found) = src.entries_at(&[index], checkpoint)?;
+    let named = found.first().and_then(|e| release_index(&e.bytes));
+    let mut indexes = vec![index];
+    indexes.extend(named);
+    // Both under the same checkpoint; a release beyond it is left out (the check says so).
+    let (checkpoint_text, mut entries) = match src.entries_at(&indexes, checkpoint) {
+        Err(nospy_client::Error::BeyondCheckpoint { .. }) if named.is_some() => {
+            src.entries_at(&[index], checkpoint)?
         }
-        Ok(LoggedEntry {
-            index,
-            bytes: log.entry(index)?,
-            proof: log.inclusion_proof(LogIndex(index), TreeSize(size))?,
-            proof_checkpoint: None,
-        })
+        r => r?,
     };
-    let evidence = logged(index, "the evidence")?;
-    let release = match release_index(&evidence.bytes) {
-        Some(i) if i < size => Some(logged(i, "the release")?),
-        _ => None,
-    };
+    let release = (entries.len() > 1).then(|| entries.remove(1));
     Ok(Case {
-        checkpoint,
-        evidence,
+        checkpoint: checkpoint_text,
+        evidence: entries.remove(0),
         release,
     })
 }

@@ -457,12 +457,52 @@ fn evidence_through_a_server_needs_the_monitor_role() {
     let (mut child, url) = serve(&log, &cfg);
     let a = args(&url);
     let r = run(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    // The evidence, verified from the server (entries and proofs from it, nothing trusted).
+    let with_monitors = t.path().join("with-monitors.toml");
+    std::fs::write(
+        &with_monitors,
+        format!(
+            "{}[monitors]\nquorum = 1\n[[monitors.member]]\norganisation = \"UK operator\"\nkeys = [\"{monitor_vkey}\"]\n",
+            std::fs::read_to_string(&agreement).unwrap()
+        ),
+    )
+    .unwrap();
+    let verified = run(&[
+        "evidence",
+        "verify",
+        "--server",
+        &url,
+        "--index",
+        "1",
+        "--agreement",
+        s(&with_monitors),
+        "--json",
+    ]);
+    let beyond = run(&[
+        "evidence",
+        "verify",
+        "--server",
+        &url,
+        "--index",
+        "99",
+        "--agreement",
+        s(&with_monitors),
+    ]);
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(device(&v, "ut-plug")["manifest"]["index"], 0, "{v:#}");
     assert_eq!(v["evidence"]["statements"][0]["index"], 1, "{v:#}");
+    assert_eq!(verified.code, 0, "{}\n{}", verified.stdout, verified.stderr);
+    assert_eq!(beyond.code, 2, "{}", beyond.stderr);
+    assert!(
+        beyond
+            .stderr
+            .contains("entry 99 is not under the checkpoint"),
+        "{}",
+        beyond.stderr
+    );
     let (_, p) = evidence_entry(&log, 1);
     assert_eq!(p["flows"][0]["peer"], "1.1.1.1");
 }
