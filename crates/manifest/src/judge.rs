@@ -50,6 +50,76 @@ pub struct Observed {
     pub names: Option<Vec<String>>,
     /// Whether the peer is a device of the same vendor (`same-vendor`).
     pub same_vendor: bool,
+    /// Who opened the flows, of those seen; `None` when not recorded.
+    pub openers: Option<Openers>,
+}
+
+/// Who opened a row's flows, of those seen (a row gathers flows opened either way). Written as
+/// a list: `["device"]`, `["peer", "unknown"]`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Openers {
+    /// A flow was opened by the device.
+    pub device: bool,
+    /// A flow was opened by the peer.
+    pub peer: bool,
+    /// Who opened a flow is not known (a flow exporter's record of one direction, say).
+    pub unknown: bool,
+}
+
+impl Openers {
+    /// From the monitor's bits (1 the device, 2 the peer, 4 not known); `None` for none.
+    pub fn from_bits(b: u8) -> Option<Openers> {
+        (b & 7 != 0).then_some(Openers {
+            device: b & 1 != 0,
+            peer: b & 2 != 0,
+            unknown: b & 4 != 0,
+        })
+    }
+
+    fn names(&self) -> Vec<&'static str> {
+        [
+            (self.device, "device"),
+            (self.peer, "peer"),
+            (self.unknown, "unknown"),
+        ]
+        .into_iter()
+        .filter_map(|(on, n)| on.then_some(n))
+        .collect()
+    }
+}
+
+impl Serialize for Openers {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.names().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Openers {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Openers, D::Error> {
+        use serde::de::Error as _;
+        let names = Vec::<String>::deserialize(d)?;
+        let mut o = Openers::default();
+        for n in &names {
+            let slot = match n.as_str() {
+                "device" => &mut o.device,
+                "peer" => &mut o.peer,
+                "unknown" => &mut o.unknown,
+                other => {
+                    return Err(D::Error::custom(format!(
+                        "opener {other:?} is not device, peer or unknown"
+                    )))
+                }
+            };
+            if *slot {
+                return Err(D::Error::custom(format!("opener {n:?} is listed twice")));
+            }
+            *slot = true;
+        }
+        if names.is_empty() {
+            return Err(D::Error::custom("no opener listed"));
+        }
+        Ok(o)
+    }
 }
 
 /// Why a manifest does not allow a row.
@@ -149,14 +219,26 @@ fn admits(rule: &Rule, res: &Resolutions, o: &Observed) -> Option<bool> {
     })
 }
 
+/// Whether a rule's service allows a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Serves {
+    /// It allows (some of) the row's flows.
+    Yes,
+    /// It does not: another protocol or port.
+    No,
+    /// It allows the protocol and ports, but only TCP connections the other side opened.
+    WrongOpener,
+    /// It allows them for some value of what the row does not record.
+    Depends(Unrecorded),
+}
+
 /// Whether `rule`'s service allows the row seen in `direction`, with the recorded port on that
-/// direction's side: `Ok(())` allowed, `Err(None)` not allowed, `Err(Some(u))` allowed only for
-/// some value of `u`.
-fn serves(rule: &Rule, o: &Observed, direction: Direction) -> Result<(), Option<Unrecorded>> {
+/// direction's side.
+fn serves(rule: &Rule, o: &Observed, direction: Direction) -> Serves {
     if !rule.protocol.matches(o.protocol) {
-        return Err(None);
+        return Serves::No;
     }
-    let mut open = None;
+    let mut depends = None;
     if matches!(o.protocol, 6 | 17) {
         // The row's port is the peer's when it went out, the device's when it came in; for
         // the direction judged, that is `ports` or `device_ports`.
@@ -168,24 +250,40 @@ fn serves(rule: &Rule, o: &Observed, direction: Direction) -> Result<(), Option<
             (Direction::ToDevice, Direction::FromDevice) => (&rule.device_ports, &rule.ports),
         };
         if !recorded.contains(o.port) {
-            return Err(None);
+            return Serves::No;
         }
         if !other.is_any() {
-            open = Some(Unrecorded::OtherPort);
+            depends = Some(Unrecorded::OtherPort);
         }
     }
-    if o.protocol == 6 && matches!(rule.initiated_by, Some(Initiator::Device | Initiator::Peer)) {
-        open = open.or(Some(Unrecorded::Opener));
+    if o.protocol == 6 {
+        let wanted = match rule.initiated_by {
+            Some(Initiator::Device) => Some(true),
+            Some(Initiator::Peer) => Some(false),
+            _ => None,
+        };
+        if let Some(device_opens) = wanted {
+            // As the monitor judges: a flow whose opener is not known is not held against
+            // `initiated_by`; one opened by the side the rule names is allowed.
+            match o.openers {
+                None => depends = depends.or(Some(Unrecorded::Opener)),
+                Some(op)
+                    if op.unknown || (device_opens && op.device) || (!device_opens && op.peer) => {}
+                Some(_) if depends.is_none() => return Serves::WrongOpener,
+                Some(_) => return Serves::No,
+            }
+        }
     }
-    match open {
-        None => Ok(()),
-        Some(u) => Err(Some(u)),
+    match depends {
+        None => Serves::Yes,
+        Some(u) => Serves::Depends(u),
     }
 }
 
 /// Judges `o` against `m` with the operator's resolutions `res`.
 pub fn judge(m: &Manifest, res: &Resolutions, o: &Observed) -> Judgement {
     let mut admitted = false;
+    let mut wrong_opener = false;
     let mut undecided: Option<(usize, Unrecorded, Why)> = None;
     let note = |slot: &mut Option<(usize, Unrecorded, Why)>, i, u, w| {
         if slot.is_none() {
@@ -198,9 +296,13 @@ pub fn judge(m: &Manifest, res: &Resolutions, o: &Observed) -> Judgement {
         }
         match (admits(r, res, o), serves(r, o, o.direction)) {
             (Some(false), _) => {}
-            (Some(true), Ok(())) => return Judgement::Allowed { rule: i },
-            (Some(true), Err(None)) => admitted = true,
-            (Some(true), Err(Some(u))) => {
+            (Some(true), Serves::Yes) => return Judgement::Allowed { rule: i },
+            (Some(true), Serves::No) => admitted = true,
+            (Some(true), Serves::WrongOpener) => {
+                admitted = true;
+                wrong_opener = true;
+            }
+            (Some(true), Serves::Depends(u)) => {
                 admitted = true;
                 let why = if u == Unrecorded::Opener {
                     Why::Initiator
@@ -209,13 +311,19 @@ pub fn judge(m: &Manifest, res: &Resolutions, o: &Observed) -> Judgement {
                 };
                 note(&mut undecided, i, u, why);
             }
-            (None, Err(None)) => {}
+            (None, Serves::No) => {}
             (None, _) => note(&mut undecided, i, Unrecorded::Names, Why::Peer),
         }
     }
-    let why = if admitted { Why::Service } else { Why::Peer };
-    // An opener the row does not record: the flows may be replies, judged the other way.
-    if undecided.is_none() {
+    let why = match (wrong_opener, admitted) {
+        (true, _) => Why::Initiator,
+        (false, true) => Why::Service,
+        (false, false) => Why::Peer,
+    };
+    // Flows whose opener is not known (or not recorded) may be replies, which the monitor
+    // judges the other way too.
+    let maybe_replies = o.openers.is_none_or(|op| op.unknown);
+    if undecided.is_none() && maybe_replies {
         let back = match o.direction {
             Direction::FromDevice => Direction::ToDevice,
             Direction::ToDevice => Direction::FromDevice,
@@ -223,7 +331,7 @@ pub fn judge(m: &Manifest, res: &Resolutions, o: &Observed) -> Judgement {
         for (i, r) in m.allow.iter().enumerate() {
             if r.direction == back
                 && admits(r, res, o) != Some(false)
-                && serves(r, o, back) != Err(None)
+                && !matches!(serves(r, o, back), Serves::No | Serves::WrongOpener)
             {
                 note(&mut undecided, i, Unrecorded::Reply, why);
                 break;

@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used)] // test code: a panic is a failing test
 
 use nospy_manifest::judge::{
-    judge, resolutions_for, Judgement, Observed, Resolutions, Unrecorded, Why,
+    judge, resolutions_for, Judgement, Observed, Openers, Resolutions, Unrecorded, Why,
 };
 use nospy_manifest::{Direction, Manifest, Prefix};
 use std::collections::BTreeMap;
@@ -58,6 +58,7 @@ fn obs(direction: Direction, peer: &str, protocol: u8, port: u16) -> Observed {
         port,
         names: Some(vec![]),
         same_vendor: false,
+        openers: None,
     }
 }
 
@@ -206,5 +207,79 @@ fn resolutions_round_trip_and_refuse_what_they_do_not_know() {
         serde_json::json!({"dns": []}),
     ] {
         assert!(serde_json::from_value::<Resolutions>(bad).is_err());
+    }
+}
+
+#[test]
+fn who_opened_the_flows_decides_initiated_by() {
+    use Direction::*;
+    let m = Manifest::from_toml(M).unwrap();
+    let r = res();
+    let opened = |o: Observed, device: bool, peer: bool, unknown: bool| Observed {
+        openers: Some(Openers {
+            device,
+            peer,
+            unknown,
+        }),
+        ..o
+    };
+    // initiated_by = "device": the peer opening the connection is what is not allowed.
+    let o = obs(FromDevice, "198.51.100.5", 6, 8443);
+    assert_eq!(
+        judge(&m, &r, &opened(o.clone(), false, true, false)),
+        Judgement::NotAllowed(Why::Initiator)
+    );
+    assert_eq!(
+        judge(&m, &r, &opened(o.clone(), true, false, false)),
+        Judgement::Allowed { rule: 1 }
+    );
+    // An opener not known is not held against initiated_by, as the monitor judges.
+    assert_eq!(
+        judge(&m, &r, &opened(o, false, true, true)),
+        Judgement::Allowed { rule: 1 }
+    );
+    // SSH from the operator's networks, opened by the device: the wrong side.
+    assert_eq!(
+        judge(
+            &m,
+            &r,
+            &opened(obs(ToDevice, "10.1.2.3", 6, 22), true, false, false)
+        ),
+        Judgement::NotAllowed(Why::Initiator)
+    );
+    // Flows the device opened are not replies: judged one way only.
+    let o = obs(FromDevice, "10.1.2.3", 6, 50_000);
+    assert_eq!(
+        judge(&m, &r, &opened(o.clone(), true, false, false)),
+        Judgement::NotAllowed(Why::Peer)
+    );
+    assert!(matches!(
+        judge(&m, &r, &opened(o, false, false, true)),
+        Judgement::Undecided {
+            unrecorded: Unrecorded::Reply,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn openers_are_written_as_a_list_and_read_strictly() {
+    let o = Openers {
+        device: true,
+        peer: false,
+        unknown: true,
+    };
+    let v = serde_json::to_value(o).unwrap();
+    assert_eq!(v, serde_json::json!(["device", "unknown"]));
+    assert_eq!(serde_json::from_value::<Openers>(v).unwrap(), o);
+    assert_eq!(Openers::from_bits(0), None);
+    assert_eq!(Openers::from_bits(5), Some(o));
+    for bad in [
+        serde_json::json!([]),
+        serde_json::json!(["device", "device"]),
+        serde_json::json!(["someone"]),
+        serde_json::json!("device"),
+    ] {
+        assert!(serde_json::from_value::<Openers>(bad).is_err());
     }
 }

@@ -55,6 +55,8 @@ pub struct RowParts {
     /// Unattributable rows: the names that could have covered it, an index into
     /// [`Delta::name_sets`] (0, the empty set, for violations).
     pub names: u32,
+    /// Who opened its flows, as [`Row::openers`].
+    pub openers: u8,
 }
 
 impl RowParts {
@@ -71,6 +73,7 @@ impl RowParts {
             first_ns: r.first_ns(),
             last_ns: r.last_ns(),
             names,
+            openers: r.openers(),
         }
     }
 }
@@ -358,6 +361,7 @@ impl Merger {
                 first_ns: p.first_ns,
                 last_ns: p.last_ns,
                 names,
+                openers: p.openers,
             },
         };
         self.violations

@@ -190,12 +190,14 @@ impl<'a> Judging<'a> {
                     None
                 },
                 same_vendor: self.vendor_of.get(&r.peer()) == Some(&dev.vendor.as_str()),
+                openers: judge::Openers::from_bits(r.openers()),
             };
             match judge::judge(m, &res, &observed) {
                 Judgement::NotAllowed(why) => {
                     v.why = Some(why);
                     v.names = observed.names;
                     v.same_vendor = observed.same_vendor;
+                    v.opened_by = observed.openers;
                     flows.push(v);
                 }
                 j => unsigned.push(format!(
@@ -242,6 +244,7 @@ fn violation(r: &Row) -> FlowViolation {
         why: None,
         names: None,
         same_vendor: false,
+        opened_by: None,
     }
 }
 

@@ -172,16 +172,21 @@ impl Monitor {
             Direction::ToDevice => side.device_port,
         };
         let key = RowKey::new(d, dir_index(side.direction) as u8, peer, f.proto, port);
+        let opened = match side.device_opened {
+            Some(true) => crate::rows::OPENED_BY_DEVICE,
+            Some(false) => crate::rows::OPENED_BY_PEER,
+            None => crate::rows::OPENER_UNKNOWN,
+        };
         match verdict {
             Verdict::Allowed => {}
             Verdict::Violation => {
                 self.devs[d as usize].violations += 1;
-                self.violations.add(key, f, 0);
+                self.violations.add(key, f, 0, opened);
             }
             Verdict::Unattributable => {
                 self.devs[d as usize].unattributable += 1;
                 let names = self.names_that_could_allow(d, &side);
-                self.unattributable.add(key, f, names);
+                self.unattributable.add(key, f, names, opened);
             }
         }
     }

@@ -34,7 +34,7 @@ pub use delta::{Delta, DeviceCounts, MergeError, Merger, RowParts};
 pub use devices::manifests_by_model;
 pub use report::{DeviceSummary, Report};
 pub use resolve::Resolver;
-pub use rows::Row;
+pub use rows::{Row, OPENED_BY_DEVICE, OPENED_BY_PEER, OPENER_UNKNOWN};
 
 use compile::*;
 use devices::*;

@@ -70,9 +70,10 @@ fn hash(k: &RowKey) -> u64 {
 }
 
 impl Rows {
-    /// Counts flow `f` in row `key`; `names` as [`Agg::names`].
+    /// Counts flow `f` in row `key`; `names` as [`Agg::names`], `opened` as [`Agg::openers`]
+    /// (one bit).
     #[inline]
-    pub(crate) fn add(&mut self, key: RowKey, f: &Flow, names: u32) {
+    pub(crate) fn add(&mut self, key: RowKey, f: &Flow, names: u32, opened: u8) {
         let h = hash(&key);
         let s = (h >> 52) as usize & (RECENT - 1);
         let (seen, at) = self.recent[s];
@@ -81,6 +82,7 @@ impl Rows {
                 if row.key == key {
                     row.agg.add(f);
                     row.agg.names = row.agg.names.min(names);
+                    row.agg.openers |= opened;
                     return;
                 }
             }
@@ -88,6 +90,7 @@ impl Rows {
         self.recent[s] = (h, self.pending.len() as u32);
         let mut agg = Agg::new(f, names);
         agg.add(f);
+        agg.openers = opened;
         self.pending.push(Row { key, agg });
         if self.pending.len() >= self.min_pending.max(self.merged.len()) {
             self.merge();
@@ -184,8 +187,8 @@ mod tests {
         for i in 0..20_000u64 {
             let peer = IpAddr::from((0xc633_6400 + (i * 7_919 % 9_000) as u32).to_be_bytes());
             let k = RowKey::new((i % 3) as u32, 0, peer, 6, 443);
-            all.add(k, &flow(i), 0);
-            capped.add(k, &flow(i), 0);
+            all.add(k, &flow(i), 0, 0);
+            capped.add(k, &flow(i), 0, 0);
         }
         let (all, none) = all.finish();
         let (kept, dropped) = capped.finish();
@@ -221,7 +224,7 @@ mod tests {
                 };
                 let k = RowKey::new((n % 13) as u32, (n % 2) as u8, peer, 6, (n % 3) as u16);
                 let f = flow(i);
-                rows.add(k, &f, (i % 5) as u32);
+                rows.add(k, &f, (i % 5) as u32, 0);
                 let e = want.entry(k).or_insert((0, 0, 0, u64::MAX, 0, u32::MAX));
                 e.0 += 1;
                 e.1 += f.packets;
@@ -312,6 +315,12 @@ impl Row {
     pub fn last_ns(&self) -> u64 {
         self.agg.last_ns
     }
+
+    /// Who opened its flows, of those seen: bits [`OPENED_BY_DEVICE`], [`OPENED_BY_PEER`],
+    /// [`OPENER_UNKNOWN`]; 0 when not recorded.
+    pub fn openers(&self) -> u8 {
+        self.agg.openers
+    }
 }
 
 /// A report row's key, packed small into three words whose order is the report's (device,
@@ -380,7 +389,17 @@ pub(crate) struct Agg {
     /// Unattributable rows: the names that could have covered it, in `Monitor::name_sets`
     /// (of the row's flows, the set numbered first).
     pub(crate) names: u32,
+    /// Who opened the row's flows, of those seen: [`OPENED_BY_DEVICE`], [`OPENED_BY_PEER`],
+    /// [`OPENER_UNKNOWN`] (0: not recorded, rows merged from an older worker's counts).
+    pub(crate) openers: u8,
 }
+
+/// A flow of the row was opened by the device.
+pub const OPENED_BY_DEVICE: u8 = 1;
+/// A flow of the row was opened by the peer.
+pub const OPENED_BY_PEER: u8 = 2;
+/// Who opened a flow of the row is not known (a flow exporter's record, say).
+pub const OPENER_UNKNOWN: u8 = 4;
 
 impl Agg {
     #[inline]
@@ -392,6 +411,7 @@ impl Agg {
             first_ns: f.first_ns,
             last_ns: f.last_ns,
             names,
+            openers: 0,
         }
     }
 
@@ -412,5 +432,6 @@ impl Agg {
         self.first_ns = self.first_ns.min(o.first_ns);
         self.last_ns = self.last_ns.max(o.last_ns);
         self.names = self.names.min(o.names);
+        self.openers |= o.openers;
     }
 }

@@ -156,6 +156,11 @@ device_ports = "22"
 initiated_by = "peer"
 [[allow]]
 direction = "from-device"
+peer = "operator-networks"
+protocol = "tcp"
+initiated_by = "peer"
+[[allow]]
+direction = "from-device"
 peer = "my-controller"
 protocol = "any"
 [[allow]]
@@ -218,7 +223,7 @@ device_ports = "123"
         &op.my_controller,
         &op.controllers,
     );
-    let mut decided = 0;
+    let (mut decided, mut initiator) = (0, 0);
     for r in &report.violations {
         let o = Observed {
             direction: r.direction(),
@@ -227,10 +232,14 @@ device_ports = "123"
             port: r.port(),
             names: Some(vec![]),
             same_vendor: false,
+            openers: nospy_manifest::judge::Openers::from_bits(r.openers()),
         };
         match judge(&m, &res, &o) {
             Judgement::Allowed { rule } => panic!("row {o:?} is allowed by rule {rule}"),
-            Judgement::NotAllowed(_) => decided += 1,
+            Judgement::NotAllowed(w) => {
+                decided += 1;
+                initiator += usize::from(w == nospy_manifest::judge::Why::Initiator);
+            }
             Judgement::Undecided { .. } => {}
         }
     }
@@ -239,4 +248,6 @@ device_ports = "123"
         "{decided} of {} rows decided",
         report.violations.len()
     );
+    // Rows record who opened their flows, so the wrong side opening is decided too.
+    assert!(initiator > 0, "no row decided for its opener");
 }

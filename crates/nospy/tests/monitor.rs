@@ -1077,6 +1077,7 @@ fn evidence_verifies_and_each_forgery_fails_with_its_own_reason() {
         f.why = None;
         f.names = None;
         f.same_vendor = false;
+        f.opened_by = None;
     }
     let i = append(&sign(&v1, &monitor));
     assert_eq!(

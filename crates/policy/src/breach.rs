@@ -499,6 +499,7 @@ fn rows(r: &Release, ev: &Evidence) -> Result<(), (Failure, String)> {
             port: f.port,
             names: f.names.clone(),
             same_vendor: f.same_vendor,
+            openers: f.opened_by,
         };
         let Some(claimed) = f.why else {
             return Err((Failure::RowMalformed, at("no reason given".into())));

@@ -732,6 +732,7 @@ fn breach(
             why: Some(nospy_manifest::judge::Why::Peer),
             names,
             same_vendor: false,
+            opened_by: None,
         }],
         manifest: Some("release entry 0".into()),
         source: DigestSet::sha256(&Sha256([5; 32])),

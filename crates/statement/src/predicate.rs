@@ -4,7 +4,7 @@
 
 use crate::intoto::DigestSet;
 use crate::time::parse_rfc3339;
-use nospy_manifest::judge::{Resolutions, Why};
+use nospy_manifest::judge::{Openers, Resolutions, Why};
 use nospy_manifest::Manifest;
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -193,7 +193,9 @@ impl Evidence {
 
     /// The v1/v2 rule: v2 carries resolutions and every row's reason, v1 none of what v2 added.
     fn check_version(&self, v2: bool) -> Result<(), String> {
-        let row_v2 = |f: &FlowViolation| f.why.is_some() || f.names.is_some() || f.same_vendor;
+        let row_v2 = |f: &FlowViolation| {
+            f.why.is_some() || f.names.is_some() || f.same_vendor || f.opened_by.is_some()
+        };
         if v2 {
             if self.resolutions.is_none() {
                 return Err("evidence v2 predicate: missing field `resolutions`".into());
@@ -209,7 +211,7 @@ impl Evidence {
             || self.flows.iter().any(row_v2)
         {
             return Err(
-                "evidence v1 predicate: carries fields of v2 (release, resolutions, device_addresses, why, names, same_vendor)"
+                "evidence v1 predicate: carries fields of v2 (release, resolutions, device_addresses, why, names, same_vendor, opened_by)"
                     .into(),
             );
         }
@@ -261,6 +263,10 @@ pub struct FlowViolation {
     /// v2: the peer is a device of the same vendor (what `same-vendor` rules admit).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub same_vendor: bool,
+    /// v2: who opened these flows, of those seen (`device`, `peer`, `unknown`); absent when
+    /// not recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opened_by: Option<Openers>,
 }
 
 /// A parsed predicate.

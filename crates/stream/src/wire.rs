@@ -24,8 +24,10 @@
 //!          window_secs:u64 refused:u64 count:u32 (start_s:u64 delta)*
 //! delta  = flows packets bytes unknown dropped:u64 ndev:u32 (device flows violations
 //!          unattributable:var)* nsets:u32 (n:u32 str16*)* nviol:u32 row* nunat:u32 row*
-//! row    = device:var to_device:u8 peer:addr proto:u8 port:u16 flows packets bytes:var
+//! row    = device:var side:u8 peer:addr proto:u8 port:u16 flows packets bytes:var
 //!          first:var span:var names:var
+//!          (side: bit 0 to the device, bits 1-3 who opened its flows: the device, the peer,
+//!          not known; all clear when the writer did not record it)
 //!          (first is first_ns after the window's start, span is last_ns after first_ns,
 //!          both modulo 2^64: a row takes about 26 bytes)
 //! ```
@@ -316,7 +318,7 @@ pub fn encode_part(p: &Part) -> Vec<u8> {
             let base = start.wrapping_mul(1_000_000_000);
             for r in rows.iter() {
                 put_var(&mut w, u64::from(r.device));
-                w.push(r.to_device as u8);
+                w.push(r.to_device as u8 | (r.openers & 7) << 1);
                 put_addr(&mut w, r.peer);
                 w.push(r.proto);
                 w.extend_from_slice(&r.port.to_be_bytes());
@@ -392,11 +394,11 @@ pub fn decode_part(b: &[u8]) -> Result<Part, WireError> {
             let base = start.wrapping_mul(1_000_000_000);
             for _ in 0..nr {
                 let device = r.var_u32("device")?;
-                let to_device = match r.u8()? {
-                    0 => false,
-                    1 => true,
-                    d => return Err(r.err(r.at - 1, format!("direction {d}"))),
-                };
+                let side = r.u8()?;
+                if side > 15 {
+                    return Err(r.err(r.at - 1, format!("side {side}")));
+                }
+                let (to_device, openers) = (side & 1 == 1, side >> 1);
                 let (peer, proto, port) = (r.addr()?, r.u8()?, r.u16()?);
                 let (flows, packets, bytes) = (r.var()?, r.var()?, r.var()?);
                 let first_ns = base.wrapping_add(r.var()?);
@@ -413,6 +415,7 @@ pub fn decode_part(b: &[u8]) -> Result<Part, WireError> {
                     first_ns,
                     last_ns,
                     names: r.var_u32("name set")?,
+                    openers,
                 });
             }
         }
@@ -743,6 +746,7 @@ mod tests {
                 first_ns: 1,
                 last_ns: 9,
                 names: 0,
+                openers: nospy_monitor::OPENED_BY_DEVICE | nospy_monitor::OPENER_UNKNOWN,
             }],
             unattributable: vec![RowParts {
                 device: 3,
@@ -756,6 +760,7 @@ mod tests {
                 first_ns: 2,
                 last_ns: 3,
                 names: 1,
+                openers: 0,
             }],
             name_sets: vec![vec![], vec!["a.example".into(), "b.example".into()]],
         };
