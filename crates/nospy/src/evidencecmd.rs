@@ -26,10 +26,16 @@ pub enum EvidenceCommand {
     /// row the manifest allows (a monitor framing a device), or whose judgement depends on what
     /// the evidence does not record, fails.
     ///
+    /// With --capture (or --flows), the capture the evidence names is read again for the
+    /// device: its SHA-256 must be the evidence's source, it must cover the evidence's window,
+    /// and it must yield each of the evidence's rows exactly.
+    ///
     /// Examples:
     ///   nospy evidence verify case.json --agreement agreement.toml
+    ///   nospy evidence verify case.json --agreement agreement.toml --capture site-0001.pcap
     ///   nospy evidence verify --agreement agreement.toml --log ./mirror --index 12 \
     ///     --checkpoint cosigned-checkpoint
+    ///   nospy evidence verify --agreement agreement.toml --server https://log.example --index 12
     ///
     /// Exit status: 0 the evidence holds, 1 it does not, 2 unusable input.
     #[command(verbatim_doc_comment)]
