@@ -8,15 +8,14 @@
 //! whoever receives the case); its log signature and a quorum of witness cosignatures are.
 
 use crate::agreement::Agreement;
-use crate::verify::{check_signatures, LoggedEntry, Why as CheckpointWhy};
+use crate::logged::{check_signatures, LoggedEntry};
 use nospy_manifest::judge::{self, Judgement, Observed};
 use nospy_manifest::Direction;
 use nospy_statement::predicate::{Evidence, Predicate, Release};
 use nospy_statement::{open, Opened, StatementError};
 use nospy_tlog::checkpoint::SignedCheckpoint;
 use nospy_tlog::hash::leaf_hash;
-use nospy_tlog::merkle::verify_inclusion;
-use nospy_tlog::{LogIndex, Sha256, TreeSize};
+use nospy_tlog::Sha256;
 use serde::Serialize;
 
 /// Cosignatures dated further in the future than this are not counted.
@@ -244,7 +243,7 @@ fn run(
     };
     // 1. The checkpoint.
     let sc = checkpoint(agreement, &case.checkpoint, now)
-        .map_err(|(_, r)| (EvidenceCheck::Checkpoint, Failure::Checkpoint, r))?;
+        .map_err(|r| (EvidenceCheck::Checkpoint, Failure::Checkpoint, r))?;
     pass(
         v,
         EvidenceCheck::Checkpoint,
@@ -298,7 +297,8 @@ fn run(
     );
 
     // 3. Included under the checkpoint.
-    included(&case.evidence, &case.checkpoint, &sc)
+    case.evidence
+        .included(&case.checkpoint, &sc.checkpoint)
         .map_err(|r| (EvidenceCheck::Inclusion, Failure::NotIncluded, r))?;
     pass(
         v,
@@ -357,7 +357,8 @@ fn run(
             ),
         ));
     }
-    included(re, &case.checkpoint, &sc).map_err(|r| rel(Failure::NotIncluded, r))?;
+    re.included(&case.checkpoint, &sc.checkpoint)
+        .map_err(|r| rel(Failure::NotIncluded, r))?;
     let r = release.1;
     pass(
         v,
@@ -390,12 +391,8 @@ fn subject(o: &Opened) -> Option<Sha256> {
         .find_map(|s| s.digest.as_ref()?.get_sha256())
 }
 
-fn checkpoint(
-    agreement: &Agreement,
-    text: &str,
-    now: u64,
-) -> Result<SignedCheckpoint, (CheckpointWhy, String)> {
-    let checked = check_signatures(agreement, text)?;
+fn checkpoint(agreement: &Agreement, text: &str, now: u64) -> Result<SignedCheckpoint, String> {
+    let checked = check_signatures(agreement, text).map_err(|(_, why)| why)?;
     let cosigners: std::collections::BTreeSet<usize> = checked
         .cosigned
         .iter()
@@ -403,42 +400,13 @@ fn checkpoint(
         .map(|(w, _)| *w)
         .collect();
     if cosigners.len() < agreement.witness_quorum {
-        return Err((
-            CheckpointWhy::WitnessQuorum,
-            format!(
-                "{} of the {} witness cosignatures required",
-                cosigners.len(),
-                agreement.witness_quorum
-            ),
+        return Err(format!(
+            "{} of the {} witness cosignatures required",
+            cosigners.len(),
+            agreement.witness_quorum
         ));
     }
     Ok(checked.sc)
-}
-
-fn included(e: &LoggedEntry, checkpoint: &str, sc: &SignedCheckpoint) -> Result<(), String> {
-    if e.proof_checkpoint
-        .as_deref()
-        .is_some_and(|p| p != checkpoint)
-    {
-        return Err(format!(
-            "entry {}: its proof is against another checkpoint",
-            e.index
-        ));
-    }
-    let cp = &sc.checkpoint;
-    verify_inclusion(
-        LogIndex(e.index),
-        TreeSize(cp.size),
-        leaf_hash(&e.bytes).as_ref(),
-        &e.proof,
-        cp.root.as_ref(),
-    )
-    .map_err(|err| {
-        format!(
-            "entry {}: its inclusion proof does not verify against the checkpoint: {err}",
-            e.index
-        )
-    })
 }
 
 /// The release entry opened with the agreement's vendor keys, its vendor the key's.

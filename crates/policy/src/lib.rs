@@ -9,13 +9,15 @@
 mod agreement;
 pub mod breach;
 pub mod fleet;
+mod logged;
 mod verify;
 
 pub use agreement::{
     Agreement, AgreementError, EvaluatorMember, ManifestRules, MinimumVersion, Monitors, OnBreach,
     PeerPattern, Vendor,
 };
+pub use logged::LoggedEntry;
 pub use verify::{
-    compare_versions, verify, Check, CheckName, Evidence, LoggedEntry, LoggedRelease, Outcome,
-    State, StateError, Verdict, Verifier, Why,
+    compare_versions, verify, Check, CheckName, Evidence, LoggedRelease, Outcome, State,
+    StateError, Verdict, Verifier, Why,
 };

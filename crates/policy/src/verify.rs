@@ -1,13 +1,14 @@
 //! The admission verdict (DESIGN.md §4): every check, in order, with its outcome and reason.
 
 use crate::agreement::Agreement;
+use crate::logged::{CheckedCheckpoint, Fault, LoggedEntry};
 use nospy_statement::predicate::{AttestationKind, Outcome as Result_, Predicate};
 use nospy_statement::time::{format_rfc3339, parse_rfc3339};
 use nospy_statement::{open_many, Opened};
 use nospy_tlog::checkpoint::SignedCheckpoint;
 use nospy_tlog::hash::leaf_hash;
-use nospy_tlog::merkle::{verify_consistency, verify_inclusion};
-use nospy_tlog::{Hash, LogIndex, Sha256, TreeSize};
+use nospy_tlog::merkle::verify_consistency;
+use nospy_tlog::{Hash, Sha256, TreeSize};
 use serde::Serialize;
 use std::cell::RefCell;
 use std::cmp::Ordering;
@@ -226,19 +227,6 @@ impl State {
     }
 }
 
-/// One log entry with its inclusion proof against the evidence's checkpoint.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LoggedEntry {
-    /// The entry's index.
-    pub index: u64,
-    /// The entry, byte for byte.
-    pub bytes: Vec<u8>,
-    /// Its inclusion proof in the checkpoint's tree.
-    pub proof: Vec<Hash>,
-    /// The checkpoint the proof was made against, verbatim, if it came with one (a tlog-proof).
-    pub proof_checkpoint: Option<String>,
-}
-
 /// What the verdict is drawn from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Evidence {
@@ -267,13 +255,6 @@ enum Role {
 
 /// A check's failure: its kind, and the words for people.
 pub(crate) type Denial = (Why, String);
-
-/// A checkpoint whose signatures were checked: the log's, and which witnesses cosigned when.
-#[derive(Debug, Clone)]
-pub(crate) struct CheckedCheckpoint {
-    pub(crate) sc: SignedCheckpoint,
-    pub(crate) cosigned: Vec<(usize, u64)>,
-}
 
 /// Verifies artifacts under one agreement. Keeps the checkpoints it has checked, so that many
 /// bundles under the same checkpoint verify its signatures once (DESIGN.md §11).
@@ -467,12 +448,12 @@ impl<'a> Verifier<'a> {
             .zip(opened)
             .filter_map(|(e, opened)| {
                 let opened = opened.ok()?;
-                let included = match &e.proof_checkpoint {
-                    Some(pc) if pc != &ev.checkpoint => Err(format!("entry {}: its proof is against another checkpoint", e.index)),
-                    _ => verify_inclusion(LogIndex(e.index), TreeSize(cp.size), leaf_hash(&e.bytes).as_ref(), &e.proof, cp.root.as_ref())
-                        .map_err(|err| format!("entry {}: inclusion proof does not verify against the checkpoint: {err}", e.index)),
-                };
-                Some(Entry { entry: e, opened, included })
+                let included = e.included(&ev.checkpoint, cp);
+                Some(Entry {
+                    entry: e,
+                    opened,
+                    included,
+                })
             })
             .collect();
         let vendor_of = |o: &Opened| {
@@ -933,35 +914,16 @@ impl<'a> Verifier<'a> {
     }
 }
 
-pub(crate) fn check_signatures(
-    agreement: &Agreement,
-    text: &str,
-) -> Result<CheckedCheckpoint, Denial> {
-    let sc = SignedCheckpoint::open(text.as_bytes(), &agreement.log_key).map_err(|e| {
-        (
-            Why::LogSignature,
-            format!("checkpoint is not signed by the agreement's log: {e}"),
-        )
-    })?;
-    if sc.checkpoint.origin != agreement.log_origin {
-        return Err((
-            Why::OtherLog,
-            format!(
-                "checkpoint is for log {:?}, not {:?}",
-                sc.checkpoint.origin, agreement.log_origin
-            ),
-        ));
-    }
-    let cosigned = if agreement.witness_quorum == 0 {
-        Vec::new()
-    } else {
-        sc.cosignatures(&agreement.witnesses)
-            .map_err(|e| (Why::BadCosignature, format!("bad cosignature: {e}")))?
-            .into_iter()
-            .map(|c| (c.key, c.timestamp.unwrap_or(0)))
-            .collect()
-    };
-    Ok(CheckedCheckpoint { sc, cosigned })
+/// The checkpoint's signatures checked, a fault as the verdict's kind.
+fn check_signatures(agreement: &Agreement, text: &str) -> Result<CheckedCheckpoint, Denial> {
+    crate::logged::check_signatures(agreement, text).map_err(|(f, why)| {
+        let kind = match f {
+            Fault::LogSignature => Why::LogSignature,
+            Fault::OtherLog => Why::OtherLog,
+            Fault::BadCosignature => Why::BadCosignature,
+        };
+        (kind, why)
+    })
 }
 
 fn manifest(
