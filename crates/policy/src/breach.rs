@@ -84,6 +84,8 @@ pub enum Failure {
     UnknownMonitor,
     /// The statement is not evidence.
     NotEvidence,
+    /// The evidence names more than one firmware.
+    Subjects,
     /// The inclusion proof does not verify against the checkpoint (or is for another one).
     NotIncluded,
     /// Evidence of the first version, which names no release entry and records no resolutions:
@@ -288,7 +290,21 @@ fn run(
     v.organisation = Some(org.clone());
     v.device = Some(ev.device.clone());
     v.evidence = Some(ev.clone());
-    let firmware = subject(&opened);
+    // Evidence is about one firmware: a second subject would let evidence judged against one
+    // release be counted against another firmware.
+    let firmware = match subjects(&opened)[..] {
+        [one] => Some(one),
+        [] => None,
+        ref many => {
+            return Err(sig(
+                Failure::Subjects,
+                format!(
+                    "the evidence names {} firmware digests; evidence is about one",
+                    many.len()
+                ),
+            ))
+        }
+    };
     v.firmware = firmware.map(|f| f.to_hex());
     pass(
         v,
@@ -383,12 +399,17 @@ fn run(
     Ok(())
 }
 
-/// The statement's firmware digest (its first subject's SHA-256).
-fn subject(o: &Opened) -> Option<Sha256> {
-    o.statement
+/// The statement's firmware digests (its subjects' SHA-256s), each once.
+fn subjects(o: &Opened) -> Vec<Sha256> {
+    let mut all: Vec<Sha256> = o
+        .statement
         .subject
         .iter()
-        .find_map(|s| s.digest.as_ref()?.get_sha256())
+        .filter_map(|s| s.digest.as_ref()?.get_sha256())
+        .collect();
+    all.sort_unstable_by_key(|d| d.0);
+    all.dedup();
+    all
 }
 
 fn checkpoint(agreement: &Agreement, text: &str, now: u64) -> Result<SignedCheckpoint, String> {

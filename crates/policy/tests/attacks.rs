@@ -871,3 +871,36 @@ fn evidence_with_a_proof_from_another_tree_or_checkpoint_is_not_included() {
         (EvidenceCheck::Checkpoint, Failure::Checkpoint)
     );
 }
+
+#[test]
+fn evidence_about_two_firmwares_counts_against_neither() {
+    use nospy_policy::breach::{verify_evidence, Case, EvidenceCheck, Failure};
+    let uk = k("monitor.uk.example", 20);
+    let mut f = honest();
+    // The monitor's evidence against the release, re-signed about this firmware and another.
+    let honest_ev = breach(&f, &uk, "203.0.113.66", 8443, Some(vec![]));
+    let st = nospy_statement::Statement::parse(&honest_ev.payload).unwrap();
+    let p = Predicate::parse(&st.predicate_type, &st.predicate).unwrap();
+    let mut two = subject(&Sha256::of(b"other firmware"));
+    two.extend(subject(&f.fw));
+    let index = f.log.add(&sign(two, &p, &[&uk]));
+    let agreement = agreement(&f.k, &monitors(1, "deny"));
+    let ev = full(&f);
+    let v = verify_evidence(
+        &agreement,
+        &Case {
+            checkpoint: ev.checkpoint.clone(),
+            evidence: ev.entries[index as usize].clone(),
+            release: Some(ev.entries[f.rel_index as usize].clone()),
+        },
+        NOW,
+    );
+    let c = v.checks.iter().find(|c| c.pass == Some(false)).unwrap();
+    assert_eq!(
+        (c.name, c.failure),
+        (EvidenceCheck::Signature, Some(Failure::Subjects))
+    );
+    let v = run(&f, &monitors(1, "deny"), &ev, None);
+    assert!(v.admit, "{v:#?}");
+    reason_names(&v, CheckName::Breach, "not counted: entry 3");
+}
