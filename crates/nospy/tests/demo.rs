@@ -195,6 +195,18 @@ fn the_demo_world_is_played_end_to_end_and_found_again() {
     )
     .unwrap();
     assert_eq!(page["evidence"]["device"], "ran-000007", "{page}");
+    // Verified on the page under the agreement that trusts the operator's monitor, as `nospy
+    // evidence verify` verifies it.
+    assert_eq!(page["verified"][0]["holds"], true, "{page}");
+    assert_eq!(
+        page["verified"][0]["agreement"], "demo-operator-vendorx",
+        "{page}"
+    );
+    assert_eq!(
+        page["verified"][0]["checks"].as_array().unwrap().len(),
+        5,
+        "{page}"
+    );
     assert_eq!(
         page["evidence"]["flows"][0]["peer"], "203.0.113.66",
         "{page}"

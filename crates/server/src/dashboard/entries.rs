@@ -310,10 +310,63 @@ struct EntryPage {
     /// Evidence's device, window and flows not allowed.
     #[serde(skip_serializing_if = "Option::is_none")]
     evidence: Option<nospy_statement::predicate::Evidence>,
+    /// Evidence verified under each configured agreement with `[monitors]`, as `nospy evidence
+    /// verify` does from this log (without a capture).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    verified: Vec<Verified>,
     /// Other entries about the same artifact (the first subject), from the lookup index.
     related: Vec<EntrySummary>,
     /// Whether there are more of those than listed (the search page lists them all).
     related_more: bool,
+}
+
+/// Evidence verified under one agreement.
+#[derive(Serialize)]
+struct Verified {
+    agreement: String,
+    #[serde(flatten)]
+    verdict: nospy_policy::breach::EvidenceVerdict,
+}
+
+/// Evidence entry `index` about `firmware` verified under every configured agreement that
+/// trusts monitors, from this log's published checkpoint (`text`, of `size`): the entry and the
+/// release it names, with their proofs, gathered as the verdict page gathers them.
+async fn verify_here(
+    s: &AppState,
+    index: u64,
+    firmware: nospy_tlog::Sha256,
+    named: Option<u64>,
+    text: String,
+    size: u64,
+) -> Result<Vec<Verified>, (StatusCode, String)> {
+    use nospy_log::clock::Clock as _;
+    let agreements: Vec<_> = lock_read(&s.config)
+        .agreements
+        .iter()
+        .filter(|a| a.monitors.quorum > 0)
+        .cloned()
+        .collect();
+    if agreements.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ev = super::verdict::gather(s, firmware, text, size).await?;
+    let pick = |i: Option<u64>| ev.entries.iter().find(|e| Some(e.index) == i).cloned();
+    let Some(evidence) = pick(Some(index)) else {
+        return Ok(Vec::new());
+    };
+    let case = nospy_policy::breach::Case {
+        checkpoint: ev.checkpoint.clone(),
+        evidence,
+        release: pick(named),
+    };
+    let now = nospy_log::clock::SystemClock.now();
+    Ok(agreements
+        .iter()
+        .map(|a| Verified {
+            agreement: a.name.clone(),
+            verdict: nospy_policy::breach::verify_evidence(a, &case, now),
+        })
+        .collect())
 }
 
 /// A signer and what it is.
@@ -437,6 +490,18 @@ pub(super) async fn one(
         others.truncate(RELATED);
         related = others;
     }
+    let mut verified = Vec::new();
+    if let (Some(e), Some(d)) = (
+        &evidence,
+        first.as_deref().and_then(nospy_tlog::Sha256::from_hex),
+    ) {
+        let text = lock_read(&s.published).text.clone();
+        let named = e.release.as_ref().map(|r| r.index);
+        verified = match verify_here(&s, i, d, named, text, size).await {
+            Ok(v) => v,
+            Err((status, why)) => return refuse(&s, status, json, why),
+        };
+    }
     let signers = roles(&s, &summary.signers);
     let p = EntryPage {
         summary,
@@ -446,6 +511,7 @@ pub(super) async fn one(
         signers,
         manifest,
         evidence,
+        verified,
         related,
         related_more,
     };
@@ -497,6 +563,31 @@ pub(super) async fn one(
                 "."
             }
             (flows_table(&e.flows, "The flows this evidence records"))
+            @for v in &p.verified {
+                h3 {
+                    @if v.verdict.holds { span.ok { "HOLDS" } } @else { span.bad { "FAILS" } }
+                    " under " (v.agreement)
+                }
+                table {
+                    caption.skip { "The evidence checks under " (v.agreement) ", in order" }
+                    thead { tr { th scope="col" { "Check" } th scope="col" { "Outcome" } th scope="col" { "Reason" } } }
+                    tbody {
+                        @for c in &v.verdict.checks {
+                            tr {
+                                td { (c.name.as_str()) }
+                                td {
+                                    @match c.pass {
+                                        Some(true) => span.ok { "pass" },
+                                        Some(false) => span.bad { "FAIL" },
+                                        None => "not checked",
+                                    }
+                                }
+                                td { (c.reason) }
+                            }
+                        }
+                    }
+                }
+            }
         }
         h2 #related { "Other entries about this artifact" }
         @if p.related.is_empty() {
