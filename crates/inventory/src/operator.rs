@@ -59,3 +59,29 @@ impl OperatorConfig {
         })
     }
 }
+
+impl OperatorConfig {
+    /// The abstractions manifest `m` uses, resolved from these lists: what evidence about a
+    /// device with that manifest records.
+    pub fn resolutions(&self, m: &nospy_manifest::Manifest) -> nospy_manifest::judge::Resolutions {
+        nospy_manifest::judge::resolutions_for(
+            m,
+            &self.operator_networks,
+            &self.local_networks,
+            &self.my_controller,
+            &self.controllers,
+        )
+    }
+}
+
+impl From<nospy_manifest::judge::Resolutions> for OperatorConfig {
+    /// The configuration that resolves exactly as recorded (what a capture is read again with).
+    fn from(r: nospy_manifest::judge::Resolutions) -> OperatorConfig {
+        OperatorConfig {
+            operator_networks: r.operator_networks,
+            local_networks: r.local_networks,
+            my_controller: r.my_controller,
+            controllers: r.controllers,
+        }
+    }
+}

@@ -381,14 +381,23 @@ pub fn uses_names(m: &Manifest) -> bool {
     m.allow.iter().any(|r| matches!(r.peer, Peer::Name(_)))
 }
 
-/// The protocol number a manifest's protocol name stands for in evidence (`tcp`, `udp`, `icmp`,
-/// `icmpv6`, or a number).
+/// The protocols reports and evidence name, by number; any other is written as its number.
+const PROTOCOLS: [(u8, &str); 4] = [(6, "tcp"), (17, "udp"), (1, "icmp"), (58, "icmpv6")];
+
+/// An IP protocol's name as reports and evidence write it (tcp, udp, icmp, icmpv6), or its
+/// number.
+pub fn protocol_name(p: u8) -> String {
+    PROTOCOLS
+        .iter()
+        .find(|(n, _)| *n == p)
+        .map_or_else(|| p.to_string(), |(_, name)| (*name).to_string())
+}
+
+/// The protocol number a name of [`protocol_name`] stands for.
 pub fn protocol_number(name: &str) -> Option<u8> {
-    match name {
-        "tcp" => Some(6),
-        "udp" => Some(17),
-        "icmp" => Some(1),
-        "icmpv6" => Some(58),
-        n => n.parse().ok(),
-    }
+    PROTOCOLS
+        .iter()
+        .find(|(_, n)| *n == name)
+        .map(|(p, _)| *p)
+        .or_else(|| name.parse().ok())
 }

@@ -3,6 +3,7 @@
 
 use crate::{Report, Row};
 use nospy_inventory::{Inventory, OperatorConfig};
+pub use nospy_manifest::judge::protocol_name;
 use nospy_manifest::judge::{self, Judgement, Observed, Resolutions};
 use nospy_manifest::{Direction, Manifest};
 use nospy_statement::intoto::{DigestSet, ResourceDescriptor};
@@ -96,10 +97,10 @@ pub fn sign(
             ));
             continue;
         };
-        let (flows, unsigned) = judging.rows(i, &mine, basis, operator);
+        let res = operator.resolutions(&basis.manifest);
+        let (flows, unsigned) = judging.rows(i, &mine, &basis.manifest, &res);
         out.unsigned_rows
             .extend(unsigned.into_iter().map(|u| (dev.device.clone(), u)));
-        let res = resolutions(basis, operator);
         if flows.is_empty() {
             continue;
         }
@@ -121,17 +122,6 @@ pub fn sign(
         }
     }
     out
-}
-
-/// The abstractions of `basis`'s manifest resolved from `operator`'s lists.
-fn resolutions(basis: &Basis, operator: &OperatorConfig) -> Resolutions {
-    judge::resolutions_for(
-        &basis.manifest,
-        &operator.operator_networks,
-        &operator.local_networks,
-        &operator.my_controller,
-        &operator.controllers,
-    )
 }
 
 /// A report's rows judged again, device by device, with the reference judgement.
@@ -157,18 +147,16 @@ impl<'a> Judging<'a> {
         }
     }
 
-    /// Device `i`'s violation rows `rows` as evidence states them, each judged again: those
-    /// the reference judgement reproduces (with their reason, names and same-vendor mark),
-    /// and, for people, those it does not.
+    /// Device `i`'s violation rows `rows` as evidence states them, each judged again against
+    /// manifest `m` with resolutions `res`: those the reference judgement reproduces (with
+    /// their reason, names and same-vendor mark), and, for people, those it does not.
     pub fn rows(
         &self,
         i: usize,
         rows: &[&Row],
-        basis: &Basis,
-        operator: &OperatorConfig,
+        m: &Manifest,
+        res: &Resolutions,
     ) -> (Vec<FlowViolation>, Vec<String>) {
-        let m = &*basis.manifest;
-        let res = resolutions(basis, operator);
         let Some(dev) = self.inventory.devices.get(i) else {
             return (Vec::new(), Vec::new());
         };
@@ -192,7 +180,7 @@ impl<'a> Judging<'a> {
                 same_vendor: self.vendor_of.get(&r.peer()) == Some(&dev.vendor.as_str()),
                 openers: judge::Openers::from_bits(r.openers()),
             };
-            match judge::judge(m, &res, &observed) {
+            match judge::judge(m, res, &observed) {
                 Judgement::NotAllowed(why) => {
                     v.why = Some(why);
                     v.names = observed.names;
@@ -303,16 +291,5 @@ pub fn direction_name(d: Direction) -> &'static str {
     match d {
         Direction::FromDevice => "from-device",
         Direction::ToDevice => "to-device",
-    }
-}
-
-/// An IP protocol's name (tcp, udp, icmp, icmpv6), or its number.
-pub fn protocol_name(p: u8) -> String {
-    match p {
-        6 => "tcp".into(),
-        17 => "udp".into(),
-        1 => "icmp".into(),
-        58 => "icmpv6".into(),
-        n => n.to_string(),
     }
 }

@@ -86,12 +86,7 @@ pub fn reproduce(
     let mut manifests = vec![Some(manifest.clone())];
     manifests.resize(inventory.devices.len(), None);
     let res = ev.resolutions.clone().unwrap_or_default();
-    let operator = OperatorConfig {
-        operator_networks: res.operator_networks,
-        local_networks: res.local_networks,
-        my_controller: res.my_controller,
-        controllers: res.controllers,
-    };
+    let operator = OperatorConfig::from(res.clone());
     let mut monitor =
         Monitor::new(&inventory, &manifests, &operator, None).map_err(|e| e.to_string())?;
     monitor.record_names(true);
@@ -114,17 +109,12 @@ pub fn reproduce(
     let source = Sha256(src.hash.finalize().into());
     let report = monitor.finish();
     let (a, b) = report.window.unwrap_or((0, 0));
-    let basis = crate::evidence::Basis {
-        manifest: manifest.clone(),
-        name: String::new(),
-        release: None,
-    };
     let mine: Vec<&crate::Row> = report
         .violations
         .iter()
         .filter(|r| r.device() == 0)
         .collect();
-    let (rows, _) = Judging::new(&report, &inventory).rows(0, &mine, &basis, &operator);
+    let (rows, _) = Judging::new(&report, &inventory).rows(0, &mine, manifest, &res);
     Ok(Reproduced {
         source,
         window: Window {

@@ -130,7 +130,7 @@ fn each_device_with_violations_gets_statements_that_fit_a_log_entry() {
 /// as a violation is one the reference judgement allows, whatever the flows.
 #[test]
 fn no_violation_row_is_one_the_reference_judgement_allows() {
-    use nospy_manifest::judge::{judge, resolutions_for, Judgement, Observed};
+    use nospy_manifest::judge::{judge, Judgement, Observed};
     const RULES: &str = r#"
 [device]
 vendor = "V"
@@ -216,13 +216,7 @@ device_ports = "123"
         });
     }
     let report = mon.finish();
-    let res = resolutions_for(
-        &m,
-        &op.operator_networks,
-        &op.local_networks,
-        &op.my_controller,
-        &op.controllers,
-    );
+    let res = op.resolutions(&m);
     let (mut decided, mut initiator) = (0, 0);
     for r in &report.violations {
         let o = Observed {

@@ -183,6 +183,48 @@ impl EvidenceVerdict {
 /// Verifies one evidence entry under `agreement` at time `now` (POSIX seconds; only used to
 /// refuse cosignatures dated in the future).
 pub fn verify_evidence(agreement: &Agreement, case: &Case, now: u64) -> EvidenceVerdict {
+    verdict_of(case, |v| {
+        let sc = checkpoint(agreement, &case.checkpoint, now)
+            .map_err(|r| (EvidenceCheck::Checkpoint, Failure::Checkpoint, r))?;
+        pass(
+            v,
+            EvidenceCheck::Checkpoint,
+            format!(
+                "size {} signed by {}, cosigned by a quorum of its witnesses",
+                sc.checkpoint.size, agreement.log_origin
+            ),
+        );
+        after_checkpoint(agreement, case, &sc, v)
+    })
+}
+
+/// [`verify_evidence`] under a checkpoint the caller has checked already (the verdict's, whose
+/// check is stricter: it also asks freshness), so that its signatures are not verified again
+/// for every evidence entry.
+pub(crate) fn verify_under(
+    agreement: &Agreement,
+    case: &Case,
+    sc: &SignedCheckpoint,
+) -> EvidenceVerdict {
+    verdict_of(case, |v| {
+        pass(
+            v,
+            EvidenceCheck::Checkpoint,
+            format!(
+                "size {}: the checkpoint the verdict checked",
+                sc.checkpoint.size
+            ),
+        );
+        after_checkpoint(agreement, case, sc, v)
+    })
+}
+
+/// The verdict of running `checks`: a failure is recorded with its kind, and the checks after
+/// it as not made.
+fn verdict_of(
+    case: &Case,
+    checks: impl FnOnce(&mut EvidenceVerdict) -> Result<(), Failed>,
+) -> EvidenceVerdict {
     let mut v = EvidenceVerdict {
         holds: false,
         index: case.evidence.index,
@@ -200,8 +242,7 @@ pub fn verify_evidence(agreement: &Agreement, case: &Case, now: u64) -> Evidence
         EvidenceCheck::Release,
         EvidenceCheck::Rows,
     ];
-    let result = run(agreement, case, now, &mut v);
-    let failed = match result {
+    let failed = match checks(&mut v) {
         Ok(()) => None,
         Err((at, failure, reason)) => {
             v.checks.push(EvidenceCheckResult {
@@ -229,32 +270,23 @@ pub fn verify_evidence(agreement: &Agreement, case: &Case, now: u64) -> Evidence
 
 type Failed = (EvidenceCheck, Failure, String);
 
-fn run(
+/// Records a check that holds.
+fn pass(v: &mut EvidenceVerdict, name: EvidenceCheck, reason: String) {
+    v.checks.push(EvidenceCheckResult {
+        name,
+        pass: Some(true),
+        failure: None,
+        reason,
+    })
+}
+
+/// The checks after the checkpoint's, under `sc`.
+fn after_checkpoint(
     agreement: &Agreement,
     case: &Case,
-    now: u64,
+    sc: &SignedCheckpoint,
     v: &mut EvidenceVerdict,
 ) -> Result<(), Failed> {
-    let pass = |v: &mut EvidenceVerdict, name, reason: String| {
-        v.checks.push(EvidenceCheckResult {
-            name,
-            pass: Some(true),
-            failure: None,
-            reason,
-        })
-    };
-    // 1. The checkpoint.
-    let sc = checkpoint(agreement, &case.checkpoint, now)
-        .map_err(|r| (EvidenceCheck::Checkpoint, Failure::Checkpoint, r))?;
-    pass(
-        v,
-        EvidenceCheck::Checkpoint,
-        format!(
-            "size {} signed by {}, cosigned by a quorum of its witnesses",
-            sc.checkpoint.size, agreement.log_origin
-        ),
-    );
-
     // 2. The signature: a monitor of the agreement's.
     let (keys, orgs) = agreement.monitors.keys();
     let sig = |f, r| (EvidenceCheck::Signature, f, r);

@@ -701,7 +701,7 @@ impl<'a> Verifier<'a> {
         // 6. Breach: evidence from a quorum of the agreement's monitor organisations, each
         // verified as `nospy evidence verify` does (without a capture).
         let mut flags = Vec::new();
-        self.breach(artifact, ev, &entries, now, &mut push, &mut flags);
+        self.breach(artifact, ev, &sc, &entries, &mut push, &mut flags);
 
         // 7. Rollback: the checkpoint extends the one remembered; and the minimum version.
         match state {
@@ -755,8 +755,8 @@ impl<'a> Verifier<'a> {
         &self,
         artifact: &Sha256,
         ev: &Evidence,
+        sc: &SignedCheckpoint,
         entries: &[Entry<'_>],
-        now: u64,
         push: &mut impl FnMut(CheckName, Outcome, Why, String),
         flags: &mut Vec<String>,
     ) {
@@ -791,7 +791,7 @@ impl<'a> Verifier<'a> {
                 evidence: e.entry.clone(),
                 release: ev.entries.iter().find(|x| Some(x.index) == named).cloned(),
             };
-            let v = crate::breach::verify_evidence(self.agreement, &case, now);
+            let v = crate::breach::verify_under(self.agreement, &case, sc);
             match (v.organisation, v.holds) {
                 (Some(org), true) => held.entry(org).or_default().push(e.entry.index),
                 _ => {
