@@ -69,6 +69,16 @@ pub enum Error {
     NoPrivateKey(PathBuf),
     /// An option that needs a local log (its name) was used with a server.
     NeedsLocalLog(&'static str),
+    /// The log holds no entry about an artifact up to the checkpoint's size (for a server, as
+    /// its index answers).
+    NothingAbout {
+        /// The log.
+        log: String,
+        /// The artifact.
+        digest: nospy_tlog::Sha256,
+        /// The checkpoint's size.
+        size: u64,
+    },
     /// An entry asked for is not under the checkpoint.
     BeyondCheckpoint {
         /// The entry's index.
@@ -116,6 +126,11 @@ impl std::fmt::Display for Error {
             Error::NeedsLocalLog(option) => {
                 write!(f, "{option} needs --log (a local log or a mirror)")
             }
+            Error::NothingAbout { log, digest, size } => write!(
+                f,
+                "no entry of {log} up to size {size} is about {}",
+                digest.to_hex()
+            ),
             Error::BeyondCheckpoint { index, size } => write!(
                 f,
                 "entry {index} is not under the checkpoint (its size is {size})"

@@ -5,11 +5,13 @@ use crate::api::{AddResponse, InclusionResponse, LookupResponse};
 use crate::http::Blocking;
 use crate::Error;
 use nospy_log::Log;
+use nospy_policy::breach::{release_index, Case};
 use nospy_policy::{Evidence, LoggedEntry};
+use nospy_statement::bundle::{Bundle, BundleEntry};
 use nospy_statement::dsse::Envelope;
 use nospy_statement::predicate::{Predicate, RELEASE_V1};
 use nospy_statement::Statement;
-use nospy_tlog::checkpoint::SignedCheckpoint;
+use nospy_tlog::checkpoint::{SignedCheckpoint, TlogProof};
 use nospy_tlog::tile::{self, TileId};
 use nospy_tlog::{Hash, LogIndex, Sha256, TreeSize};
 use std::collections::{HashMap, HashSet};
@@ -227,6 +229,93 @@ impl LogSource {
                 Ok((text, out))
             }
         }
+    }
+
+    /// Every entry about `digest` with its inclusion proof under one checkpoint (for a local
+    /// log, the signed checkpoint in the file `checkpoint`, or the log's latest), and from a
+    /// local log a consistency proof from the earlier size `since` when given: a bundle, which is
+    /// also an evidence case file. No entry about the digest is [`Error::NothingAbout`].
+    pub fn gather(
+        &self,
+        digest: &Sha256,
+        checkpoint: Option<&Path>,
+        since: Option<u64>,
+        progress: Progress<'_>,
+    ) -> Result<Bundle, Error> {
+        if matches!(self, LogSource::Server(_)) && since.is_some() {
+            return Err(Error::NeedsLocalLog("--since-size"));
+        }
+        let Some(ev) = self
+            .evidence_under(&[*digest], checkpoint, progress)?
+            .remove(digest)
+        else {
+            return Err(Error::BadAnswer {
+                url: self.name(),
+                problem: "nothing read about the digest".into(),
+            });
+        };
+        let size = SignedCheckpoint::parse(ev.checkpoint.as_bytes())
+            .map_err(|e| Error::BadAnswer {
+                url: self.name(),
+                problem: format!("its checkpoint: {e}"),
+            })?
+            .checkpoint
+            .size;
+        if ev.entries.is_empty() {
+            return Err(Error::NothingAbout {
+                log: self.name(),
+                digest: *digest,
+                size,
+            });
+        }
+        let consistency = match (self, since) {
+            (LogSource::Dir(dir), Some(n)) => Some((
+                n,
+                Log::open(dir)?.consistency_proof(TreeSize(n), TreeSize(size))?,
+            )),
+            _ => None,
+        };
+        let entries = ev
+            .entries
+            .into_iter()
+            .map(|e| BundleEntry {
+                entry: e.bytes,
+                proof: TlogProof {
+                    extra: None,
+                    index: e.index,
+                    proof: e.proof,
+                    checkpoint: ev.checkpoint.clone(),
+                },
+            })
+            .collect();
+        Ok(Bundle {
+            artifact: *digest,
+            checkpoint: ev.checkpoint,
+            entries,
+            consistency,
+        })
+    }
+
+    /// Evidence entry `index` and the release entry it names, under one checkpoint (as
+    /// [`LogSource::entries_at`]): what [`nospy_policy::breach::verify_evidence`] verifies. A
+    /// named release beyond the checkpoint is left out (the verification says so).
+    pub fn case_at(&self, index: u64, checkpoint: Option<&Path>) -> Result<Case, Error> {
+        let (_, found) = self.entries_at(&[index], checkpoint)?;
+        let named = found.first().and_then(|e| release_index(&e.bytes));
+        let mut indexes = vec![index];
+        indexes.extend(named);
+        let (checkpoint_text, mut entries) = match self.entries_at(&indexes, checkpoint) {
+            Err(Error::BeyondCheckpoint { .. }) if named.is_some() => {
+                self.entries_at(&[index], checkpoint)?
+            }
+            r => r?,
+        };
+        let release = (entries.len() > 1).then(|| entries.remove(1));
+        Ok(Case {
+            checkpoint: checkpoint_text,
+            evidence: entries.remove(0),
+            release,
+        })
     }
 
     /// Appends signed statements, all or (for a local log) nothing; a server is sent them one by

@@ -9,6 +9,7 @@ use nospy_flow::netflow::Collector;
 use nospy_flow::source::{read_exports_from, read_traffic_from};
 use nospy_inventory::{Device, Function, Inventory, OperatorConfig};
 use nospy_manifest::Manifest;
+use nospy_policy::breach::{EvidenceVerdict, Failure};
 use nospy_statement::predicate::{Evidence, FlowViolation, Window};
 use nospy_tlog::Sha256;
 use sha2::Digest as _;
@@ -199,6 +200,43 @@ pub fn compare(ev: &Evidence, r: &Reproduced) -> Result<String, (Mismatch, Strin
         ev.flows.len(),
         r.rows.len()
     ))
+}
+
+/// The capture check of a verified evidence entry ([`EvidenceVerdict::capture`]): the capture
+/// (`name`, opened by `open`) read again for the evidence's device must reproduce the evidence
+/// ([`compare`]). Made only when every earlier check held; otherwise recorded as not made. A
+/// capture that cannot be opened is the caller's error, not the evidence's failure.
+pub fn check_capture<R: std::io::Read>(
+    v: &mut EvidenceVerdict,
+    kind: Capture,
+    name: &str,
+    open: impl FnOnce() -> std::io::Result<R>,
+) -> std::io::Result<()> {
+    let outcome = match (&v.evidence, &v.manifest, &v.firmware) {
+        (Some(ev), Some(m), Some(fw)) if v.holds => {
+            let unreadable = |e: String| (Failure::CaptureUnreadable, format!("{name}: {e}"));
+            let input = open()?;
+            Sha256::from_hex(fw)
+                .ok_or_else(|| unreadable(format!("the evidence's firmware {fw:?} is no digest")))
+                .and_then(|fw| {
+                    let m = Arc::new(m.clone());
+                    reproduce(ev, &fw, &m, std::io::BufReader::new(input), kind).map_err(unreadable)
+                })
+                .and_then(|r| {
+                    compare(ev, &r).map_err(|(m, why)| {
+                        let f = match m {
+                            Mismatch::Window => Failure::CaptureWindow,
+                            Mismatch::Source => Failure::CaptureChanged,
+                            Mismatch::Rows => Failure::CaptureRows,
+                        };
+                        (f, why)
+                    })
+                })
+        }
+        _ => Ok(String::new()),
+    };
+    v.capture(outcome);
+    Ok(())
 }
 
 /// A reader that hashes what passes through it.

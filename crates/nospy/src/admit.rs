@@ -10,8 +10,8 @@ use clap::{Args, Subcommand};
 use nospy_client::LogSource;
 use nospy_log::Log;
 use nospy_policy::{verify, Agreement, Evidence, Outcome, State, Verdict};
-use nospy_statement::bundle::{Bundle, BundleEntry};
-use nospy_tlog::checkpoint::{SignedCheckpoint, TlogProof};
+use nospy_statement::bundle::Bundle;
+use nospy_tlog::checkpoint::SignedCheckpoint;
 use nospy_tlog::TreeSize;
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -139,7 +139,12 @@ pub fn bundle(a: BundleArgs) -> Result<ExitCode> {
     let digest = parse_digest(&a.artifact_digest)?;
     let src = LogSource::from_args(a.log.as_deref(), a.server.as_deref())
         .context("give --log or --server")?;
-    let b = gather(&src, &digest, a.checkpoint.as_deref(), a.since_size)?;
+    let b = src.gather(
+        &digest,
+        a.checkpoint.as_deref(),
+        a.since_size,
+        &mut Progress::callback("scanned entries"),
+    )?;
     write_output(a.out.as_deref(), &b.to_json())?;
     let n = b.entries.len();
     match &src {
@@ -149,80 +154,10 @@ pub fn bundle(a: BundleArgs) -> Result<ExitCode> {
         LogSource::Dir(_) => eprintln!(
             "bundle: {n} entries about {} under checkpoint size {}",
             digest.to_hex(),
-            bundle_size(&b)?
+            b.checkpoint_size()?
         ),
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The size of a bundle's checkpoint.
-pub fn bundle_size(b: &Bundle) -> Result<u64> {
-    Ok(SignedCheckpoint::parse(b.checkpoint.as_bytes())
-        .context("the checkpoint")?
-        .checkpoint
-        .size)
-}
-
-/// Every entry about `digest` with its inclusion proof under one checkpoint (`checkpoint`, or
-/// the log's latest), and a consistency proof from `since` when given: a bundle, which is also
-/// an evidence case file.
-pub fn gather(
-    src: &LogSource,
-    digest: &nospy_tlog::Sha256,
-    checkpoint: Option<&Path>,
-    since: Option<u64>,
-) -> Result<Bundle> {
-    if matches!(src, LogSource::Server(_)) && (checkpoint.is_some() || since.is_some()) {
-        bail!("--checkpoint and --since-size need --log");
-    }
-    let ev = src
-        .evidence_under(
-            &[*digest],
-            checkpoint,
-            &mut Progress::callback("scanned entries"),
-        )?
-        .remove(digest)
-        .context("no evidence gathered")?;
-    let size = SignedCheckpoint::parse(ev.checkpoint.as_bytes())
-        .context("the checkpoint")?
-        .checkpoint
-        .size;
-    if ev.entries.is_empty() {
-        match src {
-            LogSource::Server(url) => bail!("{url} knows no entry about {}", digest.to_hex()),
-            LogSource::Dir(dir) => bail!(
-                "no entry of {} up to size {size} is about {}",
-                dir.display(),
-                digest.to_hex()
-            ),
-        }
-    }
-    let consistency = match (src, since) {
-        (LogSource::Dir(dir), Some(n)) => Some((
-            n,
-            Log::open(dir)?.consistency_proof(TreeSize(n), TreeSize(size))?,
-        )),
-        _ => None,
-    };
-    let entries = ev
-        .entries
-        .into_iter()
-        .map(|e| BundleEntry {
-            entry: e.bytes,
-            proof: TlogProof {
-                extra: None,
-                index: e.index,
-                proof: e.proof,
-                checkpoint: ev.checkpoint.clone(),
-            },
-        })
-        .collect();
-    Ok(Bundle {
-        artifact: *digest,
-        checkpoint: ev.checkpoint,
-        entries,
-        consistency,
-    })
 }
 
 /// The state file: the last accepted checkpoint, as `<size> <base64 root>`.

@@ -1,13 +1,13 @@
 //! `nospy evidence`: breach evidence read back and verified under an agreement.
 
-use crate::util::{print_json, read_input, read_parsed};
+use crate::util::{print_json, read_input, read_parsed, Progress};
 use anyhow::{bail, Context as _, Result};
 use nospy_client::LogSource;
-use nospy_monitor::reproduce::{compare, reproduce, Capture, Mismatch};
-use nospy_policy::breach::{verify_evidence, Case, EvidenceVerdict, Failure};
-use nospy_policy::{Agreement, LoggedEntry};
+use nospy_monitor::reproduce::{check_capture, Capture};
+use nospy_policy::breach::{is_evidence, verify_evidence, Case, EvidenceVerdict};
+use nospy_policy::Agreement;
 use nospy_statement::bundle::Bundle;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// What `nospy evidence` does.
@@ -133,7 +133,12 @@ fn case(a: CaseArgs) -> Result<ExitCode> {
     let digest = crate::util::parse_digest(&a.digest)?;
     let src = nospy_client::LogSource::from_args(a.log.as_deref(), a.server.as_deref())
         .context("give --log or --server")?;
-    let b = crate::admit::gather(&src, &digest, a.checkpoint.as_deref(), a.since_size)?;
+    let b = src.gather(
+        &digest,
+        a.checkpoint.as_deref(),
+        a.since_size,
+        &mut Progress::callback("scanned entries"),
+    )?;
     let evidence: Vec<u64> = b
         .entries
         .iter()
@@ -154,7 +159,7 @@ fn case(a: CaseArgs) -> Result<ExitCode> {
         digest.to_hex(),
         b.entries.len(),
         list.join(", "),
-        crate::admit::bundle_size(&b)?,
+        b.checkpoint_size()?,
         a.out.display()
     );
     Ok(ExitCode::SUCCESS)
@@ -170,12 +175,17 @@ fn verify(a: VerifyArgs) -> Result<ExitCode> {
     }
     let source = LogSource::from_args(a.log.as_deref(), a.server.as_deref());
     let cases = match (&a.case, source) {
-        (Some(p), _) => from_case_file(p, a.index)?,
-        (None, Some(src)) => vec![from_source(
-            &src,
-            a.checkpoint.as_deref(),
-            a.index.unwrap_or(0),
-        )?],
+        (Some(p), _) => {
+            let b = Bundle::parse(&read_input(p)?)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+            let cases = Case::all_in(&b, a.index);
+            match (cases.is_empty(), a.index) {
+                (true, Some(i)) => bail!("{}: no evidence entry {i} in this case", p.display()),
+                (true, None) => bail!("{}: no evidence entry in this case", p.display()),
+                _ => cases,
+            }
+        }
+        (None, Some(src)) => vec![src.case_at(a.index.unwrap_or(0), a.checkpoint.as_deref())?],
         (None, None) => bail!("give a case file, or --log DIR or --server URL with --index N"),
     };
     let now = crate::statements::now();
@@ -189,31 +199,10 @@ fn verify(a: VerifyArgs) -> Result<ExitCode> {
         (None, None) => None,
     };
     if let Some((path, kind)) = capture {
+        let name = path.display().to_string();
         for v in &mut verdicts {
-            let outcome = match (&v.evidence, &v.manifest, &v.firmware) {
-                (Some(ev), Some(m), Some(fw)) if v.holds => {
-                    let fw = crate::util::parse_digest(fw)?;
-                    let file = std::fs::File::open(path)
-                        .with_context(|| format!("reading {}", path.display()))?;
-                    let m = std::sync::Arc::new(m.clone());
-                    match reproduce(ev, &fw, &m, std::io::BufReader::new(file), kind) {
-                        Err(e) => Err((
-                            Failure::CaptureUnreadable,
-                            format!("{}: {e}", path.display()),
-                        )),
-                        Ok(r) => compare(ev, &r).map_err(|(m, why)| {
-                            let f = match m {
-                                Mismatch::Window => Failure::CaptureWindow,
-                                Mismatch::Source => Failure::CaptureChanged,
-                                _ => Failure::CaptureRows,
-                            };
-                            (f, why)
-                        }),
-                    }
-                }
-                _ => Ok(String::new()),
-            };
-            v.capture(outcome);
+            check_capture(v, kind, &name, || std::fs::File::open(path))
+                .with_context(|| format!("reading {name}"))?;
         }
     }
     let holds = verdicts.iter().all(|v| v.holds);
@@ -223,88 +212,6 @@ fn verify(a: VerifyArgs) -> Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
-}
-
-/// One evidence entry of a log or a server, with the release it names, under one checkpoint
-/// (the log's own, or for a local log a cosigned copy of one).
-fn from_source(src: &LogSource, checkpoint: Option<&Path>, index: u64) -> Result<Case> {
-    let (_, found) = src.entries_at(&[index], checkpoint)?;
-    let named = found.first().and_then(|e| release_index(&e.bytes));
-    let mut indexes = vec![index];
-    indexes.extend(named);
-    // Both under the same checkpoint; a release beyond it is left out (the check says so).
-    let (checkpoint_text, mut entries) = match src.entries_at(&indexes, checkpoint) {
-        Err(nospy_client::Error::BeyondCheckpoint { .. }) if named.is_some() => {
-            src.entries_at(&[index], checkpoint)?
-        }
-        r => r?,
-    };
-    let release = (entries.len() > 1).then(|| entries.remove(1));
-    Ok(Case {
-        checkpoint: checkpoint_text,
-        evidence: entries.remove(0),
-        release,
-    })
-}
-
-/// Every evidence entry of a case file (or only entry `index`), each with the release entry it
-/// names when the file holds it.
-fn from_case_file(p: &Path, index: Option<u64>) -> Result<Vec<Case>> {
-    let b = Bundle::parse(&read_input(p)?).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
-    let logged = |e: &nospy_statement::bundle::BundleEntry| LoggedEntry {
-        index: e.proof.index,
-        bytes: e.entry.clone(),
-        proof: e.proof.proof.clone(),
-        proof_checkpoint: Some(e.proof.checkpoint.clone()),
-    };
-    let cases: Vec<Case> = b
-        .entries
-        .iter()
-        .filter(|e| is_evidence(&e.entry))
-        .filter(|e| index.is_none_or(|i| e.proof.index == i))
-        .map(|e| {
-            let named = release_index(&e.entry);
-            Case {
-                checkpoint: b.checkpoint.clone(),
-                evidence: logged(e),
-                release: b
-                    .entries
-                    .iter()
-                    .find(|r| Some(r.proof.index) == named)
-                    .map(logged),
-            }
-        })
-        .collect();
-    if cases.is_empty() {
-        match index {
-            Some(i) => bail!("{}: no evidence entry {i} in this case", p.display()),
-            None => bail!("{}: no evidence entry in this case", p.display()),
-        }
-    }
-    Ok(cases)
-}
-
-/// The statement an envelope carries, read without verifying anything (the verification
-/// checks it).
-fn statement(envelope: &[u8]) -> Option<nospy_statement::Statement> {
-    let env = nospy_statement::dsse::Envelope::parse(envelope).ok()?;
-    nospy_statement::Statement::parse(&env.payload).ok()
-}
-
-/// Whether an entry is an evidence statement (of either version).
-fn is_evidence(envelope: &[u8]) -> bool {
-    use nospy_statement::predicate::{EVIDENCE_V1, EVIDENCE_V2};
-    statement(envelope)
-        .is_some_and(|s| [EVIDENCE_V1, EVIDENCE_V2].contains(&s.predicate_type.as_str()))
-}
-
-/// The release entry an evidence statement names.
-fn release_index(envelope: &[u8]) -> Option<u64> {
-    statement(envelope)?
-        .predicate
-        .get("release")?
-        .get("index")?
-        .as_u64()
 }
 
 fn report(vs: &[EvidenceVerdict], holds: bool, agreement: &Agreement, json: bool) -> Result<()> {

@@ -11,7 +11,8 @@ use crate::agreement::Agreement;
 use crate::logged::{check_signatures, LoggedEntry};
 use nospy_manifest::judge::{self, Judgement, Observed};
 use nospy_manifest::Direction;
-use nospy_statement::predicate::{Evidence, Predicate, Release};
+use nospy_statement::bundle::{Bundle, BundleEntry};
+use nospy_statement::predicate::{Evidence, Predicate, Release, EVIDENCE_V1, EVIDENCE_V2};
 use nospy_statement::{open, Opened, StatementError};
 use nospy_tlog::checkpoint::SignedCheckpoint;
 use nospy_tlog::hash::leaf_hash;
@@ -30,6 +31,60 @@ pub struct Case {
     pub evidence: LoggedEntry,
     /// The release entry the evidence names, with its inclusion proof (`None`: not found).
     pub release: Option<LoggedEntry>,
+}
+
+impl Case {
+    /// Every evidence entry of a bundle (a case file), or only entry `index`, each with the
+    /// release entry it names when the bundle holds it. Nothing is verified here.
+    pub fn all_in(bundle: &Bundle, index: Option<u64>) -> Vec<Case> {
+        let logged = |e: &BundleEntry| LoggedEntry {
+            index: e.proof.index,
+            bytes: e.entry.clone(),
+            proof: e.proof.proof.clone(),
+            proof_checkpoint: Some(e.proof.checkpoint.clone()),
+        };
+        bundle
+            .entries
+            .iter()
+            .filter(|e| is_evidence(&e.entry))
+            .filter(|e| index.is_none_or(|i| e.proof.index == i))
+            .map(|e| {
+                let named = release_index(&e.entry);
+                Case {
+                    checkpoint: bundle.checkpoint.clone(),
+                    evidence: logged(e),
+                    release: bundle
+                        .entries
+                        .iter()
+                        .find(|r| Some(r.proof.index) == named)
+                        .map(logged),
+                }
+            })
+            .collect()
+    }
+}
+
+/// The statement an envelope carries, read without verifying anything.
+fn unverified_statement(envelope: &[u8]) -> Option<nospy_statement::Statement> {
+    let env = nospy_statement::dsse::Envelope::parse(envelope).ok()?;
+    nospy_statement::Statement::parse(&env.payload).ok()
+}
+
+/// Whether a log entry is an evidence statement (of either version), read without verifying
+/// anything: for choosing what to verify.
+pub fn is_evidence(envelope: &[u8]) -> bool {
+    unverified_statement(envelope)
+        .is_some_and(|s| [EVIDENCE_V1, EVIDENCE_V2].contains(&s.predicate_type.as_str()))
+}
+
+/// The index of the release entry an evidence statement names, read without verifying
+/// anything (the verification checks it).
+pub fn release_index(envelope: &[u8]) -> Option<u64> {
+    unverified_statement(envelope)?
+        .predicate
+        .get("release")?
+        .get("index")?
+        .as_u64()
 }
 
 /// Which check of an evidence verification.

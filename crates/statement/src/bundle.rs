@@ -63,6 +63,13 @@ struct RawConsistency {
 }
 
 impl Bundle {
+    /// The size of the tree its checkpoint signs.
+    pub fn checkpoint_size(&self) -> Result<u64, crate::StatementError> {
+        nospy_tlog::checkpoint::SignedCheckpoint::parse(self.checkpoint.as_bytes())
+            .map(|sc| sc.checkpoint.size)
+            .map_err(|e| crate::StatementError::Bundle(format!("its checkpoint: {e}")))
+    }
+
     /// The JSON form.
     pub fn to_json(&self) -> Vec<u8> {
         let b64 = base64::engine::general_purpose::STANDARD;
