@@ -18,8 +18,9 @@
 //! - A **regulator's** policy (the UK's designated-vendor rules, applied to VendorX) finds VendorX
 //!   at 38% of the access network, over the 35% cap; every other rule holds.
 //!
-//! Nothing here reads or writes files, the clock or the network: [`World::new`] returns the
-//! files and the parties' keys, the same for the same seed.
+//! [`World::new`] reads and writes no file, clock or network: it returns the files and the
+//! parties' keys, the same for the same seed. [`play`] writes them into a directory and plays
+//! the parties' parts there with a nospy executable, against a server the caller runs.
 
 use nospy_testkit::rng::Rng;
 use nospy_tlog::note::SignerKey;
@@ -27,6 +28,7 @@ use nospy_tlog::Sha256;
 
 pub mod capture;
 mod cpio;
+pub mod play;
 
 pub use capture::PHONE_HOME;
 
@@ -575,6 +577,40 @@ impl World {
             .chain(&self.evaluators)
             .chain(&self.witnesses)
             .chain([&self.monitor])
+    }
+
+    /// The log server's `serve.toml` for this world: its submitters, its witnesses (listening
+    /// at `witnesses`, which change at each start), its dashboard (with a bearer token file
+    /// when `token`).
+    pub fn serve_config(&self, witnesses: &[std::net::SocketAddr], token: bool) -> String {
+        let mut s =
+            String::from("# Written by nospy demo at each start (the witnesses' ports change).\n");
+        for p in [
+            &self.vendor,
+            &self.evaluators[0],
+            &self.evaluators[1],
+            &self.monitor,
+        ] {
+            s.push_str(&format!(
+                "[[submitter]]\nrole = \"{}\"\nkey = \"{}\"\n\n",
+                p.role,
+                p.key.verifier()
+            ));
+        }
+        s.push_str("[witnesses]\nquorum = 2\ntimeout = \"2s\"\n");
+        for (p, a) in self.witnesses.iter().zip(witnesses) {
+            s.push_str(&format!(
+                "[[witnesses.member]]\nurl = \"http://{a}\"\nkey = \"{}\"\n",
+                p.key.cosigner_verifier()
+            ));
+        }
+        s.push_str(
+            "\n[dashboard]\nagreements = [\"agreement.toml\"]\ninventory = \"inventory.csv\"\nexposure = \"exposure.toml\"\n",
+        );
+        if token {
+            s.push_str("token_file = \"dashboard.token\"\n");
+        }
+        s
     }
 
     /// A file of the world by its path.
