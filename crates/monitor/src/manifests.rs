@@ -1,11 +1,15 @@
 //! Which manifest each device is judged against: the one in the release the agreement's
 //! verdict found for its firmware in the log, else a manifest file naming its vendor and model.
 
+use crate::evidence::Basis;
+use crate::output::ManifestFrom;
 use nospy_inventory::Inventory;
 use nospy_manifest::Manifest;
 use nospy_policy::{Outcome, Verdict};
+use nospy_statement::predicate::EntryRef;
 use nospy_tlog::Sha256;
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 /// Where a device's manifest came from.
@@ -107,4 +111,82 @@ pub fn choose(
         }
     }
     c
+}
+
+/// A choice as reports and evidence name it.
+#[derive(Debug, Default)]
+pub struct Described {
+    /// Per device, in inventory order (as [`Choice::manifests`]).
+    pub manifests: Vec<Option<Arc<Manifest>>>,
+    /// Per device: where its manifest came from, as the report says it.
+    pub from: Vec<Option<ManifestFrom>>,
+    /// Per device without a manifest: why.
+    pub notes: Vec<Option<String>>,
+    /// Per device whose manifest came from the log: the release entry.
+    pub releases: Vec<Option<EntryRef>>,
+}
+
+impl Choice {
+    /// Names each source: `files[k]` is the path and SHA-256 of the `k`-th manifest file given,
+    /// `origin` the origin of the log the releases were read from.
+    pub fn describe(self, files: &[(PathBuf, Sha256)], origin: &str) -> Described {
+        let releases = self
+            .from
+            .iter()
+            .map(|f| match f {
+                Some(Source::Log {
+                    index, leaf_hash, ..
+                }) => Some(EntryRef {
+                    log: origin.to_string(),
+                    index: *index,
+                    leaf_hash: leaf_hash.to_hex(),
+                }),
+                _ => None,
+            })
+            .collect();
+        let from = self
+            .from
+            .into_iter()
+            .map(|f| {
+                f.map(|f| match f {
+                    Source::File(k) => ManifestFrom::File(files[k].0.clone(), files[k].1),
+                    Source::Log {
+                        index,
+                        admitted,
+                        version,
+                        ..
+                    } => ManifestFrom::Log {
+                        index,
+                        admitted,
+                        version,
+                    },
+                })
+            })
+            .collect();
+        Described {
+            manifests: self.manifests,
+            from,
+            notes: self.notes,
+            releases,
+        }
+    }
+}
+
+impl Described {
+    /// What each device's evidence names as what its flows were judged against (`log`: the
+    /// log the release entries are in, for people).
+    pub fn bases(&self, log: Option<&str>) -> Vec<Option<Basis>> {
+        self.manifests
+            .iter()
+            .zip(&self.from)
+            .zip(&self.releases)
+            .map(|((m, f), r)| {
+                Some(Basis {
+                    manifest: m.clone()?,
+                    name: f.as_ref()?.evidence_name(log),
+                    release: r.clone(),
+                })
+            })
+            .collect()
+    }
 }

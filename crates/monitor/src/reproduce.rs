@@ -5,8 +5,9 @@
 
 use crate::evidence::{format_time, Judging};
 use crate::Monitor;
+use nospy_flow::capture::CaptureError;
 use nospy_flow::netflow::Collector;
-use nospy_flow::source::{read_exports_from, read_traffic_from};
+use nospy_flow::source::{read_exports_from, read_traffic_from, Sink, Stats};
 use nospy_inventory::{Device, Function, Inventory, OperatorConfig};
 use nospy_manifest::Manifest;
 use nospy_policy::breach::{EvidenceVerdict, Failure};
@@ -91,23 +92,17 @@ pub fn reproduce(
     let mut monitor =
         Monitor::new(&inventory, &manifests, &operator, None).map_err(|e| e.to_string())?;
     monitor.record_names(true);
-    let mut src = Hashing {
-        inner: input,
-        hash: sha2::Sha256::new(),
-    };
-    let mut quiet = |_: usize, _: usize| {};
     // Every flow is handed to the monitor (a flow of no device is only counted), so that the
     // window is the capture's whole span, which the monitor's window lies within whatever its
     // inventory was.
-    let mut all = Everything(&mut monitor);
-    match kind {
-        Capture::Packets => read_traffic_from(&mut src, 0, &mut all, &mut quiet),
-        Capture::Flows => {
-            read_exports_from(&mut src, 0, &mut Collector::new(), &mut all, &mut quiet)
-        }
-    }
+    let (_, source) = read_hashed(
+        input,
+        0,
+        kind,
+        &mut Everything(&mut monitor),
+        &mut |_, _| {},
+    )
     .map_err(|e| e.to_string())?;
-    let source = Sha256(src.hash.finalize().into());
     let report = monitor.finish();
     let (a, b) = report.window.unwrap_or((0, 0));
     let mine: Vec<&crate::Row> = report
@@ -124,6 +119,27 @@ pub fn reproduce(
         },
         rows,
     })
+}
+
+/// Reads a capture of `kind` into `sink`, streamed (it may be larger than memory) and hashed on
+/// the way: what was read, and the SHA-256 of its bytes (the source an evidence statement
+/// names). `total` (the input's size, 0 when not known) is for `progress` (bytes read, total).
+pub fn read_hashed(
+    input: impl std::io::Read,
+    total: usize,
+    kind: Capture,
+    sink: &mut dyn Sink,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<(Stats, Sha256), CaptureError> {
+    let mut src = Hashing {
+        inner: input,
+        hash: sha2::Sha256::new(),
+    };
+    let stats = match kind {
+        Capture::Packets => read_traffic_from(&mut src, total, sink, progress),
+        Capture::Flows => read_exports_from(&mut src, total, &mut Collector::new(), sink, progress),
+    }?;
+    Ok((stats, Sha256(src.hash.finalize().into())))
 }
 
 /// The monitor, handed every flow of the source.
@@ -240,11 +256,9 @@ pub fn check_capture<R: std::io::Read>(
 }
 
 /// A reader that hashes what passes through it.
-pub struct Hashing<R> {
-    /// What is read.
-    pub inner: R,
-    /// The hash so far.
-    pub hash: sha2::Sha256,
+struct Hashing<R> {
+    inner: R,
+    hash: sha2::Sha256,
 }
 
 impl<R: std::io::Read> std::io::Read for Hashing<R> {

@@ -4,19 +4,15 @@ use crate::util::read_parsed;
 use crate::util::{print_json, Progress};
 use anyhow::{bail, Context, Result};
 use nospy_client::LogSource;
-use nospy_flow::netflow::Collector;
-use nospy_flow::source::{read_exports_from, read_traffic_from};
 use nospy_inventory::{Inventory, OperatorConfig};
 use nospy_manifest::Manifest;
 use nospy_monitor::evidence;
-use nospy_monitor::manifests::Source;
+use nospy_monitor::manifests::Described;
 use nospy_monitor::output::{report_json, ManifestFrom};
-use nospy_monitor::reproduce::Hashing;
+use nospy_monitor::reproduce::{read_hashed, Capture};
 use nospy_monitor::{Monitor, Report, Resolver};
-use nospy_statement::predicate::EntryRef;
 use nospy_tlog::Sha256;
 use serde_json::json;
-use sha2::Digest as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -206,30 +202,19 @@ pub fn run(a: MonitorArgs) -> Result<ExitCode> {
             (None, Some(p)) => (p, true),
             (None, None) => bail!("give --pcap FILE, --flows FILE or --listen udp:ADDR"),
         };
-        // Streamed through a bounded buffer (a capture may be larger than memory), hashed on the
-        // way for the evidence's source digest.
         let file =
             std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
         let total = file.metadata().map(|m| m.len() as usize).unwrap_or(0);
-        let mut src = Hashing {
-            inner: file,
-            hash: sha2::Sha256::new(),
-        };
         let mut progress = Progress::new("read bytes");
-        let mut tell = |done: usize, total: usize| progress.update(done as u64, total as u64);
-        let stats = if exports {
-            read_exports_from(
-                &mut src,
-                total,
-                &mut Collector::new(),
-                &mut monitor,
-                &mut tell,
-            )
+        let kind = if exports {
+            Capture::Flows
         } else {
-            read_traffic_from(&mut src, total, &mut monitor, &mut tell)
-        }
-        .with_context(|| format!("{}", path.display()))?;
-        (stats, Sha256(src.hash.finalize().into()))
+            Capture::Packets
+        };
+        read_hashed(file, total, kind, &mut monitor, &mut |done, total| {
+            progress.update(done as u64, total as u64)
+        })
+        .with_context(|| format!("{}", path.display()))?
     };
     let report = monitor.finish();
     let evidence = match &a.evidence_key {
@@ -266,37 +251,11 @@ pub fn run(a: MonitorArgs) -> Result<ExitCode> {
 /// Each device's manifest and where it came from: the release of its firmware in the log (with
 /// --agreement and --log/--server), else the --manifest file naming its vendor and model; and,
 /// for a device left without one, why.
-struct Chosen {
-    manifests: Vec<Option<Arc<Manifest>>>,
-    from: Vec<Option<ManifestFrom>>,
-    notes: Vec<Option<String>>,
-    /// Per device, the release entry its manifest came from (the agreement's log).
-    releases: Vec<Option<EntryRef>>,
-}
-
-impl Chosen {
-    /// What each device's evidence names as what its flows were judged against.
-    fn bases(&self, log: Option<&str>) -> Vec<Option<evidence::Basis>> {
-        self.manifests
-            .iter()
-            .zip(&self.from)
-            .zip(&self.releases)
-            .map(|((m, f), r)| {
-                Some(evidence::Basis {
-                    manifest: m.clone()?,
-                    name: f.as_ref()?.evidence_name(log),
-                    release: r.clone(),
-                })
-            })
-            .collect()
-    }
-}
-
 fn device_manifests(
     a: &MonitorArgs,
     inventory: &Inventory,
     source: Option<&LogSource>,
-) -> Result<Chosen> {
+) -> Result<Described> {
     let files: Vec<(Arc<Manifest>, Sha256)> = a
         .manifest
         .iter()
@@ -348,45 +307,13 @@ fn device_manifests(
         }
         bail!("no device of the inventory has a manifest: none of the manifests given names a device's vendor and model{}", if from_log.is_some() { ", and the log has no acceptable release of any device's firmware" } else { "" });
     }
-    let releases = choice
-        .from
+    let named: Vec<(PathBuf, Sha256)> = a
+        .manifest
         .iter()
-        .map(|f| match f {
-            Some(Source::Log {
-                index, leaf_hash, ..
-            }) => Some(EntryRef {
-                log: origin.clone(),
-                index: *index,
-                leaf_hash: leaf_hash.to_hex(),
-            }),
-            _ => None,
-        })
+        .cloned()
+        .zip(files.iter().map(|f| f.1))
         .collect();
-    let from = choice
-        .from
-        .into_iter()
-        .map(|f| {
-            f.map(|f| match f {
-                Source::File(k) => ManifestFrom::File(a.manifest[k].clone(), files[k].1),
-                Source::Log {
-                    index,
-                    admitted,
-                    version,
-                    ..
-                } => ManifestFrom::Log {
-                    index,
-                    admitted,
-                    version,
-                },
-            })
-        })
-        .collect();
-    Ok(Chosen {
-        manifests: choice.manifests,
-        from,
-        notes: choice.notes,
-        releases,
-    })
+    Ok(choice.describe(&named, &origin))
 }
 
 /// The evidence statements appended.
