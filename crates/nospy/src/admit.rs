@@ -17,17 +17,15 @@ use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+/// Where the entries of a bundle (or a case file) come from, and under which checkpoint.
 #[derive(Args)]
-pub struct BundleArgs {
+pub struct GatherArgs {
     /// The log directory (a log or a mirror).
     #[arg(long, required_unless_present = "server", conflicts_with = "server")]
     log: Option<PathBuf>,
     /// A running `nospy serve` instead: entries found with its lookup index, proofs from it.
     #[arg(long)]
     server: Option<String>,
-    /// SHA-256 of the artifact (`sha256:<hex>` or `<hex>`).
-    #[arg(long)]
-    artifact_digest: String,
     /// A signed checkpoint of this log to prove against (with witness cosignatures, from
     /// `nospy witness cosign`); default: the log's latest.
     #[arg(long)]
@@ -35,6 +33,30 @@ pub struct BundleArgs {
     /// Include a consistency proof from this earlier tree size, for verifiers that remember it.
     #[arg(long)]
     since_size: Option<u64>,
+}
+
+impl GatherArgs {
+    /// Every entry about `digest` with its proofs, and where they came from.
+    pub fn gather(&self, digest: &nospy_tlog::Sha256) -> Result<(LogSource, Bundle)> {
+        let src = LogSource::from_args(self.log.as_deref(), self.server.as_deref())
+            .context("give --log or --server")?;
+        let b = src.gather(
+            digest,
+            self.checkpoint.as_deref(),
+            self.since_size,
+            &mut Progress::callback("scanned entries"),
+        )?;
+        Ok((src, b))
+    }
+}
+
+#[derive(Args)]
+pub struct BundleArgs {
+    #[command(flatten)]
+    from: GatherArgs,
+    /// SHA-256 of the artifact (`sha256:<hex>` or `<hex>`).
+    #[arg(long)]
+    artifact_digest: String,
     /// Write the bundle here instead of standard output.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -137,14 +159,7 @@ pub struct CosignArgs {
 
 pub fn bundle(a: BundleArgs) -> Result<ExitCode> {
     let digest = parse_digest(&a.artifact_digest)?;
-    let src = LogSource::from_args(a.log.as_deref(), a.server.as_deref())
-        .context("give --log or --server")?;
-    let b = src.gather(
-        &digest,
-        a.checkpoint.as_deref(),
-        a.since_size,
-        &mut Progress::callback("scanned entries"),
-    )?;
+    let (src, b) = a.from.gather(&digest)?;
     write_output(a.out.as_deref(), &b.to_json())?;
     let n = b.entries.len();
     match &src {

@@ -1,6 +1,6 @@
 //! `nospy evidence`: breach evidence read back and verified under an agreement.
 
-use crate::util::{print_json, read_input, read_parsed, Progress};
+use crate::util::{print_json, read_input, read_parsed};
 use anyhow::{bail, Context as _, Result};
 use nospy_client::LogSource;
 use nospy_monitor::reproduce::{check_capture, Capture};
@@ -104,18 +104,8 @@ pub struct CaseArgs {
     /// SHA-256 of the firmware the evidence is about (`sha256:<hex>` or `<hex>`).
     #[arg(value_name = "DIGEST")]
     digest: String,
-    /// The log directory (a log or a mirror).
-    #[arg(long, required_unless_present = "server", conflicts_with = "server")]
-    log: Option<PathBuf>,
-    /// A running `nospy serve` instead: entries found with its lookup index, proofs from it.
-    #[arg(long)]
-    server: Option<String>,
-    /// A witnessed checkpoint of this log to prove against; default the log's latest.
-    #[arg(long, value_name = "FILE")]
-    checkpoint: Option<PathBuf>,
-    /// Include a consistency proof from this earlier tree size.
-    #[arg(long, value_name = "N")]
-    since_size: Option<u64>,
+    #[command(flatten)]
+    from: crate::admit::GatherArgs,
     /// Write the case file here.
     #[arg(long, value_name = "FILE")]
     out: PathBuf,
@@ -131,14 +121,7 @@ pub fn run(c: EvidenceCommand) -> Result<ExitCode> {
 
 fn case(a: CaseArgs) -> Result<ExitCode> {
     let digest = crate::util::parse_digest(&a.digest)?;
-    let src = nospy_client::LogSource::from_args(a.log.as_deref(), a.server.as_deref())
-        .context("give --log or --server")?;
-    let b = src.gather(
-        &digest,
-        a.checkpoint.as_deref(),
-        a.since_size,
-        &mut Progress::callback("scanned entries"),
-    )?;
+    let (src, b) = a.from.gather(&digest)?;
     let evidence: Vec<u64> = b
         .entries
         .iter()
