@@ -169,6 +169,7 @@ impl Delta {
                     r.first_ns = r.first_ns.min(n.first_ns);
                     r.last_ns = r.last_ns.max(n.last_ns);
                     r.names = r.names.min(n.names);
+                    r.openers |= n.openers;
                 }
                 out.push(r);
             }

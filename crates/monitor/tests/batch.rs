@@ -198,6 +198,7 @@ fn shown(r: &Report) -> impl PartialEq + std::fmt::Debug {
                     x.protocol(),
                     x.port(),
                     (x.flows(), x.packets(), x.bytes(), x.first_ns(), x.last_ns()),
+                    x.openers(),
                     r.names(x).to_vec(),
                 )
             })
