@@ -253,9 +253,14 @@ fn pieces_taken_from_several_monitors_merge_into_the_one_report() {
         assert_eq!(shown(&merged), shown(&one), "{workers} workers");
         // Pieces absorbed into one another first (as a worker holds a window) merge the same.
         let mut absorbed = nospy_monitor::Delta::default();
-        for d in deltas {
+        for d in deltas.clone() {
             absorbed.absorb(d);
         }
+        // Merged at once (as a worker hands on a window): the very delta absorbing gives.
+        assert!(
+            nospy_monitor::Delta::merged(deltas) == absorbed,
+            "{workers} workers, merged at once"
+        );
         let mut merger = nospy_monitor::Merger::new(&ids, &has);
         merger.add(&absorbed).expect("merge");
         assert_eq!(

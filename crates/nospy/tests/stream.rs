@@ -784,7 +784,117 @@ fn each_window_s_evidence_is_appended_once() {
     assert_eq!(dups, statements, "{again}");
     let audit = ok(&["log", "audit", s(&log), "--key", &vkey, "--json"]);
     let a: serde_json::Value = serde_json::from_str(&audit.stdout).unwrap();
-    assert_eq!(a["entries"].as_u64().unwrap() as usize, statements);
+    assert_eq!(
+        a["entries"].as_u64().unwrap() as usize,
+        statements,
+        "{said}\n----\n{again}"
+    );
+}
+
+/// A worker run to the stream's end hands on the windows of partitions no worker holds (let go
+/// by a worker that stopped, or that gave up its share as another joined), not only those of
+/// its own fair share: found when a second worker ended without ever holding the partitions the
+/// first had just let go to it, and their last windows were never signed.
+#[test]
+fn a_worker_that_ends_leaves_no_window_behind() {
+    let t = tempfile::tempdir().unwrap();
+    let (gen, args) = generated_in_order(t.path(), 40, 3_000, 900, true);
+    let want = single(&gen, &args);
+    let (log, _, vkey) = new_log(t.path(), "orphans.nospy.example/log");
+    let key = t.path().join("monitor.key");
+    new_key(&key, "monitor.operator.example");
+    let d = Deployment::new("orph");
+    collect(&d, &gen, &args, 4);
+    let evidence = [
+        "--window",
+        "5m",
+        "--evidence-key",
+        s(&key),
+        "--log",
+        s(&log),
+    ];
+    // A counts everything and stops (SIGTERM) with the last windows not yet due: it appends
+    // what it counted and frees its leases, every last window still open.
+    let a = worker(
+        &d,
+        &args,
+        "a",
+        &[&evidence[..], &["--flush", "100ms"]].concat(),
+    );
+    let t0 = std::time::Instant::now();
+    let counted = || {
+        let r = run(&[
+            "monitor", "report", "--nats", &d.url, "--stream", &d.name, "--json",
+        ]);
+        serde_json::from_str::<serde_json::Value>(&r.stdout)
+            .is_ok_and(|v| v["totals"]["flows"] == want["totals"]["flows"])
+    };
+    while !counted() {
+        assert!(t0.elapsed() < BOUND, "worker a did not count the stream");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &a.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let ra = wait_bounded(a, BOUND, "worker a");
+    assert_eq!(ra.code, 0, "{}", ra.stderr);
+    // Another worker seems alive, so the next one's fair share is half the partitions.
+    rt().block_on(async {
+        let js = async_nats::jetstream::new(async_nats::connect(NATS).await.unwrap());
+        let kv = js.get_key_value(format!("{}_STATE", d.name)).await.unwrap();
+        kv.put("worker.ghost", "ghost".into()).await.unwrap();
+    });
+    let b = worker(
+        &d,
+        &args,
+        "b",
+        &[&evidence[..], &["--until-caught-up"]].concat(),
+    );
+    let rb = wait_bounded(b, BOUND, "worker b");
+    assert_eq!(rb.code, 0, "{}", rb.stderr);
+    assert!(
+        rb.stderr.contains("taken to hand on its windows"),
+        "b took the partitions it had left to the ghost at the end: {}",
+        rb.stderr
+    );
+    let entries = |what: &str| {
+        let audit = ok(&["log", "audit", s(&log), "--key", &vkey, "--json"]);
+        let a: serde_json::Value = serde_json::from_str(&audit.stdout).unwrap();
+        let n = a["entries"].as_u64().unwrap();
+        assert!(n > 0, "{what}");
+        n
+    };
+    let signed = entries(&format!("{}\n{}", ra.stderr, rb.stderr));
+    // Every window handed on again by one worker alone (the others' announcements gone, so
+    // that it holds every partition): nothing new, so nothing was left.
+    rt().block_on(async {
+        let js = async_nats::jetstream::new(async_nats::connect(NATS).await.unwrap());
+        let kv = js.get_key_value(format!("{}_STATE", d.name)).await.unwrap();
+        for p in 0..4 {
+            kv.delete(format!("closed.{p}")).await.unwrap();
+        }
+        for w in ["a", "b", "ghost"] {
+            kv.delete(format!("worker.{w}")).await.unwrap();
+        }
+    });
+    let c = worker(
+        &d,
+        &args,
+        "c",
+        &[&evidence[..], &["--until-caught-up"]].concat(),
+    );
+    let rc = wait_bounded(c, BOUND, "worker c");
+    assert_eq!(rc.code, 0, "{}", rc.stderr);
+    assert_eq!(
+        entries(&rc.stderr),
+        signed,
+        "windows left unsigned by a and b:\n{}\n{}\n{}",
+        ra.stderr,
+        rb.stderr,
+        rc.stderr
+    );
 }
 
 /// softflowd exporting a capture's flows live to `nospy collect --listen`, one worker, and the

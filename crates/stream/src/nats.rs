@@ -428,13 +428,14 @@ impl Transport for Nats {
     async fn keys(&self, prefix: &str) -> Result<Vec<String>, TransportError> {
         let kv = self.kv().await?;
         let mut keys = kv.keys().await.map_err(|e| err("listing keys", e))?;
-        let mut out = Vec::new();
+        // A key written while the listing runs can be delivered again: each once.
+        let mut out = std::collections::BTreeSet::new();
         while let Some(k) = keys.next().await {
             let k = k.map_err(|e| err("listing keys", e))?;
             if k.starts_with(prefix) {
-                out.push(k);
+                out.insert(k);
             }
         }
-        Ok(out)
+        Ok(out.into_iter().collect())
     }
 }

@@ -125,6 +125,6 @@ pub trait Transport {
     /// Sets a value of the state store.
     async fn put(&self, key: &str, value: Bytes) -> Result<u64, TransportError>;
 
-    /// The keys of the state store that begin with `prefix`.
+    /// The keys of the state store that begin with `prefix`, each once, in order.
     async fn keys(&self, prefix: &str) -> Result<Vec<String>, TransportError>;
 }

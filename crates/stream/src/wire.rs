@@ -486,20 +486,27 @@ impl<'a> Reader<'a> {
         WireError { offset, problem }
     }
 
+    #[inline]
     fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
         match self.b.get(self.at..self.at.saturating_add(n)) {
             Some(s) if s.len() == n => {
                 self.at += n;
                 Ok(s)
             }
-            _ => Err(self.err(
-                self.at,
-                format!(
-                    "cut short: {n} bytes needed, {} left",
-                    self.b.len() - self.at.min(self.b.len())
-                ),
-            )),
+            _ => Err(self.short(n)),
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn short(&self, n: usize) -> WireError {
+        self.err(
+            self.at,
+            format!(
+                "cut short: {n} bytes needed, {} left",
+                self.b.len() - self.at.min(self.b.len())
+            ),
+        )
     }
 
     fn magic(&mut self, m: &[u8; 4], what: &str) -> Result<(), WireError> {
@@ -534,8 +541,15 @@ impl<'a> Reader<'a> {
         Ok(n)
     }
 
+    #[inline]
     fn u8(&mut self) -> Result<u8, WireError> {
-        Ok(self.take(1)?[0])
+        match self.b.get(self.at) {
+            Some(&b) => {
+                self.at += 1;
+                Ok(b)
+            }
+            None => Err(self.short(1)),
+        }
     }
 
     fn u16(&mut self) -> Result<u16, WireError> {
@@ -554,7 +568,19 @@ impl<'a> Reader<'a> {
         Ok(u64::from_be_bytes(a))
     }
 
+    /// A LEB128 number; most (times in ms, packets, ports below 128) take one byte.
+    #[inline]
     fn var(&mut self) -> Result<u64, WireError> {
+        match self.b.get(self.at) {
+            Some(&b) if b < 0x80 => {
+                self.at += 1;
+                Ok(u64::from(b))
+            }
+            _ => self.var_long(),
+        }
+    }
+
+    fn var_long(&mut self) -> Result<u64, WireError> {
         let at = self.at;
         let mut v: u64 = 0;
         for i in 0..10 {

@@ -41,6 +41,9 @@ const ROW_BYTES: usize = 5 + 1 + 17 + 1 + 2 + 60;
 const DEVICE_BYTES: usize = 5 + 30;
 /// Messages read from a partition at a turn.
 const READ_MESSAGES: usize = 8;
+/// With [`Config::until_caught_up`], idle this long: append what is held and see whether
+/// everything is counted (at most once in four times this).
+const UNTIL_IDLE: Duration = Duration::from_millis(5);
 
 /// How a worker runs.
 #[derive(Debug, Clone)]
@@ -207,9 +210,10 @@ async fn session<T: Transport>(
         if stop.load(std::sync::atomic::Ordering::Relaxed) {
             break;
         }
+        // Run to the stream's end: once idle, see at once whether everything is counted.
         let check_soon = cfg.until_caught_up
-            && idle_since.elapsed() > Duration::from_millis(30)
-            && tick.elapsed() >= Duration::from_millis(100);
+            && idle_since.elapsed() > UNTIL_IDLE
+            && tick.elapsed() >= 4 * UNTIL_IDLE;
         if tick.elapsed() >= LEASE_TICK || check_soon {
             tick = Instant::now();
             announce(t, &cfg.id).await?;
@@ -254,9 +258,10 @@ async fn session<T: Transport>(
                     ));
                 }
             }
-            // Take free or expired partitions up to the share.
+            // Take free or expired partitions up to the share (their readers opened at once).
+            let mut taken = Vec::new();
             for &p in &cfg.partitions {
-                if held.len() >= share {
+                if held.len() + taken.len() >= share {
                     break;
                 }
                 if held.contains_key(&p) {
@@ -282,7 +287,12 @@ async fn session<T: Transport>(
                 let Some(lease) = t.swap(&key, Bytes::from(cfg.id.clone()), expected).await? else {
                     continue;
                 };
-                let h = open(t, p, lease, cfg).await?;
+                taken.push((p, lease));
+            }
+            let opened =
+                futures_util::future::try_join_all(taken.iter().map(|&(p, l)| open(t, p, l, cfg)))
+                    .await?;
+            for ((p, _), h) in taken.into_iter().zip(opened) {
                 say(format!(
                     "partition {p}: taken, from flow sequence {} (chain at {})",
                     h.done, h.chain
@@ -305,6 +315,32 @@ async fn session<T: Transport>(
                 }
                 if all {
                     say("every partition is counted to the end of the stream".into());
+                    // A partition no worker holds (one let go as this worker joined, its last
+                    // windows not yet handed on) is taken now, so that its windows are closed
+                    // too: a worker that ends leaves no window behind.
+                    if cfg.close_after.is_some() {
+                        for &p in &cfg.partitions {
+                            if held.contains_key(&p) {
+                                continue;
+                            }
+                            let key = lease_key(p);
+                            let expected = match t.get(&key).await? {
+                                None => None,
+                                Some((v, rev)) if v.is_empty() => Some(rev),
+                                Some(_) => continue,
+                            };
+                            let id = Bytes::from(cfg.id.clone());
+                            if let Some(lease) = t.swap(&key, id, expected).await? {
+                                let h = open(t, p, lease, cfg).await?;
+                                say(format!(
+                                    "partition {p}: taken to hand on its windows ({} open)",
+                                    h.open_windows.len()
+                                ));
+                                st.taken += 1;
+                                held.insert(p, h);
+                            }
+                        }
+                    }
                     // Everything is counted: every window of what this worker holds is closed,
                     // and handed on (again, while what takes them refuses for a while: another
                     // worker holding a local log's lock, say).
@@ -373,7 +409,16 @@ async fn session<T: Transport>(
                 for it in items {
                     match it {
                         Item::Flow(f) => {
-                            let w = window_of(f.first_ns / 1_000_000_000, cfg.window_secs);
+                            let second = f.first_ns / 1_000_000_000;
+                            // The window of the flow before, unless this one lies outside it.
+                            let w = match window {
+                                Some(c)
+                                    if (c..c.saturating_add(cfg.window_secs)).contains(&second) =>
+                                {
+                                    c
+                                }
+                                _ => window_of(second, cfg.window_secs),
+                            };
                             if window.is_some_and(|c| c != w) {
                                 let d = monitor.take();
                                 push(h, window.unwrap_or(w), d);
@@ -453,7 +498,12 @@ async fn session<T: Transport>(
             }))
             .await;
         }
-        if !any && idle_since.elapsed() > Duration::from_millis(100) {
+        let idle_append = if cfg.until_caught_up {
+            UNTIL_IDLE
+        } else {
+            Duration::from_millis(100)
+        };
+        if !any && idle_since.elapsed() > idle_append {
             // Idle: append what is held now rather than at the next flush.
             let mut lost = Vec::new();
             for (&p, h) in held.iter_mut() {
@@ -502,22 +552,15 @@ fn unknown_delta(flows: u64, packets: u64, bytes: u64) -> Delta {
     }
 }
 
-/// Adds what was counted of window `w` to what is held of it (one delta per window).
+/// Adds what was counted of window `w` to what is held: kept as it is until the part is sent
+/// (then merged once per window, [`Delta::merged`]), counted at its own size, which bounds what
+/// it adds to the merged part.
 fn push<R, E>(h: &mut Held<R, E>, w: u64, d: Delta) {
     if d.is_empty() {
         return;
     }
-    match h.pending.iter_mut().find(|(x, _)| *x == w) {
-        Some((_, held)) => {
-            h.pending_bytes -= delta_bytes(held);
-            held.absorb(d);
-            h.pending_bytes += delta_bytes(held);
-        }
-        None => {
-            h.pending_bytes += delta_bytes(&d);
-            h.pending.push((w, d));
-        }
-    }
+    h.pending_bytes += delta_bytes(&d);
+    h.pending.push((w, d));
 }
 
 /// The start of the window holding `second`.
@@ -722,6 +765,10 @@ async fn send<T: Transport, R>(
     for (w, d) in std::mem::take(&mut h.pending) {
         windows.entry(w).or_default().push(d);
     }
+    let windows: BTreeMap<u64, Delta> = windows
+        .into_iter()
+        .map(|(w, ds)| (w, Delta::merged(ds)))
+        .collect();
     let part = Part {
         inventory: cfg.inventory,
         partition: p,
@@ -730,10 +777,7 @@ async fn send<T: Transport, R>(
         watermark_ns: h.watermark_ns,
         window_secs: cfg.window_secs,
         refused: h.refused,
-        windows: windows
-            .into_iter()
-            .flat_map(|(w, ds)| ds.into_iter().map(move |d| (w, d)))
-            .collect(),
+        windows: windows.into_iter().collect(),
     };
     let answer = t
         .send_extend(p, h.chain, Bytes::from(encode_part(&part)))
