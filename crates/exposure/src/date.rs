@@ -8,17 +8,13 @@ pub struct Date(pub i64);
 
 impl Date {
     /// Parses `YYYY-MM-DD` exactly (four-digit year, a real day of that month).
-    pub fn parse(s: &str) -> Result<Date, crate::PolicyError> {
-        Self::parse_text(s).map_err(crate::PolicyError)
-    }
-
-    fn parse_text(s: &str) -> Result<Date, String> {
-        let bad = || format!("{s:?} is not a date of the form YYYY-MM-DD");
+    pub fn parse(s: &str) -> Result<Date, crate::DateError> {
+        let bad = || crate::DateError::Form(s.to_string());
         let b = s.as_bytes();
         if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
             return Err(bad());
         }
-        let num = |r: std::ops::Range<usize>| -> Result<u16, String> {
+        let num = |r: std::ops::Range<usize>| -> Result<u16, crate::DateError> {
             let t = s.get(r).ok_or_else(bad)?;
             if t.bytes().all(|c| c.is_ascii_digit()) {
                 t.parse().map_err(|_| bad())
@@ -33,7 +29,7 @@ impl Date {
             .ok_or_else(bad)?;
         let day = u8::try_from(d).ok().filter(|&d| d >= 1).ok_or_else(bad)?;
         let date = time::Date::from_calendar_date(i32::from(y), month, day)
-            .map_err(|_| format!("{s:?} is not a day of that month"))?;
+            .map_err(|_| crate::DateError::NoSuchDay(s.to_string()))?;
         Ok(Date(
             i64::from(date.to_julian_day()) - UNIX_EPOCH_JULIAN_DAY,
         ))

@@ -17,7 +17,7 @@ pub mod html;
 pub mod policy;
 
 pub use date::Date;
-pub use policy::{Measure, Policy, PolicyError, Rule, Scope};
+pub use policy::{DateError, Measure, Policy, PolicyError, Rule, Scope};
 
 use nospy_inventory::{Device, Inventory};
 use std::collections::HashMap;

@@ -257,29 +257,93 @@ fn the_minimal_set_is_minimal_by_exhaustive_search() {
 
 #[test]
 fn a_bad_policy_is_refused_with_its_line() {
+    use nospy_exposure::{DateError, PolicyError as E};
     let good = "[[rule]]\nname = \"x\"\nvendor = \"V\"\nscope = { functions = [\"core\"] }\nmax_share = 0.35\nmeasure = \"weight\"\neffective = \"2023-12-31\"\n";
     assert!(Policy::from_toml(good).is_ok());
-    for (bad, line, what) in [
-        (good.replace("\"core\"", "\"kernel\""), 4, "not a function"),
-        (good.replace("0.35", "-0.1"), 5, "not a share"),
-        (good.replace("0.35", "35"), 5, "not a share"),
+    let cases: [(String, usize, &str, fn(&E) -> bool); 10] = [
+        (
+            good.replace("\"core\"", "\"kernel\""),
+            4,
+            "not a function",
+            |e| matches!(e, E::Function { .. }),
+        ),
+        (
+            good.replace("0.35", "-0.1"),
+            5,
+            "not a share",
+            |e| matches!(e, E::Share { share, .. } if *share == -0.1),
+        ),
+        (good.replace("0.35", "35"), 5, "not a share", |e| {
+            matches!(e, E::Share { .. })
+        }),
         (
             good.replace("\"weight\"", "\"bytes\""),
             6,
             "neither weight nor devices",
+            |e| matches!(e, E::Measure { measure, .. } if measure == "bytes"),
         ),
-        (good.replace("2023-12-31", "31/12/2023"), 7, "YYYY-MM-DD"),
-        (good.replace("2023-12-31", "2023-02-30"), 7, "not a day"),
-        (good.replace("measure", "measured"), 6, "unknown field"),
-        (format!("{good}{good}"), 8, "a second rule"),
-        (good.replace("name = \"x\"", "name = \"\""), 2, "empty"),
-    ] {
-        let e = Policy::from_toml(&bad).unwrap_err().to_string();
+        (
+            good.replace("2023-12-31", "31/12/2023"),
+            7,
+            "YYYY-MM-DD",
+            |e| {
+                matches!(
+                    e,
+                    E::Date {
+                        problem: DateError::Form(_),
+                        ..
+                    }
+                )
+            },
+        ),
+        (
+            good.replace("2023-12-31", "2023-02-30"),
+            7,
+            "not a day",
+            |e| {
+                matches!(
+                    e,
+                    E::Date {
+                        problem: DateError::NoSuchDay(_),
+                        ..
+                    }
+                )
+            },
+        ),
+        (
+            good.replace("measure", "measured"),
+            6,
+            "unknown field",
+            |e| matches!(e, E::Toml { .. }),
+        ),
+        (
+            format!("{good}{good}"),
+            8,
+            "a second rule",
+            |e| matches!(e, E::DuplicateRule { rule, .. } if rule == "x"),
+        ),
+        (
+            good.replace("name = \"x\"", "name = \"\""),
+            2,
+            "empty",
+            |e| matches!(e, E::EmptyName { .. }),
+        ),
+        (
+            good.replace("vendor = \"V\"", "vendor = \" \""),
+            3,
+            "vendor is empty",
+            |e| matches!(e, E::EmptyVendor { .. }),
+        ),
+    ];
+    for (bad, line, what, kind) in cases {
+        let e = Policy::from_toml(&bad).unwrap_err();
+        assert!(kind(&e), "{bad}\n=> {e:?}");
+        assert_eq!(e.line(), Some(line), "{bad}\n=> {e}");
+        let e = e.to_string();
         assert!(e.starts_with(&format!("line {line}:")), "{bad}\n=> {e}");
         assert!(e.contains(what), "{bad}\n=> {e}");
     }
-    assert!(Policy::from_toml("")
-        .unwrap_err()
-        .to_string()
-        .contains("no [[rule]]"));
+    let e = Policy::from_toml("").unwrap_err();
+    assert!(e == nospy_exposure::PolicyError::NoRule && e.line().is_none());
+    assert!(e.to_string().contains("no [[rule]]"));
 }

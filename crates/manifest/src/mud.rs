@@ -21,13 +21,66 @@ use std::fmt;
 /// Largest MUD file read.
 pub const MAX_MUD_LEN: usize = 4 << 20;
 
-/// A MUD file that cannot be imported at all.
+/// Why a MUD file cannot be imported at all.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MudError(pub String);
+#[non_exhaustive]
+pub enum MudError {
+    /// The file is larger than [`MAX_MUD_LEN`].
+    TooLarge {
+        /// Its length in bytes.
+        len: usize,
+    },
+    /// The bytes are not JSON.
+    NotJson {
+        /// The line of the problem (from 1).
+        line: usize,
+        /// Its column (from 1).
+        column: usize,
+        /// What the JSON reader said (with the line and column).
+        problem: String,
+    },
+    /// The JSON is not an object.
+    NotAnObject,
+    /// There is no `ietf-mud:mud` container: not a MUD file.
+    NoMudContainer,
+    /// There is no access-control-list container: the file declares no traffic.
+    NoAcls,
+    /// The access-control-list container (its key) has no `acl` list.
+    NoAclList(&'static str),
+    /// Neither `from-device-policy` nor `to-device-policy` names an ACL.
+    NoPolicy,
+    /// Neither `mfg-name` nor the MUD URL names the manufacturer.
+    NoManufacturer,
+    /// Neither `model-name`, `systeminfo` nor the MUD URL names the model.
+    NoModel,
+}
 
 impl fmt::Display for MudError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            MudError::TooLarge { len } => {
+                write!(f, "MUD file is {len} bytes, over the 4 MiB limit")
+            }
+            // The JSON reader's words name the line and column.
+            MudError::NotJson { problem, .. } => write!(f, "not JSON: {problem}"),
+            MudError::NotAnObject => f.write_str("a MUD file is a JSON object"),
+            MudError::NoMudContainer => {
+                f.write_str("no \"ietf-mud:mud\" container: not a MUD file")
+            }
+            MudError::NoAcls => f.write_str(
+                "no \"ietf-access-control-list:acls\" (or draft \"access-lists\"): the file declares no traffic",
+            ),
+            MudError::NoAclList(key) => write!(f, "\"{key}\" has no \"acl\" list"),
+            MudError::NoPolicy => {
+                f.write_str("neither from-device-policy nor to-device-policy names an ACL")
+            }
+            MudError::NoManufacturer => {
+                f.write_str("neither mfg-name nor a mud-url names the manufacturer")
+            }
+            MudError::NoModel => {
+                f.write_str("no model-name, systeminfo or mud-url names the model")
+            }
+        }
     }
 }
 
@@ -81,36 +134,36 @@ pub struct MudImport {
 /// Imports a MUD file.
 pub fn import(bytes: &[u8]) -> Result<MudImport, MudError> {
     if bytes.len() > MAX_MUD_LEN {
-        return Err(MudError(format!(
-            "MUD file is {} bytes, over the 4 MiB limit",
-            bytes.len()
-        )));
+        return Err(MudError::TooLarge { len: bytes.len() });
     }
-    let v: Value = serde_json::from_slice(bytes).map_err(|e| MudError(format!("not JSON: {e}")))?;
-    let root = v
-        .as_object()
-        .ok_or_else(|| MudError("a MUD file is a JSON object".into()))?;
+    let v: Value = serde_json::from_slice(bytes).map_err(|e| MudError::NotJson {
+        line: e.line(),
+        column: e.column(),
+        problem: e.to_string(),
+    })?;
+    let root = v.as_object().ok_or(MudError::NotAnObject)?;
     let mud = root
         .get("ietf-mud:mud")
         .and_then(Value::as_object)
-        .ok_or_else(|| MudError("no \"ietf-mud:mud\" container: not a MUD file".into()))?;
-    let (acl_key, acls) = ["ietf-access-control-list:acls", "ietf-access-control-list:access-lists"]
-        .iter()
-        .find_map(|k| root.get(*k).map(|a| (*k, a)))
-        .ok_or_else(|| MudError("no \"ietf-access-control-list:acls\" (or draft \"access-lists\"): the file declares no traffic".into()))?;
+        .ok_or(MudError::NoMudContainer)?;
+    let (acl_key, acls) = [
+        "ietf-access-control-list:acls",
+        "ietf-access-control-list:access-lists",
+    ]
+    .iter()
+    .find_map(|k| root.get(*k).map(|a| (*k, a)))
+    .ok_or(MudError::NoAcls)?;
     let acl_list = acls
         .get("acl")
         .and_then(Value::as_array)
-        .ok_or_else(|| MudError(format!("\"{acl_key}\" has no \"acl\" list")))?;
+        .ok_or(MudError::NoAclList(acl_key))?;
 
     let mut notes = Vec::new();
     let device = device(mud, &mut notes)?;
     let from = policy_names(mud, "from-device-policy");
     let to = policy_names(mud, "to-device-policy");
     if from.is_empty() && to.is_empty() {
-        return Err(MudError(
-            "neither from-device-policy nor to-device-policy names an ACL".into(),
-        ));
+        return Err(MudError::NoPolicy);
     }
     let mut allow = Vec::new();
     let mut imported = 0;
@@ -215,11 +268,7 @@ fn device(mud: &Map<String, Value>, notes: &mut Vec<Note>) -> Result<Device, Mud
             });
             host.clone()
         }
-        _ => {
-            return Err(MudError(
-                "neither mfg-name nor a mud-url names the manufacturer".into(),
-            ))
-        }
+        _ => return Err(MudError::NoManufacturer),
     };
     let model = match (
         mud.get("model-name").and_then(Value::as_str),
@@ -238,9 +287,7 @@ fn device(mud: &Map<String, Value>, notes: &mut Vec<Note>) -> Result<Device, Mud
                 .rsplit('/')
                 .next()
                 .filter(|s| !s.is_empty())
-                .ok_or_else(|| {
-                    MudError("no model-name, systeminfo or mud-url names the model".into())
-                })?;
+                .ok_or(MudError::NoModel)?;
             notes.push(Note::Approximated {
                 at: "ietf-mud:mud".into(),
                 reason: format!("no model-name; model taken from the MUD URL {last:?}"),

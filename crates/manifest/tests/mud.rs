@@ -152,14 +152,20 @@ fn mudgee_ethernet_and_icmp_details_are_named_not_dropped() {
 
 #[test]
 fn non_mud_input_is_refused_with_a_reason() {
-    for (input, reason) in [
-        (&b"not json"[..], "not JSON"),
-        (b"[]", "JSON object"),
-        (b"{}", "not a MUD file"),
-        (b"{\"ietf-mud:mud\": {\"mud-url\": \"https://x.example/m\"}}", "declares no traffic"),
-        (b"{\"ietf-mud:mud\": {\"mud-url\": \"https://x.example/m\"}, \"ietf-access-control-list:acls\": {\"acl\": []}}", "names an ACL"),
-    ] {
+    use nospy_manifest::mud::MudError;
+    let too_large = vec![b' '; nospy_manifest::mud::MAX_MUD_LEN + 1];
+    let cases: [(&[u8], fn(&MudError) -> bool, &str); 7] = [
+        (b"not json", |e| matches!(e, MudError::NotJson { line: 1, column: 2, .. }), "not JSON"),
+        (b"[]", |e| *e == MudError::NotAnObject, "JSON object"),
+        (b"{}", |e| *e == MudError::NoMudContainer, "not a MUD file"),
+        (b"{\"ietf-mud:mud\": {\"mud-url\": \"https://x.example/m\"}}", |e| *e == MudError::NoAcls, "declares no traffic"),
+        (b"{\"ietf-mud:mud\": {\"mud-url\": \"https://x.example/m\"}, \"ietf-access-control-list:acls\": {}}", |e| *e == MudError::NoAclList("ietf-access-control-list:acls"), "no \"acl\" list"),
+        (b"{\"ietf-mud:mud\": {\"mud-url\": \"https://x.example/m\"}, \"ietf-access-control-list:acls\": {\"acl\": []}}", |e| *e == MudError::NoPolicy, "names an ACL"),
+        (&too_large, |e| matches!(e, MudError::TooLarge { .. }), "4 MiB"),
+    ];
+    for (input, kind, reason) in cases {
         let e = import(input).unwrap_err();
+        assert!(kind(&e), "{e:?}");
         assert!(e.to_string().contains(reason), "{e}");
     }
 }
