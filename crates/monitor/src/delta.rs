@@ -337,11 +337,32 @@ impl Monitor {
 
 /// Why a delta cannot be merged.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MergeError(pub String);
+#[non_exhaustive]
+pub enum MergeError {
+    /// It names a device beyond the merger's inventory.
+    Device {
+        /// The device's index.
+        device: u32,
+        /// Devices in the inventory.
+        devices: usize,
+    },
+    /// A row names a set of names the delta does not have.
+    NameSet {
+        /// The set's index.
+        set: u32,
+        /// Sets in the delta.
+        sets: usize,
+    },
+}
 
 impl std::fmt::Display for MergeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            MergeError::Device { device, devices } => {
+                write!(f, "device {device} of an inventory of {devices} devices")
+            }
+            MergeError::NameSet { set, sets } => write!(f, "set of names {set} of {sets}"),
+        }
     }
 }
 
@@ -396,9 +417,10 @@ impl Merger {
             )
             .find(|&i| i as usize >= n);
         if let Some(i) = bad_device {
-            return Err(MergeError(format!(
-                "device {i} of an inventory of {n} devices"
-            )));
+            return Err(MergeError::Device {
+                device: i,
+                devices: n,
+            });
         }
         if let Some(r) = d
             .violations
@@ -406,11 +428,10 @@ impl Merger {
             .chain(&d.unattributable)
             .find(|r| r.names as usize >= d.name_sets.len().max(1))
         {
-            return Err(MergeError(format!(
-                "set of names {} of {}",
-                r.names,
-                d.name_sets.len()
-            )));
+            return Err(MergeError::NameSet {
+                set: r.names,
+                sets: d.name_sets.len(),
+            });
         }
         let r = &mut self.report;
         r.flows += d.flows;

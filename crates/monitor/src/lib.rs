@@ -46,13 +46,55 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use table::{FlatId, FlatTables, Table};
 
-/// Why a monitor could not be built.
+/// Why a monitor (or the resolver snapshot it is given) could not be built.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SetupError(pub String);
+#[non_exhaustive]
+pub enum SetupError {
+    /// Not one manifest (or none) per device of the inventory.
+    ManifestCount {
+        /// Manifests given.
+        manifests: usize,
+        /// Devices in the inventory.
+        devices: usize,
+    },
+    /// A resolver snapshot's line (from 1) names no valid DNS name (why).
+    ResolverName {
+        /// The line.
+        line: usize,
+        /// Why the name is refused.
+        problem: String,
+    },
+    /// A resolver snapshot's line (from 1) gives something that is not an IP address.
+    ResolverAddress {
+        /// The line.
+        line: usize,
+        /// What it gives.
+        text: String,
+    },
+    /// A resolver snapshot's line (from 1) gives a name without addresses.
+    ResolverNoAddress {
+        /// The line.
+        line: usize,
+        /// The name.
+        name: String,
+    },
+}
 
 impl std::fmt::Display for SetupError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            SetupError::ManifestCount { manifests, devices } => write!(
+                f,
+                "one manifest (or none) per device is needed ({manifests} for {devices} devices)"
+            ),
+            SetupError::ResolverName { line, problem } => write!(f, "line {line}: {problem}"),
+            SetupError::ResolverAddress { line, text } => {
+                write!(f, "line {line}: {text:?} is not an IP address")
+            }
+            SetupError::ResolverNoAddress { line, name } => {
+                write!(f, "line {line}: {name} has no addresses")
+            }
+        }
     }
 }
 
@@ -121,9 +163,10 @@ impl Monitor {
         resolver: Option<Resolver>,
     ) -> Result<Monitor, SetupError> {
         if manifests.len() != inventory.devices.len() {
-            return Err(SetupError(
-                "one manifest (or none) per device is needed".into(),
-            ));
+            return Err(SetupError::ManifestCount {
+                manifests: manifests.len(),
+                devices: inventory.devices.len(),
+            });
         }
         let mut by_addr = FastMap::default();
         let mut by_v4 = FastMap::default();

@@ -15,10 +15,7 @@ impl Resolver {
     /// commas (`use1-api.tplinkra.com 52.209.43.100 52.213.21.82`); `#` starts a comment. Errors
     /// name the line.
     pub fn parse(text: &str) -> Result<Resolver, crate::SetupError> {
-        Self::parse_text(text).map_err(crate::SetupError)
-    }
-
-    fn parse_text(text: &str) -> Result<Resolver, String> {
+        use crate::SetupError as E;
         let mut r = Resolver::default();
         for (i, line) in text.lines().enumerate() {
             let line = line.split('#').next().unwrap_or("").trim();
@@ -29,18 +26,21 @@ impl Resolver {
                 .split(|c: char| c.is_whitespace() || c == ',')
                 .filter(|p| !p.is_empty());
             let name = parts.next().unwrap_or_default();
-            let name =
-                nospy_manifest::dns_name(name).map_err(|e| format!("line {}: {e}", i + 1))?;
+            let name = nospy_manifest::dns_name(name).map_err(|e| E::ResolverName {
+                line: i + 1,
+                problem: e.to_string(),
+            })?;
             let mut any = false;
             for a in parts {
-                let addr: IpAddr = a
-                    .parse()
-                    .map_err(|_| format!("line {}: {a:?} is not an IP address", i + 1))?;
+                let addr: IpAddr = a.parse().map_err(|_| E::ResolverAddress {
+                    line: i + 1,
+                    text: a.to_string(),
+                })?;
                 r.by_addr.entry(addr).or_default().push(name.clone());
                 any = true;
             }
             if !any {
-                return Err(format!("line {}: {name} has no addresses", i + 1));
+                return Err(E::ResolverNoAddress { line: i + 1, name });
             }
         }
         Ok(r)

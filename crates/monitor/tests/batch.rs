@@ -286,9 +286,79 @@ fn a_piece_out_of_range_is_refused_and_adds_nothing() {
         ..Default::default()
     };
     let e = merger.add(&bad).unwrap_err();
+    assert_eq!(
+        e,
+        nospy_monitor::MergeError::Device {
+            device: 3,
+            devices: 1
+        }
+    );
     assert!(
         e.to_string().contains("device 3 of an inventory of 1"),
         "{e}"
     );
+    // A row naming a set of names the piece does not carry.
+    let row = nospy_monitor::RowParts {
+        device: 0,
+        to_device: false,
+        peer: IpAddr::from([192, 0, 2, 1]),
+        proto: 6,
+        port: 443,
+        flows: 1,
+        packets: 1,
+        bytes: 60,
+        first_ns: 0,
+        last_ns: 0,
+        names: 2,
+        openers: 0,
+    };
+    let bad = nospy_monitor::Delta {
+        flows: 1,
+        unattributable: vec![row],
+        ..Default::default()
+    };
+    assert_eq!(
+        merger.add(&bad).unwrap_err(),
+        nospy_monitor::MergeError::NameSet { set: 2, sets: 0 }
+    );
     assert_eq!(merger.finish().flows, 0);
+}
+
+/// A monitor is not built from one manifest too few, and a resolver snapshot is refused with
+/// its line and the kind of fault.
+#[test]
+fn setup_errors_say_their_kind_and_line() {
+    use nospy_monitor::{Resolver, SetupError as E};
+    let inventory = Inventory { devices: vec![] };
+    let one = vec![Some(Arc::new(
+        Manifest::from_toml(MANIFEST).expect("manifest"),
+    ))];
+    let e = Monitor::new(&inventory, &one, &OperatorConfig::default(), None).err();
+    assert_eq!(
+        e,
+        Some(E::ManifestCount {
+            manifests: 1,
+            devices: 0
+        })
+    );
+    let cases: [(&str, fn(&E) -> bool); 3] = [
+        (
+            "# names\nok.example 192.0.2.1\nbad..name 192.0.2.2\n",
+            |e| matches!(e, E::ResolverName { line: 3, .. }),
+        ),
+        (
+            "ok.example 192.0.2.1, 192.0.2.300\n",
+            |e| matches!(e, E::ResolverAddress { line: 1, text } if text == "192.0.2.300"),
+        ),
+        (
+            "\n\nlonely.example   # no address\n",
+            |e| matches!(e, E::ResolverNoAddress { line: 3, name } if name == "lonely.example"),
+        ),
+    ];
+    for (text, kind) in cases {
+        let e = Resolver::parse(text).unwrap_err();
+        assert!(kind(&e), "{text:?} => {e:?}");
+        assert!(e.to_string().starts_with("line "), "{e}");
+    }
+    assert!(Resolver::parse("a.example 192.0.2.1 2001:db8::1\n").is_ok());
 }
