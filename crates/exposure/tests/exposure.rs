@@ -260,7 +260,8 @@ fn a_bad_policy_is_refused_with_its_line() {
     use nospy_exposure::{DateError, PolicyError as E};
     let good = "[[rule]]\nname = \"x\"\nvendor = \"V\"\nscope = { functions = [\"core\"] }\nmax_share = 0.35\nmeasure = \"weight\"\neffective = \"2023-12-31\"\n";
     assert!(Policy::from_toml(good).is_ok());
-    let cases: [(String, usize, &str, fn(&E) -> bool); 10] = [
+    type Case = (String, usize, &'static str, fn(&E) -> bool);
+    let cases: [Case; 10] = [
         (
             good.replace("\"core\"", "\"kernel\""),
             4,

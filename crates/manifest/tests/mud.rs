@@ -154,7 +154,8 @@ fn mudgee_ethernet_and_icmp_details_are_named_not_dropped() {
 fn non_mud_input_is_refused_with_a_reason() {
     use nospy_manifest::mud::MudError;
     let too_large = vec![b' '; nospy_manifest::mud::MAX_MUD_LEN + 1];
-    let cases: [(&[u8], fn(&MudError) -> bool, &str); 7] = [
+    type Case<'a> = (&'a [u8], fn(&MudError) -> bool, &'static str);
+    let cases: [Case; 7] = [
         (b"not json", |e| matches!(e, MudError::NotJson { line: 1, column: 2, .. }), "not JSON"),
         (b"[]", |e| *e == MudError::NotAnObject, "JSON object"),
         (b"{}", |e| *e == MudError::NoMudContainer, "not a MUD file"),

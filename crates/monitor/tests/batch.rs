@@ -341,7 +341,8 @@ fn setup_errors_say_their_kind_and_line() {
             devices: 0
         })
     );
-    let cases: [(&str, fn(&E) -> bool); 3] = [
+    type Case = (&'static str, fn(&E) -> bool);
+    let cases: [Case; 3] = [
         (
             "# names\nok.example 192.0.2.1\nbad..name 192.0.2.2\n",
             |e| matches!(e, E::ResolverName { line: 3, .. }),

@@ -50,7 +50,7 @@ pub struct Nats {
 }
 
 fn err(what: impl std::fmt::Display, e: impl std::fmt::Display) -> TransportError {
-    TransportError(format!("{what}: {e}"))
+    TransportError::engine(what, e)
 }
 
 impl Nats {
@@ -62,9 +62,7 @@ impl Nats {
                 .bytes()
                 .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == b'_' || c == b'-');
         if !ok {
-            return Err(TransportError(format!(
-                "stream name {name:?}: upper-case letters, digits, '_' and '-', at most 64"
-            )));
+            return Err(TransportError::Name(name.to_string()));
         }
         let client = async_nats::ConnectOptions::new()
             .connection_timeout(Duration::from_secs(5))
@@ -166,7 +164,7 @@ impl PartitionReader for NatsReader {
         while out.len() < max {
             let m = match tokio::time::timeout(limit, self.messages.next()).await {
                 Err(_) => break,
-                Ok(None) => return Err(TransportError("the partition's reader ended".into())),
+                Ok(None) => return Err(err("reading a partition", "the reader ended")),
                 Ok(Some(Err(e))) => return Err(err("reading a partition", e)),
                 Ok(Some(Ok(m))) => m,
             };
@@ -225,13 +223,15 @@ impl Transport for Nats {
                     .get("partitions")
                     .await
                     .map_err(|e| err("reading the partition count", e))?
-                    .ok_or_else(|| TransportError("the partition count vanished".into()))?;
+                    .ok_or_else(|| {
+                        TransportError::Corrupt("the partition count vanished".into())
+                    })?;
                 std::str::from_utf8(&v)
                     .ok()
                     .and_then(|s| s.parse::<u32>().ok())
                     .filter(|&n| n > 0)
                     .ok_or_else(|| {
-                        TransportError(format!(
+                        TransportError::Corrupt(format!(
                             "the state bucket's partition count is {:?}, not a number",
                             String::from_utf8_lossy(&v)
                         ))

@@ -59,7 +59,7 @@ impl Outbox {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-                .map_err(|e| TransportError(format!("starting the publisher: {e}")))?;
+                .map_err(|e| TransportError::Stopped(format!("starting the publisher: {e}")))?;
             rt.block_on(async move {
                 let setup = async {
                     let nats = Nats::connect(&url, &deployment, options).await?;
@@ -100,7 +100,7 @@ impl Outbox {
         });
         let (partitions, templates) = ready_rx
             .recv()
-            .map_err(|_| TransportError("the publisher thread stopped".into()))??;
+            .map_err(|_| TransportError::Stopped("the publisher thread stopped".into()))??;
         Ok(Started {
             outbox: Outbox {
                 tx,
@@ -135,7 +135,7 @@ impl Outbox {
     pub fn put(&self, key: String, value: Bytes) -> Result<(), TransportError> {
         self.tx
             .send(Msg::Put(key, value))
-            .map_err(|_| TransportError("the publisher stopped".into()))
+            .map_err(|_| TransportError::Stopped("the publisher stopped".into()))
     }
 
     /// Waits until everything handed on is stored; returns how many batches were already
@@ -145,7 +145,7 @@ impl Outbox {
         match self.thread.take() {
             Some(t) => t
                 .join()
-                .map_err(|_| TransportError("the publisher thread panicked".into()))?,
+                .map_err(|_| TransportError::Stopped("the publisher thread panicked".into()))?,
             None => Ok(0),
         }
     }
@@ -174,7 +174,7 @@ impl OutboxSink {
     pub fn finish(mut self) -> Result<Publisher, TransportError> {
         self.hand_on(true);
         if self.broken {
-            return Err(TransportError(
+            return Err(TransportError::Stopped(
                 "publishing failed (the publisher stopped)".into(),
             ));
         }

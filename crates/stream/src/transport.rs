@@ -6,13 +6,72 @@
 use bytes::Bytes;
 use std::time::Duration;
 
-/// A failure of the engine (unreachable, refused, timed out), with what was being done.
+/// Why the stream's work could not be done.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TransportError(pub String);
+#[non_exhaustive]
+pub enum TransportError {
+    /// The engine failed, refused or did not answer in time: what was being done, and its
+    /// words. Transient: a worker starts again from the chains' ends.
+    Engine {
+        /// What was being done.
+        doing: String,
+        /// What the engine (or its client) said.
+        problem: String,
+    },
+    /// A deployment name the engine cannot hold (the name).
+    Name(String),
+    /// What the engine holds is not what nospy wrote there (what): starting again does not
+    /// help.
+    Corrupt(String),
+    /// A range of partitions beyond the stream's.
+    Partitions {
+        /// The range's first.
+        first: u32,
+        /// Its last.
+        last: u32,
+        /// The stream's partitions.
+        count: u32,
+    },
+    /// A thread or runtime of this process stopped or could not start (what).
+    Stopped(String),
+    /// Closed windows could not be handed on within [`crate::worker::ENGINE_PATIENCE`] (the
+    /// reasons were said as they happened).
+    WindowsNotHandedOn,
+}
+
+impl TransportError {
+    /// A failure of the engine, while `doing` something.
+    pub fn engine(doing: impl std::fmt::Display, problem: impl std::fmt::Display) -> Self {
+        TransportError::Engine {
+            doing: doing.to_string(),
+            problem: problem.to_string(),
+        }
+    }
+
+    /// Whether trying again may succeed (the engine failed), as opposed to a fault that stays.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, TransportError::Engine { .. })
+    }
+}
 
 impl std::fmt::Display for TransportError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            TransportError::Engine { doing, problem } => write!(f, "{doing}: {problem}"),
+            TransportError::Name(name) => write!(
+                f,
+                "stream name {name:?}: upper-case letters, digits, '_' and '-', at most 64"
+            ),
+            TransportError::Corrupt(what) | TransportError::Stopped(what) => f.write_str(what),
+            TransportError::Partitions { first, last, count } => write!(
+                f,
+                "partitions {first}-{last}: not within 0-{} (the stream has {count})",
+                count.saturating_sub(1)
+            ),
+            TransportError::WindowsNotHandedOn => {
+                f.write_str("windows could not be handed on (see above)")
+            }
+        }
     }
 }
 

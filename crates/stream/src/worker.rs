@@ -169,6 +169,7 @@ pub async fn run<T: Transport>(
         let before = st.parts;
         match session(t, monitor, cfg, stop, say, on_window, &mut st).await {
             Ok(()) => return Ok(st),
+            Err(e) if !e.is_transient() => return Err(e),
             Err(e) => {
                 // What was counted and not appended is dropped: the chains say where to read
                 // from again (this worker's leases are still its own, and taken back at once).
@@ -353,9 +354,7 @@ async fn session<T: Transport>(
                             break;
                         }
                         if started.elapsed() > ENGINE_PATIENCE {
-                            return Err(TransportError(
-                                "windows could not be handed on (see above)".into(),
-                            ));
+                            return Err(TransportError::WindowsNotHandedOn);
                         }
                         tokio::time::sleep(Duration::from_millis(300)).await;
                     }
@@ -620,7 +619,7 @@ async fn open<T: Transport>(
         None => (0, 0, 0),
         Some(end) => {
             let part = decode_part(&end.part).map_err(|e| {
-                TransportError(format!(
+                TransportError::Corrupt(format!(
                     "partition {p}: the part at the end of its chain (rows sequence {}) is unreadable: {e}",
                     end.seq
                 ))
@@ -846,7 +845,7 @@ pub fn serve(
     say: &mut dyn FnMut(String),
     on_window: &mut ServeOnWindow<'_>,
 ) -> Result<Stats, TransportError> {
-    let rt = runtime().map_err(|e| TransportError(format!("starting the worker: {e}")))?;
+    let rt = runtime().map_err(|e| TransportError::Stopped(format!("starting the worker: {e}")))?;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     rt.block_on(async {
         let nats =
@@ -855,11 +854,12 @@ pub fn serve(
         cfg.partitions = match range {
             None => (0..n).collect(),
             Some((a, b)) if a <= b && b < n => (a..=b).collect(),
-            Some((a, b)) => {
-                return Err(TransportError(format!(
-                    "partitions {a}-{b}: not within 0-{} (the stream has {n})",
-                    n - 1
-                )))
+            Some((first, last)) => {
+                return Err(TransportError::Partitions {
+                    first,
+                    last,
+                    count: n,
+                })
             }
         };
         let setup = crate::report::Setup {
