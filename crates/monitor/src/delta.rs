@@ -196,8 +196,9 @@ impl Delta {
             ..Delta::default()
         };
         let (mut violations, mut unattributable) = (Vec::new(), Vec::new());
-        let mut numbered: std::collections::HashMap<Vec<String>, u32> =
-            std::collections::HashMap::from([(Vec::new(), 0)]);
+        let mut numbered: nospy_flow::fasthash::FastMap<Vec<String>, u32> =
+            nospy_flow::fasthash::FastMap::default();
+        numbered.insert(Vec::new(), 0);
         for d in deltas {
             out.flows += d.flows;
             out.packets += d.packets;
