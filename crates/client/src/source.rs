@@ -178,57 +178,12 @@ impl LogSource {
         indexes: &[u64],
         checkpoint: Option<&Path>,
     ) -> Result<(String, Vec<LoggedEntry>), Error> {
-        let beyond = |i: u64, size: u64| Error::BeyondCheckpoint { index: i, size };
-        match self {
-            LogSource::Server(url) => {
-                if checkpoint.is_some() {
-                    return Err(Error::NeedsLocalLog("--checkpoint"));
-                }
-                let mut r = Remote::new(url)?;
-                let mut out = Vec::new();
-                for &i in indexes {
-                    if i >= r.size {
-                        return Err(beyond(i, r.size));
-                    }
-                    out.push(r.logged(i)?);
-                }
-                Ok((r.checkpoint, out))
-            }
-            LogSource::Dir(dir) => {
-                let log = Log::open(dir)?;
-                let (sc, text) = match checkpoint {
-                    None => {
-                        let sc = log.checkpoint().clone();
-                        let text = sc.to_text();
-                        (sc, text)
-                    }
-                    // The file's text as it is: its cosignatures are what a verifier counts.
-                    Some(p) => (
-                        log.checkpoint_from_file(p)?,
-                        std::fs::read_to_string(p).map_err(|e| {
-                            Error::Log(nospy_log::LogError::Io {
-                                path: p.to_path_buf(),
-                                source: e,
-                            })
-                        })?,
-                    ),
-                };
-                let size = sc.checkpoint.size;
-                let mut out = Vec::new();
-                for &i in indexes {
-                    if i >= size {
-                        return Err(beyond(i, size));
-                    }
-                    out.push(LoggedEntry {
-                        index: i,
-                        bytes: log.entry(i)?,
-                        proof: log.inclusion_proof(LogIndex(i), TreeSize(size))?,
-                        proof_checkpoint: None,
-                    });
-                }
-                Ok((text, out))
-            }
-        }
+        let mut under = Under::open(self, checkpoint)?;
+        let entries = indexes
+            .iter()
+            .map(|&i| under.logged(i))
+            .collect::<Result<_, _>>()?;
+        Ok((under.checkpoint().to_string(), entries))
     }
 
     /// Every entry about `digest` with its inclusion proof under one checkpoint (for a local
@@ -300,20 +255,15 @@ impl LogSource {
     /// [`LogSource::entries_at`]): what [`nospy_policy::breach::verify_evidence`] verifies. A
     /// named release beyond the checkpoint is left out (the verification says so).
     pub fn case_at(&self, index: u64, checkpoint: Option<&Path>) -> Result<Case, Error> {
-        let (_, found) = self.entries_at(&[index], checkpoint)?;
-        let named = found.first().and_then(|e| release_index(&e.bytes));
-        let mut indexes = vec![index];
-        indexes.extend(named);
-        let (checkpoint_text, mut entries) = match self.entries_at(&indexes, checkpoint) {
-            Err(Error::BeyondCheckpoint { .. }) if named.is_some() => {
-                self.entries_at(&[index], checkpoint)?
-            }
-            r => r?,
-        };
-        let release = (entries.len() > 1).then(|| entries.remove(1));
+        let mut under = Under::open(self, checkpoint)?;
+        let evidence = under.logged(index)?;
+        let release = release_index(&evidence.bytes)
+            .filter(|&i| i < under.size())
+            .map(|i| under.logged(i))
+            .transpose()?;
         Ok(Case {
-            checkpoint: checkpoint_text,
-            evidence: entries.remove(0),
+            checkpoint: under.checkpoint().to_string(),
+            evidence,
             release,
         })
     }
@@ -432,6 +382,77 @@ fn each_statement(
         progress(((b + 1) * 256).min(size), size);
     }
     Ok(())
+}
+
+/// A log read entry by entry under one checkpoint: a server's current one, or a local log's
+/// (or the signed checkpoint in a file, its text kept verbatim: its cosignatures are what a
+/// verifier counts).
+enum Under<'a> {
+    Remote(Remote<'a>),
+    Dir { log: Log, size: u64, text: String },
+}
+
+impl<'a> Under<'a> {
+    fn open(src: &'a LogSource, checkpoint: Option<&Path>) -> Result<Under<'a>, Error> {
+        match src {
+            LogSource::Server(url) => {
+                if checkpoint.is_some() {
+                    return Err(Error::NeedsLocalLog("--checkpoint"));
+                }
+                Ok(Under::Remote(Remote::new(url)?))
+            }
+            LogSource::Dir(dir) => {
+                let log = Log::open(dir)?;
+                let (size, text) = match checkpoint {
+                    None => {
+                        let sc = log.checkpoint();
+                        (sc.checkpoint.size, sc.to_text())
+                    }
+                    Some(p) => (
+                        log.checkpoint_from_file(p)?.checkpoint.size,
+                        std::fs::read_to_string(p).map_err(|e| {
+                            Error::Log(nospy_log::LogError::Io {
+                                path: p.to_path_buf(),
+                                source: e,
+                            })
+                        })?,
+                    ),
+                };
+                Ok(Under::Dir { log, size, text })
+            }
+        }
+    }
+
+    fn size(&self) -> u64 {
+        match self {
+            Under::Remote(r) => r.size,
+            Under::Dir { size, .. } => *size,
+        }
+    }
+
+    fn checkpoint(&self) -> &str {
+        match self {
+            Under::Remote(r) => &r.checkpoint,
+            Under::Dir { text, .. } => text,
+        }
+    }
+
+    /// Entry `index` with its inclusion proof; beyond the checkpoint, an error naming it.
+    fn logged(&mut self, index: u64) -> Result<LoggedEntry, Error> {
+        let size = self.size();
+        if index >= size {
+            return Err(Error::BeyondCheckpoint { index, size });
+        }
+        match self {
+            Under::Remote(r) => r.logged(index),
+            Under::Dir { log, .. } => Ok(LoggedEntry {
+                index,
+                bytes: log.entry(index)?,
+                proof: log.inclusion_proof(LogIndex(index), TreeSize(size))?,
+                proof_checkpoint: None,
+            }),
+        }
+    }
 }
 
 /// A server read entry by entry under its current checkpoint: entries from their bundles (each

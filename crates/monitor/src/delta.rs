@@ -109,87 +109,16 @@ impl Delta {
 
     /// Adds `o` (counted over a later stretch, or apart) to this one, so that one delta stands
     /// for both: totals summed, devices and rows merged in order (rows of the same key
-    /// combined), sets of names kept once. Costs the two deltas' sizes, not a sort.
+    /// combined), sets of names kept once ([`Delta::merged`] of the two).
     pub fn absorb(&mut self, o: Delta) {
-        self.flows += o.flows;
-        self.packets += o.packets;
-        self.bytes += o.bytes;
-        self.unknown_device_flows += o.unknown_device_flows;
-        self.flows_in_dropped_rows += o.flows_in_dropped_rows;
-        // Devices, both sorted by index.
-        let mut devices = Vec::with_capacity(self.devices.len() + o.devices.len());
-        let mut theirs = o.devices.into_iter().peekable();
-        for mut c in std::mem::take(&mut self.devices) {
-            while let Some(n) = theirs.next_if(|n| n.device < c.device) {
-                devices.push(n);
-            }
-            if let Some(n) = theirs.next_if(|n| n.device == c.device) {
-                c.flows += n.flows;
-                c.violations += n.violations;
-                c.unattributable += n.unattributable;
-            }
-            devices.push(c);
-        }
-        devices.extend(theirs);
-        self.devices = devices;
-        // Their sets of names, as numbered here.
-        if self.name_sets.is_empty() {
-            self.name_sets.push(Vec::new());
-        }
-        let ids: Vec<u32> = o
-            .name_sets
-            .into_iter()
-            .map(|set| match self.name_sets.iter().position(|s| *s == set) {
-                Some(i) => i as u32,
-                None => {
-                    self.name_sets.push(set);
-                    (self.name_sets.len() - 1) as u32
-                }
-            })
-            .collect();
-        let key = |r: &RowParts| RowKey::new(r.device, r.to_device as u8, r.peer, r.proto, r.port);
-        let merge = |mine: Vec<RowParts>, theirs: Vec<RowParts>, ids: &[u32]| {
-            let mut out = Vec::with_capacity(mine.len() + theirs.len());
-            let mut theirs = theirs
-                .into_iter()
-                .map(|mut r| {
-                    r.names = ids.get(r.names as usize).copied().unwrap_or(0);
-                    r
-                })
-                .peekable();
-            for mut r in mine {
-                let k = key(&r);
-                while let Some(n) = theirs.next_if(|n| key(n) < k) {
-                    out.push(n);
-                }
-                if let Some(n) = theirs.next_if(|n| key(n) == k) {
-                    r.flows += n.flows;
-                    r.packets += n.packets;
-                    r.bytes += n.bytes;
-                    r.first_ns = r.first_ns.min(n.first_ns);
-                    r.last_ns = r.last_ns.max(n.last_ns);
-                    r.names = r.names.min(n.names);
-                    r.openers |= n.openers;
-                }
-                out.push(r);
-            }
-            out.extend(theirs);
-            out
-        };
-        self.violations = merge(std::mem::take(&mut self.violations), o.violations, &[0]);
-        self.unattributable = merge(
-            std::mem::take(&mut self.unattributable),
-            o.unattributable,
-            &ids,
-        );
+        *self = Delta::merged(vec![std::mem::take(self), o]);
     }
-}
 
-impl Delta {
-    /// One delta standing for all of `deltas`, exactly as absorbing each in turn into the first
-    /// would give, made by one sort of all their rows instead of a merge per delta: `n log k`
-    /// for `n` rows in `k` deltas rather than `n k`. What a worker that holds many small deltas
-    /// of one window hands on.
+    /// One delta standing for all of `deltas`, in order: totals summed, devices and rows merged
+    /// (rows of the same key combined), sets of names numbered as first met. One stable sort
+    /// of all their rows, each delta's already in order, so that it merges runs: `n log k` for
+    /// `n` rows in `k` deltas. What a worker that holds many small deltas of one window hands
+    /// on.
     pub fn merged(deltas: Vec<Delta>) -> Delta {
         let mut out = Delta {
             name_sets: vec![Vec::new()],
@@ -243,7 +172,7 @@ impl Delta {
         let combine = |mut rows: Vec<RowParts>| {
             let key =
                 |r: &RowParts| RowKey::new(r.device, r.to_device as u8, r.peer, r.proto, r.port);
-            rows.sort_by_cached_key(key);
+            rows.sort_by_key(key);
             rows.dedup_by(|n, r| {
                 let same = key(n) == key(r);
                 if same {

@@ -48,6 +48,32 @@ fn rt() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+impl Deployment {
+    /// Sets (`Some`) or deletes (`None`) keys of the deployment's state bucket, as a worker or
+    /// an operator would.
+    fn set_state(&self, keys: &[(String, Option<&str>)]) {
+        rt().block_on(async {
+            let js = async_nats::jetstream::new(async_nats::connect(&self.url).await.unwrap());
+            let kv = js
+                .get_key_value(format!("{}_STATE", self.name))
+                .await
+                .unwrap();
+            for (k, v) in keys {
+                match v {
+                    Some(v) => drop(kv.put(k, v.to_string().into()).await.unwrap()),
+                    None => kv.delete(k).await.unwrap(),
+                }
+            }
+        });
+    }
+
+    /// Forgets which windows of partitions `0..n` were handed on, so that they are again.
+    fn reopen_windows(&self, n: u32) {
+        let keys: Vec<_> = (0..n).map(|p| (format!("closed.{p}"), None)).collect();
+        self.set_state(&keys);
+    }
+}
+
 impl Drop for Deployment {
     fn drop(&mut self) {
         let (name, url) = (self.name.clone(), self.url.clone());
@@ -756,16 +782,7 @@ fn each_window_s_evidence_is_appended_once() {
         "{said}"
     );
     // Every window handed on again: the same statements, all already in the log.
-    rt().block_on(async {
-        let c = async_nats::connect(NATS).await.unwrap();
-        let kv = async_nats::jetstream::new(c)
-            .get_key_value(format!("{}_STATE", d.name))
-            .await
-            .unwrap();
-        for p in 0..4 {
-            let _ = kv.delete(format!("closed.{p}")).await;
-        }
-    });
+    d.reopen_windows(4);
     let again = run_workers();
     let dups: usize = again
         .lines()
@@ -841,11 +858,7 @@ fn a_worker_that_ends_leaves_no_window_behind() {
     let ra = wait_bounded(a, BOUND, "worker a");
     assert_eq!(ra.code, 0, "{}", ra.stderr);
     // Another worker seems alive, so the next one's fair share is half the partitions.
-    rt().block_on(async {
-        let js = async_nats::jetstream::new(async_nats::connect(NATS).await.unwrap());
-        let kv = js.get_key_value(format!("{}_STATE", d.name)).await.unwrap();
-        kv.put("worker.ghost", "ghost".into()).await.unwrap();
-    });
+    d.set_state(&[("worker.ghost".into(), Some("ghost"))]);
     let b = worker(
         &d,
         &args,
@@ -869,16 +882,12 @@ fn a_worker_that_ends_leaves_no_window_behind() {
     let signed = entries(&format!("{}\n{}", ra.stderr, rb.stderr));
     // Every window handed on again by one worker alone (the others' announcements gone, so
     // that it holds every partition): nothing new, so nothing was left.
-    rt().block_on(async {
-        let js = async_nats::jetstream::new(async_nats::connect(NATS).await.unwrap());
-        let kv = js.get_key_value(format!("{}_STATE", d.name)).await.unwrap();
-        for p in 0..4 {
-            kv.delete(format!("closed.{p}")).await.unwrap();
-        }
-        for w in ["a", "b", "ghost"] {
-            kv.delete(format!("worker.{w}")).await.unwrap();
-        }
-    });
+    d.reopen_windows(4);
+    let gone: Vec<_> = ["a", "b", "ghost"]
+        .iter()
+        .map(|w| (format!("worker.{w}"), None))
+        .collect();
+    d.set_state(&gone);
     let c = worker(
         &d,
         &args,
