@@ -859,14 +859,18 @@ fn a_worker_that_ends_leaves_no_window_behind() {
     assert_eq!(ra.code, 0, "{}", ra.stderr);
     // Another worker seems alive, so the next one's fair share is half the partitions.
     d.set_state(&[("worker.ghost".into(), Some("ghost"))]);
-    let b = worker(
-        &d,
-        &args,
-        "b",
-        &[&evidence[..], &["--until-caught-up"]].concat(),
-    );
-    let rb = wait_bounded(b, BOUND, "worker b");
-    assert_eq!(rb.code, 0, "{}", rb.stderr);
+    let to_the_end = |id: &str| {
+        let w = worker(
+            &d,
+            &args,
+            id,
+            &[&evidence[..], &["--until-caught-up"]].concat(),
+        );
+        let r = wait_bounded(w, BOUND, &format!("worker {id}"));
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        r
+    };
+    let rb = to_the_end("b");
     assert!(
         rb.stderr.contains("taken to hand on its windows"),
         "b took the partitions it had left to the ghost at the end: {}",
@@ -888,14 +892,7 @@ fn a_worker_that_ends_leaves_no_window_behind() {
         .map(|w| (format!("worker.{w}"), None))
         .collect();
     d.set_state(&gone);
-    let c = worker(
-        &d,
-        &args,
-        "c",
-        &[&evidence[..], &["--until-caught-up"]].concat(),
-    );
-    let rc = wait_bounded(c, BOUND, "worker c");
-    assert_eq!(rc.code, 0, "{}", rc.stderr);
+    let rc = to_the_end("c");
     assert_eq!(
         entries(&rc.stderr),
         signed,
