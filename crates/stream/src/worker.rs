@@ -14,11 +14,12 @@
 //! Each worker announces itself (`worker.<id>`) and holds at most its fair share of the
 //! partitions it may take (their count over the workers alive), releasing the rest after
 //! appending what it counted of them: a worker that joins gets partitions, one that leaves
-//! has its partitions taken over. Leases serve only who works; the chain's check is what keeps
+//! has its partitions taken over. Workers count each other every [`MEMBERSHIP_TICK`], so a
+//! worker that joins has its share within about half a second, not after the next lease ticks. Leases serve only who works; the chain's check is what keeps
 //! the counts right.
 
 use crate::transport::{PartitionReader, Transport, TransportError};
-use crate::wire::{decode_batch, decode_part, encode_part, Item, Part};
+use crate::wire::{decode_batch_into, decode_part, encode_part, Item, Part};
 use bytes::Bytes;
 use nospy_monitor::{Delta, Monitor};
 use std::collections::{BTreeMap, BTreeSet};
@@ -28,6 +29,13 @@ use std::time::{Duration, Instant};
 pub const LEASE_TICK: Duration = Duration::from_secs(1);
 /// How long an unrenewed lease or announcement stays another's.
 pub const LEASE_EXPIRY: Duration = Duration::from_secs(5);
+/// How often a worker counts the workers alive between lease ticks: a change (one joined or
+/// left) shares the partitions out again at once, not at the next tick.
+pub const MEMBERSHIP_TICK: Duration = Duration::from_millis(250);
+/// After a change of the workers alive, how long a worker holding less than its share looks
+/// for partitions let go at every [`MEMBERSHIP_TICK`] (the others release theirs after their
+/// next count and an append).
+const SETTLING: Duration = Duration::from_secs(3);
 /// A part is appended once what it would hold could be this large, counting every row and device
 /// at its largest encoding ([`ROW_BYTES`], [`DEVICE_BYTES`]; most take a third of that). The
 /// engine's messages are at most 1 MiB, and one batch adds at most
@@ -206,7 +214,13 @@ async fn session<T: Transport>(
     // Others' leases and announcements: key to (revision, when it last changed).
     let mut seen: BTreeMap<String, (u64, Instant)> = BTreeMap::new();
     let mut tick = Instant::now() - LEASE_TICK;
+    let mut counted = Instant::now();
+    // Workers alive at the last count, and until when to look for partitions let go.
+    let mut alive = 0usize;
+    let mut settling_until = Instant::now();
     let mut idle_since = Instant::now();
+    // One batch's items, read into the same buffer each time.
+    let mut items = Vec::new();
     loop {
         if stop.load(std::sync::atomic::Ordering::Relaxed) {
             break;
@@ -215,10 +229,28 @@ async fn session<T: Transport>(
         let check_soon = cfg.until_caught_up
             && idle_since.elapsed() > UNTIL_IDLE
             && tick.elapsed() >= 4 * UNTIL_IDLE;
-        if tick.elapsed() >= LEASE_TICK || check_soon {
+        // Between ticks, count the workers alive: a change shares the partitions out again
+        // now, and for a while a worker short of its share looks for partitions let go.
+        let mut share_again = false;
+        if tick.elapsed() < LEASE_TICK && !check_soon && counted.elapsed() >= MEMBERSHIP_TICK {
+            counted = Instant::now();
+            let now_alive = alive_workers(t, &mut seen).await?;
+            if now_alive != alive {
+                settling_until = Instant::now() + SETTLING;
+                share_again = true;
+            }
+            let share = cfg.partitions.len().div_ceil(now_alive.max(1));
+            share_again |= Instant::now() < settling_until && held.len() < share;
+        }
+        if tick.elapsed() >= LEASE_TICK || check_soon || share_again {
             tick = Instant::now();
+            counted = tick;
             announce(t, &cfg.id).await?;
-            let alive = alive_workers(t, &mut seen).await?;
+            let now_alive = alive_workers(t, &mut seen).await?;
+            if now_alive != alive {
+                settling_until = Instant::now() + SETTLING;
+                alive = now_alive;
+            }
             let share = cfg.partitions.len().div_ceil(alive.max(1));
             // Renew what is held; lose what another took.
             let mut gone = Vec::new();
@@ -393,8 +425,8 @@ async fn session<T: Transport>(
                 }
                 st.messages += 1;
                 h.read = m.seq;
-                let items = match decode_batch(&m.payload) {
-                    Ok(items) => items,
+                match decode_batch_into(&m.payload, &mut items) {
+                    Ok(()) => {}
                     Err(e) => {
                         st.refused += 1;
                         h.refused += 1;
@@ -405,9 +437,9 @@ async fn session<T: Transport>(
                         continue;
                     }
                 };
-                for it in items {
-                    match it {
-                        Item::Flow(f) => {
+                for it in &items {
+                    match *it {
+                        Item::Flow(ref f) => {
                             let second = f.first_ns / 1_000_000_000;
                             // The window of the flow before, unless this one lies outside it.
                             let w = match window {
@@ -428,9 +460,9 @@ async fn session<T: Transport>(
                                 late += 1;
                             }
                             h.watermark_ns = h.watermark_ns.max(f.first_ns);
-                            monitor.flow(&f);
+                            monitor.flow(f);
                         }
-                        Item::Dns(d) => monitor.dns(&d),
+                        Item::Dns(ref d) => monitor.dns(d),
                         Item::Unknown {
                             second,
                             flows,
