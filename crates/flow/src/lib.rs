@@ -11,6 +11,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod addrmap;
 pub mod capture;
 pub mod conntrack;
 pub mod dns;

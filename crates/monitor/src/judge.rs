@@ -32,16 +32,7 @@ impl Monitor {
     /// The device with address `a`, and its compiled manifest (`NO_MANIFEST`: none).
     #[inline]
     pub(crate) fn device_of(&self, a: IpAddr) -> Option<Found> {
-        match a {
-            IpAddr::V4(v4) => {
-                let a = u32::from(v4);
-                if !self.v4_filter.may_hold(a) {
-                    return None;
-                }
-                self.by_v4.get(&a).copied()
-            }
-            IpAddr::V6(_) => self.by_addr.get(&a).copied(),
-        }
+        self.by_addr.get(a)
     }
 
     /// Judges one flow from the side of each device it belongs to, and counts it.

@@ -38,6 +38,7 @@ pub use rows::{Row, OPENED_BY_DEVICE, OPENED_BY_PEER, OPENER_UNKNOWN};
 
 use compile::*;
 use devices::*;
+use nospy_flow::addrmap::AddrMap;
 use nospy_flow::fasthash::FastMap;
 use nospy_flow::{DnsSeen, Flow};
 use nospy_inventory::{Inventory, OperatorConfig};
@@ -102,13 +103,8 @@ impl std::error::Error for SetupError {}
 
 /// The monitor: compiled manifests, the DNS answers seen, and what was found so far.
 pub struct Monitor {
-    /// Device (and its compiled manifest) by IPv6 address.
-    by_addr: FastMap<IpAddr, Found>,
-    /// Device (and its compiled manifest) by IPv4 address, keyed by the 32-bit address.
-    by_v4: FastMap<u32, Found>,
-    /// Which IPv4 addresses may be a device's: most addresses in traffic are not, and are so
-    /// told apart with one multiply and one bit.
-    v4_filter: AddrFilter,
+    /// Device (and its compiled manifest) by address.
+    by_addr: AddrMap<Found>,
     /// Per device, in inventory order.
     devs: Vec<Dev>,
     ids: Vec<Arc<str>>,
@@ -168,8 +164,7 @@ impl Monitor {
                 devices: inventory.devices.len(),
             });
         }
-        let mut by_addr = FastMap::default();
-        let mut by_v4 = FastMap::default();
+        let mut by_addr = AddrMap::with_capacity(inventory.devices.len());
         let mut vendors: Vec<&str> = Vec::new();
         let mut int = Interner::default();
         let mut compiled = Vec::new();
@@ -177,7 +172,6 @@ impl Monitor {
         let mut v4 = FlatTables::default();
         let mut v4_ids: Vec<[FlatId; 2]> = Vec::new();
         let mut devs = Vec::with_capacity(manifests.len());
-        let mut v4_filter = AddrFilter::new(inventory.devices.len());
         for (i, (d, m)) in inventory.devices.iter().zip(manifests).enumerate() {
             let vendor = match vendors.iter().position(|v| *v == d.vendor) {
                 Some(v) => v,
@@ -199,13 +193,7 @@ impl Monitor {
                 }),
             };
             for a in &d.addresses {
-                match a {
-                    IpAddr::V4(v4) => {
-                        v4_filter.insert(u32::from(*v4));
-                        by_v4.insert(u32::from(*v4), Found(i as u32, c))
-                    }
-                    IpAddr::V6(_) => by_addr.insert(*a, Found(i as u32, c)),
-                };
+                by_addr.insert(*a, Found(i as u32, c));
             }
             devs.push(Dev {
                 compiled: c,
@@ -217,8 +205,6 @@ impl Monitor {
         }
         Ok(Monitor {
             by_addr,
-            by_v4,
-            v4_filter,
             devs,
             ids: inventory
                 .devices
@@ -350,42 +336,8 @@ impl nospy_flow::source::Sink for Monitor {
 
 #[cfg(test)]
 mod tests {
-    use crate::devices::AddrFilter;
     use crate::rows::RowKey;
 
-    #[test]
-    fn the_address_filter_holds_every_address_given_and_few_others() {
-        for n in [0usize, 1, 10, 10_000, 100_000] {
-            let mut x = 0x9E37_79B9u32 ^ n as u32;
-            let mut next = || {
-                x ^= x << 13;
-                x ^= x >> 17;
-                x ^= x << 5;
-                x
-            };
-            let given: Vec<u32> = (0..n).map(|_| next()).collect();
-            let set: std::collections::HashSet<u32> = given.iter().copied().collect();
-            let mut f = AddrFilter::new(n);
-            for a in &given {
-                f.insert(*a);
-            }
-            assert!(given.iter().all(|a| f.may_hold(*a)), "{n} addresses");
-            // Neighbours of devices' addresses, as traffic has them, and others.
-            let others: Vec<u32> = given
-                .iter()
-                .map(|a| a.wrapping_add(1))
-                .chain((0..100_000).map(|_| next()))
-                .filter(|a| !set.contains(a))
-                .take(100_000)
-                .collect();
-            let held = others.iter().filter(|a| f.may_hold(**a)).count();
-            assert!(
-                held * 10 < others.len(),
-                "{n} addresses: {held} of {} others held",
-                others.len()
-            );
-        }
-    }
     use std::net::IpAddr;
 
     #[test]

@@ -4,7 +4,7 @@
 
 use crate::wire::{encode_batch, Item};
 use bytes::Bytes;
-use nospy_flow::fasthash::FastMap;
+use nospy_flow::addrmap::AddrMap;
 use nospy_flow::source::{Sink, Stats};
 use nospy_flow::{DnsSeen, Flow};
 use nospy_inventory::Inventory;
@@ -20,7 +20,7 @@ pub use crate::transport::Sealed;
 pub struct Publisher {
     partitions: u32,
     /// Partition by device address.
-    by_addr: FastMap<IpAddr, u32>,
+    by_addr: AddrMap<u32>,
     pending: Vec<Vec<Item>>,
     numbers: Vec<u64>,
     /// Flows of no device: per start second, (flows, packets, bytes).
@@ -38,7 +38,7 @@ impl Publisher {
     /// input in every batch's message id (the same input must give the same name, so that a
     /// second run over it is deduplicated; different inputs different names).
     pub fn new(inventory: &Inventory, partitions: u32, source: &str) -> Publisher {
-        let mut by_addr = FastMap::default();
+        let mut by_addr = AddrMap::with_capacity(inventory.devices.len());
         for d in &inventory.devices {
             let p = crate::partition_of(&d.device, partitions);
             for a in &d.addresses {
@@ -111,17 +111,13 @@ impl Publisher {
 
 impl Sink for Publisher {
     fn wants(&self, src: IpAddr, dst: IpAddr) -> bool {
-        self.by_addr.contains_key(&src) || self.by_addr.contains_key(&dst)
+        self.by_addr.contains(src) || self.by_addr.contains(dst)
     }
 
     fn flow(&mut self, f: &Flow) {
         // The partition of the device that sent it, else of the one it was sent to: one worker
         // judges both sides of a flow between two devices.
-        let p = self
-            .by_addr
-            .get(&f.src)
-            .or_else(|| self.by_addr.get(&f.dst))
-            .copied();
+        let p = self.by_addr.get(f.src).or_else(|| self.by_addr.get(f.dst));
         match p {
             Some(p) => {
                 self.attributed += 1;
