@@ -210,19 +210,28 @@ impl Monitor {
         let (violations, dropped) = std::mem::take(&mut self.violations).finish();
         let (unattributable, also) = std::mem::take(&mut self.unattributable).finish();
         let mut sets: Vec<Vec<String>> = vec![Vec::new()];
-        let mut renumber: BTreeMap<u32, u32> = BTreeMap::from([(0, 0)]);
+        // The monitor's set numbers to the delta's (0: not yet met), the empty set 0 in both.
+        let mut renumber: Vec<u32> = vec![0; self.name_sets.len().max(1)];
         let unattributable = unattributable
             .iter()
             .map(|r| {
-                let id = *renumber.entry(r.agg.names).or_insert_with(|| {
-                    sets.push(
-                        self.name_sets
-                            .get(r.agg.names as usize)
-                            .map(|s| s.to_vec())
-                            .unwrap_or_default(),
-                    );
-                    (sets.len() - 1) as u32
-                });
+                let names = r.agg.names as usize;
+                let id = match renumber.get(names) {
+                    Some(&id) if id != 0 || names == 0 => id,
+                    _ => {
+                        sets.push(
+                            self.name_sets
+                                .get(names)
+                                .map(|s| s.to_vec())
+                                .unwrap_or_default(),
+                        );
+                        let id = (sets.len() - 1) as u32;
+                        if let Some(slot) = renumber.get_mut(names) {
+                            *slot = id;
+                        }
+                        id
+                    }
+                };
                 RowParts::of(r, id)
             })
             .collect();
