@@ -537,8 +537,10 @@ pub fn run_nats(
     let f = fleet(devices, rules)?;
     let op = OperatorConfig::default();
     let msgs = ipfix_messages(&f, records, &mut rng);
-    // Single process.
+    // Single process (its CPU time: the process's over the three runs, a third of it).
+    let cpu = process_cpu_s();
     let (single_s, single) = best_of(3, || judge(&f, &op, &msgs))?;
+    let single_cpu = (process_cpu_s() - cpu) / 3.0;
     let single_per_s = records as f64 / single_s;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -602,6 +604,7 @@ pub fn run_nats(
     // End to end, with 1 and 2 workers.
     let mut e2e = Vec::new();
     let mut alone = (0.0, 0.0);
+    let mut alone_cpu = (0.0, 0.0);
     for (workers, apart) in [(1usize, false), (2, false), (1, true)] {
         say(&format!(
             "{} a collector and {workers} worker(s) ...",
@@ -614,7 +617,7 @@ pub fn run_nats(
         let name = format!("BENCHE2E{tag}W{workers}{}", if apart { "A" } else { "" });
         let r = end_to_end(url, &name, &f, &msgs, partitions, workers, apart);
         cleanup(name);
-        let (secs, collected, merged) = r?;
+        let (secs, collected, cpu, merged) = r?;
         anyhow::ensure!(
             merged.flows == single.flows
                 && merged.violations.len() == single.violations.len()
@@ -630,11 +633,13 @@ pub fn run_nats(
                 records as f64 / collected,
                 records as f64 / (secs - collected).max(1e-9),
             );
+            alone_cpu = cpu;
         } else {
             e2e.push(records as f64 / secs);
         }
     }
     let ratio = |x: f64| (x / single_per_s * 1000.0).round() / 1000.0;
+    let per_million = |cpu: f64| (cpu / records as f64 * 1e6 * 1000.0).round() / 1000.0;
     // The slowest of the three stages, each measured alone: the transport alone (publish and
     // read back), the collector alone, one worker alone.
     let stages = [
@@ -662,6 +667,9 @@ pub fn run_nats(
         "ratio_jetstream_raw": ratio(raw_per_s),
         "collector_alone_records_per_s": alone.0.round(),
         "worker_alone_records_per_s": alone.1.round(),
+        "single_process_cpu_s_per_million_records": per_million(single_cpu),
+        "collector_cpu_s_per_million_records": per_million(alone_cpu.0),
+        "worker_cpu_s_per_million_records": per_million(alone_cpu.1),
         "bottleneck": bottleneck,
         "debug_build": cfg!(debug_assertions),
     });
@@ -683,13 +691,37 @@ pub fn run_nats(
             "one after the other: the collector alone {:.0} records/s, then one worker alone {:.0} records/s",
             alone.0, alone.1
         );
+        println!(
+            "CPU seconds per million records: single process {:.3}, collector {:.3}, worker {:.3}",
+            per_million(single_cpu),
+            per_million(alone_cpu.0),
+            per_million(alone_cpu.1)
+        );
         println!("bottleneck: {bottleneck}");
     }
     Ok(())
 }
 
+/// The CPU time this process has used, seconds (user and system, from `/proc/self/stat`; 0
+/// where there is none). The NATS server's is not in it.
+fn process_cpu_s() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            // After the command name (in parentheses, which may hold spaces): the state is
+            // field 3, utime 14 and stime 15, in clock ticks of 1/100 s.
+            let rest = &s[s.rfind(')')? + 1..];
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+            Some(ticks as f64 / 100.0)
+        })
+        .unwrap_or(0.0)
+}
+
 /// A collector thread publishing `msgs` and `workers` worker threads until every partition is
-/// counted; seconds from start to the end, and the merged report.
+/// counted; seconds from start to the end and to the collector's end, the process's CPU
+/// seconds until the collector's end and after it (with `one_after_the_other`, the collector's
+/// and then the workers' alone), and the merged report.
 fn end_to_end(
     url: &str,
     name: &str,
@@ -698,7 +730,7 @@ fn end_to_end(
     partitions: u32,
     workers: usize,
     one_after_the_other: bool,
-) -> Result<(f64, f64, nospy_monitor::Report)> {
+) -> Result<(f64, f64, (f64, f64), nospy_monitor::Report)> {
     use nospy_stream::collect::{publish_all, Publisher};
     use nospy_stream::nats::{Nats, Options};
     use nospy_stream::transport::Transport;
@@ -726,6 +758,9 @@ fn end_to_end(
         Ok::<_, anyhow::Error>(())
     })?;
     let t = Instant::now();
+    let cpu_start = process_cpu_s();
+    let mut cpu_collected = cpu_start;
+    let mut cpu_end = cpu_start;
     let mut judged = 0.0;
     let mut collected = 0.0;
     let out = std::thread::scope(|s| -> Result<nospy_monitor::Report> {
@@ -760,6 +795,7 @@ fn end_to_end(
                 .join()
                 .map_err(|_| anyhow::anyhow!("the collector panicked"))??;
             collected = t.elapsed().as_secs_f64();
+            cpu_collected = process_cpu_s();
         }
         let handles: Vec<_> = (0..workers)
             .map(|w| {
@@ -812,6 +848,7 @@ fn end_to_end(
                 .map_err(|_| anyhow::anyhow!("a worker panicked"))??;
         }
         judged = t.elapsed().as_secs_f64();
+        cpu_end = process_cpu_s();
         if std::env::var_os("NOSPY_BENCH_TRACE").is_some() {
             eprintln!("collector done at {collected:.2} s, workers at {judged:.2} s");
         }
@@ -823,5 +860,10 @@ fn end_to_end(
         })?;
         Ok(merged.report)
     })?;
-    Ok((judged, collected, out))
+    Ok((
+        judged,
+        collected,
+        (cpu_collected - cpu_start, cpu_end - cpu_collected),
+        out,
+    ))
 }

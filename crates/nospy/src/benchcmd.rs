@@ -39,7 +39,9 @@ pub enum BenchCommand {
         /// Instead: the monitor through NATS JetStream at this URL (`nats://HOST:PORT`): the
         /// single-process rate, the raw JetStream rate for the same batches, and end to end
         /// with a collector and 1, then 2, workers, in one run (on streams of its own, deleted
-        /// after).
+        /// after); then the collector alone and one worker alone, with the CPU seconds each
+        /// spends per million records beside the single process's (the NATS server's own CPU
+        /// is not counted: watch it on its machine).
         #[arg(long, value_name = "URL")]
         nats: Option<String>,
         /// With --nats: partitions of the bench's stream.

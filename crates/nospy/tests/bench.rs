@@ -151,6 +151,9 @@ fn bench_monitor_through_nats_reports_the_three_rates_side_by_side() {
             "ratio_2_workers",
             "collector_alone_records_per_s",
             "worker_alone_records_per_s",
+            "single_process_cpu_s_per_million_records",
+            "collector_cpu_s_per_million_records",
+            "worker_cpu_s_per_million_records",
         ],
     );
     assert_eq!(v["records"], 20000, "{v}");
