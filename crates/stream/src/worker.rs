@@ -15,8 +15,8 @@
 //! partitions it may take (their count over the workers alive), releasing the rest after
 //! appending what it counted of them: a worker that joins gets partitions, one that leaves
 //! has its partitions taken over. Workers count each other every [`MEMBERSHIP_TICK`], so a
-//! worker that joins has its share within about half a second, not after the next lease ticks. Leases serve only who works; the chain's check is what keeps
-//! the counts right.
+//! worker that joins has its share within about half a second, not after the next lease
+//! ticks. Leases serve only who works; the chain's check is what keeps the counts right.
 
 use crate::transport::{PartitionReader, Transport, TransportError};
 use crate::wire::{decode_batch_into, decode_part, encode_part, Item, Part};
