@@ -210,15 +210,16 @@ impl Monitor {
         let (violations, dropped) = std::mem::take(&mut self.violations).finish();
         let (unattributable, also) = std::mem::take(&mut self.unattributable).finish();
         let mut sets: Vec<Vec<String>> = vec![Vec::new()];
-        // The monitor's set numbers to the delta's (0: not yet met), the empty set 0 in both.
-        let mut renumber: Vec<u32> = vec![0; self.name_sets.len().max(1)];
+        // The monitor's set numbers to the delta's, the empty set 0 in both.
+        let mut renumber: Vec<Option<u32>> = vec![None; self.name_sets.len().max(1)];
+        renumber[0] = Some(0);
         let unattributable = unattributable
             .iter()
             .map(|r| {
                 let names = r.agg.names as usize;
-                let id = match renumber.get(names) {
-                    Some(&id) if id != 0 || names == 0 => id,
-                    _ => {
+                let id = match renumber.get(names).copied().flatten() {
+                    Some(id) => id,
+                    None => {
                         sets.push(
                             self.name_sets
                                 .get(names)
@@ -227,7 +228,7 @@ impl Monitor {
                         );
                         let id = (sets.len() - 1) as u32;
                         if let Some(slot) = renumber.get_mut(names) {
-                            *slot = id;
+                            *slot = Some(id);
                         }
                         id
                     }

@@ -232,9 +232,11 @@ async fn session<T: Transport>(
         // Between ticks, count the workers alive: a change shares the partitions out again
         // now, and for a while a worker short of its share looks for partitions let go.
         let mut share_again = false;
+        let mut just_counted = None;
         if tick.elapsed() < LEASE_TICK && !check_soon && counted.elapsed() >= MEMBERSHIP_TICK {
             counted = Instant::now();
             let now_alive = alive_workers(t, &mut seen).await?;
+            just_counted = Some(now_alive);
             if now_alive != alive {
                 settling_until = Instant::now() + SETTLING;
                 share_again = true;
@@ -246,7 +248,11 @@ async fn session<T: Transport>(
             tick = Instant::now();
             counted = tick;
             announce(t, &cfg.id).await?;
-            let now_alive = alive_workers(t, &mut seen).await?;
+            // Counted a moment ago when that is why the partitions are shared out now.
+            let now_alive = match just_counted {
+                Some(n) => n,
+                None => alive_workers(t, &mut seen).await?,
+            };
             if now_alive != alive {
                 settling_until = Instant::now() + SETTLING;
                 alive = now_alive;
