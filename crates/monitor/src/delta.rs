@@ -194,6 +194,67 @@ impl Delta {
     }
 }
 
+/// What a monitor counted and has not handed on, set aside while it counts another stretch
+/// ([`Monitor::swap_counting`]): totals, rows, and the devices' counts. A monitor that judges
+/// several streams of flows (a worker's partitions, read in turn) keeps one per stream, so that
+/// each stream's rows grow in one place until they are taken, not in a delta per read.
+#[derive(Default)]
+pub struct Counting {
+    flows: u64,
+    packets: u64,
+    bytes: u64,
+    unknown_device_flows: u64,
+    window: Option<(u64, u64)>,
+    violations: crate::rows::Rows,
+    unattributable: crate::rows::Rows,
+    /// The devices that took part and their counts.
+    devices: Vec<DeviceCounts>,
+}
+
+impl Counting {
+    /// Whether nothing is counted in it.
+    pub fn is_empty(&self) -> bool {
+        self.flows == 0 && self.unknown_device_flows == 0 && self.devices.is_empty()
+    }
+}
+
+impl Monitor {
+    /// Exchanges what the monitor is counting with `other` (at first `Counting::default()`):
+    /// what it counts from now on adds to what `other` held, and `other` holds what it had
+    /// counted. The compiled manifests, the DNS answers seen and the sets of names stay. Costs
+    /// the devices that took part on both sides, not the rows.
+    pub fn swap_counting(&mut self, other: &mut Counting) {
+        let mut parked = Vec::with_capacity(self.touched.len());
+        for d in self.touched.drain(..) {
+            if let Some(dev) = self.devs.get_mut(d as usize) {
+                parked.push(DeviceCounts {
+                    device: d,
+                    flows: dev.flows,
+                    violations: dev.violations,
+                    unattributable: dev.unattributable,
+                });
+                (dev.flows, dev.violations, dev.unattributable) = (0, 0, 0);
+            }
+        }
+        for c in other.devices.drain(..) {
+            if let Some(dev) = self.devs.get_mut(c.device as usize) {
+                (dev.flows, dev.violations, dev.unattributable) =
+                    (c.flows, c.violations, c.unattributable);
+                self.touched.push(c.device);
+            }
+        }
+        other.devices = parked;
+        let r = &mut self.report;
+        std::mem::swap(&mut r.flows, &mut other.flows);
+        std::mem::swap(&mut r.packets, &mut other.packets);
+        std::mem::swap(&mut r.bytes, &mut other.bytes);
+        std::mem::swap(&mut r.unknown_device_flows, &mut other.unknown_device_flows);
+        std::mem::swap(&mut r.window, &mut other.window);
+        std::mem::swap(&mut self.violations, &mut other.violations);
+        std::mem::swap(&mut self.unattributable, &mut other.unattributable);
+    }
+}
+
 impl Monitor {
     /// How much the next [`Monitor::take`] holds at most: rows of both kinds, and devices.
     pub fn held(&self) -> (usize, usize) {

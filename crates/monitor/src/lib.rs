@@ -30,7 +30,7 @@ mod resolve;
 mod rows;
 mod table;
 
-pub use delta::{Delta, DeviceCounts, MergeError, Merger, RowParts};
+pub use delta::{Counting, Delta, DeviceCounts, MergeError, Merger, RowParts};
 pub use devices::manifests_by_model;
 pub use report::{DeviceSummary, Report};
 pub use resolve::Resolver;

@@ -271,6 +271,74 @@ fn pieces_taken_from_several_monitors_merge_into_the_one_report() {
     }
 }
 
+/// One monitor judging several partitions' flows in turn, each partition's counting set
+/// aside while another's is counted (`Monitor::swap_counting`, as a worker reads the
+/// partitions it holds), gives for each partition what a monitor of its flows alone gives, and
+/// nothing of one partition in another's.
+#[test]
+fn countings_set_aside_keep_each_partition_apart() {
+    let devices = 30;
+    let all = flows(20_000, devices);
+    let partitions = 4usize;
+    let of = |a: IpAddr| (0..devices).find(|&i| addr(i) == a);
+    let partition = |f: &Flow| (of(f.src).or_else(|| of(f.dst)).unwrap_or(0) % 4) as usize;
+    let mut shared = monitor(devices);
+    let mut aside: Vec<nospy_monitor::Counting> =
+        (0..partitions).map(|_| Default::default()).collect();
+    let mut deltas: Vec<Vec<nospy_monitor::Delta>> = vec![Vec::new(); partitions];
+    let mut rng = Rng(5);
+    let mut current: Option<usize> = None;
+    for f in &all {
+        let p = partition(f);
+        if current != Some(p) {
+            if let Some(c) = current {
+                shared.swap_counting(&mut aside[c]);
+            }
+            shared.swap_counting(&mut aside[p]);
+            current = Some(p);
+        }
+        shared.flow(f);
+        if rng.below(300) == 0 {
+            deltas[p].push(shared.take());
+        }
+    }
+    if let Some(c) = current {
+        shared.swap_counting(&mut aside[c]);
+    }
+    // Everything counted is set aside: the monitor itself holds nothing.
+    assert!(shared.take().is_empty());
+    for (p, counting) in aside.iter_mut().enumerate() {
+        assert!(!counting.is_empty(), "partition {p}");
+        shared.swap_counting(counting);
+        deltas[p].push(shared.take());
+        shared.swap_counting(counting);
+        assert!(counting.is_empty(), "partition {p}, taken");
+    }
+    let mut whole = monitor(devices);
+    whole.flows(&all);
+    let whole = whole.finish();
+    let ids: Vec<String> = whole.devices.iter().map(|d| d.device.clone()).collect();
+    let has: Vec<bool> = whole.devices.iter().map(|d| d.has_manifest).collect();
+    let mut everything = nospy_monitor::Merger::new(&ids, &has);
+    for (p, ds) in deltas.iter().enumerate() {
+        let mut alone = monitor(devices);
+        for f in all.iter().filter(|f| partition(f) == p) {
+            alone.flow(f);
+        }
+        let mut merger = nospy_monitor::Merger::new(&ids, &has);
+        for d in ds {
+            merger.add(d).expect("merge");
+            everything.add(d).expect("merge");
+        }
+        assert_eq!(
+            shown(&merger.finish()),
+            shown(&alone.finish()),
+            "partition {p}"
+        );
+    }
+    assert_eq!(shown(&everything.finish()), shown(&whole), "all partitions");
+}
+
 /// A piece naming a device or a set of names the merger does not have is refused whole.
 #[test]
 fn a_piece_out_of_range_is_refused_and_adds_nothing() {

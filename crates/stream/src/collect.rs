@@ -11,8 +11,26 @@ use nospy_inventory::Inventory;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-/// Items in one batch (about 50 KB of IPv4 flows).
-pub const BATCH_ITEMS: usize = 1024;
+/// Most items in one batch (about 50 KB of IPv4 flows). Larger batches cost the engine and the
+/// collector less per flow, but a worker keeps room in a part for the rows and devices a whole
+/// batch can add, at most 492 KiB for these (`worker`), and a part must fit in one message.
+pub const BATCH_ITEMS: usize = 2048;
+
+/// Most bytes of items in one batch, each counted at its largest encoding: DNS answers with
+/// long names seal a batch before it has [`BATCH_ITEMS`] of them, so that a batch stays well
+/// within the engine's 1 MiB messages.
+pub const BATCH_BYTES: usize = 256 * 1024;
+
+/// The most `it` takes in a batch.
+fn item_bytes(it: &Item) -> usize {
+    match it {
+        // Kind, flags, two 10-byte times, two IPv6 addresses, two 3-byte ports, the protocol,
+        // two 10-byte counts.
+        Item::Flow(_) => 1 + 1 + 20 + 32 + 6 + 1 + 20,
+        Item::Dns(d) => 1 + 8 + 17 + 17 + 4 + 2 + d.answer.name.len(),
+        Item::Unknown { .. } => 1 + 32,
+    }
+}
 
 pub use crate::transport::Sealed;
 
@@ -22,6 +40,8 @@ pub struct Publisher {
     /// Partition by device address.
     by_addr: AddrMap<u32>,
     pending: Vec<Vec<Item>>,
+    /// Per partition, the most its pending items take ([`item_bytes`]).
+    pending_bytes: Vec<usize>,
     numbers: Vec<u64>,
     /// Flows of no device: per start second, (flows, packets, bytes).
     unknown: BTreeMap<u64, (u64, u64, u64)>,
@@ -49,6 +69,7 @@ impl Publisher {
             partitions: partitions.max(1),
             by_addr,
             pending: vec![Vec::new(); partitions.max(1) as usize],
+            pending_bytes: vec![0; partitions.max(1) as usize],
             numbers: vec![0; partitions.max(1) as usize],
             unknown: BTreeMap::new(),
             source: source.to_string(),
@@ -59,15 +80,19 @@ impl Publisher {
     }
 
     fn push(&mut self, p: u32, it: Item) {
+        let bytes = &mut self.pending_bytes[p as usize];
+        *bytes += item_bytes(&it);
+        let full = *bytes >= BATCH_BYTES;
         let items = &mut self.pending[p as usize];
         items.push(it);
-        if items.len() >= BATCH_ITEMS {
+        if full || items.len() >= BATCH_ITEMS {
             self.seal(p);
         }
     }
 
     fn seal(&mut self, p: u32) {
         let items = std::mem::take(&mut self.pending[p as usize]);
+        self.pending_bytes[p as usize] = 0;
         if items.is_empty() {
             return;
         }

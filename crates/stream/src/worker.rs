@@ -21,7 +21,7 @@
 use crate::transport::{PartitionReader, Transport, TransportError};
 use crate::wire::{decode_batch_into, decode_part, encode_part, Item, Part};
 use bytes::Bytes;
-use nospy_monitor::{Delta, Monitor};
+use nospy_monitor::{Counting, Delta, Monitor};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
@@ -37,11 +37,13 @@ pub const MEMBERSHIP_TICK: Duration = Duration::from_millis(250);
 /// next count and an append).
 const SETTLING: Duration = Duration::from_secs(3);
 /// A part is appended once what it would hold could be this large, counting every row and device
-/// at its largest encoding ([`ROW_BYTES`], [`DEVICE_BYTES`]; most take a third of that). The
-/// engine's messages are at most 1 MiB, and one batch adds at most
-/// [`crate::collect::BATCH_ITEMS`] rows (checked after each): at most 512 KiB + 88 KiB and the
-/// names.
+/// at its largest encoding ([`ROW_BYTES`], [`DEVICE_BYTES`]; most take a third of that).
 const PART_BYTES: usize = 512 * 1024;
+/// The most a part may hold by the same count: the engine's messages are at most 1 MiB, and
+/// the rest is left for the sets of names and the headers. Before a batch is judged, what is
+/// held is appended if the batch could take it past this (each flow adds at most two rows and
+/// two devices): a batch of [`crate::collect::BATCH_ITEMS`] flows adds at most 492 KiB.
+const PART_LIMIT: usize = 896 * 1024;
 /// The largest encoding of a row in a part (`wire`: a 5-byte device, direction, an IPv6 peer,
 /// protocol, port and six 10-byte numbers).
 const ROW_BYTES: usize = 5 + 1 + 17 + 1 + 2 + 60;
@@ -129,6 +131,13 @@ struct Held<R, E> {
     watermark_ns: u64,
     pending: Vec<(u64, Delta)>,
     pending_bytes: usize,
+    /// What the monitor counted of this partition and not yet taken into `pending`, set aside
+    /// while it reads the others ([`Monitor::swap_counting`]), and the window it is of (`None`:
+    /// nothing counted). Taken at a new window, before a part is sent, and when the part would
+    /// grow too large: not after every read, which would cut a window's rows into as many
+    /// deltas as reads, each sorted and then merged again.
+    counting: Counting,
+    window: Option<u64>,
     refused: u64,
     since: Instant,
     /// The lease's revision this worker last wrote.
@@ -275,7 +284,7 @@ async fn session<T: Transport>(
             // Hand on the windows that have closed.
             let mut gone = Vec::new();
             for (&p, h) in held.iter_mut() {
-                if !close_windows(t, p, h, cfg, st, false, on_window, say).await? {
+                if !close_windows(t, monitor, p, h, cfg, st, false, on_window, say).await? {
                     gone.push(p);
                 }
             }
@@ -288,7 +297,7 @@ async fn session<T: Transport>(
                     break;
                 };
                 let mut h = held.remove(&p).expect("held");
-                if append(t, p, &mut h, cfg, st).await? {
+                if append(t, monitor, p, &mut h, cfg, st).await? {
                     let _ = t
                         .swap(&lease_key(p), Bytes::from_static(b""), Some(h.lease))
                         .await?;
@@ -342,7 +351,7 @@ async fn session<T: Transport>(
             if cfg.until_caught_up
                 && held
                     .values()
-                    .all(|h| h.pending.is_empty() && h.in_flight.is_none())
+                    .all(|h| h.pending.is_empty() && h.window.is_none() && h.in_flight.is_none())
                 && !t.keys("input.").await?.is_empty()
             {
                 let mut all = true;
@@ -386,7 +395,7 @@ async fn session<T: Transport>(
                     let started = Instant::now();
                     loop {
                         for (&p, h) in held.iter_mut() {
-                            close_windows(t, p, h, cfg, st, true, on_window, say).await?;
+                            close_windows(t, monitor, p, h, cfg, st, true, on_window, say).await?;
                         }
                         if held.values().all(|h| h.open_windows.is_empty()) {
                             break;
@@ -415,7 +424,9 @@ async fn session<T: Transport>(
                 any = true;
                 h.last_message = Instant::now();
             }
-            let mut window: Option<u64> = None;
+            // This partition's counting, and the window it is of, back in the monitor.
+            monitor.swap_counting(&mut h.counting);
+            let mut window: Option<u64> = h.window.take();
             let mut lost_now = false;
             let mut late = 0u64;
             let mut unknown: BTreeMap<u64, (u64, u64, u64)> = BTreeMap::new();
@@ -430,10 +441,10 @@ async fn session<T: Transport>(
                     continue;
                 }
                 st.messages += 1;
-                h.read = m.seq;
                 match decode_batch_into(&m.payload, &mut items) {
                     Ok(()) => {}
                     Err(e) => {
+                        h.read = m.seq;
                         st.refused += 1;
                         h.refused += 1;
                         say(format!(
@@ -443,6 +454,24 @@ async fn session<T: Transport>(
                         continue;
                     }
                 };
+                // Room in the part for the most this batch can add (each flow two rows and two
+                // devices at most): else what is held is appended first, so that no part
+                // outgrows the engine's messages whatever the batches hold.
+                let flows = items.iter().filter(|i| matches!(i, Item::Flow(_))).count();
+                let (rows, devices) = monitor.held();
+                if h.read > h.done
+                    && h.pending_bytes
+                        + (rows + 2 * flows) * ROW_BYTES
+                        + (devices + 2 * flows) * DEVICE_BYTES
+                        > PART_LIMIT
+                {
+                    hand_over(monitor, h, &mut window, &mut unknown);
+                    if !send(t, monitor, p, h, cfg, st).await? {
+                        lost_now = true;
+                        break;
+                    }
+                }
+                h.read = m.seq;
                 for it in &items {
                     match *it {
                         Item::Flow(ref f) => {
@@ -484,29 +513,22 @@ async fn session<T: Transport>(
                         }
                     }
                 }
-                // A part must stay within the engine's message size: append before it would not.
+                // Parts of about PART_BYTES: appended once what is held reaches it.
                 let (rows, devices) = monitor.held();
                 if h.pending_bytes + rows * ROW_BYTES + devices * DEVICE_BYTES >= PART_BYTES {
-                    if let Some(w) = window.take() {
-                        let d = monitor.take();
-                        push(h, w, d);
-                    }
-                    for (w, (flows, packets, bytes)) in std::mem::take(&mut unknown) {
-                        push(h, w, unknown_delta(flows, packets, bytes));
-                    }
-                    if !send(t, p, h, cfg, st).await? {
+                    hand_over(monitor, h, &mut window, &mut unknown);
+                    if !send(t, monitor, p, h, cfg, st).await? {
                         lost_now = true;
                         break;
                     }
                 }
             }
+            // Set aside again until the next read of this partition (or a part is sent).
+            h.window = window;
+            monitor.swap_counting(&mut h.counting);
             if lost_now {
                 leave(&mut held, p, st, say, "another worker extended its chain");
                 continue;
-            }
-            if let Some(w) = window {
-                let d = monitor.take();
-                push(h, w, d);
             }
             if late > 0 {
                 st.late += late;
@@ -519,7 +541,7 @@ async fn session<T: Transport>(
             }
             let due = h.pending_bytes >= PART_BYTES
                 || (h.read > h.done && h.since.elapsed() >= cfg.flush);
-            if due && !send(t, p, h, cfg, st).await? {
+            if due && !send(t, monitor, p, h, cfg, st).await? {
                 leave(&mut held, p, st, say, "another worker extended its chain");
             }
         }
@@ -544,7 +566,7 @@ async fn session<T: Transport>(
             // Idle: append what is held now rather than at the next flush.
             let mut lost = Vec::new();
             for (&p, h) in held.iter_mut() {
-                if h.read > h.done && !append(t, p, h, cfg, st).await? {
+                if h.read > h.done && !append(t, monitor, p, h, cfg, st).await? {
                     lost.push(p);
                 }
             }
@@ -555,7 +577,7 @@ async fn session<T: Transport>(
     }
     // Stopping: append what was counted, and free the leases.
     for (p, mut h) in std::mem::take(&mut held) {
-        if append(t, p, &mut h, cfg, st).await? {
+        if append(t, monitor, p, &mut h, cfg, st).await? {
             let _ = t
                 .swap(&lease_key(p), Bytes::from_static(b""), Some(h.lease))
                 .await?;
@@ -576,6 +598,23 @@ fn leave<R, E>(
     held.remove(&p);
     st.lost += 1;
     say(format!("partition {p}: {why}; left to it"));
+}
+
+/// What the partition being read counted so far (in `monitor`, of `window`) and its flows of no
+/// device, into what `h` holds to send.
+fn hand_over<R, E>(
+    monitor: &mut Monitor,
+    h: &mut Held<R, E>,
+    window: &mut Option<u64>,
+    unknown: &mut BTreeMap<u64, (u64, u64, u64)>,
+) {
+    if let Some(w) = window.take() {
+        let d = monitor.take();
+        push(h, w, d);
+    }
+    for (w, (flows, packets, bytes)) in std::mem::take(unknown) {
+        push(h, w, unknown_delta(flows, packets, bytes));
+    }
 }
 
 /// Flows of no device, as a delta.
@@ -674,6 +713,8 @@ async fn open<T: Transport>(
         watermark_ns,
         pending: Vec::new(),
         pending_bytes: 0,
+        counting: Counting::default(),
+        window: None,
         refused: 0,
         since: Instant::now(),
         lease,
@@ -696,6 +737,7 @@ async fn closed_below<T: Transport>(t: &T, p: u32) -> Result<u64, TransportError
 /// appending what is held.
 async fn close_windows<T: Transport, R>(
     t: &T,
+    monitor: &mut Monitor,
     p: u32,
     h: &mut Held<R, T::Extending>,
     cfg: &Config,
@@ -723,7 +765,7 @@ async fn close_windows<T: Transport, R>(
     if due.is_empty() {
         return Ok(true);
     }
-    if !append(t, p, h, cfg, st).await? {
+    if !append(t, monitor, p, h, cfg, st).await? {
         return Ok(false);
     }
     let parts: Vec<_> = t
@@ -773,12 +815,13 @@ async fn caught_up<T: Transport>(t: &T, p: u32) -> Result<bool, TransportError> 
 /// again).
 async fn append<T: Transport, R>(
     t: &T,
+    monitor: &mut Monitor,
     p: u32,
     h: &mut Held<R, T::Extending>,
     cfg: &Config,
     st: &mut Stats,
 ) -> Result<bool, TransportError> {
-    Ok(send(t, p, h, cfg, st).await? && settle(h, cfg, st).await?)
+    Ok(send(t, monitor, p, h, cfg, st).await? && settle(h, cfg, st).await?)
 }
 
 /// Sends what `h` counted as one part without waiting for the answer, which [`settle`] awaits
@@ -786,6 +829,7 @@ async fn append<T: Transport, R>(
 /// part sent before said another worker extended the chain.
 async fn send<T: Transport, R>(
     t: &T,
+    monitor: &mut Monitor,
     p: u32,
     h: &mut Held<R, T::Extending>,
     cfg: &Config,
@@ -797,14 +841,31 @@ async fn send<T: Transport, R>(
     if h.read == h.done {
         return Ok(true);
     }
-    // One delta per window.
+    // What the monitor counted of the partition and set aside (none while it is being read:
+    // the reader takes it itself before sending).
+    if let Some(w) = h.window.take() {
+        monitor.swap_counting(&mut h.counting);
+        let d = monitor.take();
+        monitor.swap_counting(&mut h.counting);
+        push(h, w, d);
+    }
+    // One delta per window (one taken from the monitor is already in order, and kept so).
     let mut windows: BTreeMap<u64, Vec<Delta>> = BTreeMap::new();
     for (w, d) in std::mem::take(&mut h.pending) {
         windows.entry(w).or_default().push(d);
     }
     let windows: BTreeMap<u64, Delta> = windows
         .into_iter()
-        .map(|(w, ds)| (w, Delta::merged(ds)))
+        .map(|(w, mut ds)| {
+            (
+                w,
+                if ds.len() == 1 {
+                    ds.remove(0)
+                } else {
+                    Delta::merged(ds)
+                },
+            )
+        })
         .collect();
     let part = Part {
         inventory: cfg.inventory,

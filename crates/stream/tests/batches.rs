@@ -1,0 +1,107 @@
+//! The collector's batches: every flow and DNS answer in its partition's batches, in order,
+//! and no batch beyond what the engine takes in one message, whatever the items.
+
+#![allow(clippy::unwrap_used)]
+
+use nospy_flow::dns::Answer;
+use nospy_flow::source::Sink;
+use nospy_flow::{DnsSeen, Flow};
+use nospy_inventory::{Device, Function, Inventory};
+use nospy_stream::collect::{Publisher, BATCH_BYTES, BATCH_ITEMS};
+use nospy_stream::wire::{decode_batch, Item};
+use std::net::IpAddr;
+
+fn inventory() -> Inventory {
+    Inventory {
+        devices: (0..4u8)
+            .map(|i| Device {
+                device: format!("d{i}"),
+                vendor: "V".into(),
+                model: "M".into(),
+                function: Function::Access,
+                technology: "5g".into(),
+                site: "s".into(),
+                sensitive: false,
+                addresses: vec![IpAddr::from([10, 0, 0, i])],
+                firmware_sha256: None,
+                weight: 1.0,
+                replacement_cost: 1.0,
+            })
+            .collect(),
+    }
+}
+
+/// Long DNS names seal a batch by its bytes before it has its most items; flows by their
+/// count. Read back, the batches of each partition give its items in the order given.
+#[test]
+fn batches_are_sealed_by_count_and_by_bytes_and_lose_nothing() {
+    let partitions = 2;
+    let inv = inventory();
+    let mut p = Publisher::new(&inv, partitions, "test");
+    let mut given = 0usize;
+    let mut flows = 0u64;
+    // Flows, then DNS answers with 250-byte names (sent to every partition), then flows again.
+    for round in 0..3u64 {
+        let n = if round == 1 { 3 * BATCH_ITEMS } else { BATCH_ITEMS + 7 };
+        for i in 0..n as u64 {
+            if round == 1 {
+                p.dns(&DnsSeen {
+                    ts_ns: i,
+                    client: IpAddr::from([10, 0, 0, 1]),
+                    answer: Answer {
+                        name: format!("{}.example", "a".repeat(240)),
+                        addr: IpAddr::from([192, 0, 2, (i % 256) as u8]),
+                        ttl: 60,
+                    },
+                });
+            } else {
+                p.flow(&Flow {
+                    first_ns: 1_000_000_000 * (round * 10_000 + i),
+                    last_ns: 1_000_000_000 * (round * 10_000 + i) + 5,
+                    src: IpAddr::from([10, 0, 0, (i % 4) as u8]),
+                    dst: IpAddr::from([198, 51, 100, 9]),
+                    sport: 40_000,
+                    dport: 443,
+                    proto: 6,
+                    packets: 3,
+                    bytes: 300,
+                    initiator_known: true,
+                });
+                flows += 1;
+            }
+            given += 1;
+        }
+    }
+    p.flush();
+    let sealed = p.take_sealed();
+    let mut read_flows = 0u64;
+    let mut read_dns = 0usize;
+    let mut by_bytes = 0;
+    for b in &sealed {
+        assert!(b.bytes.len() < 1 << 20, "batch {} of {} bytes", b.id, b.bytes.len());
+        let items = decode_batch(&b.bytes).unwrap();
+        assert!(!items.is_empty() && items.len() <= BATCH_ITEMS, "batch {}", b.id);
+        if items.len() < BATCH_ITEMS && items.iter().all(|i| matches!(i, Item::Dns(_))) {
+            by_bytes += 1;
+            assert!(b.bytes.len() <= BATCH_BYTES, "batch {}", b.id);
+        }
+        // Within a partition, flows in the order given.
+        let mut last = 0;
+        for it in &items {
+            match it {
+                Item::Flow(f) => {
+                    assert!(f.first_ns >= last, "batch {}: flows out of order", b.id);
+                    last = f.first_ns;
+                    read_flows += 1;
+                }
+                Item::Dns(_) => read_dns += 1,
+                Item::Unknown { .. } => panic!("no flow here is of no device"),
+            }
+        }
+    }
+    assert_eq!(read_flows, flows);
+    // Every DNS answer in every partition.
+    assert_eq!(read_dns, (given - flows as usize) * partitions as usize);
+    // 3 * 2048 answers of about 300 bytes in each of two partitions: sealed by bytes.
+    assert!(by_bytes >= 4, "{by_bytes} batches sealed by their bytes");
+}
