@@ -99,6 +99,45 @@ pub struct Delta {
     pub unattributable: Vec<RowParts>,
     /// The sets of names rows refer to; the first is the empty set.
     pub name_sets: Vec<Vec<String>>,
+    /// The names each violation row's peer stood for when the delta was taken (DNS answers
+    /// seen by then, resolver entries: what signed evidence states), by peer in address order:
+    /// an index into `name_sets`, peers that stood for no name left out. `None`: not recorded
+    /// (the monitor did not [record names](Monitor::record_names)).
+    pub peer_names: Option<Vec<(IpAddr, u32)>>,
+}
+
+/// The names peers stood for, gathered from deltas: kept only if every delta with violation
+/// rows recorded them (else their rows' names are unknown) and one did.
+#[derive(Default)]
+struct PeerNames {
+    names: BTreeMap<IpAddr, std::collections::BTreeSet<String>>,
+    recorded: bool,
+    unrecorded: bool,
+}
+
+impl PeerNames {
+    fn add(&mut self, d: &Delta) {
+        match &d.peer_names {
+            Some(list) => {
+                self.recorded = true;
+                for (peer, set) in list {
+                    if let Some(names) = d.name_sets.get(*set as usize) {
+                        if !names.is_empty() {
+                            self.names
+                                .entry(*peer)
+                                .or_default()
+                                .extend(names.iter().cloned());
+                        }
+                    }
+                }
+            }
+            None => self.unrecorded |= !d.violations.is_empty(),
+        }
+    }
+
+    fn kept(self) -> Option<BTreeMap<IpAddr, std::collections::BTreeSet<String>>> {
+        (self.recorded && !self.unrecorded).then_some(self.names)
+    }
 }
 
 impl Delta {
@@ -128,7 +167,9 @@ impl Delta {
         let mut numbered: nospy_flow::fasthash::FastMap<Vec<String>, u32> =
             nospy_flow::fasthash::FastMap::default();
         numbered.insert(Vec::new(), 0);
+        let mut peer_names = PeerNames::default();
         for d in deltas {
+            peer_names.add(&d);
             out.flows += d.flows;
             out.packets += d.packets;
             out.bytes += d.bytes;
@@ -190,6 +231,24 @@ impl Delta {
         };
         out.violations = combine(violations);
         out.unattributable = combine(unattributable);
+        out.peer_names = peer_names.kept().map(|by_peer| {
+            by_peer
+                .into_iter()
+                .map(|(peer, names)| {
+                    let set: Vec<String> = names.into_iter().collect();
+                    let id = match numbered.get(&set) {
+                        Some(&i) => i,
+                        None => {
+                            let i = out.name_sets.len() as u32;
+                            numbered.insert(set.clone(), i);
+                            out.name_sets.push(set);
+                            i
+                        }
+                    };
+                    (peer, id)
+                })
+                .collect()
+        });
         out
     }
 }
@@ -313,6 +372,36 @@ impl Monitor {
                 c
             })
             .collect();
+        // What evidence states of the violation rows' peers: the names each stood for by now.
+        let peer_names = self.record_names.then(|| {
+            let mut peers: Vec<IpAddr> = violations.iter().map(|r| r.peer()).collect();
+            peers.sort_unstable();
+            peers.dedup();
+            let mut numbered: nospy_flow::fasthash::FastMap<Vec<String>, u32> = sets
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.clone(), i as u32))
+                .collect();
+            peers
+                .into_iter()
+                .filter_map(|peer| {
+                    let names = self.names_of(peer);
+                    if names.is_empty() {
+                        return None;
+                    }
+                    let id = match numbered.get(&names) {
+                        Some(&i) => i,
+                        None => {
+                            let i = sets.len() as u32;
+                            numbered.insert(names.clone(), i);
+                            sets.push(names);
+                            i
+                        }
+                    };
+                    Some((peer, id))
+                })
+                .collect()
+        });
         let r = &mut self.report;
         let delta = Delta {
             flows: r.flows,
@@ -324,6 +413,7 @@ impl Monitor {
             violations: violations.iter().map(|r| RowParts::of(r, 0)).collect(),
             unattributable,
             name_sets: sets,
+            peer_names,
         };
         (
             r.flows,
@@ -376,6 +466,7 @@ pub struct Merger {
     unattributable: Vec<Row>,
     /// Every set of names met, numbered in the order met.
     sets: BTreeMap<Vec<String>, u32>,
+    peer_names: PeerNames,
 }
 
 impl Merger {
@@ -399,6 +490,7 @@ impl Merger {
             violations: Vec::new(),
             unattributable: Vec::new(),
             sets: BTreeMap::from([(Vec::new(), 0)]),
+            peer_names: PeerNames::default(),
         }
     }
 
@@ -423,17 +515,20 @@ impl Merger {
                 devices: n,
             });
         }
-        if let Some(r) = d
+        if let Some(set) = d
             .violations
             .iter()
             .chain(&d.unattributable)
-            .find(|r| r.names as usize >= d.name_sets.len().max(1))
+            .map(|r| r.names)
+            .chain(d.peer_names.iter().flatten().map(|p| p.1))
+            .find(|&set| set as usize >= d.name_sets.len().max(1))
         {
             return Err(MergeError::NameSet {
-                set: r.names,
+                set,
                 sets: d.name_sets.len(),
             });
         }
+        self.peer_names.add(d);
         let r = &mut self.report;
         r.flows += d.flows;
         r.packets += d.packets;
@@ -505,6 +600,19 @@ impl Merger {
         self.report.unattributable = finish(std::mem::take(&mut self.unattributable));
         self.report.flows_in_dropped_rows += dropped;
         self.report.name_sets = name_sets;
+        // Every violation row's peer, as one monitor records them (none: an empty list).
+        if let Some(mut by_peer) = std::mem::take(&mut self.peer_names).kept() {
+            let mut peer_names = BTreeMap::new();
+            for r in &self.report.violations {
+                peer_names.entry(r.peer()).or_insert_with(|| {
+                    by_peer
+                        .remove(&r.peer())
+                        .map(|n| n.into_iter().collect())
+                        .unwrap_or_default()
+                });
+            }
+            self.report.peer_names = Some(peer_names);
+        }
         self.report
     }
 }

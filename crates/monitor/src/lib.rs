@@ -268,26 +268,31 @@ impl Monitor {
             if peer_names.contains_key(&peer) {
                 continue;
             }
-            let mut names: Vec<String> = self
-                .dns
-                .get(&peer)
-                .into_iter()
-                .flatten()
-                .map(|(n, _, _)| n.to_string())
-                .chain(
-                    self.resolver
-                        .as_ref()
-                        .and_then(|r| r.by_addr.get(&peer))
-                        .into_iter()
-                        .flatten()
-                        .cloned(),
-                )
-                .collect();
-            names.sort();
-            names.dedup();
-            peer_names.insert(peer, names);
+            peer_names.insert(peer, self.names_of(peer));
         }
         peer_names
+    }
+
+    /// The names `peer` stood for (DNS answers seen so far, resolver entries), sorted, once each.
+    pub(crate) fn names_of(&self, peer: IpAddr) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .dns
+            .get(&peer)
+            .into_iter()
+            .flatten()
+            .map(|(n, _, _)| n.to_string())
+            .chain(
+                self.resolver
+                    .as_ref()
+                    .and_then(|r| r.by_addr.get(&peer))
+                    .into_iter()
+                    .flatten()
+                    .cloned(),
+            )
+            .collect();
+        names.sort();
+        names.dedup();
+        names
     }
 
     /// The report: rows sorted by device, direction, peer, protocol and port.

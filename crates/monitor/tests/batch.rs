@@ -221,10 +221,23 @@ fn pieces_taken_from_several_monitors_merge_into_the_one_report() {
     let devices = 30;
     let all = flows(20_000, devices);
     let mut one = monitor(devices);
+    // The names violation rows' peers stood for, as evidence states them, are pieces too.
+    one.record_names(true);
     one.flows(&all);
     let one = one.finish();
+    let named = one.peer_names.as_ref().expect("names recorded");
+    assert!(
+        named.values().any(|n| !n.is_empty()),
+        "a peer stood for a name"
+    );
     for workers in [1u64, 2, 4] {
-        let mut mons: Vec<Monitor> = (0..workers).map(|_| monitor(devices)).collect();
+        let mut mons: Vec<Monitor> = (0..workers)
+            .map(|_| {
+                let mut m = monitor(devices);
+                m.record_names(true);
+                m
+            })
+            .collect();
         let mut deltas = Vec::new();
         let mut rng = Rng(11 + workers);
         for f in &all {
@@ -251,6 +264,7 @@ fn pieces_taken_from_several_monitors_merge_into_the_one_report() {
         }
         let merged = merger.finish();
         assert_eq!(shown(&merged), shown(&one), "{workers} workers");
+        assert_eq!(merged.peer_names, one.peer_names, "{workers} workers");
         // Pieces absorbed into one another first (as a worker holds a window) merge the same.
         let mut absorbed = nospy_monitor::Delta::default();
         for d in deltas.clone() {
@@ -263,10 +277,29 @@ fn pieces_taken_from_several_monitors_merge_into_the_one_report() {
         );
         let mut merger = nospy_monitor::Merger::new(&ids, &has);
         merger.add(&absorbed).expect("merge");
+        let from_absorbed = merger.finish();
         assert_eq!(
-            shown(&merger.finish()),
+            shown(&from_absorbed),
             shown(&one),
             "{workers} workers, absorbed"
+        );
+        assert_eq!(
+            from_absorbed.peer_names, one.peer_names,
+            "{workers} workers"
+        );
+        // A piece with violation rows whose peers' names were not recorded leaves them
+        // unknown: the merged report records none, rather than too few.
+        let mut unnamed = monitor(devices);
+        unnamed.flows(&all[..2_000]);
+        let unnamed = unnamed.take();
+        assert!(unnamed.peer_names.is_none() && !unnamed.violations.is_empty());
+        let mut merger = nospy_monitor::Merger::new(&ids, &has);
+        merger.add(&absorbed).expect("merge");
+        merger.add(&unnamed).expect("merge");
+        assert_eq!(merger.finish().peer_names, None);
+        assert_eq!(
+            nospy_monitor::Delta::merged(vec![absorbed, unnamed]).peer_names,
+            None
         );
     }
 }

@@ -228,6 +228,14 @@ fn window_evidence(
         w,
         &deltas,
     )?;
+    // Rows the reference judgement does not reproduce from what they record are not signed
+    // (as `nospy monitor --evidence-key` reports them): said, with why.
+    for (device, why) in &signed.unsigned_rows {
+        eprintln!(
+            "nospy monitor: partition {p}, window {}: a violation row of {device} is not signed: {why}",
+            nospy_monitor::evidence::format_time(w.saturating_mul(1_000_000_000)),
+        );
+    }
     if signed.statements.is_empty() {
         return Ok(());
     }

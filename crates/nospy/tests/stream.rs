@@ -773,6 +773,9 @@ fn each_window_s_evidence_is_appended_once() {
         .collect();
     let statements: usize = appended.iter().map(|a| a.0).sum();
     assert!(statements >= with_violations, "{said}");
+    // Every violation row is signed: the parts record the names its peer stood for (none
+    // here), without which a row a DNS-name rule could allow is left undecided.
+    assert!(!said.contains("is not signed"), "{said}");
     assert!(appended.iter().all(|a| a.1 == 0), "{said}");
     let audit = ok(&["log", "audit", s(&log), "--key", &vkey, "--json"]);
     let a: serde_json::Value = serde_json::from_str(&audit.stdout).unwrap();
@@ -926,4 +929,60 @@ fn a_real_exporter_s_live_flows_through_nats_give_the_single_process_report() {
     workers_to_the_end(&d, &judged_by, 1);
     let got = comparable(report(&d, None));
     assert!(got == want, "{}", difference(&got, &want));
+}
+
+/// A worker's evidence states each violation as one process's does: the same flows, reasons
+/// and names their peers stood for (the parts carry those names; without them a row a DNS-name
+/// rule could allow would be left unsigned or signed without its names). The UT plug's capture,
+/// read by a collector, judged against its logged release's manifest, which has name rules.
+#[test]
+fn a_worker_s_evidence_states_what_one_process_states() {
+    let t = tempfile::tempdir().unwrap();
+    let (inv, agreement, monitor_key, _, log, _, _) = logged_world(t.path());
+    let pcap = net("pcap/mudscope_malign_ut-tplink_2021-11-18_15-10-46.pcap");
+    let op = t.path().join("operator.toml");
+    std::fs::write(
+        &op,
+        "[controllers]\n\"urn:ietf:params:mud:gateway\" = [\"192.168.32.1\"]\n",
+    )
+    .unwrap();
+    let judged_by: Vec<String> = [
+        "--inventory",
+        s(&inv),
+        "--operator",
+        s(&op),
+        "--agreement",
+        s(&agreement),
+        "--log",
+        s(&log),
+        "--evidence-key",
+        s(&monitor_key),
+    ]
+    .map(String::from)
+    .to_vec();
+    let mut args = vec!["monitor", "--json", "--pcap", s(&pcap)];
+    args.extend(strs(&judged_by));
+    let r = run(&args);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let (_, one) = evidence_entry(&log, 1);
+    assert!(
+        one["flows"][0].get("names").is_some(),
+        "one process records the peer's names: {one:#}"
+    );
+    let d = Deployment::new("names");
+    let c = collect_args(&d, &judged_by, 2, &["--pcap", s(&pcap), "--json"]);
+    ok_within(&strs(&c), BOUND);
+    // One window holding the whole capture, so that its rows are the process's rows.
+    let k = worker(
+        &d,
+        &judged_by,
+        "n0",
+        &["--until-caught-up", "--window", "1d"],
+    );
+    let r = wait_bounded(k, BOUND, "worker");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!r.stderr.contains("is not signed"), "{}", r.stderr);
+    let (_, nats) = evidence_entry(&log, 2);
+    assert_eq!(nats["device"], one["device"]);
+    assert_eq!(nats["flows"], one["flows"], "{nats:#}\n{one:#}");
 }

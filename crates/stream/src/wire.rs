@@ -20,10 +20,14 @@
 //! dns    = ts_ns:u64 client:addr addr:addr ttl:u32 name:str16
 //! unknown= second:u64 flows:u64 packets:u64 bytes:u64 (flows of no device, by start second)
 //!
-//! part   = "NSP2" inventory:32 partition:u32 after:u64 last:u64 watermark_ns:u64
+//! part   = "NSP3" inventory:32 partition:u32 after:u64 last:u64 watermark_ns:u64
 //!          window_secs:u64 refused:u64 count:u32 (start_s:u64 delta)*
 //! delta  = flows packets bytes unknown dropped:u64 ndev:u32 (device flows violations
 //!          unattributable:var)* nsets:u32 (n:u32 str16*)* nviol:u32 row* nunat:u32 row*
+//!          names:u8 [npeers:u32 (peer:addr set:var)*]
+//!          (names: 1 when the names violation rows' peers stood for are recorded, then each
+//!          peer that stood for any with its set; 0 when they are not. "NSP2" is the same
+//!          without `names`, read as not recorded)
 //! row    = device:var side:u8 peer:addr proto:u8 port:u16 flows packets bytes:var
 //!          first:var span:var names:var
 //!          (side: bit 0 to the device, bits 1-3 who opened its flows: the device, the peer,
@@ -35,7 +39,7 @@
 //! A part is as large as the rows it carries (a fifth of the flows may be violations to
 //! scattered peers), and every part is written once and read by every report: hence the
 //! numbers as LEB128 and the times relative to what they cannot be far from. "NSP1" (fixed
-//! 8-byte numbers) is refused with its name.
+//! 8-byte numbers) is refused with its name; "NSP2" is still read.
 
 use nospy_flow::dns::Answer;
 use nospy_flow::{DnsSeen, Flow};
@@ -43,7 +47,9 @@ use nospy_monitor::{Delta, DeviceCounts, RowParts};
 use std::net::IpAddr;
 
 const BATCH_MAGIC: &[u8; 4] = b"NSB1";
-const PART_MAGIC: &[u8; 4] = b"NSP2";
+const PART_MAGIC: &[u8; 4] = b"NSP3";
+/// The parts before the names of violation rows' peers were recorded.
+const PART_MAGIC_2: &[u8; 4] = b"NSP2";
 
 /// Why bytes are not a batch or a part: the offset and what is wrong there.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -446,6 +452,17 @@ pub fn encode_part(p: &Part) -> Vec<u8> {
                 }
             }
         }
+        match &d.peer_names {
+            None => w.push(0),
+            Some(peers) => {
+                w.push(1);
+                w.extend_from_slice(&(peers.len() as u32).to_be_bytes());
+                for (peer, set) in peers {
+                    put_addr(&mut w, *peer);
+                    put_var(&mut w, u64::from(*set));
+                }
+            }
+        }
     }
     w
 }
@@ -459,7 +476,13 @@ pub fn decode_part(b: &[u8]) -> Result<Part, WireError> {
             "a part of the earlier format NSP1, which this nospy no longer reads (the workers that wrote it were older: start the deployment afresh under a new --stream name)".into(),
         ));
     }
-    r.magic(PART_MAGIC, "a monitor part")?;
+    let names_recorded = !b.starts_with(PART_MAGIC_2);
+    let magic = if names_recorded {
+        PART_MAGIC
+    } else {
+        PART_MAGIC_2
+    };
+    r.magic(magic, "a monitor part")?;
     let mut inventory = [0u8; 32];
     inventory.copy_from_slice(r.take(32)?);
     let partition = r.u32()?;
@@ -532,6 +555,23 @@ pub fn decode_part(b: &[u8]) -> Result<Part, WireError> {
             }
         }
         let [violations, unattributable] = kinds;
+        let peer_names = if names_recorded {
+            match r.u8()? {
+                0 => None,
+                1 => {
+                    // The smallest entry: an IPv4 peer and a one-byte set.
+                    let np = r.count(5 + 1, "peers")?;
+                    let mut peers = Vec::with_capacity(np);
+                    for _ in 0..np {
+                        peers.push((r.addr()?, r.var_u32("name set")?));
+                    }
+                    Some(peers)
+                }
+                k => return Err(r.err(r.at - 1, format!("names flag {k} (0 or 1)"))),
+            }
+        } else {
+            None
+        };
         windows.push((
             start,
             Delta {
@@ -544,6 +584,7 @@ pub fn decode_part(b: &[u8]) -> Result<Part, WireError> {
                 violations,
                 unattributable,
                 name_sets,
+                peer_names,
             },
         ));
     }
@@ -947,6 +988,7 @@ mod tests {
                 openers: 0,
             }],
             name_sets: vec![vec![], vec!["a.example".into(), "b.example".into()]],
+            peer_names: Some(vec![(IpAddr::from([203, 0, 113, 9]), 1)]),
         };
         let p = Part {
             inventory: [7; 32],
@@ -990,6 +1032,23 @@ mod tests {
         assert_eq!(
             decode_part(&long).unwrap_err().to_string(),
             format!("byte {at}: a number not in its shortest form")
+        );
+        // A part written before peers' names were recorded (NSP2: no names flag) reads as
+        // one that does not record them; a flag other than 0 or 1 is refused at its place.
+        let mut unnamed = p.clone();
+        unnamed.windows.truncate(1);
+        unnamed.windows[0].1.peer_names = None;
+        let b3 = encode_part(&unnamed);
+        assert_eq!(b3.last(), Some(&0));
+        let mut b2 = b3[..b3.len() - 1].to_vec();
+        b2[..4].copy_from_slice(b"NSP2");
+        assert_eq!(decode_part(&b2).unwrap(), unnamed);
+        let mut flag = b3.clone();
+        let at = flag.len() - 1;
+        flag[at] = 2;
+        assert_eq!(
+            decode_part(&flag).unwrap_err().to_string(),
+            format!("byte {at}: names flag 2 (0 or 1)")
         );
         // A part of the fixed-width format before this one is refused by name.
         let mut old = b.clone();

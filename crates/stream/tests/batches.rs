@@ -42,7 +42,11 @@ fn batches_are_sealed_by_count_and_by_bytes_and_lose_nothing() {
     let mut flows = 0u64;
     // Flows, then DNS answers with 250-byte names (sent to every partition), then flows again.
     for round in 0..3u64 {
-        let n = if round == 1 { 3 * BATCH_ITEMS } else { BATCH_ITEMS + 7 };
+        let n = if round == 1 {
+            3 * BATCH_ITEMS
+        } else {
+            BATCH_ITEMS + 7
+        };
         for i in 0..n as u64 {
             if round == 1 {
                 p.dns(&DnsSeen {
@@ -78,9 +82,18 @@ fn batches_are_sealed_by_count_and_by_bytes_and_lose_nothing() {
     let mut read_dns = 0usize;
     let mut by_bytes = 0;
     for b in &sealed {
-        assert!(b.bytes.len() < 1 << 20, "batch {} of {} bytes", b.id, b.bytes.len());
+        assert!(
+            b.bytes.len() < 1 << 20,
+            "batch {} of {} bytes",
+            b.id,
+            b.bytes.len()
+        );
         let items = decode_batch(&b.bytes).unwrap();
-        assert!(!items.is_empty() && items.len() <= BATCH_ITEMS, "batch {}", b.id);
+        assert!(
+            !items.is_empty() && items.len() <= BATCH_ITEMS,
+            "batch {}",
+            b.id
+        );
         if items.len() < BATCH_ITEMS && items.iter().all(|i| matches!(i, Item::Dns(_))) {
             by_bytes += 1;
             assert!(b.bytes.len() <= BATCH_BYTES, "batch {}", b.id);

@@ -279,3 +279,97 @@ pub fn served_at(child: &mut std::process::Child) -> std::net::SocketAddr {
     let said = said_after(child, "nospy demo: serving on http://");
     said.split(';').next().unwrap().parse().unwrap()
 }
+
+/// Writes an agreement trusting `vendor_vkey` for `vendor`, with no witness or evaluator quorum
+/// (monitoring takes the manifest from the vendor's logged release, admitted or not).
+pub fn monitoring_agreement(t: &Path, log_vkey: &str, vendor: &str, vendor_vkey: &str) -> PathBuf {
+    let p = t.join("agreement.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "name = \"monitoring\"\n[log]\norigin = \"log.example.org/nospy\"\nkey = \"{log_vkey}\"\n\
+             [witnesses]\nquorum = 0\nmax_age = \"24h\"\nkeys = []\n\
+             [[vendor]]\nname = \"{vendor}\"\nkeys = [\"{vendor_vkey}\"]\n\
+             [evaluators]\nquorum = 0\n\
+             [manifest]\nvendor_remote_access = [\"none\", \"operator-initiated\", \"vendor-initiated\"]\n"
+        ),
+    )
+    .unwrap();
+    p
+}
+
+/// The UT plug's release (its manifest imported from the MUD profile) signed and logged; an
+/// inventory naming the plug by its firmware digest only (no --manifest files); the monitor's
+/// key. Returns (inventory, agreement, monitor key, firmware digest, log dir, vendor vkey, monitor vkey).
+pub fn logged_world(t: &Path) -> (PathBuf, PathBuf, PathBuf, String, PathBuf, String, String) {
+    let (log, _, log_vkey) = new_log(t, "log.example.org/nospy");
+    let vendor_key = t.join("vendor.key");
+    let vendor_vkey = new_key(&vendor_key, "release.ut.example");
+    let monitor_key = t.join("monitor.key");
+    let monitor_vkey = new_key(&monitor_key, "monitor.operator.example");
+    let m = t.join("ut.toml");
+    ok(&[
+        "manifest",
+        "import-mud",
+        s(&flows::net("mud/mudscope_ut-tplink-plugMud.json")),
+        "--out",
+        s(&m),
+    ]);
+    let fw = t.join("fw.bin");
+    std::fs::write(&fw, b"ut plug firmware 1.0\n").unwrap();
+    let digest = ok(&[
+        "release",
+        "sign",
+        "--key",
+        s(&vendor_key),
+        "--artifact",
+        s(&fw),
+        "--product",
+        "ut-tplink-plug",
+        "--version",
+        "1.0",
+        "--source-commit",
+        "abc123",
+        "--manifest",
+        s(&m),
+        "--out",
+        s(&t.join("release.json")),
+        "--json",
+    ]);
+    let digest: serde_json::Value = serde_json::from_str(&digest.stdout).unwrap();
+    let digest = digest["subject"][0]["digest"]["sha256"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    ok(&["log", "add", s(&log), s(&t.join("release.json"))]);
+    let inv = t.join("inventory.csv");
+    std::fs::write(
+        &inv,
+        format!(
+            "device,vendor,model,function,technology,site,sensitive,addresses,firmware_sha256,weight,replacement_cost\n\
+             ut-plug,SomeVendor,some-model,other,wifi,ut-lab,false,192.168.32.2,{digest},1,30\n\
+             no-digest,SomeVendor,some-model,other,wifi,ut-lab,false,192.168.32.99,,1,30\n"
+        ),
+    )
+    .unwrap();
+    let agreement = monitoring_agreement(t, &log_vkey, "ut-tplink-plug.com", &vendor_vkey);
+    (
+        inv,
+        agreement,
+        monitor_key,
+        digest,
+        log,
+        vendor_vkey,
+        monitor_vkey,
+    )
+}
+
+/// Log entry `index` of `log` as an evidence statement, and its predicate.
+pub fn evidence_entry(log: &Path, index: u64) -> (nospy_statement::Statement, serde_json::Value) {
+    let r = ok(&["log", "entry", s(log), &index.to_string()]);
+    let env = nospy_statement::dsse::Envelope::parse(r.stdout.as_bytes()).unwrap();
+    let st = nospy_statement::Statement::parse(&env.payload).unwrap();
+    assert_eq!(st.predicate_type, nospy_statement::predicate::EVIDENCE_V2);
+    let p = st.predicate.clone();
+    (st, p)
+}
