@@ -229,11 +229,12 @@ fn window_evidence(
         &deltas,
     )?;
     // Rows the reference judgement does not reproduce from what they record are not signed
-    // (as `nospy monitor --evidence-key` reports them): said, with why.
-    for (device, why) in &signed.unsigned_rows {
+    // (as `nospy monitor --evidence-key` reports them): how many, and the first with why.
+    if let Some((device, why)) = signed.unsigned_rows.first() {
         eprintln!(
-            "nospy monitor: partition {p}, window {}: a violation row of {device} is not signed: {why}",
+            "nospy monitor: partition {p}, window {}: {} violation rows not signed, as the reference judgement does not reproduce them from what they record (the first, of {device}: {why})",
             nospy_monitor::evidence::format_time(w.saturating_mul(1_000_000_000)),
+            signed.unsigned_rows.len(),
         );
     }
     if signed.statements.is_empty() {
