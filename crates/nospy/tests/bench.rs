@@ -157,7 +157,8 @@ fn bench_monitor_through_nats_reports_the_three_rates_side_by_side() {
         ],
     );
     assert_eq!(v["records"], 20000, "{v}");
-    assert!(v["batches"].as_u64().unwrap() >= 20, "{v}");
+    // Batches of at most 2,048 flows, in each of the 4 partitions.
+    assert!(v["batches"].as_u64().unwrap() > 20000 / 2048, "{v}");
     assert!(v["bottleneck"].is_string(), "{v}");
 }
 

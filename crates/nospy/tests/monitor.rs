@@ -231,13 +231,8 @@ fn flow_exports_from_a_real_exporter_give_the_capture_s_verdicts() {
 fn manifests_from_the_log_and_evidence_appended_to_it() {
     let t = tempfile::tempdir().unwrap();
     let (inv, agreement, monitor_key, digest, log, _, _) = logged_world(t.path());
-    let pcap = net("pcap/mudscope_malign_ut-tplink_2021-11-18_15-10-46.pcap");
-    let op = t.path().join("operator.toml");
-    std::fs::write(
-        &op,
-        "[controllers]\n\"urn:ietf:params:mud:gateway\" = [\"192.168.32.1\"]\n",
-    )
-    .unwrap();
+    let pcap = ut_capture();
+    let op = ut_operator(t.path());
     let args = [
         "monitor",
         "--json",
@@ -322,7 +317,7 @@ fn sha256_hex(data: &[u8]) -> String {
 fn evidence_through_a_server_needs_the_monitor_role() {
     let t = tempfile::tempdir().unwrap();
     let (inv, agreement, monitor_key, _, log, vendor_vkey, monitor_vkey) = logged_world(t.path());
-    let pcap = net("pcap/mudscope_malign_ut-tplink_2021-11-18_15-10-46.pcap");
+    let pcap = ut_capture();
     let args = |url: &str| -> Vec<String> {
         [
             "monitor",
@@ -604,7 +599,7 @@ fn with_offline_witnesses_the_monitor_takes_manifests_under_the_cosigned_checkpo
         "--out",
         s(&cosigned),
     ]);
-    let pcap = net("pcap/mudscope_malign_ut-tplink_2021-11-18_15-10-46.pcap");
+    let pcap = ut_capture();
     let args = |checkpoint: Option<&Path>| {
         let mut a = vec![
             "monitor".to_string(),
@@ -661,13 +656,8 @@ fn evidence_verifies_and_each_forgery_fails_with_its_own_reason() {
     use nospy_statement::predicate::Predicate;
     let t = tempfile::tempdir().unwrap();
     let (inv, agreement, monitor_key, digest, log, _, monitor_vkey) = logged_world(t.path());
-    let op = t.path().join("operator.toml");
-    std::fs::write(
-        &op,
-        "[controllers]\n\"urn:ietf:params:mud:gateway\" = [\"192.168.32.1\"]\n",
-    )
-    .unwrap();
-    let pcap = net("pcap/mudscope_malign_ut-tplink_2021-11-18_15-10-46.pcap");
+    let op = ut_operator(t.path());
+    let pcap = ut_capture();
     let r = run(&[
         "monitor",
         "--pcap",

@@ -936,13 +936,8 @@ fn a_real_exporter_s_live_flows_through_nats_give_the_single_process_report() {
 fn a_worker_s_evidence_states_what_one_process_states() {
     let t = tempfile::tempdir().unwrap();
     let (inv, agreement, monitor_key, _, log, _, _) = logged_world(t.path());
-    let pcap = net("pcap/mudscope_malign_ut-tplink_2021-11-18_15-10-46.pcap");
-    let op = t.path().join("operator.toml");
-    std::fs::write(
-        &op,
-        "[controllers]\n\"urn:ietf:params:mud:gateway\" = [\"192.168.32.1\"]\n",
-    )
-    .unwrap();
+    let pcap = ut_capture();
+    let op = ut_operator(t.path());
     let judged_by: Vec<String> = [
         "--inventory",
         s(&inv),

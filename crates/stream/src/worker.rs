@@ -315,24 +315,8 @@ async fn session<T: Transport>(
                 if held.contains_key(&p) {
                     continue;
                 }
-                let key = lease_key(p);
-                let cur = t.get(&key).await?;
-                let take = match &cur {
-                    None => Some(None),
-                    // Free, or this worker's own from before the engine failed.
-                    Some((v, rev)) if v.is_empty() || v[..] == *cfg.id.as_bytes() => {
-                        Some(Some(*rev))
-                    }
-                    Some((_, rev)) => {
-                        let e = seen.entry(key.clone()).or_insert((*rev, Instant::now()));
-                        if e.0 != *rev {
-                            *e = (*rev, Instant::now());
-                        }
-                        (e.1.elapsed() >= LEASE_EXPIRY).then_some(Some(*rev))
-                    }
-                };
-                let Some(expected) = take else { continue };
-                let Some(lease) = t.swap(&key, Bytes::from(cfg.id.clone()), expected).await? else {
+                let which = Takeable::FreeOwnOrExpired(&mut seen);
+                let Some(lease) = take_lease(t, p, &cfg.id, which).await? else {
                     continue;
                 };
                 taken.push((p, lease));
@@ -371,14 +355,7 @@ async fn session<T: Transport>(
                             if held.contains_key(&p) {
                                 continue;
                             }
-                            let key = lease_key(p);
-                            let expected = match t.get(&key).await? {
-                                None => None,
-                                Some((v, rev)) if v.is_empty() => Some(rev),
-                                Some(_) => continue,
-                            };
-                            let id = Bytes::from(cfg.id.clone());
-                            if let Some(lease) = t.swap(&key, id, expected).await? {
+                            if let Some(lease) = take_lease(t, p, &cfg.id, Takeable::Free).await? {
                                 let h = open(t, p, lease, cfg).await?;
                                 say(format!(
                                     "partition {p}: taken to hand on its windows ({} open)",
@@ -642,6 +619,44 @@ fn push<R, E>(h: &mut Held<R, E>, w: u64, d: Delta) {
 /// The start of the window holding `second`.
 pub fn window_of(second: u64, window_secs: u64) -> u64 {
     second - second % window_secs.max(1)
+}
+
+/// Which leases [`take_lease`] takes.
+enum Takeable<'a> {
+    /// Free ones only.
+    Free,
+    /// Free ones, this worker's own from before the engine failed, and others' not renewed
+    /// for [`LEASE_EXPIRY`] (`seen`: each lease's revision and when it last changed).
+    FreeOwnOrExpired(&'a mut BTreeMap<String, (u64, Instant)>),
+}
+
+/// Takes partition `p`'s lease for worker `id` if it is one `which` allows, by compare-and-swap
+/// on its revision: the new revision, or `None` when it is not to be taken (or another worker
+/// took it first).
+async fn take_lease<T: Transport>(
+    t: &T,
+    p: u32,
+    id: &str,
+    which: Takeable<'_>,
+) -> Result<Option<u64>, TransportError> {
+    let key = lease_key(p);
+    let expected = match (t.get(&key).await?, which) {
+        (None, _) => None,
+        (Some((v, rev)), _) if v.is_empty() => Some(rev),
+        (Some((v, rev)), Takeable::FreeOwnOrExpired(_)) if v[..] == *id.as_bytes() => Some(rev),
+        (Some((_, rev)), Takeable::FreeOwnOrExpired(seen)) => {
+            let e = seen.entry(key.clone()).or_insert((rev, Instant::now()));
+            if e.0 != rev {
+                *e = (rev, Instant::now());
+            }
+            if e.1.elapsed() < LEASE_EXPIRY {
+                return Ok(None);
+            }
+            Some(rev)
+        }
+        (Some(_), Takeable::Free) => return Ok(None),
+    };
+    t.swap(&key, Bytes::from(id.to_string()), expected).await
 }
 
 fn lease_key(p: u32) -> String {

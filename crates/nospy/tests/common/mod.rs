@@ -373,3 +373,19 @@ pub fn evidence_entry(log: &Path, index: u64) -> (nospy_statement::Statement, se
     let p = st.predicate.clone();
     (st, p)
 }
+
+/// The MUDscope capture of the UT plug (`../shared/vectors/net`).
+pub fn ut_capture() -> PathBuf {
+    flows::net("pcap/mudscope_malign_ut-tplink_2021-11-18_15-10-46.pcap")
+}
+
+/// An operator configuration naming the UT lab's gateway (the plug's MUD controller).
+pub fn ut_operator(t: &Path) -> PathBuf {
+    let op = t.join("operator.toml");
+    std::fs::write(
+        &op,
+        "[controllers]\n\"urn:ietf:params:mud:gateway\" = [\"192.168.32.1\"]\n",
+    )
+    .unwrap();
+    op
+}
