@@ -154,7 +154,7 @@ fn parse_head(head: &[u8]) -> Option<(u16, usize, bool)> {
 
 /// CPU seconds (user and system) a /proc stat file reports, with the task's name (Linux, 100
 /// ticks a second).
-fn stat_cpu(path: &std::path::Path) -> Option<(String, f64)> {
+pub(crate) fn stat_cpu(path: &std::path::Path) -> Option<(String, f64)> {
     let stat = std::fs::read_to_string(path).ok()?;
     let (head, rest) = stat.rsplit_once(')')?;
     let name = head.split_once('(')?.1.to_string();

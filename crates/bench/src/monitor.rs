@@ -705,17 +705,7 @@ pub fn run_nats(
 /// The CPU time this process has used, seconds (user and system, from `/proc/self/stat`; 0
 /// where there is none). The NATS server's is not in it.
 fn process_cpu_s() -> f64 {
-    std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|s| {
-            // After the command name (in parentheses, which may hold spaces): the state is
-            // field 3, utime 14 and stime 15, in clock ticks of 1/100 s.
-            let rest = &s[s.rfind(')')? + 1..];
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
-            Some(ticks as f64 / 100.0)
-        })
-        .unwrap_or(0.0)
+    crate::load::stat_cpu(Path::new("/proc/self/stat")).map_or(0.0, |(_, cpu)| cpu)
 }
 
 /// A collector thread publishing `msgs` and `workers` worker threads until every partition is

@@ -140,6 +140,35 @@ impl PeerNames {
     }
 }
 
+/// A delta's sets of names being written: each set once, numbered in the order first given.
+struct NameSets {
+    sets: Vec<Vec<String>>,
+    numbered: nospy_flow::fasthash::FastMap<Vec<String>, u32>,
+}
+
+impl NameSets {
+    /// Starting from `sets` (distinct; the first the empty set).
+    fn from(sets: Vec<Vec<String>>) -> NameSets {
+        let numbered = sets
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.clone(), i as u32))
+            .collect();
+        NameSets { sets, numbered }
+    }
+
+    /// The number of `set`, given a new one if it is not there yet.
+    fn id(&mut self, set: Vec<String>) -> u32 {
+        if let Some(&i) = self.numbered.get(&set) {
+            return i;
+        }
+        let i = self.sets.len() as u32;
+        self.numbered.insert(set.clone(), i);
+        self.sets.push(set);
+        i
+    }
+}
+
 impl Delta {
     /// Whether nothing was counted.
     pub fn is_empty(&self) -> bool {
@@ -159,14 +188,9 @@ impl Delta {
     /// `n` rows in `k` deltas. What a worker that holds many small deltas of one window hands
     /// on.
     pub fn merged(deltas: Vec<Delta>) -> Delta {
-        let mut out = Delta {
-            name_sets: vec![Vec::new()],
-            ..Delta::default()
-        };
+        let mut out = Delta::default();
+        let mut sets = NameSets::from(vec![Vec::new()]);
         let (mut violations, mut unattributable) = (Vec::new(), Vec::new());
-        let mut numbered: nospy_flow::fasthash::FastMap<Vec<String>, u32> =
-            nospy_flow::fasthash::FastMap::default();
-        numbered.insert(Vec::new(), 0);
         let mut peer_names = PeerNames::default();
         for d in deltas {
             peer_names.add(&d);
@@ -177,19 +201,7 @@ impl Delta {
             out.flows_in_dropped_rows += d.flows_in_dropped_rows;
             out.devices.extend(d.devices);
             // Their sets of names, numbered in the order met (as absorbing numbers them).
-            let ids: Vec<u32> = d
-                .name_sets
-                .into_iter()
-                .map(|set| match numbered.get(&set) {
-                    Some(&i) => i,
-                    None => {
-                        let i = out.name_sets.len() as u32;
-                        numbered.insert(set.clone(), i);
-                        out.name_sets.push(set);
-                        i
-                    }
-                })
-                .collect();
+            let ids: Vec<u32> = d.name_sets.into_iter().map(|set| sets.id(set)).collect();
             violations.extend(d.violations.into_iter().map(|mut r| {
                 r.names = 0;
                 r
@@ -234,21 +246,10 @@ impl Delta {
         out.peer_names = peer_names.kept().map(|by_peer| {
             by_peer
                 .into_iter()
-                .map(|(peer, names)| {
-                    let set: Vec<String> = names.into_iter().collect();
-                    let id = match numbered.get(&set) {
-                        Some(&i) => i,
-                        None => {
-                            let i = out.name_sets.len() as u32;
-                            numbered.insert(set.clone(), i);
-                            out.name_sets.push(set);
-                            i
-                        }
-                    };
-                    (peer, id)
-                })
+                .map(|(peer, names)| (peer, sets.id(names.into_iter().collect())))
                 .collect()
         });
+        out.name_sets = sets.sets;
         out
     }
 }
@@ -373,35 +374,22 @@ impl Monitor {
             })
             .collect();
         // What evidence states of the violation rows' peers: the names each stood for by now.
-        let peer_names = self.record_names.then(|| {
+        let (sets, peer_names) = if self.record_names {
             let mut peers: Vec<IpAddr> = violations.iter().map(|r| r.peer()).collect();
             peers.sort_unstable();
             peers.dedup();
-            let mut numbered: nospy_flow::fasthash::FastMap<Vec<String>, u32> = sets
-                .iter()
-                .enumerate()
-                .map(|(i, s)| (s.clone(), i as u32))
-                .collect();
-            peers
+            let mut sets = NameSets::from(sets);
+            let named = peers
                 .into_iter()
                 .filter_map(|peer| {
                     let names = self.names_of(peer);
-                    if names.is_empty() {
-                        return None;
-                    }
-                    let id = match numbered.get(&names) {
-                        Some(&i) => i,
-                        None => {
-                            let i = sets.len() as u32;
-                            numbered.insert(names.clone(), i);
-                            sets.push(names);
-                            i
-                        }
-                    };
-                    Some((peer, id))
+                    (!names.is_empty()).then(|| (peer, sets.id(names)))
                 })
-                .collect()
-        });
+                .collect();
+            (sets.sets, Some(named))
+        } else {
+            (sets, None)
+        };
         let r = &mut self.report;
         let delta = Delta {
             flows: r.flows,

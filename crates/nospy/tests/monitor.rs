@@ -233,22 +233,9 @@ fn manifests_from_the_log_and_evidence_appended_to_it() {
     let (inv, agreement, monitor_key, digest, log, _, _) = logged_world(t.path());
     let pcap = ut_capture();
     let op = ut_operator(t.path());
-    let args = [
-        "monitor",
-        "--json",
-        "--pcap",
-        s(&pcap),
-        "--inventory",
-        s(&inv),
-        "--operator",
-        s(&op),
-        "--agreement",
-        s(&agreement),
-        "--log",
-        s(&log),
-        "--evidence-key",
-        s(&monitor_key),
-    ];
+    let judged_by = ut_judged_by(&inv, &op, &agreement, &log, &monitor_key);
+    let mut args = vec!["monitor", "--json", "--pcap", s(&pcap)];
+    args.extend(strs(&judged_by));
     let r = run(&args);
     assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
@@ -658,21 +645,10 @@ fn evidence_verifies_and_each_forgery_fails_with_its_own_reason() {
     let (inv, agreement, monitor_key, digest, log, _, monitor_vkey) = logged_world(t.path());
     let op = ut_operator(t.path());
     let pcap = ut_capture();
-    let r = run(&[
-        "monitor",
-        "--pcap",
-        s(&pcap),
-        "--inventory",
-        s(&inv),
-        "--operator",
-        s(&op),
-        "--agreement",
-        s(&agreement),
-        "--log",
-        s(&log),
-        "--evidence-key",
-        s(&monitor_key),
-    ]);
+    let judged_by = ut_judged_by(&inv, &op, &agreement, &log, &monitor_key);
+    let mut args = vec!["monitor", "--pcap", s(&pcap)];
+    args.extend(strs(&judged_by));
+    let r = run(&args);
     assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
     // An agreement with no [monitors] trusts no evidence: unusable input.
     let verify = |agreement: &Path, index: u64| {

@@ -248,10 +248,6 @@ fn generated_in_order(
     (f, args)
 }
 
-fn strs(v: &[String]) -> Vec<&str> {
-    v.iter().map(String::as_str).collect()
-}
-
 /// The single-process report of `exports`.
 fn single(exports: &Path, judged_by: &[String]) -> serde_json::Value {
     let mut args = vec!["monitor".to_string(), "--json".into(), "--flows".into()];
@@ -938,20 +934,7 @@ fn a_worker_s_evidence_states_what_one_process_states() {
     let (inv, agreement, monitor_key, _, log, _, _) = logged_world(t.path());
     let pcap = ut_capture();
     let op = ut_operator(t.path());
-    let judged_by: Vec<String> = [
-        "--inventory",
-        s(&inv),
-        "--operator",
-        s(&op),
-        "--agreement",
-        s(&agreement),
-        "--log",
-        s(&log),
-        "--evidence-key",
-        s(&monitor_key),
-    ]
-    .map(String::from)
-    .to_vec();
+    let judged_by = ut_judged_by(&inv, &op, &agreement, &log, &monitor_key);
     let mut args = vec!["monitor", "--json", "--pcap", s(&pcap)];
     args.extend(strs(&judged_by));
     let r = run(&args);

@@ -389,3 +389,30 @@ pub fn ut_operator(t: &Path) -> PathBuf {
     .unwrap();
     op
 }
+
+/// What judges the UT plug by its logged release and signs its evidence, with the files of
+/// [`logged_world`] and [`ut_operator`]: `--inventory`, `--operator`, `--agreement`, `--log`
+/// and `--evidence-key`.
+pub fn ut_judged_by(
+    inv: &Path,
+    op: &Path,
+    agreement: &Path,
+    log: &Path,
+    key: &Path,
+) -> Vec<String> {
+    [
+        ("--inventory", inv),
+        ("--operator", op),
+        ("--agreement", agreement),
+        ("--log", log),
+        ("--evidence-key", key),
+    ]
+    .iter()
+    .flat_map(|(flag, p)| [flag.to_string(), s(p).to_string()])
+    .collect()
+}
+
+/// Arguments as the `&str`s `run` takes.
+pub fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
