@@ -11,7 +11,7 @@ use nospy_inventory::Inventory;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-/// Most items in one batch (about 50 KB of IPv4 flows). Larger batches cost the engine and the
+/// Most items in one batch (about 40 KB of IPv4 flows). Larger batches cost the engine and the
 /// collector less per flow, but a worker keeps room in a part for the rows and devices a whole
 /// batch can add, at most 492 KiB for these (`worker`), and a part must fit in one message.
 pub const BATCH_ITEMS: usize = 2048;
@@ -24,9 +24,9 @@ pub const BATCH_BYTES: usize = 256 * 1024;
 /// The most `it` takes in a batch.
 fn item_bytes(it: &Item) -> usize {
     match it {
-        // Kind, flags, two 10-byte times, two IPv6 addresses, two 3-byte ports, the protocol,
-        // two 10-byte counts.
-        Item::Flow(_) => 1 + 1 + 20 + 32 + 6 + 1 + 20,
+        // Head, two 10-byte times, two IPv6 addresses, two 2-byte ports, the protocol, two
+        // 10-byte counts.
+        Item::Flow(_) => 1 + 20 + 32 + 4 + 1 + 20,
         Item::Dns(d) => 1 + 8 + 17 + 17 + 4 + 2 + d.answer.name.len(),
         Item::Unknown { .. } => 1 + 32,
     }

@@ -10,13 +10,15 @@
 //! All integers are big-endian. An address is a family byte (4 or 6) and its 4 or 16 bytes.
 //!
 //! ```text
-//! batch  = "NSB1" base_ns:u64 count:u32 item*
-//! item   = 1 flow | 2 dns | 3 unknown
-//! flow   = flags:u8 start:var duration:var src dst sport:var dport:var proto:u8
-//!          packets:var bytes:var
-//!          (flags: bit 0 initiator known, bit 1 times in ms (else ns), bit 2 src is IPv6,
-//!          bit 3 dst is IPv6; start is after base_ns; src and dst are 4 or 16 bytes;
-//!          var is LEB128, at most 10 bytes: a flow from an exporter takes about 25 bytes)
+//! batch  = "NSB2" base_ns:u64 count:u32 item*
+//! item   = head:u8 (below 0x80: flow; 0x80: dns; 0x81: unknown)
+//! flow   = head start:var duration:var src dst sport dport proto:u8 packets:var bytes:var
+//!          (head: bit 0 initiator known, bit 1 times in ms (else ns), bit 2 src is IPv6,
+//!          bit 3 dst is IPv6, bit 4 the end before the start, bits 5 and 6 sport and dport
+//!          below 256 (one byte; else two, and at least 256); start is the step from the
+//!          flow before's start (the first: from base_ns), modulo 2^64, zigzag-signed;
+//!          src and dst are 4 or 16 bytes; var is LEB128 in its shortest form, at most 10
+//!          bytes: a flow from an exporter takes about 20 bytes)
 //! dns    = ts_ns:u64 client:addr addr:addr ttl:u32 name:str16
 //! unknown= second:u64 flows:u64 packets:u64 bytes:u64 (flows of no device, by start second)
 //!
@@ -39,14 +41,31 @@
 //! A part is as large as the rows it carries (a fifth of the flows may be violations to
 //! scattered peers), and every part is written once and read by every report: hence the
 //! numbers as LEB128 and the times relative to what they cannot be far from. "NSP1" (fixed
-//! 8-byte numbers) is refused with its name; "NSP2" is still read.
+//! 8-byte numbers) is refused with its name; "NSP2" is still read. Batches are what the
+//! engine stores and carries most of (its work grows with their bytes): "NSB1" (kind and
+//! flags bytes, starts after the batch's earliest, ports as LEB128; about 24 bytes a flow) is
+//! still read, as collectors of an earlier version may have written it.
 
 use nospy_flow::dns::Answer;
 use nospy_flow::{DnsSeen, Flow};
 use nospy_monitor::{Delta, DeviceCounts, RowParts};
 use std::net::IpAddr;
 
-const BATCH_MAGIC: &[u8; 4] = b"NSB1";
+const BATCH_MAGIC: &[u8; 4] = b"NSB2";
+/// The batches before a flow's start was a step from the one before and ports took one or
+/// two bytes.
+const BATCH_MAGIC_1: &[u8; 4] = b"NSB1";
+/// An NSB2 flow's head: below 0x80, these bits.
+const FLOW_INITIATOR: u8 = 1;
+const FLOW_MS: u8 = 2;
+const FLOW_SRC6: u8 = 4;
+const FLOW_DST6: u8 = 8;
+const FLOW_BACKWARDS: u8 = 16;
+const FLOW_SPORT8: u8 = 32;
+const FLOW_DPORT8: u8 = 64;
+/// An NSB2 item's head when it is not a flow.
+const HEAD_DNS: u8 = 0x80;
+const HEAD_UNKNOWN: u8 = 0x81;
 const PART_MAGIC: &[u8; 4] = b"NSP3";
 /// The parts before the names of violation rows' peers were recorded.
 const PART_MAGIC_2: &[u8; 4] = b"NSP2";
@@ -88,66 +107,72 @@ pub enum Item {
     },
 }
 
-/// Writes a batch.
+/// Writes a batch (NSB2).
 pub fn encode_batch(items: &[Item]) -> Vec<u8> {
     let base = items
         .iter()
-        .filter_map(|it| match it {
+        .find_map(|it| match it {
             Item::Flow(f) => Some(f.first_ns),
             _ => None,
         })
-        .min()
         .unwrap_or(0);
-    let mut w = Vec::with_capacity(16 + items.len() * 28);
+    let mut w = Vec::with_capacity(16 + items.len() * 24);
     w.extend_from_slice(BATCH_MAGIC);
     put_u64(&mut w, base);
     w.extend_from_slice(&(items.len() as u32).to_be_bytes());
+    let mut prev = base;
     for it in items {
         match it {
             Item::Flow(f) => {
-                w.push(1);
-                let start = f.first_ns - base;
-                let dur = f.last_ns.saturating_sub(f.first_ns);
-                let ms = start % 1_000_000 == 0 && dur % 1_000_000 == 0 && f.last_ns >= f.first_ns;
-                let mut flags = f.initiator_known as u8;
+                // The start as a step from the flow before, modulo 2^64 (exporters send flows
+                // roughly in order: most steps take a byte or two).
+                let step = f.first_ns.wrapping_sub(prev) as i64;
+                prev = f.first_ns;
+                let forward = f.last_ns >= f.first_ns;
+                let dur = if forward {
+                    f.last_ns - f.first_ns
+                } else {
+                    f.first_ns - f.last_ns
+                };
+                let ms = forward && step % 1_000_000 == 0 && dur % 1_000_000 == 0;
+                let mut head = FLOW_INITIATOR * u8::from(f.initiator_known);
                 if ms {
-                    flags |= 2;
+                    head |= FLOW_MS;
                 }
                 if f.src.is_ipv6() {
-                    flags |= 4;
+                    head |= FLOW_SRC6;
                 }
                 if f.dst.is_ipv6() {
-                    flags |= 8;
+                    head |= FLOW_DST6;
                 }
-                if f.last_ns < f.first_ns {
-                    // Kept exactly: an end before the start is written as ns, flag bit 4.
-                    flags |= 16;
+                if !forward {
+                    head |= FLOW_BACKWARDS;
                 }
-                w.push(flags);
-                if ms {
-                    put_var(&mut w, start / 1_000_000);
-                    put_var(&mut w, dur / 1_000_000);
-                } else {
-                    put_var(&mut w, start);
-                    put_var(
-                        &mut w,
-                        if flags & 16 != 0 {
-                            f.first_ns - f.last_ns
-                        } else {
-                            dur
-                        },
-                    );
+                if f.sport < 256 {
+                    head |= FLOW_SPORT8;
                 }
+                if f.dport < 256 {
+                    head |= FLOW_DPORT8;
+                }
+                w.push(head);
+                let scale = if ms { 1_000_000 } else { 1 };
+                put_var(&mut w, zigzag(step / scale));
+                put_var(&mut w, dur / scale as u64);
                 put_bare_addr(&mut w, f.src);
                 put_bare_addr(&mut w, f.dst);
-                put_var(&mut w, u64::from(f.sport));
-                put_var(&mut w, u64::from(f.dport));
+                for port in [f.sport, f.dport] {
+                    if port < 256 {
+                        w.push(port as u8);
+                    } else {
+                        w.extend_from_slice(&port.to_be_bytes());
+                    }
+                }
                 w.push(f.proto);
                 put_var(&mut w, f.packets);
                 put_var(&mut w, f.bytes);
             }
             Item::Dns(d) => {
-                w.push(2);
+                w.push(HEAD_DNS);
                 put_u64(&mut w, d.ts_ns);
                 put_addr(&mut w, d.client);
                 put_addr(&mut w, d.answer.addr);
@@ -160,7 +185,7 @@ pub fn encode_batch(items: &[Item]) -> Vec<u8> {
                 packets,
                 bytes,
             } => {
-                w.push(3);
+                w.push(HEAD_UNKNOWN);
                 for v in [second, flows, packets, bytes] {
                     put_u64(&mut w, *v);
                 }
@@ -168,6 +193,28 @@ pub fn encode_batch(items: &[Item]) -> Vec<u8> {
         }
     }
     w
+}
+
+/// A signed number as an unsigned one, small either way: 0, -1, 1, -2 ... as 0, 1, 2, 3 ...
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(z: u64) -> i64 {
+    (z >> 1) as i64 ^ -((z & 1) as i64)
+}
+
+/// A flow's start from the start before (`prev`) and its step; `None` when the step, in
+/// milliseconds, is beyond what 64 bits of nanoseconds hold.
+#[inline]
+fn step_from(prev: u64, z: u64, ms: bool) -> Option<u64> {
+    let step = unzigzag(z);
+    let step = if ms {
+        step.checked_mul(1_000_000)?
+    } else {
+        step
+    };
+    Some(prev.wrapping_add(step as u64))
 }
 
 /// Reads a batch.
@@ -188,21 +235,91 @@ pub fn decode_batch_into(b: &[u8], items: &mut Vec<Item>) -> Result<(), WireErro
 fn read_batch<const QUICK: bool>(b: &[u8], items: &mut Vec<Item>) -> Result<(), WireError> {
     items.clear();
     let mut r = Reader { b, at: 0 };
+    if b.get(..4) == Some(BATCH_MAGIC_1) {
+        return read_batch_1(r, items);
+    }
     r.magic(BATCH_MAGIC, "a flow batch")?;
+    let mut prev = r.u64()?;
+    // The smallest item is an IPv4 flow with one-byte numbers and ports: 1 + 1 + 1 + 8 + 1 +
+    // 1 + 1 + 1 + 1 bytes.
+    let n = r.count(16, "items")?;
+    items.reserve(n);
+    for _ in 0..n {
+        // A flow read in one go; anything out of the ordinary (a fault, the end of the
+        // message) is read again below, which says what and where.
+        if QUICK {
+            if let Some((f, len)) = b.get(r.at..).and_then(|s| quick_flow(s, prev)) {
+                prev = f.first_ns;
+                items.push(Item::Flow(f));
+                r.at += len;
+                continue;
+            }
+        }
+        let at = r.at;
+        let it = match r.u8()? {
+            head if head & 0x80 == 0 => {
+                let (start, dur) = (r.var()?, r.var()?);
+                let ms = head & FLOW_MS != 0;
+                let Some(first_ns) = step_from(prev, start, ms) else {
+                    return Err(r.err(
+                        at + 1,
+                        "a flow's start beyond 2^63 ns from the one before".into(),
+                    ));
+                };
+                prev = first_ns;
+                let last_ns = dur
+                    .checked_mul(if ms { 1_000_000 } else { 1 })
+                    .and_then(|d| {
+                        if head & FLOW_BACKWARDS != 0 {
+                            first_ns.checked_sub(d)
+                        } else {
+                            first_ns.checked_add(d)
+                        }
+                    });
+                let Some(last_ns) = last_ns else {
+                    return Err(r.err(at, "flow times beyond 2^64 ns".into()));
+                };
+                let src = r.bare_addr(head & FLOW_SRC6 != 0)?;
+                let dst = r.bare_addr(head & FLOW_DST6 != 0)?;
+                let sport = r.port8_or_16(head & FLOW_SPORT8 != 0)?;
+                let dport = r.port8_or_16(head & FLOW_DPORT8 != 0)?;
+                Item::Flow(Flow {
+                    first_ns,
+                    last_ns,
+                    src,
+                    dst,
+                    sport,
+                    dport,
+                    proto: r.u8()?,
+                    packets: r.var()?,
+                    bytes: r.var()?,
+                    initiator_known: head & FLOW_INITIATOR != 0,
+                })
+            }
+            HEAD_DNS => dns(&mut r)?,
+            HEAD_UNKNOWN => unknown(&mut r)?,
+            t => {
+                return Err(r.err(
+                    at,
+                    format!("item head {t:#04x} (below 0x80 a flow, 0x80 DNS, 0x81 unknown)"),
+                ))
+            }
+        };
+        items.push(it);
+    }
+    r.end()
+}
+
+/// A batch of the earlier format NSB1 (a flow's start after the batch's earliest, ports as
+/// LEB128, a kind byte and a flags byte), written by collectors before NSB2: read carefully,
+/// for the stream's retention after an upgrade.
+fn read_batch_1(mut r: Reader<'_>, items: &mut Vec<Item>) -> Result<(), WireError> {
+    r.magic(BATCH_MAGIC_1, "a flow batch")?;
     let base = r.u64()?;
     // The smallest item is an IPv4 flow with one-byte numbers: 1 + 1 + 2 + 8 + 2 + 1 + 2 bytes.
     let n = r.count(17, "items")?;
     items.reserve(n);
     for _ in 0..n {
-        // A flow read in one go; anything out of the ordinary (a fault, the end of the
-        // message) is read again below, which says what and where.
-        if QUICK && b.get(r.at) == Some(&1) {
-            if let Some((f, len)) = b.get(r.at + 1..).and_then(|s| quick_flow(s, base)) {
-                items.push(Item::Flow(f));
-                r.at += 1 + len;
-                continue;
-            }
-        }
         let at = r.at;
         let it = match r.u8()? {
             1 => {
@@ -245,24 +362,8 @@ fn read_batch<const QUICK: bool>(b: &[u8], items: &mut Vec<Item>) -> Result<(), 
                     initiator_known: flags & 1 != 0,
                 })
             }
-            2 => {
-                let ts_ns = r.u64()?;
-                let client = r.addr()?;
-                let addr = r.addr()?;
-                let ttl = r.u32()?;
-                let name = r.str()?;
-                Item::Dns(DnsSeen {
-                    ts_ns,
-                    client,
-                    answer: Answer { name, addr, ttl },
-                })
-            }
-            3 => Item::Unknown {
-                second: r.u64()?,
-                flows: r.u64()?,
-                packets: r.u64()?,
-                bytes: r.u64()?,
-            },
+            2 => dns(&mut r)?,
+            3 => unknown(&mut r)?,
             t => return Err(r.err(at, format!("item kind {t} (1 flow, 2 DNS, 3 unknown)"))),
         };
         items.push(it);
@@ -270,31 +371,55 @@ fn read_batch<const QUICK: bool>(b: &[u8], items: &mut Vec<Item>) -> Result<(), 
     r.end()
 }
 
-/// A well-formed flow at the start of `s` (after its kind byte) and its length; `None` for
-/// anything [`decode_batch_into`]'s careful reading would refuse (which it then does, saying
-/// why), so both read the same flows from the same bytes.
+/// A DNS item after its kind.
+fn dns(r: &mut Reader<'_>) -> Result<Item, WireError> {
+    let ts_ns = r.u64()?;
+    let client = r.addr()?;
+    let addr = r.addr()?;
+    let ttl = r.u32()?;
+    let name = r.str()?;
+    Ok(Item::Dns(DnsSeen {
+        ts_ns,
+        client,
+        answer: Answer { name, addr, ttl },
+    }))
+}
+
+/// An item of flows of no device after its kind.
+fn unknown(r: &mut Reader<'_>) -> Result<Item, WireError> {
+    Ok(Item::Unknown {
+        second: r.u64()?,
+        flows: r.u64()?,
+        packets: r.u64()?,
+        bytes: r.u64()?,
+    })
+}
+
+/// A well-formed NSB2 flow at the start of `s` (its head first), its start a step from `prev`,
+/// and its length; `None` for anything the careful reading of [`read_batch`] would refuse
+/// (which it then does, saying why), and for items that are not flows, so both read the same
+/// flows from the same bytes.
 #[inline]
-fn quick_flow(s: &[u8], base: u64) -> Option<(Flow, usize)> {
-    let mut i = 0;
-    let flags = *s.first()?;
-    i += 1;
-    if flags & !31 != 0 {
+fn quick_flow(s: &[u8], prev: u64) -> Option<(Flow, usize)> {
+    let head = *s.first()?;
+    if head & 0x80 != 0 {
         return None;
     }
+    let mut i = 1;
     let start = quick_var(s, &mut i)?;
     let dur = quick_var(s, &mut i)?;
-    let scale = if flags & 2 != 0 { 1_000_000 } else { 1 };
-    let first_ns = base.checked_add(start.checked_mul(scale)?)?;
-    let d = dur.checked_mul(scale)?;
-    let last_ns = if flags & 16 != 0 {
+    let ms = head & FLOW_MS != 0;
+    let first_ns = step_from(prev, start, ms)?;
+    let d = dur.checked_mul(if ms { 1_000_000 } else { 1 })?;
+    let last_ns = if head & FLOW_BACKWARDS != 0 {
         first_ns.checked_sub(d)?
     } else {
         first_ns.checked_add(d)?
     };
-    let src = quick_addr(s, &mut i, flags & 4 != 0)?;
-    let dst = quick_addr(s, &mut i, flags & 8 != 0)?;
-    let sport = u16::try_from(quick_var(s, &mut i)?).ok()?;
-    let dport = u16::try_from(quick_var(s, &mut i)?).ok()?;
+    let src = quick_addr(s, &mut i, head & FLOW_SRC6 != 0)?;
+    let dst = quick_addr(s, &mut i, head & FLOW_DST6 != 0)?;
+    let sport = quick_port(s, &mut i, head & FLOW_SPORT8 != 0)?;
+    let dport = quick_port(s, &mut i, head & FLOW_DPORT8 != 0)?;
     let proto = *s.get(i)?;
     i += 1;
     let packets = quick_var(s, &mut i)?;
@@ -310,10 +435,25 @@ fn quick_flow(s: &[u8], base: u64) -> Option<(Flow, usize)> {
             proto,
             packets,
             bytes,
-            initiator_known: flags & 1 != 0,
+            initiator_known: head & FLOW_INITIATOR != 0,
         },
         i,
     ))
+}
+
+/// A port at `s[*i]`: one byte, or two (big-endian) for a port of 256 or more, as
+/// `Reader::port8_or_16` reads it.
+#[inline(always)]
+fn quick_port(s: &[u8], i: &mut usize, one: bool) -> Option<u16> {
+    if one {
+        let p = *s.get(*i)?;
+        *i += 1;
+        Some(u16::from(p))
+    } else {
+        let p = u16::from_be_bytes([*s.get(*i)?, *s.get(*i + 1)?]);
+        *i += 2;
+        (p >= 256).then_some(p)
+    }
 }
 
 /// A LEB128 number at `s[*i]` in its shortest form, as `Reader::var` reads it.
@@ -765,6 +905,24 @@ impl<'a> Reader<'a> {
         u16::try_from(v).map_err(|_| self.err(at, format!("port {v}")))
     }
 
+    /// A port of an NSB2 flow: one byte (`one`), or two for a port of 256 or more (one form
+    /// per port, as for numbers).
+    #[inline]
+    fn port8_or_16(&mut self, one: bool) -> Result<u16, WireError> {
+        if one {
+            return self.u8().map(u16::from);
+        }
+        let at = self.at;
+        let p = self.u16()?;
+        if p < 256 {
+            return Err(self.err(
+                at,
+                format!("port {p} in two bytes (below 256 it takes one)"),
+            ));
+        }
+        Ok(p)
+    }
+
     fn bare_addr(&mut self, v6: bool) -> Result<IpAddr, WireError> {
         if v6 {
             let mut a = [0u8; 16];
@@ -850,6 +1008,31 @@ mod tests {
             src: IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, 0, 1]),
             ..flow(3)
         }));
+        // Steps to the ends of time and back (modulo 2^64), ports either side of one byte.
+        items.push(Item::Flow(Flow {
+            first_ns: u64::MAX,
+            last_ns: u64::MAX,
+            sport: 255,
+            dport: 256,
+            ..flow(4)
+        }));
+        items.push(Item::Flow(Flow {
+            first_ns: 0,
+            last_ns: 7_000_000,
+            sport: 256,
+            dport: 0,
+            ..flow(5)
+        }));
+        items.push(Item::Dns(DnsSeen {
+            ts_ns: 5,
+            client: IpAddr::from([10, 0, 0, 1]),
+            answer: Answer {
+                name: "a.example".into(),
+                addr: IpAddr::from([192, 0, 2, 7]),
+                ttl: 300,
+            },
+        }));
+        items.push(Item::Flow(flow(1)));
         let b = encode_batch(&items);
         let read = |b: &[u8]| {
             let (mut quick, mut careful) = (Vec::new(), Vec::new());
@@ -921,10 +1104,10 @@ mod tests {
             format!("byte {}: 1 bytes after the end", b.len())
         );
         let mut bad = b.clone();
-        bad[16] = 9;
+        bad[16] = 0x90;
         assert_eq!(
             decode_batch(&bad).unwrap_err().to_string(),
-            "byte 16: item kind 9 (1 flow, 2 DNS, 3 unknown)"
+            "byte 16: item head 0x90 (below 0x80 a flow, 0x80 DNS, 0x81 unknown)"
         );
         // A flow's numbers are at most 64 bits.
         let mut long = b.clone();
@@ -943,6 +1126,143 @@ mod tests {
             .unwrap_err()
             .to_string()
             .starts_with("byte 0: not a flow batch"));
+    }
+
+    /// A flow as an exporter gives it: IPv4, whole milliseconds, an ephemeral port to a
+    /// service's.
+    fn exported(ms: u64) -> Flow {
+        Flow {
+            first_ns: 1_700_000_000_000_000_000 + ms * 1_000_000,
+            last_ns: 1_700_000_000_000_000_000 + (ms + 2_500) * 1_000_000,
+            src: IpAddr::from([10, 1, 2, 3]),
+            dst: IpAddr::from([198, 51, 100, 20]),
+            sport: 51_234,
+            dport: 443,
+            proto: 6,
+            packets: 12,
+            bytes: 4_800,
+            initiator_known: false,
+        }
+    }
+
+    #[test]
+    fn an_exporter_s_flow_takes_twenty_bytes() {
+        // Head 1, a 20 ms step 1, 2.5 s 2, addresses 8, ports 2 + 2, protocol 1, packets 1,
+        // bytes 2 (NSB1 took 25: a kind byte, a start after the batch's earliest, ports as
+        // LEB128). The engine's work grows with these bytes.
+        let items: Vec<Item> = (0..100).map(|i| Item::Flow(exported(20 * i))).collect();
+        let b = encode_batch(&items);
+        assert_eq!(b.len(), 16 + 100 * 20);
+        assert_eq!(decode_batch(&b).unwrap(), items);
+    }
+
+    #[test]
+    fn an_nsb2_flow_has_one_form() {
+        let f = Flow {
+            sport: 80,
+            ..exported(0)
+        };
+        let b = encode_batch(&[Item::Flow(f)]);
+        // The first flow's head is byte 16; its step, duration and addresses take 1 + 2 + 8
+        // bytes, so its source port is byte 28. A port below 256 in two bytes is refused at its place.
+        assert_eq!(b[16] & FLOW_SPORT8, FLOW_SPORT8);
+        assert_eq!(b[28], 80);
+        let mut two = b[..28].to_vec();
+        two[16] &= !FLOW_SPORT8;
+        two.extend_from_slice(&[0, 80]);
+        two.extend_from_slice(&b[29..]);
+        assert_eq!(
+            decode_batch(&two).unwrap_err().to_string(),
+            "byte 28: port 80 in two bytes (below 256 it takes one)"
+        );
+        // A step in milliseconds beyond 2^63 ns is refused at its place.
+        let mut far = b[..17].to_vec();
+        far.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]);
+        far.extend_from_slice(&b[18..]);
+        assert_eq!(
+            decode_batch(&far).unwrap_err().to_string(),
+            "byte 17: a flow's start beyond 2^63 ns from the one before"
+        );
+    }
+
+    #[test]
+    fn a_batch_of_the_earlier_format_is_still_read() {
+        // An NSB1 batch as collectors before NSB2 wrote it: a flow in milliseconds, a DNS
+        // answer, a flow from IPv6 whose end is before its start, flows of no device.
+        let hex = "4e53423117979cfe362a0384000000040101bca2d33ac092eedb0a0a000007c0000209c0b8\
+                   02bb03060cc81a0217979cfe362a0005040a00000704c00002090000012c00167570646174\
+                   65732e76656e646f722e6578616d706c65011400a00620010db800000000000000000000\
+                   00010a00000835e92911015a03000000006553f100000000000000000400000000000000\
+                   0900000000000003e8";
+        let b: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        let items = vec![
+            Item::Flow(Flow {
+                first_ns: 1_700_000_000_123_000_000,
+                last_ns: 1_700_000_003_000_000_000,
+                src: IpAddr::from([10, 0, 0, 7]),
+                dst: IpAddr::from([192, 0, 2, 9]),
+                sport: 40_000,
+                dport: 443,
+                proto: 6,
+                packets: 12,
+                bytes: 3_400,
+                initiator_known: true,
+            }),
+            Item::Dns(DnsSeen {
+                ts_ns: 1_700_000_000_000_000_005,
+                client: IpAddr::from([10, 0, 0, 7]),
+                answer: Answer {
+                    name: "updates.vendor.example".into(),
+                    addr: IpAddr::from([192, 0, 2, 9]),
+                    ttl: 300,
+                },
+            }),
+            Item::Flow(Flow {
+                first_ns: 1_700_000_000_000_000_900,
+                last_ns: 1_700_000_000_000_000_100,
+                src: IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, 0, 1]),
+                dst: IpAddr::from([10, 0, 0, 8]),
+                sport: 53,
+                dport: 5353,
+                proto: 17,
+                packets: 1,
+                bytes: 90,
+                initiator_known: false,
+            }),
+            Item::Unknown {
+                second: 1_700_000_000,
+                flows: 4,
+                packets: 9,
+                bytes: 1_000,
+            },
+        ];
+        assert_eq!(decode_batch(&b).unwrap(), items);
+        // Written again, as NSB2, it reads back the same, in fewer bytes.
+        let again = encode_batch(&items);
+        assert_eq!(&again[..4], b"NSB2");
+        assert_eq!(decode_batch(&again).unwrap(), items);
+        assert!(again.len() < b.len(), "{} vs {}", again.len(), b.len());
+        // Its faults are still named: every cut refused with its place, a kind it does not
+        // have, a flags byte it does not know.
+        for n in 4..b.len() {
+            let e = decode_batch(&b[..n]).unwrap_err();
+            assert!(e.offset <= n, "{e}");
+        }
+        let mut bad = b.clone();
+        bad[16] = 9;
+        assert_eq!(
+            decode_batch(&bad).unwrap_err().to_string(),
+            "byte 16: item kind 9 (1 flow, 2 DNS, 3 unknown)"
+        );
+        bad[16] = 1;
+        bad[17] = 0x20;
+        assert_eq!(
+            decode_batch(&bad).unwrap_err().to_string(),
+            "byte 17: flow flags 0x20"
+        );
     }
 
     #[test]
