@@ -155,9 +155,13 @@ pub fn encode_batch(items: &[Item]) -> Vec<u8> {
                     head |= FLOW_DPORT8;
                 }
                 w.push(head);
-                let scale = if ms { 1_000_000 } else { 1 };
-                put_var(&mut w, zigzag(step / scale));
-                put_var(&mut w, dur / scale as u64);
+                if ms {
+                    put_var(&mut w, zigzag(step / 1_000_000));
+                    put_var(&mut w, dur / 1_000_000);
+                } else {
+                    put_var(&mut w, zigzag(step));
+                    put_var(&mut w, dur);
+                }
                 put_bare_addr(&mut w, f.src);
                 put_bare_addr(&mut w, f.dst);
                 for port in [f.sport, f.dport] {
