@@ -271,34 +271,18 @@ fn read_batch<const QUICK: bool>(b: &[u8], items: &mut Vec<Item>) -> Result<(), 
                     ));
                 };
                 prev = first_ns;
-                let last_ns = dur
-                    .checked_mul(if ms { 1_000_000 } else { 1 })
-                    .and_then(|d| {
-                        if head & FLOW_BACKWARDS != 0 {
-                            first_ns.checked_sub(d)
-                        } else {
-                            first_ns.checked_add(d)
-                        }
-                    });
-                let Some(last_ns) = last_ns else {
+                let backwards = head & FLOW_BACKWARDS != 0;
+                let Some(last_ns) = end_of(first_ns, dur, ms, backwards) else {
                     return Err(r.err(at, "flow times beyond 2^64 ns".into()));
                 };
-                let src = r.bare_addr(head & FLOW_SRC6 != 0)?;
-                let dst = r.bare_addr(head & FLOW_DST6 != 0)?;
-                let sport = r.port8_or_16(head & FLOW_SPORT8 != 0)?;
-                let dport = r.port8_or_16(head & FLOW_DPORT8 != 0)?;
-                Item::Flow(Flow {
-                    first_ns,
-                    last_ns,
-                    src,
-                    dst,
-                    sport,
-                    dport,
-                    proto: r.u8()?,
-                    packets: r.var()?,
-                    bytes: r.var()?,
-                    initiator_known: head & FLOW_INITIATOR != 0,
-                })
+                let one = |bit| Some(head & bit != 0);
+                rest_of_flow(
+                    &mut r,
+                    (first_ns, last_ns),
+                    [head & FLOW_SRC6 != 0, head & FLOW_DST6 != 0],
+                    [one(FLOW_SPORT8), one(FLOW_DPORT8)],
+                    head & FLOW_INITIATOR != 0,
+                )?
             }
             HEAD_DNS => dns(&mut r)?,
             HEAD_UNKNOWN => unknown(&mut r)?,
@@ -333,38 +317,22 @@ fn read_batch_1(mut r: Reader<'_>, items: &mut Vec<Item>) -> Result<(), WireErro
                     return Err(r.err(fat, format!("flow flags {flags:#04x}")));
                 }
                 let (start, dur) = (r.var()?, r.var()?);
-                let scale = if flags & 2 != 0 { 1_000_000 } else { 1 };
+                let ms = flags & 2 != 0;
+                let scale = if ms { 1_000_000 } else { 1 };
                 let times = start
                     .checked_mul(scale)
                     .and_then(|s| base.checked_add(s))
-                    .and_then(|first| {
-                        let d = dur.checked_mul(scale)?;
-                        let last = if flags & 16 != 0 {
-                            first.checked_sub(d)?
-                        } else {
-                            first.checked_add(d)?
-                        };
-                        Some((first, last))
-                    });
-                let Some((first_ns, last_ns)) = times else {
+                    .and_then(|first| Some((first, end_of(first, dur, ms, flags & 16 != 0)?)));
+                let Some(times) = times else {
                     return Err(r.err(fat, "flow times beyond 2^64 ns".into()));
                 };
-                let src = r.bare_addr(flags & 4 != 0)?;
-                let dst = r.bare_addr(flags & 8 != 0)?;
-                let sport = r.port()?;
-                let dport = r.port()?;
-                Item::Flow(Flow {
-                    first_ns,
-                    last_ns,
-                    src,
-                    dst,
-                    sport,
-                    dport,
-                    proto: r.u8()?,
-                    packets: r.var()?,
-                    bytes: r.var()?,
-                    initiator_known: flags & 1 != 0,
-                })
+                rest_of_flow(
+                    &mut r,
+                    times,
+                    [flags & 4 != 0, flags & 8 != 0],
+                    [None, None],
+                    flags & 1 != 0,
+                )?
             }
             2 => dns(&mut r)?,
             3 => unknown(&mut r)?,
@@ -399,6 +367,48 @@ fn unknown(r: &mut Reader<'_>) -> Result<Item, WireError> {
     })
 }
 
+/// A flow's end from its start and duration, in milliseconds (`ms`) or nanoseconds, after the
+/// start or (`backwards`) before it; `None` beyond 64 bits of nanoseconds.
+#[inline]
+fn end_of(first_ns: u64, dur: u64, ms: bool, backwards: bool) -> Option<u64> {
+    let d = if ms { dur.checked_mul(1_000_000)? } else { dur };
+    if backwards {
+        first_ns.checked_sub(d)
+    } else {
+        first_ns.checked_add(d)
+    }
+}
+
+/// The rest of a flow, read carefully, once its times are known: its addresses (IPv6 or
+/// not), its ports (NSB2: one byte or not; `None`, NSB1: LEB128), protocol, packets and bytes.
+fn rest_of_flow(
+    r: &mut Reader<'_>,
+    (first_ns, last_ns): (u64, u64),
+    v6: [bool; 2],
+    ports: [Option<bool>; 2],
+    initiator_known: bool,
+) -> Result<Item, WireError> {
+    let src = r.bare_addr(v6[0])?;
+    let dst = r.bare_addr(v6[1])?;
+    let mut port = |form| match form {
+        Some(one) => r.port8_or_16(one),
+        None => r.port(),
+    };
+    let (sport, dport) = (port(ports[0])?, port(ports[1])?);
+    Ok(Item::Flow(Flow {
+        first_ns,
+        last_ns,
+        src,
+        dst,
+        sport,
+        dport,
+        proto: r.u8()?,
+        packets: r.var()?,
+        bytes: r.var()?,
+        initiator_known,
+    }))
+}
+
 /// A well-formed NSB2 flow at the start of `s` (its head first), its start a step from `prev`,
 /// and its length; `None` for anything the careful reading of [`read_batch`] would refuse
 /// (which it then does, saying why), and for items that are not flows, so both read the same
@@ -414,12 +424,7 @@ fn quick_flow(s: &[u8], prev: u64) -> Option<(Flow, usize)> {
     let dur = quick_var(s, &mut i)?;
     let ms = head & FLOW_MS != 0;
     let first_ns = step_from(prev, start, ms)?;
-    let d = dur.checked_mul(if ms { 1_000_000 } else { 1 })?;
-    let last_ns = if head & FLOW_BACKWARDS != 0 {
-        first_ns.checked_sub(d)?
-    } else {
-        first_ns.checked_add(d)?
-    };
+    let last_ns = end_of(first_ns, dur, ms, head & FLOW_BACKWARDS != 0)?;
     let src = quick_addr(s, &mut i, head & FLOW_SRC6 != 0)?;
     let dst = quick_addr(s, &mut i, head & FLOW_DST6 != 0)?;
     let sport = quick_port(s, &mut i, head & FLOW_SPORT8 != 0)?;
@@ -976,6 +981,19 @@ impl<'a> Reader<'a> {
 mod tests {
     use super::*;
 
+    /// A DNS answer seen by `client`, for 300 s.
+    fn dns_item(ts_ns: u64, client: [u8; 4], name: &str, addr: [u8; 4]) -> Item {
+        Item::Dns(DnsSeen {
+            ts_ns,
+            client: IpAddr::from(client),
+            answer: Answer {
+                name: name.into(),
+                addr: IpAddr::from(addr),
+                ttl: 300,
+            },
+        })
+    }
+
     fn flow(i: u64) -> Flow {
         Flow {
             first_ns: 1_700_000_000_000_000_000 + i,
@@ -1027,15 +1045,7 @@ mod tests {
             dport: 0,
             ..flow(5)
         }));
-        items.push(Item::Dns(DnsSeen {
-            ts_ns: 5,
-            client: IpAddr::from([10, 0, 0, 1]),
-            answer: Answer {
-                name: "a.example".into(),
-                addr: IpAddr::from([192, 0, 2, 7]),
-                ttl: 300,
-            },
-        }));
+        items.push(dns_item(5, [10, 0, 0, 1], "a.example", [192, 0, 2, 7]));
         items.push(Item::Flow(flow(1)));
         let b = encode_batch(&items);
         let read = |b: &[u8]| {
@@ -1066,15 +1076,7 @@ mod tests {
     fn a_batch_reads_back_as_written() {
         let items = vec![
             Item::Flow(flow(1)),
-            Item::Dns(DnsSeen {
-                ts_ns: 5,
-                client: IpAddr::from([10, 0, 0, 1]),
-                answer: Answer {
-                    name: "updates.vendor.example".into(),
-                    addr: IpAddr::from([192, 0, 2, 7]),
-                    ttl: 300,
-                },
-            }),
+            dns_item(5, [10, 0, 0, 1], "updates.vendor.example", [192, 0, 2, 7]),
             Item::Unknown {
                 second: 1_700_000_000,
                 flows: 4,
@@ -1215,15 +1217,12 @@ mod tests {
                 bytes: 3_400,
                 initiator_known: true,
             }),
-            Item::Dns(DnsSeen {
-                ts_ns: 1_700_000_000_000_000_005,
-                client: IpAddr::from([10, 0, 0, 7]),
-                answer: Answer {
-                    name: "updates.vendor.example".into(),
-                    addr: IpAddr::from([192, 0, 2, 9]),
-                    ttl: 300,
-                },
-            }),
+            dns_item(
+                1_700_000_000_000_000_005,
+                [10, 0, 0, 7],
+                "updates.vendor.example",
+                [192, 0, 2, 9],
+            ),
             Item::Flow(Flow {
                 first_ns: 1_700_000_000_000_000_900,
                 last_ns: 1_700_000_000_000_000_100,
