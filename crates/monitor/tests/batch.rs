@@ -8,9 +8,10 @@
 
 use nospy_flow::dns::Answer;
 use nospy_flow::{DnsSeen, Flow};
-use nospy_inventory::{Device, Function, Inventory, OperatorConfig};
+use nospy_inventory::{Device, Inventory, OperatorConfig};
 use nospy_manifest::Manifest;
 use nospy_monitor::{Monitor, Report};
+use nospy_testkit::fixtures::access_device;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -86,17 +87,8 @@ fn monitor(devices: u64) -> Monitor {
     let inventory = Inventory {
         devices: (0..devices)
             .map(|i| Device {
-                device: format!("d{i}"),
                 vendor: if i % 4 == 0 { "W" } else { "V" }.into(),
-                model: "M".into(),
-                function: Function::Access,
-                technology: "5g".into(),
-                site: "s".into(),
-                sensitive: false,
-                addresses: vec![addr(i)],
-                firmware_sha256: None,
-                weight: 1.0,
-                replacement_cost: 1.0,
+                ..access_device(&format!("d{i}"), vec![addr(i)])
             })
             .collect(),
     };

@@ -4,12 +4,13 @@
 #![allow(clippy::unwrap_used)] // test code: a panic is a failing test
 
 use nospy_flow::Flow;
-use nospy_inventory::{Device, Function, Inventory, OperatorConfig};
+use nospy_inventory::{Device, Inventory, OperatorConfig};
 use nospy_manifest::judge::Why;
 use nospy_manifest::Manifest;
 use nospy_monitor::evidence::sign;
 use nospy_monitor::Monitor;
 use nospy_statement::predicate::{self, Predicate};
+use nospy_testkit::fixtures::access_device;
 use nospy_tlog::note::SignerKey;
 use nospy_tlog::Sha256;
 use std::net::{IpAddr, Ipv4Addr};
@@ -30,17 +31,11 @@ ports = "443"
 
 fn device(i: u8, firmware: Option<Sha256>) -> Device {
     Device {
-        device: format!("d{i}"),
-        vendor: "V".into(),
-        model: "M".into(),
-        function: Function::Access,
-        technology: "5g".into(),
-        site: "s".into(),
-        sensitive: false,
-        addresses: vec![IpAddr::V4(Ipv4Addr::new(10, 0, 0, i))],
         firmware_sha256: firmware.map(|h| h.to_hex()),
-        weight: 1.0,
-        replacement_cost: 1.0,
+        ..access_device(
+            &format!("d{i}"),
+            vec![IpAddr::V4(Ipv4Addr::new(10, 0, 0, i))],
+        )
     }
 }
 

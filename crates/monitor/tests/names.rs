@@ -3,9 +3,10 @@
 //! combination (64), whose names are worked out for every flow.
 
 use nospy_flow::Flow;
-use nospy_inventory::{Device, Function, Inventory, OperatorConfig};
+use nospy_inventory::{Inventory, OperatorConfig};
 use nospy_manifest::Manifest;
 use nospy_monitor::Monitor;
+use nospy_testkit::fixtures::access_device;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -24,19 +25,7 @@ fn monitor(services: u16) -> Monitor {
     }
     let m = Arc::new(Manifest::from_toml(&t).expect("manifest"));
     let inventory = Inventory {
-        devices: vec![Device {
-            device: "d".into(),
-            vendor: "V".into(),
-            model: "M".into(),
-            function: Function::Access,
-            technology: "5g".into(),
-            site: "s".into(),
-            sensitive: false,
-            addresses: vec![IpAddr::from([10, 0, 0, 1])],
-            firmware_sha256: None,
-            weight: 1.0,
-            replacement_cost: 1.0,
-        }],
+        devices: vec![access_device("d", vec![IpAddr::from([10, 0, 0, 1])])],
     };
     Monitor::new(&inventory, &[Some(m)], &OperatorConfig::default(), None).expect("monitor")
 }

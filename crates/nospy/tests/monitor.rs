@@ -230,14 +230,14 @@ fn flow_exports_from_a_real_exporter_give_the_capture_s_verdicts() {
 #[test]
 fn manifests_from_the_log_and_evidence_appended_to_it() {
     let t = tempfile::tempdir().unwrap();
-    let (inv, agreement, monitor_key, digest, log, _, _) = logged_world(t.path());
-    let pcap = ut_capture();
-    let op = ut_operator(t.path());
-    let judged_by = ut_judged_by(&inv, &op, &agreement, &log, &monitor_key);
-    let mut args = vec!["monitor", "--json", "--pcap", s(&pcap)];
-    args.extend(strs(&judged_by));
-    let r = run(&args);
-    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let UtJudged {
+        digest,
+        log,
+        pcap,
+        args,
+        run: r,
+        ..
+    } = ut_judged_once(t.path(), &["--json"]);
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     // The plug was judged against the manifest of its firmware's release, entry 0 of the log:
     // the same verdicts as with the MUD profile given as a file.
@@ -286,7 +286,7 @@ fn manifests_from_the_log_and_evidence_appended_to_it() {
     );
     // Ed25519 signatures are deterministic: the same evidence again is the same entry, not a
     // second one.
-    let again = run(&args);
+    let again = run(&strs(&args));
     let again: serde_json::Value = serde_json::from_str(&again.stdout).unwrap();
     assert_eq!(again["evidence"]["statements"][0]["index"], 1);
     assert_eq!(again["evidence"]["statements"][0]["duplicate"], true);
@@ -642,14 +642,16 @@ fn with_offline_witnesses_the_monitor_takes_manifests_under_the_cosigned_checkpo
 fn evidence_verifies_and_each_forgery_fails_with_its_own_reason() {
     use nospy_statement::predicate::Predicate;
     let t = tempfile::tempdir().unwrap();
-    let (inv, agreement, monitor_key, digest, log, _, monitor_vkey) = logged_world(t.path());
-    let op = ut_operator(t.path());
-    let pcap = ut_capture();
-    let judged_by = ut_judged_by(&inv, &op, &agreement, &log, &monitor_key);
-    let mut args = vec!["monitor", "--pcap", s(&pcap)];
-    args.extend(strs(&judged_by));
-    let r = run(&args);
-    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let UtJudged {
+        inventory: inv,
+        agreement,
+        monitor_key,
+        digest,
+        log,
+        monitor_vkey,
+        pcap,
+        ..
+    } = ut_judged_once(t.path(), &[]);
     // An agreement with no [monitors] trusts no evidence: unusable input.
     let verify = |agreement: &Path, index: u64| {
         let r = run(&[

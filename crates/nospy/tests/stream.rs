@@ -931,14 +931,12 @@ fn a_real_exporter_s_live_flows_through_nats_give_the_single_process_report() {
 #[test]
 fn a_worker_s_evidence_states_what_one_process_states() {
     let t = tempfile::tempdir().unwrap();
-    let (inv, agreement, monitor_key, _, log, _, _) = logged_world(t.path());
-    let pcap = ut_capture();
-    let op = ut_operator(t.path());
-    let judged_by = ut_judged_by(&inv, &op, &agreement, &log, &monitor_key);
-    let mut args = vec!["monitor", "--json", "--pcap", s(&pcap)];
-    args.extend(strs(&judged_by));
-    let r = run(&args);
-    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let UtJudged {
+        log,
+        pcap,
+        judged_by,
+        ..
+    } = ut_judged_once(t.path(), &["--json"]);
     let (_, one) = evidence_entry(&log, 1);
     assert!(
         one["flows"][0].get("names").is_some(),

@@ -6,27 +6,16 @@
 use nospy_flow::dns::Answer;
 use nospy_flow::source::Sink;
 use nospy_flow::{DnsSeen, Flow};
-use nospy_inventory::{Device, Function, Inventory};
+use nospy_inventory::Inventory;
 use nospy_stream::collect::{Publisher, BATCH_BYTES, BATCH_ITEMS};
 use nospy_stream::wire::{decode_batch, Item};
+use nospy_testkit::fixtures::access_device;
 use std::net::IpAddr;
 
 fn inventory() -> Inventory {
     Inventory {
         devices: (0..4u8)
-            .map(|i| Device {
-                device: format!("d{i}"),
-                vendor: "V".into(),
-                model: "M".into(),
-                function: Function::Access,
-                technology: "5g".into(),
-                site: "s".into(),
-                sensitive: false,
-                addresses: vec![IpAddr::from([10, 0, 0, i])],
-                firmware_sha256: None,
-                weight: 1.0,
-                replacement_cost: 1.0,
-            })
+            .map(|i| access_device(&format!("d{i}"), vec![IpAddr::from([10, 0, 0, i])]))
             .collect(),
     }
 }

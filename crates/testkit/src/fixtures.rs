@@ -1,6 +1,27 @@
 //! Fixtures: signed statements and keys that tests and benchmarks of every crate share.
 
+use nospy_inventory::{Device, Function};
 use nospy_tlog::note::SignerKey;
+use std::net::IpAddr;
+
+/// A device of an inventory as judging's tests need one: `name` at `addresses`, an access
+/// device of vendor "V", model "M", at site "s", not sensitive, no firmware digest, weight and
+/// replacement cost 1 (change what a test is about with `Device { .., ..access_device(..) }`).
+pub fn access_device(name: &str, addresses: Vec<IpAddr>) -> Device {
+    Device {
+        device: name.to_string(),
+        vendor: "V".into(),
+        model: "M".into(),
+        function: Function::Access,
+        technology: "5g".into(),
+        site: "s".into(),
+        sensitive: false,
+        addresses,
+        firmware_sha256: None,
+        weight: 1.0,
+        replacement_cost: 1.0,
+    }
+}
 
 /// Submission `i` of the benchmark (and of tests that need many distinct ones): a release of
 /// firmware "firmware {i}" by VendorX, with a one-rule manifest, signed by `vendor` (about

@@ -416,3 +416,49 @@ pub fn ut_judged_by(
 pub fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
+
+/// The UT plug's world of [`logged_world`] and [`ut_operator`], its capture judged once by one
+/// process.
+pub struct UtJudged {
+    pub inventory: PathBuf,
+    pub agreement: PathBuf,
+    pub monitor_key: PathBuf,
+    pub digest: String,
+    pub log: PathBuf,
+    pub monitor_vkey: String,
+    pub pcap: PathBuf,
+    /// [`ut_judged_by`]'s flags for this world.
+    pub judged_by: Vec<String>,
+    /// `nospy monitor --pcap` of the capture with `judged_by` and the `extra` flags.
+    pub args: Vec<String>,
+    /// What `args` gave: it finds violations, so its exit status is 1 (asserted).
+    pub run: Run,
+}
+
+/// [`UtJudged`] in `t`: the world made, the capture judged with `extra` flags (`--json`, say).
+pub fn ut_judged_once(t: &Path, extra: &[&str]) -> UtJudged {
+    let (inventory, agreement, monitor_key, digest, log, _, monitor_vkey) = logged_world(t);
+    let op = ut_operator(t);
+    let pcap = ut_capture();
+    let judged_by = ut_judged_by(&inventory, &op, &agreement, &log, &monitor_key);
+    let mut args: Vec<String> = ["monitor", "--pcap", s(&pcap)]
+        .iter()
+        .chain(extra)
+        .map(|a| a.to_string())
+        .collect();
+    args.extend(judged_by.iter().cloned());
+    let run = run(&strs(&args));
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    UtJudged {
+        inventory,
+        agreement,
+        monitor_key,
+        digest,
+        log,
+        monitor_vkey,
+        pcap,
+        judged_by,
+        args,
+        run,
+    }
+}
