@@ -435,13 +435,7 @@ async fn session<T: Transport>(
                 // devices at most): else what is held is appended first, so that no part
                 // outgrows the engine's messages whatever the batches hold.
                 let flows = items.iter().filter(|i| matches!(i, Item::Flow(_))).count();
-                let (rows, devices) = monitor.held();
-                if h.read > h.done
-                    && h.pending_bytes
-                        + (rows + 2 * flows) * ROW_BYTES
-                        + (devices + 2 * flows) * DEVICE_BYTES
-                        > PART_LIMIT
-                {
+                if h.read > h.done && part_bound(monitor, h, flows) > PART_LIMIT {
                     hand_over(monitor, h, &mut window, &mut unknown);
                     if !send(t, monitor, p, h, cfg, st).await? {
                         lost_now = true;
@@ -491,8 +485,7 @@ async fn session<T: Transport>(
                     }
                 }
                 // Parts of about PART_BYTES: appended once what is held reaches it.
-                let (rows, devices) = monitor.held();
-                if h.pending_bytes + rows * ROW_BYTES + devices * DEVICE_BYTES >= PART_BYTES {
+                if part_bound(monitor, h, 0) >= PART_BYTES {
                     hand_over(monitor, h, &mut window, &mut unknown);
                     if !send(t, monitor, p, h, cfg, st).await? {
                         lost_now = true;
@@ -592,6 +585,14 @@ fn hand_over<R, E>(
     for (w, (flows, packets, bytes)) in std::mem::take(unknown) {
         push(h, w, unknown_delta(flows, packets, bytes));
     }
+}
+
+/// The most the part `h` would take if what the monitor counts of it were taken now and
+/// `flows` more flows judged first: every row and device at its largest encoding ([`ROW_BYTES`],
+/// [`DEVICE_BYTES`]), each flow adding at most two rows and two devices.
+fn part_bound<R, E>(monitor: &Monitor, h: &Held<R, E>, flows: usize) -> usize {
+    let (rows, devices) = monitor.held();
+    h.pending_bytes + (rows + 2 * flows) * ROW_BYTES + (devices + 2 * flows) * DEVICE_BYTES
 }
 
 /// Flows of no device, as a delta.
