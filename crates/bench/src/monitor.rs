@@ -504,9 +504,12 @@ pub fn run(
 /// the single-process rate (decode and judge on one core); the raw JetStream rate for the same
 /// batches (publish them all, then read them all back, nothing judged); and end to end, a
 /// collector (decoding, attributing, publishing) with 1 and then 2 workers (judging and
-/// appending parts), from the first message read to every partition counted. Workers are
-/// threads of this process, each with its own monitor and connection, as separate processes
-/// would be. The merged report is checked against the single process's totals each time.
+/// appending parts), from the first message read to every partition counted, each the best of
+/// three runs as the single process is. Workers are threads of this process, each with its own
+/// monitor and connection, as separate processes would be. The merged report is checked against
+/// the single process's totals each time. And, for what two cores give here: two single
+/// processes at once (two threads judging the same records), whose rate is the most any split
+/// of the work over two cores can reach on this machine without a transport.
 pub fn run_nats(
     url: &str,
     devices: usize,
@@ -542,6 +545,19 @@ pub fn run_nats(
     let (single_s, single) = best_of(3, || judge(&f, &op, &msgs))?;
     let single_cpu = (process_cpu_s() - cpu) / 3.0;
     let single_per_s = records as f64 / single_s;
+    // Two at once: where two cores are not two of one (a VM's vCPUs sharing a host's core,
+    // memory bandwidth), this is below twice the single rate.
+    let (pair_s, ()) = best_of(3, || {
+        std::thread::scope(|s| {
+            let other = s.spawn(|| judge(&f, &op, &msgs));
+            judge(&f, &op, &msgs)?;
+            other
+                .join()
+                .map_err(|_| anyhow::anyhow!("a single process panicked"))??;
+            Ok(())
+        })
+    })?;
+    let pair_per_s = 2.0 * records as f64 / pair_s;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -566,7 +582,8 @@ pub fn run_nats(
     // The batches a collector makes of these records (decoded and attributed once here, to
     // time the transport alone on exactly them).
     let batches = {
-        let mut p = Publisher::new(&f.inventory, partitions, "bench");
+        let numbering = Arc::new(nospy_stream::numbering::Numbering::new(&f.inventory));
+        let mut p = Publisher::new(&f.inventory, numbering, partitions, "bench");
         decode(&msgs, &mut p)?;
         p.flush();
         p.take_sealed()
@@ -614,10 +631,22 @@ pub fn run_nats(
                 "end to end:"
             }
         ));
-        let name = format!("BENCHE2E{tag}W{workers}{}", if apart { "A" } else { "" });
-        let r = end_to_end(url, &name, &f, &msgs, partitions, workers, apart);
-        cleanup(name);
-        let (secs, collected, cpu, merged) = r?;
+        // The best of three (as the single process), each in a deployment of its own; the
+        // collector and the worker apart once.
+        let mut best: Option<(f64, f64, (f64, f64), nospy_monitor::Report)> = None;
+        for run in 0..if apart { 1 } else { 3 } {
+            let name = format!(
+                "BENCHE2E{tag}W{workers}R{run}{}",
+                if apart { "A" } else { "" }
+            );
+            let r = end_to_end(url, &name, &f, &msgs, partitions, workers, apart);
+            cleanup(name);
+            let r = r?;
+            if best.as_ref().is_none_or(|b| r.0 < b.0) {
+                best = Some(r);
+            }
+        }
+        let (secs, collected, cpu, merged) = best.expect("at least one run");
         anyhow::ensure!(
             merged.flows == single.flows
                 && merged.violations.len() == single.violations.len()
@@ -659,6 +688,8 @@ pub fn run_nats(
         "batch_bytes": batch_bytes,
         "batches": batches.len(),
         "single_process_records_per_s": single_per_s.round(),
+        "two_single_processes_records_per_s": pair_per_s.round(),
+        "ratio_two_single_processes": ratio(pair_per_s),
         "jetstream_raw_records_per_s": raw_per_s.round(),
         "end_to_end_1_worker_records_per_s": e2e[0].round(),
         "end_to_end_2_workers_records_per_s": e2e[1].round(),
@@ -677,6 +708,10 @@ pub fn run_nats(
         print_json(&v)?;
     } else {
         println!("single process (decode and judge, one core) {single_per_s:>12.0} records/s");
+        println!(
+            "two single processes at once (two cores)    {pair_per_s:>12.0} records/s  ({:.2} of single: what two cores give here)",
+            ratio(pair_per_s)
+        );
         println!(
             "JetStream alone (publish, read back)        {raw_per_s:>12.0} records/s  ({:.2} of single)",
             ratio(raw_per_s)
@@ -730,6 +765,7 @@ fn end_to_end(
             .build()
     };
     let digest = nospy_stream::inventory_digest(&f.inventory);
+    let numbering = Arc::new(nospy_stream::numbering::Numbering::new(&f.inventory));
     rt()?.block_on(async {
         let nats = Nats::connect(url, name, Options::default()).await?;
         nats.setup(partitions).await?;
@@ -753,12 +789,14 @@ fn end_to_end(
     let mut cpu_end = cpu_start;
     let mut judged = 0.0;
     let mut collected = 0.0;
+    let numbering = &numbering;
     let out = std::thread::scope(|s| -> Result<nospy_monitor::Report> {
         let mut collector = Some(s.spawn(|| -> Result<()> {
             let rt = rt()?;
             rt.block_on(async {
                 let nats = Nats::connect(url, name, Options::default()).await?;
-                let mut p = Publisher::new(&f.inventory, partitions, "bench");
+                nospy_stream::numbering::claim(&nats, numbering).await?;
+                let mut p = Publisher::new(&f.inventory, numbering.clone(), partitions, "bench");
                 let mut c = Collector::new();
                 let mut out = Vec::with_capacity(30);
                 for m in msgs {
@@ -790,6 +828,7 @@ fn end_to_end(
         let handles: Vec<_> = (0..workers)
             .map(|w| {
                 let op = op.clone();
+                let numbering = numbering.clone();
                 s.spawn(move || -> Result<()> {
                     let rt = nospy_stream::worker::runtime()?;
                     let mut mon = Monitor::new(&f.inventory, &f.manifests, &op, None)?;
@@ -802,6 +841,7 @@ fn end_to_end(
                             flush: std::time::Duration::from_secs(1),
                             until_caught_up: true,
                             inventory: digest,
+                            numbering,
                             close_after: None,
                         };
                         let stop = std::sync::atomic::AtomicBool::new(false);

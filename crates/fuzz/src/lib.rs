@@ -330,12 +330,31 @@ pub fn time(data: &[u8]) {
     let _ = nospy_exposure::Date::parse(&t);
 }
 
-/// A flow batch from the stream (anyone who can publish to a partition's subject writes one);
-/// what reads is written and read back to the same items.
+/// The inventory the flow batch seeds are numbered under: devices' addresses 10.0.0.1 (0);
+/// 10.0.0.2 (1) and 2001:db8::2 (2); 10.1.0.7 (3); 10.1.0.8 (4); 10.1.2.3 (5).
+pub fn batch_numbering() -> &'static nospy_stream::numbering::Numbering {
+    static N: std::sync::OnceLock<nospy_stream::numbering::Numbering> = std::sync::OnceLock::new();
+    N.get_or_init(|| {
+        let inv = nospy_inventory::Inventory::parse(
+            "device,vendor,model,function,technology,site,sensitive,addresses,firmware_sha256,weight,replacement_cost\n\
+             a,V,m,access,5g,s,false,10.0.0.1,,1,1\n\
+             b,V,m,access,5g,s,false,10.0.0.2;2001:db8::2,,1,1\n\
+             c,V,m,access,5g,s,false,10.1.0.7,,1,1\n\
+             d,V,m,access,5g,s,false,10.1.0.8,,1,1\n\
+             e,V,m,access,5g,s,false,10.1.2.3,,1,1\n",
+        )
+        .expect("the fuzz inventory parses");
+        nospy_stream::numbering::Numbering::new(&inv)
+    })
+}
+
+/// A flow batch from the stream (anyone who can publish to a partition's subject writes one),
+/// read under [`batch_numbering`]; what reads is written and read back to the same items.
 pub fn flow_batch(data: &[u8]) {
-    if let Ok(items) = nospy_stream::wire::decode_batch(data) {
-        let back = nospy_stream::wire::decode_batch(&nospy_stream::wire::encode_batch(&items))
-            .expect("a written batch reads");
+    use nospy_stream::wire::{decode_batch, encode_batch};
+    let n = batch_numbering();
+    if let Ok(items) = decode_batch(data, n) {
+        let back = decode_batch(&encode_batch(n, &items), n).expect("a written batch reads");
         assert_eq!(back, items, "batch round trip");
     }
 }

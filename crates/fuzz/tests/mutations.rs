@@ -418,7 +418,11 @@ fn the_seeds_are_accepted() {
         nospy_witness::state::parse(&s).unwrap();
     }
     for s in seeds("flow_batch") {
-        assert!(!nospy_stream::wire::decode_batch(&s).unwrap().is_empty());
+        assert!(
+            !nospy_stream::wire::decode_batch(&s, nospy_fuzz::batch_numbering())
+                .unwrap()
+                .is_empty()
+        );
     }
     // The first evidence seed holds in the fuzz world, so that mutations reach every check.
     assert!(

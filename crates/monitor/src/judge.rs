@@ -18,6 +18,8 @@ pub(crate) struct Part {
     /// The device's compiled manifest (`NO_MANIFEST`: none).
     pub(crate) compiled: u32,
     pub(crate) peer: IpAddr,
+    /// The peer's device, when the peer is one (for `same-vendor` rules).
+    pub(crate) peer_device: Option<u32>,
     pub(crate) side: Side,
 }
 
@@ -37,6 +39,25 @@ impl Monitor {
 
     /// Judges one flow from the side of each device it belongs to, and counts it.
     pub fn flow(&mut self, f: &Flow) {
+        let found = [self.device_of(f.src), self.device_of(f.dst)];
+        self.flow_found(f, found);
+    }
+
+    /// Judges and counts one flow whose devices are already known: `devices` are the numbers,
+    /// in the inventory's order, of the devices whose addresses are its source and its
+    /// destination (`None`: that address is no device's), as a collector that attributed the
+    /// flow found them. The same as [`Monitor::flow`] when they are what the inventory says
+    /// of the flow's addresses; a number beyond the inventory counts as no device.
+    pub fn flow_of(&mut self, f: &Flow, devices: [Option<u32>; 2]) {
+        let found = devices.map(|d| {
+            let d = d?;
+            Some(Found(d, self.devs.get(d as usize)?.compiled))
+        });
+        self.flow_found(f, found);
+    }
+
+    #[inline]
+    fn flow_found(&mut self, f: &Flow, found: [Option<Found>; 2]) {
         self.report.flows += 1;
         self.report.packets += f.packets;
         self.report.bytes += f.bytes;
@@ -44,7 +65,7 @@ impl Monitor {
             None => (f.first_ns, f.last_ns),
             Some((a, b)) => (a.min(f.first_ns), b.max(f.last_ns)),
         });
-        let parts = self.parts(f);
+        let parts = self.parts(f, found);
         if parts[0].is_none() && parts[1].is_none() {
             self.report.unknown_device_flows += 1;
             return;
@@ -63,11 +84,11 @@ impl Monitor {
         }
     }
 
-    /// The flow from the side of each of its devices: the one that opened it (going out), the
-    /// other (coming in).
+    /// The flow from the side of each of its devices (`found`: its source's and its
+    /// destination's): the one that opened it (going out), the other (coming in).
     #[inline]
-    pub(crate) fn parts(&self, f: &Flow) -> [Option<Part>; 2] {
-        let (src, dst) = (self.device_of(f.src), self.device_of(f.dst));
+    pub(crate) fn parts(&self, f: &Flow, found: [Option<Found>; 2]) -> [Option<Part>; 2] {
+        let [src, dst] = found;
         let opened = f.initiator_known;
         // The side that opened it: `src`, unless nothing says so and it looks like the answering
         // half of a conversation (a flow exporter's record of a reply).
@@ -77,26 +98,33 @@ impl Monitor {
             } else {
                 (src, dst, f.src, f.dst, f.sport, f.dport)
             };
-        let part =
-            |found: Option<Found>, device_addr, peer, direction, peer_port, device_port, sent| {
-                let Found(device, compiled) = found?;
-                Some(Part {
-                    device,
-                    compiled,
+        let part = |found: Option<Found>,
+                    peer_found: Option<Found>,
+                    device_addr,
                     peer,
-                    side: Side {
-                        device_addr,
-                        direction,
-                        proto: f.proto,
-                        peer_port,
-                        device_port,
-                        device_opened: opened.then_some(sent),
-                    },
-                })
-            };
+                    direction,
+                    peer_port,
+                    device_port,
+                    sent| {
+            let Found(device, compiled) = found?;
+            Some(Part {
+                device,
+                compiled,
+                peer,
+                peer_device: peer_found.map(|Found(p, _)| p),
+                side: Side {
+                    device_addr,
+                    direction,
+                    proto: f.proto,
+                    peer_port,
+                    device_port,
+                    device_opened: opened.then_some(sent),
+                },
+            })
+        };
         [
-            part(src, sa, da, Direction::FromDevice, dport, sport, true),
-            part(dst, da, sa, Direction::ToDevice, sport, dport, false),
+            part(src, dst, sa, da, Direction::FromDevice, dport, sport, true),
+            part(dst, src, da, sa, Direction::ToDevice, sport, dport, false),
         ]
     }
 
@@ -113,30 +141,24 @@ impl Monitor {
         }
     }
 
-    /// The verdict on a flow from device `d`'s side, `None` when `d` has no manifest; `set` is
-    /// what [`Monitor::lookup`] found for it.
-    pub(crate) fn verdict(
-        &self,
-        d: u32,
-        peer: IpAddr,
-        side: &Side,
-        set: Option<u32>,
-        f: &Flow,
-    ) -> Option<Verdict> {
-        let c = self.compiled.get(self.devs[d as usize].compiled as usize)?;
-        let verdict = self.judge(d, c, peer, side, set, f);
+    /// The verdict on one side of a flow (`part`), `None` when its device has no manifest;
+    /// `set` is what [`Monitor::lookup`] found for it.
+    pub(crate) fn verdict(&self, part: &Part, set: Option<u32>, f: &Flow) -> Option<Verdict> {
+        let d = part.device as usize;
+        let c = self.compiled.get(self.devs[d].compiled as usize)?;
+        let verdict = self.judge(part, &part.side, c, set, f);
         if !f.initiator_known && matches!(verdict, Verdict::Violation | Verdict::Unattributable) {
             // Who opened it is unknown: it may be the reply half of a flow the other way (a
             // flow exporter's one-direction record). Allowed that way, it is not a violation.
             let reverse = Side {
-                direction: match side.direction {
+                direction: match part.side.direction {
                     Direction::FromDevice => Direction::ToDevice,
                     Direction::ToDevice => Direction::FromDevice,
                 },
-                ..*side
+                ..part.side
             };
-            let set = self.lookup(self.devs[d as usize].compiled, reverse.direction, peer);
-            if matches!(self.judge(d, c, peer, &reverse, set, f), Verdict::Allowed) {
+            let set = self.lookup(self.devs[d].compiled, reverse.direction, part.peer);
+            if matches!(self.judge(part, &reverse, c, set, f), Verdict::Allowed) {
                 return Some(Verdict::Allowed);
             }
         }
@@ -155,7 +177,7 @@ impl Monitor {
             self.touched.push(d);
         }
         dev.flows += 1;
-        let Some(verdict) = self.verdict(d, peer, &side, set, f) else {
+        let Some(verdict) = self.verdict(part, set, f) else {
             return;
         };
         let port = match side.direction {
@@ -229,16 +251,18 @@ impl Monitor {
         id
     }
 
-    /// The verdict on one side of a flow, given the set its peer's address found (`set`).
+    /// The verdict on a flow from the side of `part`'s device, seen as `side` (the part's, or
+    /// the reverse), with `c` the device's compiled manifest and `set` what its peer's address
+    /// found there.
     pub(crate) fn judge(
         &self,
-        d: u32,
-        c: &Compiled,
-        peer: IpAddr,
+        part: &Part,
         side: &Side,
+        c: &Compiled,
         set: Option<u32>,
         f: &Flow,
     ) -> Verdict {
+        let (d, peer) = (part.device, part.peer);
         let rules = &c.dirs[dir_index(side.direction)];
         if let Some(set) = set {
             let (first, n) = self.sets[set as usize];
@@ -247,7 +271,7 @@ impl Monitor {
             }
         }
         if !rules.same_vendor.is_empty() {
-            if let Some(Found(p, _)) = self.device_of(peer) {
+            if let Some(p) = part.peer_device {
                 if self.devs[p as usize].vendor == self.devs[d as usize].vendor
                     && any_allows(&rules.same_vendor, side)
                 {

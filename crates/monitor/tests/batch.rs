@@ -177,6 +177,33 @@ fn flows_judged_together_or_one_by_one_give_one_report() {
     assert!(groups.finish() == one, "in groups of 1 to 70");
 }
 
+/// A worker is given each flow's devices by the collector that found them (`Monitor::flow_of`):
+/// judged so, the flows give the report they give found by address, same-vendor rules (which
+/// need the peer's device) included; a number beyond the inventory is no device.
+#[test]
+fn flows_whose_devices_are_given_are_judged_as_flows_found_by_address() {
+    let devices = 30;
+    let all = flows(20_000, devices);
+    let mut by_addr = monitor(devices);
+    by_addr.flows(&all);
+    let want = by_addr.finish();
+    let number = |a: IpAddr| (0..devices).find(|&i| addr(i) == a).map(|i| i as u32);
+    let mut given = monitor(devices);
+    for f in &all {
+        given.flow_of(f, [number(f.src), number(f.dst)]);
+    }
+    assert!(given.finish() == want);
+    // Told that neither address is a device's, or given numbers beyond the inventory's: the
+    // flows are of no device.
+    let mut none = monitor(devices);
+    for f in &all[..100] {
+        none.flow_of(f, [None, Some(devices as u32)]);
+    }
+    let none = none.finish();
+    assert_eq!((none.flows, none.unknown_device_flows), (100, 100));
+    assert!(none.violations.is_empty());
+}
+
 /// A report as its JSON has it: rows with their names by content (the numbering of the sets
 /// is the monitor's own).
 fn shown(r: &Report) -> impl PartialEq + std::fmt::Debug {

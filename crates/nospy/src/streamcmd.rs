@@ -11,6 +11,7 @@ use nospy_inventory::Inventory;
 use nospy_stream::collect::{input_json, Publisher};
 use nospy_stream::listen::listen;
 use nospy_stream::nats::{Nats, Options};
+use nospy_stream::numbering::Numbering;
 use nospy_stream::outbox::Outbox;
 use serde_json::json;
 use std::path::PathBuf;
@@ -98,10 +99,17 @@ pub fn collect(a: CollectArgs) -> Result<ExitCode> {
     {
         bail!("--source {source:?}: letters, digits, '-' and '_' only");
     }
-    let started = Outbox::start(&a.nats.nats, &a.nats.stream, a.partitions, options)
-        .with_context(|| format!("NATS at {}", a.nats.nats))?;
+    let numbering = std::sync::Arc::new(Numbering::new(&inventory));
+    let started = Outbox::start(
+        &a.nats.nats,
+        &a.nats.stream,
+        a.partitions,
+        options,
+        numbering.clone(),
+    )
+    .with_context(|| format!("NATS at {}", a.nats.nats))?;
     let (outbox, partitions) = (started.outbox, started.partitions);
-    let mut sink = outbox.sink(Publisher::new(&inventory, partitions, &source));
+    let mut sink = outbox.sink(Publisher::new(&inventory, numbering, partitions, &source));
     let stats = if let Some(l) = &a.listen {
         let addr = crate::util::udp_addr(l)?;
         let d = a
@@ -296,6 +304,7 @@ pub fn work(
         flush,
         until_caught_up: w.until_caught_up,
         inventory: nospy_stream::inventory_digest(inventory),
+        numbering: std::sync::Arc::new(nospy_stream::numbering::Numbering::new(inventory)),
         close_after: evidence.as_ref().map(|_| lateness),
     };
     let st = nospy_stream::worker::serve(

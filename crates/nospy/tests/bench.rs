@@ -144,6 +144,8 @@ fn bench_monitor_through_nats_reports_the_three_rates_side_by_side() {
         ],
         &[
             "single_process_records_per_s",
+            "two_single_processes_records_per_s",
+            "ratio_two_single_processes",
             "jetstream_raw_records_per_s",
             "end_to_end_1_worker_records_per_s",
             "end_to_end_2_workers_records_per_s",

@@ -532,6 +532,66 @@ fn a_message_that_is_not_a_batch_is_counted_and_refused() {
     assert_eq!(comparable(got), want);
 }
 
+/// Collectors write a device's address as its number in the inventory's addresses: a
+/// deployment has one inventory, and a collector or worker started with another says so and
+/// stops before it writes or reads a batch (rather than having its batches refused).
+#[test]
+fn a_collector_or_worker_with_another_inventory_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let (gen, args) = generated(t.path(), 20, 500, 60);
+    let d = Deployment::new("otherinv");
+    collect(&d, &gen, &args, 2);
+    // The same devices, one address changed.
+    let inv = inventory_of(&args);
+    let text = std::fs::read_to_string(&inv).unwrap();
+    let other = t.path().join("other.csv");
+    std::fs::write(&other, text.replacen("10.1.0.3,", "10.9.0.3,", 1)).unwrap();
+    let other_args: Vec<String> = args
+        .iter()
+        .map(|a| {
+            if *a == inv {
+                s(&other).to_string()
+            } else {
+                a.clone()
+            }
+        })
+        .collect();
+    let r = run(&strs(&collect_args(
+        &d,
+        &other_args,
+        2,
+        &["--flows", s(&gen), "--source", "again"],
+    )));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("this deployment was set up with another inventory"),
+        "{}",
+        r.stderr
+    );
+    let mut a = vec![
+        "monitor".to_string(),
+        "--nats".into(),
+        d.url.clone(),
+        "--stream".into(),
+        d.name.clone(),
+        "--until-caught-up".into(),
+    ];
+    a.extend(other_args.iter().cloned());
+    let r = run(&strs(&a));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("this deployment was set up with another inventory"),
+        "{}",
+        r.stderr
+    );
+    // With the deployment's inventory, a worker counts everything, as one process does.
+    let want = single(&gen, &args);
+    workers_to_the_end(&d, &args, 1);
+    assert_eq!(comparable(report(&d, None)), want);
+}
+
 #[test]
 fn without_a_nats_server_or_with_bad_arguments_the_errors_say_what() {
     let t = tempfile::tempdir().unwrap();

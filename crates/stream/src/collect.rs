@@ -2,9 +2,9 @@
 //! ([`Publisher`], a [`Sink`] any source feeds), and the batches published in order, with
 //! retries under their own message ids ([`publish_all`]).
 
+use crate::numbering::Numbering;
 use crate::wire::{encode_batch, Item};
 use bytes::Bytes;
-use nospy_flow::addrmap::AddrMap;
 use nospy_flow::source::{Sink, Stats};
 use nospy_flow::{DnsSeen, Flow};
 use nospy_inventory::Inventory;
@@ -24,9 +24,9 @@ pub const BATCH_BYTES: usize = 256 * 1024;
 /// The most `it` takes in a batch.
 fn item_bytes(it: &Item) -> usize {
     match it {
-        // Head, two 10-byte times, two IPv6 addresses, two 2-byte ports, the protocol, two
-        // 10-byte counts.
-        Item::Flow(_) => 1 + 20 + 32 + 4 + 1 + 20,
+        // Head, the families' byte, two 10-byte times, two IPv6 addresses, two 2-byte ports,
+        // the protocol, two 10-byte counts.
+        Item::Flow(..) => 2 + 20 + 32 + 4 + 1 + 20,
         Item::Dns(d) => 1 + 8 + 17 + 17 + 4 + 2 + d.answer.name.len(),
         Item::Unknown { .. } => 1 + 32,
     }
@@ -37,8 +37,10 @@ pub use crate::transport::Sealed;
 /// Attributes flows to devices and seals them, by partition, into batches.
 pub struct Publisher {
     partitions: u32,
-    /// Partition by device address.
-    by_addr: AddrMap<u32>,
+    /// The inventory's addresses, numbered (a device's address is written as its number).
+    numbering: std::sync::Arc<Numbering>,
+    /// Partition by device (its place in the inventory).
+    partition: Vec<u32>,
     pending: Vec<Vec<Item>>,
     /// Per partition, the most its pending items take ([`item_bytes`]).
     pending_bytes: Vec<usize>,
@@ -54,20 +56,24 @@ pub struct Publisher {
 }
 
 impl Publisher {
-    /// A publisher for `inventory`'s devices into `partitions` partitions; `source` names the
-    /// input in every batch's message id (the same input must give the same name, so that a
-    /// second run over it is deduplicated; different inputs different names).
-    pub fn new(inventory: &Inventory, partitions: u32, source: &str) -> Publisher {
-        let mut by_addr = AddrMap::with_capacity(inventory.devices.len());
-        for d in &inventory.devices {
-            let p = crate::partition_of(&d.device, partitions);
-            for a in &d.addresses {
-                by_addr.insert(*a, p);
-            }
-        }
+    /// A publisher for `inventory`'s devices (`numbering`: its addresses numbered) into
+    /// `partitions` partitions; `source` names the input in every batch's message id (the same
+    /// input must give the same name, so that a second run over it is deduplicated; different
+    /// inputs different names).
+    pub fn new(
+        inventory: &Inventory,
+        numbering: std::sync::Arc<Numbering>,
+        partitions: u32,
+        source: &str,
+    ) -> Publisher {
         Publisher {
             partitions: partitions.max(1),
-            by_addr,
+            numbering,
+            partition: inventory
+                .devices
+                .iter()
+                .map(|d| crate::partition_of(&d.device, partitions))
+                .collect(),
             pending: vec![Vec::new(); partitions.max(1) as usize],
             pending_bytes: vec![0; partitions.max(1) as usize],
             numbers: vec![0; partitions.max(1) as usize],
@@ -101,7 +107,7 @@ impl Publisher {
         self.sealed.push(Sealed {
             partition: p,
             id: format!("{}.{p}.{n}", self.source),
-            bytes: Bytes::from(encode_batch(&items)),
+            bytes: Bytes::from(encode_batch(&self.numbering, &items)),
         });
     }
 
@@ -120,6 +126,12 @@ impl Publisher {
         }
     }
 
+    /// The numbering of the inventory's addresses its batches are written under (a deployment
+    /// has one: [`crate::numbering::claim`]).
+    pub fn numbering(&self) -> &std::sync::Arc<Numbering> {
+        &self.numbering
+    }
+
     /// The batches sealed since the last call, in the order they must be published.
     pub fn take_sealed(&mut self) -> Vec<Sealed> {
         std::mem::take(&mut self.sealed)
@@ -136,17 +148,19 @@ impl Publisher {
 
 impl Sink for Publisher {
     fn wants(&self, src: IpAddr, dst: IpAddr) -> bool {
-        self.by_addr.contains(src) || self.by_addr.contains(dst)
+        self.numbering.contains(src) || self.numbering.contains(dst)
     }
 
     fn flow(&mut self, f: &Flow) {
-        // The partition of the device that sent it, else of the one it was sent to: one worker
-        // judges both sides of a flow between two devices.
-        let p = self.by_addr.get(f.src).or_else(|| self.by_addr.get(f.dst));
-        match p {
-            Some(p) => {
+        // Both addresses looked up, so that the worker need not: a device's is written as its
+        // number. The partition of the device that sent it, else of the one it was sent to:
+        // one worker judges both sides of a flow between two devices.
+        let refs = self.numbering.refs(f.src, f.dst);
+        let device = refs[0].or(refs[1]).and_then(|r| self.numbering.device(r));
+        match device.and_then(|d| self.partition.get(d as usize)) {
+            Some(&p) => {
                 self.attributed += 1;
-                self.push(p, Item::Flow(f.clone()));
+                self.push(p, Item::Flow(f.clone(), refs));
             }
             None => {
                 self.unattributed += 1;

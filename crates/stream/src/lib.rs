@@ -40,6 +40,7 @@ pub mod collect;
 pub mod listen;
 #[cfg(feature = "nats")]
 pub mod nats;
+pub mod numbering;
 #[cfg(feature = "nats")]
 pub mod outbox;
 pub mod report;

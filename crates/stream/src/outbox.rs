@@ -45,12 +45,15 @@ pub struct Started {
 
 impl Outbox {
     /// Connects to the NATS server at `url`, sets deployment `name`'s streams up (with
-    /// `partitions` if they are new) and reads the templates saved for exporters.
+    /// `partitions` if they are new), records `numbering` as the deployment's or refuses it if
+    /// the deployment has another ([`crate::numbering::claim`]), and reads the templates saved
+    /// for exporters.
     pub fn start(
         url: &str,
         name: &str,
         partitions: u32,
         options: Options,
+        numbering: std::sync::Arc<crate::numbering::Numbering>,
     ) -> Result<Started, TransportError> {
         let (tx, rx) = mpsc::sync_channel::<Msg>(64);
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(u32, String), TransportError>>();
@@ -64,6 +67,7 @@ impl Outbox {
                 let setup = async {
                     let nats = Nats::connect(&url, &deployment, options).await?;
                     let p = nats.setup(partitions).await?;
+                    crate::numbering::claim(&nats, &numbering).await?;
                     let mut templates = String::from(STATE_HEADER);
                     for k in nats.keys("template.").await? {
                         if let Some((v, _)) = nats.get(&k).await? {

@@ -37,6 +37,14 @@ pub enum TransportError {
     /// Closed windows could not be handed on within [`crate::worker::ENGINE_PATIENCE`] (the
     /// reasons were said as they happened).
     WindowsNotHandedOn,
+    /// This process's inventory numbers devices' addresses otherwise than the deployment's
+    /// (their digests, in hex): it would write or read device numbers the others do not share.
+    OtherInventory {
+        /// This process's.
+        ours: String,
+        /// The deployment's.
+        theirs: String,
+    },
 }
 
 impl TransportError {
@@ -71,6 +79,10 @@ impl std::fmt::Display for TransportError {
             TransportError::WindowsNotHandedOn => {
                 f.write_str("windows could not be handed on (see above)")
             }
+            TransportError::OtherInventory { ours, theirs } => write!(
+                f,
+                "this deployment was set up with another inventory (its devices and addresses: {theirs}; this inventory's: {ours}): every collector and worker of a deployment reads the same inventory (for another, start another deployment with --stream NAME)"
+            ),
         }
     }
 }

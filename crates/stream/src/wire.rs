@@ -10,15 +10,21 @@
 //! All integers are big-endian. An address is a family byte (4 or 6) and its 4 or 16 bytes.
 //!
 //! ```text
-//! batch  = "NSB2" base_ns:u64 count:u32 item*
-//! item   = head:u8 (below 0x80: flow; 0x80: dns; 0x81: unknown)
-//! flow   = head start:var duration:var src dst sport dport proto:u8 packets:var bytes:var
-//!          (head: bit 0 initiator known, bit 1 times in ms (else ns), bit 2 src is IPv6,
-//!          bit 3 dst is IPv6, bit 4 the end before the start, bits 5 and 6 sport and dport
-//!          below 256 (one byte; else two, and at least 256); start is the step from the
-//!          flow before's start (the first: from base_ns), modulo 2^64, zigzag-signed;
-//!          src and dst are 4 or 16 bytes; var is LEB128 in its shortest form, at most 10
-//!          bytes: a flow from an exporter takes about 20 bytes)
+//! batch  = "NSB3" numbering:32 base_ns:u64 count:u32 item*
+//! item   = head:u8 (0xe0: dns; 0xe1: unknown; below 0xc0: flow)
+//! flow   = head [families:u8] start:var duration:var src dst sport dport proto:u8
+//!          packets:var bytes:var
+//!          (head: bit 0 initiator known, bit 1 times in ms (else ns), bit 2 the end before
+//!          the start, bits 3 and 4 sport and dport below 256 (one byte; else two, and at
+//!          least 256), bits 5-7 how src and dst are written: 0 src a device's, dst 4 bytes;
+//!          1 src a device's, dst 16 bytes; 2 src 4 bytes, dst a device's; 3 src 16 bytes,
+//!          dst a device's; 4 both a device's; 5 neither, and the `families` byte follows the
+//!          head (bit 0 src IPv6, bit 1 dst IPv6). A device's address is its number in the
+//!          `numbering` (`crate::numbering`: every device's addresses in the inventory's
+//!          order, as a var); any other address its 4 or 16 bytes. start is the step from the
+//!          flow before's start (the first: from base_ns), modulo 2^64, zigzag-signed; var is
+//!          LEB128 in its shortest form, at most 10 bytes: a flow from an exporter takes about
+//!          17 bytes)
 //! dns    = ts_ns:u64 client:addr addr:addr ttl:u32 name:str16
 //! unknown= second:u64 flows:u64 packets:u64 bytes:u64 (flows of no device, by start second)
 //!
@@ -42,30 +48,52 @@
 //! scattered peers), and every part is written once and read by every report: hence the
 //! numbers as LEB128 and the times relative to what they cannot be far from. "NSP1" (fixed
 //! 8-byte numbers) is refused with its name; "NSP2" is still read. Batches are what the
-//! engine stores and carries most of (its work grows with their bytes): "NSB1" (kind and
-//! flags bytes, starts after the batch's earliest, ports as LEB128; about 24 bytes a flow) is
-//! still read, as collectors of an earlier version may have written it.
+//! engine stores and carries most of (its work grows with their bytes): "NSB2" (every address
+//! written out, the flow's head otherwise arranged, 0x80 DNS and 0x81 unknown; about 20 bytes
+//! a flow) and "NSB1" (kind and flags bytes, starts after the batch's earliest, ports as
+//! LEB128; about 24) are still read, as collectors of an earlier version may have written them:
+//! their flows' devices are found by the reader's numbering.
+//!
+//! An NSB3 batch is read only under the numbering it was written under (its digest is in the
+//! batch): device numbers mean nothing under another inventory.
 
+use crate::numbering::{Numbering, Refs};
 use nospy_flow::dns::Answer;
 use nospy_flow::{DnsSeen, Flow};
 use nospy_monitor::{Delta, DeviceCounts, RowParts};
 use std::net::IpAddr;
 
-const BATCH_MAGIC: &[u8; 4] = b"NSB2";
+const BATCH_MAGIC: &[u8; 4] = b"NSB3";
+/// The batches before a device's address was written as its number.
+const BATCH_MAGIC_2: &[u8; 4] = b"NSB2";
 /// The batches before a flow's start was a step from the one before and ports took one or
 /// two bytes.
 const BATCH_MAGIC_1: &[u8; 4] = b"NSB1";
-/// An NSB2 flow's head: below 0x80, these bits.
+/// An NSB3 flow's head: these bits, and the form of its addresses in bits 5-7 (`FORM_*`).
 const FLOW_INITIATOR: u8 = 1;
 const FLOW_MS: u8 = 2;
-const FLOW_SRC6: u8 = 4;
-const FLOW_DST6: u8 = 8;
-const FLOW_BACKWARDS: u8 = 16;
-const FLOW_SPORT8: u8 = 32;
-const FLOW_DPORT8: u8 = 64;
-/// An NSB2 item's head when it is not a flow.
-const HEAD_DNS: u8 = 0x80;
-const HEAD_UNKNOWN: u8 = 0x81;
+const FLOW_BACKWARDS: u8 = 4;
+const FLOW_SPORT8: u8 = 8;
+const FLOW_DPORT8: u8 = 16;
+/// The source a device's (its number), the destination 4 bytes; then the other forms.
+const FORM_SRC_DST4: u8 = 0;
+const FORM_SRC_DST6: u8 = 1;
+const FORM_SRC4_DST: u8 = 2;
+const FORM_SRC6_DST: u8 = 3;
+const FORM_BOTH: u8 = 4;
+/// Neither a device's: a byte follows the head, bit 0 the source IPv6, bit 1 the destination.
+const FORM_NEITHER: u8 = 5;
+/// An NSB3 item's head when it is not a flow (form 7).
+const HEAD_DNS: u8 = 0xE0;
+const HEAD_UNKNOWN: u8 = 0xE1;
+/// NSB2's: a flow's head below 0x80, with these bits; 0x80 DNS, 0x81 unknown.
+const NSB2_INITIATOR: u8 = 1;
+const NSB2_MS: u8 = 2;
+const NSB2_SRC6: u8 = 4;
+const NSB2_DST6: u8 = 8;
+const NSB2_BACKWARDS: u8 = 16;
+const NSB2_SPORT8: u8 = 32;
+const NSB2_DPORT8: u8 = 64;
 const PART_MAGIC: &[u8; 4] = b"NSP3";
 /// The parts before the names of violation rows' peers were recorded.
 const PART_MAGIC_2: &[u8; 4] = b"NSP2";
@@ -90,8 +118,10 @@ impl std::error::Error for WireError {}
 /// One item of a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Item {
-    /// A flow of a device of this partition.
-    Flow(Flow),
+    /// A flow of a device of this partition, and which of its addresses are a device's, by
+    /// their numbers in the inventory's [`Numbering`] (as the collector found them; read from an
+    /// NSB1 or NSB2 batch, as the reader's numbering finds them).
+    Flow(Flow, Refs),
     /// A DNS answer seen (sent to every partition, in its place among the flows).
     Dns(DnsSeen),
     /// Flows of no device of the inventory that started in this second (Unix time).
@@ -107,23 +137,25 @@ pub enum Item {
     },
 }
 
-/// Writes a batch (NSB2).
-pub fn encode_batch(items: &[Item]) -> Vec<u8> {
+/// Writes a batch (NSB3) under `numbering`: a flow's address that is a device's is written as
+/// its number (the item's, when it is that address's; else the numbering's).
+pub fn encode_batch(numbering: &Numbering, items: &[Item]) -> Vec<u8> {
     let base = items
         .iter()
         .find_map(|it| match it {
-            Item::Flow(f) => Some(f.first_ns),
+            Item::Flow(f, _) => Some(f.first_ns),
             _ => None,
         })
         .unwrap_or(0);
-    let mut w = Vec::with_capacity(16 + items.len() * 24);
+    let mut w = Vec::with_capacity(48 + items.len() * 20);
     w.extend_from_slice(BATCH_MAGIC);
+    w.extend_from_slice(numbering.digest());
     put_u64(&mut w, base);
     w.extend_from_slice(&(items.len() as u32).to_be_bytes());
     let mut prev = base;
     for it in items {
         match it {
-            Item::Flow(f) => {
+            Item::Flow(f, refs) => {
                 // The start as a step from the flow before, modulo 2^64 (exporters send flows
                 // roughly in order: most steps take a byte or two).
                 let step = f.first_ns.wrapping_sub(prev) as i64;
@@ -135,15 +167,23 @@ pub fn encode_batch(items: &[Item]) -> Vec<u8> {
                     f.first_ns - f.last_ns
                 };
                 let ms = forward && step % 1_000_000 == 0 && dur % 1_000_000 == 0;
-                let mut head = FLOW_INITIATOR * u8::from(f.initiator_known);
+                let number = |r: Option<u32>, a: IpAddr| match r {
+                    Some(r) if numbering.addr(r) == Some(a) => Some(r),
+                    Some(_) => numbering.of(a),
+                    None => None,
+                };
+                let (src, dst) = (number(refs[0], f.src), number(refs[1], f.dst));
+                let form = match (src, dst) {
+                    (Some(_), None) if f.dst.is_ipv4() => FORM_SRC_DST4,
+                    (Some(_), None) => FORM_SRC_DST6,
+                    (None, Some(_)) if f.src.is_ipv4() => FORM_SRC4_DST,
+                    (None, Some(_)) => FORM_SRC6_DST,
+                    (Some(_), Some(_)) => FORM_BOTH,
+                    (None, None) => FORM_NEITHER,
+                };
+                let mut head = (FLOW_INITIATOR * u8::from(f.initiator_known)) | (form << 5);
                 if ms {
                     head |= FLOW_MS;
-                }
-                if f.src.is_ipv6() {
-                    head |= FLOW_SRC6;
-                }
-                if f.dst.is_ipv6() {
-                    head |= FLOW_DST6;
                 }
                 if !forward {
                     head |= FLOW_BACKWARDS;
@@ -155,6 +195,9 @@ pub fn encode_batch(items: &[Item]) -> Vec<u8> {
                     head |= FLOW_DPORT8;
                 }
                 w.push(head);
+                if form == FORM_NEITHER {
+                    w.push(u8::from(f.src.is_ipv6()) | u8::from(f.dst.is_ipv6()) << 1);
+                }
                 if ms {
                     put_var(&mut w, zigzag(step / 1_000_000));
                     put_var(&mut w, dur / 1_000_000);
@@ -162,8 +205,12 @@ pub fn encode_batch(items: &[Item]) -> Vec<u8> {
                     put_var(&mut w, zigzag(step));
                     put_var(&mut w, dur);
                 }
-                put_bare_addr(&mut w, f.src);
-                put_bare_addr(&mut w, f.dst);
+                for (r, a) in [(src, f.src), (dst, f.dst)] {
+                    match r {
+                        Some(r) => put_var(&mut w, u64::from(r)),
+                        None => put_bare_addr(&mut w, a),
+                    }
+                }
                 for port in [f.sport, f.dport] {
                     if port < 256 {
                         w.push(port as u8);
@@ -221,49 +268,177 @@ fn step_from(prev: u64, z: u64, ms: bool) -> Option<u64> {
     Some(prev.wrapping_add(step as u64))
 }
 
-/// Reads a batch.
-pub fn decode_batch(b: &[u8]) -> Result<Vec<Item>, WireError> {
+/// Reads a batch under `numbering` (the reader's inventory): an NSB3 batch written under
+/// another is refused.
+pub fn decode_batch(b: &[u8], numbering: &Numbering) -> Result<Vec<Item>, WireError> {
     let mut items = Vec::new();
-    decode_batch_into(b, &mut items)?;
+    decode_batch_into(b, numbering, &mut items)?;
     Ok(items)
 }
 
 /// Reads a batch into `items` (emptied first), so that a reader of many batches reuses one
 /// buffer. On an error `items` holds what was read before the fault: the caller must not use
 /// it (a batch is taken whole or not at all).
-pub fn decode_batch_into(b: &[u8], items: &mut Vec<Item>) -> Result<(), WireError> {
-    read_batch::<true>(b, items)
+pub fn decode_batch_into(
+    b: &[u8],
+    numbering: &Numbering,
+    items: &mut Vec<Item>,
+) -> Result<(), WireError> {
+    read_batch::<true>(b, numbering, items)
+}
+
+/// How an address of a flow is written: 4 or 16 bytes, or the number of a device's address.
+#[derive(Clone, Copy)]
+enum Form {
+    V4,
+    V6,
+    Number,
+}
+
+/// An address written out, IPv6 or not.
+fn raw(v6: bool) -> Form {
+    if v6 {
+        Form::V6
+    } else {
+        Form::V4
+    }
+}
+
+/// Where the numbers of a flow's addresses that are a device's come from: written in the
+/// batch (NSB3: an address written out is no device's, as the collector found), or found by
+/// the reader's numbering (NSB1, NSB2).
+#[derive(Clone, Copy)]
+enum Found<'a> {
+    Written(&'a Numbering),
+    By(&'a Numbering),
+}
+
+/// The forms of an NSB3 flow's source and destination, from its head's form (and, for
+/// [`FORM_NEITHER`], the byte of families after the head); `None` for a form there is not.
+fn forms(form: u8, families: u8) -> Option<[Form; 2]> {
+    Some(match form {
+        FORM_SRC_DST4 => [Form::Number, Form::V4],
+        FORM_SRC_DST6 => [Form::Number, Form::V6],
+        FORM_SRC4_DST => [Form::V4, Form::Number],
+        FORM_SRC6_DST => [Form::V6, Form::Number],
+        FORM_BOTH => [Form::Number, Form::Number],
+        FORM_NEITHER => [raw(families & 1 != 0), raw(families & 2 != 0)],
+        _ => return None,
+    })
 }
 
 /// [`decode_batch_into`]; `QUICK`: flows read first by [`quick_flow`] (the tests compare both).
-fn read_batch<const QUICK: bool>(b: &[u8], items: &mut Vec<Item>) -> Result<(), WireError> {
+fn read_batch<const QUICK: bool>(
+    b: &[u8],
+    numbering: &Numbering,
+    items: &mut Vec<Item>,
+) -> Result<(), WireError> {
     items.clear();
     let mut r = Reader { b, at: 0 };
-    if b.get(..4) == Some(BATCH_MAGIC_1) {
-        return read_batch_1(r, items);
+    match b.get(..4) {
+        Some(m) if m == BATCH_MAGIC_1 => return read_batch_1(r, numbering, items),
+        Some(m) if m == BATCH_MAGIC_2 => return read_batch_2(r, numbering, items),
+        _ => {}
     }
     r.magic(BATCH_MAGIC, "a flow batch")?;
+    let at = r.at;
+    if r.take(32)? != numbering.digest() {
+        return Err(r.err(
+            at,
+            format!(
+                "written under another inventory (its devices and addresses: {}; this reader's: {}): its device numbers mean nothing here",
+                crate::numbering::hex(b[at..at + 32].try_into().unwrap_or(&[0; 32])),
+                crate::numbering::hex(numbering.digest())
+            ),
+        ));
+    }
     let mut prev = r.u64()?;
-    // The smallest item is an IPv4 flow with one-byte numbers and ports: 1 + 1 + 1 + 8 + 1 +
-    // 1 + 1 + 1 + 1 bytes.
-    let n = r.count(16, "items")?;
+    // The smallest item is a flow from a device (a one-byte number) to an IPv4 address, with
+    // one-byte numbers and ports: 1 + 1 + 1 + 1 + 4 + 1 + 1 + 1 + 1 + 1 bytes.
+    let n = r.count(13, "items")?;
     items.reserve(n);
     for _ in 0..n {
         // A flow read in one go; anything out of the ordinary (a fault, the end of the
         // message) is read again below, which says what and where.
         if QUICK {
-            if let Some((f, len)) = b.get(r.at..).and_then(|s| quick_flow(s, prev)) {
+            if let Some((f, refs, len)) = b.get(r.at..).and_then(|s| quick_flow(s, prev, numbering))
+            {
                 prev = f.first_ns;
-                items.push(Item::Flow(f));
+                items.push(Item::Flow(f, refs));
                 r.at += len;
                 continue;
             }
         }
         let at = r.at;
+        let head = r.u8()?;
+        let it = match head {
+            HEAD_DNS => dns(&mut r)?,
+            HEAD_UNKNOWN => unknown(&mut r)?,
+            _ => {
+                let families = if head >> 5 == FORM_NEITHER {
+                    let fat = r.at;
+                    match r.u8()? {
+                        f if f <= 3 => f,
+                        f => return Err(r.err(fat, format!("address families {f:#04x}"))),
+                    }
+                } else {
+                    0
+                };
+                let Some(forms) = forms(head >> 5, families) else {
+                    return Err(r.err(
+                        at,
+                        format!(
+                            "item head {head:#04x} (below 0xc0 a flow, 0xe0 DNS, 0xe1 unknown)"
+                        ),
+                    ));
+                };
+                let tat = r.at;
+                let (start, dur) = (r.var()?, r.var()?);
+                let ms = head & FLOW_MS != 0;
+                let Some(first_ns) = step_from(prev, start, ms) else {
+                    return Err(r.err(
+                        tat,
+                        "a flow's start beyond 2^63 ns from the one before".into(),
+                    ));
+                };
+                prev = first_ns;
+                let Some(last_ns) = end_of(first_ns, dur, ms, head & FLOW_BACKWARDS != 0) else {
+                    return Err(r.err(at, "flow times beyond 2^64 ns".into()));
+                };
+                let one = |bit| Some(head & bit != 0);
+                rest_of_flow(
+                    &mut r,
+                    Found::Written(numbering),
+                    (first_ns, last_ns),
+                    forms,
+                    [one(FLOW_SPORT8), one(FLOW_DPORT8)],
+                    head & FLOW_INITIATOR != 0,
+                )?
+            }
+        };
+        items.push(it);
+    }
+    r.end()
+}
+
+/// A batch of the earlier format NSB2 (every address written out; the head's bits otherwise
+/// arranged), written by collectors before NSB3: read carefully, for the stream's retention
+/// after an upgrade, its flows' devices found by `numbering`.
+fn read_batch_2(
+    mut r: Reader<'_>,
+    numbering: &Numbering,
+    items: &mut Vec<Item>,
+) -> Result<(), WireError> {
+    r.magic(BATCH_MAGIC_2, "a flow batch")?;
+    let mut prev = r.u64()?;
+    let n = r.count(16, "items")?;
+    items.reserve(n);
+    for _ in 0..n {
+        let at = r.at;
         let it = match r.u8()? {
             head if head & 0x80 == 0 => {
                 let (start, dur) = (r.var()?, r.var()?);
-                let ms = head & FLOW_MS != 0;
+                let ms = head & NSB2_MS != 0;
                 let Some(first_ns) = step_from(prev, start, ms) else {
                     return Err(r.err(
                         at + 1,
@@ -271,21 +446,22 @@ fn read_batch<const QUICK: bool>(b: &[u8], items: &mut Vec<Item>) -> Result<(), 
                     ));
                 };
                 prev = first_ns;
-                let backwards = head & FLOW_BACKWARDS != 0;
+                let backwards = head & NSB2_BACKWARDS != 0;
                 let Some(last_ns) = end_of(first_ns, dur, ms, backwards) else {
                     return Err(r.err(at, "flow times beyond 2^64 ns".into()));
                 };
                 let one = |bit| Some(head & bit != 0);
                 rest_of_flow(
                     &mut r,
+                    Found::By(numbering),
                     (first_ns, last_ns),
-                    [head & FLOW_SRC6 != 0, head & FLOW_DST6 != 0],
-                    [one(FLOW_SPORT8), one(FLOW_DPORT8)],
-                    head & FLOW_INITIATOR != 0,
+                    [raw(head & NSB2_SRC6 != 0), raw(head & NSB2_DST6 != 0)],
+                    [one(NSB2_SPORT8), one(NSB2_DPORT8)],
+                    head & NSB2_INITIATOR != 0,
                 )?
             }
-            HEAD_DNS => dns(&mut r)?,
-            HEAD_UNKNOWN => unknown(&mut r)?,
+            0x80 => dns(&mut r)?,
+            0x81 => unknown(&mut r)?,
             t => {
                 return Err(r.err(
                     at,
@@ -301,7 +477,11 @@ fn read_batch<const QUICK: bool>(b: &[u8], items: &mut Vec<Item>) -> Result<(), 
 /// A batch of the earlier format NSB1 (a flow's start after the batch's earliest, ports as
 /// LEB128, a kind byte and a flags byte), written by collectors before NSB2: read carefully,
 /// for the stream's retention after an upgrade.
-fn read_batch_1(mut r: Reader<'_>, items: &mut Vec<Item>) -> Result<(), WireError> {
+fn read_batch_1(
+    mut r: Reader<'_>,
+    numbering: &Numbering,
+    items: &mut Vec<Item>,
+) -> Result<(), WireError> {
     r.magic(BATCH_MAGIC_1, "a flow batch")?;
     let base = r.u64()?;
     // The smallest item is an IPv4 flow with one-byte numbers: 1 + 1 + 2 + 8 + 2 + 1 + 2 bytes.
@@ -328,8 +508,9 @@ fn read_batch_1(mut r: Reader<'_>, items: &mut Vec<Item>) -> Result<(), WireErro
                 };
                 rest_of_flow(
                     &mut r,
+                    Found::By(numbering),
                     times,
-                    [flags & 4 != 0, flags & 8 != 0],
+                    [raw(flags & 4 != 0), raw(flags & 8 != 0)],
                     [None, None],
                     flags & 1 != 0,
                 )?
@@ -379,23 +560,48 @@ fn end_of(first_ns: u64, dur: u64, ms: bool, backwards: bool) -> Option<u64> {
     }
 }
 
-/// The rest of a flow, read carefully, once its times are known: its addresses (IPv6 or
-/// not), its ports (NSB2: one byte or not; `None`, NSB1: LEB128), protocol, packets and bytes.
+/// The rest of a flow, read carefully, once its times are known: its addresses (in `forms`),
+/// its ports (NSB2 and NSB3: one byte or not; `None`, NSB1: LEB128), protocol, packets and
+/// bytes; the numbers of its devices' addresses as `found` says.
 fn rest_of_flow(
     r: &mut Reader<'_>,
+    found: Found<'_>,
     (first_ns, last_ns): (u64, u64),
-    v6: [bool; 2],
+    forms: [Form; 2],
     ports: [Option<bool>; 2],
     initiator_known: bool,
 ) -> Result<Item, WireError> {
-    let src = r.bare_addr(v6[0])?;
-    let dst = r.bare_addr(v6[1])?;
+    let mut side = |form| -> Result<(IpAddr, Option<u32>), WireError> {
+        match (form, found) {
+            (Form::Number, Found::Written(n) | Found::By(n)) => {
+                let at = r.at;
+                let v = r.var()?;
+                match u32::try_from(v).ok().and_then(|k| Some((n.addr(k)?, k))) {
+                    Some((a, k)) => Ok((a, Some(k))),
+                    None => Err(r.err(
+                        at,
+                        format!(
+                            "address number {v}: the inventory numbers {} addresses",
+                            n.len()
+                        ),
+                    )),
+                }
+            }
+            (form, _) => Ok((r.bare_addr(matches!(form, Form::V6))?, None)),
+        }
+    };
+    let (src, src_ref) = side(forms[0])?;
+    let (dst, dst_ref) = side(forms[1])?;
+    let refs = match found {
+        Found::Written(_) => [src_ref, dst_ref],
+        Found::By(n) => n.refs(src, dst),
+    };
     let mut port = |form| match form {
         Some(one) => r.port8_or_16(one),
         None => r.port(),
     };
     let (sport, dport) = (port(ports[0])?, port(ports[1])?);
-    Ok(Item::Flow(Flow {
+    let flow = Flow {
         first_ns,
         last_ns,
         src,
@@ -406,17 +612,20 @@ fn rest_of_flow(
         packets: r.var()?,
         bytes: r.var()?,
         initiator_known,
-    }))
+    };
+    Ok(Item::Flow(flow, refs))
 }
 
-/// A well-formed NSB2 flow at the start of `s` (its head first), its start a step from `prev`,
-/// and its length; `None` for anything the careful reading of [`read_batch`] would refuse
-/// (which it then does, saying why), and for items that are not flows, so both read the same
-/// flows from the same bytes.
+/// A well-formed NSB3 flow of one of the common forms (not [`FORM_NEITHER`]) at the start of
+/// `s` (its head first), its start a step from `prev`, with the numbers of its devices'
+/// addresses, and its length; `None` for anything the careful reading of [`read_batch`] would
+/// refuse (which it then does, saying why), and for items that are not such flows, so both
+/// read the same flows from the same bytes.
 #[inline]
-fn quick_flow(s: &[u8], prev: u64) -> Option<(Flow, usize)> {
+fn quick_flow(s: &[u8], prev: u64, numbering: &Numbering) -> Option<(Flow, Refs, usize)> {
     let head = *s.first()?;
-    if head & 0x80 != 0 {
+    let form = head >> 5;
+    if form > FORM_BOTH {
         return None;
     }
     let mut i = 1;
@@ -425,8 +634,9 @@ fn quick_flow(s: &[u8], prev: u64) -> Option<(Flow, usize)> {
     let ms = head & FLOW_MS != 0;
     let first_ns = step_from(prev, start, ms)?;
     let last_ns = end_of(first_ns, dur, ms, head & FLOW_BACKWARDS != 0)?;
-    let src = quick_addr(s, &mut i, head & FLOW_SRC6 != 0)?;
-    let dst = quick_addr(s, &mut i, head & FLOW_DST6 != 0)?;
+    let [sf, df] = forms(form, 0)?;
+    let (src, src_ref) = quick_side(s, &mut i, sf, numbering)?;
+    let (dst, dst_ref) = quick_side(s, &mut i, df, numbering)?;
     let sport = quick_port(s, &mut i, head & FLOW_SPORT8 != 0)?;
     let dport = quick_port(s, &mut i, head & FLOW_DPORT8 != 0)?;
     let proto = *s.get(i)?;
@@ -446,8 +656,27 @@ fn quick_flow(s: &[u8], prev: u64) -> Option<(Flow, usize)> {
             bytes,
             initiator_known: head & FLOW_INITIATOR != 0,
         },
+        [src_ref, dst_ref],
         i,
     ))
+}
+
+/// An address at `s[*i]` in `form`, and its number when it is written as one.
+#[inline(always)]
+fn quick_side(
+    s: &[u8],
+    i: &mut usize,
+    form: Form,
+    numbering: &Numbering,
+) -> Option<(IpAddr, Option<u32>)> {
+    match form {
+        Form::Number => {
+            let k = u32::try_from(quick_var(s, i)?).ok()?;
+            Some((numbering.addr(k)?, Some(k)))
+        }
+        Form::V4 => Some((quick_addr(s, i, false)?, None)),
+        Form::V6 => Some((quick_addr(s, i, true)?, None)),
+    }
 }
 
 /// A port at `s[*i]`: one byte, or two (big-endian) for a port of 256 or more, as
@@ -980,6 +1209,29 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nospy_inventory::Inventory;
+    use nospy_testkit::fixtures::access_device;
+
+    /// Devices' addresses: 10.0.0.1 (0); 10.0.0.2 (1) and 2001:db8::2 (2); 10.0.0.7 (3);
+    /// 10.0.0.8 (4); 10.1.2.3 (5).
+    fn numbering() -> Numbering {
+        let a = |s: &str| s.parse::<IpAddr>().unwrap();
+        Numbering::new(&Inventory {
+            devices: vec![
+                access_device("a", vec![a("10.0.0.1")]),
+                access_device("b", vec![a("10.0.0.2"), a("2001:db8::2")]),
+                access_device("c", vec![a("10.0.0.7")]),
+                access_device("d", vec![a("10.0.0.8")]),
+                access_device("e", vec![a("10.1.2.3")]),
+            ],
+        })
+    }
+
+    /// `f` as a collector with [`numbering`] puts it in a batch.
+    fn item(f: Flow) -> Item {
+        let refs = numbering().refs(f.src, f.dst);
+        Item::Flow(f, refs)
+    }
 
     /// A DNS answer seen by `client`, for 300 s.
     fn dns_item(ts_ns: u64, client: [u8; 4], name: &str, addr: [u8; 4]) -> Item {
@@ -994,6 +1246,8 @@ mod tests {
         })
     }
 
+    /// From 10.0.0.`i` to 2001:db8::`i`: from device a to an address of no device (i = 1), from
+    /// b to b (2), from no device to no device (0, 3 and up).
     fn flow(i: u64) -> Flow {
         Flow {
             first_ns: 1_700_000_000_000_000_000 + i,
@@ -1009,14 +1263,23 @@ mod tests {
         }
     }
 
+    /// A batch's bytes as hex.
+    fn unhex(hex: &str) -> Vec<u8> {
+        (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
     #[test]
     fn flows_read_in_one_go_are_read_as_carefully() {
-        // Every flow form (IPv4 and IPv6 sides, nanoseconds and milliseconds, an end before
-        // the start, long numbers), then every cut and every single-byte change of the batch:
-        // the quick reading must give what the careful one gives, the same flows or the same
-        // error at the same place.
-        let mut items: Vec<Item> = (0..6).map(|i| Item::Flow(flow(i))).collect();
-        items.push(Item::Flow(Flow {
+        // Every flow form (each way of writing the two addresses: a device's number, 4 or 16
+        // bytes; nanoseconds and milliseconds, an end before the start, long numbers), then
+        // every cut and every single-byte change of the batch: the quick reading must give what
+        // the careful one gives, the same flows or the same error at the same place.
+        let n = numbering();
+        let mut items: Vec<Item> = (0..6).map(|i| item(flow(i))).collect();
+        items.push(item(Flow {
             first_ns: 1_700_000_000_000_000_000,
             last_ns: 1_699_999_999_000_000_000,
             packets: u64::MAX,
@@ -1024,21 +1287,36 @@ mod tests {
             sport: 65_535,
             ..flow(9)
         }));
-        items.push(Item::Flow(Flow {
+        items.push(item(Flow {
             first_ns: 1_700_000_005_000_000_000,
             last_ns: 1_700_000_006_000_000_000,
             src: IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, 0, 1]),
             ..flow(3)
         }));
+        // A device to IPv4, IPv4 to a device, IPv6 to a device.
+        items.push(item(Flow {
+            dst: IpAddr::from([192, 0, 2, 1]),
+            ..flow(7)
+        }));
+        items.push(item(Flow {
+            src: IpAddr::from([192, 0, 2, 1]),
+            dst: IpAddr::from([10, 0, 0, 8]),
+            ..flow(6)
+        }));
+        items.push(item(Flow {
+            src: IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, 0, 9]),
+            dst: IpAddr::from([10, 0, 0, 1]),
+            ..flow(6)
+        }));
         // Steps to the ends of time and back (modulo 2^64), ports either side of one byte.
-        items.push(Item::Flow(Flow {
+        items.push(item(Flow {
             first_ns: u64::MAX,
             last_ns: u64::MAX,
             sport: 255,
             dport: 256,
             ..flow(4)
         }));
-        items.push(Item::Flow(Flow {
+        items.push(item(Flow {
             first_ns: 0,
             last_ns: 7_000_000,
             sport: 256,
@@ -1046,36 +1324,47 @@ mod tests {
             ..flow(5)
         }));
         items.push(dns_item(5, [10, 0, 0, 1], "a.example", [192, 0, 2, 7]));
-        items.push(Item::Flow(flow(1)));
-        let b = encode_batch(&items);
+        items.push(item(flow(1)));
+        let forms: BTreeSet<Option<[bool; 2]>> = items
+            .iter()
+            .map(|it| match it {
+                Item::Flow(_, refs) => Some(refs.map(|r| r.is_some())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(forms.len(), 5, "every form: {forms:?}");
+        let b = encode_batch(&n, &items);
         let read = |b: &[u8]| {
             let (mut quick, mut careful) = (Vec::new(), Vec::new());
-            let q = read_batch::<true>(b, &mut quick).map(|()| quick);
-            let c = read_batch::<false>(b, &mut careful).map(|()| careful);
+            let q = read_batch::<true>(b, &n, &mut quick).map(|()| quick);
+            let c = read_batch::<false>(b, &n, &mut careful).map(|()| careful);
             (q, c)
         };
         let (q, c) = read(&b);
         assert_eq!(q.unwrap(), items);
         assert_eq!(c.unwrap(), items);
         let mut refused = 0;
-        for n in 0..b.len() {
-            let (q, c) = read(&b[..n]);
-            assert_eq!(q, c, "cut at {n}");
-            for v in [0x00, 0x01, 0x7f, 0x80, 0xff] {
+        for cut in 0..b.len() {
+            let (q, c) = read(&b[..cut]);
+            assert_eq!(q, c, "cut at {cut}");
+            for v in [0x00, 0x01, 0x05, 0x7f, 0x80, 0xa0, 0xc0, 0xe0, 0xff] {
                 let mut m = b.clone();
-                m[n] = v;
+                m[cut] = v;
                 let (q, c) = read(&m);
                 refused += usize::from(c.is_err());
-                assert_eq!(q, c, "byte {n} set to {v:#04x}");
+                assert_eq!(q, c, "byte {cut} set to {v:#04x}");
             }
         }
         assert!(refused > b.len(), "changes must be refused ({refused})");
     }
 
+    use std::collections::BTreeSet;
+
     #[test]
     fn a_batch_reads_back_as_written() {
+        let n = numbering();
         let items = vec![
-            Item::Flow(flow(1)),
+            item(flow(1)),
             dns_item(5, [10, 0, 0, 1], "updates.vendor.example", [192, 0, 2, 7]),
             Item::Unknown {
                 second: 1_700_000_000,
@@ -1083,59 +1372,87 @@ mod tests {
                 packets: 9,
                 bytes: 1_000,
             },
-            Item::Flow(flow(2)),
+            item(flow(2)),
             // Whole milliseconds (as exporters give them), and an end before the start.
-            Item::Flow(Flow {
+            item(Flow {
                 first_ns: 1_700_000_000_123_000_000,
                 last_ns: 1_700_000_003_000_000_000,
                 ..flow(3)
             }),
-            Item::Flow(Flow {
+            item(Flow {
                 first_ns: 1_700_000_000_000_000_900,
                 last_ns: 1_700_000_000_000_000_100,
                 ..flow(4)
             }),
         ];
-        let b = encode_batch(&items);
-        assert_eq!(decode_batch(&b).unwrap(), items);
+        let b = encode_batch(&n, &items);
+        assert_eq!(decode_batch(&b, &n).unwrap(), items);
         // Every cut is refused with its offset, never a panic.
-        for n in 0..b.len() {
-            let e = decode_batch(&b[..n]).unwrap_err();
-            assert!(e.offset <= n, "{e}");
+        for cut in 0..b.len() {
+            let e = decode_batch(&b[..cut], &n).unwrap_err();
+            assert!(e.offset <= cut, "{e}");
         }
         let mut longer = b.clone();
         longer.push(0);
         assert_eq!(
-            decode_batch(&longer).unwrap_err().to_string(),
+            decode_batch(&longer, &n).unwrap_err().to_string(),
             format!("byte {}: 1 bytes after the end", b.len())
         );
+        // The first item's head is byte 48 (after the magic, the numbering's digest, the base
+        // time and the count).
         let mut bad = b.clone();
-        bad[16] = 0x90;
+        bad[48] = 0xc5;
         assert_eq!(
-            decode_batch(&bad).unwrap_err().to_string(),
-            "byte 16: item head 0x90 (below 0x80 a flow, 0x80 DNS, 0x81 unknown)"
+            decode_batch(&bad, &n).unwrap_err().to_string(),
+            "byte 48: item head 0xc5 (below 0xc0 a flow, 0xe0 DNS, 0xe1 unknown)"
+        );
+        bad[48] = 0xa0;
+        bad.insert(49, 0x04);
+        assert_eq!(
+            decode_batch(&bad, &n).unwrap_err().to_string(),
+            "byte 49: address families 0x04"
         );
         // A flow's numbers are at most 64 bits.
         let mut long = b.clone();
-        long[18..28].copy_from_slice(&[0xff; 10]);
-        assert!(decode_batch(&long)
+        long[49..59].copy_from_slice(&[0xff; 10]);
+        assert!(decode_batch(&long, &n)
             .unwrap_err()
             .to_string()
             .contains("beyond 2^64"));
-        let mut huge = b;
-        huge[12..16].copy_from_slice(&u32::MAX.to_be_bytes());
-        assert!(decode_batch(&huge)
+        let mut huge = b.clone();
+        huge[44..48].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert!(decode_batch(&huge, &n)
             .unwrap_err()
             .to_string()
             .contains("cannot fit"));
-        assert!(decode_batch(b"NSP1....")
+        assert!(decode_batch(b"NSP1....", &n)
             .unwrap_err()
             .to_string()
             .starts_with("byte 0: not a flow batch"));
+        // The first flow's source is device a's address, number 0 (after a head, a step of a
+        // byte and a duration of two): a number beyond the inventory's is refused at its place.
+        assert_eq!(b[52], 0);
+        let mut beyond = b.clone();
+        beyond[52] = 6;
+        assert_eq!(
+            decode_batch(&beyond, &n).unwrap_err().to_string(),
+            "byte 52: address number 6: the inventory numbers 6 addresses"
+        );
+        // Under another inventory, device numbers mean nothing: the batch is refused whole.
+        let other = Numbering::new(&Inventory {
+            devices: vec![access_device("a", vec![IpAddr::from([10, 0, 0, 1])])],
+        });
+        let e = decode_batch(&b, &other).unwrap_err().to_string();
+        assert!(
+            e.starts_with("byte 4: written under another inventory (its devices and addresses: "),
+            "{e}"
+        );
+        assert!(e.contains(&crate::numbering::hex(n.digest())), "{e}");
+        assert!(e.contains(&crate::numbering::hex(other.digest())), "{e}");
     }
 
-    /// A flow as an exporter gives it: IPv4, whole milliseconds, an ephemeral port to a
-    /// service's.
+    /// A flow as an exporter gives it: from device e (10.1.2.3), IPv4, whole milliseconds, an
+    /// ephemeral port to a service's.
     fn exported(ms: u64) -> Flow {
         Flow {
             first_ns: 1_700_000_000_000_000_000 + ms * 1_000_000,
@@ -1152,60 +1469,78 @@ mod tests {
     }
 
     #[test]
-    fn an_exporter_s_flow_takes_twenty_bytes() {
-        // Head 1, a 20 ms step 1, 2.5 s 2, addresses 8, ports 2 + 2, protocol 1, packets 1,
-        // bytes 2 (NSB1 took 25: a kind byte, a start after the batch's earliest, ports as
-        // LEB128). The engine's work grows with these bytes.
-        let items: Vec<Item> = (0..100).map(|i| Item::Flow(exported(20 * i))).collect();
-        let b = encode_batch(&items);
-        assert_eq!(b.len(), 16 + 100 * 20);
-        assert_eq!(decode_batch(&b).unwrap(), items);
+    fn an_exporter_s_flow_takes_seventeen_bytes() {
+        // Head 1, a 20 ms step 1, 2.5 s 2, the device's address as its number 1 (2 beyond 127
+        // addresses), its peer's 4, ports 2 + 2, protocol 1, packets 1, bytes 2 (NSB2 took 20,
+        // writing the device's address; NSB1 25). The engine's work grows with these bytes.
+        let n = numbering();
+        let items: Vec<Item> = (0..100).map(|i| item(exported(20 * i))).collect();
+        let b = encode_batch(&n, &items);
+        assert_eq!(b.len(), 48 + 100 * 17);
+        assert_eq!(decode_batch(&b, &n).unwrap(), items);
     }
 
     #[test]
-    fn an_nsb2_flow_has_one_form() {
+    fn an_nsb3_flow_has_one_form() {
+        let n = numbering();
         let f = Flow {
             sport: 80,
             ..exported(0)
         };
-        let b = encode_batch(&[Item::Flow(f)]);
-        // The first flow's head is byte 16; its step, duration and addresses take 1 + 2 + 8
-        // bytes, so its source port is byte 28. A port below 256 in two bytes is refused at its place.
-        assert_eq!(b[16] & FLOW_SPORT8, FLOW_SPORT8);
-        assert_eq!(b[28], 80);
-        let mut two = b[..28].to_vec();
-        two[16] &= !FLOW_SPORT8;
+        let b = encode_batch(&n, &[item(f)]);
+        // The first flow's head is byte 48; its step, duration, device number and peer take
+        // 1 + 2 + 1 + 4 bytes, so its source port is byte 57. A port below 256 in two bytes is
+        // refused at its place.
+        assert_eq!(b[48] & FLOW_SPORT8, FLOW_SPORT8);
+        assert_eq!(b[57], 80);
+        let mut two = b[..57].to_vec();
+        two[48] &= !FLOW_SPORT8;
         two.extend_from_slice(&[0, 80]);
-        two.extend_from_slice(&b[29..]);
+        two.extend_from_slice(&b[58..]);
         assert_eq!(
-            decode_batch(&two).unwrap_err().to_string(),
-            "byte 28: port 80 in two bytes (below 256 it takes one)"
+            decode_batch(&two, &n).unwrap_err().to_string(),
+            "byte 57: port 80 in two bytes (below 256 it takes one)"
         );
         // A step in milliseconds beyond 2^63 ns is refused at its place.
-        let mut far = b[..17].to_vec();
+        let mut far = b[..49].to_vec();
         far.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]);
-        far.extend_from_slice(&b[18..]);
+        far.extend_from_slice(&b[50..]);
         assert_eq!(
-            decode_batch(&far).unwrap_err().to_string(),
-            "byte 17: a flow's start beyond 2^63 ns from the one before"
+            decode_batch(&far, &n).unwrap_err().to_string(),
+            "byte 49: a flow's start beyond 2^63 ns from the one before"
+        );
+        // A device's number in more bytes than it needs is refused like any such number.
+        let mut padded = b[..52].to_vec();
+        padded.extend_from_slice(&[0x85, 0x00]);
+        padded.extend_from_slice(&b[53..]);
+        assert_eq!(
+            decode_batch(&padded, &n).unwrap_err().to_string(),
+            "byte 52: a number not in its shortest form"
         );
     }
 
     #[test]
-    fn a_batch_of_the_earlier_format_is_still_read() {
-        // An NSB1 batch as collectors before NSB2 wrote it: a flow in milliseconds, a DNS
-        // answer, a flow from IPv6 whose end is before its start, flows of no device.
-        let hex = "4e53423117979cfe362a0384000000040101bca2d33ac092eedb0a0a000007c0000209c0b8\
-                   02bb03060cc81a0217979cfe362a0005040a00000704c00002090000012c00167570646174\
-                   65732e76656e646f722e6578616d706c65011400a00620010db800000000000000000000\
-                   00010a00000835e92911015a03000000006553f100000000000000000400000000000000\
-                   0900000000000003e8";
-        let b: Vec<u8> = (0..hex.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-            .collect();
+    fn batches_of_the_earlier_formats_are_still_read() {
+        // The same items as collectors before NSB3 wrote them, NSB1 then NSB2: a flow in
+        // milliseconds from device c, a DNS answer, a flow from IPv6 to device d whose end is
+        // before its start, flows of no device. Their devices are found by address.
+        let nsb1 = unhex(
+            "4e53423117979cfe362a0384000000040101bca2d33ac092eedb0a0a000007c0000209c0b8\
+             02bb03060cc81a0217979cfe362a0005040a00000704c00002090000012c00167570646174\
+             65732e76656e646f722e6578616d706c65011400a00620010db800000000000000000000\
+             00010a00000835e92911015a03000000006553f100000000000000000400000000000000\
+             0900000000000003e8",
+        );
+        let nsb2 = unhex(
+            "4e53423217979cfe3d7ed4c0000000040300bd160a000007c00002099c4001bb060cc81a80\
+             17979cfe362a0005040a00000704c00002090000012c0016757064617465732e76656e646f\
+             722e6578616d706c6534f7c4a675a00620010db80000000000000000000000010a00000835\
+             14e911015a81000000006553f1000000000000000004000000000000000900000000000003\
+             e8",
+        );
+        let n = numbering();
         let items = vec![
-            Item::Flow(Flow {
+            item(Flow {
                 first_ns: 1_700_000_000_123_000_000,
                 last_ns: 1_700_000_003_000_000_000,
                 src: IpAddr::from([10, 0, 0, 7]),
@@ -1223,7 +1558,7 @@ mod tests {
                 "updates.vendor.example",
                 [192, 0, 2, 9],
             ),
-            Item::Flow(Flow {
+            item(Flow {
                 first_ns: 1_700_000_000_000_000_900,
                 last_ns: 1_700_000_000_000_000_100,
                 src: IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, 0, 1]),
@@ -1242,29 +1577,53 @@ mod tests {
                 bytes: 1_000,
             },
         ];
-        assert_eq!(decode_batch(&b).unwrap(), items);
-        // Written again, as NSB2, it reads back the same, in fewer bytes.
-        let again = encode_batch(&items);
-        assert_eq!(&again[..4], b"NSB2");
-        assert_eq!(decode_batch(&again).unwrap(), items);
-        assert!(again.len() < b.len(), "{} vs {}", again.len(), b.len());
-        // Its faults are still named: every cut refused with its place, a kind it does not
-        // have, a flags byte it does not know.
-        for n in 4..b.len() {
-            let e = decode_batch(&b[..n]).unwrap_err();
-            assert!(e.offset <= n, "{e}");
+        assert!(matches!(items[0], Item::Flow(_, [Some(3), None])));
+        assert!(matches!(items[2], Item::Flow(_, [None, Some(4)])));
+        for old in [&nsb1, &nsb2] {
+            assert_eq!(decode_batch(old, &n).unwrap(), items);
+            // Under any inventory: their addresses are written out.
+            let other = Numbering::new(&Inventory { devices: vec![] });
+            let read = decode_batch(old, &other).unwrap();
+            assert!(read
+                .iter()
+                .all(|it| !matches!(it, Item::Flow(_, r) if r.iter().any(Option::is_some))));
         }
-        let mut bad = b.clone();
+        // Written again, as NSB3, they read back the same, in fewer bytes.
+        let again = encode_batch(&n, &items);
+        assert_eq!(&again[..4], b"NSB3");
+        assert_eq!(decode_batch(&again, &n).unwrap(), items);
+        assert!(
+            again.len() - 32 < nsb2.len() && nsb2.len() < nsb1.len(),
+            "{} (less the digest), {}, {}",
+            again.len(),
+            nsb2.len(),
+            nsb1.len()
+        );
+        // Their faults are still named: every cut refused with its place, a kind or head
+        // they do not have, a flags byte NSB1 does not know.
+        for old in [&nsb1, &nsb2] {
+            for cut in 4..old.len() {
+                let e = decode_batch(&old[..cut], &n).unwrap_err();
+                assert!(e.offset <= cut, "{e}");
+            }
+        }
+        let mut bad = nsb1.clone();
         bad[16] = 9;
         assert_eq!(
-            decode_batch(&bad).unwrap_err().to_string(),
+            decode_batch(&bad, &n).unwrap_err().to_string(),
             "byte 16: item kind 9 (1 flow, 2 DNS, 3 unknown)"
         );
         bad[16] = 1;
         bad[17] = 0x20;
         assert_eq!(
-            decode_batch(&bad).unwrap_err().to_string(),
+            decode_batch(&bad, &n).unwrap_err().to_string(),
             "byte 17: flow flags 0x20"
+        );
+        let mut bad = nsb2.clone();
+        bad[16] = 0x90;
+        assert_eq!(
+            decode_batch(&bad, &n).unwrap_err().to_string(),
+            "byte 16: item head 0x90 (below 0x80 a flow, 0x80 DNS, 0x81 unknown)"
         );
     }
 

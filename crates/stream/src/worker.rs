@@ -72,6 +72,9 @@ pub struct Config {
     pub until_caught_up: bool,
     /// The SHA-256 of the inventory (every part carries it).
     pub inventory: [u8; 32],
+    /// The inventory's addresses numbered, as collectors write devices' addresses in batches
+    /// (recorded as the deployment's when it has none; another refused at the start).
+    pub numbering: std::sync::Arc<crate::numbering::Numbering>,
     /// Hand each window of each held partition, once closed, to the `on_window` of [`run`]:
     /// a window is closed once the partition's flows have started this long after its end
     /// (or, for a quiet partition, once the clock has), and when a worker that stops once
@@ -182,6 +185,15 @@ pub async fn run<T: Transport>(
 ) -> Result<Stats, TransportError> {
     let mut st = Stats::default();
     let mut failing_since: Option<Instant> = None;
+    // Batches this worker could not read would be refused and skipped: refuse to start instead.
+    let started = Instant::now();
+    while let Err(e) = crate::numbering::claim(t, &cfg.numbering).await {
+        if !e.is_transient() || started.elapsed() > ENGINE_PATIENCE {
+            return Err(e);
+        }
+        say(format!("{e}; trying again in 1 s"));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
     loop {
         let before = st.parts;
         match session(t, monitor, cfg, stop, say, on_window, &mut st).await {
@@ -418,7 +430,7 @@ async fn session<T: Transport>(
                     continue;
                 }
                 st.messages += 1;
-                match decode_batch_into(&m.payload, &mut items) {
+                match decode_batch_into(&m.payload, &cfg.numbering, &mut items) {
                     Ok(()) => {}
                     Err(e) => {
                         h.read = m.seq;
@@ -434,7 +446,7 @@ async fn session<T: Transport>(
                 // Room in the part for the most this batch can add (each flow two rows and two
                 // devices at most): else what is held is appended first, so that no part
                 // outgrows the engine's messages whatever the batches hold.
-                let flows = items.iter().filter(|i| matches!(i, Item::Flow(_))).count();
+                let flows = items.iter().filter(|i| matches!(i, Item::Flow(..))).count();
                 if h.read > h.done && part_bound(monitor, h, flows) > PART_LIMIT {
                     hand_over(monitor, h, &mut window, &mut unknown);
                     if !send(t, monitor, p, h, cfg, st).await? {
@@ -445,7 +457,7 @@ async fn session<T: Transport>(
                 h.read = m.seq;
                 for it in &items {
                     match *it {
-                        Item::Flow(ref f) => {
+                        Item::Flow(ref f, refs) => {
                             let second = f.first_ns / 1_000_000_000;
                             // The window of the flow before, unless this one lies outside it.
                             let w = match window {
@@ -466,7 +478,8 @@ async fn session<T: Transport>(
                                 late += 1;
                             }
                             h.watermark_ns = h.watermark_ns.max(f.first_ns);
-                            monitor.flow(f);
+                            // The devices the collector found: no lookup of the addresses.
+                            monitor.flow_of(f, cfg.numbering.devices(refs));
                         }
                         Item::Dns(ref d) => monitor.dns(d),
                         Item::Unknown {

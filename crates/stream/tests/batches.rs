@@ -8,9 +8,11 @@ use nospy_flow::source::Sink;
 use nospy_flow::{DnsSeen, Flow};
 use nospy_inventory::Inventory;
 use nospy_stream::collect::{Publisher, BATCH_BYTES, BATCH_ITEMS};
+use nospy_stream::numbering::Numbering;
 use nospy_stream::wire::{decode_batch, Item};
 use nospy_testkit::fixtures::access_device;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 fn inventory() -> Inventory {
     Inventory {
@@ -26,7 +28,8 @@ fn inventory() -> Inventory {
 fn batches_are_sealed_by_count_and_by_bytes_and_lose_nothing() {
     let partitions = 2;
     let inv = inventory();
-    let mut p = Publisher::new(&inv, partitions, "test");
+    let numbering = Arc::new(Numbering::new(&inv));
+    let mut p = Publisher::new(&inv, numbering.clone(), partitions, "test");
     let mut given = 0usize;
     let mut flows = 0u64;
     // Flows, then DNS answers with 250-byte names (sent to every partition), then flows again.
@@ -77,7 +80,7 @@ fn batches_are_sealed_by_count_and_by_bytes_and_lose_nothing() {
             b.id,
             b.bytes.len()
         );
-        let items = decode_batch(&b.bytes).unwrap();
+        let items = decode_batch(&b.bytes, &numbering).unwrap();
         assert!(
             !items.is_empty() && items.len() <= BATCH_ITEMS,
             "batch {}",
@@ -91,8 +94,14 @@ fn batches_are_sealed_by_count_and_by_bytes_and_lose_nothing() {
         let mut last = 0;
         for it in &items {
             match it {
-                Item::Flow(f) => {
+                Item::Flow(f, refs) => {
                     assert!(f.first_ns >= last, "batch {}: flows out of order", b.id);
+                    // The device the collector found: the source's (device i at 10.0.0.i).
+                    let IpAddr::V4(src) = f.src else { panic!() };
+                    assert_eq!(
+                        numbering.devices(*refs),
+                        [Some(u32::from(src.octets()[3])), None]
+                    );
                     last = f.first_ns;
                     read_flows += 1;
                 }
