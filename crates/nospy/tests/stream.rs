@@ -569,16 +569,8 @@ fn a_collector_or_worker_with_another_inventory_is_refused() {
         "{}",
         r.stderr
     );
-    let mut a = vec![
-        "monitor".to_string(),
-        "--nats".into(),
-        d.url.clone(),
-        "--stream".into(),
-        d.name.clone(),
-        "--until-caught-up".into(),
-    ];
-    a.extend(other_args.iter().cloned());
-    let r = run(&strs(&a));
+    let w = worker(&d, &other_args, "w-other", &["--until-caught-up"]);
+    let r = wait_bounded(w, BOUND, "the worker with another inventory");
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(
         r.stderr
