@@ -37,18 +37,25 @@ pub const MEMBERSHIP_TICK: Duration = Duration::from_millis(250);
 /// next count and an append).
 const SETTLING: Duration = Duration::from_secs(3);
 /// A part is appended once what it would hold could be this large, counting every row and device
-/// at its largest encoding ([`ROW_BYTES`], [`DEVICE_BYTES`]; most take a third of that).
+/// at its largest encoding ([`ROW_BYTES`], [`PEER_NAMES_BYTES`], [`DEVICE_BYTES`]; most take a
+/// third of that).
 const PART_BYTES: usize = 512 * 1024;
 /// The most a part may hold by the same count: the engine's messages are at most 1 MiB, and
 /// the rest is left for the sets of names and the headers. Before a batch is judged, what is
 /// held is appended if the batch could take it past this (each flow adds at most two rows and
-/// two devices): a batch of [`crate::collect::BATCH_ITEMS`] flows adds at most 492 KiB.
+/// two devices): a batch of [`crate::collect::BATCH_ITEMS`] flows adds at most 572 KiB.
 const PART_LIMIT: usize = 896 * 1024;
 /// The largest encoding of a row in a part (`wire`: a 5-byte device, direction, an IPv6 peer,
 /// protocol, port and six 10-byte numbers).
 const ROW_BYTES: usize = 5 + 1 + 17 + 1 + 2 + 60;
+/// The largest encoding of the names a violation row's peer stood for, recorded with the row
+/// (an IPv6 peer and a 5-byte set).
+const PEER_NAMES_BYTES: usize = 17 + 5;
 /// The largest encoding of a device's counts in a part.
 const DEVICE_BYTES: usize = 5 + 30;
+/// The largest encoding of a window in a part without its rows, devices and names: its start,
+/// five 10-byte counts, the five lists' lengths and the names byte.
+const WINDOW_BYTES: usize = 8 + 5 * 10 + 5 * 4 + 1;
 /// Messages read from a partition at a turn.
 const READ_MESSAGES: usize = 8;
 /// With [`Config::until_caught_up`], idle this long: append what is held and see whether
@@ -162,13 +169,21 @@ struct InFlight<E> {
     windows: Vec<u64>,
 }
 
+/// The most `d` takes in a part (each of its sets of names as written: a 4-byte count and each
+/// name with its 2-byte length).
 fn delta_bytes(d: &Delta) -> usize {
-    64 + d.devices.len() * DEVICE_BYTES
+    WINDOW_BYTES
+        + d.devices.len() * DEVICE_BYTES
         + (d.violations.len() + d.unattributable.len()) * ROW_BYTES
+        + d.peer_names.as_ref().map_or(0, Vec::len) * PEER_NAMES_BYTES
         + d.name_sets
             .iter()
-            .flatten()
-            .map(|n| n.len() + 2)
+            .map(|set| {
+                4 + set
+                    .iter()
+                    .map(|n| n.len().min(u16::MAX as usize) + 2)
+                    .sum::<usize>()
+            })
             .sum::<usize>()
 }
 
@@ -601,11 +616,14 @@ fn hand_over<R, E>(
 }
 
 /// The most the part `h` would take if what the monitor counts of it were taken now and
-/// `flows` more flows judged first: every row and device at its largest encoding ([`ROW_BYTES`],
-/// [`DEVICE_BYTES`]), each flow adding at most two rows and two devices.
+/// `flows` more flows judged first: every row and device at its largest encoding ([`ROW_BYTES`]
+/// and, as it may be a violation's, [`PEER_NAMES_BYTES`]; [`DEVICE_BYTES`]), each flow adding
+/// at most two rows and two devices.
 fn part_bound<R, E>(monitor: &Monitor, h: &Held<R, E>, flows: usize) -> usize {
     let (rows, devices) = monitor.held();
-    h.pending_bytes + (rows + 2 * flows) * ROW_BYTES + (devices + 2 * flows) * DEVICE_BYTES
+    h.pending_bytes
+        + (rows + 2 * flows) * (ROW_BYTES + PEER_NAMES_BYTES)
+        + (devices + 2 * flows) * DEVICE_BYTES
 }
 
 /// Flows of no device, as a delta.
@@ -1014,4 +1032,81 @@ pub fn serve(
         let mut windows = |p: u32, w: u64, deltas: Vec<Delta>| on_window(&setup, p, w, deltas);
         run(&nats, monitor, &cfg, &stop, say, &mut windows).await
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use nospy_monitor::{DeviceCounts, RowParts};
+    use std::net::IpAddr;
+
+    /// A window's counts at their largest encodings: numbers of 64 bits, device numbers of
+    /// 32, IPv6 peers, times that wrap, long names, and every violation's peer with names.
+    fn largest(rows: u16, devices: u32) -> Delta {
+        let row = |i: u16| RowParts {
+            device: u32::MAX,
+            to_device: true,
+            peer: IpAddr::from([0xffff, i, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff]),
+            proto: 255,
+            port: u16::MAX,
+            flows: u64::MAX,
+            packets: u64::MAX,
+            bytes: u64::MAX,
+            first_ns: u64::MAX,
+            last_ns: u64::MAX - 1,
+            names: u32::MAX,
+            openers: nospy_monitor::OPENED_BY_DEVICE
+                | nospy_monitor::OPENED_BY_PEER
+                | nospy_monitor::OPENER_UNKNOWN,
+        };
+        Delta {
+            flows: u64::MAX,
+            packets: u64::MAX,
+            bytes: u64::MAX,
+            unknown_device_flows: u64::MAX,
+            flows_in_dropped_rows: u64::MAX,
+            devices: (0..devices)
+                .map(|i| DeviceCounts {
+                    device: u32::MAX - i,
+                    flows: u64::MAX,
+                    violations: u64::MAX,
+                    unattributable: u64::MAX,
+                })
+                .collect(),
+            violations: (0..rows).map(row).collect(),
+            unattributable: (0..rows).map(row).collect(),
+            name_sets: vec![vec![], vec![format!("{}.example", "a".repeat(245)); 3]],
+            peer_names: Some((0..rows).map(|i| (row(i).peer, u32::MAX)).collect()),
+        }
+    }
+
+    fn part(windows: Vec<(u64, Delta)>) -> Part {
+        Part {
+            inventory: [0xff; 32],
+            partition: u32::MAX,
+            after: u64::MAX,
+            last: u64::MAX,
+            watermark_ns: u64::MAX,
+            window_secs: u64::MAX,
+            refused: u64::MAX,
+            windows,
+        }
+    }
+
+    /// What a worker counts a pending window at is never less than what it takes in a part,
+    /// whatever it holds: so the bound that keeps a part within the engine's messages holds.
+    #[test]
+    fn a_window_never_takes_more_in_a_part_than_the_worker_counts() {
+        let empty = encode_part(&part(vec![])).len();
+        for (rows, devices) in [(0, 0), (1, 1), (100, 3), (1_000, 2_000)] {
+            let d = largest(rows, devices);
+            let took = encode_part(&part(vec![(u64::MAX, d.clone())])).len() - empty;
+            assert!(
+                took <= delta_bytes(&d),
+                "{rows} rows of each kind and {devices} devices take {took} bytes, counted at {}",
+                delta_bytes(&d)
+            );
+        }
+    }
 }
