@@ -556,28 +556,23 @@ fn a_collector_or_worker_with_another_inventory_is_refused() {
             }
         })
         .collect();
-    let r = run(&strs(&collect_args(
+    let collector = run(&strs(&collect_args(
         &d,
         &other_args,
         2,
         &["--flows", s(&gen), "--source", "again"],
     )));
-    assert_eq!(r.code, 2, "{}", r.stderr);
-    assert!(
-        r.stderr
-            .contains("this deployment was set up with another inventory"),
-        "{}",
-        r.stderr
-    );
     let w = worker(&d, &other_args, "w-other", &["--until-caught-up"]);
-    let r = wait_bounded(w, BOUND, "the worker with another inventory");
-    assert_eq!(r.code, 2, "{}", r.stderr);
-    assert!(
-        r.stderr
-            .contains("this deployment was set up with another inventory"),
-        "{}",
-        r.stderr
-    );
+    let worker = wait_bounded(w, BOUND, "the worker with another inventory");
+    for (who, r) in [("collector", collector), ("worker", worker)] {
+        assert_eq!(r.code, 2, "{who}: {}", r.stderr);
+        assert!(
+            r.stderr
+                .contains("this deployment was set up with another inventory"),
+            "{who}: {}",
+            r.stderr
+        );
+    }
     // With the deployment's inventory, a worker counts everything, as one process does.
     let want = single(&gen, &args);
     workers_to_the_end(&d, &args, 1);
