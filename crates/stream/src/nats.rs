@@ -7,9 +7,11 @@
 //!   [`Options::retention`];
 //! - stream `NAME_ROWS`, subjects `NAME.rows.<partition>`: each partition's chain of parts,
 //!   extended with `Nats-Expected-Last-Subject-Sequence`, kept until deleted;
-//! - key-value bucket `NAME_STATE`: `partitions` (fixed by the first setup), `setup` (the
-//!   workers' devices and manifests), `input.<source>` (each source's counts), `template.<hex>`
-//!   (an exporter's templates), `lease.<partition>` (who holds a partition).
+//! - key-value bucket `NAME_STATE`: `partitions` (fixed by the first setup), `numbering` (the
+//!   digest of the inventory's devices and addresses, recorded by the first collector or
+//!   worker: `crate::numbering::claim`), `setup` (the workers' devices and manifests),
+//!   `input.<source>` (each source's counts), `template.<hex>` (an exporter's templates),
+//!   `lease.<partition>` (who holds a partition).
 //!
 //! A partition is read by an ordered consumer (ephemeral, no acknowledgements, gapless: the
 //! client recreates it from the last sequence it delivered whenever it misses one), so only the
