@@ -325,7 +325,7 @@ pub fn work(
     let v = json!({
         "flows": st.flows, "messages": st.messages, "refused": st.refused,
         "parts": st.parts, "partitions_taken": st.taken, "partitions_lost": st.lost,
-        "late_flows": st.late,
+        "late_flows": st.late, "parts_without_names": st.parts_without_names,
     });
     if json {
         print_json(&v)?;
@@ -333,6 +333,12 @@ pub fn work(
         println!(
             "{} flows judged from {} messages ({} refused); {} parts appended; {} partitions taken, {} lost",
             st.flows, st.messages, st.refused, st.parts, st.taken, st.lost
+        );
+    }
+    if st.parts_without_names > 0 {
+        eprintln!(
+            "nospy monitor: {} parts were appended without the DNS names their violations' peers stood for (too many to fit in a message): their windows' evidence leaves the rows that need those names unsigned",
+            st.parts_without_names
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -56,6 +56,8 @@ const DEVICE_BYTES: usize = 5 + 30;
 /// The largest encoding of a window in a part without its rows, devices and names: its start,
 /// five 10-byte counts, the five lists' lengths and the names byte.
 const WINDOW_BYTES: usize = 8 + 5 * 10 + 5 * 4 + 1;
+/// The most a part's message may take: the engine's 1 MiB, less room for its headers.
+const PART_MESSAGE: usize = 1024 * 1024 - 4096;
 /// Messages read from a partition at a turn.
 const READ_MESSAGES: usize = 8;
 /// With [`Config::until_caught_up`], idle this long: append what is held and see whether
@@ -125,6 +127,9 @@ pub struct Stats {
     /// Flows that started in a window already handed on (more than the lateness late): counted
     /// in the report, not in what that window handed on.
     pub late: u64,
+    /// Parts appended without the names their violation rows' peers stood for, which would
+    /// not have fit in one message: evidence leaves the rows that need them unsigned.
+    pub parts_without_names: u64,
 }
 
 /// One partition this worker holds; `E` is the engine's answer to a part sent.
@@ -167,6 +172,22 @@ struct InFlight<E> {
     last: u64,
     /// The windows it holds counts of.
     windows: Vec<u64>,
+}
+
+/// A part's bytes, within [`PART_MESSAGE`] if they can be: the names violation rows' peers
+/// stood for are known only when a delta is taken, and DNS answers in the traffic can tie any
+/// number of them to a peer; a part they would take past the engine's messages is written
+/// without them (`true`: as if not recorded, so evidence leaves the rows that need them unsigned
+/// and says so, rather than the part never being appended).
+fn fit(mut part: Part) -> (Vec<u8>, bool) {
+    let bytes = encode_part(&part);
+    if bytes.len() <= PART_MESSAGE || part.windows.iter().all(|w| w.1.peer_names.is_none()) {
+        return (bytes, false);
+    }
+    for w in &mut part.windows {
+        w.1 = std::mem::take(&mut w.1).without_peer_names();
+    }
+    (encode_part(&part), true)
 }
 
 /// The most `d` takes in a part (each of its sets of names as written: a 4-byte count and each
@@ -924,13 +945,15 @@ async fn send<T: Transport, R>(
         refused: h.refused,
         windows: windows.into_iter().collect(),
     };
-    let answer = t
-        .send_extend(p, h.chain, Bytes::from(encode_part(&part)))
-        .await?;
+    let windows: Vec<u64> = part.windows.iter().map(|w| w.0).collect();
+    let last = part.last;
+    let (bytes, without_names) = fit(part);
+    st.parts_without_names += u64::from(without_names);
+    let answer = t.send_extend(p, h.chain, Bytes::from(bytes)).await?;
     h.in_flight = Some(InFlight {
         answer,
-        last: part.last,
-        windows: part.windows.iter().map(|w| w.0).collect(),
+        last,
+        windows,
     });
     h.pending_bytes = 0;
     h.refused = 0;
@@ -1108,5 +1131,59 @@ mod tests {
                 delta_bytes(&d)
             );
         }
+    }
+
+    /// A part whose violation peers' names would take it past the engine's messages is
+    /// written without them (and still within them); any other part as it is.
+    #[test]
+    fn names_that_would_not_fit_are_left_out_of_the_part() {
+        let mut d = largest(100, 10);
+        // 5,000 peers, each with two long names of its own: about 2.5 MB of names.
+        d.violations = (0..5_000u16)
+            .map(|i| RowParts {
+                peer: IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, 0, i]),
+                names: 0,
+                ..d.violations[0]
+            })
+            .collect();
+        let first = d.name_sets.len() as u32;
+        d.peer_names = Some(
+            (0..5_000u16)
+                .map(|i| {
+                    (
+                        IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, 0, i]),
+                        first + u32::from(i),
+                    )
+                })
+                .collect(),
+        );
+        for i in 0..5_000 {
+            d.name_sets.push(
+                ["a", "b"]
+                    .iter()
+                    .map(|k| format!("{k}{i:05}.{}.example", "n".repeat(236)))
+                    .collect(),
+            );
+        }
+        d.unattributable.iter_mut().for_each(|r| r.names = 1);
+        let big = part(vec![(1_700_000_000, d.clone())]);
+        assert!(encode_part(&big).len() > PART_MESSAGE);
+        let (bytes, without) = fit(big);
+        assert!(
+            without && bytes.len() <= PART_MESSAGE,
+            "{} bytes",
+            bytes.len()
+        );
+        let back = decode_part(&bytes).unwrap();
+        let w = &back.windows[0].1;
+        assert_eq!(w.peer_names, None);
+        assert_eq!((&w.violations, w.flows), (&d.violations, d.flows));
+        assert!(w
+            .unattributable
+            .iter()
+            .all(|r| w.name_sets[r.names as usize] == d.name_sets[1]));
+        // What fits is written as it is, names and all.
+        let small = part(vec![(1_700_000_000, largest(100, 10))]);
+        assert_eq!(fit(small.clone()), (encode_part(&small), false));
     }
 }
