@@ -1006,3 +1006,121 @@ fn a_worker_s_evidence_states_what_one_process_states() {
     assert_eq!(nats["device"], one["device"]);
     assert_eq!(nats["flows"], one["flows"], "{nats:#}\n{one:#}");
 }
+
+/// `pcap` (any capture tcpdump reads) as a classic pcap with, before its first packet, a DNS
+/// answer (from 192.0.2.53 to 192.0.2.99, neither a device) for each of `answers`.
+fn with_dns_answers(pcap: &Path, answers: &[(std::net::Ipv4Addr, String)], out: &Path) {
+    let classic = out.with_extension("classic.pcap");
+    let st = std::process::Command::new("tcpdump")
+        .args(["-r", s(pcap), "-w", s(&classic)])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("tcpdump (apt-get install tcpdump)");
+    assert!(st.success());
+    let original = std::fs::read(&classic).unwrap();
+    // Little-endian microsecond pcap of Ethernet frames, as tcpdump writes it here.
+    assert_eq!(&original[..4], &[0xd4, 0xc3, 0xb2, 0xa1]);
+    assert_eq!(&original[20..24], &[1, 0, 0, 0]);
+    let first_s = u32::from_le_bytes(original[24..28].try_into().unwrap());
+    let mut w = original[..24].to_vec();
+    for (i, (peer, name)) in answers.iter().enumerate() {
+        let mut qname = Vec::new();
+        for label in name.as_bytes().chunks(60) {
+            let label = label.strip_suffix(b".").unwrap_or(label);
+            qname.push(label.len() as u8);
+            qname.extend_from_slice(label);
+        }
+        qname.push(0);
+        let mut dns = vec![(i >> 8) as u8, i as u8, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0];
+        dns.extend_from_slice(&qname);
+        dns.extend_from_slice(&[0, 1, 0, 1]);
+        dns.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0x0e, 0x10, 0, 4]);
+        dns.extend_from_slice(&peer.octets());
+        let udp_len = 8 + dns.len();
+        let mut frame = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
+        frame.extend_from_slice(&[0x45, 0, ((20 + udp_len) >> 8) as u8, (20 + udp_len) as u8]);
+        frame.extend_from_slice(&[0, 0, 0x40, 0, 64, 17, 0, 0, 192, 0, 2, 53, 192, 0, 2, 99]);
+        frame.extend_from_slice(&[0, 53, 0xd4, 0x31, (udp_len >> 8) as u8, udp_len as u8, 0, 0]);
+        frame.extend_from_slice(&dns);
+        w.extend_from_slice(&(first_s - 1).to_le_bytes());
+        w.extend_from_slice(&(i as u32).to_le_bytes());
+        w.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        w.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        w.extend_from_slice(&frame);
+    }
+    w.extend_from_slice(&original[24..]);
+    std::fs::write(out, w).unwrap();
+}
+
+/// A capture whose DNS answers tie more long names to the violations' peers than one part can
+/// carry: the worker appends the part without them (rather than failing to append it for
+/// ever), counts and says so, and the report's counts are still one process's.
+#[test]
+fn names_too_many_for_a_part_are_left_out_and_the_counts_kept() {
+    let t = tempfile::tempdir().unwrap();
+    let UtJudged {
+        pcap,
+        judged_by,
+        run: one,
+        ..
+    } = ut_judged_once(t.path(), &["--json"]);
+    let one: serde_json::Value = serde_json::from_str(&one.stdout).unwrap();
+    let mut peers: Vec<std::net::Ipv4Addr> = one["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["peer"].as_str()?.parse().ok())
+        .collect();
+    peers.sort();
+    peers.dedup();
+    assert!(!peers.is_empty());
+    // About 1.5 MB of names, none that a manifest allows, spread over the peers.
+    let per_peer = 1_500_000 / 250 / peers.len() + 1;
+    let answers: Vec<_> = peers
+        .iter()
+        .flat_map(|p| {
+            (0..per_peer).map(move |i| (*p, format!("n{i:05}-{}.{}.example", "x".repeat(200), p)))
+        })
+        .collect();
+    let hostile = t.path().join("hostile.pcap");
+    with_dns_answers(&pcap, &answers, &hostile);
+    // One process's counts (without evidence: its statements would carry every name, and a
+    // log entry is at most 64 KiB).
+    let mut single_args = vec!["monitor".to_string(), "--pcap".into(), s(&hostile).into()];
+    single_args.push("--json".into());
+    let mut rest = judged_by.iter();
+    while let Some(a) = rest.next() {
+        if a == "--evidence-key" {
+            rest.next();
+        } else {
+            single_args.push(a.clone());
+        }
+    }
+    let single = run(&strs(&single_args));
+    assert_eq!(single.code, 1, "{}", single.stderr);
+    let want: serde_json::Value = serde_json::from_str(&single.stdout).unwrap();
+    let d = Deployment::new("manynames");
+    let c = collect_args(&d, &judged_by, 2, &["--pcap", s(&hostile), "--json"]);
+    ok_within(&strs(&c), BOUND);
+    let k = worker(
+        &d,
+        &judged_by,
+        "m0",
+        &["--until-caught-up", "--window", "1d"],
+    );
+    let r = wait_bounded(k, BOUND, "worker");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let st: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert!(st["parts_without_names"].as_u64().unwrap() >= 1, "{st}");
+    assert!(
+        r.stderr.contains("appended without the DNS names"),
+        "{}",
+        r.stderr
+    );
+    let got = report(&d, None);
+    for k in ["totals", "unknown_device_flows", "devices"] {
+        assert_eq!(got[k], want[k], "{k}");
+    }
+    let rows = |v: &serde_json::Value| v["violations"].as_array().unwrap().len();
+    assert_eq!(rows(&got), rows(&want));
+}
