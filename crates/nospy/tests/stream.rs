@@ -975,6 +975,25 @@ fn a_real_exporter_s_live_flows_through_nats_give_the_single_process_report() {
 /// and names their peers stood for (the parts carry those names; without them a row a DNS-name
 /// rule could allow would be left unsigned or signed without its names). The UT plug's capture,
 /// read by a collector, judged against its logged release's manifest, which has name rules.
+/// `pcap` collected into a deployment of its own (two partitions) and judged by one worker,
+/// with `judged_by`, in one window holding the whole capture (so that its rows are one
+/// process's rows), until everything is counted: the deployment and the worker's run (exit 0,
+/// asserted).
+fn capture_through_one_worker(tag: &str, pcap: &Path, judged_by: &[String]) -> (Deployment, Run) {
+    let d = Deployment::new(tag);
+    let c = collect_args(&d, judged_by, 2, &["--pcap", s(pcap), "--json"]);
+    ok_within(&strs(&c), BOUND);
+    let k = worker(
+        &d,
+        judged_by,
+        "w0",
+        &["--until-caught-up", "--window", "1d"],
+    );
+    let r = wait_bounded(k, BOUND, "worker");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    (d, r)
+}
+
 #[test]
 fn a_worker_s_evidence_states_what_one_process_states() {
     let t = tempfile::tempdir().unwrap();
@@ -989,18 +1008,7 @@ fn a_worker_s_evidence_states_what_one_process_states() {
         one["flows"][0].get("names").is_some(),
         "one process records the peer's names: {one:#}"
     );
-    let d = Deployment::new("names");
-    let c = collect_args(&d, &judged_by, 2, &["--pcap", s(&pcap), "--json"]);
-    ok_within(&strs(&c), BOUND);
-    // One window holding the whole capture, so that its rows are the process's rows.
-    let k = worker(
-        &d,
-        &judged_by,
-        "n0",
-        &["--until-caught-up", "--window", "1d"],
-    );
-    let r = wait_bounded(k, BOUND, "worker");
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    let (_d, r) = capture_through_one_worker("names", &pcap, &judged_by);
     assert!(!r.stderr.contains("not signed"), "{}", r.stderr);
     let (_, nats) = evidence_entry(&log, 2);
     assert_eq!(nats["device"], one["device"]);
@@ -1099,17 +1107,7 @@ fn names_too_many_for_a_part_are_left_out_and_the_counts_kept() {
     let single = run(&strs(&single_args));
     assert_eq!(single.code, 1, "{}", single.stderr);
     let want: serde_json::Value = serde_json::from_str(&single.stdout).unwrap();
-    let d = Deployment::new("manynames");
-    let c = collect_args(&d, &judged_by, 2, &["--pcap", s(&hostile), "--json"]);
-    ok_within(&strs(&c), BOUND);
-    let k = worker(
-        &d,
-        &judged_by,
-        "m0",
-        &["--until-caught-up", "--window", "1d"],
-    );
-    let r = wait_bounded(k, BOUND, "worker");
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    let (d, r) = capture_through_one_worker("manynames", &hostile, &judged_by);
     let st: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert!(st["parts_without_names"].as_u64().unwrap() >= 1, "{st}");
     assert!(
