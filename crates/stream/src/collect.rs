@@ -126,12 +126,6 @@ impl Publisher {
         }
     }
 
-    /// The numbering of the inventory's addresses its batches are written under (a deployment
-    /// has one: [`crate::numbering::claim`]).
-    pub fn numbering(&self) -> &std::sync::Arc<Numbering> {
-        &self.numbering
-    }
-
     /// The batches sealed since the last call, in the order they must be published.
     pub fn take_sealed(&mut self) -> Vec<Sealed> {
         std::mem::take(&mut self.sealed)

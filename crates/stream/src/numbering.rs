@@ -10,6 +10,7 @@
 
 use nospy_flow::addrmap::AddrMap;
 use nospy_inventory::Inventory;
+use nospy_tlog::Sha256;
 use std::net::IpAddr;
 
 /// Which of a flow's addresses (its source's, its destination's) are a device's, by their
@@ -122,15 +123,10 @@ impl Numbering {
 impl std::fmt::Debug for Numbering {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Numbering")
-            .field("digest", &hex(&self.digest))
+            .field("digest", &Sha256(self.digest).to_hex())
             .field("addresses", &self.addrs.len())
             .finish()
     }
-}
-
-/// The digest as 64 hex digits.
-pub fn hex(d: &[u8; 32]) -> String {
-    d.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// Records `numbering` as the deployment's (`numbering` in its state store) if it has none,
@@ -141,7 +137,7 @@ pub async fn claim<T: crate::transport::Transport>(
     t: &T,
     numbering: &Numbering,
 ) -> Result<(), crate::transport::TransportError> {
-    let ours = hex(numbering.digest());
+    let ours = Sha256(*numbering.digest()).to_hex();
     if t.swap("numbering", ours.clone().into(), None)
         .await?
         .is_some()

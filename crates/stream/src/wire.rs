@@ -61,6 +61,7 @@ use crate::numbering::{Numbering, Refs};
 use nospy_flow::dns::Answer;
 use nospy_flow::{DnsSeen, Flow};
 use nospy_monitor::{Delta, DeviceCounts, RowParts};
+use nospy_tlog::Sha256;
 use std::net::IpAddr;
 
 const BATCH_MAGIC: &[u8; 4] = b"NSB3";
@@ -342,13 +343,15 @@ fn read_batch<const QUICK: bool>(
     }
     r.magic(BATCH_MAGIC, "a flow batch")?;
     let at = r.at;
-    if r.take(32)? != numbering.digest() {
+    // `take` gives the 32 bytes asked for.
+    let digest = Sha256(r.take(32)?.try_into().unwrap_or([0; 32]));
+    if digest.0 != *numbering.digest() {
         return Err(r.err(
             at,
             format!(
                 "written under another inventory (its devices and addresses: {}; this reader's: {}): its device numbers mean nothing here",
-                crate::numbering::hex(b[at..at + 32].try_into().unwrap_or(&[0; 32])),
-                crate::numbering::hex(numbering.digest())
+                digest.to_hex(),
+                Sha256(*numbering.digest()).to_hex()
             ),
         ));
     }
@@ -1447,8 +1450,9 @@ mod tests {
             e.starts_with("byte 4: written under another inventory (its devices and addresses: "),
             "{e}"
         );
-        assert!(e.contains(&crate::numbering::hex(n.digest())), "{e}");
-        assert!(e.contains(&crate::numbering::hex(other.digest())), "{e}");
+        let hex = |d: &[u8; 32]| nospy_tlog::Sha256(*d).to_hex();
+        assert!(e.contains(&hex(n.digest())), "{e}");
+        assert!(e.contains(&hex(other.digest())), "{e}");
     }
 
     /// A flow as an exporter gives it: from device e (10.1.2.3), IPv4, whole milliseconds, an
