@@ -376,9 +376,18 @@ pub fn resolutions_for(
     res
 }
 
-/// Whether `m` has a rule naming a DNS name (whose judgement needs the names a peer stood for).
-pub fn uses_names(m: &Manifest) -> bool {
-    m.allow.iter().any(|r| matches!(r.peer, Peer::Name(_)))
+/// The DNS names `m`'s rules name, either direction: the only names a row's judgement depends
+/// on ([`judge`] asks of each name rule whether its name is among the peer's), so a row's other
+/// names can be left out of what it records without changing its judgement. Empty when `m` has
+/// no name rule (and a row's names are then not needed at all).
+pub fn names_named(m: &Manifest) -> std::collections::BTreeSet<&str> {
+    m.allow
+        .iter()
+        .filter_map(|r| match &r.peer {
+            Peer::Name(n) => Some(n.as_str()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The protocols reports and evidence name, by number; any other is written as its number.

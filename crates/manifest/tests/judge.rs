@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used)] // test code: a panic is a failing test
 
 use nospy_manifest::judge::{
-    judge, resolutions_for, Judgement, Observed, Openers, Resolutions, Unrecorded, Why,
+    judge, names_named, resolutions_for, Judgement, Observed, Openers, Resolutions, Unrecorded, Why,
 };
 use nospy_manifest::{Direction, Manifest, Prefix};
 use std::collections::BTreeMap;
@@ -190,6 +190,59 @@ fn names_same_vendor_and_replies() {
             ..
         }
     ));
+}
+
+/// Only the names a manifest's rules name can change a row's judgement: with every other name
+/// left out, each row of a grid (both directions, peers in and out of every rule, services
+/// allowed and not, openers known and not) is judged the same. What lets evidence state a
+/// peer's names a manifest does not name in part, or not at all.
+#[test]
+fn names_no_rule_names_do_not_change_a_judgement() {
+    use Direction::*;
+    let m = Manifest::from_toml(M).unwrap();
+    let r = res();
+    let named = names_named(&m);
+    assert_eq!(named.into_iter().collect::<Vec<_>>(), ["updates.v.example"]);
+    let none = Manifest::from_toml(&M.replace("updates.v.example", "192.0.2.9/32")).unwrap();
+    assert!(names_named(&none).is_empty());
+    let name_sets: [&[&str]; 4] = [
+        &[],
+        &["evil.example", "x.updates.v.example"],
+        &["updates.v.example"],
+        &["a.example", "updates.v.example", "zzz.example"],
+    ];
+    let openers = [None, Some(1u8), Some(2), Some(4)];
+    let mut judged = 0;
+    for direction in [FromDevice, ToDevice] {
+        for peer in [
+            "192.0.2.7",
+            "198.51.100.5",
+            "203.0.113.9",
+            "10.1.2.3",
+            "9.9.9.9",
+        ] {
+            for (protocol, port) in [(6, 443), (6, 8443), (6, 22), (17, 53), (17, 4789), (6, 25)] {
+                for names in name_sets {
+                    for op in openers {
+                        let mut o = obs(direction, peer, protocol, port);
+                        o.openers = op.and_then(Openers::from_bits);
+                        o.names = Some(names.iter().map(|n| n.to_string()).collect());
+                        let all = judge(&m, &r, &o);
+                        o.names = Some(
+                            names
+                                .iter()
+                                .filter(|n| names_named(&m).contains(**n))
+                                .map(|n| n.to_string())
+                                .collect(),
+                        );
+                        assert_eq!(judge(&m, &r, &o), all, "{o:?}");
+                        judged += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(judged, 2 * 5 * 6 * 4 * 4);
 }
 
 #[test]

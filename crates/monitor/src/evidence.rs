@@ -10,7 +10,7 @@ use nospy_statement::intoto::{DigestSet, ResourceDescriptor};
 use nospy_statement::predicate::{self, EntryRef, FlowViolation, Predicate, Window};
 use nospy_tlog::note::SignerKey;
 use nospy_tlog::Sha256;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -113,16 +113,26 @@ pub fn sign(
             resolutions: &res,
             input,
         };
-        for (envelope, groups) in sign_split(&about, &flows, key) {
-            out.statements.push(Statement {
-                device: dev.device.clone(),
-                groups,
-                envelope,
-            });
+        for signed in sign_split(&about, &flows, key) {
+            match signed {
+                Ok((envelope, groups)) => out.statements.push(Statement {
+                    device: dev.device.clone(),
+                    groups,
+                    envelope,
+                }),
+                Err(why) => out.unsigned_rows.push((dev.device.clone(), why)),
+            }
         }
     }
     out
 }
+
+/// Of the names a row's peer stood for that no rule of its manifest names, how many bytes a row
+/// states (the first in order that fit; the rest are counted, `names_left_out`). Every name a
+/// rule names is stated whatever its length: only those can change the row's judgement. DNS
+/// answers, which anything on the wire can send, can tie any number of names to an address,
+/// and a statement holding a row must fit a log entry.
+pub const OTHER_NAMES_BYTES: usize = 1024;
 
 /// A report's rows judged again, device by device, with the reference judgement.
 pub struct Judging<'a> {
@@ -130,6 +140,9 @@ pub struct Judging<'a> {
     inventory: &'a Inventory,
     /// Each device address's vendor (what `same-vendor` admits).
     vendor_of: HashMap<IpAddr, &'a str>,
+    /// Rows state every name their peer stood for, as evidence signed before
+    /// [`OTHER_NAMES_BYTES`] did (what a capture check accepts too).
+    every_name: bool,
 }
 
 impl<'a> Judging<'a> {
@@ -144,6 +157,16 @@ impl<'a> Judging<'a> {
             report,
             inventory,
             vendor_of,
+            every_name: false,
+        }
+    }
+
+    /// Rows stating every name their peer stood for, as evidence signed before rows bounded
+    /// them ([`OTHER_NAMES_BYTES`]): what a capture check compares such evidence with.
+    pub fn stating_every_name(self) -> Self {
+        Judging {
+            every_name: true,
+            ..self
         }
     }
 
@@ -160,23 +183,28 @@ impl<'a> Judging<'a> {
         let Some(dev) = self.inventory.devices.get(i) else {
             return (Vec::new(), Vec::new());
         };
-        let with_names = judge::uses_names(m);
+        let named = judge::names_named(m);
         let (mut flows, mut unsigned) = (Vec::new(), Vec::new());
         for r in rows {
             let mut v = violation(r);
+            let (names, left_out) = match &self.report.peer_names {
+                Some(n) if !named.is_empty() => {
+                    let all = n.get(&r.peer()).map_or(&[][..], Vec::as_slice);
+                    if self.every_name {
+                        (Some(all.to_vec()), 0)
+                    } else {
+                        let (stated, left_out) = stated_names(all, &named);
+                        (Some(stated), left_out)
+                    }
+                }
+                _ => (None, 0),
+            };
             let observed = Observed {
                 direction: r.direction(),
                 peer: r.peer(),
                 protocol: r.protocol(),
                 port: r.port(),
-                names: if with_names {
-                    self.report
-                        .peer_names
-                        .as_ref()
-                        .map(|n| n.get(&r.peer()).cloned().unwrap_or_default())
-                } else {
-                    None
-                },
+                names,
                 same_vendor: self.vendor_of.get(&r.peer()) == Some(&dev.vendor.as_str()),
                 openers: judge::Openers::from_bits(r.openers()),
             };
@@ -184,6 +212,7 @@ impl<'a> Judging<'a> {
                 Judgement::NotAllowed(why) => {
                     v.why = Some(why);
                     v.names = observed.names;
+                    v.names_left_out = left_out;
                     v.same_vendor = observed.same_vendor;
                     v.opened_by = observed.openers;
                     flows.push(v);
@@ -200,6 +229,27 @@ impl<'a> Judging<'a> {
         }
         (flows, unsigned)
     }
+}
+
+/// Of `all` (a peer's names, in order), those a row states: every one `named` (its manifest's
+/// rules name), and of the others the first that fit [`OTHER_NAMES_BYTES`]; and how many others
+/// are left out.
+fn stated_names(all: &[String], named: &BTreeSet<&str>) -> (Vec<String>, u64) {
+    let (mut stated, mut left_out, mut room) = (Vec::new(), 0, Some(OTHER_NAMES_BYTES));
+    for n in all {
+        if named.contains(n.as_str()) {
+            stated.push(n.clone());
+            continue;
+        }
+        // Once one does not fit, none after it is stated: the bound keeps a prefix.
+        room = room.and_then(|r| r.checked_sub(n.len()));
+        if room.is_some() {
+            stated.push(n.clone());
+        } else {
+            left_out += 1;
+        }
+    }
+    (stated, left_out)
 }
 
 /// Why the reference judgement does not reproduce a row, for people.
@@ -231,6 +281,7 @@ fn violation(r: &Row) -> FlowViolation {
         last_seen: format_time(r.last_ns()),
         why: None,
         names: None,
+        names_left_out: 0,
         same_vendor: false,
         opened_by: None,
     }
@@ -249,12 +300,14 @@ struct About<'a> {
 
 /// Signed evidence statements for one device's flows: one, or as many as it takes for each to
 /// fit a log entry (the flows split in halves until they do). Returns each envelope with the
-/// number of flow groups it carries.
+/// number of flow groups it carries, or, for a row whose statement alone would not fit (its
+/// manifest names more names its peer stood for than an entry holds), why it is not signed:
+/// the other rows are signed all the same.
 fn sign_split(
     about: &About<'_>,
     flows: &[FlowViolation],
     key: &SignerKey,
-) -> Vec<(Vec<u8>, usize)> {
+) -> Vec<Result<(Vec<u8>, usize), String>> {
     let p = Predicate::Evidence(predicate::Evidence {
         device: about.device.to_string(),
         window: about.window.clone(),
@@ -270,8 +323,23 @@ fn sign_split(
         ..Default::default()
     }];
     let env = nospy_statement::sign(subject, &p, &[key]).to_json();
-    if env.len() <= nospy_tlog::tile::MAX_ENTRY_LEN || flows.len() < 2 {
-        return vec![(env, flows.len())];
+    if env.len() <= nospy_tlog::tile::MAX_ENTRY_LEN {
+        return vec![Ok((env, flows.len()))];
+    }
+    if let [v] = flows {
+        return vec![Err(format!(
+            "{} {} {} port {}: its statement alone is {} bytes, over a log entry's {} \
+             (it states {} names of its peer: every one the manifest's rules name, and others \
+             up to {} bytes)",
+            v.direction,
+            v.peer,
+            v.protocol,
+            v.port,
+            env.len(),
+            nospy_tlog::tile::MAX_ENTRY_LEN,
+            v.names.as_ref().map_or(0, Vec::len),
+            OTHER_NAMES_BYTES
+        ))];
     }
     let (a, b) = flows.split_at(flows.len() / 2);
     let mut out = sign_split(about, a, key);

@@ -34,6 +34,9 @@ pub struct Reproduced {
     pub window: Window,
     /// The device's rows, as evidence states them.
     pub rows: Vec<FlowViolation>,
+    /// The same rows stating every name their peer stood for, as evidence signed before rows
+    /// bounded them ([`crate::evidence::OTHER_NAMES_BYTES`]) did.
+    pub rows_every_name: Vec<FlowViolation>,
 }
 
 /// Why a capture does not reproduce a statement.
@@ -111,6 +114,9 @@ pub fn reproduce(
         .filter(|r| r.device() == 0)
         .collect();
     let (rows, _) = Judging::new(&report, &inventory).rows(0, &mine, manifest, &res);
+    let (rows_every_name, _) = Judging::new(&report, &inventory)
+        .stating_every_name()
+        .rows(0, &mine, manifest, &res);
     Ok(Reproduced {
         source,
         window: Window {
@@ -118,6 +124,7 @@ pub fn reproduce(
             end: format_time(b),
         },
         rows,
+        rows_every_name,
     })
 }
 
@@ -166,7 +173,8 @@ fn millis(t: &str) -> Option<i128> {
 
 /// Whether the capture read again reproduces `ev`: its window lies within the capture's span,
 /// the capture's bytes are those `ev` names, and every row of `ev` is yielded exactly as
-/// stated (a statement split to fit a log entry carries part of the rows).
+/// stated (a statement split to fit a log entry carries part of the rows): its names bounded
+/// as a monitor bounds them now, or every name, as before it did.
 pub fn compare(ev: &Evidence, r: &Reproduced) -> Result<String, (Mismatch, String)> {
     let within = match (
         millis(&ev.window.start),
@@ -196,7 +204,7 @@ pub fn compare(ev: &Evidence, r: &Reproduced) -> Result<String, (Mismatch, Strin
         ));
     }
     for (i, row) in ev.flows.iter().enumerate() {
-        if !r.rows.contains(row) {
+        if !r.rows.contains(row) && !r.rows_every_name.contains(row) {
             return Err((
                 Mismatch::Rows,
                 format!(

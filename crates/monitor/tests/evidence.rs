@@ -39,6 +39,26 @@ fn device(i: u8, firmware: Option<Sha256>) -> Device {
     }
 }
 
+/// A TCP flow device `dev` (10.0.0.`dev`) opened to `peer` on `port`, three packets in a
+/// second from 2023-11-14T22:13:20Z.
+fn flow(dev: u8, peer: IpAddr, port: u16) -> Flow {
+    Flow {
+        first_ns: T0,
+        last_ns: T0 + 1_000_000_000,
+        src: IpAddr::V4(Ipv4Addr::new(10, 0, 0, dev)),
+        dst: peer,
+        sport: 40_000,
+        dport: port,
+        proto: 6,
+        packets: 3,
+        bytes: 300,
+        initiator_known: true,
+    }
+}
+
+/// When [`flow`]'s flows start, nanoseconds since the epoch.
+const T0: u64 = 1_700_000_000_000_000_000;
+
 #[test]
 fn each_device_with_violations_gets_statements_that_fit_a_log_entry() {
     let fw = Sha256([1; 32]);
@@ -51,18 +71,6 @@ fn each_device_with_violations_gets_statements_that_fit_a_log_entry() {
     let mut mon = Monitor::new(&inventory, manifests, &OperatorConfig::default(), None).unwrap();
     // Device 1: 3,000 distinct violating peers (far more than one entry holds); device 2: one,
     // but no firmware digest; device 3: allowed traffic only.
-    let flow = |dev: u8, peer: IpAddr, port: u16| Flow {
-        first_ns: 1_700_000_000_000_000_000,
-        last_ns: 1_700_000_001_000_000_000,
-        src: IpAddr::V4(Ipv4Addr::new(10, 0, 0, dev)),
-        dst: peer,
-        sport: 40_000,
-        dport: port,
-        proto: 6,
-        packets: 3,
-        bytes: 300,
-        initiator_known: true,
-    };
     for k in 0..3000u32 {
         let b = k.to_be_bytes();
         mon.flow(&flow(
@@ -239,4 +247,125 @@ device_ports = "123"
     );
     // Rows record who opened their flows, so the wrong side opening is decided too.
     assert!(initiator > 0, "no row decided for its opener");
+}
+
+/// DNS answers (which anything on the wire can send) tying thousands of long names to a
+/// violation's peer cannot keep the violation out of the log: its row states every name the
+/// manifest's rules name, the first others that fit a bound, and how many it leaves out, and
+/// is judged as with them all. A row whose manifest names more of its peer's names than a log
+/// entry holds is left unsigned and said, and the device's other rows are signed all the same.
+#[test]
+fn dns_answers_cannot_outgrow_a_violation_s_row() {
+    use nospy_flow::{dns::Answer, DnsSeen};
+    use nospy_monitor::evidence::OTHER_NAMES_BYTES;
+    let fw = Sha256([1; 32]);
+    let inventory = Inventory {
+        devices: vec![device(1, Some(fw))],
+    };
+    let named = |n: usize| -> Vec<String> {
+        (0..n)
+            .map(|i| format!("{0}.{0}.updates-{i:04}.v.example", "u".repeat(60)))
+            .collect()
+    };
+    let evidence_with = |rules: usize| {
+        let mut text = MANIFEST.to_string();
+        for n in named(rules) {
+            text.push_str(&format!(
+                "[[allow]]\ndirection = \"from-device\"\npeer = \"{n}\"\nprotocol = \"tcp\"\nports = \"443\"\n"
+            ));
+        }
+        let m = Arc::new(Manifest::from_toml(&text).unwrap());
+        let manifests = vec![Some(m.clone())];
+        let mut mon =
+            Monitor::new(&inventory, &manifests, &OperatorConfig::default(), None).unwrap();
+        mon.record_names(true);
+        let (dev, peer, other) = (
+            IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+            IpAddr::V4(Ipv4Addr::new(203, 0, 113, 9)),
+            IpAddr::V4(Ipv4Addr::new(203, 0, 113, 10)),
+        );
+        // 5,000 names of 200 bytes, none a rule names, and every name the rules name.
+        let answers = (0..5000)
+            .map(|i| format!("n{i:04}.{0}.{0}.{0}.example", "x".repeat(60)))
+            .chain(named(rules));
+        for name in answers {
+            mon.dns(&DnsSeen {
+                ts_ns: T0 - 1_000_000_000,
+                client: dev,
+                answer: Answer {
+                    name,
+                    addr: peer,
+                    ttl: 3600,
+                },
+            });
+        }
+        mon.flow(&flow(1, peer, 8443));
+        mon.flow(&flow(1, other, 25));
+        let report = mon.finish();
+        let basis = nospy_monitor::evidence::Basis {
+            manifest: m,
+            name: "file m.toml".into(),
+            release: None,
+        };
+        let key = SignerKey::from_seed("monitor.test.example", [8; 32]).unwrap();
+        let ev = sign(
+            &report,
+            &inventory,
+            &[Some(basis)],
+            &OperatorConfig::default(),
+            &Sha256([2; 32]),
+            &key,
+        );
+        let mut rows = Vec::new();
+        for s in &ev.statements {
+            assert!(s.envelope.len() <= nospy_tlog::tile::MAX_ENTRY_LEN);
+            let opened = nospy_statement::open(&s.envelope, &[key.verifier()]).unwrap();
+            let Predicate::Evidence(e) = opened.predicate else {
+                panic!("not evidence")
+            };
+            rows.extend(e.flows);
+        }
+        (ev.unsigned_rows, rows)
+    };
+
+    // Two rules name the peer's names: the row states both, and 1 KiB of the others.
+    let (unsigned, rows) = evidence_with(2);
+    assert!(unsigned.is_empty(), "{unsigned:?}");
+    assert_eq!(rows.len(), 2);
+    let row = rows.iter().find(|r| r.peer == "203.0.113.9").unwrap();
+    // The rules admit the peer by name, but not on port 8443: as with every name.
+    assert_eq!(row.why, Some(Why::Service));
+    let names = row.names.as_ref().unwrap();
+    for n in named(2) {
+        assert!(names.contains(&n), "{n} not stated");
+    }
+    let others: Vec<&String> = names.iter().filter(|n| !named(2).contains(n)).collect();
+    let bytes: usize = others.iter().map(|n| n.len()).sum();
+    assert!(bytes <= OTHER_NAMES_BYTES && bytes + 200 > OTHER_NAMES_BYTES);
+    // The first in order, and the rest counted.
+    assert_eq!(
+        others[0],
+        &format!("n0000.{0}.{0}.{0}.example", "x".repeat(60))
+    );
+    assert_eq!(row.names_left_out, 5000 - others.len() as u64);
+    let other = rows.iter().find(|r| r.peer == "203.0.113.10").unwrap();
+    assert_eq!(
+        (other.names.as_deref(), other.names_left_out),
+        (Some(&[][..]), 0)
+    );
+
+    // A manifest naming 1,000 of the peer's names (more than an entry holds): that row alone
+    // is left unsigned and said; the device's other row is signed.
+    let (unsigned, rows) = evidence_with(1000);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].peer, "203.0.113.10");
+    assert_eq!(unsigned.len(), 1);
+    assert_eq!(unsigned[0].0, "d1");
+    assert!(
+        unsigned[0]
+            .1
+            .starts_with("from-device 203.0.113.9 tcp port 8443: its statement alone is"),
+        "{}",
+        unsigned[0].1
+    );
 }

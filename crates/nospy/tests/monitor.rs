@@ -670,16 +670,7 @@ fn evidence_verifies_and_each_forgery_fails_with_its_own_reason() {
         (r.code, v)
     };
     assert_eq!(verify(&agreement, 1).0, 2);
-    let with_monitors = t.path().join("with-monitors.toml");
-    let text = std::fs::read_to_string(&agreement).unwrap();
-    std::fs::write(
-        &with_monitors,
-        format!(
-            "{text}[monitors]\nquorum = 1\non_breach = \"deny\"\n\
-             [[monitors.member]]\norganisation = \"UK operator\"\nkeys = [\"{monitor_vkey}\"]\n"
-        ),
-    )
-    .unwrap();
+    let with_monitors = with_monitor(&agreement, &monitor_vkey);
     let (code, v) = verify(&with_monitors, 1);
     assert_eq!(code, 0, "{v:#}");
     assert_eq!(v["holds"], true);
@@ -1052,4 +1043,84 @@ fn agreement_log_key(p: &Path) -> String {
     line.trim_start_matches("key = ")
         .trim_matches('"')
         .to_string()
+}
+
+/// DNS answers in a capture (anything on the wire from port 53; a device can send them) tying
+/// hundreds of long names to the violations' peers cannot keep the violations out of the log:
+/// one process signs and appends every row (before, one statement outgrew a log entry and the
+/// run appended nothing), each row states every name the manifest's rules name and the first
+/// others that fit 1 KiB, counting the rest, and a third party given the capture reproduces
+/// every row.
+#[test]
+fn dns_answers_in_a_capture_cannot_keep_violations_out_of_the_log() {
+    let t = tempfile::tempdir().unwrap();
+    let UtJudged {
+        agreement,
+        log,
+        monitor_vkey,
+        judged_by,
+        ..
+    } = ut_judged_once(t.path(), &[]);
+    let (hostile, v) = ut_names_on_its_violation(t.path(), &judged_by, 1_500_000);
+    let ev = &v["evidence"];
+    assert_eq!(ev["unsigned_rows"], serde_json::json!([]), "{ev:#}");
+    let statements = ev["statements"].as_array().unwrap();
+    let signed: u64 = statements
+        .iter()
+        .map(|s| s["groups"].as_u64().unwrap())
+        .sum();
+    assert_eq!(signed as usize, v["violations"].as_array().unwrap().len());
+
+    let with_monitors = with_monitor(&agreement, &monitor_vkey);
+    let mut stated = 0;
+    for st in statements {
+        let index = st["index"].as_u64().unwrap();
+        let (_, p) = evidence_entry(&log, index);
+        for f in p["flows"].as_array().unwrap() {
+            let names: Vec<&str> = f["names"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|n| n.as_str().unwrap())
+                .collect();
+            let others: usize = names
+                .iter()
+                .filter(|n| **n != "pool.ntp.org")
+                .map(|n| n.len())
+                .sum();
+            assert!((1..=1024).contains(&others), "{f:#}");
+            assert!(f["names_left_out"].as_u64().unwrap() > 0, "{f:#}");
+            // Tied to pool.ntp.org, the peer is admitted by name: a violation of the service.
+            assert!(names.contains(&"pool.ntp.org"), "{f:#}");
+            assert_eq!(f["why"], "service", "{f:#}");
+            stated += 1;
+        }
+        // A third party with the capture: every row as the capture yields it.
+        let r = run(&[
+            "evidence",
+            "verify",
+            "--agreement",
+            s(&with_monitors),
+            "--log",
+            s(&log),
+            "--index",
+            &index.to_string(),
+            "--capture",
+            s(&hostile),
+            "--json",
+        ]);
+        assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+        let checks = serde_json::from_str::<serde_json::Value>(&r.stdout).unwrap()["evidence"][0]
+            ["checks"]
+            .clone();
+        assert!(
+            checks
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c["name"] == "capture" && c["pass"] == true),
+            "{checks:#}"
+        );
+    }
+    assert_eq!(stated, signed);
 }

@@ -1015,49 +1015,31 @@ fn a_worker_s_evidence_states_what_one_process_states() {
     assert_eq!(nats["flows"], one["flows"], "{nats:#}\n{one:#}");
 }
 
-/// `pcap` (any capture tcpdump reads) as a classic pcap with, before its first packet, a DNS
-/// answer (from 192.0.2.53 to 192.0.2.99, neither a device) for each of `answers`.
-fn with_dns_answers(pcap: &Path, answers: &[(std::net::Ipv4Addr, String)], out: &Path) {
-    let classic = out.with_extension("classic.pcap");
-    let st = std::process::Command::new("tcpdump")
-        .args(["-r", s(pcap), "-w", s(&classic)])
-        .stderr(std::process::Stdio::null())
-        .status()
-        .expect("tcpdump (apt-get install tcpdump)");
-    assert!(st.success());
-    let original = std::fs::read(&classic).unwrap();
-    // Little-endian microsecond pcap of Ethernet frames, as tcpdump writes it here.
-    assert_eq!(&original[..4], &[0xd4, 0xc3, 0xb2, 0xa1]);
-    assert_eq!(&original[20..24], &[1, 0, 0, 0]);
-    let first_s = u32::from_le_bytes(original[24..28].try_into().unwrap());
-    let mut w = original[..24].to_vec();
-    for (i, (peer, name)) in answers.iter().enumerate() {
-        let mut qname = Vec::new();
-        for label in name.as_bytes().chunks(60) {
-            let label = label.strip_suffix(b".").unwrap_or(label);
-            qname.push(label.len() as u8);
-            qname.extend_from_slice(label);
-        }
-        qname.push(0);
-        let mut dns = vec![(i >> 8) as u8, i as u8, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0];
-        dns.extend_from_slice(&qname);
-        dns.extend_from_slice(&[0, 1, 0, 1]);
-        dns.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0x0e, 0x10, 0, 4]);
-        dns.extend_from_slice(&peer.octets());
-        let udp_len = 8 + dns.len();
-        let mut frame = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
-        frame.extend_from_slice(&[0x45, 0, ((20 + udp_len) >> 8) as u8, (20 + udp_len) as u8]);
-        frame.extend_from_slice(&[0, 0, 0x40, 0, 64, 17, 0, 0, 192, 0, 2, 53, 192, 0, 2, 99]);
-        frame.extend_from_slice(&[0, 53, 0xd4, 0x31, (udp_len >> 8) as u8, udp_len as u8, 0, 0]);
-        frame.extend_from_slice(&dns);
-        w.extend_from_slice(&(first_s - 1).to_le_bytes());
-        w.extend_from_slice(&(i as u32).to_le_bytes());
-        w.extend_from_slice(&(frame.len() as u32).to_le_bytes());
-        w.extend_from_slice(&(frame.len() as u32).to_le_bytes());
-        w.extend_from_slice(&frame);
-    }
-    w.extend_from_slice(&original[24..]);
-    std::fs::write(out, w).unwrap();
+/// A capture whose DNS answers tie more names to the violation's peer than a log entry holds,
+/// but fewer than a part: the worker's evidence bounds the row's names as one process's does
+/// (every name the manifest names, the first others that fit 1 KiB, the rest counted), so the
+/// two state the same rows. Before, the worker's statement outgrew a log entry.
+#[test]
+fn a_worker_bounds_a_row_s_names_as_one_process_does() {
+    let t = tempfile::tempdir().unwrap();
+    let UtJudged { log, judged_by, .. } = ut_judged_once(t.path(), &[]);
+    let (hostile, v) = ut_names_on_its_violation(t.path(), &judged_by, 300_000);
+    let index = v["evidence"]["statements"][0]["index"].as_u64().unwrap();
+    let (_, one) = evidence_entry(&log, index);
+    let row = &one["flows"][0];
+    assert_eq!(row["peer"], "1.1.1.1");
+    assert!(row["names_left_out"].as_u64().unwrap() > 1000, "{row:#}");
+    assert!(row["names"]
+        .as_array()
+        .unwrap()
+        .contains(&"pool.ntp.org".into()));
+    let (_d, r) = capture_through_one_worker("bounded", &hostile, &judged_by);
+    assert!(!r.stderr.contains("not signed"), "{}", r.stderr);
+    let st: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(st["parts_without_names"], 0, "{st}");
+    let (_, nats) = evidence_entry(&log, index + 1);
+    assert_eq!(nats["device"], one["device"]);
+    assert_eq!(nats["flows"], one["flows"], "{nats:#}\n{one:#}");
 }
 
 /// A capture whose DNS answers tie more long names to the violations' peers than one part can
@@ -1083,17 +1065,11 @@ fn names_too_many_for_a_part_are_left_out_and_the_counts_kept() {
     peers.dedup();
     assert!(!peers.is_empty());
     // About 1.5 MB of names, none that a manifest allows, spread over the peers.
-    let per_peer = 1_500_000 / 250 / peers.len() + 1;
-    let answers: Vec<_> = peers
-        .iter()
-        .flat_map(|p| {
-            (0..per_peer).map(move |i| (*p, format!("n{i:05}-{}.{}.example", "x".repeat(200), p)))
-        })
-        .collect();
+    let answers = long_names(&peers, 1_500_000);
     let hostile = t.path().join("hostile.pcap");
     with_dns_answers(&pcap, &answers, &hostile);
-    // One process's counts (without evidence: its statements would carry every name, and a
-    // log entry is at most 64 KiB).
+    // One process's counts (without evidence, which the worker's is compared with in
+    // `a_worker_bounds_a_row_s_names_as_one_process_does`).
     let mut single_args = vec!["monitor".to_string(), "--pcap".into(), s(&hostile).into()];
     single_args.push("--json".into());
     let mut rest = judged_by.iter();

@@ -731,6 +731,7 @@ fn breach(
             last_seen: "2026-12-04T10:02:00Z".into(),
             why: Some(nospy_manifest::judge::Why::Peer),
             names,
+            names_left_out: 0,
             same_vendor: false,
             opened_by: None,
         }],

@@ -194,7 +194,11 @@ impl Evidence {
     /// The v1/v2 rule: v2 carries resolutions and every row's reason, v1 none of what v2 added.
     fn check_version(&self, v2: bool) -> Result<(), String> {
         let row_v2 = |f: &FlowViolation| {
-            f.why.is_some() || f.names.is_some() || f.same_vendor || f.opened_by.is_some()
+            f.why.is_some()
+                || f.names.is_some()
+                || f.names_left_out != 0
+                || f.same_vendor
+                || f.opened_by.is_some()
         };
         if v2 {
             if self.resolutions.is_none() {
@@ -205,13 +209,22 @@ impl Evidence {
                     "evidence v2 predicate: flows[{i}]: missing field `why`"
                 ));
             }
+            if let Some(i) = self
+                .flows
+                .iter()
+                .position(|f| f.names_left_out != 0 && f.names.is_none())
+            {
+                return Err(format!(
+                    "evidence v2 predicate: flows[{i}]: `names_left_out` without `names`"
+                ));
+            }
         } else if self.release.is_some()
             || self.resolutions.is_some()
             || !self.device_addresses.is_empty()
             || self.flows.iter().any(row_v2)
         {
             return Err(
-                "evidence v1 predicate: carries fields of v2 (release, resolutions, device_addresses, why, names, same_vendor, opened_by)"
+                "evidence v1 predicate: carries fields of v2 (release, resolutions, device_addresses, why, names, names_left_out, same_vendor, opened_by)"
                     .into(),
             );
         }
@@ -257,9 +270,17 @@ pub struct FlowViolation {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub why: Option<Why>,
     /// v2: the DNS names the peer's address stood for during the window (answers seen, the
-    /// resolver's entries), when the manifest has name rules; absent when not recorded.
+    /// resolver's entries), when the manifest has name rules; absent when not recorded. Every
+    /// name a rule of the manifest names is here (only those can change the row's judgement);
+    /// of the others, the first in order while they fit a bound (a monitor's is 1 KiB), the
+    /// rest counted in `names_left_out`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub names: Option<Vec<String>>,
+    /// v2: how many more names the peer stood for, none of which a rule of the manifest names,
+    /// than `names` lists (DNS answers can tie any number of names to an address, and a row
+    /// must fit a log entry); absent when none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub names_left_out: u64,
     /// v2: the peer is a device of the same vendor (what `same-vendor` rules admit).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub same_vendor: bool,
@@ -267,6 +288,11 @@ pub struct FlowViolation {
     /// not recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub opened_by: Option<Openers>,
+}
+
+/// Whether a count is zero (a field written only when it is not).
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A parsed predicate.

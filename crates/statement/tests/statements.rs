@@ -199,3 +199,47 @@ fn opening_many_at_once_gives_what_opening_each_gives() {
         vec![vec![0], vec![1], vec![0]]
     );
 }
+
+/// A row's `names_left_out` (how many of its peer's names it does not list) is of the second
+/// version, written only when not zero, and needs `names`: a count of names left out of a list
+/// that is not there is refused, naming the row.
+#[test]
+fn names_left_out_is_v2_and_needs_names() {
+    let seed: serde_json::Value =
+        serde_json::from_str(include_str!("../../fuzz/seeds/evidence/v2-phone-home.json")).unwrap();
+    let Predicate::Evidence(e) = Predicate::parse(EVIDENCE_V2, &seed).unwrap() else {
+        panic!("not evidence")
+    };
+    assert_eq!(e.flows[1].names_left_out, 4000);
+    assert_eq!(e.flows[0].names_left_out, 0);
+    // Written back as read: absent where zero.
+    let back = serde_json::to_value(&e.flows[0]).unwrap();
+    assert!(back.get("names_left_out").is_none(), "{back}");
+    assert_eq!(serde_json::to_value(&e).unwrap(), seed);
+
+    let mut v = seed.clone();
+    v["flows"][1]
+        .as_object_mut()
+        .unwrap()
+        .remove("names")
+        .unwrap();
+    let err = Predicate::parse(EVIDENCE_V2, &v).unwrap_err().to_string();
+    assert!(
+        err.contains("flows[1]: `names_left_out` without `names`"),
+        "{err}"
+    );
+    // Not in the first version.
+    let v1 = serde_json::json!({
+        "device": "d",
+        "window": seed["window"],
+        "flows": [{
+            "direction": "from-device", "peer": "192.0.2.9", "protocol": "tcp", "port": 25,
+            "flows": 1, "packets": 1, "bytes": 60,
+            "first_seen": "2026-12-04T10:01:30.000Z", "last_seen": "2026-12-04T10:01:31.000Z",
+            "names_left_out": 3
+        }],
+        "source": seed["source"],
+    });
+    let err = Predicate::parse(EVIDENCE_V1, &v1).unwrap_err().to_string();
+    assert!(err.contains("carries fields of v2"), "{err}");
+}

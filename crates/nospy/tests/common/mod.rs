@@ -374,6 +374,109 @@ pub fn evidence_entry(log: &Path, index: u64) -> (nospy_statement::Statement, se
     (st, p)
 }
 
+/// `pcap` (any capture tcpdump reads) as a classic pcap with, before its first packet, a DNS
+/// answer (from 192.0.2.53 to 192.0.2.99, neither a device) for each of `answers`.
+pub fn with_dns_answers(pcap: &Path, answers: &[(std::net::Ipv4Addr, String)], out: &Path) {
+    let classic = out.with_extension("classic.pcap");
+    let st = std::process::Command::new("tcpdump")
+        .args(["-r", s(pcap), "-w", s(&classic)])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("tcpdump (apt-get install tcpdump)");
+    assert!(st.success());
+    let original = std::fs::read(&classic).unwrap();
+    // Little-endian microsecond pcap of Ethernet frames, as tcpdump writes it here.
+    assert_eq!(&original[..4], &[0xd4, 0xc3, 0xb2, 0xa1]);
+    assert_eq!(&original[20..24], &[1, 0, 0, 0]);
+    let first_s = u32::from_le_bytes(original[24..28].try_into().unwrap());
+    let mut w = original[..24].to_vec();
+    for (i, (peer, name)) in answers.iter().enumerate() {
+        let mut qname = Vec::new();
+        for label in name.as_bytes().chunks(60) {
+            let label = label.strip_suffix(b".").unwrap_or(label);
+            qname.push(label.len() as u8);
+            qname.extend_from_slice(label);
+        }
+        qname.push(0);
+        let mut dns = vec![(i >> 8) as u8, i as u8, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0];
+        dns.extend_from_slice(&qname);
+        dns.extend_from_slice(&[0, 1, 0, 1]);
+        dns.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0x0e, 0x10, 0, 4]);
+        dns.extend_from_slice(&peer.octets());
+        let udp_len = 8 + dns.len();
+        let mut frame = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
+        frame.extend_from_slice(&[0x45, 0, ((20 + udp_len) >> 8) as u8, (20 + udp_len) as u8]);
+        frame.extend_from_slice(&[0, 0, 0x40, 0, 64, 17, 0, 0, 192, 0, 2, 53, 192, 0, 2, 99]);
+        frame.extend_from_slice(&[0, 53, 0xd4, 0x31, (udp_len >> 8) as u8, udp_len as u8, 0, 0]);
+        frame.extend_from_slice(&dns);
+        w.extend_from_slice(&(first_s - 1).to_le_bytes());
+        w.extend_from_slice(&(i as u32).to_le_bytes());
+        w.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        w.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        w.extend_from_slice(&frame);
+    }
+    w.extend_from_slice(&original[24..]);
+    std::fs::write(out, w).unwrap();
+}
+
+/// About `total` bytes of DNS answers tying long names (about 250 bytes each, none a manifest
+/// names) to `peers`, spread evenly: for [`with_dns_answers`].
+pub fn long_names(peers: &[std::net::Ipv4Addr], total: usize) -> Vec<(std::net::Ipv4Addr, String)> {
+    let per_peer = total / 250 / peers.len().max(1) + 1;
+    peers
+        .iter()
+        .flat_map(|p| {
+            (0..per_peer).map(move |i| (*p, format!("n{i:05}-{}.{}.example", "x".repeat(200), p)))
+        })
+        .collect()
+}
+
+/// The UT plug's capture with DNS answers tying about `bytes` of long names, and pool.ntp.org
+/// (which the plug's manifest allows for NTP only), to 1.1.1.1, the peer of the plug's one
+/// violation (DNS to a resolver its manifest does not name), written in `t`; and `nospy monitor
+/// --pcap` of it with `judged_by` (which signs evidence): the capture and the JSON report (a
+/// violation: exit 1, asserted).
+pub fn ut_names_on_its_violation(
+    t: &Path,
+    judged_by: &[String],
+    bytes: usize,
+) -> (PathBuf, serde_json::Value) {
+    let peer: std::net::Ipv4Addr = "1.1.1.1".parse().unwrap();
+    let mut answers = long_names(&[peer], bytes);
+    answers.push((peer, "pool.ntp.org".into()));
+    let hostile = t.join("hostile.pcap");
+    with_dns_answers(&ut_capture(), &answers, &hostile);
+    let mut args = vec!["monitor", "--pcap", s(&hostile), "--json"];
+    args.extend(strs(judged_by));
+    let r = run(&args);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let peers: Vec<&serde_json::Value> = v["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["peer"])
+        .collect();
+    assert_eq!(peers, ["1.1.1.1"], "the plug's one violation");
+    (hostile, v)
+}
+
+/// `agreement` with a `[monitors]` section trusting one monitor (`monitor_vkey`, of the
+/// organisation "UK operator", quorum 1, breaches denied), written beside it.
+pub fn with_monitor(agreement: &Path, monitor_vkey: &str) -> PathBuf {
+    let with_monitors = agreement.with_file_name("with-monitors.toml");
+    let text = std::fs::read_to_string(agreement).unwrap();
+    std::fs::write(
+        &with_monitors,
+        format!(
+            "{text}[monitors]\nquorum = 1\non_breach = \"deny\"\n\
+             [[monitors.member]]\norganisation = \"UK operator\"\nkeys = [\"{monitor_vkey}\"]\n"
+        ),
+    )
+    .unwrap();
+    with_monitors
+}
+
 /// The MUDscope capture of the UT plug (`../shared/vectors/net`).
 pub fn ut_capture() -> PathBuf {
     flows::net("pcap/mudscope_malign_ut-tplink_2021-11-18_15-10-46.pcap")
