@@ -292,6 +292,23 @@ fn manifests_from_the_log_and_evidence_appended_to_it() {
     assert_eq!(again["evidence"]["statements"][0]["duplicate"], true);
 }
 
+/// `nospy evidence verify` with `args` (and `--json`): its exit status and the first
+/// evidence's capture check (asserted made).
+fn capture_check(args: &[&str]) -> (i32, serde_json::Value) {
+    let mut all = vec!["evidence", "verify", "--json"];
+    all.extend(args);
+    let r = run(&all);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let c = v["evidence"][0]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "capture")
+        .unwrap_or_else(|| panic!("no capture check: {v:#}"))
+        .clone();
+    (r.code, c)
+}
+
 fn sha256_hex(data: &[u8]) -> String {
     use sha2::Digest as _;
     sha2::Sha256::digest(data)
@@ -744,25 +761,13 @@ fn evidence_verifies_and_each_forgery_fails_with_its_own_reason() {
     assert_eq!(v["evidence"][0]["index"], 1);
     // With the capture: read again for the device, it yields the evidence's rows.
     let with_capture = |capture: &Path| {
-        let r = run(&[
-            "evidence",
-            "verify",
+        capture_check(&[
             s(&fresh.join("case.json")),
             "--agreement",
             s(&fresh.join("agreement.toml")),
             "--capture",
             s(capture),
-            "--json",
-        ]);
-        let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
-        let c = v["evidence"][0]["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["name"] == "capture")
-            .unwrap()
-            .clone();
-        (r.code, c)
+        ])
     };
     let (code, c) = with_capture(&pcap);
     assert_eq!((code, &c["pass"]), (0, &serde_json::json!(true)), "{c:#}");
@@ -1046,59 +1051,28 @@ fn agreement_log_key(p: &Path) -> String {
 }
 
 /// DNS answers in a capture (anything on the wire from port 53; a device can send them) tying
-/// hundreds of long names to the violations' peers cannot keep the violations out of the log:
-/// one process signs and appends every row (before, one statement outgrew a log entry and the
-/// run appended nothing), each row states every name the manifest's rules name and the first
-/// others that fit 1 KiB, counting the rest, and a third party given the capture reproduces
-/// every row.
+/// thousands of long names to a violation's peer cannot keep the violation out of the log: one
+/// process signs and appends it (before, its statement outgrew a log entry and the run appended
+/// nothing), the row stating every name the manifest's rules name and the first others that fit
+/// 1 KiB, counting the rest, and a third party given the capture reproduces the row exactly. A
+/// row stating every name, as monitors signed before, is reproduced too; one stating a name the
+/// capture does not tie to the peer, or another count, is not.
 #[test]
 fn dns_answers_in_a_capture_cannot_keep_violations_out_of_the_log() {
+    use nospy_statement::predicate::{Evidence, Predicate};
     let t = tempfile::tempdir().unwrap();
     let UtJudged {
         agreement,
         log,
+        monitor_key,
         monitor_vkey,
         judged_by,
         ..
     } = ut_judged_once(t.path(), &[]);
-    let (hostile, v) = ut_names_on_its_violation(t.path(), &judged_by, 1_500_000);
-    let ev = &v["evidence"];
-    assert_eq!(ev["unsigned_rows"], serde_json::json!([]), "{ev:#}");
-    let statements = ev["statements"].as_array().unwrap();
-    let signed: u64 = statements
-        .iter()
-        .map(|s| s["groups"].as_u64().unwrap())
-        .sum();
-    assert_eq!(signed as usize, v["violations"].as_array().unwrap().len());
-
+    let (_, before) = evidence_entry(&log, 1);
     let with_monitors = with_monitor(&agreement, &monitor_vkey);
-    let mut stated = 0;
-    for st in statements {
-        let index = st["index"].as_u64().unwrap();
-        let (_, p) = evidence_entry(&log, index);
-        for f in p["flows"].as_array().unwrap() {
-            let names: Vec<&str> = f["names"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|n| n.as_str().unwrap())
-                .collect();
-            let others: usize = names
-                .iter()
-                .filter(|n| **n != "pool.ntp.org")
-                .map(|n| n.len())
-                .sum();
-            assert!((1..=1024).contains(&others), "{f:#}");
-            assert!(f["names_left_out"].as_u64().unwrap() > 0, "{f:#}");
-            // Tied to pool.ntp.org, the peer is admitted by name: a violation of the service.
-            assert!(names.contains(&"pool.ntp.org"), "{f:#}");
-            assert_eq!(f["why"], "service", "{f:#}");
-            stated += 1;
-        }
-        // A third party with the capture: every row as the capture yields it.
-        let r = run(&[
-            "evidence",
-            "verify",
+    let capture_check = |index: u64, capture: &Path| {
+        capture_check(&[
             "--agreement",
             s(&with_monitors),
             "--log",
@@ -1106,21 +1080,100 @@ fn dns_answers_in_a_capture_cannot_keep_violations_out_of_the_log() {
             "--index",
             &index.to_string(),
             "--capture",
-            s(&hostile),
-            "--json",
-        ]);
-        assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
-        let checks = serde_json::from_str::<serde_json::Value>(&r.stdout).unwrap()["evidence"][0]
-            ["checks"]
-            .clone();
-        assert!(
-            checks
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|c| c["name"] == "capture" && c["pass"] == true),
-            "{checks:#}"
+            s(capture),
+        ])
+    };
+    // 1.5 MB of names, and (for rows stating every name, below, which must fit an entry) 30 kB.
+    for bytes in [1_500_000, 30_000] {
+        let dir = t.path().join(bytes.to_string());
+        std::fs::create_dir(&dir).unwrap();
+        let (hostile, v) = ut_names_on_its_violation(&dir, &judged_by, bytes);
+        let ev = &v["evidence"];
+        assert_eq!(ev["unsigned_rows"], serde_json::json!([]), "{ev:#}");
+        assert_eq!(ev["statements"].as_array().unwrap().len(), 1, "{ev:#}");
+        assert_eq!(ev["statements"][0]["groups"], 1, "{ev:#}");
+        let index = ev["statements"][0]["index"].as_u64().unwrap();
+        let (st, p) = evidence_entry(&log, index);
+        let f = &p["flows"][0];
+        let names: Vec<&str> = f["names"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_str().unwrap())
+            .collect();
+        // Tied to pool.ntp.org, the peer is admitted by name: a violation of the service.
+        assert!(names.contains(&"pool.ntp.org"), "{f:#}");
+        assert_eq!(f["why"], "service", "{f:#}");
+        let others: usize = names
+            .iter()
+            .filter(|n| **n != "pool.ntp.org")
+            .map(|n| n.len())
+            .sum();
+        assert!((800..=1024).contains(&others), "{f:#}");
+        // Every name the capture ties to the peer: those it tied before, and the answers'.
+        let mut every: Vec<String> = before["flows"][0]["names"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_str().unwrap().to_string())
+            .chain(
+                long_names(&["1.1.1.1".parse().unwrap()], bytes)
+                    .into_iter()
+                    .map(|(_, n)| n),
+            )
+            .chain(["pool.ntp.org".to_string()])
+            .collect();
+        every.sort();
+        every.dedup();
+        assert_eq!(
+            f["names_left_out"].as_u64().unwrap() as usize,
+            every.len() - names.len(),
+            "{f:#}"
         );
+        // A third party with the capture: the row as the capture yields it.
+        let (code, c) = capture_check(index, &hostile);
+        assert_eq!((code, &c["pass"]), (0, &true.into()), "{c:#}");
+        if bytes > 100_000 {
+            continue;
+        }
+
+        // The same row stating every name, signed by the monitor as monitors did before rows
+        // bounded their names, and forged variants.
+        let Predicate::Evidence(signed) = Predicate::parse(&st.predicate_type, &p).unwrap() else {
+            panic!("not evidence")
+        };
+        let key = nospy_log::keyfile::read_signer(&monitor_key).unwrap();
+        let append_with = |edit: &dyn Fn(&mut Evidence)| -> u64 {
+            let mut e = signed.clone();
+            edit(&mut e);
+            let env = nospy_statement::sign(st.subject.clone(), &Predicate::Evidence(e), &[&key]);
+            let file = dir.join("edited.json");
+            std::fs::write(&file, env.to_json()).unwrap();
+            let r = ok(&["log", "add", "--raw", s(&log), s(&file), "--json"]);
+            let r: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+            r["entries"][0]["index"].as_u64().unwrap()
+        };
+        let every_name = append_with(&|e| {
+            e.flows[0].names = Some(every.clone());
+            e.flows[0].names_left_out = 0;
+        });
+        let (code, c) = capture_check(every_name, &hostile);
+        assert_eq!((code, &c["pass"]), (0, &true.into()), "{c:#}");
+        let mut bogus = every.clone();
+        bogus.push("not-in-the-capture.example".into());
+        bogus.sort();
+        let with_bogus = append_with(&|e| {
+            e.flows[0].names = Some(bogus.clone());
+            e.flows[0].names_left_out = 0;
+        });
+        let miscounted = append_with(&|e| e.flows[0].names_left_out += 1);
+        for i in [with_bogus, miscounted] {
+            let (code, c) = capture_check(i, &hostile);
+            assert_eq!(
+                (code, c["failure"].as_str()),
+                (1, Some("capture-rows")),
+                "{c:#}"
+            );
+        }
     }
-    assert_eq!(stated, signed);
 }

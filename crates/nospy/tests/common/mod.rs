@@ -392,10 +392,13 @@ pub fn with_dns_answers(pcap: &Path, answers: &[(std::net::Ipv4Addr, String)], o
     let mut w = original[..24].to_vec();
     for (i, (peer, name)) in answers.iter().enumerate() {
         let mut qname = Vec::new();
-        for label in name.as_bytes().chunks(60) {
-            let label = label.strip_suffix(b".").unwrap_or(label);
+        for label in name.split('.') {
+            assert!(
+                (1..=63).contains(&label.len()),
+                "{name}: a label of 1 to 63 bytes"
+            );
             qname.push(label.len() as u8);
-            qname.extend_from_slice(label);
+            qname.extend_from_slice(label.as_bytes());
         }
         qname.push(0);
         let mut dns = vec![(i >> 8) as u8, i as u8, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0];
@@ -419,15 +422,15 @@ pub fn with_dns_answers(pcap: &Path, answers: &[(std::net::Ipv4Addr, String)], o
     std::fs::write(out, w).unwrap();
 }
 
-/// About `total` bytes of DNS answers tying long names (about 250 bytes each, none a manifest
+/// About `total` bytes of DNS answers tying long names (about 200 bytes each, none a manifest
 /// names) to `peers`, spread evenly: for [`with_dns_answers`].
 pub fn long_names(peers: &[std::net::Ipv4Addr], total: usize) -> Vec<(std::net::Ipv4Addr, String)> {
-    let per_peer = total / 250 / peers.len().max(1) + 1;
+    let per_peer = total / 200 / peers.len().max(1) + 1;
+    let x = "x".repeat(60);
     peers
         .iter()
-        .flat_map(|p| {
-            (0..per_peer).map(move |i| (*p, format!("n{i:05}-{}.{}.example", "x".repeat(200), p)))
-        })
+        .flat_map(|p| (0..per_peer).map(move |i| (*p, i)))
+        .map(|(p, i)| (p, format!("n{i:05}.{x}.{x}.{x}.{p}.example")))
         .collect()
 }
 
