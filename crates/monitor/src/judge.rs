@@ -283,15 +283,22 @@ impl Monitor {
             return Verdict::Violation;
         }
         // Names the peer's address stood for when the flow began.
+        // Whichever is fewer is walked, the peer's names or the manifest's: DNS answers can tie
+        // any number of names to one address.
         if let Some(tied) = self.dns.get(&peer) {
-            for (name, from, until) in tied {
-                if *from <= f.first_ns && f.first_ns <= *until {
-                    if let Some(ids) = rules.names.get(&**name) {
-                        if any_allows(ids, side) {
-                            return Verdict::Allowed;
-                        }
-                    }
-                }
+            let allowed = if tied.len() <= rules.names.len() {
+                tied.at(f.first_ns)
+                    .filter_map(|name| rules.names.get(name))
+                    .any(|ids| any_allows(ids, side))
+            } else {
+                rules
+                    .names
+                    .iter()
+                    .filter(|(name, _)| tied.tied_at(name, f.first_ns))
+                    .any(|(_, ids)| any_allows(ids, side))
+            };
+            if allowed {
+                return Verdict::Allowed;
             }
         }
         if let Some(r) = &self.resolver {

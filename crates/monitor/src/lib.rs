@@ -29,6 +29,7 @@ pub mod reproduce;
 mod resolve;
 mod rows;
 mod table;
+mod tied;
 
 pub use delta::{Counting, Delta, DeviceCounts, MergeError, Merger, RowParts};
 pub use devices::manifests_by_model;
@@ -118,7 +119,7 @@ pub struct Monitor {
     sets: Vec<(u32, u32)>,
     items: Vec<Service>,
     /// Address to the names answers tied it to: (name, from, until).
-    dns: FastMap<IpAddr, Vec<(Arc<str>, u64, u64)>>,
+    dns: FastMap<IpAddr, tied::Tied>,
     /// When a DNS answer first reached each client.
     first_answer: FastMap<IpAddr, u64>,
     resolver: Option<Resolver>,
@@ -243,13 +244,9 @@ impl Monitor {
             .ts_ns
             .saturating_add(seen.answer.ttl as u64 * 1_000_000_000);
         let names = self.dns.entry(seen.answer.addr).or_default();
-        if let Some(e) = names.iter_mut().find(|e| *e.0 == *seen.answer.name) {
-            e.1 = e.1.min(seen.ts_ns);
-            e.2 = e.2.max(until);
-            return;
+        if names.add(&seen.answer.name, seen.ts_ns, until) {
+            self.dns_kept += 1;
         }
-        names.push((Arc::from(seen.answer.name.as_str()), seen.ts_ns, until));
-        self.dns_kept += 1;
     }
 
     /// Whether [`Monitor::finish`] records, in [`Report::peer_names`], the DNS names each
@@ -279,8 +276,8 @@ impl Monitor {
             .dns
             .get(&peer)
             .into_iter()
-            .flatten()
-            .map(|(n, _, _)| n.to_string())
+            .flat_map(tied::Tied::names)
+            .map(str::to_string)
             .chain(
                 self.resolver
                     .as_ref()

@@ -134,3 +134,53 @@ fn a_delta_without_its_peers_names_keeps_the_rest() {
         );
     }
 }
+
+/// DNS answers tying 200,000 names to one address (a device can send them) cost what they
+/// bring, not what the address already holds: recording each is not a walk of the address's
+/// names, nor is judging each of 20,000 flows to it (before, both were: some 2·10^10 name
+/// comparisons to record the answers, 4·10^9 to judge the flows).
+/// The judgement is the same as with few names: the name a rule names, tied when the flow
+/// began, allows it; tied after, it does not.
+#[test]
+fn many_names_for_one_address_cost_what_they_bring() {
+    use nospy_flow::{dns::Answer, DnsSeen};
+    let mut mon = monitor(3);
+    let peer = IpAddr::from([203, 0, 113, 7]);
+    let answer = |name: String, ts_ns: u64| DnsSeen {
+        ts_ns,
+        client: IpAddr::from([10, 0, 0, 1]),
+        answer: Answer {
+            name,
+            addr: peer,
+            ttl: 60,
+        },
+    };
+    for i in 0..200_000 {
+        mon.dns(&answer(format!("n{i}.noise.example"), 0));
+    }
+    // a1.vendor.example allows TCP 1001; tied at 0 (for 60 s).
+    mon.dns(&answer("a1.vendor.example".into(), 0));
+    // b2.vendor.example allows TCP 1002; tied only from 100 s.
+    mon.dns(&answer("b2.vendor.example".into(), 100_000_000_000));
+    let flow = |i: u64, port: u16| Flow {
+        first_ns: 1_000_000_000 + i,
+        last_ns: 2_000_000_000 + i,
+        src: IpAddr::from([10, 0, 0, 1]),
+        dst: peer,
+        sport: 40_000,
+        dport: port,
+        proto: 6,
+        packets: 1,
+        bytes: 60,
+        initiator_known: true,
+    };
+    for i in 0..10_000 {
+        mon.flow(&flow(i, 1001));
+        mon.flow(&flow(i, 1002));
+    }
+    let r = mon.finish();
+    assert_eq!(r.devices[0].flows, 20_000);
+    assert_eq!(r.devices[0].violations, 10_000, "only TCP 1002's");
+    assert_eq!(r.violations.len(), 1);
+    assert_eq!(r.violations[0].port(), 1002);
+}
