@@ -8,7 +8,7 @@
 //! lies: an unattributable row whose flows had different sets of names that could have covered
 //! them shows the set smallest in content order here, the set met first in one monitor.
 
-use crate::report::{DeviceSummary, Report};
+use crate::report::{DeviceSummary, Report, SeenNames};
 use crate::rows::{Agg, Row, RowKey};
 use crate::Monitor;
 use nospy_manifest::Direction;
@@ -100,33 +100,47 @@ pub struct Delta {
     /// The sets of names rows refer to; the first is the empty set.
     pub name_sets: Vec<Vec<String>>,
     /// The names each violation row's peer stood for when the delta was taken (DNS answers
-    /// seen by then, resolver entries: what signed evidence states), by peer in address order:
-    /// an index into `name_sets`, peers that stood for no name left out. `None`: not recorded
-    /// (the monitor did not [record names](Monitor::record_names)).
-    pub peer_names: Option<Vec<(IpAddr, u32)>>,
+    /// seen by then, resolver entries: what signed evidence states), by peer in address order,
+    /// peers that stood for no name left out. `None`: not recorded (the monitor did not
+    /// [record names](Monitor::record_names)).
+    pub peer_names: Option<Vec<NamedPeer>>,
+}
+
+/// The names a violation row's peer stood for, as a delta records them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NamedPeer {
+    /// The peer.
+    pub peer: IpAddr,
+    /// Its names, an index into the delta's `name_sets`: those evidence can state of any
+    /// device's rows (every name a manifest of the monitor names, and the first others that
+    /// fit [`OTHER_NAMES_BYTES`](crate::evidence::OTHER_NAMES_BYTES) and one more).
+    pub set: u32,
+    /// How many names it stood for.
+    pub total: u64,
 }
 
 /// The names peers stood for, gathered from deltas: kept only if every delta with violation
-/// rows recorded them (else their rows' names are unknown) and one did.
+/// rows recorded them (else their rows' names are unknown) and one did. A peer's names are
+/// the union of the deltas', its count the largest (the deltas of one monitor are taken one
+/// after another, and a monitor's names only grow).
 #[derive(Default)]
-struct PeerNames {
-    names: BTreeMap<IpAddr, std::collections::BTreeSet<String>>,
+struct Gathered {
+    names: BTreeMap<IpAddr, (std::collections::BTreeSet<String>, u64)>,
     recorded: bool,
     unrecorded: bool,
 }
 
-impl PeerNames {
+impl Gathered {
     fn add(&mut self, d: &Delta) {
         match &d.peer_names {
             Some(list) => {
                 self.recorded = true;
-                for (peer, set) in list {
-                    if let Some(names) = d.name_sets.get(*set as usize) {
+                for p in list {
+                    if let Some(names) = d.name_sets.get(p.set as usize) {
                         if !names.is_empty() {
-                            self.names
-                                .entry(*peer)
-                                .or_default()
-                                .extend(names.iter().cloned());
+                            let e = self.names.entry(p.peer).or_default();
+                            e.0.extend(names.iter().cloned());
+                            e.1 = e.1.max(p.total);
                         }
                     }
                 }
@@ -135,8 +149,17 @@ impl PeerNames {
         }
     }
 
-    fn kept(self) -> Option<BTreeMap<IpAddr, std::collections::BTreeSet<String>>> {
-        (self.recorded && !self.unrecorded).then_some(self.names)
+    fn kept(self) -> Option<BTreeMap<IpAddr, SeenNames>> {
+        (self.recorded && !self.unrecorded).then(|| {
+            self.names
+                .into_iter()
+                .map(|(peer, (names, total))| {
+                    let names: Vec<String> = names.into_iter().collect();
+                    let total = total.max(names.len() as u64);
+                    (peer, SeenNames { names, total })
+                })
+                .collect()
+        })
     }
 }
 
@@ -227,7 +250,7 @@ impl Delta {
         let mut out = Delta::default();
         let mut sets = NameSets::from(vec![Vec::new()]);
         let (mut violations, mut unattributable) = (Vec::new(), Vec::new());
-        let mut peer_names = PeerNames::default();
+        let mut peer_names = Gathered::default();
         for d in deltas {
             peer_names.add(&d);
             out.flows += d.flows;
@@ -282,7 +305,11 @@ impl Delta {
         out.peer_names = peer_names.kept().map(|by_peer| {
             by_peer
                 .into_iter()
-                .map(|(peer, names)| (peer, sets.id(names.into_iter().collect())))
+                .map(|(peer, seen)| NamedPeer {
+                    peer,
+                    set: sets.id(seen.names),
+                    total: seen.total,
+                })
                 .collect()
         });
         out.name_sets = sets.sets;
@@ -418,8 +445,12 @@ impl Monitor {
             let named = peers
                 .into_iter()
                 .filter_map(|peer| {
-                    let names = self.names_of(peer);
-                    (!names.is_empty()).then(|| (peer, sets.id(names)))
+                    let all = self.names_of(peer);
+                    (!all.is_empty()).then(|| NamedPeer {
+                        peer,
+                        set: sets.id(crate::evidence::kept_names(&all, &self.named)),
+                        total: all.len() as u64,
+                    })
                 })
                 .collect();
             (sets.sets, Some(named))
@@ -490,7 +521,7 @@ pub struct Merger {
     unattributable: Vec<Row>,
     /// Every set of names met, numbered in the order met.
     sets: BTreeMap<Vec<String>, u32>,
-    peer_names: PeerNames,
+    peer_names: Gathered,
 }
 
 impl Merger {
@@ -514,7 +545,7 @@ impl Merger {
             violations: Vec::new(),
             unattributable: Vec::new(),
             sets: BTreeMap::from([(Vec::new(), 0)]),
-            peer_names: PeerNames::default(),
+            peer_names: Gathered::default(),
         }
     }
 
@@ -544,7 +575,7 @@ impl Merger {
             .iter()
             .chain(&d.unattributable)
             .map(|r| r.names)
-            .chain(d.peer_names.iter().flatten().map(|p| p.1))
+            .chain(d.peer_names.iter().flatten().map(|p| p.set))
             .find(|&set| set as usize >= d.name_sets.len().max(1))
         {
             return Err(MergeError::NameSet {
@@ -628,12 +659,9 @@ impl Merger {
         if let Some(mut by_peer) = std::mem::take(&mut self.peer_names).kept() {
             let mut peer_names = BTreeMap::new();
             for r in &self.report.violations {
-                peer_names.entry(r.peer()).or_insert_with(|| {
-                    by_peer
-                        .remove(&r.peer())
-                        .map(|n| n.into_iter().collect())
-                        .unwrap_or_default()
-                });
+                peer_names
+                    .entry(r.peer())
+                    .or_insert_with(|| by_peer.remove(&r.peer()).unwrap_or_default());
             }
             self.report.peer_names = Some(peer_names);
         }

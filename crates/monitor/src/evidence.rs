@@ -1,7 +1,7 @@
 //! Evidence: each device's violations as signed statements for the log (DESIGN.md §2, the
 //! evidence predicate), and the words reports and statements use for a row's fields.
 
-use crate::{Report, Row};
+use crate::{Report, Row, SeenNames};
 use nospy_inventory::{Inventory, OperatorConfig};
 pub use nospy_manifest::judge::protocol_name;
 use nospy_manifest::judge::{self, Judgement, Observed, Resolutions};
@@ -189,11 +189,12 @@ impl<'a> Judging<'a> {
             let mut v = violation(r);
             let (names, left_out) = match &self.report.peer_names {
                 Some(n) if !named.is_empty() => {
-                    let all = n.get(&r.peer()).map_or(&[][..], Vec::as_slice);
+                    let none = SeenNames::default();
+                    let seen = n.get(&r.peer()).unwrap_or(&none);
                     if self.every_name {
-                        (Some(all.to_vec()), 0)
+                        (Some(seen.names.clone()), 0)
                     } else {
-                        let (stated, left_out) = stated_names(all, &named);
+                        let (stated, left_out) = stated_names(seen, &named);
                         (Some(stated), left_out)
                     }
                 }
@@ -231,25 +232,49 @@ impl<'a> Judging<'a> {
     }
 }
 
-/// Of `all` (a peer's names, in order), those a row states: every one `named` (its manifest's
-/// rules name), and of the others the first that fit [`OTHER_NAMES_BYTES`]; and how many others
-/// are left out.
-fn stated_names(all: &[String], named: &BTreeSet<&str>) -> (Vec<String>, u64) {
-    let (mut stated, mut left_out, mut room) = (Vec::new(), 0, Some(OTHER_NAMES_BYTES));
-    for n in all {
-        if named.contains(n.as_str()) {
-            stated.push(n.clone());
-            continue;
-        }
-        // Once one does not fit, none after it is stated: the bound keeps a prefix.
-        room = room.and_then(|r| r.checked_sub(n.len()));
-        if room.is_some() {
-            stated.push(n.clone());
-        } else {
-            left_out += 1;
+/// Of `names` (a peer's, in order), every one `named` says, and of the others those before the
+/// first that does not fit [`OTHER_NAMES_BYTES`] (with `and_the_first_beyond`, that one too).
+fn walk(
+    names: &[String],
+    named: impl Fn(&str) -> bool,
+    and_the_first_beyond: bool,
+) -> Vec<&String> {
+    let (mut out, mut room) = (Vec::new(), Some(OTHER_NAMES_BYTES));
+    for n in names {
+        if named(n) {
+            out.push(n);
+        } else if let Some(r) = room {
+            // Once one does not fit, no other after it is taken: the bound keeps a prefix.
+            room = r.checked_sub(n.len());
+            if room.is_some() || and_the_first_beyond {
+                out.push(n);
+            }
         }
     }
+    out
+}
+
+/// Of `seen` (a peer's names), those a row states: every one `named` (its manifest's rules
+/// name), and of the others the first that fit [`OTHER_NAMES_BYTES`]; and how many are left out.
+fn stated_names(seen: &SeenNames, named: &BTreeSet<&str>) -> (Vec<String>, u64) {
+    let stated: Vec<String> = walk(&seen.names, |n| named.contains(n), false)
+        .into_iter()
+        .cloned()
+        .collect();
+    let left_out = seen.total.saturating_sub(stated.len() as u64);
     (stated, left_out)
+}
+
+/// Of `all` (a peer's names, sorted), those a part keeps so that evidence states of a row
+/// exactly what it would from all of them, whatever the manifest, when `named` holds every name
+/// a manifest names: those, the others that fit [`OTHER_NAMES_BYTES`], and the first other that
+/// does not (so that a manifest's walk stops where it would). Parts merged keep the union of
+/// theirs, which is again enough.
+pub(crate) fn kept_names(all: &[String], named: &BTreeSet<String>) -> Vec<String> {
+    walk(all, |n| named.contains(n), true)
+        .into_iter()
+        .cloned()
+        .collect()
 }
 
 /// Why the reference judgement does not reproduce a row, for people.

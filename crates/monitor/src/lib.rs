@@ -31,9 +31,9 @@ mod rows;
 mod table;
 mod tied;
 
-pub use delta::{Counting, Delta, DeviceCounts, MergeError, Merger, RowParts};
+pub use delta::{Counting, Delta, DeviceCounts, MergeError, Merger, NamedPeer, RowParts};
 pub use devices::manifests_by_model;
-pub use report::{DeviceSummary, Report};
+pub use report::{DeviceSummary, Report, SeenNames};
 pub use resolve::Resolver;
 pub use rows::{Row, OPENED_BY_DEVICE, OPENED_BY_PEER, OPENER_UNKNOWN};
 
@@ -140,6 +140,9 @@ pub struct Monitor {
     pub dns_dropped: u64,
     /// Whether the report records the names violation rows' peers stood for.
     record_names: bool,
+    /// Every name a rule of a manifest names (what a delta keeps of a peer's names, with the
+    /// first others that fit [`evidence::OTHER_NAMES_BYTES`]).
+    named: std::collections::BTreeSet<String>,
 }
 
 /// Most DNS answers kept (memory stays bounded; beyond it answers are counted, not kept).
@@ -173,6 +176,7 @@ impl Monitor {
         let mut v4 = FlatTables::default();
         let mut v4_ids: Vec<[FlatId; 2]> = Vec::new();
         let mut devs = Vec::with_capacity(manifests.len());
+        let mut named = std::collections::BTreeSet::new();
         for (i, (d, m)) in inventory.devices.iter().zip(manifests).enumerate() {
             let vendor = match vendors.iter().position(|v| *v == d.vendor) {
                 Some(v) => v,
@@ -184,6 +188,11 @@ impl Monitor {
             let c = match m {
                 None => NO_MANIFEST,
                 Some(m) => *done.entry(Arc::as_ptr(m) as usize).or_insert_with(|| {
+                    named.extend(
+                        nospy_manifest::judge::names_named(m)
+                            .into_iter()
+                            .map(str::to_string),
+                    );
                     let mut c = compile(m, operator, &mut int);
                     v4_ids.push([v4.add(&c.dirs[0].v4), v4.add(&c.dirs[1].v4)]);
                     // Lookups read the flat copies only.
@@ -230,6 +239,7 @@ impl Monitor {
             touched: Vec::new(),
             dns_dropped: 0,
             record_names: false,
+            named,
         })
     }
 
@@ -258,14 +268,14 @@ impl Monitor {
 
     /// The names each violation row's peer stood for (DNS answers seen at any time, resolver
     /// entries), sorted.
-    fn peer_names(&self) -> std::collections::BTreeMap<IpAddr, Vec<String>> {
+    fn peer_names(&self) -> std::collections::BTreeMap<IpAddr, SeenNames> {
         let mut peer_names = std::collections::BTreeMap::new();
         for r in &self.report.violations {
             let peer = r.peer();
             if peer_names.contains_key(&peer) {
                 continue;
             }
-            peer_names.insert(peer, self.names_of(peer));
+            peer_names.insert(peer, SeenNames::all(self.names_of(peer)));
         }
         peer_names
     }

@@ -44,9 +44,30 @@ pub struct Report {
     /// Unix epoch), `None` before the first flow.
     pub window: Option<(u64, u64)>,
     /// The DNS names each violation row's peer stood for (answers seen at any time, resolver
-    /// entries), for evidence to record; `None` when not known (a report merged from workers'
-    /// counts, which carry no DNS answers).
-    pub peer_names: Option<std::collections::BTreeMap<std::net::IpAddr, Vec<String>>>,
+    /// entries), for evidence to record; `None` when not known (a report merged from parts
+    /// that did not record them).
+    pub peer_names: Option<std::collections::BTreeMap<std::net::IpAddr, SeenNames>>,
+}
+
+/// The names a peer's address stood for, as a report keeps them for evidence: all of them
+/// (one process), or (merged from parts) those that evidence can state of any device's rows
+/// (see [`crate::evidence::OTHER_NAMES_BYTES`]), with how many there were.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SeenNames {
+    /// The names, sorted, once each.
+    pub names: Vec<String>,
+    /// How many names the address stood for: `names.len()`, or more when some were not kept.
+    pub total: u64,
+}
+
+impl SeenNames {
+    /// All of `names` (sorted, once each).
+    pub fn all(names: Vec<String>) -> SeenNames {
+        SeenNames {
+            total: names.len() as u64,
+            names,
+        }
+    }
 }
 
 impl Report {

@@ -246,7 +246,7 @@ fn pieces_taken_from_several_monitors_merge_into_the_one_report() {
     let one = one.finish();
     let named = one.peer_names.as_ref().expect("names recorded");
     assert!(
-        named.values().any(|n| !n.is_empty()),
+        named.values().any(|n| !n.names.is_empty()),
         "a peer stood for a name"
     );
     for workers in [1u64, 2, 4] {

@@ -369,3 +369,132 @@ fn dns_answers_cannot_outgrow_a_violation_s_row() {
         unsigned[0].1
     );
 }
+
+/// Deltas keep of a violation peer's names only what evidence can state of any device's rows
+/// (every name a manifest of the monitor names, the first others that fit 1 KiB and one more,
+/// and how many there were), and evidence signed from their merged report states exactly what
+/// one process's states: for two devices whose manifests name different names, deltas taken
+/// as the names grow.
+#[test]
+fn deltas_keep_what_evidence_states_of_a_peer_s_names() {
+    use nospy_flow::{dns::Answer, DnsSeen};
+    use nospy_monitor::evidence::OTHER_NAMES_BYTES;
+    use nospy_monitor::Merger;
+    let fw = Sha256([1; 32]);
+    let inventory = Inventory {
+        devices: vec![device(1, Some(fw)), device(2, Some(fw))],
+    };
+    let rule = |name: &str| {
+        format!("[[allow]]\ndirection = \"from-device\"\npeer = \"{name}\"\nprotocol = \"udp\"\nports = \"123\"\n")
+    };
+    // Names that sort among the noise: device 1's manifest names one, device 2's another.
+    let (one_s, two_s) = ("n0003.named.example", "n2999.named.example");
+    let manifests = [one_s, two_s].map(|n| {
+        Some(Arc::new(
+            Manifest::from_toml(&(MANIFEST.to_string() + &rule(n))).unwrap(),
+        ))
+    });
+    let peer = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 9));
+    let x = "x".repeat(60);
+    let noise = |i: usize| format!("n{i:04}.{x}.{x}.example");
+    let answer = |name: String| DnsSeen {
+        ts_ns: T0 - 1_000_000_000,
+        client: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+        answer: Answer {
+            name,
+            addr: peer,
+            ttl: 3600,
+        },
+    };
+    let mut one = Monitor::new(&inventory, &manifests, &OperatorConfig::default(), None).unwrap();
+    let mut parts = Monitor::new(&inventory, &manifests, &OperatorConfig::default(), None).unwrap();
+    one.record_names(true);
+    parts.record_names(true);
+    let mut deltas = Vec::new();
+    for stretch in 0..3 {
+        for i in stretch * 1000..(stretch + 1) * 1000 {
+            for m in [&mut one, &mut parts] {
+                m.dns(&answer(noise(i)));
+            }
+        }
+        if stretch == 1 {
+            for m in [&mut one, &mut parts] {
+                m.dns(&answer(one_s.into()));
+                m.dns(&answer(two_s.into()));
+            }
+        }
+        for m in [&mut one, &mut parts] {
+            m.flow(&flow(1, peer, 8443));
+            m.flow(&flow(2, peer, 8443));
+        }
+        deltas.push(parts.take());
+    }
+    for d in &deltas {
+        let p = d.peer_names.as_ref().unwrap();
+        assert_eq!(p.len(), 1);
+        let set = &d.name_sets[p[0].set as usize];
+        let others: usize = set
+            .iter()
+            .filter(|n| ![one_s, two_s].contains(&n.as_str()))
+            .map(String::len)
+            .sum();
+        assert!(others <= OTHER_NAMES_BYTES + 200, "{others} bytes kept");
+        assert!(p[0].total as usize > set.len());
+    }
+    let mut merger = Merger::new(&["d1".into(), "d2".into()], &[true, true]);
+    for d in &deltas {
+        merger.add(d).unwrap();
+    }
+    let merged = merger.finish();
+    let one = one.finish();
+    assert_eq!(merged.violations, one.violations);
+    let key = SignerKey::from_seed("monitor.test.example", [8; 32]).unwrap();
+    let rows = |report: &nospy_monitor::Report| {
+        let bases: Vec<_> = manifests
+            .iter()
+            .map(|m| {
+                Some(nospy_monitor::evidence::Basis {
+                    manifest: m.clone().unwrap(),
+                    name: "file m.toml".into(),
+                    release: None,
+                })
+            })
+            .collect();
+        let ev = sign(
+            report,
+            &inventory,
+            &bases,
+            &OperatorConfig::default(),
+            &Sha256([2; 32]),
+            &key,
+        );
+        assert!(ev.unsigned_rows.is_empty(), "{:?}", ev.unsigned_rows);
+        ev.statements
+            .iter()
+            .flat_map(|s| {
+                let opened = nospy_statement::open(&s.envelope, &[key.verifier()]).unwrap();
+                let Predicate::Evidence(e) = opened.predicate else {
+                    panic!("not evidence")
+                };
+                e.flows
+            })
+            .collect::<Vec<_>>()
+    };
+    let (want, got) = (rows(&one), rows(&merged));
+    assert_eq!(got, want);
+    // Each device's row states its manifest's name, and the first others (to device 2, device
+    // 1's name is one of them; to device 1, device 2's sorts beyond them), and counts the rest
+    // of the 3,002.
+    assert_eq!(want.len(), 2);
+    let stated = |i: usize, name: &str| want[i].names.as_ref().unwrap().iter().any(|n| n == name);
+    assert!(stated(0, one_s) && !stated(0, two_s));
+    assert!(stated(1, two_s) && stated(1, one_s));
+    assert!(stated(0, &noise(0)) && stated(1, &noise(0)) && !stated(1, &noise(2000)));
+    for row in &want {
+        assert_eq!(
+            row.names_left_out + row.names.as_ref().unwrap().len() as u64,
+            3002
+        );
+        assert_eq!(row.why, Some(Why::Service));
+    }
+}

@@ -60,7 +60,7 @@
 use crate::numbering::{Numbering, Refs};
 use nospy_flow::dns::Answer;
 use nospy_flow::{DnsSeen, Flow};
-use nospy_monitor::{Delta, DeviceCounts, RowParts};
+use nospy_monitor::{Delta, DeviceCounts, NamedPeer, RowParts};
 use nospy_tlog::Sha256;
 use std::net::IpAddr;
 
@@ -836,11 +836,17 @@ pub fn encode_part(p: &Part) -> Vec<u8> {
         match &d.peer_names {
             None => w.push(0),
             Some(peers) => {
-                w.push(1);
+                // 1: every peer's set holds all its names; 2: some were left out, so each
+                // peer's count follows its set.
+                let counted = peers.iter().any(|p| p.total != set_len(d, p.set));
+                w.push(1 + counted as u8);
                 w.extend_from_slice(&(peers.len() as u32).to_be_bytes());
-                for (peer, set) in peers {
-                    put_addr(&mut w, *peer);
-                    put_var(&mut w, u64::from(*set));
+                for p in peers {
+                    put_addr(&mut w, p.peer);
+                    put_var(&mut w, u64::from(p.set));
+                    if counted {
+                        put_var(&mut w, p.total);
+                    }
                 }
             }
         }
@@ -939,16 +945,43 @@ pub fn decode_part(b: &[u8]) -> Result<Part, WireError> {
         let peer_names = if names_recorded {
             match r.u8()? {
                 0 => None,
-                1 => {
-                    // The smallest entry: an IPv4 peer and a one-byte set.
-                    let np = r.count(5 + 1, "peers")?;
+                // 1: each peer's set holds all its names; 2: each is followed by how many
+                // names the peer stood for, of which some were left out.
+                k @ (1 | 2) => {
+                    let flag_at = r.at - 1;
+                    // The smallest entry: an IPv4 peer and a one-byte set (and count).
+                    let np = r.count(5 + k as usize, "peers")?;
                     let mut peers = Vec::with_capacity(np);
+                    let mut left_out = false;
                     for _ in 0..np {
-                        peers.push((r.addr()?, r.var_u32("name set")?));
+                        let (peer, set) = (r.addr()?, r.var_u32("name set")?);
+                        let len = name_sets.get(set as usize).map_or(0, |s| s.len() as u64);
+                        let total = match k {
+                            2 => {
+                                let at = r.at;
+                                let total = r.var()?;
+                                if total < len {
+                                    return Err(r.err(
+                                        at,
+                                        format!("{total} names counted, fewer than the {len} of its set"),
+                                    ));
+                                }
+                                total
+                            }
+                            _ => len,
+                        };
+                        left_out |= total > len;
+                        peers.push(NamedPeer { peer, set, total });
+                    }
+                    if k == 2 && !left_out {
+                        return Err(r.err(
+                            flag_at,
+                            "names flag 2 with no name left out (that is written as flag 1)".into(),
+                        ));
                     }
                     Some(peers)
                 }
-                k => return Err(r.err(r.at - 1, format!("names flag {k} (0 or 1)"))),
+                k => return Err(r.err(r.at - 1, format!("names flag {k} (0, 1 or 2)"))),
             }
         } else {
             None
@@ -980,6 +1013,11 @@ pub fn decode_part(b: &[u8]) -> Result<Part, WireError> {
         refused,
         windows,
     })
+}
+
+/// How many names set `set` of `d` holds (none when there is no such set, as a part is read).
+fn set_len(d: &Delta, set: u32) -> u64 {
+    d.name_sets.get(set as usize).map_or(0, |s| s.len() as u64)
 }
 
 fn put_u64(w: &mut Vec<u8>, v: u64) {
@@ -1674,7 +1712,11 @@ mod tests {
                 openers: 0,
             }],
             name_sets: vec![vec![], vec!["a.example".into(), "b.example".into()]],
-            peer_names: Some(vec![(IpAddr::from([203, 0, 113, 9]), 1)]),
+            peer_names: Some(vec![NamedPeer {
+                peer: IpAddr::from([203, 0, 113, 9]),
+                set: 1,
+                total: 2,
+            }]),
         };
         let p = Part {
             inventory: [7; 32],
@@ -1731,10 +1773,39 @@ mod tests {
         assert_eq!(decode_part(&b2).unwrap(), unnamed);
         let mut flag = b3.clone();
         let at = flag.len() - 1;
-        flag[at] = 2;
+        flag[at] = 3;
         assert_eq!(
             decode_part(&flag).unwrap_err().to_string(),
-            format!("byte {at}: names flag 2 (0 or 1)")
+            format!("byte {at}: names flag 3 (0, 1 or 2)")
+        );
+        // A peer some of whose names were left out: written with every peer's count (flag 2),
+        // read back as written; a count below the set's names, or flag 2 when none was left
+        // out (one encoding per part: that is flag 1), refused at its place.
+        let mut counted = p.clone();
+        counted.windows.truncate(1);
+        counted.windows[0].1.peer_names.as_mut().unwrap()[0].total = 7;
+        let b5 = encode_part(&counted);
+        assert_eq!(decode_part(&b5).unwrap(), counted);
+        // The window ends with the flag, one peer (4 bytes), the IPv4 peer (5), its set and
+        // its count (a byte each).
+        let flag_at = b5.len() - 12;
+        assert_eq!((b5[flag_at], b5[b5.len() - 1]), (2, 7));
+        let mut fewer = b5.clone();
+        *fewer.last_mut().unwrap() = 1;
+        assert_eq!(
+            decode_part(&fewer).unwrap_err().to_string(),
+            format!(
+                "byte {}: 1 names counted, fewer than the 2 of its set",
+                b5.len() - 1
+            )
+        );
+        let mut all = b5.clone();
+        *all.last_mut().unwrap() = 2;
+        assert_eq!(
+            decode_part(&all).unwrap_err().to_string(),
+            format!(
+                "byte {flag_at}: names flag 2 with no name left out (that is written as flag 1)"
+            )
         );
         // A part of the fixed-width format before this one is refused by name.
         let mut old = b.clone();

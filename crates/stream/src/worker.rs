@@ -49,8 +49,8 @@ const PART_LIMIT: usize = 896 * 1024;
 /// protocol, port and six 10-byte numbers).
 const ROW_BYTES: usize = 5 + 1 + 17 + 1 + 2 + 60;
 /// The largest encoding of the names a violation row's peer stood for, recorded with the row
-/// (an IPv6 peer and a 5-byte set).
-const PEER_NAMES_BYTES: usize = 17 + 5;
+/// (an IPv6 peer, a 5-byte set and a 10-byte count).
+const PEER_NAMES_BYTES: usize = 17 + 5 + 10;
 /// The largest encoding of a device's counts in a part.
 const DEVICE_BYTES: usize = 5 + 30;
 /// The largest encoding of a window in a part without its rows, devices and names: its start,
@@ -1061,7 +1061,7 @@ pub fn serve(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use nospy_monitor::{DeviceCounts, RowParts};
+    use nospy_monitor::{DeviceCounts, NamedPeer, RowParts};
     use std::net::IpAddr;
 
     /// A window's counts at their largest encodings: numbers of 64 bits, device numbers of
@@ -1100,7 +1100,15 @@ mod tests {
             violations: (0..rows).map(row).collect(),
             unattributable: (0..rows).map(row).collect(),
             name_sets: vec![vec![], vec![format!("{}.example", "a".repeat(245)); 3]],
-            peer_names: Some((0..rows).map(|i| (row(i).peer, u32::MAX)).collect()),
+            peer_names: Some(
+                (0..rows)
+                    .map(|i| NamedPeer {
+                        peer: row(i).peer,
+                        set: u32::MAX,
+                        total: u64::MAX,
+                    })
+                    .collect(),
+            ),
         }
     }
 
@@ -1149,11 +1157,10 @@ mod tests {
         let first = d.name_sets.len() as u32;
         d.peer_names = Some(
             (0..5_000u16)
-                .map(|i| {
-                    (
-                        IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, 0, i]),
-                        first + u32::from(i),
-                    )
+                .map(|i| NamedPeer {
+                    peer: IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, 0, i]),
+                    set: first + u32::from(i),
+                    total: 2,
                 })
                 .collect(),
         );
