@@ -313,11 +313,13 @@ impl Monitor {
         if !any_allows(&rules.name_services, side) {
             return Verdict::Violation;
         }
-        // Only a name could allow it. Could the answer have been seen?
+        // Only a name could allow it. Could the answer have been seen, and was it kept?
         let device_addr_answered =
             |a: &IpAddr| self.first_answer.get(a).is_some_and(|t| *t <= f.first_ns);
         let dns_visible = self.resolver.is_some()
-            || ((f.initiator_known || f.proto != 6) && device_addr_answered(&side.device_addr));
+            || (self.dns_dropped == 0
+                && (f.initiator_known || f.proto != 6)
+                && device_addr_answered(&side.device_addr));
         if dns_visible {
             return Verdict::Violation;
         }

@@ -134,9 +134,14 @@ pub struct Monitor {
     /// Which of `name_sets` holds these names.
     name_set_by_content: FastMap<Arc<[String]>, u32>,
     dns_kept: usize,
+    /// Most DNS answers kept ([`MAX_DNS_ANSWERS`] unless [limited](Monitor::limit_dns_answers)).
+    dns_most: usize,
     /// Devices whose flows went from 0 since the monitor began or was last [taken](Monitor::take).
     touched: Vec<u32>,
-    /// DNS answers not kept because [`MAX_DNS_ANSWERS`] were.
+    /// DNS answers not kept because [`MAX_DNS_ANSWERS`] were. Once one was not, a flow only a
+    /// name could allow is unattributable, never a violation: the answer naming its peer may
+    /// have been the one not kept (anything on the wire can send answers, so a flood of them
+    /// must not turn allowed flows into evidence).
     pub dns_dropped: u64,
     /// Whether the report records the names violation rows' peers stood for.
     record_names: bool,
@@ -236,6 +241,7 @@ impl Monitor {
             name_set_ids: FastMap::default(),
             name_set_by_content: FastMap::from_iter([(Arc::from(Vec::new()), 0)]),
             dns_kept: 0,
+            dns_most: MAX_DNS_ANSWERS,
             touched: Vec::new(),
             dns_dropped: 0,
             record_names: false,
@@ -246,7 +252,7 @@ impl Monitor {
     /// Records a DNS answer seen in the traffic.
     pub fn dns(&mut self, seen: &DnsSeen) {
         self.first_answer.entry(seen.client).or_insert(seen.ts_ns);
-        if self.dns_kept >= MAX_DNS_ANSWERS {
+        if self.dns_kept >= self.dns_most {
             self.dns_dropped += 1;
             return;
         }
@@ -257,6 +263,12 @@ impl Monitor {
         if names.add(&seen.answer.name, seen.ts_ns, until) {
             self.dns_kept += 1;
         }
+    }
+
+    /// Keeps at most `most` DNS answers (distinct names of an address), fewer than
+    /// [`MAX_DNS_ANSWERS`]: for a smaller memory, and for tests of what happens beyond.
+    pub fn limit_dns_answers(&mut self, most: usize) {
+        self.dns_most = most.min(MAX_DNS_ANSWERS);
     }
 
     /// Whether [`Monitor::finish`] records, in [`Report::peer_names`], the DNS names each

@@ -184,3 +184,56 @@ fn many_names_for_one_address_cost_what_they_bring() {
     assert_eq!(r.violations.len(), 1);
     assert_eq!(r.violations[0].port(), 1002);
 }
+
+/// A flood of DNS answers (anything on the wire can send them) beyond what the monitor keeps
+/// cannot frame a device: once an answer was not kept, a flow only a name could allow is
+/// unattributable, not a violation, as the answer naming its peer may have been that one.
+#[test]
+fn answers_not_kept_make_name_flows_unattributable_never_violations() {
+    use nospy_flow::{dns::Answer, DnsSeen};
+    let peer = IpAddr::from([203, 0, 113, 7]);
+    let answer = |name: &str| DnsSeen {
+        ts_ns: 0,
+        client: IpAddr::from([10, 0, 0, 1]),
+        answer: Answer {
+            name: name.into(),
+            addr: peer,
+            ttl: 60,
+        },
+    };
+    let to_peer = |port: u16| Flow {
+        dst: peer,
+        dport: port,
+        ..flow(0, 3)
+    };
+    let judged = |flood: usize| {
+        let mut mon = monitor(3);
+        mon.limit_dns_answers(10);
+        for i in 0..flood {
+            mon.dns(&answer(&format!("n{i}.noise.example")));
+        }
+        // a1.vendor.example would allow TCP 1001 to the peer; a2 is never answered.
+        mon.dns(&answer("a1.vendor.example"));
+        mon.flow(&to_peer(1001));
+        let r = mon.finish();
+        (
+            r.devices[0].violations,
+            r.devices[0].unattributable,
+            mon_allowed(&r),
+        )
+    };
+    fn mon_allowed(r: &nospy_monitor::Report) -> u64 {
+        r.devices[0].flows - r.devices[0].violations - r.devices[0].unattributable
+    }
+    // The answer kept: allowed.
+    assert_eq!(judged(3), (0, 0, 1));
+    // The answer not kept (ten others were): not a violation.
+    assert_eq!(judged(10), (0, 1, 0));
+    // A flow no name could allow is a violation all the same.
+    let mut mon = monitor(3);
+    mon.limit_dns_answers(1);
+    mon.dns(&answer("x.noise.example"));
+    mon.dns(&answer("y.noise.example"));
+    mon.flow(&to_peer(9));
+    assert_eq!(mon.finish().devices[0].violations, 1);
+}

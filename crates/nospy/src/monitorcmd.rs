@@ -216,6 +216,14 @@ pub fn run(a: MonitorArgs) -> Result<ExitCode> {
         })
         .with_context(|| format!("{}", path.display()))?
     };
+    let dns_not_kept = monitor.dns_dropped;
+    if dns_not_kept > 0 {
+        eprintln!(
+            "nospy: {dns_not_kept} DNS answers were not kept (a monitor keeps {}): from the first, \
+             flows only a name could allow are unattributable, never violations",
+            nospy_monitor::MAX_DNS_ANSWERS
+        );
+    }
     let report = monitor.finish();
     let evidence = match &a.evidence_key {
         Some(k) => {
@@ -231,6 +239,9 @@ pub fn run(a: MonitorArgs) -> Result<ExitCode> {
     };
     if a.json {
         let mut v = report_json(&report, &stats, from, notes);
+        if dns_not_kept > 0 {
+            v["dns_answers_not_kept"] = dns_not_kept.into();
+        }
         if let Some(e) = &evidence {
             v["evidence"] = e.json();
         }

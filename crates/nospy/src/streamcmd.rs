@@ -326,6 +326,7 @@ pub fn work(
         "flows": st.flows, "messages": st.messages, "refused": st.refused,
         "parts": st.parts, "partitions_taken": st.taken, "partitions_lost": st.lost,
         "late_flows": st.late, "parts_without_names": st.parts_without_names,
+        "dns_answers_not_kept": monitor.dns_dropped,
     });
     if json {
         print_json(&v)?;
@@ -333,6 +334,13 @@ pub fn work(
         println!(
             "{} flows judged from {} messages ({} refused); {} parts appended; {} partitions taken, {} lost",
             st.flows, st.messages, st.refused, st.parts, st.taken, st.lost
+        );
+    }
+    if monitor.dns_dropped > 0 {
+        eprintln!(
+            "nospy monitor: {} DNS answers were not kept (a monitor keeps {}): from the first, flows only a name could allow are unattributable, never violations",
+            monitor.dns_dropped,
+            nospy_monitor::MAX_DNS_ANSWERS
         );
     }
     if st.parts_without_names > 0 {
