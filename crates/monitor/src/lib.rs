@@ -136,6 +136,9 @@ pub struct Monitor {
     dns_kept: usize,
     /// Most DNS answers kept ([`MAX_DNS_ANSWERS`] unless [limited](Monitor::limit_dns_answers)).
     dns_most: usize,
+    /// Until when answers this monitor did not read may still tie names (nanoseconds since
+    /// the epoch; 0: it read every answer): see [`Monitor::answers_unread_before`].
+    unread_answers_until: u64,
     /// Devices whose flows went from 0 since the monitor began or was last [taken](Monitor::take).
     touched: Vec<u32>,
     /// DNS answers not kept because [`MAX_DNS_ANSWERS`] were. Once one was not, a flow only a
@@ -152,6 +155,15 @@ pub struct Monitor {
 
 /// Most DNS answers kept (memory stays bounded; beyond it answers are counted, not kept).
 pub const MAX_DNS_ANSWERS: usize = 4_000_000;
+
+/// The longest an answer ties a name to an address, whatever its TTL: a day, as common
+/// resolvers cap what they cache. So that a monitor that did not read the answers before some
+/// time knows when those it missed have all expired ([`Monitor::answers_unread_before`]).
+pub const DNS_TTL_MOST_SECS: u64 = 86_400;
+
+/// How much later than the flows before it an answer may come in a stream (collectors read
+/// sources apart): added to the time before which answers were not read.
+const ANSWER_DISORDER_NS: u64 = 3_600_000_000_000;
 
 /// Most distinct rows kept of each kind (violations, unattributable): 288 MB of them. Beyond,
 /// the rows last in the report's order are dropped and their flows counted
@@ -242,6 +254,7 @@ impl Monitor {
             name_set_by_content: FastMap::from_iter([(Arc::from(Vec::new()), 0)]),
             dns_kept: 0,
             dns_most: MAX_DNS_ANSWERS,
+            unread_answers_until: 0,
             touched: Vec::new(),
             dns_dropped: 0,
             record_names: false,
@@ -256,13 +269,24 @@ impl Monitor {
             self.dns_dropped += 1;
             return;
         }
-        let until = seen
-            .ts_ns
-            .saturating_add(seen.answer.ttl as u64 * 1_000_000_000);
+        let ttl = u64::from(seen.answer.ttl).min(DNS_TTL_MOST_SECS);
+        let until = seen.ts_ns.saturating_add(ttl * 1_000_000_000);
         let names = self.dns.entry(seen.answer.addr).or_default();
         if names.add(&seen.answer.name, seen.ts_ns, until) {
             self.dns_kept += 1;
         }
+    }
+
+    /// Says that this monitor did not read the DNS answers that came before flows that started
+    /// at `ns` (a worker taking over a partition's stream where another worker's parts end): an
+    /// answer it missed may still tie a name to an address for up to [`DNS_TTL_MOST_SECS`]
+    /// (and an hour of disorder) after, so until then a flow only a name could allow is
+    /// unattributable, never a violation.
+    pub fn answers_unread_before(&mut self, ns: u64) {
+        let until = ns
+            .saturating_add(DNS_TTL_MOST_SECS * 1_000_000_000)
+            .saturating_add(ANSWER_DISORDER_NS);
+        self.unread_answers_until = self.unread_answers_until.max(until);
     }
 
     /// Keeps at most `most` DNS answers (distinct names of an address), fewer than

@@ -237,3 +237,74 @@ fn answers_not_kept_make_name_flows_unattributable_never_violations() {
     mon.flow(&to_peer(9));
     assert_eq!(mon.finish().devices[0].violations, 1);
 }
+
+/// A monitor that did not read the answers before some time (a worker taking a partition's
+/// stream over where another's parts end) holds no flow only a name could allow against a
+/// device until every answer it may have missed has expired (a day, and an hour of disorder);
+/// an answer ties a name for at most a day, whatever its TTL.
+#[test]
+fn answers_not_read_cannot_frame_a_device_and_expire_after_a_day() {
+    use nospy_flow::{dns::Answer, DnsSeen};
+    const S: u64 = 1_000_000_000;
+    let peer = IpAddr::from([203, 0, 113, 7]);
+    let t0 = 1_700_000_000 * S;
+    let at = |ts_ns: u64, port: u16| Flow {
+        first_ns: ts_ns,
+        last_ns: ts_ns + S,
+        dst: peer,
+        dport: port,
+        ..flow(0, 3)
+    };
+    let verdicts = |mon: nospy_monitor::Monitor| {
+        let r = mon.finish();
+        (r.devices[0].violations, r.devices[0].unattributable)
+    };
+    // Another name's answer read after the takeover (so answers are seen for the device); the
+    // flow's name, a1.vendor.example, answered before it, was not read.
+    let taken_over = || {
+        let mut mon = monitor(3);
+        mon.answers_unread_before(t0);
+        mon.dns(&DnsSeen {
+            ts_ns: t0 + S,
+            client: IpAddr::from([10, 0, 0, 1]),
+            answer: Answer {
+                name: "other.example".into(),
+                addr: IpAddr::from([198, 51, 100, 1]),
+                ttl: 60,
+            },
+        });
+        mon
+    };
+    let mut mon = taken_over();
+    mon.flow(&at(t0 + 3_600 * S, 1001));
+    assert_eq!(
+        verdicts(mon),
+        (0, 1),
+        "within the day: may be a missed answer's"
+    );
+    let mut mon = taken_over();
+    mon.flow(&at(t0 + 26 * 3_600 * S, 1001));
+    assert_eq!(
+        verdicts(mon),
+        (1, 0),
+        "a day and more after: every missed answer expired"
+    );
+    // A week's TTL ties the name for a day.
+    let week = |after_s: u64| {
+        let mut mon = monitor(3);
+        mon.dns(&DnsSeen {
+            ts_ns: t0,
+            client: IpAddr::from([10, 0, 0, 1]),
+            answer: Answer {
+                name: "a1.vendor.example".into(),
+                addr: peer,
+                ttl: 7 * 86_400,
+            },
+        });
+        mon.flow(&at(t0 + after_s * S, 1001));
+        let r = mon.finish();
+        r.devices[0].flows - r.devices[0].violations - r.devices[0].unattributable
+    };
+    assert_eq!(week(12 * 3_600), 1, "allowed within the day");
+    assert_eq!(week(2 * 86_400), 0, "not two days on");
+}

@@ -327,6 +327,7 @@ pub fn work(
         "parts": st.parts, "partitions_taken": st.taken, "partitions_lost": st.lost,
         "late_flows": st.late, "parts_without_names": st.parts_without_names,
         "dns_answers_not_kept": monitor.dns_dropped,
+        "partitions_taken_with_answers_unread": st.taken_with_answers_unread,
     });
     if json {
         print_json(&v)?;
@@ -341,6 +342,12 @@ pub fn work(
             "nospy monitor: {} DNS answers were not kept (a monitor keeps {}): from the first, flows only a name could allow are unattributable, never violations",
             monitor.dns_dropped,
             nospy_monitor::MAX_DNS_ANSWERS
+        );
+    }
+    if st.taken_with_answers_unread > 0 {
+        eprintln!(
+            "nospy monitor: {} partitions were taken where another worker's parts end (or this one's before it restarted): the DNS answers before were not read here, so for a day after, flows only a name could allow are unattributable, never violations",
+            st.taken_with_answers_unread
         );
     }
     if st.parts_without_names > 0 {

@@ -1047,3 +1047,111 @@ fn a_worker_bounds_a_row_s_names_as_one_process_does() {
         assert_eq!(got[k], v[k], "{k}");
     }
 }
+
+/// A worker taking over a partition where another's parts end has not read the DNS answers
+/// before: a flow that an answer it missed allows (its name answered before, another name after)
+/// is unattributable for it, never a violation, and it says so. One process, which read the
+/// answer, allows the flow; without the guard the worker would count it a violation, evidence
+/// against a device that kept its manifest.
+#[test]
+fn a_worker_taking_a_partition_over_frames_no_device_with_answers_it_did_not_read() {
+    use std::net::Ipv4Addr;
+    let t = tempfile::tempdir().unwrap();
+    std::fs::write(
+        t.path().join("inv.csv"),
+        "device,vendor,model,function,technology,site,sensitive,addresses,firmware_sha256,weight,replacement_cost\n\
+         d1,V,M,access,5g,site-0,false,10.0.0.1,,1,1\n",
+    )
+    .unwrap();
+    std::fs::write(
+        t.path().join("m.toml"),
+        "[device]\nvendor = \"V\"\nmodel = \"M\"\n[capabilities]\nvendor_remote_access = \"none\"\n\
+         [[allow]]\ndirection = \"from-device\"\npeer = \"updates.v.example\"\nprotocol = \"tcp\"\nports = \"443\"\n",
+    )
+    .unwrap();
+    let judged_by: Vec<String> = [
+        "--inventory",
+        s(&t.path().join("inv.csv")),
+        "--manifest",
+        s(&t.path().join("m.toml")),
+    ]
+    .map(String::from)
+    .to_vec();
+    let (device, resolver): (Ipv4Addr, Ipv4Addr) = ([10, 0, 0, 1].into(), [192, 0, 2, 53].into());
+    let (updates, other): (Ipv4Addr, Ipv4Addr) =
+        ([203, 0, 113, 7].into(), [198, 51, 100, 1].into());
+    let t0 = 1_764_000_000u32;
+    let answer = |s: u32, name: &str, addr| {
+        let dns = dns_answer(1, name, addr);
+        (
+            s,
+            0,
+            ipv4_frame(resolver, device, 17, &udp(53, 40_000, &dns)),
+        )
+    };
+    let syn = |s: u32, to: Ipv4Addr, port: u16| {
+        [
+            (s, 0, ipv4_frame(device, to, 6, &tcp(40_001, port, 0x02))),
+            (s, 1000, ipv4_frame(to, device, 6, &tcp(port, 40_001, 0x12))),
+        ]
+    };
+    // A: the answer naming updates.v.example, and a flow to carry the stream on.
+    let mut a = vec![answer(t0, "updates.v.example", updates)];
+    a.extend(syn(t0 + 1, other, 80));
+    // B, a minute on: another name answered, then the flow the first answer allows.
+    let mut b = vec![answer(t0 + 60, "other.example", other)];
+    b.extend(syn(t0 + 61, updates, 443));
+    let write = |name: &str, frames: &[(u32, u32, Vec<u8>)]| {
+        let p = t.path().join(name);
+        std::fs::write(&p, classic_pcap(frames)).unwrap();
+        p
+    };
+    let (pa, pb) = (write("a.pcap", &a), write("b.pcap", &b));
+    let both = write("both.pcap", &[a, b].concat());
+
+    let mut args = vec!["monitor", "--pcap", s(&both), "--json"];
+    args.extend(strs(&judged_by));
+    let one = run(&args);
+    assert_eq!(one.code, 1, "{}", one.stderr);
+    let one: serde_json::Value = serde_json::from_str(&one.stdout).unwrap();
+    let peers = |v: &serde_json::Value, kind: &str| -> Vec<String> {
+        v[kind]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| format!("{}:{}", r["peer"].as_str().unwrap(), r["port"]))
+            .collect()
+    };
+    // The answers' own packets are DNS the manifest does not allow; the flow to port 80 too.
+    let want = ["192.0.2.53:53", "198.51.100.1:80"];
+    assert_eq!(peers(&one, "violations"), want, "{one:#}");
+    assert!(peers(&one, "unattributable").is_empty(), "{one:#}");
+
+    // One partition: A collected and counted by w1, then B collected and counted by w2.
+    let d = Deployment::new("takeover");
+    let collect_then_count = |pcap: &Path, id: &str| {
+        let c = collect_args(&d, &judged_by, 1, &["--pcap", s(pcap), "--json"]);
+        ok_within(&strs(&c), BOUND);
+        let k = worker(&d, &judged_by, id, &["--until-caught-up"]);
+        let r = wait_bounded(k, BOUND, id);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        r
+    };
+    collect_then_count(&pa, "w1");
+    let w2 = collect_then_count(&pb, "w2");
+    let st: serde_json::Value = serde_json::from_str(&w2.stdout).unwrap();
+    assert_eq!(st["partitions_taken_with_answers_unread"], 1, "{st}");
+    assert!(
+        w2.stderr
+            .contains("the DNS answers before were not read here"),
+        "{}",
+        w2.stderr
+    );
+    let got = report(&d, None);
+    assert_eq!(peers(&got, "violations"), want, "{got:#}");
+    assert_eq!(
+        peers(&got, "unattributable"),
+        ["203.0.113.7:443"],
+        "{got:#}"
+    );
+}

@@ -130,6 +130,14 @@ pub struct Stats {
     /// Parts appended without the names their violation rows' peers stood for, which would
     /// not have fit in one message: evidence leaves the rows that need them unsigned.
     pub parts_without_names: u64,
+    /// Partitions taken where the chain ended beyond what this worker's monitor had read of
+    /// them: the DNS answers before were not all read, so for a day no flow only a name could
+    /// allow is held against a device ([`Monitor::answers_unread_before`]).
+    pub taken_with_answers_unread: u64,
+    /// Per partition, the flow sequence up to which this worker's monitor read every message
+    /// (and so every DNS answer): kept across sessions, so that a worker taking back its own
+    /// partitions after the engine failed knows it missed nothing.
+    read_to: BTreeMap<u32, u64>,
 }
 
 /// One partition this worker holds; `E` is the engine's answer to a part sent.
@@ -377,6 +385,14 @@ async fn session<T: Transport>(
                     "partition {p}: taken, from flow sequence {} (chain at {})",
                     h.done, h.chain
                 ));
+                if h.done > st.read_to.get(&p).copied().unwrap_or(0) {
+                    // The DNS answers before the chain's end were another worker's to read
+                    // (or this one's before it restarted): until those it missed have
+                    // expired, no flow only a name could allow is held against a device.
+                    monitor.answers_unread_before(h.watermark_ns);
+                    st.taken_with_answers_unread += 1;
+                }
+                st.read_to.insert(p, h.done);
                 st.taken += 1;
                 held.insert(p, h);
             }
@@ -470,6 +486,7 @@ async fn session<T: Transport>(
                     Ok(()) => {}
                     Err(e) => {
                         h.read = m.seq;
+                        st.read_to.insert(p, m.seq);
                         st.refused += 1;
                         h.refused += 1;
                         say(format!(
@@ -491,6 +508,7 @@ async fn session<T: Transport>(
                     }
                 }
                 h.read = m.seq;
+                st.read_to.insert(p, m.seq);
                 for it in &items {
                     match *it {
                         Item::Flow(ref f, refs) => {

@@ -389,37 +389,107 @@ pub fn with_dns_answers(pcap: &Path, answers: &[(std::net::Ipv4Addr, String)], o
     assert_eq!(&original[..4], &[0xd4, 0xc3, 0xb2, 0xa1]);
     assert_eq!(&original[20..24], &[1, 0, 0, 0]);
     let first_s = u32::from_le_bytes(original[24..28].try_into().unwrap());
-    let mut w = original[..24].to_vec();
-    for (i, (peer, name)) in answers.iter().enumerate() {
-        let mut qname = Vec::new();
-        for label in name.split('.') {
-            assert!(
-                (1..=63).contains(&label.len()),
-                "{name}: a label of 1 to 63 bytes"
-            );
-            qname.push(label.len() as u8);
-            qname.extend_from_slice(label.as_bytes());
-        }
-        qname.push(0);
-        let mut dns = vec![(i >> 8) as u8, i as u8, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0];
-        dns.extend_from_slice(&qname);
-        dns.extend_from_slice(&[0, 1, 0, 1]);
-        dns.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0x0e, 0x10, 0, 4]);
-        dns.extend_from_slice(&peer.octets());
-        let udp_len = 8 + dns.len();
-        let mut frame = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
-        frame.extend_from_slice(&[0x45, 0, ((20 + udp_len) >> 8) as u8, (20 + udp_len) as u8]);
-        frame.extend_from_slice(&[0, 0, 0x40, 0, 64, 17, 0, 0, 192, 0, 2, 53, 192, 0, 2, 99]);
-        frame.extend_from_slice(&[0, 53, 0xd4, 0x31, (udp_len >> 8) as u8, udp_len as u8, 0, 0]);
-        frame.extend_from_slice(&dns);
-        w.extend_from_slice(&(first_s - 1).to_le_bytes());
-        w.extend_from_slice(&(i as u32).to_le_bytes());
-        w.extend_from_slice(&(frame.len() as u32).to_le_bytes());
-        w.extend_from_slice(&(frame.len() as u32).to_le_bytes());
-        w.extend_from_slice(&frame);
-    }
+    let (server, client) = ([192, 0, 2, 53].into(), [192, 0, 2, 99].into());
+    let frames: Vec<(u32, u32, Vec<u8>)> = answers
+        .iter()
+        .enumerate()
+        .map(|(i, (peer, name))| {
+            let dns = dns_answer(i as u16, name, *peer);
+            let frame = ipv4_frame(server, client, 17, &udp(53, 54321, &dns));
+            (first_s - 1, i as u32, frame)
+        })
+        .collect();
+    let mut w = classic_pcap(&frames);
     w.extend_from_slice(&original[24..]);
     std::fs::write(out, w).unwrap();
+}
+
+/// A classic little-endian microsecond pcap of Ethernet `frames`, each with its time (seconds
+/// and microseconds).
+pub fn classic_pcap(frames: &[(u32, u32, Vec<u8>)]) -> Vec<u8> {
+    let mut w = vec![0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0];
+    w.extend_from_slice(&[0; 8]);
+    w.extend_from_slice(&65535u32.to_le_bytes());
+    w.extend_from_slice(&1u32.to_le_bytes());
+    for (secs, usecs, frame) in frames {
+        for v in [*secs, *usecs, frame.len() as u32, frame.len() as u32] {
+            w.extend_from_slice(&v.to_le_bytes());
+        }
+        w.extend_from_slice(frame);
+    }
+    w
+}
+
+/// An Ethernet frame of an IPv4 packet (protocol `proto`) from `src` to `dst` carrying
+/// `payload` (checksums left zero, as nospy does not check them).
+pub fn ipv4_frame(
+    src: std::net::Ipv4Addr,
+    dst: std::net::Ipv4Addr,
+    proto: u8,
+    payload: &[u8],
+) -> Vec<u8> {
+    let len = 20 + payload.len();
+    let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
+    f.extend_from_slice(&[
+        0x45,
+        0,
+        (len >> 8) as u8,
+        len as u8,
+        0,
+        0,
+        0x40,
+        0,
+        64,
+        proto,
+        0,
+        0,
+    ]);
+    f.extend_from_slice(&src.octets());
+    f.extend_from_slice(&dst.octets());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// A UDP datagram from `sport` to `dport` carrying `payload`.
+pub fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let len = (8 + payload.len()) as u16;
+    let mut u = Vec::new();
+    for v in [sport, dport, len, 0] {
+        u.extend_from_slice(&v.to_be_bytes());
+    }
+    u.extend_from_slice(payload);
+    u
+}
+
+/// A TCP segment from `sport` to `dport` with `flags` (0x02 SYN, 0x12 SYN and ACK) and no
+/// payload.
+pub fn tcp(sport: u16, dport: u16, flags: u8) -> Vec<u8> {
+    let mut t = Vec::new();
+    t.extend_from_slice(&sport.to_be_bytes());
+    t.extend_from_slice(&dport.to_be_bytes());
+    t.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+    t
+}
+
+/// A DNS response (id `id`) answering `name` (labels of 1 to 63 bytes) with `addr`, TTL an hour.
+pub fn dns_answer(id: u16, name: &str, addr: std::net::Ipv4Addr) -> Vec<u8> {
+    let mut qname = Vec::new();
+    for label in name.split('.') {
+        assert!(
+            (1..=63).contains(&label.len()),
+            "{name}: a label of 1 to 63 bytes"
+        );
+        qname.push(label.len() as u8);
+        qname.extend_from_slice(label.as_bytes());
+    }
+    qname.push(0);
+    let [hi, lo] = id.to_be_bytes();
+    let mut dns = vec![hi, lo, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0];
+    dns.extend_from_slice(&qname);
+    dns.extend_from_slice(&[0, 1, 0, 1]);
+    dns.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0x0e, 0x10, 0, 4]);
+    dns.extend_from_slice(&addr.octets());
+    dns
 }
 
 /// About `total` bytes of DNS answers tying long names (about 200 bytes each, none a manifest
