@@ -318,7 +318,7 @@ impl Monitor {
             |a: &IpAddr| self.first_answer.get(a).is_some_and(|t| *t <= f.first_ns);
         let dns_visible = self.resolver.is_some()
             || (self.dns_dropped == 0
-                && f.first_ns >= self.unread_answers_until
+                && !self.answers_unread_at(f.first_ns)
                 && (f.initiator_known || f.proto != 6)
                 && device_addr_answered(&side.device_addr));
         if dns_visible {

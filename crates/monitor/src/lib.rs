@@ -139,6 +139,9 @@ pub struct Monitor {
     /// Until when answers this monitor did not read may still tie names (nanoseconds since
     /// the epoch; 0: it read every answer): see [`Monitor::answers_unread_before`].
     unread_answers_until: u64,
+    /// Answers were not read before a time not known: until the next answer read (whose time
+    /// then stands for it, an hour of disorder aside), as if they tie names for ever.
+    unread_answers_when_unknown: bool,
     /// Devices whose flows went from 0 since the monitor began or was last [taken](Monitor::take).
     touched: Vec<u32>,
     /// DNS answers not kept because [`MAX_DNS_ANSWERS`] were. Once one was not, a flow only a
@@ -164,6 +167,12 @@ pub const DNS_TTL_MOST_SECS: u64 = 86_400;
 /// How much later than the flows before it an answer may come in a stream (collectors read
 /// sources apart): added to the time before which answers were not read.
 const ANSWER_DISORDER_NS: u64 = 3_600_000_000_000;
+
+/// When every answer from before `ns` (and an hour of disorder) has expired.
+fn answers_expire_after(ns: u64) -> u64 {
+    ns.saturating_add(DNS_TTL_MOST_SECS * 1_000_000_000)
+        .saturating_add(ANSWER_DISORDER_NS)
+}
 
 /// Most distinct rows kept of each kind (violations, unattributable): 288 MB of them. Beyond,
 /// the rows last in the report's order are dropped and their flows counted
@@ -255,6 +264,7 @@ impl Monitor {
             dns_kept: 0,
             dns_most: MAX_DNS_ANSWERS,
             unread_answers_until: 0,
+            unread_answers_when_unknown: false,
             touched: Vec::new(),
             dns_dropped: 0,
             record_names: false,
@@ -264,6 +274,12 @@ impl Monitor {
 
     /// Records a DNS answer seen in the traffic.
     pub fn dns(&mut self, seen: &DnsSeen) {
+        if std::mem::take(&mut self.unread_answers_when_unknown) {
+            // Those not read came before this one: they expire a day (and an hour) after.
+            self.unread_answers_until = self
+                .unread_answers_until
+                .max(answers_expire_after(seen.ts_ns));
+        }
         self.first_answer.entry(seen.client).or_insert(seen.ts_ns);
         if self.dns_kept >= self.dns_most {
             self.dns_dropped += 1;
@@ -282,11 +298,20 @@ impl Monitor {
     /// answer it missed may still tie a name to an address for up to [`DNS_TTL_MOST_SECS`]
     /// (and an hour of disorder) after, so until then a flow only a name could allow is
     /// unattributable, never a violation.
+    ///
+    /// `ns` 0 (not known: the flows read so far carried no time) holds them so until the
+    /// first answer read, whose time then stands for it.
     pub fn answers_unread_before(&mut self, ns: u64) {
-        let until = ns
-            .saturating_add(DNS_TTL_MOST_SECS * 1_000_000_000)
-            .saturating_add(ANSWER_DISORDER_NS);
-        self.unread_answers_until = self.unread_answers_until.max(until);
+        if ns == 0 {
+            self.unread_answers_when_unknown = true;
+        } else {
+            self.unread_answers_until = self.unread_answers_until.max(answers_expire_after(ns));
+        }
+    }
+
+    /// Whether answers not read may still tie names at `t`.
+    pub(crate) fn answers_unread_at(&self, t: u64) -> bool {
+        self.unread_answers_when_unknown || t < self.unread_answers_until
     }
 
     /// Keeps at most `most` DNS answers (distinct names of an address), fewer than

@@ -255,6 +255,18 @@ fn answers_not_read_cannot_frame_a_device_and_expire_after_a_day() {
         dport: port,
         ..flow(0, 3)
     };
+    // An answer for the device naming another address (so that answers are seen for it).
+    let other_answer = |mon: &mut nospy_monitor::Monitor, ts_ns: u64| {
+        mon.dns(&DnsSeen {
+            ts_ns,
+            client: IpAddr::from([10, 0, 0, 1]),
+            answer: Answer {
+                name: "other.example".into(),
+                addr: IpAddr::from([198, 51, 100, 1]),
+                ttl: 60,
+            },
+        })
+    };
     let verdicts = |mon: nospy_monitor::Monitor| {
         let r = mon.finish();
         (r.devices[0].violations, r.devices[0].unattributable)
@@ -264,15 +276,7 @@ fn answers_not_read_cannot_frame_a_device_and_expire_after_a_day() {
     let taken_over = || {
         let mut mon = monitor(3);
         mon.answers_unread_before(t0);
-        mon.dns(&DnsSeen {
-            ts_ns: t0 + S,
-            client: IpAddr::from([10, 0, 0, 1]),
-            answer: Answer {
-                name: "other.example".into(),
-                addr: IpAddr::from([198, 51, 100, 1]),
-                ttl: 60,
-            },
-        });
+        other_answer(&mut mon, t0 + S);
         mon
     };
     let mut mon = taken_over();
@@ -288,6 +292,30 @@ fn answers_not_read_cannot_frame_a_device_and_expire_after_a_day() {
         verdicts(mon),
         (1, 0),
         "a day and more after: every missed answer expired"
+    );
+    // When answers were not read before a time not known (the chain's parts carried no flow
+    // time): held so until the next answer read, whose time then stands for it.
+    let unknown = |first_answer_s: Option<u64>, flow_s: u64| {
+        let mut mon = monitor(3);
+        mon.answers_unread_before(0);
+        if let Some(a) = first_answer_s {
+            other_answer(&mut mon, t0 + a * S);
+        }
+        mon.flow(&at(t0 + flow_s * S, 1001));
+        verdicts(mon)
+    };
+    // An answer read first (and so seen for the device), then the flow within the day.
+    assert_eq!(unknown(Some(0), 3_600), (0, 1));
+    assert_eq!(unknown(Some(0), 26 * 3_600), (1, 0));
+    // A monitor that had seen answers for the device, then missed some, and read none since.
+    let mut mon = monitor(3);
+    other_answer(&mut mon, t0);
+    mon.answers_unread_before(0);
+    mon.flow(&at(t0 + 30 * 86_400 * S, 1001));
+    assert_eq!(
+        verdicts(mon),
+        (0, 1),
+        "no answer read since: still not held"
     );
     // A week's TTL ties the name for a day.
     let week = |after_s: u64| {
