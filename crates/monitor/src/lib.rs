@@ -168,6 +168,13 @@ pub const DNS_TTL_MOST_SECS: u64 = 86_400;
 /// sources apart): added to the time before which answers were not read.
 const ANSWER_DISORDER_NS: u64 = 3_600_000_000_000;
 
+/// What to tell people when `n` DNS answers were not kept ([`Monitor::dns_dropped`]).
+pub fn answers_not_kept_said(n: u64) -> String {
+    format!(
+        "{n} DNS answers were not kept (a monitor keeps {MAX_DNS_ANSWERS}): from the first, flows only a name could allow are unattributable, never violations"
+    )
+}
+
 /// When every answer from before `ns` (and an hour of disorder) has expired.
 fn answers_expire_after(ns: u64) -> u64 {
     ns.saturating_add(DNS_TTL_MOST_SECS * 1_000_000_000)

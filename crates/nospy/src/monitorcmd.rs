@@ -219,9 +219,8 @@ pub fn run(a: MonitorArgs) -> Result<ExitCode> {
     let dns_not_kept = monitor.dns_dropped;
     if dns_not_kept > 0 {
         eprintln!(
-            "nospy: {dns_not_kept} DNS answers were not kept (a monitor keeps {}): from the first, \
-             flows only a name could allow are unattributable, never violations",
-            nospy_monitor::MAX_DNS_ANSWERS
+            "nospy: {}",
+            nospy_monitor::answers_not_kept_said(dns_not_kept)
         );
     }
     let report = monitor.finish();

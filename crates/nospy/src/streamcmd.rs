@@ -339,9 +339,8 @@ pub fn work(
     }
     if monitor.dns_dropped > 0 {
         eprintln!(
-            "nospy monitor: {} DNS answers were not kept (a monitor keeps {}): from the first, flows only a name could allow are unattributable, never violations",
-            monitor.dns_dropped,
-            nospy_monitor::MAX_DNS_ANSWERS
+            "nospy monitor: {}",
+            nospy_monitor::answers_not_kept_said(monitor.dns_dropped)
         );
     }
     if st.taken_with_answers_unread > 0 {

@@ -1147,6 +1147,12 @@ fn a_worker_taking_a_partition_over_frames_no_device_with_answers_it_did_not_rea
         "{}",
         w2.stderr
     );
+    assert!(
+        w2.stderr
+            .contains("partition 0: the DNS answers before flow sequence"),
+        "{}",
+        w2.stderr
+    );
     let got = report(&d, None);
     assert_eq!(peers(&got, "violations"), want, "{got:#}");
     assert_eq!(

@@ -391,6 +391,10 @@ async fn session<T: Transport>(
                     // expired, no flow only a name could allow is held against a device.
                     monitor.answers_unread_before(h.watermark_ns);
                     st.taken_with_answers_unread += 1;
+                    say(format!(
+                        "partition {p}: the DNS answers before flow sequence {} were not read here: for a day, flows only a name could allow are unattributable",
+                        h.done
+                    ));
                 }
                 st.read_to.insert(p, h.done);
                 st.taken += 1;
