@@ -113,10 +113,9 @@ pub fn reproduce(
         .iter()
         .filter(|r| r.device() == 0)
         .collect();
-    let (rows, _) = Judging::new(&report, &inventory).rows(0, &mine, manifest, &res);
-    let (rows_every_name, _) = Judging::new(&report, &inventory)
-        .stating_every_name()
-        .rows(0, &mine, manifest, &res);
+    let judging = Judging::new(&report, &inventory);
+    let (rows, _) = judging.rows(0, &mine, manifest, &res);
+    let (rows_every_name, _) = judging.stating_every_name().rows(0, &mine, manifest, &res);
     Ok(Reproduced {
         source,
         window: Window {

@@ -838,7 +838,9 @@ pub fn encode_part(p: &Part) -> Vec<u8> {
             Some(peers) => {
                 // 1: every peer's set holds all its names; 2: some were left out, so each
                 // peer's count follows its set.
-                let counted = peers.iter().any(|p| p.total != set_len(d, p.set));
+                let counted = peers
+                    .iter()
+                    .any(|p| p.total != set_len(&d.name_sets, p.set));
                 w.push(1 + counted as u8);
                 w.extend_from_slice(&(peers.len() as u32).to_be_bytes());
                 for p in peers {
@@ -955,7 +957,7 @@ pub fn decode_part(b: &[u8]) -> Result<Part, WireError> {
                     let mut left_out = false;
                     for _ in 0..np {
                         let (peer, set) = (r.addr()?, r.var_u32("name set")?);
-                        let len = name_sets.get(set as usize).map_or(0, |s| s.len() as u64);
+                        let len = set_len(&name_sets, set);
                         let total = match k {
                             2 => {
                                 let at = r.at;
@@ -1015,9 +1017,10 @@ pub fn decode_part(b: &[u8]) -> Result<Part, WireError> {
     })
 }
 
-/// How many names set `set` of `d` holds (none when there is no such set, as a part is read).
-fn set_len(d: &Delta, set: u32) -> u64 {
-    d.name_sets.get(set as usize).map_or(0, |s| s.len() as u64)
+/// How many names set `set` of `sets` holds (none when there is no such set): one count for
+/// writing a part and for reading it, so that a part read is written as it was.
+fn set_len(sets: &[Vec<String>], set: u32) -> u64 {
+    sets.get(set as usize).map_or(0, |s| s.len() as u64)
 }
 
 fn put_u64(w: &mut Vec<u8>, v: u64) {
