@@ -571,7 +571,7 @@ pub fn run_nats(
                 rt.block_on(async move {
                     if let Ok(c) = async_nats::connect(url).await {
                         let js = async_nats::jetstream::new(c);
-                        for s in ["FLOWS", "ROWS"] {
+                        for s in ["FLOWS", "DNS", "ROWS"] {
                             let _ = js.delete_stream(format!("{name}_{s}")).await;
                         }
                         let _ = js.delete_stream(format!("KV_{name}_STATE")).await;
@@ -602,7 +602,10 @@ pub fn run_nats(
         publish_all(&nats, &batches, std::time::Duration::from_secs(60)).await?;
         let mut read = 0usize;
         for p in 0..partitions {
-            let want = batches.iter().filter(|b| b.partition == p).count();
+            let want = batches
+                .iter()
+                .filter(|b| b.to == nospy_stream::transport::To::Partition(p))
+                .count();
             let mut r = nats.read(p, 0).await?;
             let mut got = 0;
             while got < want {

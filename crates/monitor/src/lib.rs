@@ -168,6 +168,18 @@ pub const DNS_TTL_MOST_SECS: u64 = 86_400;
 /// sources apart): added to the time before which answers were not read.
 const ANSWER_DISORDER_NS: u64 = 3_600_000_000_000;
 
+/// How long before a flow's start an answer may still tie a name to its peer: the longest an
+/// answer ties one ([`DNS_TTL_MOST_SECS`]) and an hour of disorder. Whoever keeps answers for
+/// a monitor to read again keeps them this long beyond the flows.
+pub const ANSWERS_MATTER_FOR: std::time::Duration =
+    std::time::Duration::from_nanos(DNS_TTL_MOST_SECS * 1_000_000_000 + ANSWER_DISORDER_NS);
+
+/// Whether an answer missed from `missed_ns` on could still tie a name at a flow from `ns` on:
+/// for a monitor that reads answers again, whether those it could not read matter.
+pub fn answers_matter(missed_ns: u64, ns: u64) -> bool {
+    answers_expire_after(missed_ns) > ns
+}
+
 /// What to tell people when `n` DNS answers were not kept ([`Monitor::dns_dropped`]).
 pub fn answers_not_kept_said(n: u64) -> String {
     format!(

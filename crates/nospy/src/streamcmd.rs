@@ -23,7 +23,8 @@ pub struct NatsArgs {
     /// The NATS server (JetStream enabled), `nats://HOST:PORT`.
     #[arg(long, value_name = "URL")]
     pub nats: String,
-    /// The deployment's name: its streams are NAME_FLOWS and NAME_ROWS, its state NAME_STATE.
+    /// The deployment's name: its streams are NAME_FLOWS, NAME_DNS and NAME_ROWS, its state
+    /// NAME_STATE.
     #[arg(long, default_value = "NOSPY", value_name = "NAME")]
     pub stream: String,
 }
@@ -328,6 +329,8 @@ pub fn work(
         "late_flows": st.late, "parts_without_names": st.parts_without_names,
         "dns_answers_not_kept": monitor.dns_dropped,
         "partitions_taken_with_answers_unread": st.taken_with_answers_unread,
+        "dns_answers_read_again": st.dns_answers_read_again,
+        "dns_messages_refused": st.dns_messages_refused,
     });
     if json {
         print_json(&v)?;
@@ -345,7 +348,7 @@ pub fn work(
     }
     if st.taken_with_answers_unread > 0 {
         eprintln!(
-            "nospy monitor: {} partitions were taken where another worker's parts end (or this one's before it restarted): the DNS answers before were not read here, so for a day after, flows only a name could allow are unattributable, never violations",
+            "nospy monitor: {} partitions were taken where another worker's parts end (or this one's before it restarted) and the answers stream no longer kept every DNS answer before: for a day after, flows only a name could allow are unattributable, never violations",
             st.taken_with_answers_unread
         );
     }

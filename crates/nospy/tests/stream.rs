@@ -67,6 +67,33 @@ impl Deployment {
         });
     }
 
+    /// Publishes `bytes` on the deployment's subject `NAME.<subject>`, as anyone allowed to
+    /// publish there could.
+    fn publish(&self, subject: &str, bytes: &'static [u8]) {
+        rt().block_on(async {
+            let js = async_nats::jetstream::new(async_nats::connect(&self.url).await.unwrap());
+            js.publish(format!("{}.{subject}", self.name), bytes.into())
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+        });
+    }
+
+    /// Removes every message of the deployment's stream `NAME_<which>`, as its retention
+    /// would; or, with `delete`, the stream itself (as before a version that set it up).
+    fn purge(&self, which: &str, delete: bool) {
+        rt().block_on(async {
+            let js = async_nats::jetstream::new(async_nats::connect(&self.url).await.unwrap());
+            let name = format!("{}_{which}", self.name);
+            if delete {
+                js.delete_stream(name).await.unwrap();
+            } else {
+                js.get_stream(name).await.unwrap().purge().await.unwrap();
+            }
+        });
+    }
+
     /// Forgets which windows of partitions `0..n` were handed on, so that they are again.
     fn reopen_windows(&self, n: u32) {
         let keys: Vec<_> = (0..n).map(|p| (format!("closed.{p}"), None)).collect();
@@ -80,7 +107,7 @@ impl Drop for Deployment {
         rt().block_on(async move {
             if let Ok(c) = async_nats::connect(url).await {
                 let js = async_nats::jetstream::new(c);
-                for s in ["FLOWS", "ROWS"] {
+                for s in ["FLOWS", "DNS", "ROWS"] {
                     let _ = js.delete_stream(format!("{name}_{s}")).await;
                 }
                 let _ = js.delete_key_value(format!("{name}_STATE")).await;
@@ -1054,7 +1081,7 @@ fn a_worker_bounds_a_row_s_names_as_one_process_does() {
 /// answer, allows the flow; without the guard the worker would count it a violation, evidence
 /// against a device that kept its manifest.
 #[test]
-fn a_worker_taking_a_partition_over_frames_no_device_with_answers_it_did_not_read() {
+fn a_worker_taking_a_partition_over_reads_the_answers_before_and_frames_no_device_without_them() {
     use std::net::Ipv4Addr;
     let t = tempfile::tempdir().unwrap();
     std::fs::write(
@@ -1081,13 +1108,10 @@ fn a_worker_taking_a_partition_over_frames_no_device_with_answers_it_did_not_rea
     let (updates, other): (Ipv4Addr, Ipv4Addr) =
         ([203, 0, 113, 7].into(), [198, 51, 100, 1].into());
     let t0 = 1_764_000_000u32;
-    let answer = |s: u32, name: &str, addr| {
+    // Each answer to its own port: one flow each, in one capture as in two.
+    let answer = |s: u32, name: &str, addr, port| {
         let dns = dns_answer(1, name, addr);
-        (
-            s,
-            0,
-            ipv4_frame(resolver, device, 17, &udp(53, 40_000, &dns)),
-        )
+        (s, 0, ipv4_frame(resolver, device, 17, &udp(53, port, &dns)))
     };
     let syn = |s: u32, to: Ipv4Addr, port: u16| {
         [
@@ -1096,10 +1120,10 @@ fn a_worker_taking_a_partition_over_frames_no_device_with_answers_it_did_not_rea
         ]
     };
     // A: the answer naming updates.v.example, and a flow to carry the stream on.
-    let mut a = vec![answer(t0, "updates.v.example", updates)];
+    let mut a = vec![answer(t0, "updates.v.example", updates, 40_000)];
     a.extend(syn(t0 + 1, other, 80));
     // B, a minute on: another name answered, then the flow the first answer allows.
-    let mut b = vec![answer(t0 + 60, "other.example", other)];
+    let mut b = vec![answer(t0 + 60, "other.example", other, 40_002)];
     b.extend(syn(t0 + 61, updates, 443));
     let write = |name: &str, frames: &[(u32, u32, Vec<u8>)]| {
         let p = t.path().join(name);
@@ -1127,37 +1151,62 @@ fn a_worker_taking_a_partition_over_frames_no_device_with_answers_it_did_not_rea
     assert_eq!(peers(&one, "violations"), want, "{one:#}");
     assert!(peers(&one, "unattributable").is_empty(), "{one:#}");
 
-    // One partition: A collected and counted by w1, then B collected and counted by w2.
-    let d = Deployment::new("takeover");
-    let collect_then_count = |pcap: &Path, id: &str| {
-        let c = collect_args(&d, &judged_by, 1, &["--pcap", s(pcap), "--json"]);
-        ok_within(&strs(&c), BOUND);
-        let k = worker(&d, &judged_by, id, &["--until-caught-up"]);
-        let r = wait_bounded(k, BOUND, id);
-        assert_eq!(r.code, 0, "{}", r.stderr);
-        r
+    // One partition: A collected and counted by w1, then B collected and counted by w2, which
+    // reads A's answer again from the answers stream: one process's report.
+    let takeover = |tag: &str, between: &dyn Fn(&Deployment)| {
+        let d = Deployment::new(tag);
+        let collect_then_count = |pcap: &Path, id: &str| {
+            let c = collect_args(&d, &judged_by, 1, &["--pcap", s(pcap), "--json"]);
+            ok_within(&strs(&c), BOUND);
+            let k = worker(&d, &judged_by, id, &["--until-caught-up"]);
+            let r = wait_bounded(k, BOUND, id);
+            assert_eq!(r.code, 0, "{}", r.stderr);
+            r
+        };
+        collect_then_count(&pa, "w1");
+        between(&d);
+        let w2 = collect_then_count(&pb, "w2");
+        let st: serde_json::Value = serde_json::from_str(&w2.stdout).unwrap();
+        (st, w2.stderr, report(&d, None))
     };
-    collect_then_count(&pa, "w1");
-    let w2 = collect_then_count(&pb, "w2");
-    let st: serde_json::Value = serde_json::from_str(&w2.stdout).unwrap();
-    assert_eq!(st["partitions_taken_with_answers_unread"], 1, "{st}");
+    // Someone else's message on the answers stream is said and skipped.
+    let (st, stderr, got) = takeover("takeover", &|d: &Deployment| {
+        d.publish("dns", b"not a batch")
+    });
+    assert_eq!(st["partitions_taken_with_answers_unread"], 0, "{st}");
+    assert_eq!(st["dns_messages_refused"], 1, "{st}");
     assert!(
-        w2.stderr
-            .contains("the DNS answers before were not read here"),
-        "{}",
-        w2.stderr
+        stderr.contains("DNS answers stream: message 2 is not a batch"),
+        "{stderr}"
     );
+    // A's answer and B's (B's is read again from its partition: twice changes nothing).
+    assert_eq!(st["dns_answers_read_again"], 2, "{st}");
     assert!(
-        w2.stderr
-            .contains("partition 0: the DNS answers before flow sequence"),
-        "{}",
-        w2.stderr
+        stderr.contains("2 DNS answers read again from the answers stream"),
+        "{stderr}"
     );
-    let got = report(&d, None);
-    assert_eq!(peers(&got, "violations"), want, "{got:#}");
-    assert_eq!(
-        peers(&got, "unattributable"),
-        ["203.0.113.7:443"],
-        "{got:#}"
-    );
+    assert_eq!(comparable(got.clone()), comparable(one.clone()), "{got:#}");
+
+    // The answers stream no longer keeps A's answer (as once its retention has passed), or was
+    // set up after A was collected (as by a collector of this version after older ones): no
+    // device is framed by it, the flow it allowed is unattributable, and the worker says so.
+    for delete in [false, true] {
+        let (st, stderr, got) = takeover("forgot", &|d: &Deployment| d.purge("DNS", delete));
+        assert_eq!(st["partitions_taken_with_answers_unread"], 1, "{st}");
+        assert_eq!(st["dns_answers_read_again"], 1, "{st}");
+        assert!(
+            stderr.contains("the answers stream no longer kept every DNS answer before"),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains("partition 0: the DNS answers before flow sequence"),
+            "{stderr}"
+        );
+        assert_eq!(peers(&got, "violations"), want, "{got:#}");
+        assert_eq!(
+            peers(&got, "unattributable"),
+            ["203.0.113.7:443"],
+            "{got:#}"
+        );
+    }
 }

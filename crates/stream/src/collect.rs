@@ -1,6 +1,7 @@
 //! The collector's side: flows attributed to devices and put into their partitions' batches
-//! ([`Publisher`], a [`Sink`] any source feeds), and the batches published in order, with
-//! retries under their own message ids ([`publish_all`]).
+//! ([`Publisher`], a [`Sink`] any source feeds), DNS answers into every partition's and into
+//! the answers stream's, and the batches published in order, with retries under their own
+//! message ids ([`publish_all`]).
 
 use crate::numbering::Numbering;
 use crate::wire::{encode_batch, Item};
@@ -32,7 +33,7 @@ fn item_bytes(it: &Item) -> usize {
     }
 }
 
-pub use crate::transport::Sealed;
+pub use crate::transport::{Sealed, To};
 
 /// Attributes flows to devices and seals them, by partition, into batches.
 pub struct Publisher {
@@ -44,7 +45,13 @@ pub struct Publisher {
     pending: Vec<Vec<Item>>,
     /// Per partition, the most its pending items take ([`item_bytes`]).
     pending_bytes: Vec<usize>,
+    /// Per partition, whether its pending items hold a DNS answer.
+    pending_answers: Vec<bool>,
     numbers: Vec<u64>,
+    /// The answers stream's batch begun, the most it takes, and its number.
+    answers: Vec<Item>,
+    answers_bytes: usize,
+    answers_number: u64,
     /// Flows of no device: per start second, (flows, packets, bytes).
     unknown: BTreeMap<u64, (u64, u64, u64)>,
     source: String,
@@ -76,7 +83,11 @@ impl Publisher {
                 .collect(),
             pending: vec![Vec::new(); partitions.max(1) as usize],
             pending_bytes: vec![0; partitions.max(1) as usize],
+            pending_answers: vec![false; partitions.max(1) as usize],
             numbers: vec![0; partitions.max(1) as usize],
+            answers: Vec::new(),
+            answers_bytes: 0,
+            answers_number: 0,
             unknown: BTreeMap::new(),
             source: source.to_string(),
             sealed: Vec::new(),
@@ -97,6 +108,11 @@ impl Publisher {
     }
 
     fn seal(&mut self, p: u32) {
+        // The answers it holds are sealed for the answers stream first (and so stored first:
+        // `Transport::publish`).
+        if std::mem::take(&mut self.pending_answers[p as usize]) {
+            self.seal_answers();
+        }
         let items = std::mem::take(&mut self.pending[p as usize]);
         self.pending_bytes[p as usize] = 0;
         if items.is_empty() {
@@ -105,8 +121,23 @@ impl Publisher {
         let n = self.numbers[p as usize];
         self.numbers[p as usize] += 1;
         self.sealed.push(Sealed {
-            partition: p,
+            to: To::Partition(p),
             id: format!("{}.{p}.{n}", self.source),
+            bytes: Bytes::from(encode_batch(&self.numbering, &items)),
+        });
+    }
+
+    fn seal_answers(&mut self) {
+        let items = std::mem::take(&mut self.answers);
+        self.answers_bytes = 0;
+        if items.is_empty() {
+            return;
+        }
+        let n = self.answers_number;
+        self.answers_number += 1;
+        self.sealed.push(Sealed {
+            to: To::DnsAnswers,
+            id: format!("{}.dns.{n}", self.source),
             bytes: Bytes::from(encode_batch(&self.numbering, &items)),
         });
     }
@@ -134,6 +165,7 @@ impl Publisher {
     /// Seals every batch begun (at the end of the input, or on a timer for a live source).
     pub fn flush(&mut self) {
         self.spill_unknown();
+        self.seal_answers();
         for p in 0..self.partitions {
             self.seal(p);
         }
@@ -173,8 +205,16 @@ impl Sink for Publisher {
     }
 
     fn dns(&mut self, seen: &DnsSeen) {
+        // The answers stream's batch first: a partition's batch sealed below seals it too.
+        let it = Item::Dns(seen.clone());
+        self.answers_bytes += item_bytes(&it);
+        self.answers.push(it);
+        if self.answers_bytes >= BATCH_BYTES || self.answers.len() >= BATCH_ITEMS {
+            self.seal_answers();
+        }
         // Every partition: a name rule of any device may need it, in its place among the flows.
         for p in 0..self.partitions {
+            self.pending_answers[p as usize] = true;
             self.push(p, Item::Dns(seen.clone()));
         }
     }

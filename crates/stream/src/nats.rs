@@ -5,19 +5,26 @@
 //! - stream `NAME_FLOWS`, subjects `NAME.flows.<partition>`: the collectors' batches, file
 //!   storage, message ids deduplicated over [`Options::dedup_window`], kept for
 //!   [`Options::retention`];
+//! - stream `NAME_DNS`, subject `NAME.dns`: every DNS answer once more, in batches stored
+//!   before the partitions' batches that hold them, kept [`nospy_monitor::ANSWERS_MATTER_FOR`]
+//!   (a day and an hour) beyond [`Options::retention`]: what a worker taking a partition over
+//!   reads again;
 //! - stream `NAME_ROWS`, subjects `NAME.rows.<partition>`: each partition's chain of parts,
 //!   extended with `Nats-Expected-Last-Subject-Sequence`, kept until deleted;
 //! - key-value bucket `NAME_STATE`: `partitions` (fixed by the first setup), `numbering` (the
 //!   digest of the inventory's devices and addresses, recorded by the first collector or
 //!   worker: `crate::numbering::claim`), `setup` (the workers' devices and manifests),
 //!   `input.<source>` (each source's counts), `template.<hex>` (an exporter's templates),
-//!   `lease.<partition>` (who holds a partition).
+//!   `lease.<partition>` (who holds a partition), `dns.missing-before` (set when `NAME_DNS` was
+//!   set up after flows had been published: the answers before were not kept there).
 //!
 //! A partition is read by an ordered consumer (ephemeral, no acknowledgements, gapless: the
 //! client recreates it from the last sequence it delivered whenever it misses one), so only the
 //! chain says what has been counted.
 
-use crate::transport::{ChainEnd, Delivered, PartitionReader, Sealed, Transport, TransportError};
+use crate::transport::{
+    ChainEnd, Delivered, DnsAnswers, PartitionReader, Sealed, To, Transport, TransportError,
+};
 use async_nats::jetstream::{self, consumer, kv, stream};
 use bytes::Bytes;
 use futures_util::StreamExt as _;
@@ -92,6 +99,21 @@ impl Nats {
         format!("{}_ROWS", self.name)
     }
 
+    fn dns(&self) -> String {
+        format!("{}_DNS", self.name)
+    }
+
+    fn dns_subject(&self) -> String {
+        format!("{}.dns", self.name)
+    }
+
+    fn subject(&self, to: To) -> String {
+        match to {
+            To::Partition(p) => self.flow_subject(p),
+            To::DnsAnswers => self.dns_subject(),
+        }
+    }
+
     fn flow_subject(&self, p: u32) -> String {
         format!("{}.flows.{p}", self.name)
     }
@@ -132,6 +154,42 @@ impl Nats {
             .await
     }
 
+    /// Publishes `batches` in order, up to [`IN_FLIGHT`] awaiting their acknowledgements, and
+    /// returns when every one was stored: how many were duplicates.
+    async fn send_all(&self, batches: &[&Sealed]) -> Result<u64, TransportError> {
+        let mut acks = std::collections::VecDeque::new();
+        let mut dups = 0;
+        for b in batches {
+            let subject = self.subject(b.to);
+            let ack = self
+                .js
+                .send_publish(
+                    subject.clone(),
+                    jetstream::message::PublishMessage::build()
+                        .payload(b.bytes.clone())
+                        .message_id(&b.id),
+                )
+                .await
+                .map_err(|e| err(format!("publishing to {subject}"), e))?;
+            acks.push_back((subject, ack));
+            if acks.len() >= IN_FLIGHT {
+                if let Some((subject, a)) = acks.pop_front() {
+                    let a = a
+                        .await
+                        .map_err(|e| err(format!("publishing to {subject}"), e))?;
+                    dups += a.duplicate as u64;
+                }
+            }
+        }
+        while let Some((subject, a)) = acks.pop_front() {
+            let a = a
+                .await
+                .map_err(|e| err(format!("publishing to {subject}"), e))?;
+            dups += a.duplicate as u64;
+        }
+        Ok(dups)
+    }
+
     async fn stream(&self, name: &str) -> Result<stream::Stream, TransportError> {
         self.js.get_stream(name).await.map_err(|e| {
             err(
@@ -140,6 +198,18 @@ impl Nats {
             )
         })
     }
+}
+
+/// Batches a collector has sent and not yet seen stored.
+const IN_FLIGHT: usize = 256;
+
+/// The state key set when the answers stream was set up after flows had been published.
+const MISSING_BEFORE: &str = "dns.missing-before";
+
+/// Whether the engine said there is no such stream.
+fn is_not_found(e: &jetstream::context::GetStreamError) -> bool {
+    matches!(e.kind(), jetstream::context::GetStreamErrorKind::JetStream(j)
+        if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND)
 }
 
 /// The last message on `subject` of stream `s`, if it has any.
@@ -154,7 +224,32 @@ async fn last_on(
     }
 }
 
-/// The ordered read of one partition.
+/// An ordered read of `subject` of stream `s` from the first message after sequence `after`
+/// (`what` it is, for errors).
+async fn ordered_read(
+    s: &stream::Stream,
+    subject: String,
+    after: u64,
+    what: &str,
+) -> Result<NatsReader, TransportError> {
+    let c = s
+        .create_consumer(consumer::pull::OrderedConfig {
+            filter_subject: subject,
+            deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: after + 1,
+            },
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| err(format!("reading {what}"), e))?;
+    let messages = c
+        .messages()
+        .await
+        .map_err(|e| err(format!("reading {what}"), e))?;
+    Ok(NatsReader { messages })
+}
+
+/// The ordered read of one partition (or of the answers stream).
 pub struct NatsReader {
     messages: consumer::pull::Ordered,
 }
@@ -204,6 +299,36 @@ impl Transport for Nats {
             })
             .await
             .map_err(|e| err(format!("creating the stream {flows}"), e))?;
+        let dns = self.dns();
+        match self.js.get_stream(&dns).await {
+            Ok(_) => {}
+            Err(e) if is_not_found(&e) => {
+                // Flows published before (by an older version) had answers this stream lacks.
+                let mut f = self.stream(&flows).await?;
+                let before = f
+                    .info()
+                    .await
+                    .map_err(|e| err(format!("the stream {flows}"), e))?
+                    .state
+                    .last_sequence
+                    > 0;
+                self.js
+                    .get_or_create_stream(stream::Config {
+                        name: dns.clone(),
+                        subjects: vec![self.dns_subject()],
+                        storage: stream::StorageType::File,
+                        max_age: self.options.retention + nospy_monitor::ANSWERS_MATTER_FOR,
+                        duplicate_window: self.options.dedup_window,
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(|e| err(format!("creating the stream {dns}"), e))?;
+                if before {
+                    self.put(MISSING_BEFORE, Bytes::from_static(b"1")).await?;
+                }
+            }
+            Err(e) => return Err(err(format!("the stream {dns}"), e)),
+        }
         let rows = self.rows();
         self.js
             .get_or_create_stream(stream::Config {
@@ -245,58 +370,63 @@ impl Transport for Nats {
 
     async fn publish(&self, batches: &[Sealed]) -> Result<u64, TransportError> {
         // Sent in order on the one connection (so stored in order), acknowledgements awaited
-        // with up to IN_FLIGHT outstanding.
-        const IN_FLIGHT: usize = 256;
-        let mut acks = std::collections::VecDeque::new();
-        let mut dups = 0;
-        for b in batches {
-            let subject = self.flow_subject(b.partition);
-            let ack = self
-                .js
-                .send_publish(
-                    subject.clone(),
-                    jetstream::message::PublishMessage::build()
-                        .payload(b.bytes.clone())
-                        .message_id(&b.id),
-                )
-                .await
-                .map_err(|e| err(format!("publishing to {subject}"), e))?;
-            acks.push_back((subject, ack));
-            if acks.len() >= IN_FLIGHT {
-                if let Some((subject, a)) = acks.pop_front() {
-                    let a = a
-                        .await
-                        .map_err(|e| err(format!("publishing to {subject}"), e))?;
-                    dups += a.duplicate as u64;
-                }
-            }
-        }
-        while let Some((subject, a)) = acks.pop_front() {
-            let a = a
-                .await
-                .map_err(|e| err(format!("publishing to {subject}"), e))?;
-            dups += a.duplicate as u64;
-        }
+        // with up to IN_FLIGHT outstanding. Batches of answers first, each stored before any
+        // other is sent: the partitions' batches hold the same answers, and a worker that
+        // reads a partition's batch must find its answers in the answers stream when it
+        // takes the partition over (two streams store apart, whatever the order sent).
+        let (answers, flows): (Vec<&Sealed>, Vec<&Sealed>) =
+            batches.iter().partition(|b| b.to == To::DnsAnswers);
+        let mut dups = self.send_all(&answers).await?;
+        dups += self.send_all(&flows).await?;
         Ok(dups)
+    }
+
+    async fn dns_answers(&self, after: u64) -> Result<DnsAnswers<NatsReader>, TransportError> {
+        let name = self.dns();
+        let mut s = match self.js.get_stream(&name).await {
+            Ok(s) => s,
+            // Set up by an older version: no answer was kept.
+            Err(e) if is_not_found(&e) => {
+                return Ok(DnsAnswers {
+                    reader: None,
+                    last: 0,
+                    missing_before: true,
+                })
+            }
+            Err(e) => return Err(err(format!("the stream {name}"), e)),
+        };
+        let state = s
+            .info()
+            .await
+            .map_err(|e| err(format!("the stream {name}"), e))?
+            .state
+            .clone();
+        // Removed since `after`: the first kept is beyond the next (or none is kept of some
+        // published since).
+        let removed = if state.messages == 0 {
+            state.last_sequence > after
+        } else {
+            state.first_sequence > after + 1
+        };
+        let missing_before = removed || (after == 0 && self.get(MISSING_BEFORE).await?.is_some());
+        if state.messages == 0 || state.last_sequence <= after {
+            return Ok(DnsAnswers {
+                reader: None,
+                last: state.last_sequence,
+                missing_before,
+            });
+        }
+        Ok(DnsAnswers {
+            reader: Some(ordered_read(&s, self.dns_subject(), after, &name).await?),
+            last: state.last_sequence,
+            missing_before,
+        })
     }
 
     async fn read(&self, partition: u32, after: u64) -> Result<NatsReader, TransportError> {
         let s = self.stream(&self.flows()).await?;
-        let c = s
-            .create_consumer(consumer::pull::OrderedConfig {
-                filter_subject: self.flow_subject(partition),
-                deliver_policy: consumer::DeliverPolicy::ByStartSequence {
-                    start_sequence: after + 1,
-                },
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| err(format!("reading partition {partition}"), e))?;
-        let messages = c
-            .messages()
-            .await
-            .map_err(|e| err(format!("reading partition {partition}"), e))?;
-        Ok(NatsReader { messages })
+        let what = format!("partition {partition}");
+        ordered_read(&s, self.flow_subject(partition), after, &what).await
     }
 
     async fn last_flow(&self, partition: u32) -> Result<Option<u64>, TransportError> {

@@ -89,12 +89,23 @@ impl std::fmt::Display for TransportError {
 
 impl std::error::Error for TransportError {}
 
+/// Where a batch goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum To {
+    /// A partition of the flow stream: a device's flows and every DNS answer, in order.
+    Partition(u32),
+    /// The DNS answers stream: every answer once more, kept longer than the flows, for a worker
+    /// that takes a partition over to read again the answers read before ([`Transport::dns_answers`]).
+    /// A batch of answers is stored before any partition's batch that holds one of them.
+    DnsAnswers,
+}
+
 /// A batch ready to publish.
 #[derive(Debug, Clone)]
 pub struct Sealed {
-    /// Its partition.
-    pub partition: u32,
-    /// Its message id: the source, the partition and the batch's number in it.
+    /// Where it goes.
+    pub to: To,
+    /// Its message id: the source, the partition (or `dns`) and the batch's number in it.
     pub id: String,
     /// Its bytes.
     pub bytes: Bytes,
@@ -107,6 +118,21 @@ pub struct Delivered {
     pub seq: u64,
     /// Its bytes (a batch, if whoever published it was a collector).
     pub payload: Bytes,
+}
+
+/// The DNS answers stream as a worker reads it again ([`Transport::dns_answers`]).
+pub struct DnsAnswers<R> {
+    /// Its messages in order, from the first kept after the sequence asked for (`None`: it
+    /// keeps none).
+    pub reader: Option<R>,
+    /// The sequence of its last message when the read began (0: it never had one): the read
+    /// is done there.
+    pub last: u64,
+    /// Whether answers published after the sequence asked for and before the first kept are
+    /// missing: some were removed (the stream keeps them for a while only), or, read from its
+    /// start, collectors published answers before the stream was set up (an older version's
+    /// deployment).
+    pub missing_before: bool,
 }
 
 /// An ordered read of one partition.
@@ -139,10 +165,15 @@ pub trait Transport {
     async fn setup(&self, partitions: u32) -> Result<u32, TransportError>;
 
     /// Publishes batches, in order (several may be in flight at once, but they are stored in
-    /// this order); a batch with the id of one stored before (within the engine's
-    /// deduplication window) is not stored again. Returns how many were such duplicates. On an
-    /// error, some may have been stored: publishing them all again stores nothing twice.
+    /// this order), batches of DNS answers ([`To::DnsAnswers`]) stored before any of the
+    /// others; a batch with the id of one stored before (within the engine's deduplication
+    /// window) is not stored again. Returns how many were such duplicates. On an error, some
+    /// may have been stored: publishing them all again stores nothing twice.
     async fn publish(&self, batches: &[Sealed]) -> Result<u64, TransportError>;
+
+    /// Reads the DNS answers stream from its first message kept after sequence `after`, in
+    /// order.
+    async fn dns_answers(&self, after: u64) -> Result<DnsAnswers<Self::Reader>, TransportError>;
 
     /// Reads `partition` from the first message after sequence `after`, in order.
     async fn read(&self, partition: u32, after: u64) -> Result<Self::Reader, TransportError>;

@@ -131,13 +131,21 @@ pub struct Stats {
     /// not have fit in one message: evidence leaves the rows that need them unsigned.
     pub parts_without_names: u64,
     /// Partitions taken where the chain ended beyond what this worker's monitor had read of
-    /// them: the DNS answers before were not all read, so for a day no flow only a name could
-    /// allow is held against a device ([`Monitor::answers_unread_before`]).
+    /// them and the answers stream no longer kept every answer that may matter: for a day no
+    /// flow only a name could allow is held against a device
+    /// ([`Monitor::answers_unread_before`]).
     pub taken_with_answers_unread: u64,
+    /// DNS answers read again from the answers stream when partitions were taken whose earlier
+    /// answers this worker had not read.
+    pub dns_answers_read_again: u64,
+    /// Messages of the answers stream that were not batches of DNS answers (said, skipped).
+    pub dns_messages_refused: u64,
     /// Per partition, the flow sequence up to which this worker's monitor read every message
     /// (and so every DNS answer): kept across sessions, so that a worker taking back its own
     /// partitions after the engine failed knows it missed nothing.
     read_to: BTreeMap<u32, u64>,
+    /// The answers stream's sequence up to which this worker's monitor read it again.
+    answers_read_to: u64,
 }
 
 /// One partition this worker holds; `E` is the engine's answer to a part sent.
@@ -323,20 +331,7 @@ async fn session<T: Transport>(
                 alive = now_alive;
             }
             let share = cfg.partitions.len().div_ceil(alive.max(1));
-            // Renew what is held; lose what another took.
-            let mut gone = Vec::new();
-            for (&p, h) in held.iter_mut() {
-                match t
-                    .swap(&lease_key(p), Bytes::from(cfg.id.clone()), Some(h.lease))
-                    .await?
-                {
-                    Some(r) => h.lease = r,
-                    None => gone.push(p),
-                }
-            }
-            for p in gone {
-                leave(&mut held, p, st, say, "its lease was taken");
-            }
+            renew(t, cfg, &mut held, st, say).await?;
             // Hand on the windows that have closed.
             let mut gone = Vec::new();
             for (&p, h) in held.iter_mut() {
@@ -380,25 +375,50 @@ async fn session<T: Transport>(
             let opened =
                 futures_util::future::try_join_all(taken.iter().map(|&(p, l)| open(t, p, l, cfg)))
                     .await?;
+            // Partitions whose chains end beyond what this worker's monitor read of them (taken
+            // from another worker, or its own before it restarted): the DNS answers before were
+            // not read here.
+            let mut unread = Vec::new();
             for ((p, _), h) in taken.into_iter().zip(opened) {
                 say(format!(
                     "partition {p}: taken, from flow sequence {} (chain at {})",
                     h.done, h.chain
                 ));
                 if h.done > st.read_to.get(&p).copied().unwrap_or(0) {
-                    // The DNS answers before the chain's end were another worker's to read
-                    // (or this one's before it restarted): until those it missed have
-                    // expired, no flow only a name could allow is held against a device.
-                    monitor.answers_unread_before(h.watermark_ns);
-                    st.taken_with_answers_unread += 1;
-                    say(format!(
-                        "partition {p}: the DNS answers before flow sequence {} were not read here: for a day, flows only a name could allow are unattributable",
-                        h.done
-                    ));
+                    unread.push((p, h.done, h.watermark_ns));
+                } else {
+                    st.read_to.entry(p).or_insert(h.done);
                 }
-                st.read_to.insert(p, h.done);
                 st.taken += 1;
                 held.insert(p, h);
+            }
+            if !unread.is_empty() {
+                // Read again from the answers stream before any of their flows, as one
+                // process would have read them; what it no longer keeps is held against no
+                // device until it has expired.
+                let missed = read_answers_again(t, monitor, cfg, &mut held, st, say).await?;
+                if let Missed::Before(first_ns) = missed {
+                    monitor.answers_unread_before(first_ns);
+                }
+                for &(p, done, watermark_ns) in &unread {
+                    let matters = match missed {
+                        Missed::Nothing => false,
+                        Missed::Before(first_ns) => {
+                            nospy_monitor::answers_matter(first_ns, watermark_ns)
+                        }
+                        Missed::AllBefore => {
+                            monitor.answers_unread_before(watermark_ns);
+                            true
+                        }
+                    };
+                    if matters {
+                        st.taken_with_answers_unread += 1;
+                        say(format!(
+                            "partition {p}: the DNS answers before flow sequence {done} are no longer all kept (the answers stream keeps them a day beyond the flows): for a day, flows only a name could allow are unattributable"
+                        ));
+                    }
+                    st.read_to.insert(p, done);
+                }
             }
             if cfg.until_caught_up
                 && held
@@ -625,6 +645,136 @@ async fn session<T: Transport>(
         }
     }
     Ok(())
+}
+
+/// Renews the leases of what is held; leaves what another took.
+async fn renew<T: Transport>(
+    t: &T,
+    cfg: &Config,
+    held: &mut BTreeMap<u32, Held<T::Reader, T::Extending>>,
+    st: &mut Stats,
+    say: &mut dyn FnMut(String),
+) -> Result<(), TransportError> {
+    let mut gone = Vec::new();
+    for (&p, h) in held.iter_mut() {
+        match t
+            .swap(&lease_key(p), Bytes::from(cfg.id.clone()), Some(h.lease))
+            .await?
+        {
+            Some(r) => h.lease = r,
+            None => gone.push(p),
+        }
+    }
+    for p in gone {
+        leave(held, p, st, say, "its lease was taken");
+    }
+    Ok(())
+}
+
+/// What reading the answers stream again could not read.
+#[derive(Debug, Clone, Copy)]
+enum Missed {
+    /// Nothing: it keeps every answer published since it was last read.
+    Nothing,
+    /// The answers before the first it keeps, which began at this time.
+    Before(u64),
+    /// Every answer before now: it keeps none.
+    AllBefore,
+}
+
+/// How long reading the answers stream again waits for its next message before it fails (and
+/// the worker starts again).
+const ANSWERS_PATIENCE: Duration = Duration::from_secs(30);
+
+/// Reads the DNS answers the answers stream keeps into `monitor`, in the order published,
+/// renewing the leases held meanwhile: the answers a partition's earlier batches held, read
+/// by whoever counted them, and those published since (which the partitions hold too: an
+/// answer read twice changes nothing). Those it read at an earlier call are in the monitor
+/// already: it reads from where that call ended ([`Stats`] keeps it). Returns what it could
+/// not read.
+async fn read_answers_again<T: Transport>(
+    t: &T,
+    monitor: &mut Monitor,
+    cfg: &Config,
+    held: &mut BTreeMap<u32, Held<T::Reader, T::Extending>>,
+    st: &mut Stats,
+    say: &mut dyn FnMut(String),
+) -> Result<Missed, TransportError> {
+    let kept = t.dns_answers(st.answers_read_to).await?;
+    let mut first_ns: Option<u64> = None;
+    let mut items = Vec::new();
+    let mut renewed = Instant::now();
+    let mut answers = 0u64;
+    if let Some(mut reader) = kept.reader {
+        let mut at = 0;
+        let mut quiet = Instant::now();
+        while at < kept.last {
+            if renewed.elapsed() >= LEASE_TICK {
+                renew(t, cfg, held, st, say).await?;
+                renewed = Instant::now();
+            }
+            let got = reader.next(64, Duration::from_millis(200)).await?;
+            if got.is_empty() {
+                if quiet.elapsed() > ANSWERS_PATIENCE {
+                    return Err(TransportError::engine(
+                        "reading the DNS answers stream again",
+                        format!(
+                            "nothing came for {} s after sequence {at} (its last was {})",
+                            ANSWERS_PATIENCE.as_secs(),
+                            kept.last
+                        ),
+                    ));
+                }
+                continue;
+            }
+            quiet = Instant::now();
+            for m in got {
+                at = m.seq;
+                let batch = decode_batch_into(&m.payload, &cfg.numbering, &mut items);
+                if let Err(e) = batch {
+                    st.dns_messages_refused += 1;
+                    say(format!(
+                        "DNS answers stream: message {} is not a batch ({e}); skipped",
+                        m.seq
+                    ));
+                    continue;
+                }
+                if items.iter().any(|i| !matches!(i, Item::Dns(_))) {
+                    st.dns_messages_refused += 1;
+                    say(format!(
+                        "DNS answers stream: message {} holds more than DNS answers; skipped",
+                        m.seq
+                    ));
+                    continue;
+                }
+                for it in &items {
+                    if let Item::Dns(d) = it {
+                        monitor.dns(d);
+                        answers += 1;
+                    }
+                }
+                if first_ns.is_none() {
+                    first_ns = items
+                        .iter()
+                        .filter_map(|i| match i {
+                            Item::Dns(d) => Some(d.ts_ns),
+                            _ => None,
+                        })
+                        .min();
+                }
+            }
+        }
+    }
+    st.answers_read_to = st.answers_read_to.max(kept.last);
+    st.dns_answers_read_again += answers;
+    say(format!(
+        "{answers} DNS answers read again from the answers stream"
+    ));
+    Ok(match (kept.missing_before, first_ns) {
+        (false, _) => Missed::Nothing,
+        (true, Some(ns)) => Missed::Before(ns),
+        (true, None) => Missed::AllBefore,
+    })
 }
 
 /// Leaves partition `p` to another worker that took it (`why`): what was counted of it and not

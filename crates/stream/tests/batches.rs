@@ -1,5 +1,6 @@
 //! The collector's batches: every flow and DNS answer in its partition's batches, in order,
-//! and no batch beyond what the engine takes in one message, whatever the items.
+//! every answer once more in the answers stream's batches, sealed before any partition's batch
+//! that holds it, and no batch beyond what the engine takes in one message, whatever the items.
 
 #![allow(clippy::unwrap_used)]
 
@@ -7,7 +8,7 @@ use nospy_flow::dns::Answer;
 use nospy_flow::source::Sink;
 use nospy_flow::{DnsSeen, Flow};
 use nospy_inventory::Inventory;
-use nospy_stream::collect::{Publisher, BATCH_BYTES, BATCH_ITEMS};
+use nospy_stream::collect::{Publisher, To, BATCH_BYTES, BATCH_ITEMS};
 use nospy_stream::numbering::Numbering;
 use nospy_stream::wire::{decode_batch, Item};
 use nospy_testkit::fixtures::access_device;
@@ -73,6 +74,8 @@ fn batches_are_sealed_by_count_and_by_bytes_and_lose_nothing() {
     let mut read_flows = 0u64;
     let mut read_dns = 0usize;
     let mut by_bytes = 0;
+    // The answers sealed for the answers stream so far (their times: each answer's is its own).
+    let mut answers: Vec<u64> = Vec::new();
     for b in &sealed {
         assert!(
             b.bytes.len() < 1 << 20,
@@ -90,6 +93,16 @@ fn batches_are_sealed_by_count_and_by_bytes_and_lose_nothing() {
             by_bytes += 1;
             assert!(b.bytes.len() <= BATCH_BYTES, "batch {}", b.id);
         }
+        if b.to == To::DnsAnswers {
+            assert!(b.id.starts_with("test.dns."), "{}", b.id);
+            for it in &items {
+                let Item::Dns(d) = it else {
+                    panic!("batch {}: not an answer", b.id)
+                };
+                answers.push(d.ts_ns);
+            }
+            continue;
+        }
         // Within a partition, flows in the order given.
         let mut last = 0;
         for it in &items {
@@ -105,14 +118,27 @@ fn batches_are_sealed_by_count_and_by_bytes_and_lose_nothing() {
                     last = f.first_ns;
                     read_flows += 1;
                 }
-                Item::Dns(_) => read_dns += 1,
+                Item::Dns(d) => {
+                    // Sealed for the answers stream before this batch.
+                    assert!(
+                        answers.contains(&d.ts_ns),
+                        "batch {}: answer {} not yet in the answers stream",
+                        b.id,
+                        d.ts_ns
+                    );
+                    read_dns += 1
+                }
                 Item::Unknown { .. } => panic!("no flow here is of no device"),
             }
         }
     }
     assert_eq!(read_flows, flows);
-    // Every DNS answer in every partition.
+    // Every DNS answer in every partition, and once, in order, in the answers stream.
     assert_eq!(read_dns, (given - flows as usize) * partitions as usize);
+    assert_eq!(
+        answers,
+        (0..(given - flows as usize) as u64).collect::<Vec<_>>()
+    );
     // 3 * 2048 answers of about 300 bytes in each of two partitions: sealed by bytes.
     assert!(by_bytes >= 4, "{by_bytes} batches sealed by their bytes");
 }
