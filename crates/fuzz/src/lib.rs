@@ -360,8 +360,18 @@ pub fn flow_batch(data: &[u8]) {
 }
 
 /// A worker's part from the rows stream; what reads is written as it was read (a part of the
-/// earlier form NSP2 is written in today's, and reads back the same).
+/// earlier form NSP2 is written in today's, and reads back the same). As a chain's message, a
+/// chunk's head is read and kept within its bounds.
 pub fn monitor_part(data: &[u8]) {
+    let mut chain = nospy_stream::wire::Assembler::default();
+    for _ in 0..3 {
+        if let Ok(Some(whole)) = chain.add(data) {
+            assert!(
+                whole.len() <= data.len() * 3,
+                "a part assembled from its chunks"
+            );
+        }
+    }
     if let Ok(part) = nospy_stream::wire::decode_part(data) {
         let bytes = nospy_stream::wire::encode_part(&part);
         if data.starts_with(b"NSP2") {

@@ -198,42 +198,6 @@ impl Delta {
         self.flows == 0 && self.unknown_device_flows == 0 && self.devices.is_empty()
     }
 
-    /// This delta as if the names its violation rows' peers stood for had not been recorded
-    /// (`peer_names` `None`): the sets of names only they used are dropped, the others
-    /// renumbered in order. What a worker hands on when those names would not fit in a part;
-    /// evidence then leaves the rows whose judgement needs names unsigned, and says so.
-    pub fn without_peer_names(mut self) -> Delta {
-        if self.peer_names.take().is_none() {
-            return self;
-        }
-        let mut renumber: Vec<Option<u32>> = vec![None; self.name_sets.len()];
-        if let Some(first) = renumber.first_mut() {
-            *first = Some(0);
-        }
-        for r in &self.unattributable {
-            if let Some(slot) = renumber.get_mut(r.names as usize) {
-                *slot = Some(0);
-            }
-        }
-        for (kept, slot) in renumber.iter_mut().flatten().enumerate() {
-            *slot = kept as u32;
-        }
-        let sets = std::mem::take(&mut self.name_sets);
-        self.name_sets = sets
-            .into_iter()
-            .zip(&renumber)
-            .filter_map(|(set, id)| id.map(|_| set))
-            .collect();
-        for r in &mut self.unattributable {
-            r.names = renumber
-                .get(r.names as usize)
-                .copied()
-                .flatten()
-                .unwrap_or(r.names);
-        }
-        self
-    }
-
     /// Adds `o` (counted over a later stretch, or apart) to this one, so that one delta stands
     /// for both: totals summed, devices and rows merged in order (rows of the same key
     /// combined), sets of names kept once ([`Delta::merged`] of the two).

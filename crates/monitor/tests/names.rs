@@ -74,67 +74,6 @@ fn each_set_of_names_is_kept_once() {
     }
 }
 
-/// A delta handed on without its violation peers' names (`Delta::without_peer_names`, what a
-/// worker does when they would not fit in a part) keeps everything else: its unattributable
-/// rows name the same names, its violation rows and counts are the same, and no set only the
-/// peers used is left.
-#[test]
-fn a_delta_without_its_peers_names_keeps_the_rest() {
-    use nospy_flow::dns::Answer;
-    use nospy_flow::DnsSeen;
-    let mut mon = monitor(3);
-    mon.record_names(true);
-    // Violations to peers that stood for names (port 9: no service), and unattributable flows
-    // (ports 1000-1002: only names could allow them, and none was seen for those peers).
-    for i in 0..40u64 {
-        let peer = IpAddr::from([198, 51, 100, i as u8]);
-        // Seen by another client: the device's own lookups were not in view.
-        mon.dns(&DnsSeen {
-            ts_ns: 10,
-            client: IpAddr::from([10, 0, 0, 99]),
-            answer: Answer {
-                name: format!("x{}.example", i % 7),
-                addr: peer,
-                ttl: 600,
-            },
-        });
-        mon.flow(&Flow {
-            dst: peer,
-            dport: 9,
-            ..flow(i, 3)
-        });
-        mon.flow(&flow(i, 3));
-    }
-    let d = mon.take();
-    let peers = d.peer_names.clone().expect("names recorded");
-    assert_eq!(peers.len(), 40);
-    assert!(!d.unattributable.is_empty() && d.violations.len() == 40);
-    let names = |d: &nospy_monitor::Delta| -> Vec<Vec<String>> {
-        d.unattributable
-            .iter()
-            .map(|r| d.name_sets[r.names as usize].clone())
-            .collect()
-    };
-    let without = d.clone().without_peer_names();
-    assert_eq!(without.peer_names, None);
-    assert_eq!(names(&without), names(&d));
-    assert_eq!(without.violations, d.violations);
-    assert_eq!(
-        (without.flows, &without.devices),
-        (d.flows, &d.devices),
-        "the counts stay"
-    );
-    // The seven sets of the peers' names are gone; the empty set and the rows' sets stay.
-    assert_eq!(without.name_sets.len() + 7, d.name_sets.len());
-    assert!(without.name_sets[0].is_empty());
-    for (i, set) in without.name_sets.iter().enumerate().skip(1) {
-        assert!(
-            without.unattributable.iter().any(|r| r.names as usize == i),
-            "set {i} {set:?} is used by no row"
-        );
-    }
-}
-
 /// DNS answers tying 200,000 names to one address (a device can send them) cost what they
 /// bring, not what the address already holds: recording each is not a walk of the address's
 /// names, nor is judging each of 20,000 flows to it (before, both were: some 2·10^10 name

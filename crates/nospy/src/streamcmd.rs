@@ -326,7 +326,7 @@ pub fn work(
     let v = json!({
         "flows": st.flows, "messages": st.messages, "refused": st.refused,
         "parts": st.parts, "partitions_taken": st.taken, "partitions_lost": st.lost,
-        "late_flows": st.late, "parts_without_names": st.parts_without_names,
+        "late_flows": st.late, "chunked_parts": st.chunked_parts,
         "dns_answers_not_kept": monitor.dns_dropped,
         "partitions_taken_with_answers_unread": st.taken_with_answers_unread,
         "dns_answers_read_again": st.dns_answers_read_again,
@@ -350,12 +350,6 @@ pub fn work(
         eprintln!(
             "nospy monitor: {} partitions were taken where another worker's parts end (or this one's before it restarted) and the answers stream no longer kept every DNS answer before: for a day after, flows only a name could allow are unattributable, never violations",
             st.taken_with_answers_unread
-        );
-    }
-    if st.parts_without_names > 0 {
-        eprintln!(
-            "nospy monitor: {} parts were appended without the DNS names their violations' peers stood for (too many to fit in a message): their windows' evidence leaves the rows that need those names unsigned",
-            st.parts_without_names
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -67,6 +67,33 @@ impl Deployment {
         });
     }
 
+    /// Appends to partition `p`'s chain the first of three chunks of a part that says it covers
+    /// flows up to sequence 1,000,000, as a worker that died before the second would have.
+    fn abandon_chunk(&self, p: u32) {
+        rt().block_on(async {
+            let js = async_nats::jetstream::new(async_nats::connect(&self.url).await.unwrap());
+            let subject = format!("{}.rows.{p}", self.name);
+            let rows = js.get_stream(format!("{}_ROWS", self.name)).await.unwrap();
+            let before = rows
+                .get_last_raw_message_by_subject(&subject)
+                .await
+                .map_or(0, |m| m.sequence);
+            let mut chunk = b"NSK1".to_vec();
+            chunk.extend_from_slice(&p.to_be_bytes());
+            chunk.extend_from_slice(&before.to_be_bytes());
+            chunk.extend_from_slice(&0u32.to_be_bytes());
+            chunk.extend_from_slice(&3u32.to_be_bytes());
+            chunk.extend_from_slice(&1_000_000u64.to_be_bytes());
+            chunk.extend_from_slice(&u64::MAX.to_be_bytes());
+            chunk.extend_from_slice(b"NSP3 and the rest of a part");
+            js.publish(subject, chunk.into())
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+        });
+    }
+
     /// Publishes `bytes` on the deployment's subject `NAME.<subject>`, as anyone allowed to
     /// publish there could.
     fn publish(&self, subject: &str, bytes: &'static [u8]) {
@@ -1045,7 +1072,7 @@ fn a_worker_s_evidence_states_what_one_process_states() {
 /// A capture whose DNS answers tie 1.5 MB of names to the violation's peer, more than a log
 /// entry or a part can carry: the worker's parts keep of them what evidence can state (every
 /// name a manifest names, the first others that fit 1 KiB and one more, and how many there
-/// were), so no part is appended without names, and its evidence states the same rows as one
+/// were), so its parts fit in one message each, and its evidence states the same rows as one
 /// process's (before, a part went without the names, and the rows needing them unsigned); the
 /// report's counts are one process's.
 #[test]
@@ -1065,7 +1092,7 @@ fn a_worker_bounds_a_row_s_names_as_one_process_does() {
     let (d, r) = capture_through_one_worker("bounded", &hostile, &judged_by);
     assert!(!r.stderr.contains("not signed"), "{}", r.stderr);
     let st: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
-    assert_eq!(st["parts_without_names"], 0, "{st}");
+    assert_eq!(st["chunked_parts"], 0, "{st}");
     let (_, nats) = evidence_entry(&log, index + 1);
     assert_eq!(nats["device"], one["device"]);
     assert_eq!(nats["flows"], one["flows"], "{nats:#}\n{one:#}");
@@ -1075,35 +1102,131 @@ fn a_worker_bounds_a_row_s_names_as_one_process_does() {
     }
 }
 
-/// A worker taking over a partition where another's parts end has not read the DNS answers
-/// before: a flow that an answer it missed allows (its name answered before, another name after)
-/// is unattributable for it, never a violation, and it says so. One process, which read the
-/// answer, allows the flow; without the guard the worker would count it a violation, evidence
-/// against a device that kept its manifest.
-#[test]
-fn a_worker_taking_a_partition_over_reads_the_answers_before_and_frames_no_device_without_them() {
-    use std::net::Ipv4Addr;
-    let t = tempfile::tempdir().unwrap();
+/// An inventory of one device, d1 at 10.0.0.1, and its `manifest` (TOML), written in `dir`:
+/// the arguments that judge by them.
+fn one_device_judged_by(dir: &Path, manifest: &str) -> Vec<String> {
     std::fs::write(
-        t.path().join("inv.csv"),
+        dir.join("inv.csv"),
         "device,vendor,model,function,technology,site,sensitive,addresses,firmware_sha256,weight,replacement_cost\n\
          d1,V,M,access,5g,site-0,false,10.0.0.1,,1,1\n",
     )
     .unwrap();
-    std::fs::write(
-        t.path().join("m.toml"),
-        "[device]\nvendor = \"V\"\nmodel = \"M\"\n[capabilities]\nvendor_remote_access = \"none\"\n\
-         [[allow]]\ndirection = \"from-device\"\npeer = \"updates.v.example\"\nprotocol = \"tcp\"\nports = \"443\"\n",
-    )
-    .unwrap();
-    let judged_by: Vec<String> = [
+    std::fs::write(dir.join("m.toml"), manifest).unwrap();
+    [
         "--inventory",
-        s(&t.path().join("inv.csv")),
+        s(&dir.join("inv.csv")),
         "--manifest",
-        s(&t.path().join("m.toml")),
+        s(&dir.join("m.toml")),
     ]
     .map(String::from)
-    .to_vec();
+    .to_vec()
+}
+
+/// A vendor's manifest can make a window's part larger than the engine's messages: name rules
+/// over nested port ranges give each port its own set of names that could have allowed a flow
+/// there, and its device's unanswered flows to one port after another make every set one of
+/// the window's (here 150 rules, 2.2 MB of sets). Such a part goes as chunks; before, its
+/// append failed again and again until the worker gave up, and no worker counted the partition
+/// any more. The report is one process's.
+#[test]
+fn a_part_larger_than_a_message_goes_as_chunks() {
+    use std::net::Ipv4Addr;
+    let t = tempfile::tempdir().unwrap();
+    let rules = 150u16;
+    let mut m = String::from(
+        "[device]\nvendor = \"V\"\nmodel = \"M\"\n[capabilities]\nvendor_remote_access = \"none\"\n",
+    );
+    for i in 0..rules {
+        m += &format!(
+            "[[allow]]\ndirection = \"from-device\"\npeer = \"h{i:03}.{}.{}.{}.v.example\"\nprotocol = \"tcp\"\nports = \"{}-{}\"\n",
+            "a".repeat(60),
+            "b".repeat(60),
+            "c".repeat(60),
+            1000 + i,
+            2000 - i
+        );
+    }
+    let judged_by = one_device_judged_by(t.path(), &m);
+    // No answer ever reached the device: a flow only a name could allow is unattributable,
+    // with the names that could have allowed it (port 1000 + k: k + 1 of them).
+    let (device, peer): (Ipv4Addr, Ipv4Addr) = ([10, 0, 0, 1].into(), [198, 51, 100, 77].into());
+    let frames = |from_port: u16, t0: u32| -> Vec<_> {
+        (0..rules)
+            .map(|k| {
+                let syn = tcp(from_port + k, 1000 + k, 0x02);
+                (t0 + u32::from(k), 0, ipv4_frame(device, peer, 6, &syn))
+            })
+            .collect()
+    };
+    let (first, second) = (frames(40_000, 1_764_000_000), frames(50_000, 1_764_001_000));
+    let write = |name: &str, frames: &[(u32, u32, Vec<u8>)]| {
+        let p = t.path().join(name);
+        std::fs::write(&p, classic_pcap(frames)).unwrap();
+        p
+    };
+    let pcap = write("ports.pcap", &first);
+    let again = write("again.pcap", &second);
+    let both = write("both.pcap", &[first, second].concat());
+    let one_process = |pcap: &Path| -> serde_json::Value {
+        let mut args = vec!["monitor", "--pcap", s(pcap), "--json"];
+        args.extend(strs(&judged_by));
+        let one = run(&args);
+        assert_eq!(one.code, 0, "{}", one.stderr);
+        serde_json::from_str(&one.stdout).unwrap()
+    };
+    let one = one_process(&pcap);
+    let rows = one["unattributable"].as_array().unwrap();
+    assert_eq!(rows.len(), usize::from(rules), "{one:#}");
+    let names: usize = rows
+        .iter()
+        .map(|r| {
+            r["could_be"]
+                .as_array()
+                .map_or(0, |n| n.iter().map(|n| n.as_str().unwrap().len()).sum())
+        })
+        .sum();
+    assert!(names > 2_000_000, "{names} bytes of names");
+    let (d, r) = capture_through_one_worker("chunks", &pcap, &judged_by);
+    let st: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert!(st["chunked_parts"].as_u64().unwrap() >= 1, "{st}");
+    let got = comparable(report(&d, None));
+    let want = comparable(one);
+    assert!(got == want, "{}", difference(&got, &want));
+
+    // A worker that died between two chunks of its next part leaves the first alone at the
+    // end of each chain (as if it had counted far). Readers pass it over; the next worker reads
+    // from the last part appended whole, and appends after it: one process's report of both.
+    d.abandon_chunk(0);
+    d.abandon_chunk(1);
+    let c = collect_args(&d, &judged_by, 2, &["--pcap", s(&again), "--json"]);
+    ok_within(&strs(&c), BOUND);
+    let k = worker(
+        &d,
+        &judged_by,
+        "w1",
+        &["--until-caught-up", "--window", "1d"],
+    );
+    let r = wait_bounded(k, BOUND, "worker");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let got = comparable(report(&d, None));
+    let want = comparable(one_process(&both));
+    assert!(got == want, "{}", difference(&got, &want));
+}
+
+/// A worker taking over a partition where another's parts end has not read the DNS answers
+/// before: it reads them again from the answers stream, and a flow that an answer it missed
+/// allows (its name answered before, another name after) is allowed, as one process allows
+/// it. Where that stream no longer keeps the answer, the flow is unattributable for it, never
+/// a violation (evidence against a device that kept its manifest), and it says so.
+#[test]
+fn a_worker_taking_a_partition_over_reads_the_answers_before_and_frames_no_device_without_them() {
+    use std::net::Ipv4Addr;
+    let t = tempfile::tempdir().unwrap();
+    let judged_by = one_device_judged_by(
+        t.path(),
+        "[device]\nvendor = \"V\"\nmodel = \"M\"\n[capabilities]\nvendor_remote_access = \"none\"\n\
+         [[allow]]\ndirection = \"from-device\"\npeer = \"updates.v.example\"\nprotocol = \"tcp\"\nports = \"443\"\n",
+    );
     let (device, resolver): (Ipv4Addr, Ipv4Addr) = ([10, 0, 0, 1].into(), [192, 0, 2, 53].into());
     let (updates, other): (Ipv4Addr, Ipv4Addr) =
         ([203, 0, 113, 7].into(), [198, 51, 100, 1].into());

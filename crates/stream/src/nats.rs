@@ -455,6 +455,16 @@ impl Transport for Nats {
         }
     }
 
+    async fn chain_at(&self, partition: u32, seq: u64) -> Result<Option<Bytes>, TransportError> {
+        let s = self.stream(&self.rows()).await?;
+        match s.get_raw_message(seq).await {
+            Ok(m) if m.subject.as_str() == self.row_subject(partition) => Ok(Some(m.payload)),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == stream::RawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(e) => Err(err(format!("partition {partition}'s chain at {seq}"), e)),
+        }
+    }
+
     async fn chain_end(&self, partition: u32) -> Result<Option<ChainEnd>, TransportError> {
         let s = self.stream(&self.rows()).await?;
         Ok(last_on(&s, &self.row_subject(partition))

@@ -2,7 +2,7 @@
 //! it merged into the report one `nospy monitor` process prints for the same flows.
 
 use crate::transport::{Transport, TransportError};
-use crate::wire::decode_part;
+use crate::wire::{decode_part, Assembler};
 use bytes::Bytes;
 use nospy_flow::source::Stats;
 use nospy_monitor::{Merger, Report};
@@ -171,8 +171,15 @@ pub async fn merge<T: Transport>(t: &T, range: Option<(u64, u64)>) -> Result<Mer
     let mut windows = BTreeSet::new();
     let mut partitions = BTreeSet::new();
     let mut refused = 0;
-    for (k, bytes) in t.all_parts().await?.iter().enumerate() {
-        let part = decode_part(bytes)
+    // Chunked parts are read whole once their last chunk is; chunks of parts never appended
+    // whole are passed over.
+    let mut assembler = Assembler::default();
+    for (k, message) in t.all_parts().await?.iter().enumerate() {
+        let bytes = assembler
+            .add(message)
+            .map_err(|e| ReportError::Bad(format!("part {} of the rows stream: {e}", k + 1)))?;
+        let Some(bytes) = bytes else { continue };
+        let part = decode_part(&bytes)
             .map_err(|e| ReportError::Bad(format!("part {} of the rows stream: {e}", k + 1)))?;
         if part.inventory != setup.inventory {
             return Err(ReportError::Bad(format!(

@@ -184,6 +184,9 @@ pub trait Transport {
     /// Every part of `partition`'s chain, in order.
     async fn chain(&self, partition: u32) -> Result<Vec<Bytes>, TransportError>;
 
+    /// The message of `partition`'s chain at rows sequence `seq`, if there is one there.
+    async fn chain_at(&self, partition: u32, seq: u64) -> Result<Option<Bytes>, TransportError>;
+
     /// The end of `partition`'s chain of parts, if it has any.
     async fn chain_end(&self, partition: u32) -> Result<Option<ChainEnd>, TransportError>;
 

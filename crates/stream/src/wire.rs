@@ -36,6 +36,10 @@
 //!          (names: 1 when the names violation rows' peers stood for are recorded, then each
 //!          peer that stood for any with its set; 0 when they are not. "NSP2" is the same
 //!          without `names`, read as not recorded)
+//! chunk  = "NSK1" partition:u32 before:u64 index:u32 count:u32 last:u64 watermark_ns:u64
+//!          bytes (a part too large for one message, cut: its chunks' bytes in order are the
+//!          part's; `before` is where the chain ended before the first; `last` and
+//!          `watermark_ns` are the part's)
 //! row    = device:var side:u8 peer:addr proto:u8 port:u16 flows packets bytes:var
 //!          first:var span:var names:var
 //!          (side: bit 0 to the device, bits 1-3 who opened its flows: the device, the peer,
@@ -98,6 +102,8 @@ const NSB2_DPORT8: u8 = 64;
 const PART_MAGIC: &[u8; 4] = b"NSP3";
 /// The parts before the names of violation rows' peers were recorded.
 const PART_MAGIC_2: &[u8; 4] = b"NSP2";
+/// A chunk of a part too large for one message.
+const CHUNK_MAGIC: &[u8; 4] = b"NSK1";
 
 /// Why bytes are not a batch or a part: the offset and what is wrong there.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1017,6 +1023,174 @@ pub fn decode_part(b: &[u8]) -> Result<Part, WireError> {
     })
 }
 
+/// A chunk of a part too large for one of the engine's messages: a part is appended as chunks,
+/// one after the other, each only where the chain ends at the one before (so a chunk that is
+/// not the last of its part is followed, in its chain, by the next one or by nothing of that
+/// part: its worker died or lost the partition, and the part was never appended whole).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chunk<'a> {
+    /// The partition.
+    pub partition: u32,
+    /// Where the chain ended (its rows sequence) before the part's first chunk.
+    pub before: u64,
+    /// Which chunk, from 0.
+    pub index: u32,
+    /// How many the part has.
+    pub count: u32,
+    /// The part's last flow sequence, as its bytes say.
+    pub last: u64,
+    /// The part's watermark, as its bytes say.
+    pub watermark_ns: u64,
+    /// This chunk's bytes of the part.
+    pub bytes: &'a [u8],
+}
+
+/// Most chunks of one part: 1 GiB, far beyond what a worker holds (a reader of hostile bytes
+/// keeps no more).
+pub const MAX_CHUNKS: u32 = 1024;
+
+/// The bytes of a chunk's head: magic, partition, before, index, count, last, watermark.
+pub const CHUNK_HEAD: usize = 4 + 4 + 8 + 4 + 4 + 8 + 8;
+
+/// A part's bytes (`part`, of partition `partition`, whose last flow sequence and watermark
+/// are `last` and `watermark_ns`) cut into chunks of at most `most` bytes each, head included,
+/// to be appended after the chain's end `before`. One message when it fits (the part as it
+/// is).
+pub fn chunk_part(
+    part: &[u8],
+    partition: u32,
+    before: u64,
+    last: u64,
+    watermark_ns: u64,
+    most: usize,
+) -> Vec<Vec<u8>> {
+    if part.len() <= most {
+        return vec![part.to_vec()];
+    }
+    let room = most.saturating_sub(CHUNK_HEAD).max(1);
+    let count = part.len().div_ceil(room) as u32;
+    part.chunks(room)
+        .enumerate()
+        .map(|(i, bytes)| {
+            let mut w = Vec::with_capacity(CHUNK_HEAD + bytes.len());
+            w.extend_from_slice(CHUNK_MAGIC);
+            w.extend_from_slice(&partition.to_be_bytes());
+            put_u64(&mut w, before);
+            w.extend_from_slice(&(i as u32).to_be_bytes());
+            w.extend_from_slice(&count.to_be_bytes());
+            put_u64(&mut w, last);
+            put_u64(&mut w, watermark_ns);
+            w.extend_from_slice(bytes);
+            w
+        })
+        .collect()
+}
+
+/// A message of a chain: a whole part, or a chunk of one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChainMessage<'a> {
+    /// A part's bytes (read with [`decode_part`]).
+    Part(&'a [u8]),
+    /// A chunk of a part.
+    Chunk(Chunk<'a>),
+}
+
+/// Reads a chain's message as a part or a chunk (a chunk's head checked; a part's bytes are
+/// read by [`decode_part`]).
+pub fn read_chain_message(b: &[u8]) -> Result<ChainMessage<'_>, WireError> {
+    if !b.starts_with(CHUNK_MAGIC) {
+        return Ok(ChainMessage::Part(b));
+    }
+    let mut r = Reader { b, at: 4 };
+    let partition = r.u32()?;
+    let before = r.u64()?;
+    let at = r.at;
+    let (index, count) = (r.u32()?, r.u32()?);
+    if !(2..=MAX_CHUNKS).contains(&count) || index >= count {
+        return Err(r.err(
+            at,
+            format!("chunk {index} of {count}: a part takes 2 to {MAX_CHUNKS} chunks"),
+        ));
+    }
+    let (last, watermark_ns) = (r.u64()?, r.u64()?);
+    let bytes = &b[r.at..];
+    if bytes.is_empty() {
+        return Err(r.err(r.at, "a chunk without bytes".into()));
+    }
+    Ok(ChainMessage::Chunk(Chunk {
+        partition,
+        before,
+        index,
+        count,
+        last,
+        watermark_ns,
+        bytes,
+    }))
+}
+
+/// Reads chains' messages, in the order appended (of one partition or several), into whole
+/// parts' bytes: a part's as it is, a chunked part's once its last chunk came after all the
+/// others, in order. The chunks of a part never appended whole (others' messages came in its
+/// partition's chain before its last chunk) are dropped, as its worker's append never was.
+#[derive(Debug, Default)]
+pub struct Assembler {
+    /// Per partition, the chunked part begun: its first chunk's `before`, its count, its bytes
+    /// so far and how many chunks they are.
+    begun: std::collections::BTreeMap<u32, (u64, u32, Vec<u8>, u32)>,
+}
+
+impl Assembler {
+    /// The part `message` completes, if it does: `Ok(None)` for a chunk that does not (or that
+    /// belongs to no part begun: a part's middle whose beginning was not read). The part's
+    /// partition is the one the chunks name for a chunked part: [`decode_part`] of its bytes
+    /// says its own, and the caller compares them.
+    pub fn add<'a>(
+        &mut self,
+        message: &'a [u8],
+    ) -> Result<Option<std::borrow::Cow<'a, [u8]>>, WireError> {
+        let c = match read_chain_message(message)? {
+            ChainMessage::Part(b) => {
+                // It follows, in its chain, whatever chunks were begun there.
+                if let Ok(p) = part_partition(b) {
+                    self.begun.remove(&p);
+                }
+                return Ok(Some(std::borrow::Cow::Borrowed(b)));
+            }
+            ChainMessage::Chunk(c) => c,
+        };
+        if c.index == 0 {
+            let mut bytes = Vec::with_capacity(c.bytes.len() * c.count as usize);
+            bytes.extend_from_slice(c.bytes);
+            self.begun
+                .insert(c.partition, (c.before, c.count, bytes, 1));
+            return Ok(None);
+        }
+        let Some(begun) = self.begun.get_mut(&c.partition) else {
+            return Ok(None);
+        };
+        if begun.0 != c.before || begun.1 != c.count || begun.3 != c.index {
+            // Not the next chunk of the part begun: neither is appended whole.
+            self.begun.remove(&c.partition);
+            return Ok(None);
+        }
+        begun.2.extend_from_slice(c.bytes);
+        begun.3 += 1;
+        if begun.3 < begun.1 {
+            return Ok(None);
+        }
+        Ok(self
+            .begun
+            .remove(&c.partition)
+            .map(|b| std::borrow::Cow::Owned(b.2)))
+    }
+}
+
+/// The partition a part's bytes name (after its magic and inventory), if they are long enough.
+fn part_partition(b: &[u8]) -> Result<u32, WireError> {
+    let mut r = Reader { b, at: 4 + 32 };
+    r.u32()
+}
+
 /// How many names set `set` of `sets` holds (none when there is no such set): one count for
 /// writing a part and for reading it, so that a part read is written as it was.
 fn set_len(sets: &[Vec<String>], set: u32) -> u64 {
@@ -1831,5 +2005,96 @@ mod tests {
             decode_part(&big).unwrap_err().to_string(),
             format!("byte {at}: device 34359738367: beyond 2^32")
         );
+    }
+
+    /// A part of `partition` of `size` bytes or so (its window's names fill it).
+    fn sized_part(partition: u32, size: usize, last: u64) -> Vec<u8> {
+        let d = Delta {
+            name_sets: vec![vec![], vec!["n".repeat(200); size / 202]],
+            ..Delta::default()
+        };
+        encode_part(&Part {
+            inventory: [7; 32],
+            partition,
+            after: 0,
+            last,
+            watermark_ns: 5,
+            window_secs: 300,
+            refused: 0,
+            windows: vec![(1_700_000_100, d)],
+        })
+    }
+
+    /// A chain's chunks are read as their part once the last came after all the others; the
+    /// chunks of a part never appended whole are passed over (a whole part, or another part's
+    /// first chunk, came in their partition's chain first), whatever came in other partitions'
+    /// chains between; a chunk's head that cannot be right is refused, naming its byte.
+    #[test]
+    fn chunks_are_read_as_their_part_only_when_appended_whole() {
+        let whole = |a: &mut Assembler, m: &[u8]| a.add(m).unwrap().map(|c| c.into_owned());
+        let (a1, a2) = (sized_part(1, 5_000, 10), sized_part(2, 5_000, 20));
+        let c1 = chunk_part(&a1, 1, 3, 10, 5, 2_000);
+        let c2 = chunk_part(&a2, 2, 4, 20, 5, 2_000);
+        assert_eq!((c1.len(), c2.len()), (3, 3));
+        // Two partitions' chunks interleaved: each part whole at its last chunk.
+        let mut a = Assembler::default();
+        let mut got = Vec::new();
+        for m in [&c1[0], &c2[0], &c1[1], &c2[1], &c1[2], &c2[2]] {
+            got.extend(whole(&mut a, m));
+        }
+        assert_eq!(got, [a1.clone(), a2.clone()]);
+        // A part's first chunk, then a whole part in its chain: that part alone; the rest of
+        // the first is passed over, as is a chunk whose beginning was never read.
+        let small = sized_part(1, 100, 11);
+        let mut a = Assembler::default();
+        let mut got = Vec::new();
+        for m in [&c1[0], &small, &c1[1], &c1[2], &c2[1], &c2[2]] {
+            got.extend(whole(&mut a, m));
+        }
+        assert_eq!(got, [small]);
+        // Another part begun in the same chain before the first's last chunk: only the
+        // second, if it ends.
+        let b1 = chunk_part(&sized_part(1, 3_000, 12), 1, 9, 12, 5, 2_000);
+        let mut a = Assembler::default();
+        let mut got = Vec::new();
+        for m in [&c1[0], &c1[1], &b1[0], &c1[2], &b1[1]] {
+            got.extend(whole(&mut a, m));
+        }
+        assert!(got.is_empty(), "a chunk out of its place ends both parts");
+        let mut a = Assembler::default();
+        for m in [&c1[0], &c1[1], &b1[0]] {
+            assert_eq!(whole(&mut a, m), None);
+        }
+        assert_eq!(whole(&mut a, &b1[1]), Some(sized_part(1, 3_000, 12)));
+        // Heads that cannot be right.
+        let head = |index: u32, count: u32| {
+            let mut m = c1[0].clone();
+            m[16..20].copy_from_slice(&index.to_be_bytes());
+            m[20..24].copy_from_slice(&count.to_be_bytes());
+            m
+        };
+        for (index, count) in [(0, 1), (2, 2), (0, MAX_CHUNKS + 1), (u32::MAX, 3)] {
+            assert_eq!(
+                Assembler::default().add(&head(index, count)).unwrap_err(),
+                WireError {
+                    offset: 16,
+                    problem: format!(
+                        "chunk {index} of {count}: a part takes 2 to {MAX_CHUNKS} chunks"
+                    )
+                }
+            );
+        }
+        assert_eq!(
+            Assembler::default()
+                .add(&c1[0][..CHUNK_HEAD])
+                .unwrap_err()
+                .to_string(),
+            format!("byte {CHUNK_HEAD}: a chunk without bytes")
+        );
+        assert!(Assembler::default()
+            .add(&c1[0][..CHUNK_HEAD - 1])
+            .unwrap_err()
+            .to_string()
+            .contains("cut short"));
     }
 }

@@ -7,7 +7,9 @@
 //! ends where this worker found it. So: a worker killed before an append loses only what the
 //! next holder reads again; a worker that lost its lease without knowing (paused, cut off) has
 //! its append refused, drops what it held, and reads nothing more of that partition; no flow
-//! is in two parts of one chain.
+//! is in two parts of one chain. A part too large for one message is appended as chunks, each
+//! where the one before ended the chain: a part is appended once its last chunk is, and the
+//! chunks of one never finished are passed over by every reader (`wire::Assembler`).
 //!
 //! **Leases.** `lease.<partition>` in the state store names the holder, renewed (its revision
 //! moved on) every [`LEASE_TICK`]; a lease not renewed for [`LEASE_EXPIRY`] is free to take.
@@ -19,7 +21,10 @@
 //! ticks. Leases serve only who works; the chain's check is what keeps the counts right.
 
 use crate::transport::{PartitionReader, Transport, TransportError};
-use crate::wire::{decode_batch_into, decode_part, encode_part, Item, Part};
+use crate::wire::{
+    chunk_part, decode_batch_into, decode_part, encode_part, read_chain_message, Assembler,
+    ChainMessage, Item, Part,
+};
 use bytes::Bytes;
 use nospy_monitor::{Counting, Delta, Monitor};
 use std::collections::{BTreeMap, BTreeSet};
@@ -40,10 +45,12 @@ const SETTLING: Duration = Duration::from_secs(3);
 /// at its largest encoding ([`ROW_BYTES`], [`PEER_NAMES_BYTES`], [`DEVICE_BYTES`]; most take a
 /// third of that).
 const PART_BYTES: usize = 512 * 1024;
-/// The most a part may hold by the same count: the engine's messages are at most 1 MiB, and
-/// the rest is left for the sets of names and the headers. Before a batch is judged, what is
-/// held is appended if the batch could take it past this (each flow adds at most two rows and
-/// two devices): a batch of [`crate::collect::BATCH_ITEMS`] flows adds at most 572 KiB.
+/// The most a part may hold by the same count, so that most parts fit in one of the engine's
+/// messages (at most 1 MiB), the rest left for the sets of names and the headers: before a
+/// batch is judged, what is held is appended if the batch could take it past this (each flow
+/// adds at most two rows and two devices: a batch of [`crate::collect::BATCH_ITEMS`] flows
+/// adds at most 572 KiB). The sets of names are known only when a delta is taken, and a part
+/// they take past [`PART_MESSAGE`] is appended as chunks ([`crate::wire::chunk_part`]).
 const PART_LIMIT: usize = 896 * 1024;
 /// The largest encoding of a row in a part (`wire`: a 5-byte device, direction, an IPv6 peer,
 /// protocol, port and six 10-byte numbers).
@@ -56,7 +63,8 @@ const DEVICE_BYTES: usize = 5 + 30;
 /// The largest encoding of a window in a part without its rows, devices and names: its start,
 /// five 10-byte counts, the five lists' lengths and the names byte.
 const WINDOW_BYTES: usize = 8 + 5 * 10 + 5 * 4 + 1;
-/// The most a part's message may take: the engine's 1 MiB, less room for its headers.
+/// The most a part's message (or a chunk's) may take: the engine's 1 MiB, less room for its
+/// headers.
 const PART_MESSAGE: usize = 1024 * 1024 - 4096;
 /// Messages read from a partition at a turn.
 const READ_MESSAGES: usize = 8;
@@ -127,9 +135,8 @@ pub struct Stats {
     /// Flows that started in a window already handed on (more than the lateness late): counted
     /// in the report, not in what that window handed on.
     pub late: u64,
-    /// Parts appended without the names their violation rows' peers stood for, which would
-    /// not have fit in one message: evidence leaves the rows that need them unsigned.
-    pub parts_without_names: u64,
+    /// Parts too large for one of the engine's messages, appended as chunks.
+    pub chunked_parts: u64,
     /// Partitions taken where the chain ended beyond what this worker's monitor had read of
     /// them and the answers stream no longer kept every answer that may matter: for a day no
     /// flow only a name could allow is held against a device
@@ -188,22 +195,6 @@ struct InFlight<E> {
     last: u64,
     /// The windows it holds counts of.
     windows: Vec<u64>,
-}
-
-/// A part's bytes, within [`PART_MESSAGE`] if they can be: the names violation rows' peers
-/// stood for are known only when a delta is taken, and DNS answers in the traffic can tie any
-/// number of them to a peer; a part they would take past the engine's messages is written
-/// without them (`true`: as if not recorded, so evidence leaves the rows that need them unsigned
-/// and says so, rather than the part never being appended).
-fn fit(mut part: Part) -> (Vec<u8>, bool) {
-    let bytes = encode_part(&part);
-    if bytes.len() <= PART_MESSAGE || part.windows.iter().all(|w| w.1.peer_names.is_none()) {
-        return (bytes, false);
-    }
-    for w in &mut part.windows {
-        w.1 = std::mem::take(&mut w.1).without_peer_names();
-    }
-    (encode_part(&part), true)
 }
 
 /// The most `d` takes in a part (each of its sets of names as written: a 4-byte count and each
@@ -926,24 +917,11 @@ async fn open<T: Transport>(
     let mut below = 0;
     if cfg.close_after.is_some() {
         below = closed_below(t, p).await?;
-        for b in t.chain(p).await? {
-            if let Ok(part) = decode_part(&b) {
-                open_windows.extend(part.windows.iter().map(|w| w.0).filter(|w| *w >= below));
-            }
+        for part in chain_parts(t, p).await? {
+            open_windows.extend(part.windows.iter().map(|w| w.0).filter(|w| *w >= below));
         }
     }
-    let (chain, done, watermark_ns) = match t.chain_end(p).await? {
-        None => (0, 0, 0),
-        Some(end) => {
-            let part = decode_part(&end.part).map_err(|e| {
-                TransportError::Corrupt(format!(
-                    "partition {p}: the part at the end of its chain (rows sequence {}) is unreadable: {e}",
-                    end.seq
-                ))
-            })?;
-            (end.seq, part.last, part.watermark_ns)
-        }
-    };
+    let (chain, done, watermark_ns) = chain_end(t, p).await?;
     Ok(Held {
         reader: t.read(p, done).await?,
         in_flight: None,
@@ -962,6 +940,66 @@ async fn open<T: Transport>(
         last_message: Instant::now(),
         closed_below: below,
     })
+}
+
+/// Every part of `p`'s chain that was appended whole, in order: chunked parts assembled, the
+/// chunks of parts never appended whole left out (and parts that cannot be read: a report
+/// says them).
+async fn chain_parts<T: Transport>(t: &T, p: u32) -> Result<Vec<Part>, TransportError> {
+    let mut assembler = Assembler::default();
+    let mut parts = Vec::new();
+    for b in t.chain(p).await? {
+        if let Ok(Some(bytes)) = assembler.add(&b) {
+            if let Ok(part) = decode_part(&bytes) {
+                parts.push(part);
+            }
+        }
+    }
+    Ok(parts)
+}
+
+/// Where `p`'s chain ends: the rows sequence of its last message (0: it has none), which the
+/// next part must follow, and the last flow sequence and the watermark of its last part
+/// appended whole (0 and 0: none), from which the partition is read. Chunks of a part never
+/// appended whole, at the end, are passed over back to where the chain ended before them.
+async fn chain_end<T: Transport>(t: &T, p: u32) -> Result<(u64, u64, u64), TransportError> {
+    let Some(end) = t.chain_end(p).await? else {
+        return Ok((0, 0, 0));
+    };
+    let (mut seq, mut bytes) = (end.seq, end.part);
+    loop {
+        let unreadable = |e: crate::wire::WireError| {
+            TransportError::Corrupt(format!(
+                "partition {p}: the part at rows sequence {seq} of its chain is unreadable: {e}"
+            ))
+        };
+        let before = match read_chain_message(&bytes).map_err(unreadable)? {
+            ChainMessage::Part(b) => {
+                let part = decode_part(b).map_err(unreadable)?;
+                return Ok((end.seq, part.last, part.watermark_ns));
+            }
+            // A last chunk follows the others of its part (each was appended only after the
+            // one before): the part was appended whole.
+            ChainMessage::Chunk(c) if c.index + 1 == c.count => {
+                return Ok((end.seq, c.last, c.watermark_ns))
+            }
+            ChainMessage::Chunk(c) => c.before,
+        };
+        if before == 0 {
+            return Ok((end.seq, 0, 0));
+        }
+        if before >= seq {
+            return Err(TransportError::Corrupt(format!(
+                "partition {p}: the chunk at rows sequence {seq} says the chain ended at {before} before it"
+            )));
+        }
+        seq = before;
+        bytes = t.chain_at(p, seq).await?.ok_or_else(|| {
+            TransportError::Corrupt(format!(
+                "partition {p}: a chunk says the chain ended at rows sequence {seq}, where it has no part"
+            ))
+        })?;
+    }
 }
 
 /// The start of the first window of `p` not yet handed on.
@@ -1008,12 +1046,7 @@ async fn close_windows<T: Transport, R>(
     if !append(t, monitor, p, h, cfg, st).await? {
         return Ok(false);
     }
-    let parts: Vec<_> = t
-        .chain(p)
-        .await?
-        .iter()
-        .filter_map(|b| decode_part(b).ok())
-        .collect();
+    let parts = chain_parts(t, p).await?;
     for w in due {
         let deltas: Vec<Delta> = parts
             .iter()
@@ -1044,10 +1077,8 @@ async fn caught_up<T: Transport>(t: &T, p: u32) -> Result<bool, TransportError> 
     let Some(last) = t.last_flow(p).await? else {
         return Ok(true);
     };
-    Ok(match t.chain_end(p).await? {
-        None => false,
-        Some(end) => decode_part(&end.part).is_ok_and(|part| part.last >= last),
-    })
+    let (seq, done, _) = chain_end(t, p).await?;
+    Ok(seq > 0 && done >= last)
 }
 
 /// Appends what `h` counted as one part and waits for the engine's answer. `false`: the
@@ -1119,9 +1150,27 @@ async fn send<T: Transport, R>(
     };
     let windows: Vec<u64> = part.windows.iter().map(|w| w.0).collect();
     let last = part.last;
-    let (bytes, without_names) = fit(part);
-    st.parts_without_names += u64::from(without_names);
-    let answer = t.send_extend(p, h.chain, Bytes::from(bytes)).await?;
+    // A part too large for one message goes as chunks, each appended where the one before
+    // ended the chain; the last is sent as a part is.
+    let mut chunks = chunk_part(
+        &encode_part(&part),
+        p,
+        h.chain,
+        last,
+        h.watermark_ns,
+        PART_MESSAGE,
+    );
+    let whole = chunks.pop().unwrap_or_default();
+    if !chunks.is_empty() {
+        st.chunked_parts += 1;
+    }
+    for c in chunks {
+        match t.extend_chain(p, h.chain, Bytes::from(c)).await? {
+            Some(seq) => h.chain = seq,
+            None => return Ok(false),
+        }
+    }
+    let answer = t.send_extend(p, h.chain, Bytes::from(whole)).await?;
     h.in_flight = Some(InFlight {
         answer,
         last,
@@ -1313,10 +1362,10 @@ mod tests {
         }
     }
 
-    /// A part whose violation peers' names would take it past the engine's messages is
-    /// written without them (and still within them); any other part as it is.
+    /// A part whose violation peers' names take it past the engine's messages goes as chunks,
+    /// each within them, which read back as the part, names and all; any other part as it is.
     #[test]
-    fn names_that_would_not_fit_are_left_out_of_the_part() {
+    fn a_part_too_large_for_a_message_goes_as_chunks_and_reads_back_whole() {
         let mut d = largest(100, 10);
         // 5,000 peers, each with two long names of its own: about 2.5 MB of names.
         d.violations = (0..5_000u16)
@@ -1346,23 +1395,24 @@ mod tests {
         }
         d.unattributable.iter_mut().for_each(|r| r.names = 1);
         let big = part(vec![(1_700_000_000, d.clone())]);
-        assert!(encode_part(&big).len() > PART_MESSAGE);
-        let (bytes, without) = fit(big);
-        assert!(
-            without && bytes.len() <= PART_MESSAGE,
-            "{} bytes",
-            bytes.len()
+        let bytes = encode_part(&big);
+        assert!(bytes.len() > 2 * PART_MESSAGE);
+        let chunks = chunk_part(&bytes, 7, 41, big.last, big.watermark_ns, PART_MESSAGE);
+        assert_eq!(
+            chunks.len(),
+            bytes.len().div_ceil(PART_MESSAGE - crate::wire::CHUNK_HEAD)
         );
-        let back = decode_part(&bytes).unwrap();
-        let w = &back.windows[0].1;
-        assert_eq!(w.peer_names, None);
-        assert_eq!((&w.violations, w.flows), (&d.violations, d.flows));
-        assert!(w
-            .unattributable
-            .iter()
-            .all(|r| w.name_sets[r.names as usize] == d.name_sets[1]));
-        // What fits is written as it is, names and all.
-        let small = part(vec![(1_700_000_000, largest(100, 10))]);
-        assert_eq!(fit(small.clone()), (encode_part(&small), false));
+        let mut assembler = Assembler::default();
+        for (i, c) in chunks.iter().enumerate() {
+            assert!(c.len() <= PART_MESSAGE, "chunk {i}: {} bytes", c.len());
+            let whole = assembler.add(c).unwrap();
+            assert_eq!(whole.is_some(), i + 1 == chunks.len(), "chunk {i}");
+            if let Some(whole) = whole {
+                assert_eq!(decode_part(&whole).unwrap(), big);
+            }
+        }
+        // What fits is written as it is.
+        let small = encode_part(&part(vec![(1_700_000_000, largest(100, 10))]));
+        assert_eq!(chunk_part(&small, 7, 41, 1, 1, PART_MESSAGE), [small]);
     }
 }
