@@ -431,8 +431,14 @@ fn the_seeds_are_accepted() {
         nospy_fuzz::evidence_checks(&seeds("evidence")[1])
     );
     assert!(!nospy_fuzz::evidence_holds(&seeds("evidence")[0]));
+    // Parts, and a chunk of one.
     for s in seeds("monitor_part") {
-        nospy_stream::wire::decode_part(&s).unwrap();
+        match nospy_stream::wire::read_chain_message(&s).unwrap() {
+            nospy_stream::wire::ChainMessage::Part(b) => {
+                nospy_stream::wire::decode_part(b).unwrap();
+            }
+            nospy_stream::wire::ChainMessage::Chunk(c) => assert_eq!((c.index, c.count), (0, 2)),
+        }
     }
     for s in seeds("history") {
         assert_eq!(nospy_log::history::records(&s).count(), 2);
