@@ -17,6 +17,8 @@ use std::time::Duration;
 
 /// How long a batch is published again (under its id: stored once) before the outbox fails.
 const PATIENCE: Duration = Duration::from_secs(120);
+/// Most batches published at once, of those handed on while the ones before were published.
+const COALESCE: usize = 256;
 /// The first line of a collector's saved state.
 const STATE_HEADER: &str = "nospy-collector-state 1\n";
 
@@ -90,13 +92,31 @@ impl Outbox {
                     }
                 };
                 let mut dups = 0;
-                while let Ok(m) = rx.recv() {
+                let mut next = rx.recv().ok();
+                while let Some(m) = next.take() {
                     match m {
-                        Msg::Batches(b) => dups += publish_all(&nats, &b, PATIENCE).await?,
+                        Msg::Batches(mut b) => {
+                            // With the batches handed on meanwhile, in order: one publication
+                            // (its acknowledgements awaited once) for all of them.
+                            while b.len() < COALESCE {
+                                match rx.try_recv() {
+                                    Ok(Msg::Batches(more)) => b.extend(more),
+                                    Ok(other) => {
+                                        next = Some(other);
+                                        break;
+                                    }
+                                    Err(_) => break,
+                                }
+                            }
+                            dups += publish_all(&nats, &b, PATIENCE).await?;
+                        }
                         Msg::Put(k, v) => {
                             nats.put(&k, v).await?;
                         }
                         Msg::Done => break,
+                    }
+                    if next.is_none() {
+                        next = rx.recv().ok();
                     }
                 }
                 Ok(dups)
