@@ -1057,7 +1057,7 @@ pub const CHUNK_HEAD: usize = 4 + 4 + 8 + 4 + 4 + 8 + 8;
 /// to be appended after the chain's end `before`. One message when it fits (the part as it
 /// is).
 pub fn chunk_part(
-    part: &[u8],
+    part: Vec<u8>,
     partition: u32,
     before: u64,
     last: u64,
@@ -1065,7 +1065,7 @@ pub fn chunk_part(
     most: usize,
 ) -> Vec<Vec<u8>> {
     if part.len() <= most {
-        return vec![part.to_vec()];
+        return vec![part];
     }
     let room = most.saturating_sub(CHUNK_HEAD).max(1);
     let count = part.len().div_ceil(room) as u32;
@@ -2033,8 +2033,8 @@ mod tests {
     fn chunks_are_read_as_their_part_only_when_appended_whole() {
         let whole = |a: &mut Assembler, m: &[u8]| a.add(m).unwrap().map(|c| c.into_owned());
         let (a1, a2) = (sized_part(1, 5_000, 10), sized_part(2, 5_000, 20));
-        let c1 = chunk_part(&a1, 1, 3, 10, 5, 2_000);
-        let c2 = chunk_part(&a2, 2, 4, 20, 5, 2_000);
+        let c1 = chunk_part(a1.clone(), 1, 3, 10, 5, 2_000);
+        let c2 = chunk_part(a2.clone(), 2, 4, 20, 5, 2_000);
         assert_eq!((c1.len(), c2.len()), (3, 3));
         // Two partitions' chunks interleaved: each part whole at its last chunk.
         let mut a = Assembler::default();
@@ -2054,7 +2054,7 @@ mod tests {
         assert_eq!(got, [small]);
         // Another part begun in the same chain before the first's last chunk: only the
         // second, if it ends.
-        let b1 = chunk_part(&sized_part(1, 3_000, 12), 1, 9, 12, 5, 2_000);
+        let b1 = chunk_part(sized_part(1, 3_000, 12), 1, 9, 12, 5, 2_000);
         let mut a = Assembler::default();
         let mut got = Vec::new();
         for m in [&c1[0], &c1[1], &b1[0], &c1[2], &b1[1]] {

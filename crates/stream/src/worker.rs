@@ -1153,7 +1153,7 @@ async fn send<T: Transport, R>(
     // A part too large for one message goes as chunks, each appended where the one before
     // ended the chain; the last is sent as a part is.
     let mut chunks = chunk_part(
-        &encode_part(&part),
+        encode_part(&part),
         p,
         h.chain,
         last,
@@ -1397,7 +1397,14 @@ mod tests {
         let big = part(vec![(1_700_000_000, d.clone())]);
         let bytes = encode_part(&big);
         assert!(bytes.len() > 2 * PART_MESSAGE);
-        let chunks = chunk_part(&bytes, 7, 41, big.last, big.watermark_ns, PART_MESSAGE);
+        let chunks = chunk_part(
+            bytes.clone(),
+            7,
+            41,
+            big.last,
+            big.watermark_ns,
+            PART_MESSAGE,
+        );
         assert_eq!(
             chunks.len(),
             bytes.len().div_ceil(PART_MESSAGE - crate::wire::CHUNK_HEAD)
@@ -1413,6 +1420,9 @@ mod tests {
         }
         // What fits is written as it is.
         let small = encode_part(&part(vec![(1_700_000_000, largest(100, 10))]));
-        assert_eq!(chunk_part(&small, 7, 41, 1, 1, PART_MESSAGE), [small]);
+        assert_eq!(
+            chunk_part(small.clone(), 7, 41, 1, 1, PART_MESSAGE),
+            [small]
+        );
     }
 }
