@@ -201,37 +201,33 @@ pub fn encode_batch(numbering: &Numbering, items: &[Item]) -> Vec<u8> {
                 if f.dport < 256 {
                     head |= FLOW_DPORT8;
                 }
-                // Written on the stack, then into the batch at once.
-                let mut o = Out::default();
-                o.byte(head);
+                w.push(head);
                 if form == FORM_NEITHER {
-                    o.byte(u8::from(f.src.is_ipv6()) | u8::from(f.dst.is_ipv6()) << 1);
+                    w.push(u8::from(f.src.is_ipv6()) | u8::from(f.dst.is_ipv6()) << 1);
                 }
                 if ms {
-                    o.var(zigzag(step / 1_000_000));
-                    o.var(dur / 1_000_000);
+                    put_var(&mut w, zigzag(step / 1_000_000));
+                    put_var(&mut w, dur / 1_000_000);
                 } else {
-                    o.var(zigzag(step));
-                    o.var(dur);
+                    put_var(&mut w, zigzag(step));
+                    put_var(&mut w, dur);
                 }
                 for (r, a) in [(src, f.src), (dst, f.dst)] {
-                    match (r, a) {
-                        (Some(r), _) => o.var(u64::from(r)),
-                        (None, IpAddr::V4(a)) => o.bytes(&a.octets()),
-                        (None, IpAddr::V6(a)) => o.bytes(&a.octets()),
+                    match r {
+                        Some(r) => put_var(&mut w, u64::from(r)),
+                        None => put_bare_addr(&mut w, a),
                     }
                 }
                 for port in [f.sport, f.dport] {
                     if port < 256 {
-                        o.byte(port as u8);
+                        w.push(port as u8);
                     } else {
-                        o.bytes(&port.to_be_bytes());
+                        w.extend_from_slice(&port.to_be_bytes());
                     }
                 }
-                o.byte(f.proto);
-                o.var(f.packets);
-                o.var(f.bytes);
-                w.extend_from_slice(o.written());
+                w.push(f.proto);
+                put_var(&mut w, f.packets);
+                put_var(&mut w, f.bytes);
             }
             Item::Dns(d) => {
                 w.push(HEAD_DNS);
@@ -759,47 +755,10 @@ fn put_var(w: &mut Vec<u8>, mut v: u64) {
     w.push(v as u8);
 }
 
-/// One flow's bytes as they are written, before they go into the batch: at most a head, a
-/// families byte, four 10-byte numbers, two 16-byte addresses, two ports and the protocol.
-struct Out {
-    buf: [u8; 2 + 4 * 10 + 2 * 16 + 4 + 1],
-    n: usize,
-}
-
-impl Default for Out {
-    fn default() -> Out {
-        Out {
-            buf: [0; 2 + 4 * 10 + 2 * 16 + 4 + 1],
-            n: 0,
-        }
-    }
-}
-
-impl Out {
-    #[inline]
-    fn byte(&mut self, b: u8) {
-        self.buf[self.n] = b;
-        self.n += 1;
-    }
-
-    #[inline]
-    fn bytes(&mut self, b: &[u8]) {
-        self.buf[self.n..self.n + b.len()].copy_from_slice(b);
-        self.n += b.len();
-    }
-
-    /// LEB128, as [`put_var`] writes it.
-    #[inline]
-    fn var(&mut self, mut v: u64) {
-        while v >= 0x80 {
-            self.byte(v as u8 | 0x80);
-            v >>= 7;
-        }
-        self.byte(v as u8);
-    }
-
-    fn written(&self) -> &[u8] {
-        &self.buf[..self.n]
+fn put_bare_addr(w: &mut Vec<u8>, a: IpAddr) {
+    match a {
+        IpAddr::V4(a) => w.extend_from_slice(&a.octets()),
+        IpAddr::V6(a) => w.extend_from_slice(&a.octets()),
     }
 }
 
