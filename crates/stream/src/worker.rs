@@ -388,21 +388,18 @@ async fn session<T: Transport>(
                 // process would have read them; what it no longer keeps is held against no
                 // device until it has expired.
                 let missed = read_answers_again(t, monitor, cfg, &mut held, st, say).await?;
-                if let Missed::Before(first_ns) = missed {
-                    monitor.answers_unread_before(first_ns);
-                }
                 for &(p, done, watermark_ns) in &unread {
-                    let matters = match missed {
-                        Missed::Nothing => false,
-                        Missed::Before(first_ns) => {
-                            nospy_monitor::answers_matter(first_ns, watermark_ns)
-                        }
-                        Missed::AllBefore => {
-                            monitor.answers_unread_before(watermark_ns);
-                            true
-                        }
+                    let since = match missed {
+                        Missed::Nothing => None,
+                        Missed::Before(first_ns) => Some(first_ns),
+                        Missed::AllBefore => Some(watermark_ns),
                     };
-                    if matters {
+                    let Some(since) = since else {
+                        st.read_to.insert(p, done);
+                        continue;
+                    };
+                    monitor.answers_unread_before(since);
+                    if nospy_monitor::answers_matter(since, watermark_ns) {
                         st.taken_with_answers_unread += 1;
                         say(format!(
                             "partition {p}: the DNS answers before flow sequence {done} are no longer all kept (the answers stream keeps them a day beyond the flows): for a day, flows only a name could allow are unattributable"
@@ -738,20 +735,16 @@ async fn read_answers_again<T: Transport>(
                     ));
                     continue;
                 }
+                // The first message kept begins at its earliest answer.
+                let first = first_ns.is_none();
                 for it in &items {
                     if let Item::Dns(d) = it {
                         monitor.dns(d);
                         answers += 1;
+                        if first {
+                            first_ns = Some(first_ns.map_or(d.ts_ns, |f| f.min(d.ts_ns)));
+                        }
                     }
-                }
-                if first_ns.is_none() {
-                    first_ns = items
-                        .iter()
-                        .filter_map(|i| match i {
-                            Item::Dns(d) => Some(d.ts_ns),
-                            _ => None,
-                        })
-                        .min();
                 }
             }
         }
