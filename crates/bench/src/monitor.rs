@@ -503,8 +503,8 @@ pub fn run(
 /// `nospy bench monitor --nats URL`: on the same generated fleet and IPFIX records, in one run:
 /// the single-process rate (decode and judge on one core); the raw JetStream rate for the same
 /// batches (publish them all, then read them all back, nothing judged); and end to end, a
-/// collector (decoding, attributing, publishing) with 1 and then 2 workers (judging and
-/// appending parts), from the first message read to every partition counted, each the best of
+/// collector as `nospy collect` runs one (decoding and attributing on its thread, publishing
+/// on its outbox's) with 1 and then 2 workers (judging and appending parts), from the first message read to every partition counted, each the best of
 /// three runs as the single process is. Workers are threads of this process, each with its own
 /// monitor and connection, as separate processes would be. The merged report is checked against
 /// the single process's totals each time. And, for what two cores give here: two single
@@ -759,7 +759,7 @@ fn end_to_end(
     workers: usize,
     one_after_the_other: bool,
 ) -> Result<(f64, f64, (f64, f64), nospy_monitor::Report)> {
-    use nospy_stream::collect::{publish_all, Publisher};
+    use nospy_stream::collect::Publisher;
     use nospy_stream::nats::{Nats, Options};
     use nospy_stream::transport::Transport;
     let rt = || {
@@ -794,29 +794,34 @@ fn end_to_end(
     let mut collected = 0.0;
     let numbering = &numbering;
     let out = std::thread::scope(|s| -> Result<nospy_monitor::Report> {
+        // The collector as `nospy collect` runs: decoding on its thread, an outbox thread
+        // publishing what it sealed meanwhile.
         let mut collector = Some(s.spawn(|| -> Result<()> {
-            let rt = rt()?;
-            rt.block_on(async {
-                let nats = Nats::connect(url, name, Options::default()).await?;
-                nospy_stream::numbering::claim(&nats, numbering).await?;
-                let mut p = Publisher::new(&f.inventory, numbering.clone(), partitions, "bench");
-                let mut c = Collector::new();
-                let mut out = Vec::with_capacity(30);
-                for m in msgs {
-                    out.clear();
-                    c.read("bench", m, &mut out)?;
-                    nospy_flow::source::Sink::flows(&mut p, &out);
-                    let sealed = p.take_sealed();
-                    if !sealed.is_empty() {
-                        publish_all(&nats, &sealed, std::time::Duration::from_secs(60)).await?;
-                    }
-                }
-                p.flush();
-                publish_all(&nats, &p.take_sealed(), std::time::Duration::from_secs(60)).await?;
-                nats.put("input.bench", bytes::Bytes::from_static(b"{}"))
-                    .await?;
-                Ok(())
-            })
+            let started = nospy_stream::outbox::Outbox::start(
+                url,
+                name,
+                partitions,
+                Options::default(),
+                numbering.clone(),
+            )?;
+            let outbox = started.outbox;
+            let mut sink = outbox.sink(Publisher::new(
+                &f.inventory,
+                numbering.clone(),
+                started.partitions,
+                "bench",
+            ));
+            let mut c = Collector::new();
+            let mut out = Vec::with_capacity(30);
+            for m in msgs {
+                out.clear();
+                c.read("bench", m, &mut out)?;
+                nospy_flow::source::Sink::flows(&mut sink, &out);
+            }
+            sink.finish()?;
+            outbox.put("input.bench".into(), bytes::Bytes::from_static(b"{}"))?;
+            outbox.finish()?;
+            Ok(())
         }));
         let op = OperatorConfig::default();
         if one_after_the_other {
