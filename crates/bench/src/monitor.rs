@@ -509,7 +509,9 @@ pub fn run(
 /// monitor and connection, as separate processes would be. The merged report is checked against
 /// the single process's totals each time. And, for what two cores give here: two single
 /// processes at once (two threads judging the same records), whose rate is the most any split
-/// of the work over two cores can reach on this machine without a transport.
+/// of the work over two cores can reach on this machine without a transport. Where the NATS
+/// server runs on this machine, its CPU seconds too, and from the three stages' CPU per record
+/// the most end to end can reach here (`ratio_ceiling`).
 pub fn run_nats(
     url: &str,
     devices: usize,
@@ -625,6 +627,9 @@ pub fn run_nats(
     let mut e2e = Vec::new();
     let mut alone = (0.0, 0.0);
     let mut alone_cpu = (0.0, 0.0);
+    let mut alone_server_cpu = None;
+    // The NATS server's CPU is read where it runs on this machine.
+    let server = local_server(url);
     for (workers, apart) in [(1usize, false), (2, false), (1, true)] {
         say(&format!(
             "{} a collector and {workers} worker(s) ...",
@@ -636,20 +641,35 @@ pub fn run_nats(
         ));
         // The best of three (as the single process), each in a deployment of its own; the
         // collector and the worker apart once.
-        let mut best: Option<(f64, f64, (f64, f64), nospy_monitor::Report)> = None;
+        let mut best: Option<Run> = None;
         for run in 0..if apart { 1 } else { 3 } {
             let name = format!(
                 "BENCHE2E{tag}W{workers}R{run}{}",
                 if apart { "A" } else { "" }
             );
-            let r = end_to_end(url, &name, &f, &msgs, partitions, workers, apart);
+            let r = end_to_end(
+                url,
+                &name,
+                &f,
+                &msgs,
+                partitions,
+                workers,
+                apart,
+                server.as_deref(),
+            );
             cleanup(name);
             let r = r?;
-            if best.as_ref().is_none_or(|b| r.0 < b.0) {
+            if best.as_ref().is_none_or(|b| r.secs < b.secs) {
                 best = Some(r);
             }
         }
-        let (secs, collected, cpu, merged) = best.expect("at least one run");
+        let Run {
+            secs,
+            collected,
+            cpu,
+            server_cpu,
+            report: merged,
+        } = best.expect("at least one run");
         anyhow::ensure!(
             merged.flows == single.flows
                 && merged.violations.len() == single.violations.len()
@@ -666,6 +686,7 @@ pub fn run_nats(
                 records as f64 / (secs - collected).max(1e-9),
             );
             alone_cpu = cpu;
+            alone_server_cpu = server_cpu;
         } else {
             e2e.push(records as f64 / secs);
         }
@@ -683,6 +704,15 @@ pub fn run_nats(
         .iter()
         .min_by(|a, b| a.1.total_cmp(&b.1))
         .map_or("", |s| s.0);
+    // What the whole pipeline spends per record (collector and worker alone, and the server
+    // over both), and so the most end to end could reach here were every core always busy, each
+    // giving what two single processes at once get of two cores (a VM's are less than two).
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let shared = (pair_per_s / (2.0 * single_per_s)).min(1.0);
+    let pipeline_cpu = alone_server_cpu.map(|s| alone_cpu.0 + alone_cpu.1 + s);
+    let ceiling = pipeline_cpu
+        .filter(|&c| c > 0.0)
+        .map(|c| ratio(cores * shared * records as f64 / c));
     let v = json!({
         "devices": devices,
         "rules": f.models * f.per,
@@ -704,6 +734,10 @@ pub fn run_nats(
         "single_process_cpu_s_per_million_records": per_million(single_cpu),
         "collector_cpu_s_per_million_records": per_million(alone_cpu.0),
         "worker_cpu_s_per_million_records": per_million(alone_cpu.1),
+        "server_cpu_s_per_million_records": alone_server_cpu.map(per_million),
+        "pipeline_cpu_s_per_million_records": pipeline_cpu.map(per_million),
+        "cores": cores,
+        "ratio_ceiling": ceiling,
         "bottleneck": bottleneck,
         "debug_build": cfg!(debug_assertions),
     });
@@ -735,9 +769,39 @@ pub fn run_nats(
             per_million(alone_cpu.0),
             per_million(alone_cpu.1)
         );
+        match (alone_server_cpu, pipeline_cpu, ceiling) {
+            (Some(server), Some(all), Some(ceiling)) => println!(
+                "the NATS server {:.3}: the pipeline {:.3}, so on {cores} cores (each as two single processes find it) end to end reaches at most {ceiling:.2} of single",
+                per_million(server),
+                per_million(all)
+            ),
+            _ => println!("the NATS server's CPU: not measured (it does not run on this machine, or its process cannot be seen)"),
+        }
         println!("bottleneck: {bottleneck}");
     }
     Ok(())
+}
+
+/// The port of `url` (4222 when it gives none) when its host is a loopback address.
+fn loopback_port(url: &str) -> Option<u16> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next()?;
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => {
+            let (host, after) = v6.split_once(']')?;
+            (host, after.strip_prefix(':'))
+        }
+        None => match authority.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        },
+    };
+    let port = match port {
+        Some(p) => p.parse().ok()?,
+        None => 4222,
+    };
+    (host == "localhost" || host.parse::<IpAddr>().is_ok_and(|a| a.is_loopback())).then_some(port)
 }
 
 /// The CPU time this process has used, seconds (user and system, from `/proc/self/stat`; 0
@@ -746,10 +810,25 @@ fn process_cpu_s() -> f64 {
     crate::load::stat_cpu(Path::new("/proc/self/stat")).map_or(0.0, |(_, cpu)| cpu)
 }
 
+/// What one end-to-end run measured.
+struct Run {
+    /// Seconds from the start to every partition counted.
+    secs: f64,
+    /// Seconds from the start to the collector's end.
+    collected: f64,
+    /// This process's CPU seconds until the collector's end and after it.
+    cpu: (f64, f64),
+    /// The NATS server's CPU seconds from the start to the end, when it runs here.
+    server_cpu: Option<f64>,
+    /// The partitions' parts merged.
+    report: nospy_monitor::Report,
+}
+
 /// A collector thread publishing `msgs` and `workers` worker threads until every partition is
-/// counted; seconds from start to the end and to the collector's end, the process's CPU
-/// seconds until the collector's end and after it (with `one_after_the_other`, the collector's
-/// and then the workers' alone), and the merged report.
+/// counted (with `one_after_the_other`, the collector first and then the workers, so that the
+/// CPU seconds are the collector's and then the workers' alone); `server`, the NATS server's
+/// `/proc` stat file when it runs here ([`local_server`]).
+#[allow(clippy::too_many_arguments)]
 fn end_to_end(
     url: &str,
     name: &str,
@@ -758,7 +837,8 @@ fn end_to_end(
     partitions: u32,
     workers: usize,
     one_after_the_other: bool,
-) -> Result<(f64, f64, (f64, f64), nospy_monitor::Report)> {
+    server: Option<&Path>,
+) -> Result<Run> {
     use nospy_stream::collect::Publisher;
     use nospy_stream::nats::{Nats, Options};
     use nospy_stream::transport::Transport;
@@ -786,12 +866,15 @@ fn end_to_end(
         nats.put("setup", setup.to_bytes()).await?;
         Ok::<_, anyhow::Error>(())
     })?;
+    let server_cpu = || server.and_then(crate::load::stat_cpu).map(|(_, c)| c);
+    let server_start = server_cpu();
     let t = Instant::now();
     let cpu_start = process_cpu_s();
     let mut cpu_collected = cpu_start;
     let mut cpu_end = cpu_start;
     let mut judged = 0.0;
     let mut collected = 0.0;
+    let mut server_end = None;
     let numbering = &numbering;
     let out = std::thread::scope(|s| -> Result<nospy_monitor::Report> {
         // The collector as `nospy collect` runs: decoding on its thread, an outbox thread
@@ -887,6 +970,7 @@ fn end_to_end(
         }
         judged = t.elapsed().as_secs_f64();
         cpu_end = process_cpu_s();
+        server_end = server_cpu();
         if std::env::var_os("NOSPY_BENCH_TRACE").is_some() {
             eprintln!("collector done at {collected:.2} s, workers at {judged:.2} s");
         }
@@ -898,10 +982,77 @@ fn end_to_end(
         })?;
         Ok(merged.report)
     })?;
-    Ok((
-        judged,
+    Ok(Run {
+        secs: judged,
         collected,
-        (cpu_collected - cpu_start, cpu_end - cpu_collected),
-        out,
-    ))
+        cpu: (cpu_collected - cpu_start, cpu_end - cpu_collected),
+        server_cpu: server_start.zip(server_end).map(|(a, b)| b - a),
+        report: out,
+    })
+}
+
+/// The `/proc` stat file of the process listening on `url`'s port, when `url` names a
+/// loopback address and this machine lets it be found (`/proc/net/tcp` and `tcp6` give the
+/// listening socket, the processes' descriptors its holder); `None` otherwise.
+fn local_server(url: &str) -> Option<std::path::PathBuf> {
+    let port = loopback_port(url)?;
+    // Sockets listening (state 0A) on the port: their inodes.
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let on_port = f
+                .get(1)
+                .and_then(|a| a.rsplit_once(':'))
+                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
+                == Some(port);
+            if on_port && f.get(3) == Some(&"0A") {
+                if let Some(inode) = f.get(9) {
+                    inodes.push(format!("socket:[{inode}]"));
+                }
+            }
+        }
+    }
+    if inodes.is_empty() {
+        return None;
+    }
+    let me = std::process::id().to_string();
+    for p in std::fs::read_dir("/proc").ok()?.flatten() {
+        let pid = p.file_name().to_string_lossy().to_string();
+        if pid == me || !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if std::fs::read_link(fd.path())
+                .is_ok_and(|l| inodes.iter().any(|i| l.as_os_str() == i.as_str()))
+            {
+                return Some(p.path().join("stat"));
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loopback_port;
+
+    /// Only a loopback server's port is looked for on this machine.
+    #[test]
+    fn a_server_is_looked_for_here_only_at_a_loopback_address() {
+        assert_eq!(loopback_port("nats://127.0.0.1:4222"), Some(4222));
+        assert_eq!(loopback_port("nats://localhost"), Some(4222));
+        assert_eq!(loopback_port("nats://user:pw@[::1]:5000/"), Some(5000));
+        assert_eq!(loopback_port("127.0.0.2:4223"), Some(4223));
+        assert_eq!(loopback_port("nats://10.0.0.1:4222"), None);
+        assert_eq!(loopback_port("nats://nats.example:4222"), None);
+        assert_eq!(loopback_port("nats://127.0.0.1:port"), None);
+        assert_eq!(loopback_port("nats://[::1"), None);
+    }
 }

@@ -156,9 +156,25 @@ fn bench_monitor_through_nats_reports_the_three_rates_side_by_side() {
             "single_process_cpu_s_per_million_records",
             "collector_cpu_s_per_million_records",
             "worker_cpu_s_per_million_records",
+            // The server runs on this machine: its CPU is read, and so the pipeline's.
+            "server_cpu_s_per_million_records",
+            "pipeline_cpu_s_per_million_records",
         ],
     );
     assert_eq!(v["records"], 20000, "{v}");
+    let stages: f64 = [
+        "collector_cpu_s_per_million_records",
+        "worker_cpu_s_per_million_records",
+        "server_cpu_s_per_million_records",
+    ]
+    .iter()
+    .map(|k| v[k].as_f64().unwrap())
+    .sum();
+    let pipeline = v["pipeline_cpu_s_per_million_records"].as_f64().unwrap();
+    assert!((stages - pipeline).abs() < 0.01, "{v}");
+    // The most end to end can reach, from the pipeline's CPU (none when so few records took
+    // less than the clock's tick).
+    assert_eq!(v["ratio_ceiling"].is_number(), pipeline > 0.0, "{v}");
     // Batches of at most 2,048 flows, in each of the 4 partitions.
     assert!(v["batches"].as_u64().unwrap() > 20000 / 2048, "{v}");
     assert!(v["bottleneck"].is_string(), "{v}");
