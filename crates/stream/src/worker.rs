@@ -872,6 +872,25 @@ fn lease_key(p: u32) -> String {
     format!("lease.{p}")
 }
 
+/// Which worker holds each of partitions `0..partitions` (by its [`Config::id`]), as its
+/// lease says: `None` for a partition free or never taken. A lease lapses unrenewed, so a
+/// worker that died still holds its partitions here until another takes them.
+pub async fn holders<T: Transport>(
+    t: &T,
+    partitions: u32,
+) -> Result<Vec<Option<String>>, TransportError> {
+    let mut out = Vec::with_capacity(partitions as usize);
+    for p in 0..partitions {
+        out.push(
+            t.get(&lease_key(p))
+                .await?
+                .filter(|(v, _)| !v.is_empty())
+                .map(|(v, _)| String::from_utf8_lossy(&v).into_owned()),
+        );
+    }
+    Ok(out)
+}
+
 /// Announces this worker (its key's revision moves on: it is alive).
 async fn announce<T: Transport>(t: &T, id: &str) -> Result<u64, TransportError> {
     t.put(&format!("worker.{id}"), Bytes::from(id.to_string()))
