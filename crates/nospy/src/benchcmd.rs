@@ -39,9 +39,10 @@ pub enum BenchCommand {
         /// Instead: the monitor through NATS JetStream at this URL (`nats://HOST:PORT`): the
         /// single-process rate, the raw JetStream rate for the same batches, and end to end
         /// with a collector and 1, then 2, workers, in one run (on streams of its own, deleted
-        /// after); then the collector alone and one worker alone, with the CPU seconds each
-        /// spends per million records beside the single process's (the NATS server's own CPU
-        /// is not counted: watch it on its machine).
+        /// after; the workers hold their partitions before the collector starts); then the
+        /// collector alone and one worker alone, with the CPU seconds each spends per million
+        /// records beside the single process's, and the NATS server's where it runs on this
+        /// machine (with the most end to end can then reach here, `ratio_ceiling`).
         #[arg(long, value_name = "URL")]
         nats: Option<String>,
         /// With --nats: partitions of the bench's stream.
