@@ -336,30 +336,28 @@ fn judge_built(
     runs: usize,
     at_once: usize,
 ) -> Result<(f64, f64, nospy_monitor::Report)> {
+    let at_once = at_once.max(1);
     let mut best = f64::MAX;
     let mut cpu = 0.0;
     let mut report = None;
     for _ in 0..runs.max(1) {
-        let built = std::sync::Barrier::new(at_once.max(1));
-        let done = std::sync::Barrier::new(at_once.max(1));
-        let cpu_at = std::sync::Mutex::new(0.0);
-        let one = || -> Result<(f64, nospy_monitor::Report)> {
-            let mut mon = Monitor::new(&f.inventory, &f.manifests, op, None)?;
-            if built.wait().is_leader() {
-                *cpu_at
-                    .lock()
-                    .map_err(|_| anyhow::anyhow!("a thread panicked"))? = process_cpu_s();
-            }
+        let monitors = (0..at_once)
+            .map(|_| Monitor::new(&f.inventory, &f.manifests, op, None))
+            .collect::<Result<Vec<_>, _>>()?;
+        let go = std::sync::Barrier::new(at_once);
+        let started = process_cpu_s();
+        let judge = |mut mon: Monitor| -> Result<(f64, nospy_monitor::Report)> {
+            go.wait();
             let t = Instant::now();
             decode(msgs, &mut mon)?;
             let r = mon.finish();
-            let secs = t.elapsed().as_secs_f64();
-            done.wait();
-            Ok((secs, r))
+            Ok((t.elapsed().as_secs_f64(), r))
         };
         let (secs, r) = std::thread::scope(|s| -> Result<(f64, nospy_monitor::Report)> {
-            let others: Vec<_> = (1..at_once).map(|_| s.spawn(one)).collect();
-            let (mut secs, r) = one()?;
+            let mut monitors = monitors.into_iter();
+            let mine = monitors.next().expect("at least one monitor");
+            let others: Vec<_> = monitors.map(|m| s.spawn(move || judge(m))).collect();
+            let (mut secs, r) = judge(mine)?;
             for o in others {
                 let (other, _) = o
                     .join()
@@ -368,14 +366,11 @@ fn judge_built(
             }
             Ok((secs, r))
         })?;
-        let started = *cpu_at
-            .lock()
-            .map_err(|_| anyhow::anyhow!("a thread panicked"))?;
         cpu += process_cpu_s() - started;
         best = best.min(secs);
         report = Some(r);
     }
-    let per = (runs.max(1) * at_once.max(1)) as f64;
+    let per = (runs.max(1) * at_once) as f64;
     Ok((best, cpu / per, report.expect("at least one run")))
 }
 
@@ -558,7 +553,9 @@ pub fn run(
 /// the single-process rate (decode and judge on one core); the raw JetStream rate for the same
 /// batches (publish them all, then read them all back, nothing judged); and end to end, a
 /// collector as `nospy collect` runs one (decoding and attributing on its thread, publishing
-/// on its outbox's) with 1 and then 2 workers (judging and appending parts), from the first message read to every partition counted, each the best of
+/// on its outbox's) with 1 and then 2 workers (judging and appending parts), from the
+/// collector's start to every partition counted, the workers already holding their partitions
+/// (as deployed, and as the single process is timed from its monitor built), each the best of
 /// three runs as the single process is. Workers are threads of this process, each with its own
 /// monitor and connection, as separate processes would be. The merged report is checked against
 /// the single process's totals each time. And, for what two cores give here: two single
@@ -827,8 +824,15 @@ pub fn run_nats(
 }
 
 /// Waits until `workers` bench workers of deployment `name` hold every partition between
-/// them, each its share (as many as any other, give or take one).
-fn settled(url: &str, name: &str, partitions: u32, workers: usize) -> Result<()> {
+/// them, each at least its share (the partitions over the workers, rounded down); fails after
+/// a minute, or once `gave_up` says a worker ended.
+fn settled(
+    url: &str,
+    name: &str,
+    partitions: u32,
+    workers: usize,
+    gave_up: &dyn Fn() -> bool,
+) -> Result<()> {
     use nospy_stream::nats::{Nats, Options};
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -853,6 +857,7 @@ fn settled(url: &str, name: &str, partitions: u32, workers: usize) -> Result<()>
             {
                 return Ok(());
             }
+            anyhow::ensure!(!gave_up(), "a worker ended before the collector started");
             anyhow::ensure!(
                 started.elapsed() < std::time::Duration::from_secs(60),
                 "the {workers} workers did not share the {partitions} partitions out within a minute (held: {held:?})"
@@ -960,6 +965,8 @@ fn end_to_end(
     let numbering = &numbering;
     let op = OperatorConfig::default();
     let op = &op;
+    // Set when the workers are not to wait for the collector any more.
+    let stop = &std::sync::atomic::AtomicBool::new(false);
     let out = std::thread::scope(|s| -> Result<nospy_monitor::Report> {
         let worker = |w: usize| {
             s.spawn(move || -> Result<()> {
@@ -977,12 +984,11 @@ fn end_to_end(
                         numbering: numbering.clone(),
                         close_after: None,
                     };
-                    let stop = std::sync::atomic::AtomicBool::new(false);
                     let st = nospy_stream::worker::run(
                         &nats,
                         &mut mon,
                         &cfg,
-                        &stop,
+                        stop,
                         &mut |m| {
                             if trace {
                                 let at = trace_from.elapsed().as_secs_f64();
@@ -1004,7 +1010,17 @@ fn end_to_end(
         let mut handles = Vec::new();
         if !one_after_the_other {
             handles = (0..workers).map(worker).collect();
-            settled(url, name, partitions, workers)?;
+            let gave_up = || handles.iter().any(|h| h.is_finished());
+            if let Err(e) = settled(url, name, partitions, workers, &gave_up) {
+                // The others would wait for flows for ever: stopped, and a worker's own
+                // error said before this one.
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                for h in handles {
+                    h.join()
+                        .map_err(|_| anyhow::anyhow!("a worker panicked"))??;
+                }
+                return Err(e);
+            }
         }
         server_start = server_cpu();
         t = Instant::now();
