@@ -158,7 +158,7 @@ pub trait Transport {
     /// The reader of [`Transport::read`].
     type Reader: PartitionReader;
     /// The answer of [`Transport::send_extend`]: as [`Transport::extend_chain`]'s.
-    type Extending: std::future::Future<Output = Result<Option<u64>, TransportError>>;
+    type Extending: std::future::Future<Output = Result<Option<u64>, TransportError>> + Unpin;
 
     /// Creates the streams and the state store where they are missing; the number of
     /// partitions is fixed by the first setup, and returned (whatever `partitions` says after).

@@ -41,17 +41,21 @@ pub const MEMBERSHIP_TICK: Duration = Duration::from_millis(250);
 /// for partitions let go at every [`MEMBERSHIP_TICK`] (the others release theirs after their
 /// next count and an append).
 const SETTLING: Duration = Duration::from_secs(3);
-/// A part is appended once what it would hold could be this large, counting every row and device
-/// at its largest encoding ([`ROW_BYTES`], [`PEER_NAMES_BYTES`], [`DEVICE_BYTES`]; most take a
-/// third of that).
-const PART_BYTES: usize = 512 * 1024;
-/// The most a part may hold by the same count, so that most parts fit in one of the engine's
-/// messages (at most 1 MiB), the rest left for the sets of names and the headers: before a
-/// batch is judged, what is held is appended if the batch could take it past this (each flow
-/// adds at most two rows and two devices: a batch of [`crate::collect::BATCH_ITEMS`] flows
-/// adds at most 572 KiB). The sets of names are known only when a delta is taken, and a part
-/// they take past [`PART_MESSAGE`] is appended as chunks ([`crate::wire::chunk_part`]).
-const PART_LIMIT: usize = 896 * 1024;
+/// A part is appended once what it would hold could be this large, counting every row and
+/// device at its largest encoding ([`ROW_BYTES`], [`PEER_NAMES_BYTES`], [`DEVICE_BYTES`]; most
+/// take a fifth of that), and the part before is answered: until it is, flows are judged on into
+/// this one rather than waited with.
+const PART_BYTES: usize = 1536 * 1024;
+/// The most a part may hold by the same count: before a batch is judged, what is held is
+/// appended (waiting for the part before) if the batch could take it past this (each flow adds
+/// at most two rows and two devices: a batch of [`crate::collect::BATCH_ITEMS`] flows adds at
+/// most 572 KiB). It bounds what a worker holds of a partition. Parts are cut by
+/// [`PART_BYTES`] long before, at a few hundred KB; one whose encoding outgrows the engine's
+/// messages ([`PART_MESSAGE`]: a vendor's traffic and manifest can make rows and names that
+/// large) is appended as chunks ([`crate::wire::chunk_part`]). Parts were cut at 896 KiB by this
+/// count until the first were chunked: five times as many, each waited for, and the engine's
+/// work per flow a fifth higher.
+const PART_MOST: usize = 4 * PART_BYTES;
 /// The largest encoding of a row in a part (`wire`: a 5-byte device, direction, an IPv6 peer,
 /// protocol, port and six 10-byte numbers).
 const ROW_BYTES: usize = 5 + 1 + 17 + 1 + 2 + 60;
@@ -509,10 +513,10 @@ async fn session<T: Transport>(
                     }
                 };
                 // Room in the part for the most this batch can add (each flow two rows and two
-                // devices at most): else what is held is appended first, so that no part
-                // outgrows the engine's messages whatever the batches hold.
+                // devices at most): else what is held is appended first, so that what is held
+                // stays bounded whatever the batches hold.
                 let flows = items.iter().filter(|i| matches!(i, Item::Flow(..))).count();
-                if h.read > h.done && part_bound(monitor, h, flows) > PART_LIMIT {
+                if h.read > h.done && part_bound(monitor, h, flows) > PART_MOST {
                     hand_over(monitor, h, &mut window, &mut unknown);
                     if !send(t, monitor, p, h, cfg, st).await? {
                         lost_now = true;
@@ -563,12 +567,23 @@ async fn session<T: Transport>(
                         }
                     }
                 }
-                // Parts of about PART_BYTES: appended once what is held reaches it.
+                // Parts of about PART_BYTES: appended once what is held reaches it and the
+                // part before is answered. Until it is, flows are judged on into this one
+                // (PART_MOST bounds it above) rather than waited with.
                 if part_bound(monitor, h, 0) >= PART_BYTES {
-                    hand_over(monitor, h, &mut window, &mut unknown);
-                    if !send(t, monitor, p, h, cfg, st).await? {
-                        lost_now = true;
-                        break;
+                    match settle_if_answered(h, cfg, st)? {
+                        None => {}
+                        Some(false) => {
+                            lost_now = true;
+                            break;
+                        }
+                        Some(true) => {
+                            hand_over(monitor, h, &mut window, &mut unknown);
+                            if !send(t, monitor, p, h, cfg, st).await? {
+                                lost_now = true;
+                                break;
+                            }
+                        }
                     }
                 }
             }
@@ -590,7 +605,14 @@ async fn session<T: Transport>(
             }
             let due = h.pending_bytes >= PART_BYTES
                 || (h.read > h.done && h.since.elapsed() >= cfg.flush);
-            if due && !send(t, monitor, p, h, cfg, st).await? {
+            // Sent once the part before is answered (else at a later turn).
+            let lost = due
+                && match settle_if_answered(h, cfg, st)? {
+                    None => false,
+                    Some(false) => true,
+                    Some(true) => !send(t, monitor, p, h, cfg, st).await?,
+                };
+            if lost {
                 leave(&mut held, p, st, say, "another worker extended its chain");
             }
         }
@@ -1207,17 +1229,55 @@ where
     let Some(f) = h.in_flight.take() else {
         return Ok(true);
     };
-    match f.answer.await? {
+    let answer = f.answer.await?;
+    Ok(settled(h, answer, f.last, f.windows, cfg, st))
+}
+
+/// [`settle`] if the part `h` sent is answered already (or none is in flight); `None` if its
+/// answer has not come yet: then nothing changes, and the worker judges on rather than wait.
+fn settle_if_answered<R, E>(
+    h: &mut Held<R, E>,
+    cfg: &Config,
+    st: &mut Stats,
+) -> Result<Option<bool>, TransportError>
+where
+    E: std::future::Future<Output = Result<Option<u64>, TransportError>> + Unpin,
+{
+    let Some(f) = h.in_flight.as_mut() else {
+        return Ok(Some(true));
+    };
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let answer = match std::future::Future::poll(std::pin::Pin::new(&mut f.answer), &mut cx) {
+        std::task::Poll::Pending => return Ok(None),
+        std::task::Poll::Ready(answer) => answer?,
+    };
+    let Some(f) = h.in_flight.take() else {
+        return Ok(Some(true));
+    };
+    Ok(Some(settled(h, answer, f.last, f.windows, cfg, st)))
+}
+
+/// What a part's answer means for its partition: the chain ends at the part (`true`), or
+/// another worker extended it first (`false`).
+fn settled<R, E>(
+    h: &mut Held<R, E>,
+    answer: Option<u64>,
+    last: u64,
+    windows: Vec<u64>,
+    cfg: &Config,
+    st: &mut Stats,
+) -> bool {
+    match answer {
         Some(seq) => {
             if cfg.close_after.is_some() {
-                h.open_windows.extend(f.windows);
+                h.open_windows.extend(windows);
             }
             h.chain = seq;
-            h.done = f.last;
+            h.done = last;
             st.parts += 1;
-            Ok(true)
+            true
         }
-        None => Ok(false),
+        None => false,
     }
 }
 
@@ -1296,6 +1356,104 @@ mod tests {
     use super::*;
     use nospy_monitor::{DeviceCounts, NamedPeer, RowParts};
     use std::net::IpAddr;
+
+    /// A part's answer, as the engine gives it: pending until `tx` sends it.
+    type Answer = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Option<u64>, TransportError>> + Send>,
+    >;
+
+    fn answer_later() -> (
+        tokio::sync::oneshot::Sender<Result<Option<u64>, TransportError>>,
+        Answer,
+    ) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        (tx, Box::pin(async move { rx.await.unwrap() }))
+    }
+
+    fn held_with(in_flight: Option<InFlight<Answer>>) -> Held<(), Answer> {
+        Held {
+            reader: (),
+            in_flight,
+            chain: 5,
+            done: 3,
+            read: 9,
+            watermark_ns: 0,
+            pending: Vec::new(),
+            pending_bytes: 0,
+            counting: Counting::default(),
+            window: None,
+            refused: 0,
+            since: Instant::now(),
+            lease: 1,
+            open_windows: BTreeSet::new(),
+            last_message: Instant::now(),
+            closed_below: 0,
+        }
+    }
+
+    /// A part not yet answered leaves its partition as it is (the worker judges on), one
+    /// answered ends the chain at it, and one refused says another worker extended the chain.
+    #[test]
+    fn a_part_not_yet_answered_is_not_waited_for() {
+        let cfg = Config {
+            id: "w".into(),
+            partitions: BTreeSet::from([0]),
+            window_secs: 300,
+            flush: Duration::from_secs(1),
+            until_caught_up: false,
+            inventory: [0; 32],
+            numbering: std::sync::Arc::new(crate::numbering::Numbering::new(
+                &nospy_inventory::Inventory::default(),
+            )),
+            close_after: Some(Duration::from_secs(60)),
+        };
+        let mut st = Stats::default();
+        let (tx, answer) = answer_later();
+        let mut h = held_with(Some(InFlight {
+            answer,
+            last: 7,
+            windows: vec![600],
+        }));
+        assert_eq!(settle_if_answered(&mut h, &cfg, &mut st).unwrap(), None);
+        assert_eq!((h.chain, h.done, st.parts), (5, 3, 0));
+        assert!(h.in_flight.is_some() && h.open_windows.is_empty());
+        tx.send(Ok(Some(42))).unwrap();
+        assert_eq!(
+            settle_if_answered(&mut h, &cfg, &mut st).unwrap(),
+            Some(true)
+        );
+        assert_eq!((h.chain, h.done, st.parts), (42, 7, 1));
+        assert!(h.in_flight.is_none());
+        assert_eq!(h.open_windows, BTreeSet::from([600]));
+        // Nothing in flight: nothing to wait for.
+        assert_eq!(
+            settle_if_answered(&mut h, &cfg, &mut st).unwrap(),
+            Some(true)
+        );
+        // Refused: another worker's part is the chain's end.
+        let (tx, answer) = answer_later();
+        h.in_flight = Some(InFlight {
+            answer,
+            last: 9,
+            windows: vec![],
+        });
+        tx.send(Ok(None)).unwrap();
+        assert_eq!(
+            settle_if_answered(&mut h, &cfg, &mut st).unwrap(),
+            Some(false)
+        );
+        assert_eq!((h.chain, h.done, st.parts), (42, 7, 1));
+        // The engine's failure is the caller's to handle, as when the answer is awaited.
+        let (tx, answer) = answer_later();
+        h.in_flight = Some(InFlight {
+            answer,
+            last: 11,
+            windows: vec![],
+        });
+        tx.send(Err(TransportError::Stopped("gone".into())))
+            .unwrap();
+        assert!(settle_if_answered(&mut h, &cfg, &mut st).is_err());
+    }
 
     /// A window's counts at their largest encodings: numbers of 64 bits, device numbers of
     /// 32, IPv6 peers, times that wrap, long names, and every violation's peer with names.
