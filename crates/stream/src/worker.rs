@@ -192,6 +192,31 @@ struct Held<R, E> {
     closed_below: u64,
 }
 
+impl<R, E> Held<R, E> {
+    /// A partition held under lease revision `lease`, read by `reader`, with nothing counted
+    /// and an empty chain.
+    fn new(reader: R, lease: u64) -> Held<R, E> {
+        Held {
+            reader,
+            in_flight: None,
+            chain: 0,
+            done: 0,
+            read: 0,
+            watermark_ns: 0,
+            pending: Vec::new(),
+            pending_bytes: 0,
+            counting: Counting::default(),
+            window: None,
+            refused: 0,
+            since: Instant::now(),
+            lease,
+            open_windows: BTreeSet::new(),
+            last_message: Instant::now(),
+            closed_below: 0,
+        }
+    }
+}
+
 /// A part sent, its answer not yet awaited.
 struct InFlight<E> {
     answer: E,
@@ -956,23 +981,15 @@ async fn open<T: Transport>(
         }
     }
     let (chain, done, watermark_ns) = chain_end(t, p).await?;
+    let reader = t.read(p, done).await?;
     Ok(Held {
-        reader: t.read(p, done).await?,
-        in_flight: None,
         chain,
         done,
         read: done,
         watermark_ns,
-        pending: Vec::new(),
-        pending_bytes: 0,
-        counting: Counting::default(),
-        window: None,
-        refused: 0,
-        since: Instant::now(),
-        lease,
         open_windows,
-        last_message: Instant::now(),
         closed_below: below,
+        ..Held::new(reader, lease)
     })
 }
 
@@ -1372,22 +1389,11 @@ mod tests {
 
     fn held_with(in_flight: Option<InFlight<Answer>>) -> Held<(), Answer> {
         Held {
-            reader: (),
             in_flight,
             chain: 5,
             done: 3,
             read: 9,
-            watermark_ns: 0,
-            pending: Vec::new(),
-            pending_bytes: 0,
-            counting: Counting::default(),
-            window: None,
-            refused: 0,
-            since: Instant::now(),
-            lease: 1,
-            open_windows: BTreeSet::new(),
-            last_message: Instant::now(),
-            closed_below: 0,
+            ..Held::new((), 1)
         }
     }
 
