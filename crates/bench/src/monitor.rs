@@ -954,20 +954,12 @@ fn end_to_end(
     let server_cpu = || server.and_then(crate::load::stat_cpu).map(|(_, c)| c);
     let trace = std::env::var_os("NOSPY_BENCH_TRACE").is_some();
     let trace_from = Instant::now();
-    let mut t = Instant::now();
-    let mut server_start = None;
-    let mut cpu_start = 0.0;
-    let mut cpu_collected = 0.0;
-    let mut cpu_end = 0.0;
-    let mut judged = 0.0;
-    let mut collected = 0.0;
-    let mut server_end = None;
     let numbering = &numbering;
     let op = OperatorConfig::default();
     let op = &op;
     // Set when the workers are not to wait for the collector any more.
     let stop = &std::sync::atomic::AtomicBool::new(false);
-    let out = std::thread::scope(|s| -> Result<nospy_monitor::Report> {
+    std::thread::scope(|s| -> Result<Run> {
         let worker = |w: usize| {
             s.spawn(move || -> Result<()> {
                 let rt = nospy_stream::worker::runtime()?;
@@ -1005,6 +997,18 @@ fn end_to_end(
                 })
             })
         };
+        // Workers that would wait for flows for ever stopped, a worker's own error said
+        // before `e`.
+        let stopped = |handles: Vec<std::thread::ScopedJoinHandle<'_, Result<()>>>,
+                       e: anyhow::Error|
+         -> Result<Run> {
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            for h in handles {
+                h.join()
+                    .map_err(|_| anyhow::anyhow!("a worker panicked"))??;
+            }
+            Err(e)
+        };
         // The workers first, as deployed: running, each holding its share of the partitions,
         // when flows arrive (one after the other, they start once the collector is done).
         let mut handles = Vec::new();
@@ -1012,22 +1016,15 @@ fn end_to_end(
             handles = (0..workers).map(worker).collect();
             let gave_up = || handles.iter().any(|h| h.is_finished());
             if let Err(e) = settled(url, name, partitions, workers, &gave_up) {
-                // The others would wait for flows for ever: stopped, and a worker's own
-                // error said before this one.
-                stop.store(true, std::sync::atomic::Ordering::Relaxed);
-                for h in handles {
-                    h.join()
-                        .map_err(|_| anyhow::anyhow!("a worker panicked"))??;
-                }
-                return Err(e);
+                return stopped(handles, e);
             }
         }
-        server_start = server_cpu();
-        t = Instant::now();
-        cpu_start = process_cpu_s();
-        // The collector as `nospy collect` runs: decoding on its thread, an outbox thread
+        let server_start = server_cpu();
+        let t = Instant::now();
+        let cpu_start = process_cpu_s();
+        // The collector as `nospy collect` runs: decoding on this thread, an outbox thread
         // publishing what it sealed meanwhile.
-        let collector = s.spawn(|| -> Result<()> {
+        let collect = || -> Result<()> {
             let started = nospy_stream::outbox::Outbox::start(
                 url,
                 name,
@@ -1053,12 +1050,12 @@ fn end_to_end(
             outbox.put("input.bench".into(), bytes::Bytes::from_static(b"{}"))?;
             outbox.finish()?;
             Ok(())
-        });
-        collector
-            .join()
-            .map_err(|_| anyhow::anyhow!("the collector panicked"))??;
-        collected = t.elapsed().as_secs_f64();
-        cpu_collected = process_cpu_s();
+        };
+        if let Err(e) = collect() {
+            return stopped(handles, e);
+        }
+        let collected = t.elapsed().as_secs_f64();
+        let cpu_collected = process_cpu_s();
         if one_after_the_other {
             handles = (0..workers).map(worker).collect();
         }
@@ -1066,9 +1063,9 @@ fn end_to_end(
             h.join()
                 .map_err(|_| anyhow::anyhow!("a worker panicked"))??;
         }
-        judged = t.elapsed().as_secs_f64();
-        cpu_end = process_cpu_s();
-        server_end = server_cpu();
+        let judged = t.elapsed().as_secs_f64();
+        let cpu_end = process_cpu_s();
+        let server_end = server_cpu();
         if trace {
             eprintln!("collector done at {collected:.2} s, workers at {judged:.2} s");
         }
@@ -1078,14 +1075,13 @@ fn end_to_end(
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))
         })?;
-        Ok(merged.report)
-    })?;
-    Ok(Run {
-        secs: judged,
-        collected,
-        cpu: (cpu_collected - cpu_start, cpu_end - cpu_collected),
-        server_cpu: server_start.zip(server_end).map(|(a, b)| b - a),
-        report: out,
+        Ok(Run {
+            secs: judged,
+            collected,
+            cpu: (cpu_collected - cpu_start, cpu_end - cpu_collected),
+            server_cpu: server_start.zip(server_end).map(|(a, b)| b - a),
+            report: merged.report,
+        })
     })
 }
 

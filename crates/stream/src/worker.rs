@@ -52,9 +52,9 @@ const PART_BYTES: usize = 1536 * 1024;
 /// most 572 KiB). It bounds what a worker holds of a partition. Parts are cut by
 /// [`PART_BYTES`] long before, at a few hundred KB; one whose encoding outgrows the engine's
 /// messages ([`PART_MESSAGE`]: a vendor's traffic and manifest can make rows and names that
-/// large) is appended as chunks ([`crate::wire::chunk_part`]). Parts were cut at 896 KiB by this
-/// count until the first were chunked: five times as many, each waited for, and the engine's
-/// work per flow a fifth higher.
+/// large) is appended as chunks ([`crate::wire::chunk_part`]). Before parts could be chunked
+/// they were cut to fit a message by this count (at 896 KiB less a batch's worst case): five
+/// times as many, each waited for, and the engine's work per flow a fifth higher.
 const PART_MOST: usize = 4 * PART_BYTES;
 /// The largest encoding of a row in a part (`wire`: a 5-byte device, direction, an IPv6 peer,
 /// protocol, port and six 10-byte numbers).
@@ -1260,18 +1260,17 @@ fn settle_if_answered<R, E>(
 where
     E: std::future::Future<Output = Result<Option<u64>, TransportError>> + Unpin,
 {
-    let Some(f) = h.in_flight.as_mut() else {
+    let Some(mut f) = h.in_flight.take() else {
         return Ok(Some(true));
     };
     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    let answer = match std::future::Future::poll(std::pin::Pin::new(&mut f.answer), &mut cx) {
-        std::task::Poll::Pending => return Ok(None),
-        std::task::Poll::Ready(answer) => answer?,
-    };
-    let Some(f) = h.in_flight.take() else {
-        return Ok(Some(true));
-    };
-    Ok(Some(settled(h, answer, f.last, f.windows, cfg, st)))
+    match std::future::Future::poll(std::pin::Pin::new(&mut f.answer), &mut cx) {
+        std::task::Poll::Pending => {
+            h.in_flight = Some(f);
+            Ok(None)
+        }
+        std::task::Poll::Ready(answer) => Ok(Some(settled(h, answer?, f.last, f.windows, cfg, st))),
+    }
 }
 
 /// What a part's answer means for its partition: the chain ends at the part (`true`), or
