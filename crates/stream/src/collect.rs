@@ -4,7 +4,7 @@
 //! message ids ([`publish_all`]).
 
 use crate::numbering::Numbering;
-use crate::wire::{encode_batch, Item};
+use crate::wire::BatchWriter;
 use bytes::Bytes;
 use nospy_flow::source::{Sink, Stats};
 use nospy_flow::{DnsSeen, Flow};
@@ -22,34 +22,36 @@ pub const BATCH_ITEMS: usize = 2048;
 /// within the engine's 1 MiB messages.
 pub const BATCH_BYTES: usize = 256 * 1024;
 
-/// The most `it` takes in a batch.
-fn item_bytes(it: &Item) -> usize {
-    match it {
-        // Head, the families' byte, two 10-byte times, two IPv6 addresses, two 2-byte ports,
-        // the protocol, two 10-byte counts.
-        Item::Flow(..) => 2 + 20 + 32 + 4 + 1 + 20,
-        Item::Dns(d) => 1 + 8 + 17 + 17 + 4 + 2 + d.answer.name.len(),
-        Item::Unknown { .. } => 1 + 32,
-    }
+/// The most a flow takes in a batch: head, the families' byte, two 10-byte times, two IPv6
+/// addresses, two 2-byte ports, the protocol, two 10-byte counts.
+const FLOW_MOST: usize = 2 + 20 + 32 + 4 + 1 + 20;
+/// The most a count of flows of no device takes in a batch.
+const UNKNOWN_MOST: usize = 1 + 32;
+
+/// The most a DNS answer takes in a batch.
+fn dns_most(d: &DnsSeen) -> usize {
+    1 + 8 + 17 + 17 + 4 + 2 + d.answer.name.len()
 }
 
 pub use crate::transport::{Sealed, To};
 
-/// Attributes flows to devices and seals them, by partition, into batches.
+/// Attributes flows to devices and writes them, by partition, into batches (as they come: no
+/// flow is kept), sealed once full.
 pub struct Publisher {
     partitions: u32,
     /// The inventory's addresses, numbered (a device's address is written as its number).
     numbering: std::sync::Arc<Numbering>,
     /// Partition by device (its place in the inventory).
     partition: Vec<u32>,
-    pending: Vec<Vec<Item>>,
-    /// Per partition, the most its pending items take ([`item_bytes`]).
+    /// Per partition, the batch being written.
+    pending: Vec<BatchWriter>,
+    /// Per partition, the most its pending items take ([`FLOW_MOST`], [`dns_most`]).
     pending_bytes: Vec<usize>,
     /// Per partition, whether its pending items hold a DNS answer.
     pending_answers: Vec<bool>,
     numbers: Vec<u64>,
     /// The answers stream's batch begun, the most it takes, and its number.
-    answers: Vec<Item>,
+    answers: BatchWriter,
     answers_bytes: usize,
     answers_number: u64,
     /// Flows of no device: per start second, (flows, packets, bytes).
@@ -73,19 +75,22 @@ impl Publisher {
         partitions: u32,
         source: &str,
     ) -> Publisher {
+        let pending = (0..partitions.max(1))
+            .map(|_| BatchWriter::new(&numbering, BATCH_ITEMS))
+            .collect();
         Publisher {
             partitions: partitions.max(1),
+            answers: BatchWriter::new(&numbering, 0),
             numbering,
             partition: inventory
                 .devices
                 .iter()
                 .map(|d| crate::partition_of(&d.device, partitions))
                 .collect(),
-            pending: vec![Vec::new(); partitions.max(1) as usize],
+            pending,
             pending_bytes: vec![0; partitions.max(1) as usize],
             pending_answers: vec![false; partitions.max(1) as usize],
             numbers: vec![0; partitions.max(1) as usize],
-            answers: Vec::new(),
             answers_bytes: 0,
             answers_number: 0,
             unknown: BTreeMap::new(),
@@ -96,13 +101,12 @@ impl Publisher {
         }
     }
 
-    fn push(&mut self, p: u32, it: Item) {
+    /// Counts `most` more in partition `p`'s batch (an item just written), and seals it once
+    /// full.
+    fn added(&mut self, p: u32, most: usize) {
         let bytes = &mut self.pending_bytes[p as usize];
-        *bytes += item_bytes(&it);
-        let full = *bytes >= BATCH_BYTES;
-        let items = &mut self.pending[p as usize];
-        items.push(it);
-        if full || items.len() >= BATCH_ITEMS {
+        *bytes += most;
+        if *bytes >= BATCH_BYTES || self.pending[p as usize].items() >= BATCH_ITEMS {
             self.seal(p);
         }
     }
@@ -113,47 +117,43 @@ impl Publisher {
         if std::mem::take(&mut self.pending_answers[p as usize]) {
             self.seal_answers();
         }
-        let items = std::mem::take(&mut self.pending[p as usize]);
-        self.pending_bytes[p as usize] = 0;
-        if items.is_empty() {
+        if self.pending[p as usize].items() == 0 {
             return;
         }
+        let batch = std::mem::replace(
+            &mut self.pending[p as usize],
+            BatchWriter::new(&self.numbering, BATCH_ITEMS),
+        );
+        self.pending_bytes[p as usize] = 0;
         let n = self.numbers[p as usize];
         self.numbers[p as usize] += 1;
         self.sealed.push(Sealed {
             to: To::Partition(p),
             id: format!("{}.{p}.{n}", self.source),
-            bytes: Bytes::from(encode_batch(&self.numbering, &items)),
+            bytes: Bytes::from(batch.finish()),
         });
     }
 
     fn seal_answers(&mut self) {
-        let items = std::mem::take(&mut self.answers);
-        self.answers_bytes = 0;
-        if items.is_empty() {
+        if self.answers.items() == 0 {
             return;
         }
+        let batch = std::mem::replace(&mut self.answers, BatchWriter::new(&self.numbering, 0));
+        self.answers_bytes = 0;
         let n = self.answers_number;
         self.answers_number += 1;
         self.sealed.push(Sealed {
             to: To::DnsAnswers,
             id: format!("{}.dns.{n}", self.source),
-            bytes: Bytes::from(encode_batch(&self.numbering, &items)),
+            bytes: Bytes::from(batch.finish()),
         });
     }
 
     fn spill_unknown(&mut self) {
         for (second, (flows, packets, bytes)) in std::mem::take(&mut self.unknown) {
             let p = (second % u64::from(self.partitions)) as u32;
-            self.push(
-                p,
-                Item::Unknown {
-                    second,
-                    flows,
-                    packets,
-                    bytes,
-                },
-            );
+            self.pending[p as usize].unknown(second, flows, packets, bytes);
+            self.added(p, UNKNOWN_MOST);
         }
     }
 
@@ -186,7 +186,8 @@ impl Sink for Publisher {
         match device.and_then(|d| self.partition.get(d as usize)) {
             Some(&p) => {
                 self.attributed += 1;
-                self.push(p, Item::Flow(f.clone(), refs));
+                self.pending[p as usize].flow(&self.numbering, f, refs);
+                self.added(p, FLOW_MOST);
             }
             None => {
                 self.unattributed += 1;
@@ -206,16 +207,17 @@ impl Sink for Publisher {
 
     fn dns(&mut self, seen: &DnsSeen) {
         // The answers stream's batch first: a partition's batch sealed below seals it too.
-        let it = Item::Dns(seen.clone());
-        self.answers_bytes += item_bytes(&it);
-        self.answers.push(it);
-        if self.answers_bytes >= BATCH_BYTES || self.answers.len() >= BATCH_ITEMS {
+        let most = dns_most(seen);
+        self.answers_bytes += most;
+        self.answers.dns(seen);
+        if self.answers_bytes >= BATCH_BYTES || self.answers.items() >= BATCH_ITEMS {
             self.seal_answers();
         }
         // Every partition: a name rule of any device may need it, in its place among the flows.
         for p in 0..self.partitions {
             self.pending_answers[p as usize] = true;
-            self.push(p, Item::Dns(seen.clone()));
+            self.pending[p as usize].dns(seen);
+            self.added(p, most);
         }
     }
 }

@@ -147,110 +147,167 @@ pub enum Item {
 /// Writes a batch (NSB3) under `numbering`: a flow's address that is a device's is written as
 /// its number (the item's, when it is that address's; else the numbering's).
 pub fn encode_batch(numbering: &Numbering, items: &[Item]) -> Vec<u8> {
-    let base = items
-        .iter()
-        .find_map(|it| match it {
-            Item::Flow(f, _) => Some(f.first_ns),
-            _ => None,
-        })
-        .unwrap_or(0);
-    let mut w = Vec::with_capacity(48 + items.len() * 20);
-    w.extend_from_slice(BATCH_MAGIC);
-    w.extend_from_slice(numbering.digest());
-    put_u64(&mut w, base);
-    w.extend_from_slice(&(items.len() as u32).to_be_bytes());
-    let mut prev = base;
+    let mut w = BatchWriter::new(numbering, items.len());
     for it in items {
+        w.push(numbering, it);
+    }
+    w.finish()
+}
+
+/// Where an NSB3 batch's base, its count of items and its first item are.
+const BATCH_BASE_AT: usize = 4 + 32;
+const BATCH_COUNT_AT: usize = BATCH_BASE_AT + 8;
+const BATCH_ITEMS_AT: usize = BATCH_COUNT_AT + 4;
+
+/// A batch (NSB3) written an item at a time, as a collector attributes flows: the bytes
+/// [`encode_batch`] writes for the same items, with no item kept (the base is set at the first
+/// flow, the count when finished).
+#[derive(Debug)]
+pub struct BatchWriter {
+    w: Vec<u8>,
+    items: u32,
+    /// The start of the flow before; `None` until the first flow (which sets the base).
+    prev: Option<u64>,
+}
+
+impl BatchWriter {
+    /// An empty batch under `numbering`, with room for about `items` flows.
+    pub fn new(numbering: &Numbering, items: usize) -> BatchWriter {
+        let mut w = Vec::with_capacity(BATCH_ITEMS_AT + items.saturating_mul(20));
+        w.extend_from_slice(BATCH_MAGIC);
+        w.extend_from_slice(numbering.digest());
+        w.extend_from_slice(&[0; BATCH_ITEMS_AT - BATCH_BASE_AT]);
+        BatchWriter {
+            w,
+            items: 0,
+            prev: None,
+        }
+    }
+
+    /// Items written.
+    pub fn items(&self) -> usize {
+        self.items as usize
+    }
+
+    /// Appends an item.
+    pub fn push(&mut self, numbering: &Numbering, it: &Item) {
         match it {
-            Item::Flow(f, refs) => {
-                // The start as a step from the flow before, modulo 2^64 (exporters send flows
-                // roughly in order: most steps take a byte or two).
-                let step = f.first_ns.wrapping_sub(prev) as i64;
-                prev = f.first_ns;
-                let forward = f.last_ns >= f.first_ns;
-                let dur = if forward {
-                    f.last_ns - f.first_ns
-                } else {
-                    f.first_ns - f.last_ns
-                };
-                let ms = forward && step % 1_000_000 == 0 && dur % 1_000_000 == 0;
-                let number = |r: Option<u32>, a: IpAddr| match r {
-                    Some(r) if numbering.addr(r) == Some(a) => Some(r),
-                    Some(_) => numbering.of(a),
-                    None => None,
-                };
-                let (src, dst) = (number(refs[0], f.src), number(refs[1], f.dst));
-                let form = match (src, dst) {
-                    (Some(_), None) if f.dst.is_ipv4() => FORM_SRC_DST4,
-                    (Some(_), None) => FORM_SRC_DST6,
-                    (None, Some(_)) if f.src.is_ipv4() => FORM_SRC4_DST,
-                    (None, Some(_)) => FORM_SRC6_DST,
-                    (Some(_), Some(_)) => FORM_BOTH,
-                    (None, None) => FORM_NEITHER,
-                };
-                let mut head = (FLOW_INITIATOR * u8::from(f.initiator_known)) | (form << 5);
-                if ms {
-                    head |= FLOW_MS;
-                }
-                if !forward {
-                    head |= FLOW_BACKWARDS;
-                }
-                if f.sport < 256 {
-                    head |= FLOW_SPORT8;
-                }
-                if f.dport < 256 {
-                    head |= FLOW_DPORT8;
-                }
-                w.push(head);
-                if form == FORM_NEITHER {
-                    w.push(u8::from(f.src.is_ipv6()) | u8::from(f.dst.is_ipv6()) << 1);
-                }
-                if ms {
-                    put_var(&mut w, zigzag(step / 1_000_000));
-                    put_var(&mut w, dur / 1_000_000);
-                } else {
-                    put_var(&mut w, zigzag(step));
-                    put_var(&mut w, dur);
-                }
-                for (r, a) in [(src, f.src), (dst, f.dst)] {
-                    match r {
-                        Some(r) => put_var(&mut w, u64::from(r)),
-                        None => put_bare_addr(&mut w, a),
-                    }
-                }
-                for port in [f.sport, f.dport] {
-                    if port < 256 {
-                        w.push(port as u8);
-                    } else {
-                        w.extend_from_slice(&port.to_be_bytes());
-                    }
-                }
-                w.push(f.proto);
-                put_var(&mut w, f.packets);
-                put_var(&mut w, f.bytes);
-            }
-            Item::Dns(d) => {
-                w.push(HEAD_DNS);
-                put_u64(&mut w, d.ts_ns);
-                put_addr(&mut w, d.client);
-                put_addr(&mut w, d.answer.addr);
-                w.extend_from_slice(&d.answer.ttl.to_be_bytes());
-                put_str(&mut w, &d.answer.name);
-            }
-            Item::Unknown {
+            Item::Flow(f, refs) => self.flow(numbering, f, *refs),
+            Item::Dns(d) => self.dns(d),
+            &Item::Unknown {
                 second,
                 flows,
                 packets,
                 bytes,
-            } => {
-                w.push(HEAD_UNKNOWN);
-                for v in [second, flows, packets, bytes] {
-                    put_u64(&mut w, *v);
-                }
-            }
+            } => self.unknown(second, flows, packets, bytes),
         }
     }
-    w
+
+    /// Appends a flow; `refs`, the numbers of its addresses that are a device's (a number
+    /// that is not its address's is looked up again).
+    pub fn flow(&mut self, numbering: &Numbering, f: &Flow, refs: Refs) {
+        let prev = match self.prev {
+            Some(p) => p,
+            None => {
+                self.w[BATCH_BASE_AT..BATCH_COUNT_AT].copy_from_slice(&f.first_ns.to_be_bytes());
+                f.first_ns
+            }
+        };
+        self.prev = Some(f.first_ns);
+        self.items = self.items.wrapping_add(1);
+        let w = &mut self.w;
+        // The start as a step from the flow before, modulo 2^64 (exporters send flows
+        // roughly in order: most steps take a byte or two).
+        let step = f.first_ns.wrapping_sub(prev) as i64;
+        let forward = f.last_ns >= f.first_ns;
+        let dur = if forward {
+            f.last_ns - f.first_ns
+        } else {
+            f.first_ns - f.last_ns
+        };
+        let ms = forward && step % 1_000_000 == 0 && dur % 1_000_000 == 0;
+        let number = |r: Option<u32>, a: IpAddr| match r {
+            Some(r) if numbering.addr(r) == Some(a) => Some(r),
+            Some(_) => numbering.of(a),
+            None => None,
+        };
+        let (src, dst) = (number(refs[0], f.src), number(refs[1], f.dst));
+        let form = match (src, dst) {
+            (Some(_), None) if f.dst.is_ipv4() => FORM_SRC_DST4,
+            (Some(_), None) => FORM_SRC_DST6,
+            (None, Some(_)) if f.src.is_ipv4() => FORM_SRC4_DST,
+            (None, Some(_)) => FORM_SRC6_DST,
+            (Some(_), Some(_)) => FORM_BOTH,
+            (None, None) => FORM_NEITHER,
+        };
+        let mut head = (FLOW_INITIATOR * u8::from(f.initiator_known)) | (form << 5);
+        if ms {
+            head |= FLOW_MS;
+        }
+        if !forward {
+            head |= FLOW_BACKWARDS;
+        }
+        if f.sport < 256 {
+            head |= FLOW_SPORT8;
+        }
+        if f.dport < 256 {
+            head |= FLOW_DPORT8;
+        }
+        w.push(head);
+        if form == FORM_NEITHER {
+            w.push(u8::from(f.src.is_ipv6()) | u8::from(f.dst.is_ipv6()) << 1);
+        }
+        if ms {
+            put_var(w, zigzag(step / 1_000_000));
+            put_var(w, dur / 1_000_000);
+        } else {
+            put_var(w, zigzag(step));
+            put_var(w, dur);
+        }
+        for (r, a) in [(src, f.src), (dst, f.dst)] {
+            match r {
+                Some(r) => put_var(w, u64::from(r)),
+                None => put_bare_addr(w, a),
+            }
+        }
+        for port in [f.sport, f.dport] {
+            if port < 256 {
+                w.push(port as u8);
+            } else {
+                w.extend_from_slice(&port.to_be_bytes());
+            }
+        }
+        w.push(f.proto);
+        put_var(w, f.packets);
+        put_var(w, f.bytes);
+    }
+
+    /// Appends a DNS answer seen.
+    pub fn dns(&mut self, d: &DnsSeen) {
+        self.items = self.items.wrapping_add(1);
+        let w = &mut self.w;
+        w.push(HEAD_DNS);
+        put_u64(w, d.ts_ns);
+        put_addr(w, d.client);
+        put_addr(w, d.answer.addr);
+        w.extend_from_slice(&d.answer.ttl.to_be_bytes());
+        put_str(w, &d.answer.name);
+    }
+
+    /// Appends the count of flows of no device that started in `second`.
+    pub fn unknown(&mut self, second: u64, flows: u64, packets: u64, bytes: u64) {
+        self.items = self.items.wrapping_add(1);
+        self.w.push(HEAD_UNKNOWN);
+        for v in [second, flows, packets, bytes] {
+            put_u64(&mut self.w, v);
+        }
+    }
+
+    /// The batch's bytes.
+    pub fn finish(mut self) -> Vec<u8> {
+        self.w[BATCH_COUNT_AT..BATCH_ITEMS_AT].copy_from_slice(&self.items.to_be_bytes());
+        self.w
+    }
 }
 
 /// A signed number as an unsigned one, small either way: 0, -1, 1, -2 ... as 0, 1, 2, 3 ...
@@ -1487,6 +1544,115 @@ mod tests {
             .step_by(2)
             .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
             .collect()
+    }
+
+    #[test]
+    fn a_batch_is_written_byte_for_byte_as_nsb3_says() {
+        // Written by the encoder before flows were written as they came (a DNS answer before
+        // the first flow, which sets the base; steps back and forth; milliseconds and
+        // nanoseconds; an end before the start; each form of addresses; a count of flows of no
+        // device): the format on the stream, pinned.
+        let a = |s: &str| s.parse::<IpAddr>().unwrap();
+        let n = Numbering::new(&Inventory {
+            devices: vec![
+                access_device("a", vec![a("10.0.0.1")]),
+                access_device("b", vec![a("10.0.0.2"), a("2001:db8::2")]),
+            ],
+        });
+        let fl = |first_ns, last_ns, src, dst, sport, dport, initiator_known| Flow {
+            first_ns,
+            last_ns,
+            src: a(src),
+            dst: a(dst),
+            sport,
+            dport,
+            proto: 17,
+            packets: 300,
+            bytes: 70_000,
+            initiator_known,
+        };
+        let flows = [
+            fl(
+                1_700_000_000_000_000_000,
+                1_700_000_002_000_000_000,
+                "10.0.0.1",
+                "192.0.2.9",
+                40000,
+                53,
+                true,
+            ),
+            fl(
+                1_700_000_000_000_000_123,
+                1_700_000_000_000_000_100,
+                "198.51.100.1",
+                "2001:db8::2",
+                53,
+                40001,
+                false,
+            ),
+            fl(
+                1_699_999_999_000_000_000,
+                1_699_999_999_500_000_000,
+                "10.0.0.2",
+                "10.0.0.1",
+                1,
+                2,
+                false,
+            ),
+            fl(
+                1_700_000_001_000_000_000,
+                1_700_000_001_000_000_000,
+                "2001:db8::9",
+                "192.0.2.1",
+                443,
+                443,
+                true,
+            ),
+        ];
+        let seen = DnsSeen {
+            ts_ns: 1_700_000_000_000_000_000,
+            client: a("10.0.0.1"),
+            answer: Answer {
+                name: "svc.example".into(),
+                addr: a("192.0.2.9"),
+                ttl: 300,
+            },
+        };
+        let mut items = vec![Item::Dns(seen.clone())];
+        items.extend(
+            flows
+                .iter()
+                .map(|f| Item::Flow(f.clone(), n.refs(f.src, f.dst))),
+        );
+        items.push(Item::Unknown {
+            second: 1_700_000_000,
+            flows: 2,
+            packets: 5,
+            bytes: 900,
+        });
+        let want = unhex(concat!(
+            "4e534233",
+            "52f18b7b77c68e83f1b03e8dfe291ccb742dd2325def1427a893da9c543d34a1",
+            "17979cfe362a0000",
+            "00000006",
+            "e017979cfe362a0000040a00000104c00002090000012c000b7376632e6578616d706c65",
+            "1300d00f00c00002099c403511ac02f0a204",
+            "4cf60117c633640102359c4111ac02f0a204",
+            "98f5a9d6b90780cab5ee010100010211ac02f0a204",
+            "a301a01f0020010db8000000000000000000000009c000020101bb01bb11ac02f0a204",
+            "e1000000006553f100000000000000000200000000000000050000000000000384",
+        ));
+        assert_eq!(encode_batch(&n, &items), want);
+        // The same, an item at a time as a collector writes them.
+        let mut w = BatchWriter::new(&n, 0);
+        w.dns(&seen);
+        for f in &flows {
+            w.flow(&n, f, n.refs(f.src, f.dst));
+        }
+        w.unknown(1_700_000_000, 2, 5, 900);
+        assert_eq!(w.items(), 6);
+        assert_eq!(w.finish(), want);
+        assert_eq!(decode_batch(&want, &n).unwrap(), items);
     }
 
     #[test]
