@@ -12,15 +12,22 @@ use nospy_inventory::Inventory;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-/// Most items in one batch (about 40 KB of IPv4 flows). Larger batches cost the engine and the
-/// collector less per flow, but a worker keeps room in a part for the rows and devices a whole
-/// batch can add, at most 492 KiB for these (`worker`), and a part must fit in one message.
-pub const BATCH_ITEMS: usize = 2048;
+/// Most items in one batch (about 155 KB of IPv4 flows). The engine's work, the collector's
+/// and the workers' each have a part per message (the store's index and deduplication, the
+/// publication's acknowledgement, the reads and the threads woken): batches of 2,048 items
+/// made four times as many messages, and end to end with 2 workers was 0.54-0.63 of one
+/// process's rate against 0.59-0.69 for these (`nospy bench monitor --nats`, 7 runs each on
+/// a 2-core VM). Larger ones would not fit a message at their largest ([`BATCH_BYTES`]). A
+/// worker keeps room in what it holds of a partition for the rows and devices a whole batch
+/// can add (2.4 MiB at most for these: `worker`'s `PART_MOST`).
+pub const BATCH_ITEMS: usize = 8192;
 
-/// Most bytes of items in one batch, each counted at its largest encoding: DNS answers with
-/// long names seal a batch before it has [`BATCH_ITEMS`] of them, so that a batch stays well
-/// within the engine's 1 MiB messages.
-pub const BATCH_BYTES: usize = 256 * 1024;
+/// Most bytes of items in one batch, each counted at its largest encoding (79 bytes a flow:
+/// [`BATCH_ITEMS`] of them take 632 KiB): DNS answers with long names seal a batch before it
+/// has [`BATCH_ITEMS`] of them. A batch stays within the engine's 1 MiB messages: it is
+/// sealed once this is reached, so it holds at most this and one item (an answer's name is
+/// at most 64 KiB).
+pub const BATCH_BYTES: usize = 768 * 1024;
 
 /// The most a flow takes in a batch: head, the families' byte, two 10-byte times, two IPv6
 /// addresses, two 2-byte ports, the protocol, two 10-byte counts.

@@ -226,12 +226,13 @@ async fn last_on(
 
 /// The most messages a read asks the server for at once (the client asks again once half are
 /// read): what a worker holds of a partition ahead of judging it is at most one and a half
-/// times this many batches (each at most [`crate::collect::BATCH_BYTES`]), not the client's
-/// default of 500 (19 MB of full batches a partition, which a worker behind its stream held
-/// for each). It also keeps the received bytes in memory already touched: with the default,
-/// a worker alone on a full stream was about 7% slower, page faults of fresh buffers taking
-/// most of the difference (`nospy bench monitor --nats`).
-const READ_AHEAD: i64 = 16;
+/// times this many batches (each at most [`crate::collect::BATCH_BYTES`] and one item: about
+/// 1.9 MB of full batches of flows, 10 MB at most), not the client's default of 500 (which a
+/// worker behind its stream held for each partition). It also keeps the received bytes in
+/// memory already touched: with the default, a worker alone on a full stream was about 7%
+/// slower, page faults of fresh buffers taking most of the difference; with 4, a worker alone
+/// judged about a tenth less (`nospy bench monitor --nats`).
+const READ_AHEAD: i64 = 8;
 
 /// An ordered read of `subject` of stream `s` from the first message after sequence `after`
 /// (`what` it is, for errors).

@@ -49,7 +49,7 @@ const PART_BYTES: usize = 1536 * 1024;
 /// The most a part may hold by the same count: before a batch is judged, what is held is
 /// appended (waiting for the part before) if the batch could take it past this (each flow adds
 /// at most two rows and two devices: a batch of [`crate::collect::BATCH_ITEMS`] flows adds at
-/// most 572 KiB). It bounds what a worker holds of a partition. Parts are cut by
+/// most 2.4 MiB). It bounds what a worker holds of a partition. Parts are cut by
 /// [`PART_BYTES`] long before, at a few hundred KB; one whose encoding outgrows the engine's
 /// messages ([`PART_MESSAGE`]: a vendor's traffic and manifest can make rows and names that
 /// large) is appended as chunks ([`crate::wire::chunk_part`]). Before parts could be chunked
