@@ -22,22 +22,17 @@ use std::net::IpAddr;
 /// can add (2.4 MiB at most for these: `worker`'s `PART_MOST`).
 pub const BATCH_ITEMS: usize = 8192;
 
-/// Most bytes of items in one batch, each counted at its largest encoding (79 bytes a flow:
-/// [`BATCH_ITEMS`] of them take 632 KiB): DNS answers with long names seal a batch before it
-/// has [`BATCH_ITEMS`] of them. A batch stays within the engine's 1 MiB messages: it is
+/// Most bytes of items in one batch, each counted at its largest encoding
+/// ([`BatchWriter::most`]: 79 bytes a flow, so [`BATCH_ITEMS`] of them take 632 KiB): DNS
+/// answers with long names seal a batch before it has [`BATCH_ITEMS`] of them. A batch stays within the engine's 1 MiB messages: it is
 /// sealed once this is reached, so it holds at most this and one item (an answer's name is
 /// at most 64 KiB).
 pub const BATCH_BYTES: usize = 768 * 1024;
 
-/// The most a flow takes in a batch: head, the families' byte, two 10-byte times, two IPv6
-/// addresses, two 2-byte ports, the protocol, two 10-byte counts.
-const FLOW_MOST: usize = 2 + 20 + 32 + 4 + 1 + 20;
-/// The most a count of flows of no device takes in a batch.
-const UNKNOWN_MOST: usize = 1 + 32;
-
-/// The most a DNS answer takes in a batch.
-fn dns_most(d: &DnsSeen) -> usize {
-    1 + 8 + 17 + 17 + 4 + 2 + d.answer.name.len()
+/// Whether a batch is to be sealed: [`BATCH_ITEMS`] items, or [`BATCH_BYTES`] by the largest
+/// encodings.
+fn full(b: &BatchWriter) -> bool {
+    b.items() >= BATCH_ITEMS || b.most() >= BATCH_BYTES
 }
 
 pub use crate::transport::{Sealed, To};
@@ -52,14 +47,11 @@ pub struct Publisher {
     partition: Vec<u32>,
     /// Per partition, the batch being written.
     pending: Vec<BatchWriter>,
-    /// Per partition, the most its pending items take ([`FLOW_MOST`], [`dns_most`]).
-    pending_bytes: Vec<usize>,
     /// Per partition, whether its pending items hold a DNS answer.
     pending_answers: Vec<bool>,
     numbers: Vec<u64>,
-    /// The answers stream's batch begun, the most it takes, and its number.
+    /// The answers stream's batch begun, and its number.
     answers: BatchWriter,
-    answers_bytes: usize,
     answers_number: u64,
     /// Flows of no device: per start second, (flows, packets, bytes).
     unknown: BTreeMap<u64, (u64, u64, u64)>,
@@ -95,10 +87,8 @@ impl Publisher {
                 .map(|d| crate::partition_of(&d.device, partitions))
                 .collect(),
             pending,
-            pending_bytes: vec![0; partitions.max(1) as usize],
             pending_answers: vec![false; partitions.max(1) as usize],
             numbers: vec![0; partitions.max(1) as usize],
-            answers_bytes: 0,
             answers_number: 0,
             unknown: BTreeMap::new(),
             source: source.to_string(),
@@ -108,12 +98,9 @@ impl Publisher {
         }
     }
 
-    /// Counts `most` more in partition `p`'s batch (an item just written), and seals it once
-    /// full.
-    fn added(&mut self, p: u32, most: usize) {
-        let bytes = &mut self.pending_bytes[p as usize];
-        *bytes += most;
-        if *bytes >= BATCH_BYTES || self.pending[p as usize].items() >= BATCH_ITEMS {
+    /// Seals partition `p`'s batch if an item just written filled it.
+    fn written(&mut self, p: u32) {
+        if full(&self.pending[p as usize]) {
             self.seal(p);
         }
     }
@@ -131,7 +118,6 @@ impl Publisher {
             &mut self.pending[p as usize],
             BatchWriter::new(&self.numbering, BATCH_ITEMS),
         );
-        self.pending_bytes[p as usize] = 0;
         let n = self.numbers[p as usize];
         self.numbers[p as usize] += 1;
         self.sealed.push(Sealed {
@@ -146,7 +132,6 @@ impl Publisher {
             return;
         }
         let batch = std::mem::replace(&mut self.answers, BatchWriter::new(&self.numbering, 0));
-        self.answers_bytes = 0;
         let n = self.answers_number;
         self.answers_number += 1;
         self.sealed.push(Sealed {
@@ -160,7 +145,7 @@ impl Publisher {
         for (second, (flows, packets, bytes)) in std::mem::take(&mut self.unknown) {
             let p = (second % u64::from(self.partitions)) as u32;
             self.pending[p as usize].unknown(second, flows, packets, bytes);
-            self.added(p, UNKNOWN_MOST);
+            self.written(p);
         }
     }
 
@@ -194,7 +179,7 @@ impl Sink for Publisher {
             Some(&p) => {
                 self.attributed += 1;
                 self.pending[p as usize].flow(&self.numbering, f, refs);
-                self.added(p, FLOW_MOST);
+                self.written(p);
             }
             None => {
                 self.unattributed += 1;
@@ -214,17 +199,15 @@ impl Sink for Publisher {
 
     fn dns(&mut self, seen: &DnsSeen) {
         // The answers stream's batch first: a partition's batch sealed below seals it too.
-        let most = dns_most(seen);
-        self.answers_bytes += most;
         self.answers.dns(seen);
-        if self.answers_bytes >= BATCH_BYTES || self.answers.items() >= BATCH_ITEMS {
+        if full(&self.answers) {
             self.seal_answers();
         }
         // Every partition: a name rule of any device may need it, in its place among the flows.
         for p in 0..self.partitions {
             self.pending_answers[p as usize] = true;
             self.pending[p as usize].dns(seen);
-            self.added(p, most);
+            self.written(p);
         }
     }
 }

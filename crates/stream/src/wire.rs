@@ -159,6 +159,12 @@ const BATCH_BASE_AT: usize = 4 + 32;
 const BATCH_COUNT_AT: usize = BATCH_BASE_AT + 8;
 const BATCH_ITEMS_AT: usize = BATCH_COUNT_AT + 4;
 
+/// The most a flow takes in an NSB3 batch: head, the families' byte, two 10-byte times, two
+/// IPv6 addresses, two 2-byte ports, the protocol, two 10-byte counts.
+const FLOW_MOST: usize = 2 + 20 + 32 + 4 + 1 + 20;
+/// The most a count of flows of no device takes.
+const UNKNOWN_MOST: usize = 1 + 32;
+
 /// A batch (NSB3) written an item at a time, as a collector attributes flows: the bytes
 /// [`encode_batch`] writes for the same items, with no item kept (the base is set at the first
 /// flow, the count when finished).
@@ -166,6 +172,8 @@ const BATCH_ITEMS_AT: usize = BATCH_COUNT_AT + 4;
 pub struct BatchWriter {
     w: Vec<u8>,
     items: u32,
+    /// What the items take at their largest encodings.
+    most: usize,
     /// The start of the flow before; `None` until the first flow (which sets the base).
     prev: Option<u64>,
 }
@@ -180,6 +188,7 @@ impl BatchWriter {
         BatchWriter {
             w,
             items: 0,
+            most: 0,
             prev: None,
         }
     }
@@ -187,6 +196,12 @@ impl BatchWriter {
     /// Items written.
     pub fn items(&self) -> usize {
         self.items as usize
+    }
+
+    /// What the items written would take at their largest encodings (a flow 79 bytes, a DNS
+    /// answer 49 and its name): what a collector bounds a batch by, whatever the items' values.
+    pub fn most(&self) -> usize {
+        self.most
     }
 
     /// Appends an item.
@@ -215,6 +230,7 @@ impl BatchWriter {
         };
         self.prev = Some(f.first_ns);
         self.items = self.items.wrapping_add(1);
+        self.most += FLOW_MOST;
         let w = &mut self.w;
         // The start as a step from the flow before, modulo 2^64 (exporters send flows
         // roughly in order: most steps take a byte or two).
@@ -285,6 +301,7 @@ impl BatchWriter {
     /// Appends a DNS answer seen.
     pub fn dns(&mut self, d: &DnsSeen) {
         self.items = self.items.wrapping_add(1);
+        self.most += 1 + 8 + 17 + 17 + 4 + 2 + d.answer.name.len();
         let w = &mut self.w;
         w.push(HEAD_DNS);
         put_u64(w, d.ts_ns);
@@ -297,6 +314,7 @@ impl BatchWriter {
     /// Appends the count of flows of no device that started in `second`.
     pub fn unknown(&mut self, second: u64, flows: u64, packets: u64, bytes: u64) {
         self.items = self.items.wrapping_add(1);
+        self.most += UNKNOWN_MOST;
         self.w.push(HEAD_UNKNOWN);
         for v in [second, flows, packets, bytes] {
             put_u64(&mut self.w, v);

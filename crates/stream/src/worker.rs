@@ -539,9 +539,16 @@ async fn session<T: Transport>(
                 };
                 // Room in the part for the most this batch can add (each flow two rows and two
                 // devices at most): else what is held is appended first, so that what is held
-                // stays bounded whatever the batches hold.
-                let flows = items.iter().filter(|i| matches!(i, Item::Flow(..))).count();
-                if h.read > h.done && part_bound(monitor, h, flows) > PART_MOST {
+                // stays bounded whatever the batches hold. The items bound the flows: these are
+                // counted (a pass over the batch) only when that bound leaves no room.
+                let crowded = h.read > h.done
+                    && part_bound(monitor, h, items.len()) > PART_MOST
+                    && part_bound(
+                        monitor,
+                        h,
+                        items.iter().filter(|i| matches!(i, Item::Flow(..))).count(),
+                    ) > PART_MOST;
+                if crowded {
                     hand_over(monitor, h, &mut window, &mut unknown);
                     if !send(t, monitor, p, h, cfg, st).await? {
                         lost_now = true;
