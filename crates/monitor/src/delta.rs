@@ -97,8 +97,9 @@ pub struct Delta {
     pub violations: Vec<RowParts>,
     /// Unattributable rows, in the report's order.
     pub unattributable: Vec<RowParts>,
-    /// The sets of names rows refer to; the first is the empty set.
-    pub name_sets: Vec<Vec<String>>,
+    /// The sets of names rows refer to; the first is the empty set. Shared with the monitor
+    /// that took the delta (a set is counted once however many deltas refer to it).
+    pub name_sets: Vec<Arc<[String]>>,
     /// The names each violation row's peer stood for when the delta was taken (DNS answers
     /// seen by then, resolver entries: what signed evidence states), by peer in address order,
     /// peers that stood for no name left out. `None`: not recorded (the monitor did not
@@ -165,13 +166,13 @@ impl Gathered {
 
 /// A delta's sets of names being written: each set once, numbered in the order first given.
 struct NameSets {
-    sets: Vec<Vec<String>>,
-    numbered: nospy_flow::fasthash::FastMap<Vec<String>, u32>,
+    sets: Vec<Arc<[String]>>,
+    numbered: nospy_flow::fasthash::FastMap<Arc<[String]>, u32>,
 }
 
 impl NameSets {
     /// Starting from `sets` (distinct; the first the empty set).
-    fn from(sets: Vec<Vec<String>>) -> NameSets {
+    fn from(sets: Vec<Arc<[String]>>) -> NameSets {
         let numbered = sets
             .iter()
             .enumerate()
@@ -181,7 +182,7 @@ impl NameSets {
     }
 
     /// The number of `set`, given a new one if it is not there yet.
-    fn id(&mut self, set: Vec<String>) -> u32 {
+    fn id(&mut self, set: Arc<[String]>) -> u32 {
         if let Some(&i) = self.numbered.get(&set) {
             return i;
         }
@@ -190,6 +191,19 @@ impl NameSets {
         self.sets.push(set);
         i
     }
+
+    /// [`NameSets::id`] of a set not yet shared (copied only when it is new).
+    fn id_of(&mut self, set: &[String]) -> u32 {
+        match self.numbered.get(set) {
+            Some(&i) => i,
+            None => self.id(Arc::from(set)),
+        }
+    }
+}
+
+/// The empty set of names.
+fn no_names() -> Arc<[String]> {
+    Arc::from(Vec::new())
 }
 
 impl Delta {
@@ -212,7 +226,7 @@ impl Delta {
     /// on.
     pub fn merged(deltas: Vec<Delta>) -> Delta {
         let mut out = Delta::default();
-        let mut sets = NameSets::from(vec![Vec::new()]);
+        let mut sets = NameSets::from(vec![no_names()]);
         let (mut violations, mut unattributable) = (Vec::new(), Vec::new());
         let mut peer_names = Gathered::default();
         for d in deltas {
@@ -271,7 +285,7 @@ impl Delta {
                 .into_iter()
                 .map(|(peer, seen)| NamedPeer {
                     peer,
-                    set: sets.id(seen.names),
+                    set: sets.id_of(&seen.names),
                     total: seen.total,
                 })
                 .collect()
@@ -357,7 +371,7 @@ impl Monitor {
     pub fn take(&mut self) -> Delta {
         let (violations, dropped) = std::mem::take(&mut self.violations).finish();
         let (unattributable, also) = std::mem::take(&mut self.unattributable).finish();
-        let mut sets: Vec<Vec<String>> = vec![Vec::new()];
+        let mut sets: Vec<Arc<[String]>> = vec![no_names()];
         // The monitor's set numbers to the delta's, the empty set 0 in both.
         let mut renumber: Vec<Option<u32>> = vec![None; self.name_sets.len().max(1)];
         renumber[0] = Some(0);
@@ -368,12 +382,7 @@ impl Monitor {
                 let id = match renumber.get(names).copied().flatten() {
                     Some(id) => id,
                     None => {
-                        sets.push(
-                            self.name_sets
-                                .get(names)
-                                .map(|s| s.to_vec())
-                                .unwrap_or_default(),
-                        );
+                        sets.push(self.name_sets.get(names).cloned().unwrap_or_else(no_names));
                         let id = (sets.len() - 1) as u32;
                         if let Some(slot) = renumber.get_mut(names) {
                             *slot = Some(id);
@@ -412,7 +421,7 @@ impl Monitor {
                     let all = self.names_of(peer);
                     (!all.is_empty()).then(|| NamedPeer {
                         peer,
-                        set: sets.id(crate::evidence::kept_names(&all, &self.named)),
+                        set: sets.id_of(&crate::evidence::kept_names(&all, &self.named)),
                         total: all.len() as u64,
                     })
                 })
@@ -484,7 +493,7 @@ pub struct Merger {
     violations: Vec<Row>,
     unattributable: Vec<Row>,
     /// Every set of names met, numbered in the order met.
-    sets: BTreeMap<Vec<String>, u32>,
+    sets: BTreeMap<Arc<[String]>, u32>,
     peer_names: Gathered,
 }
 
@@ -508,7 +517,7 @@ impl Merger {
             },
             violations: Vec::new(),
             unattributable: Vec::new(),
-            sets: BTreeMap::from([(Vec::new(), 0)]),
+            sets: BTreeMap::from([(no_names(), 0)]),
             peer_names: Gathered::default(),
         }
     }
@@ -598,7 +607,7 @@ impl Merger {
         let mut name_sets = Vec::with_capacity(self.sets.len());
         for (k, (set, id)) in std::mem::take(&mut self.sets).into_iter().enumerate() {
             rank[id as usize] = k as u32;
-            name_sets.push(Arc::from(set));
+            name_sets.push(set);
         }
         for r in &mut self.unattributable {
             r.agg.names = rank[r.agg.names as usize];

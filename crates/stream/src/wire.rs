@@ -889,7 +889,7 @@ pub fn encode_part(p: &Part) -> Vec<u8> {
         w.extend_from_slice(&(d.name_sets.len() as u32).to_be_bytes());
         for set in &d.name_sets {
             w.extend_from_slice(&(set.len() as u32).to_be_bytes());
-            for n in set {
+            for n in set.iter() {
                 put_str(&mut w, n);
             }
         }
@@ -937,16 +937,28 @@ pub fn encode_part(p: &Part) -> Vec<u8> {
     w
 }
 
-/// Reads a part.
-pub fn decode_part(b: &[u8]) -> Result<Part, WireError> {
-    let mut r = Reader { b, at: 0 };
-    if b.starts_with(b"NSP1") {
+/// A part's head: what it is of, and the flows it counted.
+struct PartHead {
+    /// Written by a monitor that records the names peers stood for (not [`PART_MAGIC_2`]).
+    names_recorded: bool,
+    inventory: [u8; 32],
+    partition: u32,
+    after: u64,
+    last: u64,
+    watermark_ns: u64,
+    window_secs: u64,
+    refused: u64,
+}
+
+/// Reads a part's head, `r` at its start.
+fn read_part_head(r: &mut Reader<'_>) -> Result<PartHead, WireError> {
+    if r.b.starts_with(b"NSP1") {
         return Err(r.err(
             0,
             "a part of the earlier format NSP1, which this nospy no longer reads (the workers that wrote it were older: start the deployment afresh under a new --stream name)".into(),
         ));
     }
-    let names_recorded = !b.starts_with(PART_MAGIC_2);
+    let names_recorded = !r.b.starts_with(PART_MAGIC_2);
     let magic = if names_recorded {
         PART_MAGIC
     } else {
@@ -964,6 +976,38 @@ pub fn decode_part(b: &[u8]) -> Result<Part, WireError> {
             format!("ends at {last}, before it begins ({after})"),
         ));
     }
+    Ok(PartHead {
+        names_recorded,
+        inventory,
+        partition,
+        after,
+        last,
+        watermark_ns,
+        window_secs,
+        refused,
+    })
+}
+
+/// The last flow sequence a part counted and its watermark, from its head alone (its windows
+/// are not read: where a chain ends, without reading the part's rows).
+pub fn part_end(b: &[u8]) -> Result<(u64, u64), WireError> {
+    let head = read_part_head(&mut Reader { b, at: 0 })?;
+    Ok((head.last, head.watermark_ns))
+}
+
+/// Reads a part.
+pub fn decode_part(b: &[u8]) -> Result<Part, WireError> {
+    let mut r = Reader { b, at: 0 };
+    let PartHead {
+        names_recorded,
+        inventory,
+        partition,
+        after,
+        last,
+        watermark_ns,
+        window_secs,
+        refused,
+    } = read_part_head(&mut r)?;
     let n = r.count(8 + 40 + 4 * 4, "windows")?;
     let mut windows = Vec::with_capacity(n);
     for _ in 0..n {
@@ -988,7 +1032,7 @@ pub fn decode_part(b: &[u8]) -> Result<Part, WireError> {
             for _ in 0..k {
                 set.push(r.str()?);
             }
-            name_sets.push(set);
+            name_sets.push(std::sync::Arc::from(set));
         }
         let mut kinds = [Vec::new(), Vec::new()];
         for rows in kinds.iter_mut() {
@@ -1268,7 +1312,7 @@ fn part_partition(b: &[u8]) -> Result<u32, WireError> {
 
 /// How many names set `set` of `sets` holds (none when there is no such set): one count for
 /// writing a part and for reading it, so that a part read is written as it was.
-fn set_len(sets: &[Vec<String>], set: u32) -> u64 {
+fn set_len(sets: &[std::sync::Arc<[String]>], set: u32) -> u64 {
     sets.get(set as usize).map_or(0, |s| s.len() as u64)
 }
 
@@ -2072,7 +2116,10 @@ mod tests {
                 names: 1,
                 openers: 0,
             }],
-            name_sets: vec![vec![], vec!["a.example".into(), "b.example".into()]],
+            name_sets: vec![
+                Vec::new().into(),
+                vec!["a.example".into(), "b.example".into()].into(),
+            ],
             peer_names: Some(vec![NamedPeer {
                 peer: IpAddr::from([203, 0, 113, 9]),
                 set: 1,
@@ -2097,6 +2144,22 @@ mod tests {
         for n in 0..b.len() {
             assert!(decode_part(&b[..n]).is_err());
         }
+        // Its end read from its head alone; a head cut short, or of something else, refused.
+        assert_eq!(part_end(&b).unwrap(), (99, 1234));
+        let head = 4 + 32 + 4 + 5 * 8;
+        assert_eq!(part_end(&b[..head]).unwrap(), (99, 1234));
+        for n in 0..head {
+            assert!(part_end(&b[..n]).is_err(), "{n} bytes");
+        }
+        let mut nsp1 = b.clone();
+        nsp1[..4].copy_from_slice(b"NSP1");
+        assert!(part_end(&nsp1).unwrap_err().to_string().contains("NSP1"));
+        let mut backwards = b.clone();
+        backwards[4 + 32 + 4 + 8..4 + 32 + 4 + 16].copy_from_slice(&9u64.to_be_bytes());
+        assert_eq!(
+            part_end(&backwards).unwrap_err().to_string(),
+            "byte 44: ends at 9, before it begins (10)"
+        );
         // Times far from the window, and the largest numbers, read back as written.
         let mut far = p.clone();
         let row = far.windows[0].1.violations[0];
@@ -2194,7 +2257,7 @@ mod tests {
     /// A part of `partition` of `size` bytes or so (its window's names fill it).
     fn sized_part(partition: u32, size: usize, last: u64) -> Vec<u8> {
         let d = Delta {
-            name_sets: vec![vec![], vec!["n".repeat(200); size / 202]],
+            name_sets: vec![Vec::new().into(), vec!["n".repeat(200); size / 202].into()],
             ..Delta::default()
         };
         encode_part(&Part {

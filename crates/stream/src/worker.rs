@@ -22,8 +22,8 @@
 
 use crate::transport::{PartitionReader, Transport, TransportError};
 use crate::wire::{
-    chunk_part, decode_batch_into, decode_part, encode_part, read_chain_message, Assembler,
-    ChainMessage, Item, Part,
+    chunk_part, decode_batch_into, decode_part, encode_part, part_end, read_chain_message,
+    Assembler, ChainMessage, Item, Part,
 };
 use bytes::Bytes;
 use nospy_monitor::{Counting, Delta, Monitor};
@@ -987,7 +987,7 @@ async fn open<T: Transport>(
             open_windows.extend(part.windows.iter().map(|w| w.0).filter(|w| *w >= below));
         }
     }
-    let (chain, done, watermark_ns) = chain_end(t, p).await?;
+    let (chain, done, watermark_ns) = chain_end(t, p, true).await?;
     let reader = t.read(p, done).await?;
     Ok(Held {
         chain,
@@ -1020,7 +1020,13 @@ async fn chain_parts<T: Transport>(t: &T, p: u32) -> Result<Vec<Part>, Transport
 /// next part must follow, and the last flow sequence and the watermark of its last part
 /// appended whole (0 and 0: none), from which the partition is read. Chunks of a part never
 /// appended whole, at the end, are passed over back to where the chain ended before them.
-async fn chain_end<T: Transport>(t: &T, p: u32) -> Result<(u64, u64, u64), TransportError> {
+/// `whole`: that last part is read whole (a worker about to follow it finds it unreadable
+/// now, not a report later); else its head alone.
+async fn chain_end<T: Transport>(
+    t: &T,
+    p: u32,
+    whole: bool,
+) -> Result<(u64, u64, u64), TransportError> {
     let Some(end) = t.chain_end(p).await? else {
         return Ok((0, 0, 0));
     };
@@ -1032,9 +1038,13 @@ async fn chain_end<T: Transport>(t: &T, p: u32) -> Result<(u64, u64, u64), Trans
             ))
         };
         let before = match read_chain_message(&bytes).map_err(unreadable)? {
-            ChainMessage::Part(b) => {
+            ChainMessage::Part(b) if whole => {
                 let part = decode_part(b).map_err(unreadable)?;
                 return Ok((end.seq, part.last, part.watermark_ns));
+            }
+            ChainMessage::Part(b) => {
+                let (last, watermark_ns) = part_end(b).map_err(unreadable)?;
+                return Ok((end.seq, last, watermark_ns));
             }
             // A last chunk follows the others of its part (each was appended only after the
             // one before): the part was appended whole.
@@ -1135,7 +1145,8 @@ async fn caught_up<T: Transport>(t: &T, p: u32) -> Result<bool, TransportError> 
     let Some(last) = t.last_flow(p).await? else {
         return Ok(true);
     };
-    let (seq, done, _) = chain_end(t, p).await?;
+    // Asked again and again as a run nears its end: the last part's head alone.
+    let (seq, done, _) = chain_end(t, p, false).await?;
     Ok(seq > 0 && done >= last)
 }
 
@@ -1502,7 +1513,10 @@ mod tests {
                 .collect(),
             violations: (0..rows).map(row).collect(),
             unattributable: (0..rows).map(row).collect(),
-            name_sets: vec![vec![], vec![format!("{}.example", "a".repeat(245)); 3]],
+            name_sets: vec![
+                Vec::new().into(),
+                vec![format!("{}.example", "a".repeat(245)); 3].into(),
+            ],
             peer_names: Some(
                 (0..rows)
                     .map(|i| NamedPeer {
