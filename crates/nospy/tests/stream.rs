@@ -1333,3 +1333,87 @@ fn a_worker_taking_a_partition_over_reads_the_answers_before_and_frames_no_devic
         );
     }
 }
+
+/// Where each partition's flows and chain end, as a worker nearing the end of a run asks again
+/// and again: the sequences, and the flows a chain's last part counted, from the engine
+/// without the messages; a chain ending in a chunk of a part not appended whole (or a part
+/// whose writer did not say) has no count, and the short-lived consumer asking is gone after.
+#[test]
+fn the_engine_says_where_each_partition_ends_without_sending_its_messages() {
+    use bytes::Bytes;
+    use nospy_stream::nats::{Nats, Options};
+    use nospy_stream::transport::{Sealed, To, Transport};
+    use nospy_stream::wire::{chunk_part, encode_part, Part};
+    let d = Deployment::new("ENDS");
+    rt().block_on(async {
+        let t = Nats::connect(&d.url, &d.name, Options::default())
+            .await
+            .unwrap();
+        t.setup(4).await.unwrap();
+        assert_eq!(t.ends().await.unwrap(), Default::default());
+        // Flows in partitions 0 and 2 (what they hold does not matter here).
+        let batch = |p: u32, n: u32| Sealed {
+            to: To::Partition(p),
+            id: format!("t.{p}.{n}"),
+            bytes: Bytes::from(vec![n as u8; 300_000]),
+        };
+        t.publish(&[batch(0, 1), batch(2, 1), batch(0, 2)])
+            .await
+            .unwrap();
+        let part = |after: u64, last: u64| Part {
+            inventory: [0; 32],
+            partition: 0,
+            after,
+            last,
+            watermark_ns: 5,
+            window_secs: 300,
+            refused: 0,
+            windows: Vec::new(),
+        };
+        // Partition 0's chain: a part counting to flow sequence 1, then one counting to 3.
+        let first = t
+            .extend_chain(0, 0, Bytes::from(encode_part(&part(0, 1))))
+            .await
+            .unwrap()
+            .unwrap();
+        let ends = t.ends().await.unwrap();
+        assert_eq!(ends.flows, [(0, 3), (2, 2)].into());
+        assert_eq!(ends.chains, [(0, (first, Some(1)))].into());
+        let second = t
+            .extend_chain(0, first, Bytes::from(encode_part(&part(1, 3))))
+            .await
+            .unwrap()
+            .unwrap();
+        // Partition 2's: the first chunk of a part of three, the others never appended.
+        let big = Part {
+            partition: 2,
+            windows: vec![(
+                0,
+                nospy_monitor::Delta {
+                    name_sets: vec![Vec::new().into(), vec!["n".repeat(200); 3_000].into()],
+                    ..Default::default()
+                },
+            )],
+            ..part(0, 2)
+        };
+        let chunks = chunk_part(encode_part(&big), 2, 0, 2, 5, 250_000);
+        assert!(chunks.len() >= 3, "{} chunks", chunks.len());
+        let chunk = t
+            .extend_chain(2, 0, Bytes::from(chunks[0].clone()))
+            .await
+            .unwrap()
+            .unwrap();
+        let ends = t.ends().await.unwrap();
+        assert_eq!(ends.flows, [(0, 3), (2, 2)].into());
+        assert_eq!(
+            ends.chains,
+            [(0, (second, Some(3))), (2, (chunk, None))].into()
+        );
+        // The consumers that asked are gone.
+        let js = async_nats::jetstream::new(async_nats::connect(&d.url).await.unwrap());
+        for s in ["FLOWS", "ROWS"] {
+            let mut s = js.get_stream(format!("{}_{s}", d.name)).await.unwrap();
+            assert_eq!(s.info().await.unwrap().state.consumer_count, 0);
+        }
+    });
+}

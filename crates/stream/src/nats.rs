@@ -10,7 +10,9 @@
 //!   (a day and an hour) beyond [`Options::retention`]: what a worker taking a partition over
 //!   reads again;
 //! - stream `NAME_ROWS`, subjects `NAME.rows.<partition>`: each partition's chain of parts,
-//!   extended with `Nats-Expected-Last-Subject-Sequence`, kept until deleted;
+//!   extended with `Nats-Expected-Last-Subject-Sequence`, kept until deleted; a message that
+//!   ends a part has header `Nospy-Counted`, the last flow sequence the part counted (what
+//!   [`Transport::ends`] reads without the part);
 //! - key-value bucket `NAME_STATE`: `partitions` (fixed by the first setup), `numbering` (the
 //!   digest of the inventory's devices and addresses, recorded by the first collector or
 //!   worker: `crate::numbering::claim`), `setup` (the workers' devices and manifests),
@@ -23,8 +25,9 @@
 //! chain says what has been counted.
 
 use crate::transport::{
-    ChainEnd, Delivered, DnsAnswers, PartitionReader, Sealed, To, Transport, TransportError,
+    ChainEnd, Delivered, DnsAnswers, Ends, PartitionReader, Sealed, To, Transport, TransportError,
 };
+use crate::wire::{part_end, read_chain_message, ChainMessage};
 use async_nats::jetstream::{self, consumer, kv, stream};
 use bytes::Bytes;
 use futures_util::StreamExt as _;
@@ -222,6 +225,67 @@ async fn last_on(
         Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => Ok(None),
         Err(e) => Err(err(format!("the last message on {subject}"), e)),
     }
+}
+
+/// The header of a chain's message that ends a part: the last flow sequence it counted.
+const COUNTED: &str = "Nospy-Counted";
+
+/// The last message of each subject of `s` that `filter` matches (a wildcard): its subject,
+/// its sequence and its headers, from one short-lived consumer that delivers the headers alone
+/// (no message's bytes are read or sent).
+async fn lasts(
+    s: &stream::Stream,
+    filter: String,
+) -> Result<Vec<(String, u64, Option<async_nats::HeaderMap>)>, TransportError> {
+    let what = format!("the last messages on {filter}");
+    let c = s
+        .create_consumer(consumer::pull::Config {
+            filter_subject: filter,
+            deliver_policy: consumer::DeliverPolicy::LastPerSubject,
+            ack_policy: consumer::AckPolicy::None,
+            headers_only: true,
+            memory_storage: true,
+            inactive_threshold: Duration::from_secs(30),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| err(&what, e))?;
+    let mut c = c;
+    let name = c.info().await.map_err(|e| err(&what, e))?.name.clone();
+    let mut out = Vec::new();
+    // What was pending when the consumer was made: one message per subject (more only if
+    // some arrived since, which are later still).
+    let mut pending = c.cached_info().num_pending;
+    while pending > 0 {
+        let mut got = c
+            .fetch()
+            .max_messages(pending.min(1024) as usize)
+            .messages()
+            .await
+            .map_err(|e| err(&what, e))?;
+        let mut any = false;
+        while let Some(m) = got.next().await {
+            let m = m.map_err(|e| err(&what, e))?;
+            let info = m.info().map_err(|e| err(&what, e))?;
+            pending = info.pending;
+            any = true;
+            out.push((
+                m.message.subject.to_string(),
+                info.stream_sequence,
+                m.message.headers.clone(),
+            ));
+        }
+        if !any {
+            break;
+        }
+    }
+    let _ = s.delete_consumer(&name).await;
+    Ok(out)
+}
+
+/// The partition of `subject`, one of `NAME.<kind>.<partition>`.
+fn partition_of(subject: &str) -> Option<u32> {
+    subject.rsplit_once('.')?.1.parse().ok()
 }
 
 /// The most messages a read asks the server for at once (the client asks again once half are
@@ -440,11 +504,29 @@ impl Transport for Nats {
         ordered_read(&s, self.flow_subject(partition), after, &what).await
     }
 
-    async fn last_flow(&self, partition: u32) -> Result<Option<u64>, TransportError> {
-        let s = self.stream(&self.flows()).await?;
-        Ok(last_on(&s, &self.flow_subject(partition))
-            .await?
-            .map(|m| m.sequence))
+    async fn ends(&self) -> Result<Ends, TransportError> {
+        let mut ends = Ends::default();
+        let flows = self.stream(&self.flows()).await?;
+        for (subject, seq, _) in lasts(&flows, format!("{}.flows.*", self.name)).await? {
+            if let Some(p) = partition_of(&subject) {
+                let e = ends.flows.entry(p).or_insert(seq);
+                *e = (*e).max(seq);
+            }
+        }
+        let rows = self.stream(&self.rows()).await?;
+        for (subject, seq, headers) in lasts(&rows, format!("{}.rows.*", self.name)).await? {
+            let Some(p) = partition_of(&subject) else {
+                continue;
+            };
+            let counted = headers
+                .as_ref()
+                .and_then(|h| h.get(COUNTED))
+                .and_then(|v| v.as_str().parse::<u64>().ok());
+            if ends.chains.get(&p).is_none_or(|&(s, _)| s < seq) {
+                ends.chains.insert(p, (seq, counted));
+            }
+        }
+        Ok(ends)
     }
 
     async fn chain(&self, partition: u32) -> Result<Vec<Bytes>, TransportError> {
@@ -493,14 +575,22 @@ impl Transport for Nats {
         part: Bytes,
     ) -> Result<Self::Extending, TransportError> {
         let subject = self.row_subject(partition);
+        // The last flow sequence counted, where this message ends a part (a part, or the last
+        // of its chunks).
+        let counted = match read_chain_message(&part) {
+            Ok(ChainMessage::Part(b)) => part_end(b).ok().map(|(last, _)| last),
+            Ok(ChainMessage::Chunk(c)) if c.index + 1 == c.count => Some(c.last),
+            _ => None,
+        };
+        let mut message = jetstream::message::PublishMessage::build()
+            .payload(part)
+            .expected_last_subject_sequence(expected);
+        if let Some(counted) = counted {
+            message = message.header(COUNTED, counted.to_string().as_str());
+        }
         let sent = self
             .js
-            .send_publish(
-                subject.clone(),
-                jetstream::message::PublishMessage::build()
-                    .payload(part)
-                    .expected_last_subject_sequence(expected),
-            )
+            .send_publish(subject.clone(), message)
             .await
             .map_err(|e| err(format!("appending to {subject}"), e))?;
         Ok(Box::pin(async move {

@@ -152,6 +152,17 @@ pub struct ChainEnd {
     pub part: Bytes,
 }
 
+/// Where every partition ends, by sequences alone: [`Transport::ends`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ends {
+    /// Per partition with flows: the sequence of its last message.
+    pub flows: std::collections::BTreeMap<u32, u64>,
+    /// Per partition with a chain: the rows sequence of the chain's last message, and the last
+    /// flow sequence counted by the part it ends (`None` where its writer did not say so: a
+    /// chunk of a part not appended whole, or a part of an earlier version; its bytes say).
+    pub chains: std::collections::BTreeMap<u32, (u64, Option<u64>)>,
+}
+
 /// A streaming engine as nospy uses it.
 #[allow(async_fn_in_trait)] // one implementation, used by generic code on one task
 pub trait Transport {
@@ -178,8 +189,9 @@ pub trait Transport {
     /// Reads `partition` from the first message after sequence `after`, in order.
     async fn read(&self, partition: u32, after: u64) -> Result<Self::Reader, TransportError>;
 
-    /// The sequence of the last message in `partition`, if it has any.
-    async fn last_flow(&self, partition: u32) -> Result<Option<u64>, TransportError>;
+    /// Where every partition's flows and chain end, without reading their messages: asked
+    /// again and again as a run nears its end, of every partition at once.
+    async fn ends(&self) -> Result<Ends, TransportError>;
 
     /// Every part of `partition`'s chain, in order.
     async fn chain(&self, partition: u32) -> Result<Vec<Bytes>, TransportError>;
@@ -190,8 +202,9 @@ pub trait Transport {
     /// The end of `partition`'s chain of parts, if it has any.
     async fn chain_end(&self, partition: u32) -> Result<Option<ChainEnd>, TransportError>;
 
-    /// Appends a part to `partition`'s chain only if its end is still at `expected` (0: the
-    /// chain is empty). `Ok(None)`: it is not (another worker extended it); nothing was
+    /// Appends a part (or a chunk of one) to `partition`'s chain only if its end is still at
+    /// `expected` (0: the chain is empty); where it ends a part, the last flow sequence that
+    /// part counted is recorded beside it for [`Transport::ends`]. `Ok(None)`: it is not (another worker extended it); nothing was
     /// appended.
     async fn extend_chain(
         &self,

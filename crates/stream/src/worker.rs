@@ -442,53 +442,45 @@ async fn session<T: Transport>(
                     .values()
                     .all(|h| h.pending.is_empty() && h.window.is_none() && h.in_flight.is_none())
                 && !t.keys("input.").await?.is_empty()
+                && caught_up(t, &cfg.partitions).await?
             {
-                let mut all = true;
-                for &p in &cfg.partitions {
-                    if !caught_up(t, p).await? {
-                        all = false;
+                say("every partition is counted to the end of the stream".into());
+                // A partition no worker holds (one let go as this worker joined, its last
+                // windows not yet handed on) is taken now, so that its windows are closed
+                // too: a worker that ends leaves no window behind.
+                if cfg.close_after.is_some() {
+                    for &p in &cfg.partitions {
+                        if held.contains_key(&p) {
+                            continue;
+                        }
+                        if let Some(lease) = take_lease(t, p, &cfg.id, Takeable::Free).await? {
+                            let h = open(t, p, lease, cfg).await?;
+                            say(format!(
+                                "partition {p}: taken to hand on its windows ({} open)",
+                                h.open_windows.len()
+                            ));
+                            st.taken += 1;
+                            held.insert(p, h);
+                        }
+                    }
+                }
+                // Everything is counted: every window of what this worker holds is closed,
+                // and handed on (again, while what takes them refuses for a while: another
+                // worker holding a local log's lock, say).
+                let started = Instant::now();
+                loop {
+                    for (&p, h) in held.iter_mut() {
+                        close_windows(t, monitor, p, h, cfg, st, true, on_window, say).await?;
+                    }
+                    if held.values().all(|h| h.open_windows.is_empty()) {
                         break;
                     }
-                }
-                if all {
-                    say("every partition is counted to the end of the stream".into());
-                    // A partition no worker holds (one let go as this worker joined, its last
-                    // windows not yet handed on) is taken now, so that its windows are closed
-                    // too: a worker that ends leaves no window behind.
-                    if cfg.close_after.is_some() {
-                        for &p in &cfg.partitions {
-                            if held.contains_key(&p) {
-                                continue;
-                            }
-                            if let Some(lease) = take_lease(t, p, &cfg.id, Takeable::Free).await? {
-                                let h = open(t, p, lease, cfg).await?;
-                                say(format!(
-                                    "partition {p}: taken to hand on its windows ({} open)",
-                                    h.open_windows.len()
-                                ));
-                                st.taken += 1;
-                                held.insert(p, h);
-                            }
-                        }
+                    if started.elapsed() > ENGINE_PATIENCE {
+                        return Err(TransportError::WindowsNotHandedOn);
                     }
-                    // Everything is counted: every window of what this worker holds is closed,
-                    // and handed on (again, while what takes them refuses for a while: another
-                    // worker holding a local log's lock, say).
-                    let started = Instant::now();
-                    loop {
-                        for (&p, h) in held.iter_mut() {
-                            close_windows(t, monitor, p, h, cfg, st, true, on_window, say).await?;
-                        }
-                        if held.values().all(|h| h.open_windows.is_empty()) {
-                            break;
-                        }
-                        if started.elapsed() > ENGINE_PATIENCE {
-                            return Err(TransportError::WindowsNotHandedOn);
-                        }
-                        tokio::time::sleep(Duration::from_millis(300)).await;
-                    }
-                    break;
+                    tokio::time::sleep(Duration::from_millis(300)).await;
                 }
+                break;
             }
         }
         // Read every held partition a little, in turn: what has arrived, without waiting.
@@ -1140,14 +1132,34 @@ async fn close_windows<T: Transport, R>(
     Ok(true)
 }
 
-/// Whether partition `p`'s chain covers every message in it so far.
-async fn caught_up<T: Transport>(t: &T, p: u32) -> Result<bool, TransportError> {
-    let Some(last) = t.last_flow(p).await? else {
-        return Ok(true);
-    };
-    // Asked again and again as a run nears its end: the last part's head alone.
-    let (seq, done, _) = chain_end(t, p, false).await?;
-    Ok(seq > 0 && done >= last)
+/// Whether the chains of `partitions` cover every message in them so far. Asked again and
+/// again as a run nears its end: the engine says where each partition ends without sending
+/// its messages; a chain whose end it cannot say so is read (its last part's head).
+async fn caught_up<T: Transport>(
+    t: &T,
+    partitions: &BTreeSet<u32>,
+) -> Result<bool, TransportError> {
+    let ends = t.ends().await?;
+    for p in partitions {
+        let Some(&last) = ends.flows.get(p) else {
+            continue;
+        };
+        let done = match ends.chains.get(p) {
+            None => return Ok(false),
+            Some(&(_, Some(done))) => done,
+            Some(&(_, None)) => {
+                let (seq, done, _) = chain_end(t, *p, false).await?;
+                if seq == 0 {
+                    return Ok(false);
+                }
+                done
+            }
+        };
+        if done < last {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// Appends what `h` counted as one part and waits for the engine's answer. `false`: the
