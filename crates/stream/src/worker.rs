@@ -314,14 +314,21 @@ async fn session<T: Transport>(
     let mut idle_since = Instant::now();
     // One batch's items, read into the same buffer each time.
     let mut items = Vec::new();
+    // Running to the stream's end: when it was last asked whether everything is counted,
+    // whether what was held has been appended since, and whether a collector said it ended.
+    let mut checked = Instant::now();
+    let mut appended = false;
+    let mut inputs_ended = false;
     loop {
         if stop.load(std::sync::atomic::Ordering::Relaxed) {
             break;
         }
-        // Run to the stream's end: once idle, see at once whether everything is counted.
+        // Run to the stream's end: once idle, see at once whether everything is counted (and
+        // again once what was held is appended), else at most once in four idle spells (in
+        // twenty while no collector has said it ended: until then the answer is no).
         let check_soon = cfg.until_caught_up
             && idle_since.elapsed() > UNTIL_IDLE
-            && tick.elapsed() >= 4 * UNTIL_IDLE;
+            && (appended || checked.elapsed() >= if inputs_ended { 4 } else { 20 } * UNTIL_IDLE);
         // Between ticks, count the workers alive: a change shares the partitions out again
         // now, and for a while a worker short of its share looks for partitions let go.
         let mut share_again = false;
@@ -337,7 +344,7 @@ async fn session<T: Transport>(
             let share = cfg.partitions.len().div_ceil(now_alive.max(1));
             share_again |= Instant::now() < settling_until && held.len() < share;
         }
-        if tick.elapsed() >= LEASE_TICK || check_soon || share_again {
+        if tick.elapsed() >= LEASE_TICK || share_again {
             tick = Instant::now();
             counted = tick;
             announce(t, &cfg.id).await?;
@@ -437,51 +444,60 @@ async fn session<T: Transport>(
                     st.read_to.insert(p, done);
                 }
             }
-            if cfg.until_caught_up
-                && held
-                    .values()
-                    .all(|h| h.pending.is_empty() && h.window.is_none() && h.in_flight.is_none())
-                && !t.keys("input.").await?.is_empty()
-                && caught_up(t, &cfg.partitions).await?
-            {
-                say("every partition is counted to the end of the stream".into());
-                // A partition no worker holds (one let go as this worker joined, its last
-                // windows not yet handed on) is taken now, so that its windows are closed
-                // too: a worker that ends leaves no window behind.
-                if cfg.close_after.is_some() {
-                    for &p in &cfg.partitions {
-                        if held.contains_key(&p) {
-                            continue;
-                        }
-                        if let Some(lease) = take_lease(t, p, &cfg.id, Takeable::Free).await? {
-                            let h = open(t, p, lease, cfg).await?;
-                            say(format!(
-                                "partition {p}: taken to hand on its windows ({} open)",
-                                h.open_windows.len()
-                            ));
-                            st.taken += 1;
-                            held.insert(p, h);
-                        }
+        }
+        // Whether everything is counted: asked apart from the leases' ticks, which need not
+        // come as often.
+        if check_soon {
+            checked = Instant::now();
+            appended = false;
+        }
+        if check_soon
+            && held
+                .values()
+                .all(|h| h.pending.is_empty() && h.window.is_none() && h.in_flight.is_none())
+            && (inputs_ended || {
+                inputs_ended = !t.keys("input.").await?.is_empty();
+                inputs_ended
+            })
+            && caught_up(t, &cfg.partitions).await?
+        {
+            say("every partition is counted to the end of the stream".into());
+            // A partition no worker holds (one let go as this worker joined, its last
+            // windows not yet handed on) is taken now, so that its windows are closed
+            // too: a worker that ends leaves no window behind.
+            if cfg.close_after.is_some() {
+                for &p in &cfg.partitions {
+                    if held.contains_key(&p) {
+                        continue;
+                    }
+                    if let Some(lease) = take_lease(t, p, &cfg.id, Takeable::Free).await? {
+                        let h = open(t, p, lease, cfg).await?;
+                        say(format!(
+                            "partition {p}: taken to hand on its windows ({} open)",
+                            h.open_windows.len()
+                        ));
+                        st.taken += 1;
+                        held.insert(p, h);
                     }
                 }
-                // Everything is counted: every window of what this worker holds is closed,
-                // and handed on (again, while what takes them refuses for a while: another
-                // worker holding a local log's lock, say).
-                let started = Instant::now();
-                loop {
-                    for (&p, h) in held.iter_mut() {
-                        close_windows(t, monitor, p, h, cfg, st, true, on_window, say).await?;
-                    }
-                    if held.values().all(|h| h.open_windows.is_empty()) {
-                        break;
-                    }
-                    if started.elapsed() > ENGINE_PATIENCE {
-                        return Err(TransportError::WindowsNotHandedOn);
-                    }
-                    tokio::time::sleep(Duration::from_millis(300)).await;
-                }
-                break;
             }
+            // Everything is counted: every window of what this worker holds is closed,
+            // and handed on (again, while what takes them refuses for a while: another
+            // worker holding a local log's lock, say).
+            let started = Instant::now();
+            loop {
+                for (&p, h) in held.iter_mut() {
+                    close_windows(t, monitor, p, h, cfg, st, true, on_window, say).await?;
+                }
+                if held.values().all(|h| h.open_windows.is_empty()) {
+                    break;
+                }
+                if started.elapsed() > ENGINE_PATIENCE {
+                    return Err(TransportError::WindowsNotHandedOn);
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            break;
         }
         // Read every held partition a little, in turn: what has arrived, without waiting.
         let mut any = false;
@@ -658,10 +674,19 @@ async fn session<T: Transport>(
             Duration::from_millis(100)
         };
         if !any && idle_since.elapsed() > idle_append {
-            // Idle: append what is held now rather than at the next flush.
+            // Idle: append what is held now rather than at the next flush: every partition's
+            // part sent, then their answers awaited (not one partition's after the other's).
             let mut lost = Vec::new();
             for (&p, h) in held.iter_mut() {
-                if h.read > h.done && !append(t, monitor, p, h, cfg, st).await? {
+                if h.read > h.done {
+                    appended = true;
+                    if !send(t, monitor, p, h, cfg, st).await? {
+                        lost.push(p);
+                    }
+                }
+            }
+            for (&p, h) in held.iter_mut() {
+                if !lost.contains(&p) && !settle(h, cfg, st).await? {
                     lost.push(p);
                 }
             }
@@ -670,14 +695,25 @@ async fn session<T: Transport>(
             }
         }
     }
-    // Stopping: append what was counted, and free the leases.
+    // Stopping: append what was counted (every partition's part sent, then the answers
+    // awaited), and free the leases.
+    let mut sent = Vec::new();
     for (p, mut h) in std::mem::take(&mut held) {
-        if append(t, monitor, p, &mut h, cfg, st).await? {
-            let _ = t
-                .swap(&lease_key(p), Bytes::from_static(b""), Some(h.lease))
-                .await?;
+        if send(t, monitor, p, &mut h, cfg, st).await? {
+            sent.push((p, h));
         }
     }
+    let mut free = Vec::new();
+    for (p, mut h) in sent {
+        if settle(&mut h, cfg, st).await? {
+            free.push((lease_key(p), h.lease));
+        }
+    }
+    futures_util::future::try_join_all(
+        free.iter()
+            .map(|(key, lease)| t.swap(key, Bytes::from_static(b""), Some(*lease))),
+    )
+    .await?;
     Ok(())
 }
 
