@@ -250,16 +250,16 @@ async fn lasts(
         })
         .await
         .map_err(|e| err(&what, e))?;
-    let mut c = c;
-    let name = c.info().await.map_err(|e| err(&what, e))?.name.clone();
+    let name = c.cached_info().name.clone();
     let mut out = Vec::new();
-    // What was pending when the consumer was made: one message per subject (more only if
-    // some arrived since, which are later still).
-    let mut pending = c.cached_info().num_pending;
-    while pending > 0 {
+    // What was pending when the consumer was made: the last message of each subject, delivered
+    // first. Only those are read (messages published since would come after them: a busy
+    // stream does not keep this going).
+    let mut left = c.cached_info().num_pending;
+    while left > 0 {
         let mut got = c
             .fetch()
-            .max_messages(pending.min(1024) as usize)
+            .max_messages(left.min(1024) as usize)
             .messages()
             .await
             .map_err(|e| err(&what, e))?;
@@ -267,7 +267,7 @@ async fn lasts(
         while let Some(m) = got.next().await {
             let m = m.map_err(|e| err(&what, e))?;
             let info = m.info().map_err(|e| err(&what, e))?;
-            pending = info.pending;
+            left = left.saturating_sub(1);
             any = true;
             out.push((
                 m.message.subject.to_string(),
