@@ -1372,7 +1372,7 @@ fn the_engine_says_where_each_partition_ends_without_sending_its_messages() {
         };
         // Partition 0's chain: a part counting to flow sequence 1, then one counting to 3.
         let first = t
-            .extend_chain(0, 0, Bytes::from(encode_part(&part(0, 1))))
+            .extend_chain(0, 0, Bytes::from(encode_part(&part(0, 1))), Some(1))
             .await
             .unwrap()
             .unwrap();
@@ -1380,7 +1380,7 @@ fn the_engine_says_where_each_partition_ends_without_sending_its_messages() {
         assert_eq!(ends.flows, [(0, 3), (2, 2)].into());
         assert_eq!(ends.chains, [(0, (first, Some(1)))].into());
         let second = t
-            .extend_chain(0, first, Bytes::from(encode_part(&part(1, 3))))
+            .extend_chain(0, first, Bytes::from(encode_part(&part(1, 3))), Some(3))
             .await
             .unwrap()
             .unwrap();
@@ -1399,7 +1399,7 @@ fn the_engine_says_where_each_partition_ends_without_sending_its_messages() {
         let chunks = chunk_part(encode_part(&big), 2, 0, 2, 5, 250_000);
         assert!(chunks.len() >= 3, "{} chunks", chunks.len());
         let chunk = t
-            .extend_chain(2, 0, Bytes::from(chunks[0].clone()))
+            .extend_chain(2, 0, Bytes::from(chunks[0].clone()), None)
             .await
             .unwrap()
             .unwrap();

@@ -27,7 +27,6 @@
 use crate::transport::{
     ChainEnd, Delivered, DnsAnswers, Ends, PartitionReader, Sealed, To, Transport, TransportError,
 };
-use crate::wire::{part_end, read_chain_message, ChainMessage};
 use async_nats::jetstream::{self, consumer, kv, stream};
 use bytes::Bytes;
 use futures_util::StreamExt as _;
@@ -573,15 +572,9 @@ impl Transport for Nats {
         partition: u32,
         expected: u64,
         part: Bytes,
+        counted: Option<u64>,
     ) -> Result<Self::Extending, TransportError> {
         let subject = self.row_subject(partition);
-        // The last flow sequence counted, where this message ends a part (a part, or the last
-        // of its chunks).
-        let counted = match read_chain_message(&part) {
-            Ok(ChainMessage::Part(b)) => part_end(b).ok().map(|(last, _)| last),
-            Ok(ChainMessage::Chunk(c)) if c.index + 1 == c.count => Some(c.last),
-            _ => None,
-        };
         let mut message = jetstream::message::PublishMessage::build()
             .payload(part)
             .expected_last_subject_sequence(expected);

@@ -203,16 +203,20 @@ pub trait Transport {
     async fn chain_end(&self, partition: u32) -> Result<Option<ChainEnd>, TransportError>;
 
     /// Appends a part (or a chunk of one) to `partition`'s chain only if its end is still at
-    /// `expected` (0: the chain is empty); where it ends a part, the last flow sequence that
-    /// part counted is recorded beside it for [`Transport::ends`]. `Ok(None)`: it is not (another worker extended it); nothing was
-    /// appended.
+    /// `expected` (0: the chain is empty). `counted`: the last flow sequence of the part this
+    /// message ends (a part, or its last chunk), recorded beside it for [`Transport::ends`];
+    /// `None` for a chunk before the last. `Ok(None)`: the chain's end was not at `expected`
+    /// (another worker extended it); nothing was appended.
     async fn extend_chain(
         &self,
         partition: u32,
         expected: u64,
         part: Bytes,
+        counted: Option<u64>,
     ) -> Result<Option<u64>, TransportError> {
-        self.send_extend(partition, expected, part).await?.await
+        self.send_extend(partition, expected, part, counted)
+            .await?
+            .await
     }
 
     /// [`Transport::extend_chain`] sent, its answer not yet awaited: the caller goes on with
@@ -223,6 +227,7 @@ pub trait Transport {
         partition: u32,
         expected: u64,
         part: Bytes,
+        counted: Option<u64>,
     ) -> Result<Self::Extending, TransportError>;
 
     /// Every part of every chain, in the order they were appended.

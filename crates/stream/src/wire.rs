@@ -937,21 +937,9 @@ pub fn encode_part(p: &Part) -> Vec<u8> {
     w
 }
 
-/// A part's head: what it is of, and the flows it counted.
-struct PartHead {
-    /// Written by a monitor that records the names peers stood for (not [`PART_MAGIC_2`]).
-    names_recorded: bool,
-    inventory: [u8; 32],
-    partition: u32,
-    after: u64,
-    last: u64,
-    watermark_ns: u64,
-    window_secs: u64,
-    refused: u64,
-}
-
-/// Reads a part's head, `r` at its start.
-fn read_part_head(r: &mut Reader<'_>) -> Result<PartHead, WireError> {
+/// Reads a part's head, `r` at its start: the part without its windows, and whether it was
+/// written by a monitor that records the names peers stood for (not [`PART_MAGIC_2`]).
+fn read_part_head(r: &mut Reader<'_>) -> Result<(Part, bool), WireError> {
     if r.b.starts_with(b"NSP1") {
         return Err(r.err(
             0,
@@ -976,8 +964,7 @@ fn read_part_head(r: &mut Reader<'_>) -> Result<PartHead, WireError> {
             format!("ends at {last}, before it begins ({after})"),
         ));
     }
-    Ok(PartHead {
-        names_recorded,
+    let part = Part {
         inventory,
         partition,
         after,
@@ -985,29 +972,22 @@ fn read_part_head(r: &mut Reader<'_>) -> Result<PartHead, WireError> {
         watermark_ns,
         window_secs,
         refused,
-    })
+        windows: Vec::new(),
+    };
+    Ok((part, names_recorded))
 }
 
 /// The last flow sequence a part counted and its watermark, from its head alone (its windows
 /// are not read: where a chain ends, without reading the part's rows).
 pub fn part_end(b: &[u8]) -> Result<(u64, u64), WireError> {
-    let head = read_part_head(&mut Reader { b, at: 0 })?;
+    let (head, _) = read_part_head(&mut Reader { b, at: 0 })?;
     Ok((head.last, head.watermark_ns))
 }
 
 /// Reads a part.
 pub fn decode_part(b: &[u8]) -> Result<Part, WireError> {
     let mut r = Reader { b, at: 0 };
-    let PartHead {
-        names_recorded,
-        inventory,
-        partition,
-        after,
-        last,
-        watermark_ns,
-        window_secs,
-        refused,
-    } = read_part_head(&mut r)?;
+    let (mut part, names_recorded) = read_part_head(&mut r)?;
     let n = r.count(8 + 40 + 4 * 4, "windows")?;
     let mut windows = Vec::with_capacity(n);
     for _ in 0..n {
@@ -1130,16 +1110,8 @@ pub fn decode_part(b: &[u8]) -> Result<Part, WireError> {
         ));
     }
     r.end()?;
-    Ok(Part {
-        inventory,
-        partition,
-        after,
-        last,
-        watermark_ns,
-        window_secs,
-        refused,
-        windows,
-    })
+    part.windows = windows;
+    Ok(part)
 }
 
 /// A chunk of a part too large for one of the engine's messages: a part is appended as chunks,

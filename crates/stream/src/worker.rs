@@ -674,47 +674,54 @@ async fn session<T: Transport>(
             Duration::from_millis(100)
         };
         if !any && idle_since.elapsed() > idle_append {
-            // Idle: append what is held now rather than at the next flush: every partition's
-            // part sent, then their answers awaited (not one partition's after the other's).
-            let mut lost = Vec::new();
-            for (&p, h) in held.iter_mut() {
-                if h.read > h.done {
-                    appended = true;
-                    if !send(t, monitor, p, h, cfg, st).await? {
-                        lost.push(p);
-                    }
-                }
-            }
-            for (&p, h) in held.iter_mut() {
-                if !lost.contains(&p) && !settle(h, cfg, st).await? {
-                    lost.push(p);
-                }
-            }
+            // Idle: append what is held now rather than at the next flush.
+            let (sent, lost) = append_all(t, monitor, &mut held, cfg, st).await?;
+            appended |= sent;
             for p in lost {
                 leave(&mut held, p, st, say, "another worker extended its chain");
             }
         }
     }
-    // Stopping: append what was counted (every partition's part sent, then the answers
-    // awaited), and free the leases.
-    let mut sent = Vec::new();
-    for (p, mut h) in std::mem::take(&mut held) {
-        if send(t, monitor, p, &mut h, cfg, st).await? {
-            sent.push((p, h));
-        }
-    }
-    let mut free = Vec::new();
-    for (p, mut h) in sent {
-        if settle(&mut h, cfg, st).await? {
-            free.push((lease_key(p), h.lease));
-        }
-    }
+    // Stopping: append what was counted, and free the leases (of the partitions still held).
+    let (_, lost) = append_all(t, monitor, &mut held, cfg, st).await?;
+    let free: Vec<(String, u64)> = held
+        .iter()
+        .filter(|(p, _)| !lost.contains(p))
+        .map(|(&p, h)| (lease_key(p), h.lease))
+        .collect();
     futures_util::future::try_join_all(
         free.iter()
             .map(|(key, lease)| t.swap(key, Bytes::from_static(b""), Some(*lease))),
     )
     .await?;
     Ok(())
+}
+
+/// Appends what every held partition counted: every part sent, then every answer awaited (not
+/// one partition's after another's). Returns whether a part was sent, and the partitions lost
+/// (another worker extended their chains: what was counted of them is dropped).
+async fn append_all<T: Transport>(
+    t: &T,
+    monitor: &mut Monitor,
+    held: &mut BTreeMap<u32, Held<T::Reader, T::Extending>>,
+    cfg: &Config,
+    st: &mut Stats,
+) -> Result<(bool, Vec<u32>), TransportError> {
+    let (mut sent, mut lost) = (false, Vec::new());
+    for (&p, h) in held.iter_mut() {
+        if h.read > h.done {
+            sent = true;
+            if !send(t, monitor, p, h, cfg, st).await? {
+                lost.push(p);
+            }
+        }
+    }
+    for (&p, h) in held.iter_mut() {
+        if !lost.contains(&p) && !settle(h, cfg, st).await? {
+            lost.push(p);
+        }
+    }
+    Ok((sent, lost))
 }
 
 /// Renews the leases of what is held; leaves what another took.
@@ -1282,12 +1289,14 @@ async fn send<T: Transport, R>(
         st.chunked_parts += 1;
     }
     for c in chunks {
-        match t.extend_chain(p, h.chain, Bytes::from(c)).await? {
+        match t.extend_chain(p, h.chain, Bytes::from(c), None).await? {
             Some(seq) => h.chain = seq,
             None => return Ok(false),
         }
     }
-    let answer = t.send_extend(p, h.chain, Bytes::from(whole)).await?;
+    let answer = t
+        .send_extend(p, h.chain, Bytes::from(whole), Some(last))
+        .await?;
     h.in_flight = Some(InFlight {
         answer,
         last,
