@@ -229,8 +229,8 @@ async fn last_on(
 /// The header of a chain's message that ends a part: the last flow sequence it counted.
 const COUNTED: &str = "Nospy-Counted";
 
-/// The last message of each subject of `s` that `filter` matches (a wildcard): its subject,
-/// its sequence and its headers, from one short-lived consumer that delivers the headers alone
+/// The last message of each subject of `s` that `filter` matches (a wildcard), once each: its
+/// subject, its sequence and its headers, from one short-lived consumer that delivers the headers alone
 /// (no message's bytes are read or sent).
 async fn lasts(
     s: &stream::Stream,
@@ -508,8 +508,7 @@ impl Transport for Nats {
         let flows = self.stream(&self.flows()).await?;
         for (subject, seq, _) in lasts(&flows, format!("{}.flows.*", self.name)).await? {
             if let Some(p) = partition_of(&subject) {
-                let e = ends.flows.entry(p).or_insert(seq);
-                *e = (*e).max(seq);
+                ends.flows.insert(p, seq);
             }
         }
         let rows = self.stream(&self.rows()).await?;
@@ -521,9 +520,7 @@ impl Transport for Nats {
                 .as_ref()
                 .and_then(|h| h.get(COUNTED))
                 .and_then(|v| v.as_str().parse::<u64>().ok());
-            if ends.chains.get(&p).is_none_or(|&(s, _)| s < seq) {
-                ends.chains.insert(p, (seq, counted));
-            }
+            ends.chains.insert(p, (seq, counted));
         }
         Ok(ends)
     }
