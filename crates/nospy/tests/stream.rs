@@ -1417,3 +1417,59 @@ fn the_engine_says_where_each_partition_ends_without_sending_its_messages() {
         }
     });
 }
+
+/// The state store lists the keys under a prefix with their revisions, from the keys' last
+/// messages alone: a deleted or purged key is left out, a key of another prefix too (whole
+/// tokens or not), and the consumer that asked is gone after.
+#[test]
+fn the_state_store_lists_the_keys_under_a_prefix_with_their_revisions() {
+    use bytes::Bytes;
+    use nospy_stream::nats::{Nats, Options};
+    use nospy_stream::transport::Transport;
+    let d = Deployment::new("KEYS");
+    rt().block_on(async {
+        let t = Nats::connect(&d.url, &d.name, Options::default())
+            .await
+            .unwrap();
+        t.setup(2).await.unwrap();
+        assert_eq!(t.keys("worker.").await.unwrap(), Vec::new());
+        let a = t.put("worker.a", Bytes::from_static(b"a")).await.unwrap();
+        let b = t.put("worker.b", Bytes::from_static(b"b")).await.unwrap();
+        let gone = t.put("worker.c", Bytes::from_static(b"c")).await.unwrap();
+        t.put("workers.x", Bytes::from_static(b"x")).await.unwrap();
+        t.put("input.one", Bytes::from_static(b"{}")).await.unwrap();
+        // A key written again: its last revision.
+        let a2 = t.put("worker.a", Bytes::from_static(b"a")).await.unwrap();
+        assert!(a2 > a && a2 > gone);
+        let js = async_nats::jetstream::new(async_nats::connect(&d.url).await.unwrap());
+        let kv = js.get_key_value(format!("{}_STATE", d.name)).await.unwrap();
+        kv.delete("worker.c").await.unwrap();
+        t.put("input.two", Bytes::from_static(b"{}")).await.unwrap();
+        kv.purge("input.two").await.unwrap();
+        assert_eq!(
+            t.keys("worker.").await.unwrap(),
+            vec![("worker.a".to_string(), a2), ("worker.b".to_string(), b)]
+        );
+        // The revisions are those `get` gives.
+        assert_eq!(t.get("worker.b").await.unwrap().unwrap().1, b);
+        let inputs: Vec<String> = t
+            .keys("input.")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(inputs, ["input.one"]);
+        // A prefix that is not whole tokens.
+        let work: Vec<String> = t
+            .keys("work")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(work, ["worker.a", "worker.b", "workers.x"]);
+        let mut s = js.get_stream(format!("KV_{}_STATE", d.name)).await.unwrap();
+        assert_eq!(s.info().await.unwrap().state.consumer_count, 0);
+    });
+}

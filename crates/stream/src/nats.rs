@@ -226,6 +226,10 @@ async fn last_on(
     }
 }
 
+/// The header of a key-value message that says what it does to its key (`DEL`, `PURGE`; a
+/// value put has none, or `PUT`).
+const KV_OPERATION: &str = "KV-Operation";
+
 /// The header of a chain's message that ends a part: the last flow sequence it counted.
 const COUNTED: &str = "Nospy-Counted";
 
@@ -658,17 +662,28 @@ impl Transport for Nats {
             .map_err(|e| err(format!("writing {key}"), e))
     }
 
-    async fn keys(&self, prefix: &str) -> Result<Vec<String>, TransportError> {
+    async fn keys(&self, prefix: &str) -> Result<Vec<(String, u64)>, TransportError> {
         let kv = self.kv().await?;
-        let mut keys = kv.keys().await.map_err(|e| err("listing keys", e))?;
-        // A key written while the listing runs can be delivered again: each once.
-        let mut out = std::collections::BTreeSet::new();
-        while let Some(k) = keys.next().await {
-            let k = k.map_err(|e| err("listing keys", e))?;
-            if k.starts_with(prefix) {
-                out.insert(k);
+        // The keys' last messages alone, their headers only (a deleted key's says so): whole
+        // tokens are asked of the engine by subject, anything else filtered here.
+        let filter = match prefix.strip_suffix('.') {
+            Some(tokens) if !tokens.is_empty() => format!("{}{prefix}>", kv.prefix),
+            _ => format!("{}>", kv.prefix),
+        };
+        let mut out = Vec::new();
+        for (subject, seq, headers) in lasts(&kv.stream, filter).await? {
+            let Some(key) = subject.strip_prefix(kv.prefix.as_str()) else {
+                continue;
+            };
+            let removed = headers
+                .as_ref()
+                .and_then(|h| h.get(KV_OPERATION))
+                .is_some_and(|op| op.as_str() != "PUT");
+            if key.starts_with(prefix) && !removed {
+                out.push((key.to_string(), seq));
             }
         }
-        Ok(out.into_iter().collect())
+        out.sort();
+        Ok(out)
     }
 }

@@ -71,7 +71,7 @@ impl Outbox {
                     let p = nats.setup(partitions).await?;
                     crate::numbering::claim(&nats, &numbering).await?;
                     let mut templates = String::from(STATE_HEADER);
-                    for k in nats.keys("template.").await? {
+                    for (k, _) in nats.keys("template.").await? {
                         if let Some((v, _)) = nats.get(&k).await? {
                             for line in String::from_utf8_lossy(&v).lines().skip(1) {
                                 templates.push_str(line);

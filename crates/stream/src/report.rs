@@ -207,7 +207,7 @@ pub async fn merge<T: Transport>(t: &T, range: Option<(u64, u64)>) -> Result<Mer
         }
     }
     let mut stats = Stats::default();
-    for key in t.keys("input.").await? {
+    for (key, _) in t.keys("input.").await? {
         let Some((v, _)) = t.get(&key).await? else {
             continue;
         };

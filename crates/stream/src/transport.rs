@@ -248,6 +248,8 @@ pub trait Transport {
     /// Sets a value of the state store.
     async fn put(&self, key: &str, value: Bytes) -> Result<u64, TransportError>;
 
-    /// The keys of the state store that begin with `prefix`, each once, in order.
-    async fn keys(&self, prefix: &str) -> Result<Vec<String>, TransportError>;
+    /// The keys of the state store that begin with `prefix`, each once, in order, with their
+    /// revisions (as [`Transport::get`] gives them). A prefix of whole tokens (ending in `.`)
+    /// is asked of the store itself.
+    async fn keys(&self, prefix: &str) -> Result<Vec<(String, u64)>, TransportError>;
 }

@@ -992,10 +992,7 @@ async fn alive_workers<T: Transport>(
     seen: &mut BTreeMap<String, (u64, Instant)>,
 ) -> Result<usize, TransportError> {
     let mut n = 0;
-    for k in t.keys("worker.").await? {
-        let Some((_, rev)) = t.get(&k).await? else {
-            continue;
-        };
+    for (k, rev) in t.keys("worker.").await? {
         let e = seen.entry(k).or_insert((rev, Instant::now()));
         if e.0 != rev {
             *e = (rev, Instant::now());
