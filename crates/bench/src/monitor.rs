@@ -1031,6 +1031,10 @@ fn end_to_end(
                 partitions,
                 Options::default(),
                 numbering.clone(),
+                nospy_stream::collect::Input {
+                    source: "bench".into(),
+                    live: false,
+                },
             )?;
             let outbox = started.outbox;
             let mut sink = outbox.sink(Publisher::new(

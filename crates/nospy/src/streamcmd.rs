@@ -58,7 +58,10 @@ pub struct CollectArgs {
     duration: Option<String>,
     /// Names the input in every batch's message id (default: a file's SHA-256, or the listening
     /// address and the start time). The same input under the same name is stored once, so a
-    /// collector run again over a file it was killed reading adds nothing twice.
+    /// collector run again over a file it was killed reading adds nothing twice. A run again is
+    /// refused (exit 2) where that would not hold: a file begun by a version that cuts batches
+    /// otherwise, or begun more than half the deduplication window (15 minutes) ago, and a live
+    /// input under a name used before.
     #[arg(long)]
     source: Option<String>,
     /// How long the flow stream keeps batches (when this collector creates it).
@@ -107,6 +110,10 @@ pub fn collect(a: CollectArgs) -> Result<ExitCode> {
         a.partitions,
         options,
         numbering.clone(),
+        nospy_stream::collect::Input {
+            source: source.clone(),
+            live: a.listen.is_some(),
+        },
     )
     .with_context(|| format!("NATS at {}", a.nats.nats))?;
     let (outbox, partitions) = (started.outbox, started.partitions);

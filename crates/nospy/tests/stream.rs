@@ -586,6 +586,116 @@ fn a_message_that_is_not_a_batch_is_counted_and_refused() {
     assert_eq!(comparable(got), want);
 }
 
+/// An input run again is published only where the stream would store each of its batches once:
+/// a file run again soon, by a collector that cuts batches alike, adds nothing; one begun by a
+/// collector that cuts them otherwise (the same ids for other flows), one begun longer ago than
+/// half the stream's deduplication window (ids forgotten), and a live input under a name used
+/// before are refused (exit 2, saying why) before a batch is published.
+#[test]
+fn an_input_run_again_is_published_only_where_nothing_is_lost_or_counted_twice() {
+    let t = tempfile::tempdir().unwrap();
+    let (gen, args) = generated(t.path(), 40, 3_000, 120);
+    let want = single(&gen, &args);
+    let d = Deployment::new("again");
+    let first: serde_json::Value =
+        serde_json::from_str(&collect(&d, &gen, &args, 2).stdout).unwrap();
+    assert_eq!(first["batches_already_stored"], 0, "{first}");
+    let stored = || -> u64 {
+        rt().block_on(async {
+            let js = async_nats::jetstream::new(async_nats::connect(&d.url).await.unwrap());
+            let mut s = js.get_stream(format!("{}_FLOWS", d.name)).await.unwrap();
+            s.info().await.unwrap().state.messages
+        })
+    };
+    let batches = stored();
+    assert!(batches >= 2, "{batches} batches");
+    // The same file again at once: every batch already stored.
+    let again: serde_json::Value =
+        serde_json::from_str(&collect(&d, &gen, &args, 2).stdout).unwrap();
+    assert_eq!(again["batches_already_stored"], batches, "{again}");
+    assert_eq!(stored(), batches);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let cut = nospy_stream::collect::cut();
+    let older = format!(r#"{{"cut":"NSB2 2048 items 262144 bytes","began_s":{now},"live":false}}"#);
+    let stale = format!(r#"{{"cut":"{cut}","began_s":{},"live":false}}"#, now - 3600);
+    d.set_state(&[
+        ("source.older".to_string(), Some(older.as_str())),
+        ("source.stale".to_string(), Some(stale.as_str())),
+    ]);
+    let refused = |source: &[&str], says: &[&str]| {
+        let r = run(&strs(&collect_args(&d, &args, 2, source)));
+        assert_eq!(r.code, 2, "{source:?}: {}", r.stderr);
+        for s in says {
+            assert!(
+                r.stderr.contains(s),
+                "{source:?} should say {s:?}: {}",
+                r.stderr
+            );
+        }
+    };
+    refused(
+        &["--flows", s(&gen), "--source", "older"],
+        &[
+            "input older was begun by a collector that cuts batches as \"NSB2 2048 items 262144 bytes\"",
+            &format!("this one cuts them as {cut:?}"),
+        ],
+    );
+    refused(
+        &["--flows", s(&gen), "--source", "stale"],
+        &["input stale was begun 36", "half of that (450 s)"],
+    );
+    // A live input named as one run before.
+    let live = collect_args(
+        &d,
+        &args,
+        2,
+        &[
+            "--listen",
+            "udp:127.0.0.1:0",
+            "--duration",
+            "200ms",
+            "--source",
+            "live-a",
+        ],
+    );
+    assert_eq!(run(&strs(&live)).code, 0);
+    refused(
+        &[
+            "--listen",
+            "udp:127.0.0.1:0",
+            "--duration",
+            "200ms",
+            "--source",
+            "live-a",
+        ],
+        &["input live-a was begun before", "live input"],
+    );
+    // A file's name taken by a live input, and the other way round.
+    refused(
+        &[
+            "--listen",
+            "udp:127.0.0.1:0",
+            "--duration",
+            "200ms",
+            "--source",
+            "older",
+        ],
+        &["input older was begun before"],
+    );
+    refused(
+        &["--flows", s(&gen), "--source", "live-a"],
+        &["by a live collector"],
+    );
+    // Nothing the refused runs read was published: counted once.
+    assert_eq!(stored(), batches);
+    workers_to_the_end(&d, &args, 1);
+    let got = comparable(report(&d, None));
+    assert!(got == want, "{}", difference(&got, &want));
+}
+
 /// Collectors write a device's address as its number in the inventory's addresses: a
 /// deployment has one inventory, and a collector or worker started with another says so and
 /// stops before it writes or reads a batch (rather than having its batches refused).

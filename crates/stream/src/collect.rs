@@ -212,6 +212,101 @@ impl Sink for Publisher {
     }
 }
 
+/// How this version cuts an input into batches: their format and the bounds that seal them.
+/// Two collectors that cut alike give the same input's batches the same ids and contents; two
+/// that cut otherwise give the same id (`source.partition.number`) to different flows. Any
+/// change to how batches are cut or written must change what this says.
+pub fn cut() -> String {
+    format!(
+        "{} {BATCH_ITEMS} items {BATCH_BYTES} bytes",
+        String::from_utf8_lossy(crate::wire::BATCH_MAGIC)
+    )
+}
+
+/// An input a collector publishes: the name its batches' ids begin with, and whether it is
+/// read live (its flows differ from run to run) or from a file (the same each run).
+#[derive(Debug, Clone)]
+pub struct Input {
+    /// The name (letters, digits, `-` and `_`).
+    pub source: String,
+    /// Read live: a run under a name used before is never the same input again.
+    pub live: bool,
+}
+
+/// What the state store keeps of an input begun (`source.<name>`): how it was cut, when it
+/// was first begun (Unix seconds), and whether live.
+#[cfg(feature = "nats")]
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Begun {
+    cut: String,
+    began_s: u64,
+    live: bool,
+}
+
+/// Records `input` as begun (`source.<name>` in the state store) before any of its batches is
+/// published, or refuses to publish it ([`TransportError::InputAgain`]) where the stream would
+/// take its batches for an earlier run's that are not the same, or would no longer know the
+/// earlier run's. A run under a name begun before is taken only when both read a file, cut it
+/// alike ([`cut`]) and the first began less than half of `dedup_window` (the flow stream's:
+/// [`crate::nats::Nats::dedup_window`]) before `now_s`: then each batch the first stored is
+/// stored once, the other half of the window being what the run again has to publish them.
+/// Otherwise, ids alike for other flows would lose flows (deduplicated), and ids forgotten
+/// would count them twice.
+#[cfg(feature = "nats")]
+pub async fn begin<T: crate::transport::Transport>(
+    t: &T,
+    input: &Input,
+    dedup_window: std::time::Duration,
+    now_s: u64,
+) -> Result<(), crate::transport::TransportError> {
+    use crate::transport::TransportError;
+    let key = format!("source.{}", input.source);
+    let mine = Begun {
+        cut: cut(),
+        began_s: now_s,
+        live: input.live,
+    };
+    let body = serde_json::to_vec(&mine).map_err(|e| TransportError::Stopped(e.to_string()))?;
+    // Set unless set already (two collectors begun at once: one sets it, the other reads it).
+    let theirs = loop {
+        match t.get(&key).await? {
+            Some((v, _)) => break v,
+            None => {
+                if t.swap(&key, Bytes::from(body.clone()), None)
+                    .await?
+                    .is_some()
+                {
+                    return Ok(());
+                }
+            }
+        }
+    };
+    let theirs: Begun = serde_json::from_slice(&theirs)
+        .map_err(|e| TransportError::Corrupt(format!("{key} in the state store: {e}")))?;
+    let name = &input.source;
+    if input.live || theirs.live {
+        return Err(TransportError::InputAgain(format!(
+            "input {name} was begun before{}: a live input's flows differ from run to run, and the stream would take this run's batches for the earlier run's (same ids) and drop them. Give this run another --source (or none: a live input's default name has its start time)",
+            if theirs.live { ", by a live collector" } else { "" }
+        )));
+    }
+    if theirs.cut != mine.cut {
+        return Err(TransportError::InputAgain(format!(
+            "input {name} was begun by a collector that cuts batches as {:?}; this one cuts them as {:?}, so the same ids would name other flows (dropped as already stored, or stored beside and counted twice). Run it again with the version that began it",
+            theirs.cut, mine.cut
+        )));
+    }
+    let age = now_s.saturating_sub(theirs.began_s);
+    let half = dedup_window.as_secs() / 2;
+    if age > half {
+        return Err(TransportError::InputAgain(format!(
+            "input {name} was begun {age} s ago; the flow stream knows a batch's id for {} s, and a run again must begin within half of that ({half} s) for every batch the first run stored to be known (each not known would be counted twice). What the first run stored is counted; if it stopped before the end, the rest is not (to count it, collect a file of only the flows it did not reach, or the whole file into another deployment: --stream)",
+            dedup_window.as_secs()
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(feature = "nats")]
 /// Publishes batches in order, all of them again under the same ids until the engine has
 /// stored every one (a retry after a timeout or a restart of the server stores nothing twice),

@@ -192,6 +192,18 @@ impl Nats {
         Ok(dups)
     }
 
+    /// How long the flow stream remembers a batch's message id, as it was set up (by whoever
+    /// set it up first).
+    pub async fn dedup_window(&self) -> Result<Duration, TransportError> {
+        let flows = self.flows();
+        let mut s = self.stream(&flows).await?;
+        Ok(s.info()
+            .await
+            .map_err(|e| err(format!("the stream {flows}"), e))?
+            .config
+            .duplicate_window)
+    }
+
     async fn stream(&self, name: &str) -> Result<stream::Stream, TransportError> {
         self.js.get_stream(name).await.map_err(|e| {
             err(

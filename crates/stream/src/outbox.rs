@@ -49,13 +49,15 @@ impl Outbox {
     /// Connects to the NATS server at `url`, sets deployment `name`'s streams up (with
     /// `partitions` if they are new), records `numbering` as the deployment's or refuses it if
     /// the deployment has another ([`crate::numbering::claim`]), and reads the templates saved
-    /// for exporters.
+    /// for exporters; and records `input` as begun, or refuses it where its batches would be
+    /// taken for an earlier run's ([`crate::collect::begin`]).
     pub fn start(
         url: &str,
         name: &str,
         partitions: u32,
         options: Options,
         numbering: std::sync::Arc<crate::numbering::Numbering>,
+        input: crate::collect::Input,
     ) -> Result<Started, TransportError> {
         let (tx, rx) = mpsc::sync_channel::<Msg>(64);
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(u32, String), TransportError>>();
@@ -70,6 +72,11 @@ impl Outbox {
                     let nats = Nats::connect(&url, &deployment, options).await?;
                     let p = nats.setup(partitions).await?;
                     crate::numbering::claim(&nats, &numbering).await?;
+                    let now_s = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs());
+                    let window = nats.dedup_window().await?;
+                    crate::collect::begin(&nats, &input, window, now_s).await?;
                     let mut templates = String::from(STATE_HEADER);
                     for (k, _) in nats.keys("template.").await? {
                         if let Some((v, _)) = nats.get(&k).await? {

@@ -37,6 +37,10 @@ pub enum TransportError {
     /// Closed windows could not be handed on within [`crate::worker::ENGINE_PATIENCE`] (the
     /// reasons were said as they happened).
     WindowsNotHandedOn,
+    /// A collector asked to publish an input under a name whose batches' ids the stream would
+    /// take for another run's (why, and what to do): its flows would be lost or counted twice.
+    /// Starting again does not help.
+    InputAgain(String),
     /// This process's inventory numbers devices' addresses otherwise than the deployment's
     /// (their digests, in hex): it would write or read device numbers the others do not share.
     OtherInventory {
@@ -70,7 +74,9 @@ impl std::fmt::Display for TransportError {
                 f,
                 "stream name {name:?}: upper-case letters, digits, '_' and '-', at most 64"
             ),
-            TransportError::Corrupt(what) | TransportError::Stopped(what) => f.write_str(what),
+            TransportError::Corrupt(what)
+            | TransportError::Stopped(what)
+            | TransportError::InputAgain(what) => f.write_str(what),
             TransportError::Partitions { first, last, count } => write!(
                 f,
                 "partitions {first}-{last}: not within 0-{} (the stream has {count})",

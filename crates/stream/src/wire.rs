@@ -68,7 +68,7 @@ use nospy_monitor::{Delta, DeviceCounts, NamedPeer, RowParts};
 use nospy_tlog::Sha256;
 use std::net::IpAddr;
 
-const BATCH_MAGIC: &[u8; 4] = b"NSB3";
+pub(crate) const BATCH_MAGIC: &[u8; 4] = b"NSB3";
 /// The batches before a device's address was written as its number.
 const BATCH_MAGIC_2: &[u8; 4] = b"NSB2";
 /// The batches before a flow's start was a step from the one before and ports took one or
