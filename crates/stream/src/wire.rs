@@ -28,14 +28,14 @@
 //! dns    = ts_ns:u64 client:addr addr:addr ttl:u32 name:str16
 //! unknown= second:u64 flows:u64 packets:u64 bytes:u64 (flows of no device, by start second)
 //!
-//! part   = "NSP3" inventory:32 partition:u32 after:u64 last:u64 watermark_ns:u64
+//! part   = "NSP4" inventory:32 partition:u32 after:u64 last:u64 watermark_ns:u64
 //!          window_secs:u64 refused:u64 count:u32 (start_s:u64 delta)*
 //! delta  = flows packets bytes unknown dropped:u64 ndev:u32 (device flows violations
 //!          unattributable:var)* nsets:u32 (n:u32 str16*)* nviol:u32 row* nunat:u32 row*
 //!          names:u8 [npeers:u32 (peer:addr set:var)*]
 //!          (names: 1 when the names violation rows' peers stood for are recorded, then each
-//!          peer that stood for any with its set; 0 when they are not. "NSP2" is the same
-//!          without `names`, read as not recorded)
+//!          peer that stood for any with its set; 0 when they are not. "NSP3" is the same
+//!          without side's bit 4; "NSP2" without `names` too, read as not recorded)
 //! chunk  = "NSK1" partition:u32 before:u64 index:u32 count:u32 last:u64 watermark_ns:u64
 //!          bytes (a part too large for one message, cut: its chunks' bytes in order are the
 //!          part's; `before` is where the chain ended before the first; `last` and
@@ -43,15 +43,17 @@
 //! row    = device:var side:u8 peer:addr proto:u8 port:u16 flows packets bytes:var
 //!          first:var span:var names:var
 //!          (side: bit 0 to the device, bits 1-3 who opened its flows: the device, the peer,
-//!          not known; all clear when the writer did not record it)
+//!          not known; all clear when the writer did not record it; bit 4 first and span in
+//!          milliseconds, set exactly when both are whole milliseconds)
 //!          (first is first_ns after the window's start, span is last_ns after first_ns,
-//!          both modulo 2^64: a row takes about 26 bytes)
+//!          both modulo 2^64: a row takes about 22 bytes in milliseconds, 28 in nanoseconds)
 //! ```
 //!
 //! A part is as large as the rows it carries (a fifth of the flows may be violations to
 //! scattered peers), and every part is written once and read by every report: hence the
-//! numbers as LEB128 and the times relative to what they cannot be far from. "NSP1" (fixed
-//! 8-byte numbers) is refused with its name; "NSP2" is still read. Batches are what the
+//! numbers as LEB128, the times relative to what they cannot be far from and in milliseconds
+//! where they are whole ones (exporters' times mostly are). "NSP1" (fixed 8-byte numbers) is
+//! refused with its name; "NSP2" and "NSP3" are still read. Batches are what the
 //! engine stores and carries most of (its work grows with their bytes): "NSB2" (every address
 //! written out, the flow's head otherwise arranged, 0x80 DNS and 0x81 unknown; about 20 bytes
 //! a flow) and "NSB1" (kind and flags bytes, starts after the batch's earliest, ports as
@@ -99,9 +101,15 @@ const NSB2_DST6: u8 = 8;
 const NSB2_BACKWARDS: u8 = 16;
 const NSB2_SPORT8: u8 = 32;
 const NSB2_DPORT8: u8 = 64;
-const PART_MAGIC: &[u8; 4] = b"NSP3";
+const PART_MAGIC: &[u8; 4] = b"NSP4";
+/// The parts before rows' times could be written in milliseconds.
+const PART_MAGIC_3: &[u8; 4] = b"NSP3";
 /// The parts before the names of violation rows' peers were recorded.
 const PART_MAGIC_2: &[u8; 4] = b"NSP2";
+/// A part row's side bit: its times in milliseconds.
+const ROW_MS: u8 = 16;
+/// Nanoseconds in a millisecond.
+const MS: u64 = 1_000_000;
 /// A chunk of a part too large for one message.
 const CHUNK_MAGIC: &[u8; 4] = b"NSK1";
 
@@ -897,19 +905,22 @@ pub fn encode_part(p: &Part) -> Vec<u8> {
             w.extend_from_slice(&(rows.len() as u32).to_be_bytes());
             let base = start.wrapping_mul(1_000_000_000);
             for r in rows.iter() {
+                let (first, span) = (
+                    r.first_ns.wrapping_sub(base),
+                    r.last_ns.wrapping_sub(r.first_ns),
+                );
+                let ms = first % MS == 0 && span % MS == 0;
                 put_var(&mut w, u64::from(r.device));
-                w.push(r.to_device as u8 | (r.openers & 7) << 1);
+                w.push(r.to_device as u8 | (r.openers & 7) << 1 | if ms { ROW_MS } else { 0 });
                 put_addr(&mut w, r.peer);
                 w.push(r.proto);
                 w.extend_from_slice(&r.port.to_be_bytes());
-                for v in [
-                    r.flows,
-                    r.packets,
-                    r.bytes,
-                    r.first_ns.wrapping_sub(base),
-                    r.last_ns.wrapping_sub(r.first_ns),
-                    u64::from(r.names),
-                ] {
+                let (first, span) = if ms {
+                    (first / MS, span / MS)
+                } else {
+                    (first, span)
+                };
+                for v in [r.flows, r.packets, r.bytes, first, span, u64::from(r.names)] {
                     put_var(&mut w, v);
                 }
             }
@@ -937,20 +948,21 @@ pub fn encode_part(p: &Part) -> Vec<u8> {
     w
 }
 
-/// Reads a part's head, `r` at its start: the part without its windows, and whether it was
-/// written by a monitor that records the names peers stood for (not [`PART_MAGIC_2`]).
-fn read_part_head(r: &mut Reader<'_>) -> Result<(Part, bool), WireError> {
+/// Reads a part's head, `r` at its start: the part without its windows, and its format's
+/// version (2, 3 or 4: [`PART_MAGIC_2`], [`PART_MAGIC_3`], [`PART_MAGIC`]).
+fn read_part_head(r: &mut Reader<'_>) -> Result<(Part, u8), WireError> {
     if r.b.starts_with(b"NSP1") {
         return Err(r.err(
             0,
             "a part of the earlier format NSP1, which this nospy no longer reads (the workers that wrote it were older: start the deployment afresh under a new --stream name)".into(),
         ));
     }
-    let names_recorded = !r.b.starts_with(PART_MAGIC_2);
-    let magic = if names_recorded {
-        PART_MAGIC
+    let (magic, version) = if r.b.starts_with(PART_MAGIC_2) {
+        (PART_MAGIC_2, 2)
+    } else if r.b.starts_with(PART_MAGIC_3) {
+        (PART_MAGIC_3, 3)
     } else {
-        PART_MAGIC_2
+        (PART_MAGIC, 4)
     };
     r.magic(magic, "a monitor part")?;
     let mut inventory = [0u8; 32];
@@ -974,7 +986,7 @@ fn read_part_head(r: &mut Reader<'_>) -> Result<(Part, bool), WireError> {
         refused,
         windows: Vec::new(),
     };
-    Ok((part, names_recorded))
+    Ok((part, version))
 }
 
 /// The last flow sequence a part counted and its watermark, from its head alone (its windows
@@ -987,7 +999,10 @@ pub fn part_end(b: &[u8]) -> Result<(u64, u64), WireError> {
 /// Reads a part.
 pub fn decode_part(b: &[u8]) -> Result<Part, WireError> {
     let mut r = Reader { b, at: 0 };
-    let (mut part, names_recorded) = read_part_head(&mut r)?;
+    let (mut part, version) = read_part_head(&mut r)?;
+    let names_recorded = version >= 3;
+    // The largest side a row may have: bit 4 (times in milliseconds) since NSP4.
+    let most_side = if version >= 4 { 31 } else { 15 };
     let n = r.count(8 + 40 + 4 * 4, "windows")?;
     let mut windows = Vec::with_capacity(n);
     for _ in 0..n {
@@ -1023,15 +1038,35 @@ pub fn decode_part(b: &[u8]) -> Result<Part, WireError> {
             let base = start.wrapping_mul(1_000_000_000);
             for _ in 0..nr {
                 let device = r.var_u32("device")?;
+                let side_at = r.at;
                 let side = r.u8()?;
-                if side > 15 {
-                    return Err(r.err(r.at - 1, format!("side {side}")));
+                if side > most_side {
+                    return Err(r.err(side_at, format!("side {side}")));
                 }
-                let (to_device, openers) = (side & 1 == 1, side >> 1);
+                let (to_device, openers) = (side & 1 == 1, (side >> 1) & 7);
                 let (peer, proto, port) = (r.addr()?, r.u8()?, r.u16()?);
                 let (flows, packets, bytes) = (r.var()?, r.var()?, r.var()?);
-                let first_ns = base.wrapping_add(r.var()?);
-                let last_ns = first_ns.wrapping_add(r.var()?);
+                let times_at = r.at;
+                let (mut first, mut span) = (r.var()?, r.var()?);
+                // One encoding per row: in milliseconds exactly when both are whole ones.
+                if side & ROW_MS != 0 {
+                    match (first.checked_mul(MS), span.checked_mul(MS)) {
+                        (Some(f), Some(s)) => (first, span) = (f, s),
+                        _ => {
+                            return Err(r.err(
+                                times_at,
+                                "times in milliseconds beyond 2^64 nanoseconds".into(),
+                            ))
+                        }
+                    }
+                } else if version >= 4 && first % MS == 0 && span % MS == 0 {
+                    return Err(r.err(
+                        side_at,
+                        "whole milliseconds written in nanoseconds (one encoding per row)".into(),
+                    ));
+                }
+                let first_ns = base.wrapping_add(first);
+                let last_ns = first_ns.wrapping_add(span);
                 rows.push(RowParts {
                     device,
                     to_device,
@@ -2156,6 +2191,65 @@ mod tests {
         assert_eq!(
             decode_part(&long).unwrap_err().to_string(),
             format!("byte {at}: a number not in its shortest form")
+        );
+        // Times in whole milliseconds are written in milliseconds (side bit 4), and read back
+        // as written; whole milliseconds in nanoseconds, or milliseconds beyond 2^64
+        // nanoseconds, are refused (one encoding per row); a part of the format before
+        // (NSP3) is read as it was written then, bit 4 refused there.
+        let mut in_ms = one.clone();
+        let start = in_ms.windows[0].0;
+        let ms_row = RowParts {
+            first_ns: start * 1_000_000_000 + 1_500 * MS,
+            last_ns: start * 1_000_000_000 + 1_750 * MS,
+            ..in_ms.windows[0].1.violations[0]
+        };
+        in_ms.windows[0].1.violations = vec![ms_row];
+        let bm = encode_part(&in_ms);
+        assert_eq!(decode_part(&bm).unwrap(), in_ms);
+        let mut in_ns = in_ms.clone();
+        in_ns.windows[0].1.violations[0].last_ns += 1;
+        let bn = encode_part(&in_ns);
+        assert_eq!(decode_part(&bn).unwrap(), in_ns);
+        // The two differ first at the row's side.
+        let side_at = bm.iter().zip(&bn).position(|(m, n)| m != n).unwrap();
+        assert_eq!(bm[side_at], bn[side_at] | ROW_MS);
+        assert_eq!(bn[side_at] & ROW_MS, 0);
+        // Then peer (IPv4: 5), proto, port, flows, packets and bytes (1, 1 and 2 bytes), and
+        // the times: 1,500 and 250 ms, two bytes each, where the ns row's take five and four.
+        let times_at = side_at + 1 + 5 + 1 + 2 + 4;
+        assert_eq!(bn.len() - bm.len(), 5 + 4 - 2 - 2);
+        let mut as_ns = bm.clone();
+        as_ns[side_at] &= !ROW_MS;
+        let mut ns = Vec::new();
+        put_var(&mut ns, 1_500 * MS);
+        put_var(&mut ns, 250 * MS);
+        as_ns.splice(times_at..times_at + 4, ns);
+        assert_eq!(
+            decode_part(&as_ns).unwrap_err().to_string(),
+            format!(
+                "byte {side_at}: whole milliseconds written in nanoseconds (one encoding per row)"
+            )
+        );
+        let mut beyond = in_ms.clone();
+        beyond.windows[0].1.violations[0].first_ns = 0;
+        beyond.windows[0].0 = 0;
+        let mut bb = encode_part(&beyond);
+        // first 0 ms (one byte) made u64::MAX / 1,000 (a ten-byte LEB128, shortest form).
+        let mut big = Vec::new();
+        put_var(&mut big, u64::MAX / 1_000);
+        bb.splice(times_at..times_at + 1, big);
+        assert_eq!(
+            decode_part(&bb).unwrap_err().to_string(),
+            format!("byte {times_at}: times in milliseconds beyond 2^64 nanoseconds")
+        );
+        let mut nsp3 = bn.clone();
+        nsp3[..4].copy_from_slice(b"NSP3");
+        assert_eq!(decode_part(&nsp3).unwrap(), in_ns);
+        let mut ms3 = bm.clone();
+        ms3[..4].copy_from_slice(b"NSP3");
+        assert_eq!(
+            decode_part(&ms3).unwrap_err().to_string(),
+            format!("byte {side_at}: side {}", bm[side_at])
         );
         // A part written before peers' names were recorded (NSP2: no names flag) reads as
         // one that does not record them; a flag other than 0 or 1 is refused at its place.
