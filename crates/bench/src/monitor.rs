@@ -1070,11 +1070,25 @@ fn end_to_end(
         let judged = t.elapsed().as_secs_f64();
         let cpu_end = process_cpu_s();
         let server_end = server_cpu();
-        if trace {
-            eprintln!("collector done at {collected:.2} s, workers at {judged:.2} s");
-        }
         let merged = rt()?.block_on(async {
             let nats = Nats::connect(url, name, Options::default()).await?;
+            if trace {
+                // What the engine stores of each: the batches, and the parts.
+                let js = async_nats::jetstream::new(async_nats::connect(url).await?);
+                let mut stored = Vec::new();
+                for s in ["FLOWS", "ROWS"] {
+                    let mut st = js.get_stream(format!("{name}_{s}")).await?;
+                    let state = st.info().await?.state.clone();
+                    stored.push(format!(
+                        "{s} {} messages, {} bytes",
+                        state.messages, state.bytes
+                    ));
+                }
+                eprintln!(
+                    "collector done at {collected:.2} s, workers at {judged:.2} s; stored: {}",
+                    stored.join("; ")
+                );
+            }
             nospy_stream::report::merge(&nats, None)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))
