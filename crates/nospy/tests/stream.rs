@@ -49,6 +49,30 @@ fn rt() -> tokio::runtime::Runtime {
 }
 
 impl Deployment {
+    /// The deployment's transport, its streams set up (with `partitions` if new).
+    async fn transport(&self, partitions: u32) -> nospy_stream::nats::Nats {
+        use nospy_stream::transport::Transport as _;
+        let t = nospy_stream::nats::Nats::connect(
+            &self.url,
+            &self.name,
+            nospy_stream::nats::Options::default(),
+        )
+        .await
+        .unwrap();
+        t.setup(partitions).await.unwrap();
+        t
+    }
+
+    /// The consumers on the engine's stream `stream` (`{name}` in it is the deployment's name).
+    async fn consumers(&self, stream: &str) -> usize {
+        let js = async_nats::jetstream::new(async_nats::connect(&self.url).await.unwrap());
+        let mut s = js
+            .get_stream(stream.replace("{name}", &self.name))
+            .await
+            .unwrap();
+        s.info().await.unwrap().state.consumer_count
+    }
+
     /// Sets (`Some`) or deletes (`None`) keys of the deployment's state bucket, as a worker or
     /// an operator would.
     fn set_state(&self, keys: &[(String, Option<&str>)]) {
@@ -648,43 +672,26 @@ fn an_input_run_again_is_published_only_where_nothing_is_lost_or_counted_twice()
         &["input stale was begun 36", "half of that (450 s)"],
     );
     // A live input named as one run before.
-    let live = collect_args(
-        &d,
-        &args,
-        2,
-        &[
+    let listen = |source: &'static str| {
+        [
             "--listen",
             "udp:127.0.0.1:0",
             "--duration",
             "200ms",
             "--source",
-            "live-a",
-        ],
+            source,
+        ]
+    };
+    assert_eq!(
+        run(&strs(&collect_args(&d, &args, 2, &listen("live-a")))).code,
+        0
     );
-    assert_eq!(run(&strs(&live)).code, 0);
     refused(
-        &[
-            "--listen",
-            "udp:127.0.0.1:0",
-            "--duration",
-            "200ms",
-            "--source",
-            "live-a",
-        ],
+        &listen("live-a"),
         &["input live-a was begun before", "live input"],
     );
     // A file's name taken by a live input, and the other way round.
-    refused(
-        &[
-            "--listen",
-            "udp:127.0.0.1:0",
-            "--duration",
-            "200ms",
-            "--source",
-            "older",
-        ],
-        &["input older was begun before"],
-    );
+    refused(&listen("older"), &["input older was begun before"]);
     refused(
         &["--flows", s(&gen), "--source", "live-a"],
         &["by a live collector"],
@@ -1451,15 +1458,11 @@ fn a_worker_taking_a_partition_over_reads_the_answers_before_and_frames_no_devic
 #[test]
 fn the_engine_says_where_each_partition_ends_without_sending_its_messages() {
     use bytes::Bytes;
-    use nospy_stream::nats::{Nats, Options};
     use nospy_stream::transport::{Sealed, To, Transport};
     use nospy_stream::wire::{chunk_part, encode_part, Part};
     let d = Deployment::new("ENDS");
     rt().block_on(async {
-        let t = Nats::connect(&d.url, &d.name, Options::default())
-            .await
-            .unwrap();
-        t.setup(4).await.unwrap();
+        let t = d.transport(4).await;
         assert_eq!(t.ends().await.unwrap(), Default::default());
         // Flows in partitions 0 and 2 (what they hold does not matter here).
         let batch = |p: u32, n: u32| Sealed {
@@ -1520,10 +1523,8 @@ fn the_engine_says_where_each_partition_ends_without_sending_its_messages() {
             [(0, (second, Some(3))), (2, (chunk, None))].into()
         );
         // The consumers that asked are gone.
-        let js = async_nats::jetstream::new(async_nats::connect(&d.url).await.unwrap());
-        for s in ["FLOWS", "ROWS"] {
-            let mut s = js.get_stream(format!("{}_{s}", d.name)).await.unwrap();
-            assert_eq!(s.info().await.unwrap().state.consumer_count, 0);
+        for s in ["{name}_FLOWS", "{name}_ROWS"] {
+            assert_eq!(d.consumers(s).await, 0, "{s}");
         }
     });
 }
@@ -1534,14 +1535,10 @@ fn the_engine_says_where_each_partition_ends_without_sending_its_messages() {
 #[test]
 fn the_state_store_lists_the_keys_under_a_prefix_with_their_revisions() {
     use bytes::Bytes;
-    use nospy_stream::nats::{Nats, Options};
     use nospy_stream::transport::Transport;
     let d = Deployment::new("KEYS");
     rt().block_on(async {
-        let t = Nats::connect(&d.url, &d.name, Options::default())
-            .await
-            .unwrap();
-        t.setup(2).await.unwrap();
+        let t = d.transport(2).await;
         assert_eq!(t.keys("worker.").await.unwrap(), Vec::new());
         let a = t.put("worker.a", Bytes::from_static(b"a")).await.unwrap();
         let b = t.put("worker.b", Bytes::from_static(b"b")).await.unwrap();
@@ -1562,24 +1559,13 @@ fn the_state_store_lists_the_keys_under_a_prefix_with_their_revisions() {
         );
         // The revisions are those `get` gives.
         assert_eq!(t.get("worker.b").await.unwrap().unwrap().1, b);
-        let inputs: Vec<String> = t
-            .keys("input.")
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|(k, _)| k)
-            .collect();
-        assert_eq!(inputs, ["input.one"]);
+        let names = |keys: Vec<(String, u64)>| -> Vec<String> {
+            keys.into_iter().map(|(k, _)| k).collect()
+        };
+        assert_eq!(names(t.keys("input.").await.unwrap()), ["input.one"]);
         // A prefix that is not whole tokens.
-        let work: Vec<String> = t
-            .keys("work")
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|(k, _)| k)
-            .collect();
+        let work = names(t.keys("work").await.unwrap());
         assert_eq!(work, ["worker.a", "worker.b", "workers.x"]);
-        let mut s = js.get_stream(format!("KV_{}_STATE", d.name)).await.unwrap();
-        assert_eq!(s.info().await.unwrap().state.consumer_count, 0);
+        assert_eq!(d.consumers("KV_{name}_STATE").await, 0);
     });
 }
