@@ -244,7 +244,7 @@ struct Begun {
 }
 
 /// Records `input` as begun (`source.<name>` in the state store) before any of its batches is
-/// published, or refuses to publish it ([`TransportError::InputAgain`]) where the stream would
+/// published, or refuses to publish it ([`crate::transport::TransportError::InputAgain`]) where the stream would
 /// take its batches for an earlier run's that are not the same, or would no longer know the
 /// earlier run's. A run under a name begun before is taken only when both read a file, cut it
 /// alike ([`cut`]) and the first began less than half of `dedup_window` (the flow stream's:
