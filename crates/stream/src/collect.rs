@@ -268,18 +268,8 @@ pub async fn begin<T: crate::transport::Transport>(
     };
     let body = serde_json::to_vec(&mine).map_err(|e| TransportError::Stopped(e.to_string()))?;
     // Set unless set already (two collectors begun at once: one sets it, the other reads it).
-    let theirs = loop {
-        match t.get(&key).await? {
-            Some((v, _)) => break v,
-            None => {
-                if t.swap(&key, Bytes::from(body.clone()), None)
-                    .await?
-                    .is_some()
-                {
-                    return Ok(());
-                }
-            }
-        }
+    let Some(theirs) = t.set_once(&key, Bytes::from(body)).await? else {
+        return Ok(());
     };
     let theirs: Begun = serde_json::from_slice(&theirs)
         .map_err(|e| TransportError::Corrupt(format!("{key} in the state store: {e}")))?;

@@ -138,17 +138,10 @@ pub async fn claim<T: crate::transport::Transport>(
     numbering: &Numbering,
 ) -> Result<(), crate::transport::TransportError> {
     let ours = Sha256(*numbering.digest()).to_hex();
-    if t.swap("numbering", ours.clone().into(), None)
-        .await?
-        .is_some()
-    {
+    let Some(theirs) = t.set_once("numbering", ours.clone().into()).await? else {
         return Ok(());
-    }
-    let theirs = t
-        .get("numbering")
-        .await?
-        .map(|(b, _)| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default();
+    };
+    let theirs = String::from_utf8_lossy(&theirs).into_owned();
     if theirs == ours {
         Ok(())
     } else {

@@ -251,6 +251,21 @@ pub trait Transport {
         revision: Option<u64>,
     ) -> Result<Option<u64>, TransportError>;
 
+    /// Sets `key` to `value` unless it holds a value already (what a deployment's first
+    /// process records for the others to agree with): `None` when this set it, else the value
+    /// it holds.
+    async fn set_once(&self, key: &str, value: Bytes) -> Result<Option<Bytes>, TransportError> {
+        loop {
+            if self.swap(key, value.clone(), None).await?.is_some() {
+                return Ok(None);
+            }
+            // Set by another meanwhile (unless deleted since: then set it again).
+            if let Some((theirs, _)) = self.get(key).await? {
+                return Ok(Some(theirs));
+            }
+        }
+    }
+
     /// Sets a value of the state store.
     async fn put(&self, key: &str, value: Bytes) -> Result<u64, TransportError>;
 

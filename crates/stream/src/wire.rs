@@ -108,7 +108,8 @@ const PART_MAGIC_3: &[u8; 4] = b"NSP3";
 const PART_MAGIC_2: &[u8; 4] = b"NSP2";
 /// A part row's side bit: its times in milliseconds.
 const ROW_MS: u8 = 16;
-/// Nanoseconds in a millisecond.
+/// Nanoseconds in a millisecond (the unit of a batch's flow times, and a part row's, where
+/// they are whole ones).
 const MS: u64 = 1_000_000;
 /// A chunk of a part too large for one message.
 const CHUNK_MAGIC: &[u8; 4] = b"NSK1";
@@ -249,7 +250,7 @@ impl BatchWriter {
         } else {
             f.first_ns - f.last_ns
         };
-        let ms = forward && step % 1_000_000 == 0 && dur % 1_000_000 == 0;
+        let ms = forward && step % MS as i64 == 0 && dur % MS == 0;
         let number = |r: Option<u32>, a: IpAddr| match r {
             Some(r) if numbering.addr(r) == Some(a) => Some(r),
             Some(_) => numbering.of(a),
@@ -282,8 +283,8 @@ impl BatchWriter {
             w.push(u8::from(f.src.is_ipv6()) | u8::from(f.dst.is_ipv6()) << 1);
         }
         if ms {
-            put_var(w, zigzag(step / 1_000_000));
-            put_var(w, dur / 1_000_000);
+            put_var(w, zigzag(step / MS as i64));
+            put_var(w, dur / MS);
         } else {
             put_var(w, zigzag(step));
             put_var(w, dur);
@@ -351,7 +352,7 @@ fn unzigzag(z: u64) -> i64 {
 fn step_from(prev: u64, z: u64, ms: bool) -> Option<u64> {
     let step = unzigzag(z);
     let step = if ms {
-        step.checked_mul(1_000_000)?
+        step.checked_mul(MS as i64)?
     } else {
         step
     };
@@ -590,7 +591,7 @@ fn read_batch_1(
                 }
                 let (start, dur) = (r.var()?, r.var()?);
                 let ms = flags & 2 != 0;
-                let scale = if ms { 1_000_000 } else { 1 };
+                let scale = if ms { MS } else { 1 };
                 let times = start
                     .checked_mul(scale)
                     .and_then(|s| base.checked_add(s))
@@ -644,7 +645,7 @@ fn unknown(r: &mut Reader<'_>) -> Result<Item, WireError> {
 /// start or (`backwards`) before it; `None` beyond 64 bits of nanoseconds.
 #[inline]
 fn end_of(first_ns: u64, dur: u64, ms: bool, backwards: bool) -> Option<u64> {
-    let d = if ms { dur.checked_mul(1_000_000)? } else { dur };
+    let d = if ms { dur.checked_mul(MS)? } else { dur };
     if backwards {
         first_ns.checked_sub(d)
     } else {
